@@ -1,0 +1,3 @@
+module github.com/tryd-ci/tryd/compat/xbuild
+
+go 1.26.8

@@ -1,0 +1,107 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExampleConfigLoads(t *testing.T) {
+	cfg, err := Load(filepath.Join("..", "..", "tryd.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(cfg.Builders); got != 2 {
+		t.Errorf("builders = %d, want 2", got)
+	}
+	if cfg.Builders[1].InTrySet() || !cfg.Builders[0].InTrySet() {
+		t.Errorf("trybot flags not honoured: %+v", cfg.Builders)
+	}
+	if got := cfg.Coordinator.HeartbeatTimeout.Or(time.Minute); got != 15*time.Second {
+		t.Errorf("heartbeat_timeout = %v, want 15s", got)
+	}
+	if cfg.Maintnerd.Listen != ":8081" {
+		t.Errorf("inline endpoint not decoded: %+v", cfg.Maintnerd)
+	}
+	if got := cfg.Gerrit[0].Password.String(); got != "file:/etc/tryd/gerrit-http-password" {
+		t.Errorf("password ref = %q", got)
+	}
+}
+
+func TestEmptyConfig(t *testing.T) {
+	cfg, err := Parse("empty.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Repos) != 0 || cfg.DataDir != "" {
+		t.Errorf("empty config not zero: %+v", cfg)
+	}
+}
+
+func TestBadConfigs(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // substrings of the error
+	}{
+		{"unknown top-level key", "data_dir: x\nbogus: 1\n", []string{"line 2", `unknown key "bogus"`}},
+		{"unknown nested key", "builders:\n  - name: a\n    planner: go\n    colour: red\n", []string{"line 4", `unknown key "colour"`}},
+		{"bad duration", "coordinator:\n  heartbeat_timeout: soon\n", []string{"line 2", `bad duration "soon"`}},
+		{"literal secret", "github:\n  - name: gh\n    token: ghp_abc123\n", []string{"line 3", "reference"}},
+		{"duplicate builder", "builders:\n  - name: a\n    planner: go\n  - name: a\n    planner: go\n", []string{"line 4", "builders[1].name", `duplicate builder "a"`}},
+		{"unknown planner", "builders:\n  - name: a\n    planner: bazel\n", []string{"line 3", `unknown planner "bazel"`}},
+		{"builder without work", "builders:\n  - name: a\n", []string{"line 2", "needs planner or steps"}},
+		{"unknown repo in builder", "builders:\n  - name: a\n    planner: go\n    repos: [nope]\n", []string{"line 4", `unknown repository "nope"`}},
+		{"repo with unknown gerrit", "repos:\n  - name: r\n    gerrit: g\n    project: p\n", []string{"line 3", `unknown gerrit server "g"`}},
+		{"hostile repo name", "repos:\n  - name: ../etc\n    url: https://x/y\n", []string{"line 2", "bad repository name"}},
+		{"bad slug", "github:\n  - name: gh\n    token: env:T\nrepos:\n  - name: r\n    github: gh\n    slug: nope\n", []string{"line 7", "owner/repo"}},
+		{"alias of unknown builder", "trybot:\n  aliases:\n    x: [missing]\n", []string{"line 3", `unknown builder "missing"`}},
+		{"bad vote", "trybot:\n  preexisting_vote: 2\n", []string{"line 2", "-1, 0 or 1"}},
+		{"bad store", "maintnerd:\n  store: s3\n", []string{"line 2", `unknown store "s3"`}},
+		{"bad url", "gerrit:\n  - name: g\n    url: review.example.com\n", []string{"line 3", "bad URL"}},
+		{"postgres without dsn", "coordinator:\n  database: postgres\n", []string{"line 1", "coordinator.postgres_dsn"}},
+		{"malformed yaml", "repos: [\n", []string{"tryd.yaml"}},
+		{"wrong type", "worker:\n  slots: many\n", []string{"line 2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("tryd.yaml", []byte(tt.yaml))
+			if err == nil {
+				t.Fatalf("Parse accepted:\n%s", tt.yaml)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestSecretValue(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "tok")
+	if err := os.WriteFile(f, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := FileSecret(f).Value(); err != nil || v != "s3cret" {
+		t.Errorf("file secret = %q, %v", v, err)
+	}
+	t.Setenv("TRYD_TEST_SECRET", "abc")
+	if v, err := EnvSecret("TRYD_TEST_SECRET").Value(); err != nil || v != "abc" {
+		t.Errorf("env secret = %q, %v", v, err)
+	}
+	if _, err := EnvSecret("TRYD_TEST_UNSET_SECRET").Value(); err == nil {
+		t.Error("unset env secret gave no error")
+	}
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o600)
+	if _, err := FileSecret(empty).Value(); err == nil {
+		t.Error("empty secret file gave no error")
+	}
+	if s := FileSecret(f).String(); strings.Contains(s, "s3cret") {
+		t.Errorf("String() leaks the secret: %q", s)
+	}
+}
