@@ -226,6 +226,9 @@ func Unpack(r io.Reader, dir string, lim Limits) error {
 		if err != nil {
 			return fmt.Errorf("artifact: unpack into %s: %w", dir, err)
 		}
+		if hdr.Typeflag == tar.TypeXGlobalHeader {
+			continue // git archive's commit comment; no file
+		}
 		files++
 		if files > lim.MaxFiles {
 			return fmt.Errorf("artifact: unpack into %s: more than %d entries: %w", dir, lim.MaxFiles, ErrTooLarge)

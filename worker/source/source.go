@@ -1,0 +1,359 @@
+// Package source puts a job's source tree in place on a worker: a local
+// clone per repository, kept up to date by incremental "git fetch" from
+// gitmirror's smart HTTP URL (<base>/<repo>.git), checked out per job with
+// "git worktree add" of exactly the wanted revision into a fresh
+// directory; when git cannot get the revision, gitmirror's tarball
+// (<base>/<repo>.tar.gz?rev=<rev>) is unpacked instead. Uploaded sources
+// (files named by content digest) are written from blobs the caller
+// fetches.
+//
+// Revisions are validated before they reach git: 4 to 64 hex digits, or a
+// refs/... name of safe characters. Repository URLs must be http, https
+// or file URLs.
+package source
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/tryd-ci/tryd/worker/artifact"
+)
+
+// ErrBadRevision is wrapped when a revision or repository URL is refused.
+var ErrBadRevision = errors.New("bad revision or repository")
+
+// ErrNotFound is wrapped when neither git nor the tarball URL has the
+// revision.
+var ErrNotFound = errors.New("revision not found")
+
+// Options configures a Store.
+type Options struct {
+	// Dir holds the clones (required).
+	Dir string
+	// Git is the git program (default "git" from PATH).
+	Git string
+	// HTTPClient downloads tarballs (default http.DefaultClient).
+	HTTPClient *http.Client
+	// CommandTimeout bounds each git command (default 10m).
+	CommandTimeout time.Duration
+	// Log receives fetch and fallback messages; nil discards.
+	Log logrus.FieldLogger
+}
+
+// Store owns the local clones.
+type Store struct {
+	opts Options
+	log  logrus.FieldLogger
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+// New validates opts and returns a Store.
+func New(opts Options) (*Store, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("source: Options.Dir is empty")
+	}
+	if opts.Git == "" {
+		opts.Git = "git"
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = http.DefaultClient
+	}
+	if opts.CommandTimeout <= 0 {
+		opts.CommandTimeout = 10 * time.Minute
+	}
+	log := opts.Log
+	if log == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		log = l
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	return &Store{opts: opts, log: log, locks: map[string]*sync.Mutex{}}, nil
+}
+
+// CheckRevision accepts 4 to 64 hex digits or a refs/... name made of
+// letters, digits, '.', '_', '-' and '/', with no empty part, no part
+// starting with '.' or '-' or ending in ".lock", and no "..".
+func CheckRevision(rev string) error {
+	if rev == "" || len(rev) > 256 {
+		return fmt.Errorf("revision must be 1 to 256 characters: %w", ErrBadRevision)
+	}
+	if isHex(rev) {
+		if len(rev) < 4 || len(rev) > 64 {
+			return fmt.Errorf("object name %q must have 4 to 64 hex digits: %w", rev, ErrBadRevision)
+		}
+		return nil
+	}
+	if !strings.HasPrefix(rev, "refs/") || strings.Contains(rev, "..") {
+		return fmt.Errorf("revision %q is neither hex nor a refs/... name: %w", rev, ErrBadRevision)
+	}
+	for _, part := range strings.Split(rev, "/") {
+		if part == "" || part[0] == '.' || part[0] == '-' || strings.HasSuffix(part, ".lock") {
+			return fmt.Errorf("revision %q: bad ref name part %q: %w", rev, part, ErrBadRevision)
+		}
+		for i := 0; i < len(part); i++ {
+			c := part[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+				return fmt.Errorf("revision %q: character %q not allowed: %w", rev, c, ErrBadRevision)
+			}
+		}
+	}
+	return nil
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// CheckRepoURL accepts http, https and file URLs without user info,
+// query or fragment (a token in a URL would end up in logs).
+func CheckRepoURL(repo string) error {
+	u, err := url.Parse(repo)
+	if err != nil || strings.HasPrefix(repo, "-") {
+		return fmt.Errorf("repository URL %q: %w", repo, ErrBadRevision)
+	}
+	switch u.Scheme {
+	case "http", "https":
+		if u.Host == "" {
+			return fmt.Errorf("repository URL %q has no host: %w", repo, ErrBadRevision)
+		}
+	case "file":
+		if u.Path == "" {
+			return fmt.Errorf("repository URL %q has no path: %w", repo, ErrBadRevision)
+		}
+	default:
+		return fmt.Errorf("repository URL %q: scheme must be http, https or file: %w", repo, ErrBadRevision)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("repository URL %q may not carry user info, a query or a fragment: %w", repo, ErrBadRevision)
+	}
+	return nil
+}
+
+// TarballURL returns gitmirror's tarball URL for a smart HTTP repository
+// URL (<base>/<repo>.git), or "" when repo is not of that shape.
+func TarballURL(repo, rev string) string {
+	u, err := url.Parse(repo)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !strings.HasSuffix(u.Path, ".git") {
+		return ""
+	}
+	u.Path = strings.TrimSuffix(u.Path, ".git") + ".tar.gz"
+	u.RawQuery = url.Values{"rev": {rev}}.Encode()
+	return u.String()
+}
+
+// clonePath names the local clone of a repository URL.
+func (s *Store) clonePath(repo string) string {
+	h := sha256.Sum256([]byte(repo))
+	base := strings.TrimSuffix(filepath.Base(repo), ".git")
+	clean := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, base)
+	if len(clean) > 40 {
+		clean = clean[:40]
+	}
+	return filepath.Join(s.opts.Dir, clean+"-"+hex.EncodeToString(h[:8])+".git")
+}
+
+func (s *Store) lock(path string) *sync.Mutex {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.locks[path]
+	if !ok {
+		m = &sync.Mutex{}
+		s.locks[path] = m
+	}
+	return m
+}
+
+// git runs a git command in the bare clone and returns its stdout.
+func (s *Store) git(ctx context.Context, gitDir string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.CommandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.opts.Git, append([]string{"--git-dir=" + gitDir}, args...)...)
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if len(msg) > 500 {
+			msg = msg[:500] + "…"
+		}
+		return nil, fmt.Errorf("git %s: %w: %s", args[0], err, msg)
+	}
+	return stdout.Bytes(), nil
+}
+
+// Checkout puts the tree of repo at rev into dst, a directory that must
+// not exist yet, and returns the full commit hash. It returns a release
+// function that removes the checkout (and its worktree registration); the
+// caller calls it when the job is done.
+func (s *Store) Checkout(ctx context.Context, repo, rev, dst string) (commit string, release func(), err error) {
+	if err := CheckRepoURL(repo); err != nil {
+		return "", nil, fmt.Errorf("source: %w", err)
+	}
+	if err := CheckRevision(rev); err != nil {
+		return "", nil, fmt.Errorf("source: %w", err)
+	}
+	commit, release, gitErr := s.checkoutGit(ctx, repo, rev, dst)
+	if gitErr == nil {
+		return commit, release, nil
+	}
+	if ctx.Err() != nil {
+		return "", nil, fmt.Errorf("source: checkout %s at %s: %w", repo, rev, gitErr)
+	}
+	tu := TarballURL(repo, rev)
+	if tu == "" {
+		return "", nil, fmt.Errorf("source: checkout %s at %s: %w", repo, rev, gitErr)
+	}
+	s.log.WithError(gitErr).WithField("repo", repo).Warn("git checkout failed; falling back to the tarball")
+	os.RemoveAll(dst)
+	commit, err = s.downloadTarball(ctx, tu, dst)
+	if err != nil {
+		os.RemoveAll(dst)
+		return "", nil, fmt.Errorf("source: checkout %s at %s: git: %v; tarball: %w", repo, rev, gitErr, err)
+	}
+	return commit, func() { os.RemoveAll(dst) }, nil
+}
+
+func (s *Store) checkoutGit(ctx context.Context, repo, rev, dst string) (string, func(), error) {
+	gitDir := s.clonePath(repo)
+	m := s.lock(gitDir)
+	m.Lock()
+	defer m.Unlock()
+	if _, err := os.Stat(filepath.Join(gitDir, "HEAD")); err != nil {
+		tmp := gitDir + ".tmp"
+		os.RemoveAll(tmp)
+		if _, err := s.git(ctx, tmp, "init", "--bare", "--quiet"); err != nil {
+			return "", nil, err
+		}
+		if err := os.Rename(tmp, gitDir); err != nil {
+			return "", nil, err
+		}
+	}
+	commit, err := s.fetch(ctx, gitDir, repo, rev)
+	if err != nil {
+		return "", nil, err
+	}
+	if _, err := s.git(ctx, gitDir, "worktree", "add", "--detach", "--force", "--quiet", dst, commit); err != nil {
+		return "", nil, err
+	}
+	release := func() {
+		m.Lock()
+		defer m.Unlock()
+		if _, err := s.git(context.Background(), gitDir, "worktree", "remove", "--force", dst); err != nil {
+			os.RemoveAll(dst)
+			s.git(context.Background(), gitDir, "worktree", "prune")
+		}
+	}
+	return commit, release, nil
+}
+
+// fetch makes rev present in the clone, fetching only what is missing,
+// and returns its full commit hash. A ref is always fetched (refs move);
+// an object name only when the clone lacks it: first by name (servers
+// allow reachable objects over protocol v2), then, for abbreviated names
+// or strict servers, every branch and tag.
+func (s *Store) fetch(ctx context.Context, gitDir, repo, rev string) (string, error) {
+	fetch := func(refspecs ...string) error {
+		args := append([]string{"fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--end-of-options", repo}, refspecs...)
+		_, err := s.git(ctx, gitDir, args...)
+		return err
+	}
+	if strings.HasPrefix(rev, "refs/") {
+		local := "refs/tryd/" + strings.TrimPrefix(rev, "refs/")
+		if err := fetch("+" + rev + ":" + local); err != nil {
+			return "", err
+		}
+		return s.resolve(ctx, gitDir, local)
+	}
+	if commit, err := s.resolve(ctx, gitDir, rev); err == nil {
+		return commit, nil
+	}
+	var errs []error
+	if len(rev) == 40 || len(rev) == 64 {
+		err := fetch("+" + rev + ":refs/tryd/fetched/" + rev)
+		if err == nil {
+			return s.resolve(ctx, gitDir, rev)
+		}
+		errs = append(errs, err)
+	}
+	if err := fetch("+refs/heads/*:refs/tryd/heads/*", "+refs/tags/*:refs/tryd/tags/*"); err != nil {
+		errs = append(errs, err)
+	}
+	commit, err := s.resolve(ctx, gitDir, rev)
+	if err != nil {
+		return "", errors.Join(append(errs, err)...)
+	}
+	return commit, nil
+}
+
+// resolve returns the full commit hash of name in the clone, or an error
+// wrapping ErrNotFound.
+func (s *Store) resolve(ctx context.Context, gitDir, name string) (string, error) {
+	out, err := s.git(ctx, gitDir, "rev-parse", "--verify", "--quiet", "--end-of-options", name+"^{commit}")
+	if err != nil {
+		return "", fmt.Errorf("%s not in the local clone: %w", name, ErrNotFound)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// downloadTarball unpacks gitmirror's tarball of a revision into dst.
+func (s *Store) downloadTarball(ctx context.Context, u, dst string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := s.opts.HTTPClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return "", fmt.Errorf("GET tarball: %w", ErrNotFound)
+	}
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return "", fmt.Errorf("GET tarball: %s: %s", resp.Status, bytes.TrimSpace(msg))
+	}
+	zr, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("tarball: %w", err)
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return "", err
+	}
+	if err := artifact.Unpack(zr, dst, artifact.Limits{}); err != nil {
+		return "", err
+	}
+	return resp.Header.Get("X-Tryd-Commit"), nil
+}
