@@ -51,7 +51,9 @@ func collect(t *testing.T, l *Log) []record {
 	return got
 }
 
-func payload(i int) []byte { return []byte(fmt.Sprintf("mutation %05d %s", i, bytes.Repeat([]byte("x"), i%50))) }
+func payload(i int) []byte {
+	return []byte(fmt.Sprintf("mutation %05d %s", i, bytes.Repeat([]byte("x"), i%50)))
+}
 
 func TestAppendConcurrentAndReopen(t *testing.T) {
 	dir := t.TempDir()
