@@ -207,9 +207,20 @@ func (w *diskWriter) growing(num int, create bool) (*os.File, error) {
 }
 
 func (w *diskWriter) Append(ctx context.Context, num int, off int64, data []byte) error {
-	if off == 0 && num > 0 {
-		if _, err := os.Stat(filepath.Join(w.dir, GrowingName(num-1))); err == nil {
-			return fmt.Errorf("%w: segment %d is not sealed", ErrConflict, num-1)
+	if off == 0 && (w.f == nil || w.num != num) {
+		// Starting a segment: it must directly follow a sealed last
+		// segment (or be the first), unless it exists empty already.
+		segs, err := listDir(w.dir)
+		if err != nil {
+			return fmt.Errorf("mutlog: disk store: %w", err)
+		}
+		ok := len(segs) == 0 && num == 0
+		if n := len(segs); n > 0 {
+			last := segs[n-1]
+			ok = (last.Sealed && last.Number == num-1) || (!last.Sealed && last.Number == num)
+		}
+		if !ok {
+			return fmt.Errorf("mutlog: disk store: %w: cannot start segment %d after %d existing segments", ErrConflict, num, len(segs))
 		}
 	}
 	f, err := w.growing(num, off == 0)
