@@ -1,0 +1,516 @@
+package maintner
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/tryd-ci/tryd/internal/notedb"
+)
+
+// gitState holds commits of plain git repositories (maintpb.GitMutation).
+type gitState struct {
+	repos  map[string]*GitRepo
+	people map[string]*GitPerson // "name\x00email"
+}
+
+func (g *gitState) init() {
+	g.repos = make(map[string]*GitRepo)
+	g.people = make(map[string]*GitPerson)
+}
+
+// GitRepo is a git repository tracked through GitMutations.
+type GitRepo struct {
+	Name    string
+	commits map[GitHash]*GitCommit
+}
+
+// Commit returns the commit with hash h, or nil.
+func (r *GitRepo) Commit(h GitHash) *GitCommit { return r.commits[h] }
+
+// NumCommits returns how many commits the repository holds.
+func (r *GitRepo) NumCommits() int { return len(r.commits) }
+
+// GitRepo returns the git repository by name, or nil. The caller holds
+// RLock.
+func (c *Corpus) GitRepo(name string) *GitRepo { return c.git.repos[name] }
+
+// gitPerson interns an identity.
+func (c *Corpus) gitPerson(name, email []byte) *GitPerson {
+	key := make([]byte, 0, len(name)+len(email)+1)
+	key = append(append(append(key, name...), 0), email...)
+	if p, ok := c.git.people[string(key)]; ok {
+		return p
+	}
+	p := &GitPerson{Name: c.str(name), Email: c.str(email)}
+	c.git.people[string(key)] = p
+	return p
+}
+
+// makeCommit turns a decoded commit into a GitCommit.
+func (c *Corpus) makeCommit(d *dCommit) *GitCommit {
+	gc := &GitCommit{
+		Hash:       d.hash,
+		Tree:       d.raw.tree,
+		Author:     c.gitPerson(d.raw.authorName, d.raw.authorEmail),
+		Committer:  c.gitPerson(d.raw.committerName, d.raw.committerEmail),
+		AuthorTime: d.raw.authorTime,
+		CommitTime: d.raw.committerTime,
+		AuthorTZ:   d.raw.authorTZ,
+		CommitTZ:   d.raw.committerTZ,
+		Msg:        c.text.copy(d.raw.msg),
+	}
+	if len(d.raw.parents) > 0 {
+		gc.Parents = slices.Clone(d.raw.parents)
+	}
+	if len(d.files) > 0 {
+		gc.Files = make([]GitFileStat, len(d.files))
+		for i, f := range d.files {
+			gc.Files[i] = GitFileStat{Name: c.str(f.name), Added: int32(f.added), Deleted: int32(f.deleted), Binary: f.binary}
+		}
+		sort.Slice(gc.Files, func(i, j int) bool { return gc.Files[i].Name < gc.Files[j].Name })
+	}
+	return gc
+}
+
+func (c *Corpus) applyGit(d *dGit) {
+	if d.commit == nil {
+		return
+	}
+	name := c.str(d.repo)
+	r := c.git.repos[name]
+	if r == nil {
+		r = &GitRepo{Name: name, commits: make(map[GitHash]*GitCommit)}
+		c.git.repos[name] = r
+	}
+	r.commits[d.commit.hash] = c.makeCommit(d.commit)
+}
+
+// gerritState is the Gerrit half of the corpus.
+type gerritState struct {
+	projects map[string]*GerritProject
+	dirty    map[*GerritChange]struct{}
+}
+
+func (g *gerritState) init() {
+	g.projects = make(map[string]*GerritProject)
+	g.dirty = make(map[*GerritChange]struct{})
+}
+
+// GerritProject is a Gerrit project, named as maintpb names it:
+// "server/project" without a scheme, e.g. "go.googlesource.com/go".
+type GerritProject struct {
+	Name    string
+	commits map[GitHash]*GitCommit
+	refs    map[string]GitHash
+	changes map[int32]*GerritChange
+}
+
+// Server returns the server part of the name.
+func (p *GerritProject) Server() string {
+	s, _, _ := strings.Cut(p.Name, "/")
+	return s
+}
+
+// Project returns the project part of the name.
+func (p *GerritProject) Project() string {
+	_, s, _ := strings.Cut(p.Name, "/")
+	return s
+}
+
+// Change returns change number n, or nil.
+func (p *GerritProject) Change(n int32) *GerritChange { return p.changes[n] }
+
+// Changes returns the project's changes sorted by number.
+func (p *GerritProject) Changes() []*GerritChange {
+	out := make([]*GerritChange, 0, len(p.changes))
+	for _, ch := range p.changes {
+		out = append(out, ch)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number })
+	return out
+}
+
+// Commit returns a commit of the project's repository, or nil.
+func (p *GerritProject) Commit(h GitHash) *GitCommit { return p.commits[h] }
+
+// Ref returns the commit a non-change ref (refs/heads/..., refs/tags/...,
+// HEAD) points to.
+func (p *GerritProject) Ref(name string) (GitHash, bool) {
+	h, ok := p.refs[name]
+	return h, ok
+}
+
+// Refs returns the names of the non-change refs, sorted.
+func (p *GerritProject) Refs() []string {
+	out := make([]string, 0, len(p.refs))
+	for r := range p.refs {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// GerritChange is a Gerrit change, derived from its NoteDb meta history
+// (refs/changes/NN/N/meta) by internal/notedb the way Gerrit's
+// ChangeNotesParser does, and from its patch set refs.
+type GerritChange struct {
+	Project *GerritProject
+	Number  int32
+	// Meta is the tip of the meta ref.
+	Meta GitHash
+
+	ChangeID string
+	Branch   string
+	Subject  string
+	Topic    string
+	// Status is "new", "merged", "abandoned" (or "draft" in old
+	// history).
+	Status         string
+	Owner          int32
+	Created        Time
+	Updated        Time
+	Private        bool
+	WorkInProgress bool
+	Hashtags       []string
+	// CurrentPatchSet is the number of the current patch set.
+	CurrentPatchSet int32
+	// PatchSets are the existing patch sets in ascending order.
+	PatchSets []GerritPatchSet
+	// Messages are the change messages, oldest first.
+	Messages []GerritMessage
+	// Votes are the non-zero votes of every patch set (as Gerrit counts
+	// them: cast on that patch set or copied to it), sorted by patch set,
+	// label and account. Gerrit's reset on a new patch set follows from
+	// this: a vote on patch set 1 is not a vote on patch set 2 unless
+	// copied.
+	Votes []GerritVote
+	// Err says why the meta history could not be derived ("" when it
+	// could); the other derived fields then keep their last good values.
+	Err string
+
+	psRefs []psRef
+}
+
+type psRef struct {
+	ps   int32
+	hash GitHash
+}
+
+// GerritPatchSet is one patch set.
+type GerritPatchSet struct {
+	Number   int32
+	Commit   GitHash
+	Uploader int32
+	Created  Time
+}
+
+// GerritMessage is one change message. Its Gerrit id is the hex of Meta.
+type GerritMessage struct {
+	Meta     GitHash
+	Author   int32
+	Time     Time
+	PatchSet int32
+	Tag      string
+	Body     string
+}
+
+// GerritVote is one current vote.
+type GerritVote struct {
+	PatchSet int32
+	Account  int32
+	Label    string
+	Value    int8
+	Copied   bool
+	Granted  Time
+}
+
+// VotesOn returns the votes on patch set ps.
+func (ch *GerritChange) VotesOn(ps int32) []GerritVote {
+	i := sort.Search(len(ch.Votes), func(i int) bool { return ch.Votes[i].PatchSet >= ps })
+	j := i
+	for j < len(ch.Votes) && ch.Votes[j].PatchSet == ps {
+		j++
+	}
+	return ch.Votes[i:j]
+}
+
+// Vote returns the value of account's vote on label on patch set ps (0
+// when there is none).
+func (ch *GerritChange) Vote(ps int32, label string, account int32) int8 {
+	for _, v := range ch.VotesOn(ps) {
+		if v.Label == label && v.Account == account {
+			return v.Value
+		}
+	}
+	return 0
+}
+
+// HasVote reports whether some account votes value on label on the
+// current patch set.
+func (ch *GerritChange) HasVote(label string, value int8) bool {
+	for _, v := range ch.VotesOn(ch.CurrentPatchSet) {
+		if v.Label == label && v.Value == value {
+			return true
+		}
+	}
+	return false
+}
+
+// PatchSet returns patch set n, or nil.
+func (ch *GerritChange) PatchSet(n int32) *GerritPatchSet {
+	for i := range ch.PatchSets {
+		if ch.PatchSets[i].Number == n {
+			return &ch.PatchSets[i]
+		}
+	}
+	return nil
+}
+
+// PatchSetRef returns the commit refs/changes/NN/N/ps points to.
+func (ch *GerritChange) PatchSetRef(ps int32) (GitHash, bool) {
+	for _, r := range ch.psRefs {
+		if r.ps == ps {
+			return r.hash, true
+		}
+	}
+	return GitHash{}, false
+}
+
+// GerritProjects returns every project sorted by name. The caller holds
+// RLock.
+func (c *Corpus) GerritProjects() []*GerritProject {
+	out := make([]*GerritProject, 0, len(c.gerrit.projects))
+	for _, p := range c.gerrit.projects {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// GerritProject returns the project "server/project", or nil. The
+// caller holds RLock.
+func (c *Corpus) GerritProject(name string) *GerritProject { return c.gerrit.projects[name] }
+
+// parseChangeRef parses "refs/changes/NN/N/meta" and
+// "refs/changes/NN/N/P": ps is 0 for meta.
+func parseChangeRef(ref []byte) (cl, ps int32, ok bool) {
+	s := string(ref)
+	rest, found := strings.CutPrefix(s, "refs/changes/")
+	if !found {
+		return 0, 0, false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 3 || len(parts[0]) != 2 {
+		return 0, 0, false
+	}
+	n, err := strconv.ParseInt(parts[1], 10, 32)
+	if err != nil || n <= 0 {
+		return 0, 0, false
+	}
+	if fmt.Sprintf("%02d", n%100) != parts[0] {
+		return 0, 0, false
+	}
+	if parts[2] == "meta" {
+		return int32(n), 0, true
+	}
+	p, err := strconv.ParseInt(parts[2], 10, 32)
+	if err != nil || p <= 0 {
+		return 0, 0, false
+	}
+	return int32(n), int32(p), true
+}
+
+func validProjectName(b []byte) bool {
+	if len(b) == 0 || len(b) > 300 || !strings.Contains(string(b), "/") {
+		return false
+	}
+	for _, ch := range b {
+		if ch < 0x20 || ch == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Corpus) applyGerrit(d *dGerrit) {
+	if !validProjectName(d.project) {
+		c.log.Warnf("maintner: gerrit mutation for bad project %q ignored", truncate(d.project, 100))
+		return
+	}
+	p := c.gerrit.projects[string(d.project)]
+	if p == nil {
+		p = &GerritProject{
+			Name:    c.str(d.project),
+			commits: make(map[GitHash]*GitCommit),
+			refs:    make(map[string]GitHash),
+			changes: make(map[int32]*GerritChange),
+		}
+		c.gerrit.projects[p.Name] = p
+	}
+	for i := range d.commits {
+		dc := &d.commits[i]
+		if _, ok := p.commits[dc.hash]; ok {
+			continue
+		}
+		p.commits[dc.hash] = c.makeCommit(dc)
+	}
+	for _, name := range d.deletedRefs {
+		if cl, ps, ok := parseChangeRef(name); ok {
+			ch := p.changes[cl]
+			if ch == nil {
+				continue
+			}
+			if ps == 0 {
+				delete(p.changes, cl)
+				delete(c.gerrit.dirty, ch)
+			} else {
+				ch.psRefs = slices.DeleteFunc(ch.psRefs, func(r psRef) bool { return r.ps == ps })
+			}
+			continue
+		}
+		delete(p.refs, string(name))
+	}
+	for _, r := range d.refs {
+		cl, ps, ok := parseChangeRef(r.name)
+		if !ok {
+			if strings.HasPrefix(string(r.name), "refs/meta/") || strings.HasPrefix(string(r.name), "refs/changes/") {
+				continue
+			}
+			p.refs[c.str(r.name)] = r.hash
+			continue
+		}
+		ch := p.changes[cl]
+		if ch == nil {
+			ch = &GerritChange{Project: p, Number: cl}
+			p.changes[cl] = ch
+		}
+		if ps == 0 {
+			if ch.Meta != r.hash {
+				ch.Meta = r.hash
+				c.gerrit.dirty[ch] = struct{}{}
+			}
+			continue
+		}
+		i := slices.IndexFunc(ch.psRefs, func(x psRef) bool { return x.ps == ps })
+		if i >= 0 {
+			ch.psRefs[i].hash = r.hash
+		} else {
+			ch.psRefs = append(ch.psRefs, psRef{ps, r.hash})
+			sort.Slice(ch.psRefs, func(i, j int) bool { return ch.psRefs[i].ps < ch.psRefs[j].ps })
+		}
+	}
+}
+
+// finishGerrit derives every change whose meta ref moved. Changes are
+// independent, so they are derived in parallel; deriving reads only the
+// project's commits and writes only its own change.
+func (c *Corpus) finishGerrit() {
+	if len(c.gerrit.dirty) == 0 {
+		return
+	}
+	dirty := make([]*GerritChange, 0, len(c.gerrit.dirty))
+	for ch := range c.gerrit.dirty {
+		dirty = append(dirty, ch)
+	}
+	clear(c.gerrit.dirty)
+	workers := min(c.opts.LoadWorkers, (len(dirty)+63)/64)
+	if workers <= 1 {
+		for _, ch := range dirty {
+			ch.derive()
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(dirty); i += workers {
+				dirty[i].derive()
+			}
+		}(w)
+	}
+	wg.Wait()
+}
+
+// maxMetaChain bounds a meta history walk, against cycles in bad data.
+const maxMetaChain = 1 << 20
+
+// derive recomputes the change from its meta history.
+func (ch *GerritChange) derive() {
+	p := ch.Project
+	var chain []*GitCommit
+	h := ch.Meta
+	for {
+		gc := p.commits[h]
+		if gc == nil {
+			ch.Err = fmt.Sprintf("meta commit %s not in the log", h)
+			return
+		}
+		chain = append(chain, gc)
+		if len(gc.Parents) == 0 {
+			break
+		}
+		if len(gc.Parents) > 1 || len(chain) > maxMetaChain {
+			ch.Err = fmt.Sprintf("meta history at %s is not linear", gc.Hash)
+			return
+		}
+		h = gc.Parents[0]
+	}
+	slices.Reverse(chain)
+	state := notedb.NewChange()
+	for _, gc := range chain {
+		u, err := notedb.ParseCommit(notedb.Commit{
+			SHA:       gc.Hash.String(),
+			Message:   gc.Msg,
+			Author:    notedb.Ident{Name: gc.Author.Name, Email: gc.Author.Email},
+			Committer: notedb.Ident{Name: gc.Committer.Name, Email: gc.Committer.Email},
+			Time:      gc.CommitTime.Time(),
+		})
+		if err == nil {
+			err = state.Apply(u)
+		}
+		if err != nil {
+			ch.Err = err.Error()
+			return
+		}
+	}
+	if err := state.Validate(); err != nil {
+		ch.Err = err.Error()
+		return
+	}
+	ch.Err = ""
+	ch.ChangeID = state.ChangeID
+	ch.Branch = strings.TrimPrefix(state.Branch, "refs/heads/")
+	ch.Subject = state.Subject
+	ch.Topic = state.Topic
+	ch.Status = state.Status
+	ch.Owner = int32(state.Owner)
+	ch.Created = TimeOf(state.Created)
+	ch.Updated = TimeOf(state.Updated)
+	ch.Private = state.Private
+	ch.WorkInProgress = state.WorkInProgress
+	ch.Hashtags = slices.Clone(state.Hashtags)
+	ch.CurrentPatchSet = int32(state.CurrentPatchSet())
+	nums := state.PatchSetNumbers()
+	ch.PatchSets = make([]GerritPatchSet, 0, len(nums))
+	for _, n := range nums {
+		ps := state.PatchSets[n]
+		ch.PatchSets = append(ch.PatchSets, GerritPatchSet{Number: int32(n), Commit: hashOf(ps.Commit), Uploader: int32(ps.Uploader), Created: TimeOf(ps.Created)})
+	}
+	ch.Messages = make([]GerritMessage, 0, len(state.Messages))
+	for _, m := range state.Messages {
+		ch.Messages = append(ch.Messages, GerritMessage{Meta: hashOf(m.ID), Author: int32(m.Author), Time: TimeOf(m.Time), PatchSet: int32(m.PatchSet), Tag: m.Tag, Body: m.Body})
+	}
+	ch.Votes = ch.Votes[:0]
+	for _, n := range nums {
+		for _, a := range state.Votes(n) {
+			ch.Votes = append(ch.Votes, GerritVote{PatchSet: int32(n), Account: int32(a.Account), Label: a.Label, Value: int8(a.Value), Copied: a.Copied, Granted: TimeOf(a.Granted)})
+		}
+	}
+	ch.Votes = slices.Clip(ch.Votes)
+}

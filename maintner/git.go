@@ -1,0 +1,211 @@
+package maintner
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// GitHash is a git object id (SHA-1).
+type GitHash [20]byte
+
+// String returns the lowercase 40-hex form.
+func (h GitHash) String() string { return hex.EncodeToString(h[:]) }
+
+// IsZero reports whether h is the zero hash.
+func (h GitHash) IsZero() bool { return h == GitHash{} }
+
+// MarshalText encodes h as 40 hex digits.
+func (h GitHash) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// ParseGitHash parses a 40-hex git object id (either case).
+func ParseGitHash(s string) (GitHash, error) { return parseGitHash([]byte(s)) }
+
+func parseGitHash(b []byte) (GitHash, error) {
+	var h GitHash
+	if len(b) != 40 {
+		return h, fmt.Errorf("git hash %q: want 40 hex digits", truncate(b, 48))
+	}
+	for i := 0; i < 20; i++ {
+		hi, ok1 := unhex(b[2*i])
+		lo, ok2 := unhex(b[2*i+1])
+		if !ok1 || !ok2 {
+			return h, fmt.Errorf("git hash %q: not hex", truncate(b, 48))
+		}
+		h[i] = hi<<4 | lo
+	}
+	return h, nil
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "..."
+	}
+	return string(b)
+}
+
+// GitPerson is an author or committer identity. Identities are interned:
+// every commit by the same "Name <email>" shares one *GitPerson.
+type GitPerson struct {
+	Name  string
+	Email string
+}
+
+// String formats the person as "Name <email>".
+func (p *GitPerson) String() string { return p.Name + " <" + p.Email + ">" }
+
+// GitCommit is a git commit, as parsed from "git cat-file commit".
+type GitCommit struct {
+	Hash       GitHash
+	Tree       GitHash
+	Parents    []GitHash
+	Author     *GitPerson
+	Committer  *GitPerson
+	AuthorTime Time
+	CommitTime Time
+	// AuthorTZ and CommitTZ are the zone offsets in minutes east of UTC.
+	AuthorTZ, CommitTZ int16
+	// Msg is the full commit message (subject and body).
+	Msg string
+	// Files is the diff-tree numstat against the first parent, when the
+	// log carried it.
+	Files []GitFileStat
+}
+
+// Subject returns the first line of the commit message.
+func (c *GitCommit) Subject() string {
+	if i := indexByte(c.Msg, '\n'); i >= 0 {
+		return c.Msg[:i]
+	}
+	return c.Msg
+}
+
+func indexByte(s string, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// GitFileStat is one line of "git diff-tree --numstat".
+type GitFileStat struct {
+	Name           string
+	Added, Deleted int32
+	Binary         bool
+}
+
+// rawCommit is a parsed "git cat-file commit" whose byte fields alias the
+// record.
+type rawCommit struct {
+	tree               GitHash
+	parents            []GitHash
+	authorName         []byte
+	authorEmail        []byte
+	authorTime         Time
+	authorTZ           int16
+	committerName      []byte
+	committerEmail     []byte
+	committerTime      Time
+	committerTZ        int16
+	msg                []byte
+	hasAuthor, hasComm bool
+}
+
+var (
+	errNoHeaderEnd = errors.New("no blank line after the commit header")
+	nlnl           = []byte("\n\n")
+)
+
+// parseRawCommit parses the output of "git cat-file commit": header lines
+// (tree, parent, author, committer, and others that are ignored), a blank
+// line, then the message.
+func parseRawCommit(raw []byte, c *rawCommit) error {
+	i := bytes.Index(raw, nlnl)
+	if i < 0 {
+		return errNoHeaderEnd
+	}
+	hdr := raw[:i+1]
+	c.msg = raw[i+2:]
+	for len(hdr) > 0 {
+		nl := bytes.IndexByte(hdr, '\n')
+		line := hdr[:nl]
+		hdr = hdr[nl+1:]
+		sp := bytes.IndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		key, val := line[:sp], line[sp+1:]
+		var err error
+		switch string(key) {
+		case "tree":
+			c.tree, err = parseGitHash(val)
+		case "parent":
+			var h GitHash
+			h, err = parseGitHash(val)
+			c.parents = append(c.parents, h)
+		case "author":
+			c.authorName, c.authorEmail, c.authorTime, c.authorTZ, err = parsePerson(val)
+			c.hasAuthor = true
+		case "committer":
+			c.committerName, c.committerEmail, c.committerTime, c.committerTZ, err = parsePerson(val)
+			c.hasComm = true
+		}
+		if err != nil {
+			return fmt.Errorf("%s line: %w", key, err)
+		}
+	}
+	if !c.hasAuthor || !c.hasComm {
+		return errors.New("missing author or committer line")
+	}
+	return nil
+}
+
+// parsePerson parses "Name <email> 1700000000 +0100".
+func parsePerson(v []byte) (name, email []byte, t Time, tz int16, err error) {
+	lt := bytes.LastIndexByte(v, '<')
+	gt := bytes.LastIndexByte(v, '>')
+	if lt < 0 || gt < lt {
+		return nil, nil, 0, 0, fmt.Errorf("person %q: no <email>", truncate(v, 80))
+	}
+	name = bytes.TrimRight(v[:lt], " ")
+	email = v[lt+1 : gt]
+	rest := bytes.TrimLeft(v[gt+1:], " ")
+	sp := bytes.IndexByte(rest, ' ')
+	if sp < 0 {
+		return nil, nil, 0, 0, fmt.Errorf("person %q: no time zone", truncate(v, 80))
+	}
+	sec, perr := strconv.ParseInt(string(rest[:sp]), 10, 64)
+	if perr != nil || sec < 0 || sec > 1<<33 {
+		return nil, nil, 0, 0, fmt.Errorf("person %q: bad time", truncate(v, 80))
+	}
+	z := rest[sp+1:]
+	if len(z) != 5 || (z[0] != '+' && z[0] != '-') {
+		return nil, nil, 0, 0, fmt.Errorf("person %q: bad time zone", truncate(v, 80))
+	}
+	hh, e1 := strconv.Atoi(string(z[1:3]))
+	mm, e2 := strconv.Atoi(string(z[3:5]))
+	if e1 != nil || e2 != nil {
+		return nil, nil, 0, 0, fmt.Errorf("person %q: bad time zone", truncate(v, 80))
+	}
+	tz = int16(hh*60 + mm)
+	if z[0] == '-' {
+		tz = -tz
+	}
+	return name, email, Time(sec * 1e9), tz, nil
+}

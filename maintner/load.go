@@ -1,0 +1,183 @@
+package maintner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/tryd-ci/tryd/maintner/reclog"
+)
+
+// SegmentReader returns the bytes of segment i (0 <= i < n) of a log and
+// a name for it in errors. Load calls it from several goroutines.
+type SegmentReader func(ctx context.Context, i int) (name string, data []byte, err error)
+
+// Load applies every record of n segments, in order. Segments are read
+// and decoded in parallel (Options.LoadWorkers at a time) while the
+// records of earlier segments are applied, so loading is bound by the
+// slower of the two rather than their sum. Gerrit changes are derived
+// once at the end rather than after every record.
+//
+// A framing error (a corrupt or truncated segment) stops the load with
+// an error naming segment and offset; records applied before it stay
+// applied. A record whose frame is intact but whose payload does not
+// decode is skipped, logged and counted in Stats.BadRecords.
+func (c *Corpus) Load(ctx context.Context, n int, read SegmentReader) error {
+	type result struct {
+		name string
+		decs []*decoded
+		offs []int64
+		err  error
+	}
+	workers := c.opts.LoadWorkers
+	slots := make([]chan result, n)
+	for i := range slots {
+		slots[i] = make(chan result, 1)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// tokens bounds how many decoded segments wait in memory.
+	tokens := make(chan struct{}, workers+1)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += workers {
+				select {
+				case tokens <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+				var r result
+				var data []byte
+				r.name, data, r.err = read(ctx, i)
+				if r.err == nil {
+					_, r.err = reclog.Scan(r.name, data, 0, func(off int64, payload []byte) error {
+						d, err := decodeRecord(payload)
+						if err != nil {
+							c.log.Warnf("maintner: load: segment %s offset %d: skipping record: %v", r.name, off, err)
+							d = nil
+						}
+						r.decs = append(r.decs, d)
+						r.offs = append(r.offs, off)
+						return nil
+					})
+				}
+				slots[i] <- r
+			}
+		}(w)
+	}
+	defer wg.Wait()
+	for i := 0; i < n; i++ {
+		var r result
+		select {
+		case r = <-slots[i]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if r.err != nil {
+			cancel()
+			return fmt.Errorf("maintner: load segment %d: %w", i, r.err)
+		}
+		c.mu.Lock()
+		for _, d := range r.decs {
+			if d == nil {
+				c.bad++
+				continue
+			}
+			c.applyLocked(d)
+		}
+		if i == n-1 {
+			c.finishGerrit()
+		}
+		c.version++
+		close(c.changed)
+		c.changed = make(chan struct{})
+		c.mu.Unlock()
+		<-tokens
+	}
+	if n == 0 {
+		c.mu.Lock()
+		c.finishGerrit()
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// LoadFiles loads segment files, in the order given.
+func (c *Corpus) LoadFiles(ctx context.Context, paths []string) error {
+	return c.Load(ctx, len(paths), func(ctx context.Context, i int) (string, []byte, error) {
+		data, err := os.ReadFile(paths[i])
+		return filepath.Base(paths[i]), data, err
+	})
+}
+
+// SegmentFiles lists the segment files of a directory laid out like a
+// disk store or a follower's cache ("0000.<sha224>.mutlog",
+// "0001.growing.mutlog", ...), in log order.
+func SegmentFiles(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("maintner: list segments: %w", err)
+	}
+	byNum := map[int]string{}
+	maxNum := -1
+	for _, e := range ents {
+		num, ok := segmentNumber(e.Name())
+		if !ok {
+			continue
+		}
+		if _, dup := byNum[num]; dup {
+			return nil, fmt.Errorf("maintner: list segments: %s: two files for segment %d", dir, num)
+		}
+		byNum[num] = filepath.Join(dir, e.Name())
+		maxNum = max(maxNum, num)
+	}
+	out := make([]string, 0, len(byNum))
+	for i := 0; i <= maxNum; i++ {
+		p, ok := byNum[i]
+		if !ok {
+			return nil, fmt.Errorf("maintner: list segments: %s: segment %d missing", dir, i)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// segmentNumber parses "NNNN.<sha224|growing>.mutlog".
+func segmentNumber(name string) (int, bool) {
+	const suffix = ".mutlog"
+	if len(name) < 4+1+len(suffix) || name[len(name)-len(suffix):] != suffix {
+		return 0, false
+	}
+	n := 0
+	i := 0
+	for ; i < len(name) && name[i] >= '0' && name[i] <= '9'; i++ {
+		n = n*10 + int(name[i]-'0')
+		if n > 1e9 {
+			return 0, false
+		}
+	}
+	if i < 4 || name[i] != '.' {
+		return 0, false
+	}
+	return n, true
+}
+
+var errNoSegments = errors.New("maintner: no segments")
+
+// LoadDir loads every segment file of dir (see SegmentFiles).
+func (c *Corpus) LoadDir(ctx context.Context, dir string) error {
+	paths, err := SegmentFiles(dir)
+	if err != nil {
+		return err
+	}
+	if len(paths) == 0 {
+		return fmt.Errorf("%w in %s", errNoSegments, dir)
+	}
+	return c.LoadFiles(ctx, paths)
+}
