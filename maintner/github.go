@@ -77,7 +77,9 @@ func (r *GitHubRepo) Labels() []*GitHubLabel {
 	for _, l := range r.labels {
 		out = append(out, l)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name || out[i].Name == out[j].Name && out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Name < out[j].Name || out[i].Name == out[j].Name && out[i].ID < out[j].ID
+	})
 	return out
 }
 
@@ -87,7 +89,9 @@ func (r *GitHubRepo) Milestones() []*GitHubMilestone {
 	for _, m := range r.milestones {
 		out = append(out, m)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number || out[i].Number == out[j].Number && out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Number < out[j].Number || out[i].Number == out[j].Number && out[i].ID < out[j].ID
+	})
 	return out
 }
 
@@ -103,7 +107,9 @@ func (r *GitHubRepo) CheckRuns(sha GitHash) []*GitHubCheckRun {
 			out = append(out, cr)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name || out[i].Name == out[j].Name && out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Name < out[j].Name || out[i].Name == out[j].Name && out[i].ID < out[j].ID
+	})
 	return out
 }
 
