@@ -1,0 +1,9 @@
+//go:build !unix
+
+package gitmirror
+
+import "os/exec"
+
+// setProcessGroup is a no-op where process groups do not exist; the
+// command itself is killed on cancellation.
+func setProcessGroup(cmd *exec.Cmd) {}
