@@ -34,6 +34,9 @@ type Cache struct {
 	lru   *list.List // of *cacheEntry, front = most recent
 	byDig map[string]*list.Element
 	total int64
+	// evicted collects digests evicted since the last TakeEvicted, so
+	// that the worker can tell the coordinator it no longer holds them.
+	evicted []string
 }
 
 type cacheEntry struct {
@@ -100,6 +103,9 @@ func (c *Cache) addLocked(digest string, size int64) {
 		delete(c.byDig, e.digest)
 		c.total -= e.size
 		os.Remove(c.path(e.digest))
+		if len(c.evicted) < 10000 {
+			c.evicted = append(c.evicted, e.digest)
+		}
 	}
 }
 
@@ -120,6 +126,16 @@ func (c *Cache) Digests() []string {
 	for el := c.lru.Front(); el != nil; el = el.Next() {
 		out = append(out, el.Value.(*cacheEntry).digest)
 	}
+	return out
+}
+
+// TakeEvicted returns the digests evicted since the last call (at most
+// 10,000 are remembered between calls).
+func (c *Cache) TakeEvicted() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.evicted
+	c.evicted = nil
 	return out
 }
 

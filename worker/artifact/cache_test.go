@@ -84,6 +84,9 @@ func TestCacheEvictsLRUAndReopens(t *testing.T) {
 	if !c.Has(ds[0]) || c.Has(ds[1]) || !c.Has(ds[2]) {
 		t.Fatalf("after eviction has = %v %v %v, want true false true", c.Has(ds[0]), c.Has(ds[1]), c.Has(ds[2]))
 	}
+	if ev := c.TakeEvicted(); len(ev) != 1 || ev[0] != ds[1] {
+		t.Errorf("TakeEvicted = %v, want [%s]", ev, ds[1])
+	}
 	if c.Size() != 200 {
 		t.Errorf("Size = %d, want 200", c.Size())
 	}

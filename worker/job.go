@@ -1,0 +1,365 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/worker/artifact"
+	"github.com/tryd-ci/tryd/worker/proc"
+)
+
+// infraError marks a failure of the worker rather than of the job
+// (source or artifact fetch, upload, disk): reported as state "error", so
+// that the coordinator retries the job elsewhere.
+type infraError struct{ err error }
+
+func (e *infraError) Error() string { return e.err.Error() }
+func (e *infraError) Unwrap() error { return e.err }
+
+func infra(format string, args ...any) error {
+	return &infraError{fmt.Errorf(format, args...)}
+}
+
+// Limits on an uploaded source's manifest, checked again on the worker.
+const (
+	maxManifestBytes = 64 << 20
+	maxSourceBytes   = 8 << 30
+)
+
+// run executes one assignment from start to finish and returns the result
+// to report. ctx is cancelled when the coordinator cancels the attempt or
+// the worker gives it back; the job's own timeout is applied here.
+func (w *Worker) run(ctx context.Context, a api.Assignment) api.AttemptResult {
+	res := api.AttemptResult{AttemptID: a.AttemptID}
+	start := time.Now()
+	timeout := time.Duration(a.TimeoutMS) * time.Millisecond
+	if timeout <= 0 {
+		timeout = w.opts.DefaultTimeout
+	}
+	jobCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	logs := newLogStream(func(ctx context.Context, off int64, chunk []byte) (int64, error) {
+		return w.opts.Client.AppendLog(ctx, a.AttemptID, off, chunk)
+	}, a.MaxLogBytes, w.opts.LogChunkBytes, w.opts.LogFlushInterval, cancel)
+
+	digest, size, err := w.execute(jobCtx, a, logs)
+	res.DurationMS = time.Since(start).Milliseconds()
+	var ee *proc.ExitError
+	var ie *infraError
+	switch {
+	case err == nil:
+		res.State, res.OutputDigest, res.OutputSize = api.AttemptSucceeded, digest, size
+		zero := 0
+		res.ExitCode = &zero
+	case errors.Is(err, proc.ErrTimeout) || errors.Is(jobCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
+		res.State, res.Error = api.AttemptTimedOut, fmt.Sprintf("timed out after %v", timeout)
+		logs.Note("job timed out after %v; its processes were killed", timeout)
+	case ctx.Err() != nil:
+		res.State, res.Error = api.AttemptError, "worker gave the job back: "+context.Cause(ctx).Error()
+	case errors.As(err, &ee):
+		res.State, res.Error = api.AttemptFailed, err.Error()
+		code := ee.Code
+		res.ExitCode = &code
+	case errors.As(err, &ie):
+		res.State, res.Error = api.AttemptError, err.Error()
+		logs.Note("worker error: %v", err)
+	default:
+		res.State, res.Error = api.AttemptFailed, err.Error()
+		logs.Note("%v", err)
+	}
+	closeCtx, closeCancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	logs.Close(closeCtx)
+	closeCancel()
+	res.LogTruncated = logs.Truncated()
+	return res
+}
+
+// execute prepares the job's directories, runs its commands and uploads
+// its outputs, returning the output archive's digest and size.
+func (w *Worker) execute(ctx context.Context, a api.Assignment, logs *logStream) (string, int64, error) {
+	jobDir, err := os.MkdirTemp(w.jobsDir, "job-")
+	if err != nil {
+		return "", 0, infra("worker: job directory: %w", err)
+	}
+	defer os.RemoveAll(jobDir)
+	dirs := graph.Dirs{Output: filepath.Join(jobDir, "out"), Deps: map[string]string{}}
+	tmp := filepath.Join(jobDir, "tmp")
+	for _, d := range []string{dirs.Output, tmp} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return "", 0, infra("worker: job directory: %w", err)
+		}
+	}
+
+	if a.Source != nil {
+		dirs.Source = filepath.Join(jobDir, "src")
+		release, err := w.prepareSource(ctx, *a.Source, dirs.Source)
+		if err != nil {
+			return "", 0, err
+		}
+		defer release()
+	}
+	if err := w.fetchDeps(ctx, a.Deps, filepath.Join(jobDir, "deps"), dirs.Deps); err != nil {
+		return "", 0, err
+	}
+
+	for i, c := range a.Job.Commands {
+		if err := ctx.Err(); err != nil {
+			return "", 0, err
+		}
+		if c.WriteFile != nil {
+			if err := writeFile(dirs.Output, c.WriteFile); err != nil {
+				return "", 0, fmt.Errorf("command %d: %w", i+1, err)
+			}
+			continue
+		}
+		argv, env, dir, err := graph.ExpandCommand(c, dirs)
+		if err != nil {
+			return "", 0, fmt.Errorf("command %d: %w", i+1, err)
+		}
+		if !within(jobDir, dir) {
+			return "", 0, fmt.Errorf("command %d: working directory %s is outside the job's directories", i+1, dir)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", 0, fmt.Errorf("command %d: working directory: %w", i+1, err)
+		}
+		fullEnv := append(append(append([]string(nil), w.opts.BaseEnv...), "TMPDIR="+tmp), env...)
+		err = proc.Run(ctx, proc.Spec{Argv: argv, Env: fullEnv, Dir: dir, Output: logs})
+		if err != nil {
+			var ee *proc.ExitError
+			if errors.As(err, &ee) {
+				logs.Note("command %d (%s) failed: %v", i+1, argv[0], ee)
+			}
+			return "", 0, err
+		}
+	}
+	return w.uploadOutputs(ctx, dirs.Output)
+}
+
+// within reports whether p is dir or below it.
+func within(dir, p string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && filepath.IsLocal(rel) || rel == "."
+}
+
+// writeFile performs a write_file command through an os.Root of the
+// output directory, so that neither the path nor a symlink planted by an
+// earlier command can place the file outside.
+func writeFile(outDir string, wf *graph.WriteFile) error {
+	p := filepath.FromSlash(wf.Path)
+	if !filepath.IsLocal(p) {
+		return fmt.Errorf("write_file: path %q escapes the output directory", wf.Path)
+	}
+	root, err := os.OpenRoot(outDir)
+	if err != nil {
+		return fmt.Errorf("write_file: %w", err)
+	}
+	defer root.Close()
+	if d := filepath.Dir(p); d != "." {
+		if err := root.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("write_file %s: %w", wf.Path, err)
+		}
+	}
+	mode := os.FileMode(0o644)
+	if wf.Executable {
+		mode = 0o755
+	}
+	f, err := root.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return fmt.Errorf("write_file %s: %w", wf.Path, err)
+	}
+	_, err = io.WriteString(f, wf.Content)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && wf.Executable {
+		err = root.Chmod(p, 0o755)
+	}
+	if err != nil {
+		return fmt.Errorf("write_file %s: %w", wf.Path, err)
+	}
+	return nil
+}
+
+// prepareSource fills dst with the job's source and returns a function
+// that releases it.
+func (w *Worker) prepareSource(ctx context.Context, src api.SourceRef, dst string) (func(), error) {
+	switch {
+	case src.Repo != "" && src.Manifest == "":
+		_, release, err := w.sources.Checkout(ctx, src.Repo, src.Revision, dst)
+		if err != nil {
+			return nil, infra("worker: source: %w", err)
+		}
+		return release, nil
+	case src.Manifest != "" && src.Repo == "":
+		if err := w.writeUploaded(ctx, src.Manifest, dst); err != nil {
+			return nil, err
+		}
+		return func() {}, nil
+	}
+	return nil, fmt.Errorf("worker: assignment source must have either repo or manifest")
+}
+
+// writeUploaded writes the files of an uploaded source's manifest into
+// dst, each fetched by digest (through the local cache).
+func (w *Worker) writeUploaded(ctx context.Context, manifest, dst string) error {
+	f, err := w.fetch(ctx, manifest)
+	if err != nil {
+		return infra("worker: source manifest: %w", err)
+	}
+	var files []graph.File
+	dec := json.NewDecoder(io.LimitReader(f, maxManifestBytes))
+	err = dec.Decode(&files)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("worker: source manifest %s: %w", manifest, err)
+	}
+	var total int64
+	for _, file := range files {
+		if !filepath.IsLocal(filepath.FromSlash(file.Path)) || strings.ContainsAny(file.Path, "\\\x00") || !artifact.ValidDigest(file.Digest) || file.Size < 0 {
+			return fmt.Errorf("worker: source manifest: bad entry %q", file.Path)
+		}
+		total += file.Size
+	}
+	if len(files) > graph.MaxFiles || total > maxSourceBytes {
+		return fmt.Errorf("worker: source manifest: %d files, %d bytes: too large", len(files), total)
+	}
+	if err := os.Mkdir(dst, 0o755); err != nil {
+		return infra("worker: source: %w", err)
+	}
+	root, err := os.OpenRoot(dst)
+	if err != nil {
+		return infra("worker: source: %w", err)
+	}
+	defer root.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, file := range files {
+		g.Go(func() error {
+			p := filepath.FromSlash(file.Path)
+			if d := filepath.Dir(p); d != "." {
+				if err := root.MkdirAll(d, 0o755); err != nil {
+					return fmt.Errorf("worker: source file %s: %w", file.Path, err)
+				}
+			}
+			src, err := w.fetch(gctx, file.Digest)
+			if err != nil {
+				return infra("worker: source file %s: %w", file.Path, err)
+			}
+			defer src.Close()
+			mode := os.FileMode(0o644)
+			if file.Executable {
+				mode = 0o755
+			}
+			out, err := root.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+			if err != nil {
+				return fmt.Errorf("worker: source file %s: %w", file.Path, err)
+			}
+			_, err = io.Copy(out, src)
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return infra("worker: source file %s: %w", file.Path, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// fetchDeps unpacks each dependency's output archive into a directory of
+// its own under depsDir and records it in dirs.
+func (w *Worker) fetchDeps(ctx context.Context, deps []api.DepOutput, depsDir string, dirs map[string]string) error {
+	if len(deps) == 0 {
+		return nil
+	}
+	if err := os.Mkdir(depsDir, 0o755); err != nil {
+		return infra("worker: deps directory: %w", err)
+	}
+	for _, d := range deps {
+		if !graph.IsID(d.JobID) || !artifact.ValidDigest(d.Digest) {
+			return fmt.Errorf("worker: bad dependency %q (digest %q)", d.JobID, d.Digest)
+		}
+		dir := filepath.Join(depsDir, d.JobID)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return infra("worker: deps directory: %w", err)
+		}
+		dirs[d.JobID] = dir
+		if d.Digest == artifact.EmptyDigest {
+			continue
+		}
+		f, err := w.fetch(ctx, d.Digest)
+		if err != nil {
+			return infra("worker: output of dependency %s: %w", d.JobID, err)
+		}
+		err = artifact.Unpack(f, dir, artifact.Limits{})
+		f.Close()
+		if err != nil {
+			// A hostile or corrupt archive: the job cannot run, and
+			// retrying elsewhere would not help.
+			return fmt.Errorf("worker: output of dependency %s: %w", d.JobID, err)
+		}
+	}
+	return nil
+}
+
+// fetch returns an artifact from the local cache, downloading it from the
+// coordinator's store if needed.
+func (w *Worker) fetch(ctx context.Context, digest string) (*os.File, error) {
+	return w.cache.Fetch(ctx, digest, func(ctx context.Context, digest string, dst io.Writer) error {
+		rc, err := w.opts.Client.GetArtifact(ctx, digest)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		_, err = io.Copy(dst, rc)
+		return err
+	})
+}
+
+// uploadOutputs packs the output directory, uploads the archive unless the
+// store is known to hold it, and keeps it in the local cache (dependents
+// scheduled here for locality find it).
+func (w *Worker) uploadOutputs(ctx context.Context, outDir string) (string, int64, error) {
+	tmp, err := w.cache.TempFile()
+	if err != nil {
+		return "", 0, infra("worker: outputs: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	p, err := artifact.Pack(outDir, tmp, artifact.Limits{MaxBytes: w.opts.MaxOutputBytes})
+	if cerr := tmp.Close(); err == nil && cerr != nil {
+		err = infra("worker: outputs: %w", cerr)
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	if w.uploaded(p.Digest) {
+		return p.Digest, p.Size, nil
+	}
+	f, err := os.Open(tmp.Name())
+	if err != nil {
+		return "", 0, infra("worker: outputs: %w", err)
+	}
+	err = w.opts.Client.PutArtifact(ctx, p.Digest, f, p.Size)
+	f.Close()
+	if err != nil {
+		return "", 0, infra("worker: upload outputs: %w", err)
+	}
+	w.markUploaded(p.Digest)
+	if err := w.cache.Add(p.Digest, tmp.Name()); err != nil {
+		w.log.WithError(err).Warn("cannot keep outputs in the local cache")
+	}
+	return p.Digest, p.Size, nil
+}

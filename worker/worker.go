@@ -1,0 +1,417 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/worker/artifact"
+	"github.com/tryd-ci/tryd/worker/source"
+)
+
+// Options configures a Worker. Client and Dir are required.
+type Options struct {
+	// Client talks to the coordinator with this worker's token.
+	Client *api.Client
+	// Dir holds the worker's files: jobs/ (one fresh directory per job,
+	// removed afterwards), git/ (local clones) and cache/ (artifacts).
+	Dir string
+	// Name is sent at registration; empty means the token's name.
+	Name string
+	// Labels are announced to the coordinator; "os" and "arch" are added
+	// from the running system unless set.
+	Labels map[string]string
+	// Slots is how many jobs run at once (default runtime.NumCPU()).
+	Slots int
+	// Version is reported at registration.
+	Version string
+	// BaseEnv is the environment every command starts from, before the
+	// per-job TMPDIR and the command's own env (default: PATH and HOME of
+	// the worker process).
+	BaseEnv []string
+	// CacheBytes bounds the local artifact cache (default 10 GiB).
+	CacheBytes int64
+	// MaxOutputBytes bounds one job's outputs (default 4 GiB).
+	MaxOutputBytes int64
+	// DefaultTimeout bounds a job whose assignment carries none
+	// (default 1h).
+	DefaultTimeout time.Duration
+	// DrainTimeout is how long Run lets running jobs finish after its
+	// context is cancelled before it kills them and gives them back to
+	// the coordinator (default 10s; negative gives them back at once).
+	DrainTimeout time.Duration
+	// LogChunkBytes and LogFlushInterval shape live log streaming
+	// (defaults 64 KiB and 100ms).
+	LogChunkBytes    int
+	LogFlushInterval time.Duration
+	// MinBackoff and MaxBackoff bound the delay between attempts to reach
+	// the coordinator (defaults 100ms and 5s).
+	MinBackoff, MaxBackoff time.Duration
+	// Log receives the worker's own logs; nil discards.
+	Log logrus.FieldLogger
+	// Registry receives the worker's metrics; nil registers nowhere.
+	Registry *prometheus.Registry
+}
+
+// Worker runs jobs for one coordinator.
+type Worker struct {
+	opts    Options
+	log     logrus.FieldLogger
+	jobsDir string
+	cache   *artifact.Cache
+	sources *source.Store
+	m       *metrics
+
+	uploadedMu sync.Mutex
+	uploadedOK map[string]bool
+}
+
+// New validates opts, prepares the worker's directories (clearing job
+// directories left by an earlier run) and returns a Worker.
+func New(opts Options) (*Worker, error) {
+	if opts.Client == nil {
+		return nil, errors.New("worker: Options.Client is nil")
+	}
+	if opts.Dir == "" {
+		return nil, errors.New("worker: Options.Dir is empty")
+	}
+	if opts.Slots <= 0 {
+		opts.Slots = runtime.NumCPU()
+	}
+	labels := map[string]string{"os": runtime.GOOS, "arch": runtime.GOARCH}
+	for k, v := range opts.Labels {
+		labels[k] = v
+	}
+	opts.Labels = labels
+	if opts.BaseEnv == nil {
+		for _, k := range []string{"PATH", "HOME"} {
+			if v, ok := os.LookupEnv(k); ok {
+				opts.BaseEnv = append(opts.BaseEnv, k+"="+v)
+			}
+		}
+	}
+	if opts.CacheBytes <= 0 {
+		opts.CacheBytes = 10 << 30
+	}
+	if opts.DefaultTimeout <= 0 {
+		opts.DefaultTimeout = time.Hour
+	}
+	if opts.DrainTimeout == 0 {
+		opts.DrainTimeout = 10 * time.Second
+	}
+	if opts.LogChunkBytes <= 0 {
+		opts.LogChunkBytes = 64 << 10
+	}
+	if opts.LogFlushInterval <= 0 {
+		opts.LogFlushInterval = 100 * time.Millisecond
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 100 * time.Millisecond
+	}
+	if opts.MaxBackoff < opts.MinBackoff {
+		opts.MaxBackoff = max(5*time.Second, opts.MinBackoff)
+	}
+	log := opts.Log
+	if log == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		log = l
+	}
+	w := &Worker{opts: opts, log: log, jobsDir: filepath.Join(opts.Dir, "jobs"), uploadedOK: map[string]bool{}}
+	if err := os.RemoveAll(w.jobsDir); err != nil {
+		return nil, fmt.Errorf("worker: clear %s: %w", w.jobsDir, err)
+	}
+	if err := os.MkdirAll(w.jobsDir, 0o755); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	var err error
+	if w.cache, err = artifact.OpenCache(filepath.Join(opts.Dir, "cache"), opts.CacheBytes); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	if w.sources, err = source.New(source.Options{Dir: filepath.Join(opts.Dir, "git"), Log: log}); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	if w.m, err = newMetrics(opts.Registry, w.cache); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *Worker) uploaded(digest string) bool {
+	w.uploadedMu.Lock()
+	defer w.uploadedMu.Unlock()
+	return w.uploadedOK[digest]
+}
+
+func (w *Worker) markUploaded(digest string) {
+	w.uploadedMu.Lock()
+	defer w.uploadedMu.Unlock()
+	if len(w.uploadedOK) > 100_000 {
+		clear(w.uploadedOK)
+	}
+	w.uploadedOK[digest] = true
+}
+
+// running is one attempt in progress.
+type running struct {
+	cancel context.CancelCauseFunc
+	// forgotten is set when the coordinator cancelled the attempt: its
+	// result is not reported.
+	forgotten bool
+}
+
+// pollAnswer is the outcome of one poll request.
+type pollAnswer struct {
+	resp *api.PollResponse
+	req  api.PollRequest
+	err  error
+}
+
+// errShutdown is the cause given to jobs cancelled by a worker shutdown.
+var errShutdown = errors.New("worker shutting down")
+
+// Run registers with the coordinator and runs jobs until ctx is done,
+// then drains: it stops taking work, lets running jobs finish for up to
+// DrainTimeout, gives back the rest (reported as state "error", which the
+// coordinator retries elsewhere) and returns nil. It survives coordinator
+// restarts and outages by re-registering with backoff; it returns an
+// error only when the coordinator refuses the worker's token.
+func (w *Worker) Run(ctx context.Context) error {
+	// Requests keep working during the drain; they are bounded by their
+	// own timeouts and by stop.
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+
+	var (
+		workerID    string
+		pollWait    time.Duration
+		runningJobs = map[string]*running{}
+		backlog     []api.Assignment // assigned but no free slot yet
+		results     []api.AttemptResult
+		holdsSent   bool
+		inFlight    int
+		unacked     int // polls in flight that carry results
+		wantPoll    = true
+		backoff     time.Duration
+		retryAt     <-chan time.Time
+		draining    bool
+		drainTimer  <-chan time.Time
+	)
+	answers := make(chan pollAnswer, 4)
+	finished := make(chan api.AttemptResult, w.opts.Slots*2+4)
+	var jobs sync.WaitGroup
+	defer jobs.Wait()
+
+	startJob := func(a api.Assignment) {
+		jctx, cancel := context.WithCancelCause(bg)
+		runningJobs[a.AttemptID] = &running{cancel: cancel}
+		w.m.running.Inc()
+		jobs.Add(1)
+		go func() {
+			defer jobs.Done()
+			defer cancel(nil)
+			res := w.run(jctx, a)
+			w.m.observe(res)
+			finished <- res
+		}()
+	}
+	runningIDs := func() []string {
+		ids := make([]string, 0, len(runningJobs)+len(backlog))
+		for id := range runningJobs {
+			ids = append(ids, id)
+		}
+		for _, a := range backlog {
+			ids = append(ids, a.AttemptID)
+		}
+		return ids
+	}
+	fail := func(err error) {
+		if backoff == 0 {
+			backoff = w.opts.MinBackoff
+		} else {
+			backoff = min(backoff*2, w.opts.MaxBackoff)
+		}
+		d := backoff/2 + rand.N(backoff/2+1)
+		w.log.WithError(err).WithField("retry_in", d).Warn("coordinator unreachable")
+		retryAt = time.After(d)
+	}
+
+	for {
+		// Start backlog jobs in free slots.
+		for len(backlog) > 0 && len(runningJobs) < w.opts.Slots && !draining {
+			a := backlog[0]
+			backlog = backlog[1:]
+			startJob(a)
+		}
+		if draining && len(runningJobs) == 0 && len(results) == 0 && unacked == 0 {
+			// Everything is reported; waiting polls end with stop.
+			return nil
+		}
+		// Register when needed, then poll: one poll waits at a time,
+		// and a new one supersedes it when there is news to report.
+		if retryAt == nil && workerID == "" && inFlight == 0 {
+			rctx, cancel := context.WithTimeout(bg, 30*time.Second)
+			resp, err := w.opts.Client.Register(rctx, api.RegisterRequest{Name: w.opts.Name, Labels: w.opts.Labels, Slots: w.opts.Slots, Version: w.opts.Version, Running: runningIDs()})
+			cancel()
+			switch {
+			case errors.Is(err, api.ErrUnauthorized) || errors.Is(err, api.ErrBadRequest):
+				w.log.WithError(err).Error("coordinator refused registration")
+				w.giveBack(runningJobs, stop)
+				return fmt.Errorf("worker: register: %w", err)
+			case err != nil:
+				fail(err)
+			default:
+				workerID, backoff = resp.WorkerID, 0
+				pollWait = time.Duration(min(resp.PollTimeoutMS, resp.HeartbeatIntervalMS)) * time.Millisecond
+				holdsSent = false
+				w.uploadedMu.Lock()
+				clear(w.uploadedOK)
+				w.uploadedMu.Unlock()
+				w.log.WithFields(logrus.Fields{"worker_id": workerID, "slots": w.opts.Slots, "labels": w.opts.Labels}).Info("registered with the coordinator")
+				wantPoll = true
+			}
+		}
+		if workerID != "" && retryAt == nil && (wantPoll || inFlight == 0) && inFlight < 2 {
+			free := max(w.opts.Slots-len(runningJobs)-len(backlog), 0)
+			if draining {
+				free = 0
+			}
+			req := api.PollRequest{WorkerID: workerID, FreeSlots: free, Running: runningIDs(), Results: results, Evicted: w.cache.TakeEvicted()}
+			if pollWait > 0 {
+				req.WaitMS = pollWait.Milliseconds()
+			}
+			if draining && len(runningJobs) == 0 {
+				req.WaitMS = 1 // only reporting results
+			}
+			if !holdsSent {
+				req.Holds, holdsSent = w.cache.Digests(), true
+			}
+			results = nil
+			inFlight++
+			if len(req.Results) > 0 {
+				unacked++
+			}
+			wantPoll = false
+			go func() {
+				pctx, cancel := context.WithTimeout(bg, pollWait+30*time.Second)
+				defer cancel()
+				resp, err := w.opts.Client.Poll(pctx, req)
+				answers <- pollAnswer{resp: resp, req: req, err: err}
+			}()
+		}
+
+		select {
+		case ans := <-answers:
+			inFlight--
+			if len(ans.req.Results) > 0 {
+				unacked--
+			}
+			if ans.err != nil {
+				// Results not acknowledged go out again.
+				results = append(ans.req.Results, results...)
+				if errors.Is(ans.err, api.ErrUnknownWorker) {
+					w.log.Info("coordinator no longer knows this worker; registering again")
+					workerID = ""
+					continue
+				}
+				if errors.Is(ans.err, api.ErrUnauthorized) {
+					w.giveBack(runningJobs, stop)
+					return fmt.Errorf("worker: poll: %w", ans.err)
+				}
+				if ans.req.Holds != nil {
+					holdsSent = false
+				}
+				if inFlight == 0 {
+					fail(ans.err)
+				}
+				continue
+			}
+			backoff = 0
+			for _, id := range ans.resp.Cancel {
+				if r, ok := runningJobs[id]; ok {
+					r.forgotten = true
+					r.cancel(errors.New("cancelled by the coordinator"))
+				}
+				for i, a := range backlog {
+					if a.AttemptID == id {
+						backlog = append(backlog[:i], backlog[i+1:]...)
+						break
+					}
+				}
+			}
+			for _, a := range ans.resp.Assignments {
+				if _, dup := runningJobs[a.AttemptID]; dup {
+					continue
+				}
+				if draining {
+					results = append(results, api.AttemptResult{AttemptID: a.AttemptID, State: api.AttemptError, Error: "worker shutting down"})
+					continue
+				}
+				backlog = append(backlog, a)
+			}
+			if len(ans.resp.Assignments) > 0 || len(ans.resp.Cancel) > 0 || len(results) > 0 {
+				wantPoll = true
+			}
+		case res := <-finished:
+			r := runningJobs[res.AttemptID]
+			delete(runningJobs, res.AttemptID)
+			w.m.running.Dec()
+			if r != nil && !r.forgotten {
+				results = append(results, res)
+			}
+			wantPoll = true
+		case <-retryAt:
+			retryAt = nil
+			wantPoll = true
+		case <-drainTimer:
+			drainTimer = nil
+			w.log.WithField("jobs", len(runningJobs)).Warn("drain timeout: giving running jobs back to the coordinator")
+			for _, r := range runningJobs {
+				r.cancel(errShutdown)
+			}
+		case <-ctx.Done():
+			if !draining {
+				draining = true
+				w.log.WithField("jobs", len(runningJobs)).Info("shutting down: finishing running jobs")
+				for _, a := range backlog {
+					results = append(results, api.AttemptResult{AttemptID: a.AttemptID, State: api.AttemptError, Error: "worker shutting down"})
+				}
+				backlog = nil
+				if w.opts.DrainTimeout < 0 {
+					for _, r := range runningJobs {
+						r.cancel(errShutdown)
+					}
+				} else {
+					drainTimer = time.After(w.opts.DrainTimeout)
+				}
+				wantPoll = true
+				ctx = context.Background() // stop selecting on Done
+			}
+		}
+		if draining && retryAt != nil && len(runningJobs) == 0 && unacked == 0 {
+			// The coordinator is unreachable and nothing runs: give up
+			// reporting (the coordinator will requeue what it lost).
+			return nil
+		}
+	}
+}
+
+// giveBack cancels every running job (used when the worker must stop at
+// once).
+func (w *Worker) giveBack(jobs map[string]*running, stop context.CancelFunc) {
+	for _, r := range jobs {
+		r.cancel(errShutdown)
+	}
+	stop()
+}
