@@ -1,0 +1,1187 @@
+package githubsim
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const (
+	docsURL      = "https://docs.github.com/rest"
+	maxBodyBytes = 1 << 20
+)
+
+// Handler serves the whole simulator: the REST API under /api/v3/, git
+// smart HTTP under /<owner>/<repo>.git/, and a JSON 404 elsewhere.
+func (s *Sim) Handler() http.Handler {
+	api := http.StripPrefix("/api/v3", s.apiMux())
+	git := gitHandler(s.gitPath, s.opts.Dir)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		switch {
+		case strings.HasPrefix(p, "/api/v3/"):
+			api.ServeHTTP(w, r)
+		case isGitPath(p):
+			git.ServeHTTP(w, r)
+		default:
+			writeJSON(w, http.StatusNotFound, errBody("Not Found"))
+		}
+	})
+}
+
+// isGitPath accepts /<owner>/<repo>.git/<smart HTTP path> only, so that
+// http-backend never sees paths outside a repository.
+func isGitPath(p string) bool {
+	parts := strings.SplitN(strings.TrimPrefix(p, "/"), "/", 3)
+	if len(parts) < 3 || !strings.HasSuffix(parts[1], ".git") || strings.Contains(p, "..") {
+		return false
+	}
+	switch parts[2] {
+	case "info/refs", "git-upload-pack", "HEAD":
+		return true
+	}
+	return false
+}
+
+type errorBody struct {
+	Message          string     `json:"message"`
+	Errors           []apiError `json:"errors,omitempty"`
+	DocumentationURL string     `json:"documentation_url"`
+	Status           string     `json:"status,omitempty"`
+}
+
+type apiError struct {
+	Resource string `json:"resource,omitempty"`
+	Field    string `json:"field,omitempty"`
+	Code     string `json:"code"`
+	Message  string `json:"message,omitempty"`
+	Value    any    `json:"value,omitempty"`
+}
+
+func errBody(msg string) *errorBody { return &errorBody{Message: msg, DocumentationURL: docsURL} }
+
+func validation(resource, field, code, msg string) (int, any) {
+	return http.StatusUnprocessableEntity, &errorBody{Message: "Validation Failed", DocumentationURL: docsURL,
+		Status: "422", Errors: []apiError{{Resource: resource, Field: field, Code: code, Message: msg}}}
+}
+
+func notFound() (int, any) { return http.StatusNotFound, errBody("Not Found") }
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	w.Write(b)
+}
+
+// call is one REST request being served.
+type call struct {
+	s    *Sim
+	r    *http.Request
+	u    *user // nil when anonymous
+	hdr  http.Header
+	repo *repo
+}
+
+type apiFunc func(c *call) (int, any)
+
+// route wraps an endpoint with authentication, rate limiting, JSON
+// encoding, ETags and conditional requests.
+func (s *Sim) route(f apiFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-GitHub-Media-Type", "github.v3; format=json")
+		w.Header().Set("X-GitHub-Api-Version-Selected", "2022-11-28")
+		w.Header().Set("X-GitHub-Request-Id", strings.ToUpper(randomHex(8)))
+		u, ok := s.authenticate(r)
+		if !ok {
+			writeJSON(w, http.StatusUnauthorized, &errorBody{Message: "Bad credentials", DocumentationURL: docsURL, Status: "401"})
+			return
+		}
+		key := "" // anonymous
+		if u != nil {
+			key = u.login
+		}
+		if rs := s.rateCheck(key, u); rs.remaining <= 0 {
+			rs.setHeaders(w.Header())
+			id := "anonymous"
+			if u != nil {
+				id = strconv.FormatInt(u.id, 10)
+			}
+			writeJSON(w, s.opts.RateLimitStatus, &errorBody{
+				Message:          fmt.Sprintf("API rate limit exceeded for user ID %s. If you reach out to GitHub Support for help, please include the request ID %s.", id, w.Header().Get("X-GitHub-Request-Id")),
+				DocumentationURL: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+			})
+			return
+		}
+		c := &call{s: s, r: r, u: u, hdr: w.Header()}
+		if owner, name := r.PathValue("owner"), r.PathValue("repo"); owner != "" {
+			s.mu.Lock()
+			c.repo = s.repos[owner+"/"+name]
+			s.mu.Unlock()
+			if c.repo == nil {
+				s.rateCount(key, u).setHeaders(w.Header())
+				writeJSON(w, http.StatusNotFound, errBody("Not Found"))
+				return
+			}
+		}
+		code, v := f(c)
+		var body []byte
+		if v != nil {
+			var err error
+			if body, err = json.Marshal(v); err != nil {
+				code, body = http.StatusInternalServerError, []byte(`{"message":"Server Error"}`)
+			}
+		}
+		if r.Method == http.MethodGet && code == http.StatusOK {
+			sum := sha256.Sum256(body)
+			etag := `W/"` + hex.EncodeToString(sum[:16]) + `"`
+			w.Header().Set("ETag", etag)
+			w.Header().Set("Cache-Control", "private, max-age=60, s-maxage=60")
+			w.Header().Set("Vary", "Accept, Authorization, Cookie, X-GitHub-OTP")
+			if etagMatch(r.Header.Get("If-None-Match"), etag) {
+				// Conditional hits are free on GitHub.
+				s.ratePeek(key, u).setHeaders(w.Header())
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+		}
+		if r.URL.Path != "/rate_limit" {
+			s.rateCount(key, u).setHeaders(w.Header())
+		} else {
+			s.ratePeek(key, u).setHeaders(w.Header())
+		}
+		if body == nil {
+			w.WriteHeader(code)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(code)
+		w.Write(body)
+	})
+}
+
+func etagMatch(header, etag string) bool {
+	if header == "" {
+		return false
+	}
+	strip := func(t string) string { return strings.TrimPrefix(strings.TrimSpace(t), "W/") }
+	for _, t := range strings.Split(header, ",") {
+		if strings.TrimSpace(t) == "*" || strip(t) == strip(etag) {
+			return true
+		}
+	}
+	return false
+}
+
+// authenticate maps the Authorization header (token, Bearer, or Basic with
+// the token as password) to a user; ok is false for an unknown token.
+func (s *Sim) authenticate(r *http.Request) (*user, bool) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return nil, true
+	}
+	scheme, cred, _ := strings.Cut(h, " ")
+	var tok string
+	switch strings.ToLower(scheme) {
+	case "token", "bearer":
+		tok = strings.TrimSpace(cred)
+	case "basic":
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+		if err != nil {
+			return nil, false
+		}
+		_, tok, _ = strings.Cut(string(raw), ":")
+	default:
+		return nil, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.tokens[tok]
+	if !ok || tok == "" {
+		return nil, false
+	}
+	return u, true
+}
+
+// rateState is one user's core rate-limit window.
+type rateState struct {
+	limit, remaining, used int
+	reset                  time.Time
+}
+
+func (rs rateState) setHeaders(h http.Header) {
+	h.Set("X-RateLimit-Limit", strconv.Itoa(rs.limit))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(max(rs.remaining, 0)))
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(rs.reset.Unix(), 10))
+	h.Set("X-RateLimit-Used", strconv.Itoa(rs.used))
+	h.Set("X-RateLimit-Resource", "core")
+}
+
+// rateLocked returns key's window, starting a new one when the old one
+// has passed.
+func (s *Sim) rateLocked(key string, u *user) *rateState {
+	now := s.opts.Now()
+	rs := s.rates[key]
+	if rs == nil || !now.Before(rs.reset) {
+		limit := s.opts.RateLimit
+		if u == nil {
+			limit = 60
+		}
+		if rs != nil && rs.limit != limit && u != nil {
+			limit = rs.limit
+		}
+		rs = &rateState{limit: limit, remaining: limit, reset: now.Add(time.Hour).Truncate(time.Second)}
+		s.rates[key] = rs
+	}
+	return rs
+}
+
+func (s *Sim) rateCheck(key string, u *user) rateState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return *s.rateLocked(key, u)
+}
+
+func (s *Sim) ratePeek(key string, u *user) rateState { return s.rateCheck(key, u) }
+
+func (s *Sim) rateCount(key string, u *user) rateState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rs := s.rateLocked(key, u)
+	if rs.remaining > 0 {
+		rs.remaining--
+		rs.used++
+	}
+	return *rs
+}
+
+// SetRateLimitRemaining sets how many requests login ("" for anonymous
+// clients) has left in the current window; 0 exhausts the limit so that
+// the next request is refused with 403 (or 429) until the window resets.
+func (s *Sim) SetRateLimitRemaining(login string, remaining int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var u *user
+	if login != "" {
+		var err error
+		if u, err = s.knownUserLocked(login); err != nil {
+			return fmt.Errorf("githubsim: set rate limit: %w", err)
+		}
+	}
+	rs := s.rateLocked(login, u)
+	rs.remaining = max(0, min(remaining, rs.limit))
+	rs.used = rs.limit - rs.remaining
+	return nil
+}
+
+// ExhaustRateLimit is SetRateLimitRemaining(login, 0).
+func (s *Sim) ExhaustRateLimit(login string) error { return s.SetRateLimitRemaining(login, 0) }
+
+// decode reads a JSON request body into v: malformed JSON is 400 "Problems
+// parsing JSON", JSON of the wrong types 422, as GitHub answers.
+func (c *call) decode(v any) (int, any) {
+	b, err := io.ReadAll(http.MaxBytesReader(nil, c.r.Body, maxBodyBytes))
+	if err != nil {
+		return http.StatusRequestEntityTooLarge, errBody("Request body too large")
+	}
+	var raw any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return http.StatusBadRequest, errBody("Problems parsing JSON")
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return http.StatusUnprocessableEntity, errBody(fmt.Sprintf("Invalid request.\n\nFor 'properties/%s', %s is not a %s.", te.Field, te.Value, te.Type.Kind()))
+		}
+		return http.StatusUnprocessableEntity, errBody("Invalid request.\n\n" + err.Error())
+	}
+	return 0, nil
+}
+
+func (c *call) needAuth() (int, any) {
+	if c.u == nil {
+		return http.StatusUnauthorized, &errorBody{Message: "Requires authentication", DocumentationURL: docsURL, Status: "401"}
+	}
+	return 0, nil
+}
+
+func (c *call) needWrite() (int, any) {
+	if code, v := c.needAuth(); code != 0 {
+		return code, v
+	}
+	c.s.mu.Lock()
+	p := c.s.permLocked(c.repo, c.u)
+	c.s.mu.Unlock()
+	if !p.canWrite() {
+		return http.StatusForbidden, errBody("Must have push access to repository")
+	}
+	return 0, nil
+}
+
+func (c *call) query(name string) string { return c.r.URL.Query().Get(name) }
+
+// page applies per_page/page to n items, sets the Link header (first,
+// prev, next, last as GitHub) and returns the slice bounds.
+func (c *call) page(n int) (lo, hi int) {
+	per, err := strconv.Atoi(c.query("per_page"))
+	if err != nil || per <= 0 {
+		per = 30
+	}
+	per = min(per, 100)
+	pg, err := strconv.Atoi(c.query("page"))
+	if err != nil || pg <= 0 {
+		pg = 1
+	}
+	last := max(1, (n+per-1)/per)
+	link := func(p int, rel string) string {
+		q := c.r.URL.Query()
+		q.Set("page", strconv.Itoa(p))
+		q.Set("per_page", strconv.Itoa(per))
+		return fmt.Sprintf(`<%s%s?%s>; rel="%s"`, c.s.api(), c.r.URL.Path, q.Encode(), rel)
+	}
+	var links []string
+	if pg < last {
+		links = append(links, link(pg+1, "next"), link(last, "last"))
+	}
+	if pg > 1 {
+		links = append(links, link(1, "first"), link(min(pg-1, last), "prev"))
+	}
+	if len(links) > 0 {
+		c.hdr.Set("Link", strings.Join(links, ", "))
+	}
+	lo = min((pg-1)*per, n)
+	return lo, min(lo+per, n)
+}
+
+func (c *call) number() (int, bool) {
+	n, err := strconv.Atoi(c.r.PathValue("number"))
+	return n, err == nil && n > 0
+}
+
+func (s *Sim) apiMux() *http.ServeMux {
+	m := http.NewServeMux()
+	h := func(pattern string, f apiFunc) { m.Handle(pattern, s.route(f)) }
+	h("GET /user", s.getUser)
+	h("GET /rate_limit", s.getRateLimit)
+	h("GET /repos/{owner}/{repo}", s.getRepo)
+	h("GET /repos/{owner}/{repo}/issues", s.listIssues)
+	h("GET /repos/{owner}/{repo}/issues/{number}", s.getIssue)
+	h("GET /repos/{owner}/{repo}/issues/comments", s.listRepoComments)
+	h("GET /repos/{owner}/{repo}/issues/{number}/comments", s.listIssueComments)
+	h("POST /repos/{owner}/{repo}/issues/{number}/comments", s.createComment)
+	h("GET /repos/{owner}/{repo}/issues/events", s.listRepoEvents)
+	h("GET /repos/{owner}/{repo}/issues/{number}/events", s.listIssueEvents)
+	h("GET /repos/{owner}/{repo}/issues/{number}/labels", s.listIssueLabels)
+	h("POST /repos/{owner}/{repo}/issues/{number}/labels", s.addIssueLabels)
+	h("DELETE /repos/{owner}/{repo}/issues/{number}/labels/{name}", s.removeIssueLabel)
+	h("GET /repos/{owner}/{repo}/labels", s.listLabels)
+	h("GET /repos/{owner}/{repo}/milestones", s.listMilestones)
+	h("GET /repos/{owner}/{repo}/pulls", s.listPulls)
+	h("GET /repos/{owner}/{repo}/pulls/{number}", s.getPull)
+	h("GET /repos/{owner}/{repo}/pulls/{number}/reviews", s.listReviews)
+	h("POST /repos/{owner}/{repo}/check-runs", s.createCheckRun)
+	h("PATCH /repos/{owner}/{repo}/check-runs/{id}", s.updateCheckRun)
+	h("GET /repos/{owner}/{repo}/check-runs/{id}", s.getCheckRun)
+	h("GET /repos/{owner}/{repo}/commits/{rest...}", s.commitSub)
+	h("POST /repos/{owner}/{repo}/statuses/{sha}", s.createStatus)
+	h("GET /repos/{owner}/{repo}/collaborators/{user}/permission", s.getPermission)
+	h("GET /repos/{owner}/{repo}/hooks", s.listHooks)
+	h("GET /repos/{owner}/{repo}/hooks/{id}/deliveries", s.listDeliveries)
+	h("GET /repos/{owner}/{repo}/hooks/{id}/deliveries/{delivery}", s.getDelivery)
+	h("POST /repos/{owner}/{repo}/hooks/{id}/deliveries/{delivery}/attempts", s.redeliverREST)
+	m.Handle("/", s.route(func(*call) (int, any) { return notFound() }))
+	return m
+}
+
+func (s *Sim) getUser(c *call) (int, any) {
+	if code, v := c.needAuth(); code != 0 {
+		return code, v
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type fullUser struct {
+		*wUser
+		Name        *string `json:"name"`
+		Company     *string `json:"company"`
+		Blog        string  `json:"blog"`
+		Location    *string `json:"location"`
+		Email       *string `json:"email"`
+		Hireable    *bool   `json:"hireable"`
+		Bio         *string `json:"bio"`
+		PublicRepos int     `json:"public_repos"`
+		PublicGists int     `json:"public_gists"`
+		Followers   int     `json:"followers"`
+		Following   int     `json:"following"`
+		CreatedAt   ghTime  `json:"created_at"`
+		UpdatedAt   ghTime  `json:"updated_at"`
+	}
+	n := 0
+	for _, r := range s.repos {
+		if r.owner == c.u.login {
+			n++
+		}
+	}
+	return http.StatusOK, &fullUser{wUser: s.wUserOf(c.u), PublicRepos: n, CreatedAt: ghTime(c.u.joined), UpdatedAt: ghTime(c.u.joined)}
+}
+
+func (s *Sim) getRateLimit(c *call) (int, any) {
+	key := ""
+	if c.u != nil {
+		key = c.u.login
+	}
+	rs := s.ratePeek(key, c.u)
+	type rate struct {
+		Limit     int    `json:"limit"`
+		Used      int    `json:"used"`
+		Remaining int    `json:"remaining"`
+		Reset     int64  `json:"reset"`
+		Resource  string `json:"resource,omitempty"`
+	}
+	core := rate{Limit: rs.limit, Used: rs.used, Remaining: rs.remaining, Reset: rs.reset.Unix()}
+	return http.StatusOK, map[string]any{"resources": map[string]rate{"core": core}, "rate": core}
+}
+
+func (s *Sim) getRepo(c *call) (int, any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type repoWithPerms struct {
+		*wRepo
+		Permissions map[string]bool `json:"permissions,omitempty"`
+	}
+	out := &repoWithPerms{wRepo: s.wRepoOf(c.repo)}
+	if c.u != nil {
+		p := s.permLocked(c.repo, c.u)
+		out.Permissions = map[string]bool{"admin": p == PermAdmin, "maintain": p == PermAdmin, "push": p.canWrite(), "triage": p.canWrite(), "pull": p != PermNone}
+	}
+	return http.StatusOK, out
+}
+
+// parseSince parses the since parameter (ISO 8601).
+func (c *call) since() (time.Time, bool) {
+	v := c.query("since")
+	if v == "" {
+		return time.Time{}, true
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	return t, err == nil
+}
+
+func invalidParam(resource, field, value string) (int, any) {
+	return http.StatusUnprocessableEntity, &errorBody{Message: "Validation Failed", DocumentationURL: docsURL, Status: "422",
+		Errors: []apiError{{Resource: resource, Field: field, Code: "invalid", Value: value}}}
+}
+
+func (s *Sim) listIssues(c *call) (int, any) {
+	state := c.query("state")
+	if state == "" {
+		state = "open"
+	}
+	if state != "open" && state != "closed" && state != "all" {
+		return invalidParam("Issue", "state", state)
+	}
+	sortBy := c.query("sort")
+	if sortBy == "" {
+		sortBy = "created"
+	}
+	if sortBy != "created" && sortBy != "updated" && sortBy != "comments" {
+		return invalidParam("Issue", "sort", sortBy)
+	}
+	dir := c.query("direction")
+	if dir == "" {
+		dir = "desc"
+	}
+	if dir != "asc" && dir != "desc" {
+		return invalidParam("Issue", "direction", dir)
+	}
+	since, ok := c.since()
+	if !ok {
+		return invalidParam("Issue", "since", c.query("since"))
+	}
+	var want []string
+	if l := c.query("labels"); l != "" {
+		for _, n := range strings.Split(l, ",") {
+			want = append(want, strings.TrimSpace(n))
+		}
+	}
+	creator := c.query("creator")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var list []*issue
+	for _, is := range c.repo.issues {
+		if state != "all" && is.state != state || is.updated.Before(since) || creator != "" && is.author.login != creator {
+			continue
+		}
+		if !hasLabels(is, want) {
+			continue
+		}
+		list = append(list, is)
+	}
+	sort.SliceStable(list, func(i, j int) bool {
+		a, b := list[i], list[j]
+		var less bool
+		switch sortBy {
+		case "updated":
+			less = a.updated.Before(b.updated) || a.updated.Equal(b.updated) && a.number < b.number
+		case "comments":
+			less = a.comments < b.comments || a.comments == b.comments && a.number < b.number
+		default:
+			less = a.number < b.number
+		}
+		if dir == "desc" {
+			return !less
+		}
+		return less
+	})
+	lo, hi := c.page(len(list))
+	out := make([]*wIssue, 0, hi-lo)
+	for _, is := range list[lo:hi] {
+		out = append(out, s.wIssueOf(c.repo, is))
+	}
+	return http.StatusOK, out
+}
+
+func hasLabels(is *issue, want []string) bool {
+	for _, w := range want {
+		found := false
+		for _, l := range is.labels {
+			found = found || strings.EqualFold(l.name, w)
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Sim) getIssue(c *call) (int, any) {
+	n, ok := c.number()
+	if !ok {
+		return notFound()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	is, err := s.issueLocked(c.repo, n)
+	if err != nil {
+		return notFound()
+	}
+	return http.StatusOK, s.wIssueOf(c.repo, is)
+}
+
+func (s *Sim) listComments(c *call, is *issue) (int, any) {
+	since, ok := c.since()
+	if !ok {
+		return invalidParam("IssueComment", "since", c.query("since"))
+	}
+	dir := c.query("direction")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var list []*comment
+	for _, cm := range c.repo.comments {
+		if (is == nil || cm.issue == is) && !cm.updated.Before(since) {
+			list = append(list, cm)
+		}
+	}
+	if is == nil && c.query("sort") == "updated" {
+		sort.SliceStable(list, func(i, j int) bool { return list[i].updated.Before(list[j].updated) })
+	}
+	if is == nil && dir == "desc" {
+		for i, j := 0, len(list)-1; i < j; i, j = i+1, j-1 {
+			list[i], list[j] = list[j], list[i]
+		}
+	}
+	lo, hi := c.page(len(list))
+	out := make([]*wComment, 0, hi-lo)
+	for _, cm := range list[lo:hi] {
+		out = append(out, s.wCommentOf(c.repo, cm))
+	}
+	return http.StatusOK, out
+}
+
+func (s *Sim) listRepoComments(c *call) (int, any) { return s.listComments(c, nil) }
+
+func (s *Sim) issueFromPath(c *call) (*issue, bool) {
+	n, ok := c.number()
+	if !ok {
+		return nil, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	is, err := s.issueLocked(c.repo, n)
+	return is, err == nil
+}
+
+func (s *Sim) listIssueComments(c *call) (int, any) {
+	is, ok := s.issueFromPath(c)
+	if !ok {
+		return notFound()
+	}
+	return s.listComments(c, is)
+}
+
+func (s *Sim) createComment(c *call) (int, any) {
+	if code, v := c.needAuth(); code != 0 {
+		return code, v
+	}
+	is, ok := s.issueFromPath(c)
+	if !ok {
+		return notFound()
+	}
+	var in struct {
+		Body *string `json:"body"`
+	}
+	if code, v := c.decode(&in); code != 0 {
+		return code, v
+	}
+	if in.Body == nil || strings.TrimSpace(*in.Body) == "" {
+		return validation("IssueComment", "body", "missing_field", "")
+	}
+	s.mu.Lock()
+	cm, ds := s.commentLocked(c.repo, is, c.u, *in.Body)
+	out := s.wCommentOf(c.repo, cm)
+	s.mu.Unlock()
+	s.q.push(ds...)
+	c.hdr.Set("Location", out.URL)
+	return http.StatusCreated, out
+}
+
+func (s *Sim) listEvents(c *call, is *issue) (int, any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var list []*issueEvent
+	for _, e := range c.repo.events {
+		if is == nil || e.issue == is {
+			list = append(list, e)
+		}
+	}
+	if is == nil { // the repository-wide list is newest first
+		for i, j := 0, len(list)-1; i < j; i, j = i+1, j-1 {
+			list[i], list[j] = list[j], list[i]
+		}
+	}
+	lo, hi := c.page(len(list))
+	out := make([]*wIssueEvent, 0, hi-lo)
+	for _, e := range list[lo:hi] {
+		out = append(out, s.wEventOf(c.repo, e, is == nil))
+	}
+	return http.StatusOK, out
+}
+
+func (s *Sim) listRepoEvents(c *call) (int, any) { return s.listEvents(c, nil) }
+
+func (s *Sim) listIssueEvents(c *call) (int, any) {
+	is, ok := s.issueFromPath(c)
+	if !ok {
+		return notFound()
+	}
+	return s.listEvents(c, is)
+}
+
+func (s *Sim) listIssueLabels(c *call) (int, any) {
+	is, ok := s.issueFromPath(c)
+	if !ok {
+		return notFound()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lo, hi := c.page(len(is.labels))
+	return http.StatusOK, s.wLabelsOf(c.repo, is.labels[lo:hi])
+}
+
+func (s *Sim) addIssueLabels(c *call) (int, any) {
+	if code, v := c.needWrite(); code != 0 {
+		return code, v
+	}
+	is, ok := s.issueFromPath(c)
+	if !ok {
+		return notFound()
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(nil, c.r.Body, maxBodyBytes))
+	if err != nil {
+		return http.StatusRequestEntityTooLarge, errBody("Request body too large")
+	}
+	// GitHub accepts {"labels": [...]} and a bare array of names.
+	var names []string
+	var obj struct {
+		Labels []string `json:"labels"`
+	}
+	trim := bytes.TrimSpace(b)
+	var raw any
+	switch {
+	case json.Unmarshal(trim, &raw) != nil:
+		return http.StatusBadRequest, errBody("Problems parsing JSON")
+	case len(trim) > 0 && trim[0] == '[':
+		if json.Unmarshal(trim, &names) != nil {
+			return validation("Label", "labels", "invalid", "labels must be strings")
+		}
+	default:
+		if json.Unmarshal(trim, &obj) != nil || obj.Labels == nil {
+			return validation("Label", "labels", "missing_field", "")
+		}
+		names = obj.Labels
+	}
+	for _, n := range names {
+		if strings.TrimSpace(n) == "" || len(n) > 50 {
+			return validation("Label", "name", "invalid", "")
+		}
+	}
+	s.mu.Lock()
+	ds := s.addLabelsLocked(c.repo, is, c.u, names)
+	out := s.wLabelsOf(c.repo, is.labels)
+	s.mu.Unlock()
+	s.q.push(ds...)
+	return http.StatusOK, out
+}
+
+func (s *Sim) removeIssueLabel(c *call) (int, any) {
+	if code, v := c.needWrite(); code != 0 {
+		return code, v
+	}
+	is, ok := s.issueFromPath(c)
+	if !ok {
+		return notFound()
+	}
+	s.mu.Lock()
+	ds, removed := s.removeLabelLocked(c.repo, is, c.u, c.r.PathValue("name"))
+	out := s.wLabelsOf(c.repo, is.labels)
+	s.mu.Unlock()
+	if !removed {
+		return http.StatusNotFound, errBody("Label does not exist")
+	}
+	s.q.push(ds...)
+	return http.StatusOK, out
+}
+
+func (s *Sim) listLabels(c *call) (int, any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lo, hi := c.page(len(c.repo.labels))
+	return http.StatusOK, s.wLabelsOf(c.repo, c.repo.labels[lo:hi])
+}
+
+func (s *Sim) listMilestones(c *call) (int, any) {
+	state := c.query("state")
+	if state == "" {
+		state = "open"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var list []*wMilestone
+	for _, m := range c.repo.milestones {
+		if state == "all" || m.state == state {
+			list = append(list, s.wMilestoneOf(c.repo, m))
+		}
+	}
+	lo, hi := c.page(len(list))
+	return http.StatusOK, append([]*wMilestone{}, list[lo:hi]...)
+}
+
+func (s *Sim) listPulls(c *call) (int, any) {
+	state := c.query("state")
+	if state == "" {
+		state = "open"
+	}
+	if state != "open" && state != "closed" && state != "all" {
+		return invalidParam("PullRequest", "state", state)
+	}
+	sortBy := c.query("sort")
+	if sortBy == "" {
+		sortBy = "created"
+	}
+	if sortBy != "created" && sortBy != "updated" && sortBy != "popularity" && sortBy != "long-running" {
+		return invalidParam("PullRequest", "sort", sortBy)
+	}
+	dir := c.query("direction")
+	if dir == "" {
+		dir = "desc"
+	}
+	head, base := c.query("head"), c.query("base")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var list []*issue
+	for _, is := range c.repo.issues {
+		if is.pr == nil || state != "all" && is.state != state || base != "" && is.pr.baseRef != base ||
+			head != "" && head != c.repo.owner+":"+is.pr.headRef {
+			continue
+		}
+		list = append(list, is)
+	}
+	sort.SliceStable(list, func(i, j int) bool {
+		a, b := list[i], list[j]
+		less := a.number < b.number
+		if sortBy == "updated" {
+			less = a.updated.Before(b.updated) || a.updated.Equal(b.updated) && a.number < b.number
+		}
+		if dir == "desc" {
+			return !less
+		}
+		return less
+	})
+	lo, hi := c.page(len(list))
+	out := make([]*wPull, 0, hi-lo)
+	for _, is := range list[lo:hi] {
+		out = append(out, s.wPullOf(c.repo, is))
+	}
+	return http.StatusOK, out
+}
+
+func (s *Sim) getPull(c *call) (int, any) {
+	is, ok := s.issueFromPath(c)
+	if !ok || is.pr == nil {
+		return notFound()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return http.StatusOK, s.wPullOf(c.repo, is)
+}
+
+func (s *Sim) listReviews(c *call) (int, any) {
+	is, ok := s.issueFromPath(c)
+	if !ok || is.pr == nil {
+		return notFound()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var list []*review
+	for _, rv := range c.repo.reviews {
+		if rv.issue == is {
+			list = append(list, rv)
+		}
+	}
+	lo, hi := c.page(len(list))
+	out := make([]*wReview, 0, hi-lo)
+	for _, rv := range list[lo:hi] {
+		out = append(out, s.wReviewOf(c.repo, rv))
+	}
+	return http.StatusOK, out
+}
+
+func (s *Sim) getPermission(c *call) (int, any) {
+	if code, v := c.needAuth(); code != 0 {
+		return code, v
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, err := s.knownUserLocked(c.r.PathValue("user"))
+	if err != nil {
+		return notFound()
+	}
+	p := s.permLocked(c.repo, u)
+	return http.StatusOK, &wPermission{Permission: string(p), RoleName: string(p), User: s.wUserOf(u)}
+}
+
+// resolveRef resolves a ref from the URL (SHA, branch, tag, or
+// heads/<branch>) in the repository.
+func (s *Sim) resolveRef(c *call, ref string) (string, bool) {
+	if ref == "" || strings.Contains(ref, "..") || strings.ContainsAny(ref, "~^:@{}\\ ") {
+		return "", false
+	}
+	for _, cand := range []string{ref, "refs/heads/" + ref, "refs/tags/" + ref, "refs/" + ref} {
+		if sha, err := resolve(c.r.Context(), s.gitPath, c.repo.dir, cand); err == nil && sha != "" {
+			return sha, true
+		}
+	}
+	return "", false
+}
+
+func noCommit(ref string) (int, any) {
+	return http.StatusUnprocessableEntity, errBody("No commit found for SHA: " + ref)
+}
+
+// commitSub serves GET /repos/{o}/{r}/commits/{ref}/{status,statuses,
+// check-runs,check-suites}; refs may contain slashes.
+func (s *Sim) commitSub(c *call) (int, any) {
+	rest := c.r.PathValue("rest")
+	for _, sub := range []string{"/status", "/statuses", "/check-runs", "/check-suites"} {
+		ref, ok := strings.CutSuffix(rest, sub)
+		if !ok || ref == "" {
+			continue
+		}
+		sha, found := s.resolveRef(c, ref)
+		if !found {
+			if sub == "/status" || sub == "/statuses" {
+				return http.StatusNotFound, errBody("No commit found for SHA: " + ref)
+			}
+			return noCommit(ref)
+		}
+		switch sub {
+		case "/status":
+			return s.combinedStatus(c, sha)
+		case "/statuses":
+			return s.listStatuses(c, sha)
+		case "/check-runs":
+			return s.listCheckRuns(c, sha)
+		default:
+			return s.listCheckSuites(c, sha)
+		}
+	}
+	return notFound()
+}
+
+var statusStates = map[string]bool{"error": true, "failure": true, "pending": true, "success": true}
+
+func (s *Sim) createStatus(c *call) (int, any) {
+	if code, v := c.needWrite(); code != 0 {
+		return code, v
+	}
+	var in struct {
+		State       string  `json:"state"`
+		TargetURL   *string `json:"target_url"`
+		Description *string `json:"description"`
+		Context     *string `json:"context"`
+	}
+	if code, v := c.decode(&in); code != 0 {
+		return code, v
+	}
+	if !statusStates[in.State] {
+		return validation("Status", "state", "custom", "state is not included in the list")
+	}
+	sha := c.r.PathValue("sha")
+	full, ok := s.resolveRef(c, sha)
+	if !ok {
+		return noCommit(sha)
+	}
+	st := &status{state: in.State, sha: full, context: "default", creator: c.u}
+	if in.Context != nil && *in.Context != "" {
+		st.context = *in.Context
+	}
+	if in.TargetURL != nil {
+		st.targetURL = *in.TargetURL
+	}
+	if in.Description != nil {
+		if len(*in.Description) > 140 {
+			return validation("Status", "description", "custom", "description is too long (maximum is 140 characters)")
+		}
+		st.description = *in.Description
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st.id = s.newID()
+	st.created = s.opts.Now()
+	st.updated = st.created
+	c.repo.statuses = append(c.repo.statuses, st)
+	return http.StatusCreated, s.wStatusOf(c.repo, st, true)
+}
+
+func (s *Sim) statusesFor(r *repo, sha string) []*status {
+	var list []*status
+	for i := len(r.statuses) - 1; i >= 0; i-- { // newest first
+		if r.statuses[i].sha == sha {
+			list = append(list, r.statuses[i])
+		}
+	}
+	return list
+}
+
+func (s *Sim) combinedStatus(c *call, sha string) (int, any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[string]bool{}
+	var latest []*wStatus
+	state := "success"
+	for _, st := range s.statusesFor(c.repo, sha) {
+		if seen[st.context] {
+			continue
+		}
+		seen[st.context] = true
+		latest = append(latest, s.wStatusOf(c.repo, st, false))
+		switch {
+		case st.state == "error" || st.state == "failure":
+			state = "failure"
+		case st.state == "pending" && state != "failure":
+			state = "pending"
+		}
+	}
+	if len(latest) == 0 {
+		state = "pending"
+		latest = []*wStatus{}
+	}
+	sort.Slice(latest, func(i, j int) bool { return latest[i].Context < latest[j].Context })
+	api := s.api() + "/repos/" + c.repo.fullName()
+	return http.StatusOK, &wCombinedStatus{State: state, Statuses: latest, SHA: sha, TotalCount: len(latest),
+		Repository: s.wRepoOf(c.repo), CommitURL: api + "/commits/" + sha, URL: api + "/commits/" + sha + "/status"}
+}
+
+func (s *Sim) listStatuses(c *call, sha string) (int, any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := s.statusesFor(c.repo, sha)
+	lo, hi := c.page(len(list))
+	out := make([]*wStatus, 0, hi-lo)
+	for _, st := range list[lo:hi] {
+		out = append(out, s.wStatusOf(c.repo, st, true))
+	}
+	return http.StatusOK, out
+}
+
+func (s *Sim) listHooks(c *call) (int, any) {
+	if code, v := c.needAdmin(); code != 0 {
+		return code, v
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []*wHook{}
+	for _, h := range c.repo.hooks {
+		out = append(out, s.wHookOf(h))
+	}
+	return http.StatusOK, out
+}
+
+// needAdmin guards hook endpoints; GitHub answers 404 to non-admins.
+func (c *call) needAdmin() (int, any) {
+	if code, v := c.needAuth(); code != 0 {
+		return code, v
+	}
+	c.s.mu.Lock()
+	p := c.s.permLocked(c.repo, c.u)
+	c.s.mu.Unlock()
+	if p != PermAdmin {
+		return notFound()
+	}
+	return 0, nil
+}
+
+func (s *Sim) hookFromPath(c *call) *hook {
+	id, err := strconv.ParseInt(c.r.PathValue("id"), 10, 64)
+	if err != nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.hooks[id]
+	if h == nil || h.repo != c.repo {
+		return nil
+	}
+	return h
+}
+
+func (s *Sim) wDeliveryOf(d *delivery, full bool) *wHookDelivery {
+	w := &wHookDelivery{ID: d.ID, GUID: d.GUID, DeliveredAt: ghTime(d.DeliveredAt), Redelivery: d.Redelivery,
+		Duration: d.Duration.Seconds(), StatusCode: d.StatusCode, Event: d.Event, Action: sp(d.Action), RepositoryID: d.repoID}
+	switch {
+	case d.Pending:
+		w.Status = "pending"
+	case d.Err != "":
+		w.Status = d.Err
+	default:
+		w.Status = "OK"
+	}
+	if d.hook.app != nil {
+		id := d.hook.app.installationID
+		w.InstallationID = &id
+	}
+	if full {
+		w.URL = fmt.Sprintf("%s/repos/%s/hooks/%d/deliveries/%d", s.api(), d.Repo, d.hook.id, d.ID)
+		w.Request = &struct {
+			Headers map[string]string `json:"headers"`
+			Payload any               `json:"payload"`
+		}{Headers: flatten(d.reqHdr), Payload: json.RawMessage(d.Payload)}
+		w.Response = &struct {
+			Headers map[string]string `json:"headers"`
+			Payload *string           `json:"payload"`
+		}{Headers: flatten(d.respHdr), Payload: sp(d.respBody)}
+	}
+	return w
+}
+
+func flatten(h http.Header) map[string]string {
+	out := map[string]string{}
+	for k, v := range h {
+		out[k] = strings.Join(v, ", ")
+	}
+	return out
+}
+
+// listDeliveries serves the hook's delivery log, newest first, with
+// GitHub's cursor pagination (cursor = the last ID seen).
+func (s *Sim) listDeliveries(c *call) (int, any) {
+	if code, v := c.needAdmin(); code != 0 {
+		return code, v
+	}
+	h := s.hookFromPath(c)
+	if h == nil {
+		return notFound()
+	}
+	per, err := strconv.Atoi(c.query("per_page"))
+	if err != nil || per <= 0 {
+		per = 30
+	}
+	per = min(per, 100)
+	cursor, _ := strconv.ParseInt(c.query("cursor"), 10, 64)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []*wHookDelivery{}
+	more := false
+	for i := len(s.delivery) - 1; i >= 0; i-- {
+		d := s.delivery[i]
+		if d.hook != h || cursor > 0 && d.ID >= cursor {
+			continue
+		}
+		if len(out) == per {
+			more = true
+			break
+		}
+		out = append(out, s.wDeliveryOf(d, false))
+	}
+	if more {
+		q := url.Values{"per_page": {strconv.Itoa(per)}, "cursor": {strconv.FormatInt(out[len(out)-1].ID, 10)}}
+		c.hdr.Set("Link", fmt.Sprintf(`<%s%s?%s>; rel="next"`, s.api(), c.r.URL.Path, q.Encode()))
+	}
+	return http.StatusOK, out
+}
+
+func (s *Sim) deliveryFromPath(c *call) *delivery {
+	h := s.hookFromPath(c)
+	id, err := strconv.ParseInt(c.r.PathValue("delivery"), 10, 64)
+	if h == nil || err != nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.delivery {
+		if d.ID == id && d.hook == h {
+			return d
+		}
+	}
+	return nil
+}
+
+func (s *Sim) getDelivery(c *call) (int, any) {
+	if code, v := c.needAdmin(); code != 0 {
+		return code, v
+	}
+	d := s.deliveryFromPath(c)
+	if d == nil {
+		return notFound()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return http.StatusOK, s.wDeliveryOf(d, true)
+}
+
+// redeliverREST is POST …/deliveries/{id}/attempts: 202 Accepted and an
+// asynchronous redelivery with the same GUID and body.
+func (s *Sim) redeliverREST(c *call) (int, any) {
+	if code, v := c.needAdmin(); code != 0 {
+		return code, v
+	}
+	d := s.deliveryFromPath(c)
+	if d == nil {
+		return notFound()
+	}
+	s.mu.Lock()
+	nd := s.redeliverLocked(d)
+	s.mu.Unlock()
+	s.q.push(nd)
+	return http.StatusAccepted, map[string]any{}
+}

@@ -1,0 +1,313 @@
+package githubsim
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var (
+	checkStatuses    = map[string]bool{"queued": true, "in_progress": true, "completed": true, "waiting": true, "requested": true, "pending": true}
+	checkConclusions = map[string]bool{"action_required": true, "cancelled": true, "failure": true, "neutral": true, "success": true, "skipped": true, "stale": true, "timed_out": true}
+)
+
+type checkRunInput struct {
+	Name        *string    `json:"name"`
+	HeadSHA     *string    `json:"head_sha"`
+	DetailsURL  *string    `json:"details_url"`
+	ExternalID  *string    `json:"external_id"`
+	Status      *string    `json:"status"`
+	Conclusion  *string    `json:"conclusion"`
+	StartedAt   *time.Time `json:"started_at"`
+	CompletedAt *time.Time `json:"completed_at"`
+	Output      *struct {
+		Title       *string `json:"title"`
+		Summary     *string `json:"summary"`
+		Text        *string `json:"text"`
+		Annotations []any   `json:"annotations"`
+	} `json:"output"`
+}
+
+// needApp allows only GitHub App installation tokens, as GitHub does for
+// the checks API.
+func (c *call) needApp() (int, any) {
+	if code, v := c.needAuth(); code != 0 {
+		return code, v
+	}
+	if c.u.app == nil {
+		return http.StatusForbidden, errBody("You must authenticate via a GitHub App.")
+	}
+	return 0, nil
+}
+
+func invalidRequest(msg string) (int, any) {
+	return http.StatusUnprocessableEntity, errBody("Invalid request.\n\n" + msg)
+}
+
+// apply validates in and applies it to cr (which may be new). It returns
+// whether the run became completed.
+func (in *checkRunInput) apply(cr *checkRun, now time.Time) (completed bool, code int, body any) {
+	was := cr.status
+	if in.Name != nil {
+		if *in.Name == "" {
+			return false, http.StatusUnprocessableEntity, errBody("Invalid request.\n\n\"name\" wasn't supplied.")
+		}
+		cr.name = *in.Name
+	}
+	if in.DetailsURL != nil {
+		cr.detailsURL = *in.DetailsURL
+	}
+	if in.ExternalID != nil {
+		cr.externalID = *in.ExternalID
+	}
+	if in.Status != nil {
+		if !checkStatuses[*in.Status] {
+			code, body := invalidRequest("For 'properties/status', \"" + *in.Status + "\" is not a valid value.")
+			return false, code, body
+		}
+		cr.status = *in.Status
+	}
+	if in.Conclusion != nil {
+		if !checkConclusions[*in.Conclusion] {
+			code, body := invalidRequest("For 'properties/conclusion', \"" + *in.Conclusion + "\" is not a valid value.")
+			return false, code, body
+		}
+		cr.conclusion = *in.Conclusion
+		// Giving a conclusion completes the run, as on GitHub.
+		cr.status = "completed"
+	}
+	if cr.status == "completed" && cr.conclusion == "" {
+		code, body := invalidRequest("No subschema in \"anyOf\" matched. \"conclusion\" is required when \"status\" is \"completed\".")
+		return false, code, body
+	}
+	if cr.status != "completed" && cr.conclusion != "" {
+		code, body := invalidRequest("\"conclusion\" can only be given when \"status\" is \"completed\".")
+		return false, code, body
+	}
+	if in.StartedAt != nil {
+		cr.started = *in.StartedAt
+	}
+	if cr.started.IsZero() {
+		cr.started = now
+	}
+	if in.CompletedAt != nil {
+		cr.completed = *in.CompletedAt
+	}
+	if cr.status == "completed" && cr.completed.IsZero() {
+		cr.completed = now
+	}
+	if o := in.Output; o != nil {
+		if o.Title != nil {
+			cr.title = *o.Title
+		}
+		if o.Summary != nil {
+			cr.summary = *o.Summary
+		}
+		if o.Text != nil {
+			cr.text = *o.Text
+		}
+		cr.annotations += len(o.Annotations)
+	}
+	return cr.status == "completed" && was != "completed", 0, nil
+}
+
+func (s *Sim) createCheckRun(c *call) (int, any) {
+	if code, v := c.needApp(); code != 0 {
+		return code, v
+	}
+	var in checkRunInput
+	if code, v := c.decode(&in); code != 0 {
+		return code, v
+	}
+	if in.Name == nil || *in.Name == "" {
+		return validation("CheckRun", "name", "missing_field", "")
+	}
+	if in.HeadSHA == nil || *in.HeadSHA == "" {
+		return validation("CheckRun", "head_sha", "missing_field", "")
+	}
+	sha, ok := s.resolveRef(c, *in.HeadSHA)
+	if !ok || !strings.HasPrefix(sha, strings.ToLower(*in.HeadSHA)) {
+		return noCommit(*in.HeadSHA)
+	}
+	branch := s.branchAt(c, sha)
+	s.mu.Lock()
+	now := s.opts.Now()
+	cr := &checkRun{headSHA: sha, status: "queued"}
+	completed, code, body := in.apply(cr, now)
+	if code != 0 {
+		s.mu.Unlock()
+		return code, body
+	}
+	a := c.u.app
+	var suite *checkSuite
+	for _, cs := range c.repo.suites {
+		if cs.app == a && cs.headSHA == sha {
+			suite = cs
+		}
+	}
+	if suite == nil {
+		suite = &checkSuite{id: s.newID(), app: a, headSHA: sha, headBranch: branch, created: now}
+		c.repo.suites = append(c.repo.suites, suite)
+	}
+	suite.updated = now
+	cr.id = s.newID()
+	cr.suite = suite
+	c.repo.checkRuns = append(c.repo.checkRuns, cr)
+	ds := s.checkRunEventLocked(c.repo, cr, c.u, "created")
+	if completed {
+		ds = append(ds, s.checkRunEventLocked(c.repo, cr, c.u, "completed")...)
+	}
+	out := s.wCheckRunOf(c.repo, cr)
+	s.mu.Unlock()
+	s.q.push(ds...)
+	return http.StatusCreated, out
+}
+
+func (s *Sim) checkRunEventLocked(r *repo, cr *checkRun, sender *user, action string) []*delivery {
+	return s.emitLocked(r, "check_run", action, cr.suite.app, false, func(inst *wInstallation) any {
+		return &wCheckRunEvent{Action: action, CheckRun: s.wCheckRunOf(r, cr), Repository: s.wRepoOf(r), Sender: s.wUserOf(sender), Inst: inst}
+	})
+}
+
+// branchAt names a branch whose tip is sha ("" if none), for check
+// suites' head_branch.
+func (s *Sim) branchAt(c *call, sha string) string {
+	out, err := runGit(c.r.Context(), s.gitPath, c.repo.dir, nil, nil, "for-each-ref", "--format=%(refname:strip=2)", "--points-at", sha, "refs/heads/")
+	if err != nil || out == "" {
+		return ""
+	}
+	first, _, _ := strings.Cut(out, "\n")
+	return first
+}
+
+func (s *Sim) checkRunFromPath(c *call) *checkRun {
+	id, err := strconv.ParseInt(c.r.PathValue("id"), 10, 64)
+	if err != nil {
+		return nil
+	}
+	for _, cr := range c.repo.checkRuns {
+		if cr.id == id {
+			return cr
+		}
+	}
+	return nil
+}
+
+func (s *Sim) updateCheckRun(c *call) (int, any) {
+	if code, v := c.needApp(); code != 0 {
+		return code, v
+	}
+	var in checkRunInput
+	if code, v := c.decode(&in); code != 0 {
+		return code, v
+	}
+	s.mu.Lock()
+	cr := s.checkRunFromPath(c)
+	if cr == nil {
+		s.mu.Unlock()
+		return notFound()
+	}
+	if cr.suite.app != c.u.app {
+		s.mu.Unlock()
+		return http.StatusForbidden, errBody("Invalid app_id `" + strconv.FormatInt(c.u.app.id, 10) + "` - check run can only be modified by the GitHub App that created it.")
+	}
+	in.HeadSHA = nil // head_sha cannot change
+	copyRun := *cr
+	completed, code, body := in.apply(&copyRun, s.opts.Now())
+	if code != 0 {
+		s.mu.Unlock()
+		return code, body
+	}
+	*cr = copyRun
+	cr.suite.updated = s.opts.Now()
+	var ds []*delivery
+	if completed {
+		ds = s.checkRunEventLocked(c.repo, cr, c.u, "completed")
+	}
+	out := s.wCheckRunOf(c.repo, cr)
+	s.mu.Unlock()
+	s.q.push(ds...)
+	return http.StatusOK, out
+}
+
+func (s *Sim) getCheckRun(c *call) (int, any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cr := s.checkRunFromPath(c)
+	if cr == nil {
+		return notFound()
+	}
+	return http.StatusOK, s.wCheckRunOf(c.repo, cr)
+}
+
+func (s *Sim) listCheckRuns(c *call, sha string) (int, any) {
+	name, st, filter := c.query("check_name"), c.query("status"), c.query("filter")
+	if filter == "" {
+		filter = "latest"
+	}
+	if filter != "latest" && filter != "all" {
+		return invalidParam("CheckRun", "filter", filter)
+	}
+	if st != "" && st != "queued" && st != "in_progress" && st != "completed" {
+		return invalidParam("CheckRun", "status", st)
+	}
+	appID, _ := strconv.ParseInt(c.query("app_id"), 10, 64)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var list []*checkRun
+	seen := map[string]bool{}
+	for i := len(c.repo.checkRuns) - 1; i >= 0; i-- { // newest first
+		cr := c.repo.checkRuns[i]
+		if cr.headSHA != sha || name != "" && cr.name != name || st != "" && cr.status != st || appID != 0 && cr.suite.app.id != appID {
+			continue
+		}
+		key := strconv.FormatInt(cr.suite.app.id, 10) + "/" + cr.name
+		if filter == "latest" && seen[key] {
+			continue
+		}
+		seen[key] = true
+		list = append(list, cr)
+	}
+	lo, hi := c.page(len(list))
+	out := struct {
+		TotalCount int          `json:"total_count"`
+		CheckRuns  []*wCheckRun `json:"check_runs"`
+	}{TotalCount: len(list), CheckRuns: []*wCheckRun{}}
+	for _, cr := range list[lo:hi] {
+		out.CheckRuns = append(out.CheckRuns, s.wCheckRunOf(c.repo, cr))
+	}
+	return http.StatusOK, &out
+}
+
+func (s *Sim) listCheckSuites(c *call, sha string) (int, any) {
+	appID, _ := strconv.ParseInt(c.query("app_id"), 10, 64)
+	name := c.query("check_name")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var list []*checkSuite
+	for _, cs := range c.repo.suites {
+		if cs.headSHA != sha || appID != 0 && cs.app.id != appID {
+			continue
+		}
+		if name != "" {
+			has := false
+			for _, cr := range c.repo.checkRuns {
+				has = has || cr.suite == cs && cr.name == name
+			}
+			if !has {
+				continue
+			}
+		}
+		list = append(list, cs)
+	}
+	lo, hi := c.page(len(list))
+	out := struct {
+		TotalCount  int            `json:"total_count"`
+		CheckSuites []*wCheckSuite `json:"check_suites"`
+	}{TotalCount: len(list), CheckSuites: []*wCheckSuite{}}
+	for _, cs := range list[lo:hi] {
+		out.CheckSuites = append(out.CheckSuites, s.wCheckSuiteOf(c.repo, cs, true))
+	}
+	return http.StatusOK, &out
+}

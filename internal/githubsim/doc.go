@@ -1,0 +1,33 @@
+// Package githubsim is a GitHub simulator for tryd's tests and for the
+// `tryd dev` demo: real bare git repositories served over smart HTTP, a
+// subset of GitHub's REST API v3 and webhooks, faithful enough that
+// go-github (v60) and git cannot tell it from GitHub on what tryd uses.
+//
+// It owns, for each repository "owner/name":
+//
+//   - git: a bare repository Dir/owner/name.git served by `git
+//     http-backend` at <URL>/owner/name.git (clone, fetch, ls-remote),
+//     with refs/heads/* and refs/pull/N/head for every pull request;
+//   - REST under <URL>/api/v3/ (GitHub Enterprise layout, so go-github's
+//     WithEnterpriseURLs works): repositories, issues, pulls, issue
+//     comments, reviews, labels, milestones, issue events, check runs and
+//     suites, commit statuses, collaborator permission, the authenticated
+//     user, rate limit and hook deliveries. Responses use GitHub's JSON
+//     field names and nulls, Link pagination, ETag/If-None-Match (a 304
+//     does not count against the rate limit), X-RateLimit-* headers, and
+//     GitHub's error bodies: 401 "Bad credentials", 404 "Not Found", 422
+//     "Validation Failed", 400 "Problems parsing JSON", 403/429 when the
+//     rate limit is exhausted;
+//   - webhooks: JSON POSTs with X-GitHub-Event, X-GitHub-Delivery (a
+//     GUID), X-GitHub-Hook-ID, X-GitHub-Hook-Installation-Target-ID/Type,
+//     X-Hub-Signature-256 and the legacy X-Hub-Signature, User-Agent
+//     GitHub-Hookshot/…, with payloads shaped as the real ones (see the
+//     contract tests), a delivery log, redelivery with the same GUID and
+//     body, and an option to drop deliveries on purpose.
+//
+// The Go API (CreateRepo, AddUser, AddApp, AddHook, Push, OpenPR,
+// PushToPR, AddLabel, Comment, MergePR, …) plays the people and the
+// GitHub web UI; clients under test use HTTP like they would with GitHub.
+// Check runs may only be created by a GitHub App's token (AddApp), as on
+// GitHub; commit statuses by any user with write permission.
+package githubsim

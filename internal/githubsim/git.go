@@ -1,0 +1,298 @@
+package githubsim
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/cgi"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// zeroSHA is how GitHub (and git) write "no commit" in push events.
+const zeroSHA = "0000000000000000000000000000000000000000"
+
+// gitEnv is the environment every git subprocess runs with: no user or
+// system configuration, so the host's git settings cannot change what the
+// simulator writes.
+func gitEnv(extra ...string) []string {
+	env := []string{
+		"GIT_CONFIG_NOSYSTEM=1",
+		"GIT_CONFIG_GLOBAL=" + os.DevNull,
+		"GIT_TERMINAL_PROMPT=0",
+		"LANG=C", "LC_ALL=C",
+	}
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "PATH=") || strings.HasPrefix(kv, "HOME=") || strings.HasPrefix(kv, "TMPDIR=") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
+// runGit runs git in dir and returns its trimmed standard output.
+func runGit(ctx context.Context, gitPath, dir string, stdin []byte, env []string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, gitPath, args...)
+	cmd.Dir = dir
+	cmd.Env = gitEnv(env...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return strings.TrimSpace(out.String()), nil
+}
+
+// Commit describes a commit the simulator writes on a branch: files to
+// add or replace, paths to delete, a message and an author (a user login;
+// empty means the repository owner).
+type Commit struct {
+	Files   map[string]string
+	Deletes []string
+	Message string
+	Author  string
+}
+
+// checkPath rejects file paths that would escape the tree or touch git's
+// own metadata.
+func checkPath(p string) error {
+	if p == "" || strings.HasPrefix(p, "/") || path.Clean(p) != p || strings.Contains(p, "\\") {
+		return fmt.Errorf("bad file path %q: want a clean relative slash-separated path", p)
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." || part == "." || strings.EqualFold(part, ".git") {
+			return fmt.Errorf("bad file path %q", p)
+		}
+	}
+	return nil
+}
+
+// checkRefName rejects branch names git would refuse or that could be read
+// as options.
+func checkBranch(name string) error {
+	if name == "" || strings.HasPrefix(name, "-") || strings.HasPrefix(name, "refs/") ||
+		strings.ContainsAny(name, " ~^:?*[\\\x00\x7f") || strings.Contains(name, "..") ||
+		strings.HasSuffix(name, "/") || strings.HasSuffix(name, ".lock") || strings.Contains(name, "@{") {
+		return fmt.Errorf("bad branch name %q", name)
+	}
+	return nil
+}
+
+// gitIdent is the author/committer identity and date of a written commit.
+type gitIdent struct {
+	name, email string
+	when        time.Time
+}
+
+func (id gitIdent) env() []string {
+	date := strconv.FormatInt(id.when.Unix(), 10) + " +0000"
+	return []string{
+		"GIT_AUTHOR_NAME=" + id.name, "GIT_AUTHOR_EMAIL=" + id.email, "GIT_AUTHOR_DATE=" + date,
+		"GIT_COMMITTER_NAME=" + id.name, "GIT_COMMITTER_EMAIL=" + id.email, "GIT_COMMITTER_DATE=" + date,
+	}
+}
+
+// resolve returns the commit a revision names in the bare repository at
+// dir, or "" if there is none.
+func resolve(ctx context.Context, gitPath, dir, rev string) (string, error) {
+	if rev == "" || strings.HasPrefix(rev, "-") || strings.ContainsAny(rev, " \x00\n") {
+		return "", nil
+	}
+	out, err := runGit(ctx, gitPath, dir, nil, nil, "rev-parse", "--verify", "--quiet", rev+"^{commit}")
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return "", nil
+		}
+		return "", err
+	}
+	return out, nil
+}
+
+// writeCommit writes a commit whose tree is parent's tree (empty if parent
+// is "") with c applied, and returns its SHA. It does not move any ref.
+func writeCommit(ctx context.Context, gitPath, dir string, parents []string, c Commit, id gitIdent) (string, error) {
+	for p := range c.Files {
+		if err := checkPath(p); err != nil {
+			return "", err
+		}
+	}
+	for _, p := range c.Deletes {
+		if err := checkPath(p); err != nil {
+			return "", err
+		}
+	}
+	tmp, err := os.MkdirTemp("", "githubsim-index-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	env := []string{"GIT_INDEX_FILE=" + filepath.Join(tmp, "index")}
+	if len(parents) > 0 {
+		if _, err := runGit(ctx, gitPath, dir, nil, env, "read-tree", parents[0]); err != nil {
+			return "", err
+		}
+	}
+	var info strings.Builder
+	for _, p := range sortedKeys(c.Files) {
+		sha, err := runGit(ctx, gitPath, dir, []byte(c.Files[p]), nil, "hash-object", "-w", "--stdin")
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&info, "100644 %s\t%s\n", sha, p)
+	}
+	if info.Len() > 0 {
+		if _, err := runGit(ctx, gitPath, dir, []byte(info.String()), env, "update-index", "--add", "--index-info"); err != nil {
+			return "", err
+		}
+	}
+	if len(c.Deletes) > 0 {
+		args := append([]string{"update-index", "--force-remove", "--"}, c.Deletes...)
+		if _, err := runGit(ctx, gitPath, dir, nil, env, args...); err != nil {
+			return "", err
+		}
+	}
+	tree, err := runGit(ctx, gitPath, dir, nil, env, "write-tree")
+	if err != nil {
+		return "", err
+	}
+	return commitTree(ctx, gitPath, dir, tree, parents, c.Message, id)
+}
+
+func commitTree(ctx context.Context, gitPath, dir, tree string, parents []string, msg string, id gitIdent) (string, error) {
+	args := []string{"commit-tree", tree}
+	for _, p := range parents {
+		args = append(args, "-p", p)
+	}
+	if msg == "" {
+		msg = "Update files"
+	}
+	return runGit(ctx, gitPath, dir, []byte(msg+"\n"), id.env(), args...)
+}
+
+// updateRef moves ref from old ("" if it must not exist) to sha.
+func updateRef(ctx context.Context, gitPath, dir, ref, sha, old string) error {
+	if old == "" {
+		old = zeroSHA
+	}
+	_, err := runGit(ctx, gitPath, dir, nil, nil, "update-ref", ref, sha, old)
+	return err
+}
+
+// mergeCommit writes the merge of head into base (git merge-tree, as a
+// server does without a worktree) and returns the merge commit.
+func mergeCommit(ctx context.Context, gitPath, dir, base, head, msg string, id gitIdent) (string, error) {
+	out, err := runGit(ctx, gitPath, dir, nil, nil, "merge-tree", "--write-tree", "--no-messages", base, head)
+	if err != nil {
+		return "", fmt.Errorf("merge conflict or merge failure: %w", err)
+	}
+	tree, _, _ := strings.Cut(out, "\n")
+	return commitTree(ctx, gitPath, dir, tree, []string{base, head}, msg, id)
+}
+
+// gitCommitInfo is what push payloads say about one commit.
+type gitCommitInfo struct {
+	sha, tree, message      string
+	name, email             string
+	when                    time.Time
+	added, removed, changed []string
+}
+
+// commitsBetween lists the commits reachable from after but not before
+// (oldest first), with their file changes, for push payloads.
+func commitsBetween(ctx context.Context, gitPath, dir, before, after string) ([]gitCommitInfo, error) {
+	rng := after
+	args := []string{"rev-list", "--reverse", "--max-count=20"}
+	if before != "" && before != zeroSHA {
+		rng = before + ".." + after
+	}
+	out, err := runGit(ctx, gitPath, dir, nil, nil, append(args, rng)...)
+	if err != nil {
+		return nil, err
+	}
+	var list []gitCommitInfo
+	for _, sha := range strings.Fields(out) {
+		meta, err := runGit(ctx, gitPath, dir, nil, nil, "show", "-s", "--format=%T%x00%an%x00%ae%x00%at%x00%B", sha)
+		if err != nil {
+			return nil, err
+		}
+		f := strings.SplitN(meta, "\x00", 5)
+		if len(f) != 5 {
+			return nil, fmt.Errorf("git show %s: unexpected output", sha)
+		}
+		secs, _ := strconv.ParseInt(f[3], 10, 64)
+		ci := gitCommitInfo{sha: sha, tree: f[0], name: f[1], email: f[2], when: time.Unix(secs, 0).UTC(), message: strings.TrimRight(f[4], "\n"),
+			added: []string{}, removed: []string{}, changed: []string{}}
+		st, err := runGit(ctx, gitPath, dir, nil, nil, "diff-tree", "-r", "--no-commit-id", "--name-status", "--root", "-m", "--first-parent", sha)
+		if err != nil {
+			return nil, err
+		}
+		for _, line := range strings.Split(st, "\n") {
+			status, p, ok := strings.Cut(line, "\t")
+			if !ok {
+				continue
+			}
+			switch status[:1] {
+			case "A":
+				ci.added = append(ci.added, p)
+			case "D":
+				ci.removed = append(ci.removed, p)
+			default:
+				ci.changed = append(ci.changed, p)
+			}
+		}
+		list = append(list, ci)
+	}
+	return list, nil
+}
+
+// diffStats returns the number of commits, added and deleted lines and
+// changed files between base and head (three-dot, as a pull request shows).
+func diffStats(ctx context.Context, gitPath, dir, base, head string) (commits, adds, dels, files int, err error) {
+	n, err := runGit(ctx, gitPath, dir, nil, nil, "rev-list", "--count", base+".."+head)
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	commits, _ = strconv.Atoi(n)
+	out, err := runGit(ctx, gitPath, dir, nil, nil, "diff", "--numstat", base+"..."+head)
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		a, _ := strconv.Atoi(f[0])
+		d, _ := strconv.Atoi(f[1])
+		adds += a
+		dels += d
+		files++
+	}
+	return commits, adds, dels, files, nil
+}
+
+// gitHandler serves the bare repositories under root over git's smart HTTP
+// protocol through git http-backend (read-only: pushes go through the Go
+// API, which also sends the webhooks).
+func gitHandler(gitPath, root string) http.Handler {
+	return &cgi.Handler{
+		Path: gitPath,
+		Args: []string{"http-backend"},
+		Root: "/",
+		Env: append(gitEnv(),
+			"GIT_PROJECT_ROOT="+root,
+			"GIT_HTTP_EXPORT_ALL=1",
+		),
+	}
+}
