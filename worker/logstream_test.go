@@ -1,0 +1,99 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+)
+
+// sink records appended chunks the way the coordinator's log endpoint
+// does: a chunk at the wrong offset is refused.
+type sink struct {
+	mu     sync.Mutex
+	log    bytes.Buffer
+	calls  int
+	failN  int // fail the next n sends
+	gone   bool
+	chunks []int
+}
+
+func (s *sink) send(ctx context.Context, off int64, chunk []byte) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.gone {
+		return 0, api.ErrConflict
+	}
+	if s.failN > 0 {
+		s.failN--
+		return 0, context.DeadlineExceeded
+	}
+	if off != int64(s.log.Len()) {
+		return 0, api.ErrConflict
+	}
+	s.log.Write(chunk)
+	s.chunks = append(s.chunks, len(chunk))
+	return int64(s.log.Len()), nil
+}
+
+func TestLogStream(t *testing.T) {
+	tests := []struct {
+		name      string
+		max       int64
+		writes    []string
+		failN     int
+		want      string
+		truncated bool
+	}{
+		{name: "small", max: 1000, writes: []string{"hello ", "world\n"}, want: "hello world\n"},
+		{name: "chunked", max: 1000, writes: []string{strings.Repeat("x", 25)}, want: strings.Repeat("x", 25)},
+		{name: "retried after errors", max: 1000, writes: []string{"abc"}, failN: 2, want: "abc"},
+		{name: "truncated", max: 150, writes: []string{strings.Repeat("y", 40), strings.Repeat("z", 200)}, truncated: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &sink{failN: tt.failN}
+			l := newLogStream(s.send, tt.max, 10, 5*time.Millisecond, nil)
+			for _, w := range tt.writes {
+				if n, err := l.Write([]byte(w)); n != len(w) || err != nil {
+					t.Fatalf("Write = %d, %v", n, err)
+				}
+			}
+			l.Close(context.Background())
+			got := s.log.String()
+			if tt.truncated {
+				marker := truncationMarker(tt.max)
+				if !strings.HasSuffix(got, marker) || int64(len(got)) != tt.max || !l.Truncated() {
+					t.Fatalf("truncated log (%d bytes, truncated=%v) = %q", len(got), l.Truncated(), got)
+				}
+				return
+			}
+			if got != tt.want {
+				t.Errorf("log = %q, want %q", got, tt.want)
+			}
+			for _, n := range s.chunks {
+				if n > 10 {
+					t.Errorf("chunk of %d bytes exceeds 10", n)
+				}
+			}
+		})
+	}
+}
+
+func TestLogStreamGoneStopsJob(t *testing.T) {
+	s := &sink{gone: true}
+	stopped := make(chan struct{})
+	l := newLogStream(s.send, 1000, 10, time.Millisecond, func() { close(stopped) })
+	l.Write([]byte("output"))
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a 409 from the coordinator did not stop the job")
+	}
+	l.Close(context.Background())
+}
