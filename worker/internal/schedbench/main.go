@@ -1,0 +1,263 @@
+// Command schedbench measures tryd's scheduling overhead for
+// bench/sched-overhead.sh: a real coordinator and real workers (from a
+// tryd binary) run thousands of trivial jobs ("true <n>") in a wide graph
+// and in a deep chain, compared with xargs running the same commands in
+// the same run; then the finished graphs are resubmitted (all cached); then
+// the dispatch latency from submit to a job's first instruction on an idle
+// worker is sampled. It prints one "key=value" RESULT line for the script.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/worker/internal/cluster"
+)
+
+func main() {
+	tryd := flag.String("tryd", "", "tryd binary")
+	jobs := flag.Int("jobs", 10000, "jobs per graph")
+	workers := flag.Int("workers", 2, "worker processes")
+	slots := flag.Int("slots", runtime.NumCPU(), "slots per worker")
+	samples := flag.Int("latency-samples", 40, "dispatch latency samples")
+	budget := flag.Duration("budget", 200*time.Second, "time budget; the deep chain is scaled down to fit")
+	verbose := flag.Bool("v", false, "show the processes' logs")
+	flag.Parse()
+	if err := run(*tryd, *jobs, *workers, *slots, *samples, *budget, *verbose); err != nil {
+		fmt.Fprintln(os.Stderr, "schedbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(tryd string, n, workers, slots, samples int, budget time.Duration, verbose bool) error {
+	start := time.Now()
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "schedbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	opts := cluster.Options{Tryd: tryd, Dir: dir}
+	if verbose {
+		opts.Log = os.Stderr
+	}
+	c, err := cluster.Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for i := 0; i < workers; i++ {
+		if _, err := c.StartWorker(cluster.WorkerNames[i], "--slots", strconv.Itoa(slots), "--log-level", "warn"); err != nil {
+			return err
+		}
+	}
+	cl := c.Client()
+	if err := waitWorkers(ctx, cl, workers); err != nil {
+		return err
+	}
+	total := workers * slots
+	fmt.Printf("setup: %d workers x %d slots (%d CPUs); coordinator %s\n", workers, slots, runtime.NumCPU(), c.URL)
+
+	// Warm up connections and the database.
+	if _, err := timeBuild(ctx, cl, wide(20, "warm")); err != nil {
+		return err
+	}
+
+	wideG := wide(n, "w")
+	wideCold, err := timeBuild(ctx, cl, wideG)
+	if err != nil {
+		return err
+	}
+	wideCached, err := timeBuild(ctx, cl, wideG)
+	if err != nil {
+		return err
+	}
+	xargsWide, err := xargs(n, total, "w")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("wide: %d jobs: tryd %.2fs, xargs -P %d %.2fs: ratio %.2f; cached resubmit %.3fs (%.2f%% of cold)\n",
+		n, wideCold.Seconds(), total, xargsWide.Seconds(), ratio(wideCold, xargsWide), wideCached.Seconds(), 100*ratio(wideCached, wideCold))
+
+	// Scale the chain to what is left of the budget, from the wide
+	// run's pace (a chain runs one job at a time).
+	deepN := n
+	left := budget - time.Since(start) - 20*time.Second
+	perJob := wideCold / time.Duration(n) * time.Duration(total)
+	if perJob > 0 && time.Duration(deepN)*perJob > left {
+		deepN = max(100, int(left/perJob)/100*100)
+	}
+	deepG := chain(deepN, "d")
+	deepCold, err := timeBuild(ctx, cl, deepG)
+	if err != nil {
+		return err
+	}
+	deepCached, err := timeBuild(ctx, cl, deepG)
+	if err != nil {
+		return err
+	}
+	xargsDeep, err := xargs(deepN, 1, "d")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("deep: chain of %d jobs: tryd %.2fs, xargs -P 1 (a chain runs one at a time) %.2fs: ratio %.2f; cached resubmit %.3fs (%.2f%% of cold)\n",
+		deepN, deepCold.Seconds(), xargsDeep.Seconds(), ratio(deepCold, xargsDeep), deepCached.Seconds(), 100*ratio(deepCached, deepCold))
+
+	lat, err := latencies(ctx, cl, samples)
+	if err != nil {
+		return err
+	}
+	p50, p90 := lat[len(lat)/2], lat[len(lat)*9/10]
+	fmt.Printf("dispatch latency (submit to job start, idle workers, %d samples): p50 %.2fms p90 %.2fms max %.2fms\n",
+		len(lat), ms(p50), ms(p90), ms(lat[len(lat)-1]))
+	fmt.Printf("RESULT wide_jobs=%d deep_jobs=%d wide_ratio=%.2f deep_ratio=%.2f cached_pct=%.2f p50_ms=%.2f\n",
+		n, deepN, ratio(wideCold, xargsWide), ratio(deepCold, xargsDeep),
+		100*max(ratio(wideCached, wideCold), ratio(deepCached, deepCold)), ms(p50))
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func ratio(a, b time.Duration) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+func waitWorkers(ctx context.Context, cl *api.Client, n int) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		ws, err := cl.Workers(ctx)
+		if err == nil {
+			connected := 0
+			for _, w := range ws {
+				if w.Connected {
+					connected++
+				}
+			}
+			if connected >= n {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%d workers did not connect within 60s", n)
+}
+
+// job returns a trivial cacheable job; the argument makes IDs differ.
+func job(name string) *graph.Job {
+	return &graph.Job{Name: name, SourceMode: graph.SourceNone, Cacheable: true,
+		Commands: []graph.Command{{Argv: []string{"true", name}}}}
+}
+
+func wide(n int, prefix string) *graph.Graph {
+	g := &graph.Graph{}
+	for i := 0; i < n; i++ {
+		g.Jobs = append(g.Jobs, job(prefix+strconv.Itoa(i)))
+	}
+	return g
+}
+
+func chain(n int, prefix string) *graph.Graph {
+	g := &graph.Graph{}
+	for i := 0; i < n; i++ {
+		j := job(prefix + strconv.Itoa(i))
+		if i > 0 {
+			j.Deps = []string{prefix + strconv.Itoa(i-1)}
+		}
+		g.Jobs = append(g.Jobs, j)
+	}
+	return g
+}
+
+// timeBuild submits g and waits for the build to finish, returning the
+// time from submit to finish.
+func timeBuild(ctx context.Context, cl *api.Client, g *graph.Graph) (time.Duration, error) {
+	t0 := time.Now()
+	sub, err := cl.Submit(ctx, api.SubmitRequest{Graph: *g})
+	if err != nil {
+		return 0, err
+	}
+	b, err := cl.Wait(ctx, sub.BuildID, nil)
+	if err != nil {
+		return 0, err
+	}
+	d := time.Since(t0)
+	if b.State != api.BuildSucceeded {
+		return 0, fmt.Errorf("build %d %s: %v", b.ID, b.State, b.Counts)
+	}
+	return d, nil
+}
+
+// xargs runs "true <prefix><i>" for every i with xargs -P p.
+func xargs(n, p int, prefix string) (time.Duration, error) {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "%s%d\n", prefix, i)
+	}
+	cmd := exec.Command("xargs", "-P", strconv.Itoa(p), "-n", "1", "true")
+	cmd.Stdin = strings.NewReader(b.String())
+	t0 := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("xargs: %v: %s", err, out)
+	}
+	return time.Since(t0), nil
+}
+
+// latencies samples submit-to-start: each build is one job whose first
+// instruction prints the wall clock (date +%s%N); the time is read back
+// from the job's log.
+func latencies(ctx context.Context, cl *api.Client, n int) ([]time.Duration, error) {
+	date, err := exec.LookPath("date")
+	if err != nil {
+		return nil, err
+	}
+	date, _ = filepath.EvalSymlinks(date)
+	var out []time.Duration
+	for i := 0; i < n; i++ {
+		time.Sleep(30 * time.Millisecond) // let the workers go idle in their long-poll
+		g := &graph.Graph{Jobs: []*graph.Job{{Name: "lat", SourceMode: graph.SourceNone,
+			Commands: []graph.Command{{Argv: []string{date, "+%s%N"}, Env: []string{"SAMPLE=" + strconv.Itoa(i) + "-" + strconv.FormatInt(time.Now().UnixNano(), 10)}}}}}}
+		t0 := time.Now()
+		sub, err := cl.Submit(ctx, api.SubmitRequest{Graph: *g})
+		if err != nil {
+			return nil, err
+		}
+		b, err := cl.Wait(ctx, sub.BuildID, nil)
+		if err != nil {
+			return nil, err
+		}
+		if b.State != api.BuildSucceeded {
+			return nil, fmt.Errorf("latency build %d %s", b.ID, b.State)
+		}
+		rc, err := cl.JobLog(ctx, sub.Jobs["lat"])
+		if err != nil {
+			return nil, err
+		}
+		buf, err := io.ReadAll(io.LimitReader(rc, 256))
+		rc.Close()
+		if err != nil {
+			return nil, err
+		}
+		ns, err := strconv.ParseInt(strings.TrimSpace(string(buf)), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("latency job log %q: %v", buf, err)
+		}
+		out = append(out, time.Unix(0, ns).Sub(t0))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out, nil
+}
