@@ -87,7 +87,9 @@ func Run(ctx context.Context, s Spec) error {
 		Dir:         s.Dir,
 		Stdout:      pw,
 		Stderr:      pw,
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+		// Pdeathsig: if the worker dies (even by SIGKILL), the command
+		// dies with it instead of running on unsupervised.
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
 	}
 	out := s.Output
 	if out == nil {
