@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -99,6 +100,11 @@ func Run(ctx context.Context, s Spec) error {
 	if waitDelay == 0 {
 		waitDelay = 2 * time.Second
 	}
+	// Pdeathsig follows the OS thread that forked, not the process: keep
+	// this goroutine on its thread until the command is done, so that
+	// the Go runtime cannot retire the thread and kill the command early.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if err := cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()
