@@ -1,0 +1,588 @@
+// Package sqlite implements the coordinator's state.Store in a SQLite file
+// (modernc.org/sqlite, pure Go) in WAL mode. The schema is versioned: Open
+// applies the migrations this tryd knows in order, each in its own
+// transaction, and refuses a database whose schema is newer.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/state"
+)
+
+// migrations are applied in order; migrations[i] brings the schema from
+// version i to i+1. Never edit a released migration: append a new one.
+var migrations = []string{
+	// Version 1.
+	`CREATE TABLE builds (
+		id INTEGER PRIMARY KEY AUTOINCREMENT,
+		priority TEXT NOT NULL,
+		labels TEXT NOT NULL,
+		graph BLOB NOT NULL,
+		state TEXT NOT NULL,
+		error TEXT NOT NULL DEFAULT '',
+		created INTEGER NOT NULL,
+		finished INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX builds_state ON builds(state, id);
+	CREATE TABLE build_labels (
+		build_id INTEGER NOT NULL REFERENCES builds(id),
+		key TEXT NOT NULL,
+		value TEXT NOT NULL,
+		PRIMARY KEY (key, value, build_id)
+	);
+	CREATE TABLE jobs (
+		build_id INTEGER NOT NULL REFERENCES builds(id),
+		job_id TEXT NOT NULL,
+		name TEXT NOT NULL,
+		seq INTEGER NOT NULL,
+		state TEXT NOT NULL,
+		worker TEXT NOT NULL DEFAULT '',
+		output_digest TEXT NOT NULL DEFAULT '',
+		exit_code INTEGER,
+		error TEXT NOT NULL DEFAULT '',
+		started INTEGER NOT NULL DEFAULT 0,
+		finished INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (build_id, job_id)
+	);
+	CREATE TABLE attempts (
+		id TEXT PRIMARY KEY,
+		build_id INTEGER NOT NULL,
+		job_id TEXT NOT NULL,
+		worker TEXT NOT NULL,
+		state TEXT NOT NULL,
+		started INTEGER NOT NULL,
+		finished INTEGER NOT NULL DEFAULT 0,
+		exit_code INTEGER,
+		error TEXT NOT NULL DEFAULT '',
+		output_digest TEXT NOT NULL DEFAULT '',
+		log_bytes INTEGER NOT NULL DEFAULT 0,
+		log_truncated INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX attempts_build ON attempts(build_id, started);
+	CREATE INDEX attempts_job ON attempts(job_id, started);
+	CREATE TABLE results (
+		job_id TEXT PRIMARY KEY,
+		output_digest TEXT NOT NULL,
+		attempt_id TEXT NOT NULL,
+		build_id INTEGER NOT NULL,
+		finished INTEGER NOT NULL
+	);
+	CREATE TABLE workers (
+		name TEXT PRIMARY KEY,
+		token_hash TEXT NOT NULL,
+		labels TEXT NOT NULL,
+		slots INTEGER NOT NULL,
+		version TEXT NOT NULL,
+		last_seen INTEGER NOT NULL
+	);`,
+}
+
+// SchemaVersion is the schema version this tryd writes.
+var SchemaVersion = len(migrations)
+
+// Options configure a Store.
+type Options struct {
+	// Path is the database file; it is created if missing.
+	Path string
+	// Synchronous is SQLite's synchronous setting: "NORMAL" (the
+	// default; in WAL mode a committed transaction survives a crash of
+	// the process, e.g. kill -9, but not of the machine) or "FULL"
+	// (every commit is fsynced: survives power loss, slower).
+	Synchronous string
+}
+
+// Store is a state.Store in SQLite.
+type Store struct {
+	db *sql.DB
+}
+
+var _ state.Store = (*Store)(nil)
+
+// Open opens (creating if needed) and migrates the database.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Path == "" {
+		return nil, errors.New("sqlite: Options.Path is empty")
+	}
+	sync := strings.ToUpper(opts.Synchronous)
+	switch sync {
+	case "":
+		sync = "NORMAL"
+	case "NORMAL", "FULL":
+	default:
+		return nil, fmt.Errorf("sqlite: bad Synchronous %q (want NORMAL or FULL)", opts.Synchronous)
+	}
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(" + sync + ")", "foreign_keys(1)"} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+opts.Path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", opts.Path, err)
+	}
+	// One writer at a time is SQLite's model; a few connections let
+	// reads proceed beside it in WAL mode.
+	db.SetMaxOpenConns(4)
+	s := &Store{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: %s: %w", opts.Path, err)
+	}
+	return s, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_version: %w", err)
+	}
+	for {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		var v int
+		err = tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+		if errors.Is(err, sql.ErrNoRows) {
+			v = 0
+			_, err = tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (0)`)
+		}
+		if err != nil {
+			tx.Rollback()
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		if v > len(migrations) {
+			tx.Rollback()
+			return fmt.Errorf("schema version %d, this tryd knows up to %d: %w", v, len(migrations), state.ErrSchemaTooNew)
+		}
+		if v == len(migrations) {
+			return tx.Rollback()
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate to version %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, v+1); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate to version %d: %w", v+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migrate to version %d: %w", v+1, err)
+		}
+	}
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func encodeLabels(m map[string]string) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+func decodeLabels(s string) map[string]string {
+	var m map[string]string
+	if json.Unmarshal([]byte(s), &m) != nil || len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+// CreateBuild implements state.Store.
+func (s *Store) CreateBuild(ctx context.Context, b *state.Build, jobs []state.Job) (int64, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: create build: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `INSERT INTO builds (priority, labels, graph, state, error, created, finished) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		string(b.Priority), encodeLabels(b.Labels), b.Graph, string(b.State), b.Error, nanos(b.Created), nanos(b.Finished))
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: create build: %w", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: create build: %w", err)
+	}
+	for k, v := range b.Labels {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO build_labels (build_id, key, value) VALUES (?, ?, ?)`, id, k, v); err != nil {
+			return 0, fmt.Errorf("sqlite: create build labels: %w", err)
+		}
+	}
+	if err := upsertJobs(ctx, tx, id, jobs); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("sqlite: create build: %w", err)
+	}
+	return id, nil
+}
+
+func upsertJobs(ctx context.Context, tx *sql.Tx, buildID int64, jobs []state.Job) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	st, err := tx.PrepareContext(ctx, `INSERT INTO jobs (build_id, job_id, name, seq, state, worker, output_digest, exit_code, error, started, finished)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (build_id, job_id) DO UPDATE SET name=excluded.name, seq=excluded.seq, state=excluded.state, worker=excluded.worker,
+		output_digest=excluded.output_digest, exit_code=excluded.exit_code, error=excluded.error, started=excluded.started, finished=excluded.finished`)
+	if err != nil {
+		return fmt.Errorf("sqlite: prepare jobs: %w", err)
+	}
+	defer st.Close()
+	for _, j := range jobs {
+		bid := j.BuildID
+		if buildID != 0 {
+			bid = buildID
+		}
+		if _, err := st.ExecContext(ctx, bid, j.JobID, j.Name, j.Seq, string(j.State), j.Worker, j.OutputDigest, j.ExitCode, j.Error, nanos(j.Started), nanos(j.Finished)); err != nil {
+			return fmt.Errorf("sqlite: write job %s of build %d: %w", j.JobID, bid, err)
+		}
+	}
+	return nil
+}
+
+// Commit implements state.Store.
+func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
+	if b.Empty() {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	defer tx.Rollback()
+	for _, u := range b.Builds {
+		var err error
+		if u.Graph != nil {
+			_, err = tx.ExecContext(ctx, `UPDATE builds SET state=?, error=?, finished=?, graph=? WHERE id=?`, string(u.State), u.Error, nanos(u.Finished), u.Graph, u.ID)
+		} else {
+			_, err = tx.ExecContext(ctx, `UPDATE builds SET state=?, error=?, finished=? WHERE id=?`, string(u.State), u.Error, nanos(u.Finished), u.ID)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: update build %d: %w", u.ID, err)
+		}
+	}
+	if err := upsertJobs(ctx, tx, 0, b.Jobs); err != nil {
+		return err
+	}
+	if len(b.Attempts) > 0 {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO attempts (id, build_id, job_id, worker, state, started, finished, exit_code, error, output_digest, log_bytes, log_truncated)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET worker=excluded.worker, state=excluded.state, finished=excluded.finished, exit_code=excluded.exit_code,
+			error=excluded.error, output_digest=excluded.output_digest, log_bytes=excluded.log_bytes, log_truncated=excluded.log_truncated`)
+		if err != nil {
+			return fmt.Errorf("sqlite: prepare attempts: %w", err)
+		}
+		defer st.Close()
+		for _, a := range b.Attempts {
+			if _, err := st.ExecContext(ctx, a.ID, a.BuildID, a.JobID, a.Worker, string(a.State), nanos(a.Started), ptrNanos(a.Finished), a.ExitCode, a.Error, a.OutputDigest, a.LogBytes, a.LogTruncated); err != nil {
+				return fmt.Errorf("sqlite: write attempt %s: %w", a.ID, err)
+			}
+		}
+	}
+	for _, r := range b.Results {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO results (job_id, output_digest, attempt_id, build_id, finished) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (job_id) DO UPDATE SET output_digest=excluded.output_digest, attempt_id=excluded.attempt_id, build_id=excluded.build_id, finished=excluded.finished`,
+			r.JobID, r.OutputDigest, r.AttemptID, r.BuildID, nanos(r.Finished)); err != nil {
+			return fmt.Errorf("sqlite: write result %s: %w", r.JobID, err)
+		}
+	}
+	for _, id := range b.DeleteResults {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM results WHERE job_id=?`, id); err != nil {
+			return fmt.Errorf("sqlite: delete result %s: %w", id, err)
+		}
+	}
+	for _, w := range b.Workers {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO workers (name, token_hash, labels, slots, version, last_seen) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET token_hash=excluded.token_hash, labels=excluded.labels, slots=excluded.slots, version=excluded.version, last_seen=excluded.last_seen`,
+			w.Name, w.TokenHash, encodeLabels(w.Labels), w.Slots, w.Version, nanos(w.LastSeen)); err != nil {
+			return fmt.Errorf("sqlite: write worker %s: %w", w.Name, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	return nil
+}
+
+func ptrNanos(t *time.Time) int64 {
+	if t == nil {
+		return 0
+	}
+	return nanos(*t)
+}
+
+func ptrTime(n int64) *time.Time {
+	if n == 0 {
+		return nil
+	}
+	t := fromNanos(n)
+	return &t
+}
+
+const buildCols = `id, priority, labels, state, error, created, finished`
+
+func scanBuild(sc interface{ Scan(...any) error }, withGraph bool) (*state.Build, error) {
+	var b state.Build
+	var prio, labels, st string
+	var created, finished int64
+	dest := []any{&b.ID, &prio, &labels, &st, &b.Error, &created, &finished}
+	if withGraph {
+		dest = append(dest, &b.Graph)
+	}
+	if err := sc.Scan(dest...); err != nil {
+		return nil, err
+	}
+	b.Priority, b.Labels, b.State = api.Priority(prio), decodeLabels(labels), api.BuildState(st)
+	b.Created, b.Finished = fromNanos(created), fromNanos(finished)
+	return &b, nil
+}
+
+// Build implements state.Store.
+func (s *Store) Build(ctx context.Context, id int64) (*state.Build, error) {
+	b, err := scanBuild(s.db.QueryRowContext(ctx, `SELECT `+buildCols+`, graph FROM builds WHERE id=?`, id), true)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sqlite: build %d: %w", id, state.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: build %d: %w", id, err)
+	}
+	return b, nil
+}
+
+// Jobs implements state.Store.
+func (s *Store) Jobs(ctx context.Context, buildID int64) ([]state.Job, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT build_id, job_id, name, seq, state, worker, output_digest, exit_code, error, started, finished FROM jobs WHERE build_id=? ORDER BY seq`, buildID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: jobs of build %d: %w", buildID, err)
+	}
+	defer rows.Close()
+	var out []state.Job
+	for rows.Next() {
+		var j state.Job
+		var st string
+		var exit sql.NullInt64
+		var started, finished int64
+		if err := rows.Scan(&j.BuildID, &j.JobID, &j.Name, &j.Seq, &st, &j.Worker, &j.OutputDigest, &exit, &j.Error, &started, &finished); err != nil {
+			return nil, fmt.Errorf("sqlite: jobs of build %d: %w", buildID, err)
+		}
+		j.State, j.Started, j.Finished = api.JobState(st), fromNanos(started), fromNanos(finished)
+		if exit.Valid {
+			c := int(exit.Int64)
+			j.ExitCode = &c
+		}
+		out = append(out, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: jobs of build %d: %w", buildID, err)
+	}
+	return out, nil
+}
+
+const attemptCols = `id, build_id, job_id, worker, state, started, finished, exit_code, error, output_digest, log_bytes, log_truncated`
+
+func (s *Store) queryAttempts(ctx context.Context, what, q string, args ...any) ([]state.Attempt, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+attemptCols+` FROM attempts `+q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: attempts of %s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []state.Attempt
+	for rows.Next() {
+		a, err := scanAttempt(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: attempts of %s: %w", what, err)
+		}
+		out = append(out, *a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: attempts of %s: %w", what, err)
+	}
+	return out, nil
+}
+
+func scanAttempt(sc interface{ Scan(...any) error }) (*state.Attempt, error) {
+	var a state.Attempt
+	var st string
+	var started, finished int64
+	var exit sql.NullInt64
+	if err := sc.Scan(&a.ID, &a.BuildID, &a.JobID, &a.Worker, &st, &started, &finished, &exit, &a.Error, &a.OutputDigest, &a.LogBytes, &a.LogTruncated); err != nil {
+		return nil, err
+	}
+	a.State, a.Started, a.Finished = api.AttemptState(st), fromNanos(started), ptrTime(finished)
+	if exit.Valid {
+		c := int(exit.Int64)
+		a.ExitCode = &c
+	}
+	return &a, nil
+}
+
+// Attempts implements state.Store.
+func (s *Store) Attempts(ctx context.Context, buildID int64) ([]state.Attempt, error) {
+	return s.queryAttempts(ctx, fmt.Sprintf("build %d", buildID), `WHERE build_id=? ORDER BY started, id`, buildID)
+}
+
+// JobAttempts implements state.Store.
+func (s *Store) JobAttempts(ctx context.Context, jobID string) ([]state.Attempt, error) {
+	return s.queryAttempts(ctx, "job "+jobID, `WHERE job_id=? ORDER BY started, id`, jobID)
+}
+
+// Attempt implements state.Store.
+func (s *Store) Attempt(ctx context.Context, id string) (*state.Attempt, error) {
+	a, err := scanAttempt(s.db.QueryRowContext(ctx, `SELECT `+attemptCols+` FROM attempts WHERE id=?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sqlite: attempt %s: %w", id, state.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: attempt %s: %w", id, err)
+	}
+	return a, nil
+}
+
+// ListBuilds implements state.Store.
+func (s *Store) ListBuilds(ctx context.Context, f state.Filter) ([]state.Build, error) {
+	var where []string
+	var args []any
+	if f.State != "" {
+		where = append(where, "state=?")
+		args = append(args, string(f.State))
+	}
+	if f.Before > 0 {
+		where = append(where, "id<?")
+		args = append(args, f.Before)
+	}
+	for k, v := range f.Labels {
+		where = append(where, "id IN (SELECT build_id FROM build_labels WHERE key=? AND value=?)")
+		args = append(args, k, v)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	q := `SELECT ` + buildCols + ` FROM builds`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY id DESC LIMIT ?"
+	args = append(args, limit)
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list builds: %w", err)
+	}
+	defer rows.Close()
+	var out []state.Build
+	for rows.Next() {
+		b, err := scanBuild(rows, false)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list builds: %w", err)
+		}
+		out = append(out, *b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list builds: %w", err)
+	}
+	return out, nil
+}
+
+// UnfinishedBuilds implements state.Store.
+func (s *Store) UnfinishedBuilds(ctx context.Context) ([]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM builds WHERE state=? ORDER BY id`, string(api.BuildRunning))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: unfinished builds: %w", err)
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("sqlite: unfinished builds: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// Results implements state.Store. It queries in chunks so that a graph of
+// many thousands of jobs costs a few round trips.
+func (s *Store) Results(ctx context.Context, jobIDs []string) (map[string]state.Result, error) {
+	out := map[string]state.Result{}
+	const chunk = 500
+	for len(jobIDs) > 0 {
+		n := min(chunk, len(jobIDs))
+		part := jobIDs[:n]
+		jobIDs = jobIDs[n:]
+		args := make([]any, len(part))
+		for i, id := range part {
+			args[i] = id
+		}
+		rows, err := s.db.QueryContext(ctx, `SELECT job_id, output_digest, attempt_id, build_id, finished FROM results WHERE job_id IN (?`+strings.Repeat(",?", n-1)+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: results: %w", err)
+		}
+		for rows.Next() {
+			var r state.Result
+			var fin int64
+			if err := rows.Scan(&r.JobID, &r.OutputDigest, &r.AttemptID, &r.BuildID, &fin); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("sqlite: results: %w", err)
+			}
+			r.Finished = fromNanos(fin)
+			out[r.JobID] = r
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: results: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// Workers implements state.Store.
+func (s *Store) Workers(ctx context.Context) ([]state.Worker, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, token_hash, labels, slots, version, last_seen FROM workers ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: workers: %w", err)
+	}
+	defer rows.Close()
+	var out []state.Worker
+	for rows.Next() {
+		var w state.Worker
+		var labels string
+		var seen int64
+		if err := rows.Scan(&w.Name, &w.TokenHash, &labels, &w.Slots, &w.Version, &seen); err != nil {
+			return nil, fmt.Errorf("sqlite: workers: %w", err)
+		}
+		w.Labels, w.LastSeen = decodeLabels(labels), fromNanos(seen)
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}
