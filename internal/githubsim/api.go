@@ -26,13 +26,18 @@ const (
 // smart HTTP under /<owner>/<repo>.git/, and a JSON 404 elsewhere.
 func (s *Sim) Handler() http.Handler {
 	api := http.StripPrefix("/api/v3", s.apiMux())
-	git := gitHandler(s.gitPath, s.opts.Dir)
+	git := gitHandler(s.gitPath, s.opts.Dir, s.log)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		switch {
 		case strings.HasPrefix(p, "/api/v3/"):
 			api.ServeHTTP(w, r)
 		case isGitPath(p):
+			if r.URL.Query().Get("service") == "git-receive-pack" {
+				// Pushes go through the Go API, which sends the events.
+				http.Error(w, "Pushing over HTTP is not supported by the simulator", http.StatusForbidden)
+				return
+			}
 			git.ServeHTTP(w, r)
 		default:
 			writeJSON(w, http.StatusNotFound, errBody("Not Found"))

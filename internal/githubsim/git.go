@@ -14,7 +14,17 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
+
+// logWriter sends a subprocess's standard error to the log.
+type logWriter struct{ log logrus.FieldLogger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.WithField("stderr", strings.TrimSpace(string(p))).Debug("git http-backend")
+	return len(p), nil
+}
 
 // zeroSHA is how GitHub (and git) write "no commit" in push events.
 const zeroSHA = "0000000000000000000000000000000000000000"
@@ -285,11 +295,12 @@ func diffStats(ctx context.Context, gitPath, dir, base, head string) (commits, a
 // gitHandler serves the bare repositories under root over git's smart HTTP
 // protocol through git http-backend (read-only: pushes go through the Go
 // API, which also sends the webhooks).
-func gitHandler(gitPath, root string) http.Handler {
+func gitHandler(gitPath, root string, log logrus.FieldLogger) http.Handler {
 	return &cgi.Handler{
-		Path: gitPath,
-		Args: []string{"http-backend"},
-		Root: "/",
+		Path:   gitPath,
+		Stderr: logWriter{log},
+		Args:   []string{"http-backend"},
+		Root:   "/",
 		Env: append(gitEnv(),
 			"GIT_PROJECT_ROOT="+root,
 			"GIT_HTTP_EXPORT_ALL=1",

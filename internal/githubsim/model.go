@@ -244,7 +244,6 @@ type wIssue struct {
 	Draft             *bool          `json:"draft,omitempty"`        // present only on pull requests
 	Body              *string        `json:"body"`
 	Reactions         wReactions     `json:"reactions"`
-	StateReason       *string        `json:"state_reason"`
 }
 
 type wHref struct {

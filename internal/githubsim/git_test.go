@@ -1,0 +1,104 @@
+package githubsim
+
+import (
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tryd-ci/tryd/internal/testenv"
+)
+
+// gitCmd runs the real git client with no user configuration.
+func gitCmd(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(testenv.NeedTool(t, "git"), args...)
+	cmd.Dir = dir
+	cmd.Env = gitEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// lsRemote maps ref names to SHAs as `git ls-remote` reports them.
+func lsRemote(t *testing.T, url string) map[string]string {
+	t.Helper()
+	refs := map[string]string{}
+	for _, line := range strings.Split(gitCmd(t, t.TempDir(), "ls-remote", url), "\n") {
+		sha, ref, ok := strings.Cut(line, "\t")
+		if ok {
+			refs[ref] = sha
+		}
+	}
+	return refs
+}
+
+func TestGitSmartHTTP(t *testing.T) {
+	w := newWorld(t, Options{})
+	s, ctx := w.s, ctxT(t)
+	n, err := s.OpenPR(ctx, w.repo, "rita", PROptions{Head: "feature", Title: "T", Files: map[string]string{"dir/a.txt": "A\n"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head2, err := s.PushToPR(ctx, w.repo, n, map[string]string{"dir/a.txt": "A2\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := s.GitURL(w.repo)
+
+	refs := lsRemote(t, url)
+	if refs["refs/pull/1/head"] != head2 || refs["refs/heads/feature"] != head2 || refs["refs/heads/main"] == "" || refs["HEAD"] != refs["refs/heads/main"] {
+		t.Fatalf("ls-remote = %v, want refs/pull/1/head = %s", refs, head2)
+	}
+
+	dir := filepath.Join(t.TempDir(), "clone")
+	gitCmd(t, "", "clone", "--quiet", url, dir)
+	if b, err := os.ReadFile(filepath.Join(dir, "README.md")); err != nil || string(b) != "hello\n" {
+		t.Fatalf("cloned README = %q, %v", b, err)
+	}
+	gitCmd(t, dir, "fetch", "--quiet", "origin", "refs/pull/1/head:refs/remotes/pr/1")
+	if got := gitCmd(t, dir, "rev-parse", "refs/remotes/pr/1"); got != head2 {
+		t.Fatalf("fetched pull head %s, want %s", got, head2)
+	}
+	if got := gitCmd(t, dir, "show", head2+":dir/a.txt"); got != "A2" {
+		t.Fatalf("file at pull head = %q", got)
+	}
+
+	merge, err := s.MergePR(ctx, w.repo, n, "octo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gitCmd(t, dir, "fetch", "--quiet", "origin")
+	if got := gitCmd(t, dir, "rev-parse", "origin/main"); got != merge {
+		t.Fatalf("main after merge = %s, want %s", got, merge)
+	}
+	if parents := gitCmd(t, dir, "rev-list", "--parents", "-n1", merge); len(strings.Fields(parents)) != 3 {
+		t.Errorf("merge commit parents = %q, want two", parents)
+	}
+}
+
+func TestGitRejectsPushAndBadPaths(t *testing.T) {
+	w := newWorld(t, Options{})
+	dir := filepath.Join(t.TempDir(), "clone")
+	gitCmd(t, "", "clone", "--quiet", w.s.GitURL(w.repo), dir)
+	cmd := exec.Command("git", "push", "origin", "HEAD:refs/heads/x")
+	cmd.Dir = dir
+	cmd.Env = gitEnv()
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("push over HTTP succeeded; want refusal (pushes go through the Go API):\n%s", out)
+	}
+	for _, p := range []string{"/octo/hello.git/../../etc/passwd", "/octo/hello.git/objects/info/packs", "/octo/hello/info/refs"} {
+		resp, err := http.Get(w.s.URL() + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 404 {
+			t.Errorf("GET %s = %d, want 404", p, resp.StatusCode)
+		}
+	}
+}
