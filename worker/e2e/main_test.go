@@ -1,0 +1,230 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/internal/testenv"
+	"github.com/tryd-ci/tryd/worker/internal/cluster"
+	"github.com/tryd-ci/tryd/worker/try"
+)
+
+// trydBin is the tryd binary built once for the whole test run.
+var trydBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tryd-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	trydBin = filepath.Join(dir, "tryd")
+	out, err := exec.Command("go", "build", "-race", "-o", trydBin, "github.com/tryd-ci/tryd/cmd/tryd").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build tryd: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer collects the processes' logs for failure messages.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// env is one test's cluster.
+type env struct {
+	t    *testing.T
+	c    *cluster.Cluster
+	logs *syncBuffer
+	cl   *api.Client
+	dir  string
+}
+
+// start starts a coordinator (with extra config YAML) for the test.
+func start(t *testing.T, coordYAML string) *env {
+	t.Helper()
+	testenv.Short(t)
+	testenv.NeedTool(t, "git")
+	testenv.NeedTool(t, "sh")
+	logs := &syncBuffer{}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	c, err := cluster.Start(ctx, cluster.Options{Tryd: trydBin, Dir: dir, Log: logs, CoordinatorYAML: coordYAML})
+	if err != nil {
+		t.Fatalf("start cluster: %v\n%s", err, logs)
+	}
+	e := &env{t: t, c: c, logs: logs, cl: c.Client(), dir: dir}
+	t.Cleanup(func() {
+		c.Close()
+		if t.Failed() {
+			t.Logf("process logs:\n%s", logs)
+		}
+	})
+	return e
+}
+
+// worker starts a worker and waits until the coordinator lists it.
+func (e *env) worker(name string, args ...string) *cluster.Proc {
+	e.t.Helper()
+	p, err := e.c.StartWorker(name, args...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		ws, err := e.cl.Workers(context.Background())
+		if err == nil {
+			for _, w := range ws {
+				if w.Name == name && w.Connected {
+					return p
+				}
+			}
+		}
+		select {
+		case <-p.Done():
+			e.t.Fatalf("worker %s exited: %v\n%s", name, p.Err(), e.logs)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	e.t.Fatalf("worker %s never connected\n%s", name, e.logs)
+	return nil
+}
+
+// submit submits g and returns the build ID and job IDs by name.
+func (e *env) submit(g *graph.Graph) (int64, map[string]string) {
+	e.t.Helper()
+	sub, err := e.cl.Submit(context.Background(), api.SubmitRequest{Graph: *g})
+	if err != nil {
+		e.t.Fatalf("submit: %v", err)
+	}
+	return sub.BuildID, sub.Jobs
+}
+
+// wait waits for a build to finish.
+func (e *env) wait(id int64) *api.Build {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	b, err := e.cl.Wait(ctx, id, nil)
+	if err != nil {
+		e.t.Fatalf("wait for build %d: %v", id, err)
+	}
+	return b
+}
+
+// run submits and waits.
+func (e *env) run(g *graph.Graph) (*api.Build, map[string]string) {
+	e.t.Helper()
+	id, jobs := e.submit(g)
+	return e.wait(id), jobs
+}
+
+func jobByName(b *api.Build, name string) api.JobStatus {
+	for _, j := range b.Jobs {
+		if j.Name == name {
+			return j
+		}
+	}
+	return api.JobStatus{}
+}
+
+// log returns the log of a job ID.
+func (e *env) log(jobID string) string {
+	e.t.Helper()
+	rc, err := e.cl.JobLog(context.Background(), jobID)
+	if err != nil {
+		e.t.Fatalf("log of %s: %v", jobID, err)
+	}
+	defer rc.Close()
+	b, _ := io.ReadAll(rc)
+	return string(b)
+}
+
+// output unpacks a job's output archive into a new directory.
+func (e *env) output(jobID string) string {
+	e.t.Helper()
+	rc, err := e.cl.JobOutput(context.Background(), jobID)
+	if err != nil {
+		e.t.Fatalf("output of %s: %v", jobID, err)
+	}
+	defer rc.Close()
+	dir := e.t.TempDir()
+	if err := graph.ReadOutputs(rc, dir, graph.OutputLimits{}); err != nil {
+		e.t.Fatalf("unpack output of %s: %v", jobID, err)
+	}
+	return dir
+}
+
+func sh(name, script string) *graph.Job {
+	return &graph.Job{Name: name, SourceMode: graph.SourceNone, Commands: []graph.Command{{Argv: []string{"sh", "-c", script}}}}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// tryd runs the tryd binary (e.g. "try") and returns its combined output
+// and exit code.
+func tryd(t *testing.T, dir string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(trydBin, args...)
+	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), code
+}
+
+func contains(t *testing.T, what, got string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(got, w) {
+			t.Errorf("%s lacks %q:\n%s", what, w, got)
+		}
+	}
+}
+
+// tryWorkTree lists a working tree's files as tryd try does.
+func tryWorkTree(dir string) ([]graph.File, func(graph.File) (io.ReadCloser, error), error) {
+	return try.WorkTree(context.Background(), dir)
+}
