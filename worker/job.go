@@ -150,7 +150,7 @@ func (w *Worker) execute(ctx context.Context, a api.Assignment, logs *logStream)
 // within reports whether p is dir or below it.
 func within(dir, p string) bool {
 	rel, err := filepath.Rel(dir, p)
-	return err == nil && filepath.IsLocal(rel) || rel == "."
+	return err == nil && filepath.IsLocal(rel)
 }
 
 // writeFile performs a write_file command through an os.Root of the
