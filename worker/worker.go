@@ -173,6 +173,7 @@ type running struct {
 
 // pollAnswer is the outcome of one poll request.
 type pollAnswer struct {
+	seq  int
 	resp *api.PollResponse
 	req  api.PollRequest
 	err  error
@@ -200,9 +201,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		backlog     []api.Assignment // assigned but no free slot yet
 		results     []api.AttemptResult
 		holdsSent   bool
-		inFlight    int
+		inFlight    = map[int]int{} // poll number → free slots it asked for
+		pollSeq     int
 		unacked     int // polls in flight that carry results
-		wantPoll    = true
 		backoff     time.Duration
 		retryAt     <-chan time.Time
 		draining    bool
@@ -260,7 +261,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		// Register when needed, then poll: one poll waits at a time,
 		// and a new one supersedes it when there is news to report.
-		if retryAt == nil && workerID == "" && inFlight == 0 {
+		if retryAt == nil && workerID == "" && len(inFlight) == 0 {
 			rctx, cancel := context.WithTimeout(bg, 30*time.Second)
 			resp, err := w.opts.Client.Register(rctx, api.RegisterRequest{Name: w.opts.Name, Labels: w.opts.Labels, Slots: w.opts.Slots, Version: w.opts.Version, Running: runningIDs()})
 			cancel()
@@ -279,14 +280,21 @@ func (w *Worker) Run(ctx context.Context) error {
 				clear(w.uploadedOK)
 				w.uploadedMu.Unlock()
 				w.log.WithFields(logrus.Fields{"worker_id": workerID, "slots": w.opts.Slots, "labels": w.opts.Labels}).Info("registered with the coordinator")
-				wantPoll = true
 			}
 		}
-		if workerID != "" && retryAt == nil && (wantPoll || inFlight == 0) && inFlight < 2 {
-			free := max(w.opts.Slots-len(runningJobs)-len(backlog), 0)
-			if draining {
-				free = 0
-			}
+		// A poll goes out when none waits, or when there is news the
+		// waiting one does not carry (results, or more free slots); at
+		// most two are in flight (the coordinator answers the older at
+		// once when the newer arrives).
+		free := max(w.opts.Slots-len(runningJobs)-len(backlog), 0)
+		if draining {
+			free = 0
+		}
+		asked := -1
+		for _, f := range inFlight {
+			asked = max(asked, f)
+		}
+		if workerID != "" && retryAt == nil && len(inFlight) < 2 && (len(inFlight) == 0 || len(results) > 0 || free > asked) {
 			req := api.PollRequest{WorkerID: workerID, FreeSlots: free, Running: runningIDs(), Results: results, Evicted: w.cache.TakeEvicted()}
 			if pollWait > 0 {
 				req.WaitMS = pollWait.Milliseconds()
@@ -298,22 +306,23 @@ func (w *Worker) Run(ctx context.Context) error {
 				req.Holds, holdsSent = w.cache.Digests(), true
 			}
 			results = nil
-			inFlight++
+			pollSeq++
+			seq := pollSeq
+			inFlight[seq] = free
 			if len(req.Results) > 0 {
 				unacked++
 			}
-			wantPoll = false
 			go func() {
 				pctx, cancel := context.WithTimeout(bg, pollWait+30*time.Second)
 				defer cancel()
 				resp, err := w.opts.Client.Poll(pctx, req)
-				answers <- pollAnswer{resp: resp, req: req, err: err}
+				answers <- pollAnswer{seq: seq, resp: resp, req: req, err: err}
 			}()
 		}
 
 		select {
 		case ans := <-answers:
-			inFlight--
+			delete(inFlight, ans.seq)
 			if len(ans.req.Results) > 0 {
 				unacked--
 			}
@@ -332,7 +341,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				if ans.req.Holds != nil {
 					holdsSent = false
 				}
-				if inFlight == 0 {
+				if len(inFlight) == 0 {
 					fail(ans.err)
 				}
 				continue
@@ -360,9 +369,6 @@ func (w *Worker) Run(ctx context.Context) error {
 				}
 				backlog = append(backlog, a)
 			}
-			if len(ans.resp.Assignments) > 0 || len(ans.resp.Cancel) > 0 || len(results) > 0 {
-				wantPoll = true
-			}
 		case res := <-finished:
 			r := runningJobs[res.AttemptID]
 			delete(runningJobs, res.AttemptID)
@@ -370,10 +376,8 @@ func (w *Worker) Run(ctx context.Context) error {
 			if r != nil && !r.forgotten {
 				results = append(results, res)
 			}
-			wantPoll = true
 		case <-retryAt:
 			retryAt = nil
-			wantPoll = true
 		case <-drainTimer:
 			drainTimer = nil
 			w.log.WithField("jobs", len(runningJobs)).Warn("drain timeout: giving running jobs back to the coordinator")
@@ -395,11 +399,10 @@ func (w *Worker) Run(ctx context.Context) error {
 				} else {
 					drainTimer = time.After(w.opts.DrainTimeout)
 				}
-				wantPoll = true
 				ctx = context.Background() // stop selecting on Done
 			}
 		}
-		if draining && retryAt != nil && len(runningJobs) == 0 && unacked == 0 {
+		if draining && retryAt != nil && len(runningJobs) == 0 && unacked == 0 && len(results) == 0 {
 			// The coordinator is unreachable and nothing runs: give up
 			// reporting (the coordinator will requeue what it lost).
 			return nil
