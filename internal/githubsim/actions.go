@@ -74,7 +74,9 @@ func (s *Sim) actorLocked(fullName, login string) (*repo, *user, error) {
 		return nil, nil, err
 	}
 	if login == "" {
-		login = r.owner
+		// Acting as the owner, which may be an organization (pushes
+		// by "the repository" in tests that do not care who pushed).
+		return r, s.users[r.owner], nil
 	}
 	u, err := s.knownUserLocked(login)
 	if err != nil {

@@ -77,17 +77,17 @@ type Commit struct {
 // own metadata.
 func checkPath(p string) error {
 	if p == "" || strings.HasPrefix(p, "/") || path.Clean(p) != p || strings.Contains(p, "\\") {
-		return fmt.Errorf("bad file path %q: want a clean relative slash-separated path", p)
+		return fmt.Errorf("%w: bad file path %q: want a clean relative slash-separated path", ErrInvalid, p)
 	}
 	for _, part := range strings.Split(p, "/") {
 		if part == ".." || part == "." || strings.EqualFold(part, ".git") {
-			return fmt.Errorf("bad file path %q", p)
+			return fmt.Errorf("%w: bad file path %q", ErrInvalid, p)
 		}
 	}
 	return nil
 }
 
-// checkRefName rejects branch names git would refuse or that could be read
+// checkBranch rejects branch names git would refuse or that could be read
 // as options.
 func checkBranch(name string) error {
 	if name == "" || strings.HasPrefix(name, "-") || strings.HasPrefix(name, "refs/") ||

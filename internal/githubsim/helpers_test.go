@@ -27,7 +27,7 @@ type receiver struct {
 	code int
 }
 
-func newReceiver(t *testing.T) *receiver {
+func newReceiver(t testing.TB) *receiver {
 	t.Helper()
 	rc := &receiver{code: http.StatusOK}
 	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -52,7 +52,7 @@ func (rc *receiver) all() []received {
 }
 
 // byEvent returns the deliveries of one event (and action, if not "").
-func (rc *receiver) byEvent(t *testing.T, event, action string) []received {
+func (rc *receiver) byEvent(t testing.TB, event, action string) []received {
 	t.Helper()
 	var out []received
 	for _, r := range rc.all() {
@@ -67,7 +67,7 @@ func (rc *receiver) byEvent(t *testing.T, event, action string) []received {
 	return out
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
@@ -75,7 +75,7 @@ func ctxT(t *testing.T) context.Context {
 
 // client returns a go-github client for the simulator authenticated with
 // token ("" for anonymous).
-func client(t *testing.T, s *Sim, token string) *github.Client {
+func client(t testing.TB, s *Sim, token string) *github.Client {
 	t.Helper()
 	c := github.NewClient(nil)
 	if token != "" {
@@ -101,7 +101,7 @@ type world struct {
 	hookID                   int64
 }
 
-func newWorld(t *testing.T, opts Options) *world {
+func newWorld(t testing.TB, opts Options) *world {
 	t.Helper()
 	s := StartForTest(t, opts)
 	ctx := ctxT(t)
