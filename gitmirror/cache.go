@@ -97,7 +97,9 @@ func (c *tarCache) open(key string, produce func(ctx context.Context, w io.Write
 		c.removeLocked(el)
 	}
 	if b, ok := c.building[key]; ok {
+		b.mu.Lock()
 		b.refs++
+		b.mu.Unlock()
 		return nil, b, true, nil
 	}
 	tf, err := os.CreateTemp(c.tmp, "tarball-")
