@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -218,22 +219,10 @@ func (w *Worker) writeUploaded(ctx context.Context, manifest, dst string) error 
 	if err != nil {
 		return infra("worker: source manifest: %w", err)
 	}
-	var files []graph.File
-	dec := json.NewDecoder(io.LimitReader(f, maxManifestBytes))
-	err = dec.Decode(&files)
+	files, err := parseManifest(f)
 	f.Close()
 	if err != nil {
 		return fmt.Errorf("worker: source manifest %s: %w", manifest, err)
-	}
-	var total int64
-	for _, file := range files {
-		if !filepath.IsLocal(filepath.FromSlash(file.Path)) || strings.ContainsAny(file.Path, "\\\x00") || !artifact.ValidDigest(file.Digest) || file.Size < 0 {
-			return fmt.Errorf("worker: source manifest: bad entry %q", file.Path)
-		}
-		total += file.Size
-	}
-	if len(files) > graph.MaxFiles || total > maxSourceBytes {
-		return fmt.Errorf("worker: source manifest: %d files, %d bytes: too large", len(files), total)
 	}
 	if err := os.Mkdir(dst, 0o755); err != nil {
 		return infra("worker: source: %w", err)
@@ -277,6 +266,40 @@ func (w *Worker) writeUploaded(ctx context.Context, manifest, dst string) error 
 		})
 	}
 	return g.Wait()
+}
+
+// parseManifest decodes an uploaded source's manifest (a JSON array of
+// graph.File) and checks every entry: a clean relative path, a valid
+// digest, a sane size, no path twice, and totals within limits.
+func parseManifest(r io.Reader) ([]graph.File, error) {
+	var files []graph.File
+	dec := json.NewDecoder(io.LimitReader(r, maxManifestBytes))
+	if err := dec.Decode(&files); err != nil {
+		return nil, err
+	}
+	if len(files) > graph.MaxFiles {
+		return nil, fmt.Errorf("%d files, more than %d", len(files), graph.MaxFiles)
+	}
+	var total int64
+	seen := make(map[string]bool, len(files))
+	for _, file := range files {
+		p := file.Path
+		if p == "" || len(p) > graph.MaxNameLen || strings.ContainsAny(p, "\\\x00") || path.Clean(p) != p || !filepath.IsLocal(filepath.FromSlash(p)) {
+			return nil, fmt.Errorf("bad path %q", p)
+		}
+		if !artifact.ValidDigest(file.Digest) || file.Size < 0 || file.Size > maxSourceBytes {
+			return nil, fmt.Errorf("bad entry for %q", p)
+		}
+		if seen[p] {
+			return nil, fmt.Errorf("path %q listed twice", p)
+		}
+		seen[p] = true
+		total += file.Size
+	}
+	if total > maxSourceBytes {
+		return nil, fmt.Errorf("%d bytes of source, more than %d", total, int64(maxSourceBytes))
+	}
+	return files, nil
 }
 
 // fetchDeps unpacks each dependency's output archive into a directory of

@@ -1,0 +1,54 @@
+package worker
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseManifest(t *testing.T) {
+	d := strings.Repeat("ab", 32)
+	tests := []struct {
+		name, data, wantErr string
+	}{
+		{name: "ok", data: `[{"path":"a/b.go","digest":"` + d + `","size":3},{"path":"c","digest":"` + d + `","size":0,"executable":true}]`},
+		{name: "dotdot", data: `[{"path":"../x","digest":"` + d + `","size":1}]`, wantErr: "bad path"},
+		{name: "absolute", data: `[{"path":"/etc/passwd","digest":"` + d + `","size":1}]`, wantErr: "bad path"},
+		{name: "unclean", data: `[{"path":"a//b","digest":"` + d + `","size":1}]`, wantErr: "bad path"},
+		{name: "bad digest", data: `[{"path":"a","digest":"xyz","size":1}]`, wantErr: "bad entry"},
+		{name: "negative size", data: `[{"path":"a","digest":"` + d + `","size":-1}]`, wantErr: "bad entry"},
+		{name: "duplicate", data: `[{"path":"a","digest":"` + d + `"},{"path":"a","digest":"` + d + `"}]`, wantErr: "twice"},
+		{name: "not json", data: `{`, wantErr: "EOF"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			files, err := parseManifest(strings.NewReader(tt.data))
+			if tt.wantErr == "" {
+				if err != nil || len(files) != 2 || !files[1].Executable {
+					t.Fatalf("files %+v, err %v", files, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func FuzzParseManifest(f *testing.F) {
+	f.Add(`[{"path":"a/b","digest":"` + strings.Repeat("0", 64) + `","size":1}]`)
+	f.Add(`[{"path":"..","digest":""}]`)
+	f.Add(`null`)
+	f.Fuzz(func(t *testing.T, data string) {
+		files, err := parseManifest(strings.NewReader(data))
+		if err != nil {
+			return
+		}
+		for _, file := range files {
+			if !filepath.IsLocal(filepath.FromSlash(file.Path)) {
+				t.Fatalf("accepted path %q", file.Path)
+			}
+		}
+	})
+}
