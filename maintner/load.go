@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -12,8 +13,11 @@ import (
 )
 
 // SegmentReader returns the bytes of segment i (0 <= i < n) of a log and
-// a name for it in errors. Load calls it from several goroutines.
-type SegmentReader func(ctx context.Context, i int) (name string, data []byte, err error)
+// a name for it in errors. buf is a buffer the reader may reuse (append
+// to buf[:0]); Load recycles buffers between segments so that loading a
+// long log does not allocate 16 MiB per segment. Load calls it from
+// several goroutines.
+type SegmentReader func(ctx context.Context, i int, buf []byte) (name string, data []byte, err error)
 
 // Load applies every record of n segments, in order. Segments are read
 // and decoded in parallel (Options.LoadWorkers at a time) while the
@@ -28,8 +32,8 @@ type SegmentReader func(ctx context.Context, i int) (name string, data []byte, e
 func (c *Corpus) Load(ctx context.Context, n int, read SegmentReader) error {
 	type result struct {
 		name string
+		data []byte
 		decs []*decoded
-		offs []int64
 		err  error
 	}
 	workers := c.opts.LoadWorkers
@@ -38,32 +42,38 @@ func (c *Corpus) Load(ctx context.Context, n int, read SegmentReader) error {
 		slots[i] = make(chan result, 1)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// tokens bounds how many decoded segments wait in memory.
-	tokens := make(chan struct{}, workers+1)
 	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	// tokens bounds how many decoded segments wait in memory; each token
+	// carries a segment buffer for reuse.
+	tokens := make(chan []byte, workers+1)
+	for i := 0; i < workers+1; i++ {
+		tokens <- nil
+	}
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
 			for i := w; i < n; i += workers {
+				var buf []byte
 				select {
-				case tokens <- struct{}{}:
+				case buf = <-tokens:
 				case <-ctx.Done():
 					return
 				}
 				var r result
-				var data []byte
-				r.name, data, r.err = read(ctx, i)
+				r.name, r.data, r.err = read(ctx, i, buf)
 				if r.err == nil {
-					_, r.err = reclog.Scan(r.name, data, 0, func(off int64, payload []byte) error {
+					_, r.err = reclog.Scan(r.name, r.data, 0, func(off int64, payload []byte) error {
 						d, err := decodeRecord(payload)
 						if err != nil {
 							c.log.Warnf("maintner: load: segment %s offset %d: skipping record: %v", r.name, off, err)
 							d = nil
 						}
 						r.decs = append(r.decs, d)
-						r.offs = append(r.offs, off)
 						return nil
 					})
 				}
@@ -71,7 +81,6 @@ func (c *Corpus) Load(ctx context.Context, n int, read SegmentReader) error {
 			}
 		}(w)
 	}
-	defer wg.Wait()
 	for i := 0; i < n; i++ {
 		var r result
 		select {
@@ -98,7 +107,9 @@ func (c *Corpus) Load(ctx context.Context, n int, read SegmentReader) error {
 		close(c.changed)
 		c.changed = make(chan struct{})
 		c.mu.Unlock()
-		<-tokens
+		// Everything applied was copied out of the segment, so its buffer
+		// can be reused.
+		tokens <- r.data[:0]
 	}
 	if n == 0 {
 		c.mu.Lock()
@@ -110,9 +121,25 @@ func (c *Corpus) Load(ctx context.Context, n int, read SegmentReader) error {
 
 // LoadFiles loads segment files, in the order given.
 func (c *Corpus) LoadFiles(ctx context.Context, paths []string) error {
-	return c.Load(ctx, len(paths), func(ctx context.Context, i int) (string, []byte, error) {
-		data, err := os.ReadFile(paths[i])
-		return filepath.Base(paths[i]), data, err
+	return c.Load(ctx, len(paths), func(ctx context.Context, i int, buf []byte) (string, []byte, error) {
+		name := filepath.Base(paths[i])
+		f, err := os.Open(paths[i])
+		if err != nil {
+			return name, nil, err
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return name, nil, err
+		}
+		if int64(cap(buf)) < st.Size() {
+			buf = make([]byte, 0, st.Size())
+		}
+		data := buf[:st.Size()]
+		if _, err := io.ReadFull(f, data); err != nil {
+			return name, nil, fmt.Errorf("read %s: %w", paths[i], err)
+		}
+		return name, data, nil
 	})
 }
 
