@@ -99,6 +99,9 @@ type Options struct {
 	RetentionBytes int64
 	// MaxBatch bounds the records written per fsync (default 4096).
 	MaxBatch int
+	// RetainEvery is how often retention runs by itself (default 1
+	// minute), so that age applies to a quiet journal too.
+	RetainEvery time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Log receives warnings (default: discarded).
@@ -120,7 +123,10 @@ func (o *Options) setDefaults() error {
 	if o.MaxBatch == 0 {
 		o.MaxBatch = 4096
 	}
-	if o.SegmentBytes < 1024 || o.RetentionAge < 0 || o.RetentionBytes < 0 || o.MaxBatch < 0 {
+	if o.RetainEvery == 0 {
+		o.RetainEvery = time.Minute
+	}
+	if o.SegmentBytes < 1024 || o.RetentionAge < 0 || o.RetentionBytes < 0 || o.MaxBatch < 0 || o.RetainEvery < 0 {
 		return errors.New("journal: bad options: SegmentBytes must be at least 1024, the rest non-negative")
 	}
 	if o.Now == nil {
@@ -197,6 +203,8 @@ type Journal struct {
 	bytes       int64     // memory mode: retained bytes
 	changed     chan struct{}
 	done        chan struct{}
+	stop        chan struct{}
+	retainDone  chan struct{}
 }
 
 // Open opens (creating if needed) the journal in opts.Dir, replays it
@@ -213,6 +221,8 @@ func Open(opts Options) (*Journal, error) {
 		nextSeq:     1,
 		changed:     make(chan struct{}),
 		done:        make(chan struct{}),
+		stop:        make(chan struct{}),
+		retainDone:  make(chan struct{}),
 	}
 	j.cond = sync.NewCond(&j.mu)
 	j.metrics = newMetrics(opts.Registry)
@@ -232,9 +242,36 @@ func Open(opts Options) (*Journal, error) {
 		j.headTime = now
 	}
 	j.assigned = j.headTime
+	j.retainLocked()
 	j.updateGauges()
 	go j.run()
+	go j.retainLoop()
 	return j, nil
+}
+
+func (j *Journal) retainLoop() {
+	defer close(j.retainDone)
+	t := time.NewTicker(j.opts.RetainEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			j.Retain()
+		case <-j.stop:
+			return
+		}
+	}
+}
+
+// Err reports why the journal cannot accept appends (a write failed and
+// could not be undone, or it is closed), or nil.
+func (j *Journal) Err() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return ErrClosed
+	}
+	return j.broken
 }
 
 func newID() string {
@@ -273,6 +310,12 @@ func (j *Journal) load() error {
 		seg := &segment{first: first, path: p}
 		if err := j.replay(seg, i == len(names)-1); err != nil {
 			return err
+		}
+		if seg.last.IsZero() {
+			// No readable record: age it by its modification time.
+			if st, err := os.Stat(p); err == nil {
+				seg.last = st.ModTime()
+			}
 		}
 		j.segments = append(j.segments, seg)
 	}
@@ -924,6 +967,8 @@ func (j *Journal) Close() error {
 	close(j.changed)
 	j.changed = make(chan struct{})
 	j.mu.Unlock()
+	close(j.stop)
+	<-j.retainDone
 	<-j.done
 	var err error
 	if j.f != nil {

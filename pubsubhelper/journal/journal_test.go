@@ -465,7 +465,7 @@ func TestFormatV1(t *testing.T) {
 		b, _ := os.ReadFile(filepath.Join(src, e.Name()))
 		os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644)
 	}
-	j := open(t, Options{Dir: dir, SegmentBytes: 1024})
+	j := open(t, Options{Dir: dir, SegmentBytes: 1024, RetentionAge: 100 * 365 * 24 * time.Hour})
 	evs := j.Recent(pubsubtypes.Cursor{}, pubsubtypes.Filter{}, 100)
 	if len(evs) != 12 {
 		t.Fatalf("sample has %d events, want 12", len(evs))

@@ -1,0 +1,484 @@
+package pubsubhelper
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/go-github/v60/github"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/tryd-ci/tryd/pubsubhelper/journal"
+	"github.com/tryd-ci/tryd/pubsubhelper/pubsubtypes"
+	"github.com/tryd-ci/tryd/pubsubhelper/webhook"
+)
+
+// Secret is one accepted webhook secret. Several may be configured per
+// server, so that a secret can be rotated without losing deliveries:
+// add the new one, switch the sender, remove the old one.
+type Secret struct {
+	// Server names the configured GitHub or Gerrit server; events
+	// authenticated by this secret carry it in Event.Server.
+	Server string
+	// Value is the secret itself. It never appears in logs or metrics.
+	Value []byte
+}
+
+// Options configures a Server.
+type Options struct {
+	// Journal receives every accepted event before it is acknowledged
+	// and serves subscribers. Required; the caller opens and closes it.
+	Journal *journal.Journal
+	// GitHubSecrets verify X-Hub-Signature-256. With none,
+	// /github-webhook answers 404.
+	GitHubSecrets []Secret
+	// GerritSecrets are the shared secrets the Gerrit webhooks plugin
+	// must present as a bearer token or basic-auth password. With none,
+	// /gerrit-webhook answers 404.
+	GerritSecrets []Secret
+	// MaxBodyBytes bounds a webhook body (default 25 MiB, GitHub's own
+	// limit); larger bodies get 413.
+	MaxBodyBytes int64
+	// LongPollTimeout is how long /waitevent waits by default (default
+	// 30s, as x/build); ?timeout= may ask for 1ms to MaxLongPollTimeout.
+	LongPollTimeout time.Duration
+	// MaxLongPollTimeout bounds ?timeout= (default 5 minutes).
+	MaxLongPollTimeout time.Duration
+	// Log receives request problems (never secrets or bodies); nil
+	// discards.
+	Log logrus.FieldLogger
+	// Registry, if set, receives the server's metrics.
+	Registry *prometheus.Registry
+}
+
+// Server is pubsubhelper's HTTP handler. It does not listen by itself;
+// serve Handler with internal/httpserver.
+type Server struct {
+	opts    Options
+	j       *journal.Journal
+	log     logrus.FieldLogger
+	intake  *prometheus.CounterVec
+	handler http.Handler
+}
+
+// Result labels of tryd_pubsubhelper_webhooks_total.
+const (
+	resultOK           = "ok"
+	resultDuplicate    = "duplicate"
+	resultUnauthorized = "unauthorized"
+	resultMalformed    = "malformed"
+	resultTooLarge     = "too_large"
+	resultUnsupported  = "unsupported"
+	resultError        = "error"
+)
+
+// New validates opts and returns a Server.
+func New(opts Options) (*Server, error) {
+	if opts.Journal == nil {
+		return nil, errors.New("pubsubhelper: Options.Journal is nil")
+	}
+	if opts.MaxBodyBytes == 0 {
+		opts.MaxBodyBytes = 25 << 20
+	}
+	if opts.LongPollTimeout == 0 {
+		opts.LongPollTimeout = 30 * time.Second
+	}
+	if opts.MaxLongPollTimeout == 0 {
+		opts.MaxLongPollTimeout = 5 * time.Minute
+	}
+	if opts.MaxBodyBytes < 0 || opts.LongPollTimeout < 0 || opts.MaxLongPollTimeout < opts.LongPollTimeout {
+		return nil, errors.New("pubsubhelper: bad options: MaxBodyBytes and LongPollTimeout must be positive, MaxLongPollTimeout at least LongPollTimeout")
+	}
+	for _, list := range [][]Secret{opts.GitHubSecrets, opts.GerritSecrets} {
+		for _, s := range list {
+			if len(s.Value) == 0 {
+				return nil, fmt.Errorf("pubsubhelper: empty secret for server %q", s.Server)
+			}
+		}
+	}
+	log := opts.Log
+	if log == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		log = l
+	}
+	s := &Server{opts: opts, j: opts.Journal, log: log}
+	s.intake = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tryd_pubsubhelper_webhooks_total",
+		Help: "Webhook deliveries, by source (github, gerrit) and result (ok, duplicate, unauthorized, malformed, too_large, unsupported, error).",
+	}, []string{"source", "result"})
+	if opts.Registry != nil {
+		if err := opts.Registry.Register(s.intake); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return nil, fmt.Errorf("pubsubhelper: register metrics: %w", err)
+			}
+			s.intake = are.ExistingCollector.(*prometheus.CounterVec)
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /github-webhook", s.serveGitHub)
+	mux.HandleFunc("POST /gerrit-webhook", s.serveGerrit)
+	mux.HandleFunc("GET /waitevent", s.serveWaitEvent)
+	mux.HandleFunc("GET /recent", s.serveRecent)
+	mux.HandleFunc("GET /{$}", s.serveIndex)
+	s.handler = mux
+	return s, nil
+}
+
+// Handler returns the HTTP handler: POST /github-webhook, POST
+// /gerrit-webhook, GET /waitevent, GET /recent and an index at GET /.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Health reports whether the journal accepts events (for /healthz).
+func (s *Server) Health(context.Context) error { return s.j.Err() }
+
+// httpError writes a plain-text error and counts the delivery.
+func (s *Server) reject(w http.ResponseWriter, r *http.Request, source, result string, code int, msg string) {
+	s.intake.WithLabelValues(source, result).Inc()
+	s.log.WithFields(logrus.Fields{"source": source, "result": result, "code": code, "remote": r.RemoteAddr}).Info("webhook rejected: " + msg)
+	http.Error(w, msg, code)
+}
+
+// readBody reads a webhook body within the size limit; it answers 413
+// or 400 itself and returns false when it did.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, source string) ([]byte, bool) {
+	if r.ContentLength > s.opts.MaxBodyBytes {
+		s.reject(w, r, source, resultTooLarge, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", s.opts.MaxBodyBytes))
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.reject(w, r, source, resultTooLarge, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", s.opts.MaxBodyBytes))
+		} else {
+			s.reject(w, r, source, resultMalformed, http.StatusBadRequest, "reading body: "+err.Error())
+		}
+		return nil, false
+	}
+	return body, true
+}
+
+// ack is the JSON answer to an accepted delivery.
+type ack struct {
+	Seq       int64
+	JournalID string
+	Duplicate bool `json:",omitempty"`
+}
+
+func (s *Server) journal(w http.ResponseWriter, r *http.Request, ev *pubsubtypes.Event, raw []byte, key string) {
+	out, dup, err := s.j.Append(r.Context(), ev, raw, key)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // the sender is gone; it will retry
+		}
+		s.intake.WithLabelValues(ev.Source, resultError).Inc()
+		s.log.WithError(err).WithField("source", ev.Source).Error("cannot journal event")
+		http.Error(w, "cannot journal the event; retry later", http.StatusServiceUnavailable)
+		return
+	}
+	result := resultOK
+	if dup {
+		result = resultDuplicate
+	}
+	s.intake.WithLabelValues(ev.Source, result).Inc()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(ack{Seq: out.Seq, JournalID: out.JournalID, Duplicate: dup})
+}
+
+// validDeliveryID accepts GitHub's GUIDs and anything similarly tame.
+func validDeliveryID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// serveGitHub handles POST /github-webhook: 413 over the size limit, 401
+// without a valid X-Hub-Signature-256 (HMAC-SHA256 of the body, checked
+// in constant time by go-github against every configured secret), 400
+// without X-GitHub-Event / X-GitHub-Delivery or with a malformed body,
+// 415 for a content type other than JSON or form-encoded, 503 if the
+// journal fails, else 200 with {"Seq", "JournalID", "Duplicate"} once the
+// event is durable. A repeated X-GitHub-Delivery is answered 200 and
+// recorded once.
+func (s *Server) serveGitHub(w http.ResponseWriter, r *http.Request) {
+	const src = pubsubtypes.SourceGitHub
+	if len(s.opts.GitHubSecrets) == 0 {
+		s.reject(w, r, src, resultUnauthorized, http.StatusNotFound, "GitHub webhooks are not configured")
+		return
+	}
+	body, ok := s.readBody(w, r, src)
+	if !ok {
+		return
+	}
+	sig := r.Header.Get(github.SHA256SignatureHeader)
+	if sig == "" {
+		s.reject(w, r, src, resultUnauthorized, http.StatusUnauthorized, "missing "+github.SHA256SignatureHeader)
+		return
+	}
+	if !strings.HasPrefix(sig, "sha256=") {
+		s.reject(w, r, src, resultUnauthorized, http.StatusUnauthorized, "bad "+github.SHA256SignatureHeader)
+		return
+	}
+	server, verified := "", false
+	for _, sec := range s.opts.GitHubSecrets {
+		if github.ValidateSignature(sig, body, sec.Value) == nil {
+			server, verified = sec.Server, true
+			break
+		}
+	}
+	if !verified {
+		s.reject(w, r, src, resultUnauthorized, http.StatusUnauthorized, "bad "+github.SHA256SignatureHeader)
+		return
+	}
+	typ, id := github.WebHookType(r), github.DeliveryID(r)
+	if typ == "" || id == "" {
+		s.reject(w, r, src, resultMalformed, http.StatusBadRequest, "missing X-GitHub-Event or X-GitHub-Delivery")
+		return
+	}
+	if !validDeliveryID(id) {
+		s.reject(w, r, src, resultMalformed, http.StatusBadRequest, "bad X-GitHub-Delivery")
+		return
+	}
+	payload := body
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	switch {
+	case ct == "" || err == nil && mt == "application/json":
+	case err == nil && mt == "application/x-www-form-urlencoded":
+		// The signature covers the form body; the event is its
+		// "payload" field.
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			s.reject(w, r, src, resultMalformed, http.StatusBadRequest, "bad form body")
+			return
+		}
+		payload = []byte(form.Get("payload"))
+	default:
+		s.reject(w, r, src, resultUnsupported, http.StatusUnsupportedMediaType, "Content-Type must be application/json or application/x-www-form-urlencoded")
+		return
+	}
+	ev, err := webhook.ParseGitHub(typ, payload)
+	if err != nil {
+		s.reject(w, r, src, resultMalformed, http.StatusBadRequest, err.Error())
+		return
+	}
+	ev.DeliveryID, ev.Server = id, server
+	s.journal(w, r, ev, payload, "github:"+id)
+}
+
+// gerritAuth checks the shared secret, sent as "Authorization: Bearer
+// SECRET" or as the password of basic auth (any user name), in constant
+// time against every configured secret.
+func (s *Server) gerritAuth(r *http.Request) (server string, ok bool) {
+	var given string
+	if _, pass, isBasic := r.BasicAuth(); isBasic {
+		given = pass
+	} else if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		given = strings.TrimSpace(h[7:])
+	}
+	if given == "" {
+		return "", false
+	}
+	for _, sec := range s.opts.GerritSecrets {
+		if subtle.ConstantTimeCompare([]byte(given), sec.Value) == 1 && !ok {
+			server, ok = sec.Server, true
+		}
+	}
+	return server, ok
+}
+
+// serveGerrit handles POST /gerrit-webhook: 401 (with a Basic challenge)
+// without the shared secret, 413 over the size limit, 400 for a body that
+// is not a Gerrit event, 503 if the journal fails, else 200 once the event
+// is durable. The plugin has no delivery ID, so a byte-identical body
+// (the plugin's retry of an event) is recorded once.
+func (s *Server) serveGerrit(w http.ResponseWriter, r *http.Request) {
+	const src = pubsubtypes.SourceGerrit
+	if len(s.opts.GerritSecrets) == 0 {
+		s.reject(w, r, src, resultUnauthorized, http.StatusNotFound, "Gerrit webhooks are not configured")
+		return
+	}
+	server, ok := s.gerritAuth(r)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Basic realm="tryd pubsubhelper", charset="UTF-8"`)
+		s.reject(w, r, src, resultUnauthorized, http.StatusUnauthorized, "missing or bad shared secret (bearer token or basic-auth password)")
+		return
+	}
+	body, ok := s.readBody(w, r, src)
+	if !ok {
+		return
+	}
+	ev, err := webhook.ParseGerrit(body)
+	if err != nil {
+		s.reject(w, r, src, resultMalformed, http.StatusBadRequest, err.Error())
+		return
+	}
+	ev.Server = server
+	if o := r.Header.Get("X-Origin-Url"); o != "" && len(o) <= 1024 {
+		ev.Gerrit.Origin = o
+	}
+	sum := sha256.Sum256(body)
+	s.journal(w, r, ev, body, "gerrit:"+server+":"+hex.EncodeToString(sum[:]))
+}
+
+// subscription is a parsed /waitevent or /recent query.
+type subscription struct {
+	cur     pubsubtypes.Cursor
+	filter  pubsubtypes.Filter
+	raw     bool
+	timeout time.Duration
+	limit   int
+}
+
+func (s *Server) parseQuery(r *http.Request) (subscription, error) {
+	q := r.URL.Query()
+	var sub subscription
+	var err error
+	if sub.cur, err = pubsubtypes.ParseCursor(q); err != nil {
+		return sub, err
+	}
+	if sub.filter, err = pubsubtypes.ParseFilter(q); err != nil {
+		return sub, err
+	}
+	switch q.Get("raw") {
+	case "", "0", "false":
+	case "1", "true":
+		sub.raw = true
+	default:
+		return sub, fmt.Errorf("%w: raw must be 0 or 1", pubsubtypes.ErrBadQuery)
+	}
+	sub.timeout = s.opts.LongPollTimeout
+	if v := q.Get("timeout"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Millisecond || d > s.opts.MaxLongPollTimeout {
+			return sub, fmt.Errorf("%w: timeout must be a duration from 1ms to %v", pubsubtypes.ErrBadQuery, s.opts.MaxLongPollTimeout)
+		}
+		sub.timeout = d
+	}
+	sub.limit = 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			return sub, fmt.Errorf("%w: limit must be 1 to 10000", pubsubtypes.ErrBadQuery)
+		}
+		sub.limit = n
+	}
+	return sub, nil
+}
+
+// encodeEvent writes ev as indented JSON (as x/build does), splicing in
+// the raw payload byte for byte when asked for.
+func (s *Server) encodeEvent(buf *bytes.Buffer, ev *pubsubtypes.Event, raw bool) error {
+	ev.Raw = nil
+	b, err := json.MarshalIndent(ev, "", "\t")
+	if err != nil {
+		return fmt.Errorf("pubsubhelper: encode event %d: %w", ev.Seq, err)
+	}
+	if raw && ev.Seq > 0 && !ev.LongPollTimeout {
+		if payload, err := s.j.Raw(ev.Seq); err == nil && json.Valid(payload) {
+			buf.Write(b[:len(b)-2]) // drop "\n}"
+			buf.WriteString(",\n\t\"Raw\": ")
+			buf.Write(payload)
+			buf.WriteString("\n}")
+			return nil
+		}
+	}
+	buf.Write(b)
+	return nil
+}
+
+// serveWaitEvent handles GET /waitevent: it returns the first event after
+// the cursor (?after=RFC3339Nano as x/build, or tryd's exact
+// ?afterseq=N&journal=ID) that passes the filters (?source= ?type= ?repo=
+// ?project= ?branch= ?topic= ?server=), waiting up to ?timeout= (default
+// 30s) for one; if none comes it returns {"LongPollTimeout": true} with
+// the cursor to resume from. ?raw=1 adds the payload as received.
+func (s *Server) serveWaitEvent(w http.ResponseWriter, r *http.Request) {
+	sub, err := s.parseQuery(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	ev, head, err := s.j.Wait(r.Context(), sub.cur, sub.filter, sub.timeout)
+	if err != nil {
+		if errors.Is(err, journal.ErrClosed) {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		}
+		return // the subscriber went away
+	}
+	if ev == nil {
+		ev = &pubsubtypes.Event{Time: head.Time, LongPollTimeout: true, Seq: head.Seq, JournalID: head.JournalID}
+	}
+	var buf bytes.Buffer
+	if err := s.encodeEvent(&buf, ev, sub.raw); err != nil {
+		s.log.WithError(err).Error("waitevent")
+		http.Error(w, "cannot encode event", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Write(buf.Bytes())
+}
+
+// serveRecent handles GET /recent: a JSON array of the most recent events
+// (newest first, at most ?limit=, default 100), optionally only those
+// after a cursor and passing the filters of /waitevent.
+func (s *Server) serveRecent(w http.ResponseWriter, r *http.Request) {
+	sub, err := s.parseQuery(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	evs := s.j.Recent(sub.cur, sub.filter, sub.limit)
+	var buf bytes.Buffer
+	buf.WriteString("[\n")
+	for i := range evs {
+		if i > 0 {
+			buf.WriteString(",\n")
+		}
+		if err := s.encodeEvent(&buf, &evs[i], sub.raw); err != nil {
+			s.log.WithError(err).Error("recent")
+			http.Error(w, "cannot encode event", http.StatusInternalServerError)
+			return
+		}
+	}
+	buf.WriteString("\n]\n")
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Write(buf.Bytes())
+}
+
+func (s *Server) serveIndex(w http.ResponseWriter, r *http.Request) {
+	st := s.j.Stats()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintf(w, `tryd pubsubhelper
+
+POST /github-webhook   GitHub webhook deliveries (X-Hub-Signature-256)
+POST /gerrit-webhook   Gerrit webhooks-plugin events (shared secret as bearer token or basic-auth password)
+GET  /waitevent        long-poll the next event: ?after=RFC3339Nano or ?afterseq=N&journal=ID,
+                       filters ?source= ?type= ?repo=owner/name ?project= ?branch= ?topic= ?server=,
+                       ?timeout=30s, ?raw=1 for the payload
+GET  /recent           recent events, newest first (?limit=, same filters)
+
+journal %s: %d events (seq %d to %d), %d bytes in %d segments
+`, s.j.ID(), st.Events, st.FirstSeq, st.LastSeq, st.Bytes, st.Segments)
+}
