@@ -123,10 +123,14 @@ func (s *Sim) changeAttr(c *change) changeAttr {
 }
 
 func (s *Sim) changeEvent(c *change, ps *patchSet, typ string, now time.Time) changeEvent {
-	return changeEvent{
-		PatchSet: s.patchSetAttr(c, ps), Change: s.changeAttr(c), Project: projectName{c.project.Name},
+	ev := changeEvent{
+		Change: s.changeAttr(c), Project: projectName{c.project.Name},
 		RefName: "refs/heads/" + c.branch, ChangeKey: changeKey{c.changeID}, Type: typ, EventCreatedOn: now.Unix(),
 	}
+	if ps != nil {
+		ev.PatchSet = s.patchSetAttr(c, ps)
+	}
+	return ev
 }
 
 func mustJSON(v any) []byte {
@@ -185,7 +189,6 @@ func (s *Sim) restoredEvent(c *change, ps *patchSet, who *Account, reason string
 
 func (s *Sim) hashtagsEvent(c *change, editor *Account, added, removed, all []string, now time.Time) Event {
 	ev := s.changeEvent(c, nil, "hashtags-changed", now)
-	ev.PatchSet = nil
 	body := struct {
 		Editor   accountAttr `json:"editor"`
 		Added    []string    `json:"added,omitempty"`
