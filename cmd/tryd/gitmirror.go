@@ -1,13 +1,145 @@
 package main
 
-import "context"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tryd-ci/tryd/gitmirror"
+	"github.com/tryd-ci/tryd/internal/config"
+	"github.com/tryd-ci/tryd/internal/httpserver"
+	"github.com/tryd-ci/tryd/internal/logging"
+)
 
 func runGitmirror(ctx context.Context, a *app, args []string) error {
 	fs, cf := a.flags("gitmirror", "[flags]", `Gitmirror keeps bare mirrors of every configured repository and serves any
-revision to workers as a tarball or over read-only git smart HTTP.`)
-	_ = fs.String("listen", ":8083", "address to serve HTTP on")
+revision to workers as a tarball or over read-only git smart HTTP.
+
+Endpoints: GET /<repo>.tar.gz?rev=<rev>, GET /<repo>/refs, POST /<repo>/nudge,
+git smart HTTP at /<repo>.git, GET /debug. Mirrors live under
+<data-dir>/gitmirror.`)
+	listen := fs.String("listen", "", "address to serve HTTP on (default: gitmirror.listen from the config, else :8083)")
+	pubsub := fs.String("pubsubhelper", "", "base URL of a pubsubhelper to follow for nudges (default: pubsubhelper.url from the config; \"off\" disables)")
+	poll := fs.Duration("poll", 0, "period of safety-net fetches (default: gitmirror.poll from the config, else 5m; negative disables)")
 	if err := a.parse(fs, cf, args); err != nil {
 		return err
 	}
-	return notBuilt("the gitmirror component", "issue #6 (gitmirror)")
+	gc := a.cfg.Gitmirror
+	if *listen == "" {
+		*listen = gc.Listen
+	}
+	if *listen == "" {
+		*listen = ":8083"
+	}
+	if *pubsub == "" {
+		*pubsub = a.cfg.Pubsubhelper.URL
+	}
+	if *pubsub == "off" {
+		*pubsub = ""
+	}
+	if *poll == 0 {
+		*poll = gc.Poll.Or(5 * time.Minute)
+	}
+	repos, err := gitmirrorRepos(a.cfg)
+	if err != nil {
+		return err
+	}
+	dir, err := a.subdir("gitmirror")
+	if err != nil {
+		return err
+	}
+	reg := httpserver.NewRegistry()
+	log := logging.For(a.log, "gitmirror")
+	m, err := gitmirror.New(gitmirror.Options{
+		Dir:          dir,
+		Repos:        repos,
+		Poll:         *poll,
+		CacheBytes:   gc.TarballCacheBytes,
+		Pubsubhelper: *pubsub,
+		Log:          log,
+		Registry:     reg,
+	})
+	if err != nil {
+		return err
+	}
+	srv, err := httpserver.New(httpserver.Options{
+		Addr: *listen, Handler: m.Handler(), Component: "gitmirror",
+		Log: a.log, Registry: reg, Health: m.Health,
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(ctx) })
+	g.Go(func() error { return m.Run(ctx) })
+	return g.Wait()
+}
+
+// gitmirrorRepos turns the configured repositories into gitmirror's,
+// deriving clone URLs from their review servers and reading push mirror
+// credentials lazily, at push time.
+func gitmirrorRepos(cfg *config.Config) ([]gitmirror.Repo, error) {
+	if len(cfg.Repos) == 0 {
+		return nil, errors.New("no repositories configured (repos: in tryd.yaml)")
+	}
+	gerrit := map[string]config.GerritServer{}
+	for _, s := range cfg.Gerrit {
+		gerrit[s.Name] = s
+	}
+	github := map[string]config.GitHubServer{}
+	for _, s := range cfg.GitHub {
+		github[s.Name] = s
+	}
+	var out []gitmirror.Repo
+	for _, r := range cfg.Repos {
+		gr := gitmirror.Repo{Name: r.Name, URL: r.URL, GerritProject: r.Project, GitHubSlug: r.Slug}
+		if gr.URL == "" {
+			switch {
+			case r.Gerrit != "":
+				gr.URL = strings.TrimSuffix(gerrit[r.Gerrit].URL, "/") + "/" + r.Project
+			case r.GitHub != "":
+				web, err := githubWebURL(github[r.GitHub].APIURL)
+				if err != nil {
+					return nil, fmt.Errorf("repo %s: %w", r.Name, err)
+				}
+				gr.URL = web + "/" + r.Slug + ".git"
+			}
+		}
+		if pm := r.PushMirror; pm != nil {
+			gr.Push = &gitmirror.PushMirror{URL: pm.URL}
+			if pm.Credentials.IsSet() {
+				secret := pm.Credentials
+				gr.Push.Credentials = secret.Value
+			}
+		}
+		out = append(out, gr)
+	}
+	return out, nil
+}
+
+// githubWebURL derives the git host from a GitHub REST base URL:
+// api.github.com serves github.com; GitHub Enterprise serves its API
+// under /api/v3 on the git host.
+func githubWebURL(api string) (string, error) {
+	if api == "" {
+		return "https://github.com", nil
+	}
+	u, err := url.Parse(api)
+	if err != nil {
+		return "", fmt.Errorf("github api_url: %w", err)
+	}
+	if u.Host == "api.github.com" {
+		return "https://github.com", nil
+	}
+	u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/api/v3")
+	u.RawQuery = ""
+	return strings.TrimSuffix(u.String(), "/"), nil
 }
