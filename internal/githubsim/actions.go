@@ -375,10 +375,15 @@ func (s *Sim) OpenIssue(ctx context.Context, fullName, author, title, body strin
 	}
 	s.mu.Lock()
 	r, u, err := s.actorLocked(fullName, author)
+	s.mu.Unlock()
 	if err != nil {
-		s.mu.Unlock()
 		return 0, fmt.Errorf("githubsim: open issue: %w", err)
 	}
+	// Issues and pull requests share numbers; OpenPR reserves its number
+	// under gitMu, so take it here too.
+	r.gitMu.Lock()
+	defer r.gitMu.Unlock()
+	s.mu.Lock()
 	now := s.opts.Now()
 	is := &issue{id: s.newID(), number: len(r.issues) + 1, title: title, body: body, author: u, state: "open", created: now, updated: now}
 	r.issues = append(r.issues, is)

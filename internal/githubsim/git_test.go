@@ -79,6 +79,13 @@ func TestGitSmartHTTP(t *testing.T) {
 	if parents := gitCmd(t, dir, "rev-list", "--parents", "-n1", merge); len(strings.Fields(parents)) != 3 {
 		t.Errorf("merge commit parents = %q, want two", parents)
 	}
+	p, _, err := client(t, s, w.rTok).PullRequests.Get(ctx, "octo", "hello", n)
+	if err != nil || !p.GetMerged() || p.GetMergeCommitSHA() != merge || p.GetState() != "closed" || p.GetMergedBy().GetLogin() != "octo" {
+		t.Fatalf("merged pull = merged %v sha %s state %s, %v; want merge %s", p.GetMerged(), p.GetMergeCommitSHA(), p.GetState(), err, merge)
+	}
+	if refs := lsRemote(t, url); refs["refs/pull/1/head"] != head2 {
+		t.Errorf("refs/pull/1/head after merge = %s, want %s (GitHub keeps it)", refs["refs/pull/1/head"], head2)
+	}
 }
 
 func TestGitRejectsPushAndBadPaths(t *testing.T) {

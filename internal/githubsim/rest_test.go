@@ -299,6 +299,10 @@ func TestRESTThroughGoGitHub(t *testing.T) {
 		if err := w.s.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
+		hooks, _, err := admin.Repositories.ListHooks(ctx, o, r, nil)
+		if err != nil || len(hooks) != 1 || hooks[0].GetID() != w.hookID || hooks[0].Config.GetURL() == "" {
+			t.Fatalf("hooks = %v, %v", hooks, err)
+		}
 		ds, resp, err := admin.Repositories.ListHookDeliveries(ctx, o, r, w.hookID, &github.ListCursorOptions{PerPage: 2})
 		if err != nil || len(ds) != 2 || resp.Cursor == "" {
 			t.Fatalf("deliveries = %v, cursor %q, %v", ds, resp.Cursor, err)
