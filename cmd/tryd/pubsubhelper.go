@@ -1,14 +1,172 @@
 package main
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/tryd-ci/tryd/internal/config"
+	"github.com/tryd-ci/tryd/internal/httpserver"
+	"github.com/tryd-ci/tryd/internal/logging"
+	"github.com/tryd-ci/tryd/pubsubhelper"
+	"github.com/tryd-ci/tryd/pubsubhelper/journal"
+)
 
 func runPubsubhelper(ctx context.Context, a *app, args []string) error {
 	fs, cf := a.flags("pubsubhelper", "[flags]", `Pubsubhelper receives GitHub webhooks (POST /github-webhook) and Gerrit
 webhooks-plugin deliveries (POST /gerrit-webhook), journals each event before
-acknowledging it, and serves subscribers at /waitevent and /recent.`)
-	_ = fs.String("listen", ":8082", "address to serve HTTP on")
+acknowledging it, and serves subscribers at /waitevent and /recent.
+
+Secrets come from tryd.yaml (github[].webhook_secret, gerrit[].webhook_secret)
+and from --github-secret / --gerrit-secret, each a reference "file:/path" or
+"env:NAME". A secret file may hold several secrets, one per line, to rotate
+one without losing deliveries. Gerrit's webhooks plugin must send its secret
+as "Authorization: Bearer SECRET" or as a basic-auth password (see
+"go doc github.com/tryd-ci/tryd/pubsubhelper").`)
+	listen := fs.String("listen", "", "address to serve HTTP on (default: pubsubhelper.listen from the config, else :8082)")
+	journalDir := fs.String("journal-dir", "", "directory of the event journal (default: <data-dir>/pubsubhelper)")
+	noJournal := fs.Bool("no-journal", false, "keep events in memory only, without durability (benchmark baseline, experiments)")
+	retentionAge := fs.Duration("retention-age", 0, "delete journaled events older than this (default: pubsubhelper.retention_age, else 168h)")
+	retentionBytes := fs.Int64("retention-bytes", 0, "delete the oldest events while the journal is larger (default: pubsubhelper.retention_bytes, else 1 GiB)")
+	longPoll := fs.Duration("long-poll-timeout", 0, "how long /waitevent waits by default (default 30s)")
+	maxBody := fs.Int64("max-body-bytes", 0, "largest webhook body accepted (default 25 MiB)")
+	var ghFlags, gerritFlags secretRefFlags
+	fs.Var(&ghFlags, "github-secret", "GitHub webhook secret reference, file:/path or env:NAME (repeatable; added to the config's)")
+	fs.Var(&gerritFlags, "gerrit-secret", "Gerrit webhook shared secret reference, file:/path or env:NAME (repeatable; added to the config's)")
 	if err := a.parse(fs, cf, args); err != nil {
 		return err
 	}
-	return notBuilt("the pubsubhelper component", "issue #5 (event intake)")
+	pc := a.cfg.Pubsubhelper
+	if *listen == "" {
+		*listen = pc.Listen
+	}
+	if *listen == "" {
+		*listen = ":8082"
+	}
+	if *retentionAge == 0 {
+		*retentionAge = pc.RetentionAge.Or(0)
+	}
+	if *retentionBytes == 0 {
+		*retentionBytes = pc.RetentionBytes
+	}
+
+	var ghSecrets, gerritSecrets []pubsubhelper.Secret
+	for _, s := range a.cfg.GitHub {
+		if s.WebhookSecret.IsSet() {
+			v, err := secretValues(s.Name, s.WebhookSecret)
+			if err != nil {
+				return fmt.Errorf("github %s webhook_secret: %w", s.Name, err)
+			}
+			ghSecrets = append(ghSecrets, v...)
+		}
+	}
+	for _, s := range a.cfg.Gerrit {
+		if s.WebhookSecret.IsSet() {
+			v, err := secretValues(s.Name, s.WebhookSecret)
+			if err != nil {
+				return fmt.Errorf("gerrit %s webhook_secret: %w", s.Name, err)
+			}
+			gerritSecrets = append(gerritSecrets, v...)
+		}
+	}
+	for _, f := range []struct {
+		refs   []string
+		server string
+		out    *[]pubsubhelper.Secret
+	}{{ghFlags, "github", &ghSecrets}, {gerritFlags, "gerrit", &gerritSecrets}} {
+		for _, ref := range f.refs {
+			sec, err := parseSecretRef(ref)
+			if err != nil {
+				fmt.Fprintf(a.stderr, "tryd pubsubhelper: --%s-secret: %v\n", f.server, err)
+				return errUsage
+			}
+			v, err := secretValues(f.server, sec)
+			if err != nil {
+				return fmt.Errorf("--%s-secret: %w", f.server, err)
+			}
+			*f.out = append(*f.out, v...)
+		}
+	}
+	log := logging.For(a.log, "pubsubhelper")
+	if len(ghSecrets) == 0 {
+		log.Warn("no GitHub webhook secret configured: /github-webhook answers 404")
+	}
+	if len(gerritSecrets) == 0 {
+		log.Warn("no Gerrit webhook secret configured: /gerrit-webhook answers 404")
+	}
+
+	reg := httpserver.NewRegistry()
+	jopts := journal.Options{RetentionAge: *retentionAge, RetentionBytes: *retentionBytes, Log: log, Registry: reg}
+	if !*noJournal {
+		dir := *journalDir
+		if dir == "" {
+			var err error
+			if dir, err = a.subdir("pubsubhelper"); err != nil {
+				return err
+			}
+		}
+		jopts.Dir = dir
+	} else {
+		log.Warn("--no-journal: events are kept in memory only and lost on exit")
+	}
+	j, err := journal.Open(jopts)
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	st := j.Stats()
+	log.WithField("journal", jopts.Dir).WithField("events", st.Events).WithField("last_seq", st.LastSeq).Info("journal open")
+	srv, err := pubsubhelper.New(pubsubhelper.Options{
+		Journal:         j,
+		GitHubSecrets:   ghSecrets,
+		GerritSecrets:   gerritSecrets,
+		MaxBodyBytes:    *maxBody,
+		LongPollTimeout: *longPoll,
+		Log:             log,
+		Registry:        reg,
+	})
+	if err != nil {
+		return err
+	}
+	hs, err := httpserver.New(httpserver.Options{Addr: *listen, Handler: srv.Handler(), Component: "pubsubhelper", Log: a.log, Registry: reg, Health: srv.Health})
+	if err != nil {
+		return err
+	}
+	// Serve returns after in-flight deliveries finished; the deferred
+	// Close then flushes the journal.
+	return hs.Serve(ctx)
+}
+
+// secretRefFlags collects repeated secret-reference flags.
+type secretRefFlags []string
+
+func (f *secretRefFlags) String() string     { return strings.Join(*f, " ") }
+func (f *secretRefFlags) Set(s string) error { *f = append(*f, s); return nil }
+
+// parseSecretRef parses a secret reference given on the command line.
+func parseSecretRef(ref string) (config.Secret, error) {
+	kind, v, ok := strings.Cut(ref, ":")
+	switch {
+	case ok && kind == "file" && v != "":
+		return config.FileSecret(v), nil
+	case ok && kind == "env" && v != "":
+		return config.EnvSecret(v), nil
+	}
+	return config.Secret{}, fmt.Errorf("want a reference file:/path or env:NAME, not a literal secret")
+}
+
+// secretValues reads a secret; each non-empty line is one accepted
+// secret, so that a file can hold the old and the new during rotation.
+func secretValues(server string, s config.Secret) ([]pubsubhelper.Secret, error) {
+	v, err := s.Value()
+	if err != nil {
+		return nil, err
+	}
+	var out []pubsubhelper.Secret
+	for _, line := range strings.Split(v, "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			out = append(out, pubsubhelper.Secret{Server: server, Value: []byte(line)})
+		}
+	}
+	return out, nil
 }
