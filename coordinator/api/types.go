@@ -165,9 +165,11 @@ type JobStatus struct {
 	OutputDigest string `json:"output_digest,omitempty"`
 	ExitCode     *int   `json:"exit_code,omitempty"`
 	Error        string `json:"error,omitempty"`
-	// Attempts lists every attempt, oldest first. A cached job's
-	// attempts are those of the build that computed the result.
+	// Attempts lists every attempt in this build, oldest first.
 	Attempts []Attempt `json:"attempts,omitempty"`
+	// CachedFrom names the build and attempt that computed a cached
+	// job's result.
+	CachedFrom *JobResult `json:"cached_from,omitempty"`
 	// Started and Finished bound the job within this build.
 	Started  *time.Time `json:"started,omitempty"`
 	Finished *time.Time `json:"finished,omitempty"`

@@ -1,0 +1,180 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/graph"
+)
+
+// restore loads every unfinished build from the store and resumes it:
+// queued jobs are queued again, running attempts wait for their worker to
+// re-register (listing them) or are lost after the heartbeat timeout, and
+// jobs whose dependencies already failed are skipped.
+func (c *Coordinator) restore(ctx context.Context) error {
+	ids, err := c.store.UnfinishedBuilds(ctx)
+	if err != nil {
+		return fmt.Errorf("coordinator: restore: %w", err)
+	}
+	now := c.clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, id := range ids {
+		if err := c.restoreBuild(ctx, id, now); err != nil {
+			return fmt.Errorf("coordinator: restore build %d: %w", id, err)
+		}
+	}
+	if len(ids) > 0 {
+		c.log.WithField("builds", len(ids)).Info("resumed unfinished builds")
+	}
+	return nil
+}
+
+func (c *Coordinator) restoreBuild(ctx context.Context, id int64, t time.Time) error {
+	sb, err := c.store.Build(ctx, id)
+	if err != nil {
+		return err
+	}
+	rows, err := c.store.Jobs(ctx, id)
+	if err != nil {
+		return err
+	}
+	atts, err := c.store.Attempts(ctx, id)
+	if err != nil {
+		return err
+	}
+	var g graph.Graph
+	if err := json.Unmarshal(sb.Graph, &g); err != nil {
+		return fmt.Errorf("stored graph: %w", err)
+	}
+	b := newBuild(&g, sb.Priority, sb.Labels, sb.Created)
+	b.id, b.err = id, sb.Error
+	for _, r := range rows {
+		j := b.jobs[r.JobID]
+		if j == nil {
+			continue
+		}
+		j.state, j.worker, j.output, j.exit, j.errMsg, j.started, j.finished = r.State, r.Worker, r.OutputDigest, r.ExitCode, r.Error, r.Started, r.Finished
+	}
+	for i := range atts {
+		a := &attempt{rec: atts[i]}
+		j := b.jobs[a.rec.JobID]
+		if j == nil {
+			continue
+		}
+		a.j = j
+		j.attempts = append(j.attempts, a)
+	}
+	c.builds[id] = b
+	// Pins: outputs of finished jobs and the uploaded source.
+	for _, j := range b.order {
+		if j.output != "" {
+			b.pinned = append(b.pinned, j.output)
+		}
+	}
+	if b.source != nil && b.source.Manifest != "" {
+		b.pinned = append(b.pinned, b.source.Manifest)
+		for _, f := range g.Source.Files {
+			b.pinned = append(b.pinned, f.Digest)
+		}
+	}
+	c.pin(b.pinned, 1)
+	for _, j := range b.order {
+		if j.state.Finished() {
+			b.remaining--
+			typ := api.EventJobFinished
+			switch j.state {
+			case api.JobCached:
+				typ = api.EventJobCached
+			case api.JobSkipped:
+				typ = api.EventJobSkipped
+			}
+			ev := jobEvent(typ, j, j.finished)
+			ev.ExitCode, ev.Error, ev.Worker = j.exit, j.errMsg, j.worker
+			b.event(ev)
+		}
+	}
+	for _, j := range b.order {
+		if j.state.Finished() {
+			continue
+		}
+		if j.state == api.JobRunning {
+			if a := c.adoptRunning(j, t); a != nil {
+				continue
+			}
+		}
+		// Attempts still marked running without a live record are lost.
+		for _, a := range j.attempts {
+			if a.rec.State == api.AttemptRunning {
+				fin := t
+				a.rec.State, a.rec.Error, a.rec.Finished = api.AttemptLost, "coordinator restarted", &fin
+				c.commit.attempt(a.rec)
+			}
+		}
+		j.state, j.worker = api.JobWaiting, ""
+		failed := false
+		for _, d := range j.deps {
+			switch {
+			case d.state.OK():
+			case d.state.Finished():
+				failed = true
+			default:
+				j.waiting++
+			}
+		}
+		if failed {
+			// The skip was not yet recorded before the crash.
+			j.errMsg = "a dependency did not succeed"
+			c.finishJob(j, api.JobSkipped, t)
+			continue
+		}
+		if j.waiting == 0 {
+			c.enqueue(j, t)
+		} else {
+			c.setJob(j)
+		}
+	}
+	if b.remaining == 0 && b.state == api.BuildRunning {
+		c.finishBuild(b, t)
+	}
+	return nil
+}
+
+// adoptRunning keeps a job's running attempt alive for its worker, which
+// is expected to re-register listing it; without that, the heartbeat
+// timeout loses it like any silent worker's attempt.
+func (c *Coordinator) adoptRunning(j *job, t time.Time) *attempt {
+	var a *attempt
+	for _, x := range j.attempts {
+		if x.rec.State == api.AttemptRunning {
+			a = x
+		}
+	}
+	if a == nil {
+		return nil
+	}
+	s := c.byName[a.rec.Worker]
+	if s == nil {
+		// A placeholder session: no worker knows its ID, but the
+		// worker's re-registration finds it by name, and the heartbeat
+		// check expires it if the worker never comes back.
+		s = newSession(a.rec.Worker, t)
+		c.byName[a.rec.Worker] = s
+		c.sessions[s.id] = s
+	}
+	timeout := j.g.EffectiveTimeout(c.opts.DefaultTimeout)
+	a.sess, a.deadline = s, t.Add(timeout+max(30*time.Second, timeout/10))
+	a.logSize = c.logs.size(a.rec.ID)
+	a.rec.LogBytes = a.logSize
+	c.attempts[a.rec.ID] = a
+	s.running[a.rec.ID] = a
+	j.b.running++
+	c.m.running.Inc()
+	ev := jobEvent(api.EventJobStarted, j, a.rec.Started)
+	ev.AttemptID, ev.Worker = a.rec.ID, a.rec.Worker
+	j.b.event(ev)
+	return a
+}

@@ -1,0 +1,245 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/artifacts"
+	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/coordinator/state"
+)
+
+var buildLabelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$`)
+
+// maxBuildLabels bounds the metadata labels of one build.
+const maxBuildLabels = 32
+
+func badRequest(err error) error { return fmt.Errorf("%w: %w", api.ErrBadRequest, err) }
+
+// Submit validates a graph, reuses cached results, stores the build
+// durably and queues its ready jobs. It returns the build ID and the
+// normalized job IDs by name.
+func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (*api.SubmitResponse, error) {
+	if c.ctx.Err() != nil {
+		return nil, errNotRunning
+	}
+	g := &req.Graph
+	if err := g.Normalize(); err != nil {
+		return nil, badRequest(err)
+	}
+	prio := req.Priority
+	if prio == "" {
+		prio = api.PriorityTry
+	}
+	if prio.Rank() < 0 {
+		return nil, badRequest(fmt.Errorf("unknown priority %q (want try, post-submit or periodic)", truncate(string(prio))))
+	}
+	if len(req.Labels) > maxBuildLabels {
+		return nil, badRequest(fmt.Errorf("%d labels, more than %d", len(req.Labels), maxBuildLabels))
+	}
+	for k, v := range req.Labels {
+		if !buildLabelRE.MatchString(k) || len(v) > 1024 || strings.ContainsAny(v, "\x00\n") {
+			return nil, badRequest(fmt.Errorf("bad label %q", truncate(k)))
+		}
+	}
+	now := c.clock.Now()
+	b := newBuild(g, prio, req.Labels, now)
+
+	// Pin before checking, so that nothing checked can be evicted before
+	// the build is registered.
+	var pins []string
+	if len(g.Source.Files) > 0 {
+		for _, f := range g.Source.Files {
+			pins = append(pins, f.Digest)
+		}
+		pins = append(pins, b.source.Manifest)
+	}
+	c.pin(pins, 1)
+	registered := false
+	defer func() {
+		if !registered {
+			c.pin(pins, -1)
+		}
+	}()
+	if err := c.checkFiles(ctx, g); err != nil {
+		return nil, err
+	}
+	cached, err := c.lookupResults(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	var outPins []string
+	for _, r := range cached {
+		outPins = append(outPins, r.OutputDigest)
+	}
+	c.pin(outPins, 1)
+	pins = append(pins, outPins...)
+
+	// Initial states: cached jobs are done; the rest wait for their
+	// dependencies or are ready.
+	for _, j := range b.order {
+		if r, ok := cached[j.g.ID]; ok {
+			j.state, j.output, j.finished = api.JobCached, r.OutputDigest, now
+			j.cachedFrom = &api.JobResult{JobID: r.JobID, OutputDigest: r.OutputDigest, AttemptID: r.AttemptID, BuildID: r.BuildID, Finished: r.Finished}
+			b.remaining--
+		}
+	}
+	rows := make([]state.Job, 0, len(b.order))
+	for _, j := range b.order {
+		if j.state == api.JobWaiting {
+			for _, d := range j.deps {
+				if !d.state.OK() {
+					j.waiting++
+				}
+			}
+		}
+		rows = append(rows, b.record(j))
+	}
+	gjson, err := json.Marshal(g)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: encode graph: %w", err)
+	}
+	id, err := c.store.CreateBuild(ctx, &state.Build{
+		Priority: prio, Labels: req.Labels, Graph: gjson, State: api.BuildRunning, Created: now,
+	}, rows)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: store build: %w: %w", api.ErrUnavailable, err)
+	}
+	b.id = id
+	b.pinned = pins
+	registered = true
+	c.m.buildsSubmitted.Inc()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.builds[id] = b
+	for _, j := range b.order {
+		switch {
+		case j.state == api.JobCached:
+			b.event(jobEvent(api.EventJobCached, j, now))
+		case j.waiting == 0:
+			c.enqueue(j, now)
+		}
+	}
+	if b.remaining == 0 {
+		c.finishBuild(b, now)
+	}
+	c.wakeAll()
+	c.log.WithFields(map[string]any{"build": id, "jobs": len(b.order), "cached": len(cached), "priority": prio}).Info("build submitted")
+	resp := &api.SubmitResponse{BuildID: id, Jobs: make(map[string]string, len(g.Jobs))}
+	for _, j := range g.Jobs {
+		resp.Jobs[j.Name] = j.ID
+	}
+	return resp, nil
+}
+
+// checkFiles verifies that every uploaded file is stored, and stores the
+// manifest (which workers fetch to lay out the source).
+func (c *Coordinator) checkFiles(ctx context.Context, g *graph.Graph) error {
+	if len(g.Source.Files) == 0 {
+		return nil
+	}
+	var missing []string
+	seen := map[string]bool{}
+	for _, f := range g.Source.Files {
+		if seen[f.Digest] {
+			continue
+		}
+		seen[f.Digest] = true
+		n, err := c.arts.Stat(ctx, f.Digest)
+		switch {
+		case errors.Is(err, artifacts.ErrNotFound):
+			missing = append(missing, f.Digest)
+		case err != nil:
+			return fmt.Errorf("coordinator: check file %s: %w", f.Path, err)
+		case n != f.Size:
+			return badRequest(fmt.Errorf("source: file %q: size %d, but the stored blob has %d bytes", f.Path, f.Size, n))
+		}
+	}
+	if len(missing) > 0 {
+		return &api.MissingError{Digests: missing}
+	}
+	manifest, err := json.Marshal(g.Source.Files)
+	if err != nil {
+		return fmt.Errorf("coordinator: encode manifest: %w", err)
+	}
+	if err := c.arts.Put(ctx, g.Source.ManifestDigest(), bytes.NewReader(manifest)); err != nil {
+		return fmt.Errorf("coordinator: store manifest: %w", err)
+	}
+	return nil
+}
+
+// lookupResults returns the cached results usable by the build's
+// cacheable jobs: known to the cache and with their output still stored.
+func (c *Coordinator) lookupResults(ctx context.Context, b *build) (map[string]state.Result, error) {
+	found := map[string]state.Result{}
+	var ask []string
+	c.mu.Lock()
+	for _, j := range b.order {
+		if !j.g.Cacheable {
+			continue
+		}
+		if r, ok := c.results[j.g.ID]; ok {
+			found[j.g.ID] = r
+		} else {
+			ask = append(ask, j.g.ID)
+		}
+	}
+	c.mu.Unlock()
+	if len(ask) > 0 {
+		rs, err := c.store.Results(ctx, ask)
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: look up results: %w: %w", api.ErrUnavailable, err)
+		}
+		c.mu.Lock()
+		for id, r := range rs {
+			found[id] = r
+			c.results[id] = r
+		}
+		c.mu.Unlock()
+	}
+	for id, r := range found {
+		if _, err := c.arts.Stat(ctx, r.OutputDigest); err != nil {
+			// Evicted: the job runs again and replaces the result.
+			delete(found, id)
+		}
+	}
+	return found, nil
+}
+
+func truncate(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
+}
+
+// Cancel cancels a build. Cancelling a finished build does nothing.
+func (c *Coordinator) Cancel(ctx context.Context, id int64) error {
+	c.mu.Lock()
+	b, ok := c.builds[id]
+	if ok {
+		c.cancelBuild(b, c.clock.Now())
+		c.mu.Unlock()
+		return nil
+	}
+	c.mu.Unlock()
+	if _, err := c.store.Build(ctx, id); err != nil {
+		return storeErr(fmt.Sprintf("build %d", id), err)
+	}
+	return nil // finished long ago
+}
+
+// storeErr maps a store error to an API error kind.
+func storeErr(what string, err error) error {
+	if errors.Is(err, state.ErrNotFound) {
+		return fmt.Errorf("%s: %w", what, api.ErrNotFound)
+	}
+	return fmt.Errorf("coordinator: %s: %w: %w", what, api.ErrUnavailable, err)
+}

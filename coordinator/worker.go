@@ -1,0 +1,447 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/coordinator/state"
+)
+
+var workerLabelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$`)
+
+// Limits of the worker protocol.
+const (
+	maxSlots       = 1024
+	maxWorkerLabel = 64
+	maxFragment    = 64 << 20
+)
+
+// Register starts a session for the worker named by its token.
+func (c *Coordinator) Register(ctx context.Context, name string, req api.RegisterRequest) (*api.RegisterResponse, error) {
+	if c.ctx.Err() != nil {
+		return nil, errNotRunning
+	}
+	if req.Name != "" && req.Name != name {
+		return nil, badRequest(fmt.Errorf("register: name %q does not match the token's worker %q", truncate(req.Name), name))
+	}
+	if req.Slots < 1 || req.Slots > maxSlots {
+		return nil, badRequest(fmt.Errorf("register: slots %d out of range (1 to %d)", req.Slots, maxSlots))
+	}
+	if len(req.Labels) > maxWorkerLabel {
+		return nil, badRequest(fmt.Errorf("register: %d labels, more than %d", len(req.Labels), maxWorkerLabel))
+	}
+	for k, v := range req.Labels {
+		if !workerLabelRE.MatchString(k) || len(v) > 1024 || strings.ContainsAny(v, "\x00\n,=") {
+			return nil, badRequest(fmt.Errorf("register: bad label %q", truncate(k)))
+		}
+	}
+	if len(req.Version) > 200 {
+		return nil, badRequest(fmt.Errorf("register: version too long"))
+	}
+	now := c.clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := newSession(name, now)
+	s.labels, s.slots, s.version = req.Labels, req.Slots, req.Version
+	keep := map[string]bool{}
+	for _, id := range req.Running {
+		keep[id] = true
+	}
+	if old := c.byName[name]; old != nil {
+		// Attempts the worker still runs move to the new session; the
+		// others were lost with the old one.
+		for id, a := range old.running {
+			if keep[id] {
+				delete(old.running, id)
+				a.sess, a.missed = s, 0
+				s.running[id] = a
+			}
+		}
+		c.expireSession(old, "worker re-registered without it", nil, now)
+	}
+	for id := range keep {
+		if _, ok := s.running[id]; !ok {
+			s.cancels = append(s.cancels, id)
+		}
+	}
+	c.sessions[s.id] = s
+	c.byName[name] = s
+	c.m.workers.Set(float64(len(c.sessions)))
+	c.commit.worker(state.Worker{Name: name, TokenHash: c.auth.workerHashes()[name], Labels: req.Labels, Slots: req.Slots, Version: req.Version, LastSeen: now})
+	c.log.WithFields(map[string]any{"worker": name, "slots": req.Slots, "labels": req.Labels}).Info("worker registered")
+	c.wakeAll()
+	return &api.RegisterResponse{
+		WorkerID:            s.id,
+		HeartbeatIntervalMS: (c.opts.HeartbeatTimeout / 3).Milliseconds(),
+		PollTimeoutMS:       c.opts.PollTimeout.Milliseconds(),
+	}, nil
+}
+
+// preparedResult is a worker's result with the I/O it needs done outside
+// the scheduler lock.
+type preparedResult struct {
+	res      api.AttemptResult
+	fragment *graph.Graph
+	fragErr  error
+}
+
+// prepareResults checks outputs in the artifact store and reads planner
+// fragments, without holding c.mu.
+func (c *Coordinator) prepareResults(ctx context.Context, results []api.AttemptResult) []preparedResult {
+	out := make([]preparedResult, len(results))
+	for i, r := range results {
+		out[i].res = r
+		if r.State != api.AttemptSucceeded {
+			continue
+		}
+		if !graph.IsDigest(r.OutputDigest) {
+			out[i].res.State, out[i].res.Error = api.AttemptError, "succeeded without a valid output digest"
+			continue
+		}
+		if _, err := c.arts.Stat(ctx, r.OutputDigest); err != nil {
+			out[i].res.State, out[i].res.Error = api.AttemptError, fmt.Sprintf("output %s is not in the artifact store", r.OutputDigest)
+			continue
+		}
+		c.mu.Lock()
+		a := c.attempts[r.AttemptID]
+		planner := a != nil && a.j.g.Planner
+		c.mu.Unlock()
+		if planner {
+			out[i].fragment, out[i].fragErr = c.readFragment(ctx, r.OutputDigest)
+		}
+	}
+	return out
+}
+
+// readFragment reads a planner's graph.json from its output archive.
+func (c *Coordinator) readFragment(ctx context.Context, digest string) (*graph.Graph, error) {
+	rc, _, err := c.arts.Open(ctx, digest)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := graph.ReadOutputFile(rc, graph.PlannerOutput, maxFragment)
+	if err != nil {
+		return nil, err
+	}
+	return graph.Decode(strings.NewReader(string(data)))
+}
+
+// applyResult records a worker's result for one of its attempts; it
+// returns false if the attempt is not a current one of that worker.
+func (c *Coordinator) applyResult(worker string, p preparedResult, now time.Time) bool {
+	r := p.res
+	a := c.attempts[r.AttemptID]
+	if a == nil || a.sess.name != worker {
+		return false
+	}
+	j := a.j
+	a.rec.ExitCode, a.rec.OutputDigest, a.rec.LogTruncated = r.ExitCode, r.OutputDigest, r.LogTruncated || a.rec.LogTruncated
+	switch r.State {
+	case api.AttemptSucceeded:
+		c.endAttempt(a, api.AttemptSucceeded, "", now)
+		a.sess.holds[r.OutputDigest] = true
+		j.output, j.exit, j.errMsg = r.OutputDigest, r.ExitCode, ""
+		if j.g.Planner {
+			if err := c.splice(j, p.fragment, p.fragErr, now); err != nil {
+				j.errMsg = err.Error()
+				c.finishJob(j, api.JobFailed, now)
+				return true
+			}
+		}
+		if j.g.Cacheable {
+			res := state.Result{JobID: j.g.ID, OutputDigest: r.OutputDigest, AttemptID: a.rec.ID, BuildID: j.b.id, Finished: now}
+			c.results[j.g.ID] = res
+			c.commit.result(res)
+		}
+		c.finishJob(j, api.JobSucceeded, now)
+	case api.AttemptFailed, api.AttemptTimedOut:
+		c.endAttempt(a, r.State, r.Error, now)
+		j.exit, j.errMsg = r.ExitCode, r.Error
+		if j.errMsg == "" && r.State == api.AttemptTimedOut {
+			j.errMsg = "timed out"
+		}
+		if j.errMsg == "" && r.ExitCode != nil {
+			j.errMsg = fmt.Sprintf("exit status %d", *r.ExitCode)
+		}
+		c.finishJob(j, api.JobFailed, now)
+	default: // error: the worker could not run it; retry elsewhere
+		msg := r.Error
+		if msg == "" {
+			msg = "worker error"
+		}
+		c.endAttempt(a, api.AttemptError, msg, now)
+		c.retryOrFail(a, fmt.Sprintf("worker %s: %s", worker, msg), now)
+	}
+	return true
+}
+
+// splice adds a planner's fragment to its build.
+func (c *Coordinator) splice(planner *job, frag *graph.Graph, fragErr error, now time.Time) error {
+	if fragErr != nil {
+		return fmt.Errorf("planner output: %w", fragErr)
+	}
+	b := planner.b
+	newJobs, err := b.g.Splice(planner.g, frag)
+	if err != nil {
+		return err
+	}
+	if len(newJobs) == 0 {
+		return nil
+	}
+	added := b.addJobs(newJobs)
+	gjson, err := marshalGraph(b.g)
+	if err != nil {
+		return err
+	}
+	c.commit.build(state.BuildUpdate{ID: b.id, State: b.state, Error: b.err, Graph: gjson})
+	b.event(api.Event{Type: api.EventJobsAdded, Time: now, JobID: planner.g.ID, JobName: planner.g.Name, Count: len(added)})
+	for _, j := range added {
+		c.setJob(j)
+	}
+	// The planner itself is still running here: new jobs depending on it
+	// are released when the caller finishes it.
+	for _, j := range added {
+		for _, d := range j.deps {
+			if !d.state.OK() {
+				j.waiting++
+			}
+		}
+	}
+	for _, j := range added {
+		if r, ok := c.results[j.g.ID]; ok && j.g.Cacheable {
+			j.output = r.OutputDigest
+			j.cachedFrom = &api.JobResult{JobID: r.JobID, OutputDigest: r.OutputDigest, AttemptID: r.AttemptID, BuildID: r.BuildID, Finished: r.Finished}
+			c.finishJob(j, api.JobCached, now)
+		}
+	}
+	for _, j := range added {
+		if j.state == api.JobWaiting && j.waiting == 0 {
+			c.enqueue(j, now)
+		}
+	}
+	return nil
+}
+
+// Poll is a worker's heartbeat, result report and request for work; see
+// api.PollRequest. It blocks until there is work or a cancellation for the
+// worker, or the wait ends.
+func (c *Coordinator) Poll(ctx context.Context, worker string, req api.PollRequest) (*api.PollResponse, error) {
+	if c.ctx.Err() != nil {
+		return nil, errNotRunning
+	}
+	if req.FreeSlots < 0 || req.FreeSlots > maxSlots {
+		return nil, badRequest(fmt.Errorf("poll: free_slots %d out of range", req.FreeSlots))
+	}
+	for _, r := range req.Results {
+		switch r.State {
+		case api.AttemptSucceeded, api.AttemptFailed, api.AttemptTimedOut, api.AttemptError:
+		default:
+			return nil, badRequest(fmt.Errorf("poll: result of %s: bad state %q", truncate(r.AttemptID), truncate(string(r.State))))
+		}
+	}
+	prepared := c.prepareResults(ctx, req.Results)
+	maxWait := c.opts.PollTimeout
+	if req.WaitMS > 0 && time.Duration(req.WaitMS)*time.Millisecond < maxWait {
+		maxWait = time.Duration(req.WaitMS) * time.Millisecond
+	}
+	now := c.clock.Now()
+	deadline := now.Add(maxWait)
+	resp := &api.PollResponse{Assignments: []api.Assignment{}}
+
+	c.mu.Lock()
+	s := c.sessions[req.WorkerID]
+	if s == nil || s.name != worker {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("poll: worker ID %q: %w", truncate(req.WorkerID), api.ErrUnknownWorker)
+	}
+	s.lastSeen = now
+	for _, d := range req.Holds {
+		if graph.IsDigest(d) {
+			s.holds[d] = true
+		}
+	}
+	for _, d := range req.Evicted {
+		delete(s.holds, d)
+	}
+	reported := map[string]bool{}
+	for _, p := range prepared {
+		reported[p.res.AttemptID] = true
+		if !c.applyResult(worker, p, now) {
+			resp.Rejected = append(resp.Rejected, p.res.AttemptID)
+		}
+	}
+	// Reconcile what the worker says it runs with what we think.
+	listed := map[string]bool{}
+	for _, id := range req.Running {
+		listed[id] = true
+		if a := c.attempts[id]; a == nil || a.sess != s {
+			s.cancels = append(s.cancels, id)
+		}
+	}
+	for id, a := range s.running {
+		if listed[id] || reported[id] {
+			a.missed = 0
+			continue
+		}
+		// One miss may be a race with a result posted on the side; two
+		// mean the worker forgot the attempt.
+		if a.missed++; a.missed >= 2 {
+			c.loseAttempt(a, "worker no longer runs it", now)
+		}
+	}
+	free := req.FreeSlots
+	for {
+		var hint time.Duration
+		for free > 0 {
+			j, h := c.pick(s, now)
+			if j == nil {
+				hint = h
+				break
+			}
+			resp.Assignments = append(resp.Assignments, c.assign(s, j, now))
+			free--
+		}
+		if len(s.cancels) > 0 {
+			resp.Cancel, s.cancels = s.cancels, nil
+		}
+		if len(resp.Assignments) > 0 || len(resp.Cancel) > 0 || len(prepared) > 0 || !now.Before(deadline) || s.gone {
+			break
+		}
+		// Nothing to do: wait for work, a cancellation, the end of a
+		// locality window, or the deadline.
+		wakeAt := deadline
+		if hint > 0 && now.Add(hint).Before(wakeAt) {
+			wakeAt = now.Add(hint)
+		}
+		s.polling++
+		c.mu.Unlock()
+		select {
+		case <-s.wake:
+		case <-ctx.Done():
+		case <-c.ctx.Done():
+		case <-c.clock.After(wakeAt.Sub(now)):
+		}
+		c.mu.Lock()
+		s.polling--
+		now = c.clock.Now()
+		s.lastSeen = now
+		if ctx.Err() != nil || c.ctx.Err() != nil {
+			break
+		}
+	}
+	gone := s.gone
+	c.mu.Unlock()
+	if gone && len(resp.Assignments) == 0 {
+		return nil, fmt.Errorf("poll: session of worker %s ended: %w", worker, api.ErrUnknownWorker)
+	}
+	if len(prepared) > 0 {
+		// Results are acknowledged only once durable.
+		if err := wait(ctx, c.commit.current()); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+// Result records one attempt's result (the non-batched form).
+func (c *Coordinator) Result(ctx context.Context, worker string, r api.AttemptResult) error {
+	if c.ctx.Err() != nil {
+		return errNotRunning
+	}
+	prepared := c.prepareResults(ctx, []api.AttemptResult{r})
+	c.mu.Lock()
+	ok := c.applyResult(worker, prepared[0], c.clock.Now())
+	c.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("attempt %s is not a current attempt of worker %s: %w", truncate(r.AttemptID), worker, api.ErrConflict)
+	}
+	return wait(ctx, c.commit.current())
+}
+
+// AppendLog appends a chunk to a running attempt's log at offset and
+// returns the log's size. A chunk overlapping what was received (a retry)
+// is trimmed; one starting beyond the end is a conflict.
+func (c *Coordinator) AppendLog(ctx context.Context, worker, attemptID string, offset int64, data []byte) (int64, error) {
+	c.mu.Lock()
+	a := c.attempts[attemptID]
+	c.mu.Unlock()
+	if a == nil || a.sess.name != worker {
+		return 0, fmt.Errorf("attempt %s is not a current attempt of worker %s: %w", truncate(attemptID), worker, api.ErrConflict)
+	}
+	a.logMu.Lock()
+	defer a.logMu.Unlock()
+	size := a.logSize
+	if offset > size || offset < 0 {
+		return size, fmt.Errorf("log of attempt %s: offset %d, but %d bytes received: %w", attemptID, offset, size, api.ErrConflict)
+	}
+	if skip := size - offset; skip > 0 {
+		if skip >= int64(len(data)) {
+			return size, nil
+		}
+		data = data[skip:]
+	}
+	truncated := false
+	if room := c.opts.MaxLogBytes - size; int64(len(data)) > room {
+		data, truncated = data[:max(room, 0)], true
+	}
+	if len(data) > 0 {
+		if err := c.logs.appendAt(attemptID, size, data); err != nil {
+			return size, err
+		}
+	}
+	a.logSize = size + int64(len(data))
+	now := c.clock.Now()
+	c.mu.Lock()
+	a.rec.LogBytes = a.logSize
+	a.rec.LogTruncated = a.rec.LogTruncated || truncated
+	if len(data) > 0 {
+		const maxEventData = 64 << 10
+		ev := jobEvent(api.EventLog, a.j, now)
+		ev.AttemptID, ev.Offset, ev.Worker = attemptID, size, worker
+		ev.Data = string(data[:min(len(data), maxEventData)])
+		a.j.b.event(ev)
+	}
+	c.mu.Unlock()
+	return a.logSize, nil
+}
+
+// monitor expires silent workers and overdue attempts until Close.
+func (c *Coordinator) monitor() {
+	tick := min(c.opts.HeartbeatTimeout/5, time.Second)
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.clock.After(tick):
+		}
+		c.checkTimeouts()
+	}
+}
+
+// checkTimeouts expires workers silent for the heartbeat timeout and
+// attempts past their deadline.
+func (c *Coordinator) checkTimeouts() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock.Now()
+	for _, s := range c.sessions {
+		if s.polling == 0 && now.Sub(s.lastSeen) > c.opts.HeartbeatTimeout {
+			c.log.WithField("worker", s.name).Warn("worker stopped heartbeating")
+			c.expireSession(s, fmt.Sprintf("worker %s stopped heartbeating", s.name), nil, now)
+		}
+	}
+	for _, a := range c.attempts {
+		if now.After(a.deadline) {
+			c.cancelAttempt(a, api.AttemptTimedOut, "no result within the job's timeout", now)
+			a.j.errMsg = "timed out (no result from the worker)"
+			c.finishJob(a.j, api.JobFailed, now)
+		}
+	}
+	c.wakeAll()
+}
