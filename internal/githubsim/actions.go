@@ -201,7 +201,7 @@ func (s *Sim) afterRefUpdate(ctx context.Context, r *repo, pusher *user, branch,
 		}
 		upd = append(upd, u)
 	}
-	commits, err := commitsBetween(ctx, s.gitPath, r.dir, old, sha)
+	commits, err := commitsBetween(ctx, s.gitPath, r.dir, branch, old, sha)
 	if err != nil {
 		return nil, err
 	}
@@ -258,14 +258,17 @@ func (s *Sim) pushPayloadLocked(r *repo, pusher *user, branch, old, sha string, 
 
 // PROptions describes a pull request to open.
 type PROptions struct {
-	// Head is the branch with the changes; Files, if not nil, are first
-	// committed to it (the branch is created from Base if needed).
-	Head  string
+	// Head is the branch with the changes (in the same repository).
+	Head string
+	// Files, if not nil, are first committed to Head by the author (the
+	// branch is created from Base if needed).
 	Files map[string]string
 	// Base is the branch to merge into (default: the default branch).
-	Base        string
+	Base string
+	// Title (required) and Body of the pull request.
 	Title, Body string
-	Draft       bool
+	// Draft opens a draft pull request.
+	Draft bool
 }
 
 // OpenPR opens a pull request by author and returns its number. It sends
@@ -416,8 +419,9 @@ func (s *Sim) issueEventLocked(r *repo, is *issue, actor *user, action string, l
 	})
 }
 
-// labelsFor returns the repository labels with these names, creating the
-// missing ones (as GitHub's add-labels endpoint does).
+// labelLocked returns the repository label with this name (compared
+// case-insensitively, as GitHub), creating it if create is set (as
+// GitHub's add-labels endpoint does) or returning nil.
 func (s *Sim) labelLocked(r *repo, name string, create bool) *label {
 	for _, l := range r.labels {
 		if strings.EqualFold(l.name, name) {

@@ -67,10 +67,15 @@ func runGit(ctx context.Context, gitPath, dir string, stdin []byte, env []string
 // add or replace, paths to delete, a message and an author (a user login;
 // empty means the repository owner).
 type Commit struct {
-	Files   map[string]string
+	// Files maps slash-separated paths to their new contents.
+	Files map[string]string
+	// Deletes lists paths to remove.
 	Deletes []string
+	// Message is the commit message (default "Update files").
 	Message string
-	Author  string
+	// Author is the login of the author and pusher; "" means the
+	// repository owner.
+	Author string
 }
 
 // checkPath rejects file paths that would escape the tree or touch git's
@@ -161,14 +166,13 @@ func writeCommit(ctx context.Context, gitPath, dir string, parents []string, c C
 		}
 		fmt.Fprintf(&info, "100644 %s\t%s\n", sha, p)
 	}
+	// Mode 0 removes an entry (update-index --index-info; --force-remove
+	// would need a work tree).
+	for _, p := range c.Deletes {
+		fmt.Fprintf(&info, "0 %s\t%s\n", zeroSHA, p)
+	}
 	if info.Len() > 0 {
 		if _, err := runGit(ctx, gitPath, dir, []byte(info.String()), env, "update-index", "--add", "--index-info"); err != nil {
-			return "", err
-		}
-	}
-	if len(c.Deletes) > 0 {
-		args := append([]string{"update-index", "--force-remove", "--"}, c.Deletes...)
-		if _, err := runGit(ctx, gitPath, dir, nil, env, args...); err != nil {
 			return "", err
 		}
 	}
@@ -219,14 +223,17 @@ type gitCommitInfo struct {
 }
 
 // commitsBetween lists the commits reachable from after but not before
-// (oldest first), with their file changes, for push payloads.
-func commitsBetween(ctx context.Context, gitPath, dir, before, after string) ([]gitCommitInfo, error) {
-	rng := after
+// (oldest first, at most 20 as GitHub), with their file changes, for push
+// payloads. For a new branch (before ""), as on GitHub, only commits no
+// other branch has are listed.
+func commitsBetween(ctx context.Context, gitPath, dir, branch, before, after string) ([]gitCommitInfo, error) {
 	args := []string{"rev-list", "--reverse", "--max-count=20"}
 	if before != "" && before != zeroSHA {
-		rng = before + ".." + after
+		args = append(args, before+".."+after)
+	} else {
+		args = append(args, after, "--not", "--exclude="+branch, "--branches")
 	}
-	out, err := runGit(ctx, gitPath, dir, nil, nil, append(args, rng)...)
+	out, err := runGit(ctx, gitPath, dir, nil, nil, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -661,8 +661,8 @@ func (s *Sim) knownUserLocked(login string) (*user, error) {
 	return u, nil
 }
 
-// permLocked is u's permission on r: admin for the owner and members of
-// an owning organization with admin, else the user's global permission.
+// permLocked is u's permission on r: admin for the owner, else the
+// permission the user was added with.
 func (s *Sim) permLocked(r *repo, u *user) Permission {
 	if u == nil {
 		return PermNone
