@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	gerrit "github.com/andygrunwald/go-gerrit"
 
@@ -26,29 +25,14 @@ func readMeta(t *testing.T, repoDir string, n int) []notedb.Commit {
 	var out []notedb.Commit
 	for _, sha := range strings.Fields(git(t, repoDir, "rev-list", "--reverse", ref)) {
 		raw := git(t, repoDir, "cat-file", "commit", sha) + "\n"
-		header, msg, ok := strings.Cut(raw, "\n\n")
-		if !ok {
-			t.Fatalf("commit %s has no message", sha)
+		rc, err := notedb.ParseRawCommit(sha, []byte(raw))
+		if err != nil {
+			t.Fatal(err)
 		}
-		c := notedb.Commit{SHA: sha, Message: msg}
-		for _, line := range strings.Split(header, "\n") {
-			k, v, _ := strings.Cut(line, " ")
-			if k != "author" && k != "committer" {
-				continue
-			}
-			lt, gt := strings.LastIndex(v, "<"), strings.LastIndex(v, ">")
-			id := notedb.Ident{Name: strings.TrimSpace(v[:lt]), Email: v[lt+1 : gt]}
-			secs, err := strconv.ParseInt(strings.Fields(v[gt+1:])[0], 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if k == "author" {
-				c.Author = id
-			} else {
-				c.Committer, c.Time = id, time.Unix(secs, 0).UTC()
-			}
+		if rc.Tree != notedb.EmptyTree || !rc.AuthorTime.Equal(rc.Time) {
+			t.Errorf("meta commit %s: tree %s, author time %v, commit time %v", sha, rc.Tree, rc.AuthorTime, rc.Time)
 		}
-		out = append(out, c)
+		out = append(out, rc.Commit)
 	}
 	return out
 }

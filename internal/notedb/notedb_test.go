@@ -473,3 +473,63 @@ func FuzzParseCommit(f *testing.F) {
 		}
 	})
 }
+
+func TestParseRawCommit(t *testing.T) {
+	hdr, err := os.ReadFile(filepath.Join("testdata", "1-create-change.header"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := os.ReadFile(filepath.Join("testdata", "1-create-change.msg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := string(hdr) + "\n" + string(msg)
+	tests := []struct {
+		name string
+		raw  string
+		err  bool
+	}{
+		{"gerrit example", raw, false},
+		{"with parent and gpgsig", strings.Replace(raw, "author ", "parent "+strings.Repeat("ab", 20)+"\ngpgsig -----BEGIN PGP SIGNATURE-----\n x\n -----END PGP SIGNATURE-----\nauthor ", 1), false},
+		{"no committer", strings.Replace(raw, "committer ", "x-committer ", 1), true},
+		{"bad tree", strings.Replace(raw, "tree 4b825", "tree zz825", 1), true},
+		{"bad time", strings.Replace(raw, "1767258000 +0000\ncommitter", "soon +0000\ncommitter", 1), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rc, err := ParseRawCommit("f00", []byte(tc.raw))
+			if tc.err {
+				if !errors.Is(err, ErrInvalid) {
+					t.Fatalf("err = %v, want ErrInvalid", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rc.Tree != EmptyTree || rc.Message != string(msg) || rc.Author != acct(owner) || rc.Committer != server ||
+				!rc.Time.Equal(time.Unix(1767258000, 0)) {
+				t.Fatalf("got %+v", rc)
+			}
+			u, err := ParseCommit(rc.Commit)
+			if err != nil || u.Account != owner || u.Commit != "a1b2c3d4e5f60718293a4b5c6d7e8f9011223344" {
+				t.Fatalf("ParseCommit: %+v %v", u, err)
+			}
+		})
+	}
+}
+
+func FuzzParseRawCommit(f *testing.F) {
+	f.Add([]byte("tree " + EmptyTree + "\nauthor A <1@s> 1 +0000\ncommitter G <g@x> 1 +0000\n\nUpdate patch set 1\n\nPatch-set: 1\n"))
+	f.Add([]byte("tree " + EmptyTree + "\nauthor A <1@s> 1 +0000\ncommitter G <g@x> 1 +0000\ngpgsig -----BEGIN\n x\n\nmsg"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		rc, err := ParseRawCommit("f", raw)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error does not wrap ErrInvalid: %v", err)
+			}
+			return
+		}
+		_, _ = ParseCommit(rc.Commit)
+	})
+}
