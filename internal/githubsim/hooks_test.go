@@ -348,3 +348,14 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("synchronize deliveries = %d, want 4", got)
 	}
 }
+
+func TestCreateRepoRefusesLeftoverDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(dir+"/octo/old.git", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := StartForTest(t, Options{Dir: dir})
+	if err := s.CreateRepo(ctxT(t), "octo/old"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("CreateRepo over a leftover repository = %v, want ErrInvalid", err)
+	}
+}

@@ -620,6 +620,12 @@ func (s *Sim) CreateRepo(ctx context.Context, fullName string) error {
 		return fmt.Errorf("githubsim: create repo %s: %w: exists", fullName, ErrInvalid)
 	}
 	s.mu.Unlock()
+	if _, err := os.Stat(dir); err == nil {
+		// The simulator's issues, pull requests and hooks live in memory;
+		// reusing a repository left by another simulator would mix its
+		// refs (refs/pull/N/head) with new numbers.
+		return fmt.Errorf("githubsim: create repo %s: %w: %s already exists on disk (use a fresh Options.Dir)", fullName, ErrInvalid, dir)
+	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return fmt.Errorf("githubsim: create repo %s: %w", fullName, err)
 	}
