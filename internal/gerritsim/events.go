@@ -220,6 +220,9 @@ func (s *Sim) emit(c *change, ev Event) {
 		ev.Change = c.number
 	}
 	s.events = append(s.events, ev)
+	if len(s.events) > maxEvents {
+		s.events = append(s.events[:0:0], s.events[len(s.events)-maxEvents/2:]...)
+	}
 	if s.closed {
 		return
 	}
@@ -231,7 +234,11 @@ func (s *Sim) emit(c *change, ev Event) {
 	}
 }
 
-// Events returns every event emitted so far, oldest first, whether or not
+// maxEvents bounds the event history kept for Events; the older half is
+// dropped when it fills.
+const maxEvents = 10000
+
+// Events returns the events emitted so far (at most the latest maxEvents), oldest first, whether or not
 // a webhook wanted it.
 func (s *Sim) Events() []Event {
 	s.mu.Lock()

@@ -155,3 +155,29 @@ func shard(n int) string {
 	}
 	return s + "/" + strconv.Itoa(n)
 }
+
+// TestChangeRefSharding checks refs/changes/<SS>/<N>: SS is N mod 100 in
+// two digits.
+func TestChangeRefSharding(t *testing.T) {
+	tests := []struct {
+		first int
+		ref   string
+	}{
+		{7, "refs/changes/07/7/"},
+		{100, "refs/changes/00/100/"},
+		{12345, "refs/changes/45/12345/"},
+	}
+	for _, tc := range tests {
+		t.Run(strconv.Itoa(tc.first), func(t *testing.T) {
+			w := gerritsimtest.NewWorld(t, gerritsim.Options{FirstChange: tc.first})
+			n, sha, err := w.Sim.CreateChange(context.Background(), w.Project, "main", w.Owner, "s", map[string]string{"f": "x"})
+			if err != nil || n != tc.first {
+				t.Fatalf("change %d: %v", n, err)
+			}
+			out := git(t, t.TempDir(), "ls-remote", w.Sim.GitURL(w.Project), tc.ref+"*")
+			if !strings.Contains(out, sha+"\t"+tc.ref+"1") || !strings.Contains(out, "\t"+tc.ref+"meta") {
+				t.Fatalf("ls-remote = %q", out)
+			}
+		})
+	}
+}
