@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	gerrit "github.com/andygrunwald/go-gerrit"
 
@@ -251,5 +254,66 @@ func TestRESTErrors(t *testing.T) {
 	var msgs []gerrit.ChangeMessageInfo
 	if err := json.Unmarshal(gerrit.RemoveMagicPrefixLine([]byte(body)), &msgs); code != 200 || err != nil || len(msgs) != 1 {
 		t.Fatalf("messages after rejected reviews: %d %v %s", code, err, body)
+	}
+}
+
+func TestQueryChanges(t *testing.T) {
+	// A frozen clock makes every change equally recent, so the order is
+	// by number, newest first.
+	frozen := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	w := gerritsimtest.NewWorld(t, gerritsim.Options{Clock: func() time.Time { return frozen }})
+	s := w.Sim
+	ctx := context.Background()
+	must(t, s.CreateProject(ctx, gerritsim.ProjectInput{Name: "other/repo", Branch: "dev"}))
+	mk := func(project, branch string) int {
+		n, _, err := s.CreateChangeWith(ctx, gerritsim.ChangeInput{Project: project, Branch: branch, Owner: w.Owner, Subject: "s", Files: map[string]string{"f": "x"}, Hashtags: []string{"h" + project[:1]}})
+		must(t, err)
+		return n
+	}
+	c1, c2, c3, c4, c5 := mk("proj", "main"), mk("proj", "main"), mk("proj", "main"), mk("proj", "main"), mk("other/repo", "dev")
+	must(t, s.Vote(ctx, c1, 0, w.Reviewer, map[string]int{"Run-TryBot": 1}, "", ""))
+	must(t, s.Vote(ctx, c5, 0, w.Reviewer, map[string]int{"Run-TryBot": 1, "Code-Review": -1}, "", ""))
+	must(t, s.Submit(ctx, c3, w.Reviewer))
+	must(t, s.Abandon(ctx, c4, w.Owner, ""))
+	tests := []struct {
+		q    string
+		want []int
+	}{
+		{"status:open", []int{c1, c2, c5}},
+		{"is:open", []int{c1, c2, c5}},
+		{"status:merged", []int{c3}},
+		{"is:closed", []int{c3, c4}},
+		{"status:abandoned", []int{c4}},
+		{"label:Run-TryBot=1 status:open", []int{c1, c5}},
+		{"label:Run-TryBot=%2B1", []int{c1, c5}},
+		{"label:Run-TryBot=0", []int{c2, c3, c4}},
+		{"label:Code-Review<=-1", []int{c5}},
+		{"label:Run-TryBot>=1 project:other/repo", []int{c5}},
+		{"project:proj -status:open", []int{c3, c4}},
+		{"branch:dev", []int{c5}},
+		{"branch:refs/heads/main status:open", []int{c1, c2}},
+		{strconv.Itoa(c2), []int{c2}},
+		{"change:" + strconv.Itoa(c4), []int{c4}},
+		{"owner:owner status:merged", []int{c3}},
+		{"hashtag:ho", []int{c5}},
+		{"status:open limit:2", []int{c5, c2}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.q, func(t *testing.T) {
+			code, _, body := rawDo(t, "GET", s.URL()+"changes/?q="+strings.ReplaceAll(tc.q, " ", "+"), "", "", "")
+			var got []gerrit.ChangeInfo
+			if err := json.Unmarshal(gerrit.RemoveMagicPrefixLine([]byte(body)), &got); code != 200 || err != nil {
+				t.Fatalf("%d %v %s", code, err, body)
+			}
+			var nums []int
+			for _, c := range got {
+				nums = append(nums, c.Number)
+			}
+			want := append([]int(nil), tc.want...)
+			sort.Sort(sort.Reverse(sort.IntSlice(want)))
+			if !reflect.DeepEqual(nums, want) {
+				t.Fatalf("got %v, want %v", nums, want)
+			}
+		})
 	}
 }
