@@ -212,6 +212,13 @@ func (s *Sim) afterRefUpdate(ctx context.Context, r *repo, pusher *user, branch,
 	ds := s.emitLocked(r, "push", "", nil, false, func(inst *wInstallation) any {
 		return s.pushPayloadLocked(r, pusher, branch, old, sha, commits, inst)
 	})
+	if len(commits) > 0 && commits[len(commits)-1].sha == sha {
+		before := old
+		if before == "" {
+			before = zeroSHA
+		}
+		ds = append(ds, s.requestSuitesLocked(r, pusher, branch, before, commits[len(commits)-1])...)
+	}
 	for _, u := range upd {
 		is := u.is
 		before := is.pr.headSHA

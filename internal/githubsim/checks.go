@@ -1,6 +1,8 @@
 package githubsim
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -131,6 +133,10 @@ func (s *Sim) createCheckRun(c *call) (int, any) {
 		return noCommit(*in.HeadSHA)
 	}
 	branch := s.branchAt(c, sha)
+	head, err := commitInfo(c.r.Context(), s.gitPath, c.repo.dir, sha)
+	if err != nil {
+		return http.StatusInternalServerError, errBody("Server Error")
+	}
 	s.mu.Lock()
 	now := s.opts.Now()
 	cr := &checkRun{headSHA: sha, status: "queued"}
@@ -140,16 +146,12 @@ func (s *Sim) createCheckRun(c *call) (int, any) {
 		return code, body
 	}
 	a := c.u.app
-	var suite *checkSuite
-	for _, cs := range c.repo.suites {
-		if cs.app == a && cs.headSHA == sha {
-			suite = cs
-		}
-	}
+	suite := s.suiteForLocked(c.repo, a, sha)
 	if suite == nil {
-		suite = &checkSuite{id: s.newID(), app: a, headSHA: sha, headBranch: branch, created: now}
+		suite = &checkSuite{id: s.newID(), app: a, headSHA: sha, headBranch: branch, head: head, created: now}
 		c.repo.suites = append(c.repo.suites, suite)
 	}
+	suite.completed = false
 	suite.updated = now
 	cr.id = s.newID()
 	cr.suite = suite
@@ -157,6 +159,7 @@ func (s *Sim) createCheckRun(c *call) (int, any) {
 	ds := s.checkRunEventLocked(c.repo, cr, c.u, "created")
 	if completed {
 		ds = append(ds, s.checkRunEventLocked(c.repo, cr, c.u, "completed")...)
+		ds = append(ds, s.suiteCompletedLocked(c.repo, suite, c.u)...)
 	}
 	out := s.wCheckRunOf(c.repo, cr)
 	s.mu.Unlock()
@@ -224,6 +227,7 @@ func (s *Sim) updateCheckRun(c *call) (int, any) {
 	var ds []*delivery
 	if completed {
 		ds = s.checkRunEventLocked(c.repo, cr, c.u, "completed")
+		ds = append(ds, s.suiteCompletedLocked(c.repo, cr.suite, c.u)...)
 	}
 	out := s.wCheckRunOf(c.repo, cr)
 	s.mu.Unlock()
@@ -310,4 +314,89 @@ func (s *Sim) listCheckSuites(c *call, sha string) (int, any) {
 		out.CheckSuites = append(out.CheckSuites, s.wCheckSuiteOf(c.repo, cs, true))
 	}
 	return http.StatusOK, &out
+}
+
+func (s *Sim) wCheckSuiteHookOf(r *repo, cs *checkSuite) *wCheckSuiteHook {
+	w := s.wCheckSuiteOf(r, cs, true)
+	h := &wCheckSuiteHook{wCheckSuite: w, LatestCheckRunsCount: *w.LatestCheckRunsCount, CheckRunsURL: w.CheckRunsURL}
+	if c := cs.head; c.sha != "" {
+		who := wNameEmail{Name: c.name, Email: c.email}
+		h.HeadCommit = &wSuiteCommit{ID: c.sha, TreeID: c.tree, Message: c.message,
+			Timestamp: c.when.Format(time.RFC3339), Author: who, Committer: who}
+	}
+	return h
+}
+
+// suiteEventLocked queues a check_suite event for the suite's app only
+// (GitHub sends check_suite events to the app that owns the suite).
+func (s *Sim) suiteEventLocked(r *repo, cs *checkSuite, sender *user, action string) []*delivery {
+	return s.emitLocked(r, "check_suite", action, cs.app, true, func(inst *wInstallation) any {
+		return &wCheckSuiteEvent{Action: action, CheckSuite: s.wCheckSuiteHookOf(r, cs), Repository: s.wRepoOf(r), Sender: s.wUserOf(sender), Inst: inst}
+	})
+}
+
+// suiteCompletedLocked sends check_suite completed once every run of the
+// suite has completed.
+func (s *Sim) suiteCompletedLocked(r *repo, cs *checkSuite, sender *user) []*delivery {
+	if st, _, n := s.suiteState(r, cs); st != "completed" || n == 0 || cs.completed {
+		return nil
+	}
+	cs.completed = true
+	return s.suiteEventLocked(r, cs, sender, "completed")
+}
+
+// requestSuitesLocked does what GitHub does on a push: it creates a check
+// suite for the new head for every app subscribed to check_suite and
+// sends it check_suite requested.
+func (s *Sim) requestSuitesLocked(r *repo, pusher *user, branch, before string, head gitCommitInfo) []*delivery {
+	var ds []*delivery
+	for _, a := range s.sortedApps() {
+		if a.hook == nil || !a.hook.wants("check_suite") || s.suiteForLocked(r, a, head.sha) != nil {
+			continue
+		}
+		now := s.opts.Now()
+		cs := &checkSuite{id: s.newID(), app: a, headSHA: head.sha, headBranch: branch, before: before, head: head, created: now, updated: now}
+		r.suites = append(r.suites, cs)
+		ds = append(ds, s.suiteEventLocked(r, cs, pusher, "requested")...)
+	}
+	return ds
+}
+
+func (s *Sim) suiteForLocked(r *repo, a *app, sha string) *checkSuite {
+	for _, cs := range r.suites {
+		if cs.app == a && cs.headSHA == sha {
+			return cs
+		}
+	}
+	return nil
+}
+
+// RequestCheckSuiteRerun does what "Re-run all checks" does: check_suite
+// rerequested to the app that owns the suite. login needs write
+// permission.
+func (s *Sim) RequestCheckSuiteRerun(ctx context.Context, fullName string, suiteID int64, login string) error {
+	s.mu.Lock()
+	r, u, err := s.actorLocked(fullName, login)
+	var cs *checkSuite
+	if err == nil {
+		if !s.permLocked(r, u).canWrite() {
+			err = fmt.Errorf("%w: %s needs write permission", ErrForbidden, u.login)
+		}
+		for _, c := range r.suites {
+			if c.id == suiteID {
+				cs = c
+			}
+		}
+		if err == nil && cs == nil {
+			err = fmt.Errorf("%w: check suite %d", ErrNotFound, suiteID)
+		}
+	}
+	if err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("githubsim: rerequest check suite in %s: %w", fullName, err)
+	}
+	cs.completed = false
+	ds := s.suiteEventLocked(r, cs, u, "rerequested")
+	s.mu.Unlock()
+	return s.send(ctx, ds)
 }

@@ -65,10 +65,15 @@ func scenario(t *testing.T) *world {
 	check(err)
 	check(s.Flush(ctx))
 	c := client(t, s, w.appTok)
-	_ = head
 	cr := createRun(t, c, head)
 	completeRun(t, c, cr)
 	check(s.RequestCheckRunRerun(ctx, w.repo, cr, "wendy"))
+	suites, _, err := c.Checks.ListCheckSuitesForRef(ctx, "octo", "hello", head, nil)
+	check(err)
+	if len(suites.CheckSuites) != 1 {
+		t.Fatalf("%d check suites for %s, want 1", len(suites.CheckSuites), head)
+	}
+	check(s.RequestCheckSuiteRerun(ctx, w.repo, suites.CheckSuites[0].GetID(), "wendy"))
 	check(s.Flush(ctx))
 	return w
 }
@@ -113,6 +118,9 @@ func TestWebhookContract(t *testing.T) {
 		{name: "issues closed", event: "issues", action: "closed", fixtures: []fixture{{"issues/closed.C-Saunders-comment-when-done.json", true}}},
 		{name: "check_run created", event: "check_run", action: "created", app: true, ignore: checkRunIgnore, fixtures: []fixture{{"check_run/created.payload.json", false}}},
 		{name: "check_run completed", event: "check_run", action: "completed", app: true, ignore: checkRunIgnore, fixtures: []fixture{{"check_run/completed.payload.json", false}}},
+		{name: "check_suite requested", event: "check_suite", action: "requested", app: true, ignore: checkSuiteIgnore, fixtures: []fixture{{"check_suite/requested.payload.json", false}}},
+		{name: "check_suite completed", event: "check_suite", action: "completed", app: true, ignore: checkSuiteIgnore, fixtures: []fixture{{"check_suite/completed.payload.json", false}}},
+		{name: "check_suite rerequested", event: "check_suite", action: "rerequested", app: true, ignore: checkSuiteIgnore, fixtures: []fixture{{"check_suite/rerequested.payload.json", false}}},
 		{name: "check_run rerequested", event: "check_run", action: "rerequested", app: true, ignore: checkRunIgnore, fixtures: []fixture{{"check_run/rerequested.payload.json", true}}},
 	}
 	for _, tc := range cases {
@@ -164,6 +172,12 @@ var checkRunIgnore = []string{
 	"check_run.check_suite.app.slug",
 	// Only for suites created by a deployment, which tryd never does.
 	"check_run.check_suite.deployment",
+}
+
+// checkSuiteIgnore: as checkRunIgnore, for check_suite payloads.
+var checkSuiteIgnore = []string{
+	"check_suite.app.permissions", // keys vary by app
+	"check_suite.app.slug",        // sent in newer payloads only
 }
 
 func first(rs []received) received { return rs[0] }

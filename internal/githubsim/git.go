@@ -239,17 +239,10 @@ func commitsBetween(ctx context.Context, gitPath, dir, branch, before, after str
 	}
 	var list []gitCommitInfo
 	for _, sha := range strings.Fields(out) {
-		meta, err := runGit(ctx, gitPath, dir, nil, nil, "show", "-s", "--format=%T%x00%an%x00%ae%x00%at%x00%B", sha)
+		ci, err := commitInfo(ctx, gitPath, dir, sha)
 		if err != nil {
 			return nil, err
 		}
-		f := strings.SplitN(meta, "\x00", 5)
-		if len(f) != 5 {
-			return nil, fmt.Errorf("git show %s: unexpected output", sha)
-		}
-		secs, _ := strconv.ParseInt(f[3], 10, 64)
-		ci := gitCommitInfo{sha: sha, tree: f[0], name: f[1], email: f[2], when: time.Unix(secs, 0).UTC(), message: strings.TrimRight(f[4], "\n"),
-			added: []string{}, removed: []string{}, changed: []string{}}
 		st, err := runGit(ctx, gitPath, dir, nil, nil, "diff-tree", "-r", "--no-commit-id", "--name-status", "--root", "-m", "--first-parent", sha)
 		if err != nil {
 			return nil, err
@@ -271,6 +264,21 @@ func commitsBetween(ctx context.Context, gitPath, dir, branch, before, after str
 		list = append(list, ci)
 	}
 	return list, nil
+}
+
+// commitInfo reads a commit's tree, author, date and message.
+func commitInfo(ctx context.Context, gitPath, dir, sha string) (gitCommitInfo, error) {
+	meta, err := runGit(ctx, gitPath, dir, nil, nil, "show", "-s", "--format=%T%x00%an%x00%ae%x00%at%x00%B", sha)
+	if err != nil {
+		return gitCommitInfo{}, err
+	}
+	f := strings.SplitN(meta, "\x00", 5)
+	if len(f) != 5 {
+		return gitCommitInfo{}, fmt.Errorf("git show %s: unexpected output", sha)
+	}
+	secs, _ := strconv.ParseInt(f[3], 10, 64)
+	return gitCommitInfo{sha: sha, tree: f[0], name: f[1], email: f[2], when: time.Unix(secs, 0).UTC(), message: strings.TrimRight(f[4], "\n"),
+		added: []string{}, removed: []string{}, changed: []string{}}, nil
 }
 
 // diffStats returns the number of commits, added and deleted lines and

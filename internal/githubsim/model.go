@@ -548,3 +548,30 @@ type wHookDelivery struct {
 		Payload *string           `json:"payload"`
 	} `json:"response,omitempty"`
 }
+
+type wSuiteCommit struct {
+	ID        string     `json:"id"`
+	TreeID    string     `json:"tree_id"`
+	Message   string     `json:"message"`
+	Timestamp string     `json:"timestamp"`
+	Author    wNameEmail `json:"author"`
+	Committer wNameEmail `json:"committer"`
+}
+
+// wCheckSuiteHook is a check suite as check_suite events carry it: the
+// REST fields without the repository, plus the head commit.
+type wCheckSuiteHook struct {
+	*wCheckSuite
+	LatestCheckRunsCount int           `json:"latest_check_runs_count"`
+	CheckRunsURL         string        `json:"check_runs_url"`
+	Repository           *struct{}     `json:"repository,omitempty"` // hides the embedded REST field
+	HeadCommit           *wSuiteCommit `json:"head_commit"`
+}
+
+type wCheckSuiteEvent struct {
+	Action     string           `json:"action"`
+	CheckSuite *wCheckSuiteHook `json:"check_suite"`
+	Repository *wRepo           `json:"repository"`
+	Sender     *wUser           `json:"sender"`
+	Inst       *wInstallation   `json:"installation,omitempty"`
+}

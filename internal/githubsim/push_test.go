@@ -89,6 +89,22 @@ func TestPushPayloads(t *testing.T) {
 		pe.GetPullRequest().GetCommits() != 2 || pe.GetPullRequest().GetChangedFiles() != 3 {
 		t.Fatalf("synchronize: before %s after %s head %s commits %d files %d", pe.GetBefore(), pe.GetAfter(), pe.GetPullRequest().GetHead().GetSHA(), pe.GetPullRequest().GetCommits(), pe.GetPullRequest().GetChangedFiles())
 	}
+	// Each push asks the app for a check suite, as GitHub does.
+	var heads []string
+	for _, r := range w.appRC.byEvent(t, "check_suite", "requested") {
+		ev, err := github.ParseWebHook("check_suite", r.body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs := ev.(*github.CheckSuiteEvent).GetCheckSuite()
+		heads = append(heads, cs.GetHeadSHA())
+		if cs.GetStatus() != "queued" || cs.GetApp().GetSlug() != "tryd" {
+			t.Errorf("requested suite: status %s app %s", cs.GetStatus(), cs.GetApp().GetSlug())
+		}
+	}
+	if !same(heads, []string{base, feat, head}) {
+		t.Errorf("check_suite requested for %v, want %v", heads, []string{base, feat, head})
+	}
 }
 
 func same(got, want []string) bool {

@@ -247,8 +247,10 @@ type checkSuite struct {
 	headSHA    string
 	headBranch string
 	before     string
+	head       gitCommitInfo
 	created    time.Time
 	updated    time.Time
+	completed  bool // check_suite completed was sent
 }
 
 type checkRun struct {
