@@ -71,9 +71,9 @@ type ChangeInput struct {
 	WorkInProgress bool
 }
 
-func metaRef(n int) string { return fmt.Sprintf("refs/changes/%02d/%d/meta", n%100, n) }
+func metaRef(n int) string { return notedb.MetaRef(n) }
 
-func psRef(n, ps int) string { return fmt.Sprintf("refs/changes/%02d/%d/%d", n%100, n, ps) }
+func psRef(n, ps int) string { return notedb.PatchSetRef(n, ps) }
 
 func (s *Sim) accountLocked(id int) (*Account, error) {
 	a, ok := s.accounts[id]

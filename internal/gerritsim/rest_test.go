@@ -179,6 +179,15 @@ func TestRESTWithGoGerrit(t *testing.T) {
 		t.Fatalf("restore: %+v %v", rs, err)
 	}
 
+	tags, _, err := rev.Changes.SetHashtags(ctx, strconv.Itoa(n2), &gerrit.HashtagsInput{Add: []string{"b", "a"}})
+	if err != nil || strings.Join(tags, ",") != "a,b" {
+		t.Fatalf("set hashtags: %v %v", tags, err)
+	}
+	tags, _, err = anon.Changes.GetHashtags(ctx, strconv.Itoa(n2))
+	if err != nil || strings.Join(tags, ",") != "a,b" {
+		t.Fatalf("get hashtags: %v %v", tags, err)
+	}
+
 	projects, _, err := anon.Projects.ListProjects(ctx, nil)
 	if err != nil || (*projects)["proj"].ID != "proj" {
 		t.Fatalf("projects: %+v %v", projects, err)

@@ -533,3 +533,50 @@ func FuzzParseRawCommit(f *testing.F) {
 		_, _ = ParseCommit(rc.Commit)
 	})
 }
+
+func TestChangeRefs(t *testing.T) {
+	tests := []struct {
+		ref        string
+		change, ps int
+		meta, ok   bool
+	}{
+		{"refs/changes/45/12345/meta", 12345, 0, true, true},
+		{"refs/changes/07/7/1", 7, 1, false, true},
+		{"refs/changes/00/100/12", 100, 12, false, true},
+		{"refs/changes/7/7/1", 0, 0, false, false},
+		{"refs/changes/08/7/1", 0, 0, false, false},
+		{"refs/changes/07/07/1", 0, 0, false, false},
+		{"refs/changes/45/12345/robot-comments", 0, 0, false, false},
+		{"refs/changes/45/12345/0", 0, 0, false, false},
+		{"refs/heads/main", 0, 0, false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.ref, func(t *testing.T) {
+			n, ps, meta, ok := ParseChangeRef(tc.ref)
+			if n != tc.change || ps != tc.ps || meta != tc.meta || ok != tc.ok {
+				t.Fatalf("got %d %d %v %v", n, ps, meta, ok)
+			}
+			if ok && meta && MetaRef(n) != tc.ref || ok && !meta && PatchSetRef(n, ps) != tc.ref {
+				t.Fatalf("ref does not round-trip")
+			}
+		})
+	}
+}
+
+func FuzzParseChangeRef(f *testing.F) {
+	f.Add("refs/changes/45/12345/meta")
+	f.Add("refs/changes/07/7/1")
+	f.Fuzz(func(t *testing.T, ref string) {
+		n, ps, meta, ok := ParseChangeRef(ref)
+		if !ok {
+			return
+		}
+		want := PatchSetRef(n, ps)
+		if meta {
+			want = MetaRef(n)
+		}
+		if want != ref {
+			t.Fatalf("%q parsed as %d/%d/%v, formats as %q", ref, n, ps, meta, want)
+		}
+	})
+}
