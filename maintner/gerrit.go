@@ -455,7 +455,8 @@ func (ch *GerritChange) derive() {
 		if len(gc.Parents) == 0 {
 			break
 		}
-		if len(gc.Parents) > 1 || len(chain) > maxMetaChain {
+		// A chain longer than the project's commit count has a cycle.
+		if len(gc.Parents) > 1 || len(chain) > maxMetaChain || len(chain) > len(p.commits) {
 			ch.Err = fmt.Sprintf("meta history at %s is not linear", gc.Hash)
 			return
 		}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/tryd-ci/tryd/maintner/mutlog"
 	"github.com/tryd-ci/tryd/maintner/reclog"
 )
 
@@ -25,10 +26,9 @@ type SegmentReader func(ctx context.Context, i int, buf []byte) (name string, da
 // slower of the two rather than their sum. Gerrit changes are derived
 // once at the end rather than after every record.
 //
-// A framing error (a corrupt or truncated segment) stops the load with
-// an error naming segment and offset; records applied before it stay
-// applied. A record whose frame is intact but whose payload does not
-// decode is skipped, logged and counted in Stats.BadRecords.
+// A corrupt or truncated segment, or a record that does not decode,
+// stops the load with an error naming segment and offset; records of
+// earlier segments stay applied, nothing of the bad segment is.
 func (c *Corpus) Load(ctx context.Context, n int, read SegmentReader) error {
 	type result struct {
 		name string
@@ -70,8 +70,7 @@ func (c *Corpus) Load(ctx context.Context, n int, read SegmentReader) error {
 					_, r.err = reclog.Scan(r.name, r.data, 0, func(off int64, payload []byte) error {
 						d, err := decodeRecord(payload)
 						if err != nil {
-							c.log.Warnf("maintner: load: segment %s offset %d: skipping record: %v", r.name, off, err)
-							d = nil
+							return fmt.Errorf("segment %s offset %d: %w", r.name, off, err)
 						}
 						r.decs = append(r.decs, d)
 						return nil
@@ -94,10 +93,6 @@ func (c *Corpus) Load(ctx context.Context, n int, read SegmentReader) error {
 		}
 		c.mu.Lock()
 		for _, d := range r.decs {
-			if d == nil {
-				c.bad++
-				continue
-			}
 			c.applyLocked(d)
 		}
 		if i == n-1 {
@@ -207,4 +202,34 @@ func (c *Corpus) LoadDir(ctx context.Context, dir string) error {
 		return fmt.Errorf("%w in %s", errNoSegments, dir)
 	}
 	return c.LoadFiles(ctx, paths)
+}
+
+// LoadLog loads every committed record of an open log, as of the call,
+// reading its segments through the log (so the growing segment is read
+// consistently). It returns the log size it loaded, from which a caller
+// can continue (records appended later are applied by Log or Apply).
+func (c *Corpus) LoadLog(ctx context.Context, l *mutlog.Log) (int64, error) {
+	segs := l.Segments()
+	var total int64
+	for _, s := range segs {
+		total += s.Size
+	}
+	err := c.Load(ctx, len(segs), func(ctx context.Context, i int, buf []byte) (string, []byte, error) {
+		s := segs[i]
+		name := fmt.Sprintf("segment %d", s.Number)
+		rc, err := l.ReadSegment(ctx, s.Number, 0, s.Size)
+		if err != nil {
+			return name, nil, err
+		}
+		defer rc.Close()
+		if int64(cap(buf)) < s.Size {
+			buf = make([]byte, 0, s.Size)
+		}
+		data := buf[:s.Size]
+		if _, err := io.ReadFull(rc, data); err != nil {
+			return name, nil, fmt.Errorf("read %s: %w", name, err)
+		}
+		return name, data, nil
+	})
+	return total, err
 }

@@ -493,7 +493,7 @@ func (g *gen) vote(ch *change) error {
 	case 1:
 		acct, label, value = BotAccount, "TryBot-Result", []int{-1, 1}[g.r.IntN(2)]
 	}
-	body := fmt.Sprintf("Patch Set %d: %s\n\n%s", ch.ps, notedb.FormatVoteValue(label, value), g.text(3, 60))
+	body := fmt.Sprintf("Patch Set %d: %s\n\n%s", ch.ps, voteText(label, value), g.text(3, 60))
 	u := &notedb.Update{Body: body, PatchSet: ch.ps,
 		Reviewers: []notedb.ReviewerUpdate{{State: notedb.StateReviewer, Ident: g.ident(acct)}},
 		Labels:    []notedb.Vote{{Label: label, Value: value, UUID: g.hexHash()}}}

@@ -160,7 +160,7 @@ func (b *Builder) NewPatchSet(number int32, subject string) {
 // review message.
 func (b *Builder) Vote(number int32, account int, label string, value int, message string) {
 	ch := b.changes[number]
-	u := &notedb.Update{Body: fmt.Sprintf("Patch Set %d: %s\n\n%s", ch.ps, notedb.FormatVoteValue(label, value), message), PatchSet: ch.ps,
+	u := &notedb.Update{Body: fmt.Sprintf("Patch Set %d: %s\n\n%s", ch.ps, voteText(label, value), message), PatchSet: ch.ps,
 		Reviewers: []notedb.ReviewerUpdate{{State: notedb.StateReviewer, Ident: notedb.AccountIdent(account, ServerID)}},
 		Labels:    []notedb.Vote{{Label: label, Value: value, UUID: b.fakeHash()}}}
 	sha, raw := b.meta(ch, account, u)
@@ -258,4 +258,13 @@ func Sample(legacy bool) []*maintner.Mutation {
 	b.Hashtags(1002, SampleOwnerAccount, "wip")
 	b.Abandon(1002, SampleOwnerAccount, "Not needed.")
 	return b.Take()
+}
+
+// voteText formats a vote as Gerrit's review messages do: "Run-TryBot+1",
+// "TryBot-Result-1".
+func voteText(label string, value int) string {
+	if value > 0 {
+		return label + "+" + strconv.Itoa(value)
+	}
+	return label + strconv.Itoa(value)
 }
