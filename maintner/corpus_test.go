@@ -290,7 +290,6 @@ func TestLoadCorruptSegmentNamesIt(t *testing.T) {
 	}
 }
 
-
 func TestConcurrentReadersAndLog(t *testing.T) {
 	l := openLog(t, t.TempDir())
 	c := newCorpus(t, maintner.Options{Appender: l})
