@@ -389,7 +389,12 @@ func (s *Sim) writeMeta(ctx context.Context, c *change, actor int, u *notedb.Upd
 	server := s.opts.ServerIdent
 	author := server
 	if actor != 0 {
-		author = notedb.AccountIdent(actor, s.opts.ServerID)
+		author = s.identLocked(actor)
+	}
+	for i, r := range u.Reviewers {
+		if id, ok := r.Ident.Account(); ok {
+			u.Reviewers[i].Ident = s.identLocked(id)
+		}
 	}
 	u.Author, u.Committer, u.Time = author, server, now
 	msg := notedb.FormatWith(u, notedb.FormatOptions{Legacy: s.opts.Legacy})
@@ -433,6 +438,16 @@ func (s *Sim) writeMeta(ctx context.Context, c *change, actor int, u *notedb.Upd
 	}
 	s.emit(c, s.refUpdatedEvent(c.project.Name, ups[0], submitter, now))
 	return sha, nil
+}
+
+// identLocked is the NoteDb ident of an account: "Gerrit User <id>", or in
+// Legacy mode the account's real name, as old go-review history has it.
+func (s *Sim) identLocked(id int) notedb.Ident {
+	ident := notedb.AccountIdent(id, s.opts.ServerID)
+	if a, ok := s.accounts[id]; ok && s.opts.Legacy && a.Name != "" && !strings.ContainsAny(a.Name, "<>\n") {
+		ident.Name = a.Name
+	}
+	return ident
 }
 
 func cloneNotes(n *notedb.Change) *notedb.Change {
@@ -667,7 +682,7 @@ func (s *Sim) submit(ctx context.Context, n, accountID int, force bool) error {
 	for _, r := range records {
 		line := r.status + ": " + r.label
 		if r.by != 0 {
-			line += ": " + notedb.AccountIdent(r.by, s.opts.ServerID).String()
+			line += ": " + s.identLocked(r.by).String()
 		}
 		with = append(with, line)
 	}

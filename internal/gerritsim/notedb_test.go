@@ -39,7 +39,7 @@ func readMeta(t *testing.T, repoDir string, n int) []notedb.Commit {
 
 var (
 	modernLabel = regexp.MustCompile(`^Label: (-[A-Za-z-]+|[A-Za-z-]+=(\+[1-9][0-9]*|0|-[1-9][0-9]*), [0-9a-f]{40})( Gerrit User [0-9]+ <[0-9]+@[^>]+>)?$`)
-	legacyLabel = regexp.MustCompile(`^Label: (-[A-Za-z-]+|[A-Za-z-]+=(\+[1-9][0-9]*|0|-[1-9][0-9]*))( Gerrit User [0-9]+ <[0-9]+@[^>]+>)?$`)
+	legacyLabel = regexp.MustCompile(`^Label: (-[A-Za-z-]+|[A-Za-z-]+=(\+[1-9][0-9]*|0|-[1-9][0-9]*))( [^<>]+ <[0-9]+@[^>]+>)?$`)
 	copiedLabel = regexp.MustCompile(`^Copied-Label: [A-Za-z-]+=(\+[1-9][0-9]*|-[1-9][0-9]*), [0-9a-f]{40} Gerrit User [0-9]+ <[0-9]+@[^>]+>(:"[^"]*")?$`)
 	footerLine  = regexp.MustCompile(`^[A-Za-z0-9-]+: `)
 )
@@ -102,7 +102,7 @@ func TestNoteDbRoundTrip(t *testing.T) {
 						t.Errorf("%s: bad vote footer %q", c.SHA, line)
 					}
 				}
-				if c.Committer.Name != "Gerrit Code Review" || !strings.HasPrefix(c.Author.Name, "Gerrit User ") {
+				if c.Committer.Name != "Gerrit Code Review" || strings.HasPrefix(c.Author.Name, "Gerrit User ") == legacy {
 					t.Errorf("%s: idents %v / %v", c.SHA, c.Author, c.Committer)
 				}
 			}
