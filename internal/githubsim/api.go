@@ -156,7 +156,7 @@ func (s *Sim) route(f apiFunc) http.Handler {
 			w.Header().Set("Vary", "Accept, Authorization, Cookie, X-GitHub-OTP")
 			if etagMatch(r.Header.Get("If-None-Match"), etag) {
 				// Conditional hits are free on GitHub.
-				s.ratePeek(key, u).setHeaders(w.Header())
+				s.rateCheck(key, u).setHeaders(w.Header())
 				w.WriteHeader(http.StatusNotModified)
 				return
 			}
@@ -164,7 +164,7 @@ func (s *Sim) route(f apiFunc) http.Handler {
 		if r.URL.Path != "/rate_limit" {
 			s.rateCount(key, u).setHeaders(w.Header())
 		} else {
-			s.ratePeek(key, u).setHeaders(w.Header())
+			s.rateCheck(key, u).setHeaders(w.Header())
 		}
 		if body == nil {
 			w.WriteHeader(code)
@@ -243,9 +243,6 @@ func (s *Sim) rateLocked(key string, u *user) *rateState {
 		if u == nil {
 			limit = 60
 		}
-		if rs != nil && rs.limit != limit && u != nil {
-			limit = rs.limit
-		}
 		rs = &rateState{limit: limit, remaining: limit, reset: now.Add(time.Hour).Truncate(time.Second)}
 		s.rates[key] = rs
 	}
@@ -257,8 +254,6 @@ func (s *Sim) rateCheck(key string, u *user) rateState {
 	defer s.mu.Unlock()
 	return *s.rateLocked(key, u)
 }
-
-func (s *Sim) ratePeek(key string, u *user) rateState { return s.rateCheck(key, u) }
 
 func (s *Sim) rateCount(key string, u *user) rateState {
 	s.mu.Lock()
@@ -445,7 +440,7 @@ func (s *Sim) getRateLimit(c *call) (int, any) {
 	if c.u != nil {
 		key = c.u.login
 	}
-	rs := s.ratePeek(key, c.u)
+	rs := s.rateCheck(key, c.u)
 	type rate struct {
 		Limit     int    `json:"limit"`
 		Used      int    `json:"used"`

@@ -63,10 +63,9 @@ func TestDeliveryHeadersAndSignatures(t *testing.T) {
 		rc       *receiver
 		secret   string
 		target   string
-		targetID string
 	}{
-		{"repository hook", w.hookRC, w.secret, "repository", ""},
-		{"app hook", w.appRC, "app-secret", "integration", ""},
+		{"repository hook", w.hookRC, w.secret, "repository"},
+		{"app hook", w.appRC, "app-secret", "integration"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			all := tc.rc.all()
@@ -98,6 +97,15 @@ func TestDeliveryHeadersAndSignatures(t *testing.T) {
 				}
 				if _, err := github.ParseWebHook(ev, r.body); err != nil {
 					t.Errorf("%s: go-github ParseWebHook: %v", ev, err)
+				}
+				var ids struct {
+					Repository struct{ ID int64 } `json:"repository"`
+				}
+				if err := json.Unmarshal(r.body, &ids); err != nil {
+					t.Fatal(err)
+				}
+				if tc.target == "repository" && h.Get("X-GitHub-Hook-Installation-Target-ID") != strconv.FormatInt(ids.Repository.ID, 10) {
+					t.Errorf("%s: target id %s, repository id %d", ev, h.Get("X-GitHub-Hook-Installation-Target-ID"), ids.Repository.ID)
 				}
 				hasInst := strings.Contains(string(r.body), `"installation":{"id":`)
 				if hasInst != (tc.target == "integration") {
