@@ -59,10 +59,10 @@ func asRequest(t *testing.T, r received) *http.Request {
 func TestDeliveryHeadersAndSignatures(t *testing.T) {
 	w := scenario(t)
 	for _, tc := range []struct {
-		name     string
-		rc       *receiver
-		secret   string
-		target   string
+		name   string
+		rc     *receiver
+		secret string
+		target string
 	}{
 		{"repository hook", w.hookRC, w.secret, "repository"},
 		{"app hook", w.appRC, "app-secret", "integration"},
