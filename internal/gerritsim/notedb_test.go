@@ -189,7 +189,7 @@ func TestNoteDbRoundTrip(t *testing.T) {
 			}
 			last := commits[len(commits)-1].Message
 			for _, want := range []string{"\nStatus: merged\n", "\nSubmission-id: " + strconv.Itoa(n) + "\n", "\nSubmitted-with: OK\n",
-				"\nSubmitted-with: OK: Code-Review: Gerrit User " + strconv.Itoa(w.Reviewer) + " <"} {
+				"\nSubmitted-with: OK: Code-Review: ", " <" + strconv.Itoa(w.Reviewer) + "@" + s.ServerID() + ">\n"} {
 				if !strings.Contains(last, want) {
 					t.Errorf("submit commit lacks %q:\n%s", want, last)
 				}
