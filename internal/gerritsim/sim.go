@@ -20,9 +20,22 @@
 //     "application/json; charset=UTF-8" and X-Origin-Url, up to MaxTries
 //     attempts RetryInterval apart, in order per change.
 //
-// The simulator is safe for concurrent use. It never listens by itself:
-// Handler returns its http.Handler, and Start serves it on 127.0.0.1:0
-// through internal/httpserver.
+// The simulator is safe for concurrent use. It listens only when asked:
+// Handler returns its http.Handler (call SetURL when serving it yourself),
+// and Start serves it on 127.0.0.1:0 through internal/httpserver.
+//
+// Typical use in a test (gerritsimtest.Start and gerritsimtest.NewWorld do
+// the first steps):
+//
+//	s, _ := gerritsim.New(gerritsim.Options{Dir: t.TempDir()})
+//	_ = s.Start()
+//	defer s.Close()
+//	_ = s.CreateProject(ctx, gerritsim.ProjectInput{Name: "proj"})
+//	owner, _ := s.CreateAccount(gerritsim.AccountInput{Username: "o", HTTPPassword: "pw"})
+//	s.AddWebhook(receiverURL, "comment-added", "patchset-created")
+//	n, sha, _ := s.CreateChange(ctx, "proj", "main", owner, "subject", map[string]string{"f.go": "package f\n"})
+//	_ = s.Vote(ctx, n, 1, owner, map[string]int{"Run-TryBot": 1}, "Please run the trybots.", "")
+//	// git fetch s.GitURL("proj") refs/changes/*; GET s.URL()+"changes/?q=label:Run-TryBot=1"
 package gerritsim
 
 import (
