@@ -397,6 +397,7 @@ func (s *Sim) apiMux() *http.ServeMux {
 	h("POST /repos/{owner}/{repo}/statuses/{sha}", s.createStatus)
 	h("GET /repos/{owner}/{repo}/collaborators/{user}/permission", s.getPermission)
 	h("GET /repos/{owner}/{repo}/hooks", s.listHooks)
+	h("POST /repos/{owner}/{repo}/hooks", s.createHook)
 	h("GET /repos/{owner}/{repo}/hooks/{id}/deliveries", s.listDeliveries)
 	h("GET /repos/{owner}/{repo}/hooks/{id}/deliveries/{delivery}", s.getDelivery)
 	h("POST /repos/{owner}/{repo}/hooks/{id}/deliveries/{delivery}/attempts", s.redeliverREST)
@@ -1184,4 +1185,49 @@ func (s *Sim) redeliverREST(c *call) (int, any) {
 	s.mu.Unlock()
 	s.q.push(nd)
 	return http.StatusAccepted, map[string]any{}
+}
+
+// createHook is POST /repos/{o}/{r}/hooks: a "web" hook with a JSON
+// content type, answered 201 with the hook and followed by a ping.
+func (s *Sim) createHook(c *call) (int, any) {
+	if code, v := c.needAdmin(); code != 0 {
+		return code, v
+	}
+	var in struct {
+		Name   *string  `json:"name"`
+		Active *bool    `json:"active"`
+		Events []string `json:"events"`
+		Config *struct {
+			URL         string `json:"url"`
+			ContentType string `json:"content_type"`
+			Secret      string `json:"secret"`
+		} `json:"config"`
+	}
+	if code, v := c.decode(&in); code != 0 {
+		return code, v
+	}
+	if in.Name != nil && *in.Name != "web" {
+		return validation("Hook", "name", "invalid", "")
+	}
+	if in.Config == nil || in.Config.URL == "" {
+		return validation("Hook", "", "custom", "Config must contain URL for webhooks")
+	}
+	if ct := in.Config.ContentType; ct != "" && ct != "json" {
+		// The simulator sends JSON bodies only; form-encoded hooks are a
+		// format tryd does not accept.
+		return validation("Hook", "content_type", "invalid", "the simulator supports content_type json only")
+	}
+	if in.Active != nil && !*in.Active {
+		return validation("Hook", "active", "invalid", "the simulator supports active hooks only")
+	}
+	id, ping, err := s.addHook(c.repo.fullName(), HookOptions{URL: in.Config.URL, Secret: in.Config.Secret, Events: in.Events})
+	if err != nil {
+		return validation("Hook", "url", "custom", err.Error())
+	}
+	s.q.push(ping) // GitHub pings asynchronously
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.wHookOf(s.hooks[id])
+	c.hdr.Set("Location", out.URL)
+	return http.StatusCreated, out
 }

@@ -12,7 +12,8 @@
 //     WithEnterpriseURLs works): repositories, issues, pulls, issue
 //     comments, reviews, labels, milestones, issue events, check runs and
 //     suites, commit statuses, collaborator permission, the authenticated
-//     user, rate limit and hook deliveries. Responses use GitHub's JSON
+//     user, rate limit, hooks (list, create) and hook deliveries (list, get,
+//     redeliver). Responses use GitHub's JSON
 //     field names and nulls, Link pagination, ETag/If-None-Match (a 304
 //     does not count against the rate limit), X-RateLimit-* headers, and
 //     GitHub's error bodies: 401 "Bad credentials", 404 "Not Found", 422

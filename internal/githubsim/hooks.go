@@ -428,9 +428,18 @@ type wPing struct {
 // AddHook adds a webhook to a repository and sends it a ping, as GitHub
 // does on creation. It returns the hook's ID.
 func (s *Sim) AddHook(ctx context.Context, fullName string, o HookOptions) (int64, error) {
+	id, d, err := s.addHook(fullName, o)
+	if err != nil {
+		return 0, err
+	}
+	return id, s.send(ctx, []*delivery{d})
+}
+
+// addHook creates the hook and its ping delivery (not yet queued).
+func (s *Sim) addHook(fullName string, o HookOptions) (int64, *delivery, error) {
 	u, err := url.Parse(o.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return 0, fmt.Errorf("githubsim: add hook to %s: %w: url %q", fullName, ErrInvalid, o.URL)
+		return 0, nil, fmt.Errorf("githubsim: add hook to %s: %w: url %q", fullName, ErrInvalid, o.URL)
 	}
 	if len(o.Events) == 0 {
 		o.Events = []string{"push"}
@@ -439,7 +448,7 @@ func (s *Sim) AddHook(ctx context.Context, fullName string, o HookOptions) (int6
 	r, err := s.repoLocked(fullName)
 	if err != nil {
 		s.mu.Unlock()
-		return 0, fmt.Errorf("githubsim: add hook: %w", err)
+		return 0, nil, fmt.Errorf("githubsim: add hook: %w", err)
 	}
 	h := &hook{id: s.newID(), repo: r, url: o.URL, secret: []byte(o.Secret), events: append([]string{}, o.Events...), created: s.opts.Now(), lastSt: "unused"}
 	r.hooks = append(r.hooks, h)
@@ -447,9 +456,9 @@ func (s *Sim) AddHook(ctx context.Context, fullName string, o HookOptions) (int6
 	body, err := json.Marshal(&wPing{Zen: "Keep it logically awesome.", HookID: h.id, Hook: s.wHookOf(h), Repository: s.wRepoOf(r), Sender: s.wUserOf(s.users[r.owner])})
 	if err != nil {
 		s.mu.Unlock()
-		return 0, fmt.Errorf("githubsim: add hook: %w", err)
+		return 0, nil, fmt.Errorf("githubsim: add hook: %w", err)
 	}
 	d := s.newDeliveryLocked(h, r, "ping", "", newGUID(), body, false)
 	s.mu.Unlock()
-	return h.id, s.send(ctx, []*delivery{d})
+	return h.id, d, nil
 }

@@ -303,6 +303,26 @@ func TestRESTThroughGoGitHub(t *testing.T) {
 		if err != nil || len(hooks) != 1 || hooks[0].GetID() != w.hookID || hooks[0].Config.GetURL() == "" {
 			t.Fatalf("hooks = %v, %v", hooks, err)
 		}
+		rc := newReceiver(t)
+		created, _, err := admin.Repositories.CreateHook(ctx, o, r, &github.Hook{
+			Events: []string{"issues"},
+			Config: &github.HookConfig{URL: github.String(rc.srv.URL), ContentType: github.String("json"), Secret: github.String("s3")},
+		})
+		if err != nil || created.GetID() == 0 || created.Config.GetURL() != rc.srv.URL || created.Config.GetSecret() != "********" {
+			t.Fatalf("create hook = %+v, %v", created, err)
+		}
+		if err := w.s.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if pings := rc.byEvent(t, "ping", ""); len(pings) != 1 || github.ValidateSignature(pings[0].header.Get("X-Hub-Signature-256"), pings[0].body, []byte("s3")) != nil {
+			t.Fatalf("created hook got %d signed pings", len(pings))
+		}
+		if _, _, err := admin.Repositories.CreateHook(ctx, o, r, &github.Hook{Config: &github.HookConfig{}}); !isStatus(err, 422) {
+			t.Errorf("hook without url = %v, want 422", err)
+		}
+		if _, _, err := gh.Repositories.CreateHook(ctx, o, r, &github.Hook{Config: &github.HookConfig{URL: github.String(rc.srv.URL)}}); !isStatus(err, 404) {
+			t.Errorf("non-admin create hook = %v, want 404", err)
+		}
 		ds, resp, err := admin.Repositories.ListHookDeliveries(ctx, o, r, w.hookID, &github.ListCursorOptions{PerPage: 2})
 		if err != nil || len(ds) != 2 || resp.Cursor == "" {
 			t.Fatalf("deliveries = %v, cursor %q, %v", ds, resp.Cursor, err)
