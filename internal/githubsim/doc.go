@@ -12,13 +12,12 @@
 //     WithEnterpriseURLs works): repositories, issues, pulls, issue
 //     comments, reviews, labels, milestones, issue events, check runs and
 //     suites, commit statuses, collaborator permission, the authenticated
-//     user, rate limit, hooks (list, create) and hook deliveries (list, get,
-//     redeliver). Responses use GitHub's JSON
-//     field names and nulls, Link pagination, ETag/If-None-Match (a 304
-//     does not count against the rate limit), X-RateLimit-* headers, and
-//     GitHub's error bodies: 401 "Bad credentials", 404 "Not Found", 422
-//     "Validation Failed", 400 "Problems parsing JSON", 403/429 when the
-//     rate limit is exhausted;
+//     user, rate limit, hooks (list, create) and hook deliveries (list,
+//     get, redeliver). Responses use GitHub's JSON field names and nulls,
+//     Link pagination, ETag/If-None-Match (a 304 does not count against
+//     the rate limit), X-RateLimit-* headers, and GitHub's error bodies:
+//     401 "Bad credentials", 404 "Not Found", 422 "Validation Failed", 400
+//     "Problems parsing JSON", 403/429 when the rate limit is exhausted;
 //   - webhooks: JSON POSTs with X-GitHub-Event, X-GitHub-Delivery (a
 //     GUID), X-GitHub-Hook-ID, X-GitHub-Hook-Installation-Target-ID/Type,
 //     X-Hub-Signature-256 and the legacy X-Hub-Signature, User-Agent
@@ -30,5 +29,13 @@
 // PushToPR, AddLabel, Comment, MergePR, …) plays the people and the
 // GitHub web UI; clients under test use HTTP like they would with GitHub.
 // Check runs may only be created by a GitHub App's token (AddApp), as on
-// GitHub; commit statuses by any user with write permission.
+// GitHub; commit statuses by any user with write permission. Pushes
+// create a check suite for every app subscribed to check_suite and send
+// it check_suite requested, as GitHub does.
+//
+// Issues, pull requests, users and hooks live in memory; only the git
+// repositories are on disk, so each Sim needs a fresh Options.Dir.
+// Webhooks leave in order from one delivery goroutine; a Go API call
+// waits for the deliveries it caused (unless Options.AsyncDelivery),
+// REST calls do not (as on GitHub), and Flush waits for all.
 package githubsim
