@@ -606,7 +606,10 @@ func (f *Follower) storeCache(i int, have, more []byte, h hash.Hash) error {
 		if err != nil {
 			return fmt.Errorf("logsync: cache: %w", err)
 		}
-		_, err = tmp.Write(append(have[:len(have):len(have)], more...))
+		_, err = tmp.Write(have)
+		if err == nil {
+			_, err = tmp.Write(more)
+		}
 		if cerr := tmp.Close(); err == nil {
 			err = cerr
 		}
