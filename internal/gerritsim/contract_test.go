@@ -103,6 +103,12 @@ func TestContractREST(t *testing.T) {
 			[]string{"[].real_author", "[].tag"}},
 		{"set review", "gerrit/rest/set-review-labels-and-comments.response.json", "POST", "a/changes/{n}/revisions/current/review", "reviewer",
 			`{"labels":{"Code-Review":-1},"message":"Some nits need to be fixed.","tag":"jenkins"}`, nil},
+		{"get review", "gerrit/rest/get-review-change-info-all-revisions-detailed-labels.response.json", "GET", "a/changes/{n}/revisions/1/review", "owner", "",
+			append(detailed, "topic", "labels.Code-Review.all[].date", "labels.Code-Review.recommended", "labels.Code-Review.value",
+				"revisions.*.created", "revisions.*.uploader", // sent by current Gerrit, absent from the docs example
+				"labels.Code-Review.disliked",                                          // present because the owner voted -1; the example has no such vote
+				"labels.Code-Review.all[].username", "reviewers.REVIEWER[].username")}, // the example's accounts have no username
+		{"get commit", "gerrit/rest/get-commit.response.json", "GET", "changes/{n}/revisions/current/commit", "", "", nil},
 		{"get hashtags", "gerrit/rest/get-hashtags.response.json", "GET", "changes/{n}/hashtags", "", "", nil},
 		{"abandon", "gerrit/rest/abandon-change.response.json", "POST", "a/changes/{n}/abandon", "owner", `{"message":"gone"}`, action},
 		{"restore", "gerrit/rest/restore-change.response.json", "POST", "a/changes/{n}/restore", "owner", `{}`, action},

@@ -272,6 +272,15 @@ func (s *Sim) routeChange(req *request, id string, rest []string) (any, error) {
 		return s.getHashtags(n)
 	case len(rest) == 3 && rest[0] == "revisions" && rest[2] == "review" && post:
 		return s.postReview(req, n, rest[1])
+	case len(rest) == 3 && rest[0] == "revisions" && (rest[2] == "review" || rest[2] == "commit") && get:
+		ps, err := s.resolveRevision(n, rest[1])
+		if err != nil {
+			return nil, err
+		}
+		if rest[2] == "commit" {
+			return s.getCommit(n, ps)
+		}
+		return s.getReview(n, ps, req.caller)
 	case len(rest) == 1 && post && (rest[0] == "submit" || rest[0] == "abandon" || rest[0] == "restore" || rest[0] == "hashtags"):
 		return s.postAction(req, n, rest[0])
 	case len(rest) == 3 && rest[0] == "revisions" && rest[2] == "submit" && post:
@@ -406,6 +415,7 @@ type parentInfo struct {
 }
 
 type commitInfo struct {
+	Commit    string       `json:"commit,omitempty"`
 	Parents   []parentInfo `json:"parents"`
 	Author    gitPerson    `json:"author"`
 	Committer gitPerson    `json:"committer"`
@@ -464,6 +474,7 @@ type changeInfo struct {
 	CurrentRevisionNumber  int                      `json:"current_revision_number"`
 	CurrentRevision        string                   `json:"current_revision,omitempty"`
 	Revisions              map[string]*revisionInfo `json:"revisions,omitempty"`
+	Submittable            *bool                    `json:"submittable,omitempty"`
 	WorkInProgress         bool                     `json:"work_in_progress,omitempty"`
 	IsPrivate              bool                     `json:"is_private,omitempty"`
 	MoreChanges            bool                     `json:"_more_changes,omitempty"`
@@ -515,6 +526,11 @@ func (s *Sim) changeInfoLocked(c *change, opts map[string]bool, caller *Account)
 		sub := s.accountInfoLocked(c.submitter, det)
 		ci.Submitter = &sub
 	}
+	if opts["SUBMITTABLE"] {
+		_, ok := s.submitRecords(c, curNum)
+		ok = ok && notes.Status == notedb.StatusNew
+		ci.Submittable = &ok
+	}
 	if opts["LABELS"] || opts["DETAILED_LABELS"] {
 		ci.Labels = s.labelsLocked(c, curNum, opts["DETAILED_LABELS"], det)
 	}
@@ -555,10 +571,7 @@ func (s *Sim) changeInfoLocked(c *change, opts map[string]bool, caller *Account)
 			if num != curNum && !opts["ALL_REVISIONS"] {
 				continue
 			}
-			ri := &revisionInfo{
-				Kind: ps.kind, Number: num, Created: timestamp(ps.created), Uploader: s.accountInfoLocked(ps.uploader, det),
-				Ref: psRef(c.number, num), Fetch: map[string]fetchInfo{"http": {URL: s.baseURL + c.project.Name, Ref: psRef(c.number, num)}},
-			}
+			ri := s.revisionInfoLocked(c, ps, det)
 			if opts["ALL_COMMITS"] || opts["CURRENT_COMMIT"] && num == curNum {
 				ri.Commit = s.commitInfoLocked(c, ps)
 			}
@@ -566,6 +579,43 @@ func (s *Sim) changeInfoLocked(c *change, opts map[string]bool, caller *Account)
 		}
 	}
 	return ci
+}
+
+func (s *Sim) revisionInfoLocked(c *change, ps *patchSet, det bool) *revisionInfo {
+	return &revisionInfo{
+		Kind: ps.kind, Number: ps.number, Created: timestamp(ps.created), Uploader: s.accountInfoLocked(ps.uploader, det),
+		Ref: psRef(c.number, ps.number), Fetch: map[string]fetchInfo{"http": {URL: s.baseURL + c.project.Name, Ref: psRef(c.number, ps.number)}},
+	}
+}
+
+// getReview answers GET …/revisions/{rev}/review: ChangeInfo with detailed
+// labels and accounts for that revision, which is the only one listed.
+func (s *Sim) getReview(n, psNum int, caller *Account) (*changeInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.changes[n]
+	if !ok {
+		return nil, notFound(strconv.Itoa(n))
+	}
+	ci := s.changeInfoLocked(c, map[string]bool{"DETAILED_LABELS": true, "DETAILED_ACCOUNTS": true}, caller)
+	ps := c.patchSets[psNum]
+	ci.Labels = s.labelsLocked(c, psNum, true, true)
+	ci.CurrentRevision = c.patchSets[c.notes.CurrentPatchSet()].sha
+	ci.Revisions = map[string]*revisionInfo{ps.sha: s.revisionInfoLocked(c, ps, true)}
+	return ci, nil
+}
+
+// getCommit answers GET …/revisions/{rev}/commit.
+func (s *Sim) getCommit(n, psNum int) (*commitInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.changes[n]
+	if !ok {
+		return nil, notFound(strconv.Itoa(n))
+	}
+	ci := s.commitInfoLocked(c, c.patchSets[psNum])
+	ci.Commit = c.patchSets[psNum].sha
+	return ci, nil
 }
 
 func (s *Sim) commitInfoLocked(c *change, ps *patchSet) *commitInfo {

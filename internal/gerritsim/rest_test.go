@@ -156,6 +156,19 @@ func TestRESTWithGoGerrit(t *testing.T) {
 		t.Fatalf("body lacks the XSSI prefix: %q", body)
 	}
 
+	review, _, err := anon.Changes.GetReview(ctx, strconv.Itoa(n), "1")
+	if err != nil || review.Labels["TryBot-Result"].Rejected.AccountID != w.Bot || review.Revisions[sha].Number != 1 {
+		t.Fatalf("get review: %+v %v", review, err)
+	}
+	commit, _, err := anon.Changes.GetCommit(ctx, strconv.Itoa(n), sha, nil)
+	if err != nil || commit.Commit != sha || commit.Message != "net/http: fix header parsing\n\nFixes #1.\n\nChange-Id: "+ci.ChangeID+"\n" {
+		t.Fatalf("get commit: %+v %v", commit, err)
+	}
+	sub, _, err := anon.Changes.GetChange(ctx, strconv.Itoa(n), &gerrit.ChangeOptions{AdditionalFields: []string{"SUBMITTABLE"}})
+	if err != nil || sub.Submittable {
+		t.Fatalf("submittable before Code-Review+2: %v %v", sub.Submittable, err)
+	}
+
 	// Submit needs Code-Review+2.
 	if _, _, err := rev.Changes.SubmitChange(ctx, strconv.Itoa(n), nil); err == nil || !strings.Contains(err.Error(), "409") {
 		t.Fatalf("submit without Code-Review+2: %v", err)
