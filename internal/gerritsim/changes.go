@@ -24,8 +24,6 @@ type change struct {
 	notes           *notedb.Change
 	patchSets       map[int]*patchSet
 	reviewerUpdates []reviewerUpdate
-	submitter       int
-	submitted       time.Time
 }
 
 type reviewerUpdate struct {
@@ -700,7 +698,6 @@ func (s *Sim) submit(ctx context.Context, n, accountID int, force bool) error {
 	if _, err := s.writeMeta(ctx, c, accountID, u, now, refUpdate{Ref: branchRef, Old: tip, New: newTip}); err != nil {
 		return err
 	}
-	c.submitter, c.submitted = accountID, now
 	s.emit(c, s.changeMergedEvent(c, ps, acct, newTip, now))
 	return nil
 }

@@ -520,10 +520,10 @@ func (s *Sim) changeInfoLocked(c *change, opts map[string]bool, caller *Account)
 	if !notes.WorkInProgress {
 		ci.HasReviewStarted = true
 	}
-	if notes.Status == notedb.StatusMerged && c.submitter != 0 {
-		t := timestamp(c.submitted)
+	if notes.Status == notedb.StatusMerged && notes.Submitter != 0 {
+		t := timestamp(notes.Submitted)
 		ci.Submitted = &t
-		sub := s.accountInfoLocked(c.submitter, det)
+		sub := s.accountInfoLocked(notes.Submitter, det)
 		ci.Submitter = &sub
 	}
 	if opts["SUBMITTABLE"] {

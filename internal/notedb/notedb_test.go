@@ -181,6 +181,9 @@ func TestReplayExamples(t *testing.T) {
 		c.Branch != "refs/heads/main" || c.Subject != "net/http: fix header parsing" || c.Owner != owner {
 		t.Fatalf("change = %+v", c)
 	}
+	if c.Submitter != reviewer || !c.Submitted.Equal(t0.Add(10*time.Minute)) {
+		t.Fatalf("submitted %v by %d", c.Submitted, c.Submitter)
+	}
 	if got := c.CurrentPatchSet(); got != 2 {
 		t.Fatalf("current patch set = %d, want 2", got)
 	}

@@ -28,8 +28,12 @@ type Change struct {
 	Private        bool
 	WorkInProgress bool
 	SubmissionID   string
-	RevertOf       int
-	CherryPickOf   string
+	// Submitted and Submitter are set by the update that made the change
+	// merged (zero otherwise).
+	Submitted    time.Time
+	Submitter    int
+	RevertOf     int
+	CherryPickOf string
 	// PatchSets maps patch set number to patch set.
 	PatchSets map[int]*PatchSet
 	// Messages are the change messages, oldest first.
@@ -162,6 +166,9 @@ func (c *Change) Apply(u *Update) error {
 		c.Branch = *u.Branch
 	}
 	if u.Status != nil {
+		if *u.Status == StatusMerged && c.Status != StatusMerged {
+			c.Submitted, c.Submitter = u.Time, u.Account
+		}
 		c.Status = *u.Status
 	} else if c.Status == "" {
 		c.Status = StatusNew
