@@ -656,10 +656,12 @@ func (j *Journal) write(batch []*pending) (rotated bool, err error) {
 	}
 	start := time.Now()
 	_, err = j.f.Write(buf)
+	synced := time.Now()
 	if err == nil {
-		err = j.f.Sync()
+		err = syncData(j.f)
 	}
-	j.metrics.fsync.Observe(time.Since(start).Seconds())
+	j.metrics.write.Observe(synced.Sub(start).Seconds())
+	j.metrics.fsync.Observe(time.Since(synced).Seconds())
 	j.metrics.batch.Observe(float64(len(batch)))
 	if err != nil {
 		err = fmt.Errorf("journal: write %s: %w", seg.path, err)

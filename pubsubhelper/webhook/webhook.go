@@ -34,6 +34,9 @@ import (
 	"strconv"
 	"strings"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/tryd-ci/tryd/pubsubhelper/pubsubtypes"
 )
 
@@ -53,17 +56,12 @@ func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
 }
 
-// checkObject rejects bodies that are not a single JSON object, with the
-// position of a syntax error when there is one.
+// checkObject rejects bodies that do not start like a JSON object; the
+// decoder that follows validates the rest (one pass, not two).
 func checkObject(body []byte) error {
 	b := bytes.TrimLeft(body, " \t\r\n")
 	if len(b) == 0 || b[0] != '{' {
 		return malformed("body is not a JSON object")
-	}
-	if !json.Valid(body) {
-		var v any
-		err := json.Unmarshal(body, &v)
-		return malformed("invalid JSON: %v", err)
 	}
 	return nil
 }
@@ -87,8 +85,8 @@ type ghRepository struct {
 }
 
 type ghIssue struct {
-	Number      int             `json:"number"`
-	PullRequest json.RawMessage `json:"pull_request"`
+	Number      int            `json:"number"`
+	PullRequest jsontext.Value `json:"pull_request"`
 }
 
 type ghBranch struct {
@@ -113,18 +111,20 @@ type ghCheck struct {
 }
 
 type ghPayload struct {
-	Action       string                 `json:"action"`
-	Number       int                    `json:"number"`
-	Repository   *ghRepository          `json:"repository"`
-	Issue        *ghIssue               `json:"issue"`
-	PullRequest  *ghPull                `json:"pull_request"`
-	Ref          string                 `json:"ref"`
-	After        string                 `json:"after"`
-	SHA          string                 `json:"sha"`
-	CheckRun     *ghCheck               `json:"check_run"`
-	CheckSuite   *ghCheck               `json:"check_suite"`
-	Label        *struct{ Name string } `json:"label"`
-	Sender       *ghAccount             `json:"sender"`
+	Action      string        `json:"action"`
+	Number      int           `json:"number"`
+	Repository  *ghRepository `json:"repository"`
+	Issue       *ghIssue      `json:"issue"`
+	PullRequest *ghPull       `json:"pull_request"`
+	Ref         string        `json:"ref"`
+	After       string        `json:"after"`
+	SHA         string        `json:"sha"`
+	CheckRun    *ghCheck      `json:"check_run"`
+	CheckSuite  *ghCheck      `json:"check_suite"`
+	Label       *struct {
+		Name string `json:"name"`
+	} `json:"label"`
+	Sender       *ghAccount `json:"sender"`
 	Installation *struct {
 		ID int64 `json:"id"`
 	} `json:"installation"`
@@ -141,7 +141,13 @@ func ParseGitHub(eventType string, body []byte) (*pubsubtypes.Event, error) {
 		return nil, fmt.Errorf("webhook: github %s: %w", eventType, err)
 	}
 	var p ghPayload
-	if err := json.Unmarshal(body, &p); err != nil {
+	// GitHub bodies are large (typically 10-30 KB, up to 25 MB) and come
+	// in bursts, and only a few top-level fields are needed: the
+	// encoding/json v2 prototype decodes and skips in one pass, about
+	// twice as fast as encoding/json, which validates the whole body
+	// before decoding it. Invalid UTF-8 and duplicate names are tolerated
+	// as encoding/json does, so that no delivery is refused for them.
+	if err := jsonv2.Unmarshal(body, &p, jsontext.AllowInvalidUTF8(true), jsontext.AllowDuplicateNames(true)); err != nil {
 		return nil, fmt.Errorf("webhook: github %s: %w", eventType, malformed("%v", err))
 	}
 	g := &pubsubtypes.GitHubEvent{Action: p.Action}
@@ -204,7 +210,7 @@ func ParseGitHub(eventType string, body []byte) (*pubsubtypes.Event, error) {
 	return &pubsubtypes.Event{Source: pubsubtypes.SourceGitHub, Type: eventType, GitHub: g}, nil
 }
 
-func isPresent(raw json.RawMessage) bool {
+func isPresent(raw jsontext.Value) bool {
 	return len(raw) > 0 && string(raw) != "null"
 }
 
