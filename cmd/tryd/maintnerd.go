@@ -1,14 +1,155 @@
 package main
 
-import "context"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/storage"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+
+	"github.com/tryd-ci/tryd/internal/httpserver"
+	"github.com/tryd-ci/tryd/internal/logging"
+	"github.com/tryd-ci/tryd/maintner"
+	"github.com/tryd-ci/tryd/maintner/logsync"
+	"github.com/tryd-ci/tryd/maintner/mutlog"
+	"github.com/tryd-ci/tryd/maintner/mutlog/gcsstore"
+	"github.com/tryd-ci/tryd/maintner/query"
+)
 
 func runMaintnerd(ctx context.Context, a *app, args []string) error {
 	fs, cf := a.flags("maintnerd", "[flags]", `Maintnerd keeps the corpus: it appends GitHub and Gerrit activity to the
 mutation log, serves the log to followers at /logs (compatible with
-golang.org/x/build/maintner) and answers the query API.`)
-	_ = fs.String("listen", ":8081", "address to serve HTTP on")
+golang.org/x/build/maintner) and answers the query API under /api/.
+
+The log lives on local disk under <data-dir>/maintner/log unless the config
+says maintnerd.store: gcs (with gcs_bucket and gcs_prefix).`)
+	listen := fs.String("listen", "", "address to serve HTTP on (default: maintnerd.listen from the config, else :8081)")
 	if err := a.parse(fs, cf, args); err != nil {
 		return err
 	}
-	return notBuilt("the maintnerd component", "issue #4 (maintner)")
+	addr := *listen
+	if addr == "" {
+		addr = a.cfg.Maintnerd.Listen
+	}
+	if addr == "" {
+		addr = ":8081"
+	}
+	m, err := startMaintnerd(ctx, a, a.log)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	srv, err := httpserver.New(httpserver.Options{Addr: addr, Handler: m.Handler(), Component: "maintnerd", Log: a.log, Registry: m.registry})
+	if err != nil {
+		return err
+	}
+	return srv.Serve(ctx)
+}
+
+// maintnerd is a running corpus server: the open log, the corpus loaded
+// from it, and the HTTP handlers. tryd dev embeds one.
+type maintnerd struct {
+	log      *mutlog.Log
+	corpus   *maintner.Corpus
+	logs     *logsync.Handler
+	query    *query.Handler
+	registry *prometheus.Registry
+	closeFns []func() error
+}
+
+// openStore opens the log store the configuration selects.
+func openStore(ctx context.Context, a *app, log logrus.FieldLogger) (mutlog.Store, func() error, error) {
+	switch strings.ToLower(a.cfg.Maintnerd.Store) {
+	case "", "disk":
+		dir, err := a.subdir("maintner/log")
+		if err != nil {
+			return nil, nil, err
+		}
+		st, err := mutlog.NewDiskStore(dir)
+		return st, func() error { return nil }, err
+	case "gcs":
+		if a.cfg.Maintnerd.GCSBucket == "" {
+			return nil, nil, errors.New("maintnerd: store gcs needs maintnerd.gcs_bucket")
+		}
+		client, err := storage.NewClient(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("maintnerd: GCS client: %w", err)
+		}
+		st, err := gcsstore.New(gcsstore.Options{Client: client, Bucket: a.cfg.Maintnerd.GCSBucket, Prefix: a.cfg.Maintnerd.GCSPrefix, Log: log})
+		if err != nil {
+			client.Close()
+			return nil, nil, err
+		}
+		return st, client.Close, nil
+	}
+	return nil, nil, fmt.Errorf("maintnerd: unknown store %q (want disk or gcs)", a.cfg.Maintnerd.Store)
+}
+
+// startMaintnerd opens the log, loads the corpus from it and builds the
+// handlers. Ingestion appends through m.corpus.Log.
+func startMaintnerd(ctx context.Context, a *app, base logrus.FieldLogger) (*maintnerd, error) {
+	log := logging.For(base, "maintnerd")
+	m := &maintnerd{registry: httpserver.NewRegistry()}
+	st, closeStore, err := openStore(ctx, a, log)
+	if err != nil {
+		return nil, err
+	}
+	m.closeFns = append(m.closeFns, closeStore)
+	m.log, err = mutlog.Open(ctx, mutlog.Options{Store: st, Log: log, Registry: m.registry})
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	m.closeFns = append([]func() error{m.log.Close}, m.closeFns...)
+	m.corpus, err = maintner.New(maintner.Options{Appender: m.log, Logger: log, Registry: m.registry})
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	start := time.Now()
+	size, err := m.corpus.LoadLog(ctx, m.log)
+	if err != nil {
+		m.Close()
+		return nil, fmt.Errorf("maintnerd: load corpus: %w", err)
+	}
+	log.WithFields(logrus.Fields{"bytes": size, "records": m.corpus.Stats().Records, "dur": time.Since(start).Round(time.Millisecond).String()}).Info("corpus loaded")
+	m.logs, err = logsync.NewHandler(logsync.HandlerOptions{Source: m.log, Path: "/logs", Log: log, Registry: m.registry})
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	m.query = query.NewHandler(m.corpus, log)
+	return m, nil
+}
+
+// Handler routes /logs to the log server, /api/ to the query API.
+func (m *maintnerd) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/logs", m.logs)
+	mux.Handle("/logs/", m.logs)
+	mux.Handle("/api/", m.query)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		s := m.corpus.Stats()
+		fmt.Fprintf(w, "tryd maintnerd\n\nlog: %d bytes, %d records\n\n/logs           mutation log (x/build maintner compatible)\n/api/stats      corpus statistics\n/api/github/repos, /api/gerrit/projects, /api/gerrit/changes?project=...\n",
+			m.log.Size(), s.Records)
+	})
+	return mux
+}
+
+// Close closes the log and the store client.
+func (m *maintnerd) Close() error {
+	var errs []error
+	for _, f := range m.closeFns {
+		if err := f(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	m.closeFns = nil
+	return errors.Join(errs...)
 }
