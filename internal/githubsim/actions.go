@@ -168,25 +168,36 @@ func (s *Sim) push(ctx context.Context, fullName, branch, from string, c Commit)
 }
 
 // afterRefUpdate runs with r.gitMu held once branch moved from old to
-// sha: it moves refs/pull/N/head of open pull requests from that branch,
-// updates their state and queues push and synchronize events.
+// sha. For open pull requests whose head is branch it moves
+// refs/pull/N/head (and sends synchronize); for those whose head or base
+// is branch it recomputes refs/pull/N/merge, mergeability and the diff
+// stats, as GitHub does. It queues the push event too.
 func (s *Sim) afterRefUpdate(ctx context.Context, r *repo, pusher *user, branch, old, sha string) ([]*delivery, error) {
 	type prUpd struct {
 		is                      *issue
+		sync                    bool
+		head, base              string
 		commits, adds, dels, nf int
+		mergeable               bool
 	}
-	var upd []prUpd
+	var upd []*prUpd
 	s.mu.Lock()
-	var prs []*issue
 	for _, is := range r.issues {
-		if is.pr != nil && is.state == "open" && is.pr.headRef == branch {
-			prs = append(prs, is)
+		if is.pr == nil || is.state != "open" {
+			continue
+		}
+		if is.pr.headRef == branch || is.pr.baseRef == branch {
+			upd = append(upd, &prUpd{is: is, sync: is.pr.headRef == branch, head: is.pr.headSHA})
 		}
 	}
 	s.mu.Unlock()
-	for _, is := range prs {
-		if err := updateRef(ctx, s.gitPath, r.dir, fmt.Sprintf("refs/pull/%d/head", is.number), sha, is.pr.headSHA); err != nil {
-			return nil, err
+	for _, u := range upd {
+		is := u.is
+		if u.sync {
+			if err := updateRef(ctx, s.gitPath, r.dir, fmt.Sprintf("refs/pull/%d/head", is.number), sha, is.pr.headSHA); err != nil {
+				return nil, err
+			}
+			u.head = sha
 		}
 		base, err := resolve(ctx, s.gitPath, r.dir, "refs/heads/"+is.pr.baseRef)
 		if err != nil {
@@ -195,11 +206,13 @@ func (s *Sim) afterRefUpdate(ctx context.Context, r *repo, pusher *user, branch,
 		if base == "" {
 			base = is.pr.baseSHA
 		}
-		u := prUpd{is: is}
-		if u.commits, u.adds, u.dels, u.nf, err = diffStats(ctx, s.gitPath, r.dir, base, sha); err != nil {
+		u.base = base
+		if u.commits, u.adds, u.dels, u.nf, err = diffStats(ctx, s.gitPath, r.dir, base, u.head); err != nil {
 			return nil, err
 		}
-		upd = append(upd, u)
+		if u.mergeable, err = s.updateMergeRef(ctx, r, is.number, base, u.head); err != nil {
+			return nil, err
+		}
 	}
 	commits, err := commitsBetween(ctx, s.gitPath, r.dir, branch, old, sha)
 	if err != nil {
@@ -222,8 +235,11 @@ func (s *Sim) afterRefUpdate(ctx context.Context, r *repo, pusher *user, branch,
 	for _, u := range upd {
 		is := u.is
 		before := is.pr.headSHA
-		is.pr.headSHA = sha
+		is.pr.headSHA, is.pr.baseSHA, is.pr.mergeable = u.head, u.base, u.mergeable
 		is.pr.commits, is.pr.adds, is.pr.dels, is.pr.nf = u.commits, u.adds, u.dels, u.nf
+		if !u.sync {
+			continue
+		}
 		is.updated = now
 		ds = append(ds, s.emitLocked(r, "pull_request", "synchronize", nil, false, func(inst *wInstallation) any {
 			return &wPREvent{Action: "synchronize", Number: is.number, Before: before, After: sha,
@@ -231,6 +247,25 @@ func (s *Sim) afterRefUpdate(ctx context.Context, r *repo, pusher *user, branch,
 		})...)
 	}
 	return ds, nil
+}
+
+// updateMergeRef points refs/pull/N/merge at a test merge of head into
+// base, as GitHub keeps it, or deletes it when they conflict. It reports
+// whether the pull request is mergeable. Call with r.gitMu held.
+func (s *Sim) updateMergeRef(ctx context.Context, r *repo, number int, base, head string) (bool, error) {
+	ref := fmt.Sprintf("refs/pull/%d/merge", number)
+	id := gitIdent{name: "GitHub", email: "noreply@github.com", when: s.opts.Now()}
+	sha, err := mergeCommit(ctx, s.gitPath, r.dir, base, head, fmt.Sprintf("Merge %s into %s", head, base), id)
+	if errors.Is(err, errConflict) {
+		if exists, rerr := resolve(ctx, s.gitPath, r.dir, ref); rerr == nil && exists != "" {
+			return false, setRef(ctx, s.gitPath, r.dir, ref, "")
+		}
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, setRef(ctx, s.gitPath, r.dir, ref, sha)
 }
 
 func (s *Sim) pushPayloadLocked(r *repo, pusher *user, branch, old, sha string, commits []gitCommitInfo, inst *wInstallation) *wPushEvent {
@@ -340,10 +375,14 @@ func (s *Sim) openPR(ctx context.Context, fullName, author string, o PROptions) 
 	if err := updateRef(ctx, s.gitPath, r.dir, fmt.Sprintf("refs/pull/%d/head", number), head, ""); err != nil {
 		return 0, err
 	}
+	mergeable, err := s.updateMergeRef(ctx, r, number, base, head)
+	if err != nil {
+		return 0, err
+	}
 	s.mu.Lock()
 	now := s.opts.Now()
 	is := &issue{id: s.newID(), number: number, title: o.Title, body: o.Body, author: u, state: "open", created: now, updated: now,
-		pr: &pull{id: s.newID(), headRef: o.Head, baseRef: o.Base, headSHA: head, baseSHA: base, draft: o.Draft,
+		pr: &pull{id: s.newID(), headRef: o.Head, baseRef: o.Base, headSHA: head, baseSHA: base, draft: o.Draft, mergeable: mergeable,
 			commits: commits, adds: adds, dels: dels, nf: nf}}
 	r.issues = append(r.issues, is)
 	ds := s.emitLocked(r, "pull_request", "opened", nil, false, func(inst *wInstallation) any {
@@ -666,6 +705,9 @@ func (s *Sim) mergePR(ctx context.Context, fullName string, number int, login st
 	}
 	msg := fmt.Sprintf("Merge pull request #%d from %s/%s\n\n%s", number, r.owner, is.pr.headRef, is.title)
 	sha, err := mergeCommit(ctx, s.gitPath, r.dir, base, is.pr.headSHA, msg, s.ident(u.login))
+	if errors.Is(err, errConflict) {
+		return "", fmt.Errorf("%w: pull request #%d is not mergeable: %v", ErrInvalid, number, err)
+	}
 	if err != nil {
 		return "", err
 	}

@@ -7,7 +7,8 @@
 //
 //   - git: a bare repository Dir/owner/name.git served by `git
 //     http-backend` at <URL>/owner/name.git (clone, fetch, ls-remote),
-//     with refs/heads/* and refs/pull/N/head for every pull request;
+//     with refs/heads/*, refs/pull/N/head for every pull request and
+//     refs/pull/N/merge (a test merge into the base) while it merges cleanly;
 //   - REST under <URL>/api/v3/ (GitHub Enterprise layout, so go-github's
 //     WithEnterpriseURLs works): repositories, issues, pulls, issue
 //     comments, reviews, labels, milestones, issue events, check runs and

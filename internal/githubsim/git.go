@@ -194,6 +194,17 @@ func commitTree(ctx context.Context, gitPath, dir, tree string, parents []string
 	return runGit(ctx, gitPath, dir, []byte(msg+"\n"), id.env(), args...)
 }
 
+// setRef points ref at sha whatever it pointed at, or deletes it when sha
+// is "".
+func setRef(ctx context.Context, gitPath, dir, ref, sha string) error {
+	args := []string{"update-ref", ref, sha}
+	if sha == "" {
+		args = []string{"update-ref", "-d", ref}
+	}
+	_, err := runGit(ctx, gitPath, dir, nil, nil, args...)
+	return err
+}
+
 // updateRef moves ref from old ("" if it must not exist) to sha.
 func updateRef(ctx context.Context, gitPath, dir, ref, sha, old string) error {
 	if old == "" {
@@ -203,12 +214,21 @@ func updateRef(ctx context.Context, gitPath, dir, ref, sha, old string) error {
 	return err
 }
 
+// errConflict: the merge of a pull request's head into its base
+// conflicts.
+var errConflict = errors.New("merge conflict")
+
 // mergeCommit writes the merge of head into base (git merge-tree, as a
-// server does without a worktree) and returns the merge commit.
+// server does without a worktree) and returns the merge commit, or an
+// error wrapping errConflict.
 func mergeCommit(ctx context.Context, gitPath, dir, base, head, msg string, id gitIdent) (string, error) {
 	out, err := runGit(ctx, gitPath, dir, nil, nil, "merge-tree", "--write-tree", "--no-messages", base, head)
 	if err != nil {
-		return "", fmt.Errorf("merge conflict or merge failure: %w", err)
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() == 1 {
+			return "", fmt.Errorf("%w: %s into %s", errConflict, head, base)
+		}
+		return "", err
 	}
 	tree, _, _ := strings.Cut(out, "\n")
 	return commitTree(ctx, gitPath, dir, tree, []string{base, head}, msg, id)

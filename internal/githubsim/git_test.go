@@ -1,6 +1,7 @@
 package githubsim
 
 import (
+	"errors"
 	"net/http"
 	"os"
 	"os/exec"
@@ -107,5 +108,53 @@ func TestGitRejectsPushAndBadPaths(t *testing.T) {
 		if resp.StatusCode != 404 {
 			t.Errorf("GET %s = %d, want 404", p, resp.StatusCode)
 		}
+	}
+}
+
+// TestMergeRefAndConflicts checks refs/pull/N/merge and mergeability as
+// the base and head move.
+func TestMergeRefAndConflicts(t *testing.T) {
+	w := newWorld(t, Options{})
+	s, ctx := w.s, ctxT(t)
+	gh := client(t, s, w.writeTok)
+	n, err := s.OpenPR(ctx, w.repo, "wendy", PROptions{Head: "edit", Title: "Edit", Files: map[string]string{"README.md": "from the pull request\n"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := func() (mergeable bool, st, baseSHA string, refs map[string]string) {
+		p, _, err := gh.PullRequests.Get(ctx, "octo", "hello", n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.GetMergeable(), p.GetMergeableState(), p.GetBase().GetSHA(), lsRemote(t, s.GitURL(w.repo))
+	}
+	m, st, _, refs := state()
+	if !m || st != "clean" || refs["refs/pull/1/merge"] == "" {
+		t.Fatalf("fresh PR: mergeable %v %s, merge ref %q", m, st, refs["refs/pull/1/merge"])
+	}
+	dir := t.TempDir()
+	gitCmd(t, dir, "init", "--quiet")
+	gitCmd(t, dir, "fetch", "--quiet", s.GitURL(w.repo), "refs/pull/1/merge")
+	parents := strings.Fields(gitCmd(t, dir, "rev-list", "--parents", "-n1", "FETCH_HEAD"))
+	if len(parents) != 3 || parents[1] != refs["refs/heads/main"] || parents[2] != refs["refs/pull/1/head"] {
+		t.Fatalf("merge ref parents %v, want main %s and head %s", parents, refs["refs/heads/main"], refs["refs/pull/1/head"])
+	}
+
+	mainTip, err := s.Push(ctx, w.repo, "main", map[string]string{"README.md": "from main\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, st, base, refs := state()
+	if m || st != "dirty" || refs["refs/pull/1/merge"] != "" || base != mainTip {
+		t.Fatalf("after a conflicting base push: mergeable %v %s, merge ref %q, base %s (main %s)", m, st, refs["refs/pull/1/merge"], base, mainTip)
+	}
+	if _, err := s.MergePR(ctx, w.repo, n, "octo"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("merging a conflicting PR = %v, want ErrInvalid", err)
+	}
+	if _, err := s.PushToPR(ctx, w.repo, n, map[string]string{"README.md": "from main\n", "extra.txt": "x\n"}); err != nil {
+		t.Fatal(err)
+	}
+	if m, st, _, refs = state(); !m || st != "clean" || refs["refs/pull/1/merge"] == "" {
+		t.Fatalf("after resolving: mergeable %v %s, merge ref %q", m, st, refs["refs/pull/1/merge"])
 	}
 }

@@ -225,12 +225,15 @@ func (s *Sim) wPullOf(r *repo, is *issue) *wPull {
 		w.Assignee = s.wUserOf(is.assignees[0])
 	}
 	if is.state == "open" {
-		// GitHub computes mergeability in the background; the simulator
-		// answers at once: clean unless the merge would conflict, which
-		// it does not compute, so it reports the common case.
-		t := true
-		w.Mergeable, w.Rebaseable = &t, &t
+		// GitHub computes mergeability in the background and answers
+		// null until it knows; the simulator knows at once (it is
+		// computed with refs/pull/N/merge).
+		m := p.mergeable
+		w.Mergeable, w.Rebaseable = &m, &m
 		w.MergeableState = "clean"
+		if !m {
+			w.MergeableState = "dirty"
+		}
 	}
 	return w
 }

@@ -208,6 +208,7 @@ type pull struct {
 	mergeSHA                string
 	mergedBy                *user
 	draft                   bool
+	mergeable               bool // head merges into base cleanly
 	commits, adds, dels, nf int
 }
 
