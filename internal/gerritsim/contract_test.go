@@ -109,6 +109,8 @@ func TestContractREST(t *testing.T) {
 				"labels.Code-Review.disliked",                                          // present because the owner voted -1; the example has no such vote
 				"labels.Code-Review.all[].username", "reviewers.REVIEWER[].username")}, // the example's accounts have no username
 		{"get commit", "gerrit/rest/get-commit.response.json", "GET", "changes/{n}/revisions/current/commit", "", "", nil},
+		{"list votes", "gerrit/rest/list-votes.response.json", "GET", "changes/{n}/reviewers/owner/votes/", "", "",
+			[]string{"Verified", "Work-In-Progress"}}, // labels the owner did not vote on / the project does not have
 		{"get hashtags", "gerrit/rest/get-hashtags.response.json", "GET", "changes/{n}/hashtags", "", "", nil},
 		{"abandon", "gerrit/rest/abandon-change.response.json", "POST", "a/changes/{n}/abandon", "owner", `{"message":"gone"}`, action},
 		{"restore", "gerrit/rest/restore-change.response.json", "POST", "a/changes/{n}/restore", "owner", `{}`, action},
@@ -255,6 +257,8 @@ func TestContractWebhooks(t *testing.T) {
 	must(t, err)
 	must(t, s.Abandon(ctx, n, w.Owner, "change not needed"))
 	must(t, s.Restore(ctx, n, w.Owner, "needed"))
+	must(t, s.DeleteVote(ctx, n, w.Owner, w.Reviewer, "Code-Review"))
+	must(t, s.Vote(ctx, n, 1, w.Reviewer, map[string]int{"Code-Review": 2}, "", ""))
 	must(t, s.Submit(ctx, n, w.Reviewer))
 	must(t, s.Flush(ctx))
 
@@ -279,6 +283,9 @@ func TestContractWebhooks(t *testing.T) {
 		{"gerrit/events/ssh-stream/change-restored.json", "change-restored", append(sshShape, "reason",
 			"change.createdOn", "patchSet.kind", "refName")}, // added to events after this 2014 capture
 		{"gerrit/events/ssh-stream/hashtags-changed.json", "hashtags-changed", append(sshShape, "removed")},
+		{"gerrit/events/ssh-stream/vote-deleted.json", "vote-deleted", append(sshShape,
+			"approvals[].grantedOn", "approvals[].by", // in this hand-written test input only; Gerrit's ApprovalAttribute for deletions has neither
+			"change.createdOn", "patchSet.kind", "refName")}, // newer than the test input
 	}
 	rcv.mu.Lock()
 	defer rcv.mu.Unlock()

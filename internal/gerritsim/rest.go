@@ -74,7 +74,26 @@ func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if _, ok := v.(noContent); ok {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	writeJSON(w, http.StatusOK, v)
+}
+
+// noContent makes serveHTTP answer 204, as Gerrit does for deletions.
+type noContent struct{}
+
+// accountID resolves an account by id, username or email.
+func (s *Sim) accountID(id string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.accounts {
+		if strconv.Itoa(a.ID) == id || strings.EqualFold(a.Username, id) || a.Email != "" && strings.EqualFold(a.Email, id) {
+			return a.ID, nil
+		}
+	}
+	return 0, notFound(id)
 }
 
 func (s *Sim) authenticate(r *http.Request) (*Account, error) {
@@ -283,10 +302,29 @@ func (s *Sim) routeChange(req *request, id string, rest []string) (any, error) {
 		return s.getReview(n, ps, req.caller)
 	case len(rest) == 1 && post && (rest[0] == "submit" || rest[0] == "abandon" || rest[0] == "restore" || rest[0] == "hashtags"):
 		return s.postAction(req, n, rest[0])
+	case len(rest) == 3 && rest[0] == "reviewers" && rest[2] == "votes" && get:
+		id, err := s.accountID(rest[1])
+		if err != nil {
+			return nil, err
+		}
+		return s.votes(n, id)
+	case len(rest) == 4 && rest[0] == "reviewers" && rest[2] == "votes" && method == http.MethodDelete,
+		len(rest) == 5 && rest[0] == "reviewers" && rest[2] == "votes" && rest[4] == "delete" && post:
+		if err := needAuth(req); err != nil {
+			return nil, err
+		}
+		id, err := s.accountID(rest[1])
+		if err != nil {
+			return nil, err
+		}
+		if err := s.deleteVote(req.r.Context(), n, req.caller.ID, id, rest[3]); err != nil {
+			return nil, err
+		}
+		return noContent{}, nil
 	case len(rest) == 3 && rest[0] == "revisions" && rest[2] == "submit" && post:
 		return s.postAction(req, n, "submit")
 	}
-	if len(rest) > 0 && (get || post) {
+	if len(rest) > 0 && (get || post || method == http.MethodDelete) {
 		return nil, notFound(strings.Join(rest, "/"))
 	}
 	return nil, errMethod
