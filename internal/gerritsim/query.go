@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tryd-ci/tryd/internal/notedb"
 )
@@ -32,7 +33,11 @@ func parseQuery(q string) (*query, error) {
 		return nil, badRequest("query too long")
 	}
 	out := &query{}
-	for _, tok := range strings.Fields(q) {
+	toks, err := tokenize(q)
+	if err != nil {
+		return nil, err
+	}
+	for _, tok := range toks {
 		neg := false
 		if strings.HasPrefix(tok, "-") && len(tok) > 1 {
 			neg, tok = true, tok[1:]
@@ -98,6 +103,18 @@ func parseQuery(q string) (*query, error) {
 				return nil, err
 			}
 			pred = p
+		case "after", "since", "before", "until":
+			ts, err := parseQueryTime(val)
+			if err != nil {
+				return nil, err
+			}
+			after := op == "after" || op == "since"
+			pred = func(_ *Sim, c *change, _ *Account) bool {
+				if after {
+					return !c.notes.Updated.Before(ts)
+				}
+				return !c.notes.Updated.After(ts)
+			}
 		case "limit":
 			n, err := strconv.Atoi(val)
 			if err != nil || n <= 0 {
@@ -114,6 +131,54 @@ func parseQuery(q string) (*query, error) {
 		return nil, badRequest("empty query")
 	}
 	return out, nil
+}
+
+// tokenize splits a query on white space, keeping "quoted" and {braced}
+// values (which may hold spaces) in one token.
+func tokenize(q string) ([]string, error) {
+	var out []string
+	var cur strings.Builder
+	var quote rune
+	for _, r := range q {
+		switch {
+		case quote != 0:
+			cur.WriteRune(r)
+			if r == quote {
+				quote = 0
+			}
+		case r == '"':
+			quote = '"'
+			cur.WriteRune(r)
+		case r == '{':
+			quote = '}'
+			cur.WriteRune(r)
+		case r == ' ' || r == '\t' || r == '\n' || r == '\r':
+			if cur.Len() > 0 {
+				out = append(out, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	if quote != 0 {
+		return nil, badRequest("Unbalanced quote in query: %s", q)
+	}
+	if cur.Len() > 0 {
+		out = append(out, cur.String())
+	}
+	return out, nil
+}
+
+// parseQueryTime reads the timestamps Gerrit's after:/before: accept:
+// "2006-01-02", "2006-01-02 15:04:05" and with fractional seconds, UTC.
+func parseQueryTime(v string) (time.Time, error) {
+	for _, layout := range []string{"2006-01-02 15:04:05.999999999", "2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, badRequest("Invalid timestamp: %s", v)
 }
 
 func statusPred(v string) (func(*Sim, *change, *Account) bool, error) {

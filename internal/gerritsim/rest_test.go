@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"reflect"
 	"sort"
 	"strconv"
@@ -307,7 +308,7 @@ func TestQueryChanges(t *testing.T) {
 		{"is:closed", []int{c3, c4}},
 		{"status:abandoned", []int{c4}},
 		{"label:Run-TryBot=1 status:open", []int{c1, c5}},
-		{"label:Run-TryBot=%2B1", []int{c1, c5}},
+		{"label:Run-TryBot=+1", []int{c1, c5}},
 		{"label:Run-TryBot=0", []int{c2, c3, c4}},
 		{"label:Code-Review<=-1", []int{c5}},
 		{"label:Run-TryBot>=1 project:other/repo", []int{c5}},
@@ -319,10 +320,13 @@ func TestQueryChanges(t *testing.T) {
 		{"owner:owner status:merged", []int{c3}},
 		{"hashtag:ho", []int{c5}},
 		{"status:open limit:2", []int{c5, c2}},
+		{`after:"2026-01-02 03:04:05" is:merged`, []int{c3}},
+		{`before:"2026-01-02 03:04:04.5"`, nil},
+		{"since:2026-01-02 project:other/repo", []int{c5}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.q, func(t *testing.T) {
-			code, _, body := rawDo(t, "GET", s.URL()+"changes/?q="+strings.ReplaceAll(tc.q, " ", "+"), "", "", "")
+			code, _, body := rawDo(t, "GET", s.URL()+"changes/?q="+url.QueryEscape(tc.q), "", "", "")
 			var got []gerrit.ChangeInfo
 			if err := json.Unmarshal(gerrit.RemoveMagicPrefixLine([]byte(body)), &got); code != 200 || err != nil {
 				t.Fatalf("%d %v %s", code, err, body)
