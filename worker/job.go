@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -90,18 +91,13 @@ func (w *Worker) run(ctx context.Context, a api.Assignment) api.AttemptResult {
 // execute prepares the job's directories, runs its commands and uploads
 // its outputs, returning the output archive's digest and size.
 func (w *Worker) execute(ctx context.Context, a api.Assignment, logs *logStream) (string, int64, error) {
-	jobDir, err := os.MkdirTemp(w.jobsDir, "job-")
+	jobDir, err := w.takeJobDir()
 	if err != nil {
-		return "", 0, infra("worker: job directory: %w", err)
+		return "", 0, err
 	}
-	defer os.RemoveAll(jobDir)
+	defer w.releaseJobDir(jobDir)
 	dirs := graph.Dirs{Output: filepath.Join(jobDir, "out"), Deps: map[string]string{}}
 	tmp := filepath.Join(jobDir, "tmp")
-	for _, d := range []string{dirs.Output, tmp} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return "", 0, infra("worker: job directory: %w", err)
-		}
-	}
 
 	if a.Source != nil {
 		dirs.Source = filepath.Join(jobDir, "src")
@@ -146,6 +142,91 @@ func (w *Worker) execute(ctx context.Context, a api.Assignment, logs *logStream)
 		}
 	}
 	return w.uploadOutputs(ctx, dirs.Output)
+}
+
+// takeJobDir returns a clean job directory holding empty out/ and tmp/.
+// Directories are reused from job to job (after release has made them
+// clean again), because on a busy disk creating and removing directories
+// costs more than a trivial job.
+func (w *Worker) takeJobDir() (string, error) {
+	select {
+	case d := <-w.jobDirs:
+		return d, nil
+	default:
+	}
+	d, err := os.MkdirTemp(w.jobsDir, "job-")
+	if err != nil {
+		return "", infra("worker: job directory: %w", err)
+	}
+	for _, sub := range []string{"out", "tmp"} {
+		if err := os.Mkdir(filepath.Join(d, sub), 0o755); err != nil {
+			os.RemoveAll(d)
+			return "", infra("worker: job directory: %w", err)
+		}
+	}
+	return d, nil
+}
+
+// releaseJobDir cleans a job directory for the next job (removing
+// everything but empty out/ and tmp/) and returns it to the pool, or
+// removes it when it cannot be cleaned or the pool is full.
+func (w *Worker) releaseJobDir(d string) {
+	if cleanJobDir(d) == nil {
+		select {
+		case w.jobDirs <- d:
+			return
+		default:
+		}
+	}
+	if err := os.RemoveAll(d); err != nil {
+		w.log.WithError(err).WithField("dir", d).Warn("cannot remove job directory")
+	}
+}
+
+// cleanJobDir leaves d with exactly two empty directories, out and tmp,
+// touching the disk only where the job left something.
+func cleanJobDir(d string) error {
+	ents, err := os.ReadDir(d)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		p := filepath.Join(d, e.Name())
+		if (e.Name() == "out" || e.Name() == "tmp") && e.IsDir() && e.Type()&os.ModeSymlink == 0 {
+			if emptyDir(p) {
+				continue
+			}
+			if err := os.RemoveAll(p); err != nil {
+				return err
+			}
+			if err := os.Mkdir(p, 0o755); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := os.RemoveAll(p); err != nil {
+			return err
+		}
+	}
+	for _, sub := range []string{"out", "tmp"} {
+		if st, err := os.Lstat(filepath.Join(d, sub)); err != nil || !st.IsDir() {
+			if err := os.Mkdir(filepath.Join(d, sub), 0o755); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// emptyDir reports whether p is a readable, empty directory.
+func emptyDir(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	return len(names) == 0 && err == io.EOF
 }
 
 // within reports whether p is dir or below it.
@@ -352,18 +433,89 @@ func (w *Worker) fetch(ctx context.Context, digest string) (*os.File, error) {
 	})
 }
 
+// spillBytes is how much of an output archive is kept in memory before
+// it is written to a temporary file.
+const spillBytes = 1 << 20
+
+// spill is an io.Writer that keeps up to spillBytes in memory and moves
+// everything to a temporary file of the cache beyond that.
+type spill struct {
+	cache *artifact.Cache
+	buf   []byte
+	f     *os.File
+	err   error // a failure to write the temporary file (the worker's fault)
+}
+
+func (s *spill) Write(p []byte) (int, error) {
+	if s.f == nil && len(s.buf)+len(p) <= spillBytes {
+		s.buf = append(s.buf, p...)
+		return len(p), nil
+	}
+	if s.f == nil {
+		f, err := s.cache.TempFile()
+		if err != nil {
+			s.err = err
+			return 0, err
+		}
+		s.f = f
+		if _, err := f.Write(s.buf); err != nil {
+			s.err = err
+			return 0, err
+		}
+		s.buf = nil
+	}
+	n, err := s.f.Write(p)
+	if err != nil {
+		s.err = err
+	}
+	return n, err
+}
+
+// reader returns the archive's bytes from the start.
+func (s *spill) reader() (io.ReadSeeker, error) {
+	if s.f == nil {
+		return bytes.NewReader(s.buf), nil
+	}
+	_, err := s.f.Seek(0, io.SeekStart)
+	return s.f, err
+}
+
+// keep moves the archive into the local cache under digest.
+func (s *spill) keep(digest string) error {
+	if s.f == nil {
+		f, err := s.cache.TempFile()
+		if err != nil {
+			return err
+		}
+		s.f = f
+		if _, err := f.Write(s.buf); err != nil {
+			return err
+		}
+	}
+	if err := s.f.Close(); err != nil {
+		return err
+	}
+	name := s.f.Name()
+	s.f = nil
+	return s.cache.Add(digest, name)
+}
+
+func (s *spill) discard() {
+	if s.f != nil {
+		s.f.Close()
+		os.Remove(s.f.Name())
+	}
+}
+
 // uploadOutputs packs the output directory, uploads the archive unless the
 // store is known to hold it, and keeps it in the local cache (dependents
 // scheduled here for locality find it).
 func (w *Worker) uploadOutputs(ctx context.Context, outDir string) (string, int64, error) {
-	tmp, err := w.cache.TempFile()
-	if err != nil {
-		return "", 0, infra("worker: outputs: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	p, err := artifact.Pack(outDir, tmp, artifact.Limits{MaxBytes: w.opts.MaxOutputBytes})
-	if cerr := tmp.Close(); err == nil && cerr != nil {
-		err = infra("worker: outputs: %w", cerr)
+	sp := &spill{cache: w.cache}
+	defer sp.discard()
+	p, err := artifact.Pack(outDir, sp, artifact.Limits{MaxBytes: w.opts.MaxOutputBytes})
+	if sp.err != nil {
+		return "", 0, infra("worker: outputs: %w", sp.err)
 	}
 	if err != nil {
 		return "", 0, err
@@ -371,17 +523,15 @@ func (w *Worker) uploadOutputs(ctx context.Context, outDir string) (string, int6
 	if w.uploaded(p.Digest) {
 		return p.Digest, p.Size, nil
 	}
-	f, err := os.Open(tmp.Name())
+	r, err := sp.reader()
 	if err != nil {
 		return "", 0, infra("worker: outputs: %w", err)
 	}
-	err = w.opts.Client.PutArtifact(ctx, p.Digest, f, p.Size)
-	f.Close()
-	if err != nil {
+	if err := w.opts.Client.PutArtifact(ctx, p.Digest, r, p.Size); err != nil {
 		return "", 0, infra("worker: upload outputs: %w", err)
 	}
 	w.markUploaded(p.Digest)
-	if err := w.cache.Add(p.Digest, tmp.Name()); err != nil {
+	if err := sp.keep(p.Digest); err != nil {
 		w.log.WithError(err).Warn("cannot keep outputs in the local cache")
 	}
 	return p.Digest, p.Size, nil

@@ -69,6 +69,7 @@ type Worker struct {
 	opts    Options
 	log     logrus.FieldLogger
 	jobsDir string
+	jobDirs chan string // clean job directories ready for reuse
 	cache   *artifact.Cache
 	sources *source.Store
 	m       *metrics
@@ -128,7 +129,7 @@ func New(opts Options) (*Worker, error) {
 		l.SetOutput(io.Discard)
 		log = l
 	}
-	w := &Worker{opts: opts, log: log, jobsDir: filepath.Join(opts.Dir, "jobs"), uploadedOK: map[string]bool{}}
+	w := &Worker{opts: opts, log: log, jobsDir: filepath.Join(opts.Dir, "jobs"), uploadedOK: map[string]bool{}, jobDirs: make(chan string, opts.Slots)}
 	if err := os.RemoveAll(w.jobsDir); err != nil {
 		return nil, fmt.Errorf("worker: clear %s: %w", w.jobsDir, err)
 	}
@@ -315,7 +316,11 @@ func (w *Worker) Run(ctx context.Context) error {
 			go func() {
 				pctx, cancel := context.WithTimeout(bg, pollWait+30*time.Second)
 				defer cancel()
+				t0 := time.Now()
 				resp, err := w.opts.Client.Poll(pctx, req)
+				if resp != nil {
+					w.log.WithFields(logrus.Fields{"free": req.FreeSlots, "results": len(req.Results), "assigned": len(resp.Assignments), "took": time.Since(t0)}).Debug("poll answered")
+				}
 				answers <- pollAnswer{seq: seq, resp: resp, req: req, err: err}
 			}()
 		}
@@ -370,6 +375,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				backlog = append(backlog, a)
 			}
 		case res := <-finished:
+			w.log.WithFields(logrus.Fields{"attempt": res.AttemptID, "state": res.State, "ms": res.DurationMS}).Debug("job finished")
 			r := runningJobs[res.AttemptID]
 			delete(runningJobs, res.AttemptID)
 			w.m.running.Dec()

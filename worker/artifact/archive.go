@@ -97,6 +97,10 @@ type Packed struct {
 // worker.
 func Pack(dir string, w io.Writer, lim Limits) (Packed, error) {
 	lim = lim.withDefaults()
+	// The job may have replaced its output directory by a symlink.
+	if st, err := os.Lstat(dir); err != nil || !st.IsDir() {
+		return Packed{}, fmt.Errorf("artifact: pack %s: not a directory (replaced by a symlink?): %w", dir, ErrEscape)
+	}
 	realDir, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return Packed{}, fmt.Errorf("artifact: pack %s: %w", dir, err)

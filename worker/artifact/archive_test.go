@@ -102,6 +102,10 @@ func TestPackRejectsEscapes(t *testing.T) {
 		{name: "symlink through dot link", files: map[string]string{"s": "->.", "l": "->s/.."}, want: ErrEscape},
 		{name: "dangling symlink", files: map[string]string{"d": "->nothere"}, want: ErrEscape},
 		{name: "fifo", setup: func(dir string) error { return syscall.Mkfifo(filepath.Join(dir, "f"), 0o644) }, want: ErrUnsupported},
+		{name: "output dir is a symlink", setup: func(dir string) error {
+			os.Remove(dir + "/out")
+			return os.Symlink("/etc", dir+"/out")
+		}, want: ErrEscape},
 		{name: "too large", files: map[string]string{"big": string(make([]byte, 2048))}, want: ErrTooLarge},
 	}
 	for _, tt := range tests {
@@ -111,6 +115,9 @@ func TestPackRejectsEscapes(t *testing.T) {
 				if err := tt.setup(dir); err != nil {
 					t.Fatal(err)
 				}
+			}
+			if tt.name == "output dir is a symlink" {
+				dir += "/out"
 			}
 			_, err := Pack(dir, &bytes.Buffer{}, Limits{MaxBytes: 1024})
 			if !errors.Is(err, tt.want) {

@@ -82,12 +82,12 @@ func Run(ctx context.Context, s Spec) error {
 		return fmt.Errorf("proc: pipe: %w", err)
 	}
 	cmd := &exec.Cmd{
-		Path:        path,
-		Args:        s.Argv,
-		Env:         s.Env,
-		Dir:         s.Dir,
-		Stdout:      pw,
-		Stderr:      pw,
+		Path:   path,
+		Args:   s.Argv,
+		Env:    s.Env,
+		Dir:    s.Dir,
+		Stdout: pw,
+		Stderr: pw,
 		// Pdeathsig: if the worker dies (even by SIGKILL), the command
 		// dies with it instead of running on unsupervised.
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
