@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -25,6 +26,33 @@ type event struct {
 	LongPollTimeout bool
 	Gerrit          *gerritEvent
 	GitHub          *gitHubEvent
+	// Seq and JournalID are tryd's exact cursor (absent from x/build's
+	// pubsubhelper): when both are known, the next poll also sends
+	// afterseq and journal, so that events sharing a timestamp are not
+	// skipped.
+	Seq       int64
+	JournalID string
+}
+
+// cursor is where the next /waitevent continues from.
+type cursor struct {
+	after     time.Time
+	seq       int64
+	journalID string
+}
+
+func (c cursor) query() url.Values {
+	q := url.Values{"after": {c.after.UTC().Format(time.RFC3339Nano)}}
+	if c.seq > 0 && c.journalID != "" {
+		q.Set("afterseq", strconv.FormatInt(c.seq, 10))
+		q.Set("journal", c.journalID)
+	}
+	return q
+}
+
+func (c *cursor) advance(ev event) {
+	c.after = ev.Time
+	c.seq, c.journalID = ev.Seq, ev.JournalID
 }
 
 type gerritEvent struct {
@@ -93,10 +121,10 @@ func (m *Mirror) reposFor(ev event) []*repo {
 // exponentially between BackoffMin and BackoffMax.
 func (m *Mirror) subscribe(ctx context.Context) {
 	log := m.log.WithField("pubsubhelper", m.opts.Pubsubhelper)
-	after := m.clock.Now()
+	cur := cursor{after: m.clock.Now()}
 	failures := 0
 	for ctx.Err() == nil {
-		ev, err := m.waitEvent(ctx, after)
+		ev, err := m.waitEvent(ctx, cur)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -116,7 +144,7 @@ func (m *Mirror) subscribe(ctx context.Context) {
 			continue
 		}
 		failures = 0
-		after = ev.Time
+		cur.advance(ev)
 		if ev.LongPollTimeout {
 			continue
 		}
@@ -127,10 +155,10 @@ func (m *Mirror) subscribe(ctx context.Context) {
 	}
 }
 
-func (m *Mirror) waitEvent(ctx context.Context, after time.Time) (event, error) {
+func (m *Mirror) waitEvent(ctx context.Context, cur cursor) (event, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.opts.LongPollTimeout)
 	defer cancel()
-	u := strings.TrimSuffix(m.opts.Pubsubhelper, "/") + "/waitevent?" + url.Values{"after": {after.UTC().Format(time.RFC3339Nano)}}.Encode()
+	u := strings.TrimSuffix(m.opts.Pubsubhelper, "/") + "/waitevent?" + cur.query().Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return event{}, fmt.Errorf("gitmirror: waitevent: %w", err)
