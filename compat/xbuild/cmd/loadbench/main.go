@@ -1,0 +1,144 @@
+// Command loadbench loads a directory of mutation log segments into a
+// corpus, with tryd's maintner or with golang.org/x/build/maintner, and
+// prints how long it took and how much memory it needed, for
+// bench/corpus-load.sh. Run it once per implementation, each in its own
+// process, so that peak memory figures do not mix.
+//
+// Output is one line of key=value pairs:
+//
+//	impl=tryd seconds=1.234 peak_rss=123456789 heap_live=98765432 records=...
+//
+// peak_rss is the process's VmHWM from /proc/self/status (the peak
+// resident set, which bounds the peak heap from above and is what a
+// machine must provide); heap_live is the Go heap after a full GC once
+// loading finished.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	xmaintner "golang.org/x/build/maintner"
+
+	"github.com/tryd-ci/tryd/maintner"
+)
+
+func main() {
+	impl := flag.String("impl", "tryd", "implementation: tryd or xbuild")
+	dir := flag.String("dir", "", "directory of segment files (NNNN.<sha224>.mutlog)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the load to this file")
+	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if *dir == "" {
+		log.Fatal("loadbench: --dir is required")
+	}
+	ctx := context.Background()
+	var detail string
+	var start time.Time
+	switch *impl {
+	case "tryd":
+		c, err := maintner.New(maintner.Options{})
+		if err != nil {
+			log.Fatal(err)
+		}
+		start = time.Now()
+		if err := c.LoadDir(ctx, *dir); err != nil {
+			log.Fatalf("loadbench: tryd: %v", err)
+		}
+		d := time.Since(start)
+		s := c.Stats()
+		detail = fmt.Sprintf("records=%d issues=%d comments=%d changes=%d", s.Records, s.GitHubIssues, s.GitHubComments, s.GerritChanges)
+		report(*impl, d, detail)
+		runtime.KeepAlive(c)
+	case "xbuild":
+		// x/build's DiskMutationLogger reads "maintner-*.mutlog" files in
+		// lexical order; link the segments under those names.
+		paths, err := maintner.SegmentFiles(*dir)
+		if err != nil {
+			log.Fatal(err)
+		}
+		tmp, err := os.MkdirTemp("", "loadbench")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer os.RemoveAll(tmp)
+		for i, p := range paths {
+			abs, _ := filepath.Abs(p)
+			if err := os.Symlink(abs, filepath.Join(tmp, fmt.Sprintf("maintner-%06d.mutlog", i))); err != nil {
+				log.Fatal(err)
+			}
+		}
+		log.SetOutput(io.Discard) // x/build logs progress through package log
+		c := new(xmaintner.Corpus)
+		start = time.Now()
+		if err := c.Initialize(ctx, xmaintner.NewDiskMutationLogger(tmp)); err != nil {
+			log.SetOutput(os.Stderr)
+			log.Fatalf("loadbench: xbuild: %v", err)
+		}
+		d := time.Since(start)
+		issues, comments, changes := 0, 0, 0
+		c.GitHub().ForeachRepo(func(r *xmaintner.GitHubRepo) error {
+			return r.ForeachIssue(func(is *xmaintner.GitHubIssue) error {
+				issues++
+				return is.ForeachComment(func(*xmaintner.GitHubComment) error { comments++; return nil })
+			})
+		})
+		c.Gerrit().ForeachProjectUnsorted(func(p *xmaintner.GerritProject) error {
+			return p.ForeachCLUnsorted(func(*xmaintner.GerritCL) error { changes++; return nil })
+		})
+		detail = fmt.Sprintf("issues=%d comments=%d changes=%d", issues, comments, changes)
+		report(*impl, d, detail)
+		runtime.KeepAlive(c)
+	default:
+		log.Fatalf("loadbench: unknown --impl %q (want tryd or xbuild)", *impl)
+	}
+}
+
+func report(impl string, d time.Duration, detail string) {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Printf("impl=%s seconds=%.3f peak_rss=%d heap_live=%d %s\n", impl, d.Seconds(), vmHWM(), ms.HeapAlloc, detail)
+}
+
+// vmHWM returns the peak resident set size in bytes, or 0 if unknown.
+func vmHWM() int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if v, ok := bytes.CutPrefix(line, []byte("VmHWM:")); ok {
+			fields := strings.Fields(string(v))
+			if len(fields) == 2 && fields[1] == "kB" {
+				n, _ := strconv.ParseInt(fields[0], 10, 64)
+				return n * 1024
+			}
+		}
+	}
+	return 0
+}
