@@ -57,7 +57,9 @@ type FollowerOptions struct {
 	// CacheDir keeps downloaded segments, in the layout of
 	// mutlog.DiskStore (readable with mutlog.ForEachDir and by
 	// x/build's network mutation source). Required; created if needed.
-	// One follower at a time may use it (it is flocked).
+	// One follower at a time may use it (it is flocked). Segments wholly
+	// before the position Run starts from are not fetched, so such a
+	// cache may lack them.
 	CacheDir string
 	// Client makes the requests (default: a client without timeout,
 	// since index requests long-poll; cancel through the context).
@@ -279,19 +281,11 @@ func (f *Follower) loadCache() error {
 		byNum[num] = cacheSeg{size: fi.Size(), sha: sum, sealed: sealed, path: path}
 		maxNum = max(maxNum, num)
 	}
-	f.segs = nil
-	for i := 0; i <= maxNum; i++ {
-		c, ok := byNum[i]
-		if !ok {
-			// A gap: keep what precedes it, drop the rest.
-			for j := i + 1; j <= maxNum; j++ {
-				if c, ok := byNum[j]; ok {
-					os.Remove(c.path)
-				}
-			}
-			break
-		}
-		f.segs = append(f.segs, c)
+	// Gaps are possible: a follower started from a later position does
+	// not fetch the segments before it.
+	f.segs = make([]cacheSeg, maxNum+1)
+	for num, c := range byNum {
+		f.segs[num] = c
 	}
 	return nil
 }
@@ -373,6 +367,14 @@ func (f *Follower) apply(ctx context.Context, srv []SegmentJSON, srvSum int64, f
 	}
 	for i, s := range srv {
 		last := i == len(srv)-1
+		if !f.from.Less(mutlog.Position{Segment: i, Offset: s.Size}) && (i >= len(f.segs) || f.segs[i].path == "") {
+			// Every record of segment i lies before from and the
+			// cache lacks it: skip it rather than download it.
+			if f.delivered.Less(mutlog.Position{Segment: i, Offset: s.Size}) {
+				f.delivered = mutlog.Position{Segment: i, Offset: s.Size}
+			}
+			continue
+		}
 		if !f.needs(i, s.Size) && i < len(f.segs) && f.segs[i].size == s.Size && f.segs[i].sha == s.SHA224 {
 			// Delivered and verified already; just seal it if the
 			// server has moved on.
@@ -422,7 +424,7 @@ func (f *Follower) deliveredBytes(srv []SegmentJSON) int64 {
 func (f *Follower) segmentBytes(ctx context.Context, i int, s SegmentJSON) ([]byte, error) {
 	var have []byte
 	verified := false
-	if i < len(f.segs) {
+	if i < len(f.segs) && f.segs[i].path != "" {
 		c := f.segs[i]
 		switch {
 		case f.tailNum == i:
@@ -599,7 +601,7 @@ func (f *Follower) storeCache(i int, have, more []byte, h hash.Hash) error {
 			}
 		}
 	} else {
-		if i < len(f.segs) {
+		if i < len(f.segs) && f.segs[i].path != "" {
 			os.Remove(f.segs[i].path)
 		}
 		tmp, err := os.CreateTemp(f.opts.CacheDir, "tmp-segment-")
@@ -622,11 +624,10 @@ func (f *Follower) storeCache(i int, have, more []byte, h hash.Hash) error {
 		}
 	}
 	c := cacheSeg{size: size, sha: sum, path: path}
-	if i < len(f.segs) {
-		f.segs[i] = c
-	} else {
-		f.segs = append(f.segs, c)
+	for len(f.segs) <= i {
+		f.segs = append(f.segs, cacheSeg{})
 	}
+	f.segs[i] = c
 	f.setTail(i, have, more, h)
 	return nil
 }
@@ -679,6 +680,9 @@ func (f *Follower) diverge(i int, at int64, reason string) error {
 // dropFrom deletes cached segments i and later.
 func (f *Follower) dropFrom(i int) error {
 	for j := i; j < len(f.segs); j++ {
+		if f.segs[j].path == "" {
+			continue
+		}
 		if err := os.Remove(f.segs[j].path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("logsync: cache: %w", err)
 		}

@@ -558,3 +558,46 @@ func FuzzParseIndex(f *testing.F) {
 		}
 	})
 }
+
+// TestFollowerFromLaterPosition checks that a follower started near the
+// end fetches only the segments it needs, and that a later full sync on
+// the same cache fills the gap.
+func TestFollowerFromLaterPosition(t *testing.T) {
+	l := newLog(t, 1024)
+	appendN(t, l, "p", 120)
+	srv := serve(t, l, time.Minute)
+	all := logRecords(t, l)
+	segs := l.Segments()
+	lastSeg := segs[len(segs)-1]
+	from := mutlog.Position{Segment: lastSeg.Number, Offset: 0}
+	dir := t.TempDir()
+	f := newFollower(t, srv.URL+"/logs", dir)
+	got, err := syncAll(t, f, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []rec
+	for _, r := range all {
+		if !r.pos.Less(from) {
+			want = append(want, r)
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("from %v: %d records, want %d", from, len(got), len(want))
+	}
+	if d := counter(t, f.m.downloaded); d != float64(lastSeg.Size) {
+		t.Fatalf("downloaded %v bytes, want only the last segment's %d", d, lastSeg.Size)
+	}
+	f.Close()
+	f2 := newFollower(t, srv.URL+"/logs", dir)
+	got, err = syncAll(t, f2, mutlog.Position{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(all) {
+		t.Fatalf("full sync after partial: %d records, want %d", len(got), len(all))
+	}
+	if d := counter(t, f2.m.downloaded); d != float64(l.Size()-lastSeg.Size) {
+		t.Fatalf("full sync downloaded %v bytes, want %d", d, l.Size()-lastSeg.Size)
+	}
+}
