@@ -217,7 +217,9 @@ type Sim struct {
 	srvStop  context.CancelFunc
 }
 
-// New validates opts and returns a simulator that is not yet serving.
+// New validates opts and returns an empty simulator that is not yet
+// serving. To continue from what an earlier simulator left in Dir, call
+// Load next.
 func New(opts Options) (*Sim, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("gerritsim: Options.Dir is empty")
@@ -371,6 +373,11 @@ func (s *Sim) CreateAccount(in AccountInput) (int, error) {
 		}
 	}
 	s.accounts[id] = &Account{ID: id, Username: in.Username, Name: in.Name, Email: in.Email, HTTPPassword: in.HTTPPassword, Permissions: perms, Registered: s.clock()}
+	if err := s.saveAccountsLocked(); err != nil {
+		delete(s.accounts, id)
+		s.nextAccount--
+		return 0, fmt.Errorf("gerritsim: create account %q: %w", in.Username, err)
+	}
 	return id, nil
 }
 

@@ -81,3 +81,29 @@ func NewWorld(t testing.TB, opts gerritsim.Options) *World {
 		Permissions: map[string]gerritsim.Range{"TryBot-Result": {Min: -1, Max: 1}}})
 	return w
 }
+
+// StartLoaded is Start for a simulator that first loads what an earlier
+// one left in opts.Dir (see Sim.Load).
+func StartLoaded(t testing.TB, opts gerritsim.Options) *gerritsim.Sim {
+	t.Helper()
+	opts.Git = testenv.NeedTool(t, "git")
+	if opts.WebhookRetryInterval == 0 {
+		opts.WebhookRetryInterval = 20 * time.Millisecond
+	}
+	s, err := gerritsim.New(opts)
+	if err != nil {
+		t.Fatalf("gerritsimtest: %v", err)
+	}
+	if err := s.Load(context.Background()); err != nil {
+		t.Fatalf("gerritsimtest: %v", err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatalf("gerritsimtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("gerritsimtest: close: %v", err)
+		}
+	})
+	return s
+}
