@@ -2,6 +2,7 @@ package githubsim
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -732,7 +733,8 @@ func (s *Sim) mergePR(ctx context.Context, fullName string, number int, login st
 }
 
 // AddReview records a pull request review by login with state APPROVED,
-// CHANGES_REQUESTED or COMMENTED on the current head.
+// CHANGES_REQUESTED or COMMENTED on the current head and returns its ID
+// (pull_request_review submitted follows).
 func (s *Sim) AddReview(ctx context.Context, fullName string, number int, login, state, body string) (int64, error) {
 	switch state {
 	case "APPROVED", "CHANGES_REQUESTED", "COMMENTED":
@@ -740,18 +742,51 @@ func (s *Sim) AddReview(ctx context.Context, fullName string, number int, login,
 		return 0, fmt.Errorf("githubsim: review %s#%d: %w: state %q", fullName, number, ErrInvalid, state)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	r, u, err := s.actorLocked(fullName, login)
 	var is *issue
 	if err == nil {
 		is, err = s.prLocked(r, number)
 	}
 	if err != nil {
+		s.mu.Unlock()
 		return 0, fmt.Errorf("githubsim: review %s#%d: %w", fullName, number, err)
 	}
 	rv := &review{id: s.newID(), issue: is, author: u, body: body, state: state, commitID: is.pr.headSHA, submitted: s.opts.Now()}
 	r.reviews = append(r.reviews, rv)
-	return rv.id, nil
+	ds := s.emitLocked(r, "pull_request_review", "submitted", nil, false, func(inst *wInstallation) any {
+		w := s.wReviewOf(r, rv)
+		w.State = strings.ToLower(w.State) // webhooks spell the state in lower case
+		return &wReviewEvent{Action: "submitted", Review: w, PullRequest: s.wSimplePullOf(r, is), Repository: s.wRepoOf(r), Sender: s.wUserOf(u), Inst: inst}
+	})
+	s.mu.Unlock()
+	return rv.id, s.send(ctx, ds)
+}
+
+type wReviewEvent struct {
+	Action      string                     `json:"action"`
+	Review      *wReview                   `json:"review"`
+	PullRequest map[string]json.RawMessage `json:"pull_request"`
+	Repository  *wRepo                     `json:"repository"`
+	Sender      *wUser                     `json:"sender"`
+	Inst        *wInstallation             `json:"installation,omitempty"`
+}
+
+// wSimplePullOf renders a pull request as review events carry it: the
+// full object without the merge state and counters.
+func (s *Sim) wSimplePullOf(r *repo, is *issue) map[string]json.RawMessage {
+	b, err := json.Marshal(s.wPullOf(r, is))
+	if err != nil {
+		return nil
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return nil
+	}
+	for _, k := range []string{"merged", "mergeable", "rebaseable", "mergeable_state", "merged_by", "comments",
+		"review_comments", "maintainer_can_modify", "commits", "additions", "deletions", "changed_files"} {
+		delete(m, k)
+	}
+	return m
 }
 
 // CreateMilestone adds an open milestone and returns its number.

@@ -48,6 +48,8 @@ func scenario(t *testing.T) *world {
 	check(s.RemoveLabel(ctx, w.repo, n, "wendy", "run-trybot"))
 	_, err = s.Comment(ctx, w.repo, n, "wendy", "/trybot")
 	check(err)
+	_, err = s.AddReview(ctx, w.repo, n, "wendy", "APPROVED", "LGTM")
+	check(err)
 	check(s.ClosePR(ctx, w.repo, n, "wendy"))
 	check(s.Reopen(ctx, w.repo, n, "wendy"))
 	_, err = s.MergePR(ctx, w.repo, n, "octo")
@@ -113,6 +115,7 @@ func TestWebhookContract(t *testing.T) {
 			{"issue_comment/created.on-pull-request.all-contributors-app.json", true},
 		}},
 		{name: "issue_comment on issue", event: "issue_comment", action: "created", pick: last, fixtures: []fixture{{"issue_comment/created.payload.json", false}}},
+		{name: "pull_request_review submitted", event: "pull_request_review", action: "submitted", fixtures: []fixture{{"pull_request_review/submitted.payload.json", false}}},
 		{name: "issues opened", event: "issues", action: "opened", fixtures: []fixture{{"issues/opened.payload.json", false}}},
 		{name: "issues labeled", event: "issues", action: "labeled", fixtures: []fixture{{"issues/labeled.payload.json", false}}},
 		{name: "issues closed", event: "issues", action: "closed", fixtures: []fixture{{"issues/closed.C-Saunders-comment-when-done.json", true}}},

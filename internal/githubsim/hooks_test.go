@@ -121,6 +121,9 @@ func TestDeliveryHeadersAndSignatures(t *testing.T) {
 	if n := len(w.appRC.byEvent(t, "check_run", "rerequested")); n != 1 {
 		t.Errorf("app hook got %d check_run rerequested deliveries, want 1", n)
 	}
+	if rv := w.hookRC.byEvent(t, "pull_request_review", "submitted"); len(rv) != 1 || !strings.Contains(string(rv[0].body), `"state":"approved"`) {
+		t.Errorf("pull_request_review submitted: %d deliveries, want one with state approved", len(rv))
+	}
 	ping := w.hookRC.byEvent(t, "ping", "")
 	if len(ping) != 1 || ping[0].header.Get("X-GitHub-Hook-ID") != strconv.FormatInt(w.hookID, 10) {
 		t.Errorf("ping deliveries = %d", len(ping))
