@@ -752,9 +752,15 @@ func (j *Journal) retainLocked() {
 	cutoff := j.opts.Now().Add(-j.opts.RetentionAge)
 	drop := 0 // entries to drop from the front
 	if j.memory {
+		// Over the size limit, trim to 90% of it, so that a journal at
+		// its limit does not copy its index on every commit.
+		limit := j.opts.RetentionBytes
+		if j.bytes > limit {
+			limit -= limit / 10
+		}
 		for drop < len(j.entries) {
 			e := j.entries[drop]
-			if !e.ev.Time.T().Before(cutoff) && j.bytes <= j.opts.RetentionBytes {
+			if !e.ev.Time.T().Before(cutoff) && j.bytes <= limit {
 				break
 			}
 			j.bytes -= int64(headerLen) + int64(e.metaLen) + int64(e.rawLen)
