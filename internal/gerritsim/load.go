@@ -244,8 +244,8 @@ func parseProjectConfig(cfg string) (string, []Label, error) {
 		}
 	}
 	for _, l := range labels {
-		if l.Min > l.Max {
-			return "", nil, fmt.Errorf("project.config: label %s has no values", l.Name)
+		if err := l.validate(); err != nil {
+			return "", nil, fmt.Errorf("project.config: %w", err)
 		}
 	}
 	return desc, labels, nil

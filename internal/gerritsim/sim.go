@@ -406,8 +406,8 @@ func (s *Sim) CreateProject(ctx context.Context, in ProjectInput) error {
 		labels = DefaultLabels()
 	}
 	for _, l := range labels {
-		if l.Min > l.Max || l.Name == "" {
-			return fmt.Errorf("gerritsim: create project %q: %w: bad label %q", in.Name, ErrBadRequest, l.Name)
+		if err := l.validate(); err != nil {
+			return fmt.Errorf("gerritsim: create project %q: %w: %w", in.Name, ErrBadRequest, err)
 		}
 	}
 	s.mu.Lock()
@@ -476,6 +476,20 @@ func projectConfig(desc string, labels []Label) string {
 		}
 	}
 	return b.String()
+}
+
+// maxLabelSpan bounds a label's value range (Gerrit's values are shorts;
+// real labels span a handful).
+const maxLabelSpan = 64
+
+func (l Label) validate() error {
+	if l.Name == "" || strings.ContainsAny(l.Name, "\"[]=\n\r\x00 \t") {
+		return fmt.Errorf("bad label name %q", l.Name)
+	}
+	if l.Min > l.Max || l.Min < -32768 || l.Max > 32767 || l.Max-l.Min > maxLabelSpan {
+		return fmt.Errorf("label %s: bad value range %d..%d", l.Name, l.Min, l.Max)
+	}
+	return nil
 }
 
 func (l Label) fn() LabelFunction {
