@@ -126,7 +126,7 @@ func newWorld(t testing.TB, opts Options) *world {
 	w.appRC = newReceiver(t)
 	w.hookID, err = s.AddHook(ctx, w.repo, HookOptions{URL: w.hookRC.srv.URL + "/hook", Secret: w.secret, Events: []string{"*"}})
 	must(err)
-	w.appTok, err = s.AddApp(ctx, AppOptions{Slug: "tryd", WebhookURL: w.appRC.srv.URL + "/app", WebhookSecret: "app-secret"})
+	w.appTok, err = s.AddApp(AppOptions{Slug: "tryd", WebhookURL: w.appRC.srv.URL + "/app", WebhookSecret: "app-secret"})
 	must(err)
 	return w
 }

@@ -437,9 +437,8 @@ func (s *Sim) AddHook(ctx context.Context, fullName string, o HookOptions) (int6
 
 // addHook creates the hook and its ping delivery (not yet queued).
 func (s *Sim) addHook(fullName string, o HookOptions) (int64, *delivery, error) {
-	u, err := url.Parse(o.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return 0, nil, fmt.Errorf("githubsim: add hook to %s: %w: url %q", fullName, ErrInvalid, o.URL)
+	if err := checkHookURL(o.URL); err != nil {
+		return 0, nil, fmt.Errorf("githubsim: add hook to %s: %w", fullName, err)
 	}
 	if len(o.Events) == 0 {
 		o.Events = []string{"push"}
@@ -461,4 +460,13 @@ func (s *Sim) addHook(fullName string, o HookOptions) (int64, *delivery, error) 
 	d := s.newDeliveryLocked(h, r, "ping", "", newGUID(), body, false)
 	s.mu.Unlock()
 	return h.id, d, nil
+}
+
+// checkHookURL accepts absolute http(s) URLs, as GitHub does.
+func checkHookURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%w: hook url %q: want an absolute http or https URL", ErrInvalid, raw)
+	}
+	return nil
 }

@@ -561,9 +561,14 @@ type AppOptions struct {
 
 // AddApp registers a GitHub App and returns an installation access token
 // for it (write permission on every repository, may create check runs).
-func (s *Sim) AddApp(ctx context.Context, o AppOptions) (string, error) {
+func (s *Sim) AddApp(o AppOptions) (string, error) {
 	if err := validLogin(o.Slug); err != nil {
 		return "", fmt.Errorf("githubsim: add app: %w", err)
+	}
+	if o.WebhookURL != "" {
+		if err := checkHookURL(o.WebhookURL); err != nil {
+			return "", fmt.Errorf("githubsim: add app %s: %w", o.Slug, err)
+		}
 	}
 	if o.Name == "" {
 		o.Name = o.Slug
