@@ -170,6 +170,11 @@ func (h *Handler) serveIndex(w http.ResponseWriter, r *http.Request) {
 			if r.Context().Err() != nil {
 				return // client went away
 			}
+			if errors.Is(err, mutlog.ErrClosed) {
+				// Shutting down: 5xx makes clients retry later.
+				http.Error(w, "log closed", http.StatusServiceUnavailable)
+				return
+			}
 			h.indexes.WithLabelValues("timeout").Inc()
 			w.WriteHeader(http.StatusNotModified)
 			return

@@ -56,6 +56,11 @@ type Options struct {
 	Log logrus.FieldLogger
 	// Registry, if set, receives the log's metrics (tryd_mutlog_*).
 	Registry *prometheus.Registry
+	// VerifySealed makes Open read every sealed segment and check it
+	// against its SHA-224 (about a second per GiB), so a damaged store
+	// is refused rather than served. Off by default: the growing
+	// segment is always checked and its torn tail cut.
+	VerifySealed bool
 }
 
 // Position locates a record: its segment and the segment offset of its
@@ -175,6 +180,19 @@ func (l *Log) load(ctx context.Context) error {
 	}
 	for _, s := range segs {
 		l.size += s.Size
+		if s.Sealed && l.opts.VerifySealed {
+			data, err := readAll(ctx, l.store, s.Number, s.Size)
+			if err != nil {
+				return fmt.Errorf("mutlog: open: verify segment %d: %w", s.Number, err)
+			}
+			sum := sha256.Sum224(data)
+			if got := hex.EncodeToString(sum[:]); got != s.SHA224 {
+				return fmt.Errorf("mutlog: open: %w: sealed segment %d hashes to %s, not %s", ErrCorrupt, s.Number, got, s.SHA224)
+			}
+			if _, err := reclog.Scan(SealedName(s.Number, s.SHA224), data, 0, nil); err != nil {
+				return fmt.Errorf("mutlog: open: %w: %w", ErrCorrupt, err)
+			}
+		}
 	}
 	if len(segs) == 0 || segs[len(segs)-1].Sealed {
 		l.sealed = segs
@@ -250,6 +268,9 @@ func (l *Log) Append(ctx context.Context, payloads ...[]byte) ([]Position, error
 		if reclog.RecordLen(0, len(p)) > l.maxSeg {
 			return nil, fmt.Errorf("%w: %d bytes, segment limit %d", ErrTooLarge, len(p), l.maxSeg)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	pos := make([]Position, len(payloads))
 	l.mu.Lock()

@@ -171,6 +171,18 @@ func TestSecondWriterFails(t *testing.T) {
 	t.Logf("second writer: %v", err)
 }
 
+func TestAppendCancelled(t *testing.T) {
+	l := openDisk(t, t.TempDir(), 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := l.Append(ctx, []byte("x")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Append with cancelled context: %v", err)
+	}
+	if l.Size() != 0 {
+		t.Fatalf("cancelled Append wrote %d bytes", l.Size())
+	}
+}
+
 func TestTooLarge(t *testing.T) {
 	l := openDisk(t, t.TempDir(), 128)
 	if _, err := l.Append(context.Background(), make([]byte, 120)); !errors.Is(err, ErrTooLarge) {
@@ -260,6 +272,12 @@ func TestCorruptSealedSegment(t *testing.T) {
 	b, _ := os.ReadFile(path)
 	b[0] = 'X'
 	os.WriteFile(path, b, 0o644)
+	st, _ := NewDiskStore(dir)
+	if _, err := Open(context.Background(), Options{Store: st, VerifySealed: true}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open with VerifySealed: %v, want ErrCorrupt", err)
+	} else {
+		t.Logf("Open with VerifySealed: %v", err)
+	}
 	err := ForEachDir(dir, DirOptions{}, func(Position, []byte) error { return nil })
 	var re *reclog.Error
 	if !errors.Is(err, ErrCorrupt) || !errors.As(err, &re) || re.Offset != 0 || re.Segment != "0001" {
