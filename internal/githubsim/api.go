@@ -929,8 +929,6 @@ func (s *Sim) commitSub(c *call) (int, any) {
 	return notFound()
 }
 
-var statusStates = map[string]bool{"error": true, "failure": true, "pending": true, "success": true}
-
 func (s *Sim) createStatus(c *call) (int, any) {
 	if code, v := c.needWrite(); code != 0 {
 		return code, v
@@ -944,7 +942,9 @@ func (s *Sim) createStatus(c *call) (int, any) {
 	if code, v := c.decode(&in); code != 0 {
 		return code, v
 	}
-	if !statusStates[in.State] {
+	switch in.State {
+	case "error", "failure", "pending", "success":
+	default:
 		return validation("Status", "state", "custom", "state is not included in the list")
 	}
 	sha := c.r.PathValue("sha")

@@ -9,10 +9,23 @@ import (
 	"time"
 )
 
-var (
-	checkStatuses    = map[string]bool{"queued": true, "in_progress": true, "completed": true, "waiting": true, "requested": true, "pending": true}
-	checkConclusions = map[string]bool{"action_required": true, "cancelled": true, "failure": true, "neutral": true, "success": true, "skipped": true, "stale": true, "timed_out": true}
-)
+// validCheckStatus and validCheckConclusion list the values GitHub's
+// checks API accepts.
+func validCheckStatus(v string) bool {
+	switch v {
+	case "queued", "in_progress", "completed", "waiting", "requested", "pending":
+		return true
+	}
+	return false
+}
+
+func validCheckConclusion(v string) bool {
+	switch v {
+	case "action_required", "cancelled", "failure", "neutral", "success", "skipped", "stale", "timed_out":
+		return true
+	}
+	return false
+}
 
 type checkRunInput struct {
 	Name        *string    `json:"name"`
@@ -64,14 +77,14 @@ func (in *checkRunInput) apply(cr *checkRun, now time.Time) (completed bool, cod
 		cr.externalID = *in.ExternalID
 	}
 	if in.Status != nil {
-		if !checkStatuses[*in.Status] {
+		if !validCheckStatus(*in.Status) {
 			code, body := invalidRequest("For 'properties/status', \"" + *in.Status + "\" is not a valid value.")
 			return false, code, body
 		}
 		cr.status = *in.Status
 	}
 	if in.Conclusion != nil {
-		if !checkConclusions[*in.Conclusion] {
+		if !validCheckConclusion(*in.Conclusion) {
 			code, body := invalidRequest("For 'properties/conclusion', \"" + *in.Conclusion + "\" is not a valid value.")
 			return false, code, body
 		}
