@@ -78,7 +78,19 @@ func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	writeJSON(w, http.StatusOK, v)
+	writeJSON(w, http.StatusOK, v, prettyPrint(r))
+}
+
+// prettyPrint follows Gerrit's rule: JSON is pretty-printed unless pp=0 or
+// the Accept header asks for application/json (as go-gerrit does).
+func prettyPrint(r *http.Request) bool {
+	switch r.URL.Query().Get("pp") {
+	case "0":
+		return false
+	case "1":
+		return true
+	}
+	return !strings.Contains(r.Header.Get("Accept"), "application/json")
 }
 
 // noContent makes serveHTTP answer 204, as Gerrit does for deletions.
@@ -153,8 +165,14 @@ func (s *Sim) serveGit(w http.ResponseWriter, r *http.Request, project, rest str
 	h.ServeHTTP(w, r2)
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.Marshal(v)
+func writeJSON(w http.ResponseWriter, code int, v any, pretty bool) {
+	var b []byte
+	var err error
+	if pretty {
+		b, err = json.MarshalIndent(v, "", "  ")
+	} else {
+		b, err = json.Marshal(v)
+	}
 	if err != nil {
 		writeText(w, http.StatusInternalServerError, "Internal server error")
 		return

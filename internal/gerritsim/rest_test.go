@@ -41,6 +41,8 @@ func rawDo(t *testing.T, method, url, user, password, body string) (int, string,
 	if user != "" {
 		req.SetBasicAuth(user, password)
 	}
+	// Ask for compact JSON, as API clients (go-gerrit) do.
+	req.Header.Set("Accept", "application/json")
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -383,5 +385,35 @@ func TestDeleteVote(t *testing.T) {
 		if !strings.Contains(log, want) {
 			t.Errorf("meta log lacks %q:\n%s", want, log)
 		}
+	}
+}
+
+func TestPrettyPrint(t *testing.T) {
+	s := gerritsimtest.Start(t, gerritsim.Options{})
+	must(t, s.CreateProject(context.Background(), gerritsim.ProjectInput{Name: "p"}))
+	tests := []struct {
+		name, query, accept, want string
+	}{
+		{"browser default is pretty", "", "", "{\n  \"id\": \"p\","},
+		{"Accept application/json is compact", "", "application/json", `{"id":"p",`},
+		{"pp=0 is compact", "?pp=0", "", `{"id":"p",`},
+		{"pp=1 wins over Accept", "?pp=1", "application/json", "{\n  \"id\": \"p\","},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest("GET", s.URL()+"projects/p"+tc.query, nil)
+			must(t, err)
+			if tc.accept != "" {
+				req.Header.Set("Accept", tc.accept)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			must(t, err)
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			must(t, err)
+			if !strings.HasPrefix(string(b), ")]}'\n"+tc.want) {
+				t.Fatalf("body %q", b)
+			}
+		})
 	}
 }
