@@ -32,6 +32,10 @@ type tarCache struct {
 	entries  map[string]*list.Element // key -> element of lru
 	total    int64
 	building map[string]*build
+
+	// create makes the scratch file a build writes to (os.CreateTemp in
+	// tmp); tests replace it to simulate a full disk.
+	create func() (*os.File, error)
 }
 
 type cacheEntry struct {
@@ -49,6 +53,7 @@ func newTarCache(dir, tmp string, limit int64, m *metrics, log logrus.FieldLogge
 	}
 	c := &tarCache{dir: dir, tmp: tmp, limit: limit, metrics: m, log: log,
 		lru: list.New(), entries: map[string]*list.Element{}, building: map[string]*build{}}
+	c.create = func() (*os.File, error) { return os.CreateTemp(tmp, "tarball-") }
 	des, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("gitmirror: tarball cache: %w", err)
@@ -102,7 +107,7 @@ func (c *tarCache) open(key string, produce func(ctx context.Context, w io.Write
 		b.mu.Unlock()
 		return nil, b, true, nil
 	}
-	tf, err := os.CreateTemp(c.tmp, "tarball-")
+	tf, err := c.create()
 	if err != nil {
 		return nil, nil, false, fmt.Errorf("gitmirror: tarball cache: %w", err)
 	}

@@ -98,6 +98,8 @@ func (m *Mirror) writeErr(w http.ResponseWriter, r *http.Request, rp *repo, err 
 		code, msg = http.StatusNotFound, "ambiguous revision"
 	case errors.Is(err, ErrNotReady):
 		code, msg = http.StatusServiceUnavailable, "mirror not ready"
+	case errors.Is(err, errBuild):
+		code, msg = http.StatusServiceUnavailable, "could not build the tarball; try again later"
 	case errors.Is(err, ErrUpstream):
 		code, msg = http.StatusBadGateway, "fetch from upstream failed"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

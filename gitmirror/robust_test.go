@@ -1,12 +1,14 @@
 package gitmirror
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -348,5 +350,47 @@ func TestTarballCacheLRU(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "tmp")); err != nil {
 		t.Errorf("tmp dir: %v", err)
+	}
+}
+
+func TestFullDiskTarballErrorsThenRecovers(t *testing.T) {
+	up := newUpstream(t)
+	tm := startMirror(t, Options{Repos: []Repo{{Name: "proj", URL: up.bare}}})
+	c := gitT(t, up.bare, "rev-parse", "main")
+	// Every write to /dev/full fails with ENOSPC, as on a full disk. It
+	// is reached through a symbolic link, which is what the failed build
+	// removes (never the device itself).
+	full := filepath.Join(t.TempDir(), "full")
+	if err := os.Symlink("/dev/full", full); err != nil {
+		t.Fatal(err)
+	}
+	tm.cache.mu.Lock()
+	create := tm.cache.create
+	tm.cache.create = func() (*os.File, error) { return os.OpenFile(full, os.O_RDWR, 0) }
+	tm.cache.mu.Unlock()
+	resp, body := getTarball(t, tm.url, "proj", c)
+	if resp.StatusCode != http.StatusServiceUnavailable || strings.Contains(string(body), full) || strings.Contains(string(body), "space") {
+		t.Errorf("tarball on a full disk: %s %q", resp.Status, body)
+	}
+	if !strings.Contains(tm.logs.String(), "no space left") {
+		t.Errorf("the log does not say why the build failed")
+	}
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Fatalf("/dev/full: %v", err)
+	}
+	tm.cache.mu.Lock()
+	tm.cache.create = create
+	n := len(tm.cache.entries)
+	tm.cache.mu.Unlock()
+	if n != 0 {
+		t.Errorf("failed build left %d cache entries", n)
+	}
+	resp, body = getTarball(t, tm.url, "proj", c)
+	if resp.StatusCode != 200 || resp.Header.Get(client.HeaderCache) != "miss" {
+		t.Fatalf("after space returns: %s %q", resp.Status, body)
+	}
+	want, err := exec.Command("git", "-C", up.bare, "archive", "--format=tar.gz", c).Output()
+	if err != nil || !bytes.Equal(body, want) {
+		t.Errorf("tarball after recovery differs from git archive: %v", err)
 	}
 }

@@ -11,8 +11,14 @@ import (
 	"github.com/tryd-ci/tryd/gitmirror/client"
 )
 
-// errAmbiguous marks an abbreviated hash matching several objects.
-var errAmbiguous = errors.New("ambiguous revision")
+var (
+	// errAmbiguous marks an abbreviated hash matching several objects.
+	errAmbiguous = errors.New("ambiguous revision")
+	// errBuild marks a tarball build that failed (git archive failed, or
+	// the cache could not be written, e.g. on a full disk): 503, since a
+	// later request may succeed.
+	errBuild = errors.New("tarball build failed")
+)
 
 // Resolve returns the commit and tree that rev names in the mirror of the
 // named repository, fetching once if rev is not there yet. rev must pass
@@ -103,7 +109,8 @@ func parseBatchCheck(out []byte) ([2]string, error) {
 
 // tarball serves repo at commit (with the given tree) to w, from the
 // cache or by running git archive once however many requests want it.
-// It calls setHeaders(cacheOutcome) before writing the body.
+// It calls setHeaders(cacheOutcome) just before writing the first bytes
+// of the body; if it returns an error before that, nothing was written.
 func (r *repo) tarball(ctx context.Context, commit, tree string, setHeaders func(cache string), w io.Writer) error {
 	f, b, joined, err := r.m.cache.open(tree, func(ctx context.Context, w io.Writer) error {
 		return r.archive(ctx, commit, w)
@@ -126,8 +133,29 @@ func (r *repo) tarball(ctx context.Context, commit, tree string, setHeaders func
 		outcome = "join"
 	}
 	r.m.metrics.tarballs.WithLabelValues(outcome).Inc()
-	setHeaders(outcome)
-	return b.streamTo(ctx, w)
+	// Headers go out with the first bytes, so that a build failing at
+	// once (git error, full disk) still gets a proper error status.
+	lw := &lazyHeaderWriter{w: w, setHeaders: func() { setHeaders(outcome) }}
+	err = b.streamTo(ctx, lw)
+	if err != nil && ctx.Err() == nil {
+		err = fmt.Errorf("%w: %w", errBuild, err)
+	}
+	return err
+}
+
+// lazyHeaderWriter calls setHeaders before its first write.
+type lazyHeaderWriter struct {
+	w          io.Writer
+	setHeaders func()
+	started    bool
+}
+
+func (l *lazyHeaderWriter) Write(p []byte) (int, error) {
+	if !l.started {
+		l.started = true
+		l.setHeaders()
+	}
+	return l.w.Write(p)
 }
 
 // archive runs git archive of commit, gzip'd by git itself (its built-in
