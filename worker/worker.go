@@ -316,11 +316,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			go func() {
 				pctx, cancel := context.WithTimeout(bg, pollWait+30*time.Second)
 				defer cancel()
-				t0 := time.Now()
 				resp, err := w.opts.Client.Poll(pctx, req)
-				if resp != nil {
-					w.log.WithFields(logrus.Fields{"free": req.FreeSlots, "results": len(req.Results), "assigned": len(resp.Assignments), "took": time.Since(t0)}).Debug("poll answered")
-				}
 				answers <- pollAnswer{seq: seq, resp: resp, req: req, err: err}
 			}()
 		}

@@ -19,8 +19,8 @@ on a terminal, plain lines otherwise), prints each failed job with the tail
 of its log, and exits non-zero unless the build succeeds.
 
 The graph comes from the file argument, or from --run command lines (one
-job each, run with sh -c). A graph without a source, or any graph with
---worktree, builds the local git working tree: the files git ls-files
+job each, run with sh -c). A graph without a source whose jobs need one,
+or any graph with --worktree, builds the local git working tree: the files git ls-files
 lists (tracked and untracked, not ignored) are uploaded, only those the
 coordinator does not already hold.`)
 	coordURL := fs.String("coordinator", "", "coordinator base URL (default: coordinator.url from the config)")
@@ -71,7 +71,11 @@ coordinator does not already hold.`)
 	}
 	opts := try.Options{Graph: g, Priority: api.Priority(*priority), Labels: labels, Out: a.stdout, TailLines: *tail}
 	hasSource := g.Source.Repo != "" || g.Source.Revision != "" || len(g.Source.Files) > 0
-	if *worktree != "" || !hasSource {
+	needsSource := false
+	for _, j := range g.Jobs {
+		needsSource = needsSource || j.Mode() != graph.SourceNone
+	}
+	if *worktree != "" || !hasSource && needsSource {
 		dir := *worktree
 		if dir == "" {
 			dir = "."

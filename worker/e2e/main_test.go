@@ -24,6 +24,11 @@ import (
 var trydBin string
 
 func TestMain(m *testing.M) {
+	if bin := os.Getenv("TRYD_E2E_BIN"); bin != "" {
+		// A prebuilt binary (e.g. to debug with extra logging).
+		trydBin = bin
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "tryd-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

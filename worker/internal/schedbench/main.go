@@ -59,7 +59,7 @@ func run(tryd string, n, workers, slots, samples int, budget time.Duration, verb
 	}
 	defer c.Close()
 	for i := 0; i < workers; i++ {
-		if _, err := c.StartWorker(cluster.WorkerNames[i], "--slots", strconv.Itoa(slots), "--log-level", "debug"); err != nil {
+		if _, err := c.StartWorker(cluster.WorkerNames[i], "--slots", strconv.Itoa(slots), "--log-level", "warn"); err != nil {
 			return err
 		}
 	}
