@@ -257,6 +257,11 @@ func TestContractWebhooks(t *testing.T) {
 	must(t, err)
 	must(t, s.Abandon(ctx, n, w.Owner, "change not needed"))
 	must(t, s.Restore(ctx, n, w.Owner, "needed"))
+	must(t, s.CreateProject(ctx, gerritsim.ProjectInput{Name: "TestRepo3", Creator: w.Owner}))
+	_, err = s.CreateBranch(ctx, "TestRepo3", "test_branch", "refs/heads/main", w.Owner)
+	must(t, err)
+	_, err = s.CommitToBranch(ctx, "TestRepo3", "test_branch", w.Owner, "direct push", map[string]string{"d": "d\n"})
+	must(t, err)
 	must(t, s.DeleteVote(ctx, n, w.Owner, w.Reviewer, "Code-Review"))
 	must(t, s.Vote(ctx, n, 1, w.Reviewer, map[string]int{"Code-Review": 2}, "", ""))
 	must(t, s.Submit(ctx, n, w.Reviewer))
@@ -279,6 +284,9 @@ func TestContractWebhooks(t *testing.T) {
 		{"gerrit/webhooks-plugin/payloads/cdevents-rfc-2023/change-abandoned.change-21-ps1.json", "change-abandoned", nil},
 		{"gerrit/webhooks-plugin/payloads/cdevents-rfc-2023/ref-updated.patchset-ref.2-1.json", "ref-updated", nil},
 		{"gerrit/webhooks-plugin/payloads/cdevents-rfc-2023/ref-updated.change-meta.1-2ae17bf.json", "ref-updated", nil},
+		{"gerrit/webhooks-plugin/payloads/cdevents-rfc-2023/ref-updated.branch-created.json", "ref-updated", nil},
+		{"gerrit/webhooks-plugin/payloads/cdevents-rfc-2023/ref-updated.refs-meta-config.json", "ref-updated", nil},
+		{"gerrit/webhooks-plugin/payloads/cdevents-rfc-2023/project-created.json", "project-created", nil},
 		{"gerrit/events/ssh-stream/comment-added.cl.tvl.fyi-2020.json", "comment-added", sshShape},
 		{"gerrit/events/ssh-stream/change-restored.json", "change-restored", append(sshShape, "reason",
 			"change.createdOn", "patchSet.kind", "refName")}, // added to events after this 2014 capture
@@ -382,3 +390,12 @@ func TestWebhookOrderPerChange(t *testing.T) {
 		}
 	}
 }
+
+func mustJSONUnmarshal(t *testing.T, b []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -205,11 +205,15 @@ func (s *Sim) refUpdatedEvent(project string, r refUpdate, submitter int, now ti
 		old = zeroSHA
 	}
 	body := struct {
-		Submitter accountAttr   `json:"submitter"`
+		Submitter *accountAttr  `json:"submitter,omitempty"`
 		RefUpdate refUpdateAttr `json:"refUpdate"`
 		Type      string        `json:"type"`
 		Created   int64         `json:"eventCreatedOn"`
-	}{s.accountAttrLocked(submitter), refUpdateAttr{old, r.New, r.Ref, project}, "ref-updated", now.Unix()}
+	}{nil, refUpdateAttr{old, r.New, r.Ref, project}, "ref-updated", now.Unix()}
+	if _, ok := s.accounts[submitter]; ok {
+		a := s.accountAttrLocked(submitter)
+		body.Submitter = &a
+	}
 	return Event{Type: "ref-updated", Project: project, Body: mustJSON(body)}
 }
 
@@ -219,6 +223,12 @@ func (s *Sim) emit(c *change, ev Event) {
 	if ev.Change == 0 {
 		ev.Change = c.number
 	}
+	s.emitKey("change:"+strconv.Itoa(c.number), ev)
+}
+
+// emitKey queues an event for the webhooks; events with the same key are
+// delivered in order. Called with s.mu held.
+func (s *Sim) emitKey(key string, ev Event) {
 	s.events = append(s.events, ev)
 	if len(s.events) > maxEvents {
 		s.events = append(s.events[:0:0], s.events[len(s.events)-maxEvents/2:]...)
@@ -226,7 +236,6 @@ func (s *Sim) emit(c *change, ev Event) {
 	if s.closed {
 		return
 	}
-	key := strconv.Itoa(c.number)
 	for _, h := range s.hooks {
 		if h.wants(ev.Type) {
 			h.enqueue(s, key, ev)

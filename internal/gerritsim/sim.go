@@ -190,6 +190,9 @@ type ProjectInput struct {
 	Branch string
 	// Labels overrides DefaultLabels when non-nil.
 	Labels []Label
+	// Creator is the account named as submitter of the ref-updated events
+	// (optional).
+	Creator int
 }
 
 // Sim is a running Gerrit simulator.
@@ -437,6 +440,16 @@ func (s *Sim) CreateProject(ctx context.Context, in ProjectInput) error {
 		return fmt.Errorf("gerritsim: create project %q: %w", in.Name, err)
 	}
 	s.projects[in.Name] = &Project{Name: in.Name, Description: in.Description, Labels: labels, HeadBranch: in.Branch, repo: r}
+	key := "project:" + in.Name
+	created := struct {
+		ProjectName string `json:"projectName"`
+		HeadName    string `json:"headName"`
+		Type        string `json:"type"`
+		Created     int64  `json:"eventCreatedOn"`
+	}{in.Name, "refs/heads/" + in.Branch, "project-created", now.Unix()}
+	s.emitKey(key, Event{Type: "project-created", Project: in.Name, Body: mustJSON(created)})
+	s.emitKey(key, s.refUpdatedEvent(in.Name, refUpdate{Ref: "refs/meta/config", New: cfg}, in.Creator, now))
+	s.emitKey(key, s.refUpdatedEvent(in.Name, refUpdate{Ref: "refs/heads/" + in.Branch, New: initial}, in.Creator, now))
 	return nil
 }
 
