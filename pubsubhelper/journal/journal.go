@@ -5,10 +5,12 @@
 // events, exact resumption by sequence number or by time) and enforces
 // retention by age and total size.
 //
-// Appends are group-committed: one writer goroutine takes every append
-// queued while the previous write was in flight, writes them with one
-// write and one fsync, then acknowledges them all, so concurrent
-// deliveries share fsyncs.
+// Appends are group-committed and pipelined: a writer goroutine takes
+// every append queued since its last write and writes them with one
+// write; a syncer goroutine takes every batch written since its last
+// fsync, fsyncs once, then acknowledges them all. Concurrent deliveries
+// share fsyncs, and the next batch is written while the previous one is
+// being synced.
 //
 // On-disk format, version 1 (a checked-in sample lives in
 // testdata/v1 and must keep loading):
@@ -52,6 +54,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -202,6 +205,7 @@ type Journal struct {
 	headTime    time.Time // newest committed time (or open time)
 	bytes       int64     // memory mode: retained bytes
 	changed     chan struct{}
+	written     chan written
 	done        chan struct{}
 	stop        chan struct{}
 	retainDone  chan struct{}
@@ -220,6 +224,7 @@ func Open(opts Options) (*Journal, error) {
 		pendingKeys: map[string]*pending{},
 		nextSeq:     1,
 		changed:     make(chan struct{}),
+		written:     make(chan written, 64),
 		done:        make(chan struct{}),
 		stop:        make(chan struct{}),
 		retainDone:  make(chan struct{}),
@@ -245,6 +250,7 @@ func Open(opts Options) (*Journal, error) {
 	j.retainLocked()
 	j.updateGauges()
 	go j.run()
+	go j.syncLoop()
 	go j.retainLoop()
 	return j, nil
 }
@@ -332,7 +338,8 @@ func (j *Journal) load() error {
 		j.f, j.fsize = f, last.size
 		return nil
 	}
-	return j.newSegment(j.nextSeq)
+	_, err = j.newSegment(j.nextSeq)
+	return err
 }
 
 func (j *Journal) loadID() error {
@@ -486,13 +493,15 @@ func (j *Journal) replay(seg *segment, last bool) error {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// newSegment starts a segment whose first record will be seq; it is
-// called from load and from the writer goroutine.
-func (j *Journal) newSegment(seq int64) error {
+// newSegment starts a segment whose first record will be seq and makes
+// it the active one; it is called from load and from the writer
+// goroutine. It returns the previous active file, which the caller closes
+// once it is synced.
+func (j *Journal) newSegment(seq int64) (*os.File, error) {
 	p := filepath.Join(j.opts.Dir, fmt.Sprintf("%020d%s", seq, segExt))
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return fmt.Errorf("journal: new segment: %w", err)
+		return nil, fmt.Errorf("journal: new segment: %w", err)
 	}
 	if _, err := f.Write([]byte(magic)); err == nil {
 		err = f.Sync()
@@ -500,21 +509,19 @@ func (j *Journal) newSegment(seq int64) error {
 	if err != nil {
 		f.Close()
 		os.Remove(p)
-		return fmt.Errorf("journal: new segment %s: %w", p, err)
+		return nil, fmt.Errorf("journal: new segment %s: %w", p, err)
 	}
 	if err := syncDir(j.opts.Dir); err != nil {
 		f.Close()
-		return err
+		return nil, err
 	}
-	if j.f != nil {
-		j.f.Close()
-	}
+	old := j.f
 	j.f, j.fsize = f, int64(len(magic))
 	seg := &segment{first: seq, path: p, size: j.fsize}
 	j.mu.Lock()
 	j.segments = append(j.segments, seg)
 	j.mu.Unlock()
-	return nil
+	return old, nil
 }
 
 // Append journals ev (whose Source, Type, summary and DeliveryID the
@@ -594,9 +601,21 @@ func (j *Journal) Append(ctx context.Context, ev *pubsubtypes.Event, raw []byte,
 	return *p.ev, false, nil
 }
 
-// run is the writer goroutine: it group-commits queued appends.
+// written is a batch the writer goroutine has written (not yet synced),
+// or a segment file it has retired, on its way to the syncer.
+type written struct {
+	batch   []*pending
+	f       *os.File // the file batch was written to
+	err     error    // the write failed (and was undone)
+	rotated bool     // a new segment was started for this batch
+	retire  *os.File // close this file once everything before it is synced
+}
+
+// run is the writer goroutine: it takes queued appends in batches and
+// writes each batch with one write, while the syncer goroutine fsyncs
+// what was written before, so that writing and syncing overlap.
 func (j *Journal) run() {
-	defer close(j.done)
+	defer close(j.written)
 	for {
 		j.mu.Lock()
 		for len(j.queue) == 0 && !j.closed {
@@ -617,9 +636,71 @@ func (j *Journal) run() {
 		}
 		j.mu.Unlock()
 
-		rotated, err := j.write(batch)
+		w := j.write(batch)
+		if w.retire != nil {
+			j.written <- written{retire: w.retire}
+			w.retire = nil
+		}
+		j.written <- w
+	}
+}
+
+// syncLoop is the syncer goroutine: it takes every batch written so far,
+// fsyncs once for all of them (group commit), then publishes them in
+// order and wakes their appenders.
+func (j *Journal) syncLoop() {
+	defer close(j.done)
+	for w := range j.written {
+		group := []written{w}
+	more:
+		for {
+			select {
+			case w2, ok := <-j.written:
+				if !ok {
+					break more
+				}
+				group = append(group, w2)
+			default:
+				break more
+			}
+		}
+		var serr error
+		if !j.memory {
+			var files []*os.File
+			for _, g := range group {
+				if g.batch != nil && g.err == nil && !slices.Contains(files, g.f) {
+					files = append(files, g.f)
+				}
+			}
+			start := time.Now()
+			for _, f := range files {
+				if err := syncData(f); err != nil && serr == nil {
+					serr = fmt.Errorf("journal: fsync %s: %w", f.Name(), err)
+				}
+			}
+			if len(files) > 0 {
+				j.metrics.fsync.Observe(time.Since(start).Seconds())
+			}
+		}
 		j.mu.Lock()
-		j.commitLocked(batch, err)
+		if serr != nil && j.broken == nil {
+			// After a failed fsync the file's state is unknown: stop
+			// accepting events rather than risk acknowledging lost ones.
+			j.broken = serr
+		}
+		rotated := false
+		for _, g := range group {
+			if g.retire != nil {
+				g.retire.Close()
+				continue
+			}
+			err := g.err
+			if err == nil {
+				err = serr
+			}
+			j.commitLocked(g.batch, err)
+			rotated = rotated || g.rotated
+		}
 		if rotated {
 			j.retainLocked()
 		}
@@ -627,24 +708,31 @@ func (j *Journal) run() {
 	}
 }
 
-// write appends batch to the active segment and fsyncs it. A failed write
-// is undone by truncating back; if that fails too the journal is broken.
-func (j *Journal) write(batch []*pending) (rotated bool, err error) {
+// write appends batch to the active segment (the syncer fsyncs it). A
+// failed write is undone by truncating back; if that fails too the
+// journal is broken.
+func (j *Journal) write(batch []*pending) (w written) {
+	w.batch = batch
+	j.metrics.batch.Observe(float64(len(batch)))
 	if j.memory {
-		return false, nil
+		return w
 	}
 	j.mu.Lock()
 	broken := j.broken
 	j.mu.Unlock()
 	if broken != nil {
-		return false, broken
+		w.err = broken
+		return w
 	}
 	if j.fsize >= j.opts.SegmentBytes {
-		if err := j.newSegment(batch[0].ev.Seq); err != nil {
-			return false, err
+		old, err := j.newSegment(batch[0].ev.Seq)
+		if err != nil {
+			w.err = err
+			return w
 		}
-		rotated = true
+		w.rotated, w.retire = true, old
 	}
+	w.f = j.f
 	j.mu.Lock()
 	seg := j.segments[len(j.segments)-1]
 	j.mu.Unlock()
@@ -655,26 +743,20 @@ func (j *Journal) write(batch []*pending) (rotated bool, err error) {
 		buf = appendRecord(buf, p)
 	}
 	start := time.Now()
-	_, err = j.f.Write(buf)
-	synced := time.Now()
-	if err == nil {
-		err = syncData(j.f)
-	}
-	j.metrics.write.Observe(synced.Sub(start).Seconds())
-	j.metrics.fsync.Observe(time.Since(synced).Seconds())
-	j.metrics.batch.Observe(float64(len(batch)))
+	_, err := j.f.Write(buf)
+	j.metrics.write.Observe(time.Since(start).Seconds())
 	if err != nil {
-		err = fmt.Errorf("journal: write %s: %w", seg.path, err)
+		w.err = fmt.Errorf("journal: write %s: %w", seg.path, err)
 		if terr := j.f.Truncate(j.fsize); terr != nil {
 			j.mu.Lock()
-			j.broken = fmt.Errorf("%w (and undoing it failed: %v)", err, terr)
+			j.broken = fmt.Errorf("%w (and undoing it failed: %v)", w.err, terr)
 			j.mu.Unlock()
 		} else if _, serr := j.f.Seek(j.fsize, io.SeekStart); serr != nil {
 			j.mu.Lock()
-			j.broken = fmt.Errorf("%w (and seeking back failed: %v)", err, serr)
+			j.broken = fmt.Errorf("%w (and seeking back failed: %v)", w.err, serr)
 			j.mu.Unlock()
 		}
-		return rotated, err
+		return w
 	}
 	j.fsize += int64(len(buf))
 	if cap(buf) <= 4<<20 {
@@ -682,7 +764,7 @@ func (j *Journal) write(batch []*pending) (rotated bool, err error) {
 	} else {
 		j.buf = nil
 	}
-	return rotated, nil
+	return w
 }
 
 func appendRecord(buf []byte, p *pending) []byte {
