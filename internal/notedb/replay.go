@@ -177,7 +177,7 @@ func (c *Change) Apply(u *Update) error {
 		c.Topic = *u.Topic
 	}
 	if u.HasHashtags {
-		c.Hashtags = append([]string(nil), u.Hashtags...)
+		c.Hashtags = append([]string{}, u.Hashtags...)
 	}
 	if u.Private != nil {
 		c.Private = *u.Private
