@@ -4,7 +4,9 @@
 // commit into an Update (ParseCommit), replays a chain of updates into a
 // Change the way Gerrit's ChangeNotesParser does (Replay, Change.Apply),
 // and writes Updates back as commit messages laid out exactly as Gerrit's
-// ChangeUpdate does (Format, FormatWith).
+// ChangeUpdate does (Format, FormatWith). ParseRawCommit reads a git commit
+// object (git cat-file output, maintner's GitCommit.Raw) into a Commit, and
+// PatchSetRef, MetaRef and ParseChangeRef name the refs/changes/ refs.
 //
 // Wire format (see ../shared/docs/gerrit-notedb.md):
 //
