@@ -20,7 +20,10 @@ import (
 // tarCache is the tarball cache: finished tarballs on disk under dir,
 // named <key>.tar.gz, with an LRU index bounded in bytes, and builds in
 // progress that any number of requests stream from while they are
-// written. The key is a tree hash, so equal trees share one tarball.
+// written. The key is a tree hash, so equal trees share one tarball: the
+// first commit archived with a tree sets its file times and pax comment,
+// and a repository that uses export-subst attributes gets that commit's
+// substitutions. File names, modes and contents are always the tree's.
 type tarCache struct {
 	dir, tmp string
 	limit    int64
