@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"testing"
 
 	"github.com/fsouza/fake-gcs-server/fakestorage"
@@ -101,5 +103,173 @@ func TestTakeOver(t *testing.T) {
 	nl.ForEach(ctx, mutlog.Position{}, func(_ mutlog.Position, p []byte) error { got = append(got, string(p)); return nil })
 	if fmt.Sprint(got) != "[one two]" {
 		t.Fatalf("records %v", got)
+	}
+}
+
+func objectNames(t *testing.T, srv *fakestorage.Server, bucket string) []string {
+	t.Helper()
+	objs, _, err := srv.ListObjectsWithOptions(bucket, fakestorage.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, o := range objs {
+		names = append(names, o.Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func payloads(l *mutlog.Log, t *testing.T) []string {
+	t.Helper()
+	var got []string
+	if err := l.ForEach(context.Background(), mutlog.Position{}, func(_ mutlog.Position, p []byte) error {
+		got = append(got, string(p))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// TestChunksAndFolds checks that commits upload chunks, that folding
+// keeps their number bounded, and that every state reopens intact.
+func TestChunksAndFolds(t *testing.T) {
+	ctx := context.Background()
+	srv := fakeGCS(t, "b")
+	open := func() *mutlog.Log {
+		s, err := New(Options{Client: srv.Client(), Bucket: "b", FoldEvery: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := mutlog.Open(ctx, mutlog.Options{Store: s, MaxSegmentSize: 1024})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	l := open()
+	var want []string
+	for i := range 120 {
+		p := fmt.Sprintf("record %03d %s", i, strings.Repeat("z", i%7))
+		want = append(want, p)
+		if _, err := l.Append(ctx, []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+		if i%17 == 0 {
+			chunks := 0
+			for _, n := range objectNames(t, srv, "b") {
+				if strings.Contains(n, ".growing.mutlog.") {
+					chunks++
+				}
+			}
+			if chunks > 4 {
+				t.Fatalf("after %d appends: %d chunk objects, fold limit 4: %v", i+1, chunks, objectNames(t, srv, "b"))
+			}
+			l.Close()
+			l = open()
+			if got := payloads(l, t); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("after reopen at %d: %d records, want %d", i, len(got), len(want))
+			}
+		}
+	}
+	if len(l.Segments()) < 2 {
+		t.Fatal("expected a sealed segment")
+	}
+	l.Close()
+	t.Logf("objects: %v", objectNames(t, srv, "b"))
+}
+
+// TestLeftovers recreates what crashes leave behind and checks that
+// opening cleans up without losing or duplicating data.
+func TestLeftovers(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		damage  func(t *testing.T, srv *fakestorage.Server, names []string)
+		wantErr error
+	}{
+		{"chunk already folded into the base", func(t *testing.T, srv *fakestorage.Server, names []string) {
+			// An interrupted fold leaves chunks the base holds.
+			for _, n := range names {
+				if strings.HasSuffix(n, ".growing.mutlog") {
+					o, err := srv.GetObject("b", n)
+					if err != nil || o.Metadata[chunksKey] == "0" {
+						t.Fatalf("want a folded base, have %v (%v)", o.Metadata, err)
+					}
+					putObject(t, srv, n+".00000001", []byte("REC@0+5=stale"))
+					return
+				}
+			}
+			t.Fatalf("no growing base in %v", names)
+		}, nil},
+		{"growing objects beside the sealed one", func(t *testing.T, srv *fakestorage.Server, names []string) {
+			putObject(t, srv, "0000.growing.mutlog", []byte("REC@0+5=stale"))
+		}, nil},
+		{"missing chunk", func(t *testing.T, srv *fakestorage.Server, names []string) {
+			var chunks []string
+			for _, n := range names {
+				if strings.Contains(n, ".growing.mutlog.") {
+					chunks = append(chunks, n)
+				}
+			}
+			if len(chunks) < 2 {
+				t.Fatalf("want at least two chunks to make a gap, have %v", names)
+			}
+			if err := srv.Backend().DeleteObject("b", chunks[0]); err != nil {
+				t.Fatal(err)
+			}
+		}, mutlog.ErrCorrupt},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := fakeGCS(t, "b")
+			st, _ := New(Options{Client: srv.Client(), Bucket: "b", FoldEvery: 100})
+			l, err := mutlog.Open(ctx, mutlog.Options{Store: st, MaxSegmentSize: 256})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 40 {
+				if _, err := l.Append(ctx, []byte(fmt.Sprintf("r%02d", i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := payloads(l, t)
+			l.Close()
+			names := objectNames(t, srv, "b")
+			tc.damage(t, srv, names)
+			st2, _ := New(Options{Client: srv.Client(), Bucket: "b"})
+			l2, err := mutlog.Open(ctx, mutlog.Options{Store: st2, MaxSegmentSize: 256})
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("Open: %v, want %v", err, tc.wantErr)
+				}
+				t.Logf("Open: %v", err)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l2.Close()
+			if got := payloads(l2, t); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("records %v, want %v", got, want)
+			}
+			wantNames := append([]string{"LOCK"}, names...) // l2 holds the lock
+			sort.Strings(wantNames)
+			if after := objectNames(t, srv, "b"); fmt.Sprint(after) != fmt.Sprint(wantNames) {
+				t.Fatalf("objects after cleanup %v, want %v", after, wantNames)
+			}
+		})
+	}
+}
+
+func putObject(t *testing.T, srv *fakestorage.Server, name string, data []byte) {
+	t.Helper()
+	w := srv.Client().Bucket("b").Object(name).NewWriter(context.Background())
+	if name == "0000.growing.mutlog" {
+		w.Metadata = map[string]string{chunksKey: "0"}
+	}
+	w.Write(data)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
