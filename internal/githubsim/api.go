@@ -95,6 +95,7 @@ type call struct {
 	s    *Sim
 	r    *http.Request
 	u    *user // nil when anonymous
+	app  *app  // set when authenticated with an app's JWT (u is its bot)
 	hdr  http.Header
 	repo *repo
 }
@@ -103,19 +104,36 @@ type apiFunc func(c *call) (int, any)
 
 // route wraps an endpoint with authentication, rate limiting, JSON
 // encoding, ETags and conditional requests.
-func (s *Sim) route(f apiFunc) http.Handler {
+func (s *Sim) route(f apiFunc) http.Handler { return s.serve(f, false) }
+
+// routeApp wraps an endpoint that only a GitHub App's JWT may call.
+func (s *Sim) routeApp(f apiFunc) http.Handler { return s.serve(f, true) }
+
+func (s *Sim) serve(f apiFunc, appOnly bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-GitHub-Media-Type", "github.v3; format=json")
 		w.Header().Set("X-GitHub-Api-Version-Selected", "2022-11-28")
 		w.Header().Set("X-GitHub-Request-Id", strings.ToUpper(randomHex(8)))
-		u, ok := s.authenticate(r)
-		if !ok {
-			writeJSON(w, http.StatusUnauthorized, &errorBody{Message: "Bad credentials", DocumentationURL: docsURL, Status: "401"})
+		u, jwtApp, msg := s.authenticate(r)
+		switch {
+		case msg != "":
+		case appOnly && jwtApp == nil:
+			msg = "A JSON web token could not be decoded"
+		case !appOnly && jwtApp != nil:
+			// A JWT only authenticates the /app endpoints; everything
+			// else needs an installation token.
+			msg = "Bad credentials"
+		}
+		if msg != "" {
+			writeJSON(w, http.StatusUnauthorized, &errorBody{Message: msg, DocumentationURL: docsURL, Status: "401"})
 			return
 		}
 		key := "" // anonymous
 		if u != nil {
 			key = u.login
+		}
+		if jwtApp != nil {
+			u, key = jwtApp.bot, "app:"+jwtApp.slug
 		}
 		if rs := s.rateCheck(key, u); rs.remaining <= 0 {
 			rs.setHeaders(w.Header())
@@ -129,7 +147,7 @@ func (s *Sim) route(f apiFunc) http.Handler {
 			})
 			return
 		}
-		c := &call{s: s, r: r, u: u, hdr: w.Header()}
+		c := &call{s: s, r: r, u: u, app: jwtApp, hdr: w.Header()}
 		if owner, name := r.PathValue("owner"), r.PathValue("repo"); owner != "" {
 			s.mu.Lock()
 			c.repo = s.repos[owner+"/"+name]
@@ -190,11 +208,12 @@ func etagMatch(header, etag string) bool {
 }
 
 // authenticate maps the Authorization header (token, Bearer, or Basic with
-// the token as password) to a user; ok is false for an unknown token.
-func (s *Sim) authenticate(r *http.Request) (*user, bool) {
+// the token as password) to a user, or to an app for a JWT. msg is the
+// 401 message for bad credentials; no header means anonymous.
+func (s *Sim) authenticate(r *http.Request) (u *user, jwtApp *app, msg string) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return nil, true
+		return nil, nil, ""
 	}
 	scheme, cred, _ := strings.Cut(h, " ")
 	var tok string
@@ -204,19 +223,26 @@ func (s *Sim) authenticate(r *http.Request) (*user, bool) {
 	case "basic":
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
 		if err != nil {
-			return nil, false
+			return nil, nil, "Bad credentials"
 		}
 		_, tok, _ = strings.Cut(string(raw), ":")
 	default:
-		return nil, false
+		return nil, nil, "Bad credentials"
+	}
+	if strings.Count(tok, ".") == 2 {
+		a, msg := s.verifyAppJWT(tok)
+		return nil, a, msg
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u, ok := s.tokens[tok]
 	if !ok || tok == "" {
-		return nil, false
+		return nil, nil, "Bad credentials"
 	}
-	return u, true
+	if exp, ok := s.tokenExp[tok]; ok && !s.opts.Now().Before(exp) {
+		return nil, nil, "Bad credentials"
+	}
+	return u, nil, ""
 }
 
 // rateState is one user's core rate-limit window.
@@ -373,6 +399,11 @@ func (s *Sim) apiMux() *http.ServeMux {
 	m := http.NewServeMux()
 	h := func(pattern string, f apiFunc) { m.Handle(pattern, s.route(f)) }
 	h("GET /user", s.getUser)
+	m.Handle("GET /app", s.routeApp(s.getApp))
+	m.Handle("GET /app/installations", s.routeApp(s.listInstallations))
+	m.Handle("GET /app/installations/{id}", s.routeApp(s.getInstallation))
+	m.Handle("POST /app/installations/{id}/access_tokens", s.routeApp(s.createInstallationToken))
+	m.Handle("GET /repos/{owner}/{repo}/installation", s.routeApp(s.getRepoInstallation))
 	h("GET /rate_limit", s.getRateLimit)
 	h("GET /repos/{owner}/{repo}", s.getRepo)
 	h("GET /repos/{owner}/{repo}/issues", s.listIssues)

@@ -1,7 +1,6 @@
 package githubsim
 
 import (
-	"context"
 	"os"
 	"strings"
 	"testing"
@@ -185,5 +184,3 @@ var checkSuiteIgnore = []string{
 
 func first(rs []received) received { return rs[0] }
 func last(rs []received) received  { return rs[len(rs)-1] }
-
-var _ = context.Background

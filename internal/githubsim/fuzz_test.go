@@ -28,6 +28,8 @@ func FuzzREST(f *testing.F) {
 		{"GET", "/api/v3/repos/octo/hello/hooks/1/deliveries?cursor=-1&per_page=1000", "owner", "", ""},
 		{"GET", "/api/v3/repos/octo/hello", "Basic !!!", "", `W/"x", *`},
 		{"GET", "/octo/hello.git/info/refs?service=git-upload-pack", "", "", ""},
+		{"GET", "/api/v3/app", "Bearer eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiIxMDA5In0.AAAA", "", ""},
+		{"POST", "/api/v3/app/installations/1/access_tokens", "Bearer a.b.c", `{"repositories":`, ""},
 		{"GET", "/octo/hello.git/../../../etc/passwd", "", "", ""},
 	}
 	for _, s := range seeds {

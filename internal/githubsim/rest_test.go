@@ -1,7 +1,6 @@
 package githubsim
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -507,5 +506,3 @@ func TestRateLimitExhaustion(t *testing.T) {
 		})
 	}
 }
-
-var _ = context.Background

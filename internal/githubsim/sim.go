@@ -3,6 +3,7 @@ package githubsim
 import (
 	"context"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -105,6 +106,7 @@ type Sim struct {
 	nextID   int64
 	users    map[string]*user // by login
 	tokens   map[string]*user
+	tokenExp map[string]time.Time       // expiry of installation tokens minted with a JWT
 	orgs     map[string]map[string]bool // org login -> member logins
 	repos    map[string]*repo           // by "owner/name"
 	apps     map[string]*app            // by slug
@@ -140,6 +142,7 @@ type app struct {
 	hook           *hook
 	created        time.Time
 	events         []string
+	key            *rsa.PrivateKey // signs the app's JWTs; made by AppCredentials
 }
 
 type repo struct {
@@ -349,21 +352,22 @@ func New(opts Options) (*Sim, error) {
 		}
 	}
 	s := &Sim{
-		opts:    opts,
-		log:     logging.For(log, "githubsim"),
-		gitPath: gitPath,
-		client:  client,
-		base:    strings.TrimRight(opts.BaseURL, "/"),
-		nextID:  1000,
-		users:   map[string]*user{},
-		tokens:  map[string]*user{},
-		orgs:    map[string]map[string]bool{},
-		repos:   map[string]*repo{},
-		apps:    map[string]*app{},
-		hooks:   map[int64]*hook{},
-		drop:    opts.Drop,
-		rates:   map[string]*rateState{},
-		done:    make(chan struct{}),
+		opts:     opts,
+		log:      logging.For(log, "githubsim"),
+		gitPath:  gitPath,
+		client:   client,
+		base:     strings.TrimRight(opts.BaseURL, "/"),
+		nextID:   1000,
+		users:    map[string]*user{},
+		tokens:   map[string]*user{},
+		tokenExp: map[string]time.Time{},
+		orgs:     map[string]map[string]bool{},
+		repos:    map[string]*repo{},
+		apps:     map[string]*app{},
+		hooks:    map[int64]*hook{},
+		drop:     opts.Drop,
+		rates:    map[string]*rateState{},
+		done:     make(chan struct{}),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -559,8 +563,11 @@ type AppOptions struct {
 	Events []string
 }
 
-// AddApp registers a GitHub App and returns an installation access token
-// for it (write permission on every repository, may create check runs).
+// AddApp registers a GitHub App installed on every repository and returns
+// a long-lived installation access token for it (write permission, may
+// create check runs). Clients that authenticate as GitHub Apps do (a JWT
+// signed with the app's key, exchanged for an installation token) get the
+// key and IDs from AppCredentials.
 func (s *Sim) AddApp(o AppOptions) (string, error) {
 	if err := validLogin(o.Slug); err != nil {
 		return "", fmt.Errorf("githubsim: add app: %w", err)
