@@ -30,7 +30,10 @@
 // PushToPR, AddLabel, Comment, MergePR, …) plays the people and the
 // GitHub web UI; clients under test use HTTP like they would with GitHub.
 // Check runs may only be created by a GitHub App's token (AddApp), as on
-// GitHub; commit statuses by any user with write permission. Pushes
+// GitHub; commit statuses by any user with write permission. Apps also
+// authenticate as on GitHub: an RS256 JWT signed with the key from
+// AppCredentials calls the /app endpoints and exchanges itself for a
+// one-hour installation token (POST /app/installations/{id}/access_tokens). Pushes
 // create a check suite for every app subscribed to check_suite and send
 // it check_suite requested, as GitHub does.
 //
