@@ -55,6 +55,10 @@ func TestContractREST(t *testing.T) {
 	w := gerritsimtest.NewWorld(t, gerritsim.Options{})
 	s := w.Sim
 	ctx := context.Background()
+	// A file on the branch for the change to modify, so that its diff has
+	// insertions and deletions.
+	_, err := s.CommitToBranch(ctx, w.Project, "main", w.Owner, "base", map[string]string{"x.go": "package x\n\nvar a = 1\n"})
+	must(t, err)
 	n, _, err := s.CreateChangeWith(ctx, gerritsim.ChangeInput{Project: w.Project, Owner: w.Owner, Subject: "Implementing Feature X",
 		Files: map[string]string{"x.go": "package x\n"}, Topic: "feature-x"})
 	must(t, err)
@@ -87,9 +91,8 @@ func TestContractREST(t *testing.T) {
 			append(prefixAll("[][]", detailed), "[][].topic", "[][].labels.Code-Review.disliked", "[][].labels.Code-Review.recommended", "[][].labels.Code-Review.value",
 				"[][].labels.Verified", "[][].labels.Code-Review.blocking", "[][].labels.Code-Review.rejected")},
 		{"current revision, commit", "gerrit/rest/query-changes-current-revision-commit-files.response.json", "GET",
-			"changes/?q={n}&o=CURRENT_REVISION&o=CURRENT_COMMIT&o=DETAILED_ACCOUNTS", "", "",
+			"changes/?q={n}&o=CURRENT_REVISION&o=CURRENT_COMMIT&o=CURRENT_FILES&o=DETAILED_ACCOUNTS", "", "",
 			append(prefixAll("[]", detailed),
-				"[].revisions.*.files",                              // CURRENT_FILES is not simulated
 				"[].revisions.*.fetch.git",                          // only the http download scheme exists
 				"[].revisions.*.fetch.ssh",                          // no SSH daemon
 				"[].revisions.*.fetch.http.commands",                // DOWNLOAD_COMMANDS is not simulated
@@ -111,6 +114,8 @@ func TestContractREST(t *testing.T) {
 		{"get commit", "gerrit/rest/get-commit.response.json", "GET", "changes/{n}/revisions/current/commit", "", "", nil},
 		{"list votes", "gerrit/rest/list-votes.response.json", "GET", "changes/{n}/reviewers/owner/votes/", "", "",
 			[]string{"Verified", "Work-In-Progress"}}, // labels the owner did not vote on / the project does not have
+		{"list files", "gerrit/rest/list-files.response.json", "GET", "changes/{n}/revisions/current/files", "", "",
+			nil},
 		{"get hashtags", "gerrit/rest/get-hashtags.response.json", "GET", "changes/{n}/hashtags", "", "", nil},
 		{"abandon", "gerrit/rest/abandon-change.response.json", "POST", "a/changes/{n}/abandon", "owner", `{"message":"gone"}`, action},
 		{"restore", "gerrit/rest/restore-change.response.json", "POST", "a/changes/{n}/restore", "owner", `{}`, action},
@@ -144,7 +149,8 @@ func TestContractREST(t *testing.T) {
 					t.Fatalf("project list = %s", body)
 				}
 			}
-			mm, err := jsonshape.Compare(normalizeRevisions(t, want), normalizeRevisions(t, got), jsonshape.Options{Ignore: tc.ignore})
+			root := tc.name == "list files"
+			mm, err := jsonshape.Compare(normalizeKeys(t, want, root), normalizeKeys(t, got, root), jsonshape.Options{Ignore: tc.ignore})
 			must(t, err)
 			for _, x := range mm {
 				t.Errorf("%s", x)
@@ -165,28 +171,31 @@ func prefixAll(prefix string, paths []string) []string {
 	return out
 }
 
-// normalizeRevisions renames the keys of every "revisions" object (commit
-// SHAs) to "*" so that two documents' revisions compare by shape.
-func normalizeRevisions(t *testing.T, doc []byte) []byte {
+// normalizeKeys renames the keys of every "revisions" object (commit
+// SHAs) and "files" object (paths) to "*", merging their values' shapes, so
+// that two documents compare by shape; root does the same to the document
+// itself (a file map).
+func normalizeKeys(t *testing.T, doc []byte, root bool) []byte {
 	t.Helper()
 	var v any
 	if err := json.Unmarshal(doc, &v); err != nil {
 		t.Fatal(err)
 	}
 	var walk func(v any) any
+	star := func(m map[string]any) map[string]any {
+		var acc any
+		for _, e := range m {
+			acc = unionShape(acc, walk(e))
+		}
+		return map[string]any{"*": acc}
+	}
 	walk = func(v any) any {
 		switch x := v.(type) {
 		case map[string]any:
 			for k, e := range x {
-				if k == "revisions" {
-					if m, ok := e.(map[string]any); ok {
-						star := map[string]any{}
-						for _, r := range m {
-							star["*"] = walk(r)
-						}
-						x[k] = star
-						continue
-					}
+				if m, ok := e.(map[string]any); ok && (k == "revisions" || k == "files") {
+					x[k] = star(m)
+					continue
 				}
 				x[k] = walk(e)
 			}
@@ -197,11 +206,36 @@ func normalizeRevisions(t *testing.T, doc []byte) []byte {
 		}
 		return v
 	}
-	b, err := json.Marshal(walk(v))
+	if m, ok := v.(map[string]any); ok && root {
+		v = star(m)
+	} else {
+		v = walk(v)
+	}
+	b, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// unionShape merges two JSON values: objects get every key either has.
+func unionShape(a, b any) any {
+	am, aok := a.(map[string]any)
+	bm, bok := b.(map[string]any)
+	if !aok || !bok {
+		if a == nil {
+			return b
+		}
+		return a
+	}
+	out := map[string]any{}
+	for k, v := range am {
+		out[k] = v
+	}
+	for k, v := range bm {
+		out[k] = unionShape(out[k], v)
+	}
+	return out
 }
 
 // capture is a webhook receiver on 127.0.0.1:0 that records deliveries.

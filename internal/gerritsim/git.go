@@ -183,25 +183,79 @@ func (r *repo) mergeTree(ctx context.Context, ours, theirs string) (string, erro
 
 // diffStat returns insertions and deletions between two commits.
 func (r *repo) diffStat(ctx context.Context, from, to string) (ins, del int, files []fileStat, err error) {
-	out, err := r.run(ctx, nil, nil, "diff-tree", "--numstat", "-r", "--no-renames", from, to)
+	raw, err := r.run(ctx, nil, nil, "diff-tree", "-z", "-r", "--no-renames", "--raw", from, to)
 	if err != nil {
 		return 0, 0, nil, err
 	}
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.SplitN(line, "\t", 3)
-		if len(f) != 3 {
+	num, err := r.run(ctx, nil, nil, "diff-tree", "-z", "-r", "--no-renames", "--numstat", from, to)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	byPath := map[string]int{}
+	f := strings.Split(raw, "\x00")
+	var blobs []string
+	for i := 0; i+1 < len(f); i += 2 {
+		meta := strings.Fields(strings.TrimPrefix(f[i], ":"))
+		if len(meta) != 5 {
 			continue
 		}
-		a, _ := strconv.Atoi(f[0])
-		d, _ := strconv.Atoi(f[1])
+		byPath[f[i+1]] = len(files)
+		files = append(files, fileStat{Path: f[i+1], OldBlob: meta[2], NewBlob: meta[3], Status: meta[4]})
+		blobs = append(blobs, meta[2], meta[3])
+	}
+	for _, rec := range strings.Split(num, "\x00") {
+		p := strings.SplitN(rec, "\t", 3)
+		if len(p) != 3 {
+			continue
+		}
+		a, _ := strconv.Atoi(p[0])
+		d, _ := strconv.Atoi(p[1])
 		ins += a
 		del += d
-		files = append(files, fileStat{Path: f[2], Inserted: a, Deleted: d})
+		if i, ok := byPath[p[2]]; ok {
+			files[i].Inserted, files[i].Deleted = a, d
+		}
+	}
+	sizes, err := r.blobSizes(ctx, blobs)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	for i := range files {
+		files[i].OldSize, files[i].NewSize = sizes[files[i].OldBlob], sizes[files[i].NewBlob]
 	}
 	return ins, del, files, nil
 }
 
+// blobSizes returns the size of each object (zeroSHA and unknown ids: 0).
+func (r *repo) blobSizes(ctx context.Context, ids []string) (map[string]int64, error) {
+	var in strings.Builder
+	for _, id := range ids {
+		if id != zeroSHA {
+			in.WriteString(id + "\n")
+		}
+	}
+	out := map[string]int64{}
+	if in.Len() == 0 {
+		return out, nil
+	}
+	res, err := r.run(ctx, []byte(in.String()), nil, "cat-file", "--batch-check=%(objectname) %(objectsize)")
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(res, "\n") {
+		id, size, ok := strings.Cut(line, " ")
+		if n, err := strconv.ParseInt(size, 10, 64); ok && err == nil {
+			out[id] = n
+		}
+	}
+	return out, nil
+}
+
+// fileStat is one file of a patch set's diff against its parent.
 type fileStat struct {
 	Path              string
+	Status            string // A, D, M, T
+	OldBlob, NewBlob  string
+	OldSize, NewSize  int64
 	Inserted, Deleted int
 }

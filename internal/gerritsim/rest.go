@@ -309,13 +309,18 @@ func (s *Sim) routeChange(req *request, id string, rest []string) (any, error) {
 		return s.getHashtags(n)
 	case len(rest) == 3 && rest[0] == "revisions" && rest[2] == "review" && post:
 		return s.postReview(req, n, rest[1])
-	case len(rest) == 3 && rest[0] == "revisions" && (rest[2] == "review" || rest[2] == "commit") && get:
+	case len(rest) == 3 && rest[0] == "revisions" && (rest[2] == "review" || rest[2] == "commit" || rest[2] == "files") && get:
 		ps, err := s.resolveRevision(n, rest[1])
 		if err != nil {
 			return nil, err
 		}
-		if rest[2] == "commit" {
+		switch rest[2] {
+		case "commit":
 			return s.getCommit(n, ps)
+		case "files":
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return filesLocked(s.changes[n].patchSets[ps]), nil
 		}
 		return s.getReview(n, ps, req.caller)
 	case len(rest) == 1 && post && (rest[0] == "submit" || rest[0] == "abandon" || rest[0] == "restore" || rest[0] == "hashtags"):
@@ -484,6 +489,45 @@ type fetchInfo struct {
 	Ref string `json:"ref"`
 }
 
+// fileInfo is Gerrit's FileInfo; status is omitted for modified files.
+type fileInfo struct {
+	Status        string `json:"status,omitempty"`
+	LinesInserted int    `json:"lines_inserted,omitempty"`
+	LinesDeleted  int    `json:"lines_deleted,omitempty"`
+	SizeDelta     int64  `json:"size_delta"`
+	Size          int64  `json:"size"`
+}
+
+// filesLocked lists a patch set's files as GET …/files does, with the
+// synthetic /COMMIT_MSG entry Gerrit adds.
+func filesLocked(ps *patchSet) map[string]fileInfo {
+	msg := commitMsgFile(ps)
+	out := map[string]fileInfo{"/COMMIT_MSG": {Status: "A", LinesInserted: strings.Count(msg, "\n"), SizeDelta: int64(len(msg)), Size: int64(len(msg))}}
+	for _, f := range ps.files {
+		fi := fileInfo{LinesInserted: f.Inserted, LinesDeleted: f.Deleted, SizeDelta: f.NewSize - f.OldSize, Size: f.NewSize}
+		switch f.Status {
+		case "A":
+			fi.Status = "A"
+		case "D":
+			fi.Status, fi.Size = "D", f.OldSize
+		}
+		out[f.Path] = fi
+	}
+	return out
+}
+
+// commitMsgFile is the text Gerrit shows as /COMMIT_MSG.
+func commitMsgFile(ps *patchSet) string {
+	short := ps.parent
+	if len(short) > 8 {
+		short = short[:8]
+	}
+	const layout = "2006-01-02 15:04:05 -0700"
+	return fmt.Sprintf("Parent:     %s (%s)\nAuthor:     %s <%s>\nAuthorDate: %s\nCommit:     %s <%s>\nCommitDate: %s\n\n%s",
+		short, ps.parentSubject, ps.author.Name, ps.author.Email, ps.author.When.UTC().Format(layout),
+		ps.committer.Name, ps.committer.Email, ps.committer.When.UTC().Format(layout), ps.message)
+}
+
 type revisionInfo struct {
 	Kind     string               `json:"kind"`
 	Number   int                  `json:"_number"`
@@ -492,6 +536,7 @@ type revisionInfo struct {
 	Ref      string               `json:"ref"`
 	Fetch    map[string]fetchInfo `json:"fetch"`
 	Commit   *commitInfo          `json:"commit,omitempty"`
+	Files    map[string]fileInfo  `json:"files,omitempty"`
 }
 
 type reviewerUpdateInfo struct {
@@ -630,6 +675,9 @@ func (s *Sim) changeInfoLocked(c *change, opts map[string]bool, caller *Account)
 			ri := s.revisionInfoLocked(c, ps, det)
 			if opts["ALL_COMMITS"] || opts["CURRENT_COMMIT"] && num == curNum {
 				ri.Commit = s.commitInfoLocked(c, ps)
+			}
+			if opts["ALL_FILES"] || opts["CURRENT_FILES"] && num == curNum {
+				ri.Files = filesLocked(ps)
 			}
 			ci.Revisions[ps.sha] = ri
 		}

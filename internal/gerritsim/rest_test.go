@@ -167,6 +167,11 @@ func TestRESTWithGoGerrit(t *testing.T) {
 	if err != nil || commit.Commit != sha || commit.Message != "net/http: fix header parsing\n\nFixes #1.\n\nChange-Id: "+ci.ChangeID+"\n" {
 		t.Fatalf("get commit: %+v %v", commit, err)
 	}
+	files, _, err := anon.Changes.ListFiles(ctx, strconv.Itoa(n), sha, nil)
+	if err != nil || files["a.go"].Status != "A" || files["a.go"].LinesInserted != 1 || files["a.go"].Size != len("package a\n") ||
+		files["/COMMIT_MSG"].Status != "A" || len(files) != 2 {
+		t.Fatalf("files: %+v %v", files, err)
+	}
 	sub, _, err := anon.Changes.GetChange(ctx, strconv.Itoa(n), &gerrit.ChangeOptions{AdditionalFields: []string{"SUBMITTABLE"}})
 	if err != nil || sub.Submittable {
 		t.Fatalf("submittable before Code-Review+2: %v %v", sub.Submittable, err)
