@@ -68,6 +68,12 @@ type FollowerOptions struct {
 	// errors (defaults 100ms and 30s). There is no delay between
 	// successful polls: the server's long poll paces them.
 	RetryMin, RetryMax time.Duration
+	// CaughtUp, if set, is called by Run (on its goroutine, between
+	// deliveries) whenever everything the server listed has been
+	// delivered, with the end position, before waiting for more: a
+	// consumer learns that its state is current (for example, that old
+	// votes were replayed and new ones are live).
+	CaughtUp func(end mutlog.Position)
 	// Log receives progress and errors; nil discards them.
 	Log logrus.FieldLogger
 	// Registry, if set, receives tryd_logsync_follower_* metrics.
@@ -219,6 +225,9 @@ func (f *Follower) run(ctx context.Context, from mutlog.Position, fn mutlog.Func
 				backoff = f.opts.RetryMin
 				if !tail {
 					return nil
+				}
+				if f.opts.CaughtUp != nil {
+					f.opts.CaughtUp(f.delivered)
 				}
 				wait = srvSum
 				continue

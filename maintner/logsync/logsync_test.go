@@ -307,6 +307,8 @@ func TestFollowerCatchUpResumeAndTail(t *testing.T) {
 	defer cancel()
 	ch := make(chan rec, 1000)
 	errc := make(chan error, 1)
+	caughtUp := make(chan mutlog.Position, 100)
+	f2.opts.CaughtUp = func(end mutlog.Position) { caughtUp <- end }
 	go func() {
 		errc <- f2.Run(ctx, all[len(all)-1].pos, func(pos mutlog.Position, p []byte) error {
 			ch <- rec{pos, string(p)}
@@ -315,6 +317,10 @@ func TestFollowerCatchUpResumeAndTail(t *testing.T) {
 	}()
 	if r := <-ch; r != all[len(all)-1] {
 		t.Fatalf("first tailed record %v", r)
+	}
+	lastSeg := l.Segments()[len(l.Segments())-1]
+	if end := <-caughtUp; end != (mutlog.Position{Segment: lastSeg.Number, Offset: lastSeg.Size}) {
+		t.Fatalf("CaughtUp(%v), want the end of segment %d (%d)", end, lastSeg.Number, lastSeg.Size)
 	}
 	for i := range 30 {
 		start := time.Now()
