@@ -423,14 +423,48 @@ func (w *Worker) fetchDeps(ctx context.Context, deps []api.DepOutput, depsDir st
 // coordinator's store if needed.
 func (w *Worker) fetch(ctx context.Context, digest string) (*os.File, error) {
 	return w.cache.Fetch(ctx, digest, func(ctx context.Context, digest string, dst io.Writer) error {
-		rc, err := w.opts.Client.GetArtifact(ctx, digest)
-		if err != nil {
+		return w.retry(ctx, func() error {
+			rc, err := w.opts.Client.GetArtifact(ctx, digest)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			if s, ok := dst.(io.Seeker); ok {
+				// A retry starts the file over.
+				if _, err := s.Seek(0, io.SeekStart); err != nil {
+					return err
+				}
+			}
+			_, err = io.Copy(dst, rc)
+			return err
+		})
+	})
+}
+
+// retryFor bounds how long transfers to and from the coordinator are
+// retried while it is unreachable (e.g. restarting).
+const retryFor = 30 * time.Second
+
+// retry runs f until it succeeds, fails with an error the coordinator
+// answered (an api.Error: retrying would not help), ctx ends, or
+// retryFor has passed, backing off between attempts.
+func (w *Worker) retry(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(retryFor)
+	delay := w.opts.MinBackoff
+	for {
+		err := f()
+		var ae *api.Error
+		if err == nil || errors.As(err, &ae) && !errors.Is(err, api.ErrUnavailable) || ctx.Err() != nil || time.Now().After(deadline) {
 			return err
 		}
-		defer rc.Close()
-		_, err = io.Copy(dst, rc)
-		return err
-	})
+		w.log.WithError(err).WithField("retry_in", delay).Debug("transfer failed; retrying")
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, w.opts.MaxBackoff)
+	}
 }
 
 // spillBytes is how much of an output archive is kept in memory before
@@ -523,11 +557,14 @@ func (w *Worker) uploadOutputs(ctx context.Context, outDir string) (string, int6
 	if w.uploaded(p.Digest) {
 		return p.Digest, p.Size, nil
 	}
-	r, err := sp.reader()
+	err = w.retry(ctx, func() error {
+		r, err := sp.reader()
+		if err != nil {
+			return err
+		}
+		return w.opts.Client.PutArtifact(ctx, p.Digest, r, p.Size)
+	})
 	if err != nil {
-		return "", 0, infra("worker: outputs: %w", err)
-	}
-	if err := w.opts.Client.PutArtifact(ctx, p.Digest, r, p.Size); err != nil {
 		return "", 0, infra("worker: upload outputs: %w", err)
 	}
 	w.markUploaded(p.Digest)

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -190,9 +191,36 @@ func (c *Cache) TempFile() (*os.File, error) {
 	return os.CreateTemp(c.dir, "tmp-*")
 }
 
+// download is the writer Fetch gives its get function: the file being
+// written and the running hash. Seek(0, io.SeekStart) starts both over, so
+// that get can retry a broken transfer.
+type download struct {
+	f *os.File
+	h hash.Hash
+}
+
+func (d *download) Write(p []byte) (int, error) {
+	d.h.Write(p)
+	return d.f.Write(p)
+}
+
+// Seek supports only rewinding to the start.
+func (d *download) Seek(offset int64, whence int) (int64, error) {
+	if offset != 0 || whence != io.SeekStart {
+		return 0, errors.New("artifact: download can only rewind to the start")
+	}
+	if err := d.f.Truncate(0); err != nil {
+		return 0, err
+	}
+	d.h.Reset()
+	return d.f.Seek(0, io.SeekStart)
+}
+
 // Fetch returns the artifact, downloading it with get when it is not
 // cached. Concurrent fetches of one digest download once. The download is
-// verified against the digest before it enters the cache.
+// verified against the digest before it enters the cache. The writer get
+// receives is an io.Seeker: seeking to the start discards what was
+// written, for retries.
 func (c *Cache) Fetch(ctx context.Context, digest string, get func(ctx context.Context, digest string, w io.Writer) error) (*os.File, error) {
 	if f, err := c.Open(digest); err == nil {
 		return f, nil
@@ -208,15 +236,15 @@ func (c *Cache) Fetch(ctx context.Context, digest string, get func(ctx context.C
 			return nil, err
 		}
 		defer os.Remove(tmp.Name())
-		h := sha256.New()
-		err = get(ctx, digest, io.MultiWriter(tmp, h))
+		d := &download{f: tmp, h: sha256.New()}
+		err = get(ctx, digest, d)
 		if cerr := tmp.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
 			return nil, fmt.Errorf("artifact: fetch %s: %w", digest, err)
 		}
-		if got := hex.EncodeToString(h.Sum(nil)); got != digest {
+		if got := hex.EncodeToString(d.h.Sum(nil)); got != digest {
 			return nil, fmt.Errorf("artifact: fetch %s: got %s: %w", digest, got, ErrDigestMismatch)
 		}
 		return nil, c.Add(digest, tmp.Name())

@@ -105,3 +105,27 @@ func TestCacheEvictsLRUAndReopens(t *testing.T) {
 		t.Error("stray temporary file not removed")
 	}
 }
+
+func TestCacheFetchRetryRewinds(t *testing.T) {
+	c, err := OpenCache(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := []byte("complete contents")
+	f, err := c.Fetch(context.Background(), digestOf(body), func(_ context.Context, _ string, w io.Writer) error {
+		w.Write([]byte("partial garbage"))
+		if _, err := w.(io.Seeker).Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		_, err := w.Write(body)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(f)
+	f.Close()
+	if string(got) != string(body) {
+		t.Errorf("got %q", got)
+	}
+}
