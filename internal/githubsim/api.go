@@ -996,13 +996,62 @@ func (s *Sim) createStatus(c *call) (int, any) {
 		}
 		st.description = *in.Description
 	}
+	ci, err := commitInfo(c.r.Context(), s.gitPath, c.repo.dir, full)
+	if err != nil {
+		return http.StatusInternalServerError, errBody("Server Error")
+	}
+	branches, err := branchesContaining(c.r.Context(), s.gitPath, c.repo.dir, full)
+	if err != nil {
+		return http.StatusInternalServerError, errBody("Server Error")
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	st.id = s.newID()
 	st.created = s.opts.Now()
 	st.updated = st.created
 	c.repo.statuses = append(c.repo.statuses, st)
-	return http.StatusCreated, s.wStatusOf(c.repo, st, true)
+	out := s.wStatusOf(c.repo, st, true)
+	ds := s.emitLocked(c.repo, "status", "", nil, false, func(inst *wInstallation) any {
+		return s.statusEventLocked(c.repo, st, ci, branches, inst)
+	})
+	s.mu.Unlock()
+	s.q.push(ds...)
+	return http.StatusCreated, out
+}
+
+// statusEventLocked renders the status webhook: the status, the commit
+// (as the commits API shows it) and the branches containing it.
+func (s *Sim) statusEventLocked(r *repo, st *status, ci gitCommitInfo, branches [][2]string, inst *wInstallation) *wStatusEvent {
+	api := s.api() + "/repos/" + r.fullName()
+	web := s.base + "/" + r.fullName()
+	c := &wStatusCommit{SHA: ci.sha, NodeID: base64.StdEncoding.EncodeToString([]byte("06:Commit" + r.fullName() + ci.sha)), URL: api + "/commits/" + ci.sha,
+		HTMLURL: web + "/commit/" + ci.sha, CommentsURL: api + "/commits/" + ci.sha + "/comments", Parents: []wParent{}}
+	c.Commit.Author = wGitActor{Name: ci.name, Email: ci.email, Date: ci.when.Format(time.RFC3339)}
+	c.Commit.Committer = wGitActor{Name: ci.cname, Email: ci.cemail, Date: ci.cwhen.Format(time.RFC3339)}
+	c.Commit.Message = ci.message
+	c.Commit.Tree = wSHAURL{SHA: ci.tree, URL: api + "/git/trees/" + ci.tree}
+	c.Commit.URL = api + "/git/commits/" + ci.sha
+	c.Commit.Verification.Reason = "unsigned"
+	// The author and committer users are those whose noreply address
+	// wrote the commit, as GitHub matches commit emails to accounts.
+	for _, u := range s.users {
+		if s.ident(u.login).email == ci.email {
+			c.Author = s.wUserOf(u)
+		}
+		if s.ident(u.login).email == ci.cemail {
+			c.Committer = s.wUserOf(u)
+		}
+	}
+	for _, p := range ci.parents {
+		c.Parents = append(c.Parents, wParent{SHA: p, URL: api + "/commits/" + p, HTMLURL: web + "/commit/" + p})
+	}
+	ev := &wStatusEvent{ID: st.id, SHA: st.sha, Name: r.fullName(), TargetURL: sp(st.targetURL),
+		AvatarURL: fmt.Sprintf("%s/avatars/u/%d?v=4", s.base, st.creator.id), Context: st.context,
+		Description: sp(st.description), State: st.state, Commit: c, Branches: []wBranch{},
+		CreatedAt: ghTime(st.created), UpdatedAt: ghTime(st.updated), Repository: s.wRepoOf(r), Sender: s.wUserOf(st.creator), Inst: inst}
+	for _, b := range branches {
+		ev.Branches = append(ev.Branches, wBranch{Name: b[0], Commit: wSHAURL{SHA: b[1], URL: api + "/commits/" + b[1]}})
+	}
+	return ev
 }
 
 func (s *Sim) statusesFor(r *repo, sha string) []*status {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-github/v60/github"
+
 	"github.com/tryd-ci/tryd/internal/jsonshape"
 	"github.com/tryd-ci/tryd/internal/testenv"
 )
@@ -61,6 +63,10 @@ func scenario(t *testing.T) *world {
 	_, err = s.Comment(ctx, w.repo, in, "rita", "More details.")
 	check(err)
 	check(s.CloseIssue(ctx, w.repo, in, "rita"))
+	// A commit status on the pull request's head.
+	mainHead := lsRemote(t, s.GitURL(w.repo))["refs/heads/main"]
+	_, _, err = client(t, s, w.writeTok).Repositories.CreateStatus(ctx, "octo", "hello", mainHead, &github.RepoStatus{State: github.String("success"), Context: github.String("tryd")})
+	check(err)
 	// Check runs created and completed by the app, and a rerun request.
 	head, err := s.Push(ctx, w.repo, "main", map[string]string{"main.go": "package main\n"})
 	check(err)
@@ -115,6 +121,7 @@ func TestWebhookContract(t *testing.T) {
 		}},
 		{name: "issue_comment on issue", event: "issue_comment", action: "created", pick: last, fixtures: []fixture{{"issue_comment/created.payload.json", false}}},
 		{name: "pull_request_review submitted", event: "pull_request_review", action: "submitted", fixtures: []fixture{{"pull_request_review/submitted.payload.json", false}}},
+		{name: "status", event: "status", fixtures: []fixture{{"status/payload.json", false}}},
 		{name: "issues opened", event: "issues", action: "opened", fixtures: []fixture{{"issues/opened.payload.json", false}}},
 		{name: "issues labeled", event: "issues", action: "labeled", fixtures: []fixture{{"issues/labeled.payload.json", false}}},
 		{name: "issues closed", event: "issues", action: "closed", fixtures: []fixture{{"issues/closed.C-Saunders-comment-when-done.json", true}}},

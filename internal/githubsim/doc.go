@@ -37,6 +37,12 @@
 // create a check suite for every app subscribed to check_suite and send
 // it check_suite requested, as GitHub does.
 //
+// Events sent: ping, push, pull_request (opened, synchronize, labeled,
+// unlabeled, closed, reopened), pull_request_review submitted,
+// issue_comment created, issues (opened, labeled, unlabeled, closed,
+// reopened), status, check_run (created, completed, rerequested) and
+// check_suite (requested, completed, rerequested).
+//
 // Issues, pull requests, users and hooks live in memory; only the git
 // repositories are on disk, so each Sim needs a fresh Options.Dir.
 // Webhooks leave in order from one delivery goroutine; a Go API call

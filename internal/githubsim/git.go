@@ -237,8 +237,11 @@ func mergeCommit(ctx context.Context, gitPath, dir, base, head, msg string, id g
 // gitCommitInfo is what push payloads say about one commit.
 type gitCommitInfo struct {
 	sha, tree, message      string
-	name, email             string
+	name, email             string // author
 	when                    time.Time
+	cname, cemail           string // committer
+	cwhen                   time.Time
+	parents                 []string
 	added, removed, changed []string
 }
 
@@ -288,17 +291,19 @@ func commitsBetween(ctx context.Context, gitPath, dir, branch, before, after str
 
 // commitInfo reads a commit's tree, author, date and message.
 func commitInfo(ctx context.Context, gitPath, dir, sha string) (gitCommitInfo, error) {
-	meta, err := runGit(ctx, gitPath, dir, nil, nil, "show", "-s", "--format=%T%x00%an%x00%ae%x00%at%x00%B", sha)
+	meta, err := runGit(ctx, gitPath, dir, nil, nil, "show", "-s", "--format=%T%x00%an%x00%ae%x00%at%x00%cn%x00%ce%x00%ct%x00%P%x00%B", sha)
 	if err != nil {
 		return gitCommitInfo{}, err
 	}
-	f := strings.SplitN(meta, "\x00", 5)
-	if len(f) != 5 {
+	f := strings.SplitN(meta, "\x00", 9)
+	if len(f) != 9 {
 		return gitCommitInfo{}, fmt.Errorf("git show %s: unexpected output", sha)
 	}
-	secs, _ := strconv.ParseInt(f[3], 10, 64)
-	return gitCommitInfo{sha: sha, tree: f[0], name: f[1], email: f[2], when: time.Unix(secs, 0).UTC(), message: strings.TrimRight(f[4], "\n"),
-		added: []string{}, removed: []string{}, changed: []string{}}, nil
+	at, _ := strconv.ParseInt(f[3], 10, 64)
+	ct, _ := strconv.ParseInt(f[6], 10, 64)
+	return gitCommitInfo{sha: sha, tree: f[0], name: f[1], email: f[2], when: time.Unix(at, 0).UTC(),
+		cname: f[4], cemail: f[5], cwhen: time.Unix(ct, 0).UTC(), parents: strings.Fields(f[7]),
+		message: strings.TrimRight(f[8], "\n"), added: []string{}, removed: []string{}, changed: []string{}}, nil
 }
 
 // diffStats returns the number of commits, added and deleted lines and
@@ -341,4 +346,20 @@ func gitHandler(gitPath, root string, log logrus.FieldLogger) http.Handler {
 			"GIT_HTTP_EXPORT_ALL=1",
 		),
 	}
+}
+
+// branchesContaining lists up to 10 branches (name and tip) whose history
+// contains sha, as status events report them.
+func branchesContaining(ctx context.Context, gitPath, dir, sha string) ([][2]string, error) {
+	out, err := runGit(ctx, gitPath, dir, nil, nil, "for-each-ref", "--count=10", "--contains", sha, "--format=%(refname:strip=2) %(objectname)", "refs/heads/")
+	if err != nil {
+		return nil, err
+	}
+	var list [][2]string
+	for _, line := range strings.Split(out, "\n") {
+		if name, tip, ok := strings.Cut(line, " "); ok {
+			list = append(list, [2]string{name, tip})
+		}
+	}
+	return list, nil
 }

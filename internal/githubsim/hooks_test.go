@@ -124,6 +124,19 @@ func TestDeliveryHeadersAndSignatures(t *testing.T) {
 	if rv := w.hookRC.byEvent(t, "pull_request_review", "submitted"); len(rv) != 1 || !strings.Contains(string(rv[0].body), `"state":"approved"`) {
 		t.Errorf("pull_request_review submitted: %d deliveries, want one with state approved", len(rv))
 	}
+	if st := w.hookRC.byEvent(t, "status", ""); len(st) != 1 {
+		t.Errorf("%d status deliveries, want 1", len(st))
+	} else {
+		ev, err := github.ParseWebHook("status", st[0].body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		se := ev.(*github.StatusEvent)
+		if se.GetState() != "success" || se.GetContext() != "tryd" || len(se.Branches) == 0 || se.Branches[0].GetName() != "main" ||
+			se.GetCommit().GetSHA() != se.GetSHA() || se.GetCommit().GetAuthor().GetLogin() != "octo" {
+			t.Errorf("status event: state %s context %s branches %v sha %s", se.GetState(), se.GetContext(), se.Branches, se.GetSHA())
+		}
+	}
 	ping := w.hookRC.byEvent(t, "ping", "")
 	if len(ping) != 1 || ping[0].header.Get("X-GitHub-Hook-ID") != strconv.FormatInt(w.hookID, 10) {
 		t.Errorf("ping deliveries = %d", len(ping))

@@ -575,3 +575,69 @@ type wCheckSuiteEvent struct {
 	Sender     *wUser           `json:"sender"`
 	Inst       *wInstallation   `json:"installation,omitempty"`
 }
+
+type wGitActor struct {
+	Name  string `json:"name"`
+	Email string `json:"email"`
+	Date  string `json:"date"`
+}
+
+type wStatusCommit struct {
+	SHA    string `json:"sha"`
+	NodeID string `json:"node_id"`
+	Commit struct {
+		Author       wGitActor `json:"author"`
+		Committer    wGitActor `json:"committer"`
+		Message      string    `json:"message"`
+		Tree         wSHAURL   `json:"tree"`
+		URL          string    `json:"url"`
+		CommentCount int       `json:"comment_count"`
+		Verification struct {
+			Verified  bool    `json:"verified"`
+			Reason    string  `json:"reason"`
+			Signature *string `json:"signature"`
+			Payload   *string `json:"payload"`
+		} `json:"verification"`
+	} `json:"commit"`
+	URL         string    `json:"url"`
+	HTMLURL     string    `json:"html_url"`
+	CommentsURL string    `json:"comments_url"`
+	Author      *wUser    `json:"author"`
+	Committer   *wUser    `json:"committer"`
+	Parents     []wParent `json:"parents"`
+}
+
+type wSHAURL struct {
+	SHA string `json:"sha"`
+	URL string `json:"url"`
+}
+
+type wParent struct {
+	SHA     string `json:"sha"`
+	URL     string `json:"url"`
+	HTMLURL string `json:"html_url"`
+}
+
+type wBranch struct {
+	Name      string  `json:"name"`
+	Commit    wSHAURL `json:"commit"`
+	Protected bool    `json:"protected"`
+}
+
+type wStatusEvent struct {
+	ID          int64          `json:"id"`
+	SHA         string         `json:"sha"`
+	Name        string         `json:"name"`
+	TargetURL   *string        `json:"target_url"`
+	AvatarURL   string         `json:"avatar_url"`
+	Context     string         `json:"context"`
+	Description *string        `json:"description"`
+	State       string         `json:"state"`
+	Commit      *wStatusCommit `json:"commit"`
+	Branches    []wBranch      `json:"branches"`
+	CreatedAt   ghTime         `json:"created_at"`
+	UpdatedAt   ghTime         `json:"updated_at"`
+	Repository  *wRepo         `json:"repository"`
+	Sender      *wUser         `json:"sender"`
+	Inst        *wInstallation `json:"installation,omitempty"`
+}
