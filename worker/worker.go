@@ -264,7 +264,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		// and a new one supersedes it when there is news to report.
 		if retryAt == nil && workerID == "" && len(inFlight) == 0 {
 			rctx, cancel := context.WithTimeout(bg, 30*time.Second)
-			resp, err := w.opts.Client.Register(rctx, api.RegisterRequest{Name: w.opts.Name, Labels: w.opts.Labels, Slots: w.opts.Slots, Version: w.opts.Version, Running: runningIDs()})
+			// Attempts that finished while the coordinator was away
+			// count as running until their results are reported, so
+			// that the coordinator keeps them instead of rerunning.
+			keep := runningIDs()
+			for _, r := range results {
+				keep = append(keep, r.AttemptID)
+			}
+			resp, err := w.opts.Client.Register(rctx, api.RegisterRequest{Name: w.opts.Name, Labels: w.opts.Labels, Slots: w.opts.Slots, Version: w.opts.Version, Running: keep})
 			cancel()
 			switch {
 			case errors.Is(err, api.ErrUnauthorized) || errors.Is(err, api.ErrBadRequest):
