@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -562,6 +563,12 @@ func TestWaitEventQueries(t *testing.T) {
 		}
 		if !bytes.Equal(ev.Raw, payload) {
 			t.Errorf("Raw = %s, want %s", ev.Raw, payload)
+		}
+	})
+	t.Run("client reports a rejected query", func(t *testing.T) {
+		err := ts.Client.Subscribe(ctx, start, pubsubtypes.Filter{Source: "svn"}, client.SubscribeOptions{}, func(context.Context, *pubsubtypes.Event) error { return nil })
+		if !errors.Is(err, client.ErrBadRequest) {
+			t.Errorf("Subscribe with a bad filter: %v, want ErrBadRequest", err)
 		}
 	})
 	for _, q := range []string{"after=yesterday", "afterseq=-1", "source=svn", "repo=noslash", "timeout=forever", "timeout=1h", "raw=maybe", "limit=0"} {
