@@ -408,6 +408,38 @@ func TestCoordinatorRestart(t *testing.T) {
 	}
 }
 
+// TestResultDuringCoordinatorOutage: a job finishes (and produces
+// outputs) while the coordinator is down; the worker keeps the result,
+// re-registers when the coordinator is back and reports it, so the job
+// is not run again.
+func TestResultDuringCoordinatorOutage(t *testing.T) {
+	e := start(t, "")
+	e.worker("w1")
+	dir := t.TempDir()
+	j := sh("job", `touch "$0/started"; sleep 1; echo out > "$1/result"; echo finished`)
+	j.Commands[0].Argv = append(j.Commands[0].Argv, dir, "{{OUTPUT_DIR}}")
+	id, ids := e.submit(&graph.Graph{Jobs: []*graph.Job{j}})
+	deadline := time.Now().Add(60 * time.Second)
+	for _, err := os.Stat(filepath.Join(dir, "started")); err != nil && time.Now().Before(deadline); _, err = os.Stat(filepath.Join(dir, "started")) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.c.Coordinator().Kill()
+	time.Sleep(2500 * time.Millisecond) // the job finishes meanwhile
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := e.c.StartCoordinator(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := e.wait(id)
+	js := jobByName(b, "job")
+	if b.State != api.BuildSucceeded || len(js.Attempts) != 1 {
+		t.Fatalf("build %s, attempts %+v; want success with the one attempt", b.State, js.Attempts)
+	}
+	if got := readFile(t, filepath.Join(e.output(ids["job"]), "result")); got != "out\n" {
+		t.Errorf("output = %q", got)
+	}
+}
+
 func TestBadTokensRefused(t *testing.T) {
 	e := start(t, "")
 	p, err := e.c.StartWorker("bad")
