@@ -220,16 +220,42 @@ func (s *Sim) newPatchSet(ctx context.Context, c *change, num int, sha, parent, 
 // UploadPatchSet adds a patch set to change n whose commit has the same
 // parent as the current patch set and writes files over that parent's
 // tree. An empty message keeps the current commit message. Votes are
-// copied or outdated by each label's CopyCondition.
+// copied or outdated by each label's CopyCondition. It returns the patch
+// set number and commit.
 func (s *Sim) UploadPatchSet(ctx context.Context, n, uploader int, files map[string]string, message string) (int, string, error) {
-	ps, sha, err := s.uploadPatchSet(ctx, n, uploader, files, message)
+	return s.UploadPatchSetWith(ctx, n, PatchSetInput{Uploader: uploader, Files: files, Message: message})
+}
+
+// PatchSetInput describes a new patch set.
+type PatchSetInput struct {
+	Uploader int
+	// Files are written over the base tree: the parent's tree, or with
+	// Rebase the rebased current patch set's tree.
+	Files map[string]string
+	// Delete lists paths to remove from the base tree.
+	Delete []string
+	// Message replaces the commit message ("" keeps it); a Change-Id
+	// footer is added when missing.
+	Message string
+	// Rebase bases the patch set on the branch tip, replaying the current
+	// patch set's diff there (as Gerrit's rebase does); Files and Delete
+	// then apply on top. A conflict is ErrConflict.
+	Rebase bool
+}
+
+// UploadPatchSetWith is UploadPatchSet with every option. The change kind
+// (REWORK, TRIVIAL_REBASE, NO_CODE_CHANGE, NO_CHANGE, ...) is computed from
+// the commits as Gerrit does, with git's patch ids.
+func (s *Sim) UploadPatchSetWith(ctx context.Context, n int, in PatchSetInput) (int, string, error) {
+	ps, sha, err := s.uploadPatchSet(ctx, n, in)
 	if err != nil {
 		return 0, "", fmt.Errorf("gerritsim: upload patch set to change %d: %w", n, err)
 	}
 	return ps, sha, nil
 }
 
-func (s *Sim) uploadPatchSet(ctx context.Context, n, uploaderID int, files map[string]string, message string) (int, string, error) {
+func (s *Sim) uploadPatchSet(ctx context.Context, n int, in PatchSetInput) (int, string, error) {
+	uploaderID, files, message := in.Uploader, in.Files, in.Message
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, err := s.changeLocked(n)
@@ -244,7 +270,25 @@ func (s *Sim) uploadPatchSet(ctx context.Context, n, uploaderID int, files map[s
 		return 0, "", fmt.Errorf("%w: change %d closed", ErrConflict, n)
 	}
 	cur := c.patchSets[c.notes.CurrentPatchSet()]
-	tree, err := c.project.repo.buildTree(ctx, cur.parent, files)
+	repo := c.project.repo
+	parent, base := cur.parent, cur.parent
+	if in.Rebase {
+		tip, err := repo.resolve(ctx, "refs/heads/"+c.branch)
+		if err != nil {
+			return 0, "", fmt.Errorf("%w: branch %s is gone", ErrConflict, c.branch)
+		}
+		if tip == cur.parent {
+			return 0, "", fmt.Errorf("%w: Change is already up to date.", ErrConflict)
+		}
+		// The merge base of the tip and the patch set is the old parent
+		// (an ancestor of the tip), so the merge is the rebased tree.
+		rebased, err := repo.mergeTree(ctx, tip, cur.sha)
+		if err != nil {
+			return 0, "", fmt.Errorf("%w: The change could not be rebased due to a conflict during merge.", ErrConflict)
+		}
+		parent, base = tip, rebased
+	}
+	tree, err := repo.buildTree(ctx, base, files, in.Delete...)
 	if err != nil {
 		return 0, "", err
 	}
@@ -257,7 +301,7 @@ func (s *Sim) uploadPatchSet(ctx context.Context, n, uploaderID int, files map[s
 	}
 	now := s.clock()
 	who := person{up.gitIdent(), now}
-	sha, err := c.project.repo.commit(ctx, tree, []string{cur.parent}, who, who, msg)
+	sha, err := repo.commit(ctx, tree, []string{parent}, who, who, msg)
 	if err != nil {
 		return 0, "", err
 	}
@@ -266,17 +310,13 @@ func (s *Sim) uploadPatchSet(ctx context.Context, n, uploaderID int, files map[s
 		num = max(num, k)
 	}
 	num++
-	ps, err := s.newPatchSet(ctx, c, num, sha, cur.parent, tree, who, msg, up.ID, now)
+	ps, err := s.newPatchSet(ctx, c, num, sha, parent, tree, who, msg, up.ID, now)
 	if err != nil {
 		return 0, "", err
 	}
-	switch {
-	case tree == cur.tree && msg == cur.message:
-		ps.kind = "NO_CHANGE"
-	case tree == cur.tree:
-		ps.kind = "NO_CODE_CHANGE"
-	default:
-		ps.kind = "REWORK"
+	if ps.kind, err = changeKind(ctx, repo, cur, ps); err != nil {
+		delete(c.patchSets, num)
+		return 0, "", err
 	}
 	u := &notedb.Update{
 		Heading: "Create patch set " + strconv.Itoa(num), PatchSet: num,
@@ -307,6 +347,9 @@ func (s *Sim) uploadPatchSet(ctx context.Context, n, uploaderID int, files map[s
 		}
 	}
 	body := "Uploaded patch set " + strconv.Itoa(num) + "."
+	if strings.HasPrefix(ps.kind, "TRIVIAL_REBASE") {
+		body = fmt.Sprintf("Uploaded patch set %d: Patch Set %d was rebased.", num, cur.number)
+	}
 	sep := "\n\n"
 	for _, sec := range []struct {
 		title string
@@ -325,6 +368,37 @@ func (s *Sim) uploadPatchSet(ctx context.Context, n, uploaderID int, files map[s
 	}
 	s.emit(c, s.patchsetCreatedEvent(c, ps, up, now))
 	return num, sha, nil
+}
+
+// changeKind classifies a new patch set against the previous one like
+// Gerrit's ChangeKindCache: same parent and tree is NO_CHANGE (same
+// message) or NO_CODE_CHANGE; another parent with the same patch is
+// TRIVIAL_REBASE(_WITH_MESSAGE_UPDATE); anything else is REWORK.
+func changeKind(ctx context.Context, r *repo, prev, next *patchSet) (string, error) {
+	if prev.parent == next.parent {
+		switch {
+		case prev.tree == next.tree && prev.message == next.message:
+			return "NO_CHANGE", nil
+		case prev.tree == next.tree:
+			return "NO_CODE_CHANGE", nil
+		}
+		return "REWORK", nil
+	}
+	a, err := r.patchID(ctx, prev.parent, prev.sha)
+	if err != nil {
+		return "", err
+	}
+	b, err := r.patchID(ctx, next.parent, next.sha)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case a != b:
+		return "REWORK", nil
+	case prev.message == next.message:
+		return "TRIVIAL_REBASE", nil
+	}
+	return "TRIVIAL_REBASE_WITH_MESSAGE_UPDATE", nil
 }
 
 func dedupe(lines []string) []string {

@@ -77,7 +77,7 @@ func (r *repo) hashBlob(ctx context.Context, content []byte) (string, error) {
 
 // buildTree returns the tree of base (a commit, or "" for the empty tree)
 // with files written over it.
-func (r *repo) buildTree(ctx context.Context, base string, files map[string]string) (string, error) {
+func (r *repo) buildTree(ctx context.Context, base string, files map[string]string, remove ...string) (string, error) {
 	idx, err := os.CreateTemp("", "gerritsim-index-*")
 	if err != nil {
 		return "", err
@@ -110,12 +110,34 @@ func (r *repo) buildTree(ctx context.Context, base string, files map[string]stri
 		}
 		fmt.Fprintf(&info, "100644 %s\t%s\n", sha, p)
 	}
+	for _, p := range remove {
+		if _, ok := files[p]; ok || p == "" || strings.ContainsAny(p, "\x00\n") {
+			return "", fmt.Errorf("%w: bad path to delete %q", ErrBadRequest, p)
+		}
+		// Mode 0 removes the path from the index.
+		fmt.Fprintf(&info, "0 %s\t%s\n", zeroSHA, p)
+	}
 	if info.Len() > 0 {
 		if _, err := r.run(ctx, []byte(info.String()), env, "update-index", "--add", "--index-info"); err != nil {
 			return "", err
 		}
 	}
 	return r.run(ctx, nil, env, "write-tree")
+}
+
+// patchID returns git's stable patch id of a commit against parent: equal
+// ids mean the same change, whatever it is based on.
+func (r *repo) patchID(ctx context.Context, parent, commit string) (string, error) {
+	diff, err := r.run(ctx, nil, nil, "diff-tree", "-p", "--no-renames", parent, commit)
+	if err != nil {
+		return "", err
+	}
+	out, err := r.run(ctx, []byte(diff+"\n"), nil, "patch-id", "--stable")
+	if err != nil {
+		return "", err
+	}
+	id, _, _ := strings.Cut(out, " ")
+	return id, nil
 }
 
 // commit writes a commit object verbatim with git hash-object, so that no

@@ -187,13 +187,11 @@ func (s *Sim) loadChange(ctx context.Context, p *Project, n int, ref string) err
 			return err
 		}
 		ps.committer = person{rc.Committer, rc.Time}
-		switch {
-		case prev == nil || ps.tree != prev.tree:
-			ps.kind = "REWORK"
-		case ps.message == prev.message && ps.parent == prev.parent:
-			ps.kind = "NO_CHANGE"
-		default:
-			ps.kind = "NO_CODE_CHANGE"
+		ps.kind = "REWORK"
+		if prev != nil {
+			if ps.kind, err = changeKind(ctx, p.repo, prev, ps); err != nil {
+				return err
+			}
 		}
 		prev = ps
 	}

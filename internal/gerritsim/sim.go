@@ -124,8 +124,9 @@ type Label struct {
 	Function LabelFunction
 	// CopyCondition decides which votes are copied to a new patch set. The
 	// simulator understands OR-joined atoms: is:MIN, is:MAX, is:ANY,
-	// is:POSITIVE, is:NEGATIVE, is:<n>, changekind:NO_CHANGE,
-	// changekind:NO_CODE_CHANGE, changekind:REWORK. Empty copies nothing.
+	// is:POSITIVE, is:NEGATIVE, is:<n> and changekind:<kind> (NO_CHANGE,
+	// NO_CODE_CHANGE, TRIVIAL_REBASE, TRIVIAL_REBASE_WITH_MESSAGE_UPDATE,
+	// REWORK). Empty copies nothing.
 	CopyCondition string
 }
 
@@ -134,7 +135,7 @@ type Label struct {
 // Run-TryBot (0..+1) and TryBot-Result (-1..+1), the last three NoBlock.
 func DefaultLabels() []Label {
 	return []Label{
-		{Name: "Code-Review", Min: -2, Max: 2, Function: MaxWithBlock, CopyCondition: "changekind:NO_CHANGE OR changekind:NO_CODE_CHANGE OR is:MIN",
+		{Name: "Code-Review", Min: -2, Max: 2, Function: MaxWithBlock, CopyCondition: "changekind:NO_CHANGE OR changekind:TRIVIAL_REBASE OR changekind:NO_CODE_CHANGE OR is:MIN",
 			Values: map[int]string{-2: "This shall not be submitted", -1: "I would prefer this is not submitted as is", 0: "No score", 1: "Looks good to me, but someone else must approve", 2: "Looks good to me, approved"}},
 		{Name: "Verified", Min: -1, Max: 1, Function: NoBlock,
 			Values: map[int]string{-1: "Fails", 0: "No score", 1: "Verified"}},
