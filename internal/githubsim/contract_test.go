@@ -63,6 +63,8 @@ func scenario(t *testing.T) *world {
 	_, err = s.Comment(ctx, w.repo, in, "rita", "More details.")
 	check(err)
 	check(s.CloseIssue(ctx, w.repo, in, "rita"))
+	check(s.Reopen(ctx, w.repo, in, "octo"))
+	check(s.RemoveLabel(ctx, w.repo, in, "octo", "bug"))
 	// A commit status on the pull request's head.
 	mainHead := lsRemote(t, s.GitURL(w.repo))["refs/heads/main"]
 	_, _, err = client(t, s, w.writeTok).Repositories.CreateStatus(ctx, "octo", "hello", mainHead, &github.RepoStatus{State: github.String("success"), Context: github.String("tryd")})
@@ -124,6 +126,12 @@ func TestWebhookContract(t *testing.T) {
 		{name: "status", event: "status", fixtures: []fixture{{"status/payload.json", false}}},
 		{name: "issues opened", event: "issues", action: "opened", fixtures: []fixture{{"issues/opened.payload.json", false}}},
 		{name: "issues labeled", event: "issues", action: "labeled", fixtures: []fixture{{"issues/labeled.payload.json", false}}},
+		{name: "issues unlabeled", event: "issues", action: "unlabeled", fixtures: []fixture{{"issues/unlabeled.payload.json", false}}},
+		{name: "issues reopened", event: "issues", action: "reopened", ignore: []string{
+			// Only this (newest) sample has them; every other recorded
+			// issue payload lacks them, and tryd reads neither.
+			"issue.timeline_url", "issue.performed_via_github_app",
+		}, fixtures: []fixture{{"issues/reopened.payload.json", false}}},
 		{name: "issues closed", event: "issues", action: "closed", fixtures: []fixture{{"issues/closed.C-Saunders-comment-when-done.json", true}}},
 		{name: "check_run created", event: "check_run", action: "created", app: true, ignore: checkRunIgnore, fixtures: []fixture{{"check_run/created.payload.json", false}}},
 		{name: "check_run completed", event: "check_run", action: "completed", app: true, ignore: checkRunIgnore, fixtures: []fixture{{"check_run/completed.payload.json", false}}},
