@@ -50,10 +50,18 @@ run() {
 		sleep 0.1
 	done
 	[ -n "$url" ] || { cat "$log" >&2; echo "webhook-intake: server did not start" >&2; exit 1; }
-	local out
+	local out diag=
 	out=$("$dir/webhookload" -url "$url" -secret-file "$dir/secret" -fixtures "$fixtures" -c 64 -d "${secs}s" -warmup 1s -id-prefix "$mode-$round")
+	if [ "$mode" = durable ] && command -v curl >/dev/null; then
+		# Group commit diagnostics: fsyncs, their mean time, records per fsync.
+		diag=$(curl -s "$url/metrics" | awk '
+			/^tryd_pubsubhelper_journal_fsync_seconds_sum/ { s = $2 }
+			/^tryd_pubsubhelper_journal_fsync_seconds_count/ { n = $2 }
+			/^tryd_pubsubhelper_journal_batch_records_sum/ { r = $2 }
+			END { if (n > 0) printf " fsyncs=%d fsync_mean_ms=%.2f records_per_fsync=%.1f", n, 1000 * s / n, r / n }')
+	fi
 	stop_server
-	echo "$out" | sed "s/^RESULT/RESULT mode=$mode round=$round/" | tee /dev/stderr
+	echo "$out$diag" | sed "s/^RESULT/RESULT mode=$mode round=$round/" | tee /dev/stderr
 }
 
 results=""
