@@ -104,6 +104,17 @@ func newSession(name string, now time.Time) *session {
 	}
 }
 
+// cancel tells the worker to stop an attempt, once.
+func (s *session) cancel(id string) {
+	for _, c := range s.cancels {
+		if c == id {
+			return
+		}
+	}
+	s.cancels = append(s.cancels, id)
+	s.wakeUp()
+}
+
 func (s *session) wakeUp() {
 	select {
 	case s.wake <- struct{}{}:
@@ -556,8 +567,7 @@ func (c *Coordinator) expireSession(s *session, reason string, keep map[string]b
 // worker's result; the worker is told in its next poll (at once).
 func (c *Coordinator) cancelAttempt(a *attempt, st api.AttemptState, reason string, now time.Time) {
 	c.endAttempt(a, st, reason, now)
-	a.sess.cancels = append(a.sess.cancels, a.rec.ID)
-	a.sess.wakeUp()
+	a.sess.cancel(a.rec.ID)
 }
 
 // cancelBuild cancels every unfinished job of a build.

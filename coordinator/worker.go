@@ -66,7 +66,7 @@ func (c *Coordinator) Register(ctx context.Context, name string, req api.Registe
 	}
 	for id := range keep {
 		if _, ok := s.running[id]; !ok {
-			s.cancels = append(s.cancels, id)
+			s.cancel(id)
 		}
 	}
 	c.sessions[s.id] = s
@@ -281,7 +281,7 @@ func (c *Coordinator) Poll(ctx context.Context, worker string, req api.PollReque
 	for _, id := range req.Running {
 		listed[id] = true
 		if a := c.attempts[id]; a == nil || a.sess != s {
-			s.cancels = append(s.cancels, id)
+			s.cancel(id)
 		}
 	}
 	for id, a := range s.running {
