@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tryd-ci/tryd/internal/config"
+	"github.com/tryd-ci/tryd/internal/testenv"
+)
+
+func TestGitmirrorRepos(t *testing.T) {
+	cfg, err := config.Parse("t.yaml", []byte(`
+gerrit:
+  - name: review
+    url: https://review.example.com/
+github:
+  - name: gh
+  - name: ghe
+    api_url: https://ghe.example.com/api/v3/
+repos:
+  - name: go
+    gerrit: review
+    project: go
+  - name: github.com/a/b
+    github: gh
+    slug: a/b
+    push_mirror:
+      url: https://github.com/a/b-mirror.git
+      credentials: env:TRYD_TEST_MIRROR_TOKEN
+  - name: c
+    github: ghe
+    slug: o/c
+  - name: plain
+    url: /srv/git/plain.git
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos, err := gitmirrorRepos(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"go":             "https://review.example.com/go",
+		"github.com/a/b": "https://github.com/a/b.git",
+		"c":              "https://ghe.example.com/o/c.git",
+		"plain":          "/srv/git/plain.git",
+	}
+	for _, r := range repos {
+		if r.URL != want[r.Name] {
+			t.Errorf("%s: URL %q, want %q", r.Name, r.URL, want[r.Name])
+		}
+	}
+	if repos[0].GerritProject != "go" || repos[1].GitHubSlug != "a/b" {
+		t.Errorf("routing keys: %+v %+v", repos[0], repos[1])
+	}
+	p := repos[1].Push
+	if p == nil || p.Credentials == nil {
+		t.Fatalf("push mirror not wired: %+v", p)
+	}
+	t.Setenv("TRYD_TEST_MIRROR_TOKEN", "tok\n")
+	if v, err := p.Credentials(); err != nil || v != "tok" {
+		t.Errorf("credentials read %q, %v", v, err)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestGitmirrorCommand runs "tryd gitmirror" on a local repository and
+// fetches a tarball from it.
+func TestGitmirrorCommand(t *testing.T) {
+	testenv.NeedTool(t, "git")
+	dir := t.TempDir()
+	up := filepath.Join(dir, "up.git")
+	work := filepath.Join(dir, "work")
+	for _, args := range [][]string{
+		{"init", "-q", "--bare", "-b", "main", up},
+		{"init", "-q", "-b", "main", work},
+	} {
+		if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(work, "f.txt"), []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"add", "f.txt"},
+		{"-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qm", "one"},
+		{"push", "-q", up, "main"},
+	} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = work
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	cfgPath := filepath.Join(dir, "tryd.yaml")
+	if err := os.WriteFile(cfgPath, []byte("repos:\n  - name: demo/up\n    url: "+up+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"gitmirror", "--config", cfgPath, "--data-dir", filepath.Join(dir, "data"),
+			"--listen", "127.0.0.1:0", "--pubsubhelper", "off", "--log-format", "json"}, &stdout, &stderr)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("exit code %d: %s", code, stderr.String())
+		}
+	}()
+	addrRE := regexp.MustCompile(`"addr":"(http://[^"]+)"`)
+	var base string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := addrRE.FindStringSubmatch(stderr.String()); m != nil {
+			base = m[1]
+			if resp, err := http.Get(base + "/healthz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					break
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gitmirror not healthy: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, err := http.Get(base + "/demo/up.tar.gz?rev=refs/heads/main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(body) < 20 {
+		t.Fatalf("tarball: %s (%d bytes)", resp.Status, len(body))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "gitmirror", "repos", "demo", "up.git", "HEAD")); err != nil {
+		t.Errorf("mirror not under <data-dir>/gitmirror: %v", err)
+	}
+	if !strings.Contains(stderr.String(), `"component":"gitmirror"`) {
+		t.Errorf("logs lack the component field: %s", stderr.String())
+	}
+}
