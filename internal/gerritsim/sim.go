@@ -279,8 +279,15 @@ func New(opts Options) (*Sim, error) {
 // ServerID returns the server id used in NoteDb idents.
 func (s *Sim) ServerID() string { return s.opts.ServerID }
 
-// Start serves the simulator on 127.0.0.1:0 until Close.
+// Start serves the simulator on 127.0.0.1:0 until Close. It may be called
+// once.
 func (s *Sim) Start() error {
+	s.mu.Lock()
+	started := s.srv != nil || s.closed
+	s.mu.Unlock()
+	if started {
+		return errors.New("gerritsim: Start called twice or after Close")
+	}
 	srv, err := httpserver.New(httpserver.Options{Handler: s.Handler(), Component: "gerritsim", Log: s.log})
 	if err != nil {
 		return fmt.Errorf("gerritsim: %w", err)
