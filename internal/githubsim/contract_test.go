@@ -88,7 +88,6 @@ func scenario(t *testing.T) *world {
 }
 
 func TestWebhookContract(t *testing.T) {
-	testenv.Short(t)
 	w := scenario(t)
 	type fixture struct {
 		path string
