@@ -22,7 +22,8 @@
 //	GET  /recent           a JSON array of recent events, newest first.
 //
 // Accepted deliveries are answered 200 {"Seq":N,"JournalID":…} only after
-// the fsync; 401 means a bad or missing signature or secret, 400 a
+// the fsync (the journal keeps the JSON payload: the body, or its
+// "payload" field when GitHub sends a form); 401 means a bad or missing signature or secret, 400 a
 // malformed body or missing headers, 413 a body over 25 MiB, 415 an
 // unsupported content type, 503 a journal that cannot write.
 //

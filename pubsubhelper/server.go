@@ -146,7 +146,8 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Health reports whether the journal accepts events (for /healthz).
 func (s *Server) Health(context.Context) error { return s.j.Err() }
 
-// httpError writes a plain-text error and counts the delivery.
+// reject answers a delivery with an error, logs why (never the body or
+// a secret) and counts it.
 func (s *Server) reject(w http.ResponseWriter, r *http.Request, source, result string, code int, msg string) {
 	s.intake.WithLabelValues(source, result).Inc()
 	s.log.WithFields(logrus.Fields{"source": source, "result": result, "code": code, "remote": r.RemoteAddr}).Info("webhook rejected: " + msg)
