@@ -337,11 +337,15 @@ func TestWorkerKilledJobRerunsElsewhere(t *testing.T) {
 	w1 := e.worker("w1")
 	dir := t.TempDir()
 	// The first attempt blocks (and leaves its pid); later ones finish.
-	j := sh("job", `if mkdir "$0/first" 2>/dev/null; then sleep 300 & echo $! > "$0/pid.tmp"; mv "$0/pid.tmp" "$0/pid"; wait; fi; echo "ran on attempt"`)
+	j := sh("job", `if mkdir "$0/first" 2>/dev/null; then sleep 300 & echo $! > "$0/pid.tmp"; echo $$ > "$0/leader.tmp"; mv "$0/leader.tmp" "$0/leader"; mv "$0/pid.tmp" "$0/pid"; wait; fi; echo "ran on attempt"`)
 	j.Commands[0].Argv = append(j.Commands[0].Argv, dir)
 	id, _ := e.submit(&graph.Graph{Jobs: []*graph.Job{j}})
 	pid := waitPid(t, filepath.Join(dir, "pid"))
+	defer syscall.Kill(pid, syscall.SIGKILL) // the orphaned grandchild
+	leader := waitPid(t, filepath.Join(dir, "leader"))
 	w1.Kill() // SIGKILL: no chance to give the job back
+	// Pdeathsig: the job's process dies with its worker.
+	waitDead(t, leader, 10*time.Second)
 	e.worker("w2")
 	b := e.wait(id)
 	js := jobByName(b, "job")
@@ -350,12 +354,6 @@ func TestWorkerKilledJobRerunsElsewhere(t *testing.T) {
 	}
 	if len(js.Attempts) != 2 || js.Attempts[0].State != api.AttemptLost || js.Attempts[0].Worker != "w1" {
 		t.Errorf("attempts = %+v; want a lost one on w1, then one on w2", js.Attempts)
-	}
-	// Pdeathsig: the killed worker's job died with it.
-	if alive(pid) {
-		// The grandchild is in the job's group; its leader died, so it is
-		// orphaned but must not matter to the build. Clean it up.
-		syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
 

@@ -88,9 +88,7 @@ func Run(ctx context.Context, s Spec) error {
 		Dir:    s.Dir,
 		Stdout: pw,
 		Stderr: pw,
-		// Pdeathsig: if the worker dies (even by SIGKILL), the command
-		// dies with it instead of running on unsupervised.
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
+		SysProcAttr: sysProcAttr(),
 	}
 	out := s.Output
 	if out == nil {
