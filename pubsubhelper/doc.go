@@ -51,5 +51,9 @@
 // Either way use HTTPS outside loopback: the secret travels in the clear
 // inside the TLS session.
 //
-// This package imports nothing else of tryd.
+// For a Gerrit server without the plugin, package sshstream follows
+// `gerrit stream-events` over SSH into the same journal.
+//
+// pubsubhelper and its subpackages import nothing of tryd outside
+// pubsubhelper/ and internal/.
 package pubsubhelper

@@ -3,13 +3,19 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/tryd-ci/tryd/internal/config"
 	"github.com/tryd-ci/tryd/internal/httpserver"
 	"github.com/tryd-ci/tryd/internal/logging"
 	"github.com/tryd-ci/tryd/pubsubhelper"
 	"github.com/tryd-ci/tryd/pubsubhelper/journal"
+	"github.com/tryd-ci/tryd/pubsubhelper/sshstream"
 )
 
 func runPubsubhelper(ctx context.Context, a *app, args []string) error {
@@ -22,7 +28,8 @@ and from --github-secret / --gerrit-secret, each a reference "file:/path" or
 "env:NAME". A secret file may hold several secrets, one per line, to rotate
 one without losing deliveries. Gerrit's webhooks plugin must send its secret
 as "Authorization: Bearer SECRET" or as a basic-auth password (see
-"go doc github.com/tryd-ci/tryd/pubsubhelper").`)
+"go doc github.com/tryd-ci/tryd/pubsubhelper"). For a Gerrit server without
+the plugin, --gerrit-ssh follows "gerrit stream-events" over SSH instead.`)
 	listen := fs.String("listen", "", "address to serve HTTP on (default: pubsubhelper.listen from the config, else :8082)")
 	journalDir := fs.String("journal-dir", "", "directory of the event journal (default: <data-dir>/pubsubhelper)")
 	noJournal := fs.Bool("no-journal", false, "keep events in memory only, without durability (benchmark baseline, experiments)")
@@ -30,6 +37,11 @@ as "Authorization: Bearer SECRET" or as a basic-auth password (see
 	retentionBytes := fs.Int64("retention-bytes", 0, "delete the oldest events while the journal is larger (default: pubsubhelper.retention_bytes, else 1 GiB)")
 	longPoll := fs.Duration("long-poll-timeout", 0, "how long /waitevent waits by default (default 30s)")
 	maxBody := fs.Int64("max-body-bytes", 0, "largest webhook body accepted (default 25 MiB)")
+	sshAddr := fs.String("gerrit-ssh", "", "also follow \"gerrit stream-events\" over SSH at host:port (for servers without the webhooks plugin)")
+	sshUser := fs.String("gerrit-ssh-user", "", "SSH user name for --gerrit-ssh")
+	sshKey := fs.String("gerrit-ssh-key", "", "private key file for --gerrit-ssh")
+	sshKnownHosts := fs.String("gerrit-ssh-known-hosts", "", "known_hosts file that must list the server's host key (default ~/.ssh/known_hosts)")
+	sshServer := fs.String("gerrit-ssh-server", "gerrit", "server name recorded on events from --gerrit-ssh")
 	var ghFlags, gerritFlags secretRefFlags
 	fs.Var(&ghFlags, "github-secret", "GitHub webhook secret reference, file:/path or env:NAME (repeatable; added to the config's)")
 	fs.Var(&gerritFlags, "gerrit-secret", "Gerrit webhook shared secret reference, file:/path or env:NAME (repeatable; added to the config's)")
@@ -132,9 +144,48 @@ as "Authorization: Bearer SECRET" or as a basic-auth password (see
 	if err != nil {
 		return err
 	}
+	if *sshAddr != "" {
+		opts, err := sshStreamOptions(*sshAddr, *sshUser, *sshKey, *sshKnownHosts, *sshServer)
+		if err != nil {
+			return fmt.Errorf("--gerrit-ssh: %w", err)
+		}
+		opts.Journal, opts.Log = j, log
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { sshstream.Run(sctx, opts); close(done) }()
+		// Stop the stream before the journal closes.
+		defer func() { cancel(); <-done }()
+	}
 	// Serve returns after in-flight deliveries finished; the deferred
 	// Close then flushes the journal.
 	return hs.Serve(ctx)
+}
+
+// sshStreamOptions reads the key and known_hosts files for --gerrit-ssh.
+func sshStreamOptions(addr, user, keyFile, knownHostsFile, server string) (sshstream.Options, error) {
+	if user == "" || keyFile == "" {
+		return sshstream.Options{}, fmt.Errorf("needs --gerrit-ssh-user and --gerrit-ssh-key")
+	}
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		return sshstream.Options{}, err
+	}
+	signer, err := ssh.ParsePrivateKey(key)
+	if err != nil {
+		return sshstream.Options{}, fmt.Errorf("parse %s: %w", keyFile, err)
+	}
+	if knownHostsFile == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return sshstream.Options{}, err
+		}
+		knownHostsFile = filepath.Join(home, ".ssh", "known_hosts")
+	}
+	hostKeys, err := knownhosts.New(knownHostsFile)
+	if err != nil {
+		return sshstream.Options{}, fmt.Errorf("known hosts: %w", err)
+	}
+	return sshstream.Options{Addr: addr, User: user, Signer: signer, HostKeyCallback: hostKeys, Server: server}, nil
 }
 
 // secretRefFlags collects repeated secret-reference flags.
