@@ -15,6 +15,7 @@ import (
 	"golang.org/x/build/maintner/maintpb"
 
 	"github.com/tryd-ci/tryd/maintner/mutlog"
+	"github.com/tryd-ci/tryd/maintner/reclog"
 	"github.com/tryd-ci/tryd/maintner/trydpb"
 )
 
@@ -88,10 +89,12 @@ func UnmarshalMutation(payload []byte) (*Mutation, error) {
 }
 
 // Appender durably appends record payloads to the mutation log, as
-// consecutive records, and returns once they are on stable storage.
+// consecutive records, and returns once they are on stable storage; the
+// corpus reads long text back through ReadSegment (see Text).
 // *mutlog.Log satisfies it; the corpus needs nothing else from the log.
 type Appender interface {
 	Append(ctx context.Context, payloads ...[]byte) ([]mutlog.Position, error)
+	SegmentStore
 }
 
 // Options configures a Corpus. All fields are optional.
@@ -137,6 +140,10 @@ type Corpus struct {
 	bad     int64
 	version uint64
 	changed chan struct{}
+	// src reads text left in the log; cur locates the record being
+	// applied (nil when unknown, and then text is kept in memory).
+	src segmentSource
+	cur *recordLoc
 
 	metrics *corpusMetrics
 }
@@ -162,6 +169,9 @@ func New(opts Options) (*Corpus, error) {
 		c.log = l
 	}
 	c.strs = make(map[string]string)
+	if opts.Appender != nil {
+		c.src = storeSource{opts.Appender}
+	}
 	c.github.init()
 	c.gerrit.init()
 	c.git.init()
@@ -228,12 +238,19 @@ func (c *Corpus) LogBatch(ctx context.Context, ms ...*Mutation) error {
 	}
 	c.appendMu.Lock()
 	defer c.appendMu.Unlock()
-	if _, err := c.opts.Appender.Append(ctx, payloads...); err != nil {
+	pos, err := c.opts.Appender.Append(ctx, payloads...)
+	if err != nil {
 		return fmt.Errorf("maintner: log: append: %w", err)
 	}
 	c.mu.Lock()
-	for _, d := range decs {
+	_, fromLog := c.src.(storeSource)
+	for i, d := range decs {
+		if fromLog && i < len(pos) {
+			p := pos[i]
+			c.cur = &recordLoc{payload: payloads[i], seg: int32(p.Segment), off: p.Offset + int64(reclog.HeaderLen(p.Offset, len(payloads[i])))}
+		}
 		c.applyLocked(d)
+		c.cur = nil
 	}
 	c.finishLocked()
 	c.mu.Unlock()

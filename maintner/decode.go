@@ -739,12 +739,58 @@ type decoded struct {
 	github *dGithub
 	gerrit *dGerrit
 	ext    *trydpb.Ext
+	loc    recordLoc // where the record lies, when loading
+	spare  spare
 }
 
 // decodeRecord decodes a record payload. Nothing is applied; a nil error
 // means the whole record is well formed.
 func decodeRecord(b []byte) (*decoded, error) {
 	d := &decoded{}
+	if err := d.decode(b); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// spare keeps the inner structures of a decoded record for reuse (see
+// decodedPool); present reports which of them the record used.
+type spare struct {
+	issue  *dIssue
+	git    *dGit
+	github *dGithub
+	gerrit *dGerrit
+}
+
+// reset empties d for reuse, keeping the capacity of its slices.
+func (d *decoded) reset() {
+	sp := d.spare
+	if d.issue != nil {
+		i := d.issue
+		*i = dIssue{assignees: i.assignees[:0], deletedAssignees: i.deletedAssignees[:0], removeLabel: i.removeLabel[:0],
+			addLabel: i.addLabel[:0], comments: i.comments[:0], events: i.events[:0], reviews: i.reviews[:0]}
+		sp.issue = i
+	}
+	if d.git != nil {
+		*d.git = dGit{}
+		sp.git = d.git
+	}
+	if d.github != nil {
+		g := d.github
+		*g = dGithub{labels: g.labels[:0], milestones: g.milestones[:0]}
+		sp.github = g
+	}
+	if d.gerrit != nil {
+		g := d.gerrit
+		clear(g.commits[:cap(g.commits)])
+		*g = dGerrit{commits: g.commits[:0], refs: g.refs[:0], deletedRefs: g.deletedRefs[:0]}
+		sp.gerrit = g
+	}
+	*d = decoded{spare: sp}
+}
+
+// decode decodes a record payload into d, which is empty (new or reset).
+func (d *decoded) decode(b []byte) error {
 	var extRaw []byte
 	var f field
 	it := fieldIter{b: b}
@@ -758,22 +804,34 @@ func decodeRecord(b []byte) (*decoded, error) {
 		switch {
 		case f.num == 1 && f.isBytes():
 			if d.issue == nil {
-				d.issue = &dIssue{}
+				d.issue = d.spare.issue
+				if d.issue == nil {
+					d.issue = &dIssue{}
+				}
 			}
 			err = d.issue.decode(f.b)
 		case f.num == 2 && f.isBytes():
 			if d.git == nil {
-				d.git = &dGit{}
+				d.git = d.spare.git
+				if d.git == nil {
+					d.git = &dGit{}
+				}
 			}
 			err = d.git.decode(f.b)
 		case f.num == 3 && f.isBytes():
 			if d.github == nil {
-				d.github = &dGithub{}
+				d.github = d.spare.github
+				if d.github == nil {
+					d.github = &dGithub{}
+				}
 			}
 			err = d.github.decode(f.b)
 		case f.num == 4 && f.isBytes():
 			if d.gerrit == nil {
-				d.gerrit = &dGerrit{}
+				d.gerrit = d.spare.gerrit
+				if d.gerrit == nil {
+					d.gerrit = &dGerrit{}
+				}
 			}
 			err = d.gerrit.decode(f.b)
 		case f.num >= 100:
@@ -783,18 +841,18 @@ func decodeRecord(b []byte) (*decoded, error) {
 			extRaw = append(extRaw, start[off:len(start)-len(it.b)]...)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBadRecord, err)
+			return fmt.Errorf("%w: %w", ErrBadRecord, err)
 		}
 	}
 	if it.err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadRecord, it.err)
+		return fmt.Errorf("%w: %w", ErrBadRecord, it.err)
 	}
 	if len(extRaw) > 0 {
 		ext := &trydpb.Ext{}
 		if err := (proto.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(extRaw, ext); err != nil {
-			return nil, fmt.Errorf("%w: tryd extension: %w", ErrBadRecord, err)
+			return fmt.Errorf("%w: tryd extension: %w", ErrBadRecord, err)
 		}
 		d.ext = ext
 	}
-	return d, nil
+	return nil
 }

@@ -79,28 +79,15 @@ type GitCommit struct {
 	CommitTime Time
 	// AuthorTZ and CommitTZ are the zone offsets in minutes east of UTC.
 	AuthorTZ, CommitTZ int16
-	// Msg is the full commit message (subject and body).
-	Msg string
+	// Subject is the first line of the message.
+	Subject string
+	// Msg is the full commit message (subject and body), read with
+	// Corpus.Text. NoteDb meta commits keep theirs in memory, since the
+	// change state is derived from them.
+	Msg Text
 	// Files is the diff-tree numstat against the first parent, when the
 	// log carried it.
 	Files []GitFileStat
-}
-
-// Subject returns the first line of the commit message.
-func (c *GitCommit) Subject() string {
-	if i := indexByte(c.Msg, '\n'); i >= 0 {
-		return c.Msg[:i]
-	}
-	return c.Msg
-}
-
-func indexByte(s string, c byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // GitFileStat is one line of "git diff-tree --numstat".

@@ -126,7 +126,8 @@ type GitHubIssue struct {
 	User        *GitHubUser
 	ClosedBy    *GitHubUser
 	Title       string
-	Body        string
+	// Body is read with Corpus.Text.
+	Body        Text
 	Created     Time
 	Updated     Time
 	ClosedAt    Time
@@ -182,7 +183,8 @@ type GitHubComment struct {
 	User    *GitHubUser
 	Created Time
 	Updated Time
-	Body    string
+	// Body is read with Corpus.Text.
+	Body Text
 }
 
 // GitHubEvent is an issue timeline event. Subject depends on Type: the
@@ -206,7 +208,7 @@ type GitHubReview struct {
 	Actor            *GitHubUser
 	Created          Time
 	State            string // COMMENTED, APPROVED, CHANGES_REQUESTED, DISMISSED
-	Body             string
+	Body             Text
 	CommitID         string
 	ActorAssociation string
 }
@@ -438,10 +440,10 @@ func (c *Corpus) applyIssue(d *dIssue) {
 		is.Assignees = slices.DeleteFunc(is.Assignees, func(u *GitHubUser) bool { return slices.Contains(d.deletedAssignees, u.ID) })
 	}
 	if len(d.body) > 0 {
-		is.Body = c.text.copy(d.body)
+		is.Body = c.textOf(d.body)
 	}
 	if d.bodyChangeSet {
-		is.Body = c.text.copy(d.bodyChange)
+		is.Body = c.textOf(d.bodyChange)
 	}
 	if len(d.title) > 0 {
 		is.Title = c.text.copy(d.title)
@@ -500,7 +502,7 @@ func (c *Corpus) applyComment(is *GitHubIssue, d *dComment) {
 		gc.Updated = d.updated.t
 	}
 	if len(d.body) > 0 {
-		gc.Body = c.text.copy(d.body)
+		gc.Body = c.textOf(d.body)
 	}
 }
 
@@ -548,7 +550,7 @@ func (c *Corpus) applyReview(is *GitHubIssue, d *dReview) {
 		Actor:            c.userID(d.actor),
 		Created:          d.created.t,
 		State:            c.str(d.state),
-		Body:             c.text.copy(d.body),
+		Body:             c.textOf(d.body),
 		CommitID:         c.str(d.commitID),
 		ActorAssociation: c.str(d.association),
 	}

@@ -29,17 +29,29 @@ type SegmentReader func(ctx context.Context, i int, buf []byte) (name string, da
 // A corrupt or truncated segment, or a record that does not decode,
 // stops the load with an error naming segment and offset; records of
 // earlier segments stay applied, nothing of the bad segment is.
+//
+// Text read through Load stays in memory; LoadFiles and LoadLog leave it
+// in the log (see Text).
 func (c *Corpus) Load(ctx context.Context, n int, read SegmentReader) error {
-	type result struct {
-		name string
-		data []byte
+	return c.load(ctx, n, read, false)
+}
+
+func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool) error {
+	// Workers read and decode segments (worker w takes segments w,
+	// w+workers, ...) and hand the applier small batches of decoded
+	// records through one channel per segment, so that only a few
+	// batches per segment wait in memory rather than whole decoded
+	// segments.
+	type batch struct {
 		decs []*decoded
+		buf  []byte // the segment buffer, in the last batch only
 		err  error
 	}
+	const batchSize = 512
 	workers := c.opts.LoadWorkers
-	slots := make([]chan result, n)
+	slots := make([]chan batch, n)
 	for i := range slots {
-		slots[i] = make(chan result, 1)
+		slots[i] = make(chan batch, 4)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -47,10 +59,10 @@ func (c *Corpus) Load(ctx context.Context, n int, read SegmentReader) error {
 		cancel()
 		wg.Wait()
 	}()
-	// tokens bounds how many decoded segments wait in memory; each token
-	// carries a segment buffer for reuse.
-	tokens := make(chan []byte, workers+1)
-	for i := 0; i < workers+1; i++ {
+	// tokens bounds how many segments are read ahead; each token carries
+	// a segment buffer for reuse.
+	tokens := make(chan []byte, workers)
+	for i := 0; i < workers; i++ {
 		tokens <- nil
 	}
 	for w := 0; w < workers; w++ {
@@ -64,37 +76,66 @@ func (c *Corpus) Load(ctx context.Context, n int, read SegmentReader) error {
 				case <-ctx.Done():
 					return
 				}
-				var r result
-				r.name, r.data, r.err = read(ctx, i, buf)
-				if r.err == nil {
-					_, r.err = reclog.Scan(r.name, r.data, 0, func(off int64, payload []byte) error {
+				send := func(b batch) bool {
+					select {
+					case slots[i] <- b:
+						return true
+					case <-ctx.Done():
+						return false
+					}
+				}
+				name, data, err := read(ctx, i, buf)
+				cur := batch{}
+				if err == nil {
+					_, err = reclog.Scan(name, data, 0, func(off int64, payload []byte) error {
 						d, err := decodeRecord(payload)
 						if err != nil {
-							return fmt.Errorf("segment %s offset %d: %w", r.name, off, err)
+							return fmt.Errorf("segment %s offset %d: %w", name, off, err)
 						}
-						r.decs = append(r.decs, d)
+						d.loc = recordLoc{payload: payload, seg: int32(i), off: off + int64(reclog.HeaderLen(off, len(payload)))}
+						cur.decs = append(cur.decs, d)
+						if len(cur.decs) == batchSize {
+							if !send(cur) {
+								return ctx.Err()
+							}
+							cur = batch{decs: make([]*decoded, 0, batchSize)}
+						}
 						return nil
 					})
 				}
-				slots[i] <- r
+				cur.err, cur.buf = err, data
+				if !send(cur) {
+					return
+				}
+				close(slots[i])
 			}
 		}(w)
 	}
 	for i := 0; i < n; i++ {
-		var r result
-		select {
-		case r = <-slots[i]:
-		case <-ctx.Done():
+		for b := range slots[i] {
+			if b.err != nil {
+				cancel()
+				return fmt.Errorf("maintner: load segment %d: %w", i, b.err)
+			}
+			c.mu.Lock()
+			for _, d := range b.decs {
+				if refs {
+					c.cur = &d.loc
+				}
+				c.applyLocked(d)
+			}
+			c.cur = nil
+			c.mu.Unlock()
+			if b.buf != nil {
+				// Everything applied was copied or referenced by
+				// position, so the segment buffer can be reused.
+				tokens <- b.buf[:0]
+			}
+		}
+		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if r.err != nil {
-			cancel()
-			return fmt.Errorf("maintner: load segment %d: %w", i, r.err)
-		}
 		c.mu.Lock()
-		for _, d := range r.decs {
-			c.applyLocked(d)
-		}
 		if i == n-1 {
 			c.finishGerrit()
 		}
@@ -102,9 +143,6 @@ func (c *Corpus) Load(ctx context.Context, n int, read SegmentReader) error {
 		close(c.changed)
 		c.changed = make(chan struct{})
 		c.mu.Unlock()
-		// Everything applied was copied out of the segment, so its buffer
-		// can be reused.
-		tokens <- r.data[:0]
 	}
 	if n == 0 {
 		c.mu.Lock()
@@ -114,9 +152,19 @@ func (c *Corpus) Load(ctx context.Context, n int, read SegmentReader) error {
 	return nil
 }
 
-// LoadFiles loads segment files, in the order given.
+// LoadFiles loads segment files, in the order given: paths[i] must be
+// segment i of the log. Long text stays in the files, which must not
+// change while the corpus is in use (sealed segments never do); Close
+// releases them.
 func (c *Corpus) LoadFiles(ctx context.Context, paths []string) error {
-	return c.Load(ctx, len(paths), func(ctx context.Context, i int, buf []byte) (string, []byte, error) {
+	refs := false
+	c.mu.Lock()
+	if c.src == nil {
+		c.src = &fileSource{paths: append([]string(nil), paths...), files: make([]*os.File, len(paths))}
+		refs = true
+	}
+	c.mu.Unlock()
+	return c.load(ctx, len(paths), func(ctx context.Context, i int, buf []byte) (string, []byte, error) {
 		name := filepath.Base(paths[i])
 		f, err := os.Open(paths[i])
 		if err != nil {
@@ -128,14 +176,16 @@ func (c *Corpus) LoadFiles(ctx context.Context, paths []string) error {
 			return name, nil, err
 		}
 		if int64(cap(buf)) < st.Size() {
-			buf = make([]byte, 0, st.Size())
+			// Segments are at most 16 MiB: one buffer of that size fits
+			// every later segment too.
+			buf = make([]byte, 0, max(st.Size(), mutlog.DefaultMaxSegmentSize))
 		}
 		data := buf[:st.Size()]
 		if _, err := io.ReadFull(f, data); err != nil {
 			return name, nil, fmt.Errorf("read %s: %w", paths[i], err)
 		}
 		return name, data, nil
-	})
+	}, refs)
 }
 
 // SegmentFiles lists the segment files of a directory laid out like a
@@ -210,11 +260,21 @@ func (c *Corpus) LoadDir(ctx context.Context, dir string) error {
 // can continue (records appended later are applied by Log or Apply).
 func (c *Corpus) LoadLog(ctx context.Context, l *mutlog.Log) (int64, error) {
 	segs := l.Segments()
+	refs := false
+	c.mu.Lock()
+	switch src := c.src.(type) {
+	case nil:
+		c.src = storeSource{l}
+		refs = true
+	case storeSource:
+		refs = src.st == SegmentStore(l)
+	}
+	c.mu.Unlock()
 	var total int64
 	for _, s := range segs {
 		total += s.Size
 	}
-	err := c.Load(ctx, len(segs), func(ctx context.Context, i int, buf []byte) (string, []byte, error) {
+	err := c.load(ctx, len(segs), func(ctx context.Context, i int, buf []byte) (string, []byte, error) {
 		s := segs[i]
 		name := fmt.Sprintf("segment %d", s.Number)
 		rc, err := l.ReadSegment(ctx, s.Number, 0, s.Size)
@@ -223,13 +283,13 @@ func (c *Corpus) LoadLog(ctx context.Context, l *mutlog.Log) (int64, error) {
 		}
 		defer rc.Close()
 		if int64(cap(buf)) < s.Size {
-			buf = make([]byte, 0, s.Size)
+			buf = make([]byte, 0, max(s.Size, mutlog.DefaultMaxSegmentSize))
 		}
 		data := buf[:s.Size]
 		if _, err := io.ReadFull(rc, data); err != nil {
 			return name, nil, fmt.Errorf("read %s: %w", name, err)
 		}
 		return name, data, nil
-	})
+	}, refs)
 	return total, err
 }

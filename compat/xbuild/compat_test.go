@@ -122,14 +122,14 @@ func tIssues(c *maintner.Corpus, owner, repo string) []issueView {
 	defer c.RUnlock()
 	var out []issueView
 	for _, is := range c.GitHubRepo(owner, repo).Issues() {
-		v := issueView{Number: is.Number, ID: is.ID, Title: is.Title, Body: is.Body, User: is.User.Login, Closed: is.Closed,
+		v := issueView{Number: is.Number, ID: is.ID, Title: is.Title, Body: c.MustText(is.Body), User: is.User.Login, Closed: is.Closed,
 			PullRequest: is.PullRequest, Created: is.Created.Time(), ClosedAt: is.ClosedAt.Time()}
 		for _, l := range is.Labels {
 			v.Labels = append(v.Labels, l.Name)
 		}
 		sort.Strings(v.Labels)
 		for _, cm := range is.Comments {
-			v.Comments = append(v.Comments, commentView{cm.ID, cm.User.Login, cm.Body})
+			v.Comments = append(v.Comments, commentView{cm.ID, cm.User.Login, c.MustText(cm.Body)})
 		}
 		for _, e := range is.Events {
 			v.Events = append(v.Events, fmt.Sprintf("%d:%s", e.ID, e.Type))

@@ -449,16 +449,28 @@ func GetIssue(c *maintner.Corpus, owner, name string, number int32) (*Issue, err
 	if is == nil || is.NotExist {
 		return nil, fmt.Errorf("%w: issue %s/%s#%d", ErrNotFound, owner, name, number)
 	}
-	out := &Issue{IssueSummary: issueSummary(is), Body: is.Body, Locked: is.Locked, ClosedBy: user(is.ClosedBy),
+	body, err := c.Text(is.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := &Issue{IssueSummary: issueSummary(is), Body: body, Locked: is.Locked, ClosedBy: user(is.ClosedBy),
 		Comment: []Comment{}, Events: []Event{}, Reviews: []Review{}, Statuses: []Status{}, CheckRuns: []CheckRun{}}
 	for _, cm := range is.Comments {
-		out.Comment = append(out.Comment, Comment{ID: cm.ID, User: user(cm.User), Created: tp(cm.Created), Updated: tp(cm.Updated), Body: cm.Body})
+		body, err := c.Text(cm.Body)
+		if err != nil {
+			return nil, err
+		}
+		out.Comment = append(out.Comment, Comment{ID: cm.ID, User: user(cm.User), Created: tp(cm.Created), Updated: tp(cm.Updated), Body: body})
 	}
 	for _, e := range is.Events {
 		out.Events = append(out.Events, Event{ID: e.ID, Type: e.Type, Actor: user(e.Actor), Created: tp(e.Created), Subject: e.Subject, Previous: e.Previous, Other: user(e.Other)})
 	}
 	for _, rv := range is.Reviews {
-		out.Reviews = append(out.Reviews, Review{ID: rv.ID, Actor: user(rv.Actor), Created: tp(rv.Created), State: rv.State, Body: rv.Body, CommitID: rv.CommitID})
+		body, err := c.Text(rv.Body)
+		if err != nil {
+			return nil, err
+		}
+		out.Reviews = append(out.Reviews, Review{ID: rv.ID, Actor: user(rv.Actor), Created: tp(rv.Created), State: rv.State, Body: body, CommitID: rv.CommitID})
 	}
 	if pr := is.PR; pr != nil {
 		out.PR = &PullRequest{HeadRef: pr.HeadRef, HeadRepo: pr.HeadRepo, BaseRef: pr.BaseRef, Merged: pr.Merged, Draft: pr.Draft, MergedAt: tp(pr.MergedAt)}
@@ -610,7 +622,7 @@ func GetChange(c *maintner.Corpus, project string, number int32) (*Change, error
 	for _, ps := range ch.PatchSets {
 		p := PatchSet{Number: ps.Number, Commit: ps.Commit.String(), Uploader: ps.Uploader, Created: tp(ps.Created)}
 		if gc := ch.Project.Commit(ps.Commit); gc != nil {
-			p.Subject = gc.Subject()
+			p.Subject = gc.Subject
 		}
 		out.PatchSets = append(out.PatchSets, p)
 	}

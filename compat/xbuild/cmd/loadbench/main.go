@@ -39,6 +39,7 @@ func main() {
 	impl := flag.String("impl", "tryd", "implementation: tryd or xbuild")
 	dir := flag.String("dir", "", "directory of segment files (NNNN.<sha224>.mutlog)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the load to this file")
+	memprofile := flag.String("memprofile", "", "write an allocation profile of the load to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -49,6 +50,16 @@ func main() {
 			log.Fatal(err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *memprofile != "" {
+		defer func() {
+			f, err := os.Create(*memprofile)
+			if err != nil {
+				log.Fatal(err)
+			}
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}()
 	}
 	if *dir == "" {
 		log.Fatal("loadbench: --dir is required")

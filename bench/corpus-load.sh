@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# bench/corpus-load.sh: load time and peak memory of tryd's corpus against
+# golang.org/x/build/maintner loading the same log from disk.
+#
+# It generates a synthetic log (tryd corpus gen: GitHub issues with many
+# comments and events, pull requests, Gerrit changes with several patch
+# sets, votes and NoteDb messages) of CORPUS_LOAD_SIZE (default 384MiB),
+# then loads it CORPUS_LOAD_RUNS times (default 3) with each
+# implementation, alternating, each load in its own process
+# (compat/xbuild/cmd/loadbench). Load time is wall time from the first
+# read to a ready corpus; memory is the process's peak resident set
+# (VmHWM), which bounds the peak heap from above. The best run of each
+# is compared. Target: tryd at least 4x faster, at most 0.75x the memory.
+. "$(dirname "$0")/lib.sh"
+
+size=${CORPUS_LOAD_SIZE:-384MiB}
+runs=${CORPUS_LOAD_RUNS:-3}
+dir=$(benchdir)
+
+go build -o "$dir/tryd" ./cmd/tryd
+(cd compat/xbuild && go build -o "$dir/loadbench" ./cmd/loadbench)
+"$dir/tryd" corpus gen --out "$dir/log" --size "$size" 2>/dev/null
+echo "log: $(du -sh "$dir/log" | cut -f1) in $(ls "$dir/log" | wc -l) segments ($size requested); $(nproc) CPUs, load average $(cut -d' ' -f1 /proc/loadavg)"
+
+field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
+best_t_s=; best_t_m=; best_x_s=; best_x_m=
+minof() { if [ -z "$1" ] || awk -v a="$2" -v b="$1" 'BEGIN { exit !(a < b) }'; then echo "$2"; else echo "$1"; fi; }
+for i in $(seq "$runs"); do
+	for impl in tryd xbuild; do
+		line=$("$dir/loadbench" -impl "$impl" -dir "$dir/log")
+		echo "run $i: $line"
+		s=$(echo "$line" | field seconds)
+		m=$(echo "$line" | field peak_rss)
+		if [ "$impl" = tryd ]; then
+			best_t_s=$(minof "$best_t_s" "$s"); best_t_m=$(minof "$best_t_m" "$m")
+		else
+			best_x_s=$(minof "$best_x_s" "$s"); best_x_m=$(minof "$best_x_m" "$m")
+		fi
+	done
+done
+echo "best: tryd ${best_t_s}s $((best_t_m >> 20)) MiB; x/build ${best_x_s}s $((best_x_m >> 20)) MiB"
+speed=$(ratio "$best_x_s" "$best_t_s")
+heap=$(ratio "$best_t_m" "$best_x_m")
+ok=0
+if le 4 "$speed" && le "$heap" 0.75; then ok=1; fi
+report corpus-load "${speed}x faster, ${heap}x heap" "4x faster, 0.75x heap" "$ok"
