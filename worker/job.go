@@ -131,7 +131,7 @@ func (w *Worker) execute(ctx context.Context, a api.Assignment, logs *logStream)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return "", 0, fmt.Errorf("command %d: working directory: %w", i+1, err)
 		}
-		fullEnv := append(append(append([]string(nil), w.opts.BaseEnv...), "TMPDIR="+tmp), env...)
+		fullEnv := append(append(append([]string(nil), w.opts.BaseEnv...), "TMPDIR="+tmp, runVar+"="+w.runID), env...)
 		err = proc.Run(ctx, proc.Spec{Argv: argv, Env: fullEnv, Dir: dir, Output: logs})
 		if err != nil {
 			var ee *proc.ExitError

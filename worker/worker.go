@@ -37,8 +37,9 @@ type Options struct {
 	// Version is reported at registration.
 	Version string
 	// BaseEnv is the environment every command starts from, before the
-	// per-job TMPDIR and the command's own env (default: PATH and HOME of
-	// the worker process).
+	// per-job TMPDIR, TRYD_WORKER_RUN (which lets a restarted worker find
+	// and kill processes a crashed run left behind) and the command's own
+	// env (default: PATH and HOME of the worker process).
 	BaseEnv []string
 	// CacheBytes bounds the local artifact cache (default 10 GiB).
 	CacheBytes int64
@@ -70,6 +71,7 @@ type Worker struct {
 	log     logrus.FieldLogger
 	jobsDir string
 	jobDirs chan string // clean job directories ready for reuse
+	runID   string      // see runVar
 	cache   *artifact.Cache
 	sources *source.Store
 	m       *metrics
@@ -130,6 +132,14 @@ func New(opts Options) (*Worker, error) {
 		log = l
 	}
 	w := &Worker{opts: opts, log: log, jobsDir: filepath.Join(opts.Dir, "jobs"), uploadedOK: map[string]bool{}, jobDirs: make(chan string, opts.Slots)}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	// Kill what a crashed predecessor left running before clearing its
+	// job directories.
+	if err := w.newRun(); err != nil {
+		return nil, err
+	}
 	if err := os.RemoveAll(w.jobsDir); err != nil {
 		return nil, fmt.Errorf("worker: clear %s: %w", w.jobsDir, err)
 	}
