@@ -127,10 +127,10 @@ type GitHubIssue struct {
 	ClosedBy    *GitHubUser
 	Title       string
 	// Body is read with Corpus.Text.
-	Body        Text
-	Created     Time
-	Updated     Time
-	ClosedAt    Time
+	Body     Text
+	Created  Time
+	Updated  Time
+	ClosedAt Time
 	// Milestone is nil when the issue has none.
 	Milestone *GitHubMilestone
 	Labels    []*GitHubLabel
