@@ -341,7 +341,7 @@ func TestWorkerKilledJobRerunsElsewhere(t *testing.T) {
 	j.Commands[0].Argv = append(j.Commands[0].Argv, dir)
 	id, _ := e.submit(&graph.Graph{Jobs: []*graph.Job{j}})
 	pid := waitPid(t, filepath.Join(dir, "pid"))
-	defer syscall.Kill(pid, syscall.SIGKILL) // the orphaned grandchild
+	defer syscall.Kill(pid, syscall.SIGKILL) // in case the test fails early
 	leader := waitPid(t, filepath.Join(dir, "leader"))
 	w1.Kill() // SIGKILL: no chance to give the job back
 	// Pdeathsig: the job's process dies with its worker.
@@ -355,6 +355,10 @@ func TestWorkerKilledJobRerunsElsewhere(t *testing.T) {
 	if len(js.Attempts) != 2 || js.Attempts[0].State != api.AttemptLost || js.Attempts[0].Worker != "w1" {
 		t.Errorf("attempts = %+v; want a lost one on w1, then one on w2", js.Attempts)
 	}
+	// The job's background process outlived its worker; w1, restarted on
+	// the same directory, kills it.
+	e.worker("w1")
+	waitDead(t, pid, 10*time.Second)
 }
 
 func TestGracefulShutdownFinishesJobs(t *testing.T) {
