@@ -146,7 +146,7 @@ func TestKill9(t *testing.T) {
 	mu.Unlock()
 
 	_, url2 := startChild(t, dir)
-	c, _ := client.New(url2, nil)
+	c, _ := client.New(url2, client.Options{})
 	seen := map[string]bool{}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -21,6 +21,11 @@
 //	                       ?after=RFC3339Nano | ?afterseq=N&journal=ID.
 //	GET  /recent           a JSON array of recent events, newest first.
 //
+// The two GET endpoints require "Authorization: Bearer TOKEN" when
+// subscriber tokens are configured; without any they are open, as
+// x/build's are, but refuse raw payloads (?raw=1), which may hold private
+// repositories' content.
+//
 // Accepted deliveries are answered 200 {"Seq":N,"JournalID":…} only after
 // the fsync (the journal keeps the JSON payload: the body, or its
 // "payload" field when GitHub sends a form); 401 means a bad or missing signature or secret, 400 a

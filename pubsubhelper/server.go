@@ -49,6 +49,11 @@ type Options struct {
 	// must present as a bearer token or basic-auth password. With none,
 	// /gerrit-webhook answers 404.
 	GerritSecrets []Secret
+	// SubscriberTokens, if any, are required (as "Authorization: Bearer
+	// TOKEN") on /waitevent and /recent. Without them those endpoints are
+	// open, as x/build's are, but serve no raw payloads (?raw=1 answers
+	// 403), since payloads may hold private repositories' content.
+	SubscriberTokens []Secret
 	// MaxBodyBytes bounds a webhook body (default 25 MiB, GitHub's own
 	// limit); larger bodies get 413.
 	MaxBodyBytes int64
@@ -102,7 +107,7 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxBodyBytes < 0 || opts.LongPollTimeout < 0 || opts.MaxLongPollTimeout < opts.LongPollTimeout {
 		return nil, errors.New("pubsubhelper: bad options: MaxBodyBytes and LongPollTimeout must be positive, MaxLongPollTimeout at least LongPollTimeout")
 	}
-	for _, list := range [][]Secret{opts.GitHubSecrets, opts.GerritSecrets} {
+	for _, list := range [][]Secret{opts.GitHubSecrets, opts.GerritSecrets, opts.SubscriberTokens} {
 		for _, s := range list {
 			if len(s.Value) == 0 {
 				return nil, fmt.Errorf("pubsubhelper: empty secret for server %q", s.Server)
@@ -357,6 +362,34 @@ type subscription struct {
 	limit   int
 }
 
+// subscriberAuth checks the subscriber token, if tokens are configured,
+// and refuses raw payloads when none are. It answers 401/403 itself and
+// returns false when it did.
+func (s *Server) subscriberAuth(w http.ResponseWriter, r *http.Request, raw bool) bool {
+	if len(s.opts.SubscriberTokens) == 0 {
+		if raw {
+			http.Error(w, "raw payloads need a subscriber token (configure one on the server)", http.StatusForbidden)
+			return false
+		}
+		return true
+	}
+	h := r.Header.Get("Authorization")
+	ok := false
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		given := []byte(strings.TrimSpace(h[7:]))
+		for _, t := range s.opts.SubscriberTokens {
+			if subtle.ConstantTimeCompare(given, t.Value) == 1 {
+				ok = true
+			}
+		}
+	}
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tryd pubsubhelper"`)
+		http.Error(w, "missing or bad subscriber token", http.StatusUnauthorized)
+	}
+	return ok
+}
+
 func (s *Server) parseQuery(r *http.Request) (subscription, error) {
 	q := r.URL.Query()
 	var sub subscription
@@ -419,11 +452,15 @@ func (s *Server) encodeEvent(buf *bytes.Buffer, ev *pubsubtypes.Event, raw bool)
 // ?afterseq=N&journal=ID) that passes the filters (?source= ?type= ?repo=
 // ?project= ?branch= ?topic= ?server=), waiting up to ?timeout= (default
 // 30s) for one; if none comes it returns {"LongPollTimeout": true} with
-// the cursor to resume from. ?raw=1 adds the payload as received.
+// the cursor to resume from. ?raw=1 adds the payload as received (only
+// with a subscriber token).
 func (s *Server) serveWaitEvent(w http.ResponseWriter, r *http.Request) {
 	sub, err := s.parseQuery(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if !s.subscriberAuth(w, r, sub.raw) {
 		return
 	}
 	ev, head, err := s.j.Wait(r.Context(), sub.cur, sub.filter, sub.timeout)
@@ -453,6 +490,9 @@ func (s *Server) serveRecent(w http.ResponseWriter, r *http.Request) {
 	sub, err := s.parseQuery(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if !s.subscriberAuth(w, r, sub.raw) {
 		return
 	}
 	evs := s.j.Recent(sub.cur, sub.filter, sub.limit)

@@ -34,8 +34,9 @@ import (
 )
 
 const (
-	testGitHubSecret = "test-github-secret"
-	testGerritSecret = "test-gerrit-secret"
+	testGitHubSecret    = "test-github-secret"
+	testGerritSecret    = "test-gerrit-secret"
+	testSubscriberToken = "test-subscriber-token"
 )
 
 // testServer is a pubsubhelper served on 127.0.0.1:0.
@@ -61,10 +62,11 @@ func startServer(t *testing.T, dir string, mod func(*Options)) *testServer {
 		t.Fatal(err)
 	}
 	opts := Options{
-		Journal:       j,
-		GitHubSecrets: []Secret{{Server: "github", Value: []byte(testGitHubSecret)}},
-		GerritSecrets: []Secret{{Server: "review", Value: []byte(testGerritSecret)}},
-		Registry:      reg,
+		Journal:          j,
+		GitHubSecrets:    []Secret{{Server: "github", Value: []byte(testGitHubSecret)}},
+		GerritSecrets:    []Secret{{Server: "review", Value: []byte(testGerritSecret)}},
+		SubscriberTokens: []Secret{{Server: "subscriber", Value: []byte(testSubscriberToken)}},
+		Registry:         reg,
 	}
 	if mod != nil {
 		mod(&opts)
@@ -83,7 +85,7 @@ func startServer(t *testing.T, dir string, mod func(*Options)) *testServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { hs.Serve(ctx); close(done) }()
-	c, err := client.New(hs.URL(), nil)
+	c, err := client.New(hs.URL(), client.Options{Token: testSubscriberToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,7 +460,9 @@ func TestGerritAuthAndErrors(t *testing.T) {
 // TestXBuildShape checks that /waitevent speaks x/build's pubsubtypes
 // JSON: the same field names and JSON types.
 func TestXBuildShape(t *testing.T) {
-	ts := startServer(t, "", nil)
+	// x/build's clients send no token: a server without subscriber
+	// tokens serves them.
+	ts := startServer(t, "", func(o *Options) { o.SubscriberTokens = nil })
 	postGerrit(t, ts.URL, []byte(`{"type":"patchset-created","project":"go","change":{"number":39551,"url":"https://go-review.googlesource.com/39551"},"patchSet":{"number":1,"revision":"abc"}}`), bearer(testGerritSecret))
 	postGitHub(t, ts.URL, "issues", "x-1", testGitHubSecret, []byte(`{"action":"opened","repository":{"full_name":"golang/go"},"issue":{"number":7}}`), nil)
 	get := func(q string) map[string]any {
@@ -637,7 +641,7 @@ func TestSubscribeRetries(t *testing.T) {
 	ts := startServer(t, "", nil)
 	addr := strings.TrimPrefix(ts.URL, "http://")
 	ts.Stop()
-	c, _ := client.New("http://"+addr, nil)
+	c, _ := client.New("http://"+addr, client.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	got := make(chan *pubsubtypes.Event, 1)
@@ -728,5 +732,46 @@ func TestSecretsNeverLogged(t *testing.T) {
 	}
 	if !strings.Contains(string(metrics), `tryd_pubsubhelper_webhooks_total{result="unauthorized",source="github"} 1`) {
 		t.Errorf("metrics lack the rejected delivery:\n%s", metrics)
+	}
+}
+
+func TestSubscriberAuth(t *testing.T) {
+	get := func(base, q, token string) int {
+		req, _ := http.NewRequest("GET", base+"/waitevent?timeout=10ms&"+q, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	locked := startServer(t, "", nil)
+	open := startServer(t, "", func(o *Options) { o.SubscriberTokens = nil })
+	for _, tc := range []struct {
+		name     string
+		base     string
+		q, token string
+		want     int
+	}{
+		{"token required", locked.URL, "", "", 401},
+		{"wrong token", locked.URL, "", "nope", 401},
+		{"right token", locked.URL, "", testSubscriberToken, 200},
+		{"raw with token", locked.URL, "raw=1", testSubscriberToken, 200},
+		{"open server", open.URL, "", "", 200},
+		{"open server refuses raw", open.URL, "raw=1", "", 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := get(tc.base, tc.q, tc.token); got != tc.want {
+				t.Errorf("status %d, want %d", got, tc.want)
+			}
+		})
+	}
+	c, _ := client.New(locked.URL, client.Options{Token: "nope"})
+	err := c.Subscribe(context.Background(), pubsubtypes.Cursor{}, pubsubtypes.Filter{}, client.SubscribeOptions{}, func(context.Context, *pubsubtypes.Event) error { return nil })
+	if !errors.Is(err, client.ErrUnauthorized) {
+		t.Errorf("Subscribe with a wrong token: %v, want ErrUnauthorized", err)
 	}
 }

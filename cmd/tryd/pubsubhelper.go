@@ -42,8 +42,9 @@ the plugin, --gerrit-ssh follows "gerrit stream-events" over SSH instead.`)
 	sshKey := fs.String("gerrit-ssh-key", "", "private key file for --gerrit-ssh")
 	sshKnownHosts := fs.String("gerrit-ssh-known-hosts", "", "known_hosts file that must list the server's host key (default ~/.ssh/known_hosts)")
 	sshServer := fs.String("gerrit-ssh-server", "gerrit", "server name recorded on events from --gerrit-ssh")
-	var ghFlags, gerritFlags secretRefFlags
+	var ghFlags, gerritFlags, subFlags secretRefFlags
 	fs.Var(&ghFlags, "github-secret", "GitHub webhook secret reference, file:/path or env:NAME (repeatable; added to the config's)")
+	fs.Var(&subFlags, "subscriber-token", "token subscribers must send (Authorization: Bearer) to /waitevent and /recent, file:/path or env:NAME (repeatable); without one those are open but serve no raw payloads")
 	fs.Var(&gerritFlags, "gerrit-secret", "Gerrit webhook shared secret reference, file:/path or env:NAME (repeatable; added to the config's)")
 	if err := a.parse(fs, cf, args); err != nil {
 		return err
@@ -62,7 +63,7 @@ the plugin, --gerrit-ssh follows "gerrit stream-events" over SSH instead.`)
 		*retentionBytes = pc.RetentionBytes
 	}
 
-	var ghSecrets, gerritSecrets []pubsubhelper.Secret
+	var ghSecrets, gerritSecrets, subTokens []pubsubhelper.Secret
 	for _, s := range a.cfg.GitHub {
 		if s.WebhookSecret.IsSet() {
 			v, err := secretValues(s.Name, s.WebhookSecret)
@@ -85,16 +86,16 @@ the plugin, --gerrit-ssh follows "gerrit stream-events" over SSH instead.`)
 		refs   []string
 		server string
 		out    *[]pubsubhelper.Secret
-	}{{ghFlags, "github", &ghSecrets}, {gerritFlags, "gerrit", &gerritSecrets}} {
+	}{{ghFlags, "github", &ghSecrets}, {gerritFlags, "gerrit", &gerritSecrets}, {subFlags, "subscriber", &subTokens}} {
 		for _, ref := range f.refs {
 			sec, err := parseSecretRef(ref)
 			if err != nil {
-				fmt.Fprintf(a.stderr, "tryd pubsubhelper: --%s-secret: %v\n", f.server, err)
+				fmt.Fprintf(a.stderr, "tryd pubsubhelper: %s secret flag: %v\n", f.server, err)
 				return errUsage
 			}
 			v, err := secretValues(f.server, sec)
 			if err != nil {
-				return fmt.Errorf("--%s-secret: %w", f.server, err)
+				return fmt.Errorf("%s secret flag: %w", f.server, err)
 			}
 			*f.out = append(*f.out, v...)
 		}
@@ -129,13 +130,14 @@ the plugin, --gerrit-ssh follows "gerrit stream-events" over SSH instead.`)
 	st := j.Stats()
 	log.WithField("journal", jopts.Dir).WithField("events", st.Events).WithField("last_seq", st.LastSeq).Info("journal open")
 	srv, err := pubsubhelper.New(pubsubhelper.Options{
-		Journal:         j,
-		GitHubSecrets:   ghSecrets,
-		GerritSecrets:   gerritSecrets,
-		MaxBodyBytes:    *maxBody,
-		LongPollTimeout: *longPoll,
-		Log:             log,
-		Registry:        reg,
+		Journal:          j,
+		GitHubSecrets:    ghSecrets,
+		GerritSecrets:    gerritSecrets,
+		SubscriberTokens: subTokens,
+		MaxBodyBytes:     *maxBody,
+		LongPollTimeout:  *longPoll,
+		Log:              log,
+		Registry:         reg,
 	})
 	if err != nil {
 		return err

@@ -25,28 +25,45 @@ import (
 	"github.com/tryd-ci/tryd/pubsubhelper/pubsubtypes"
 )
 
-// ErrBadRequest marks a query the server rejected (HTTP 400); retrying
-// does not help.
-var ErrBadRequest = errors.New("pubsubhelper client: bad request")
+// Errors that retrying does not cure.
+var (
+	// ErrBadRequest marks a query the server rejected (HTTP 400).
+	ErrBadRequest = errors.New("pubsubhelper client: bad request")
+	// ErrUnauthorized marks a missing or wrong subscriber token (HTTP 401
+	// or 403).
+	ErrUnauthorized = errors.New("pubsubhelper client: unauthorized")
+)
 
 // Client talks to one pubsubhelper.
 type Client struct {
-	base string
-	hc   *http.Client
+	base  string
+	hc    *http.Client
+	token string
+}
+
+// Options configure a Client.
+type Options struct {
+	// HTTPClient makes the requests; nil means a client without an
+	// overall timeout, as long polls need (requests are bounded by their
+	// contexts).
+	HTTPClient *http.Client
+	// Token is the subscriber token, sent as "Authorization: Bearer",
+	// when the server requires one (and for raw payloads).
+	Token string
 }
 
 // New returns a client of the pubsubhelper at baseURL (e.g.
-// "http://127.0.0.1:8082"). A nil hc means a client without an overall
-// timeout, as long polls need; requests are bounded by their contexts.
-func New(baseURL string, hc *http.Client) (*Client, error) {
+// "http://127.0.0.1:8082").
+func New(baseURL string, opts Options) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("pubsubhelper client: bad base URL %q", baseURL)
 	}
+	hc := opts.HTTPClient
 	if hc == nil {
 		hc = &http.Client{}
 	}
-	return &Client{base: strings.TrimSuffix(baseURL, "/"), hc: hc}, nil
+	return &Client{base: strings.TrimSuffix(baseURL, "/"), hc: hc, token: opts.Token}, nil
 }
 
 // WaitOptions tune one long poll.
@@ -63,6 +80,9 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, out any) er
 	if err != nil {
 		return fmt.Errorf("pubsubhelper client: %w", err)
 	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("pubsubhelper client: GET %s: %w", path, err)
@@ -71,8 +91,11 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, out any) er
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		err := fmt.Errorf("pubsubhelper client: GET %s: %s: %s", path, resp.Status, strings.TrimSpace(string(msg)))
-		if resp.StatusCode == http.StatusBadRequest {
+		switch resp.StatusCode {
+		case http.StatusBadRequest:
 			return fmt.Errorf("%w: %v", ErrBadRequest, err)
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return fmt.Errorf("%w: %v", ErrUnauthorized, err)
 		}
 		return err
 	}
@@ -133,7 +156,8 @@ type SubscribeOptions struct {
 // Store ev.Cursor() after handling an event to resume there later: the
 // cursor resumes exactly within one journal, and by receipt time if the
 // server's journal was replaced. Network and server errors are retried
-// with backoff; a rejected query (ErrBadRequest) is returned.
+// with backoff; a rejected query (ErrBadRequest) or token
+// (ErrUnauthorized) is returned.
 //
 // The zero cursor starts at the server's current end: only new events.
 func (c *Client) Subscribe(ctx context.Context, from pubsubtypes.Cursor, f pubsubtypes.Filter, opts SubscribeOptions, fn func(context.Context, *pubsubtypes.Event) error) error {
@@ -151,7 +175,7 @@ func (c *Client) Subscribe(ctx context.Context, from pubsubtypes.Cursor, f pubsu
 			return ctx.Err()
 		}
 		if err != nil {
-			if errors.Is(err, ErrBadRequest) {
+			if errors.Is(err, ErrBadRequest) || errors.Is(err, ErrUnauthorized) {
 				return err
 			}
 			if opts.Log != nil {
