@@ -607,3 +607,40 @@ func TestFollowerFromLaterPosition(t *testing.T) {
 		t.Fatalf("full sync downloaded %v bytes, want %d", d, l.Size()-lastSeg.Size)
 	}
 }
+
+// FuzzHandler sends arbitrary paths and queries to the handler: it must
+// not panic and must answer with a status from its vocabulary.
+func FuzzHandler(f *testing.F) {
+	f.Add("/logs", "waitsizenot=0")
+	f.Add("/logs/0", "")
+	f.Add("/logs/-1", "startseg=2")
+	f.Add("/logs/99999999999999999999", "")
+	f.Add("/logs", "waitsizenot=1&startseg=-3")
+	st, err := mutlog.NewDiskStore(f.TempDir())
+	if err != nil {
+		f.Fatal(err)
+	}
+	l, err := mutlog.Open(context.Background(), mutlog.Options{Store: st, MaxSegmentSize: 256})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer l.Close()
+	for i := range 20 {
+		l.Append(context.Background(), []byte(fmt.Sprintf("fuzz %d", i)))
+	}
+	h, err := NewHandler(HandlerOptions{Source: l, PollTimeout: time.Millisecond})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, path, query string) {
+		req := httptest.NewRequest(http.MethodGet, "http://x/", nil)
+		req.URL.Path, req.URL.RawQuery = path, query
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		switch w.Code {
+		case 200, 206, 304, 400, 404, 416:
+		default:
+			t.Fatalf("%s?%s: status %d", path, query, w.Code)
+		}
+	})
+}
