@@ -1,13 +1,93 @@
 package main
 
-import "context"
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	gmclient "github.com/tryd-ci/tryd/gitmirror/client"
+	"github.com/tryd-ci/tryd/internal/httpserver"
+	"github.com/tryd-ci/tryd/internal/logging"
+	"github.com/tryd-ci/tryd/trybot"
+)
 
 func runTrybot(ctx context.Context, a *app, args []string) error {
 	fs, cf := a.flags("trybot", "[flags]", `Trybot follows the corpus, starts try runs for Gerrit changes voted
-Run-TryBot+1 and GitHub pull requests asked to run, and posts the results.`)
-	_ = fs.String("listen", ":8085", "address to serve HTTP on")
+Run-TryBot+1 and GitHub pull requests asked to run, and posts the results.
+
+It follows maintnerd's log (--maintnerd), submits one graph per builder to
+the coordinator (--coordinator, with the client token) for sources served
+by gitmirror (--gitmirror), and serves the try run API (/api/runs) on
+--listen. Its state (runs and what was posted, the log cache) lives under
+<data-dir>/trybot.`)
+	listen := fs.String("listen", ":8085", "address to serve HTTP on")
+	maintnerd := fs.String("maintnerd", "", "maintnerd's base URL to follow (default: maintnerd.url from the config)")
+	coord := fs.String("coordinator", "", "coordinator URL (default: coordinator.url from the config)")
+	tokenFile := fs.String("coordinator-token-file", "", "file holding the coordinator's client token (default: coordinator.client_token from the config)")
+	gitmirror := fs.String("gitmirror", "", "gitmirror URL (default: gitmirror.url from the config)")
+	poll := fs.Duration("poll", 0, "scan the corpus every interval instead of after each change (for comparison benchmarks only)")
 	if err := a.parse(fs, cf, args); err != nil {
 		return err
 	}
-	return notBuilt("the trybot component", "issue #8 (trybot)")
+	if *maintnerd == "" {
+		*maintnerd = a.cfg.Maintnerd.URL
+	}
+	if *coord == "" {
+		*coord = a.cfg.Coordinator.URL
+	}
+	if *gitmirror == "" {
+		*gitmirror = a.cfg.Gitmirror.URL
+	}
+	switch {
+	case *maintnerd == "":
+		return errors.New("trybot: no maintnerd URL (--maintnerd or maintnerd.url)")
+	case *coord == "":
+		return errors.New("trybot: no coordinator URL (--coordinator or coordinator.url)")
+	case *gitmirror == "":
+		return errors.New("trybot: no gitmirror URL (--gitmirror or gitmirror.url)")
+	}
+	token, err := secretOrFile(*tokenFile, a.cfg.Coordinator.ClientToken)
+	if err != nil {
+		return err
+	}
+	cc, err := api.NewClient(*coord, token, nil)
+	if err != nil {
+		return err
+	}
+	gm, err := gmclient.New(*gitmirror, nil)
+	if err != nil {
+		return err
+	}
+	dir, err := a.subdir("trybot")
+	if err != nil {
+		return err
+	}
+	log := logging.For(a.log, "trybot")
+	reg := httpserver.NewRegistry()
+	tb, err := trybot.New(ctx, trybot.Options{
+		Config: a.cfg, LogsURL: strings.TrimSuffix(*maintnerd, "/") + "/logs",
+		Coordinator: cc, Gitmirror: gm, Dir: dir, PollInterval: *poll,
+		Log: log, Registry: reg, Now: time.Now,
+	})
+	if err != nil {
+		return err
+	}
+	defer tb.Close()
+	srv, err := httpserver.New(httpserver.Options{Addr: *listen, Handler: tb.Handler(), Component: "trybot", Log: a.log, Registry: reg})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- tb.Run(ctx)
+		cancel() // a trybot that stopped must not keep serving
+	}()
+	serr := srv.Serve(ctx)
+	cancel()
+	rerr := <-errc
+	return errors.Join(serr, rerr)
 }

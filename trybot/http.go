@@ -1,0 +1,101 @@
+package trybot
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/tryd-ci/tryd/trybot/client"
+)
+
+// Handler serves the try run API (see package client for the wire
+// format) and a plain-text index at /.
+func (t *Trybot) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/runs", t.serveRuns)
+	mux.HandleFunc("GET /api/runs/{id}", t.serveRun)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("tryd trybot\n\n/api/runs        try runs (JSON; ?review=&repo=&change=&patch_set=&state=&limit=&before=)\n/api/runs/{id}   one try run\n"))
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, client.ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, client.ErrBadRequest):
+		code = http.StatusBadRequest
+	}
+	writeJSON(w, code, client.ErrorBody{Error: err.Error()})
+}
+
+// live returns the in-memory version of a run being driven, which is
+// fresher than the store between saves.
+func (t *Trybot) live(r *client.Run) *client.Run {
+	t.mu.Lock()
+	ar := t.active[runKeyOf(r)]
+	t.mu.Unlock()
+	if ar != nil && ar.run.ID == r.ID {
+		return t.snapshot(ar)
+	}
+	return r
+}
+
+func (t *Trybot) fill(r *client.Run) {
+	if !r.State.Finished() {
+		r.DurationMS = time.Since(r.Created).Milliseconds()
+	}
+	if r.Builders == nil {
+		r.Builders = []string{}
+	}
+	if r.Builds == nil {
+		r.Builds = []client.Build{}
+	}
+}
+
+func (t *Trybot) serveRuns(w http.ResponseWriter, r *http.Request) {
+	o, err := client.ParseListOptions(r.URL.Query())
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, client.ErrorBody{Error: err.Error()})
+		return
+	}
+	runs, err := t.store.list(r.Context(), o)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	out := client.RunList{Runs: make([]client.Run, 0, len(runs))}
+	for i := range runs {
+		x := t.live(&runs[i])
+		t.fill(x)
+		out.Runs = append(out.Runs, *x)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (t *Trybot) serveRun(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		writeJSON(w, http.StatusBadRequest, client.ErrorBody{Error: "bad run id " + strconv.Quote(r.PathValue("id"))})
+		return
+	}
+	run, err := t.store.get(r.Context(), id)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	run = t.live(run)
+	t.fill(run)
+	writeJSON(w, http.StatusOK, run)
+}
