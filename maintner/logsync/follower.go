@@ -64,6 +64,11 @@ type FollowerOptions struct {
 	// Client makes the requests (default: a client without timeout,
 	// since index requests long-poll; cancel through the context).
 	Client *http.Client
+	// IndexTimeout bounds one index request (default 2 minutes). The
+	// server answers a long poll within about 55 seconds, 304 if
+	// nothing changed, so a request outliving this is stuck on a dead
+	// connection and is retried.
+	IndexTimeout time.Duration
 	// RetryMin and RetryMax bound the backoff after network or server
 	// errors (defaults 100ms and 30s). There is no delay between
 	// successful polls: the server's long poll paces them.
@@ -129,6 +134,9 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 	}
 	if opts.Client == nil {
 		opts.Client = &http.Client{}
+	}
+	if opts.IndexTimeout <= 0 {
+		opts.IndexTimeout = 2 * time.Minute
 	}
 	if opts.RetryMin <= 0 {
 		opts.RetryMin = 100 * time.Millisecond
@@ -314,31 +322,42 @@ func (f *Follower) fetchIndex(ctx context.Context, wait int64) ([]SegmentJSON, e
 		u.RawQuery = q.Encode()
 	}
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-		if err != nil {
-			return nil, err
-		}
-		res, err := f.client.Do(req)
-		if err != nil {
-			return nil, fmt.Errorf("logsync: index: %w", err)
-		}
-		if res.StatusCode == http.StatusNotModified {
-			res.Body.Close()
+		segs, again, err := f.fetchIndexOnce(ctx, u.String())
+		if again {
 			continue // the server's long poll timed out; ask again
 		}
-		body, err := io.ReadAll(io.LimitReader(res.Body, maxIndexBytes+1))
-		res.Body.Close()
-		if err != nil {
-			return nil, fmt.Errorf("logsync: index: %w", err)
-		}
-		if res.StatusCode != http.StatusOK {
-			return nil, fmt.Errorf("logsync: index %s: %s: %s", f.opts.URL, res.Status, bytes.TrimSpace(body[:min(len(body), 200)]))
-		}
-		if len(body) > maxIndexBytes {
-			return nil, fmt.Errorf("logsync: index %s: more than %d bytes", f.opts.URL, maxIndexBytes)
-		}
-		return parseIndex(body)
+		return segs, err
 	}
+}
+
+func (f *Follower) fetchIndexOnce(ctx context.Context, u string) (segs []SegmentJSON, again bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, f.opts.IndexTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	res, err := f.client.Do(req)
+	if err != nil {
+		return nil, false, fmt.Errorf("logsync: index: %w", err)
+	}
+	if res.StatusCode == http.StatusNotModified {
+		res.Body.Close()
+		return nil, true, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(res.Body, maxIndexBytes+1))
+	res.Body.Close()
+	if err != nil {
+		return nil, false, fmt.Errorf("logsync: index: %w", err)
+	}
+	if res.StatusCode != http.StatusOK {
+		return nil, false, fmt.Errorf("logsync: index %s: %s: %s", f.opts.URL, res.Status, bytes.TrimSpace(body[:min(len(body), 200)]))
+	}
+	if len(body) > maxIndexBytes {
+		return nil, false, fmt.Errorf("logsync: index %s: more than %d bytes", f.opts.URL, maxIndexBytes)
+	}
+	segs, err = parseIndex(body)
+	return segs, false, err
 }
 
 // parseIndex parses and validates a /logs index.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,5 +75,34 @@ func TestClosedLog(t *testing.T) {
 	}
 	if _, err := l.WaitSizeNot(context.Background(), l.Size()); !errors.Is(err, mutlog.ErrClosed) {
 		t.Fatalf("WaitSizeNot on closed log: %v", err)
+	}
+}
+
+// TestFollowerStuckIndex checks that an index request that never answers
+// (a dead connection) is abandoned after IndexTimeout and retried.
+func TestFollowerStuckIndex(t *testing.T) {
+	l := newLog(t, 0)
+	appendN(t, l, "s", 5)
+	h, err := NewHandler(HandlerOptions{Source: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stuck atomic.Int32
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/logs" && stuck.Add(1) <= 2 {
+			<-r.Context().Done() // never answer
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	f, err := NewFollower(FollowerOptions{URL: hs.URL + "/logs", CacheDir: t.TempDir(), IndexTimeout: 50 * time.Millisecond, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, err := syncAll(t, f, mutlog.Position{})
+	if err != nil || len(got) != 5 || stuck.Load() < 3 {
+		t.Fatalf("Sync: %d records, %v, after %d index requests", len(got), err, stuck.Load())
 	}
 }
