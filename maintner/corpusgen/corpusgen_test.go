@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/tryd-ci/tryd/maintner"
@@ -126,5 +128,76 @@ func BenchmarkLoad(b *testing.B) {
 		if err := c.LoadDir(context.Background(), dir); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestTextFromLogMatchesMemory loads the same log twice, once leaving long
+// text in the segment files (LoadDir) and once holding it in memory
+// (Load), and compares every text.
+func TestTextFromLogMatchesMemory(t *testing.T) {
+	dir, files := generateDir(t, 6<<20, 5)
+	ctx := context.Background()
+	refs, err := maintner.New(maintner.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer refs.Close()
+	if err := refs.LoadDir(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+	mem, _ := maintner.New(maintner.Options{})
+	if err := mem.Load(ctx, len(files), func(ctx context.Context, i int, buf []byte) (string, []byte, error) {
+		data, err := os.ReadFile(files[i])
+		return files[i], data, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	refs.RLock()
+	defer refs.RUnlock()
+	mem.RLock()
+	defer mem.RUnlock()
+	same := func(what string, a, b maintner.Text) {
+		t.Helper()
+		sa, err := refs.Text(a)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if !b.InMemory() {
+			t.Fatalf("%s: Load kept text in the log", what)
+		}
+		if sb := mem.MustText(b); sa != sb {
+			t.Fatalf("%s: from log %q, in memory %q", what, sa, sb)
+		}
+	}
+	inLog := 0
+	for _, r := range mem.GitHubRepos() {
+		rr := refs.GitHubRepo(r.Owner, r.Name)
+		for _, is := range r.Issues() {
+			ri := rr.Issue(is.Number)
+			same(fmt.Sprintf("issue %d body", is.Number), ri.Body, is.Body)
+			if !ri.Body.InMemory() {
+				inLog++
+			}
+			for i := range is.Comments {
+				same(fmt.Sprintf("issue %d comment %d", is.Number, is.Comments[i].ID), ri.Comments[i].Body, is.Comments[i].Body)
+			}
+			for i := range is.Reviews {
+				same(fmt.Sprintf("issue %d review %d", is.Number, is.Reviews[i].ID), ri.Reviews[i].Body, is.Reviews[i].Body)
+			}
+		}
+	}
+	for _, p := range mem.GerritProjects() {
+		rp := refs.GerritProject(p.Name)
+		for _, ch := range p.Changes() {
+			for _, ps := range ch.PatchSets {
+				same(fmt.Sprintf("change %d patch set %d", ch.Number, ps.Number), rp.Commit(ps.Commit).Msg, p.Commit(ps.Commit).Msg)
+			}
+			if rc := rp.Change(ch.Number); !reflect.DeepEqual(rc.Votes, ch.Votes) || !reflect.DeepEqual(rc.Messages, ch.Messages) {
+				t.Fatalf("change %d differs", ch.Number)
+			}
+		}
+	}
+	if inLog == 0 {
+		t.Error("LoadDir kept every issue body in memory")
 	}
 }

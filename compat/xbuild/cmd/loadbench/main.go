@@ -6,8 +6,10 @@
 //
 // Output is one line of key=value pairs:
 //
-//	impl=tryd seconds=1.234 peak_rss=123456789 heap_live=98765432 records=...
+//	impl=tryd seconds=1.234 cpu_seconds=2.345 peak_rss=123456789 heap_live=98765432 records=...
 //
+// seconds is wall time; cpu_seconds the process's user+system CPU time
+// spent loading (less sensitive to other load on the machine).
 // peak_rss is the process's VmHWM from /proc/self/status (the peak
 // resident set, which bounds the peak heap from above and is what a
 // machine must provide); heap_live is the Go heap after a full GC once
@@ -28,6 +30,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	xmaintner "golang.org/x/build/maintner"
@@ -67,6 +70,7 @@ func main() {
 	ctx := context.Background()
 	var detail string
 	var start time.Time
+	cpuStart := cpuTime()
 	switch *impl {
 	case "tryd":
 		c, err := maintner.New(maintner.Options{})
@@ -80,7 +84,7 @@ func main() {
 		d := time.Since(start)
 		s := c.Stats()
 		detail = fmt.Sprintf("records=%d issues=%d comments=%d changes=%d", s.Records, s.GitHubIssues, s.GitHubComments, s.GerritChanges)
-		report(*impl, d, detail)
+		report(*impl, d, cpuTime()-cpuStart, detail)
 		runtime.KeepAlive(c)
 	case "xbuild":
 		// x/build's DiskMutationLogger reads "maintner-*.mutlog" files in
@@ -119,18 +123,28 @@ func main() {
 			return p.ForeachCLUnsorted(func(*xmaintner.GerritCL) error { changes++; return nil })
 		})
 		detail = fmt.Sprintf("issues=%d comments=%d changes=%d", issues, comments, changes)
-		report(*impl, d, detail)
+		report(*impl, d, cpuTime()-cpuStart, detail)
 		runtime.KeepAlive(c)
 	default:
 		log.Fatalf("loadbench: unknown --impl %q (want tryd or xbuild)", *impl)
 	}
 }
 
-func report(impl string, d time.Duration, detail string) {
+func report(impl string, d, cpu time.Duration, detail string) {
+	peak := vmHWM()
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	fmt.Printf("impl=%s seconds=%.3f peak_rss=%d heap_live=%d %s\n", impl, d.Seconds(), vmHWM(), ms.HeapAlloc, detail)
+	fmt.Printf("impl=%s seconds=%.3f cpu_seconds=%.3f peak_rss=%d heap_live=%d %s\n", impl, d.Seconds(), cpu.Seconds(), peak, ms.HeapAlloc, detail)
+}
+
+// cpuTime returns the process's user plus system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // vmHWM returns the peak resident set size in bytes, or 0 if unknown.
