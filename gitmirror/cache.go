@@ -124,10 +124,20 @@ func (c *tarCache) open(key string, produce func(ctx context.Context, w io.Write
 // renames the file into the cache. Readers never wait for the fsync.
 func (c *tarCache) runBuild(key string, b *build, produce func(ctx context.Context, w io.Writer) error) {
 	err := produce(context.Background(), b)
-	b.finish(err)
-	if err == nil {
-		err = b.f.Sync()
+	if err != nil {
+		// Forget the build before failing its readers, so that a request
+		// arriving now starts a new build instead of joining this one.
+		c.mu.Lock()
+		delete(c.building, key)
+		c.mu.Unlock()
+		b.finish(err)
+		os.Remove(b.f.Name())
+		c.log.WithError(err).WithField("tree", key).Warn("tarball build failed")
+		b.release()
+		return
 	}
+	b.finish(nil)
+	err = b.f.Sync()
 	if err == nil {
 		err = os.Rename(b.f.Name(), c.path(key))
 	}
@@ -137,11 +147,13 @@ func (c *tarCache) runBuild(key string, b *build, produce func(ctx context.Conte
 		c.entries[key] = c.lru.PushFront(&cacheEntry{key, b.size})
 		c.total += b.size
 		c.evictLocked()
-	} else {
-		os.Remove(b.f.Name())
-		c.log.WithError(err).WithField("tree", key).Warn("tarball build failed")
 	}
 	c.mu.Unlock()
+	if err != nil {
+		// The readers got the whole tarball; only the cache copy failed.
+		os.Remove(b.f.Name())
+		c.log.WithError(err).WithField("tree", key).Warn("tarball not cached")
+	}
 	b.release()
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -425,6 +426,9 @@ func (r *repo) clone(ctx context.Context) error {
 			return fmt.Errorf("gitmirror: clone %s: configure: %w", r.cfg.Name, err)
 		}
 	}
+	if err := r.dropUnmirroredRefs(ctx, dst); err != nil {
+		return fmt.Errorf("gitmirror: clone %s: %w", r.cfg.Name, err)
+	}
 	if err := os.MkdirAll(filepath.Dir(r.dir), 0o755); err != nil {
 		return fmt.Errorf("gitmirror: clone %s: %w", r.cfg.Name, err)
 	}
@@ -438,6 +442,39 @@ func (r *repo) clone(ctx context.Context) error {
 	}
 	r.log.Info("cloned")
 	return nil
+}
+
+// dropUnmirroredRefs deletes the refs "git clone --mirror" brought that
+// fetchRefspecs do not cover (GitHub's refs/pull/N/merge, Gerrit's
+// refs/meta/config and refs/users/..., notes), which later fetches would
+// neither update nor prune.
+func (r *repo) dropUnmirroredRefs(ctx context.Context, dir string) error {
+	out, err := r.m.output(ctx, gitCmd{dir: dir, timeout: r.m.opts.CommandTimeout, args: []string{"for-each-ref", "--format=%(refname)"}})
+	if err != nil {
+		return err
+	}
+	var del strings.Builder
+	for ref := range strings.Lines(string(out)) {
+		ref = strings.TrimSpace(ref)
+		if ref != "" && !mirroredRef(ref) {
+			fmt.Fprintf(&del, "delete %s\n", ref)
+		}
+	}
+	if del.Len() == 0 {
+		return nil
+	}
+	return r.m.run(ctx, gitCmd{dir: dir, timeout: r.m.opts.CommandTimeout, stdin: strings.NewReader(del.String()), args: []string{"update-ref", "--stdin"}})
+}
+
+// mirroredRef reports whether fetchRefspecs cover ref.
+func mirroredRef(ref string) bool {
+	switch {
+	case strings.HasPrefix(ref, "refs/heads/"), strings.HasPrefix(ref, "refs/tags/"), strings.HasPrefix(ref, "refs/changes/"):
+		return true
+	case strings.HasPrefix(ref, "refs/pull/"):
+		return strings.HasSuffix(ref, "/head") && strings.Count(ref, "/") == 3
+	}
+	return false
 }
 
 // fetch updates the mirror. --atomic makes the ref updates one

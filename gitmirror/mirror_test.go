@@ -172,6 +172,9 @@ func TestGerritAndGitHubRefsAreMirrored(t *testing.T) {
 			t.Errorf("%s = %q, want %s", r, refs[r], c)
 		}
 	}
+	if _, ok := refs["refs/pull/7/merge"]; ok {
+		t.Errorf("refs/pull/7/merge mirrored")
+	}
 	// A meta ref rewritten (non-fast-forward) upstream is followed, and a
 	// deleted change ref is pruned.
 	meta := gitT(t, up.work, "commit-tree", "-m", "unrelated history", "HEAD^{tree}")

@@ -20,7 +20,8 @@ import (
 // Options configures a Mirror. Dir and Repos are required; every other
 // field has a documented default.
 type Options struct {
-	// Dir holds the mirrors, the tarball cache and scratch files.
+	// Dir holds the mirrors, the tarball cache and scratch files. It
+	// belongs to one Mirror: New clears its scratch directory.
 	Dir string
 	// Repos are the repositories to mirror.
 	Repos []Repo
