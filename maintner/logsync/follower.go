@@ -69,6 +69,9 @@ type FollowerOptions struct {
 	// nothing changed, so a request outliving this is stuck on a dead
 	// connection and is retried.
 	IndexTimeout time.Duration
+	// DownloadTimeout bounds one segment download (default 5 minutes;
+	// a segment is at most 16 MiB).
+	DownloadTimeout time.Duration
 	// RetryMin and RetryMax bound the backoff after network or server
 	// errors (defaults 100ms and 30s). There is no delay between
 	// successful polls: the server's long poll paces them.
@@ -137,6 +140,9 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 	}
 	if opts.IndexTimeout <= 0 {
 		opts.IndexTimeout = 2 * time.Minute
+	}
+	if opts.DownloadTimeout <= 0 {
+		opts.DownloadTimeout = 5 * time.Minute
 	}
 	if opts.RetryMin <= 0 {
 		opts.RetryMin = 100 * time.Millisecond
@@ -571,6 +577,8 @@ func cloneHash(h hash.Hash) hash.Hash {
 
 // download fetches segment bytes [off, s.Size).
 func (f *Follower) download(ctx context.Context, s SegmentJSON, off int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.opts.DownloadTimeout)
+	defer cancel()
 	ref, _ := url.Parse(s.URL)
 	u := f.base.ResolveReference(ref)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
