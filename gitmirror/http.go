@@ -301,7 +301,8 @@ var debugTmpl = template.Must(template.New("debug").Funcs(template.FuncMap{
 <table><tr><th>repository</th><th>upstream</th><th>cloned</th><th>last fetch</th><th>duration</th><th>last success</th><th>fetches</th><th>failures</th><th>error</th><th>push mirror</th></tr>
 {{range .Repos}}<tr><td>{{.Name}}</td><td>{{.URL}}</td><td>{{.Cloned}}{{if .Fetching}} (fetching){{end}}</td><td>{{ago .LastFetch}}</td><td>{{ms .LastDuration}}</td><td>{{ago .LastSuccess}}</td><td>{{.Fetches}}</td><td>{{.Failures}}</td><td class="err">{{.LastError}}</td>
 <td>{{with .Push}}{{.URL}}: last push {{ago .LastPush}}, {{.Pushes}} pushes{{if .LastError}} <span class="err">{{.LastError}}</span>{{end}}{{else}}none{{end}}</td></tr>
-{{end}}</table><p><a href="/debug?format=json">JSON</a> · <a href="/metrics">metrics</a></p></body></html>
+{{end}}</table>
+<p>Tarball cache: {{.Cache.Entries}} tarballs, {{.Cache.Bytes}} of {{.Cache.Limit}} bytes, {{.Cache.Building}} being built.</p><p><a href="/debug?format=json">JSON</a> · <a href="/metrics">metrics</a></p></body></html>
 `))
 
 func (m *Mirror) serveDebug(w http.ResponseWriter, r *http.Request) {

@@ -174,6 +174,10 @@ func (m *Mirror) Status() client.Status {
 	for _, r := range m.order {
 		st.Repos = append(st.Repos, r.status())
 	}
+	c := m.cache
+	c.mu.Lock()
+	st.Cache = client.CacheStatus{Bytes: c.total, Limit: c.limit, Entries: c.lru.Len(), Building: len(c.building)}
+	c.mu.Unlock()
 	return st
 }
 

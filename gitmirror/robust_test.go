@@ -394,3 +394,69 @@ func TestFullDiskTarballErrorsThenRecovers(t *testing.T) {
 		t.Errorf("tarball after recovery differs from git archive: %v", err)
 	}
 }
+
+// slowFetchGit writes a git wrapper whose fetches take a while and which
+// records each fetch, and any fetch that overlaps another.
+func slowFetchGit(t *testing.T) (path, logFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	git, err := exec.LookPath("git")
+	if err != nil {
+		t.Skip("git not found")
+	}
+	logFile = filepath.Join(dir, "calls")
+	lock := filepath.Join(dir, "lock")
+	path = filepath.Join(dir, "git")
+	script := fmt.Sprintf(`#!/bin/sh
+for a in "$@"; do
+	if [ "$a" = fetch ]; then
+		mkdir %[1]q 2>/dev/null || echo overlap >> %[2]q
+		echo fetch >> %[2]q
+		sleep 0.3
+		%[3]q "$@"; rc=$?
+		rmdir %[1]q 2>/dev/null
+		exit $rc
+	fi
+done
+exec %[3]q "$@"
+`, lock, logFile, git)
+	writeFile(t, path, script, 0o755)
+	return path, logFile
+}
+
+func TestNudgesCoalesceOneFetchAtATime(t *testing.T) {
+	up := newUpstream(t)
+	wrapper, calls := slowFetchGit(t)
+	tm := startMirror(t, Options{Git: wrapper, Repos: []Repo{{Name: "proj", URL: up.bare}}})
+	fetches := func() int64 { return tm.Status().Repos[0].Fetches }
+	base := fetches()
+	tm.Nudge("proj")
+	deadline := time.Now().Add(20 * time.Second)
+	for !tm.Status().Repos[0].Fetching {
+		if time.Now().After(deadline) {
+			t.Fatal("nudge did not start a fetch")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Twenty nudges while that fetch runs make exactly one more fetch.
+	for range 20 {
+		tm.Nudge("proj")
+	}
+	for fetches() < base+2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d fetches after the nudges, want %d", fetches()-base, 2)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // more than one slow fetch
+	if n := fetches() - base; n != 2 {
+		t.Errorf("%d fetches for 21 nudges during one fetch, want 2", n)
+	}
+	b, err := os.ReadFile(calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "overlap") {
+		t.Errorf("two fetches of one repository ran at once")
+	}
+}

@@ -15,6 +15,16 @@ type Refs struct {
 // without user information.
 type Status struct {
 	Repos []RepoStatus `json:"repos"`
+	// Cache is the state of the tarball cache.
+	Cache CacheStatus `json:"cache"`
+}
+
+// CacheStatus is the state of the tarball cache.
+type CacheStatus struct {
+	Bytes    int64 `json:"bytes"`
+	Limit    int64 `json:"limit"`
+	Entries  int   `json:"entries"`
+	Building int   `json:"building"`
 }
 
 // RepoStatus is the state of one mirrored repository.
