@@ -105,6 +105,46 @@ type Options struct {
 // Store is a state.Store in SQLite.
 type Store struct {
 	db *sql.DB
+	// Statements prepared once: preparing costs more than executing
+	// the small writes of a batch.
+	upsertJob, upsertAttempt, upsertResult, deleteResult, upsertWorker, updateBuild, updateBuildGraph, insertLabel *sql.Stmt
+}
+
+const (
+	upsertJobSQL = `INSERT INTO jobs (build_id, job_id, name, seq, state, worker, output_digest, exit_code, error, started, finished)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (build_id, job_id) DO UPDATE SET name=excluded.name, seq=excluded.seq, state=excluded.state, worker=excluded.worker,
+		output_digest=excluded.output_digest, exit_code=excluded.exit_code, error=excluded.error, started=excluded.started, finished=excluded.finished`
+	upsertAttemptSQL = `INSERT INTO attempts (id, build_id, job_id, worker, state, started, finished, exit_code, error, output_digest, log_bytes, log_truncated)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET worker=excluded.worker, state=excluded.state, finished=excluded.finished, exit_code=excluded.exit_code,
+		error=excluded.error, output_digest=excluded.output_digest, log_bytes=excluded.log_bytes, log_truncated=excluded.log_truncated`
+	upsertResultSQL = `INSERT INTO results (job_id, output_digest, attempt_id, build_id, finished) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (job_id) DO UPDATE SET output_digest=excluded.output_digest, attempt_id=excluded.attempt_id, build_id=excluded.build_id, finished=excluded.finished`
+	deleteResultSQL = `DELETE FROM results WHERE job_id=?`
+	upsertWorkerSQL = `INSERT INTO workers (name, token_hash, labels, slots, version, last_seen) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET token_hash=excluded.token_hash, labels=excluded.labels, slots=excluded.slots, version=excluded.version, last_seen=excluded.last_seen`
+	updateBuildSQL      = `UPDATE builds SET state=?, error=?, finished=? WHERE id=?`
+	updateBuildGraphSQL = `UPDATE builds SET state=?, error=?, finished=?, graph=? WHERE id=?`
+	insertLabelSQL      = `INSERT INTO build_labels (build_id, key, value) VALUES (?, ?, ?)`
+)
+
+func (s *Store) prepare(ctx context.Context) error {
+	for _, p := range []struct {
+		dst **sql.Stmt
+		sql string
+	}{
+		{&s.upsertJob, upsertJobSQL}, {&s.upsertAttempt, upsertAttemptSQL}, {&s.upsertResult, upsertResultSQL},
+		{&s.deleteResult, deleteResultSQL}, {&s.upsertWorker, upsertWorkerSQL}, {&s.updateBuild, updateBuildSQL},
+		{&s.updateBuildGraph, updateBuildGraphSQL}, {&s.insertLabel, insertLabelSQL},
+	} {
+		st, err := s.db.PrepareContext(ctx, p.sql)
+		if err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		*p.dst = st
+	}
+	return nil
 }
 
 var _ state.Store = (*Store)(nil)
@@ -136,6 +176,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	db.SetMaxOpenConns(4)
 	s := &Store{db: db}
 	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: %s: %w", opts.Path, err)
+	}
+	if err := s.prepare(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: %s: %w", opts.Path, err)
 	}
@@ -232,11 +276,11 @@ func (s *Store) CreateBuild(ctx context.Context, b *state.Build, jobs []state.Jo
 		return 0, fmt.Errorf("sqlite: create build: %w", err)
 	}
 	for k, v := range b.Labels {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO build_labels (build_id, key, value) VALUES (?, ?, ?)`, id, k, v); err != nil {
+		if _, err := tx.StmtContext(ctx, s.insertLabel).ExecContext(ctx, id, k, v); err != nil {
 			return 0, fmt.Errorf("sqlite: create build labels: %w", err)
 		}
 	}
-	if err := upsertJobs(ctx, tx, id, jobs); err != nil {
+	if err := s.upsertJobs(ctx, tx, id, jobs); err != nil {
 		return 0, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -245,18 +289,11 @@ func (s *Store) CreateBuild(ctx context.Context, b *state.Build, jobs []state.Jo
 	return id, nil
 }
 
-func upsertJobs(ctx context.Context, tx *sql.Tx, buildID int64, jobs []state.Job) error {
+func (s *Store) upsertJobs(ctx context.Context, tx *sql.Tx, buildID int64, jobs []state.Job) error {
 	if len(jobs) == 0 {
 		return nil
 	}
-	st, err := tx.PrepareContext(ctx, `INSERT INTO jobs (build_id, job_id, name, seq, state, worker, output_digest, exit_code, error, started, finished)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (build_id, job_id) DO UPDATE SET name=excluded.name, seq=excluded.seq, state=excluded.state, worker=excluded.worker,
-		output_digest=excluded.output_digest, exit_code=excluded.exit_code, error=excluded.error, started=excluded.started, finished=excluded.finished`)
-	if err != nil {
-		return fmt.Errorf("sqlite: prepare jobs: %w", err)
-	}
-	defer st.Close()
+	st := tx.StmtContext(ctx, s.upsertJob)
 	for _, j := range jobs {
 		bid := j.BuildID
 		if buildID != 0 {
@@ -282,26 +319,19 @@ func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 	for _, u := range b.Builds {
 		var err error
 		if u.Graph != nil {
-			_, err = tx.ExecContext(ctx, `UPDATE builds SET state=?, error=?, finished=?, graph=? WHERE id=?`, string(u.State), u.Error, nanos(u.Finished), u.Graph, u.ID)
+			_, err = tx.StmtContext(ctx, s.updateBuildGraph).ExecContext(ctx, string(u.State), u.Error, nanos(u.Finished), u.Graph, u.ID)
 		} else {
-			_, err = tx.ExecContext(ctx, `UPDATE builds SET state=?, error=?, finished=? WHERE id=?`, string(u.State), u.Error, nanos(u.Finished), u.ID)
+			_, err = tx.StmtContext(ctx, s.updateBuild).ExecContext(ctx, string(u.State), u.Error, nanos(u.Finished), u.ID)
 		}
 		if err != nil {
 			return fmt.Errorf("sqlite: update build %d: %w", u.ID, err)
 		}
 	}
-	if err := upsertJobs(ctx, tx, 0, b.Jobs); err != nil {
+	if err := s.upsertJobs(ctx, tx, 0, b.Jobs); err != nil {
 		return err
 	}
 	if len(b.Attempts) > 0 {
-		st, err := tx.PrepareContext(ctx, `INSERT INTO attempts (id, build_id, job_id, worker, state, started, finished, exit_code, error, output_digest, log_bytes, log_truncated)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (id) DO UPDATE SET worker=excluded.worker, state=excluded.state, finished=excluded.finished, exit_code=excluded.exit_code,
-			error=excluded.error, output_digest=excluded.output_digest, log_bytes=excluded.log_bytes, log_truncated=excluded.log_truncated`)
-		if err != nil {
-			return fmt.Errorf("sqlite: prepare attempts: %w", err)
-		}
-		defer st.Close()
+		st := tx.StmtContext(ctx, s.upsertAttempt)
 		for _, a := range b.Attempts {
 			if _, err := st.ExecContext(ctx, a.ID, a.BuildID, a.JobID, a.Worker, string(a.State), nanos(a.Started), ptrNanos(a.Finished), a.ExitCode, a.Error, a.OutputDigest, a.LogBytes, a.LogTruncated); err != nil {
 				return fmt.Errorf("sqlite: write attempt %s: %w", a.ID, err)
@@ -309,20 +339,17 @@ func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 		}
 	}
 	for _, r := range b.Results {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO results (job_id, output_digest, attempt_id, build_id, finished) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (job_id) DO UPDATE SET output_digest=excluded.output_digest, attempt_id=excluded.attempt_id, build_id=excluded.build_id, finished=excluded.finished`,
-			r.JobID, r.OutputDigest, r.AttemptID, r.BuildID, nanos(r.Finished)); err != nil {
+		if _, err := tx.StmtContext(ctx, s.upsertResult).ExecContext(ctx, r.JobID, r.OutputDigest, r.AttemptID, r.BuildID, nanos(r.Finished)); err != nil {
 			return fmt.Errorf("sqlite: write result %s: %w", r.JobID, err)
 		}
 	}
 	for _, id := range b.DeleteResults {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM results WHERE job_id=?`, id); err != nil {
+		if _, err := tx.StmtContext(ctx, s.deleteResult).ExecContext(ctx, id); err != nil {
 			return fmt.Errorf("sqlite: delete result %s: %w", id, err)
 		}
 	}
 	for _, w := range b.Workers {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO workers (name, token_hash, labels, slots, version, last_seen) VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (name) DO UPDATE SET token_hash=excluded.token_hash, labels=excluded.labels, slots=excluded.slots, version=excluded.version, last_seen=excluded.last_seen`,
+		if _, err := tx.StmtContext(ctx, s.upsertWorker).ExecContext(ctx,
 			w.Name, w.TokenHash, encodeLabels(w.Labels), w.Slots, w.Version, nanos(w.LastSeen)); err != nil {
 			return fmt.Errorf("sqlite: write worker %s: %w", w.Name, err)
 		}

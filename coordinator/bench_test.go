@@ -1,0 +1,84 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/graph"
+)
+
+// benchGraph returns n trivial jobs, as a chain or wide.
+func benchGraph(n int, chain bool, salt string) string {
+	var jobs []string
+	for i := range n {
+		deps := ""
+		if chain && i > 0 {
+			deps = fmt.Sprintf(`, "deps": ["j%d"]`, i-1)
+		}
+		jobs = append(jobs, fmt.Sprintf(`{"name": "j%d", "source_mode": "none", "cacheable": true%s, "commands": [{"argv": ["true", "%s%d"]}]}`, i, deps, salt, i))
+	}
+	return `{"jobs": [` + strings.Join(jobs, ",") + `]}`
+}
+
+// runAll completes a build with one protocol-driving worker that reports
+// every assignment at once with an empty output, returning the elapsed
+// time. It measures the coordinator's own per-job cost over real HTTP.
+func runAll(b testing.TB, e *env, w *testWorker, id int64, slots int) {
+	var buf bytes.Buffer
+	if err := graph.WriteOutputs(&buf, b.TempDir()); err != nil {
+		b.Fatal(err)
+	}
+	digest := hexSHA(buf.Bytes())
+	if err := w.c.PutArtifact(context.Background(), digest, bytes.NewReader(buf.Bytes()), int64(buf.Len())); err != nil {
+		b.Fatal(err)
+	}
+	var results []api.AttemptResult
+	zero := 0
+	for {
+		resp, err := w.poll(slots, nil, results...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		results = results[:0]
+		for _, as := range resp.Assignments {
+			results = append(results, api.AttemptResult{AttemptID: as.AttemptID, State: api.AttemptSucceeded, ExitCode: &zero, OutputDigest: digest})
+		}
+		if len(resp.Assignments) == 0 && len(results) == 0 {
+			if st := e.build(id).State; st.Finished() {
+				if st != api.BuildSucceeded {
+					b.Fatalf("build %s", st)
+				}
+				return
+			}
+		}
+	}
+}
+
+func benchmarkGraph(b *testing.B, n int, chain bool) {
+	e := newEnv(&testing.T{}, envOpts{dir: b.TempDir()})
+	b.Cleanup(e.stop)
+	e.t = &testing.T{}
+	w := newTestWorker(e.t, e, "w1", tokenW1, nil)
+	w.waitMS = 50
+	b.ResetTimer()
+	for i := range b.N {
+		sub := e.submit(benchGraph(n, chain, fmt.Sprint(i, "-")), api.PriorityTry)
+		start := time.Now()
+		runAll(b, e, w, sub.BuildID, 4)
+		b.ReportMetric(float64(time.Since(start).Microseconds())/float64(n), "us/job")
+		cs := time.Now()
+		sub2 := e.submit(benchGraph(n, chain, fmt.Sprint(i, "-")), api.PriorityTry)
+		if e.build(sub2.BuildID).State != api.BuildSucceeded {
+			b.Fatal("resubmit not cached")
+		}
+		b.ReportMetric(float64(time.Since(cs).Milliseconds()), "ms/cached-resubmit")
+	}
+}
+
+func BenchmarkChain2000(b *testing.B) { benchmarkGraph(b, 2000, true) }
+func BenchmarkWide2000(b *testing.B)  { benchmarkGraph(b, 2000, false) }
