@@ -130,12 +130,12 @@ type activeRun struct {
 }
 
 type metrics struct {
-	runs      *prometheus.CounterVec
-	posts     *prometheus.CounterVec
-	scans     prometheus.Counter
-	scanDur   prometheus.Histogram
-	startLag  prometheus.Histogram
-	active    prometheus.Gauge
+	runs     *prometheus.CounterVec
+	posts    *prometheus.CounterVec
+	scans    prometheus.Counter
+	scanDur  prometheus.Histogram
+	startLag prometheus.Histogram
+	active   prometheus.Gauge
 }
 
 // New validates opts, opens the trybot's store and connects the review

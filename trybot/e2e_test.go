@@ -1,0 +1,205 @@
+package trybot_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/tryd-ci/tryd/bench/trystack"
+	"github.com/tryd-ci/tryd/internal/config"
+	"github.com/tryd-ci/tryd/internal/testenv"
+	"github.com/tryd-ci/tryd/maintner"
+	"github.com/tryd-ci/tryd/trybot"
+	"github.com/tryd-ci/tryd/trybot/client"
+)
+
+func boolp(b bool) *bool { return &b }
+
+// testBuilders: "check" passes when the change has ok.txt; "extra" is a
+// SlowBot (alias "more") that always passes; "lint" needs a worker label
+// no worker has in some tests.
+var testBuilders = []config.Builder{
+	{Name: "check", Steps: []config.Step{{Name: "prepare", Shell: "true"}, {Name: "test", Shell: "test -f ok.txt || { echo ok.txt is missing >&2; exit 1; }"}}},
+	{Name: "extra", TryBot: boolp(false), Steps: []config.Step{{Name: "all", Run: []string{"true"}}}},
+}
+
+var testAliases = map[string][]string{"more": {"extra"}}
+
+func testLogger(t testing.TB) logrus.FieldLogger {
+	l := logrus.New()
+	l.SetLevel(logrus.WarnLevel)
+	if os.Getenv("TRYBOT_TEST_LOG") != "" {
+		l.SetLevel(logrus.DebugLevel)
+		return l
+	}
+	l.SetOutput(testWriter{t})
+	return l
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// startStack starts the simulators and the build system.
+func startStack(t *testing.T, opts trystack.Options) *trystack.Stack {
+	t.Helper()
+	opts.Git = testenv.NeedTool(t, "git")
+	testenv.NeedTool(t, "sh")
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	if opts.Builders == nil {
+		opts.Builders, opts.Aliases = testBuilders, testAliases
+	}
+	opts.Log = testLogger(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := trystack.Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// startTrybot runs a trybot in this process until the test ends.
+func startTrybot(t *testing.T, s *trystack.Stack, dir string) *trybot.Trybot {
+	t.Helper()
+	opts := s.TrybotOptions(dir)
+	opts.Log = testLogger(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	tb, err := trybot.New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- tb.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("trybot.Run: %v", err)
+		}
+		tb.Close()
+	})
+	return tb
+}
+
+// change returns a copy of what the corpus knows of change n.
+func change(s *trystack.Stack, n int) (msgs []maintner.GerritMessage, votes []maintner.GerritVote, ps int32) {
+	s.Corpus.RLock()
+	defer s.Corpus.RUnlock()
+	p := s.Corpus.GerritProject(s.CorpusProject())
+	if p == nil {
+		return nil, nil, 0
+	}
+	ch := p.Change(int32(n))
+	if ch == nil {
+		return nil, nil, 0
+	}
+	return append([]maintner.GerritMessage(nil), ch.Messages...), append([]maintner.GerritVote(nil), ch.Votes...), ch.CurrentPatchSet
+}
+
+// trybotMessages returns the trybot's messages on patch set ps.
+func trybotMessages(s *trystack.Stack, n int, ps int32) []string {
+	msgs, _, _ := change(s, n)
+	var out []string
+	for _, m := range msgs {
+		if m.Tag == trybot.MessageTag && m.PatchSet == ps {
+			out = append(out, m.Body)
+		}
+	}
+	return out
+}
+
+// resultVote returns the TryBot-Result vote on ps (0 if none).
+func resultVote(s *trystack.Stack, n int, ps int32) int8 {
+	_, votes, _ := change(s, n)
+	for _, v := range votes {
+		if v.PatchSet == ps && v.Label == "TryBot-Result" && v.Account == int32(s.Bot) {
+			return v.Value
+		}
+	}
+	return 0
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestGerritPassAndFail(t *testing.T) {
+	s := startStack(t, trystack.Options{})
+	tb := startTrybot(t, s, t.TempDir())
+	ctx := context.Background()
+
+	good, _, err := s.Gerrit.CreateChange(ctx, s.Project, "main", s.Owner, "good change", map[string]string{"ok.txt": "yes\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, _, err := s.Gerrit.CreateChange(ctx, s.Project, "main", s.Owner, "bad change", map[string]string{"other.txt": "no\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{good, bad} {
+		if err := s.Gerrit.Vote(ctx, n, 1, s.Reviewer, map[string]int{"Run-TryBot": 1}, "", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []int{good, bad} {
+		waitFor(t, fmt.Sprintf("TryBot-Result on change %d", n), 60*time.Second, func() bool { return resultVote(s, n, 1) != 0 })
+	}
+	if v := resultVote(s, good, 1); v != 1 {
+		t.Errorf("good change: TryBot-Result %+d, want +1", v)
+	}
+	if v := resultVote(s, bad, 1); v != -1 {
+		t.Errorf("bad change: TryBot-Result %+d, want -1", v)
+	}
+	gm, bm := trybotMessages(s, good, 1), trybotMessages(s, bad, 1)
+	t.Logf("good: %q\nbad: %q", gm, bm)
+	if len(gm) != 2 || len(bm) != 2 {
+		t.Fatalf("trybot messages: good %q, bad %q; want 2 each (beginning, result)", gm, bm)
+	}
+	for _, m := range []string{gm[0], bm[0]} {
+		if !strings.Contains(m, "TryBots beginning") || !strings.Contains(m, "https://tryd.example/try/") || !strings.Contains(m, "Builders: check") {
+			t.Errorf("beginning message %q lacks the announcement, status link or builders", m)
+		}
+	}
+	if !strings.Contains(gm[1], "TryBots are happy") || !strings.Contains(gm[1], "check (") {
+		t.Errorf("good result message %q", gm[1])
+	}
+	if !strings.Contains(bm[1], "1 of 1 TryBots failed") || !strings.Contains(bm[1], "Failed on check") || !strings.Contains(bm[1], "https://tryd.example/logs/") {
+		t.Errorf("bad result message %q lacks the failure, builder or log link", bm[1])
+	}
+
+	// The API tells the dashboard what happened.
+	runs, err := client.New(serveAPI(t, tb), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := runs.Runs(ctx, client.ListOptions{Review: client.ReviewGerrit, Change: int32(bad)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].State != client.StateFailed || len(list[0].Builds) != 1 || list[0].Builds[0].State != client.BuildFailed ||
+		list[0].Builds[0].BuildID == 0 || len(list[0].Builds[0].Failed) != 1 || list[0].Builds[0].Failed[0].Name != "test" {
+		t.Errorf("runs of the bad change: %+v", list)
+	}
+	one, err := runs.Run(ctx, list[0].ID)
+	if err != nil || one.ID != list[0].ID || one.PatchSet != 1 || one.Summary == "" {
+		t.Errorf("Run(%d) = %+v, %v", list[0].ID, one, err)
+	}
+}

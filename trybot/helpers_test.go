@@ -1,0 +1,15 @@
+package trybot_test
+
+import (
+	"net/http/httptest"
+	"testing"
+
+	"github.com/tryd-ci/tryd/trybot"
+)
+
+// serveAPI serves tb's HTTP API on 127.0.0.1:0 and returns its URL.
+func serveAPI(t *testing.T, tb *trybot.Trybot) string {
+	srv := httptest.NewServer(tb.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
