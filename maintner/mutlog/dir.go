@@ -72,10 +72,8 @@ func ForEachDir(dir string, opts DirOptions, fn Func) error {
 		}
 		err = scanFrom(s.Number, data, opts.From, fn)
 		if !s.Sealed && errors.Is(err, reclog.ErrTruncated) {
-			var re *reclog.Error
-			if errors.As(err, &re) && !validRecordAfter(re.Segment, data, re.Offset) {
-				return nil
-			}
+			// The input ended inside the last record: stop before it.
+			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("mutlog: %s: %w", s.path, err)
