@@ -203,3 +203,105 @@ func TestGerritPassAndFail(t *testing.T) {
 		t.Errorf("Run(%d) = %+v, %v", list[0].ID, one, err)
 	}
 }
+
+func TestGerritSlowBots(t *testing.T) {
+	s := startStack(t, trystack.Options{})
+	startTrybot(t, s, t.TempDir())
+	ctx := context.Background()
+	n, _, err := s.Gerrit.CreateChange(ctx, s.Project, "main", s.Owner, "slowbots", map[string]string{"ok.txt": "yes\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Gerrit.Vote(ctx, n, 1, s.Reviewer, map[string]int{"Run-TryBot": 1}, "TRY=more,nosuch-builder", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "TryBot-Result on patch set 1", 60*time.Second, func() bool { return resultVote(s, n, 1) != 0 })
+	msgs := trybotMessages(s, n, 1)
+	if len(msgs) != 2 {
+		t.Fatalf("messages %q, want beginning and result", msgs)
+	}
+	if !strings.Contains(msgs[0], "Builders: check, extra") || !strings.Contains(msgs[0], "Unknown builders requested (not run): nosuch-builder") {
+		t.Errorf("beginning %q: want builders check and extra (alias more), and nosuch-builder listed as unknown", msgs[0])
+	}
+	if !strings.Contains(msgs[1], "TryBots are happy: 2 of 2 passed") || !strings.Contains(msgs[1], "nosuch-builder") {
+		t.Errorf("result %q", msgs[1])
+	}
+	if v := resultVote(s, n, 1); v != 1 {
+		t.Errorf("TryBot-Result %+d, want +1", v)
+	}
+
+	// The request stays in force for the next patch set.
+	if _, _, err := s.Gerrit.UploadPatchSet(ctx, n, s.Owner, map[string]string{"ok.txt": "still\n"}, "second try"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Gerrit.Vote(ctx, n, 2, s.Reviewer, map[string]int{"Run-TryBot": 1}, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "TryBot-Result on patch set 2", 60*time.Second, func() bool { return resultVote(s, n, 2) != 0 })
+	if msgs := trybotMessages(s, n, 2); len(msgs) != 2 || !strings.Contains(msgs[0], "Builders: check, extra") {
+		t.Errorf("patch set 2 messages %q: want builders check, extra", msgs)
+	}
+}
+
+func TestGerritNewPatchSetSupersedes(t *testing.T) {
+	builders := []config.Builder{{Name: "check", Steps: []config.Step{{Name: "test", Shell: "sleep 3; test -f ok.txt"}}}}
+	s := startStack(t, trystack.Options{Builders: builders})
+	tb := startTrybot(t, s, t.TempDir())
+	api, err := client.New(serveAPI(t, tb), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	n, _, err := s.Gerrit.CreateChange(ctx, s.Project, "main", s.Owner, "superseded", map[string]string{"ok.txt": "1\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Gerrit.Vote(ctx, n, 1, s.Reviewer, map[string]int{"Run-TryBot": 1}, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	var first client.Run
+	waitFor(t, "the first run's build to start", 30*time.Second, func() bool {
+		runs, err := api.Runs(ctx, client.ListOptions{Change: int32(n)})
+		if err != nil || len(runs) != 1 || len(runs[0].Builds) != 1 || runs[0].Builds[0].BuildID == 0 {
+			return false
+		}
+		b, err := s.Client().Build(ctx, runs[0].Builds[0].BuildID)
+		if err != nil || b.Counts["running"] == 0 {
+			return false
+		}
+		first = runs[0]
+		return len(trybotMessages(s, n, 1)) == 1
+	})
+	if _, _, err := s.Gerrit.UploadPatchSet(ctx, n, s.Owner, map[string]string{"ok.txt": "2\n"}, "new patch set"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Gerrit.Vote(ctx, n, 2, s.Reviewer, map[string]int{"Run-TryBot": 1}, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "TryBot-Result on patch set 2", 60*time.Second, func() bool { return resultVote(s, n, 2) != 0 })
+	if v := resultVote(s, n, 2); v != 1 {
+		t.Errorf("patch set 2: TryBot-Result %+d, want +1", v)
+	}
+	old, err := api.Run(ctx, first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.State != client.StateSuperseded {
+		t.Errorf("first run state %s, want superseded", old.State)
+	}
+	b, err := s.Client().Build(ctx, first.Builds[0].BuildID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.State != "cancelled" {
+		t.Errorf("first run's build is %s, want cancelled", b.State)
+	}
+	// Nothing more was posted on patch set 1: the beginning only.
+	time.Sleep(500 * time.Millisecond)
+	if msgs := trybotMessages(s, n, 1); len(msgs) != 1 || resultVote(s, n, 1) != 0 {
+		t.Errorf("patch set 1 got %q and vote %+d after being superseded; want only the beginning", msgs, resultVote(s, n, 1))
+	}
+	if msgs := trybotMessages(s, n, 2); len(msgs) != 2 {
+		t.Errorf("patch set 2 messages %q, want beginning and result", msgs)
+	}
+}
