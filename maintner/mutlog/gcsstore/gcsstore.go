@@ -30,6 +30,7 @@ package gcsstore
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -332,7 +333,11 @@ func (s *Store) lockName() string { return s.opts.Prefix + "LOCK" }
 // OpenWriter implements mutlog.Store.
 func (s *Store) OpenWriter(ctx context.Context) (mutlog.Writer, error) {
 	host, _ := os.Hostname()
-	owner := fmt.Sprintf("%s pid %d at %s", host, os.Getpid(), time.Now().UTC().Format(time.RFC3339))
+	// The nonce makes every claim's bytes unique, so a retried lock
+	// write recognizes its own object and nobody else's (see write).
+	nonce := make([]byte, 8)
+	rand.Read(nonce)
+	owner := fmt.Sprintf("%s pid %d at %s (claim %x)", host, os.Getpid(), time.Now().UTC().Format(time.RFC3339), nonce)
 	lock := s.bucket.Object(s.lockName())
 	cond := storage.Conditions{DoesNotExist: true}
 	if s.opts.TakeOverLock {
@@ -357,19 +362,52 @@ func (s *Store) OpenWriter(ctx context.Context) (mutlog.Writer, error) {
 	return w, nil
 }
 
+// write creates or replaces an object under a precondition. The client
+// retries conditional writes on transient errors; when a retry fails its
+// precondition because the first attempt did land, the object already
+// holds exactly these bytes and metadata, and that counts as success.
 func (s *Store) write(ctx context.Context, name string, cond storage.Conditions, meta map[string]string, data []byte) (int64, error) {
 	ow := s.bucket.Object(name).If(cond).NewWriter(ctx)
 	ow.ContentType = "application/octet-stream"
 	ow.Metadata = meta
 	ow.ChunkSize = 0 // one request: objects are at most a segment
-	if _, err := ow.Write(data); err != nil {
-		ow.Close()
-		return 0, fmt.Errorf("gcsstore: write %s: %w", name, err)
+	_, err := ow.Write(data)
+	if cerr := ow.Close(); err == nil {
+		err = cerr
 	}
-	if err := ow.Close(); err != nil {
-		return 0, fmt.Errorf("gcsstore: write %s: %w", name, err)
+	if err == nil {
+		return ow.Attrs().Generation, nil
 	}
-	return ow.Attrs().Generation, nil
+	if isPrecondition(err) {
+		if gen, ok := s.holds(ctx, name, meta, data); ok {
+			return gen, nil
+		}
+	}
+	return 0, fmt.Errorf("gcsstore: write %s: %w", name, err)
+}
+
+// holds reports whether object name has exactly data and meta, and its
+// generation.
+func (s *Store) holds(ctx context.Context, name string, meta map[string]string, data []byte) (int64, bool) {
+	r, err := s.bucket.Object(name).NewReader(ctx)
+	if err != nil {
+		return 0, false
+	}
+	defer r.Close()
+	got, err := io.ReadAll(io.LimitReader(r, int64(len(data))+1))
+	if err != nil || !bytes.Equal(got, data) {
+		return 0, false
+	}
+	attrs, err := s.bucket.Object(name).Generation(r.Attrs.Generation).Attrs(ctx)
+	if err != nil || len(attrs.Metadata) != len(meta) {
+		return 0, false
+	}
+	for k, v := range meta {
+		if attrs.Metadata[k] != v {
+			return 0, false
+		}
+	}
+	return r.Attrs.Generation, true
 }
 
 func (s *Store) deleteAll(ctx context.Context, objs []object) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tryd-ci/tryd/maintner/mutlog"
 	"github.com/tryd-ci/tryd/maintner/mutlog/storetest"
+	"github.com/tryd-ci/tryd/maintner/reclog"
 )
 
 // fakeGCS starts fake-gcs-server in-process (no listener: requests go
@@ -271,5 +272,46 @@ func putObject(t *testing.T, srv *fakestorage.Server, name string, data []byte) 
 	w.Write(data)
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRetriedWriteLanded covers a conditional write whose first attempt
+// landed but whose answer was lost: the retry fails its precondition, and
+// the store must see its own bytes there and carry on, not stop the log.
+func TestRetriedWriteLanded(t *testing.T) {
+	ctx := context.Background()
+	srv := fakeGCS(t, "b")
+	st, err := New(Options{Client: srv.Client(), Bucket: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := st.OpenWriter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	first := reclog.AppendRecord(nil, 0, []byte("one"))
+	if err := w.Append(ctx, 0, 0, first); err != nil {
+		t.Fatal(err)
+	}
+	second := reclog.AppendRecord(nil, int64(len(first)), []byte("two"))
+	// The "first attempt" of the next chunk, as if its answer was lost.
+	ow := srv.Client().Bucket("b").Object(st.chunkName(0, 1)).NewWriter(ctx)
+	ow.Write(second)
+	if err := ow.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append(ctx, 0, int64(len(first)), second); err != nil {
+		t.Fatalf("Append after its own write landed: %v", err)
+	}
+	// Different bytes in the way are a conflict.
+	third := reclog.AppendRecord(nil, int64(len(first)+len(second)), []byte("three"))
+	ow = srv.Client().Bucket("b").Object(st.chunkName(0, 2)).NewWriter(ctx)
+	ow.Write([]byte("someone else"))
+	if err := ow.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append(ctx, 0, int64(len(first)+len(second)), third); !errors.Is(err, mutlog.ErrConflict) {
+		t.Fatalf("Append over a rival's chunk: %v, want ErrConflict", err)
 	}
 }
