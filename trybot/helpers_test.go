@@ -1,9 +1,12 @@
 package trybot_test
 
 import (
+	"io"
 	"net/http/httptest"
+	"sync"
 	"testing"
 
+	"github.com/tryd-ci/tryd/internal/testenv"
 	"github.com/tryd-ci/tryd/trybot"
 )
 
@@ -13,3 +16,17 @@ func serveAPI(t *testing.T, tb *trybot.Trybot) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// syncWriter serializes writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func testenvInCI() bool { return testenv.InCI() }
