@@ -406,7 +406,11 @@ func (r *repo) clone(ctx context.Context) error {
 	}
 	defer os.RemoveAll(tmp)
 	dst := filepath.Join(tmp, "mirror.git")
-	if err := m.run(ctx, gitCmd{timeout: m.opts.FetchTimeout, args: []string{
+	env, err := r.fetchEnv()
+	if err != nil {
+		return fmt.Errorf("gitmirror: clone %s: %w", r.cfg.Name, err)
+	}
+	if err := m.run(ctx, gitCmd{timeout: m.opts.FetchTimeout, env: env, args: []string{
 		"clone", "--mirror", "--quiet", "--end-of-options", r.cfg.URL, dst,
 	}}); err != nil {
 		return fmt.Errorf("gitmirror: clone %s: %w", r.cfg.Name, err)
@@ -490,9 +494,13 @@ func (r *repo) fetch(ctx context.Context) error {
 	if err := removeStaleLocks(r.dir); err != nil {
 		return fmt.Errorf("gitmirror: fetch %s: %w", r.cfg.Name, err)
 	}
+	env, err := r.fetchEnv()
+	if err != nil {
+		return fmt.Errorf("gitmirror: fetch %s: %w", r.cfg.Name, err)
+	}
 	args := []string{"fetch", "--prune", "--force", "--atomic", "--quiet", "--no-write-fetch-head", "--end-of-options", r.cfg.URL}
 	args = append(args, fetchRefspecs...)
-	if err := m.run(ctx, gitCmd{dir: r.dir, timeout: m.opts.FetchTimeout, args: args}); err != nil {
+	if err := m.run(ctx, gitCmd{dir: r.dir, timeout: m.opts.FetchTimeout, env: env, args: args}); err != nil {
 		return fmt.Errorf("gitmirror: fetch %s: %w", r.cfg.Name, err)
 	}
 	return nil

@@ -79,6 +79,12 @@ type Repo struct {
 	// Push, if set, receives heads and tags after each fetch that changed
 	// them.
 	Push *PushMirror
+	// FetchAuth, if set, returns HTTP basic-auth credentials for an
+	// http(s) upstream, read at each clone or fetch (so rotation is picked
+	// up): a Gerrit account's HTTP password, or "x-access-token" and a
+	// GitHub token. They travel as an Authorization header through git's
+	// environment, never on a command line or in a log.
+	FetchAuth func() (username, password string, err error)
 }
 
 // PushMirror is a remote that receives heads and tags.
@@ -135,6 +141,9 @@ func (o *Options) validate() error {
 		seen[r.Name] = true
 		if !urlRE.MatchString(r.URL) {
 			errs = append(errs, fmt.Errorf("repo %q: bad URL %q (want http(s)://, ssh://, git@host:path, file:// or an absolute path)", r.Name, redactURL(r.URL)))
+		}
+		if r.FetchAuth != nil && !strings.HasPrefix(r.URL, "http://") && !strings.HasPrefix(r.URL, "https://") {
+			errs = append(errs, fmt.Errorf("repo %q: FetchAuth needs an http(s) URL", r.Name))
 		}
 		if r.Push != nil {
 			if !urlRE.MatchString(r.Push.URL) {

@@ -87,12 +87,7 @@ func (m *Mirror) pushEnv(p *PushMirror) (env []string, cleanup func(), err error
 	}
 	if strings.HasPrefix(p.URL, "http://") || strings.HasPrefix(p.URL, "https://") {
 		// GitHub's documented form for tokens over HTTPS.
-		basic := base64.StdEncoding.EncodeToString([]byte("x-access-token:" + secret))
-		return []string{
-			"GIT_CONFIG_COUNT=1",
-			"GIT_CONFIG_KEY_0=http.extraHeader",
-			"GIT_CONFIG_VALUE_0=Authorization: Basic " + basic,
-		}, cleanup, nil
+		return basicAuthEnv("x-access-token", secret), cleanup, nil
 	}
 	if strings.HasPrefix(p.URL, "ssh://") || strings.Contains(p.URL, "@") {
 		f, err := os.CreateTemp(m.tmpDir, "key-")
@@ -120,6 +115,31 @@ func (m *Mirror) pushEnv(p *PushMirror) (env []string, cleanup func(), err error
 		}, cleanup, nil
 	}
 	return nil, cleanup, fmt.Errorf("credentials given for %s, which takes none", redactURL(p.URL))
+}
+
+// basicAuthEnv returns the environment that makes git send HTTP basic
+// authentication with every request: http.extraHeader set through
+// GIT_CONFIG_* variables, so the secret is neither on a command line nor
+// in git's output.
+func basicAuthEnv(user, password string) []string {
+	basic := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	return []string{
+		"GIT_CONFIG_COUNT=1",
+		"GIT_CONFIG_KEY_0=http.extraHeader",
+		"GIT_CONFIG_VALUE_0=Authorization: Basic " + basic,
+	}
+}
+
+// fetchEnv returns the environment carrying the upstream credentials.
+func (r *repo) fetchEnv() ([]string, error) {
+	if r.cfg.FetchAuth == nil {
+		return nil, nil
+	}
+	user, password, err := r.cfg.FetchAuth()
+	if err != nil {
+		return nil, fmt.Errorf("fetch credentials: %w", err)
+	}
+	return basicAuthEnv(user, password), nil
 }
 
 // shellQuote quotes s for the shell git runs GIT_SSH_COMMAND with.

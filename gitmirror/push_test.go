@@ -2,6 +2,7 @@ package gitmirror
 
 import (
 	"encoding/base64"
+	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -168,5 +169,57 @@ func TestOptionsValidation(t *testing.T) {
 				t.Errorf("error shows the password: %v", err)
 			}
 		})
+	}
+}
+
+// basicAuthGit serves bare repositories under root for fetch, requiring
+// HTTP basic authentication as Gerrit's /a/ paths do.
+func basicAuthGit(t testing.TB, root, user, password string) string {
+	backend := gitHTTP(root, false)
+	return serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != user || p != password {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		backend.ServeHTTP(w, r)
+	}))
+}
+
+func TestFetchAuth(t *testing.T) {
+	const password = "gerrit-http-pa55word"
+	up := newUpstream(t)
+	base := basicAuthGit(t, filepath.Dir(up.bare), "bot", password)
+	var pw atomic.Value
+	pw.Store(password)
+	tm := startMirror(t, Options{Repos: []Repo{{
+		Name: "proj", URL: base + "/" + filepath.Base(up.bare),
+		FetchAuth: func() (string, string, error) { return "bot", pw.Load().(string), nil },
+	}}})
+	ctx := ctxT(t)
+	c := up.push("private")
+	if err := tm.Sync(ctx, "proj"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := getTarball(t, tm.url, "proj", c); resp.StatusCode != 200 {
+		t.Fatalf("tarball: %s %s", resp.Status, body)
+	}
+	pw.Store("wrong-password")
+	if err := tm.Sync(ctx, "proj"); !errors.Is(err, ErrUpstream) {
+		t.Fatalf("fetch with a wrong password: %v", err)
+	}
+	resp, err := http.Get(tm.url + "/debug?format=json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, s := range []string{string(dbg), tm.logs.String()} {
+		if strings.Contains(s, password) || strings.Contains(s, "wrong-password") {
+			t.Errorf("password leaked: %s", s)
+		}
+	}
+	if _, err := New(Options{Dir: t.TempDir(), Repos: []Repo{{Name: "x", URL: up.bare, FetchAuth: func() (string, string, error) { return "", "", nil }}}}); err == nil {
+		t.Errorf("FetchAuth accepted for a path URL")
 	}
 }

@@ -84,8 +84,9 @@ git smart HTTP at /<repo>.git, GET /debug. Mirrors live under
 }
 
 // gitmirrorRepos turns the configured repositories into gitmirror's,
-// deriving clone URLs from their review servers and reading push mirror
-// credentials lazily, at push time.
+// deriving clone URLs (and fetch credentials: a Gerrit account's HTTP
+// password under /a/, a GitHub token) from their review servers. Secrets
+// are read lazily, at each fetch or push, so rotated files are picked up.
 func gitmirrorRepos(cfg *config.Config) ([]gitmirror.Repo, error) {
 	if len(cfg.Repos) == 0 {
 		return nil, errors.New("no repositories configured (repos: in tryd.yaml)")
@@ -101,16 +102,37 @@ func gitmirrorRepos(cfg *config.Config) ([]gitmirror.Repo, error) {
 	var out []gitmirror.Repo
 	for _, r := range cfg.Repos {
 		gr := gitmirror.Repo{Name: r.Name, URL: r.URL, GerritProject: r.Project, GitHubSlug: r.Slug}
+		// Credentials go only to URLs derived from the review server
+		// they belong to, never to an explicitly configured URL.
 		if gr.URL == "" {
 			switch {
 			case r.Gerrit != "":
-				gr.URL = strings.TrimSuffix(gerrit[r.Gerrit].URL, "/") + "/" + r.Project
+				srv := gerrit[r.Gerrit]
+				base := strings.TrimSuffix(srv.URL, "/")
+				if srv.User != "" && srv.Password.IsSet() {
+					// Gerrit serves authenticated git under /a/.
+					base += "/a"
+					user, pw := srv.User, srv.Password
+					gr.FetchAuth = func() (string, string, error) {
+						v, err := pw.Value()
+						return user, v, err
+					}
+				}
+				gr.URL = base + "/" + r.Project
 			case r.GitHub != "":
-				web, err := githubWebURL(github[r.GitHub].APIURL)
+				srv := github[r.GitHub]
+				web, err := githubWebURL(srv.APIURL)
 				if err != nil {
 					return nil, fmt.Errorf("repo %s: %w", r.Name, err)
 				}
 				gr.URL = web + "/" + r.Slug + ".git"
+				if srv.Token.IsSet() {
+					tok := srv.Token
+					gr.FetchAuth = func() (string, string, error) {
+						v, err := tok.Value()
+						return "x-access-token", v, err
+					}
+				}
 			}
 		}
 		if pm := r.PushMirror; pm != nil {

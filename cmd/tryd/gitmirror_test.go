@@ -23,9 +23,14 @@ func TestGitmirrorRepos(t *testing.T) {
 gerrit:
   - name: review
     url: https://review.example.com/
+  - name: authed
+    url: https://authed.example.com
+    user: bot
+    password: env:TRYD_TEST_GERRIT_PW
 github:
   - name: gh
   - name: ghe
+    token: env:TRYD_TEST_GHE_TOKEN
     api_url: https://ghe.example.com/api/v3/
 repos:
   - name: go
@@ -42,6 +47,9 @@ repos:
     slug: o/c
   - name: plain
     url: /srv/git/plain.git
+  - name: private
+    gerrit: authed
+    project: secret/proj
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +63,7 @@ repos:
 		"github.com/a/b": "https://github.com/a/b.git",
 		"c":              "https://ghe.example.com/o/c.git",
 		"plain":          "/srv/git/plain.git",
+		"private":        "https://authed.example.com/a/secret/proj",
 	}
 	for _, r := range repos {
 		if r.URL != want[r.Name] {
@@ -71,6 +80,26 @@ repos:
 	t.Setenv("TRYD_TEST_MIRROR_TOKEN", "tok\n")
 	if v, err := p.Credentials(); err != nil || v != "tok" {
 		t.Errorf("credentials read %q, %v", v, err)
+	}
+	t.Setenv("TRYD_TEST_GERRIT_PW", "pw")
+	t.Setenv("TRYD_TEST_GHE_TOKEN", "ghe-tok")
+	for _, tc := range []struct {
+		i          int
+		user, pass string
+	}{{2, "x-access-token", "ghe-tok"}, {4, "bot", "pw"}} {
+		r := repos[tc.i]
+		if r.FetchAuth == nil {
+			t.Errorf("%s: no fetch credentials", r.Name)
+			continue
+		}
+		if u, p, err := r.FetchAuth(); u != tc.user || p != tc.pass || err != nil {
+			t.Errorf("%s: fetch credentials %q %q %v", r.Name, u, p, err)
+		}
+	}
+	for _, i := range []int{0, 1, 3} {
+		if repos[i].FetchAuth != nil {
+			t.Errorf("%s: unexpected fetch credentials", repos[i].Name)
+		}
 	}
 }
 
