@@ -82,3 +82,32 @@ func benchmarkGraph(b *testing.B, n int, chain bool) {
 
 func BenchmarkChain2000(b *testing.B) { benchmarkGraph(b, 2000, true) }
 func BenchmarkWide2000(b *testing.B)  { benchmarkGraph(b, 2000, false) }
+
+func BenchmarkCachedResubmit10000(b *testing.B) {
+	e := newEnv(&testing.T{}, envOpts{dir: b.TempDir()})
+	b.Cleanup(e.stop)
+	e.t = &testing.T{}
+	w := newTestWorker(e.t, e, "w1", tokenW1, nil)
+	w.waitMS = 50
+	g := benchGraph(10000, false, "")
+	sub := e.submit(g, api.PriorityTry)
+	runAll(b, e, w, sub.BuildID, 64)
+	parsed, err := graph.Decode(strings.NewReader(g))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		req := api.SubmitRequest{Graph: graph.Graph{Jobs: make([]*graph.Job, len(parsed.Jobs))}}
+		for i, j := range parsed.Jobs {
+			req.Graph.Jobs[i] = j.Clone()
+		}
+		resp, err := e.client.Submit(context.Background(), req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st := e.build(resp.BuildID).State; st != api.BuildSucceeded {
+			b.Fatalf("resubmit: %s", st)
+		}
+	}
+}

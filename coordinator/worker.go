@@ -146,6 +146,9 @@ func (c *Coordinator) applyResult(worker string, p preparedResult, now time.Time
 	case api.AttemptSucceeded:
 		c.endAttempt(a, api.AttemptSucceeded, "", now)
 		a.sess.holds[r.OutputDigest] = true
+		// Dependents need it: keep it from eviction while the build runs.
+		c.pin([]string{r.OutputDigest}, 1)
+		j.b.pinned = append(j.b.pinned, r.OutputDigest)
 		j.output, j.exit, j.errMsg = r.OutputDigest, r.ExitCode, ""
 		if j.g.Planner {
 			if err := c.splice(j, p.fragment, p.fragErr, now); err != nil {

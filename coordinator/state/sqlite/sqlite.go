@@ -107,7 +107,7 @@ type Store struct {
 	db *sql.DB
 	// Statements prepared once: preparing costs more than executing
 	// the small writes of a batch.
-	upsertJob, upsertAttempt, upsertResult, deleteResult, upsertWorker, updateBuild, updateBuildGraph, insertLabel *sql.Stmt
+	upsertJob, upsertJobChunk, upsertAttempt, upsertResult, deleteResult, upsertWorker, updateBuild, updateBuildGraph, insertLabel *sql.Stmt
 }
 
 const (
@@ -134,7 +134,9 @@ func (s *Store) prepare(ctx context.Context) error {
 		dst **sql.Stmt
 		sql string
 	}{
-		{&s.upsertJob, upsertJobSQL}, {&s.upsertAttempt, upsertAttemptSQL}, {&s.upsertResult, upsertResultSQL},
+		{&s.upsertJob, upsertJobSQL}, {&s.upsertJobChunk, strings.Replace(upsertJobSQL, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ", jobChunk), ", "), 1)},
+		{&s.upsertAttempt, upsertAttemptSQL}, {&s.upsertResult, upsertResultSQL},
 		{&s.deleteResult, deleteResultSQL}, {&s.upsertWorker, upsertWorkerSQL}, {&s.updateBuild, updateBuildSQL},
 		{&s.updateBuildGraph, updateBuildGraphSQL}, {&s.insertLabel, insertLabelSQL},
 	} {
@@ -289,19 +291,36 @@ func (s *Store) CreateBuild(ctx context.Context, b *state.Build, jobs []state.Jo
 	return id, nil
 }
 
+// jobChunk is how many job rows one multi-row statement writes: a build
+// of thousands of jobs costs a few statements instead of one per job.
+const jobChunk = 256
+
 func (s *Store) upsertJobs(ctx context.Context, tx *sql.Tx, buildID int64, jobs []state.Job) error {
-	if len(jobs) == 0 {
-		return nil
-	}
-	st := tx.StmtContext(ctx, s.upsertJob)
-	for _, j := range jobs {
-		bid := j.BuildID
-		if buildID != 0 {
-			bid = buildID
+	args := make([]any, 0, 11*min(len(jobs), jobChunk))
+	for len(jobs) > 0 {
+		n := min(len(jobs), jobChunk)
+		args = args[:0]
+		for _, j := range jobs[:n] {
+			bid := j.BuildID
+			if buildID != 0 {
+				bid = buildID
+			}
+			args = append(args, bid, j.JobID, j.Name, j.Seq, string(j.State), j.Worker, j.OutputDigest, j.ExitCode, j.Error, nanos(j.Started), nanos(j.Finished))
 		}
-		if _, err := st.ExecContext(ctx, bid, j.JobID, j.Name, j.Seq, string(j.State), j.Worker, j.OutputDigest, j.ExitCode, j.Error, nanos(j.Started), nanos(j.Finished)); err != nil {
-			return fmt.Errorf("sqlite: write job %s of build %d: %w", j.JobID, bid, err)
+		if n == jobChunk {
+			if _, err := tx.StmtContext(ctx, s.upsertJobChunk).ExecContext(ctx, args...); err != nil {
+				return fmt.Errorf("sqlite: write %d jobs (first %s): %w", n, jobs[0].JobID, err)
+			}
+			jobs = jobs[n:]
+			continue
 		}
+		st := tx.StmtContext(ctx, s.upsertJob)
+		for i := range n {
+			if _, err := st.ExecContext(ctx, args[11*i:11*i+11]...); err != nil {
+				return fmt.Errorf("sqlite: write job %s: %w", jobs[i].JobID, err)
+			}
+		}
+		jobs = jobs[n:]
 	}
 	return nil
 }
