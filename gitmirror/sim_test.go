@@ -162,3 +162,25 @@ func TestSimulatorsThroughPubsubhelper(t *testing.T) {
 	gitT(t, ghDir, "fetch", "-q", "origin", "+refs/pull/*/head:refs/pull/*/head")
 	checkTarball(t, tm, "github.com/owner/widget", ghDir, head2)
 }
+
+// TestGerritSimAuthenticatedFetch mirrors through Gerrit's authenticated
+// /a/ git path with an account's HTTP password, as tryd gitmirror does
+// when a Gerrit server has a user and password configured.
+func TestGerritSimAuthenticatedFetch(t *testing.T) {
+	w := gerritsimtest.NewWorld(t, gerritsim.Options{})
+	ctx := ctxT(t)
+	n, sha, err := w.Sim.CreateChange(ctx, w.Project, "main", w.Owner, "Private work", map[string]string{"p.go": "package p\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := startMirror(t, Options{Repos: []Repo{{
+		Name: "proj", URL: w.Sim.URL() + "a/" + w.Project,
+		FetchAuth: func() (string, string, error) { return "bot", gerritsimtest.BotPassword, nil },
+	}}})
+	waitRefs(t, tm, "proj", fmt.Sprintf("refs/changes/%02d/%d/1", n%100, n), sha)
+
+	bad := startMirror(t, Options{Repos: []Repo{{Name: "proj", URL: w.Sim.URL() + "a/" + w.Project}}, Clock: realClock{}})
+	if err := bad.Sync(ctx, "proj"); err == nil {
+		t.Errorf("fetch from /a/ without credentials succeeded")
+	}
+}
