@@ -318,6 +318,11 @@ var sha224Rx = regexp.MustCompile(`^[0-9a-f]{56}$`)
 // maxIndexBytes bounds the index response (about 100 bytes a segment).
 const maxIndexBytes = 16 << 20
 
+// maxSegmentBytes bounds the size of a segment the follower accepts, and
+// so what it allocates for one download: segments are at most 16 MiB,
+// with room for a log written with a larger limit.
+const maxSegmentBytes = 256 << 20
+
 // fetchIndex gets the server's segment list, long-polling while its size
 // is wait (wait < 0: answer at once).
 func (f *Follower) fetchIndex(ctx context.Context, wait int64) ([]SegmentJSON, error) {
@@ -376,7 +381,7 @@ func parseIndex(body []byte) ([]SegmentJSON, error) {
 		switch {
 		case s.Number != i:
 			return nil, fmt.Errorf("logsync: index: entry %d is segment %d", i, s.Number)
-		case s.Size <= 0 || s.Size > 1<<31:
+		case s.Size <= 0 || s.Size > maxSegmentBytes:
 			return nil, fmt.Errorf("logsync: index: segment %d has size %d", i, s.Size)
 		case !sha224Rx.MatchString(s.SHA224):
 			return nil, fmt.Errorf("logsync: index: segment %d has bad sha224 %q", i, s.SHA224)

@@ -519,6 +519,7 @@ func TestFollowerBadServer(t *testing.T) {
 		{"bytes differ from sha224", fmt.Sprintf(`[{"number":0,"size":%d,"sha224":"%s","url":"/logs/0"}]`, len(seg), good), append([]byte("X"), seg[1:]...)},
 		{"not json", `<html>`, seg},
 		{"gap in numbers", fmt.Sprintf(`[{"number":1,"size":%d,"sha224":"%s","url":"/logs/0"}]`, len(seg), good), seg},
+		{"huge segment", fmt.Sprintf(`[{"number":0,"size":%d,"sha224":"%s","url":"/logs/0"}]`, int64(1)<<40, good), seg},
 		{"short body", fmt.Sprintf(`[{"number":0,"size":%d,"sha224":"%s","url":"/logs/0"}]`, len(seg), good), seg[:10]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
