@@ -66,7 +66,7 @@ type Options struct {
 	// MaxLogBytes bounds each attempt's kept log (default 16 MiB).
 	MaxLogBytes int64
 	// KeepFinished is how many finished builds stay in memory for fast
-	// status and event answers (default 100); older ones are read from
+	// status and event answers (default 16); older ones are read from
 	// the store.
 	KeepFinished int
 
@@ -120,7 +120,7 @@ func (o *Options) validate() error {
 		o.MaxLogBytes = 16 << 20
 	}
 	if o.KeepFinished == 0 {
-		o.KeepFinished = 100
+		o.KeepFinished = 16
 	}
 	if o.Clock == nil {
 		o.Clock = realClock{}

@@ -1,8 +1,22 @@
 // Package coordinator runs build graphs: it accepts graphs of jobs from
-// clients, schedules their jobs on the workers that dial in, caches results
-// by job ID, stores job outputs, persists everything (SQLite by default,
-// PostgreSQL when several coordinators share the load) so that a restart
-// loses no build, and serves the client API.
+// clients, schedules their jobs on the workers that dial in, caches
+// results by job ID, stores job outputs, persists everything (SQLite by
+// default, PostgreSQL when several coordinators share the load) so that a
+// restart loses no build, and serves the client API.
+//
+// The wire format (HTTP/JSON, bearer tokens, the worker long-poll
+// protocol) is defined by package coordinator/api and described in
+// api/PROTOCOL.md; graphs by coordinator/graph. Subpackages: state (the
+// durable record, with state/sqlite and the conformance suite
+// state/statetest) and artifacts (content-addressed blobs on disk, with
+// artifacts/storetest).
+//
+// The scheduler keeps its working state in memory under one lock and
+// hands every change to a group committer that writes batches to the
+// store; only acknowledgements that promise durability (a submitted
+// build's ID, a worker's results) wait for a commit. Dispatch is driven by
+// wake-ups, not polling: a worker's long-poll returns the moment a job it
+// may run becomes ready.
 //
 // The coordinator knows nothing of code review: it runs graphs.
 //

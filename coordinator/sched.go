@@ -37,6 +37,7 @@ type build struct {
 	running    int
 	remaining  int
 	events     []api.Event
+	eventData  int64         // bytes of log data held in events
 	changed    chan struct{} // closed on the next event; nil if nobody waits
 	pinned     []string
 }
@@ -331,6 +332,11 @@ func (c *Coordinator) finishBuild(b *build, now time.Time) {
 	c.commit.build(state.BuildUpdate{ID: b.id, State: st, Error: b.err, Finished: now})
 	b.event(api.Event{Type: api.EventBuildFinished, Time: now, BuildState: st, Error: b.err})
 	delete(c.ready[b.rank], b)
+	// Logs are on disk; a finished build's events keep only offsets.
+	for i := range b.events {
+		b.events[i].Data = ""
+	}
+	b.eventData = 0
 	c.pin(b.pinned, -1)
 	b.pinned = nil
 	c.finished = append(c.finished, b.id)
@@ -459,7 +465,7 @@ func (c *Coordinator) localityWait(j *job, s *session, now time.Time) time.Durat
 		return 0
 	}
 	for _, o := range c.sessions {
-		if o != s && !o.gone && matches(o.labels, j.g.Labels) && held(o) > mine {
+		if o != s && !o.gone && o.slots > 0 && matches(o.labels, j.g.Labels) && held(o) > mine {
 			return left
 		}
 	}

@@ -19,6 +19,9 @@ const (
 	maxSlots       = 1024
 	maxWorkerLabel = 64
 	maxFragment    = 64 << 20
+	// maxBuildEventData bounds the log bytes a running build's events
+	// hold in memory.
+	maxBuildEventData = 32 << 20
 )
 
 // Register starts a session for the worker named by its token.
@@ -407,7 +410,13 @@ func (c *Coordinator) AppendLog(ctx context.Context, worker, attemptID string, o
 		const maxEventData = 64 << 10
 		ev := jobEvent(api.EventLog, a.j, now)
 		ev.AttemptID, ev.Offset, ev.Worker = attemptID, size, worker
-		ev.Data = string(data[:min(len(data), maxEventData)])
+		// Live log data rides in events up to a budget per build; past
+		// it (and once the build finished) events carry only offsets
+		// and clients read the log itself.
+		if b := a.j.b; b.eventData < maxBuildEventData {
+			ev.Data = string(data[:min(len(data), maxEventData)])
+			b.eventData += int64(len(ev.Data))
+		}
 		a.j.b.event(ev)
 	}
 	c.mu.Unlock()
