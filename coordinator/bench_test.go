@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/graph"
 )
@@ -60,7 +62,8 @@ func runAll(b testing.TB, e *env, w *testWorker, id int64, slots int) {
 }
 
 func benchmarkGraph(b *testing.B, n int, chain bool) {
-	e := newEnv(&testing.T{}, envOpts{dir: b.TempDir()})
+	reg := prometheus.NewRegistry()
+	e := newEnv(&testing.T{}, envOpts{dir: b.TempDir(), mod: func(o *Options) { o.Registry = reg }})
 	b.Cleanup(e.stop)
 	e.t = &testing.T{}
 	w := newTestWorker(e.t, e, "w1", tokenW1, nil)
@@ -71,6 +74,15 @@ func benchmarkGraph(b *testing.B, n int, chain bool) {
 		start := time.Now()
 		runAll(b, e, w, sub.BuildID, 4)
 		b.ReportMetric(float64(time.Since(start).Microseconds())/float64(n), "us/job")
+		if mfs, err := reg.Gather(); err == nil {
+			for _, mf := range mfs {
+				if mf.GetName() == "tryd_coordinator_commit_seconds" {
+					h := mf.GetMetric()[0].GetHistogram()
+					b.ReportMetric(h.GetSampleSum()/float64(h.GetSampleCount())*1e6, "us/commit")
+					b.ReportMetric(float64(h.GetSampleCount())/float64(n), "commits/job")
+				}
+			}
+		}
 		cs := time.Now()
 		sub2 := e.submit(benchGraph(n, chain, fmt.Sprint(i, "-")), api.PriorityTry)
 		if e.build(sub2.BuildID).State != api.BuildSucceeded {
