@@ -2,9 +2,12 @@ package gitmirror
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"maps"
 	"net/url"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +22,7 @@ import (
 
 // startPubsubhelper serves a real pubsubhelper (in-memory journal) that
 // accepts Gerrit and GitHub webhooks with the given secrets.
-func startPubsubhelper(t *testing.T, gerritSecret, githubSecret string) string {
+func startPubsubhelper(t testing.TB, gerritSecret, githubSecret string) string {
 	t.Helper()
 	j, err := journal.Open(journal.Options{})
 	if err != nil {
@@ -40,7 +43,7 @@ func startPubsubhelper(t *testing.T, gerritSecret, githubSecret string) string {
 }
 
 // waitRefs polls /refs (which never fetches) until ref has want.
-func waitRefs(t *testing.T, tm *testMirror, repo, ref, want string) {
+func waitRefs(t testing.TB, tm *testMirror, repo, ref, want string) {
 	t.Helper()
 	ctx := ctxT(t)
 	deadline := time.Now().Add(30 * time.Second)
@@ -183,4 +186,59 @@ func TestGerritSimAuthenticatedFetch(t *testing.T) {
 	if err := bad.Sync(ctx, "proj"); err == nil {
 		t.Errorf("fetch from /a/ without credentials succeeded")
 	}
+}
+
+// BenchmarkGerritUploadToServable measures the whole event path: a patch
+// set uploaded in the Gerrit simulator, its webhook to a real
+// pubsubhelper, the /waitevent long-poll nudging gitmirror, the fetch,
+// until the patch set's ref is served. It reports the median and 90th
+// percentile in milliseconds (bench/gitmirror-tarball.sh prints them).
+func BenchmarkGerritUploadToServable(b *testing.B) {
+	const secret = "gerrit-hook-secret"
+	psURL := startPubsubhelper(b, secret, "unused-github-secret")
+	w := gerritsimtest.NewWorld(b, gerritsim.Options{})
+	hook, err := url.Parse(psURL + "/gerrit-webhook")
+	if err != nil {
+		b.Fatal(err)
+	}
+	hook.User = url.UserPassword("gerrit", secret)
+	w.Sim.AddWebhook(hook.String(), "patchset-created")
+	tm := startMirror(b, Options{
+		Pubsubhelper: psURL,
+		Repos:        []Repo{{Name: "proj", URL: w.Sim.GitURL(w.Project), GerritProject: w.Project}},
+	})
+	ctx := context.Background()
+	n, _, err := w.Sim.CreateChange(ctx, w.Project, "main", w.Owner, "Bench", map[string]string{"b.go": "package b\n"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		_, sha, err := w.Sim.UploadPatchSet(ctx, n, w.Owner, map[string]string{"b.go": fmt.Sprintf("package b // %d\n", i)}, "Bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		deadline := start.Add(30 * time.Second)
+		for {
+			refs, err := tm.Refs(ctx, "proj", "refs/changes/")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if slices.Contains(slices.Collect(maps.Values(refs)), sha) {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("patch set %s not served after 30s", sha)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+	b.ReportMetric(ms(lat[len(lat)*9/10]), "p90-ms")
 }
