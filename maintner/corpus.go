@@ -332,7 +332,7 @@ func (c *Corpus) Stats() Stats {
 	for _, p := range c.gerrit.projects {
 		s.GerritProjects++
 		s.GitCommits += len(p.commits)
-		for _, ch := range p.changes {
+		for _, ch := range p.Changes() {
 			s.GerritChanges++
 			s.GerritPatchSets += len(ch.PatchSets)
 			s.GerritMessages += len(ch.Messages)
@@ -369,10 +369,8 @@ func (c *Corpus) applyLocked(d *decoded) {
 	}
 }
 
-// finishLocked derives what depends on several records (Gerrit changes
-// from their meta history) and wakes watchers.
+// finishLocked wakes watchers after records were applied.
 func (c *Corpus) finishLocked() {
-	c.finishGerrit()
 	c.version++
 	close(c.changed)
 	c.changed = make(chan struct{})

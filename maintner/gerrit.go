@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/tryd-ci/tryd/internal/notedb"
 )
@@ -14,7 +15,7 @@ import (
 // gitState holds commits of plain git repositories (maintpb.GitMutation).
 type gitState struct {
 	repos  map[string]*GitRepo
-	people map[string]*GitPerson // "name\x00email"
+	people map[string]*GitPerson // by "Name <email>"
 }
 
 func (g *gitState) init() {
@@ -38,15 +39,14 @@ func (r *GitRepo) NumCommits() int { return len(r.commits) }
 // RLock.
 func (c *Corpus) GitRepo(name string) *GitRepo { return c.git.repos[name] }
 
-// gitPerson interns an identity.
-func (c *Corpus) gitPerson(name, email []byte) *GitPerson {
-	key := make([]byte, 0, len(name)+len(email)+1)
-	key = append(append(append(key, name...), 0), email...)
-	if p, ok := c.git.people[string(key)]; ok {
+// gitPerson interns an identity; ident is the "Name <email>" it was
+// parsed from.
+func (c *Corpus) gitPerson(ident, name, email []byte) *GitPerson {
+	if p, ok := c.git.people[string(ident)]; ok {
 		return p
 	}
 	p := &GitPerson{Name: c.str(name), Email: c.str(email)}
-	c.git.people[string(key)] = p
+	c.git.people[string(ident)] = p
 	return p
 }
 
@@ -62,8 +62,8 @@ func (c *Corpus) makeCommit(d *dCommit) *GitCommit {
 	gc := &GitCommit{
 		Hash:       d.hash,
 		Tree:       d.raw.tree,
-		Author:     c.gitPerson(d.raw.authorName, d.raw.authorEmail),
-		Committer:  c.gitPerson(d.raw.committerName, d.raw.committerEmail),
+		Author:     c.gitPerson(d.raw.authorIdent, d.raw.authorName, d.raw.authorEmail),
+		Committer:  c.gitPerson(d.raw.committerIdent, d.raw.committerName, d.raw.committerEmail),
 		AuthorTime: d.raw.authorTime,
 		CommitTime: d.raw.committerTime,
 		AuthorTZ:   d.raw.authorTZ,
@@ -111,18 +111,17 @@ func (c *Corpus) applyGit(d *dGit) {
 // gerritState is the Gerrit half of the corpus.
 type gerritState struct {
 	projects map[string]*GerritProject
-	dirty    map[*GerritChange]struct{}
 }
 
 func (g *gerritState) init() {
 	g.projects = make(map[string]*GerritProject)
-	g.dirty = make(map[*GerritChange]struct{})
 }
 
 // GerritProject is a Gerrit project, named as maintpb names it:
 // "server/project" without a scheme, e.g. "go.googlesource.com/go".
 type GerritProject struct {
 	Name    string
+	c       *Corpus
 	commits map[GitHash]*GitCommit
 	refs    map[string]GitHash
 	changes map[int32]*GerritChange
@@ -140,17 +139,58 @@ func (p *GerritProject) Project() string {
 	return s
 }
 
-// Change returns change number n, or nil.
-func (p *GerritProject) Change(n int32) *GerritChange { return p.changes[n] }
+// Change returns change number n, or nil. The change is derived from its
+// meta history first if that moved since it was last derived.
+func (p *GerritProject) Change(n int32) *GerritChange {
+	ch := p.changes[n]
+	if ch != nil {
+		ch.ensure()
+	}
+	return ch
+}
 
-// Changes returns the project's changes sorted by number.
+// NumChanges returns how many changes the project has, without deriving
+// any.
+func (p *GerritProject) NumChanges() int { return len(p.changes) }
+
+// Changes returns the project's changes sorted by number, each derived
+// from its meta history (in parallel, the first time).
 func (p *GerritProject) Changes() []*GerritChange {
 	out := make([]*GerritChange, 0, len(p.changes))
+	var stale []*GerritChange
 	for _, ch := range p.changes {
 		out = append(out, ch)
+		if !ch.clean.Load() {
+			stale = append(stale, ch)
+		}
 	}
+	deriveAll(stale, p.c.opts.LoadWorkers)
 	sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number })
 	return out
+}
+
+// deriveAll derives changes on up to workers goroutines. Deriving reads
+// only the project's commits (immutable under the corpus read lock) and
+// writes only its own change.
+func deriveAll(chs []*GerritChange, workers int) {
+	workers = min(workers, (len(chs)+255)/256)
+	if workers <= 1 {
+		for _, ch := range chs {
+			ch.ensure()
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(chs); i += workers {
+				chs[i].ensure()
+			}
+		}(w)
+	}
+	wg.Wait()
 }
 
 // Commit returns a commit of the project's repository, or nil.
@@ -176,11 +216,24 @@ func (p *GerritProject) Refs() []string {
 // GerritChange is a Gerrit change, derived from its NoteDb meta history
 // (refs/changes/NN/N/meta) by internal/notedb the way Gerrit's
 // ChangeNotesParser does, and from its patch set refs.
+//
+// Deriving parses every meta commit of the change, so it is done when the
+// change is first asked for (GerritProject.Change or Changes) after its
+// meta ref moved, not while records are applied: loading a log or logging
+// a vote never pays for changes nobody reads, and a change that gets ten
+// votes between two reads is derived once. The fields below Meta are the
+// derived ones; they are valid in changes returned by Change and Changes.
 type GerritChange struct {
 	Project *GerritProject
 	Number  int32
 	// Meta is the tip of the meta ref.
 	Meta GitHash
+
+	// mu serializes deriving among readers (who hold the corpus read
+	// lock); clean says the derived fields match Meta. Writers, holding
+	// the write lock, clear clean.
+	mu    sync.Mutex
+	clean atomic.Bool
 
 	ChangeID string
 	Branch   string
@@ -315,32 +368,52 @@ func (c *Corpus) GerritProjects() []*GerritProject {
 func (c *Corpus) GerritProject(name string) *GerritProject { return c.gerrit.projects[name] }
 
 // parseChangeRef parses "refs/changes/NN/N/meta" and
-// "refs/changes/NN/N/P": ps is 0 for meta.
+// "refs/changes/NN/N/P" (NN being N mod 100, two digits): ps is 0 for
+// meta. It runs for every ref of every Gerrit record, so it does not
+// allocate.
 func parseChangeRef(ref []byte) (cl, ps int32, ok bool) {
-	s := string(ref)
-	rest, found := strings.CutPrefix(s, "refs/changes/")
-	if !found {
+	rest, found := bytes.CutPrefix(ref, []byte("refs/changes/"))
+	if !found || len(rest) < 3 || rest[2] != '/' {
 		return 0, 0, false
 	}
-	parts := strings.Split(rest, "/")
-	if len(parts) != 3 || len(parts[0]) != 2 {
+	shard, ok1 := atoi32(rest[:2], true)
+	rest = rest[3:]
+	slash := bytes.IndexByte(rest, '/')
+	if !ok1 || slash < 0 {
 		return 0, 0, false
 	}
-	n, err := strconv.ParseInt(parts[1], 10, 32)
-	if err != nil || n <= 0 {
+	n, ok2 := atoi32(rest[:slash], false)
+	if !ok2 || n <= 0 || n%100 != shard {
 		return 0, 0, false
 	}
-	if fmt.Sprintf("%02d", n%100) != parts[0] {
+	last := rest[slash+1:]
+	if string(last) == "meta" {
+		return n, 0, true
+	}
+	p, ok3 := atoi32(last, false)
+	if !ok3 || p <= 0 {
 		return 0, 0, false
 	}
-	if parts[2] == "meta" {
-		return int32(n), 0, true
+	return n, p, true
+}
+
+// atoi32 parses a decimal number that fits an int32; leading zeros are
+// refused unless zeros is set (for the two-digit shard).
+func atoi32(b []byte, zeros bool) (int32, bool) {
+	if len(b) == 0 || len(b) > 10 || (!zeros && len(b) > 1 && b[0] == '0') {
+		return 0, false
 	}
-	p, err := strconv.ParseInt(parts[2], 10, 32)
-	if err != nil || p <= 0 {
-		return 0, 0, false
+	var v int64
+	for _, ch := range b {
+		if ch < '0' || ch > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(ch-'0')
 	}
-	return int32(n), int32(p), true
+	if v > 1<<31-1 {
+		return 0, false
+	}
+	return int32(v), true
 }
 
 func validProjectName(b []byte) bool {
@@ -364,6 +437,7 @@ func (c *Corpus) applyGerrit(d *dGerrit) {
 	if p == nil {
 		p = &GerritProject{
 			Name:    c.str(d.project),
+			c:       c,
 			commits: make(map[GitHash]*GitCommit),
 			refs:    make(map[string]GitHash),
 			changes: make(map[int32]*GerritChange),
@@ -385,7 +459,6 @@ func (c *Corpus) applyGerrit(d *dGerrit) {
 			}
 			if ps == 0 {
 				delete(p.changes, cl)
-				delete(c.gerrit.dirty, ch)
 			} else {
 				ch.psRefs = slices.DeleteFunc(ch.psRefs, func(r psRef) bool { return r.ps == ps })
 			}
@@ -410,7 +483,7 @@ func (c *Corpus) applyGerrit(d *dGerrit) {
 		if ps == 0 {
 			if ch.Meta != r.hash {
 				ch.Meta = r.hash
-				c.gerrit.dirty[ch] = struct{}{}
+				ch.clean.Store(false)
 			}
 			continue
 		}
@@ -424,24 +497,19 @@ func (c *Corpus) applyGerrit(d *dGerrit) {
 	}
 }
 
-// finishGerrit derives every change whose meta ref moved. It runs on
-// one goroutine on purpose: deriving allocates heavily (internal/notedb
-// parses every meta commit into an Update and replays it into maps), and
-// with two goroutines allocating while the garbage collector marks, the
-// floating garbage raised the peak heap of a load by a quarter for no
-// gain in wall time on a busy machine.
-func (c *Corpus) finishGerrit() {
-	if len(c.gerrit.dirty) == 0 {
+// ensure derives the change if its meta ref moved since it was last
+// derived.
+func (ch *GerritChange) ensure() {
+	if ch.clean.Load() {
 		return
 	}
-	dirty := make([]*GerritChange, 0, len(c.gerrit.dirty))
-	for ch := range c.gerrit.dirty {
-		dirty = append(dirty, ch)
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.clean.Load() {
+		return
 	}
-	clear(c.gerrit.dirty)
-	for _, ch := range dirty {
-		ch.derive(c)
-	}
+	ch.derive(ch.Project.c)
+	ch.clean.Store(true)
 }
 
 // maxMetaChain bounds a meta history walk, against cycles in bad data.

@@ -102,6 +102,8 @@ type GitFileStat struct {
 type rawCommit struct {
 	tree               GitHash
 	parents            []GitHash
+	authorIdent        []byte // "Name <email>"
+	committerIdent     []byte
 	authorName         []byte
 	authorEmail        []byte
 	authorTime         Time
@@ -147,10 +149,10 @@ func parseRawCommit(raw []byte, c *rawCommit) error {
 			h, err = parseGitHash(val)
 			c.parents = append(c.parents, h)
 		case "author":
-			c.authorName, c.authorEmail, c.authorTime, c.authorTZ, err = parsePerson(val)
+			c.authorIdent, c.authorName, c.authorEmail, c.authorTime, c.authorTZ, err = parsePerson(val)
 			c.hasAuthor = true
 		case "committer":
-			c.committerName, c.committerEmail, c.committerTime, c.committerTZ, err = parsePerson(val)
+			c.committerIdent, c.committerName, c.committerEmail, c.committerTime, c.committerTZ, err = parsePerson(val)
 			c.hasComm = true
 		}
 		if err != nil {
@@ -163,36 +165,38 @@ func parseRawCommit(raw []byte, c *rawCommit) error {
 	return nil
 }
 
-// parsePerson parses "Name <email> 1700000000 +0100".
-func parsePerson(v []byte) (name, email []byte, t Time, tz int16, err error) {
+// parsePerson parses "Name <email> 1700000000 +0100"; ident is the
+// "Name <email>" part.
+func parsePerson(v []byte) (ident, name, email []byte, t Time, tz int16, err error) {
 	lt := bytes.LastIndexByte(v, '<')
 	gt := bytes.LastIndexByte(v, '>')
 	if lt < 0 || gt < lt {
-		return nil, nil, 0, 0, fmt.Errorf("person %q: no <email>", truncate(v, 80))
+		return nil, nil, nil, 0, 0, fmt.Errorf("person %q: no <email>", truncate(v, 80))
 	}
+	ident = v[:gt+1]
 	name = bytes.TrimRight(v[:lt], " ")
 	email = v[lt+1 : gt]
 	rest := bytes.TrimLeft(v[gt+1:], " ")
 	sp := bytes.IndexByte(rest, ' ')
 	if sp < 0 {
-		return nil, nil, 0, 0, fmt.Errorf("person %q: no time zone", truncate(v, 80))
+		return nil, nil, nil, 0, 0, fmt.Errorf("person %q: no time zone", truncate(v, 80))
 	}
 	sec, perr := strconv.ParseInt(string(rest[:sp]), 10, 64)
 	if perr != nil || sec < 0 || sec > 1<<33 {
-		return nil, nil, 0, 0, fmt.Errorf("person %q: bad time", truncate(v, 80))
+		return nil, nil, nil, 0, 0, fmt.Errorf("person %q: bad time", truncate(v, 80))
 	}
 	z := rest[sp+1:]
 	if len(z) != 5 || (z[0] != '+' && z[0] != '-') {
-		return nil, nil, 0, 0, fmt.Errorf("person %q: bad time zone", truncate(v, 80))
+		return nil, nil, nil, 0, 0, fmt.Errorf("person %q: bad time zone", truncate(v, 80))
 	}
 	hh, e1 := strconv.Atoi(string(z[1:3]))
 	mm, e2 := strconv.Atoi(string(z[3:5]))
 	if e1 != nil || e2 != nil {
-		return nil, nil, 0, 0, fmt.Errorf("person %q: bad time zone", truncate(v, 80))
+		return nil, nil, nil, 0, 0, fmt.Errorf("person %q: bad time zone", truncate(v, 80))
 	}
 	tz = int16(hh*60 + mm)
 	if z[0] == '-' {
 		tz = -tz
 	}
-	return name, email, Time(sec * 1e9), tz, nil
+	return ident, name, email, Time(sec * 1e9), tz, nil
 }

@@ -24,7 +24,7 @@ type SegmentReader func(ctx context.Context, i int, buf []byte) (name string, da
 // and decoded in parallel (Options.LoadWorkers at a time) while the
 // records of earlier segments are applied, so loading is bound by the
 // slower of the two rather than their sum. Gerrit changes are derived
-// once at the end rather than after every record.
+// when first read (see GerritChange).
 //
 // A corrupt or truncated segment, or a record that does not decode,
 // stops the load with an error naming segment and offset; records of
@@ -49,6 +49,10 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 	}
 	const batchSize = 512
 	workers := c.opts.LoadWorkers
+	// Decoded records are recycled through free (a channel rather than a
+	// sync.Pool, which the collector empties every cycle): loading then
+	// allocates per record only what the corpus keeps.
+	free := make(chan *decoded, (workers+1)*6*batchSize)
 	slots := make([]chan batch, n)
 	for i := range slots {
 		slots[i] = make(chan batch, 4)
@@ -88,8 +92,13 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 				cur := batch{}
 				if err == nil {
 					_, err = reclog.Scan(name, data, 0, func(off int64, payload []byte) error {
-						d, err := decodeRecord(payload)
-						if err != nil {
+						var d *decoded
+						select {
+						case d = <-free:
+						default:
+							d = &decoded{}
+						}
+						if err := d.decode(payload); err != nil {
 							return fmt.Errorf("segment %s offset %d: %w", name, off, err)
 						}
 						d.loc = recordLoc{payload: payload, seg: int32(i), off: off + int64(reclog.HeaderLen(off, len(payload)))}
@@ -123,6 +132,11 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 					c.cur = &d.loc
 				}
 				c.applyLocked(d)
+				d.reset()
+				select {
+				case free <- d:
+				default:
+				}
 			}
 			c.cur = nil
 			c.mu.Unlock()
@@ -136,17 +150,9 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 			return ctx.Err()
 		}
 		c.mu.Lock()
-		if i == n-1 {
-			c.finishGerrit()
-		}
 		c.version++
 		close(c.changed)
 		c.changed = make(chan struct{})
-		c.mu.Unlock()
-	}
-	if n == 0 {
-		c.mu.Lock()
-		c.finishGerrit()
 		c.mu.Unlock()
 	}
 	return nil

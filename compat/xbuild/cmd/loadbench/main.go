@@ -6,10 +6,16 @@
 //
 // Output is one line of key=value pairs:
 //
-//	impl=tryd seconds=1.234 cpu_seconds=2.345 peak_rss=123456789 heap_live=98765432 records=...
+//	impl=tryd seconds=1.234 cpu_seconds=2.345 peak_rss=123456789 heap_live=98765432 votes_seconds=0.5 votes_cpu_seconds=0.6 votes_peak_rss=... records=...
 //
 // seconds is wall time; cpu_seconds the process's user+system CPU time
 // spent loading (less sensitive to other load on the machine).
+//
+// After loading, both compute the current label votes of every Gerrit
+// change (votes_*): x/build with GerritMeta.LabelVotes, tryd by reading
+// every change, which derives it from its NoteDb history (tryd derives a
+// change when it is first read, x/build computes votes on every call), so
+// the cost of getting all votes ready is visible next to the load.
 // peak_rss is the process's VmHWM from /proc/self/status (the peak
 // resident set, which bounds the peak heap from above and is what a
 // machine must provide); heap_live is the Go heap after a full GC once
@@ -82,9 +88,22 @@ func main() {
 			log.Fatalf("loadbench: tryd: %v", err)
 		}
 		d := time.Since(start)
+		cpu := cpuTime() - cpuStart
+		peak := vmHWM()
+		votes := measure(func() int {
+			n := 0
+			c.RLock()
+			defer c.RUnlock()
+			for _, p := range c.GerritProjects() {
+				for _, ch := range p.Changes() {
+					n += len(ch.VotesOn(ch.CurrentPatchSet))
+				}
+			}
+			return n
+		})
 		s := c.Stats()
-		detail = fmt.Sprintf("records=%d issues=%d comments=%d changes=%d", s.Records, s.GitHubIssues, s.GitHubComments, s.GerritChanges)
-		report(*impl, d, cpuTime()-cpuStart, detail)
+		detail = fmt.Sprintf("%s records=%d issues=%d comments=%d changes=%d", votes, s.Records, s.GitHubIssues, s.GitHubComments, s.GerritChanges)
+		report(*impl, d, cpu, peak, detail)
 		runtime.KeepAlive(c)
 	case "xbuild":
 		// x/build's DiskMutationLogger reads "maintner-*.mutlog" files in
@@ -112,6 +131,24 @@ func main() {
 			log.Fatalf("loadbench: xbuild: %v", err)
 		}
 		d := time.Since(start)
+		cpu := cpuTime() - cpuStart
+		peak := vmHWM()
+		votes := measure(func() int {
+			n := 0
+			c.Gerrit().ForeachProjectUnsorted(func(p *xmaintner.GerritProject) error {
+				return p.ForeachCLUnsorted(func(cl *xmaintner.GerritCL) error {
+					v, err := cl.Metas[len(cl.Metas)-1].LabelVotes()
+					if err != nil {
+						log.Fatal(err)
+					}
+					for _, byVoter := range v {
+						n += len(byVoter)
+					}
+					return nil
+				})
+			})
+			return n
+		})
 		issues, comments, changes := 0, 0, 0
 		c.GitHub().ForeachRepo(func(r *xmaintner.GitHubRepo) error {
 			return r.ForeachIssue(func(is *xmaintner.GitHubIssue) error {
@@ -122,16 +159,23 @@ func main() {
 		c.Gerrit().ForeachProjectUnsorted(func(p *xmaintner.GerritProject) error {
 			return p.ForeachCLUnsorted(func(*xmaintner.GerritCL) error { changes++; return nil })
 		})
-		detail = fmt.Sprintf("issues=%d comments=%d changes=%d", issues, comments, changes)
-		report(*impl, d, cpuTime()-cpuStart, detail)
+		detail = fmt.Sprintf("%s issues=%d comments=%d changes=%d", votes, issues, comments, changes)
+		report(*impl, d, cpu, peak, detail)
 		runtime.KeepAlive(c)
 	default:
 		log.Fatalf("loadbench: unknown --impl %q (want tryd or xbuild)", *impl)
 	}
 }
 
-func report(impl string, d, cpu time.Duration, detail string) {
-	peak := vmHWM()
+// measure runs fn and describes its wall and CPU time and the peak RSS
+// after it.
+func measure(fn func() int) string {
+	start, cpuStart := time.Now(), cpuTime()
+	n := fn()
+	return fmt.Sprintf("votes_seconds=%.3f votes_cpu_seconds=%.3f votes_peak_rss=%d votes=%d", time.Since(start).Seconds(), (cpuTime() - cpuStart).Seconds(), vmHWM(), n)
+}
+
+func report(impl string, d, cpu time.Duration, peak int64, detail string) {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)

@@ -1,0 +1,64 @@
+package maintner
+
+import "testing"
+
+func TestParseChangeRef(t *testing.T) {
+	for _, tc := range []struct {
+		ref    string
+		cl, ps int32
+		ok     bool
+	}{
+		{"refs/changes/45/12345/meta", 12345, 0, true},
+		{"refs/changes/45/12345/3", 12345, 3, true},
+		{"refs/changes/07/7/1", 7, 1, true},
+		{"refs/changes/00/100/meta", 100, 0, true},
+		{"refs/changes/46/12345/meta", 0, 0, false}, // wrong shard
+		{"refs/changes/5/5/1", 0, 0, false},
+		{"refs/changes/45/12345/0", 0, 0, false},
+		{"refs/changes/45/12345/03", 0, 0, false},
+		{"refs/changes/45/012345/1", 0, 0, false},
+		{"refs/changes/45/12345/robot-comments", 0, 0, false},
+		{"refs/changes/45/12345", 0, 0, false},
+		{"refs/changes/45/99999999999/1", 0, 0, false},
+		{"refs/heads/main", 0, 0, false},
+		{"", 0, 0, false},
+	} {
+		cl, ps, ok := parseChangeRef([]byte(tc.ref))
+		if cl != tc.cl || ps != tc.ps || ok != tc.ok {
+			t.Errorf("parseChangeRef(%q) = %d, %d, %v; want %d, %d, %v", tc.ref, cl, ps, ok, tc.cl, tc.ps, tc.ok)
+		}
+	}
+}
+
+func TestParseRawCommit(t *testing.T) {
+	raw := "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n" +
+		"parent 1111111111111111111111111111111111111111\n" +
+		"parent 2222222222222222222222222222222222222222\n" +
+		"author Gerrit User 5 <5@abc> 1700000000 +0130\n" +
+		"committer Gerrit Code Review <gerrit@example.com> 1700000060 -0700\n" +
+		"gpgsig -----BEGIN-----\n -----END-----\n" +
+		"\nUpdate patch set 1\n\nPatch-set: 1\n"
+	var c rawCommit
+	if err := parseRawCommit([]byte(raw), &c); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.parents) != 2 || string(c.authorName) != "Gerrit User 5" || string(c.authorEmail) != "5@abc" || string(c.authorIdent) != "Gerrit User 5 <5@abc>" ||
+		c.authorTZ != 90 || c.committerTZ != -420 || c.committerTime != Time(1700000060e9) || string(c.msg) != "Update patch set 1\n\nPatch-set: 1\n" {
+		t.Errorf("parsed %+v", c)
+	}
+	if !isMetaCommit(c.msg) {
+		t.Error("not recognized as a meta commit")
+	}
+	for name, bad := range map[string]string{
+		"no blank line": "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n",
+		"no author":     "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\ncommitter a <b> 1 +0000\n\nmsg",
+		"bad tree":      "tree xyz\nauthor a <b> 1 +0000\ncommitter a <b> 1 +0000\n\nmsg",
+		"bad time":      "author a <b> x +0000\ncommitter a <b> 1 +0000\n\nmsg",
+		"bad zone":      "author a <b> 1 0000\ncommitter a <b> 1 +0000\n\nmsg",
+		"no email":      "author a b 1 +0000\ncommitter a <b> 1 +0000\n\nmsg",
+	} {
+		if err := parseRawCommit([]byte(bad), &rawCommit{}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
