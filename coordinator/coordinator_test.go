@@ -463,7 +463,7 @@ func TestPriorityAndFairness(t *testing.T) {
 func TestPlannerFragmentSpliced(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	w := newTestWorker(t, e, "w1", tokenW1, nil)
-	frag := `{"jobs": [{"name": "pkg1", "source_mode": "none", "deps": ["plan"], "commands": [{"write_file": {"path": "p1", "content": "1"}}]},` +
+	frag := `{"jobs": [{"name": "pkg1", "source_mode": "none", "cacheable": true, "deps": ["plan"], "commands": [{"write_file": {"path": "p1", "content": "1"}}]},` +
 		`{"name": "pkg2", "source_mode": "none", "deps": ["pkg1"], "commands": [{"argv": ["t2"]}]}]}`
 	plan := fmt.Sprintf(`{"jobs": [
 		{"name": "plan", "planner": true, "source_mode": "none", "commands": [{"write_file": {"path": "graph.json", "content": %q}}]},
@@ -476,6 +476,14 @@ func TestPlannerFragmentSpliced(t *testing.T) {
 	}
 	if order[0] != "plan" || order[len(order)-1] != "pkg2" {
 		t.Errorf("order %v", order)
+	}
+	// Resubmitted, the planner runs again (its fragment must be spliced)
+	// and the fragment's cacheable job is reused.
+	sub = e.submit(plan, api.PriorityTry)
+	order = w.drain(e, sub.BuildID, nil)
+	b = e.build(sub.BuildID)
+	if b.State != api.BuildSucceeded || jobByName(b, "pkg1").State != api.JobCached || strings.Contains(strings.Join(order, ","), "pkg1") || order[0] != "plan" {
+		t.Errorf("resubmitted planner graph: %s, ran %v, pkg1 %s", b.State, order, jobByName(b, "pkg1").State)
 	}
 	// A bad fragment fails the planner and skips its dependents.
 	bad := `{"jobs": [{"name": "plan2", "planner": true, "source_mode": "none", "commands": [{"write_file": {"path": "graph.json", "content": "{\"jobs\": [{\"name\": \"x\", \"source_mode\": \"none\", \"commands\": []}]}"}}]},

@@ -182,7 +182,9 @@ func (c *Coordinator) lookupResults(ctx context.Context, b *build) (map[string]s
 	var ask []string
 	c.mu.Lock()
 	for _, j := range b.order {
-		if !j.g.Cacheable {
+		// A planner always runs: its fragment must be spliced into this
+		// build, and the fragment's jobs are cached on their own.
+		if !j.g.Cacheable || j.g.Planner {
 			continue
 		}
 		if r, ok := c.results[j.g.ID]; ok {

@@ -219,8 +219,29 @@ func (c *Coordinator) splice(planner *job, frag *graph.Graph, fragErr error, now
 			}
 		}
 	}
+	// Reuse cached results of fragment jobs. This runs under c.mu, but
+	// planners finish rarely and the lookup is one query.
+	var ask []string
 	for _, j := range added {
-		if r, ok := c.results[j.g.ID]; ok && j.g.Cacheable {
+		if _, ok := c.results[j.g.ID]; !ok && j.g.Cacheable && !j.g.Planner {
+			ask = append(ask, j.g.ID)
+		}
+	}
+	if len(ask) > 0 {
+		if rs, err := c.store.Results(c.ctx, ask); err == nil {
+			for id, r := range rs {
+				c.results[id] = r
+			}
+		}
+	}
+	for _, j := range added {
+		r, ok := c.results[j.g.ID]
+		if ok && j.g.Cacheable && !j.g.Planner {
+			if _, err := c.arts.Stat(c.ctx, r.OutputDigest); err != nil {
+				continue
+			}
+			c.pin([]string{r.OutputDigest}, 1)
+			b.pinned = append(b.pinned, r.OutputDigest)
 			j.output = r.OutputDigest
 			j.cachedFrom = &api.JobResult{JobID: r.JobID, OutputDigest: r.OutputDigest, AttemptID: r.AttemptID, BuildID: r.BuildID, Finished: r.Finished}
 			c.finishJob(j, api.JobCached, now)

@@ -1,0 +1,46 @@
+package state
+
+import (
+	"context"
+	"time"
+)
+
+// Owner is a coordinator replica that may hold builds: its ID (unique per
+// process run) and the base URL other replicas reach it at.
+type Owner struct {
+	ID  string
+	URL string
+}
+
+// Leaser is implemented by stores that several coordinator replicas share
+// (PostgreSQL). Each running build is run by one replica at a time, the
+// one holding its lease; a replica renews its leases while it lives, and
+// a build whose lease expired (its replica died) or that nobody holds is
+// claimed by another replica, which resumes it from the store. Claims are
+// atomic: two replicas never hold one build.
+type Leaser interface {
+	// HoldBuild takes the lease of one running build for o until the
+	// given time, if nobody else holds it now; it reports whether o holds
+	// it.
+	HoldBuild(ctx context.Context, id int64, o Owner, now, until time.Time) (bool, error)
+	// ClaimBuilds takes up to limit running builds that nobody holds
+	// (never leased, released, or expired at now), oldest first, and
+	// returns their IDs.
+	ClaimBuilds(ctx context.Context, o Owner, limit int, now, until time.Time) ([]int64, error)
+	// RenewBuilds extends every lease ownerID holds on a running build
+	// and returns those builds' IDs; a build missing from the answer was
+	// lost to another replica.
+	RenewBuilds(ctx context.Context, ownerID string, until time.Time) ([]int64, error)
+	// ReleaseBuilds gives up ownerID's leases (all of them when ids is
+	// nil) and nudges the other replicas to claim them.
+	ReleaseBuilds(ctx context.Context, ownerID string, ids []int64) error
+	// BuildOwner returns the replica holding a build's lease at now;
+	// ok is false when nobody does.
+	BuildOwner(ctx context.Context, id int64, now time.Time) (o Owner, ok bool, err error)
+	// NudgeClaims tells every replica that builds may be waiting for an
+	// owner.
+	NudgeClaims(ctx context.Context) error
+	// ClaimNudges returns a channel that receives (coalesced) when some
+	// replica called NudgeClaims or ReleaseBuilds, until ctx ends.
+	ClaimNudges(ctx context.Context) <-chan struct{}
+}

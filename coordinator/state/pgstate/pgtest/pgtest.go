@@ -1,0 +1,186 @@
+// Package pgtest gives tests a PostgreSQL server and a fresh database per
+// caller. In CI, .ci/run starts one server and exports its DSN in
+// TRYD_TEST_POSTGRES (a database to connect to for CREATE DATABASE);
+// without it, Start runs a throwaway server of its own from the
+// PostgreSQL binaries (PATH, else /usr/lib/postgresql/*/bin): initdb into
+// a temporary directory, pg_ctl start on a free 127.0.0.1 port, stopped
+// and removed by the test's cleanup. As root, the server runs as the
+// postgres user (initdb refuses root). Missing binaries skip the test
+// locally and fail it under CI=true.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tryd-ci/tryd/internal/testenv"
+)
+
+// EnvDSN names the environment variable holding the DSN of a running
+// server (set by .ci/run).
+const EnvDSN = "TRYD_TEST_POSTGRES"
+
+// Server is a PostgreSQL server a test may create databases on.
+type Server struct {
+	// DSN connects to the server's maintenance database.
+	DSN string
+}
+
+// Start returns the CI server named by TRYD_TEST_POSTGRES, or starts a
+// throwaway one that the test's cleanup stops.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	if dsn := os.Getenv(EnvDSN); dsn != "" {
+		return &Server{DSN: dsn}
+	}
+	bin := binDir(t)
+	dir, err := os.MkdirTemp("", "tryd-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	data := filepath.Join(dir, "data")
+	asUser := os.Geteuid() == 0
+	if asUser {
+		// initdb refuses to run as root: hand the directory to postgres.
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			fail(t, "running as root and no postgres user: %v", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(name string, args ...string) error {
+		p := filepath.Join(bin, name)
+		var cmd *exec.Cmd
+		if asUser {
+			cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", p}, args...)...)
+		} else {
+			cmd = exec.Command(p, args...)
+		}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	if err := run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// fsync off: a test database need not survive power loss, and the
+	// machine is shared. Sockets in the data directory, not /var/run.
+	opts := fmt.Sprintf("-h 127.0.0.1 -p %d -k %s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", port, data)
+	if err := run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	return &Server{DSN: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)}
+}
+
+// NewDatabase creates an empty database on the server, dropped by the
+// test's cleanup, and returns its DSN.
+func (s *Server) NewDatabase(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.DSN)
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	var b [6]byte
+	rand.Read(b[:])
+	name := "tryd_test_" + hex.EncodeToString(b[:])
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("pgtest: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, s.DSN)
+		if err != nil {
+			t.Errorf("pgtest: connect to drop %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("pgtest: drop %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(s.DSN)
+	if err != nil || u.Scheme == "" {
+		t.Fatalf("pgtest: %s must be a postgres:// URL: %v", EnvDSN, err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// binDir finds initdb and pg_ctl.
+func binDir(t testing.TB) string {
+	t.Helper()
+	if p, err := exec.LookPath("pg_ctl"); err == nil {
+		if _, err := exec.LookPath("initdb"); err == nil {
+			return filepath.Dir(p)
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d
+		}
+	}
+	fail(t, "PostgreSQL (initdb, pg_ctl) not found in PATH or /usr/lib/postgresql/*/bin, and %s is not set", EnvDSN)
+	return ""
+}
+
+func version(binDir string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return n
+}
+
+// fail skips locally and fails under CI, where .ci/run must provide
+// PostgreSQL.
+func fail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := "pgtest: " + fmt.Sprintf(format, args...)
+	if testenv.InCI() {
+		t.Fatal(msg + " (CI=true: .ci/run must install and start PostgreSQL)")
+	}
+	t.Skip(msg)
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
