@@ -71,6 +71,12 @@ type Options struct {
 	// PublicURL is the trybot's public_url (default
 	// "https://tryd.example").
 	PublicURL string
+	// Tryd, if set, is a tryd binary: gitmirror, the coordinator and
+	// the workers then run as their own processes ("tryd gitmirror",
+	// "tryd coordinator", "tryd worker") instead of in this one.
+	Tryd string
+	// ProcLog receives the processes' stderr (default: discarded).
+	ProcLog io.Writer
 }
 
 // Stack is a running set of components. The exported fields are for
@@ -82,8 +88,8 @@ type Stack struct {
 	Gerrit *gerritsim.Sim
 	// Project is the Gerrit project "proj"; Owner uploads changes,
 	// Reviewer votes, Bot is the trybot's account.
-	Project                string
-	Owner, Reviewer, Bot   int
+	Project                  string
+	Owner, Reviewer, Bot     int
 	BotUser, BotPasswordFile string
 
 	// Corpus is the corpus server's corpus; LogsURL its /logs.
@@ -92,11 +98,11 @@ type Stack struct {
 	// MaintnerdURL is the corpus server's base URL.
 	MaintnerdURL string
 
-	CoordinatorURL string
-	ClientToken    string
+	CoordinatorURL  string
+	ClientToken     string
 	ClientTokenFile string
-	WorkerTokens   map[string]string
-	Coord          *coordinator.Coordinator
+	WorkerTokens    map[string]string
+	Coord           *coordinator.Coordinator
 
 	GitmirrorURL string
 	Mirror       *gitmirror.Mirror
@@ -127,6 +133,9 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	}
 	if opts.Git == "" {
 		opts.Git = "git"
+	}
+	if p, err := exec.LookPath(opts.Git); err == nil {
+		opts.Git, _ = filepath.Abs(p)
 	}
 	if opts.Log == nil {
 		l := logrus.New()
@@ -211,6 +220,17 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	s.BotUser, s.BotPasswordFile = "bot", filepath.Join(opts.Dir, "gerrit-bot-password")
 	if err := os.WriteFile(s.BotPasswordFile, []byte("bot-secret\n"), 0o600); err != nil {
 		return nil, err
+	}
+
+	if opts.Tryd != "" {
+		if err := s.startProcesses(ctx); err != nil {
+			return nil, err
+		}
+		s.Gerrit.AddWebhook(s.MaintnerdURL + "/gerrit-webhook")
+		if err := s.SyncGerrit(ctx); err != nil {
+			return nil, err
+		}
+		return s, nil
 	}
 
 	// gitmirror.
@@ -326,7 +346,11 @@ func (s *Stack) gerritWebhook(w http.ResponseWriter, r *http.Request) {
 	if s.WebhookAt != nil {
 		s.WebhookAt(body)
 	}
-	s.Mirror.Nudge(s.Project)
+	if s.Mirror != nil {
+		s.Mirror.Nudge(s.Project)
+	} else if gm, err := gmclient.New(s.GitmirrorURL, nil); err == nil {
+		go gm.Nudge(context.Background(), s.Project)
+	}
 	if err := s.SyncGerrit(r.Context()); err != nil {
 		s.log.WithError(err).Warn("trystack: corpus sync failed")
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
