@@ -150,6 +150,19 @@ func TestTarballFetchesMissingRevision(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get(client.HeaderCommit) != c {
 		t.Fatalf("status %s commit %q: %s", resp.Status, resp.Header.Get(client.HeaderCommit), body)
 	}
+	// A branch named like a hex prefix cannot make that prefix serve
+	// another commit (git itself would prefer the branch); the full hash
+	// still works.
+	gitT(t, up.work, "push", "-q", "origin", "HEAD~1:refs/heads/"+c[:10])
+	if err := tm.Sync(ctxT(t), "proj"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := getTarball(t, tm.url, "proj", c[:10]); resp.StatusCode != 404 {
+		t.Errorf("hex prefix shadowed by a branch: %s %q %s", resp.Status, resp.Header.Get(client.HeaderCommit), body)
+	}
+	if resp, _ := getTarball(t, tm.url, "proj", c); resp.StatusCode != 200 || resp.Header.Get(client.HeaderCommit) != c {
+		t.Errorf("full hash with a shadowing branch: %s %q", resp.Status, resp.Header.Get(client.HeaderCommit))
+	}
 	// A revision that exists nowhere is a short 404.
 	resp, body = getTarball(t, tm.url, "proj", strings.Repeat("ab", 20))
 	if resp.StatusCode != 404 || strings.TrimSpace(string(body)) != "unknown revision" {

@@ -77,7 +77,13 @@ func (r *repo) resolve(ctx context.Context, rev string) (commit, tree string, er
 		return "", "", err
 	}
 	ct := v.([2]string)
-	if client.IsFullHash(rev) && ct[0] == rev {
+	if client.IsHex(rev) && !strings.HasPrefix(ct[0], strings.ToLower(rev)) {
+		// git prefers a ref named like the hex (refs/heads/<hex>) to the
+		// object; a hex revision must name the commit itself (a tag
+		// object's name is not accepted either).
+		return "", "", fmt.Errorf("gitmirror: %s: %s names %s: %w", r.cfg.Name, rev, ct[0], ErrUnknownRev)
+	}
+	if client.IsFullHash(rev) {
 		r.trees.put(rev, ct[1])
 	}
 	return ct[0], ct[1], nil
