@@ -63,10 +63,8 @@ func runAll(b testing.TB, e *env, w *testWorker, id int64, slots int) {
 
 func benchmarkGraph(b *testing.B, n int, chain bool) {
 	reg := prometheus.NewRegistry()
-	e := newEnv(&testing.T{}, envOpts{dir: b.TempDir(), mod: func(o *Options) { o.Registry = reg }})
-	b.Cleanup(e.stop)
-	e.t = &testing.T{}
-	w := newTestWorker(e.t, e, "w1", tokenW1, nil)
+	e := newEnv(b, envOpts{mod: func(o *Options) { o.Registry = reg }})
+	w := newTestWorker(b, e, "w1", tokenW1, nil)
 	w.waitMS = 50
 	b.ResetTimer()
 	for i := range b.N {
@@ -96,10 +94,8 @@ func BenchmarkChain2000(b *testing.B) { benchmarkGraph(b, 2000, true) }
 func BenchmarkWide2000(b *testing.B)  { benchmarkGraph(b, 2000, false) }
 
 func BenchmarkCachedResubmit10000(b *testing.B) {
-	e := newEnv(&testing.T{}, envOpts{dir: b.TempDir()})
-	b.Cleanup(e.stop)
-	e.t = &testing.T{}
-	w := newTestWorker(e.t, e, "w1", tokenW1, nil)
+	e := newEnv(b, envOpts{})
+	w := newTestWorker(b, e, "w1", tokenW1, nil)
 	w.waitMS = 50
 	g := benchGraph(10000, false, "")
 	sub := e.submit(g, api.PriorityTry)

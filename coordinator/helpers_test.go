@@ -81,7 +81,7 @@ func (f *fakeClock) Advance(d time.Duration) {
 
 // env is a coordinator served over real HTTP on loopback, with a client.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	c      *Coordinator
 	url    string
 	client *api.Client
@@ -96,7 +96,7 @@ type envOpts struct {
 	mod   func(*Options)
 }
 
-func newEnv(t *testing.T, o envOpts) *env {
+func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	if o.dir == "" {
 		o.dir = t.TempDir()
@@ -199,7 +199,7 @@ func jobByName(b *api.Build, name string) api.JobStatus {
 // dependencies, caching and planners. End-to-end tests with real worker
 // processes live with the worker.
 type testWorker struct {
-	t      *testing.T
+	t      testing.TB
 	c      *api.Client
 	name   string
 	id     string
@@ -207,7 +207,7 @@ type testWorker struct {
 	waitMS int64 // poll wait (default 1500)
 }
 
-func newTestWorker(t *testing.T, e *env, name, token string, labels map[string]string) *testWorker {
+func newTestWorker(t testing.TB, e *env, name, token string, labels map[string]string) *testWorker {
 	t.Helper()
 	c, err := api.NewClient(e.url, token, nil)
 	if err != nil {

@@ -1,0 +1,159 @@
+package pgstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/state"
+)
+
+// HoldBuild implements state.Leaser.
+func (s *Store) HoldBuild(ctx context.Context, id int64, o state.Owner, now, until time.Time) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE builds SET owner=$1, owner_url=$2, lease_expires=$3
+		WHERE id=$4 AND state=$5 AND (owner='' OR owner=$1 OR lease_expires<$6)`,
+		o.ID, o.URL, until.UnixNano(), id, string(api.BuildRunning), now.UnixNano())
+	if err != nil {
+		return false, fmt.Errorf("pgstate: hold build %d: %w", id, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// ClaimBuilds implements state.Leaser. SKIP LOCKED lets replicas claim
+// concurrently without waiting on each other's candidates, and without
+// ever both taking one build.
+func (s *Store) ClaimBuilds(ctx context.Context, o state.Owner, limit int, now, until time.Time) ([]int64, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `UPDATE builds SET owner=$1, owner_url=$2, lease_expires=$3
+		WHERE id IN (SELECT id FROM builds WHERE state=$4 AND (owner='' OR lease_expires<$5)
+			ORDER BY id LIMIT $6 FOR UPDATE SKIP LOCKED)
+		RETURNING id`,
+		o.ID, o.URL, until.UnixNano(), string(api.BuildRunning), now.UnixNano(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: claim builds: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: claim builds: %w", err)
+	}
+	return ids, nil
+}
+
+// RenewBuilds implements state.Leaser.
+func (s *Store) RenewBuilds(ctx context.Context, ownerID string, until time.Time) ([]int64, error) {
+	rows, err := s.pool.Query(ctx, `UPDATE builds SET lease_expires=$1 WHERE owner=$2 AND state=$3 RETURNING id`,
+		until.UnixNano(), ownerID, string(api.BuildRunning))
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: renew leases: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: renew leases: %w", err)
+	}
+	return ids, nil
+}
+
+// ReleaseBuilds implements state.Leaser.
+func (s *Store) ReleaseBuilds(ctx context.Context, ownerID string, ids []int64) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if ids == nil {
+			_, err = tx.Exec(ctx, `UPDATE builds SET owner='', owner_url='', lease_expires=0 WHERE owner=$1`, ownerID)
+		} else {
+			_, err = tx.Exec(ctx, `UPDATE builds SET owner='', owner_url='', lease_expires=0 WHERE owner=$1 AND id = ANY($2)`, ownerID, ids)
+		}
+		if err != nil {
+			return err
+		}
+		// Delivered at commit, so a woken replica sees the release.
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, '')`, notifyChannel)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("pgstate: release leases: %w", err)
+	}
+	return nil
+}
+
+// BuildOwner implements state.Leaser.
+func (s *Store) BuildOwner(ctx context.Context, id int64, now time.Time) (state.Owner, bool, error) {
+	var o state.Owner
+	var expires int64
+	var st string
+	err := s.pool.QueryRow(ctx, `SELECT owner, owner_url, lease_expires, state FROM builds WHERE id=$1`, id).Scan(&o.ID, &o.URL, &expires, &st)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return state.Owner{}, false, fmt.Errorf("pgstate: build %d: %w", id, state.ErrNotFound)
+	}
+	if err != nil {
+		return state.Owner{}, false, fmt.Errorf("pgstate: owner of build %d: %w", id, err)
+	}
+	if o.ID == "" || expires < now.UnixNano() || st != string(api.BuildRunning) {
+		return state.Owner{}, false, nil
+	}
+	return o, true, nil
+}
+
+// NudgeClaims implements state.Leaser.
+func (s *Store) NudgeClaims(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, notifyChannel); err != nil {
+		return fmt.Errorf("pgstate: notify: %w", err)
+	}
+	return nil
+}
+
+// ClaimNudges implements state.Leaser with a LISTEN connection of its
+// own, reconnected after errors (each reconnection nudges once, since
+// notifications may have been missed meanwhile).
+func (s *Store) ClaimNudges(ctx context.Context) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	nudge := func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	go func() {
+		backoff := 100 * time.Millisecond
+		for ctx.Err() == nil {
+			err := s.listen(ctx, nudge, func() { backoff = 100 * time.Millisecond })
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.WithError(err).Warn("pgstate: LISTEN connection lost; reconnecting")
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			nudge()
+		}
+	}()
+	return ch
+}
+
+func (s *Store) listen(ctx context.Context, nudge, connected func()) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// The connection stays in LISTEN mode: take it out of the pool.
+	c := conn.Hijack()
+	defer c.Close(context.Background())
+	if _, err := c.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		return err
+	}
+	connected()
+	for {
+		if _, err := c.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		nudge()
+	}
+}

@@ -1,0 +1,603 @@
+// Package pgstate implements the coordinator's state.Store in PostgreSQL
+// (github.com/jackc/pgx/v5), for several coordinator replicas sharing one
+// database. The schema mirrors state/sqlite's (times as Unix nanoseconds,
+// labels as JSON text) and is versioned the same way: Open applies the
+// migrations this tryd knows in order, each in its own transaction under
+// an advisory lock (so replicas starting together migrate once), and
+// refuses a database whose schema is newer (state.ErrSchemaTooNew).
+//
+// It also implements state.Leaser: each running build carries an owner
+// (replica ID and URL) and a lease expiry. Claims use
+// SELECT ... FOR UPDATE SKIP LOCKED, so concurrent replicas never take the
+// same build, and replicas nudge each other with LISTEN/NOTIFY on the
+// channel "tryd_builds" when builds wait for an owner.
+package pgstate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sirupsen/logrus"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/state"
+)
+
+// migrations are applied in order; migrations[i] brings the schema from
+// version i to i+1. Never edit a released migration: append a new one.
+var migrations = []string{
+	// Version 1.
+	`CREATE TABLE builds (
+		id BIGSERIAL PRIMARY KEY,
+		priority TEXT NOT NULL,
+		labels TEXT NOT NULL,
+		graph BYTEA NOT NULL,
+		state TEXT NOT NULL,
+		error TEXT NOT NULL DEFAULT '',
+		created BIGINT NOT NULL,
+		finished BIGINT NOT NULL DEFAULT 0,
+		owner TEXT NOT NULL DEFAULT '',
+		owner_url TEXT NOT NULL DEFAULT '',
+		lease_expires BIGINT NOT NULL DEFAULT 0
+	);
+	CREATE INDEX builds_state ON builds(state, id);
+	CREATE INDEX builds_owner ON builds(owner) WHERE state = 'running';
+	CREATE TABLE build_labels (
+		build_id BIGINT NOT NULL REFERENCES builds(id),
+		key TEXT NOT NULL,
+		value TEXT NOT NULL,
+		PRIMARY KEY (key, value, build_id)
+	);
+	CREATE TABLE jobs (
+		build_id BIGINT NOT NULL REFERENCES builds(id),
+		job_id TEXT NOT NULL,
+		name TEXT NOT NULL,
+		seq INTEGER NOT NULL,
+		state TEXT NOT NULL,
+		worker TEXT NOT NULL DEFAULT '',
+		output_digest TEXT NOT NULL DEFAULT '',
+		exit_code INTEGER,
+		error TEXT NOT NULL DEFAULT '',
+		started BIGINT NOT NULL DEFAULT 0,
+		finished BIGINT NOT NULL DEFAULT 0,
+		PRIMARY KEY (build_id, job_id)
+	);
+	CREATE TABLE attempts (
+		id TEXT PRIMARY KEY,
+		build_id BIGINT NOT NULL,
+		job_id TEXT NOT NULL,
+		worker TEXT NOT NULL,
+		state TEXT NOT NULL,
+		started BIGINT NOT NULL,
+		finished BIGINT NOT NULL DEFAULT 0,
+		exit_code INTEGER,
+		error TEXT NOT NULL DEFAULT '',
+		output_digest TEXT NOT NULL DEFAULT '',
+		log_bytes BIGINT NOT NULL DEFAULT 0,
+		log_truncated BOOLEAN NOT NULL DEFAULT false
+	);
+	CREATE INDEX attempts_build ON attempts(build_id, started);
+	CREATE INDEX attempts_job ON attempts(job_id, started);
+	CREATE TABLE results (
+		job_id TEXT PRIMARY KEY,
+		output_digest TEXT NOT NULL,
+		attempt_id TEXT NOT NULL,
+		build_id BIGINT NOT NULL,
+		finished BIGINT NOT NULL
+	);
+	CREATE TABLE workers (
+		name TEXT PRIMARY KEY,
+		token_hash TEXT NOT NULL,
+		labels TEXT NOT NULL,
+		slots INTEGER NOT NULL,
+		version TEXT NOT NULL,
+		last_seen BIGINT NOT NULL
+	);`,
+}
+
+// SchemaVersion is the schema version this tryd writes.
+var SchemaVersion = len(migrations)
+
+// migrateLock is the advisory lock key held while migrating ("tryd" in
+// ASCII), so that replicas starting at once do not race.
+const migrateLock = 0x74727964
+
+// notifyChannel is the LISTEN/NOTIFY channel of claim nudges.
+const notifyChannel = "tryd_builds"
+
+// Options configure a Store.
+type Options struct {
+	// DSN is the connection string (required), e.g.
+	// "postgres://user@host:5432/tryd?sslmode=require". It is a secret:
+	// it never appears in errors or logs.
+	DSN string
+	// MaxConns bounds the connection pool (default 10).
+	MaxConns int32
+	// Log receives reconnection notices of the LISTEN connection; nil
+	// discards them.
+	Log logrus.FieldLogger
+}
+
+// Store is a state.Store and state.Leaser in PostgreSQL.
+type Store struct {
+	pool *pgxpool.Pool
+	log  logrus.FieldLogger
+}
+
+var (
+	_ state.Store  = (*Store)(nil)
+	_ state.Leaser = (*Store)(nil)
+)
+
+// Open connects, and creates or migrates the schema.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	if opts.DSN == "" {
+		return nil, errors.New("pgstate: Options.DSN is empty")
+	}
+	if opts.MaxConns < 0 {
+		return nil, errors.New("pgstate: Options.MaxConns is negative")
+	}
+	cfg, err := pgxpool.ParseConfig(opts.DSN)
+	if err != nil {
+		// The parse error may quote the DSN, password included.
+		return nil, errors.New("pgstate: malformed DSN")
+	}
+	cfg.MaxConns = 10
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	log := opts.Log
+	if log == nil {
+		l := logrus.New()
+		l.SetOutput(discard{})
+		log = l
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: connect to %s: %w", cfg.ConnConfig.Host, err)
+	}
+	s := &Store{pool: pool, log: log}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgstate: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	for {
+		done, err := s.migrateOnce(ctx)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// migrateOnce applies the next migration, if any, in one transaction.
+func (s *Store) migrateOnce(ctx context.Context) (bool, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLock); err != nil {
+		return false, fmt.Errorf("migrate: lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return false, fmt.Errorf("create schema_version: %w", err)
+	}
+	var v int
+	err = tx.QueryRow(ctx, `SELECT version FROM schema_version`).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		v = 0
+		_, err = tx.Exec(ctx, `INSERT INTO schema_version (version) VALUES (0)`)
+	}
+	if err != nil {
+		return false, fmt.Errorf("read schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return false, fmt.Errorf("schema version %d, this tryd knows up to %d: %w", v, len(migrations), state.ErrSchemaTooNew)
+	}
+	if v == len(migrations) {
+		return true, tx.Commit(ctx)
+	}
+	if _, err := tx.Exec(ctx, migrations[v]); err != nil {
+		return false, fmt.Errorf("migrate to version %d: %w", v+1, err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE schema_version SET version = $1`, v+1); err != nil {
+		return false, fmt.Errorf("migrate to version %d: %w", v+1, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return false, fmt.Errorf("migrate to version %d: %w", v+1, err)
+	}
+	return false, nil
+}
+
+// Close closes the connection pool.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func ptrNanos(t *time.Time) int64 {
+	if t == nil {
+		return 0
+	}
+	return nanos(*t)
+}
+
+func ptrTime(n int64) *time.Time {
+	if n == 0 {
+		return nil
+	}
+	t := fromNanos(n)
+	return &t
+}
+
+func encodeLabels(m map[string]string) string {
+	if len(m) == 0 {
+		return "{}"
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+func decodeLabels(s string) map[string]string {
+	var m map[string]string
+	if json.Unmarshal([]byte(s), &m) != nil || len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+func int32p(p *int) *int32 {
+	if p == nil {
+		return nil
+	}
+	v := int32(*p)
+	return &v
+}
+
+func intp(p *int32) *int {
+	if p == nil {
+		return nil
+	}
+	v := int(*p)
+	return &v
+}
+
+// CreateBuild implements state.Store.
+func (s *Store) CreateBuild(ctx context.Context, b *state.Build, jobs []state.Job) (int64, error) {
+	var id int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `INSERT INTO builds (priority, labels, graph, state, error, created, finished) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+			string(b.Priority), encodeLabels(b.Labels), b.Graph, string(b.State), b.Error, nanos(b.Created), nanos(b.Finished)).Scan(&id)
+		if err != nil {
+			return err
+		}
+		if len(b.Labels) > 0 {
+			var keys, values []string
+			for k, v := range b.Labels {
+				keys, values = append(keys, k), append(values, v)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO build_labels (build_id, key, value) SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS l(k, v)`, id, keys, values); err != nil {
+				return fmt.Errorf("labels: %w", err)
+			}
+		}
+		return upsertJobs(ctx, tx, id, jobs)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("pgstate: create build: %w", err)
+	}
+	return id, nil
+}
+
+// upsertJobs writes jobs with one statement over arrays: a build of
+// thousands of jobs costs one round trip.
+func upsertJobs(ctx context.Context, tx pgx.Tx, buildID int64, jobs []state.Job) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	n := len(jobs)
+	var (
+		bids                                       = make([]int64, n)
+		ids, names, states, workers, outputs, errs = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		seqs                                       = make([]int32, n)
+		exits                                      = make([]*int32, n)
+		starts, fins                               = make([]int64, n), make([]int64, n)
+	)
+	for i, j := range jobs {
+		bids[i] = j.BuildID
+		if buildID != 0 {
+			bids[i] = buildID
+		}
+		ids[i], names[i], seqs[i], states[i], workers[i], outputs[i] = j.JobID, j.Name, int32(j.Seq), string(j.State), j.Worker, j.OutputDigest
+		exits[i], errs[i], starts[i], fins[i] = int32p(j.ExitCode), j.Error, nanos(j.Started), nanos(j.Finished)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO jobs (build_id, job_id, name, seq, state, worker, output_digest, exit_code, error, started, finished)
+		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::bigint[], $11::bigint[])
+		ON CONFLICT (build_id, job_id) DO UPDATE SET name=excluded.name, seq=excluded.seq, state=excluded.state, worker=excluded.worker,
+		output_digest=excluded.output_digest, exit_code=excluded.exit_code, error=excluded.error, started=excluded.started, finished=excluded.finished`,
+		bids, ids, names, seqs, states, workers, outputs, exits, errs, starts, fins)
+	if err != nil {
+		return fmt.Errorf("write %d jobs (first %s): %w", n, jobs[0].JobID, err)
+	}
+	return nil
+}
+
+// Commit implements state.Store.
+func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
+	if b.Empty() {
+		return nil
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var batch pgx.Batch
+		for _, u := range b.Builds {
+			if u.Graph != nil {
+				batch.Queue(`UPDATE builds SET state=$1, error=$2, finished=$3, graph=$4 WHERE id=$5`, string(u.State), u.Error, nanos(u.Finished), u.Graph, u.ID)
+			} else {
+				batch.Queue(`UPDATE builds SET state=$1, error=$2, finished=$3 WHERE id=$4`, string(u.State), u.Error, nanos(u.Finished), u.ID)
+			}
+		}
+		for _, a := range b.Attempts {
+			batch.Queue(`INSERT INTO attempts (id, build_id, job_id, worker, state, started, finished, exit_code, error, output_digest, log_bytes, log_truncated)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+				ON CONFLICT (id) DO UPDATE SET worker=excluded.worker, state=excluded.state, finished=excluded.finished, exit_code=excluded.exit_code,
+				error=excluded.error, output_digest=excluded.output_digest, log_bytes=excluded.log_bytes, log_truncated=excluded.log_truncated`,
+				a.ID, a.BuildID, a.JobID, a.Worker, string(a.State), nanos(a.Started), ptrNanos(a.Finished), int32p(a.ExitCode), a.Error, a.OutputDigest, a.LogBytes, a.LogTruncated)
+		}
+		if len(b.Results) > 0 {
+			n := len(b.Results)
+			ids, outs, atts := make([]string, n), make([]string, n), make([]string, n)
+			bids, fins := make([]int64, n), make([]int64, n)
+			for i, r := range b.Results {
+				ids[i], outs[i], atts[i], bids[i], fins[i] = r.JobID, r.OutputDigest, r.AttemptID, r.BuildID, nanos(r.Finished)
+			}
+			batch.Queue(`INSERT INTO results (job_id, output_digest, attempt_id, build_id, finished)
+				SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+				ON CONFLICT (job_id) DO UPDATE SET output_digest=excluded.output_digest, attempt_id=excluded.attempt_id, build_id=excluded.build_id, finished=excluded.finished`,
+				ids, outs, atts, bids, fins)
+		}
+		if len(b.DeleteResults) > 0 {
+			batch.Queue(`DELETE FROM results WHERE job_id = ANY($1)`, b.DeleteResults)
+		}
+		for _, w := range b.Workers {
+			batch.Queue(`INSERT INTO workers (name, token_hash, labels, slots, version, last_seen) VALUES ($1, $2, $3, $4, $5, $6)
+				ON CONFLICT (name) DO UPDATE SET token_hash=excluded.token_hash, labels=excluded.labels, slots=excluded.slots, version=excluded.version, last_seen=excluded.last_seen`,
+				w.Name, w.TokenHash, encodeLabels(w.Labels), w.Slots, w.Version, nanos(w.LastSeen))
+		}
+		if err := upsertJobs(ctx, tx, 0, b.Jobs); err != nil {
+			return err
+		}
+		if batch.Len() == 0 {
+			return nil
+		}
+		return tx.SendBatch(ctx, &batch).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("pgstate: commit: %w", err)
+	}
+	return nil
+}
+
+const buildCols = `id, priority, labels, state, error, created, finished`
+
+func scanBuild(sc pgx.Row, withGraph bool) (*state.Build, error) {
+	var b state.Build
+	var prio, labels, st string
+	var created, finished int64
+	dest := []any{&b.ID, &prio, &labels, &st, &b.Error, &created, &finished}
+	if withGraph {
+		dest = append(dest, &b.Graph)
+	}
+	if err := sc.Scan(dest...); err != nil {
+		return nil, err
+	}
+	b.Priority, b.Labels, b.State = api.Priority(prio), decodeLabels(labels), api.BuildState(st)
+	b.Created, b.Finished = fromNanos(created), fromNanos(finished)
+	return &b, nil
+}
+
+// Build implements state.Store.
+func (s *Store) Build(ctx context.Context, id int64) (*state.Build, error) {
+	b, err := scanBuild(s.pool.QueryRow(ctx, `SELECT `+buildCols+`, graph FROM builds WHERE id=$1`, id), true)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("pgstate: build %d: %w", id, state.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: build %d: %w", id, err)
+	}
+	return b, nil
+}
+
+// Jobs implements state.Store.
+func (s *Store) Jobs(ctx context.Context, buildID int64) ([]state.Job, error) {
+	rows, err := s.pool.Query(ctx, `SELECT build_id, job_id, name, seq, state, worker, output_digest, exit_code, error, started, finished FROM jobs WHERE build_id=$1 ORDER BY seq`, buildID)
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: jobs of build %d: %w", buildID, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.Job, error) {
+		var j state.Job
+		var st string
+		var seq int32
+		var exit *int32
+		var started, finished int64
+		err := r.Scan(&j.BuildID, &j.JobID, &j.Name, &seq, &st, &j.Worker, &j.OutputDigest, &exit, &j.Error, &started, &finished)
+		j.Seq, j.State, j.ExitCode, j.Started, j.Finished = int(seq), api.JobState(st), intp(exit), fromNanos(started), fromNanos(finished)
+		return j, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: jobs of build %d: %w", buildID, err)
+	}
+	return out, nil
+}
+
+const attemptCols = `id, build_id, job_id, worker, state, started, finished, exit_code, error, output_digest, log_bytes, log_truncated`
+
+func scanAttempt(sc pgx.Row) (state.Attempt, error) {
+	var a state.Attempt
+	var st string
+	var started, finished int64
+	var exit *int32
+	err := sc.Scan(&a.ID, &a.BuildID, &a.JobID, &a.Worker, &st, &started, &finished, &exit, &a.Error, &a.OutputDigest, &a.LogBytes, &a.LogTruncated)
+	a.State, a.Started, a.Finished, a.ExitCode = api.AttemptState(st), fromNanos(started), ptrTime(finished), intp(exit)
+	return a, err
+}
+
+func (s *Store) queryAttempts(ctx context.Context, what, q string, args ...any) ([]state.Attempt, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+attemptCols+` FROM attempts `+q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: attempts of %s: %w", what, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.Attempt, error) { return scanAttempt(r) })
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: attempts of %s: %w", what, err)
+	}
+	return out, nil
+}
+
+// Attempts implements state.Store.
+func (s *Store) Attempts(ctx context.Context, buildID int64) ([]state.Attempt, error) {
+	return s.queryAttempts(ctx, fmt.Sprintf("build %d", buildID), `WHERE build_id=$1 ORDER BY started, id`, buildID)
+}
+
+// JobAttempts implements state.Store.
+func (s *Store) JobAttempts(ctx context.Context, jobID string) ([]state.Attempt, error) {
+	return s.queryAttempts(ctx, "job "+jobID, `WHERE job_id=$1 ORDER BY started, id`, jobID)
+}
+
+// Attempt implements state.Store.
+func (s *Store) Attempt(ctx context.Context, id string) (*state.Attempt, error) {
+	a, err := scanAttempt(s.pool.QueryRow(ctx, `SELECT `+attemptCols+` FROM attempts WHERE id=$1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("pgstate: attempt %s: %w", id, state.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: attempt %s: %w", id, err)
+	}
+	return &a, nil
+}
+
+// ListBuilds implements state.Store.
+func (s *Store) ListBuilds(ctx context.Context, f state.Filter) ([]state.Build, error) {
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if f.State != "" {
+		where = append(where, "state="+arg(string(f.State)))
+	}
+	if f.Before > 0 {
+		where = append(where, "id<"+arg(f.Before))
+	}
+	for k, v := range f.Labels {
+		where = append(where, "id IN (SELECT build_id FROM build_labels WHERE key="+arg(k)+" AND value="+arg(v)+")")
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	q := `SELECT ` + buildCols + ` FROM builds`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY id DESC LIMIT " + arg(limit)
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: list builds: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.Build, error) {
+		b, err := scanBuild(r, false)
+		if err != nil {
+			return state.Build{}, err
+		}
+		return *b, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: list builds: %w", err)
+	}
+	return out, nil
+}
+
+// UnfinishedBuilds implements state.Store.
+func (s *Store) UnfinishedBuilds(ctx context.Context) ([]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id FROM builds WHERE state=$1 ORDER BY id`, string(api.BuildRunning))
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: unfinished builds: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: unfinished builds: %w", err)
+	}
+	return ids, nil
+}
+
+// Results implements state.Store, in one query for any number of IDs.
+func (s *Store) Results(ctx context.Context, jobIDs []string) (map[string]state.Result, error) {
+	out := map[string]state.Result{}
+	if len(jobIDs) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT job_id, output_digest, attempt_id, build_id, finished FROM results WHERE job_id = ANY($1)`, jobIDs)
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: results: %w", err)
+	}
+	var r state.Result
+	var fin int64
+	_, err = pgx.ForEachRow(rows, []any{&r.JobID, &r.OutputDigest, &r.AttemptID, &r.BuildID, &fin}, func() error {
+		r.Finished = fromNanos(fin)
+		out[r.JobID] = r
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: results: %w", err)
+	}
+	return out, nil
+}
+
+// Workers implements state.Store.
+func (s *Store) Workers(ctx context.Context) ([]state.Worker, error) {
+	rows, err := s.pool.Query(ctx, `SELECT name, token_hash, labels, slots, version, last_seen FROM workers ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: workers: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.Worker, error) {
+		var w state.Worker
+		var labels string
+		var seen int64
+		var slots int32
+		err := r.Scan(&w.Name, &w.TokenHash, &labels, &slots, &w.Version, &seen)
+		w.Labels, w.LastSeen, w.Slots = decodeLabels(labels), fromNanos(seen), int(slots)
+		return w, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: workers: %w", err)
+	}
+	return out, nil
+}

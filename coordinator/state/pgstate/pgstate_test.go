@@ -1,0 +1,239 @@
+package pgstate
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/state"
+	"github.com/tryd-ci/tryd/coordinator/state/pgstate/pgtest"
+	"github.com/tryd-ci/tryd/coordinator/state/statetest"
+)
+
+func open(t *testing.T, dsn string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), Options{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestConformance runs the suite state/sqlite passes.
+func TestConformance(t *testing.T) {
+	srv := pgtest.Start(t)
+	statetest.Run(t, func(t *testing.T) state.Store {
+		return open(t, srv.NewDatabase(t))
+	})
+}
+
+func TestReopenKeepsDataAndRefusesNewerSchema(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	ctx := context.Background()
+	s := open(t, dsn)
+	bid, err := s.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: []byte("{}"), State: api.BuildRunning}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, dsn)
+	if _, err := s.Build(ctx, bid); err != nil {
+		t.Errorf("build lost on reopen: %v", err)
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE schema_version SET version = $1`, SchemaVersion+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, Options{DSN: dsn}); !errors.Is(err, state.ErrSchemaTooNew) {
+		t.Errorf("Open of a newer schema = %v, want ErrSchemaTooNew", err)
+	}
+}
+
+// TestConcurrentOpenMigratesOnce starts several replicas at once on an
+// empty database: the advisory lock makes one migrate and the others
+// find the schema current.
+func TestConcurrentOpenMigratesOnce(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := Open(context.Background(), Options{DSN: dsn})
+			if err != nil {
+				errs <- err
+				return
+			}
+			s.Close()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n, v int
+	if err := conn.QueryRow(context.Background(), `SELECT count(*), max(version) FROM schema_version`).Scan(&n, &v); err != nil || n != 1 || v != SchemaVersion {
+		t.Errorf("schema_version rows = %d, version %d, %v", n, v, err)
+	}
+}
+
+func TestBadOptions(t *testing.T) {
+	tests := []struct {
+		name string
+		opts Options
+	}{
+		{"no dsn", Options{}},
+		{"malformed dsn", Options{DSN: "postgres://u:secretpw@[::1"}},
+		{"negative conns", Options{DSN: "postgres://x/y", MaxConns: -1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Open(context.Background(), tt.opts)
+			if err == nil {
+				t.Fatal("Open succeeded")
+			}
+			if tt.opts.DSN != "" && containsSecret(err.Error()) {
+				t.Errorf("error reveals the password: %v", err)
+			}
+		})
+	}
+}
+
+func containsSecret(s string) bool {
+	for i := 0; i+8 <= len(s); i++ {
+		if s[i:i+8] == "secretpw" {
+			return true
+		}
+	}
+	return false
+}
+
+func TestLeases(t *testing.T) {
+	srv := pgtest.Start(t)
+	s := open(t, srv.NewDatabase(t))
+	ctx := context.Background()
+	newBuild := func() int64 {
+		id, err := s.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: []byte("{}"), State: api.BuildRunning}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	b1, b2, b3 := newBuild(), newBuild(), newBuild()
+	a, b := state.Owner{ID: "a", URL: "http://a"}, state.Owner{ID: "b", URL: "http://b"}
+	t0 := time.Unix(1_700_000_000, 0)
+	later := t0.Add(10 * time.Second)
+
+	if ok, err := s.HoldBuild(ctx, b1, a, t0, later); err != nil || !ok {
+		t.Fatalf("a holds b1 = %v, %v", ok, err)
+	}
+	if ok, err := s.HoldBuild(ctx, b1, b, t0, later); err != nil || ok {
+		t.Fatalf("b took a's live lease of b1: %v, %v", ok, err)
+	}
+	got, err := s.ClaimBuilds(ctx, b, 10, t0, later)
+	if err != nil || len(got) != 2 || got[0] != b2 || got[1] != b3 {
+		t.Fatalf("b claims = %v, %v; want [%d %d]", got, err, b2, b3)
+	}
+	if o, ok, err := s.BuildOwner(ctx, b1, t0); err != nil || !ok || o != a {
+		t.Errorf("owner of b1 = %+v, %v, %v", o, ok, err)
+	}
+	// a dies: after expiry, b claims b1.
+	expired := later.Add(time.Second)
+	if _, ok, _ := s.BuildOwner(ctx, b1, expired); ok {
+		t.Error("expired lease still owned")
+	}
+	got, err = s.ClaimBuilds(ctx, b, 10, expired, expired.Add(10*time.Second))
+	if err != nil || len(got) != 1 || got[0] != b1 {
+		t.Fatalf("b claims after expiry = %v, %v", got, err)
+	}
+	if ids, err := s.RenewBuilds(ctx, "a", expired.Add(time.Minute)); err != nil || len(ids) != 0 {
+		t.Errorf("a renews lost leases: %v, %v", ids, err)
+	}
+	if ids, err := s.RenewBuilds(ctx, "b", expired.Add(time.Minute)); err != nil || len(ids) != 3 {
+		t.Errorf("b renews = %v, %v", ids, err)
+	}
+	// A finished build is never claimed or renewed.
+	if err := s.Commit(ctx, &state.Batch{Builds: []state.BuildUpdate{{ID: b2, State: api.BuildSucceeded, Finished: t0}}}); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := s.RenewBuilds(ctx, "b", expired.Add(time.Minute)); len(ids) != 2 {
+		t.Errorf("renew after finish = %v", ids)
+	}
+	nudges := s.ClaimNudges(t.Context())
+	time.Sleep(200 * time.Millisecond) // let LISTEN start
+	if err := s.ReleaseBuilds(ctx, "b", []int64{b3}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-nudges:
+	case <-time.After(10 * time.Second):
+		t.Error("no nudge after release")
+	}
+	if got, _ := s.ClaimBuilds(ctx, a, 10, t0, later); len(got) != 1 || got[0] != b3 {
+		t.Errorf("a claims released = %v", got)
+	}
+	if _, _, err := s.BuildOwner(ctx, 9999, t0); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("owner of missing build = %v", err)
+	}
+}
+
+// TestConcurrentClaims: replicas racing for the same builds never take
+// one build twice.
+func TestConcurrentClaims(t *testing.T) {
+	srv := pgtest.Start(t)
+	s := open(t, srv.NewDatabase(t))
+	ctx := context.Background()
+	const n = 200
+	for range n {
+		if _, err := s.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: []byte("{}"), State: api.BuildRunning}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	var mu sync.Mutex
+	seen := map[int64]string{}
+	var wg sync.WaitGroup
+	for r := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := state.Owner{ID: string(rune('a' + r))}
+			for {
+				ids, err := s.ClaimBuilds(ctx, o, 7, now, now.Add(time.Minute))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if len(ids) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, id := range ids {
+					if prev, ok := seen[id]; ok {
+						t.Errorf("build %d claimed by %s and %s", id, prev, o.ID)
+					}
+					seen[id] = o.ID
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(seen) != n {
+		t.Errorf("%d builds claimed, want %d", len(seen), n)
+	}
+}
