@@ -9,6 +9,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/http/cgi"
+	"strconv"
 	"strings"
 	"time"
 
@@ -123,9 +124,12 @@ func (m *Mirror) serveTarball(w http.ResponseWriter, r *http.Request, rp *repo) 
 		return
 	}
 	started := false
-	setHeaders := func(cache string) {
+	setHeaders := func(cache string, size int64) {
 		started = true
 		h := w.Header()
+		if size >= 0 {
+			h.Set("Content-Length", strconv.FormatInt(size, 10))
+		}
 		h.Set("Content-Type", "application/gzip")
 		h.Set(client.HeaderCommit, commit)
 		h.Set(client.HeaderTree, tree)
@@ -137,7 +141,7 @@ func (m *Mirror) serveTarball(w http.ResponseWriter, r *http.Request, rp *repo) 
 		w.WriteHeader(http.StatusOK)
 	}
 	if r.Method == http.MethodHead {
-		setHeaders("head")
+		setHeaders("head", -1)
 		return
 	}
 	err = rp.tarball(r.Context(), commit, tree, setHeaders, w)

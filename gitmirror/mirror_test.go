@@ -119,8 +119,12 @@ func TestNudgeThenTarballEqualsGitArchive(t *testing.T) {
 	for _, rev := range []string{c, "refs/heads/main", c[:12]} {
 		resp, body2 := getTarball(t, tm.url, "proj", rev)
 		// "join" when it came just as the first build was being filed.
-		if cache := resp.Header.Get(client.HeaderCache); resp.StatusCode != 200 || (cache != "hit" && cache != "join") || !bytes.Equal(body2, body) {
+		cache := resp.Header.Get(client.HeaderCache)
+		if resp.StatusCode != 200 || (cache != "hit" && cache != "join") || !bytes.Equal(body2, body) {
 			t.Errorf("rev %s: status %s cache %q, equal bytes %v", rev, resp.Status, resp.Header.Get(client.HeaderCache), bytes.Equal(body2, body))
+		}
+		if cache == "hit" && resp.ContentLength != int64(len(body)) {
+			t.Errorf("rev %s: cache hit with Content-Length %d, want %d", rev, resp.ContentLength, len(body))
 		}
 	}
 

@@ -115,9 +115,10 @@ func parseBatchCheck(out []byte) ([2]string, error) {
 
 // tarball serves repo at commit (with the given tree) to w, from the
 // cache or by running git archive once however many requests want it.
-// It calls setHeaders(cacheOutcome) just before writing the first bytes
-// of the body; if it returns an error before that, nothing was written.
-func (r *repo) tarball(ctx context.Context, commit, tree string, setHeaders func(cache string), w io.Writer) error {
+// It calls setHeaders(cacheOutcome, size) just before writing the first
+// bytes of the body (size is -1 while the tarball is still being built);
+// if it returns an error before that, nothing was written.
+func (r *repo) tarball(ctx context.Context, commit, tree string, setHeaders func(cache string, size int64), w io.Writer) error {
 	f, b, joined, err := r.m.cache.open(tree, func(ctx context.Context, w io.Writer) error {
 		return r.archive(ctx, commit, w)
 	})
@@ -127,7 +128,11 @@ func (r *repo) tarball(ctx context.Context, commit, tree string, setHeaders func
 	if f != nil {
 		defer f.Close()
 		r.m.metrics.tarballs.WithLabelValues("hit").Inc()
-		setHeaders("hit")
+		size := int64(-1)
+		if fi, err := f.Stat(); err == nil {
+			size = fi.Size()
+		}
+		setHeaders("hit", size)
 		if _, err := io.Copy(w, f); err != nil {
 			return fmt.Errorf("gitmirror: send cached tarball: %w", err)
 		}
@@ -141,7 +146,7 @@ func (r *repo) tarball(ctx context.Context, commit, tree string, setHeaders func
 	r.m.metrics.tarballs.WithLabelValues(outcome).Inc()
 	// Headers go out with the first bytes, so that a build failing at
 	// once (git error, full disk) still gets a proper error status.
-	lw := &lazyHeaderWriter{w: w, setHeaders: func() { setHeaders(outcome) }}
+	lw := &lazyHeaderWriter{w: w, setHeaders: func() { setHeaders(outcome, -1) }}
 	err = b.streamTo(ctx, lw)
 	if err != nil && ctx.Err() == nil {
 		err = fmt.Errorf("%w: %w", errBuild, err)
