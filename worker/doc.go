@@ -1,7 +1,29 @@
 // Package worker is the executing side of tryd: it dials a coordinator,
-// authenticates with its token, announces its labels and free slots, runs
-// the jobs it is given in their own process groups with their sources and
-// dependency outputs in place, streams their logs and uploads their outputs.
+// authenticates with its token, announces its labels (os and arch added)
+// and free slots, runs the jobs it is given in their own process groups
+// with their sources and dependency outputs in place, streams their logs
+// and uploads their outputs.
+//
+// The wire protocol is the coordinator's (coordinator/api/PROTOCOL.md):
+// POST /api/worker/register, then a loop of POST /api/worker/poll, which
+// is at once the heartbeat, the report of finished attempts and the
+// long-poll for assignments. One poll waits at a time; a second goes out
+// at once when there is news it does not carry (results, freed slots), so
+// dispatch never waits for a polling interval. Logs are appended with
+// POST /api/worker/attempts/{id}/log in chunks; outputs and inputs travel
+// as content-addressed artifacts (/api/artifacts/{sha256}).
+//
+// Each job gets a clean directory with out/ ({{OUTPUT_DIR}}), tmp/
+// (TMPDIR), src/ ({{SOURCE_DIR}}: a git worktree of the exact revision, see
+// package source, or the uploaded files) and deps/<job id>/
+// ({{DEP:<id>}}: unpacked dependency outputs, from a size-bounded local
+// cache). Outputs are packed and checked by package artifact, so that a
+// hostile job cannot reach outside its directories through them.
+//
+// The worker survives coordinator restarts (it re-registers with backoff,
+// listing what still runs and what it has not reported) and shuts down
+// gracefully: on cancellation of Run's context it stops taking work, lets
+// running jobs finish for Options.DrainTimeout and gives back the rest.
 //
 // It imports only the coordinator's API and graph types.
 package worker

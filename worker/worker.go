@@ -182,6 +182,14 @@ type running struct {
 	forgotten bool
 }
 
+// pollInfo describes a poll in flight.
+type pollInfo struct {
+	free    int  // slots it asked for
+	waits   bool // it carries no results, so it may wait for work
+	dropped bool // replaced by a newer poll; its failure is expected
+	cancel  context.CancelFunc
+}
+
 // pollAnswer is the outcome of one poll request.
 type pollAnswer struct {
 	seq  int
@@ -212,7 +220,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		backlog     []api.Assignment // assigned but no free slot yet
 		results     []api.AttemptResult
 		holdsSent   bool
-		inFlight    = map[int]int{} // poll number → free slots it asked for
+		inFlight    = map[int]*pollInfo{} // by poll number
 		pollSeq     int
 		unacked     int // polls in flight that carry results
 		backoff     time.Duration
@@ -300,19 +308,43 @@ func (w *Worker) Run(ctx context.Context) error {
 				w.log.WithFields(logrus.Fields{"worker_id": workerID, "slots": w.opts.Slots, "labels": w.opts.Labels}).Info("registered with the coordinator")
 			}
 		}
-		// A poll goes out when none waits, or when there is news the
-		// waiting one does not carry (results, or more free slots); at
-		// most two are in flight (the coordinator answers the older at
-		// once when the newer arrives).
+		// Polls: at most one waits for work at a time (the coordinator
+		// wakes one waiting poll per worker); polls that carry results
+		// are answered at once and go out whenever there are results.
+		// A waiting poll that asked for no slots is replaced when slots
+		// free up (it cannot have been given work, so dropping it loses
+		// nothing; cancellations are sent again). One that asked for
+		// some stays until it returns, leaving slots freed meanwhile
+		// idle at most until then.
 		free := max(w.opts.Slots-len(runningJobs)-len(backlog), 0)
 		if draining {
 			free = 0
 		}
-		asked := -1
-		for _, f := range inFlight {
-			asked = max(asked, f)
+		var waiting *pollInfo
+		reporting := 0
+		for _, p := range inFlight {
+			if p.waits && !p.dropped {
+				waiting = p
+			}
+			if !p.waits {
+				reporting++
+			}
 		}
-		if workerID != "" && retryAt == nil && len(inFlight) < 2 && (len(inFlight) == 0 || len(results) > 0 || free > asked) {
+		send := false
+		switch {
+		case workerID == "" || retryAt != nil:
+		case len(results) > 0:
+			send = reporting < 2
+		case reporting > 0:
+			// Wait for the results' answers (they may bring work).
+		case waiting == nil:
+			send = true
+		case waiting.free == 0 && free > 0:
+			waiting.dropped = true
+			waiting.cancel()
+			send = true
+		}
+		if send {
 			req := api.PollRequest{WorkerID: workerID, FreeSlots: free, Running: runningIDs(), Results: results, Evicted: w.cache.TakeEvicted()}
 			if pollWait > 0 {
 				req.WaitMS = pollWait.Milliseconds()
@@ -326,12 +358,12 @@ func (w *Worker) Run(ctx context.Context) error {
 			results = nil
 			pollSeq++
 			seq := pollSeq
-			inFlight[seq] = free
+			pctx, cancel := context.WithTimeout(bg, pollWait+30*time.Second)
+			inFlight[seq] = &pollInfo{free: free, waits: len(req.Results) == 0, cancel: cancel}
 			if len(req.Results) > 0 {
 				unacked++
 			}
 			go func() {
-				pctx, cancel := context.WithTimeout(bg, pollWait+30*time.Second)
 				defer cancel()
 				resp, err := w.opts.Client.Poll(pctx, req)
 				answers <- pollAnswer{seq: seq, resp: resp, req: req, err: err}
@@ -340,9 +372,13 @@ func (w *Worker) Run(ctx context.Context) error {
 
 		select {
 		case ans := <-answers:
+			dropped := inFlight[ans.seq].dropped
 			delete(inFlight, ans.seq)
 			if len(ans.req.Results) > 0 {
 				unacked--
+			}
+			if ans.err != nil && dropped {
+				continue // replaced by a newer poll
 			}
 			if ans.err != nil {
 				// Results not acknowledged go out again.
@@ -359,7 +395,13 @@ func (w *Worker) Run(ctx context.Context) error {
 				if ans.req.Holds != nil {
 					holdsSent = false
 				}
-				if len(inFlight) == 0 {
+				live := 0
+				for _, p := range inFlight {
+					if !p.dropped {
+						live++
+					}
+				}
+				if live == 0 {
 					fail(ans.err)
 				}
 				continue

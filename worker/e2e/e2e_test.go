@@ -20,6 +20,7 @@ import (
 )
 
 func TestSingleCommand(t *testing.T) {
+	t.Parallel()
 	e := start(t, "")
 	e.worker("w1", "--slots", "2")
 	j := sh("hello", `echo "to the log"; echo err >&2; mkdir -p "$1/sub"; printf hi > "$1/sub/out.txt"`)
@@ -86,6 +87,7 @@ func commit(t *testing.T, wt string, files map[string]string) string {
 }
 
 func TestSourceFromGit(t *testing.T) {
+	t.Parallel()
 	e := start(t, "")
 	e.worker("w1")
 	url, wt := gitServer(t)
@@ -113,6 +115,7 @@ func TestSourceFromGit(t *testing.T) {
 }
 
 func TestTryWorkTreeUploadsOnlyMissing(t *testing.T) {
+	t.Parallel()
 	e := start(t, "")
 	e.worker("w1")
 	// A local working tree with a tracked, an untracked and an ignored file.
@@ -157,6 +160,7 @@ func TestTryWorkTreeUploadsOnlyMissing(t *testing.T) {
 }
 
 func TestArtifactsBetweenJobsAndWorkers(t *testing.T) {
+	t.Parallel()
 	e := start(t, "")
 	e.worker("w1", "--label", "pool=a")
 	e.worker("w2", "--label", "pool=b")
@@ -192,6 +196,7 @@ func TestArtifactsBetweenJobsAndWorkers(t *testing.T) {
 }
 
 func TestResultCaching(t *testing.T) {
+	t.Parallel()
 	e := start(t, "")
 	e.worker("w1")
 	counter := filepath.Join(t.TempDir(), "runs")
@@ -223,6 +228,7 @@ func TestResultCaching(t *testing.T) {
 }
 
 func TestFailurePropagation(t *testing.T) {
+	t.Parallel()
 	e := start(t, "")
 	e.worker("w1")
 	bad := sh("bad", `echo "about to fail"; exit 3`)
@@ -299,6 +305,7 @@ func sleeper(name, pidFile string) *graph.Job {
 }
 
 func TestTimeoutKillsProcessTree(t *testing.T) {
+	t.Parallel()
 	e := start(t, "")
 	e.worker("w1")
 	pidFile := filepath.Join(t.TempDir(), "pid")
@@ -317,6 +324,7 @@ func TestTimeoutKillsProcessTree(t *testing.T) {
 }
 
 func TestCancelKillsJob(t *testing.T) {
+	t.Parallel()
 	e := start(t, "")
 	e.worker("w1")
 	pidFile := filepath.Join(t.TempDir(), "pid")
@@ -333,6 +341,7 @@ func TestCancelKillsJob(t *testing.T) {
 }
 
 func TestWorkerKilledJobRerunsElsewhere(t *testing.T) {
+	t.Parallel()
 	e := start(t, "  heartbeat_timeout: 2s\n")
 	w1 := e.worker("w1")
 	dir := t.TempDir()
@@ -362,6 +371,7 @@ func TestWorkerKilledJobRerunsElsewhere(t *testing.T) {
 }
 
 func TestGracefulShutdownFinishesJobs(t *testing.T) {
+	t.Parallel()
 	e := start(t, "")
 	w1 := e.worker("w1", "--drain", "30s")
 	dir := t.TempDir()
@@ -382,6 +392,7 @@ func TestGracefulShutdownFinishesJobs(t *testing.T) {
 }
 
 func TestCoordinatorRestart(t *testing.T) {
+	t.Parallel()
 	e := start(t, "")
 	e.worker("w1")
 	dir := t.TempDir()
@@ -415,6 +426,7 @@ func TestCoordinatorRestart(t *testing.T) {
 // re-registers when the coordinator is back and reports it, so the job
 // is not run again.
 func TestResultDuringCoordinatorOutage(t *testing.T) {
+	t.Parallel()
 	e := start(t, "")
 	e.worker("w1")
 	dir := t.TempDir()
@@ -443,6 +455,7 @@ func TestResultDuringCoordinatorOutage(t *testing.T) {
 }
 
 func TestBadTokensRefused(t *testing.T) {
+	t.Parallel()
 	e := start(t, "")
 	p, err := e.c.StartWorker("bad")
 	if err != nil {

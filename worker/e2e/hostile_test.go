@@ -18,6 +18,7 @@ import (
 )
 
 func TestHostileOutputsCannotEscape(t *testing.T) {
+	t.Parallel()
 	e := start(t, "")
 	e.worker("w1")
 	tests := []struct {
@@ -83,6 +84,7 @@ func hostileArchive(t *testing.T) []byte {
 // the real worker running the dependent job must refuse to unpack it and
 // write nothing outside its directories.
 func TestHostileDependencyArchive(t *testing.T) {
+	t.Parallel()
 	e := start(t, "")
 	e.worker("w1", "--label", "pool=honest")
 	rogue, err := api.NewClient(e.c.URL, strings.TrimSpace(readFile(t, e.c.TokenFile("w3"))), nil)

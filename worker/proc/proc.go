@@ -82,12 +82,12 @@ func Run(ctx context.Context, s Spec) error {
 		return fmt.Errorf("proc: pipe: %w", err)
 	}
 	cmd := &exec.Cmd{
-		Path:   path,
-		Args:   s.Argv,
-		Env:    s.Env,
-		Dir:    s.Dir,
-		Stdout: pw,
-		Stderr: pw,
+		Path:        path,
+		Args:        s.Argv,
+		Env:         s.Env,
+		Dir:         s.Dir,
+		Stdout:      pw,
+		Stderr:      pw,
 		SysProcAttr: sysProcAttr(),
 	}
 	out := s.Output

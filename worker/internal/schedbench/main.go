@@ -29,6 +29,7 @@ import (
 var (
 	verbose  = flag.Bool("v", false, "print each build's submit and finish times")
 	procLogs = flag.Bool("logs", false, "show the processes' logs")
+	logLevel = flag.String("worker-log-level", "warn", "log level of the workers")
 )
 
 func main() {
@@ -63,7 +64,7 @@ func run(tryd string, n, workers, slots, samples int, budget time.Duration, verb
 	}
 	defer c.Close()
 	for i := 0; i < workers; i++ {
-		if _, err := c.StartWorker(cluster.WorkerNames[i], "--slots", strconv.Itoa(slots), "--log-level", "warn"); err != nil {
+		if _, err := c.StartWorker(cluster.WorkerNames[i], "--slots", strconv.Itoa(slots), "--log-level", *logLevel); err != nil {
 			return err
 		}
 	}
@@ -262,7 +263,11 @@ func latencies(ctx context.Context, cl *api.Client, n int) ([]time.Duration, err
 		if b.State != api.BuildSucceeded {
 			return nil, fmt.Errorf("latency build %d %s", b.ID, b.State)
 		}
-		rc, err := cl.JobLog(ctx, sub.Jobs["lat"])
+		if len(b.Jobs) != 1 || len(b.Jobs[0].Attempts) == 0 {
+			return nil, fmt.Errorf("latency build %d: no attempt in %+v", b.ID, b.Jobs)
+		}
+		atts := b.Jobs[0].Attempts
+		rc, err := cl.AttemptLog(ctx, atts[len(atts)-1].ID, 0, false)
 		if err != nil {
 			return nil, err
 		}
