@@ -168,6 +168,9 @@ func (c *committer) commitOnce(ctx context.Context) error {
 	start := time.Now()
 	err := c.store.Commit(ctx, b)
 	c.m.commitSeconds.Observe(time.Since(start).Seconds())
+	c.mu.Lock()
+	c.err = err
+	c.mu.Unlock()
 	if err != nil {
 		c.m.commitErrors.Inc()
 		c.log.WithError(err).Error("commit state; will retry")
@@ -176,6 +179,13 @@ func (c *committer) commitOnce(ctx context.Context) error {
 	}
 	close(done)
 	return nil
+}
+
+// lastErr returns the error of the last commit, nil if it succeeded.
+func (c *committer) lastErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
 }
 
 // requeue merges a failed batch back under newer changes and chains its

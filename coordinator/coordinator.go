@@ -282,8 +282,12 @@ func (c *Coordinator) pin(digests []string, delta int) {
 // Epoch identifies this run of the coordinator in event streams.
 func (c *Coordinator) Epoch() string { return c.epoch }
 
-// Health reports whether the store answers.
+// Health reports whether the store answers and the last commit of state
+// changes succeeded.
 func (c *Coordinator) Health(ctx context.Context) error {
+	if err := c.commit.lastErr(); err != nil {
+		return fmt.Errorf("coordinator: last state commit failed: %w", err)
+	}
 	if _, err := c.store.UnfinishedBuilds(ctx); err != nil {
 		return fmt.Errorf("coordinator: store: %w", err)
 	}

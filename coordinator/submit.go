@@ -200,9 +200,9 @@ func (c *Coordinator) lookupResults(ctx context.Context, b *build) (map[string]s
 			return nil, fmt.Errorf("coordinator: look up results: %w: %w", api.ErrUnavailable, err)
 		}
 		c.mu.Lock()
-		for id, r := range rs {
-			found[id] = r
-			c.results[id] = r
+		for _, r := range rs {
+			found[r.JobID] = r
+			c.remember(r)
 		}
 		c.mu.Unlock()
 	}
@@ -213,6 +213,25 @@ func (c *Coordinator) lookupResults(ctx context.Context, b *build) (map[string]s
 		}
 	}
 	return found, nil
+}
+
+// maxRemembered bounds the in-memory copy of the result cache; the store
+// holds all of it.
+const maxRemembered = 1 << 20
+
+// remember keeps a result in memory (under c.mu), forgetting an
+// arbitrary half of the remembered ones when full.
+func (c *Coordinator) remember(r state.Result) {
+	if len(c.results) >= maxRemembered {
+		n := 0
+		for id := range c.results {
+			delete(c.results, id)
+			if n++; n >= maxRemembered/2 {
+				break
+			}
+		}
+	}
+	c.results[r.JobID] = r
 }
 
 func truncate(s string) string {

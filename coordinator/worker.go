@@ -162,7 +162,7 @@ func (c *Coordinator) applyResult(worker string, p preparedResult, now time.Time
 		}
 		if j.g.Cacheable {
 			res := state.Result{JobID: j.g.ID, OutputDigest: r.OutputDigest, AttemptID: a.rec.ID, BuildID: j.b.id, Finished: now}
-			c.results[j.g.ID] = res
+			c.remember(res)
 			c.commit.result(res)
 		}
 		c.finishJob(j, api.JobSucceeded, now)
@@ -229,8 +229,8 @@ func (c *Coordinator) splice(planner *job, frag *graph.Graph, fragErr error, now
 	}
 	if len(ask) > 0 {
 		if rs, err := c.store.Results(c.ctx, ask); err == nil {
-			for id, r := range rs {
-				c.results[id] = r
+			for _, r := range rs {
+				c.remember(r)
 			}
 		}
 	}

@@ -1,0 +1,74 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/state"
+	"github.com/tryd-ci/tryd/coordinator/state/sqlite"
+	"github.com/tryd-ci/tryd/internal/logging"
+)
+
+// flakyStore fails commits while failing is set, like a full disk.
+type flakyStore struct {
+	state.Store
+	failing atomic.Bool
+}
+
+func (f *flakyStore) Commit(ctx context.Context, b *state.Batch) error {
+	if f.failing.Load() {
+		return errors.New("disk full")
+	}
+	return f.Store.Commit(ctx, b)
+}
+
+func TestCommitFailuresAreRetriedAndReported(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	inner, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(dir, "state.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inner.Close()
+	store := &flakyStore{Store: inner}
+	c := newCommitter(store, logging.Discard(), newMetrics(nil))
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { c.run(cctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	bid, err := inner.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: []byte("{}"), State: api.BuildRunning}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.failing.Store(true)
+	tk := c.build(state.BuildUpdate{ID: bid, State: api.BuildSucceeded})
+	select {
+	case <-tk:
+		t.Fatal("ticket closed although the commit failed")
+	case <-time.After(300 * time.Millisecond):
+	}
+	if c.lastErr() == nil {
+		t.Error("lastErr is nil while commits fail")
+	}
+	// A newer change of the same record wins over the failed one.
+	tk = c.build(state.BuildUpdate{ID: bid, State: api.BuildFailed, Error: "newer"})
+	store.failing.Store(false)
+	select {
+	case <-tk:
+	case <-time.After(5 * time.Second):
+		t.Fatal("commit not retried")
+	}
+	if c.lastErr() != nil {
+		t.Errorf("lastErr after recovery: %v", c.lastErr())
+	}
+	b, err := inner.Build(ctx, bid)
+	if err != nil || b.State != api.BuildFailed || b.Error != "newer" {
+		t.Errorf("build after retry = %+v, %v", b, err)
+	}
+}
