@@ -18,7 +18,11 @@
 // 4 to 64 hex digits or a refs/... name (CheckRev). Errors are short
 // plain-text bodies: 400 for a bad name, 404 for an unknown repository or
 // revision, 502 when the upstream fetch failed, 503 while the mirror is not
-// ready; the client maps them to ErrBadName, ErrNotFound and ErrUnavailable.
+// ready or when a tarball could not be built (e.g. a full disk), 403 for
+// receive-pack; the client maps them to ErrBadName, ErrNotFound and
+// ErrUnavailable. A cached tarball has a Content-Length; one streamed while
+// it is built is chunked, and a build failing mid-stream aborts the
+// connection rather than ending a short body cleanly.
 package client
 
 import (
