@@ -151,8 +151,11 @@ func TestLeases(t *testing.T) {
 	if o, ok, err := s.BuildOwner(ctx, b1, t0); err != nil || !ok || o != a {
 		t.Errorf("owner of b1 = %+v, %v, %v", o, ok, err)
 	}
-	// a dies: after expiry, b claims b1.
+	// a dies; b lives on and renews: after expiry, b claims b1.
 	expired := later.Add(time.Second)
+	if ids, err := s.RenewBuilds(ctx, "b", expired.Add(time.Minute)); err != nil || len(ids) != 2 {
+		t.Fatalf("b renews = %v, %v", ids, err)
+	}
 	if _, ok, _ := s.BuildOwner(ctx, b1, expired); ok {
 		t.Error("expired lease still owned")
 	}
