@@ -47,6 +47,7 @@ import (
 func main() {
 	impl := flag.String("impl", "tryd", "implementation: tryd or xbuild")
 	dir := flag.String("dir", "", "directory of segment files (NNNN.<sha224>.mutlog)")
+	workers := flag.Int("workers", 0, "tryd: segments decoded in parallel (0: the corpus default)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the load to this file")
 	memprofile := flag.String("memprofile", "", "write an allocation profile of the load to this file")
 	flag.Parse()
@@ -79,7 +80,7 @@ func main() {
 	cpuStart := cpuTime()
 	switch *impl {
 	case "tryd":
-		c, err := maintner.New(maintner.Options{})
+		c, err := maintner.New(maintner.Options{LoadWorkers: *workers})
 		if err != nil {
 			log.Fatal(err)
 		}
