@@ -345,7 +345,12 @@ func (w *Worker) Run(ctx context.Context) error {
 			send = true
 		}
 		if send {
-			req := api.PollRequest{WorkerID: workerID, FreeSlots: free, Running: runningIDs(), Results: results, Evicted: w.cache.TakeEvicted()}
+			offer := free
+			if len(results) > 0 && waiting != nil && !waiting.dropped {
+				// Never offer a slot the waiting poll already offers.
+				offer = max(free-waiting.free, 0)
+			}
+			req := api.PollRequest{WorkerID: workerID, FreeSlots: offer, Running: runningIDs(), Results: results, Evicted: w.cache.TakeEvicted()}
 			if pollWait > 0 {
 				req.WaitMS = pollWait.Milliseconds()
 			}
@@ -359,7 +364,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			pollSeq++
 			seq := pollSeq
 			pctx, cancel := context.WithTimeout(bg, pollWait+30*time.Second)
-			inFlight[seq] = &pollInfo{free: free, waits: len(req.Results) == 0, cancel: cancel}
+			inFlight[seq] = &pollInfo{free: offer, waits: len(req.Results) == 0, cancel: cancel}
 			if len(req.Results) > 0 {
 				unacked++
 			}
