@@ -1,0 +1,231 @@
+// Package gcsartifacts implements the coordinator's artifacts.Store in a
+// Google Cloud Storage bucket (cloud.google.com/go/storage), so that every
+// coordinator replica and every worker sees the same blobs.
+//
+// Layout: one object per blob, named Prefix + digest (lower-case hex
+// SHA-256). Objects are immutable: Put writes with a does-not-exist
+// precondition, so concurrent Puts of one digest leave one object and
+// never rewrite it. Put hashes the stream while uploading and aborts the
+// upload (the object never appears) when the contents do not match the
+// digest. Eviction is left to the bucket's lifecycle rules (e.g. delete
+// after 30 days), not to the coordinator.
+//
+// With SignedURLs, SignedURL returns a V4 signed GET URL for a blob, which
+// the coordinator hands to workers (HTTP 307 from GET /api/artifacts/…)
+// so that outputs travel from GCS to workers directly instead of through
+// the coordinator.
+package gcsartifacts
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/storage"
+	"google.golang.org/api/googleapi"
+
+	"github.com/tryd-ci/tryd/coordinator/artifacts"
+)
+
+// Options configure a Store.
+type Options struct {
+	// Client is the GCS client (required); the caller closes it.
+	Client *storage.Client
+	// Bucket holds the blobs (required; it must exist).
+	Bucket string
+	// Prefix is prepended to object names; empty or ending in "/".
+	Prefix string
+	// SignedURLs enables SignedURL. Signing uses the client's
+	// credentials (a service account key, or the IAM signBlob API for
+	// workload identity) unless Sign is set.
+	SignedURLs bool
+	// Sign, if set, configures signing explicitly (GoogleAccessID and
+	// PrivateKey or SignBytes, Hostname for an emulator); Method,
+	// Expires and Scheme are filled in by SignedURL.
+	Sign *storage.SignedURLOptions
+	// URLExpiry is how long a signed URL stays valid (default 15m).
+	URLExpiry time.Duration
+	// Now is the clock for URL expiry; nil means time.Now.
+	Now func() time.Time
+}
+
+// Store is an artifacts.Store in a GCS bucket.
+type Store struct {
+	opts   Options
+	bucket *storage.BucketHandle
+}
+
+var _ artifacts.Store = (*Store)(nil)
+
+// New returns a store on an existing bucket. It does not contact GCS.
+func New(opts Options) (*Store, error) {
+	switch {
+	case opts.Client == nil:
+		return nil, errors.New("gcsartifacts: Options.Client is nil")
+	case opts.Bucket == "":
+		return nil, errors.New("gcsartifacts: Options.Bucket is empty")
+	case opts.Prefix != "" && !strings.HasSuffix(opts.Prefix, "/"):
+		return nil, fmt.Errorf("gcsartifacts: Options.Prefix %q must end in /", opts.Prefix)
+	case opts.URLExpiry < 0:
+		return nil, errors.New("gcsartifacts: Options.URLExpiry is negative")
+	}
+	if opts.URLExpiry == 0 {
+		opts.URLExpiry = 15 * time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Store{opts: opts, bucket: opts.Client.Bucket(opts.Bucket)}, nil
+}
+
+func (s *Store) object(digest string) (*storage.ObjectHandle, error) {
+	if !artifacts.ValidDigest(digest) {
+		return nil, fmt.Errorf("gcsartifacts: %q: %w", digest, artifacts.ErrBadDigest)
+	}
+	return s.bucket.Object(s.opts.Prefix + digest), nil
+}
+
+// hashReader hashes what it reads and, at EOF, fails unless the contents
+// matched the digest, so that the upload it feeds is aborted.
+type hashReader struct {
+	r    io.Reader
+	h    hash.Hash
+	want string
+}
+
+var errMismatch = errors.New("content does not match digest")
+
+func (h *hashReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.h.Write(p[:n])
+	if err == io.EOF && hex.EncodeToString(h.h.Sum(nil)) != h.want {
+		return n, errMismatch
+	}
+	return n, err
+}
+
+// Put implements artifacts.Store.
+func (s *Store) Put(ctx context.Context, digest string, r io.Reader) error {
+	obj, err := s.object(digest)
+	if err != nil {
+		return err
+	}
+	if _, err := s.Stat(ctx, digest); err == nil {
+		// Already there; still verify and consume what the caller sent.
+		hr := &hashReader{r: r, h: sha256.New(), want: digest}
+		if _, err := io.Copy(io.Discard, hr); err != nil {
+			if errors.Is(err, errMismatch) {
+				return fmt.Errorf("gcsartifacts: put %s: %w", digest, artifacts.ErrDigestMismatch)
+			}
+			return fmt.Errorf("gcsartifacts: put %s: read: %w", digest, err)
+		}
+		return nil
+	}
+	// Cancelling the context before Close aborts the upload: the object
+	// is created only when the writer closes cleanly.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := obj.If(storage.Conditions{DoesNotExist: true}).NewWriter(wctx)
+	w.ContentType = "application/octet-stream"
+	// Blobs are immutable: let caches keep them.
+	w.CacheControl = "private, max-age=31536000, immutable"
+	hr := &hashReader{r: r, h: sha256.New(), want: digest}
+	if _, err := io.Copy(w, hr); err != nil {
+		cancel()
+		w.Close()
+		if errors.Is(err, errMismatch) {
+			return fmt.Errorf("gcsartifacts: put %s: %w", digest, artifacts.ErrDigestMismatch)
+		}
+		return fmt.Errorf("gcsartifacts: put %s: %w", digest, err)
+	}
+	if err := w.Close(); err != nil {
+		if isPrecondition(err) {
+			return nil // another Put of the same blob won
+		}
+		return fmt.Errorf("gcsartifacts: put %s: %w", digest, err)
+	}
+	return nil
+}
+
+func isPrecondition(err error) bool {
+	var gerr *googleapi.Error
+	return errors.As(err, &gerr) && gerr.Code == http.StatusPreconditionFailed
+}
+
+// Open implements artifacts.Store.
+func (s *Store) Open(ctx context.Context, digest string) (io.ReadCloser, int64, error) {
+	obj, err := s.object(digest)
+	if err != nil {
+		return nil, 0, err
+	}
+	r, err := obj.NewReader(ctx)
+	if errors.Is(err, storage.ErrObjectNotExist) {
+		return nil, 0, fmt.Errorf("gcsartifacts: open %s: %w", digest, artifacts.ErrNotFound)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("gcsartifacts: open %s: %w", digest, err)
+	}
+	return r, r.Attrs.Size, nil
+}
+
+// Stat implements artifacts.Store.
+func (s *Store) Stat(ctx context.Context, digest string) (int64, error) {
+	obj, err := s.object(digest)
+	if err != nil {
+		return 0, err
+	}
+	attrs, err := obj.Attrs(ctx)
+	if errors.Is(err, storage.ErrObjectNotExist) {
+		return 0, fmt.Errorf("gcsartifacts: stat %s: %w", digest, artifacts.ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("gcsartifacts: stat %s: %w", digest, err)
+	}
+	return attrs.Size, nil
+}
+
+// Delete implements artifacts.Store.
+func (s *Store) Delete(ctx context.Context, digest string) error {
+	obj, err := s.object(digest)
+	if err != nil {
+		return err
+	}
+	if err := obj.Delete(ctx); err != nil && !errors.Is(err, storage.ErrObjectNotExist) {
+		return fmt.Errorf("gcsartifacts: delete %s: %w", digest, err)
+	}
+	return nil
+}
+
+// ErrNoSigning is returned by SignedURL when Options.SignedURLs is off.
+var ErrNoSigning = errors.New("gcsartifacts: signed URLs are not enabled")
+
+// SignedURL returns a URL that GETs the blob without other credentials
+// until Options.URLExpiry from now. It does not check that the blob
+// exists.
+func (s *Store) SignedURL(ctx context.Context, digest string) (string, error) {
+	if !s.opts.SignedURLs {
+		return "", ErrNoSigning
+	}
+	if !artifacts.ValidDigest(digest) {
+		return "", fmt.Errorf("gcsartifacts: %q: %w", digest, artifacts.ErrBadDigest)
+	}
+	var o storage.SignedURLOptions
+	if s.opts.Sign != nil {
+		o = *s.opts.Sign
+	}
+	o.Method = http.MethodGet
+	o.Expires = s.opts.Now().Add(s.opts.URLExpiry)
+	o.Scheme = storage.SigningSchemeV4
+	u, err := s.bucket.SignedURL(s.opts.Prefix+digest, &o)
+	if err != nil {
+		return "", fmt.Errorf("gcsartifacts: sign URL of %s: %w", digest, err)
+	}
+	return u, nil
+}
