@@ -117,11 +117,26 @@ type Options struct {
 // GitHub repositories, issues and pull requests; Gerrit projects and
 // changes; git commits and refs.
 //
-// A Corpus is safe for concurrent use. Readers hold RLock while they
-// walk it (the accessor methods do not lock); writers (Log, Apply, Load)
-// take the write lock. Values reached through the corpus must be treated
-// as read-only and must not be used after RUnlock, because later
-// mutations modify them in place.
+// Writing: a leader (maintnerd) creates the corpus with an Appender and
+// records every mutation with Log or LogBatch, which append durably and
+// then apply. A follower applies records read from a log with Load,
+// LoadFiles, LoadLog or Apply. Watch tells either kind of reader when
+// something changed.
+//
+// Reading: a Corpus is safe for concurrent use. Readers hold RLock while
+// they walk it (the accessor methods do not lock); writers take the write
+// lock. Values reached through the corpus must be treated as read-only
+// and must not be used after RUnlock, because later mutations modify them
+// in place.
+//
+// Representation, chosen so that a large log loads fast into a small
+// heap: records are decoded straight from the wire format (no generated
+// message per record) on parallel workers; short repeated strings
+// (logins, labels, names) are interned; times are 8-byte Unix
+// nanoseconds; comments, events and reviews are sorted slices of values
+// rather than maps of pointers; long text stays in the log and is read
+// back on demand (Text); Gerrit changes are derived from their NoteDb
+// history when first read (GerritChange).
 type Corpus struct {
 	opts Options
 	log  logrus.FieldLogger
