@@ -1,0 +1,80 @@
+package maintner_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/tryd-ci/tryd/maintner"
+	"github.com/tryd-ci/tryd/maintner/corpusgen"
+	"github.com/tryd-ci/tryd/maintner/logsync"
+)
+
+func TestFollowerCorpusTracksLeader(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	leader := newCorpus(t, maintner.Options{Appender: l})
+	h, err := logsync.NewHandler(logsync.HandlerOptions{Source: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/logs", h)
+	mux.Handle("/logs/", h)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ms := corpusgen.Sample(false)
+	if err := leader.LogBatch(ctx, ms[:5]...); err != nil {
+		t.Fatal(err)
+	}
+
+	f, err := logsync.NewFollower(logsync.FollowerOptions{URL: srv.URL + "/logs", CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	follower := newCorpus(t, maintner.Options{})
+	followCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- follower.Follow(followCtx, f) }()
+
+	waitRecords := func(n int64) {
+		t.Helper()
+		for {
+			_, changed := follower.Watch()
+			if follower.Stats().Records >= n {
+				return
+			}
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				t.Fatalf("follower has %d records, want %d", follower.Stats().Records, n)
+			}
+		}
+	}
+	waitRecords(5)
+	if err := leader.LogBatch(ctx, ms[5:]...); err != nil {
+		t.Fatal(err)
+	}
+	waitRecords(int64(len(ms)))
+	if got, want := follower.Stats(), leader.Stats(); got.GerritChanges != want.GerritChanges || got.GitHubComments != want.GitHubComments || got.GerritMessages != want.GerritMessages {
+		t.Errorf("follower %+v, leader %+v", got, want)
+	}
+	follower.RLock()
+	ch := follower.GerritProject(corpusgen.SampleProject).Change(1001)
+	if ch == nil || ch.Status != "merged" || ch.Vote(2, "TryBot-Result", corpusgen.BotAccount) != 1 {
+		t.Errorf("followed change 1001 = %+v", ch)
+	}
+	follower.RUnlock()
+	stop()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Follow returned %v", err)
+	}
+}
