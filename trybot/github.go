@@ -152,6 +152,9 @@ func (s *installationTokens) Token() (*oauth2.Token, error) {
 // permission on the repository, asking GitHub's collaborator permission
 // API and caching the answer for a minute.
 func (g *githubServer) canWrite(ctx context.Context, t *Trybot, ri *repoInfo, login string) (bool, error) {
+	if login == "" {
+		return false, nil
+	}
 	key := ri.cfg.Slug + "\x00" + login
 	t.mu.Lock()
 	e, ok := t.perms[key]
@@ -182,6 +185,32 @@ func (g *githubServer) canWrite(ctx context.Context, t *Trybot, ri *repoInfo, lo
 	t.perms[key] = permEntry{write: write, at: time.Now()}
 	t.mu.Unlock()
 	return write, nil
+}
+
+// labelActor returns who last added label to pull request n, and the
+// event's ID.
+func (g *githubServer) labelActor(ctx context.Context, ri *repoInfo, n int32, label string) (string, int64, error) {
+	opts := &github.ListOptions{PerPage: 100}
+	login, id := "", int64(0)
+	for {
+		evs, resp, err := g.c.Issues.ListIssueEvents(ctx, ri.owner, ri.name, int(n), opts)
+		if err != nil {
+			return "", 0, fmt.Errorf("github: events of %s#%d: %w", ri.cfg.Slug, n, err)
+		}
+		for _, ev := range evs {
+			if ev.GetEvent() == "labeled" && ev.GetLabel().GetName() == label {
+				login, id = ev.GetActor().GetLogin(), ev.GetID()
+			}
+		}
+		if resp.NextPage == 0 {
+			break
+		}
+		opts.Page = resp.NextPage
+	}
+	if login == "" {
+		return "", 0, fmt.Errorf("github: %s#%d: no labeled event for %q", ri.cfg.Slug, n, label)
+	}
+	return login, id, nil
 }
 
 // githubWants appends the try runs a GitHub repository asks for and

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tryd-ci/tryd/internal/githubsim"
 	"github.com/tryd-ci/tryd/internal/testenv"
 	"github.com/tryd-ci/tryd/trybot"
 )
@@ -30,3 +31,7 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 }
 
 func testenvInCI() bool { return testenv.InCI() }
+
+func githubsimPR(head, title string, files map[string]string) githubsim.PROptions {
+	return githubsim.PROptions{Head: head, Title: title, Files: files}
+}

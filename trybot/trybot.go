@@ -498,7 +498,17 @@ func (t *Trybot) consider(ctx context.Context, w want) error {
 	if err != nil || exists {
 		return err
 	}
-	if w.perm != "" {
+	if w.run.Review == client.ReviewGitHub && w.perm == "" && w.run.Trigger == "label" {
+		// The corpus may not know who added the label (event actors
+		// are user IDs): ask GitHub.
+		login, id, err := w.repo.github.labelActor(ctx, w.repo, w.run.Change, t.ghLabel)
+		if err != nil {
+			return err
+		}
+		w.perm, w.run.RequestedBy = login, login
+		w.refusalKey = fmt.Sprintf("github/%s/%d/label/%d", w.repo.cfg.Name, w.run.Change, id)
+	}
+	if w.run.Review == client.ReviewGitHub {
 		ok, err := w.repo.github.canWrite(ctx, t, w.repo, w.perm)
 		if err != nil {
 			return fmt.Errorf("trybot: permission of %s on %s: %w", w.perm, w.repo.cfg.Slug, err)

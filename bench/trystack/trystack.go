@@ -77,6 +77,9 @@ type Options struct {
 	Tryd string
 	// ProcLog receives the processes' stderr (default: discarded).
 	ProcLog io.Writer
+	// GitHub also starts a GitHub simulator (Stack.GitHub), with its
+	// repository mirrored as "gh" (in-process stacks only).
+	GitHub bool
 }
 
 // Stack is a running set of components. The exported fields are for
@@ -98,6 +101,10 @@ type Stack struct {
 	// MaintnerdURL is the corpus server's base URL.
 	MaintnerdURL string
 
+	// GitHub is set when Options.GitHub asked for it.
+	GitHub *GitHub
+	github *GitHub
+
 	CoordinatorURL  string
 	ClientToken     string
 	ClientTokenFile string
@@ -116,6 +123,7 @@ type Stack struct {
 	WebhookAt func(body []byte)
 
 	cancel  context.CancelFunc
+	rctx    context.Context // lives until Close
 	wg      sync.WaitGroup
 	closers []func()
 }
@@ -152,7 +160,7 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 		opts.PublicURL = "https://tryd.example"
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	s = &Stack{opts: opts, log: opts.Log, known: map[string]string{}, cancel: cancel, Project: "proj"}
+	s = &Stack{opts: opts, log: opts.Log, known: map[string]string{}, cancel: cancel, rctx: rctx, Project: "proj"}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -186,9 +194,15 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	mux.Handle("/logs", logs)
 	mux.Handle("/logs/", logs)
 	mux.HandleFunc("POST /gerrit-webhook", s.gerritWebhook)
+	mux.HandleFunc("POST /github-webhook", s.githubWebhook)
 	msrv := httptest.NewServer(mux)
 	s.closers = append(s.closers, msrv.Close)
 	s.MaintnerdURL, s.LogsURL = msrv.URL, msrv.URL+"/logs"
+	if opts.GitHub {
+		if s.GitHub, err = s.startGitHub(ctx); err != nil {
+			return nil, err
+		}
+	}
 
 	// Gerrit.
 	s.Gerrit, err = gerritsim.New(gerritsim.Options{Dir: sub("gerrit"), Git: opts.Git, WebhookRetryInterval: 20 * time.Millisecond})
@@ -235,7 +249,7 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 
 	// gitmirror.
 	s.Mirror, err = gitmirror.New(gitmirror.Options{Dir: sub("gitmirror"), Git: opts.Git, Poll: -1, Log: opts.Log,
-		Repos: []gitmirror.Repo{{Name: s.Project, URL: s.Gerrit.GitURL(s.Project), GerritProject: s.Project}}})
+		Repos: s.mirrorRepos()})
 	if err != nil {
 		return nil, err
 	}
@@ -285,6 +299,14 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+func (s *Stack) mirrorRepos() []gitmirror.Repo {
+	repos := []gitmirror.Repo{{Name: s.Project, URL: s.Gerrit.GitURL(s.Project), GerritProject: s.Project}}
+	if s.GitHub != nil {
+		repos = append(repos, gitmirror.Repo{Name: "gh", URL: s.GitHub.Sim.GitURL(s.GitHub.Slug()), GitHubSlug: s.GitHub.Slug()})
+	}
+	return repos
 }
 
 // StartWorker starts an in-process worker with the token of name (w1..w4).

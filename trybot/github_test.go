@@ -1,0 +1,211 @@
+package trybot_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-github/v60/github"
+
+	"github.com/tryd-ci/tryd/bench/trystack"
+	"github.com/tryd-ci/tryd/internal/config"
+	"github.com/tryd-ci/tryd/trybot"
+)
+
+var ghBuilders = []config.Builder{
+	{Name: "check", Steps: []config.Step{{Name: "test", Shell: "test -f ok.txt && test ! -f bad.txt"}}},
+	{Name: "extra", TryBot: boolp(false), Steps: []config.Step{{Name: "all", Run: []string{"true"}}}},
+}
+
+// startGitHubTrybot starts a stack with GitHub and a trybot watching it
+// (as a GitHub App when app is set, else with a token).
+func startGitHubTrybot(t *testing.T, app bool) (*trystack.Stack, *github.Client) {
+	t.Helper()
+	s := startStack(t, trystack.Options{GitHub: true, Builders: ghBuilders, Aliases: testAliases})
+	opts := s.TrybotOptions(t.TempDir())
+	s.GitHubConfig(opts.Config, app)
+	opts.Log = testLogger(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	tb, err := trybot.New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- tb.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		tb.Close()
+	})
+	tok, err := s.GitHub.Sim.AddUser("observer", "read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc, err := github.NewClient(&http.Client{Transport: tokenRT(tok)}).WithEnterpriseURLs(s.GitHub.Sim.APIURL(), s.GitHub.Sim.APIURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, gc
+}
+
+type tokenRT string
+
+func (t tokenRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "token "+string(t))
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// checkRuns returns the completed tryd check runs on sha by name →
+// conclusion (and "queued"/"in_progress" for unfinished ones).
+func checkRuns(t *testing.T, gc *github.Client, g *trystack.GitHub, sha string) map[string]string {
+	t.Helper()
+	res, _, err := gc.Checks.ListCheckRunsForRef(context.Background(), g.Owner, g.Repo, sha, &github.ListCheckRunsOptions{Filter: github.String("all")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, cr := range res.CheckRuns {
+		if cr.GetStatus() == "completed" {
+			out[cr.GetName()] = cr.GetConclusion()
+		} else {
+			out[cr.GetName()] = cr.GetStatus()
+		}
+	}
+	return out
+}
+
+func comments(t *testing.T, gc *github.Client, g *trystack.GitHub, n int) []string {
+	t.Helper()
+	cs, _, err := gc.Issues.ListComments(context.Background(), g.Owner, g.Repo, n, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.GetUser().GetLogin()+": "+c.GetBody())
+	}
+	return out
+}
+
+func headOf(t *testing.T, gc *github.Client, g *trystack.GitHub, n int) string {
+	t.Helper()
+	pr, _, err := gc.PullRequests.Get(context.Background(), g.Owner, g.Repo, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pr.GetHead().GetSHA()
+}
+
+func TestGitHubLabelAndPush(t *testing.T) {
+	s, gc := startGitHubTrybot(t, true)
+	g := s.GitHub
+	ctx := context.Background()
+	n, err := g.Sim.OpenPR(ctx, g.Slug(), g.Maintainer, githubsimPR("feature", "Add ok.txt", map[string]string{"ok.txt": "ok\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Sim.AddLabel(ctx, g.Slug(), n, g.Maintainer, "run-trybot"); err != nil {
+		t.Fatal(err)
+	}
+	head1 := headOf(t, gc, g, n)
+	waitFor(t, "check run on the first head", 60*time.Second, func() bool { return checkRuns(t, gc, g, head1)["tryd/check"] == "success" })
+	if got := checkRuns(t, gc, g, head1); len(got) != 1 {
+		t.Errorf("check runs on %s: %v, want only tryd/check", head1, got)
+	}
+
+	// A push to a labelled pull request runs again.
+	head2, err := g.Sim.PushToPR(ctx, g.Slug(), n, map[string]string{"bad.txt": "oops\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "check run on the pushed head", 60*time.Second, func() bool { return checkRuns(t, gc, g, head2)["tryd/check"] == "failure" })
+}
+
+func TestGitHubComments(t *testing.T) {
+	s, gc := startGitHubTrybot(t, true)
+	g := s.GitHub
+	ctx := context.Background()
+	n, err := g.Sim.OpenPR(ctx, g.Slug(), g.Stranger, githubsimPR("contrib", "A contribution", map[string]string{"ok.txt": "ok\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := headOf(t, gc, g, n)
+
+	// Someone without write permission is told why nothing runs.
+	if _, err := g.Sim.Comment(ctx, g.Slug(), n, g.Stranger, "/trybot"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the polite refusal", 60*time.Second, func() bool {
+		for _, c := range comments(t, gc, g, n) {
+			if strings.Contains(c, "Only people with write access") && strings.Contains(c, "@"+g.Stranger) {
+				return true
+			}
+		}
+		return false
+	})
+	if got := checkRuns(t, gc, g, head); len(got) != 0 {
+		t.Errorf("check runs after a refused request: %v", got)
+	}
+
+	// A maintainer's request runs, with SlowBots, unknown names answered.
+	if _, err := g.Sim.Comment(ctx, g.Slug(), n, g.Maintainer, "Looks good.\n/trybot more, nosuch"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both check runs to complete", 60*time.Second, func() bool {
+		cr := checkRuns(t, gc, g, head)
+		return cr["tryd/check"] == "success" && cr["tryd/extra"] == "success"
+	})
+	waitFor(t, "the result comment", 30*time.Second, func() bool {
+		cs := comments(t, gc, g, n)
+		return len(cs) >= 5
+	})
+	cs := comments(t, gc, g, n)
+	t.Logf("comments: %q", cs)
+	var begin, result, refusals int
+	for _, c := range cs {
+		switch {
+		case strings.Contains(c, "TryBots beginning"):
+			begin++
+			if !strings.Contains(c, "nosuch") || !strings.Contains(c, "Builders: check, extra") {
+				t.Errorf("beginning comment %q: want builders check, extra and nosuch listed as unknown", c)
+			}
+		case strings.Contains(c, "TryBots are happy"):
+			result++
+		case strings.Contains(c, "Only people with write access"):
+			refusals++
+		}
+	}
+	if begin != 1 || result != 1 || refusals != 1 {
+		t.Errorf("comments %q: want one refusal, one beginning, one result", cs)
+	}
+}
+
+func TestGitHubStatusesWithoutApp(t *testing.T) {
+	s, gc := startGitHubTrybot(t, false)
+	g := s.GitHub
+	ctx := context.Background()
+	n, err := g.Sim.OpenPR(ctx, g.Slug(), g.Maintainer, githubsimPR("st", "Statuses", map[string]string{"other.txt": "x\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Sim.AddLabel(ctx, g.Slug(), n, g.Maintainer, "run-trybot"); err != nil {
+		t.Fatal(err)
+	}
+	head := headOf(t, gc, g, n)
+	waitFor(t, "a failure status", 60*time.Second, func() bool {
+		st, _, err := gc.Repositories.GetCombinedStatus(ctx, g.Owner, g.Repo, head, nil)
+		if err != nil {
+			return false
+		}
+		for _, x := range st.Statuses {
+			if x.GetContext() == "tryd/check" && x.GetState() == "failure" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
