@@ -1,0 +1,143 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// work is what a target's worker has to do: nudged items (issue or
+// change numbers), a target-wide pass, or a reconciliation pass.
+// Pending work coalesces: ten nudges for one issue are one sync.
+type work struct {
+	// all asks for a target-wide incremental pass (what changed since
+	// the last pass).
+	all bool
+	// full asks for the reconciliation pass: everything is listed and
+	// compared with the corpus.
+	full bool
+	// items are issue or change numbers to sync in full.
+	items map[int]bool
+}
+
+func (w *work) merge(o work) {
+	w.all = w.all || o.all
+	w.full = w.full || o.full
+	if len(o.items) > 0 {
+		if w.items == nil {
+			w.items = make(map[int]bool, len(o.items))
+		}
+		maps.Copy(w.items, o.items)
+	}
+}
+
+func (w *work) empty() bool { return !w.all && !w.full && len(w.items) == 0 }
+
+// queue holds a target's pending work and wakes its worker.
+type queue struct {
+	mu      sync.Mutex
+	pending work
+	wake    chan struct{}
+}
+
+func newQueue() *queue { return &queue{wake: make(chan struct{}, 1)} }
+
+func (q *queue) add(w work) {
+	q.mu.Lock()
+	q.pending.merge(w)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (q *queue) take() work {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	w := q.pending
+	q.pending = work{}
+	return w
+}
+
+// errRetryAfter is returned by a sync that should not be retried before
+// a given time (a GitHub rate limit); the worker waits for it rather
+// than backing off.
+type errRetryAfter struct {
+	until time.Time
+	err   error
+}
+
+func (e *errRetryAfter) Error() string { return e.err.Error() }
+func (e *errRetryAfter) Unwrap() error { return e.err }
+
+// Backoff bounds of a worker after a failed sync.
+const (
+	minBackoff = time.Second
+	maxBackoff = 5 * time.Minute
+)
+
+// runWorker serves one target until ctx ends: it starts with a
+// reconciliation pass, then runs whatever is nudged, and queues a new
+// reconciliation every period. Failed work is put back and retried after
+// a backoff (doubling from 1s to 5min), or at the time an errRetryAfter
+// names; the worker never spins.
+func runWorker(ctx context.Context, clock Clock, period time.Duration, q *queue, do func(context.Context, work) error, log logrus.FieldLogger) {
+	q.add(work{full: true})
+	next := clock.Now().Add(period)
+	backoff := minBackoff
+	for {
+		q.mu.Lock()
+		idle := q.pending.empty()
+		q.mu.Unlock()
+		if idle {
+			wait := next.Sub(clock.Now())
+			if wait <= 0 {
+				q.add(work{full: true})
+				next = clock.Now().Add(period)
+				continue
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-q.wake:
+			case <-clock.After(wait):
+			}
+			continue
+		}
+		w := q.take()
+		err := do(ctx, w)
+		if err == nil {
+			backoff = minBackoff
+			if w.full {
+				next = clock.Now().Add(period)
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		q.add(w)
+		var ra *errRetryAfter
+		var d time.Duration
+		if errors.As(err, &ra) {
+			d = ra.until.Sub(clock.Now())
+			log.WithError(err).WithField("until", ra.until.UTC().Format(time.RFC3339)).Warn("ingest: rate limited; waiting for the reset")
+		} else {
+			d = backoff
+			backoff = min(2*backoff, maxBackoff)
+			log.WithError(err).WithField("retry_in", d.String()).Warn("ingest: sync failed")
+		}
+		if d > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-clock.After(d):
+			}
+		}
+	}
+}
