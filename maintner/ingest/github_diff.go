@@ -23,7 +23,7 @@ type (
 )
 
 func basePB(m *issueMut) *maintpb.Mutation { return &maintpb.Mutation{GithubIssue: m} }
-func extPB(p *prExt) *trydpb.Ext          { return &trydpb.Ext{GithubPullRequest: p} }
+func extPB(p *prExt) *trydpb.Ext           { return &trydpb.Ext{GithubPullRequest: p} }
 
 func ts(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
 

@@ -156,4 +156,3 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labels ...stri
 	}
 	return sum
 }
-
