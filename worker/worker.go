@@ -309,8 +309,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		}
 		// Polls: at most one waits for work at a time (the coordinator
-		// wakes one waiting poll per worker); polls that carry results
-		// are answered at once and go out whenever there are results.
+		// wakes one waiting poll per worker); a poll that carries results
+		// is answered at once and goes out whenever there are results
+		// and no other report is in flight.
 		// A waiting poll that asked for no slots is replaced when slots
 		// free up (it cannot have been given work, so dropping it loses
 		// nothing; cancellations are sent again). One that asked for
@@ -334,7 +335,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		switch {
 		case workerID == "" || retryAt != nil:
 		case len(results) > 0:
-			send = reporting < 2
+			// One report at a time (results batch up meanwhile): the
+			// coordinator takes an attempt missing from two consecutive
+			// polls' running lists as lost, so no more than one poll
+			// may be built before the answer that assigned it arrives.
+			send = reporting == 0
 		case reporting > 0:
 			// Wait for the results' answers (they may bring work).
 		case waiting == nil:

@@ -482,3 +482,36 @@ func TestBadTokensRefused(t *testing.T) {
 		t.Errorf("try with a worker token: exit %d:\n%s", code, out)
 	}
 }
+
+// TestManyJobsOneAttemptEach runs a wide graph and a chain of trivial
+// jobs on two workers: the protocol (concurrent result reports, a waiting
+// long-poll, batched assignments) must not lose any attempt, so every job
+// runs exactly once.
+func TestManyJobsOneAttemptEach(t *testing.T) {
+	t.Parallel()
+	e := start(t, "")
+	e.worker("w1", "--slots", "2")
+	e.worker("w2", "--slots", "2")
+	g := &graph.Graph{}
+	for i := 0; i < 1000; i++ {
+		g.Jobs = append(g.Jobs, &graph.Job{Name: "w" + strconv.Itoa(i), SourceMode: graph.SourceNone,
+			Commands: []graph.Command{{Argv: []string{"true", strconv.Itoa(i)}}}})
+	}
+	for i := 0; i < 100; i++ {
+		j := &graph.Job{Name: "d" + strconv.Itoa(i), SourceMode: graph.SourceNone,
+			Commands: []graph.Command{{Argv: []string{"true", "d" + strconv.Itoa(i)}}}}
+		if i > 0 {
+			j.Deps = []string{"d" + strconv.Itoa(i-1)}
+		}
+		g.Jobs = append(g.Jobs, j)
+	}
+	b, _ := e.run(g)
+	if b.State != api.BuildSucceeded {
+		t.Fatalf("build %s: %v", b.State, b.Counts)
+	}
+	for _, j := range b.Jobs {
+		if len(j.Attempts) != 1 {
+			t.Errorf("job %s ran %d attempts: %+v", j.Name, len(j.Attempts), j.Attempts)
+		}
+	}
+}

@@ -35,7 +35,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	trydBin = filepath.Join(dir, "tryd")
-	out, err := exec.Command("go", "build", "-race", "-o", trydBin, "github.com/tryd-ci/tryd/cmd/tryd").CombinedOutput()
+	// Built without -race on purpose: the race detector slows the
+	// processes enough to hide the protocol's timing bugs, which
+	// TestManyJobsOneAttemptEach is there to catch (the worker's and
+	// coordinator's own tests run under -race).
+	out, err := exec.Command("go", "build", "-o", trydBin, "github.com/tryd-ci/tryd/cmd/tryd").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "go build tryd: %v\n%s", err, out)
 		os.RemoveAll(dir)

@@ -212,7 +212,13 @@ func timeBuild(ctx context.Context, cl *api.Client, g *graph.Graph) (time.Durati
 	if state != api.BuildSucceeded {
 		b, _ := cl.Build(ctx, sub.BuildID)
 		if b != nil {
-			return 0, fmt.Errorf("build %d %s: %v", b.ID, b.State, b.Counts)
+			var why []string
+			for _, j := range b.Jobs {
+				if j.State == api.JobFailed && len(why) < 5 {
+					why = append(why, fmt.Sprintf("%s: %s (attempts %+v)", j.Name, j.Error, j.Attempts))
+				}
+			}
+			return 0, fmt.Errorf("build %d %s: %v\n%s", b.ID, b.State, b.Counts, strings.Join(why, "\n"))
 		}
 		return 0, fmt.Errorf("build %d %s", sub.BuildID, state)
 	}
