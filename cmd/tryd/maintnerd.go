@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"cloud.google.com/go/storage"
@@ -29,6 +31,8 @@ golang.org/x/build/maintner) and answers the query API under /api/.
 The log lives on local disk under <data-dir>/maintner/log unless the config
 says maintnerd.store: gcs (with gcs_bucket and gcs_prefix).`)
 	listen := fs.String("listen", "", "address to serve HTTP on (default: maintnerd.listen from the config, else :8081)")
+	pubsub := fs.String("pubsubhelper", "", "base URL of a pubsubhelper to take nudges from (default: pubsubhelper.url from the config; \"off\" for none); without one, only reconciliation passes sync")
+	pubsubToken := fs.String("pubsubhelper-token", "", "subscriber token for --pubsubhelper, file:/path or env:NAME, when it requires one")
 	if err := a.parse(fs, cf, args); err != nil {
 		return err
 	}
@@ -44,6 +48,43 @@ says maintnerd.store: gcs (with gcs_bucket and gcs_prefix).`)
 		return err
 	}
 	defer m.Close()
+	// Ingestion (GitHub, Gerrit) appends through the corpus; it stops
+	// before the log closes.
+	ing, err := newIngestion(a, m.corpus, m.registry, logging.For(a.log, "maintnerd"))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var ingWG sync.WaitGroup
+	defer ingWG.Wait()
+	defer cancel()
+	ingWG.Add(1)
+	go func() { defer ingWG.Done(); ing.Run(ctx) }()
+	if *pubsub == "" {
+		*pubsub = a.cfg.Pubsubhelper.URL
+	}
+	a.log.WithField("component", "maintnerd").WithField("tracking", ing.trackedSummary()).Info("ingestion started")
+	if *pubsub != "" && *pubsub != "off" {
+		var token string
+		if *pubsubToken != "" {
+			sec, err := parseSecretRef(*pubsubToken)
+			if err != nil {
+				fmt.Fprintf(a.stderr, "tryd maintnerd: --pubsubhelper-token: %v\n", err)
+				return errUsage
+			}
+			if token, err = sec.Value(); err != nil {
+				return fmt.Errorf("--pubsubhelper-token: %w", err)
+			}
+		}
+		ingWG.Add(1)
+		go func() {
+			defer ingWG.Done()
+			err := ing.Subscribe(ctx, *pubsub, token, filepath.Join(a.dataDir, "maintner", "pubsubhelper-cursor.json"))
+			if err != nil && ctx.Err() == nil {
+				a.log.WithError(err).Error("maintnerd: pubsubhelper subscription ended")
+			}
+		}()
+	}
 	srv, err := httpserver.New(httpserver.Options{Addr: addr, Handler: m.Handler(), Component: "maintnerd", Log: a.log, Registry: m.registry})
 	if err != nil {
 		return err
