@@ -305,3 +305,38 @@ func TestGerritNewPatchSetSupersedes(t *testing.T) {
 		t.Errorf("patch set 2 messages %q, want beginning and result", msgs)
 	}
 }
+
+func TestGerritInfraFailureIsNotTheChangesFault(t *testing.T) {
+	builders := append([]config.Builder{{Name: "special", Labels: map[string]string{"pool": "special"}, Steps: []config.Step{{Name: "x", Run: []string{"true"}}}}}, testBuilders...)
+	s := startStack(t, trystack.Options{Builders: builders})
+	opts := s.TrybotOptions(t.TempDir())
+	opts.Log = testLogger(t)
+	opts.NoWorkerTimeout = time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	tb, err := trybot.New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- tb.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; tb.Close() })
+
+	n, _, err := s.Gerrit.CreateChange(ctx, s.Project, "main", s.Owner, "infra", map[string]string{"ok.txt": "yes\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Gerrit.Vote(ctx, n, 1, s.Reviewer, map[string]int{"Run-TryBot": 1}, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the result message", 60*time.Second, func() bool { return len(trybotMessages(s, n, 1)) == 2 })
+	msgs := trybotMessages(s, n, 1)
+	if !strings.Contains(msgs[1], "infrastructure problems (not the change's fault)") ||
+		!strings.Contains(msgs[1], "Infrastructure failure on special: no connected worker has the labels pool=special") ||
+		!strings.Contains(msgs[1], "Passed: check") {
+		t.Errorf("result %q: want the infrastructure failure named, and check passed", msgs[1])
+	}
+	time.Sleep(300 * time.Millisecond)
+	if v := resultVote(s, n, 1); v != 0 {
+		t.Errorf("TryBot-Result %+d for an infrastructure failure, want no vote", v)
+	}
+}

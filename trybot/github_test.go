@@ -34,6 +34,7 @@ func startGitHubTrybot(t *testing.T, app bool) (*trystack.Stack, *github.Client)
 	}
 	done := make(chan error, 1)
 	go func() { done <- tb.Run(ctx) }()
+	s.SetAppWebhook(tb.Handler())
 	t.Cleanup(func() {
 		cancel()
 		<-done
@@ -115,6 +116,27 @@ func TestGitHubLabelAndPush(t *testing.T) {
 	if got := checkRuns(t, gc, g, head1); len(got) != 1 {
 		t.Errorf("check runs on %s: %v, want only tryd/check", head1, got)
 	}
+
+	// Re-running the check (GitHub's "Re-run" button) runs it again.
+	res, _, err := gc.Checks.ListCheckRunsForRef(ctx, g.Owner, g.Repo, head1, nil)
+	if err != nil || len(res.CheckRuns) != 1 {
+		t.Fatalf("check runs: %v, %v", res, err)
+	}
+	if err := g.Sim.RequestCheckRunRerun(ctx, g.Slug(), res.CheckRuns[0].GetID(), g.Maintainer); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the re-requested check run", 60*time.Second, func() bool {
+		res, _, err := gc.Checks.ListCheckRunsForRef(ctx, g.Owner, g.Repo, head1, &github.ListCheckRunsOptions{Filter: github.String("all")})
+		if err != nil || len(res.CheckRuns) != 2 {
+			return false
+		}
+		for _, cr := range res.CheckRuns {
+			if cr.GetConclusion() != "success" {
+				return false
+			}
+		}
+		return true
+	})
 
 	// A push to a labelled pull request runs again.
 	head2, err := g.Sim.PushToPR(ctx, g.Slug(), n, map[string]string{"bad.txt": "oops\n"})
@@ -208,4 +230,3 @@ func TestGitHubStatusesWithoutApp(t *testing.T) {
 		return false
 	})
 }
-

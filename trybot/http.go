@@ -16,6 +16,7 @@ func (t *Trybot) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/runs", t.serveRuns)
 	mux.HandleFunc("GET /api/runs/{id}", t.serveRun)
+	mux.HandleFunc("POST /github-app-webhook", t.serveAppWebhook)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("tryd trybot\n\n/api/runs        try runs (JSON; ?review=&repo=&change=&patch_set=&state=&limit=&before=)\n/api/runs/{id}   one try run\n"))

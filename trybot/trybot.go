@@ -56,6 +56,10 @@ type Options struct {
 	// to Gerrit or GitHub (defaults 200ms and 1m). Posting is retried
 	// until it succeeds or the trybot stops; a restart resumes it.
 	RetryMin, RetryMax time.Duration
+	// NoWorkerTimeout is how long a build may wait while no connected
+	// worker has its builder's labels before it is cancelled and
+	// reported as an infrastructure failure (default 10m).
+	NoWorkerTimeout time.Duration
 	// Log receives the trybot's logs (default: discarded).
 	Log logrus.FieldLogger
 	// Registry receives tryd_trybot_* metrics (default: a private one).
@@ -94,6 +98,9 @@ type Trybot struct {
 	corpus   *maintner.Corpus
 
 	scanCh chan struct{}
+	// runCtx is Run's context: runs live as long as Run, whatever
+	// request (a webhook) started them.
+	runCtx context.Context
 
 	mu     sync.Mutex
 	active map[string]*activeRun // by change key (changeKey)
@@ -172,6 +179,9 @@ func New(ctx context.Context, opts Options) (*Trybot, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.NoWorkerTimeout <= 0 {
+		opts.NoWorkerTimeout = 10 * time.Minute
 	}
 	cfg := opts.Config
 	t := &Trybot{
@@ -308,6 +318,9 @@ func (t *Trybot) Run(ctx context.Context) error {
 		cancel()
 		t.wg.Wait()
 	}()
+	t.mu.Lock()
+	t.runCtx = ctx
+	t.mu.Unlock()
 	runs, err := t.store.unfinished(ctx)
 	if err != nil {
 		return err
@@ -319,7 +332,7 @@ func (t *Trybot) Run(ctx context.Context) error {
 			t.log.WithField("run", r.ID).Warnf("trybot: run of unconfigured repository %q left as is", r.Repo)
 			continue
 		}
-		t.start(ctx, ri, runKeyOf(&r), &r)
+		t.start(ri, runKeyOf(&r), &r)
 	}
 	t.wg.Add(1)
 	go func() {
@@ -488,7 +501,7 @@ func (t *Trybot) consider(ctx context.Context, w want) error {
 	t.mu.Lock()
 	ar := t.active[ck]
 	t.mu.Unlock()
-	if ar != nil && ar.run.Revision == w.run.Revision && w.run.Trigger != "comment" {
+	if ar != nil && ar.run.Revision == w.run.Revision && (w.run.Trigger == "vote" || w.run.Trigger == "label") {
 		return nil // one run per revision at a time
 	}
 	if ar != nil && ar.key == w.key {
@@ -536,13 +549,16 @@ func (t *Trybot) consider(ctx context.Context, w want) error {
 		return err
 	}
 	t.log.WithFields(logrus.Fields{"run": r.ID, "repo": r.Repo, "change": r.Change, "patch_set": r.PatchSet, "revision": r.Revision, "builders": r.Builders}).Info("trybot: try run started")
-	t.start(ctx, w.repo, ck, &r)
+	t.start(w.repo, ck, &r)
 	return nil
 }
 
-// start drives r in a goroutine.
-func (t *Trybot) start(ctx context.Context, ri *repoInfo, ck string, r *client.Run) {
-	rctx, cancel := context.WithCancel(ctx)
+// start drives r in a goroutine, until it ends or Run returns.
+func (t *Trybot) start(ri *repoInfo, ck string, r *client.Run) {
+	t.mu.Lock()
+	base := t.runCtx
+	t.mu.Unlock()
+	rctx, cancel := context.WithCancel(base)
 	ar := &activeRun{run: r, cancel: cancel, done: make(chan struct{}), repo: ri, key: ck}
 	t.mu.Lock()
 	if old := t.active[ck]; old != nil && old.run.ID != r.ID {
@@ -841,12 +857,21 @@ func (t *Trybot) waitAll(ctx context.Context, ar *activeRun, rep reporter) error
 }
 
 func (t *Trybot) waitBuild(ctx context.Context, ar *activeRun, rep reporter, i int, builder string, id int64) error {
-	started := false
+	started := make(chan struct{})
+	var startOnce sync.Once
+	var noWorker atomicString
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go t.watchWorkers(wctx, builder, id, started, &noWorker)
 	var final *api.Build
 	err := t.retry(ctx, "follow build", func() error {
 		b, err := t.opts.Coordinator.Wait(ctx, id, func(ev api.Event) {
-			if ev.Type == api.EventJobStarted && !started {
-				started = true
+			if ev.Type == api.EventJobStarted {
+				first := false
+				startOnce.Do(func() { close(started); first = true })
+				if !first {
+					return
+				}
 				_ = t.postOnce(ctx, ar, "started:"+builder, func(ctx context.Context, r *client.Run) (string, error) {
 					return rep.builderStarted(ctx, r, i)
 				})
@@ -865,7 +890,11 @@ func (t *Trybot) waitBuild(ctx context.Context, ar *activeRun, rep reporter, i i
 		}
 		final = &api.Build{ID: id, State: api.BuildCancelled, Error: "the coordinator lost the build: " + err.Error()}
 	}
+	stopWatch()
 	st, failed, msg := t.classify(final)
+	if reason := noWorker.Load(); reason != "" && st != client.BuildSucceeded {
+		st, msg = client.BuildInfra, reason
+	}
 	now := t.opts.Now().UTC()
 	err = t.save(ctx, ar, func(r *client.Run) {
 		b := &r.Builds[i]
@@ -884,6 +913,78 @@ func (t *Trybot) waitBuild(ctx context.Context, ar *activeRun, rep reporter, i i
 	return t.postOnce(ctx, ar, "done:"+builder, func(ctx context.Context, r *client.Run) (string, error) {
 		return rep.builderDone(ctx, r, i)
 	})
+}
+
+// atomicString is a string set by one goroutine and read by another.
+type atomicString struct {
+	mu sync.Mutex
+	s  string
+}
+
+func (a *atomicString) Store(s string) { a.mu.Lock(); a.s = s; a.mu.Unlock() }
+func (a *atomicString) Load() string   { a.mu.Lock(); defer a.mu.Unlock(); return a.s }
+
+// watchWorkers cancels build id, recording why in reason, when no
+// connected worker has the builder's labels for NoWorkerTimeout before
+// any of its jobs started.
+func (t *Trybot) watchWorkers(ctx context.Context, builder string, id int64, started <-chan struct{}, reason *atomicString) {
+	labels := t.builders.byName[builder].Labels
+	check := min(t.opts.NoWorkerTimeout/4, 5*time.Second)
+	var missingSince time.Time
+	tk := time.NewTicker(check)
+	defer tk.Stop()
+	for {
+		ws, err := t.opts.Coordinator.Workers(ctx)
+		if err == nil {
+			ok := false
+			for _, w := range ws {
+				if w.Connected && hasLabels(w.Labels, labels) {
+					ok = true
+					break
+				}
+			}
+			switch {
+			case ok:
+				missingSince = time.Time{}
+			case missingSince.IsZero():
+				missingSince = time.Now()
+			case time.Since(missingSince) >= t.opts.NoWorkerTimeout:
+				reason.Store(fmt.Sprintf("no connected worker has the labels %s (waited %v)", labelString(labels), t.opts.NoWorkerTimeout))
+				if err := t.opts.Coordinator.Cancel(ctx, id); err != nil {
+					t.log.WithError(err).WithField("build", id).Warn("trybot: cancel build without workers")
+				}
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-started:
+			return
+		case <-tk.C:
+		}
+	}
+}
+
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func labelString(l map[string]string) string {
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		keys[i] = k + "=" + l[k]
+	}
+	return strings.Join(keys, ",")
 }
 
 // classify turns a finished coordinator build into the builder's state:

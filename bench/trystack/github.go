@@ -31,6 +31,9 @@ type GitHub struct {
 	AppKeyFile            string
 	AppID, InstallationID int64
 	TokenFile             string
+	// WebhookSecretFile holds the secret of the App's webhook, whose
+	// deliveries the stack passes to Stack.AppWebhook.
+	WebhookSecretFile string
 
 	feeder *github.Client
 	labels map[int32][]int64 // label ids the log has per issue
@@ -76,7 +79,13 @@ func (s *Stack) startGitHub(ctx context.Context) (*GitHub, error) {
 	if err := os.WriteFile(g.TokenFile, []byte(botTok+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	if _, err := sim.AddApp(githubsim.AppOptions{Slug: "tryd"}); err != nil {
+	g.WebhookSecretFile = filepath.Join(dir, "app-webhook-secret")
+	secret := token()
+	if err := os.WriteFile(g.WebhookSecretFile, []byte(secret+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	if _, err := sim.AddApp(githubsim.AppOptions{Slug: "tryd", WebhookURL: s.MaintnerdURL + "/github-app-webhook", WebhookSecret: secret,
+		Events: []string{"check_run", "check_suite"}}); err != nil {
 		return nil, err
 	}
 	creds, err := sim.AppCredentials("tryd")
@@ -117,7 +126,7 @@ func (t *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // user token (commit statuses).
 func (s *Stack) GitHubConfig(cfg *config.Config, app bool) {
 	g := s.github
-	srv := config.GitHubServer{Name: "ghsim", APIURL: g.Sim.APIURL()}
+	srv := config.GitHubServer{Name: "ghsim", APIURL: g.Sim.APIURL(), WebhookSecret: config.FileSecret(g.WebhookSecretFile)}
 	if app {
 		srv.AppID, srv.InstallationID, srv.AppKey = g.AppID, g.InstallationID, config.FileSecret(g.AppKeyFile)
 	} else {
@@ -125,6 +134,25 @@ func (s *Stack) GitHubConfig(cfg *config.Config, app bool) {
 	}
 	cfg.GitHub = append(cfg.GitHub, srv)
 	cfg.Repos = append(cfg.Repos, config.Repo{Name: "gh", GitHub: "ghsim", Slug: g.Slug()})
+}
+
+// appWebhook passes the App's deliveries to AppWebhook (the trybot).
+func (s *Stack) appWebhook(w http.ResponseWriter, r *http.Request) {
+	s.appMu.Lock()
+	h := s.appHook
+	s.appMu.Unlock()
+	if h == nil {
+		http.Error(w, "no app webhook receiver", http.StatusServiceUnavailable)
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+// SetAppWebhook sets the receiver of the App's webhook deliveries.
+func (s *Stack) SetAppWebhook(h http.Handler) {
+	s.appMu.Lock()
+	s.appHook = h
+	s.appMu.Unlock()
 }
 
 func (s *Stack) githubWebhook(w http.ResponseWriter, r *http.Request) {

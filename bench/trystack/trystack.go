@@ -102,8 +102,10 @@ type Stack struct {
 	MaintnerdURL string
 
 	// GitHub is set when Options.GitHub asked for it.
-	GitHub *GitHub
-	github *GitHub
+	GitHub  *GitHub
+	github  *GitHub
+	appMu   sync.Mutex
+	appHook http.Handler
 
 	CoordinatorURL  string
 	ClientToken     string
@@ -195,6 +197,7 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	mux.Handle("/logs/", logs)
 	mux.HandleFunc("POST /gerrit-webhook", s.gerritWebhook)
 	mux.HandleFunc("POST /github-webhook", s.githubWebhook)
+	mux.HandleFunc("POST /github-app-webhook", s.appWebhook)
 	msrv := httptest.NewServer(mux)
 	s.closers = append(s.closers, msrv.Close)
 	s.MaintnerdURL, s.LogsURL = msrv.URL, msrv.URL+"/logs"
