@@ -22,8 +22,12 @@ func BenchmarkExecuteTrue(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		logs := newLogStream(func(context.Context, int64, []byte) (int64, error) { return 0, nil }, 0, 1<<16, 100e6, nil)
-		if _, _, err := w.execute(context.Background(), a, logs); err != nil {
+		var cleanup []func()
+		if _, _, err := w.execute(context.Background(), a, logs, &cleanup); err != nil {
 			b.Fatal(err)
+		}
+		for _, f := range cleanup {
+			f()
 		}
 		logs.Close(context.Background())
 	}

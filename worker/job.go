@@ -42,7 +42,11 @@ const (
 // run executes one assignment from start to finish and returns the result
 // to report. ctx is cancelled when the coordinator cancels the attempt or
 // the worker gives it back; the job's own timeout is applied here.
-func (w *Worker) run(ctx context.Context, a api.Assignment) api.AttemptResult {
+//
+// The job's directories are cleaned by the returned function, which the
+// caller runs after reporting the result, so that cleaning is off the
+// critical path from one job of a chain to the next.
+func (w *Worker) run(ctx context.Context, a api.Assignment) (api.AttemptResult, func()) {
 	res := api.AttemptResult{AttemptID: a.AttemptID}
 	start := time.Now()
 	timeout := time.Duration(a.TimeoutMS) * time.Millisecond
@@ -56,7 +60,8 @@ func (w *Worker) run(ctx context.Context, a api.Assignment) api.AttemptResult {
 		return w.opts.Client.AppendLog(ctx, a.AttemptID, off, chunk)
 	}, a.MaxLogBytes, w.opts.LogChunkBytes, w.opts.LogFlushInterval, cancel)
 
-	digest, size, err := w.execute(jobCtx, a, logs)
+	var cleanup []func()
+	digest, size, err := w.execute(jobCtx, a, logs, &cleanup)
 	res.DurationMS = time.Since(start).Milliseconds()
 	var ee *proc.ExitError
 	var ie *infraError
@@ -85,17 +90,22 @@ func (w *Worker) run(ctx context.Context, a api.Assignment) api.AttemptResult {
 	logs.Close(closeCtx)
 	closeCancel()
 	res.LogTruncated = logs.Truncated()
-	return res
+	return res, func() {
+		for i := len(cleanup) - 1; i >= 0; i-- {
+			cleanup[i]()
+		}
+	}
 }
 
 // execute prepares the job's directories, runs its commands and uploads
-// its outputs, returning the output archive's digest and size.
-func (w *Worker) execute(ctx context.Context, a api.Assignment, logs *logStream) (string, int64, error) {
+// its outputs, returning the output archive's digest and size. It appends
+// to cleanup what must be undone once the job is over.
+func (w *Worker) execute(ctx context.Context, a api.Assignment, logs *logStream, cleanup *[]func()) (string, int64, error) {
 	jobDir, err := w.takeJobDir()
 	if err != nil {
 		return "", 0, err
 	}
-	defer w.releaseJobDir(jobDir)
+	*cleanup = append(*cleanup, func() { w.releaseJobDir(jobDir) })
 	dirs := graph.Dirs{Output: filepath.Join(jobDir, "out"), Deps: map[string]string{}}
 	tmp := filepath.Join(jobDir, "tmp")
 
@@ -105,7 +115,7 @@ func (w *Worker) execute(ctx context.Context, a api.Assignment, logs *logStream)
 		if err != nil {
 			return "", 0, err
 		}
-		defer release()
+		*cleanup = append(*cleanup, release)
 	}
 	if err := w.fetchDeps(ctx, a.Deps, filepath.Join(jobDir, "deps"), dirs.Deps); err != nil {
 		return "", 0, err

@@ -131,7 +131,7 @@ func New(opts Options) (*Worker, error) {
 		l.SetOutput(io.Discard)
 		log = l
 	}
-	w := &Worker{opts: opts, log: log, jobsDir: filepath.Join(opts.Dir, "jobs"), uploadedOK: map[string]bool{}, jobDirs: make(chan string, opts.Slots)}
+	w := &Worker{opts: opts, log: log, jobsDir: filepath.Join(opts.Dir, "jobs"), uploadedOK: map[string]bool{}, jobDirs: make(chan string, 2*opts.Slots)}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
@@ -241,9 +241,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		go func() {
 			defer jobs.Done()
 			defer cancel(nil)
-			res := w.run(jctx, a)
+			res, cleanup := w.run(jctx, a)
 			w.m.observe(res)
 			finished <- res
+			cleanup()
 		}()
 	}
 	runningIDs := func() []string {

@@ -119,6 +119,10 @@ func run(tryd string, n, workers, slots, samples int, budget time.Duration, verb
 	}
 	fmt.Printf("deep: chain of %d jobs: tryd %.2fs, xargs -P 1 (a chain runs one at a time) %.2fs: ratio %.2f; cached resubmit %.3fs (%.2f%% of cold)\n",
 		deepN, deepCold.Seconds(), xargsDeep.Seconds(), ratio(deepCold, xargsDeep), deepCached.Seconds(), 100*ratio(deepCached, deepCold))
+	// For the record, against the parallel xargs of the wide run (which
+	// no chain can match: its jobs must run one after another).
+	fmt.Printf("deep vs xargs -P %d of the same number of commands: %.2fx\n",
+		total, ratio(deepCold, xargsWide*time.Duration(deepN)/time.Duration(n)))
 
 	lat, err := latencies(ctx, cl, samples)
 	if err != nil {
