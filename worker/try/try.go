@@ -33,7 +33,7 @@ import (
 
 // ErrBuildFailed is returned by Run when the build finished in any state
 // but succeeded; the CLI exits non-zero on it.
-var ErrBuildFailed = errors.New("build did not succeed")
+var ErrBuildFailed = errors.New("see the failures above")
 
 // LoadGraph reads a graph file: JSON, or YAML of the same shape (chosen
 // by the extension .yaml/.yml, else by content). Unknown keys are errors.
@@ -281,7 +281,7 @@ func Run(ctx context.Context, o Options) (*api.Build, error) {
 	p.final(b)
 	report(ctx, o, b)
 	if b.State != api.BuildSucceeded {
-		return b, fmt.Errorf("try: build %d %s: %w", b.ID, b.State, ErrBuildFailed)
+		return b, fmt.Errorf("build %d %s: %w", b.ID, b.State, ErrBuildFailed)
 	}
 	return b, nil
 }
