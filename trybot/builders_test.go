@@ -139,7 +139,7 @@ func TestParsers(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, body, want string
-		ok              bool
+		ok               bool
 	}{
 		{"bare", "/trybot", "", true},
 		{"args", "LGTM\n/trybot race,slow\nthanks", "race,slow", true},

@@ -2,9 +2,13 @@ package trybot_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -338,5 +342,79 @@ func TestGerritInfraFailureIsNotTheChangesFault(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if v := resultVote(s, n, 1); v != 0 {
 		t.Errorf("TryBot-Result %+d for an infrastructure failure, want no vote", v)
+	}
+}
+
+// lossyTransport makes Gerrit's review endpoint fail: the first refused
+// requests get a 503 without reaching Gerrit, and the next lost requests
+// reach Gerrit but lose their answer (the post happened, the trybot
+// cannot know).
+type lossyTransport struct {
+	mu            sync.Mutex
+	refused, lost int
+	seen          int
+}
+
+func (l *lossyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/review") {
+		return http.DefaultTransport.RoundTrip(r)
+	}
+	l.mu.Lock()
+	l.seen++
+	refuse := l.refused > 0
+	lose := !refuse && l.lost > 0
+	if refuse {
+		l.refused--
+	} else if lose {
+		l.lost--
+	}
+	l.mu.Unlock()
+	if refuse {
+		return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable", Body: io.NopCloser(strings.NewReader("try later")),
+			Header: http.Header{}, Request: r, ProtoMajor: 1, ProtoMinor: 1}, nil
+	}
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	if lose {
+		resp.Body.Close()
+		return nil, errors.New("connection reset (the answer was lost)")
+	}
+	return resp, nil
+}
+
+func TestGerritPostingRetriedExactlyOnce(t *testing.T) {
+	s := startStack(t, trystack.Options{})
+	opts := s.TrybotOptions(t.TempDir())
+	opts.Log = testLogger(t)
+	lossy := &lossyTransport{refused: 3, lost: 2}
+	opts.HTTPClient = &http.Client{Transport: lossy}
+	ctx, cancel := context.WithCancel(context.Background())
+	tb, err := trybot.New(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- tb.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; tb.Close() })
+
+	n, _, err := s.Gerrit.CreateChange(ctx, s.Project, "main", s.Owner, "flaky gerrit", map[string]string{"ok.txt": "yes\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Gerrit.Vote(ctx, n, 1, s.Reviewer, map[string]int{"Run-TryBot": 1}, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "TryBot-Result despite Gerrit errors", 60*time.Second, func() bool { return resultVote(s, n, 1) != 0 })
+	time.Sleep(500 * time.Millisecond)
+	msgs := trybotMessages(s, n, 1)
+	if len(msgs) != 2 || resultVote(s, n, 1) != 1 {
+		t.Errorf("messages %q, vote %+d: want one beginning, one result and +1", msgs, resultVote(s, n, 1))
+	}
+	lossy.mu.Lock()
+	defer lossy.mu.Unlock()
+	if lossy.refused != 0 || lossy.lost != 0 {
+		t.Errorf("the transport still had %d refusals and %d losses to inject", lossy.refused, lossy.lost)
 	}
 }
