@@ -70,6 +70,10 @@ type Options struct {
 	// the store.
 	KeepFinished int
 
+	// Replica, if set, makes this coordinator one of several sharing the
+	// Store (which must implement state.Leaser): see ReplicaOptions.
+	Replica *ReplicaOptions
+
 	// Log receives the coordinator's logs; nil discards them.
 	Log logrus.FieldLogger
 	// Clock is the time source; nil means the real clock.
@@ -146,6 +150,7 @@ type Coordinator struct {
 	wg     sync.WaitGroup
 
 	commit *committer
+	rep    *replicas // nil unless Options.Replica is set
 
 	mu       sync.Mutex
 	builds   map[int64]*build    // running builds and recently finished ones
@@ -200,15 +205,30 @@ func New(ctx context.Context, opts Options) (*Coordinator, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.commit = newCommitter(c.store, log, c.m)
+	if opts.Replica != nil {
+		l, err := opts.Replica.validate(opts.Store)
+		if err != nil {
+			return nil, err
+		}
+		c.rep = newReplicas(*opts.Replica, l)
+		c.log = c.log.WithField("replica", c.rep.opts.ID)
+	}
 	if err := c.registerWorkers(ctx); err != nil {
 		return nil, err
 	}
-	if err := c.restore(ctx); err != nil {
-		return nil, err
+	if c.rep == nil {
+		// A replica resumes only the builds it claims (leaseLoop).
+		if err := c.restore(ctx); err != nil {
+			return nil, err
+		}
 	}
 	c.wg.Add(2)
 	go func() { defer c.wg.Done(); c.commit.run(c.ctx) }()
 	go func() { defer c.wg.Done(); c.monitor() }()
+	if c.rep != nil {
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); c.leaseLoop() }()
+	}
 	return c, nil
 }
 
@@ -226,7 +246,12 @@ func (c *Coordinator) Close() error {
 		b.notify()
 	}
 	c.mu.Unlock()
-	return c.commit.flush(context.Background())
+	err := c.commit.flush(context.Background())
+	if err == nil {
+		// Everything is stored: other replicas may resume the builds.
+		c.releaseLeases()
+	}
+	return err
 }
 
 // registerWorkers records the configured workers (token hashes only).

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,7 +57,7 @@ func (c *Coordinator) Handler() http.Handler {
 	mux.Handle("POST /api/worker/poll", worker(c.handlePoll))
 	mux.Handle("POST /api/worker/attempts/{id}/log", worker(c.handleAppendLog))
 	mux.Handle("POST /api/worker/attempts/{id}/result", worker(c.handleResult))
-	return mux
+	return c.routeToHolder(mux)
 }
 
 func (c *Coordinator) authorize(ok func(principal) bool, h func(w http.ResponseWriter, r *http.Request)) http.Handler {
@@ -334,7 +335,32 @@ func (c *Coordinator) handlePutArtifact(w http.ResponseWriter, r *http.Request) 
 	writeJSON(w, status, struct{}{})
 }
 
+// urlSigner is implemented by artifact stores whose blobs can be fetched
+// directly with a signed URL (gcsartifacts with signed URLs enabled).
+type urlSigner interface {
+	SignedURL(ctx context.Context, digest string) (string, error)
+}
+
 func (c *Coordinator) handleGetArtifact(w http.ResponseWriter, r *http.Request) {
+	if s, ok := c.arts.(urlSigner); ok && r.Method == http.MethodGet {
+		// Send the reader to the store itself (HTTP clients drop the
+		// Authorization header when redirected to another host).
+		// Signing is local computation: try it before asking the store
+		// whether the blob exists.
+		d := r.PathValue("digest")
+		if u, err := s.SignedURL(r.Context(), d); err == nil {
+			if _, err := c.arts.Stat(r.Context(), d); err != nil {
+				if errors.Is(err, artifacts.ErrNotFound) {
+					err = fmt.Errorf("artifact %s: %w", truncate(d), api.ErrNotFound)
+				}
+				c.writeErr(w, r, err)
+				return
+			}
+			http.Redirect(w, r, u, http.StatusTemporaryRedirect)
+			return
+		}
+		// Signing is off or failed: serve the blob through here.
+	}
 	rc, n, err := c.OpenArtifact(r.Context(), r.PathValue("digest"))
 	if err != nil {
 		c.writeErr(w, r, err)

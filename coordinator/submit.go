@@ -112,9 +112,18 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (*api.S
 		return nil, fmt.Errorf("coordinator: store build: %w: %w", api.ErrUnavailable, err)
 	}
 	b.id = id
+	c.m.buildsSubmitted.Inc()
+	resp := &api.SubmitResponse{BuildID: id, Jobs: make(map[string]string, len(g.Jobs))}
+	for _, j := range g.Jobs {
+		resp.Jobs[j.Name] = j.ID
+	}
+	if !c.holdSubmitted(ctx, id) {
+		// Another replica runs it (see ReplicaOptions).
+		c.log.WithFields(map[string]any{"build": id, "jobs": len(b.order)}).Info("build submitted; left for another replica")
+		return resp, nil
+	}
 	b.pinned = pins
 	registered = true
-	c.m.buildsSubmitted.Inc()
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -132,10 +141,6 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (*api.S
 	}
 	c.wakeAll()
 	c.log.WithFields(map[string]any{"build": id, "jobs": len(b.order), "cached": len(cached), "priority": prio}).Info("build submitted")
-	resp := &api.SubmitResponse{BuildID: id, Jobs: make(map[string]string, len(g.Jobs))}
-	for _, j := range g.Jobs {
-		resp.Jobs[j.Name] = j.ID
-	}
 	return resp, nil
 }
 

@@ -78,6 +78,7 @@ func (c *Coordinator) Register(ctx context.Context, name string, req api.Registe
 	c.commit.worker(state.Worker{Name: name, TokenHash: c.auth.workerHashes()[name], Labels: req.Labels, Slots: req.Slots, Version: req.Version, LastSeen: now})
 	c.log.WithFields(map[string]any{"worker": name, "slots": req.Slots, "labels": req.Labels}).Info("worker registered")
 	c.wakeAll()
+	c.kickClaims() // a replica with a worker may now run builds
 	return &api.RegisterResponse{
 		WorkerID:            s.id,
 		HeartbeatIntervalMS: (c.opts.HeartbeatTimeout / 3).Milliseconds(),

@@ -1,0 +1,332 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/state"
+)
+
+// ReplicaOptions make a coordinator one of several replicas sharing a
+// store that implements state.Leaser (PostgreSQL).
+//
+// Each running build is run by one replica at a time, the holder of its
+// lease in the store: the replica a build is submitted to holds it when
+// it has a worker connected, otherwise the build waits in the store and
+// every replica is nudged (LISTEN/NOTIFY) to claim it. Replicas renew
+// their leases every LeaseTTL/3; when a replica dies, its leases expire
+// and replicas with workers claim its builds (SELECT ... FOR UPDATE SKIP
+// LOCKED: never two at once) and resume them from the store exactly as a
+// restarted coordinator would (running attempts are adopted when their
+// workers re-register, or lost after the heartbeat timeout).
+//
+// A worker may connect to any replica (e.g. through a load balancer with
+// session affinity) and runs the jobs of the builds that replica holds.
+// Client calls about a build (status, events, cancel, attempt logs) may
+// reach any replica: one that does not hold the build forwards the call
+// to the holder's URL, so a build's event stream works from every
+// replica.
+type ReplicaOptions struct {
+	// ID names this replica in the store (default: a random ID, new for
+	// every process, so a restarted replica never mistakes a dead one's
+	// leases for its own).
+	ID string
+	// URL is this replica's base URL as other replicas reach it
+	// (required), e.g. "http://10.0.0.5:8084".
+	URL string
+	// LeaseTTL is how long a lease outlives its replica's last renewal
+	// (default 15s): the time before a dead replica's builds resume
+	// elsewhere.
+	LeaseTTL time.Duration
+}
+
+func (o *ReplicaOptions) validate(store state.Store) (state.Leaser, error) {
+	l, ok := store.(state.Leaser)
+	if !ok {
+		return nil, errors.New("coordinator: replicas need a store that supports leases (PostgreSQL)")
+	}
+	u, err := url.Parse(o.URL)
+	if o.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("coordinator: ReplicaOptions.URL %q is not an http(s) URL", o.URL)
+	}
+	if o.LeaseTTL < 0 {
+		return nil, errors.New("coordinator: negative ReplicaOptions.LeaseTTL")
+	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = 15 * time.Second
+	}
+	if o.ID == "" {
+		o.ID = randomID()
+	}
+	return l, nil
+}
+
+// replicas is the state of replica mode.
+type replicas struct {
+	opts   ReplicaOptions
+	leases state.Leaser
+	self   state.Owner
+	kick   chan struct{}
+	proxy  *httputil.ReverseProxy
+}
+
+func newReplicas(opts ReplicaOptions, l state.Leaser) *replicas {
+	r := &replicas{opts: opts, leases: l, self: state.Owner{ID: opts.ID, URL: opts.URL}, kick: make(chan struct{}, 1)}
+	r.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			target := pr.In.Context().Value(ownerKey{}).(*url.URL)
+			pr.SetURL(target)
+			pr.Out.Header.Set(forwardedHeader, opts.ID)
+		},
+		// Event streams and followed logs must not be buffered.
+		FlushInterval: -1,
+		// The holder died and its lease has not expired yet: the call
+		// may be retried (soon another replica holds the build).
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			api.WriteError(w, fmt.Errorf("coordinator: replica holding the build is unreachable: %v: %w", err, api.ErrUnavailable))
+		},
+	}
+	return r
+}
+
+// forwardedHeader marks a call one replica forwarded to another, which
+// answers it itself rather than forwarding again.
+const forwardedHeader = "X-Tryd-Forwarded-By"
+
+type ownerKey struct{}
+
+// kickClaims asks the claim loop to look for builds now.
+func (c *Coordinator) kickClaims() {
+	if c.rep == nil {
+		return
+	}
+	select {
+	case c.rep.kick <- struct{}{}:
+	default:
+	}
+}
+
+// hasWorkersLocked reports whether a worker with a live session is
+// connected (placeholder sessions of restored attempts have no slots).
+func (c *Coordinator) hasWorkersLocked() bool {
+	for _, s := range c.sessions {
+		if !s.gone && s.slots > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// holdSubmitted decides, right after a build is stored, whether this
+// replica runs it. When it does not, the build waits for a claim and the
+// other replicas are nudged.
+func (c *Coordinator) holdSubmitted(ctx context.Context, id int64) bool {
+	if c.rep == nil {
+		return true
+	}
+	c.mu.Lock()
+	workers := c.hasWorkersLocked()
+	c.mu.Unlock()
+	if workers {
+		now := c.clock.Now()
+		ok, err := c.rep.leases.HoldBuild(ctx, id, c.rep.self, now, now.Add(c.rep.opts.LeaseTTL))
+		if err == nil && ok {
+			return true
+		}
+		if err != nil {
+			c.log.WithError(err).WithField("build", id).Warn("hold submitted build; leaving it to a claim")
+		}
+	}
+	if err := c.rep.leases.NudgeClaims(ctx); err != nil {
+		c.log.WithError(err).Warn("nudge replicas to claim a build")
+	}
+	return false
+}
+
+// leaseLoop renews this replica's leases and claims builds nobody holds,
+// every LeaseTTL/3 and whenever nudged, until Close; then it releases
+// the leases so that other replicas resume the builds at once.
+func (c *Coordinator) leaseLoop() {
+	nudges := c.rep.leases.ClaimNudges(c.ctx)
+	tick := c.rep.opts.LeaseTTL / 3
+	for {
+		c.renewLeases()
+		c.claimBuilds()
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-nudges:
+		case <-c.rep.kick:
+		case <-c.clock.After(tick):
+		}
+	}
+}
+
+// releaseLeases gives up every lease of this replica (at Close, after the
+// last commit).
+func (c *Coordinator) releaseLeases() {
+	if c.rep == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.rep.leases.ReleaseBuilds(ctx, c.rep.opts.ID, nil); err != nil {
+		c.log.WithError(err).Warn("release build leases")
+	}
+}
+
+func (c *Coordinator) renewLeases() {
+	ctx, cancel := context.WithTimeout(c.ctx, c.rep.opts.LeaseTTL/2)
+	defer cancel()
+	held, err := c.rep.leases.RenewBuilds(ctx, c.rep.opts.ID, c.clock.Now().Add(c.rep.opts.LeaseTTL))
+	if err != nil {
+		if c.ctx.Err() == nil {
+			c.log.WithError(err).Warn("renew build leases")
+		}
+		return
+	}
+	keep := make(map[int64]bool, len(held))
+	for _, id := range held {
+		keep[id] = true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, b := range c.builds {
+		if b.state == api.BuildRunning && !keep[id] {
+			c.dropBuildLocked(b)
+		}
+	}
+}
+
+// dropBuildLocked forgets a running build whose lease another replica
+// took (this one was too slow to renew): it records nothing more about
+// it, since the new holder owns its state, and tells workers to stop its
+// attempts.
+func (c *Coordinator) dropBuildLocked(b *build) {
+	c.log.WithField("build", b.id).Warn("lost the lease of a running build to another replica; dropping it")
+	for _, j := range b.order {
+		for _, a := range j.attempts {
+			if _, ok := c.attempts[a.rec.ID]; ok && a.rec.State == api.AttemptRunning {
+				delete(c.attempts, a.rec.ID)
+				c.m.running.Dec()
+				if a.sess != nil {
+					delete(a.sess.running, a.rec.ID)
+					a.sess.cancel(a.rec.ID)
+				}
+			}
+		}
+		if j.state == api.JobQueued {
+			c.m.queued.Dec()
+		}
+	}
+	delete(c.ready[b.rank], b)
+	delete(c.builds, b.id)
+	c.pin(b.pinned, -1)
+	b.pinned = nil
+	b.notify()
+}
+
+// claimBuilds takes builds nobody holds, a few at a time, while this
+// replica has workers to run them, and resumes them.
+func (c *Coordinator) claimBuilds() {
+	for c.ctx.Err() == nil {
+		c.mu.Lock()
+		workers := c.hasWorkersLocked()
+		c.mu.Unlock()
+		if !workers {
+			return
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, c.rep.opts.LeaseTTL/2)
+		now := c.clock.Now()
+		ids, err := c.rep.leases.ClaimBuilds(ctx, c.rep.self, 4, now, now.Add(c.rep.opts.LeaseTTL))
+		if err != nil {
+			cancel()
+			if c.ctx.Err() == nil {
+				c.log.WithError(err).Warn("claim builds")
+			}
+			return
+		}
+		c.mu.Lock()
+		for _, id := range ids {
+			if _, ok := c.builds[id]; ok {
+				continue
+			}
+			if err := c.restoreBuild(ctx, id, now); err != nil {
+				// Leave it to the lease's expiry and another try.
+				c.log.WithError(err).WithField("build", id).Error("resume claimed build")
+				continue
+			}
+			c.log.WithField("build", id).Info("claimed build")
+		}
+		c.wakeAll()
+		c.mu.Unlock()
+		cancel()
+		if len(ids) < 4 {
+			return
+		}
+	}
+}
+
+// buildPathRE matches the client calls about one build that the holder
+// answers.
+var buildPathRE = regexp.MustCompile(`^/api/builds/([0-9]+)(/events|/cancel)?$`)
+
+// routeToHolder forwards client calls about builds held by another
+// replica to that replica; everything else goes to next.
+func (c *Coordinator) routeToHolder(next http.Handler) http.Handler {
+	if c.rep == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(forwardedHeader) != "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if p, err := c.auth.check(r); err != nil || !p.client {
+			next.ServeHTTP(w, r) // which refuses it: never forward unauthenticated calls
+			return
+		}
+		var id int64
+		if m := buildPathRE.FindStringSubmatch(r.URL.Path); m != nil {
+			id, _ = strconv.ParseInt(m[1], 10, 64)
+		} else if m := attemptLogRE.FindStringSubmatch(r.URL.Path); m != nil {
+			if a, err := c.store.Attempt(r.Context(), m[1]); err == nil && a.State == api.AttemptRunning {
+				id = a.BuildID
+			}
+		}
+		if id <= 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		c.mu.Lock()
+		_, here := c.builds[id]
+		c.mu.Unlock()
+		if here {
+			next.ServeHTTP(w, r)
+			return
+		}
+		o, ok, err := c.rep.leases.BuildOwner(r.Context(), id, c.clock.Now())
+		if err != nil || !ok || o.ID == c.rep.opts.ID {
+			// Unknown, finished or waiting for a holder: the store
+			// answers (the handler maps a missing build to 404).
+			next.ServeHTTP(w, r)
+			return
+		}
+		u, err := url.Parse(o.URL)
+		if err != nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		c.rep.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ownerKey{}, u)))
+	})
+}
+
+var attemptLogRE = regexp.MustCompile(`^/api/attempts/([0-9a-f]{1,64})/log$`)
