@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator"
 	"github.com/tryd-ci/tryd/coordinator/artifacts"
+	"github.com/tryd-ci/tryd/coordinator/state"
 	"github.com/tryd-ci/tryd/coordinator/state/sqlite"
 	"github.com/tryd-ci/tryd/internal/config"
 	"github.com/tryd-ci/tryd/internal/httpserver"
@@ -22,7 +22,9 @@ func runCoordinator(ctx context.Context, a *app, args []string) error {
 results and stores outputs. Workers authenticate with per-worker tokens
 (a file of "name token" lines), clients with the client token; the HTTP
 API is described in coordinator/api/PROTOCOL.md. State (SQLite), job logs
-and artifacts live under <data-dir>/coordinator.`)
+and artifacts live under <data-dir>/coordinator. With coordinator.database
+postgres, several replicas share the state (deploy/README.md); with
+coordinator.artifacts gcs, artifacts live in a GCS bucket.`)
 	listen := fs.String("listen", "", "address to serve HTTP on (default: coordinator.listen from the config, else :8084)")
 	workerTokens := fs.String("worker-tokens", "", "file of \"name token\" lines (default: coordinator.worker_tokens from the config)")
 	clientToken := fs.String("client-token-file", "", "file holding the client token (default: coordinator.client_token from the config)")
@@ -30,6 +32,7 @@ and artifacts live under <data-dir>/coordinator.`)
 	maxAttempts := fs.Int("max-attempts", 0, "attempts of a job whose worker was lost (default: coordinator.max_attempts, else 3)")
 	artifactBytes := fs.Int64("artifacts-bytes", 0, "size limit of the artifact store in bytes; 0 means coordinator.artifacts_bytes, else 20 GiB")
 	sync := fs.String("sqlite-synchronous", "NORMAL", "SQLite synchronous mode: NORMAL (survives a process crash) or FULL (also power loss)")
+	so := a.scaleOutFlags(fs)
 	if err := a.parse(fs, cf, args); err != nil {
 		return err
 	}
@@ -39,12 +42,6 @@ and artifacts live under <data-dir>/coordinator.`)
 	}
 	if *listen == "" {
 		*listen = ":8084"
-	}
-	switch {
-	case cc.Database == "postgres":
-		return errors.New("coordinator: database postgres is not available yet (issue #12); use sqlite")
-	case cc.Artifacts == "gcs":
-		return errors.New("coordinator: artifacts in gcs are not available yet; use disk")
 	}
 	tokens, err := loadWorkerTokens(*workerTokens, cc.WorkerTokens)
 	if err != nil {
@@ -74,25 +71,42 @@ and artifacts live under <data-dir>/coordinator.`)
 		return err
 	}
 	log := logging.For(a.log, "coordinator")
-	store, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(dir, "state.db"), Synchronous: *sync})
+	var store state.Store
+	var replica *coordinator.ReplicaOptions
+	if cc.Database == "postgres" {
+		store, replica, err = openPostgres(ctx, a, cc, so)
+	} else {
+		store, err = sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(dir, "state.db"), Synchronous: *sync})
+	}
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	var c *coordinator.Coordinator
-	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{
-		Dir: filepath.Join(dir, "artifacts"), MaxBytes: *artifactBytes, Log: log,
-		Pinned: func(d string) bool { return c != nil && c.Pinned(d) },
-	})
-	if err != nil {
-		return err
+	var arts artifacts.Store
+	if cc.Artifacts == "gcs" {
+		gcs, closeGCS, err := openGCSArtifacts(ctx, cc, so)
+		if err != nil {
+			return err
+		}
+		defer closeGCS()
+		arts = gcs
+	} else {
+		arts, err = artifacts.OpenDisk(artifacts.DiskOptions{
+			Dir: filepath.Join(dir, "artifacts"), MaxBytes: *artifactBytes, Log: log,
+			Pinned: func(d string) bool { return c != nil && c.Pinned(d) },
+		})
+		if err != nil {
+			return err
+		}
 	}
 	reg := httpserver.NewRegistry()
 	c, err = coordinator.New(ctx, coordinator.Options{
 		Store: store, Artifacts: arts, Dir: dir,
 		WorkerTokens: tokens, ClientToken: client,
 		HeartbeatTimeout: *heartbeat, MaxAttempts: *maxAttempts,
-		Log: a.log, Registry: reg,
+		Replica: replica,
+		Log:     a.log, Registry: reg,
 	})
 	if err != nil {
 		return err
