@@ -227,6 +227,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		retryAt     <-chan time.Time
 		draining    bool
 		drainTimer  <-chan time.Time
+		drainOver   bool // the drain timeout passed: stop trying to report
 	)
 	answers := make(chan pollAnswer, 4)
 	finished := make(chan api.AttemptResult, w.opts.Slots*2+4)
@@ -275,12 +276,16 @@ func (w *Worker) Run(ctx context.Context) error {
 			backlog = backlog[1:]
 			startJob(a)
 		}
-		if draining && len(runningJobs) == 0 && len(results) == 0 && unacked == 0 {
-			// Everything is reported; waiting polls end with stop.
+		if draining && len(runningJobs) == 0 && (len(results) == 0 && unacked == 0 || drainOver && retryAt != nil) {
+			// Everything is reported (waiting polls end with stop), or
+			// the coordinator stayed unreachable for the whole drain:
+			// what it has not heard of, it will requeue.
+			if len(results) > 0 {
+				w.log.WithField("results", len(results)).Warn("exiting with unreported results; the coordinator will run those jobs again")
+			}
 			return nil
 		}
-		// Register when needed, then poll: one poll waits at a time,
-		// and a new one supersedes it when there is news to report.
+		// Register when needed.
 		if retryAt == nil && workerID == "" && len(inFlight) == 0 {
 			rctx, cancel := context.WithTimeout(bg, 30*time.Second)
 			// Attempts that finished while the coordinator was away
@@ -451,7 +456,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-retryAt:
 			retryAt = nil
 		case <-drainTimer:
-			drainTimer = nil
+			drainTimer, drainOver = nil, true
 			w.log.WithField("jobs", len(runningJobs)).Warn("drain timeout: giving running jobs back to the coordinator")
 			for _, r := range runningJobs {
 				r.cancel(errShutdown)
@@ -465,6 +470,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				}
 				backlog = nil
 				if w.opts.DrainTimeout < 0 {
+					drainOver = true
 					for _, r := range runningJobs {
 						r.cancel(errShutdown)
 					}
@@ -473,11 +479,6 @@ func (w *Worker) Run(ctx context.Context) error {
 				}
 				ctx = context.Background() // stop selecting on Done
 			}
-		}
-		if draining && retryAt != nil && len(runningJobs) == 0 && unacked == 0 && len(results) == 0 {
-			// The coordinator is unreachable and nothing runs: give up
-			// reporting (the coordinator will requeue what it lost).
-			return nil
 		}
 	}
 }
