@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -48,24 +49,47 @@ func Start(t testing.TB) *Server {
 	if dsn := os.Getenv(EnvDSN); dsn != "" {
 		return &Server{DSN: dsn}
 	}
-	bin := binDir(t)
-	dir, err := os.MkdirTemp("", "tryd-pg-")
+	bin, err := BinDir()
+	if err != nil {
+		fail(t, "%v, and %s is not set", err, EnvDSN)
+	}
+	srv, stop, err := Launch(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return srv
+}
+
+// Launch starts a throwaway server from the binaries in bin (see
+// BinDir) in a new temporary directory; stop stops it and removes the
+// directory. For programs (benchmarks) that are not tests.
+func Launch(bin string) (srv *Server, stop func() error, err error) {
+	dir, err := os.MkdirTemp("", "tryd-pg-")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
 	data := filepath.Join(dir, "data")
 	asUser := os.Geteuid() == 0
 	if asUser {
 		// initdb refuses to run as root: hand the directory to postgres.
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			fail(t, "running as root and no postgres user: %v", err)
+			return nil, nil, fmt.Errorf("pgtest: running as root and no postgres user: %w", err)
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		if err := os.Chown(dir, uid, gid); err != nil {
-			t.Fatal(err)
+			return nil, nil, err
 		}
 	}
 	run := func(name string, args ...string) error {
@@ -78,29 +102,28 @@ func Start(t testing.TB) *Server {
 		}
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+			return fmt.Errorf("pgtest: %s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 		}
 		return nil
 	}
 	if err := run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"); err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return nil, nil, err
 	}
 	port, err := freePort()
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	// fsync off: a test database need not survive power loss, and the
 	// machine is shared. Sockets in the data directory, not /var/run.
 	opts := fmt.Sprintf("-h 127.0.0.1 -p %d -k %s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", port, data)
 	if err := run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"); err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return nil, nil, err
 	}
-	t.Cleanup(func() {
-		if err := run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"); err != nil {
-			t.Errorf("pgtest: %v", err)
-		}
-	})
-	return &Server{DSN: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)}
+	stop = func() error {
+		defer os.RemoveAll(dir)
+		return run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+	}
+	return &Server{DSN: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)}, stop, nil
 }
 
 // NewDatabase creates an empty database on the server, dropped by the
@@ -141,23 +164,22 @@ func (s *Server) NewDatabase(t testing.TB) string {
 	return u.String()
 }
 
-// binDir finds initdb and pg_ctl.
-func binDir(t testing.TB) string {
-	t.Helper()
+// BinDir finds the directory of initdb and pg_ctl: PATH, else the newest
+// /usr/lib/postgresql/*/bin.
+func BinDir() (string, error) {
 	if p, err := exec.LookPath("pg_ctl"); err == nil {
 		if _, err := exec.LookPath("initdb"); err == nil {
-			return filepath.Dir(p)
+			return filepath.Dir(p), nil
 		}
 	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
 	for _, d := range dirs {
 		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
-			return d
+			return d, nil
 		}
 	}
-	fail(t, "PostgreSQL (initdb, pg_ctl) not found in PATH or /usr/lib/postgresql/*/bin, and %s is not set", EnvDSN)
-	return ""
+	return "", errors.New("pgtest: PostgreSQL (initdb, pg_ctl) not found in PATH or /usr/lib/postgresql/*/bin")
 }
 
 func version(binDir string) int {

@@ -1,0 +1,297 @@
+package replicatest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/coordinator/state/pgstate/pgtest"
+	"github.com/tryd-ci/tryd/internal/testenv"
+)
+
+// The tryd binary is built once, by the first test that needs it, into
+// binDir (removed by TestMain).
+var (
+	binDir   string
+	buildOne sync.Once
+	trydBin  string
+	buildErr error
+)
+
+func TestMain(m *testing.M) {
+	var err error
+	if binDir, err = os.MkdirTemp("", "replicatest-"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(binDir)
+	os.Exit(code)
+}
+
+func buildTryd(t *testing.T) string {
+	t.Helper()
+	buildOne.Do(func() {
+		bin := filepath.Join(binDir, "tryd")
+		cmd := exec.Command("go", "build", "-o", bin, "./cmd/tryd")
+		cmd.Dir = testenv.RepoRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/tryd: %v\n%s", err, out)
+			return
+		}
+		trydBin = bin
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return trydBin
+}
+
+// graphOf returns a graph of n trivial independent jobs, distinct from
+// every other build's.
+func graphOf(prefix string, n int) graph.Graph {
+	var g graph.Graph
+	for i := range n {
+		name := prefix + "-" + strconv.Itoa(i)
+		g.Jobs = append(g.Jobs, &graph.Job{Name: name, SourceMode: graph.SourceNone, Cacheable: true,
+			Commands: []graph.Command{{Argv: []string{"true", name}}}})
+	}
+	return g
+}
+
+type setup struct {
+	c   *Cluster
+	dsn string
+}
+
+func start(t *testing.T) *setup {
+	t.Helper()
+	testenv.Short(t)
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	tryd := buildTryd(t)
+	var logw *os.File
+	if testing.Verbose() {
+		logw = os.Stderr
+	}
+	opts := Options{Tryd: tryd, Dir: t.TempDir(), DSN: dsn, Replicas: 2}
+	if logw != nil {
+		opts.Log = logw
+	}
+	c, err := Start(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	// Three workers: two prefer replica 0, one replica 1.
+	for i, prefer := range []int{0, 1, 0} {
+		if _, err := c.StartWorker(WorkerNames[i], prefer, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitWorkers(t, c, 3)
+	return &setup{c: c, dsn: dsn}
+}
+
+// waitWorkers waits until n workers are connected over all replicas.
+func waitWorkers(t *testing.T, c *Cluster, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		total := 0
+		for i := range c.opts.Replicas {
+			ws, err := c.Client(i).Workers(t.Context())
+			if err != nil {
+				continue
+			}
+			for _, w := range ws {
+				if w.Connected {
+					total++
+				}
+			}
+		}
+		if total >= n {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%d workers did not connect within 60s", n)
+}
+
+// submit sends builds alternately to the replicas; jobs in all.
+func (s *setup) submit(t *testing.T, builds, perBuild int) []int64 {
+	t.Helper()
+	var ids []int64
+	for b := range builds {
+		g := graphOf(fmt.Sprintf("b%d", b), perBuild)
+		resp, err := s.c.Client(b%2).Submit(t.Context(), api.SubmitRequest{Graph: g})
+		if err != nil {
+			t.Fatalf("submit build %d: %v", b, err)
+		}
+		ids = append(ids, resp.BuildID)
+	}
+	return ids
+}
+
+// waitAll polls the builds' status through the given replica until every
+// one finished.
+func (s *setup) waitAll(t *testing.T, via int, ids []int64, timeout time.Duration) {
+	t.Helper()
+	cl := s.c.Client(via)
+	deadline := time.Now().Add(timeout)
+	pending := append([]int64(nil), ids...)
+	for len(pending) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d builds unfinished after %v (first %d)", len(pending), timeout, pending[0])
+		}
+		b, err := cl.Build(t.Context(), pending[0])
+		if err == nil && b.State.Finished() {
+			if b.State != api.BuildSucceeded {
+				t.Errorf("build %d %s: %s %v", b.ID, b.State, b.Error, b.Counts)
+			}
+			pending = pending[1:]
+			continue
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkExactlyOnce reads the shared database: every job of the builds
+// succeeded, and no job has more than one succeeded attempt.
+func (s *setup) checkExactlyOnce(t *testing.T, ids []int64, wantJobs int) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, s.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var jobs, ok int
+	if err := conn.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE state='succeeded') FROM jobs WHERE build_id = ANY($1)`, ids).Scan(&jobs, &ok); err != nil {
+		t.Fatal(err)
+	}
+	if jobs != wantJobs || ok != wantJobs {
+		t.Errorf("%d jobs, %d succeeded; want %d", jobs, ok, wantJobs)
+	}
+	var dup int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM (SELECT build_id, job_id FROM attempts WHERE state='succeeded' AND build_id = ANY($1)
+		GROUP BY build_id, job_id HAVING count(*) > 1) d`, ids).Scan(&dup); err != nil {
+		t.Fatal(err)
+	}
+	if dup != 0 {
+		t.Errorf("%d jobs completed more than once", dup)
+	}
+	var withSuccess int
+	if err := conn.QueryRow(ctx, `SELECT count(DISTINCT (build_id, job_id)) FROM attempts WHERE state='succeeded' AND build_id = ANY($1)`, ids).Scan(&withSuccess); err != nil {
+		t.Fatal(err)
+	}
+	if withSuccess != wantJobs {
+		t.Errorf("%d jobs have a succeeded attempt, want %d", withSuccess, wantJobs)
+	}
+	var attempts, lost int
+	conn.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE state='lost') FROM attempts WHERE build_id = ANY($1)`, ids).Scan(&attempts, &lost)
+	t.Logf("%d jobs, %d attempts (%d lost)", jobs, attempts, lost)
+}
+
+// owners returns how many of the builds each replica ended up holding.
+func (s *setup) owners(t *testing.T, ids []int64) map[string]int {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, s.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT owner_url, count(*) FROM builds WHERE id = ANY($1) GROUP BY owner_url`, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	var u string
+	var n int
+	if _, err := pgx.ForEachRow(rows, []any{&u, &n}, func() error { out[u] = n; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestTwoReplicas: two coordinator processes on one PostgreSQL, three
+// workers, 2,000 jobs in 40 builds submitted to both: each job completes
+// exactly once, both replicas run builds, and a build's event stream
+// works from the replica that does not hold it.
+func TestTwoReplicas(t *testing.T) {
+	s := start(t)
+	ids := s.submit(t, 40, 50)
+
+	// Follow build 1 (submitted to replica 1) and build 0 (replica 0)
+	// from the other replica.
+	var wg sync.WaitGroup
+	for i, via := range []int{1, 0} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+			defer cancel()
+			var finished, jobs int
+			b, err := s.c.Client(via).Wait(ctx, ids[i], func(ev api.Event) {
+				switch ev.Type {
+				case api.EventJobFinished:
+					jobs++
+				case api.EventBuildFinished:
+					finished++
+				}
+			})
+			if err != nil || b.State != api.BuildSucceeded || finished != 1 {
+				t.Errorf("events of build %d via replica %d: %v, finished %d, %+v", ids[i], via, err, finished, b)
+			}
+		}()
+	}
+	s.waitAll(t, 0, ids, 3*time.Minute)
+	wg.Wait()
+	s.checkExactlyOnce(t, ids, 2000)
+	owners := s.owners(t, ids)
+	t.Logf("builds per replica: %v", owners)
+	if len(owners) < 2 {
+		t.Errorf("one replica ran every build: %v", owners)
+	}
+}
+
+// TestKillReplica kills -9 one of two replicas mid-run: the other
+// resumes its builds after the lease expires, the killed one's workers
+// reconnect to it, and every job still completes exactly once.
+func TestKillReplica(t *testing.T) {
+	s := start(t)
+	ids := s.submit(t, 40, 50)
+	// Wait until a good part of the work is done, then kill replica 0.
+	cl := s.c.Client(1)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		bs, err := cl.Builds(t.Context(), api.ListOptions{State: api.BuildSucceeded, Limit: 100})
+		if err == nil && len(bs) >= 8 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("builds did not progress: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.c.Kill(0)
+	t.Log("killed replica 0")
+	s.waitAll(t, 1, ids, 4*time.Minute)
+	s.checkExactlyOnce(t, ids, 2000)
+	owners := s.owners(t, ids)
+	t.Logf("builds per replica at the end: %v", owners)
+	if n := owners[s.c.Coordinator(1).URL]; n != len(ids) && owners[s.c.Coordinator(0).URL]+n != len(ids) {
+		t.Errorf("owners = %v", owners)
+	}
+}

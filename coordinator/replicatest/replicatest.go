@@ -1,0 +1,404 @@
+// Package replicatest starts coordinator replicas as real processes for
+// the multi-replica tests and bench/coordinator-replicas.sh: several
+// "tryd coordinator" processes on one PostgreSQL database (or one on
+// SQLite, the baseline), artifacts in a GCS emulator (fake-gcs-server,
+// served over HTTP on loopback from this process and reached through
+// STORAGE_EMULATOR_HOST), and "tryd worker" processes.
+//
+// Each worker reaches the replicas through a failover proxy of its own
+// (a TCP proxy on 127.0.0.1 that connects to the worker's preferred
+// replica, else the next one that accepts): the behaviour of a load
+// balancer with session affinity in front of the replicas. Killing a
+// replica (SIGKILL) moves its workers' new connections to the others.
+package replicatest
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fsouza/fake-gcs-server/fakestorage"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+)
+
+// Options say what to start.
+type Options struct {
+	// Tryd is the tryd binary (required).
+	Tryd string
+	// Dir holds every process's files (required).
+	Dir string
+	// DSN is the PostgreSQL database the replicas share; empty means one
+	// coordinator on SQLite (Replicas must then be 1).
+	DSN string
+	// Replicas is the number of coordinator processes (default 1).
+	Replicas int
+	// LeaseTTL is the replicas' lease TTL (default 3s).
+	LeaseTTL time.Duration
+	// HeartbeatTimeout is the coordinators' (default 3s).
+	HeartbeatTimeout time.Duration
+	// Log receives the processes' stderr, each line prefixed with the
+	// process name; nil discards it.
+	Log io.Writer
+}
+
+// Cluster is a running set of replicas and workers.
+type Cluster struct {
+	opts        Options
+	ClientToken string
+	config      string
+	gcs         *fakestorage.Server
+
+	mu      sync.Mutex
+	coords  []*Proc
+	workers []*Proc
+	proxies []*failover
+	wg      sync.WaitGroup
+}
+
+// Proc is one tryd process.
+type Proc struct {
+	Name string
+	// URL is a coordinator's base URL (empty for workers).
+	URL  string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// WorkerNames are the worker identities the cluster has tokens for.
+var WorkerNames = []string{"w1", "w2", "w3", "w4"}
+
+func randomToken() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// Start writes the configuration and starts the coordinators, waiting
+// until each answers /healthz.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	if opts.Tryd == "" || opts.Dir == "" {
+		return nil, errors.New("replicatest: Options.Tryd and Dir are required")
+	}
+	if opts.Replicas == 0 {
+		opts.Replicas = 1
+	}
+	if opts.DSN == "" && opts.Replicas != 1 {
+		return nil, errors.New("replicatest: several replicas need a PostgreSQL DSN")
+	}
+	if opts.LeaseTTL == 0 {
+		opts.LeaseTTL = 3 * time.Second
+	}
+	if opts.HeartbeatTimeout == 0 {
+		opts.HeartbeatTimeout = 3 * time.Second
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	gcs, err := fakestorage.NewServerWithOptions(fakestorage.Options{Host: "127.0.0.1", Port: 0, Scheme: "http", PublicHost: "127.0.0.1"})
+	if err != nil {
+		return nil, fmt.Errorf("replicatest: GCS emulator: %w", err)
+	}
+	gcs.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "tryd-artifacts"})
+	c := &Cluster{opts: opts, ClientToken: randomToken(), gcs: gcs}
+	var lines []string
+	for _, n := range WorkerNames {
+		tok := randomToken()
+		lines = append(lines, n+" "+tok)
+		if err := os.WriteFile(filepath.Join(opts.Dir, n+".token"), []byte(tok+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	files := map[string]string{
+		"worker-tokens": strings.Join(lines, "\n") + "\n",
+		"client-token":  c.ClientToken + "\n",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(opts.Dir, name), []byte(content), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	db := "  database: sqlite\n"
+	if opts.DSN != "" {
+		db = "  database: postgres\n  postgres_dsn: env:TRYD_REPLICATEST_DSN\n"
+	}
+	cfg := fmt.Sprintf("coordinator:\n  worker_tokens: file:%s\n  client_token: file:%s\n  heartbeat_timeout: %s\n  artifacts: gcs\n  gcs_bucket: tryd-artifacts\n%s",
+		filepath.Join(opts.Dir, "worker-tokens"), filepath.Join(opts.Dir, "client-token"), opts.HeartbeatTimeout, db)
+	c.config = filepath.Join(opts.Dir, "tryd.yaml")
+	if err := os.WriteFile(c.config, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	for i := range opts.Replicas {
+		if err := c.startCoordinator(ctx, i); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *Cluster) startCoordinator(ctx context.Context, i int) error {
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	url := "http://" + addr
+	name := fmt.Sprintf("coord%d", i)
+	p, err := c.start(name, []string{
+		"coordinator", "--config", c.config, "--data-dir", filepath.Join(c.opts.Dir, name), "--listen", addr,
+		"--advertise-url", url, "--lease-ttl", c.opts.LeaseTTL.String(), "--log-level", "info",
+	})
+	if err != nil {
+		return err
+	}
+	p.URL = url
+	c.mu.Lock()
+	c.coords = append(c.coords, p)
+	c.mu.Unlock()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("replicatest: %s exited: %v", name, p.err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("replicatest: %s not healthy after 60s: %v", name, err)
+		}
+	}
+}
+
+// Coordinator returns coordinator process i.
+func (c *Cluster) Coordinator(i int) *Proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.coords[i]
+}
+
+// Client returns an API client of coordinator i with the client token.
+func (c *Cluster) Client(i int) *api.Client {
+	cl, err := api.NewClient(c.Coordinator(i).URL, c.ClientToken, nil)
+	if err != nil {
+		panic(err) // our own URL
+	}
+	return cl
+}
+
+// Kill sends SIGKILL to coordinator i and waits for it to end.
+func (c *Cluster) Kill(i int) {
+	p := c.Coordinator(i)
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// StartWorker starts worker name (one of WorkerNames) with slots, which
+// reaches coordinator prefer first through its failover proxy.
+func (c *Cluster) StartWorker(name string, prefer, slots int) (*Proc, error) {
+	var backends []string
+	c.mu.Lock()
+	n := len(c.coords)
+	for k := range n {
+		backends = append(backends, strings.TrimPrefix(c.coords[(prefer+k)%n].URL, "http://"))
+	}
+	c.mu.Unlock()
+	fo, err := newFailover(backends)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.proxies = append(c.proxies, fo)
+	c.mu.Unlock()
+	p, err := c.start(name, []string{
+		"worker", "--coordinator", "http://" + fo.addr(), "--token-file", filepath.Join(c.opts.Dir, name+".token"),
+		"--dir", filepath.Join(c.opts.Dir, "worker-"+name), "--data-dir", filepath.Join(c.opts.Dir, "worker-"+name+"-data"),
+		"--slots", strconv.Itoa(slots), "--log-level", "warn",
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.workers = append(c.workers, p)
+	c.mu.Unlock()
+	return p, nil
+}
+
+func (c *Cluster) start(name string, args []string) (*Proc, error) {
+	cmd := exec.Command(c.opts.Tryd, args...)
+	cmd.Env = append(os.Environ(), "STORAGE_EMULATOR_HOST="+strings.TrimPrefix(c.gcs.URL(), "http://"))
+	if c.opts.DSN != "" {
+		cmd.Env = append(cmd.Env, "TRYD_REPLICATEST_DSN="+c.opts.DSN)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("replicatest: start %s: %w", name, err)
+	}
+	p := &Proc{Name: name, cmd: cmd, done: make(chan struct{})}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			fmt.Fprintf(c.opts.Log, "%s: %s\n", name, sc.Text())
+		}
+		io.Copy(io.Discard, stderr)
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Close stops every process (SIGTERM, then SIGKILL after 10s), the
+// proxies and the GCS emulator.
+func (c *Cluster) Close() {
+	c.mu.Lock()
+	procs := append(append([]*Proc{}, c.workers...), c.coords...)
+	proxies := c.proxies
+	c.mu.Unlock()
+	for _, p := range procs {
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	}
+	for _, p := range procs {
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+		}
+	}
+	for _, f := range proxies {
+		f.close()
+	}
+	c.wg.Wait()
+	c.gcs.Stop()
+}
+
+// failover is a TCP proxy that connects each accepted connection to the
+// first backend that accepts it, in order.
+type failover struct {
+	ln       net.Listener
+	backends []string
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[net.Conn]bool
+}
+
+func newFailover(backends []string) (*failover, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	f := &failover{ln: ln, backends: backends, conns: map[net.Conn]bool{}}
+	f.wg.Add(1)
+	go f.serve()
+	return f, nil
+}
+
+func (f *failover) addr() string { return f.ln.Addr().String() }
+
+func (f *failover) serve() {
+	defer f.wg.Done()
+	for {
+		in, err := f.ln.Accept()
+		if err != nil {
+			return
+		}
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			f.pipe(in)
+		}()
+	}
+}
+
+func (f *failover) track(c net.Conn, on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if on {
+		f.conns[c] = true
+	} else {
+		delete(f.conns, c)
+	}
+}
+
+func (f *failover) pipe(in net.Conn) {
+	defer in.Close()
+	var out net.Conn
+	for _, b := range f.backends {
+		c, err := net.DialTimeout("tcp", b, time.Second)
+		if err == nil {
+			out = c
+			break
+		}
+	}
+	if out == nil {
+		return
+	}
+	defer out.Close()
+	f.track(in, true)
+	f.track(out, true)
+	defer f.track(in, false)
+	defer f.track(out, false)
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(out, in); out.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+	go func() { io.Copy(in, out); in.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+	<-done
+	<-done
+}
+
+func (f *failover) close() {
+	f.ln.Close()
+	f.mu.Lock()
+	for c := range f.conns {
+		c.Close()
+	}
+	f.mu.Unlock()
+	f.wg.Wait()
+}
