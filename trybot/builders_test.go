@@ -157,9 +157,9 @@ func TestParsers(t *testing.T) {
 
 func TestGerritCorpusName(t *testing.T) {
 	for _, tc := range []struct{ url, project, want string }{
-		{"https://go-review.googlesource.com/", "go", "go.googlesource.com/go"},
+		{"https://go-review.googlesource.com/", "go", "go-review.googlesource.com/go"},
 		{"http://127.0.0.1:8080/", "proj", "127.0.0.1:8080/proj"},
-		{"https://gerrit.example.com/r/", "a/b", "gerrit.example.com/r/a/b"},
+		{"https://gerrit.example.com/r/", "a/b", "gerrit.example.com/a/b"},
 	} {
 		got, err := GerritCorpusName(tc.url, tc.project)
 		if err != nil || got != tc.want {

@@ -241,18 +241,15 @@ func or(s, def string) string {
 	return s
 }
 
-// GerritCorpusName returns the name maintner gives a Gerrit project:
-// the server URL's host and path (no scheme, no trailing slash), a slash,
-// and the project, as golang.org/x/build's maintner does
-// ("go.googlesource.com/go").
+// GerritCorpusName returns the name maintnerd's ingestion
+// (maintner/ingest) gives a Gerrit project in the corpus: the server URL's
+// host, a slash, and the project ("go-review.googlesource.com/go").
 func GerritCorpusName(serverURL, project string) (string, error) {
 	u, err := url.Parse(serverURL)
 	if err != nil || u.Host == "" {
 		return "", fmt.Errorf("trybot: bad Gerrit URL %q", serverURL)
 	}
-	host := u.Host + strings.TrimSuffix(u.Path, "/")
-	host = strings.TrimSuffix(strings.TrimSuffix(host, "-review"), "/")
-	return strings.Replace(host, "-review.", ".", 1) + "/" + project, nil
+	return u.Host + "/" + project, nil
 }
 
 func resolveRepos(ctx context.Context, cfg *config.Config, hc *http.Client) ([]*repoInfo, error) {

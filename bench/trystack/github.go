@@ -2,20 +2,16 @@ package trystack
 
 import (
 	"context"
-	"fmt"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-
-	"github.com/google/go-github/v60/github"
-	"golang.org/x/build/maintner/maintpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
+	"time"
 
 	"github.com/tryd-ci/tryd/internal/config"
 	"github.com/tryd-ci/tryd/internal/githubsim"
-	"github.com/tryd-ci/tryd/maintner"
-	"github.com/tryd-ci/tryd/maintner/trydpb"
+	"github.com/tryd-ci/tryd/maintner/ingest"
 )
 
 // GitHub is the GitHub half of a stack: a simulator with repository
@@ -35,8 +31,8 @@ type GitHub struct {
 	// deliveries the stack passes to Stack.AppWebhook.
 	WebhookSecretFile string
 
-	feeder *github.Client
-	labels map[int32][]int64 // label ids the log has per issue
+	feederToken string
+	ing         *ingest.GitHub
 }
 
 // Slug is "owner/repo".
@@ -54,7 +50,7 @@ func (s *Stack) startGitHub(ctx context.Context) (*GitHub, error) {
 		return nil, err
 	}
 	s.closers = append(s.closers, func() { sim.Close() })
-	g := &GitHub{Sim: sim, Owner: "org", Repo: "repo", Maintainer: "maintainer", Stranger: "stranger", labels: map[int32][]int64{}}
+	g := &GitHub{Sim: sim, Owner: "org", Repo: "repo", Maintainer: "maintainer", Stranger: "stranger"}
 	if err := sim.CreateRepo(ctx, g.Slug()); err != nil {
 		return nil, err
 	}
@@ -97,28 +93,12 @@ func (s *Stack) startGitHub(ctx context.Context) (*GitHub, error) {
 	if err := os.WriteFile(g.AppKeyFile, creds.PrivateKeyPEM, 0o600); err != nil {
 		return nil, err
 	}
-	hc := &http.Client{Transport: &tokenTransport{tok: tok}}
-	if g.feeder, err = github.NewClient(hc).WithEnterpriseURLs(sim.APIURL(), sim.APIURL()); err != nil {
-		return nil, err
-	}
-	m := &maintner.Mutation{Base: &maintpb.Mutation{Github: &maintpb.GithubMutation{Owner: g.Owner, Repo: g.Repo}},
-		Ext: &trydpb.Ext{GithubRepo: &trydpb.GithubRepo{Owner: g.Owner, Repo: g.Repo, Id: 1, DefaultBranch: "main"}}}
-	if err := s.Corpus.LogBatch(ctx, m); err != nil {
-		return nil, err
-	}
+	g.feederToken = tok
 	s.github = g
 	if _, err := sim.AddHook(ctx, g.Slug(), githubsim.HookOptions{URL: s.MaintnerdURL + "/github-webhook", Events: []string{"*"}}); err != nil {
 		return nil, err
 	}
 	return g, nil
-}
-
-type tokenTransport struct{ tok string }
-
-func (t *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "token "+t.tok)
-	return http.DefaultTransport.RoundTrip(r)
 }
 
 // GitHubConfig adds the GitHub server and repository "gh" to cfg; with
@@ -156,97 +136,44 @@ func (s *Stack) SetAppWebhook(h http.Handler) {
 }
 
 func (s *Stack) githubWebhook(w http.ResponseWriter, r *http.Request) {
-	io.Copy(io.Discard, io.LimitReader(r.Body, 25<<20))
-	if s.github == nil {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 25<<20))
+	g := s.github
+	if g == nil || g.ing == nil {
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
 	if s.Mirror != nil {
 		s.Mirror.Nudge("gh")
 	}
-	if err := s.SyncGitHub(r.Context()); err != nil {
-		s.log.WithError(err).Warn("trystack: github corpus sync failed")
+	var ev struct {
+		Number int `json:"number"`
+		Issue  struct {
+			Number int `json:"number"`
+		} `json:"issue"`
+	}
+	json.Unmarshal(body, &ev)
+	n := max(ev.Number, ev.Issue.Number)
+	if err := g.ing.Nudge(g.Slug(), n); err != nil {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func ts(t github.Timestamp) *timestamppb.Timestamp { return timestamppb.New(t.Time) }
-
-func ghUser(u *github.User) *maintpb.GithubUser {
-	if u == nil {
-		return nil
+func (s *Stack) startGitHubIngest() error {
+	g := s.GitHub
+	var err error
+	g.ing, err = ingest.NewGitHub(ingest.GitHubOptions{Corpus: s.Corpus, APIURL: g.Sim.APIURL(), Token: g.feederToken,
+		Repos: []string{g.Slug()}, Reconcile: time.Hour, Logger: s.log})
+	if err != nil {
+		return err
 	}
-	return &maintpb.GithubUser{Id: u.GetID(), Login: u.GetLogin()}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); g.ing.Run(s.rctx) }()
+	return nil
 }
 
-// SyncGitHub appends the current state of every pull request of the
-// simulator's repository to the log (issue fields, labels, comments,
-// events, head and base).
+// SyncGitHub brings the corpus up to date with the simulator's repository.
 func (s *Stack) SyncGitHub(ctx context.Context) error {
-	s.feedMu.Lock()
-	defer s.feedMu.Unlock()
-	g := s.github
-	c := g.feeder
-	issues, _, err := c.Issues.ListByRepo(ctx, g.Owner, g.Repo, &github.IssueListByRepoOptions{State: "all", ListOptions: github.ListOptions{PerPage: 100}})
-	if err != nil {
-		return fmt.Errorf("list issues: %w", err)
-	}
-	var muts []*maintner.Mutation
-	for _, is := range issues {
-		if !is.IsPullRequest() {
-			continue
-		}
-		n := is.GetNumber()
-		pr, _, err := c.PullRequests.Get(ctx, g.Owner, g.Repo, n)
-		if err != nil {
-			return fmt.Errorf("get pull %d: %w", n, err)
-		}
-		comments, _, err := c.Issues.ListComments(ctx, g.Owner, g.Repo, n, &github.IssueListCommentsOptions{ListOptions: github.ListOptions{PerPage: 100}})
-		if err != nil {
-			return fmt.Errorf("comments of %d: %w", n, err)
-		}
-		events, _, err := c.Issues.ListIssueEvents(ctx, g.Owner, g.Repo, n, &github.ListOptions{PerPage: 100})
-		if err != nil {
-			return fmt.Errorf("events of %d: %w", n, err)
-		}
-		m := &maintpb.GithubIssueMutation{Owner: g.Owner, Repo: g.Repo, Number: int32(n), Id: is.GetID(), User: ghUser(is.User),
-			Created: ts(is.GetCreatedAt()), Updated: ts(is.GetUpdatedAt()), Title: is.GetTitle(), PullRequest: true,
-			Closed: &maintpb.BoolChange{Val: is.GetState() == "closed"}}
-		var now []int64
-		for _, l := range is.Labels {
-			m.AddLabel = append(m.AddLabel, &maintpb.GithubLabel{Id: l.GetID(), Name: l.GetName()})
-			now = append(now, l.GetID())
-		}
-		for _, id := range g.labels[int32(n)] {
-			keep := false
-			for _, x := range now {
-				keep = keep || x == id
-			}
-			if !keep {
-				m.RemoveLabel = append(m.RemoveLabel, id)
-			}
-		}
-		g.labels[int32(n)] = now
-		for _, cm := range comments {
-			m.Comment = append(m.Comment, &maintpb.GithubIssueCommentMutation{Id: cm.GetID(), User: ghUser(cm.User), Body: cm.GetBody(),
-				Created: ts(cm.GetCreatedAt()), Updated: ts(cm.GetUpdatedAt())})
-		}
-		for _, ev := range events {
-			e := &maintpb.GithubIssueEvent{Id: ev.GetID(), EventType: ev.GetEvent(), ActorId: ev.GetActor().GetID(), Created: ts(ev.GetCreatedAt())}
-			if ev.Label != nil {
-				e.Label = &maintpb.GithubLabel{Name: ev.Label.GetName()}
-			}
-			m.Event = append(m.Event, e)
-		}
-		ext := &trydpb.Ext{GithubPullRequest: &trydpb.GithubPullRequest{Owner: g.Owner, Repo: g.Repo, Number: int32(n),
-			HeadSha: pr.GetHead().GetSHA(), HeadRef: pr.GetHead().GetRef(), HeadRepo: g.Slug(), BaseSha: pr.GetBase().GetSHA(), BaseRef: pr.GetBase().GetRef(),
-			Merged: &trydpb.BoolWrap{Val: pr.GetMerged()}, Draft: &trydpb.BoolWrap{Val: pr.GetDraft()}, Updated: ts(pr.GetUpdatedAt())}}
-		muts = append(muts, &maintner.Mutation{Base: &maintpb.Mutation{GithubIssue: m}, Ext: ext})
-	}
-	if len(muts) == 0 {
-		return nil
-	}
-	return s.Corpus.LogBatch(ctx, muts...)
+	return s.GitHub.ing.Sync(ctx, s.GitHub.Slug(), 0)
 }

@@ -4,21 +4,17 @@
 // webhooks, gitmirror, a coordinator and workers, all real and talking
 // HTTP. The trybot's tests and bench/vote-latency.sh use it.
 //
-// Until maintnerd's own ingestion lands, the corpus is fed here the way
-// maintner mirrors Gerrit (DESIGN.md): on every webhook the simulator's
-// repository refs are compared with what the log has, and new commits
-// (patch sets and NoteDb meta commits) and ref moves are appended as one
-// maintpb GerritMutation. GitHub pull requests are fed from the GitHub
-// simulator's REST API (issues, comments, events, head SHA) into maintpb
-// issue mutations and tryd's pull request extension.
+// The corpus is fed by maintnerd's own ingestion (maintner/ingest: Gerrit
+// through a git mirror of the NoteDb refs, GitHub through its REST API),
+// nudged by every webhook of the simulators as pubsubhelper's events
+// nudge it in a deployment.
 package trystack
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,13 +23,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"golang.org/x/build/maintner/maintpb"
 
 	"github.com/tryd-ci/tryd/coordinator"
 	"github.com/tryd-ci/tryd/coordinator/api"
@@ -44,6 +39,7 @@ import (
 	"github.com/tryd-ci/tryd/internal/config"
 	"github.com/tryd-ci/tryd/internal/gerritsim"
 	"github.com/tryd-ci/tryd/maintner"
+	"github.com/tryd-ci/tryd/maintner/ingest"
 	"github.com/tryd-ci/tryd/maintner/logsync"
 	"github.com/tryd-ci/tryd/maintner/mutlog"
 	"github.com/tryd-ci/tryd/trybot"
@@ -116,9 +112,8 @@ type Stack struct {
 	GitmirrorURL string
 	Mirror       *gitmirror.Mirror
 
-	feedMu sync.Mutex
-	known  map[string]string // ref → sha already in the log
-	mlog   *mutlog.Log
+	mlog      *mutlog.Log
+	ingGerrit *ingest.Gerrit
 
 	// WebhookAt, if set, is called when a webhook reaches the corpus
 	// feeder (before the corpus is updated).
@@ -162,7 +157,7 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 		opts.PublicURL = "https://tryd.example"
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	s = &Stack{opts: opts, log: opts.Log, known: map[string]string{}, cancel: cancel, rctx: rctx, Project: "proj"}
+	s = &Stack{opts: opts, log: opts.Log, cancel: cancel, rctx: rctx, Project: "proj"}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -233,6 +228,18 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 		Permissions: map[string]gerritsim.Range{"TryBot-Result": {Min: -1, Max: 1}}})
 	if err != nil {
 		return nil, err
+	}
+	s.ingGerrit, err = ingest.NewGerrit(ingest.GerritOptions{Corpus: s.Corpus, URL: s.Gerrit.URL(), Projects: []string{s.Project},
+		Dir: sub("ingest-gerrit"), Git: opts.Git, Reconcile: time.Hour, Logger: opts.Log})
+	if err != nil {
+		return nil, err
+	}
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.ingGerrit.Run(rctx) }()
+	if s.GitHub != nil {
+		if err := s.startGitHubIngest(); err != nil {
+			return nil, err
+		}
 	}
 	s.BotUser, s.BotPasswordFile = "bot", filepath.Join(opts.Dir, "gerrit-bot-password")
 	if err := os.WriteFile(s.BotPasswordFile, []byte("bot-secret\n"), 0o600); err != nil {
@@ -364,8 +371,9 @@ func (s *Stack) TrybotOptions(dir string) trybot.Options {
 		Log: s.log, RetryMin: 20 * time.Millisecond, RetryMax: 500 * time.Millisecond}
 }
 
-// gerritWebhook receives the simulator's events: it nudges gitmirror (as
-// pubsubhelper would) and brings the corpus up to date.
+// gerritWebhook receives the simulator's events: it nudges gitmirror and
+// the corpus ingestion (as pubsubhelper's subscribers would) and answers
+// at once.
 func (s *Stack) gerritWebhook(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if s.WebhookAt != nil {
@@ -376,8 +384,22 @@ func (s *Stack) gerritWebhook(w http.ResponseWriter, r *http.Request) {
 	} else if gm, err := gmclient.New(s.GitmirrorURL, nil); err == nil {
 		go gm.Nudge(context.Background(), s.Project)
 	}
-	if err := s.SyncGerrit(r.Context()); err != nil {
-		s.log.WithError(err).Warn("trystack: corpus sync failed")
+	var ev struct {
+		Change struct {
+			Number json.Number `json:"number"`
+		} `json:"change"`
+		RefUpdate struct {
+			RefName string `json:"refName"`
+		} `json:"refUpdate"`
+	}
+	n := 0
+	if json.Unmarshal(body, &ev) == nil {
+		n, _ = strconv.Atoi(ev.Change.Number.String())
+		if parts := strings.Split(ev.RefUpdate.RefName, "/"); n == 0 && len(parts) == 5 && parts[1] == "changes" {
+			n, _ = strconv.Atoi(parts[3])
+		}
+	}
+	if err := s.ingGerrit.Nudge(s.Project, n); err != nil {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
@@ -385,87 +407,9 @@ func (s *Stack) gerritWebhook(w http.ResponseWriter, r *http.Request) {
 }
 
 // CorpusProject is the Gerrit project's name in the corpus.
-func (s *Stack) CorpusProject() string {
-	name, _ := trybot.GerritCorpusName(s.Gerrit.URL(), s.Project)
-	return name
-}
+func (s *Stack) CorpusProject() string { return s.ingGerrit.CorpusName(s.Project) }
 
-// SyncGerrit appends to the log every ref move and new commit of the
-// simulator's repository that the log does not have yet.
+// SyncGerrit brings the corpus up to date with the simulator's project.
 func (s *Stack) SyncGerrit(ctx context.Context) error {
-	s.feedMu.Lock()
-	defer s.feedMu.Unlock()
-	dir, err := s.Gerrit.RepoDir(s.Project)
-	if err != nil {
-		return err
-	}
-	git := func(stdin []byte, args ...string) ([]byte, error) {
-		cmd := exec.CommandContext(ctx, s.opts.Git, append([]string{"-C", dir}, args...)...)
-		cmd.Stdin = bytes.NewReader(stdin)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return nil, fmt.Errorf("git %s: %v: %s", args[0], err, stderr.Bytes())
-		}
-		return out, nil
-	}
-	out, err := git(nil, "for-each-ref", "--format=%(objectname) %(refname)", "refs/heads", "refs/changes")
-	if err != nil {
-		return err
-	}
-	now := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if sha, ref, ok := strings.Cut(line, " "); ok {
-			now[ref] = sha
-		}
-	}
-	var refs []*maintpb.GitRef
-	var tips, have []string
-	for ref, sha := range now {
-		if s.known[ref] != sha {
-			refs = append(refs, &maintpb.GitRef{Ref: ref, Sha1: sha})
-			tips = append(tips, sha)
-		}
-	}
-	for _, sha := range s.known {
-		have = append(have, "^"+sha)
-	}
-	if len(refs) == 0 {
-		return nil
-	}
-	sort.Slice(refs, func(i, j int) bool { return refs[i].Ref < refs[j].Ref })
-	list, err := git([]byte(strings.Join(append(tips, have...), "\n")+"\n"), "rev-list", "--reverse", "--topo-order", "--stdin")
-	if err != nil {
-		return err
-	}
-	shas := strings.Fields(string(list))
-	var commits []*maintpb.GitCommit
-	if len(shas) > 0 {
-		raw, err := git([]byte(strings.Join(shas, "\n")+"\n"), "cat-file", "--batch")
-		if err != nil {
-			return err
-		}
-		br := bufio.NewReader(bytes.NewReader(raw))
-		for range shas {
-			var sha, typ string
-			var size int
-			if _, err := fmt.Fscanf(br, "%s %s %d\n", &sha, &typ, &size); err != nil {
-				return fmt.Errorf("cat-file: %w", err)
-			}
-			body := make([]byte, size+1)
-			if _, err := io.ReadFull(br, body); err != nil {
-				return fmt.Errorf("cat-file: %w", err)
-			}
-			commits = append(commits, &maintpb.GitCommit{Sha1: sha, Raw: body[:size]})
-		}
-	}
-	m := &maintner.Mutation{Base: &maintpb.Mutation{Gerrit: &maintpb.GerritMutation{Project: s.CorpusProject(), Commits: commits, Refs: refs}}}
-	if err := s.Corpus.LogBatch(ctx, m); err != nil {
-		return err
-	}
-	for _, r := range refs {
-		s.known[r.Ref] = r.Sha1
-	}
-	return nil
+	return s.ingGerrit.Sync(ctx, s.Project, 0)
 }
