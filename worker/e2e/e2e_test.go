@@ -137,6 +137,7 @@ func TestTryWorkTreeUploadsOnlyMissing(t *testing.T) {
 		t.Fatalf("tryd try exit %d:\n%s", code, out)
 	}
 	contains(t, "try output", out, "ok    cmd1", "SUCCEEDED")
+	contains(t, "job log", e.lastLog(), "tracked\nuntracked\n")
 	// Everything is now uploaded: the store is asked and nothing is missing.
 	files, _, err := tryWorkTree(wt)
 	if err != nil {
@@ -149,6 +150,18 @@ func TestTryWorkTreeUploadsOnlyMissing(t *testing.T) {
 	missing, err := e.cl.Missing(context.Background(), digests)
 	if err != nil || len(missing) != 0 {
 		t.Fatalf("missing after try = %v, %v", missing, err)
+	}
+	// One file changes: only it is uploaded (counted by the coordinator's
+	// PUT requests; the job's empty output is already stored).
+	os.WriteFile(filepath.Join(wt, "b.txt"), []byte("changed\n"), 0o644)
+	before := e.puts()
+	out, code = tryd(t, wt, args...)
+	if code != 0 {
+		t.Fatalf("tryd try exit %d:\n%s", code, out)
+	}
+	contains(t, "job log", e.lastLog(), "tracked\nchanged\n")
+	if n := e.puts() - before; n != 1 {
+		t.Errorf("second try uploaded %d artifacts, want 1 (the changed file)", n)
 	}
 	// A failing command: non-zero exit and the log tail printed.
 	args[len(args)-1] = `echo "something broke"; exit 3`

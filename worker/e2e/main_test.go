@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -236,4 +238,46 @@ func contains(t *testing.T, what, got string, wants ...string) {
 // tryWorkTree lists a working tree's files as tryd try does.
 func tryWorkTree(dir string) ([]graph.File, func(graph.File) (io.ReadCloser, error), error) {
 	return try.WorkTree(context.Background(), dir)
+}
+
+// puts returns how many PUT requests the coordinator has answered (all
+// of them artifact uploads), from its /metrics.
+func (e *env) puts() int {
+	e.t.Helper()
+	resp, err := http.Get(e.c.URL + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "tryd_http_requests_total{") && strings.Contains(line, `method="PUT"`) {
+			f := strings.Fields(line)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			n += int(v)
+		}
+	}
+	return n
+}
+
+// lastLog returns the log of the first job of the newest build.
+func (e *env) lastLog() string {
+	e.t.Helper()
+	bs, err := e.cl.Builds(context.Background(), api.ListOptions{Limit: 1})
+	if err != nil || len(bs) == 0 {
+		e.t.Fatalf("list builds: %v", err)
+	}
+	b, err := e.cl.Build(context.Background(), bs[0].ID)
+	if err != nil || len(b.Jobs) == 0 || len(b.Jobs[0].Attempts) == 0 {
+		e.t.Fatalf("build %d: %v", bs[0].ID, err)
+	}
+	atts := b.Jobs[0].Attempts
+	rc, err := e.cl.AttemptLog(context.Background(), atts[len(atts)-1].ID, 0, false)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rc.Close()
+	data, _ := io.ReadAll(rc)
+	return string(data)
 }
