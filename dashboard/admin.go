@@ -209,4 +209,3 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
-

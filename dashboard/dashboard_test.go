@@ -413,5 +413,3 @@ func login(t *testing.T, e *env) http.CookieJar {
 	}
 	return jar
 }
-
-

@@ -201,21 +201,21 @@ func sortedLabels(m map[string]string) []string {
 // buildView is the build page: the build, its jobs in a stable order
 // with timing, and a Gantt-style timeline.
 type buildView struct {
-	Build     *api.Build `json:"build"`
-	Jobs      []jobView  `json:"jobs"`
-	Labels    []string   `json:"-"`
-	Timeline  timeline   `json:"-"`
-	Builder   string     `json:"builder,omitempty"`
-	ForcedFrom string    `json:"-"`
-	DurationMS int64     `json:"duration_ms"`
+	Build      *api.Build `json:"build"`
+	Jobs       []jobView  `json:"jobs"`
+	Labels     []string   `json:"-"`
+	Timeline   timeline   `json:"-"`
+	Builder    string     `json:"builder,omitempty"`
+	ForcedFrom string     `json:"-"`
+	DurationMS int64      `json:"duration_ms"`
 }
 
 type jobView struct {
 	api.JobStatus
 	DurationMS int64 `json:"duration_ms"`
 	// LastAttempt is the latest attempt's ID (its log).
-	LastAttempt string `json:"last_attempt,omitempty"`
-	Cached      bool   `json:"cached"`
+	LastAttempt string   `json:"last_attempt,omitempty"`
+	Cached      bool     `json:"cached"`
 	DepNames    []string `json:"-"`
 }
 
@@ -227,11 +227,11 @@ type timeline struct {
 }
 
 type bar struct {
-	X, Y, W   float64
-	Name      string
-	State     string
-	Label     string
-	Attempt   string
+	X, Y, W float64
+	Name    string
+	State   string
+	Label   string
+	Attempt string
 }
 
 const (
@@ -331,8 +331,8 @@ func makeTimeline(start, end time.Time, jobs []jobView, now time.Time) timeline 
 
 // tryRunView is a try run page.
 type tryRunView struct {
-	Run    *tbclient.Run   `json:"run"`
-	Builds []tryBuildView  `json:"builds"`
+	Run    *tbclient.Run  `json:"run"`
+	Builds []tryBuildView `json:"builds"`
 	// Others are other runs of the same change (patch sets, reruns).
 	Others []tbclient.Run `json:"other_runs,omitempty"`
 }
@@ -347,7 +347,7 @@ type failedJobView struct {
 	// Attempt is the failed job's latest attempt (its log page).
 	Attempt string `json:"attempt,omitempty"`
 	// Tail is the end of the job's log (at most LogTailLines lines).
-	Tail string `json:"tail,omitempty"`
+	Tail      string `json:"tail,omitempty"`
 	TailError string `json:"tail_error,omitempty"`
 }
 
