@@ -20,8 +20,9 @@ Run-TryBot+1 and GitHub pull requests asked to run, and posts the results.
 It follows maintnerd's log (--maintnerd), submits one graph per builder to
 the coordinator (--coordinator, with the client token) for sources served
 by gitmirror (--gitmirror), and serves the try run API (/api/runs) on
---listen. Its state (runs and what was posted, the log cache) lives under
-<data-dir>/trybot.`)
+--listen, with the GitHub App's webhook (re-requested check runs) at
+/github-app-webhook. Its state (runs and what was posted, the log cache)
+lives under <data-dir>/trybot.`)
 	listen := fs.String("listen", ":8085", "address to serve HTTP on")
 	maintnerd := fs.String("maintnerd", "", "maintnerd's base URL to follow (default: maintnerd.url from the config)")
 	coord := fs.String("coordinator", "", "coordinator URL (default: coordinator.url from the config)")
@@ -42,11 +43,11 @@ by gitmirror (--gitmirror), and serves the try run API (/api/runs) on
 	}
 	switch {
 	case *maintnerd == "":
-		return errors.New("trybot: no maintnerd URL (--maintnerd or maintnerd.url)")
+		return errors.New("no maintnerd URL (--maintnerd or maintnerd.url)")
 	case *coord == "":
-		return errors.New("trybot: no coordinator URL (--coordinator or coordinator.url)")
+		return errors.New("no coordinator URL (--coordinator or coordinator.url)")
 	case *gitmirror == "":
-		return errors.New("trybot: no gitmirror URL (--gitmirror or gitmirror.url)")
+		return errors.New("no gitmirror URL (--gitmirror or gitmirror.url)")
 	}
 	token, err := secretOrFile(*tokenFile, a.cfg.Coordinator.ClientToken)
 	if err != nil {
