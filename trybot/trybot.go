@@ -686,8 +686,13 @@ func (t *Trybot) drive(ctx context.Context, ar *activeRun) {
 	log.WithField("state", final).Info("trybot: try run finished")
 }
 
-// outcome is the final state of a run whose builds all finished.
+// outcome is the final state of a run whose builds all finished. A run
+// without builders (none applies to the repository and branch) tested
+// nothing, so it votes nothing either.
 func outcome(r *client.Run) client.RunState {
+	if len(r.Builds) == 0 {
+		return client.StateInfra
+	}
 	failed, infra := false, false
 	for _, b := range r.Builds {
 		switch b.State {
@@ -1128,6 +1133,8 @@ func (t *Trybot) summary(r *client.Run) string {
 	}
 	n := len(r.Builds)
 	switch {
+	case n == 0:
+		fmt.Fprintf(&b, "No TryBots build %s (branch %s), so nothing ran.\n", r.Repo, or(r.Branch, "unknown"))
 	case len(failed) > 0:
 		fmt.Fprintf(&b, "%d of %d TryBots failed.\n", len(failed), n)
 	case len(infra) > 0:
@@ -1189,9 +1196,10 @@ func (t *Trybot) beginMessage(r *client.Run) string {
 	if u := t.runURL(r.ID); u != "" {
 		fmt.Fprintf(&b, " Status page: %s", u)
 	}
-	fmt.Fprintf(&b, "\n\nBuilders: %s", strings.Join(r.Builders, ", "))
 	if len(r.Builders) == 0 {
-		b.WriteString("(none configured for this repository)")
+		b.WriteString("\n\nBuilders: none builds this repository and branch.")
+	} else {
+		fmt.Fprintf(&b, "\n\nBuilders: %s", strings.Join(r.Builders, ", "))
 	}
 	if len(r.Unknown) > 0 {
 		fmt.Fprintf(&b, "\nUnknown builders requested (not run): %s\nKnown builders: %s", strings.Join(r.Unknown, ", "), strings.Join(t.builders.Names(), ", "))
