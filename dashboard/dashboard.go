@@ -257,6 +257,14 @@ type pageData struct {
 	// CanForce: force builds are configured (planner and admin token).
 	CanForce bool
 	Path     string
+	// JSONURL is this page as JSON.
+	JSONURL string
+}
+
+func newPageData(r *http.Request, title string, view any) pageData {
+	q := r.URL.Query()
+	q.Set("format", "json")
+	return pageData{Title: title, View: view, Path: r.URL.Path, JSONURL: r.URL.Path + "?" + q.Encode()}
 }
 
 // show answers with the view as JSON (?format=json) or rendered by the
@@ -272,7 +280,8 @@ func (s *Server) show(w http.ResponseWriter, r *http.Request, name, title string
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name, title string, view any) {
 	t := s.tmpl[name]
-	d := pageData{Title: title, View: view, Path: r.URL.Path, CanForce: s.admin != nil && s.opts.Planner != nil}
+	d := newPageData(r, title, view)
+	d.CanForce = s.admin != nil && s.opts.Planner != nil
 	if s.admin != nil {
 		if sess, ok := s.admin.session(r); ok {
 			d.Admin, d.CSRF = true, s.admin.csrf(sess)

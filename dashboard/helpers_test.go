@@ -2,6 +2,8 @@ package dashboard_test
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -187,4 +189,8 @@ func lacks(t *testing.T, what, body string, bad ...string) {
 	}
 }
 
-func rev(n int) string { return fmt.Sprintf("%040x", 0xc0ffee000+n) }
+// rev is a commit hash for commit n of the grid's history.
+func rev(n int) string {
+	h := sha1.Sum([]byte(fmt.Sprint("commit ", n)))
+	return hex.EncodeToString(h[:])
+}

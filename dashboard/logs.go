@@ -92,7 +92,7 @@ func (s *Server) serveLog(w http.ResponseWriter, r *http.Request) error {
 	t := s.tmpl["log"]
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	bw := bufio.NewWriterSize(w, logChunk)
-	d := pageData{Title: "Log " + id, View: v, Path: r.URL.Path}
+	d := newPageData(r, "Log "+id, v)
 	if err := t.ExecuteTemplate(bw, "logtop", d); err != nil {
 		return fmt.Errorf("dashboard: render log: %w", err)
 	}

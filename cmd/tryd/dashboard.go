@@ -1,13 +1,96 @@
 package main
 
-import "context"
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/dashboard"
+	"github.com/tryd-ci/tryd/internal/httpserver"
+	"github.com/tryd-ci/tryd/internal/logging"
+	"github.com/tryd-ci/tryd/maintner/query"
+	"github.com/tryd-ci/tryd/trybot"
+	tbclient "github.com/tryd-ci/tryd/trybot/client"
+)
 
 func runDashboard(ctx context.Context, a *app, args []string) error {
 	fs, cf := a.flags("dashboard", "[flags]", `Dashboard serves the web UI: the build grid, try runs, builds, live logs
-and workers, each also as JSON.`)
-	_ = fs.String("listen", ":8080", "address to serve HTTP on")
+and workers, each also as JSON (?format=json).
+
+It reads builds, logs and workers from the coordinator (--coordinator, with
+the client token), try runs from the trybot (--trybot, optional) and the
+corpus's repositories from maintnerd (--maintnerd, optional). With an admin
+token (dashboard.admin_token or --admin-token-file) and builders in the
+config, signed-in admins can force builds.`)
+	listen := fs.String("listen", "", "address to serve HTTP on (default: dashboard.listen from the config, else :8080)")
+	coord := fs.String("coordinator", "", "coordinator URL (default: coordinator.url from the config)")
+	tokenFile := fs.String("coordinator-token-file", "", "file holding the coordinator's client token (default: coordinator.client_token from the config)")
+	tb := fs.String("trybot", "", "trybot URL for try runs (optional)")
+	maintnerd := fs.String("maintnerd", "", "maintnerd URL for the corpus's repositories (default: maintnerd.url from the config; optional)")
+	adminFile := fs.String("admin-token-file", "", "file holding the admin token that allows force builds (default: dashboard.admin_token from the config)")
 	if err := a.parse(fs, cf, args); err != nil {
 		return err
 	}
-	return notBuilt("the dashboard component", "issue #10 (dashboard)")
+	if *listen == "" {
+		*listen = a.cfg.Dashboard.Listen
+	}
+	if *listen == "" {
+		*listen = ":8080"
+	}
+	if *coord == "" {
+		*coord = a.cfg.Coordinator.URL
+	}
+	if *coord == "" {
+		return errors.New("dashboard: no coordinator URL (--coordinator or coordinator.url)")
+	}
+	if *maintnerd == "" {
+		*maintnerd = a.cfg.Maintnerd.URL
+	}
+	token, err := secretOrFile(*tokenFile, a.cfg.Coordinator.ClientToken)
+	if err != nil {
+		return fmt.Errorf("dashboard: coordinator token: %w", err)
+	}
+	adminToken, err := secretOrFile(*adminFile, a.cfg.Dashboard.AdminToken)
+	if err != nil {
+		return fmt.Errorf("dashboard: admin token: %w", err)
+	}
+	opts := dashboard.Options{AdminToken: adminToken, Log: logging.For(a.log, "dashboard")}
+	if opts.Coordinator, err = api.NewClient(*coord, token, nil); err != nil {
+		return err
+	}
+	if *tb != "" {
+		if opts.Trybot, err = tbclient.New(*tb, nil); err != nil {
+			return err
+		}
+	}
+	if *maintnerd != "" {
+		if opts.Query, err = query.NewClient(*maintnerd, nil); err != nil {
+			return err
+		}
+	}
+	for _, r := range a.cfg.Repos {
+		opts.Repos = append(opts.Repos, dashboard.Repo{Name: r.Name, Branches: r.Branches})
+	}
+	if len(a.cfg.Builders) > 0 {
+		b, err := trybot.NewBuilders(a.cfg.Builders, a.cfg.Trybot.Aliases)
+		if err != nil {
+			return err
+		}
+		opts.Planner = b
+	}
+	if adminToken == "" {
+		a.log.Info("dashboard: no admin token configured: force builds are off")
+	}
+	reg := httpserver.NewRegistry()
+	opts.Registry = reg
+	d, err := dashboard.New(opts)
+	if err != nil {
+		return err
+	}
+	srv, err := httpserver.New(httpserver.Options{Addr: *listen, Handler: d.Handler(), Component: "dashboard", Log: a.log, Registry: reg})
+	if err != nil {
+		return err
+	}
+	return srv.Serve(ctx)
 }
