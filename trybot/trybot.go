@@ -134,6 +134,9 @@ type activeRun struct {
 	done       chan struct{}
 	repo       *repoInfo
 	key        string
+	// fresh is set for runs created by this process: they cannot have
+	// builds submitted by an earlier one, so no lookup is needed.
+	fresh bool
 }
 
 type metrics struct {
@@ -329,7 +332,7 @@ func (t *Trybot) Run(ctx context.Context) error {
 			t.log.WithField("run", r.ID).Warnf("trybot: run of unconfigured repository %q left as is", r.Repo)
 			continue
 		}
-		t.start(ri, runKeyOf(&r), &r)
+		t.start(ri, runKeyOf(&r), &r, false)
 	}
 	t.wg.Add(1)
 	go func() {
@@ -546,17 +549,17 @@ func (t *Trybot) consider(ctx context.Context, w want) error {
 		return err
 	}
 	t.log.WithFields(logrus.Fields{"run": r.ID, "repo": r.Repo, "change": r.Change, "patch_set": r.PatchSet, "revision": r.Revision, "builders": r.Builders}).Info("trybot: try run started")
-	t.start(w.repo, ck, &r)
+	t.start(w.repo, ck, &r, true)
 	return nil
 }
 
 // start drives r in a goroutine, until it ends or Run returns.
-func (t *Trybot) start(ri *repoInfo, ck string, r *client.Run) {
+func (t *Trybot) start(ri *repoInfo, ck string, r *client.Run, fresh bool) {
 	t.mu.Lock()
 	base := t.runCtx
 	t.mu.Unlock()
 	rctx, cancel := context.WithCancel(base)
-	ar := &activeRun{run: r, cancel: cancel, done: make(chan struct{}), repo: ri, key: ck}
+	ar := &activeRun{run: r, cancel: cancel, done: make(chan struct{}), repo: ri, key: ck, fresh: fresh}
 	t.mu.Lock()
 	if old := t.active[ck]; old != nil && old.run.ID != r.ID {
 		t.mu.Unlock()
@@ -727,16 +730,21 @@ func (t *Trybot) submitAll(ctx context.Context, ar *activeRun) error {
 		if r.PatchSet != 0 {
 			labels["patch_set"] = strconv.Itoa(int(r.PatchSet))
 		}
+		// find looks for a build submitted earlier for this builder: by
+		// a process that crashed before recording it, or by a submit
+		// whose answer was lost.
 		var id int64
-		err := t.retry(ctx, "find build", func() error {
+		find := func() error {
 			bs, err := t.opts.Coordinator.Builds(ctx, api.ListOptions{Labels: map[string]string{"trybot_run": labels["trybot_run"], "builder": b.Builder}, Limit: 1})
 			if err == nil && len(bs) > 0 {
 				id = bs[0].ID
 			}
 			return err
-		})
-		if err != nil {
-			return err
+		}
+		if !ar.fresh {
+			if err := t.retry(ctx, "find build", find); err != nil {
+				return err
+			}
 		}
 		if id == 0 {
 			if !synced {
@@ -749,7 +757,13 @@ func (t *Trybot) submitAll(ctx context.Context, ar *activeRun) error {
 			if err != nil {
 				return err
 			}
+			tries := 0
 			err = t.retry(ctx, "submit", func() error {
+				if tries++; tries > 1 {
+					if err := find(); err != nil || id != 0 {
+						return err
+					}
+				}
 				resp, err := t.opts.Coordinator.Submit(ctx, api.SubmitRequest{Graph: *g, Priority: api.PriorityTry, Labels: labels})
 				if err != nil {
 					if errors.Is(err, api.ErrBadRequest) {
