@@ -157,9 +157,10 @@ func (m *Mirror) Nudge(name string) error {
 
 // Sync asks for a fetch of the named repository and waits until a fetch
 // that started after the call has finished, returning its error (wrapping
-// ErrUpstream). While the repository backs off after failures, it returns
-// the last failure at once instead of waiting for the next attempt. Run
-// must be running.
+// ErrUpstream). A failing upstream is reported without waiting for the
+// next attempt: while the repository backs off, or when a fetch already
+// running at the call fails, Sync returns that failure. Run must be
+// running.
 func (m *Mirror) Sync(ctx context.Context, name string) error {
 	r, ok := m.repos[name]
 	if !ok {
@@ -247,9 +248,11 @@ func (r *repo) sync(ctx context.Context) error {
 	}
 	r.mu.Unlock()
 	gen := r.request()
-	for {
+	for woke := false; ; woke = true {
 		r.mu.Lock()
-		if r.done >= gen {
+		// A fetch that started before the request but failed after it
+		// also answers it: the next attempt waits for the backoff.
+		if r.done >= gen || woke && r.lastErr != nil {
 			err := r.lastErr
 			r.mu.Unlock()
 			if err != nil {
