@@ -353,10 +353,16 @@ type lossyTransport struct {
 	mu            sync.Mutex
 	refused, lost int
 	seen          int
+	// match selects the requests to disturb (default: Gerrit reviews).
+	match func(r *http.Request) bool
 }
 
 func (l *lossyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/review") {
+	match := l.match
+	if match == nil {
+		match = func(r *http.Request) bool { return r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/review") }
+	}
+	if !match(r) {
 		return http.DefaultTransport.RoundTrip(r)
 	}
 	l.mu.Lock()

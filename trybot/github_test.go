@@ -20,13 +20,17 @@ var ghBuilders = []config.Builder{
 }
 
 // startGitHubTrybot starts a stack with GitHub and a trybot watching it
-// (as a GitHub App when app is set, else with a token).
-func startGitHubTrybot(t *testing.T, app bool) (*trystack.Stack, *github.Client) {
+// (as a GitHub App when app is set, else with a token), talking to
+// GitHub through rt if set.
+func startGitHubTrybot(t *testing.T, app bool, rt ...http.RoundTripper) (*trystack.Stack, *github.Client) {
 	t.Helper()
 	s := startStack(t, trystack.Options{GitHub: true, Builders: ghBuilders, Aliases: testAliases})
 	opts := s.TrybotOptions(t.TempDir())
 	s.GitHubConfig(opts.Config, app)
 	opts.Log = testLogger(t)
+	if len(rt) > 0 {
+		opts.HTTPClient = &http.Client{Transport: rt[0]}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	tb, err := trybot.New(ctx, opts)
 	if err != nil {
@@ -229,4 +233,41 @@ func TestGitHubStatusesWithoutApp(t *testing.T) {
 		}
 		return false
 	})
+}
+
+func TestGitHubPostingRetriedExactlyOnce(t *testing.T) {
+	lossy := &lossyTransport{refused: 2, lost: 3, match: func(r *http.Request) bool {
+		return (r.Method == http.MethodPost || r.Method == http.MethodPatch) && strings.Contains(r.URL.Path, "/check-runs")
+	}}
+	s, gc := startGitHubTrybot(t, true, lossy)
+	g := s.GitHub
+	ctx := context.Background()
+	n, err := g.Sim.OpenPR(ctx, g.Slug(), g.Maintainer, githubsimPR("flaky", "Flaky GitHub", map[string]string{"ok.txt": "ok\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Sim.Comment(ctx, g.Slug(), n, g.Maintainer, "/trybot more"); err != nil {
+		t.Fatal(err)
+	}
+	head := headOf(t, gc, g, n)
+	waitFor(t, "both check runs to complete", 60*time.Second, func() bool {
+		cr := checkRuns(t, gc, g, head)
+		return cr["tryd/check"] == "success" && cr["tryd/extra"] == "success"
+	})
+	res, _, err := gc.Checks.ListCheckRunsForRef(ctx, g.Owner, g.Repo, head, &github.ListCheckRunsOptions{Filter: github.String("all")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.CheckRuns) != 2 {
+		var names []string
+		for _, cr := range res.CheckRuns {
+			names = append(names, cr.GetName()+"/"+cr.GetExternalID())
+		}
+		t.Errorf("check runs %q: want exactly one per builder despite lost answers", names)
+	}
+	lossy.mu.Lock()
+	defer lossy.mu.Unlock()
+	if lossy.refused != 0 || lossy.lost != 0 {
+		t.Errorf("the transport still had %d refusals and %d losses to inject", lossy.refused, lossy.lost)
+	}
 }
