@@ -1,0 +1,195 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tryd-ci/tryd/internal/testenv"
+)
+
+// devRun is a "tryd dev" process.
+type devRun struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+
+	mu    sync.Mutex
+	lines []string
+	seen  chan string // every stdout line
+}
+
+func startDev(t *testing.T, logs *logBuf, dataDir string, extra ...string) *devRun {
+	t.Helper()
+	args := append([]string{"dev", "--data-dir", dataDir}, extra...)
+	cmd := exec.Command(trydBinary(t), args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// No tryd.yaml in the working directory may turn the demo off.
+	cmd.Dir = t.TempDir()
+	cmd.Stderr = &prefixWriter{name: "dev", w: logs}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &devRun{cmd: cmd, done: make(chan struct{}), seen: make(chan string, 1000)}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintf(logs, "dev stdout: %s\n", line)
+			d.mu.Lock()
+			d.lines = append(d.lines, line)
+			d.mu.Unlock()
+			select {
+			case d.seen <- line:
+			default:
+			}
+		}
+		cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-d.done:
+		default:
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-d.done
+		}
+	})
+	return d
+}
+
+// waitLine waits for a stdout line starting with prefix.
+func (d *devRun) waitLine(t *testing.T, prefix string, timeout time.Duration) {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case line := <-d.seen:
+			if strings.HasPrefix(line, prefix) {
+				return
+			}
+		case <-d.done:
+			t.Fatalf("tryd dev exited (%v) before printing %q", d.cmd.ProcessState, prefix)
+		case <-timer.C:
+			t.Fatalf("tryd dev did not print %q within %v", prefix, timeout)
+		}
+	}
+}
+
+// interrupt sends SIGINT (Ctrl-C) and requires a clean exit.
+func (d *devRun) interrupt(t *testing.T) {
+	t.Helper()
+	d.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-d.done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("tryd dev did not stop within 60s of SIGINT")
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("tryd dev exited with status %d after SIGINT", code)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if last := d.lines[len(d.lines)-1]; last != "tryd dev: stopped" {
+		t.Fatalf("last line of tryd dev is %q, want %q", last, "tryd dev: stopped")
+	}
+}
+
+// TestDevDemo runs "tryd dev" on an empty data directory, as a newcomer
+// would, and checks through the simulators' REST APIs that the demo's
+// passing change and pull request got TryBot-Result +1 and a successful
+// check run, the failing ones -1 naming the builder and a failed check
+// run; that Ctrl-C stops it cleanly; and that a second run on the same
+// data directory reloads the Gerrit simulator and posts nothing twice.
+func TestDevDemo(t *testing.T) {
+	testenv.Short(t)
+	testenv.NeedTool(t, "git")
+	logs := &logBuf{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("processes' output:\n%s", logs.String())
+		}
+	})
+	data := t.TempDir()
+	d := startDev(t, logs, data)
+	d.waitLine(t, "demo: every result is in", 150*time.Second)
+
+	var ports map[string]string
+	readJSON(t, filepath.Join(data, "dev", "ports.json"), &ports)
+	var st struct {
+		Bot     int
+		Changes map[string]int
+	}
+	readJSON(t, filepath.Join(data, "dev", "demo.json"), &st)
+	gerritURL := "http://" + ports["gerritsim"] + "/"
+	builder := runtime.GOOS + "-" + runtime.GOARCH
+	checkGerrit := func() {
+		t.Helper()
+		pass := getGerritChange(t, gerritURL, st.Changes["passes"])
+		if v := pass.result(st.Bot); v != 1 {
+			t.Errorf("passing change: TryBot-Result %+d, want +1", v)
+		}
+		if msgs := pass.resultMessages(st.Bot, 1); len(msgs) != 1 {
+			t.Errorf("passing change: %d result messages, want 1: %q", len(msgs), msgs)
+		}
+		fail := getGerritChange(t, gerritURL, st.Changes["fails"])
+		if v := fail.result(st.Bot); v != -1 {
+			t.Errorf("failing change: TryBot-Result %+d, want -1", v)
+		}
+		msgs := fail.resultMessages(st.Bot, 1)
+		if len(msgs) != 1 || !strings.Contains(msgs[0], builder) {
+			t.Errorf("failing change: result messages %q, want one naming %s", msgs, builder)
+		}
+	}
+	checkGerrit()
+
+	api := "http://" + ports["githubsim"] + "/api/v3/"
+	for n, want := range map[int]string{1: "success", 2: "failure"} {
+		var pr struct {
+			Head struct {
+				SHA string `json:"sha"`
+			} `json:"head"`
+		}
+		if err := getJSON(t.Context(), fmt.Sprintf("%srepos/gopher/hello/pulls/%d", api, n), &pr); err != nil {
+			t.Fatal(err)
+		}
+		got := checkRuns(t, api, "gopher/hello", pr.Head.SHA)
+		if w := "tryd/" + builder + "=" + want; len(got) != 1 || got[0] != w {
+			t.Errorf("pull request %d: check runs %q, want [%s]", n, got, w)
+		}
+	}
+	d.interrupt(t)
+
+	// Second run: the Gerrit simulator reloads its changes, the trybot
+	// its state; nothing is tried or posted again.
+	d = startDev(t, logs, data, "--demo-no-github")
+	d.waitLine(t, "demo: Gerrit changes", 60*time.Second)
+	d.waitLine(t, "demo: every result is in", 60*time.Second)
+	time.Sleep(3 * time.Second) // give a wrong second report time to show
+	checkGerrit()
+	d.interrupt(t)
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}

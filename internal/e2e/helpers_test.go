@@ -1,0 +1,355 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tryd-ci/tryd/internal/testenv"
+)
+
+// binDir holds the tryd binary built for this test run.
+var (
+	binDir   string
+	buildMu  sync.Mutex
+	builtBin string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tryd-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// trydBinary builds ./cmd/tryd once per test run and returns its path.
+func trydBinary(t *testing.T) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if builtBin != "" {
+		return builtBin
+	}
+	goTool := testenv.NeedTool(t, "go")
+	out := filepath.Join(binDir, "tryd")
+	cmd := exec.Command(goTool, "build", "-o", out, "./cmd/tryd")
+	cmd.Dir = testenv.RepoRoot(t)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/tryd: %v\n%s", err, b)
+	}
+	builtBin = out
+	return out
+}
+
+// logBuf collects the processes' output; the test prints it when it
+// fails.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// prefixWriter prefixes each line with the process's name.
+type prefixWriter struct {
+	name string
+	w    io.Writer
+	mu   sync.Mutex
+	part []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.part = append(p.part, b...)
+	for {
+		i := bytes.IndexByte(p.part, '\n')
+		if i < 0 {
+			break
+		}
+		fmt.Fprintf(p.w, "%s: %s", p.name, p.part[:i+1])
+		p.part = p.part[i+1:]
+	}
+	return len(b), nil
+}
+
+// proc is a tryd subcommand running as its own process group.
+type proc struct {
+	t    *testing.T
+	name string
+	bin  string
+	args []string
+	env  []string
+	url  string // base URL whose /healthz says it is up ("" for none)
+	out  io.Writer
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// startProc runs "tryd args..." and waits until url/healthz answers 200.
+// The process is stopped when the test ends.
+func startProc(t *testing.T, out io.Writer, name, url string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, bin: trydBinary(t), args: args, url: url, out: out}
+	p.start()
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *proc) start() {
+	p.t.Helper()
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Env = append(os.Environ(), p.env...)
+	w := &prefixWriter{name: p.name, w: p.out}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		p.t.Fatalf("start %s: %v", p.name, err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	p.mu.Lock()
+	p.cmd, p.done = cmd, done
+	p.mu.Unlock()
+	if p.url != "" {
+		p.waitHealthy()
+	}
+}
+
+func (p *proc) waitHealthy() {
+	p.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(p.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-p.done:
+			p.t.Fatalf("%s exited during startup: %v", p.name, p.cmd.ProcessState)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s not healthy at %s after 60s", p.name, p.url)
+		}
+	}
+}
+
+// kill9 sends SIGKILL to the process group and waits for the process.
+func (p *proc) kill9() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-done
+}
+
+// restart starts the process again with the same arguments.
+func (p *proc) restart() {
+	p.t.Helper()
+	p.start()
+}
+
+// stop sends SIGTERM and waits up to 20 s, then SIGKILL.
+func (p *proc) stop() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	select {
+	case <-done:
+		return
+	default:
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func writeFile(t *testing.T, path, content string, perm os.FileMode) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), perm); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// waitFor polls cond every 50 ms until it holds or timeout passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// gerritChange is what the tests read of a change through the
+// simulator's REST API, as any Gerrit client would.
+type gerritChange struct {
+	Number int    `json:"_number"`
+	Status string `json:"status"`
+	Labels map[string]struct {
+		All []struct {
+			Value     int `json:"value"`
+			AccountID int `json:"_account_id"`
+		} `json:"all"`
+	} `json:"labels"`
+	Messages []struct {
+		Author *struct {
+			AccountID int `json:"_account_id"`
+		} `json:"author"`
+		Tag            string `json:"tag"`
+		Message        string `json:"message"`
+		RevisionNumber int    `json:"_revision_number"`
+	} `json:"messages"`
+	CurrentRevisionNumber int `json:"current_revision_number"`
+}
+
+// getGerritChange reads change n's detail from the Gerrit at base (with
+// a trailing slash).
+func getGerritChange(t *testing.T, base string, n int) *gerritChange {
+	t.Helper()
+	var ch gerritChange
+	if err := getJSON(context.Background(), fmt.Sprintf("%schanges/%d/detail", base, n), &ch); err != nil {
+		t.Fatal(err)
+	}
+	return &ch
+}
+
+// result returns bot's TryBot-Result vote on the current patch set (0
+// for none).
+func (ch *gerritChange) result(bot int) int {
+	for _, a := range ch.Labels["TryBot-Result"].All {
+		if a.AccountID == bot {
+			return a.Value
+		}
+	}
+	return 0
+}
+
+// botMessages returns the bodies of bot's messages on patch set ps.
+func (ch *gerritChange) botMessages(bot, ps int) []string {
+	var out []string
+	for _, m := range ch.Messages {
+		if m.Author != nil && m.Author.AccountID == bot && m.RevisionNumber == ps {
+			out = append(out, m.Message)
+		}
+	}
+	return out
+}
+
+// resultMessages returns bot's messages on ps that carry a TryBot-Result
+// vote ("Patch Set N: TryBot-Result+1" is how Gerrit heads them).
+func (ch *gerritChange) resultMessages(bot, ps int) []string {
+	var out []string
+	for _, m := range ch.botMessages(bot, ps) {
+		first, _, _ := strings.Cut(m, "\n")
+		if strings.Contains(first, "TryBot-Result") {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// getJSON GETs u and decodes its JSON body, skipping Gerrit's ")]}'"
+// prefix when present.
+func getJSON(ctx context.Context, u string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", u, resp.Status, b)
+	}
+	return json.Unmarshal(bytes.TrimPrefix(b, []byte(")]}'")), v)
+}
+
+// checkRuns returns "name=conclusion" (or "name:status" while running)
+// of the check runs on sha in repo, through the GitHub simulator's REST
+// API.
+func checkRuns(t *testing.T, api, repo, sha string) []string {
+	t.Helper()
+	var runs struct {
+		CheckRuns []struct {
+			Name       string `json:"name"`
+			Status     string `json:"status"`
+			Conclusion string `json:"conclusion"`
+		} `json:"check_runs"`
+	}
+	if err := getJSON(context.Background(), fmt.Sprintf("%srepos/%s/commits/%s/check-runs", api, repo, sha), &runs); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range runs.CheckRuns {
+		if r.Status == "completed" {
+			out = append(out, r.Name+"="+r.Conclusion)
+		} else {
+			out = append(out, r.Name+":"+r.Status)
+		}
+	}
+	return out
+}
