@@ -212,6 +212,26 @@ func TestDashboard(t *testing.T) {
 		contains(t, "hostile branch grid", body, `x&#34;&gt;&lt;script&gt;window.pwned=1&lt;/script&gt;`, hostileURL)
 		lacks(t, "hostile branch grid", body, "<script>window", `href="javascript`)
 
+		// New builds and builds that finish show on the next view (the
+		// grid keeps finished builds and asks only for what changed).
+		gate := filepath.Join(e.dir, "go-grid")
+		nid := e.submit(map[string]string{"repo": "proj", "branch": "main", "revision": rev(4), "builder": "windows-amd64", "commit_subject": "commit number 4"},
+			sh("all", "while [ ! -f '"+gate+"' ]; do sleep 0.05; done"))
+		var g4 dashboard.Grid
+		waitFor(t, "the new build to run", 30*time.Second, func() bool {
+			getJSON(t, e, "/grid/proj?branch=main&format=json", &g4)
+			return len(g4.Commits) == 4 && g4.Commits[0].Cells[col["windows-amd64"]].State == dashboard.CellRunning
+		})
+		os.WriteFile(gate, nil, 0o644)
+		e.wait(nid)
+		getJSON(t, e, "/grid/proj?branch=main&format=json", &g4)
+		if c := g4.Commits[0].Cells[col["windows-amd64"]]; c.State != dashboard.CellOK || c.BuildID != nid {
+			t.Errorf("after the build finished the grid shows %+v", c)
+		}
+		if len(g4.Commits) != 4 || !g4.Commits[2].Cells[col["linux-amd64"]].FirstFailure {
+			t.Errorf("grid after an update: %+v", g4.Commits)
+		}
+
 		for _, bad := range []string{"/grid/proj?page=0", "/grid/proj?n=100000", "/grid/proj?page=x"} {
 			if code, _ := e.get(bad); code != 400 {
 				t.Errorf("GET %s = %d, want 400", bad, code)

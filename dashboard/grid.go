@@ -2,7 +2,7 @@ package dashboard
 
 import (
 	"context"
-	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"sort"
@@ -92,54 +92,6 @@ const (
 	LabelTime     = "commit_time"
 	LabelKind     = "kind"
 )
-
-// CoordinatorGrid builds grids from the coordinator's build list,
-// filtered by the repo and branch labels.
-type CoordinatorGrid struct {
-	Client *api.Client
-	// MaxBuilds bounds how many builds one page reads (default 20000).
-	MaxBuilds int
-}
-
-// listPage is the coordinator's largest list answer.
-const listPage = 1000
-
-// Grid implements GridSource.
-func (g *CoordinatorGrid) Grid(ctx context.Context, q GridQuery) (*Grid, error) {
-	maxBuilds := g.MaxBuilds
-	if maxBuilds <= 0 {
-		maxBuilds = 20000
-	}
-	labels := map[string]string{LabelRepo: q.Repo}
-	if q.Branch != "" {
-		labels[LabelBranch] = q.Branch
-	}
-	// Read builds newest first until one commit more than the page needs
-	// is known (to tell whether there is a next page, and to mark first
-	// failures on the page's last row), or the builds run out.
-	need := q.Page*q.PerPage + 1
-	var builds []api.Build
-	revs := map[string]bool{}
-	var before int64
-	for len(builds) < maxBuilds {
-		bs, err := g.Client.Builds(ctx, api.ListOptions{Labels: labels, Limit: listPage, Before: before})
-		if err != nil {
-			return nil, fmt.Errorf("dashboard: grid %s: %w", q.Repo, err)
-		}
-		for _, b := range bs {
-			if b.Labels[LabelKind] == "try" || b.Labels[LabelRevision] == "" || b.Labels[LabelBuilder] == "" {
-				continue
-			}
-			builds = append(builds, b)
-			revs[b.Labels[LabelRevision]] = true
-		}
-		if len(bs) < listPage || len(revs) > need {
-			break
-		}
-		before = bs[len(bs)-1].ID
-	}
-	return makeGrid(q, builds), nil
-}
 
 // platformOf returns a builder's column group.
 func platformOf(b api.Build) string {
@@ -288,9 +240,62 @@ const (
 // gridView is the grid page.
 type gridView struct {
 	*Grid
-	Columns  int    `json:"-"`
-	PrevPage string `json:"-"`
-	NextPage string `json:"-"`
+	Rows     []gridRow `json:"-"`
+	Columns  int       `json:"-"`
+	PrevPage string    `json:"-"`
+	NextPage string    `json:"-"`
+}
+
+// gridRow is a commit with its cells rendered.
+type gridRow struct {
+	Commit
+	CellsHTML template.HTML
+}
+
+// cellsHTML renders a row's cells directly rather than through the
+// template, which spends most of a large grid's time escaping thousands
+// of cells. It is safe without escaping because everything it writes is
+// the dashboard's own: states from a fixed set and integer build IDs.
+func cellsHTML(cells []Cell) template.HTML {
+	var b strings.Builder
+	b.Grow(len(cells) * 64)
+	for _, c := range cells {
+		if c.BuildID == 0 {
+			b.WriteString(`<td class="c none"></td>`)
+			continue
+		}
+		var text, title string
+		switch c.State {
+		case CellOK:
+			text, title = "ok", "ok"
+		case CellFail:
+			text, title = "fail", "fail"
+			if c.FirstFailure {
+				text, title = "FAIL", "fail: first failure"
+			}
+		case CellRunning:
+			text, title = "…", "running"
+		case CellCancelled:
+			text, title = "–", "cancelled"
+		default:
+			// Not a state this package makes: show nothing of it.
+		}
+		b.WriteString(`<td class="c `)
+		if text != "" {
+			b.WriteString(c.State)
+		}
+		if c.FirstFailure {
+			b.WriteString(` first`)
+		}
+		b.WriteString(`"><a href="/builds/`)
+		b.WriteString(strconv.FormatInt(c.BuildID, 10))
+		b.WriteString(`" title="`)
+		b.WriteString(title)
+		b.WriteString(`">`)
+		b.WriteString(text)
+		b.WriteString(`</a></td>`)
+	}
+	return template.HTML(b.String())
 }
 
 func (s *Server) serveGrid(w http.ResponseWriter, r *http.Request) error {
@@ -317,6 +322,9 @@ func (s *Server) serveGrid(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	v := gridView{Grid: g}
+	for _, c := range g.Commits {
+		v.Rows = append(v.Rows, gridRow{Commit: c, CellsHTML: cellsHTML(c.Cells)})
+	}
 	for _, p := range g.Platforms {
 		v.Columns += len(p.Builders)
 	}
