@@ -76,6 +76,9 @@ type replicas struct {
 	self   state.Owner
 	kick   chan struct{}
 	proxy  *httputil.ReverseProxy
+	// orphans are builds the last renewal found leased to this replica
+	// but not in memory (used by leaseLoop only).
+	orphans map[int64]bool
 }
 
 func newReplicas(opts ReplicaOptions, l state.Leaser) *replicas {
@@ -183,6 +186,12 @@ func (c *Coordinator) releaseLeases() {
 	}
 }
 
+// renewLeases extends this replica's leases, drops builds another
+// replica took, and releases leases of builds this replica does not run.
+// Submit holds a build in the store before adding it to memory, so a
+// renewal racing with it sees a lease without a build, or a build
+// missing from an answer computed just before: each case is confirmed
+// before anything is dropped or released.
 func (c *Coordinator) renewLeases() {
 	ctx, cancel := context.WithTimeout(c.ctx, c.rep.opts.LeaseTTL/2)
 	defer cancel()
@@ -197,12 +206,50 @@ func (c *Coordinator) renewLeases() {
 	for _, id := range held {
 		keep[id] = true
 	}
+	var missing []int64
+	orphans := map[int64]bool{}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for id, b := range c.builds {
 		if b.state == api.BuildRunning && !keep[id] {
+			missing = append(missing, id)
+		}
+	}
+	for _, id := range held {
+		if _, ok := c.builds[id]; !ok {
+			orphans[id] = true
+		}
+	}
+	c.mu.Unlock()
+
+	// A lease without a build here for two renewals in a row is not a
+	// Submit in progress (e.g. resuming a claimed build failed): give it
+	// back so that the build does not wait forever.
+	var release []int64
+	for id := range orphans {
+		if c.rep.orphans[id] {
+			release = append(release, id)
+			delete(orphans, id)
+		}
+	}
+	c.rep.orphans = orphans
+	if len(release) > 0 {
+		c.log.WithField("builds", release).Warn("releasing leases of builds not running here")
+		if err := c.rep.leases.ReleaseBuilds(ctx, c.rep.opts.ID, release); err != nil {
+			c.log.WithError(err).Warn("release build leases")
+		}
+	}
+
+	for _, id := range missing {
+		// Zero time: whoever holds the lease, expired or not.
+		o, ok, err := c.rep.leases.BuildOwner(ctx, id, time.Time{})
+		if err != nil || (ok && o.ID == c.rep.opts.ID) {
+			continue // ours after all (held after the renewal read)
+		}
+		c.mu.Lock()
+		if b, here := c.builds[id]; here && b.state == api.BuildRunning {
 			c.dropBuildLocked(b)
 		}
+		c.mu.Unlock()
 	}
 }
 

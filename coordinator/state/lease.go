@@ -34,8 +34,8 @@ type Leaser interface {
 	// ReleaseBuilds gives up ownerID's leases (all of them when ids is
 	// nil) and nudges the other replicas to claim them.
 	ReleaseBuilds(ctx context.Context, ownerID string, ids []int64) error
-	// BuildOwner returns the replica holding a build's lease at now;
-	// ok is false when nobody does.
+	// BuildOwner returns the replica holding a running build's lease at
+	// now (a zero now ignores expiry); ok is false when nobody does.
 	BuildOwner(ctx context.Context, id int64, now time.Time) (o Owner, ok bool, err error)
 	// NudgeClaims tells every replica that builds may be waiting for an
 	// owner.

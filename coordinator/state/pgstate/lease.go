@@ -93,7 +93,7 @@ func (s *Store) BuildOwner(ctx context.Context, id int64, now time.Time) (state.
 	if err != nil {
 		return state.Owner{}, false, fmt.Errorf("pgstate: owner of build %d: %w", id, err)
 	}
-	if o.ID == "" || expires < now.UnixNano() || st != string(api.BuildRunning) {
+	if o.ID == "" || (!now.IsZero() && expires < now.UnixNano()) || st != string(api.BuildRunning) {
 		return state.Owner{}, false, nil
 	}
 	return o, true, nil

@@ -159,6 +159,9 @@ func TestLeases(t *testing.T) {
 	if _, ok, _ := s.BuildOwner(ctx, b1, expired); ok {
 		t.Error("expired lease still owned")
 	}
+	if o, ok, _ := s.BuildOwner(ctx, b1, time.Time{}); !ok || o != a {
+		t.Errorf("owner ignoring expiry = %+v, %v", o, ok)
+	}
 	got, err = s.ClaimBuilds(ctx, b, 10, expired, expired.Add(10*time.Second))
 	if err != nil || len(got) != 1 || got[0] != b1 {
 		t.Fatalf("b claims after expiry = %v, %v", got, err)
