@@ -270,7 +270,8 @@ func parseRefs(out []byte) (map[string]string, error) {
 	return refs, nil
 }
 
-// lineWriter calls f with each complete line written to it.
+// lineWriter calls f with each line of each write (a line split across
+// two writes is logged in two pieces, which is fine for stderr).
 type lineWriter func(line string)
 
 func (f lineWriter) Write(p []byte) (int, error) {
