@@ -1,8 +1,8 @@
-// Package deploy holds deployment examples (Kubernetes manifests, a
-// systemd unit, README.md on sizing); its test checks that the tryd.yaml
-// embedded in the manifests is a valid tryd configuration and uses the
-// scale-out settings the manifests rely on.
-package deploy
+// The deployment examples under deploy/ are checked here, beside the
+// replica tests they document: the manifests parse, and the tryd.yaml in
+// the ConfigMap is a valid configuration using the scale-out settings.
+
+package replicatest
 
 import (
 	"errors"
@@ -14,10 +14,11 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tryd-ci/tryd/internal/config"
+	"github.com/tryd-ci/tryd/internal/testenv"
 )
 
 func TestConfigMapIsValidConfig(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("kubernetes", "config.yaml"))
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "deploy", "kubernetes", "config.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func TestConfigMapIsValidConfig(t *testing.T) {
 // TestManifestsParse checks that every manifest is well-formed YAML
 // with a kind on every document.
 func TestManifestsParse(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("kubernetes", "*.yaml"))
+	files, _ := filepath.Glob(filepath.Join(testenv.RepoRoot(t), "deploy", "kubernetes", "*.yaml"))
 	if len(files) < 7 {
 		t.Fatalf("only %d manifests", len(files))
 	}
