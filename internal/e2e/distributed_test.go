@@ -1,0 +1,403 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tryd-ci/tryd/internal/gerritsim"
+	"github.com/tryd-ci/tryd/internal/gerritsim/gerritsimtest"
+	"github.com/tryd-ci/tryd/internal/githubsim"
+	"github.com/tryd-ci/tryd/internal/testenv"
+	"github.com/tryd-ci/tryd/maintner"
+	"github.com/tryd-ci/tryd/maintner/logsync"
+	"github.com/tryd-ci/tryd/trybot/client"
+)
+
+const (
+	ghRepo      = "org/repo"
+	ghMaint     = "maintainer"
+	gerritHookU = "gerrit-webhook"
+)
+
+// stack is tryd deployed as separate processes around the simulators.
+type stack struct {
+	t    *testing.T
+	logs *logBuf
+	dir  string
+
+	w   *gerritsimtest.World
+	gh  *githubsim.Sim
+	cfg string // tryd.yaml
+
+	pubsub, maintnerd, gitmirror, coord, trybot *proc
+	workers                                     []*proc
+	runs                                        *client.Client
+	changes                                     []int // every change upload created
+}
+
+// builders: "check" sleeps for the seconds in slow.txt (so that tests can
+// act mid-run), then passes when the change has ok.txt and fails
+// otherwise.
+const buildersYAML = `builders:
+  - name: check
+    steps:
+      - name: wait
+        shell: "if [ -f slow.txt ]; then sleep $(cat slow.txt); fi"
+      - name: test
+        shell: "test -f ok.txt || { echo ok.txt is missing >&2; exit 1; }"
+    timeout: 2m
+`
+
+// startStack starts the simulators in this process and every component
+// as its own tryd process: pubsubhelper, maintnerd, gitmirror,
+// coordinator, two workers and the trybot.
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	testenv.Short(t)
+	testenv.NeedTool(t, "git")
+	testenv.NeedTool(t, "sh")
+	trydBinary(t)
+	s := &stack{t: t, logs: &logBuf{}, dir: t.TempDir()}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("processes' output:\n%s", s.logs.String())
+		}
+	})
+	ctx := t.Context()
+	secret := func(name, v string) string {
+		return writeFile(t, filepath.Join(s.dir, "secrets", name), v+"\n", 0o600)
+	}
+	addr := map[string]string{}
+	for _, n := range []string{"pubsubhelper", "maintnerd", "gitmirror", "coordinator", "trybot", "w1", "w2"} {
+		addr[n] = freeAddr(t)
+	}
+	u := func(n string) string { return "http://" + addr[n] }
+
+	// Gerrit: project "proj", accounts owner, reviewer and bot; its
+	// webhooks plugin posts to pubsubhelper with the shared secret.
+	s.w = gerritsimtest.NewWorld(t, gerritsim.Options{})
+	botPw := secret("gerrit-bot-password", gerritsimtest.BotPassword)
+	gerritHook := secret("gerrit-webhook-secret", "gerrit-shared-secret")
+	hook, _ := url.Parse(u("pubsubhelper") + "/gerrit-webhook")
+	hook.User = url.UserPassword(gerritHookU, "gerrit-shared-secret")
+	s.w.Sim.AddWebhook(hook.String())
+
+	// GitHub: repository org/repo, a maintainer, the trybot's App whose
+	// own webhook goes to the trybot, the repository's to pubsubhelper.
+	s.gh = githubsim.StartForTest(t, githubsim.Options{})
+	must(t, s.gh.CreateRepo(ctx, ghRepo))
+	_, err := s.gh.Push(ctx, ghRepo, "main", map[string]string{"README": "hello\n"})
+	must(t, err)
+	_, err = s.gh.AddUser(ghMaint, githubsim.PermWrite)
+	must(t, err)
+	must(t, s.gh.CreateLabel(ghRepo, "run-trybot", "00ff00", ""))
+	ghHook := secret("github-webhook-secret", "github-shared-secret")
+	_, err = s.gh.AddApp(githubsim.AppOptions{Slug: "tryd", WebhookURL: u("trybot") + "/github-app-webhook", WebhookSecret: "github-shared-secret",
+		Events: []string{"check_run", "check_suite"}})
+	must(t, err)
+	creds, err := s.gh.AppCredentials("tryd")
+	must(t, err)
+	appKey := writeFile(t, filepath.Join(s.dir, "secrets", "app.pem"), string(creds.PrivateKeyPEM), 0o600)
+	_, err = s.gh.AddHook(ctx, ghRepo, githubsim.HookOptions{URL: u("pubsubhelper") + "/github-webhook", Secret: "github-shared-secret", Events: []string{"*"}})
+	must(t, err)
+
+	clientTok := secret("client-token", "client-token-value")
+	workerToks := secret("worker-tokens", "w1 worker-one-token\nw2 worker-two-token")
+	s.cfg = writeFile(t, filepath.Join(s.dir, "tryd.yaml"), fmt.Sprintf(`gerrit:
+  - name: review
+    url: %q
+    user: bot
+    password: file:%s
+    webhook_secret: file:%s
+github:
+  - name: github
+    api_url: %q
+    app_id: %d
+    installation_id: %d
+    app_key: file:%s
+    webhook_secret: file:%s
+repos:
+  - name: proj
+    gerrit: review
+    project: proj
+  - name: gh
+    github: github
+    slug: %s
+%s
+trybot:
+  public_url: https://tryd.example
+maintnerd:
+  url: %q
+  gerrit_reconcile: 10s
+  github_reconcile: 10s
+pubsubhelper:
+  url: %q
+gitmirror:
+  url: %q
+  poll: 10s
+coordinator:
+  url: %q
+  heartbeat_timeout: 3s
+`, s.w.Sim.URL(), botPw, gerritHook, s.gh.APIURL(), creds.ID, creds.InstallationID, appKey, ghHook, ghRepo, buildersYAML,
+		u("maintnerd"), u("pubsubhelper"), u("gitmirror"), u("coordinator")), 0o644)
+
+	common := func(name string) []string {
+		return []string{"--config", s.cfg, "--data-dir", filepath.Join(s.dir, name), "--log-level", "info"}
+	}
+	run := func(name, url string, args ...string) *proc {
+		return startProc(t, s.logs, name, url, append(append([]string{name}, common(name)...), args...)...)
+	}
+	s.pubsub = run("pubsubhelper", u("pubsubhelper"), "--listen", addr["pubsubhelper"])
+	s.maintnerd = run("maintnerd", u("maintnerd"), "--listen", addr["maintnerd"])
+	s.gitmirror = run("gitmirror", u("gitmirror"), "--listen", addr["gitmirror"])
+	s.coord = run("coordinator", u("coordinator"), "--listen", addr["coordinator"], "--worker-tokens", workerToks, "--client-token-file", clientTok)
+	for _, w := range []string{"w1", "w2"} {
+		tok := secret(w+"-token", "worker-"+map[string]string{"w1": "one", "w2": "two"}[w]+"-token")
+		p := startProc(t, s.logs, w, u(w), append([]string{"worker"}, append(common(w),
+			"--coordinator", u("coordinator"), "--token-file", tok, "--name", w, "--slots", "2", "--listen", addr[w], "--drain", "1s")...)...)
+		s.workers = append(s.workers, p)
+	}
+	s.trybot = run("trybot", u("trybot"), "--listen", addr["trybot"], "--coordinator-token-file", clientTok)
+	if s.runs, err = client.New(u("trybot"), nil); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// upload creates a change with files and votes Run-TryBot+1 on it.
+func (s *stack) upload(subject string, files map[string]string) int {
+	s.t.Helper()
+	ctx := s.t.Context()
+	n, _, err := s.w.Sim.CreateChange(ctx, s.w.Project, "main", s.w.Owner, subject, files)
+	must(s.t, err)
+	must(s.t, s.w.Sim.Vote(ctx, n, 0, s.w.Reviewer, map[string]int{"Run-TryBot": 1}, "Run the TryBots.", ""))
+	s.changes = append(s.changes, n)
+	return n
+}
+
+// waitResult waits for the bot's TryBot-Result on change n's current
+// patch set.
+func (s *stack) waitResult(n int, timeout time.Duration) *gerritChange {
+	s.t.Helper()
+	var ch *gerritChange
+	waitFor(s.t, fmt.Sprintf("TryBot-Result on change %d", n), timeout, func() bool {
+		ch = getGerritChange(s.t, s.w.Sim.URL(), n)
+		return ch.result(s.w.Bot) != 0
+	})
+	return ch
+}
+
+// waitRunning waits until the trybot reports a running build for change
+// n's patch set ps.
+func (s *stack) waitRunning(review string, n, ps int) {
+	s.t.Helper()
+	waitFor(s.t, fmt.Sprintf("a running build of %s change %d", review, n), 60*time.Second, func() bool {
+		runs, err := s.runs.Runs(s.t.Context(), client.ListOptions{Review: review, Change: int32(n), PatchSet: int32(ps)})
+		if err != nil {
+			return false
+		}
+		for _, r := range runs {
+			for _, b := range r.Builds {
+				if b.State == client.BuildRunning {
+					return true
+				}
+			}
+		}
+		return false
+	})
+}
+
+// exactlyOnce checks that change n's patch set ps has one beginning and
+// one result message of the bot, and the vote want.
+func (s *stack) exactlyOnce(n, ps, want int) {
+	s.t.Helper()
+	ch := getGerritChange(s.t, s.w.Sim.URL(), n)
+	if got := ch.result(s.w.Bot); got != want {
+		s.t.Errorf("change %d: TryBot-Result %+d, want %+d", n, got, want)
+	}
+	if r := ch.resultMessages(s.w.Bot, ps); len(r) != 1 {
+		s.t.Errorf("change %d patch set %d: %d result messages, want 1: %q", n, ps, len(r), r)
+	}
+	begins := 0
+	for _, m := range ch.botMessages(s.w.Bot, ps) {
+		if strings.Contains(m, "TryBots beginning") {
+			begins++
+		}
+	}
+	if begins != 1 {
+		s.t.Errorf("change %d patch set %d: %d beginning messages, want 1: %q", n, ps, begins, ch.botMessages(s.w.Bot, ps))
+	}
+}
+
+// TestDistributed runs tryd as separate processes and checks the whole
+// loop on Gerrit and GitHub, a new patch set in the middle of a run,
+// kill -9 of each stateful component mid-run, and that a corpus follower
+// sees everything maintnerd has.
+func TestDistributed(t *testing.T) {
+	s := startStack(t)
+	ctx := t.Context()
+
+	t.Run("GerritPass", func(t *testing.T) {
+		n := s.upload("Add ok", map[string]string{"ok.txt": "ok\n", "pass.txt": "1\n"})
+		ch := s.waitResult(n, 90*time.Second)
+		s.exactlyOnce(n, 1, 1)
+		if msgs := ch.resultMessages(s.w.Bot, 1); len(msgs) == 1 && !strings.Contains(msgs[0], "passed") {
+			t.Errorf("result message %q does not say the TryBots passed", msgs[0])
+		}
+	})
+
+	t.Run("GerritFail", func(t *testing.T) {
+		n := s.upload("Forget ok", map[string]string{"fail.txt": "1\n"})
+		ch := s.waitResult(n, 60*time.Second)
+		s.exactlyOnce(n, 1, -1)
+		if msgs := ch.resultMessages(s.w.Bot, 1); len(msgs) == 1 && !strings.Contains(msgs[0], "check") {
+			t.Errorf("result message %q does not name the failed builder check", msgs[0])
+		}
+	})
+
+	t.Run("NewPatchSetMidRun", func(t *testing.T) {
+		n := s.upload("Slow first", map[string]string{"ok.txt": "ok\n", "slow.txt": "4\n", "ps.txt": "1\n"})
+		s.waitRunning(client.ReviewGerrit, n, 1)
+		ps, _, err := s.w.Sim.UploadPatchSet(ctx, n, s.w.Owner, map[string]string{"ok.txt": "ok\n", "ps.txt": "2\n"}, "")
+		must(t, err)
+		must(t, s.w.Sim.Vote(ctx, n, ps, s.w.Reviewer, map[string]int{"Run-TryBot": 1}, "Again.", ""))
+		s.waitResult(n, 60*time.Second)
+		s.exactlyOnce(n, ps, 1)
+		time.Sleep(5 * time.Second) // the first run's sleep is over: a stale report would be in by now
+		ch := getGerritChange(t, s.w.Sim.URL(), n)
+		if r := ch.resultMessages(s.w.Bot, 1); len(r) != 0 {
+			t.Errorf("the superseded patch set 1 got results: %q", r)
+		}
+	})
+
+	t.Run("GitHub", func(t *testing.T) {
+		type pr struct {
+			n    int
+			want string
+		}
+		var prs []pr
+		for i, c := range []struct {
+			files map[string]string
+			want  string
+		}{
+			{map[string]string{"ok.txt": "ok\n"}, "success"},
+			{map[string]string{"other.txt": "x\n"}, "failure"},
+		} {
+			n, err := s.gh.OpenPR(ctx, ghRepo, ghMaint, githubsim.PROptions{Head: fmt.Sprintf("topic%d", i), Title: fmt.Sprintf("PR %d", i), Files: c.files})
+			must(t, err)
+			must(t, s.gh.AddLabel(ctx, ghRepo, n, ghMaint, "run-trybot"))
+			prs = append(prs, pr{n, c.want})
+		}
+		for _, p := range prs {
+			var head struct {
+				Head struct {
+					SHA string `json:"sha"`
+				} `json:"head"`
+			}
+			must(t, getJSON(ctx, fmt.Sprintf("%srepos/%s/pulls/%d", s.gh.APIURL(), ghRepo, p.n), &head))
+			want := []string{"tryd/check=" + p.want}
+			var got []string
+			waitFor(t, fmt.Sprintf("check run of pull request %d", p.n), 60*time.Second, func() bool {
+				got = checkRuns(t, s.gh.APIURL(), ghRepo, head.Head.SHA)
+				return slices.Equal(got, want)
+			})
+		}
+	})
+
+	// kill -9 one component at a time while a build runs; after its
+	// restart the run completes and is reported exactly once.
+	for _, victim := range []string{"maintnerd", "trybot", "coordinator", "worker"} {
+		t.Run("Kill9-"+victim, func(t *testing.T) {
+			n := s.upload("Survive "+victim, map[string]string{"ok.txt": "ok\n", "slow.txt": "3\n", victim + ".txt": "1\n"})
+			s.waitRunning(client.ReviewGerrit, n, 1)
+			var ps []*proc
+			switch victim {
+			case "maintnerd":
+				ps = []*proc{s.maintnerd}
+			case "trybot":
+				ps = []*proc{s.trybot}
+			case "coordinator":
+				ps = []*proc{s.coord}
+			case "worker":
+				// The build runs on one of the two; kill both, so that
+				// the job surely loses its worker.
+				ps = s.workers
+			}
+			for _, p := range ps {
+				p.kill9()
+			}
+			time.Sleep(300 * time.Millisecond)
+			for _, p := range ps {
+				p.restart()
+			}
+			s.waitResult(n, 90*time.Second)
+			time.Sleep(time.Second) // time for a duplicate to show
+			s.exactlyOnce(n, 1, 1)
+		})
+	}
+
+	t.Run("CorpusFollower", func(t *testing.T) {
+		var leader maintner.Stats
+		must(t, getJSON(ctx, s.maintnerd.url+"/api/stats", &leader))
+		f, err := logsync.NewFollower(logsync.FollowerOptions{URL: s.maintnerd.url + "/logs", CacheDir: t.TempDir()})
+		must(t, err)
+		defer f.Close()
+		c, err := maintner.New(maintner.Options{})
+		must(t, err)
+		fctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- c.Follow(fctx, f) }()
+		defer func() { cancel(); <-done }()
+		waitFor(t, "the follower to catch up", 30*time.Second, func() bool { return c.Stats().Records >= leader.Records })
+		if got := c.Stats(); got.GerritChanges != leader.GerritChanges || got.GerritMessages != leader.GerritMessages || got.GitHubPRs != leader.GitHubPRs {
+			t.Errorf("follower %+v, maintnerd %+v", got, leader)
+		}
+		// Every change the test created, with the bot's vote, and both
+		// pull requests with their label.
+		c.RLock()
+		defer c.RUnlock()
+		// maintner names a Gerrit project "host[:port]/project".
+		proj := c.GerritProject(strings.TrimSuffix(strings.TrimPrefix(s.w.Sim.URL(), "http://"), "/") + "/" + s.w.Project)
+		if proj == nil {
+			t.Fatalf("the follower has no Gerrit project for %s", s.w.Project)
+		}
+		for _, n := range s.changes {
+			ch := proj.Change(int32(n))
+			if ch == nil {
+				t.Errorf("follower lacks change %d", n)
+				continue
+			}
+			voted := false
+			for _, v := range ch.Votes {
+				if v.Label == "TryBot-Result" && v.Account == int32(s.w.Bot) && v.PatchSet == ch.CurrentPatchSet {
+					voted = true
+				}
+			}
+			if !voted {
+				t.Errorf("follower's change %d has no TryBot-Result on patch set %d", n, ch.CurrentPatchSet)
+			}
+		}
+		repo := c.GitHubRepo("org", "repo")
+		if repo == nil {
+			t.Fatal("the follower has no GitHub repository org/repo")
+		}
+		for n := 1; n <= 2; n++ {
+			if is := repo.Issue(int32(n)); is == nil || !is.HasLabel("run-trybot") || is.PR == nil {
+				t.Errorf("follower's pull request %d: %+v", n, is)
+			}
+		}
+	})
+}
