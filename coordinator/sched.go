@@ -94,14 +94,20 @@ type session struct {
 	running  map[string]*attempt
 	holds    map[string]bool
 	cancels  []string
-	wake     chan struct{}
-	gone     bool
+	// ended holds attempts this worker recently reported, so that a poll
+	// sent before the report was processed (two polls in flight, or a
+	// result posted beside a waiting poll) does not draw a cancellation.
+	// Attempts ended for other reasons are cancelled for as long as the
+	// worker lists them.
+	ended map[string]bool
+	wake  chan struct{}
+	gone  bool
 }
 
 func newSession(name string, now time.Time) *session {
 	return &session{
 		id: randomID(), name: name, lastSeen: now,
-		running: map[string]*attempt{}, holds: map[string]bool{}, wake: make(chan struct{}, 1),
+		running: map[string]*attempt{}, holds: map[string]bool{}, ended: map[string]bool{}, wake: make(chan struct{}, 1),
 	}
 }
 

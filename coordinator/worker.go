@@ -145,6 +145,10 @@ func (c *Coordinator) applyResult(worker string, p preparedResult, now time.Time
 		return false
 	}
 	j := a.j
+	if len(a.sess.ended) >= 4096 {
+		clear(a.sess.ended)
+	}
+	a.sess.ended[a.rec.ID] = true
 	a.rec.ExitCode, a.rec.OutputDigest, a.rec.LogTruncated = r.ExitCode, r.OutputDigest, r.LogTruncated || a.rec.LogTruncated
 	switch r.State {
 	case api.AttemptSucceeded:
@@ -308,7 +312,7 @@ func (c *Coordinator) Poll(ctx context.Context, worker string, req api.PollReque
 	listed := map[string]bool{}
 	for _, id := range req.Running {
 		listed[id] = true
-		if a := c.attempts[id]; a == nil || a.sess != s {
+		if a := c.attempts[id]; (a == nil || a.sess != s) && !s.ended[id] {
 			s.cancel(id)
 		}
 	}
