@@ -313,7 +313,7 @@ func TestDashboard(t *testing.T) {
 		if code != 200 {
 			t.Fatalf("workers = %d", code)
 		}
-		contains(t, "workers", body, `<td class="name">w1</td>`, "connected", "os=linux", "ago")
+		contains(t, "workers", body, `<td class="name">w1</td>`, "connected", "os=linux", " ago</td>", ">never</td>")
 		var v struct {
 			Workers []api.Worker `json:"workers"`
 		}

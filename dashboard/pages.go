@@ -163,7 +163,8 @@ type workerView struct {
 	api.Worker
 	// LabelList is Labels sorted as "k=v".
 	LabelList []string `json:"-"`
-	SeenAgoMS int64    `json:"last_seen_ago_ms"`
+	// SeenAgoMS is how long ago the last heartbeat was (-1: never).
+	SeenAgoMS int64 `json:"last_seen_ago_ms"`
 }
 
 func (s *Server) serveWorkers(w http.ResponseWriter, r *http.Request) error {
@@ -174,7 +175,10 @@ func (s *Server) serveWorkers(w http.ResponseWriter, r *http.Request) error {
 	now := s.opts.Now()
 	v := workersView{Pool: summarizePool(ws)}
 	for _, wk := range ws {
-		wv := workerView{Worker: wk, LabelList: sortedLabels(wk.Labels), SeenAgoMS: max(0, now.Sub(wk.LastSeen).Milliseconds())}
+		wv := workerView{Worker: wk, LabelList: sortedLabels(wk.Labels), SeenAgoMS: -1}
+		if !wk.LastSeen.IsZero() {
+			wv.SeenAgoMS = max(0, now.Sub(wk.LastSeen).Milliseconds())
+		}
 		v.Workers = append(v.Workers, wv)
 	}
 	sort.Slice(v.Workers, func(i, j int) bool {
