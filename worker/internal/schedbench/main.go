@@ -80,8 +80,19 @@ func run(tryd string, n, workers, slots, samples int, budget time.Duration, verb
 		return err
 	}
 
+	// Each baseline runs just before and just after tryd's run and the
+	// mean is used, so that load from elsewhere on the machine, which
+	// drifts, weighs on both sides alike.
 	wideG := wide(n, "w")
+	xargsWide1, err := xargs(n, total, "w")
+	if err != nil {
+		return err
+	}
 	wideCold, err := timeBuild(ctx, cl, wideG)
+	if err != nil {
+		return err
+	}
+	xargsWide2, err := xargs(n, total, "w")
 	if err != nil {
 		return err
 	}
@@ -89,36 +100,39 @@ func run(tryd string, n, workers, slots, samples int, budget time.Duration, verb
 	if err != nil {
 		return err
 	}
-	xargsWide, err := xargs(n, total, "w")
-	if err != nil {
-		return err
-	}
-	fmt.Printf("wide: %d jobs: tryd %.2fs, xargs -P %d %.2fs: ratio %.2f; cached resubmit %.3fs (%.2f%% of cold)\n",
-		n, wideCold.Seconds(), total, xargsWide.Seconds(), ratio(wideCold, xargsWide), wideCached.Seconds(), 100*ratio(wideCached, wideCold))
+	xargsWide := (xargsWide1 + xargsWide2) / 2
+	fmt.Printf("wide: %d jobs: tryd %.2fs, xargs -P %d %.2fs (mean of %.2fs before, %.2fs after): ratio %.2f; cached resubmit %.3fs (%.2f%% of cold)\n",
+		n, wideCold.Seconds(), total, xargsWide.Seconds(), xargsWide1.Seconds(), xargsWide2.Seconds(), ratio(wideCold, xargsWide), wideCached.Seconds(), 100*ratio(wideCached, wideCold))
 
 	// Scale the chain to what is left of the budget, from the wide
-	// run's pace (a chain runs one job at a time).
+	// run's pace (a chain runs one job at a time, and its baseline runs
+	// twice, one command at a time).
 	deepN := n
 	left := budget - time.Since(start) - 20*time.Second
-	perJob := wideCold / time.Duration(n) * time.Duration(total)
+	perJob := (wideCold + 2*xargsWide) / time.Duration(n) * time.Duration(min(total, runtime.NumCPU()))
 	if perJob > 0 && time.Duration(deepN)*perJob > left {
 		deepN = max(100, int(left/perJob)/100*100)
 	}
 	deepG := chain(deepN, "d")
+	xargsDeep1, err := xargs(deepN, 1, "d")
+	if err != nil {
+		return err
+	}
 	deepCold, err := timeBuild(ctx, cl, deepG)
 	if err != nil {
 		return err
 	}
+	xargsDeep2, err := xargs(deepN, 1, "d")
+	if err != nil {
+		return err
+	}
+	xargsDeep := (xargsDeep1 + xargsDeep2) / 2
 	deepCached, err := timeBuild(ctx, cl, deepG)
 	if err != nil {
 		return err
 	}
-	xargsDeep, err := xargs(deepN, 1, "d")
-	if err != nil {
-		return err
-	}
-	fmt.Printf("deep: chain of %d jobs: tryd %.2fs, xargs -P 1 (a chain runs one at a time) %.2fs: ratio %.2f; cached resubmit %.3fs (%.2f%% of cold)\n",
-		deepN, deepCold.Seconds(), xargsDeep.Seconds(), ratio(deepCold, xargsDeep), deepCached.Seconds(), 100*ratio(deepCached, deepCold))
+	fmt.Printf("deep: chain of %d jobs: tryd %.2fs, xargs -P 1 (a chain runs one at a time) %.2fs (mean of %.2fs before, %.2fs after): ratio %.2f; cached resubmit %.3fs (%.2f%% of cold)\n",
+		deepN, deepCold.Seconds(), xargsDeep.Seconds(), xargsDeep1.Seconds(), xargsDeep2.Seconds(), ratio(deepCold, xargsDeep), deepCached.Seconds(), 100*ratio(deepCached, deepCold))
 	// For the record, against the parallel xargs of the wide run (which
 	// no chain can match: its jobs must run one after another).
 	fmt.Printf("deep vs xargs -P %d of the same number of commands: %.2fx\n",
