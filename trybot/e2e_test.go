@@ -146,6 +146,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 }
 
 func TestGerritPassAndFail(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, trystack.Options{})
 	tb := startTrybot(t, s, t.TempDir())
 	ctx := context.Background()
@@ -209,6 +210,7 @@ func TestGerritPassAndFail(t *testing.T) {
 }
 
 func TestGerritSlowBots(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, trystack.Options{})
 	startTrybot(t, s, t.TempDir())
 	ctx := context.Background()
@@ -248,6 +250,7 @@ func TestGerritSlowBots(t *testing.T) {
 }
 
 func TestGerritNewPatchSetSupersedes(t *testing.T) {
+	t.Parallel()
 	builders := []config.Builder{{Name: "check", Steps: []config.Step{{Name: "test", Shell: "sleep 3; test -f ok.txt"}}}}
 	s := startStack(t, trystack.Options{Builders: builders})
 	tb := startTrybot(t, s, t.TempDir())
@@ -311,6 +314,7 @@ func TestGerritNewPatchSetSupersedes(t *testing.T) {
 }
 
 func TestGerritInfraFailureIsNotTheChangesFault(t *testing.T) {
+	t.Parallel()
 	builders := append([]config.Builder{{Name: "special", Labels: map[string]string{"pool": "special"}, Steps: []config.Step{{Name: "x", Run: []string{"true"}}}}}, testBuilders...)
 	s := startStack(t, trystack.Options{Builders: builders})
 	opts := s.TrybotOptions(t.TempDir())
@@ -360,7 +364,9 @@ type lossyTransport struct {
 func (l *lossyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	match := l.match
 	if match == nil {
-		match = func(r *http.Request) bool { return r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/review") }
+		match = func(r *http.Request) bool {
+			return r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/review")
+		}
 	}
 	if !match(r) {
 		return http.DefaultTransport.RoundTrip(r)
@@ -391,6 +397,7 @@ func (l *lossyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func TestGerritPostingRetriedExactlyOnce(t *testing.T) {
+	t.Parallel()
 	s := startStack(t, trystack.Options{})
 	opts := s.TrybotOptions(t.TempDir())
 	opts.Log = testLogger(t)

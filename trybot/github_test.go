@@ -105,6 +105,7 @@ func headOf(t *testing.T, gc *github.Client, g *trystack.GitHub, n int) string {
 }
 
 func TestGitHubLabelAndPush(t *testing.T) {
+	t.Parallel()
 	s, gc := startGitHubTrybot(t, true)
 	g := s.GitHub
 	ctx := context.Background()
@@ -151,6 +152,7 @@ func TestGitHubLabelAndPush(t *testing.T) {
 }
 
 func TestGitHubComments(t *testing.T) {
+	t.Parallel()
 	s, gc := startGitHubTrybot(t, true)
 	g := s.GitHub
 	ctx := context.Background()
@@ -210,6 +212,7 @@ func TestGitHubComments(t *testing.T) {
 }
 
 func TestGitHubStatusesWithoutApp(t *testing.T) {
+	t.Parallel()
 	s, gc := startGitHubTrybot(t, false)
 	g := s.GitHub
 	ctx := context.Background()
@@ -236,6 +239,7 @@ func TestGitHubStatusesWithoutApp(t *testing.T) {
 }
 
 func TestGitHubPostingRetriedExactlyOnce(t *testing.T) {
+	t.Parallel()
 	lossy := &lossyTransport{refused: 2, lost: 3, match: func(r *http.Request) bool {
 		return (r.Method == http.MethodPost || r.Method == http.MethodPatch) && strings.Contains(r.URL.Path, "/check-runs")
 	}}

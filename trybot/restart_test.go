@@ -125,6 +125,7 @@ gitmirror:
 }
 
 func TestRestartPostsExactlyOnce(t *testing.T) {
+	t.Parallel()
 	if testing.Short() && !testenvInCI() {
 		t.Skip("kill -9 end-to-end test skipped in -short mode")
 	}
