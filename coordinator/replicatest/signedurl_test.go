@@ -44,8 +44,16 @@ func TestArtifactRedirectToSignedURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	gu, _ := url.Parse(gcs.URL())
+	// A client of the emulator as tryd coordinator makes it: reads use
+	// the emulator's host, which the emulator serves as its public host.
+	t.Setenv("STORAGE_EMULATOR_HOST", gu.Host)
+	gc, err := storage.NewClient(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gc.Close() })
 	arts, err := gcsartifacts.New(gcsartifacts.Options{
-		Client: gcs.Client(), Bucket: "arts", SignedURLs: true,
+		Client: gc, Bucket: "arts", SignedURLs: true,
 		Sign: &storage.SignedURLOptions{GoogleAccessID: "tryd@example.iam.gserviceaccount.com",
 			PrivateKey: pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}),
 			Hostname:   gu.Host, Insecure: true, Style: storage.PathStyle()},
@@ -108,16 +116,6 @@ func TestArtifactRedirectToSignedURL(t *testing.T) {
 	if _, err := cl.GetArtifact(ctx, missing); !errors.Is(err, api.ErrNotFound) {
 		t.Errorf("GetArtifact(missing) = %v, want ErrNotFound", err)
 	}
-	if rc, n, err := arts.Open(ctx, d); err != nil {
-		t.Errorf("arts.Open: %v", err)
-	} else {
-		t.Logf("open n=%d", n)
-		rc.Close()
-	}
-	hreq, _ := http.NewRequest(http.MethodHead, srv.URL+"/api/artifacts/"+d, nil)
-	hreq.Header.Set("Authorization", "Bearer "+clientToken)
-	hresp, _ := noFollow.Do(hreq)
-	t.Logf("HEAD %d %v", hresp.StatusCode, hresp.Header)
 	if ok, err := cl.HasArtifact(ctx, d); err != nil || !ok {
 		t.Errorf("HasArtifact = %v, %v (HEAD is answered here)", ok, err)
 	}
