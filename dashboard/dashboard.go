@@ -64,6 +64,9 @@ type Options struct {
 	// LogTailLines is how many lines of a failed job's log the try run
 	// page shows (default 30).
 	LogTailLines int
+	// KeepAlive is how often a live log stream with nothing new sends a
+	// comment, so that proxies keep it open (default 15s).
+	KeepAlive time.Duration
 	// Log receives the dashboard's logs; nil discards them.
 	Log logrus.FieldLogger
 	// Registry receives the dashboard's metrics; nil registers nowhere.
@@ -94,6 +97,12 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.LogTailLines == 0 {
 		opts.LogTailLines = 30
+	}
+	if opts.KeepAlive < 0 {
+		return nil, errors.New("dashboard: Options.KeepAlive is negative")
+	}
+	if opts.KeepAlive == 0 {
+		opts.KeepAlive = 15 * time.Second
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

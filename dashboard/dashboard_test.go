@@ -1,6 +1,7 @@
 package dashboard_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -301,6 +302,38 @@ func TestDashboard(t *testing.T) {
 		_, ev = e.get("/logs/"+att+"/events", "Last-Event-ID", strconv.Itoa(len("plain <script>window.pwned=4</script>\n")))
 		contains(t, "resumed events", ev, "GREEN-OK", "event: end")
 		lacks(t, "resumed events", ev, "pwned=4")
+		// A running job's quiet stream sends keep-alive comments.
+		var live string
+		waitFor(t, "the live job to start", 30*time.Second, func() bool {
+			lb, err := e.coord.Build(context.Background(), s.live)
+			if err == nil && len(lb.Jobs) > 0 && len(lb.Jobs[0].Attempts) > 0 {
+				live = lb.Jobs[0].Attempts[0].ID
+			}
+			return live != ""
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url+"/logs/"+live+"/events?offset=0", nil)
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(resp.Body)
+		var seen []string
+		for sc.Scan() && len(seen) < 50 {
+			seen = append(seen, sc.Text())
+			if sc.Text() == ": keepalive" {
+				break
+			}
+		}
+		resp.Body.Close()
+		if len(seen) == 0 || seen[len(seen)-1] != ": keepalive" || !strings.Contains(strings.Join(seen, "\n"), `"t":"first-line"`) {
+			t.Errorf("live events: %q, want the first line then a keep-alive", seen)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+			t.Errorf("events Content-Type %q", ct)
+		}
+
 		for path, want := range map[string]int{"/logs/0123456789abcdef": 404, "/logs/bad%20id": 404, "/logs/" + att + "/events?offset=-1": 400} {
 			if code, _ := e.get(path); code != want {
 				t.Errorf("GET %s = %d, want %d", path, code, want)

@@ -92,7 +92,7 @@ func startEnv(t *testing.T) *env {
 	d, err := dashboard.New(dashboard.Options{
 		Coordinator: e.coord, Trybot: e.runs, Planner: planner, AdminToken: adminToken,
 		Repos: []dashboard.Repo{{Name: "proj", Branches: []string{"main", `x"><script>window.pwned=1</script>`}}},
-		Log:   testLogger(t),
+		Log:   testLogger(t), KeepAlive: 100 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/dashboard/ansi"
@@ -194,21 +195,61 @@ func (s *Server) serveLogEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		return rctl.Flush()
 	}
+	// Read in a goroutine so that a quiet log still sends comments
+	// every KeepAlive, which keeps proxies from closing the stream.
+	type chunk struct {
+		n   int
+		err error
+	}
+	chunks, next, done := make(chan chunk), make(chan struct{}), make(chan struct{})
+	defer close(done)
 	buf := make([]byte, logChunk)
-	for {
-		n, rerr := rc.Read(buf)
-		ren.Write(buf[:n])
-		if rerr != nil {
-			if !errors.Is(rerr, io.EOF) {
-				// A dropped coordinator stream: the browser reconnects
-				// with the last id and continues.
-				send()
+	go func() {
+		for {
+			n, err := rc.Read(buf)
+			select {
+			case chunks <- chunk{n, err}:
+			case <-done:
+				return
+			}
+			if err != nil {
+				return
+			}
+			select {
+			case <-next: // buf is free again
+			case <-done:
+				return
+			}
+		}
+	}()
+	tick := time.NewTicker(s.opts.KeepAlive)
+	defer tick.Stop()
+	for ended := false; !ended; {
+		select {
+		case <-r.Context().Done():
+			return nil
+		case <-tick.C:
+			if _, err := io.WriteString(w, ": keepalive\n\n"); err != nil {
 				return nil
 			}
-			break
-		}
-		if err := send(); err != nil {
-			return nil // the browser went away
+			rctl.Flush()
+			continue
+		case c := <-chunks:
+			ren.Write(buf[:c.n])
+			if c.err != nil {
+				if !errors.Is(c.err, io.EOF) {
+					// A dropped coordinator stream: the browser
+					// reconnects with the last id and continues.
+					send()
+					return nil
+				}
+				ended = true
+				break
+			}
+			next <- struct{}{}
+			if err := send(); err != nil {
+				return nil // the browser went away
+			}
 		}
 	}
 	if r.Context().Err() != nil {
