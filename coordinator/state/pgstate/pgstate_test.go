@@ -3,6 +3,9 @@ package pgstate
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -241,5 +244,52 @@ func TestConcurrentClaims(t *testing.T) {
 	wg.Wait()
 	if len(seen) != n {
 		t.Errorf("%d builds claimed, want %d", len(seen), n)
+	}
+}
+
+// TestReleasedSchemasLoad loads a database written by each released
+// schema version (testdata/vN.sql) and reads it with this code.
+func TestReleasedSchemasLoad(t *testing.T) {
+	srv := pgtest.Start(t)
+	ctx := context.Background()
+	for v := 1; v <= SchemaVersion; v++ {
+		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {
+			dump, err := os.ReadFile(filepath.Join("testdata", fmt.Sprintf("v%d.sql", v)))
+			if err != nil {
+				t.Fatalf("schema v%d has no sample in testdata: %v", v, err)
+			}
+			dsn := srv.NewDatabase(t)
+			conn, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = conn.Exec(ctx, string(dump))
+			conn.Close(ctx)
+			if err != nil {
+				t.Fatalf("load v%d sample: %v", v, err)
+			}
+			s := open(t, dsn)
+			b, err := s.Build(ctx, 1)
+			if err != nil || b.State != api.BuildSucceeded || b.Labels["repo"] != "x" {
+				t.Errorf("build 1 = %+v, %v", b, err)
+			}
+			jobs, err := s.Jobs(ctx, 1)
+			if err != nil || len(jobs) != 1 || jobs[0].Name != "hello" {
+				t.Fatalf("jobs = %+v, %v", jobs, err)
+			}
+			res, err := s.Results(ctx, []string{jobs[0].JobID})
+			if err != nil || len(res) != 1 {
+				t.Errorf("results = %v, %v", res, err)
+			}
+			atts, err := s.Attempts(ctx, 1)
+			if err != nil || len(atts) != 1 || atts[0].LogBytes != 3 {
+				t.Errorf("attempts = %+v, %v", atts, err)
+			}
+			// New builds continue the sequence.
+			id, err := s.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: []byte("{}"), State: api.BuildRunning}, nil)
+			if err != nil || id != 2 {
+				t.Errorf("next build = %d, %v", id, err)
+			}
+		})
 	}
 }
