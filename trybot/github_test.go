@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-github/v60/github"
 
 	"github.com/tryd-ci/tryd/bench/trystack"
+	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/internal/config"
 	"github.com/tryd-ci/tryd/trybot"
 )
@@ -24,7 +25,16 @@ var ghBuilders = []config.Builder{
 // GitHub through rt if set.
 func startGitHubTrybot(t *testing.T, app bool, rt ...http.RoundTripper) (*trystack.Stack, *github.Client) {
 	t.Helper()
-	s := startStack(t, trystack.Options{GitHub: true, Builders: ghBuilders, Aliases: testAliases})
+	return startGitHubTrybotWith(t, ghBuilders, app, rt...)
+}
+
+func startGitHubTrybotWith(t *testing.T, builders []config.Builder, app bool, rt ...http.RoundTripper) (*trystack.Stack, *github.Client) {
+	t.Helper()
+	aliases := testAliases
+	if len(builders) != len(ghBuilders) {
+		aliases = nil
+	}
+	s := startStack(t, trystack.Options{GitHub: true, Builders: builders, Aliases: aliases})
 	opts := s.TrybotOptions(t.TempDir())
 	s.GitHubConfig(opts.Config, app)
 	opts.Log = testLogger(t)
@@ -273,5 +283,35 @@ func TestGitHubPostingRetriedExactlyOnce(t *testing.T) {
 	defer lossy.mu.Unlock()
 	if lossy.refused != 0 || lossy.lost != 0 {
 		t.Errorf("the transport still had %d refusals and %d losses to inject", lossy.refused, lossy.lost)
+	}
+}
+
+func TestGitHubPushSupersedes(t *testing.T) {
+	t.Parallel()
+	slow := []config.Builder{{Name: "check", Steps: []config.Step{{Name: "test", Shell: "sleep 3; test -f ok.txt"}}}}
+	s, gc := startGitHubTrybotWith(t, slow, true)
+	g := s.GitHub
+	ctx := context.Background()
+	n, err := g.Sim.OpenPR(ctx, g.Slug(), g.Maintainer, githubsimPR("slow", "Slow", map[string]string{"ok.txt": "1\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Sim.AddLabel(ctx, g.Slug(), n, g.Maintainer, "run-trybot"); err != nil {
+		t.Fatal(err)
+	}
+	head1 := headOf(t, gc, g, n)
+	waitFor(t, "the first check run to start", 60*time.Second, func() bool { return checkRuns(t, gc, g, head1)["tryd/check"] == "in_progress" })
+	head2, err := g.Sim.PushToPR(ctx, g.Slug(), n, map[string]string{"ok.txt": "2\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new head's check run", 60*time.Second, func() bool { return checkRuns(t, gc, g, head2)["tryd/check"] == "success" })
+	// The old run was cancelled and posts nothing more.
+	builds, err := s.Client().Builds(ctx, api.ListOptions{Labels: map[string]string{"revision": head1}})
+	if err != nil || len(builds) != 1 || builds[0].State != "cancelled" {
+		t.Errorf("builds of the old head: %+v, %v; want one, cancelled", builds, err)
+	}
+	if st := checkRuns(t, gc, g, head1)["tryd/check"]; st != "in_progress" {
+		t.Errorf("old head's check run is %q; a superseded run must post nothing more", st)
 	}
 }
