@@ -538,3 +538,23 @@ func TestManyJobsOneAttemptEach(t *testing.T) {
 		}
 	}
 }
+
+// TestHugeLogTruncated: a job printing more than the coordinator keeps
+// gets its log cut at the limit with a marker, and still succeeds.
+func TestHugeLogTruncated(t *testing.T) {
+	t.Parallel()
+	e := start(t, "")
+	e.worker("w1")
+	b, ids := e.run(&graph.Graph{Jobs: []*graph.Job{sh("loud", `head -c 20000000 /dev/zero | tr '\0' x; echo; echo done`)}})
+	j := jobByName(b, "loud")
+	if b.State != api.BuildSucceeded || len(j.Attempts) != 1 || !j.Attempts[0].LogTruncated {
+		t.Fatalf("build %s, job %+v; want success with a truncated log", b.State, j)
+	}
+	log := e.log(ids["loud"])
+	if !strings.HasSuffix(log, "later output was dropped]\n") || strings.Contains(log, "done") {
+		t.Errorf("log (%d bytes) ends %q; want the truncation marker", len(log), log[max(0, len(log)-120):])
+	}
+	if int64(len(log)) != j.Attempts[0].LogBytes {
+		t.Errorf("log is %d bytes, attempt says %d", len(log), j.Attempts[0].LogBytes)
+	}
+}
