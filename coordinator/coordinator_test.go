@@ -676,3 +676,37 @@ func digestOf(b []byte) string {
 	buf.Write(b)
 	return hexSHA(buf.Bytes())
 }
+
+func TestNewerPollSupersedesWaitingOne(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	w := newTestWorker(t, e, "w1", tokenW1, nil)
+	w.waitMS = 10_000
+	first := make(chan *api.PollResponse, 1)
+	go func() {
+		r, _ := w.poll(0, nil)
+		first <- r
+	}()
+	waitFor(t, func() bool { return e.pollers("w1") == 1 })
+	second := make(chan *api.PollResponse, 1)
+	go func() {
+		r, _ := w.poll(2, nil)
+		second <- r
+	}()
+	select {
+	case r := <-first:
+		if r == nil || len(r.Assignments) != 0 {
+			t.Errorf("superseded poll = %+v", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the older poll was not answered when a newer one arrived")
+	}
+	e.submit(`{"jobs": [{"name": "x", "source_mode": "none", "commands": [{"argv": ["x"]}]}]}`, api.PriorityTry)
+	select {
+	case r := <-second:
+		if r == nil || len(r.Assignments) != 1 {
+			t.Errorf("newer poll = %+v", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the newer poll did not get the work")
+	}
+}

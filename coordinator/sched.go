@@ -100,14 +100,18 @@ type session struct {
 	// Attempts ended for other reasons are cancelled for as long as the
 	// worker lists them.
 	ended map[string]bool
-	wake  chan struct{}
-	gone  bool
+	// wakeCh is closed to wake every waiting poll (nil when none waits);
+	// waitSeq numbers waiting polls, so that a newer one supersedes the
+	// older ones.
+	wakeCh  chan struct{}
+	waitSeq int
+	gone    bool
 }
 
 func newSession(name string, now time.Time) *session {
 	return &session{
 		id: randomID(), name: name, lastSeen: now,
-		running: map[string]*attempt{}, holds: map[string]bool{}, ended: map[string]bool{}, wake: make(chan struct{}, 1),
+		running: map[string]*attempt{}, holds: map[string]bool{}, ended: map[string]bool{},
 	}
 }
 
@@ -122,11 +126,20 @@ func (s *session) cancel(id string) {
 	s.wakeUp()
 }
 
+// wakeUp wakes every poll of the session that waits (under c.mu).
 func (s *session) wakeUp() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	if s.wakeCh != nil {
+		close(s.wakeCh)
+		s.wakeCh = nil
 	}
+}
+
+// waitChan returns the channel the next wakeUp closes (under c.mu).
+func (s *session) waitChan() <-chan struct{} {
+	if s.wakeCh == nil {
+		s.wakeCh = make(chan struct{})
+	}
+	return s.wakeCh
 }
 
 // labelKey is the canonical form of a label set.

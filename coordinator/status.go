@@ -130,6 +130,16 @@ func (c *Coordinator) Builds(ctx context.Context, opts api.ListOptions) ([]api.B
 	if err != nil {
 		return nil, storeErr("list builds", err)
 	}
+	ids := make([]int64, len(bs))
+	for i, b := range bs {
+		ids[i] = b.ID
+	}
+	var counts map[int64]map[api.JobState]int
+	if jc, ok := c.store.(state.JobCounter); ok {
+		if counts, err = jc.JobCounts(ctx, ids); err != nil {
+			return nil, storeErr("list builds", err)
+		}
+	}
 	out := make([]api.Build, 0, len(bs))
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -138,7 +148,11 @@ func (c *Coordinator) Builds(ctx context.Context, opts api.ListOptions) ([]api.B
 			out = append(out, *c.statusLocked(b, false))
 			continue
 		}
-		out = append(out, *buildRecord(&bs[i]))
+		r := buildRecord(&bs[i])
+		if cs := counts[r.ID]; cs != nil {
+			r.Counts = cs
+		}
+		out = append(out, *r)
 	}
 	return out, nil
 }
@@ -292,10 +306,25 @@ func (c *Coordinator) latestAttempt(ctx context.Context, jobID string) (*api.Att
 	if err != nil {
 		return nil, storeErr("job "+jobID, err)
 	}
+	// Attempts in memory (running, or finished and maybe not committed
+	// yet) override the stored ones: reads see every acknowledged write.
+	byID := map[string]int{}
+	for i, a := range atts {
+		byID[a.ID] = i
+	}
 	c.mu.Lock()
-	for _, a := range c.attempts {
-		if a.rec.JobID == jobID {
-			atts = append(atts, a.rec)
+	for _, b := range c.builds {
+		j := b.jobs[jobID]
+		if j == nil {
+			continue
+		}
+		for _, a := range j.attempts {
+			if i, ok := byID[a.rec.ID]; ok {
+				atts[i] = a.rec
+			} else {
+				byID[a.rec.ID] = len(atts)
+				atts = append(atts, a.rec)
+			}
 		}
 	}
 	c.mu.Unlock()

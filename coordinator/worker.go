@@ -351,10 +351,17 @@ func (c *Coordinator) Poll(ctx context.Context, worker string, req api.PollReque
 		if hint > 0 && now.Add(hint).Before(wakeAt) {
 			wakeAt = now.Add(hint)
 		}
+		// A newer waiting poll of the worker supersedes older ones: they
+		// answer at once (with nothing), so that the worker never needs
+		// to cancel a request that might carry assignments.
+		s.waitSeq++
+		seq := s.waitSeq
+		s.wakeUp()
+		wake := s.waitChan()
 		s.polling++
 		c.mu.Unlock()
 		select {
-		case <-s.wake:
+		case <-wake:
 		case <-ctx.Done():
 		case <-c.ctx.Done():
 		case <-c.clock.After(wakeAt.Sub(now)):
@@ -363,7 +370,7 @@ func (c *Coordinator) Poll(ctx context.Context, worker string, req api.PollReque
 		s.polling--
 		now = c.clock.Now()
 		s.lastSeen = now
-		if ctx.Err() != nil || c.ctx.Err() != nil {
+		if ctx.Err() != nil || c.ctx.Err() != nil || s.waitSeq != seq {
 			break
 		}
 	}

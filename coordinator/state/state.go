@@ -111,6 +111,15 @@ type Filter struct {
 	Limit  int               // 0: 50
 }
 
+// JobCounter is an optional interface of a Store that can count the jobs
+// of many builds by state in one query (build lists use it for their
+// counts; without it, builds no longer in memory are listed without).
+type JobCounter interface {
+	// JobCounts returns, for each of the builds, how many of its jobs
+	// are in each state.
+	JobCounts(ctx context.Context, buildIDs []int64) (map[int64]map[api.JobState]int, error)
+}
+
 // Store is the coordinator's durable state. Implementations are safe for
 // concurrent use.
 type Store interface {

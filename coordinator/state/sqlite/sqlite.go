@@ -149,7 +149,10 @@ func (s *Store) prepare(ctx context.Context) error {
 	return nil
 }
 
-var _ state.Store = (*Store)(nil)
+var (
+	_ state.Store      = (*Store)(nil)
+	_ state.JobCounter = (*Store)(nil)
+)
 
 // Open opens (creating if needed) and migrates the database.
 func Open(ctx context.Context, opts Options) (*Store, error) {
@@ -554,6 +557,42 @@ func (s *Store) ListBuilds(ctx context.Context, f state.Filter) ([]state.Build, 
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: list builds: %w", err)
+	}
+	return out, nil
+}
+
+// JobCounts implements state.Store.
+func (s *Store) JobCounts(ctx context.Context, buildIDs []int64) (map[int64]map[api.JobState]int, error) {
+	out := map[int64]map[api.JobState]int{}
+	for len(buildIDs) > 0 {
+		n := min(len(buildIDs), 500)
+		args := make([]any, n)
+		for i, id := range buildIDs[:n] {
+			args[i] = id
+		}
+		buildIDs = buildIDs[n:]
+		rows, err := s.db.QueryContext(ctx, `SELECT build_id, state, COUNT(*) FROM jobs WHERE build_id IN (?`+strings.Repeat(",?", n-1)+`) GROUP BY build_id, state`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: job counts: %w", err)
+		}
+		for rows.Next() {
+			var id int64
+			var st string
+			var c int
+			if err := rows.Scan(&id, &st, &c); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("sqlite: job counts: %w", err)
+			}
+			if out[id] == nil {
+				out[id] = map[api.JobState]int{}
+			}
+			out[id][api.JobState(st)] = c
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: job counts: %w", err)
+		}
 	}
 	return out, nil
 }

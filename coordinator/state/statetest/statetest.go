@@ -83,6 +83,12 @@ func testCreateAndRead(t *testing.T, s state.Store) {
 	if len(got) != 2 || got[0].Name != "a" || got[1].Name != "b" || got[0].BuildID != bid || got[0].State != api.JobQueued {
 		t.Errorf("Jobs = %+v", got)
 	}
+	if jc, ok := s.(state.JobCounter); ok {
+		counts, err := jc.JobCounts(ctx, []int64{bid, 999})
+		if err != nil || !reflect.DeepEqual(counts, map[int64]map[api.JobState]int{bid: {api.JobWaiting: 1, api.JobQueued: 1}}) {
+			t.Errorf("JobCounts = %v, %v", counts, err)
+		}
+	}
 	bid2 := newBuild(t, s, nil)
 	if bid2 <= bid {
 		t.Errorf("build IDs not increasing: %d then %d", bid, bid2)
