@@ -180,6 +180,21 @@ func browserTests(t *testing.T, e *env, s *seeded) {
 		t.Errorf("GREEN-OK class %q, want f10 b", cls)
 	}
 
+	t.Run("live build", func(t *testing.T) {
+		b := &browser{t: t, ctx: b.ctx, dir: b.dir}
+		gb, err := e.coord.Build(context.Background(), s.gated)
+		if err != nil {
+			t.Fatal(err)
+		}
+		row := `#job-` + gb.Jobs[0].ID
+		b.do("build-running", chromedp.Navigate(e.url+"/builds/"+strconv.FormatInt(s.gated, 10)), chromedp.WaitVisible(css(row+` .st-running`)))
+		if err := os.WriteFile(s.gateFile, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// The state changes without the user reloading.
+		b.do("build-finished", chromedp.WaitVisible(css(row+` .st-succeeded`)), chromedp.WaitVisible(css(`svg.timeline rect`)))
+	})
+
 	t.Run("live log", func(t *testing.T) {
 		b := &browser{t: t, ctx: b.ctx, dir: b.dir}
 		var attempt string

@@ -142,6 +142,7 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 //	GET  /try?repo=&change=&patch_set=  try runs (the newest matching run when change is given)
 //	GET  /try/{id}                      one try run
 //	GET  /builds/{id}                   a build: jobs, attempts, timeline
+//	GET  /builds/{id}/events            job state changes as server-sent events
 //	POST /builds/{id}/force             rebuild (admin; CSRF token or bearer)
 //	GET  /logs/{attempt}                a job attempt's log (live while running)
 //	GET  /logs/{attempt}/raw            the raw log (?download=1 as attachment)
@@ -163,6 +164,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /try", page("tryruns", s.serveTryList))
 	mux.Handle("GET /try/{id}", page("tryrun", s.serveTryRun))
 	mux.Handle("GET /builds/{id}", page("build", s.serveBuild))
+	mux.Handle("GET /builds/{id}/events", page("buildevents", s.serveBuildEvents))
 	mux.Handle("POST /builds/{id}/force", page("force", s.serveForce))
 	mux.Handle("GET /logs/{attempt}", page("log", s.serveLog))
 	mux.Handle("GET /logs/{attempt}/raw", page("lograw", s.serveLogRaw))

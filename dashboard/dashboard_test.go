@@ -37,6 +37,8 @@ type seeded struct {
 	live       int64            // build whose job waits for liveFile
 	liveFile   string
 	cached     [2]int64 // equal builds: the second is cached
+	gated      int64    // build whose job waits for gateFile
+	gateFile   string
 	goodRun    tbclient.Run
 	badRun     tbclient.Run
 }
@@ -50,7 +52,7 @@ var gridBuilders = []string{"linux-amd64", "linux-amd64-race", "windows-amd64"}
 // two try runs through Gerrit and the trybot (one passing, one failing).
 func seed(t *testing.T, e *env) *seeded {
 	t.Helper()
-	s := &seeded{grid: map[string]int64{}, liveFile: filepath.Join(e.dir, "go-live")}
+	s := &seeded{grid: map[string]int64{}, liveFile: filepath.Join(e.dir, "go-live"), gateFile: filepath.Join(e.dir, "go-gated")}
 	ctx := context.Background()
 	good, _, err := e.stack.Gerrit.CreateChange(ctx, e.stack.Project, "main", e.stack.Owner, "good change", map[string]string{"ok.txt": "yes\n"})
 	if err != nil {
@@ -92,6 +94,7 @@ func seed(t *testing.T, e *env) *seeded {
 	s.hostileLog = e.submit(map[string]string{"repo": "logs", "builder": "hostile"}, sh("hostile", hostileLog))
 	ids = append(ids, s.hostileLog)
 	s.live = e.submit(map[string]string{"repo": "logs", "builder": "live"}, sh("live", "echo first-line; while [ ! -f '"+s.liveFile+"' ]; do sleep 0.05; done; printf '\\033[33mLIVE-LINE-42\\033[0m\\n'"))
+	s.gated = e.submit(map[string]string{"repo": "gated"}, sh("gated", "while [ ! -f '"+s.gateFile+"' ]; do sleep 0.05; done; echo released"))
 	for _, id := range ids {
 		e.wait(id)
 	}
@@ -123,7 +126,10 @@ func seed(t *testing.T, e *env) *seeded {
 func TestDashboard(t *testing.T) {
 	e := startEnv(t)
 	s := seed(t, e)
-	t.Cleanup(func() { os.WriteFile(s.liveFile, nil, 0o644) })
+	t.Cleanup(func() {
+		os.WriteFile(s.liveFile, nil, 0o644)
+		os.WriteFile(s.gateFile, nil, 0o644)
+	})
 
 	t.Run("home", func(t *testing.T) {
 		code, body := e.get("/")
@@ -263,6 +269,12 @@ func TestDashboard(t *testing.T) {
 		// The second of two equal builds reuses the first's result.
 		_, body = e.get("/builds/" + strconv.FormatInt(s.cached[1], 10))
 		contains(t, "cached build", body, `cached from <a href="/builds/`+strconv.FormatInt(s.cached[0], 10)+`">`, "st-cached")
+		// Job events of a finished build: replayed, then the end.
+		_, ev := e.get("/builds/" + strconv.FormatInt(bid, 10) + "/events")
+		contains(t, "build events", ev, `"type":"job_started","job_id":`, `"job_name":"test","state":"failed"`, `"build_state":"failed"`, "event: end")
+		if code, _ := e.get("/builds/99999/events"); code != 404 {
+			t.Errorf("events of an unknown build: %d, want 404", code)
+		}
 		if code, _ := e.get("/builds/99999"); code != 404 {
 			t.Errorf("unknown build: %d, want 404", code)
 		}

@@ -22,6 +22,7 @@
 //	                                         try runs; with change, the newest matching run's page
 //	GET  /try/{id}                           a try run: builders, failed jobs with log tails
 //	GET  /builds/{id}                        a build: jobs, attempts, timeline
+//	GET  /builds/{id}/events                 job state changes as server-sent events
 //	POST /builds/{id}/force                  rebuild the build's builder at its source (admin)
 //	GET  /logs/{attempt}[?build=ID]          a job attempt's log as HTML, live while it runs
 //	GET  /logs/{attempt}/raw[?download=1]    the log as text/plain
@@ -37,6 +38,12 @@
 // "end" event when the attempt has finished. The log page ends with
 // <div id="logstate" data-offset data-line data-open>, from which its
 // script continues; the script adds text with textContent only.
+//
+// Build events: /builds/{id}/events is text/event-stream of
+// {"type", "job_id", "job_name", "state", "worker", "attempt_id",
+// "build_state"} (the coordinator's job events, replayed from the start
+// of the build, log chunks left out), ending with an "end" event when the
+// build has finished.
 //
 // Grid data comes from a GridSource; CoordinatorGrid reads post-submit
 // builds labelled repo, branch, revision and builder (optionally

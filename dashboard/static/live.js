@@ -2,6 +2,39 @@
 // JavaScript. Log text is added with textContent only, never as HTML.
 "use strict";
 document.addEventListener("DOMContentLoaded", function () {
+  followBuild();
+  followLog();
+});
+
+// followBuild updates a running build's job states; when the build
+// finishes the page is loaded again for the final timeline.
+function followBuild() {
+  var state = document.getElementById("buildstate");
+  if (!state || state.dataset.state !== "running" || !window.EventSource) return;
+  var es = new EventSource("/builds/" + encodeURIComponent(state.dataset.build) + "/events");
+  es.onmessage = function (ev) {
+    var msg;
+    try { msg = JSON.parse(ev.data); } catch (e) { return; }
+    if (!msg.job_id || !msg.state) return;
+    var row = document.getElementById("job-" + msg.job_id);
+    if (!row) return;
+    var st = row.querySelector(".jstate .st");
+    if (st) {
+      st.textContent = msg.state;
+      st.className = "st st-" + msg.state;
+    }
+    if (msg.worker) {
+      var w = row.querySelector(".jworker");
+      if (w) w.textContent = msg.worker;
+    }
+  };
+  es.addEventListener("end", function () {
+    es.close();
+    window.location.reload();
+  });
+}
+
+function followLog() {
   var state = document.getElementById("logstate");
   var log = document.getElementById("log");
   if (!state || !log || !window.EventSource) return;
@@ -61,4 +94,4 @@ document.addEventListener("DOMContentLoaded", function () {
   es.onerror = function () {
     if (es.readyState === EventSource.CLOSED && status) status.textContent = "live updates stopped";
   };
-});
+}
