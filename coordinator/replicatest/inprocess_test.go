@@ -1,0 +1,191 @@
+package replicatest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tryd-ci/tryd/coordinator"
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/artifacts"
+	"github.com/tryd-ci/tryd/coordinator/state"
+	"github.com/tryd-ci/tryd/coordinator/state/pgstate"
+	"github.com/tryd-ci/tryd/coordinator/state/pgstate/pgtest"
+)
+
+const (
+	inClientToken = "client-token-0123456789"
+	inWorkerToken = "worker-token-0123456789"
+)
+
+// replica is an in-process coordinator replica served on loopback.
+type replica struct {
+	c     *coordinator.Coordinator
+	store *pgstate.Store
+	url   string
+}
+
+// newReplica starts a replica on the database with a short lease, sharing
+// arts with the other replicas.
+func newReplica(t *testing.T, dsn, id string, arts artifacts.Store) *replica {
+	t.Helper()
+	ctx := context.Background()
+	st, err := pgstate.Open(ctx, pgstate.Options{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h atomic.Value
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.Load().(http.Handler).ServeHTTP(w, r)
+	}))
+	srv.Listener.Close()
+	srv.Listener = ln
+	url := "http://" + ln.Addr().String()
+	c, err := coordinator.New(ctx, coordinator.Options{
+		Store: st, Artifacts: arts, Dir: t.TempDir(),
+		WorkerTokens: map[string]string{"w1": inWorkerToken}, ClientToken: inClientToken,
+		PollTimeout: time.Second,
+		Replica:     &coordinator.ReplicaOptions{ID: id, URL: url, LeaseTTL: 600 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Store(c.Handler())
+	srv.Start()
+	t.Cleanup(func() {
+		srv.Close()
+		c.Close()
+	})
+	return &replica{c: c, store: st, url: url}
+}
+
+func (r *replica) client(t *testing.T, token string) *api.Client {
+	cl, err := api.NewClient(r.url, token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// pollUntil polls as worker w1 until cond accepts an answer.
+func pollUntil(t *testing.T, cl *api.Client, req api.PollRequest, what string, cond func(*api.PollResponse) bool) *api.PollResponse {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		req.WaitMS = 200
+		resp, err := cl.Poll(t.Context(), req)
+		if err != nil {
+			t.Fatalf("poll: %v", err)
+		}
+		if cond(resp) {
+			return resp
+		}
+	}
+	t.Fatalf("no poll answer with %s within 20s", what)
+	return nil
+}
+
+func inGraph(name string) api.SubmitRequest {
+	return api.SubmitRequest{Graph: graphOf(name, 1)}
+}
+
+// TestUnheldBuildIsClaimed: a build submitted to a replica without
+// workers is not run there: the replica with a worker claims it at once
+// (LISTEN/NOTIFY), runs it, and the first replica answers its status.
+func TestUnheldBuildIsClaimed(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newReplica(t, dsn, "replica-a", arts)
+	b := newReplica(t, dsn, "replica-b", arts)
+	wcl := b.client(t, inWorkerToken)
+	reg, err := wcl.Register(t.Context(), api.RegisterRequest{Name: "w1", Slots: 1, Labels: map[string]string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := a.client(t, inClientToken).Submit(t.Context(), inGraph("claimed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := pollUntil(t, wcl, api.PollRequest{WorkerID: reg.WorkerID, FreeSlots: 1}, "an assignment",
+		func(r *api.PollResponse) bool { return len(r.Assignments) == 1 })
+	as := resp.Assignments[0]
+	if as.BuildID != sub.BuildID {
+		t.Fatalf("assignment of build %d, want %d", as.BuildID, sub.BuildID)
+	}
+	// While it runs, replica a forwards status calls to b.
+	st, err := a.client(t, inClientToken).Build(t.Context(), sub.BuildID)
+	if err != nil || st.Jobs[0].State != api.JobRunning {
+		t.Fatalf("status via a = %+v, %v", st, err)
+	}
+	out := []byte("output")
+	sum := sha256.Sum256(out)
+	digest := hex.EncodeToString(sum[:])
+	if err := arts.Put(t.Context(), digest, bytes.NewReader(out)); err != nil {
+		t.Fatal(err)
+	}
+	zero := 0
+	if err := wcl.Result(t.Context(), api.AttemptResult{AttemptID: as.AttemptID, State: api.AttemptSucceeded, ExitCode: &zero, OutputDigest: digest, OutputSize: int64(len(out))}); err != nil {
+		t.Fatal(err)
+	}
+	final, err := a.client(t, inClientToken).Wait(t.Context(), sub.BuildID, nil)
+	if err != nil || final.State != api.BuildSucceeded {
+		t.Errorf("build via a = %+v, %v", final, err)
+	}
+}
+
+// TestLostLeaseDropsBuild: when another replica takes a build's lease
+// (this one was paused past its TTL), the replica forgets the build,
+// tells its worker to stop the attempt, and forwards calls about the
+// build to the new holder (here unreachable: 503, retry).
+func TestLostLeaseDropsBuild(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newReplica(t, dsn, "replica-a", arts)
+	wcl := a.client(t, inWorkerToken)
+	reg, err := wcl.Register(t.Context(), api.RegisterRequest{Name: "w1", Slots: 1, Labels: map[string]string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := a.client(t, inClientToken).Submit(t.Context(), inGraph("stolen"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := pollUntil(t, wcl, api.PollRequest{WorkerID: reg.WorkerID, FreeSlots: 1}, "an assignment",
+		func(r *api.PollResponse) bool { return len(r.Assignments) == 1 })
+	id := resp.Assignments[0].AttemptID
+
+	// Another replica (a dead address) takes the lease.
+	ok, err := a.store.HoldBuild(t.Context(), sub.BuildID, stateOwner("thief", "http://127.0.0.1:1"), time.Now().Add(time.Hour), time.Now().Add(2*time.Hour))
+	if err != nil || !ok {
+		t.Fatalf("steal lease = %v, %v", ok, err)
+	}
+	pollUntil(t, wcl, api.PollRequest{WorkerID: reg.WorkerID, Running: []string{id}}, "a cancel",
+		func(r *api.PollResponse) bool { return len(r.Cancel) == 1 && r.Cancel[0] == id })
+	_, err = a.client(t, inClientToken).Build(t.Context(), sub.BuildID)
+	if !errors.Is(err, api.ErrUnavailable) {
+		t.Errorf("status of a build held by a dead replica = %v, want ErrUnavailable", err)
+	}
+}
+
+func stateOwner(id, url string) state.Owner { return state.Owner{ID: id, URL: url} }
