@@ -106,6 +106,9 @@ type Trybot struct {
 	active map[string]*activeRun // by change key (changeKey)
 	wg     sync.WaitGroup
 	perms  map[string]permEntry // GitHub "owner/repo\x00login" → permission
+	// known caches run keys the store has, so that a scan asks the
+	// store only about new requests.
+	known map[string]bool
 }
 
 type permEntry struct {
@@ -198,6 +201,7 @@ func New(ctx context.Context, opts Options) (*Trybot, error) {
 		scanCh:  make(chan struct{}, 1),
 		active:  map[string]*activeRun{},
 		perms:   map[string]permEntry{},
+		known:   map[string]bool{},
 	}
 	var err error
 	if t.builders, err = NewBuilders(cfg.Builders, cfg.Trybot.Aliases); err != nil {
@@ -507,9 +511,21 @@ func (t *Trybot) consider(ctx context.Context, w want) error {
 	if ar != nil && ar.key == w.key {
 		return nil
 	}
+	t.mu.Lock()
+	known := t.known[w.key]
+	t.mu.Unlock()
+	if known {
+		return nil
+	}
 	exists, err := t.store.hasKey(ctx, w.key)
-	if err != nil || exists {
+	if err != nil {
 		return err
+	}
+	if exists {
+		t.mu.Lock()
+		t.known[w.key] = true
+		t.mu.Unlock()
+		return nil
 	}
 	if w.run.Review == client.ReviewGitHub && w.perm == "" && w.run.Trigger == "label" {
 		// The corpus may not know who added the label (event actors
