@@ -20,13 +20,16 @@ report() {
 	fi
 }
 
-# benchdir makes and prints a scratch directory removed at exit.
-benchdir() {
-	local d
-	d=$(mktemp -d "${TMPDIR:-/tmp}/tryd-bench.XXXXXX")
-	trap 'rm -rf "'"$d"'"' EXIT
-	echo "$d"
-}
+# Scratch space for the whole script, removed when it exits. The trap is
+# set here, in the sourcing shell: a trap set inside $(...) would fire as
+# soon as the command substitution's subshell ended. A script that sets its
+# own EXIT trap should add: rm -rf "$BENCH_TMP".
+BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/tryd-bench.XXXXXX")
+trap 'rm -rf "$BENCH_TMP"' EXIT
+
+# benchdir makes and prints a fresh scratch directory under $BENCH_TMP;
+# use it as dir=$(benchdir).
+benchdir() { mktemp -d "$BENCH_TMP/d.XXXXXX"; }
 
 # ratio A B prints A/B with two decimals.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "inf"; else printf "%.2f", a / b }'; }
