@@ -267,10 +267,15 @@ func (g *Gerrit) syncProject(ctx context.Context, p *gerritProject, w work) (err
 			patterns = append(patterns, pre)
 		}
 	}
-	args := append([]string{"fetch", "--prune", "--no-tags", "--quiet", "--", p.url}, refspecs...)
+	// No FETCH_HEAD, no forced-update scan, no auto maintenance: the
+	// mirror is only read by this syncer, and every millisecond here is
+	// event latency.
+	args := append([]string{"fetch", "--prune", "--no-tags", "--quiet", "--no-write-fetch-head", "--no-show-forced-updates",
+		"--no-auto-maintenance", "--no-auto-gc", "--", p.url}, refspecs...)
 	if _, err := g.git(ctx, p.dir, nil, args...); err != nil {
 		return fmt.Errorf("ingest: Gerrit %s: %w", p.name, err)
 	}
+	tFetch := g.clock.Now()
 	out, err := g.git(ctx, p.dir, nil, append([]string{"for-each-ref", "--format=%(objectname) %(refname)"}, patterns...)...)
 	if err != nil {
 		return fmt.Errorf("ingest: Gerrit %s: %w", p.name, err)
@@ -355,9 +360,20 @@ func (g *Gerrit) syncProject(ctx context.Context, p *gerritProject, w work) (err
 		}
 	}
 	g.c.RUnlock()
+	tList := g.clock.Now()
 	if len(changed) == 0 && len(deleted) == 0 {
 		return nil
 	}
+	nChanged, nDeleted := len(changed), len(deleted)
+	var tRevList, tRead time.Time
+	defer func() {
+		if err == nil {
+			end := g.clock.Now()
+			g.log.WithFields(logrus.Fields{"project": p.name, "refs": nChanged, "deleted": nDeleted,
+				"fetch": tFetch.Sub(start), "list": tList.Sub(tFetch), "rev_list": tRevList.Sub(tList),
+				"read": tRead.Sub(tRevList), "log": end.Sub(tRead)}).Debug("gerrit sync")
+		}
+	}()
 
 	// New commits: everything reachable from the moved refs that the
 	// corpus does not hold, oldest first.
@@ -396,6 +412,7 @@ func (g *Gerrit) syncProject(ctx context.Context, p *gerritProject, w work) (err
 		}
 		g.c.RUnlock()
 	}
+	tRevList = g.clock.Now()
 	var muts []*maintner.Mutation
 	flush := func() error {
 		if len(muts) == 0 {
@@ -425,6 +442,7 @@ func (g *Gerrit) syncProject(ctx context.Context, p *gerritProject, w work) (err
 			}
 		}
 	}
+	tRead = g.clock.Now()
 	// Refs follow their commits (in the same durable append when they
 	// fit), so a reader never sees a ref to a commit it lacks.
 	const refBatch = 1000

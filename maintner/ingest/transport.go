@@ -108,6 +108,16 @@ func (t *githubTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 		resp.Body.Close()
 		h := cached.header.Clone()
+		// The 304's own headers win (RFC 9111 4.3.4): rate limits, and
+		// above all Link, since a page whose items did not change (same
+		// ETag) may still have gained a next page.
+		for k, v := range resp.Header {
+			h[k] = v
+		}
+		if resp.Header.Get("Link") == "" {
+			h.Del("Link")
+		}
+		h.Set("Content-Length", strconv.Itoa(len(cached.body)))
 		h.Set("X-From-Cache", "1")
 		return &http.Response{
 			Status: "200 OK", StatusCode: http.StatusOK, Proto: resp.Proto, ProtoMajor: resp.ProtoMajor, ProtoMinor: resp.ProtoMinor,
