@@ -771,7 +771,16 @@ func (t *Trybot) submitAll(ctx context.Context, ar *activeRun) error {
 			}
 			g, err := t.builders.Plan(b.Builder, graph.Source{Repo: t.opts.Gitmirror.RepoURL(r.Repo), Revision: r.Revision})
 			if err != nil {
-				return err
+				// The builder left the configuration since the run
+				// was recorded.
+				msg := err.Error()
+				if err := t.save(ctx, ar, func(r *client.Run) {
+					r.Builds[i].State = client.BuildInfra
+					r.Builds[i].Error = msg
+				}); err != nil {
+					return err
+				}
+				continue
 			}
 			tries := 0
 			err = t.retry(ctx, "submit", func() error {
