@@ -32,6 +32,7 @@ coordinator does not already hold.`)
 	labels := kvFlags{}
 	fs.Var(labels, "label", "build label key=value (repeatable)")
 	tail := fs.Int("tail", 20, "log lines shown for each failed job")
+	keep := fs.Bool("keep", false, "leave the build running when interrupted (default: cancel it)")
 	if err := a.parse(fs, cf, args); err != nil {
 		return err
 	}
@@ -69,7 +70,7 @@ coordinator does not already hold.`)
 			return err
 		}
 	}
-	opts := try.Options{Graph: g, Priority: api.Priority(*priority), Labels: labels, Out: a.stdout, TailLines: *tail}
+	opts := try.Options{Graph: g, Priority: api.Priority(*priority), Labels: labels, Out: a.stdout, TailLines: *tail, KeepOnInterrupt: *keep}
 	hasSource := g.Source.Repo != "" || g.Source.Revision != "" || len(g.Source.Files) > 0
 	needsSource := false
 	for _, j := range g.Jobs {

@@ -558,3 +558,33 @@ func TestHugeLogTruncated(t *testing.T) {
 		t.Errorf("log is %d bytes, attempt says %d", len(log), j.Attempts[0].LogBytes)
 	}
 }
+
+// TestTryInterruptCancels: ^C on tryd try cancels its build and kills
+// the running job.
+func TestTryInterruptCancels(t *testing.T) {
+	t.Parallel()
+	e := start(t, "")
+	e.worker("w1")
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pid")
+	graphFile := filepath.Join(dir, "g.json")
+	os.WriteFile(graphFile, []byte(`{"jobs":[{"name":"slow","source_mode":"none","commands":[{"argv":["sh","-c","sleep 300 & echo $! > `+pidFile+`.tmp; mv `+pidFile+`.tmp `+pidFile+`; wait"]}]}]}`), 0o644)
+	cmd := exec.Command(trydBin, "try", "--coordinator", e.c.URL, "--token-file", filepath.Join(e.dir, "client-token"), graphFile)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := waitPid(t, pidFile)
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	if err == nil {
+		t.Errorf("interrupted tryd try exited 0:\n%s", out.String())
+	}
+	contains(t, "try output", out.String(), "cancelled")
+	waitDead(t, pid, 10*time.Second)
+	bs, err := e.cl.Builds(context.Background(), api.ListOptions{Limit: 1})
+	if err != nil || len(bs) != 1 || bs[0].State != api.BuildCancelled {
+		t.Errorf("build after interrupt: %+v, %v", bs, err)
+	}
+}

@@ -220,6 +220,9 @@ type Options struct {
 	// Interval is how often progress is shown (default 100ms on a
 	// terminal, 5s otherwise).
 	Interval time.Duration
+	// KeepOnInterrupt leaves the build running when ctx is cancelled
+	// (by default Run cancels it: the build belongs to the command).
+	KeepOnInterrupt bool
 }
 
 // Run submits the graph, shows progress until the build finishes and
@@ -276,7 +279,17 @@ func Run(ctx context.Context, o Options) (*api.Build, error) {
 	wg.Wait()
 	if err != nil {
 		p.show(true)
-		return nil, fmt.Errorf("try: build %d: %w", sub.BuildID, err)
+		if ctx.Err() != nil && !o.KeepOnInterrupt {
+			// Interrupted (^C): the build is this command's, stop it.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if cerr := o.Client.Cancel(cctx, sub.BuildID); cerr == nil {
+				fmt.Fprintf(o.Out, "\nbuild %d cancelled\n", sub.BuildID)
+			} else {
+				fmt.Fprintf(o.Out, "\ncould not cancel build %d: %v\n", sub.BuildID, cerr)
+			}
+		}
+		return nil, fmt.Errorf("build %d: %w", sub.BuildID, err)
 	}
 	p.final(b)
 	report(ctx, o, b)
