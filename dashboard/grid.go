@@ -167,7 +167,7 @@ func makeGrid(q GridQuery, builds []api.Build) *Grid {
 	for bl, p := range platformOfBuilder {
 		byPlatform[p] = append(byPlatform[p], bl)
 	}
-	g := &Grid{Repo: q.Repo, Branch: q.Branch, Page: q.Page, PerPage: q.PerPage}
+	g := &Grid{Repo: q.Repo, Branch: q.Branch, Page: q.Page, PerPage: q.PerPage, Platforms: []Platform{}, Commits: []Commit{}}
 	var columns []string
 	for p, bls := range byPlatform {
 		sort.Strings(bls)

@@ -115,6 +115,11 @@ func (s *Server) serveHome(w http.ResponseWriter, r *http.Request) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// Lists are [] rather than null in JSON.
+	v.Repos = append([]Repo{}, v.Repos...)
+	v.Running = append([]tbclient.Run{}, v.Running...)
+	v.Recent = append([]tbclient.Run{}, v.Recent...)
+	v.RecentBuilds = append([]api.Build{}, v.RecentBuilds...)
 	for _, err := range errs {
 		if err != nil {
 			v.Errors = append(v.Errors, err.Error())
@@ -173,7 +178,7 @@ func (s *Server) serveWorkers(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	now := s.opts.Now()
-	v := workersView{Pool: summarizePool(ws)}
+	v := workersView{Pool: summarizePool(ws), Workers: []workerView{}}
 	for _, wk := range ws {
 		wv := workerView{Worker: wk, LabelList: sortedLabels(wk.Labels), SeenAgoMS: -1}
 		if !wk.LastSeen.IsZero() {
