@@ -121,3 +121,43 @@ func TestRestoreSkipsUnrecordedDependents(t *testing.T) {
 		t.Errorf("build %s", b.State)
 	}
 }
+
+// TestRestoreDerivesJobsWithoutRows covers a crash right after a build was
+// created, before its job rows were group-committed: cached jobs are
+// found again in the result cache and the others are queued.
+func TestRestoreDerivesJobsWithoutRows(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	// A first coordinator computes gen's result, then stops.
+	e := newEnv(t, envOpts{dir: dir})
+	w := newTestWorker(t, e, "w1", tokenW1, nil)
+	sub := e.submit(`{"jobs": [{"name": "gen", "source_mode": "none", "cacheable": true, "commands": [{"write_file": {"path": "g", "content": "g"}}]}]}`, api.PriorityTry)
+	w.drain(e, sub.BuildID, nil)
+	e.stop()
+
+	g, err := graph.Parse([]byte(`{"jobs": [
+		{"name": "gen", "source_mode": "none", "cacheable": true, "commands": [{"write_file": {"path": "g", "content": "g"}}]},
+		{"name": "use", "source_mode": "none", "deps": ["gen"], "commands": [{"argv": ["use"]}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gj, _ := json.Marshal(g)
+	store, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(dir, "state.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := store.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: gj, State: api.BuildRunning}, nil)
+	store.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e = newEnv(t, envOpts{dir: dir})
+	b := e.build(id)
+	if jobByName(b, "gen").State != api.JobCached || jobByName(b, "use").State != api.JobQueued {
+		t.Fatalf("restored jobs: %+v", b.Jobs)
+	}
+	w = newTestWorker(t, e, "w1", tokenW1, nil)
+	if order := w.drain(e, id, nil); strings.Join(order, ",") != "use" {
+		t.Errorf("ran %v, want [use]", order)
+	}
+}

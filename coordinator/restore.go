@@ -52,12 +52,38 @@ func (c *Coordinator) restoreBuild(ctx context.Context, id int64, t time.Time) e
 	}
 	b := newBuild(&g, sb.Priority, sb.Labels, sb.Created)
 	b.id, b.err = id, sb.Error
+	hasRow := map[*job]bool{}
 	for _, r := range rows {
 		j := b.jobs[r.JobID]
 		if j == nil {
 			continue
 		}
+		hasRow[j] = true
 		j.state, j.worker, j.output, j.exit, j.errMsg, j.started, j.finished = r.State, r.Worker, r.OutputDigest, r.ExitCode, r.Error, r.Started, r.Finished
+	}
+	// Jobs without a row were never written after the build was created
+	// (their rows are group-committed): the result cache says which were
+	// cached; the others start over as waiting.
+	var ask []string
+	for _, j := range b.order {
+		if !hasRow[j] && j.g.Cacheable && !j.g.Planner {
+			ask = append(ask, j.g.ID)
+		}
+	}
+	if len(ask) > 0 {
+		rs, err := c.store.Results(ctx, ask)
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			if _, err := c.arts.Stat(ctx, r.OutputDigest); err != nil {
+				continue
+			}
+			j := b.jobs[r.JobID]
+			j.state, j.output, j.finished = api.JobCached, r.OutputDigest, t
+			j.cachedFrom = &api.JobResult{JobID: r.JobID, OutputDigest: r.OutputDigest, AttemptID: r.AttemptID, BuildID: r.BuildID, Finished: r.Finished}
+			c.setJob(j)
+		}
 	}
 	for i := range atts {
 		a := &attempt{rec: atts[i]}

@@ -90,7 +90,6 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (*api.S
 			b.remaining--
 		}
 	}
-	rows := make([]state.Job, 0, len(b.order))
 	for _, j := range b.order {
 		if j.state == api.JobWaiting {
 			for _, d := range j.deps {
@@ -99,15 +98,18 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (*api.S
 				}
 			}
 		}
-		rows = append(rows, b.record(j))
 	}
 	gjson, err := json.Marshal(g)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: encode graph: %w", err)
 	}
+	// Only the build (with its graph) is written before the answer: the
+	// jobs' initial states follow from the graph and the result cache, so
+	// their rows go through the group committer and a restore derives the
+	// states of jobs that have no row yet.
 	id, err := c.store.CreateBuild(ctx, &state.Build{
 		Priority: prio, Labels: req.Labels, Graph: gjson, State: api.BuildRunning, Created: now,
-	}, rows)
+	}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: store build: %w: %w", api.ErrUnavailable, err)
 	}
@@ -131,7 +133,10 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (*api.S
 	for _, j := range b.order {
 		switch {
 		case j.state == api.JobCached:
+			c.setJob(j)
 			b.event(jobEvent(api.EventJobCached, j, now))
+		case j.waiting > 0:
+			c.setJob(j)
 		case j.waiting == 0:
 			c.enqueue(j, now)
 		}
