@@ -440,6 +440,12 @@ func (g *GitHub) syncIssue(ctx context.Context, cl *github.Client, r *ghRepo, n 
 	}
 	var comments []*github.IssueComment
 	copt := &github.IssueListCommentsOptions{ListOptions: github.ListOptions{PerPage: 100}}
+	// Only comments created or edited since the latest one the corpus
+	// has (inclusive: GitHub's times have whole seconds): a busy pull
+	// request costs one short page, not all of its history.
+	if since := g.latestComment(r, n); !since.IsZero() {
+		copt.Since = &since
+	}
 	for page := 0; page < maxPages; page++ {
 		cs, resp, err := cl.Issues.ListComments(ctx, r.owner, r.name, n, copt)
 		if err != nil {
@@ -512,6 +518,26 @@ func (g *GitHub) syncIssue(ctx context.Context, cl *github.Client, r *ghRepo, n 
 		return nil
 	}
 	return g.logMut(ctx, mut)
+}
+
+// latestComment returns the latest update time of issue n's comments in
+// the corpus, or the zero time.
+func (g *GitHub) latestComment(r *ghRepo, n int) time.Time {
+	g.c.RLock()
+	defer g.c.RUnlock()
+	cr := g.c.GitHubRepo(r.owner, r.name)
+	if cr == nil {
+		return time.Time{}
+	}
+	ci := cr.Issue(int32(n))
+	if ci == nil {
+		return time.Time{}
+	}
+	var latest maintner.Time
+	for i := range ci.Comments {
+		latest = max(latest, ci.Comments[i].Updated, ci.Comments[i].Created)
+	}
+	return latest.Time()
 }
 
 // markNotExist records that issue n is gone (deleted, transferred), as
