@@ -115,6 +115,7 @@ func (d *devRun) interrupt(t *testing.T) {
 // run; that Ctrl-C stops it cleanly; and that a second run on the same
 // data directory reloads the Gerrit simulator and posts nothing twice.
 func TestDevDemo(t *testing.T) {
+	t.Parallel()
 	testenv.Short(t)
 	testenv.NeedTool(t, "git")
 	logs := &logBuf{}
@@ -191,5 +192,33 @@ func readJSON(t *testing.T, path string, v any) {
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// TestDevWithConfig runs "tryd dev" with a tryd.yaml that names review
+// servers, as on a machine pointed at a real Gerrit and GitHub (the
+// simulators stand in for them): no demo starts, webhooks reach the
+// pubsubhelper at the configured listen address, and a change and a pull
+// request get their results.
+func TestDevWithConfig(t *testing.T) {
+	t.Parallel()
+	pubAddr := freeAddr(t)
+	s := newWorld(t, "http://"+pubAddr, "", func(*stack) string {
+		return fmt.Sprintf("pubsubhelper:\n  listen: %q\n", pubAddr)
+	})
+	d := startDev(t, s.logs, t.TempDir(), "--config", s.cfg)
+	d.waitLine(t, "tryd dev is running", 60*time.Second)
+	n := s.upload("Add ok", map[string]string{"ok.txt": "ok\n"})
+	pr := s.openPR("topic", map[string]string{"other.txt": "no ok.txt\n"})
+	s.waitResult(n, 90*time.Second)
+	s.exactlyOnce(n, 1, 1)
+	s.waitCheckRuns(pr, "tryd/check=failure")
+	d.interrupt(t)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, l := range d.lines {
+		if strings.HasPrefix(l, "demo:") {
+			t.Errorf("tryd dev with review servers configured ran the demo: %q", l)
+		}
 	}
 }

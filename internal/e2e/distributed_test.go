@@ -54,10 +54,10 @@ const buildersYAML = `builders:
     timeout: 2m
 `
 
-// startStack starts the simulators in this process and every component
-// as its own tryd process: pubsubhelper, maintnerd, gitmirror,
-// coordinator, two workers and the trybot.
-func startStack(t *testing.T) *stack {
+// newWorld starts the simulators in this process, with their webhooks
+// pointed at pubsubURL (the GitHub App's at trybotURL), and writes the
+// secrets and a tryd.yaml naming them; tail is appended to the config.
+func newWorld(t *testing.T, pubsubURL, trybotURL string, tail func(s *stack) string) *stack {
 	t.Helper()
 	testenv.Short(t)
 	testenv.NeedTool(t, "git")
@@ -70,21 +70,13 @@ func startStack(t *testing.T) *stack {
 		}
 	})
 	ctx := t.Context()
-	secret := func(name, v string) string {
-		return writeFile(t, filepath.Join(s.dir, "secrets", name), v+"\n", 0o600)
-	}
-	addr := map[string]string{}
-	for _, n := range []string{"pubsubhelper", "maintnerd", "gitmirror", "coordinator", "trybot", "w1", "w2"} {
-		addr[n] = freeAddr(t)
-	}
-	u := func(n string) string { return "http://" + addr[n] }
 
 	// Gerrit: project "proj", accounts owner, reviewer and bot; its
 	// webhooks plugin posts to pubsubhelper with the shared secret.
 	s.w = gerritsimtest.NewWorld(t, gerritsim.Options{})
-	botPw := secret("gerrit-bot-password", gerritsimtest.BotPassword)
-	gerritHook := secret("gerrit-webhook-secret", "gerrit-shared-secret")
-	hook, _ := url.Parse(u("pubsubhelper") + "/gerrit-webhook")
+	botPw := s.secret("gerrit-bot-password", gerritsimtest.BotPassword)
+	gerritHook := s.secret("gerrit-webhook-secret", "gerrit-shared-secret")
+	hook, _ := url.Parse(pubsubURL + "/gerrit-webhook")
 	hook.User = url.UserPassword(gerritHookU, "gerrit-shared-secret")
 	s.w.Sim.AddWebhook(hook.String())
 
@@ -97,18 +89,20 @@ func startStack(t *testing.T) *stack {
 	_, err = s.gh.AddUser(ghMaint, githubsim.PermWrite)
 	must(t, err)
 	must(t, s.gh.CreateLabel(ghRepo, "run-trybot", "00ff00", ""))
-	ghHook := secret("github-webhook-secret", "github-shared-secret")
-	_, err = s.gh.AddApp(githubsim.AppOptions{Slug: "tryd", WebhookURL: u("trybot") + "/github-app-webhook", WebhookSecret: "github-shared-secret",
+	ghHook := s.secret("github-webhook-secret", "github-shared-secret")
+	appHook := ""
+	if trybotURL != "" {
+		appHook = trybotURL + "/github-app-webhook"
+	}
+	_, err = s.gh.AddApp(githubsim.AppOptions{Slug: "tryd", WebhookURL: appHook, WebhookSecret: "github-shared-secret",
 		Events: []string{"check_run", "check_suite"}})
 	must(t, err)
 	creds, err := s.gh.AppCredentials("tryd")
 	must(t, err)
 	appKey := writeFile(t, filepath.Join(s.dir, "secrets", "app.pem"), string(creds.PrivateKeyPEM), 0o600)
-	_, err = s.gh.AddHook(ctx, ghRepo, githubsim.HookOptions{URL: u("pubsubhelper") + "/github-webhook", Secret: "github-shared-secret", Events: []string{"*"}})
+	_, err = s.gh.AddHook(ctx, ghRepo, githubsim.HookOptions{URL: pubsubURL + "/github-webhook", Secret: "github-shared-secret", Events: []string{"*"}})
 	must(t, err)
 
-	clientTok := secret("client-token", "client-token-value")
-	workerToks := secret("worker-tokens", "w1 worker-one-token\nw2 worker-two-token")
 	s.cfg = writeFile(t, filepath.Join(s.dir, "tryd.yaml"), fmt.Sprintf(`gerrit:
   - name: review
     url: %q
@@ -132,7 +126,27 @@ repos:
 %s
 trybot:
   public_url: https://tryd.example
-maintnerd:
+%s`, s.w.Sim.URL(), botPw, gerritHook, s.gh.APIURL(), creds.ID, creds.InstallationID, appKey, ghHook, ghRepo, buildersYAML, tail(s)), 0o644)
+	return s
+}
+
+// secret writes a secret file (0600) and returns its path.
+func (s *stack) secret(name, v string) string {
+	return writeFile(s.t, filepath.Join(s.dir, "secrets", name), v+"\n", 0o600)
+}
+
+// startStack starts the simulators in this process and every component
+// as its own tryd process: pubsubhelper, maintnerd, gitmirror,
+// coordinator, two workers and the trybot.
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	addr := map[string]string{}
+	for _, n := range []string{"pubsubhelper", "maintnerd", "gitmirror", "coordinator", "trybot", "w1", "w2"} {
+		addr[n] = freeAddr(t)
+	}
+	u := func(n string) string { return "http://" + addr[n] }
+	s := newWorld(t, u("pubsubhelper"), u("trybot"), func(*stack) string {
+		return fmt.Sprintf(`maintnerd:
   url: %q
   gerrit_reconcile: 10s
   github_reconcile: 10s
@@ -144,8 +158,10 @@ gitmirror:
 coordinator:
   url: %q
   heartbeat_timeout: 3s
-`, s.w.Sim.URL(), botPw, gerritHook, s.gh.APIURL(), creds.ID, creds.InstallationID, appKey, ghHook, ghRepo, buildersYAML,
-		u("maintnerd"), u("pubsubhelper"), u("gitmirror"), u("coordinator")), 0o644)
+`, u("maintnerd"), u("pubsubhelper"), u("gitmirror"), u("coordinator"))
+	})
+	clientTok := s.secret("client-token", "client-token-value")
+	workerToks := s.secret("worker-tokens", "w1 worker-one-token\nw2 worker-two-token")
 
 	common := func(name string) []string {
 		return []string{"--config", s.cfg, "--data-dir", filepath.Join(s.dir, name), "--log-level", "info"}
@@ -158,12 +174,13 @@ coordinator:
 	s.gitmirror = run("gitmirror", u("gitmirror"), "--listen", addr["gitmirror"])
 	s.coord = run("coordinator", u("coordinator"), "--listen", addr["coordinator"], "--worker-tokens", workerToks, "--client-token-file", clientTok)
 	for _, w := range []string{"w1", "w2"} {
-		tok := secret(w+"-token", "worker-"+map[string]string{"w1": "one", "w2": "two"}[w]+"-token")
+		tok := s.secret(w+"-token", "worker-"+map[string]string{"w1": "one", "w2": "two"}[w]+"-token")
 		p := startProc(t, s.logs, w, u(w), append([]string{"worker"}, append(common(w),
 			"--coordinator", u("coordinator"), "--token-file", tok, "--name", w, "--slots", "2", "--listen", addr[w], "--drain", "1s")...)...)
 		s.workers = append(s.workers, p)
 	}
 	s.trybot = run("trybot", u("trybot"), "--listen", addr["trybot"], "--coordinator-token-file", clientTok)
+	var err error
 	if s.runs, err = client.New(u("trybot"), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -198,6 +215,34 @@ func (s *stack) waitResult(n int, timeout time.Duration) *gerritChange {
 		return ch.result(s.w.Bot) != 0
 	})
 	return ch
+}
+
+// openPR opens a pull request from branch with files and labels it
+// run-trybot, as the maintainer.
+func (s *stack) openPR(branch string, files map[string]string) int {
+	s.t.Helper()
+	ctx := s.t.Context()
+	n, err := s.gh.OpenPR(ctx, ghRepo, ghMaint, githubsim.PROptions{Head: branch, Title: "Change " + branch, Files: files})
+	must(s.t, err)
+	must(s.t, s.gh.AddLabel(ctx, ghRepo, n, ghMaint, "run-trybot"))
+	return n
+}
+
+// waitCheckRuns waits until pull request n's head has exactly the check
+// runs want ("name=conclusion"), all completed.
+func (s *stack) waitCheckRuns(n int, want ...string) {
+	s.t.Helper()
+	var head struct {
+		Head struct {
+			SHA string `json:"sha"`
+		} `json:"head"`
+	}
+	must(s.t, getJSON(s.t.Context(), fmt.Sprintf("%srepos/%s/pulls/%d", s.gh.APIURL(), ghRepo, n), &head))
+	var got []string
+	waitFor(s.t, fmt.Sprintf("check runs %q of pull request %d", want, n), 60*time.Second, func() bool {
+		got = checkRuns(s.t, s.gh.APIURL(), ghRepo, head.Head.SHA)
+		return slices.Equal(got, want)
+	})
 }
 
 // waitRunning waits until the trybot reports a running build for change
@@ -247,6 +292,7 @@ func (s *stack) exactlyOnce(n, ps, want int) {
 // kill -9 of each stateful component mid-run, and that a corpus follower
 // sees everything maintnerd has.
 func TestDistributed(t *testing.T) {
+	t.Parallel()
 	s := startStack(t)
 	ctx := t.Context()
 
@@ -284,37 +330,10 @@ func TestDistributed(t *testing.T) {
 	})
 
 	t.Run("GitHub", func(t *testing.T) {
-		type pr struct {
-			n    int
-			want string
-		}
-		var prs []pr
-		for i, c := range []struct {
-			files map[string]string
-			want  string
-		}{
-			{map[string]string{"ok.txt": "ok\n"}, "success"},
-			{map[string]string{"other.txt": "x\n"}, "failure"},
-		} {
-			n, err := s.gh.OpenPR(ctx, ghRepo, ghMaint, githubsim.PROptions{Head: fmt.Sprintf("topic%d", i), Title: fmt.Sprintf("PR %d", i), Files: c.files})
-			must(t, err)
-			must(t, s.gh.AddLabel(ctx, ghRepo, n, ghMaint, "run-trybot"))
-			prs = append(prs, pr{n, c.want})
-		}
-		for _, p := range prs {
-			var head struct {
-				Head struct {
-					SHA string `json:"sha"`
-				} `json:"head"`
-			}
-			must(t, getJSON(ctx, fmt.Sprintf("%srepos/%s/pulls/%d", s.gh.APIURL(), ghRepo, p.n), &head))
-			want := []string{"tryd/check=" + p.want}
-			var got []string
-			waitFor(t, fmt.Sprintf("check run of pull request %d", p.n), 60*time.Second, func() bool {
-				got = checkRuns(t, s.gh.APIURL(), ghRepo, head.Head.SHA)
-				return slices.Equal(got, want)
-			})
-		}
+		ok := s.openPR("topic-ok", map[string]string{"ok.txt": "ok\n"})
+		bad := s.openPR("topic-bad", map[string]string{"other.txt": "x\n"})
+		s.waitCheckRuns(ok, "tryd/check=success")
+		s.waitCheckRuns(bad, "tryd/check=failure")
 	})
 
 	// kill -9 one component at a time while a build runs; after its

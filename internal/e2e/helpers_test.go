@@ -51,9 +51,11 @@ func trydBinary(t *testing.T) string {
 	out := filepath.Join(binDir, "tryd")
 	cmd := exec.Command(goTool, "build", "-o", out, "./cmd/tryd")
 	cmd.Dir = testenv.RepoRoot(t)
+	start := time.Now()
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/tryd: %v\n%s", err, b)
 	}
+	t.Logf("built tryd in %v", time.Since(start).Round(time.Millisecond))
 	builtBin = out
 	return out
 }
@@ -141,7 +143,9 @@ func (p *proc) start() {
 	p.cmd, p.done = cmd, done
 	p.mu.Unlock()
 	if p.url != "" {
+		start := time.Now()
 		p.waitHealthy()
+		p.t.Logf("%s healthy after %v", p.name, time.Since(start).Round(time.Millisecond))
 	}
 }
 
