@@ -316,3 +316,28 @@ func TestNewGitHubValidates(t *testing.T) {
 		t.Errorf("nudge of an untracked repository: %v", err)
 	}
 }
+
+// TestGitHubApp authenticates as a GitHub App installation: the syncer
+// signs a JWT with the app's key, exchanges it for an installation token
+// and syncs with it.
+func TestGitHubApp(t *testing.T) {
+	w := newGHWorld(t, githubsim.Options{})
+	if _, err := w.sim.AddApp(githubsim.AppOptions{Slug: "tryd"}); err != nil {
+		t.Fatal(err)
+	}
+	cred, err := w.sim.AppCredentials("tryd")
+	must(t, err)
+	n, err := w.sim.OpenIssue(w.ctx, ghRepoName, "gopher", "Via the app", "")
+	must(t, err)
+	c, _ := newCorpus(t)
+	g := w.syncer(t, c, func(o *GitHubOptions) {
+		o.Token = ""
+		o.App = &GitHubApp{AppID: cred.ID, InstallationID: cred.InstallationID, KeyPEM: cred.PrivateKeyPEM}
+	})
+	must(t, g.Sync(w.ctx, ghRepoName, n))
+	c.RLock()
+	defer c.RUnlock()
+	if is := c.GitHubRepo("gopher", "widget").Issue(int32(n)); is == nil || is.Title != "Via the app" {
+		t.Errorf("issue synced with the app's token: %+v", is)
+	}
+}
