@@ -31,6 +31,8 @@ coordinator.artifacts gcs, artifacts live in a GCS bucket.`)
 	heartbeat := fs.Duration("heartbeat-timeout", 0, "silence after which a worker's jobs are requeued (default: coordinator.heartbeat_timeout, else 15s)")
 	maxAttempts := fs.Int("max-attempts", 0, "attempts of a job whose worker was lost (default: coordinator.max_attempts, else 3)")
 	artifactBytes := fs.Int64("artifacts-bytes", 0, "size limit of the artifact store in bytes; 0 means coordinator.artifacts_bytes, else 20 GiB")
+	defTimeout := fs.Duration("default-timeout", time.Hour, "timeout of jobs whose graph gives none")
+	locality := fs.Duration("locality-wait", 250*time.Millisecond, "how long a ready job waits for a worker holding its dependencies' outputs before any worker may take it")
 	sync := fs.String("sqlite-synchronous", "NORMAL", "SQLite synchronous mode: NORMAL (survives a process crash) or FULL (also power loss)")
 	so := a.scaleOutFlags(fs)
 	if err := a.parse(fs, cf, args); err != nil {
@@ -105,6 +107,7 @@ coordinator.artifacts gcs, artifacts live in a GCS bucket.`)
 		Store: store, Artifacts: arts, Dir: dir,
 		WorkerTokens: tokens, ClientToken: client,
 		HeartbeatTimeout: *heartbeat, MaxAttempts: *maxAttempts,
+		DefaultTimeout: *defTimeout, LocalityWait: *locality,
 		Replica: replica,
 		Log:     a.log, Registry: reg,
 	})
