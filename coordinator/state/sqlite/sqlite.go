@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -105,6 +106,11 @@ type Options struct {
 // Store is a state.Store in SQLite.
 type Store struct {
 	db *sql.DB
+	// writeMu serializes write transactions in this process: SQLite
+	// allows one writer, and waiting here costs exactly the other
+	// transaction's time, where SQLite's busy handler would sleep in
+	// steps of milliseconds.
+	writeMu sync.Mutex
 	// Statements prepared once: preparing costs more than executing
 	// the small writes of a batch.
 	upsertJob, upsertJobChunk, upsertAttempt, upsertResult, deleteResult, upsertWorker, updateBuild, updateBuildGraph, insertLabel *sql.Stmt
@@ -266,6 +272,8 @@ func decodeLabels(s string) map[string]string {
 
 // CreateBuild implements state.Store.
 func (s *Store) CreateBuild(ctx context.Context, b *state.Build, jobs []state.Job) (int64, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: create build: %w", err)
@@ -333,6 +341,8 @@ func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 	if b.Empty() {
 		return nil
 	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
