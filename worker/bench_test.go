@@ -17,6 +17,7 @@ func BenchmarkExecuteTrue(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer w.Close()
 	w.markUploaded(artifact.EmptyDigest)
 	a := api.Assignment{AttemptID: "a", Job: graph.Job{Commands: []graph.Command{{Argv: []string{"true", "x"}}}}}
 	b.ResetTimer()

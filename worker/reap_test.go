@@ -23,9 +23,15 @@ func TestRestartReapsOrphans(t *testing.T) {
 	sleep := testenv.NeedTool(t, "sleep")
 	dir := t.TempDir()
 	cl, _ := api.NewClient("http://127.0.0.1:1", "x", nil)
-	if _, err := New(Options{Client: cl, Dir: dir}); err != nil {
+	first, err := New(Options{Client: cl, Dir: dir})
+	if err != nil {
 		t.Fatal(err)
 	}
+	// While it holds the directory, no other worker may use it.
+	if _, err := New(Options{Client: cl, Dir: dir}); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second worker on the same directory: err = %v", err)
+	}
+	first.Close() // as if it had crashed
 	id, _ := os.ReadFile(filepath.Join(dir, "run"))
 	orphan := exec.Command(sleep, "300")
 	orphan.Env = []string{runVar + "=" + strings.TrimSpace(string(id))}
@@ -41,9 +47,11 @@ func TestRestartReapsOrphans(t *testing.T) {
 	go func() { done <- orphan.Wait() }()
 	byDone := make(chan error, 1)
 	go func() { byDone <- bystander.Wait() }()
-	if _, err := New(Options{Client: cl, Dir: dir}); err != nil {
+	second, err := New(Options{Client: cl, Dir: dir})
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer second.Close()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):

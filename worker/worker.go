@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,6 +73,7 @@ type Worker struct {
 	jobsDir string
 	jobDirs chan string // clean job directories ready for reuse
 	runID   string      // see runVar
+	lock    *os.File    // flock'ed: one worker per directory
 	cache   *artifact.Cache
 	sources *source.Store
 	m       *metrics
@@ -135,6 +137,22 @@ func New(opts Options) (*Worker, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
+	// One worker per directory: another would reap this one's jobs.
+	lock, err := os.OpenFile(filepath.Join(opts.Dir, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("worker: directory %s is in use by another worker: %w", opts.Dir, err)
+	}
+	w.lock = lock
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close()
+		}
+	}()
 	// Kill what a crashed predecessor left running before clearing its
 	// job directories.
 	if err := w.newRun(); err != nil {
@@ -146,7 +164,6 @@ func New(opts Options) (*Worker, error) {
 	if err := os.MkdirAll(w.jobsDir, 0o755); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	var err error
 	if w.cache, err = artifact.OpenCache(filepath.Join(opts.Dir, "cache"), opts.CacheBytes); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
@@ -156,7 +173,13 @@ func New(opts Options) (*Worker, error) {
 	if w.m, err = newMetrics(opts.Registry, w.cache); err != nil {
 		return nil, err
 	}
+	ok = true
 	return w, nil
+}
+
+// Close releases the worker's directory (after Run has returned).
+func (w *Worker) Close() error {
+	return w.lock.Close()
 }
 
 func (w *Worker) uploaded(digest string) bool {

@@ -131,6 +131,7 @@ unreachable. On SIGTERM it stops taking work, lets running jobs finish for
 	if err != nil {
 		return err
 	}
+	defer w.Close()
 	if *listen != "" {
 		srv, err := httpserver.New(httpserver.Options{Addr: *listen, Handler: http.NotFoundHandler(), Component: "worker", Log: a.log, Registry: reg})
 		if err != nil {
