@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -58,6 +59,7 @@ are used where set (pubsubhelper's must be reachable by the webhooks).
 Ctrl-C stops every component, in dependency order.`)
 	host := fs.String("host", "127.0.0.1", "address components listen on when the config sets no listen: address")
 	noGitHub := fs.Bool("demo-no-github", false, "demo mode: run only the Gerrit half of the demo")
+	trybotListen := fs.String("trybot-listen", "", "address the trybot listens on (default: a loopback port); set it when a GitHub App's webhook must reach /github-app-webhook")
 	if err := a.parse(fs, cf, args); err != nil {
 		return err
 	}
@@ -68,7 +70,7 @@ Ctrl-C stops every component, in dependency order.`)
 	if err != nil {
 		return err
 	}
-	d := &dev{a: a, dir: devDir, host: *host, stderr: stderr}
+	d := &dev{a: a, dir: devDir, host: *host, stderr: stderr, trybotListen: *trybotListen}
 	d.logArgs = devLogArgs(cf, a)
 	if lvl, err := logrus.ParseLevel(d.logArgs[1]); err == nil {
 		a.log.SetLevel(lvl) // the simulators log with dev's logger
@@ -133,6 +135,10 @@ Ctrl-C stops every component, in dependency order.`)
 	var failed *devProc
 	select {
 	case <-ctx.Done():
+		// A second Ctrl-C kills the process the default way, for when
+		// a component hangs while stopping.
+		signal.Reset(os.Interrupt)
+		fmt.Fprintln(a.stdout, "tryd dev: stopping (Ctrl-C again to force)")
 	case failed = <-d.exited:
 	}
 	if dm != nil {
@@ -157,6 +163,9 @@ type dev struct {
 	stderr     io.Writer
 	logArgs    []string
 	configPath string
+	// trybotListen is --trybot-listen: the trybot has no listen: key in
+	// the config.
+	trybotListen string
 
 	ports  map[string]string // component → host:port, persisted
 	listen map[string]string // component → listen address this run
@@ -239,6 +248,8 @@ func (d *dev) listenOf(name string) string {
 		return c.Coordinator.Listen
 	case "dashboard":
 		return c.Dashboard.Listen
+	case "trybot":
+		return d.trybotListen
 	}
 	return ""
 }
