@@ -117,6 +117,10 @@ Ctrl-C stops every component, in dependency order.`)
 	}
 	if err := d.start(ctx, dm); err != nil {
 		d.stop()
+		if ctx.Err() != nil { // Ctrl-C during startup is a clean stop
+			fmt.Fprintln(a.stdout, "tryd dev: stopped")
+			return nil
+		}
 		return err
 	}
 	if err := d.savePorts(); err != nil {
@@ -126,6 +130,10 @@ Ctrl-C stops every component, in dependency order.`)
 	if dm != nil {
 		if err := dm.seed(ctx, d); err != nil {
 			d.stop()
+			if ctx.Err() != nil {
+				fmt.Fprintln(a.stdout, "tryd dev: stopped")
+				return nil
+			}
 			return fmt.Errorf("dev: demo: %w", err)
 		}
 		dm.watch(ctx, d)
