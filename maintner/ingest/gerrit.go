@@ -187,7 +187,7 @@ func (g *Gerrit) Nudge(project string, change int) error {
 	if p == nil {
 		return fmt.Errorf("%w: Gerrit %s", ErrUnknownTarget, project)
 	}
-	if change < 0 {
+	if change < 0 || change > maxNumber {
 		return fmt.Errorf("ingest: nudge %s: bad change number %d", project, change)
 	}
 	g.m.nudges.WithLabelValues("gerrit").Inc()
@@ -218,6 +218,9 @@ func (g *Gerrit) Sync(ctx context.Context, project string, change int) error {
 	p := g.projects[project]
 	if p == nil {
 		return fmt.Errorf("%w: Gerrit %s", ErrUnknownTarget, project)
+	}
+	if change < 0 || change > maxNumber {
+		return fmt.Errorf("ingest: sync %s: bad change number %d", project, change)
 	}
 	return g.syncProject(ctx, p, nudgeWork(change))
 }

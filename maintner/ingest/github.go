@@ -202,13 +202,16 @@ func (g *GitHub) Nudge(repo string, issue int) error {
 	if r == nil {
 		return fmt.Errorf("%w: GitHub %s", ErrUnknownTarget, repo)
 	}
-	if issue < 0 {
+	if issue < 0 || issue > maxNumber {
 		return fmt.Errorf("ingest: nudge %s: bad issue number %d", repo, issue)
 	}
 	g.m.nudges.WithLabelValues("github").Inc()
 	r.q.add(nudgeWork(issue))
 	return nil
 }
+
+// maxNumber is the largest issue or change number (maintpb's int32).
+const maxNumber = 1<<31 - 1
 
 func nudgeWork(n int) work {
 	if n == 0 {
@@ -240,6 +243,9 @@ func (g *GitHub) Sync(ctx context.Context, repo string, issue int) error {
 	r := g.repo(repo)
 	if r == nil {
 		return fmt.Errorf("%w: GitHub %s", ErrUnknownTarget, repo)
+	}
+	if issue < 0 || issue > maxNumber {
+		return fmt.Errorf("ingest: sync %s: bad issue number %d", repo, issue)
 	}
 	return g.syncRepo(ctx, r, nudgeWork(issue))
 }

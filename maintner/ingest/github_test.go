@@ -315,6 +315,11 @@ func TestNewGitHubValidates(t *testing.T) {
 	if err := g.Nudge("x/y", 1); !errors.Is(err, ErrUnknownTarget) {
 		t.Errorf("nudge of an untracked repository: %v", err)
 	}
+	for _, n := range []int{-1, 1 << 40} {
+		if err := g.Nudge("a/b", n); err == nil {
+			t.Errorf("nudge of issue %d accepted", n)
+		}
+	}
 }
 
 // TestGitHubApp authenticates as a GitHub App installation: the syncer
