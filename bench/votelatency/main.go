@@ -58,16 +58,18 @@ func main() {
 		*dir = d
 	}
 	for _, m := range splitComma(*modes) {
-		lat, err := measure(m, filepath.Join(*dir, m), *tryd, *warm, *votes, *verbose)
+		lat, rest, err := measure(m, filepath.Join(*dir, m), *tryd, *warm, *votes, *verbose)
 		if err != nil {
 			fatal(fmt.Errorf("%s: %w", m, err))
 		}
 		sort.Float64s(lat)
+		sort.Float64s(rest)
 		var sum float64
 		for _, l := range lat {
 			sum += l
 		}
-		fmt.Printf("RESULT mode=%s n=%d p50_ms=%.1f p99_ms=%.1f mean_ms=%.1f max_ms=%.1f\n", m, len(lat), pct(lat, 50), pct(lat, 99), sum/float64(len(lat)), lat[len(lat)-1])
+		fmt.Printf("RESULT mode=%s n=%d p50_ms=%.1f p99_ms=%.1f mean_ms=%.1f max_ms=%.1f after_corpus_p50_ms=%.1f after_corpus_p99_ms=%.1f\n",
+			m, len(lat), pct(lat, 50), pct(lat, 99), sum/float64(len(lat)), lat[len(lat)-1], pct(rest, 50), pct(rest, 99))
 	}
 }
 
@@ -103,7 +105,7 @@ var builders = []config.Builder{{Name: "check", Steps: []config.Step{{Name: "che
 
 const buildersYAML = "  - name: check\n    steps:\n      - name: check\n        run: [\"true\"]\n"
 
-func measure(mode, dir, tryd string, warm, votes int, verbose bool) ([]float64, error) {
+func measure(mode, dir, tryd string, warm, votes int, verbose bool) (lat, rest []float64, err error) {
 	ctx := context.Background()
 	log := logrus.New()
 	log.SetOutput(io.Discard)
@@ -116,13 +118,13 @@ func measure(mode, dir, tryd string, warm, votes int, verbose bool) ([]float64, 
 	opts := trystack.Options{Dir: dir, Builders: builders, Log: log, ProcLog: procLog, WorkerSlots: 2}
 	if mode == "procs" {
 		if tryd == "" {
-			return nil, fmt.Errorf("-tryd is required")
+			return nil, nil, fmt.Errorf("-tryd is required")
 		}
 		opts.Tryd = tryd
 	}
 	s, err := trystack.Start(ctx, opts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer s.Close()
 
@@ -167,6 +169,52 @@ func measure(mode, dir, tryd string, warm, votes int, verbose bool) ([]float64, 
 		mu.Unlock()
 	}
 
+	// inCorpus records when each vote became visible in the corpus (the
+	// leader's copy), to split the latency into ingestion and the rest.
+	inCorpus := map[int]time.Time{}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go func() {
+		var last uint64
+		for {
+			v, changed := s.Corpus.Watch()
+			if v == last {
+				select {
+				case <-wctx.Done():
+					return
+				case <-changed:
+				}
+				continue
+			}
+			last = v
+			at := time.Now()
+			mu.Lock()
+			var pending []int
+			for n := range voted {
+				if _, ok := inCorpus[n]; !ok {
+					pending = append(pending, n)
+				}
+			}
+			mu.Unlock()
+			s.Corpus.RLock()
+			p := s.Corpus.GerritProject(s.CorpusProject())
+			var seen []int
+			for _, n := range pending {
+				if p != nil {
+					if ch := p.Change(int32(n)); ch != nil && ch.HasVote("Run-TryBot", 1) {
+						seen = append(seen, n)
+					}
+				}
+			}
+			s.Corpus.RUnlock()
+			mu.Lock()
+			for _, n := range seen {
+				inCorpus[n] = at
+			}
+			mu.Unlock()
+		}
+	}()
+
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	switch mode {
@@ -178,7 +226,7 @@ func measure(mode, dir, tryd string, warm, votes int, verbose bool) ([]float64, 
 		}
 		tb, err := trybot.New(tctx, to)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		defer tb.Close()
 		done := make(chan struct{})
@@ -186,43 +234,42 @@ func measure(mode, dir, tryd string, warm, votes int, verbose bool) ([]float64, 
 		defer func() { cancel(); <-done }()
 	case "procs":
 		if _, err := s.StartTrybotProcess(tctx, dir, buildersYAML); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	default:
-		return nil, fmt.Errorf("unknown mode %q", mode)
+		return nil, nil, fmt.Errorf("unknown mode %q", mode)
 	}
 
 	cc := s.Client()
 	gm, err := gmclient.New(s.GitmirrorURL, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var lat []float64
 	for i := 0; i < warm+votes; i++ {
 		n, _, err := s.Gerrit.CreateChange(ctx, s.Project, "main", s.Owner, fmt.Sprintf("change %d", i), map[string]string{"f.txt": strconv.Itoa(i)})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := s.Gerrit.Flush(ctx); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		// A reviewer votes after the upload was mirrored (gitmirror
 		// fetches on the upload's event, seconds before any vote).
 		if err := waitMirrored(ctx, gm, s.Project, n); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := s.Gerrit.Vote(ctx, n, 1, s.Reviewer, map[string]int{"Run-TryBot": 1}, "", ""); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		b, err := waitBuild(ctx, cc, n)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		mu.Lock()
 		t0, ok := voted[n]
 		mu.Unlock()
 		if !ok {
-			return nil, fmt.Errorf("change %d: vote webhook not seen", n)
+			return nil, nil, fmt.Errorf("change %d: vote webhook not seen", n)
 		}
 		var first time.Time
 		for _, j := range b.Jobs {
@@ -231,22 +278,28 @@ func measure(mode, dir, tryd string, warm, votes int, verbose bool) ([]float64, 
 			}
 		}
 		if first.IsZero() {
-			return nil, fmt.Errorf("change %d: build %d has no started job", n, b.ID)
+			return nil, nil, fmt.Errorf("change %d: build %d has no started job", n, b.ID)
 		}
 		ms := float64(first.Sub(t0).Microseconds()) / 1000
 		if verbose {
 			fmt.Fprintf(os.Stderr, "%s change %d: %.1f ms (build created +%.1f ms)\n", mode, n, ms, float64(b.Created.Sub(t0).Microseconds())/1000)
 		}
+		mu.Lock()
+		t1, ok1 := inCorpus[n]
+		mu.Unlock()
 		if i >= warm {
 			lat = append(lat, ms)
+			if ok1 {
+				rest = append(rest, float64(first.Sub(t1).Microseconds())/1000)
+			}
 		}
 		// Let the run post its result, so that the next vote meets an
 		// idle trybot and worker.
 		if err := waitResult(ctx, s, n); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return lat, nil
+	return lat, rest, nil
 }
 
 // waitMirrored waits until gitmirror has change n's patch set 1.
