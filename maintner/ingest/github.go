@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/tryd-ci/tryd/maintner"
+	"github.com/tryd-ci/tryd/maintner/trydpb"
 )
 
 // ErrUnknownTarget is returned by Nudge for a repository or project the
@@ -495,6 +496,13 @@ func (g *GitHub) syncIssue(ctx context.Context, cl *github.Client, r *ghRepo, n 
 			return fmt.Errorf("ingest: GitHub %s#%d: get pull request: %w", r.fullName(), n, err)
 		}
 	}
+	var statuses []*github.RepoStatus
+	var checks []*github.CheckRun
+	if head := pr.GetHead().GetSHA(); head != "" {
+		if statuses, checks, err = g.headResults(ctx, cl, r, head); err != nil {
+			return fmt.Errorf("ingest: GitHub %s#%d: %w", r.fullName(), n, err)
+		}
+	}
 	g.c.RLock()
 	var ci *maintner.GitHubIssue
 	if cr := g.c.GitHubRepo(r.owner, r.name); cr != nil {
@@ -509,21 +517,58 @@ func (g *GitHub) syncIssue(ctx context.Context, cl *github.Client, r *ghRepo, n 
 	m.Event = eventMutations(ci, r.owner, r.name, events)
 	m.Review = g.reviewMutations(ci, reviews)
 	var ext *prExt
+	var xs []*trydpb.GithubStatus
+	var xc []*trydpb.GithubCheckRun
 	if pr != nil {
 		ext = prMutation(ci, r.owner, r.name, pr)
+		cr := g.c.GitHubRepo(r.owner, r.name)
+		xs = statusMutations(cr, r.owner, r.name, pr.GetHead().GetSHA(), statuses)
+		xc = checkRunMutations(cr, r.owner, r.name, checks)
 	}
 	g.c.RUnlock()
 	mut := &maintner.Mutation{}
 	if fields || len(m.Comment) > 0 || len(m.Event) > 0 || len(m.Review) > 0 {
 		mut.Base = basePB(m)
 	}
-	if ext != nil {
-		mut.Ext = extPB(ext)
+	if ext != nil || len(xs) > 0 || len(xc) > 0 {
+		mut.Ext = &trydpb.Ext{GithubPullRequest: ext, GithubStatus: xs, GithubCheckRun: xc}
 	}
 	if mut.Base == nil && mut.Ext == nil {
 		return nil
 	}
 	return g.logMut(ctx, mut)
+}
+
+// headResults lists the latest commit status per context and the latest
+// check runs on a pull request's head commit.
+func (g *GitHub) headResults(ctx context.Context, cl *github.Client, r *ghRepo, sha string) ([]*github.RepoStatus, []*github.CheckRun, error) {
+	var statuses []*github.RepoStatus
+	opt := &github.ListOptions{PerPage: 100}
+	for page := 0; page < maxPages; page++ {
+		cs, resp, err := cl.Repositories.GetCombinedStatus(ctx, r.owner, r.name, sha, opt)
+		if err != nil {
+			return nil, nil, fmt.Errorf("statuses of %s: %w", sha, err)
+		}
+		statuses = append(statuses, cs.Statuses...)
+		if resp.NextPage == 0 {
+			break
+		}
+		opt.Page = resp.NextPage
+	}
+	var checks []*github.CheckRun
+	copt := &github.ListCheckRunsOptions{ListOptions: github.ListOptions{PerPage: 100}}
+	for page := 0; page < maxPages; page++ {
+		res, resp, err := cl.Checks.ListCheckRunsForRef(ctx, r.owner, r.name, sha, copt)
+		if err != nil {
+			return nil, nil, fmt.Errorf("check runs of %s: %w", sha, err)
+		}
+		checks = append(checks, res.CheckRuns...)
+		if resp.NextPage == 0 {
+			break
+		}
+		copt.Page = resp.NextPage
+	}
+	return statuses, checks, nil
 }
 
 // latestComment returns the latest update time of issue n's comments in

@@ -23,7 +23,6 @@ type (
 )
 
 func basePB(m *issueMut) *maintpb.Mutation { return &maintpb.Mutation{GithubIssue: m} }
-func extPB(p *prExt) *trydpb.Ext           { return &trydpb.Ext{GithubPullRequest: p} }
 
 func ts(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
 
@@ -374,5 +373,85 @@ func repoMutation(cr *maintner.GitHubRepo, owner, repo string, gr *github.Reposi
 	if out.Base == nil && out.Ext == nil {
 		return nil
 	}
+	return out
+}
+
+// statusMutations returns the commit statuses on sha (latest per
+// context) that differ from the corpus's.
+func statusMutations(cr *maintner.GitHubRepo, owner, repo, sha string, statuses []*github.RepoStatus) []*trydpb.GithubStatus {
+	h, err := maintner.ParseGitHash(sha)
+	if err != nil {
+		return nil
+	}
+	var have []*maintner.GitHubStatus
+	if cr != nil {
+		have = cr.Statuses(h)
+	}
+	var out []*trydpb.GithubStatus
+	for _, st := range statuses {
+		if st.GetContext() == "" {
+			continue
+		}
+		var cs *maintner.GitHubStatus
+		for _, x := range have {
+			if x.Context == st.GetContext() {
+				cs = x
+			}
+		}
+		if cs != nil && cs.ID == st.GetID() && cs.State == st.GetState() && cs.Description == st.GetDescription() &&
+			cs.TargetURL == st.GetTargetURL() && cs.Updated == maintner.TimeOf(st.GetUpdatedAt().Time) {
+			continue
+		}
+		ps := &trydpb.GithubStatus{Owner: owner, Repo: repo, Sha: sha, Context: st.GetContext(), State: st.GetState(),
+			Description: st.GetDescription(), TargetUrl: st.GetTargetURL(), Id: st.GetID(), CreatorId: st.GetCreator().GetID()}
+		if t := st.GetCreatedAt(); !t.IsZero() {
+			ps.Created = ts(t.Time)
+		}
+		if t := st.GetUpdatedAt(); !t.IsZero() {
+			ps.Updated = ts(t.Time)
+		}
+		out = append(out, ps)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Context < out[j].Context })
+	return out
+}
+
+// checkRunMutations returns the check runs that differ from the
+// corpus's.
+func checkRunMutations(cr *maintner.GitHubRepo, owner, repo string, runs []*github.CheckRun) []*trydpb.GithubCheckRun {
+	var out []*trydpb.GithubCheckRun
+	for _, run := range runs {
+		if run.GetID() == 0 {
+			continue
+		}
+		h, err := maintner.ParseGitHash(run.GetHeadSHA())
+		if err != nil {
+			continue
+		}
+		var have *maintner.GitHubCheckRun
+		if cr != nil {
+			for _, x := range cr.CheckRuns(h) {
+				if x.ID == run.GetID() {
+					have = x
+				}
+			}
+		}
+		if have != nil && have.Name == run.GetName() && have.Status == run.GetStatus() && have.Conclusion == run.GetConclusion() &&
+			have.DetailsURL == run.GetDetailsURL() && have.ExternalID == run.GetExternalID() &&
+			have.Started == maintner.TimeOf(run.GetStartedAt().Time) && have.Completed == maintner.TimeOf(run.GetCompletedAt().Time) {
+			continue
+		}
+		pc := &trydpb.GithubCheckRun{Owner: owner, Repo: repo, Id: run.GetID(), HeadSha: run.GetHeadSHA(), Name: run.GetName(),
+			Status: run.GetStatus(), Conclusion: run.GetConclusion(), DetailsUrl: run.GetDetailsURL(), ExternalId: run.GetExternalID(),
+			AppId: run.GetApp().GetID()}
+		if t := run.GetStartedAt(); !t.IsZero() {
+			pc.Started = ts(t.Time)
+		}
+		if t := run.GetCompletedAt(); !t.IsZero() {
+			pc.Completed = ts(t.Time)
+		}
+		out = append(out, pc)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Id < out[j].Id })
 	return out
 }

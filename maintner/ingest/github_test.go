@@ -3,9 +3,11 @@ package ingest
 import (
 	"context"
 	"errors"
+	"net/url"
 	"testing"
 	"time"
 
+	"github.com/google/go-github/v60/github"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tryd-ci/tryd/internal/githubsim"
@@ -344,5 +346,53 @@ func TestGitHubApp(t *testing.T) {
 	defer c.RUnlock()
 	if is := c.GitHubRepo("gopher", "widget").Issue(int32(n)); is == nil || is.Title != "Via the app" {
 		t.Errorf("issue synced with the app's token: %+v", is)
+	}
+}
+
+// TestGitHubStatusesAndCheckRuns syncs the commit statuses and check runs
+// on a pull request's head with the pull request.
+func TestGitHubStatusesAndCheckRuns(t *testing.T) {
+	w := newGHWorld(t, githubsim.Options{})
+	appTok, err := w.sim.AddApp(githubsim.AppOptions{Slug: "ci"})
+	must(t, err)
+	n, err := w.sim.OpenPR(w.ctx, ghRepoName, "gopher", githubsim.PROptions{Head: "fix", Title: "Fix", Files: map[string]string{"f.go": "package widget\n"}})
+	must(t, err)
+	c, _ := newCorpus(t)
+	g := w.syncer(t, c, nil)
+	must(t, g.Sync(w.ctx, ghRepoName, n))
+	c.RLock()
+	head := c.GitHubRepo("gopher", "widget").Issue(int32(n)).PR.HeadSHA
+	c.RUnlock()
+
+	client := func(tok string) *github.Client {
+		cl := github.NewClient(nil).WithAuthToken(tok)
+		u, _ := url.Parse(w.sim.APIURL())
+		cl.BaseURL = u
+		return cl
+	}
+	_, _, err = client(w.token).Repositories.CreateStatus(w.ctx, "gopher", "widget", head.String(),
+		&github.RepoStatus{State: github.String("pending"), Context: github.String("other-ci"), Description: github.String("running")})
+	must(t, err)
+	run, _, err := client(appTok).Checks.CreateCheckRun(w.ctx, "gopher", "widget", github.CreateCheckRunOptions{Name: "tryd/linux", HeadSHA: head.String(), Status: github.String("in_progress")})
+	must(t, err)
+	before := records(c)
+	must(t, g.Sync(w.ctx, ghRepoName, n))
+	if records(c) == before {
+		t.Fatal("nothing logged for the status and check run")
+	}
+	c.RLock()
+	r := c.GitHubRepo("gopher", "widget")
+	sts, crs := r.Statuses(head), r.CheckRuns(head)
+	if len(sts) != 1 || sts[0].Context != "other-ci" || sts[0].State != "pending" {
+		t.Errorf("statuses %+v", sts)
+	}
+	if len(crs) != 1 || crs[0].ID != run.GetID() || crs[0].Status != "in_progress" || crs[0].Name != "tryd/linux" {
+		t.Errorf("check runs %+v", crs)
+	}
+	c.RUnlock()
+	before = records(c)
+	must(t, g.Sync(w.ctx, ghRepoName, n))
+	if records(c) != before {
+		t.Error("an unchanged status and check run were logged again")
 	}
 }
