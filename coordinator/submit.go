@@ -216,8 +216,15 @@ func (c *Coordinator) lookupResults(ctx context.Context, b *build) (map[string]s
 		}
 		c.mu.Unlock()
 	}
+	stored := map[string]bool{}
 	for id, r := range found {
-		if _, err := c.arts.Stat(ctx, r.OutputDigest); err != nil {
+		ok, seen := stored[r.OutputDigest]
+		if !seen {
+			_, err := c.arts.Stat(ctx, r.OutputDigest)
+			ok = err == nil
+			stored[r.OutputDigest] = ok
+		}
+		if !ok {
 			// Evicted: the job runs again and replaces the result.
 			delete(found, id)
 		}

@@ -292,3 +292,17 @@ func TestOutputsRefuseEscapes(t *testing.T) {
 		})
 	}
 }
+
+func BenchmarkNormalize10000(b *testing.B) {
+	var jobs []string
+	for i := range 10000 {
+		jobs = append(jobs, `{"name": "j`+itoa(i)+`", "source_mode": "none", "cacheable": true, "commands": [{"argv": ["true", "`+itoa(i)+`"]}]}`)
+	}
+	data := []byte(`{"jobs": [` + strings.Join(jobs, ",") + `]}`)
+	b.ResetTimer()
+	for range b.N {
+		if _, err := Parse(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

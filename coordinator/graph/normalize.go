@@ -2,13 +2,16 @@ package graph
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"path"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -295,6 +298,9 @@ func normalizeJobs(jobs, existing []*Job, src Source, identity string, p *proble
 		for i := range j.Commands {
 			c := &j.Commands[i]
 			rw := func(s string) string {
+				if !strings.Contains(s, "{{DEP:") {
+					return s
+				}
 				return placeholderRE.ReplaceAllStringFunc(s, func(m string) string {
 					inner := m[2 : len(m)-2]
 					if ref, ok := strings.CutPrefix(inner, "DEP:"); ok {
@@ -335,6 +341,9 @@ func normalizeJobs(jobs, existing []*Job, src Source, identity string, p *proble
 func placeholderDeps(j *Job) []string {
 	var refs []string
 	scan := func(s string) {
+		if !strings.Contains(s, "{{DEP:") {
+			return
+		}
 		for _, m := range placeholderRE.FindAllStringSubmatch(s, -1) {
 			if ref, ok := strings.CutPrefix(m[1], "DEP:"); ok {
 				refs = append(refs, ref)
@@ -407,7 +416,7 @@ func checkJob(j *Job, src Source, p *problems) {
 		return
 	}
 	for i, c := range j.Commands {
-		where := fmt.Sprintf("job %q: command %d", name, i+1)
+		where := lazyWhere{name, i + 1}
 		switch {
 		case c.WriteFile != nil && (len(c.Argv) > 0 || len(c.Env) > 0 || c.Dir != ""):
 			p.add("%s: set argv or write_file, not both", where)
@@ -450,8 +459,18 @@ func checkJob(j *Job, src Source, p *problems) {
 	}
 }
 
+// lazyWhere names a command in messages; formatted only when a problem is
+// found, since validating thousands of good jobs should not format
+// thousands of strings.
+type lazyWhere struct {
+	job string
+	cmd int
+}
+
+func (w lazyWhere) String() string { return fmt.Sprintf("job %q: command %d", w.job, w.cmd) }
+
 // checkPlaceholders accepts only the documented placeholders.
-func checkPlaceholders(s, where string, p *problems) {
+func checkPlaceholders(s string, where lazyWhere, p *problems) {
 	if !strings.Contains(s, "{{") {
 		return
 	}
@@ -569,38 +588,72 @@ func topoSort(jobs []*Job, deps map[*Job][]*Job, inBatch map[*Job]int) (order, c
 
 // idVersion is hashed first, so that a change of the ID scheme never
 // reuses results computed under the old one.
-const idVersion = "tryd-job-v1"
+const idVersion = "tryd-job-v2"
 
-// ComputeID returns the job's ID: the hex SHA-256 of a canonical JSON
-// encoding of everything that determines its output: the commands (with
-// dependency placeholders as IDs), environment, working directories,
-// source mode and the source identity (for SourceAll) or the inputs' paths
-// and digests (for SourceInputs), the dependencies' IDs (sorted), the
-// required labels and the planner flag. Name, timeout and cacheable are
-// left out: they change how a job is run or shown, not what it produces.
-// j.Deps must already hold IDs.
+// ComputeID returns the job's ID: the hex SHA-256 of a canonical encoding
+// of everything that determines its output: the commands (with dependency
+// placeholders as IDs), environment, working directories, source mode and
+// the source identity (for SourceAll) or the inputs' paths and digests
+// (for SourceInputs), the dependencies' IDs (sorted), the required labels
+// (sorted) and the planner flag. Name, timeout and cacheable are left out:
+// they change how a job is run or shown, not what it produces. j.Deps must
+// already hold IDs.
+//
+// The encoding writes every string with its length first and every list
+// with its count first, so that no two different jobs encode alike.
 func ComputeID(j *Job, sourceIdentity string) string {
-	type canon struct {
-		V        string            `json:"v"`
-		Mode     SourceMode        `json:"mode"`
-		Source   string            `json:"source,omitempty"`
-		Inputs   []Input           `json:"inputs,omitempty"`
-		Deps     []string          `json:"deps,omitempty"`
-		Commands []Command         `json:"commands"`
-		Labels   map[string]string `json:"labels,omitempty"`
-		Planner  bool              `json:"planner,omitempty"`
+	h := sha256.New()
+	var buf [binary.MaxVarintLen64]byte
+	num := func(n int) { h.Write(buf[:binary.PutUvarint(buf[:], uint64(n))]) }
+	str := func(s string) {
+		num(len(s))
+		io.WriteString(h, s)
 	}
-	c := canon{V: idVersion, Mode: j.Mode(), Commands: j.Commands, Labels: j.Labels, Planner: j.Planner}
+	strs := func(ss []string) {
+		num(len(ss))
+		for _, s := range ss {
+			str(s)
+		}
+	}
+	str(idVersion)
+	str(string(j.Mode()))
 	switch j.Mode() {
 	case SourceAll:
-		c.Source = sourceIdentity
+		str(sourceIdentity)
 	case SourceInputs:
-		c.Inputs = j.Inputs
+		num(len(j.Inputs))
+		for _, in := range j.Inputs {
+			str(in.Path)
+			str(in.Digest)
+		}
 	}
-	c.Deps = slices.Clone(j.Deps)
-	slices.Sort(c.Deps)
-	// Only strings, bools and maps of strings: Marshal cannot fail.
-	b, _ := json.Marshal(c)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	deps := slices.Clone(j.Deps)
+	slices.Sort(deps)
+	strs(deps)
+	num(len(j.Commands))
+	for _, c := range j.Commands {
+		if c.WriteFile != nil {
+			str("write")
+			str(c.WriteFile.Path)
+			str(c.WriteFile.Content)
+			str(strconv.FormatBool(c.WriteFile.Executable))
+			continue
+		}
+		str("exec")
+		strs(c.Argv)
+		strs(c.Env)
+		str(c.Dir)
+	}
+	keys := make([]string, 0, len(j.Labels))
+	for k := range j.Labels {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	num(len(keys))
+	for _, k := range keys {
+		str(k)
+		str(j.Labels[k])
+	}
+	str(strconv.FormatBool(j.Planner))
+	return hex.EncodeToString(h.Sum(nil))
 }
