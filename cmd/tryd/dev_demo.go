@@ -449,6 +449,9 @@ func (dm *demo) watch(ctx context.Context, d *dev) {
 				if v, msg, ok := demoGerritResult(ctx, hc, dm.gerrit.URL(), n, dm.state.Bot); ok {
 					seen[key] = true
 					fmt.Fprintf(dm.out, "demo: Gerrit change %d (%s): TryBot-Result %+d: %s\n", n, what, v, firstLine(msg))
+					if u, ok := d.urls["dashboard"]; ok {
+						fmt.Fprintf(dm.out, "      %s/try?review=gerrit&repo=%s&change=%d\n", u, demoProject, n)
+					}
 				}
 			}
 			for what, n := range dm.prs {
@@ -459,6 +462,9 @@ func (dm *demo) watch(ctx context.Context, d *dev) {
 				if runs, ok := demoCheckRuns(ctx, hc, dm.github.APIURL(), n); ok {
 					seen[key] = true
 					fmt.Fprintf(dm.out, "demo: GitHub pull request #%d (%s): check runs %s\n", n, what, runs)
+					if u, ok := d.urls["dashboard"]; ok {
+						fmt.Fprintf(dm.out, "      %s/try?review=github&repo=%s&change=%d\n", u, url.QueryEscape(demoGHRepo), n)
+					}
 				}
 			}
 			if len(seen) == len(dm.state.Changes)+len(dm.prs) {
