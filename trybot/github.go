@@ -251,8 +251,18 @@ func (t *Trybot) githubWants(c *maintner.Corpus, ri *repoInfo, wants []want, cur
 				terms = ParseTerms(args)
 			}
 		}
+		if last != nil {
+			w := want{repo: ri, key: fmt.Sprintf("github/%s/%d/comment/%d", ri.cfg.Name, is.Number, last.ID), run: base}
+			w.run.Trigger = "comment"
+			w.run.RequestedBy = last.User.Login
+			w.run.Builders, w.run.Unknown = t.builders.Select(ri.cfg.Name, is.PR.BaseRef, terms)
+			w.perm = last.User.Login
+			w.refusalKey = w.key + "/refused"
+			w.replyTo = is.Number
+			wants = append(wants, w)
+		}
 		if is.HasLabel(t.ghLabel) {
-			w := want{repo: ri, key: fmt.Sprintf("github/%s/%d/%s/label", ri.cfg.Name, is.Number, head), run: base}
+			w := want{repo: ri, key: labelKey(ri.cfg.Name, is.Number, head), run: base}
 			w.run.Trigger = "label"
 			w.run.Builders, w.run.Unknown = t.builders.Select(ri.cfg.Name, is.PR.BaseRef, terms)
 			for i := len(is.Events) - 1; i >= 0; i-- {
@@ -266,18 +276,15 @@ func (t *Trybot) githubWants(c *maintner.Corpus, ri *repoInfo, wants []want, cur
 			w.replyTo = is.Number
 			wants = append(wants, w)
 		}
-		if last != nil {
-			w := want{repo: ri, key: fmt.Sprintf("github/%s/%d/comment/%d", ri.cfg.Name, is.Number, last.ID), run: base}
-			w.run.Trigger = "comment"
-			w.run.RequestedBy = last.User.Login
-			w.run.Builders, w.run.Unknown = t.builders.Select(ri.cfg.Name, is.PR.BaseRef, terms)
-			w.perm = last.User.Login
-			w.refusalKey = w.key + "/refused"
-			w.replyTo = is.Number
-			wants = append(wants, w)
-		}
 	}
 	return wants
+}
+
+// labelKey is the run key of the label's request for head. Any run of
+// head (by comment or re-request) also satisfies it, so that the label
+// does not start the same revision again afterwards.
+func labelKey(repo string, n int32, head string) string {
+	return fmt.Sprintf("github/%s/%d/%s/label", repo, n, head)
 }
 
 // refuse answers a request from someone without write permission, once.

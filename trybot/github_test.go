@@ -315,3 +315,37 @@ func TestGitHubPushSupersedes(t *testing.T) {
 		t.Errorf("old head's check run is %q; a superseded run must post nothing more", st)
 	}
 }
+
+func TestGitHubLabelAndCommentRunOnce(t *testing.T) {
+	t.Parallel()
+	s, gc := startGitHubTrybot(t, true)
+	g := s.GitHub
+	ctx := context.Background()
+	n, err := g.Sim.OpenPR(ctx, g.Slug(), g.Maintainer, githubsimPR("both", "Both", map[string]string{"ok.txt": "ok\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Sim.Comment(ctx, g.Slug(), n, g.Maintainer, "/trybot more"); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Sim.AddLabel(ctx, g.Slug(), n, g.Maintainer, "run-trybot"); err != nil {
+		t.Fatal(err)
+	}
+	head := headOf(t, gc, g, n)
+	waitFor(t, "both check runs to complete", 60*time.Second, func() bool {
+		cr := checkRuns(t, gc, g, head)
+		return cr["tryd/check"] == "success" && cr["tryd/extra"] == "success"
+	})
+	time.Sleep(time.Second)
+	if err := s.SyncGitHub(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	res, _, err := gc.Checks.ListCheckRunsForRef(ctx, g.Owner, g.Repo, head, &github.ListCheckRunsOptions{Filter: github.String("all")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.CheckRuns) != 2 {
+		t.Errorf("%d check runs on %s, want 2: the label must not run the revision the comment ran", len(res.CheckRuns), head)
+	}
+}

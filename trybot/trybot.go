@@ -518,6 +518,9 @@ func (t *Trybot) consider(ctx context.Context, w want) error {
 		return nil
 	}
 	exists, err := t.store.hasKey(ctx, w.key)
+	if err == nil && !exists && w.run.Trigger == "label" {
+		exists, err = t.store.marked(ctx, w.key)
+	}
 	if err != nil {
 		return err
 	}
@@ -563,6 +566,15 @@ func (t *Trybot) consider(ctx context.Context, w want) error {
 			return nil
 		}
 		return err
+	}
+	if r.Review == client.ReviewGitHub && r.Trigger != "label" {
+		lk := labelKey(r.Repo, r.Change, r.Revision)
+		if err := t.store.mark(ctx, lk); err != nil {
+			t.log.WithError(err).Warn("trybot: mark label request satisfied")
+		}
+		t.mu.Lock()
+		t.known[lk] = true
+		t.mu.Unlock()
 	}
 	t.log.WithFields(logrus.Fields{"run": r.ID, "repo": r.Repo, "change": r.Change, "patch_set": r.PatchSet, "revision": r.Revision, "builders": r.Builders}).Info("trybot: try run started")
 	t.start(w.repo, ck, &r, true)
