@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/oauth2"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tryd-ci/tryd/maintner"
 	"github.com/tryd-ci/tryd/maintner/trydpb"
@@ -434,71 +435,108 @@ func (g *GitHub) listIssues(ctx context.Context, cl *github.Client, r *ghRepo, s
 // request its reviews and head/base data, and logs the differences with
 // the corpus as one record.
 func (g *GitHub) syncIssue(ctx context.Context, cl *github.Client, r *ghRepo, n int) error {
-	gi, resp, err := cl.Issues.Get(ctx, r.owner, r.name, n)
-	if err != nil {
-		if resp != nil && (resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone) {
-			return g.markNotExist(ctx, r, n)
-		}
-		return fmt.Errorf("ingest: GitHub %s#%d: get issue: %w", r.fullName(), n, err)
-	}
-	if gi.GetNumber() != n {
-		// Transferred or renumbered issues answer with another number.
-		return g.markNotExist(ctx, r, n)
-	}
-	var comments []*github.IssueComment
-	copt := &github.IssueListCommentsOptions{ListOptions: github.ListOptions{PerPage: 100}}
-	// Only comments created or edited since the latest one the corpus
-	// has (inclusive: GitHub's times have whole seconds): a busy pull
-	// request costs one short page, not all of its history.
-	if since := g.latestComment(r, n); !since.IsZero() {
-		copt.Since = &since
-	}
-	for page := 0; page < maxPages; page++ {
-		cs, resp, err := cl.Issues.ListComments(ctx, r.owner, r.name, n, copt)
-		if err != nil {
-			return fmt.Errorf("ingest: GitHub %s#%d: list comments: %w", r.fullName(), n, err)
-		}
-		comments = append(comments, cs...)
-		if resp.NextPage == 0 {
-			break
-		}
-		copt.Page = resp.NextPage
-	}
-	var events []*github.IssueEvent
-	eopt := &github.ListOptions{PerPage: 100}
-	for page := 0; page < maxPages; page++ {
-		es, resp, err := cl.Issues.ListIssueEvents(ctx, r.owner, r.name, n, eopt)
-		if err != nil {
-			return fmt.Errorf("ingest: GitHub %s#%d: list events: %w", r.fullName(), n, err)
-		}
-		events = append(events, es...)
-		if resp.NextPage == 0 {
-			break
-		}
-		eopt.Page = resp.NextPage
-	}
-	var reviews []*github.PullRequestReview
-	var pr *github.PullRequest
-	if gi.IsPullRequest() {
-		ropt := &github.ListOptions{PerPage: 100}
-		for page := 0; page < maxPages; page++ {
-			rs, resp, err := cl.PullRequests.ListReviews(ctx, r.owner, r.name, n, ropt)
+	return g.syncIssueAssuming(ctx, cl, r, n, g.isKnownPR(r, n))
+}
+
+// syncIssueAssuming is syncIssue; knownPR says the corpus knows n as a
+// pull request. Requests go out concurrently: the issue, its comments and
+// events, and for a known pull request its reviews and pull request data;
+// then the head's statuses and check runs. A nudge costs two or three
+// round trips, not seven.
+func (g *GitHub) syncIssueAssuming(ctx context.Context, cl *github.Client, r *ghRepo, n int, knownPR bool) error {
+	var (
+		gi       *github.Issue
+		notExist bool
+		comments []*github.IssueComment
+		events   []*github.IssueEvent
+		reviews  []*github.PullRequestReview
+		pr       *github.PullRequest
+	)
+	prData := func(eg *errgroup.Group, ctx context.Context) {
+		eg.Go(func() (err error) {
+			reviews, err = listAll(func(o *github.ListOptions) ([]*github.PullRequestReview, *github.Response, error) {
+				return cl.PullRequests.ListReviews(ctx, r.owner, r.name, n, o)
+			})
 			if err != nil {
 				return fmt.Errorf("ingest: GitHub %s#%d: list reviews: %w", r.fullName(), n, err)
 			}
-			reviews = append(reviews, rs...)
-			if resp.NextPage == 0 {
-				break
+			return nil
+		})
+		eg.Go(func() (err error) {
+			if pr, _, err = cl.PullRequests.Get(ctx, r.owner, r.name, n); err != nil {
+				return fmt.Errorf("ingest: GitHub %s#%d: get pull request: %w", r.fullName(), n, err)
 			}
-			ropt.Page = resp.NextPage
+			return nil
+		})
+	}
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.Go(func() error {
+		var resp *github.Response
+		var err error
+		gi, resp, err = cl.Issues.Get(ectx, r.owner, r.name, n)
+		if err != nil {
+			if resp != nil && (resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone) {
+				notExist = true
+				return nil
+			}
+			return fmt.Errorf("ingest: GitHub %s#%d: get issue: %w", r.fullName(), n, err)
 		}
-		if pr, _, err = cl.PullRequests.Get(ctx, r.owner, r.name, n); err != nil {
-			return fmt.Errorf("ingest: GitHub %s#%d: get pull request: %w", r.fullName(), n, err)
+		return nil
+	})
+	eg.Go(func() error {
+		copt := &github.IssueListCommentsOptions{ListOptions: github.ListOptions{PerPage: 100}}
+		// Only comments created or edited since the latest one the
+		// corpus has (inclusive: GitHub's times have whole seconds): a
+		// busy pull request costs one short page, not all its history.
+		if since := g.latestComment(r, n); !since.IsZero() {
+			copt.Since = &since
+		}
+		var err error
+		comments, err = listAll(func(o *github.ListOptions) ([]*github.IssueComment, *github.Response, error) {
+			copt.ListOptions = *o
+			return cl.Issues.ListComments(ectx, r.owner, r.name, n, copt)
+		})
+		if err != nil && !isNotFound(err) {
+			return fmt.Errorf("ingest: GitHub %s#%d: list comments: %w", r.fullName(), n, err)
+		}
+		return nil
+	})
+	eg.Go(func() error {
+		var err error
+		events, err = listAll(func(o *github.ListOptions) ([]*github.IssueEvent, *github.Response, error) {
+			return cl.Issues.ListIssueEvents(ectx, r.owner, r.name, n, o)
+		})
+		if err != nil && !isNotFound(err) {
+			return fmt.Errorf("ingest: GitHub %s#%d: list events: %w", r.fullName(), n, err)
+		}
+		return nil
+	})
+	if knownPR {
+		prData(eg, ectx)
+	}
+	if err := eg.Wait(); err != nil {
+		if knownPR && isNotFound(err) {
+			// No longer a pull request (or gone): look again without
+			// assuming anything.
+			return g.syncIssueAssuming(ctx, cl, r, n, false)
+		}
+		return err
+	}
+	if notExist || gi.GetNumber() != n {
+		// Deleted, or transferred (the answer names another number).
+		return g.markNotExist(ctx, r, n)
+	}
+	if gi.IsPullRequest() && !knownPR {
+		eg, ectx := errgroup.WithContext(ctx)
+		prData(eg, ectx)
+		if err := eg.Wait(); err != nil {
+			return err
 		}
 	}
 	var statuses []*github.RepoStatus
 	var checks []*github.CheckRun
 	if head := pr.GetHead().GetSHA(); head != "" {
+		var err error
 		if statuses, checks, err = g.headResults(ctx, cl, r, head); err != nil {
 			return fmt.Errorf("ingest: GitHub %s#%d: %w", r.fullName(), n, err)
 		}
@@ -541,34 +579,73 @@ func (g *GitHub) syncIssue(ctx context.Context, cl *github.Client, r *ghRepo, n 
 
 // headResults lists the latest commit status per context and the latest
 // check runs on a pull request's head commit.
-func (g *GitHub) headResults(ctx context.Context, cl *github.Client, r *ghRepo, sha string) ([]*github.RepoStatus, []*github.CheckRun, error) {
-	var statuses []*github.RepoStatus
+func (g *GitHub) headResults(ctx context.Context, cl *github.Client, r *ghRepo, sha string) (statuses []*github.RepoStatus, checks []*github.CheckRun, err error) {
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.Go(func() (err error) {
+		statuses, err = listAll(func(o *github.ListOptions) ([]*github.RepoStatus, *github.Response, error) {
+			cs, resp, err := cl.Repositories.GetCombinedStatus(ectx, r.owner, r.name, sha, o)
+			if cs == nil {
+				return nil, resp, err
+			}
+			return cs.Statuses, resp, err
+		})
+		if err != nil {
+			return fmt.Errorf("statuses of %s: %w", sha, err)
+		}
+		return nil
+	})
+	eg.Go(func() (err error) {
+		copt := &github.ListCheckRunsOptions{}
+		checks, err = listAll(func(o *github.ListOptions) ([]*github.CheckRun, *github.Response, error) {
+			copt.ListOptions = *o
+			res, resp, err := cl.Checks.ListCheckRunsForRef(ectx, r.owner, r.name, sha, copt)
+			if res == nil {
+				return nil, resp, err
+			}
+			return res.CheckRuns, resp, err
+		})
+		if err != nil {
+			return fmt.Errorf("check runs of %s: %w", sha, err)
+		}
+		return nil
+	})
+	return statuses, checks, eg.Wait()
+}
+
+// listAll follows a listing's pages (100 items each) to the end.
+func listAll[T any](list func(*github.ListOptions) ([]T, *github.Response, error)) ([]T, error) {
+	var all []T
 	opt := &github.ListOptions{PerPage: 100}
 	for page := 0; page < maxPages; page++ {
-		cs, resp, err := cl.Repositories.GetCombinedStatus(ctx, r.owner, r.name, sha, opt)
+		items, resp, err := list(opt)
 		if err != nil {
-			return nil, nil, fmt.Errorf("statuses of %s: %w", sha, err)
+			return nil, err
 		}
-		statuses = append(statuses, cs.Statuses...)
+		all = append(all, items...)
 		if resp.NextPage == 0 {
 			break
 		}
 		opt.Page = resp.NextPage
 	}
-	var checks []*github.CheckRun
-	copt := &github.ListCheckRunsOptions{ListOptions: github.ListOptions{PerPage: 100}}
-	for page := 0; page < maxPages; page++ {
-		res, resp, err := cl.Checks.ListCheckRunsForRef(ctx, r.owner, r.name, sha, copt)
-		if err != nil {
-			return nil, nil, fmt.Errorf("check runs of %s: %w", sha, err)
+	return all, nil
+}
+
+// isNotFound reports whether err is GitHub's 404.
+func isNotFound(err error) bool {
+	var er *github.ErrorResponse
+	return errors.As(err, &er) && er.Response != nil && er.Response.StatusCode == http.StatusNotFound
+}
+
+// isKnownPR reports whether the corpus knows issue n as a pull request.
+func (g *GitHub) isKnownPR(r *ghRepo, n int) bool {
+	g.c.RLock()
+	defer g.c.RUnlock()
+	if cr := g.c.GitHubRepo(r.owner, r.name); cr != nil {
+		if ci := cr.Issue(int32(n)); ci != nil && !ci.NotExist {
+			return ci.PullRequest
 		}
-		checks = append(checks, res.CheckRuns...)
-		if resp.NextPage == 0 {
-			break
-		}
-		copt.Page = resp.NextPage
 	}
-	return statuses, checks, nil
+	return false
 }
 
 // latestComment returns the latest update time of issue n's comments in
