@@ -124,9 +124,13 @@ unreachable. On SIGTERM it stops taking work, lets running jobs finish for
 		Version: versionString(), CacheBytes: *cacheMB << 20, DrainTimeout: *drain,
 		Log: log, Registry: reg,
 	}
-	if len(env) > 0 {
-		opts.BaseEnv = append(defaultBaseEnv(), env...)
+	// Jobs find this very binary as "tryd" on their PATH (a Go
+	// builder's planner job runs "tryd goplan").
+	binDir, err := selfOnPath(*dir)
+	if err != nil {
+		return err
 	}
+	opts.BaseEnv = append(withPath(defaultBaseEnv(), binDir), env...)
 	w, err := worker.New(opts)
 	if err != nil {
 		return err
@@ -156,10 +160,54 @@ unreachable. On SIGTERM it stops taking work, lets running jobs finish for
 // worker.Options.BaseEnv), extended by --env.
 func defaultBaseEnv() []string {
 	var env []string
-	for _, k := range []string{"PATH", "HOME"} {
+	// The Go caches' locations, when set, so that Go jobs share the
+	// worker's warm caches (they live outside job directories).
+	for _, k := range []string{"PATH", "HOME", "GOCACHE", "GOMODCACHE", "GOPATH"} {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}
 	}
 	return env
+}
+
+// selfOnPath makes dir/bin/tryd a symlink to the running executable and
+// returns dir/bin, which the worker puts first on its jobs' PATH.
+func selfOnPath(dir string) (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("worker: own executable: %w", err)
+	}
+	bin := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return "", fmt.Errorf("worker: %w", err)
+	}
+	link := filepath.Join(bin, "tryd")
+	if cur, err := os.Readlink(link); err == nil && cur == exe {
+		return bin, nil
+	}
+	tmp := link + ".new"
+	os.Remove(tmp)
+	if err := os.Symlink(exe, tmp); err != nil {
+		return "", fmt.Errorf("worker: %w", err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		return "", fmt.Errorf("worker: %w", err)
+	}
+	return bin, nil
+}
+
+// withPath returns env with dir first on its PATH.
+func withPath(env []string, dir string) []string {
+	out := make([]string, 0, len(env)+1)
+	found := false
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			e, found = "PATH="+dir+string(os.PathListSeparator)+v, true
+		}
+		out = append(out, e)
+	}
+	if !found {
+		out = append(out, "PATH="+dir)
+	}
+	return out
 }
