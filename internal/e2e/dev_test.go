@@ -172,6 +172,22 @@ func TestDevDemo(t *testing.T) {
 			t.Errorf("pull request %d: check runs %q, want [%s]", n, got, w)
 		}
 	}
+	// The dashboard shows each Gerrit change's try run.
+	for what, want := range map[string]string{"passes": "succeeded", "fails": "failed"} {
+		var page struct {
+			Run struct {
+				Change int    `json:"change"`
+				State  string `json:"state"`
+			} `json:"run"`
+		}
+		u := fmt.Sprintf("http://%s/try?review=gerrit&repo=hello&change=%d&format=json", ports["dashboard"], st.Changes[what])
+		if err := getJSON(t.Context(), u, &page); err != nil {
+			t.Fatal(err)
+		}
+		if page.Run.Change != st.Changes[what] || page.Run.State != want {
+			t.Errorf("dashboard %s: run of change %d in state %q, want change %d %s", u, page.Run.Change, page.Run.State, st.Changes[what], want)
+		}
+	}
 	d.interrupt(t)
 
 	// Second run: the Gerrit simulator reloads its changes, the trybot

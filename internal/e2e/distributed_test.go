@@ -36,6 +36,7 @@ type stack struct {
 	cfg string // tryd.yaml
 
 	pubsub, maintnerd, gitmirror, coord, trybot *proc
+	dashboard                                   *proc
 	workers                                     []*proc
 	runs                                        *client.Client
 	changes                                     []int // every change upload created
@@ -141,7 +142,7 @@ func (s *stack) secret(name, v string) string {
 func startStack(t *testing.T) *stack {
 	t.Helper()
 	addr := map[string]string{}
-	for _, n := range []string{"pubsubhelper", "maintnerd", "gitmirror", "coordinator", "trybot", "w1", "w2"} {
+	for _, n := range []string{"pubsubhelper", "maintnerd", "gitmirror", "coordinator", "trybot", "dashboard", "w1", "w2"} {
 		addr[n] = freeAddr(t)
 	}
 	u := func(n string) string { return "http://" + addr[n] }
@@ -180,6 +181,7 @@ coordinator:
 		s.workers = append(s.workers, p)
 	}
 	s.trybot = run("trybot", u("trybot"), "--listen", addr["trybot"], "--coordinator-token-file", clientTok)
+	s.dashboard = run("dashboard", u("dashboard"), "--listen", addr["dashboard"], "--coordinator-token-file", clientTok, "--trybot", u("trybot"))
 	var err error
 	if s.runs, err = client.New(u("trybot"), nil); err != nil {
 		t.Fatal(err)
@@ -367,6 +369,30 @@ func TestDistributed(t *testing.T) {
 			s.exactlyOnce(n, 1, 1)
 		})
 	}
+
+	t.Run("Dashboard", func(t *testing.T) {
+		// Each change's newest try run, as the dashboard shows it.
+		for _, n := range s.changes {
+			var page struct {
+				Run struct {
+					Change int    `json:"change"`
+					State  string `json:"state"`
+					Builds []struct {
+						Builder string `json:"builder"`
+					} `json:"builds"`
+				} `json:"run"`
+			}
+			u := fmt.Sprintf("%s/try?review=gerrit&repo=proj&change=%d&format=json", s.dashboard.url, n)
+			must(t, getJSON(ctx, u, &page))
+			want := "succeeded"
+			if getGerritChange(t, s.w.Sim.URL(), n).result(s.w.Bot) < 0 {
+				want = "failed"
+			}
+			if page.Run.Change != n || page.Run.State != want || len(page.Run.Builds) != 1 || page.Run.Builds[0].Builder != "check" {
+				t.Errorf("dashboard's run of change %d: %+v, want %s on builder check", n, page.Run, want)
+			}
+		}
+	})
 
 	t.Run("CorpusFollower", func(t *testing.T) {
 		var leader maintner.Stats
