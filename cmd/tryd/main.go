@@ -44,6 +44,7 @@ func commands() []command {
 		{"dashboard", "serve the web UI", runDashboard},
 		{"corpus", "inspect, follow and generate corpus logs", runCorpus},
 		{"try", "submit a build graph or the local working tree to a coordinator", runTry},
+		{"goplan", "plan a Go module's per-package build graph (a Go builder's planner job)", runGoplan},
 		{"version", "print the version", runVersion},
 	}
 }

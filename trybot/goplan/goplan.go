@@ -1,0 +1,585 @@
+// Package goplan is tryd's Go planner: it turns the packages of a Go
+// module (as `go list -e -json -deps ./...` describes them) into a
+// coordinator graph fragment with one job per package for build and vet
+// and one per package with tests for `go test`, so that the result cache
+// reuses the jobs of every package a change leaves alone.
+//
+// # Job IDs
+//
+// Every job uses source mode "inputs": its ID is derived from the
+// contents of the files it lists (the package's own files, go.mod and
+// go.sum, and for tests the package directory's other files and its
+// testdata/ tree) and from the IDs of the jobs it depends on (the vet jobs
+// of the module's packages it imports). A package whose files and
+// dependencies are unchanged therefore keeps its IDs from one revision to
+// the next. Test files may import packages that import the package under
+// test (an external test's usual shape), which would make a cycle of
+// dependencies; the vet job therefore carries a digest of the contents of
+// those packages in its environment (TRYD_GOPLAN_TESTDEPS) instead of
+// depending on their jobs. The Go version planned with is part of every
+// command (TRYD_GOPLAN_GOVERSION), so a new toolchain reruns everything.
+//
+// # Planner job
+//
+// PlannerJob returns the job a builder's graph holds: it runs
+// `tryd goplan --source {{SOURCE_DIR}} --out {{OUTPUT_DIR}}/graph.json`
+// on a worker, where "tryd" is found on the job's PATH (the worker puts
+// its own executable there), and the coordinator splices the fragment in.
+//
+// # Warm caches
+//
+// The jobs run plain `go vet` and `go test` in the worker's checkout, so
+// the Go build cache (GOCACHE) and module cache (GOMODCACHE) are the
+// worker's, outside job directories: by default under the worker's HOME,
+// or wherever the worker's environment points them.
+package goplan
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tryd-ci/tryd/coordinator/graph"
+)
+
+// Limits on the go list output and the files read, so that a hostile
+// repository cannot make the planner exhaust a worker.
+const (
+	// MaxListBytes bounds the output of go list.
+	MaxListBytes = 256 << 20
+	// MaxPackages bounds the module's packages.
+	MaxPackages = 20_000
+	// MaxFileBytes bounds one input file (larger files are refused).
+	MaxFileBytes = 1 << 30
+	// maxListEntries bounds the file lists of one package.
+	maxListEntries = 100_000
+)
+
+// ErrBadList marks go list output the planner cannot use.
+var ErrBadList = errors.New("goplan: bad go list output")
+
+// Options configures a plan.
+type Options struct {
+	// Labels are the worker labels every job requires (the builder's).
+	Labels map[string]string
+	// Timeout bounds each job; zero leaves the coordinator's default.
+	Timeout time.Duration
+	// TestFlags are added to every `go test` (e.g. -short, -race).
+	TestFlags []string
+	// VetFlags are added to every `go vet`.
+	VetFlags []string
+	// GoVersion is the toolchain's version (go env GOVERSION); it is part
+	// of every job's ID.
+	GoVersion string
+	// NoTests leaves out the test jobs.
+	NoTests bool
+}
+
+// Package is the part of `go list -json` output the planner reads.
+type Package struct {
+	ImportPath string
+	Dir        string
+	Standard   bool
+	DepOnly    bool
+	Module     *struct {
+		Path  string
+		Main  bool
+		Dir   string
+		GoMod string
+	}
+	GoFiles, CgoFiles, CFiles, CXXFiles, MFiles, HFiles, FFiles, SFiles, SwigFiles, SwigCXXFiles, SysoFiles []string
+	IgnoredGoFiles                                                                                          []string
+	EmbedFiles, TestEmbedFiles, XTestEmbedFiles                                                             []string
+	TestGoFiles, XTestGoFiles                                                                               []string
+	Imports, TestImports, XTestImports                                                                      []string
+	Error                                                                                                   *struct{ Err string }
+}
+
+// FS reads the module's files: paths are slash-separated and relative to
+// the module root.
+type FS interface {
+	fs.ReadFileFS
+	fs.ReadDirFS
+}
+
+// Run lists the packages of the module in dir with the go command and
+// returns the fragment. goCmd is the go program (default "go"); env is
+// the environment of go list (nil: the current one).
+func Run(ctx context.Context, dir, goCmd string, env []string, opts Options) (*graph.Graph, error) {
+	if goCmd == "" {
+		goCmd = "go"
+	}
+	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
+		return nil, fmt.Errorf("goplan: %s is not a module root: %w", dir, err)
+	}
+	if opts.GoVersion == "" {
+		out, err := goOutput(ctx, dir, goCmd, env, "env", "GOVERSION")
+		if err != nil {
+			return nil, err
+		}
+		opts.GoVersion = strings.TrimSpace(string(out))
+	}
+	out, err := goOutput(ctx, dir, goCmd, env, "list", "-e", "-json", "-deps", "./...")
+	if err != nil {
+		return nil, err
+	}
+	pkgs, err := ParseList(bytes.NewReader(out))
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("goplan: %w", err)
+	}
+	return Plan(pkgs, abs, os.DirFS(abs).(FS), opts)
+}
+
+func goOutput(ctx context.Context, dir, goCmd string, env []string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, goCmd, args...)
+	cmd.Dir = dir
+	if env != nil {
+		cmd.Env = env
+	}
+	var stdout limitedBuffer
+	var stderr bytes.Buffer
+	stdout.max = MaxListBytes
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		if stdout.over {
+			return nil, fmt.Errorf("goplan: go %s: output larger than %d bytes: %w", strings.Join(args, " "), MaxListBytes, ErrBadList)
+		}
+		return nil, fmt.Errorf("goplan: go %s in %s: %w: %s", strings.Join(args, " "), dir, err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.Bytes(), nil
+}
+
+// limitedBuffer fails writes beyond max bytes (killing go list's output).
+type limitedBuffer struct {
+	bytes.Buffer
+	max  int
+	over bool
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > b.max {
+		b.over = true
+		return 0, errors.New("output too large")
+	}
+	return b.Buffer.Write(p)
+}
+
+// ParseList decodes the concatenated JSON objects go list -json prints.
+// It keeps the packages of the main module (not standard library or
+// other modules' packages, which go.sum pins) and checks their import
+// paths and file names.
+func ParseList(r io.Reader) ([]*Package, error) {
+	dec := json.NewDecoder(io.LimitReader(r, MaxListBytes))
+	var pkgs []*Package
+	seen := map[string]bool{}
+	for n := 0; ; n++ {
+		var p Package
+		err := dec.Decode(&p)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: package %d: %v", ErrBadList, n, err)
+		}
+		if p.Standard || p.Module == nil || !p.Module.Main {
+			continue
+		}
+		if len(pkgs) >= MaxPackages {
+			return nil, fmt.Errorf("%w: more than %d packages", ErrBadList, MaxPackages)
+		}
+		if err := checkPackage(&p); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadList, err)
+		}
+		if seen[p.ImportPath] {
+			return nil, fmt.Errorf("%w: package %q listed twice", ErrBadList, p.ImportPath)
+		}
+		seen[p.ImportPath] = true
+		pkgs = append(pkgs, &p)
+	}
+	return pkgs, nil
+}
+
+func checkPackage(p *Package) error {
+	if p.ImportPath == "" || len(p.ImportPath) > graph.MaxNameLen || strings.ContainsAny(p.ImportPath, "\x00\n\r{}\\ ") {
+		return fmt.Errorf("bad import path %q", trunc(p.ImportPath))
+	}
+	if p.Dir == "" || p.Module.Dir == "" {
+		return fmt.Errorf("package %q: no directory", p.ImportPath)
+	}
+	lists := [][]string{p.GoFiles, p.CgoFiles, p.CFiles, p.CXXFiles, p.MFiles, p.HFiles, p.FFiles, p.SFiles,
+		p.SwigFiles, p.SwigCXXFiles, p.SysoFiles, p.TestGoFiles, p.XTestGoFiles, p.EmbedFiles, p.TestEmbedFiles, p.XTestEmbedFiles}
+	for _, l := range lists {
+		if len(l) > maxListEntries {
+			return fmt.Errorf("package %q: more than %d files", p.ImportPath, maxListEntries)
+		}
+		for _, f := range l {
+			if !validRel(f) {
+				return fmt.Errorf("package %q: bad file name %q", p.ImportPath, trunc(f))
+			}
+		}
+	}
+	return nil
+}
+
+func validRel(p string) bool {
+	return p != "" && len(p) <= graph.MaxNameLen && !strings.ContainsAny(p, "\x00\\\n\r") && path.Clean(p) == p &&
+		!path.IsAbs(p) && p != "." && p != ".." && !strings.HasPrefix(p, "../")
+}
+
+func trunc(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
+}
+
+// pkgInfo is a package being planned.
+type pkgInfo struct {
+	p      *Package
+	rel    string // directory relative to the module root, "." for the root
+	own    []graph.Input
+	test   []graph.Input // own plus the directory's other files and testdata
+	key    string        // content key: own files and imports' keys
+	vetJob *graph.Job
+}
+
+// Plan returns the graph fragment for pkgs (from ParseList) of the module
+// whose root is moduleDir, reading file contents through fsys (rooted at
+// moduleDir).
+func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Graph, error) {
+	byPath := map[string]*pkgInfo{}
+	var order []*pkgInfo
+	modInputs := []graph.Input{}
+	for _, name := range []string{"go.mod", "go.sum"} {
+		d, err := fileDigest(fsys, name)
+		if errors.Is(err, fs.ErrNotExist) && name == "go.sum" {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		modInputs = append(modInputs, graph.Input{Path: name, Digest: d})
+	}
+	for _, p := range pkgs {
+		rel, err := filepath.Rel(moduleDir, p.Dir)
+		if err != nil || !filepath.IsLocal(rel) && rel != "." {
+			return nil, fmt.Errorf("%w: package %q: directory %s is outside the module %s", ErrBadList, p.ImportPath, p.Dir, moduleDir)
+		}
+		rel = filepath.ToSlash(rel)
+		if len(p.GoFiles)+len(p.CgoFiles)+len(p.TestGoFiles)+len(p.XTestGoFiles) == 0 && p.Error == nil {
+			continue
+		}
+		if len(p.GoFiles)+len(p.CgoFiles)+len(p.TestGoFiles)+len(p.XTestGoFiles) == 0 && strings.Contains(p.Error.Err, "build constraints exclude all Go files") {
+			continue
+		}
+		info := &pkgInfo{p: p, rel: rel}
+		own := map[string]bool{}
+		for _, l := range [][]string{p.GoFiles, p.CgoFiles, p.CFiles, p.CXXFiles, p.MFiles, p.HFiles, p.FFiles, p.SFiles,
+			p.SwigFiles, p.SwigCXXFiles, p.SysoFiles, p.EmbedFiles, p.TestGoFiles, p.XTestGoFiles, p.IgnoredGoFiles} {
+			for _, f := range l {
+				own[join(rel, f)] = true
+			}
+		}
+		if info.own, err = digests(fsys, own); err != nil {
+			return nil, err
+		}
+		info.own = append(info.own, modInputs...)
+		testFiles := maps(own)
+		for _, l := range [][]string{p.TestEmbedFiles, p.XTestEmbedFiles} {
+			for _, f := range l {
+				testFiles[join(rel, f)] = true
+			}
+		}
+		if err := dirFiles(fsys, rel, testFiles); err != nil {
+			return nil, err
+		}
+		if info.test, err = digests(fsys, testFiles); err != nil {
+			return nil, err
+		}
+		info.test = append(info.test, modInputs...)
+		byPath[p.ImportPath] = info
+		order = append(order, info)
+	}
+	sort.Slice(order, func(i, j int) bool { return order[i].p.ImportPath < order[j].p.ImportPath })
+
+	// Content keys, over the (acyclic) import graph.
+	visiting := map[*pkgInfo]bool{}
+	var keyOf func(*pkgInfo) (string, error)
+	keyOf = func(pi *pkgInfo) (string, error) {
+		if pi.key != "" {
+			return pi.key, nil
+		}
+		if visiting[pi] {
+			return "", fmt.Errorf("%w: import cycle through %q", ErrBadList, pi.p.ImportPath)
+		}
+		visiting[pi] = true
+		h := sha256.New()
+		for _, in := range pi.own {
+			fmt.Fprintf(h, "%s %s\n", in.Path, in.Digest)
+		}
+		for _, imp := range local(pi.p.Imports, byPath, "") {
+			k, err := keyOf(imp)
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintf(h, "import %s %s\n", imp.p.ImportPath, k)
+		}
+		pi.key = hex.EncodeToString(h.Sum(nil))
+		return pi.key, nil
+	}
+	for _, pi := range order {
+		if _, err := keyOf(pi); err != nil {
+			return nil, err
+		}
+	}
+
+	g := &graph.Graph{}
+	env := []string{"TRYD_GOPLAN_GOVERSION=" + opts.GoVersion}
+	var vetDone func(*pkgInfo) *graph.Job
+	vetDone = func(pi *pkgInfo) *graph.Job {
+		if pi.vetJob != nil {
+			return pi.vetJob
+		}
+		var deps []string
+		for _, imp := range local(pi.p.Imports, byPath, "") {
+			deps = append(deps, vetDone(imp).Name)
+		}
+		cmdEnv := slices.Clone(env)
+		testDeps := local(append(slices.Clone(pi.p.TestImports), pi.p.XTestImports...), byPath, pi.p.ImportPath)
+		if len(testDeps) > 0 {
+			h := sha256.New()
+			for _, t := range testDeps {
+				fmt.Fprintf(h, "%s %s\n", t.p.ImportPath, t.key)
+			}
+			cmdEnv = append(cmdEnv, "TRYD_GOPLAN_TESTDEPS="+hex.EncodeToString(h.Sum(nil)))
+		}
+		argv := append(append([]string{"go", "vet"}, opts.VetFlags...), pattern(pi.rel))
+		pi.vetJob = &graph.Job{
+			Name:       "vet " + pi.p.ImportPath,
+			SourceMode: graph.SourceInputs,
+			Inputs:     slices.Clone(pi.own),
+			Deps:       deps,
+			Commands:   []graph.Command{{Argv: argv, Env: cmdEnv}},
+			Labels:     opts.Labels,
+			Timeout:    graph.Duration(opts.Timeout),
+			Cacheable:  true,
+		}
+		g.Jobs = append(g.Jobs, pi.vetJob)
+		return pi.vetJob
+	}
+	for _, pi := range order {
+		vetDone(pi)
+	}
+	if !opts.NoTests {
+		for _, pi := range order {
+			if len(pi.p.TestGoFiles)+len(pi.p.XTestGoFiles) == 0 {
+				continue
+			}
+			deps := []string{pi.vetJob.Name}
+			for _, t := range local(append(slices.Clone(pi.p.TestImports), pi.p.XTestImports...), byPath, pi.p.ImportPath) {
+				deps = append(deps, t.vetJob.Name)
+			}
+			argv := append(append([]string{"go", "test"}, opts.TestFlags...), pattern(pi.rel))
+			g.Jobs = append(g.Jobs, &graph.Job{
+				Name:       "test " + pi.p.ImportPath,
+				SourceMode: graph.SourceInputs,
+				Inputs:     slices.Clone(pi.test),
+				Deps:       deps,
+				Commands:   []graph.Command{{Argv: argv, Env: slices.Clone(env)}},
+				Labels:     opts.Labels,
+				Timeout:    graph.Duration(opts.Timeout),
+				Cacheable:  true,
+			})
+		}
+	}
+	if len(g.Jobs) == 0 {
+		return nil, fmt.Errorf("goplan: module in %s has no packages to build", moduleDir)
+	}
+	return g, nil
+}
+
+// local returns the packages of imports that belong to the module
+// (except self), sorted and without duplicates.
+func local(imports []string, byPath map[string]*pkgInfo, self string) []*pkgInfo {
+	var out []*pkgInfo
+	seen := map[string]bool{}
+	for _, imp := range imports {
+		if pi, ok := byPath[imp]; ok && imp != self && !seen[imp] {
+			seen[imp] = true
+			out = append(out, pi)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].p.ImportPath < out[j].p.ImportPath })
+	return out
+}
+
+func pattern(rel string) string {
+	if rel == "." {
+		return "."
+	}
+	return "./" + rel
+}
+
+func join(dir, f string) string {
+	if dir == "." {
+		return f
+	}
+	return dir + "/" + f
+}
+
+func maps(m map[string]bool) map[string]bool {
+	c := make(map[string]bool, len(m))
+	for k := range m {
+		c[k] = true
+	}
+	return c
+}
+
+// dirFiles adds the regular files directly in dir and everything under
+// dir/testdata: what a package's tests may read besides its sources.
+func dirFiles(fsys FS, dir string, into map[string]bool) error {
+	ents, err := fsys.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("goplan: read %s: %w", dir, err)
+	}
+	for _, e := range ents {
+		if e.Type().IsRegular() {
+			into[join(dir, e.Name())] = true
+		}
+	}
+	td := join(dir, "testdata")
+	err = fs.WalkDir(fsys, td, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == td && errors.Is(err, fs.ErrNotExist) {
+				return fs.SkipAll
+			}
+			return err
+		}
+		if d.Type().IsRegular() {
+			into[p] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("goplan: read %s: %w", td, err)
+	}
+	return nil
+}
+
+// digests returns the inputs for a set of files, sorted by path. A
+// digest is the hex SHA-256 of the file's contents, as for uploaded
+// sources, so the same fragment is valid for both kinds of source.
+func digests(fsys FS, files map[string]bool) ([]graph.Input, error) {
+	names := make([]string, 0, len(files))
+	for f := range files {
+		names = append(names, f)
+	}
+	sort.Strings(names)
+	out := make([]graph.Input, 0, len(names))
+	for _, n := range names {
+		d, err := fileDigest(fsys, n)
+		if errors.Is(err, fs.ErrNotExist) {
+			// go list may name files that are not regular files here
+			// (e.g. generated and ignored); they cannot be inputs.
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, graph.Input{Path: n, Digest: d})
+	}
+	return out, nil
+}
+
+func fileDigest(fsys FS, name string) (string, error) {
+	st, err := fs.Stat(fsys, name)
+	if err != nil {
+		return "", fmt.Errorf("goplan: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("goplan: %s is not a regular file: %w", name, fs.ErrNotExist)
+	}
+	if st.Size() > MaxFileBytes {
+		return "", fmt.Errorf("goplan: %s is larger than %d bytes", name, MaxFileBytes)
+	}
+	b, err := fsys.ReadFile(name)
+	if err != nil {
+		return "", fmt.Errorf("goplan: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// PlannerOptions configures the planner job of a builder.
+type PlannerOptions struct {
+	// Labels are the builder's worker labels (the planner and its jobs
+	// run on the same kind of worker).
+	Labels map[string]string
+	// Timeout bounds the planner and each planned job.
+	Timeout time.Duration
+	// TestFlags are passed to every go test (e.g. -short).
+	TestFlags []string
+	// Tryd is the program that runs the planner (default "tryd", found
+	// on the worker's PATH).
+	Tryd string
+}
+
+// PlannerJob returns the planner job of a Go builder: it runs
+// `tryd goplan` on a worker, whose fragment the coordinator splices in.
+func PlannerJob(o PlannerOptions) *graph.Job {
+	tryd := o.Tryd
+	if tryd == "" {
+		tryd = "tryd"
+	}
+	argv := []string{tryd, "goplan", "--source", "{{SOURCE_DIR}}", "--out", "{{OUTPUT_DIR}}/" + graph.PlannerOutput}
+	keys := make([]string, 0, len(o.Labels))
+	for k := range o.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		argv = append(argv, "--label", k+"="+o.Labels[k])
+	}
+	if o.Timeout > 0 {
+		argv = append(argv, "--timeout", o.Timeout.String())
+	}
+	for _, f := range o.TestFlags {
+		argv = append(argv, "--test-flag", f)
+	}
+	return &graph.Job{
+		Name:      "plan",
+		Planner:   true,
+		Commands:  []graph.Command{{Argv: argv}},
+		Labels:    o.Labels,
+		Timeout:   graph.Duration(o.Timeout),
+		Cacheable: true,
+	}
+}
+
+// Write writes a fragment as the JSON a planner job leaves in
+// {{OUTPUT_DIR}}/graph.json.
+func Write(w io.Writer, g *graph.Graph) error {
+	enc := json.NewEncoder(w)
+	if err := enc.Encode(g); err != nil {
+		return fmt.Errorf("goplan: write fragment: %w", err)
+	}
+	return nil
+}

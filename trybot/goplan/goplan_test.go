@@ -1,0 +1,166 @@
+package goplan_test
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/internal/testenv"
+	"github.com/tryd-ci/tryd/trybot/goplan"
+)
+
+// module is a small real module: a leaf a, b importing a, c importing b
+// (with an external test importing a), an independent d, and a command
+// at the root importing c.
+var module = map[string]string{
+	"go.mod":       "module example.com/m\n\ngo 1.21\n",
+	"a/a.go":       "package a\n\nfunc A() int { return 1 }\n",
+	"a/a_test.go":  "package a\n\nimport \"testing\"\n\nfunc TestA(t *testing.T) {\n\tif A() != 1 {\n\t\tt.Fatal(A())\n\t}\n}\n",
+	"b/b.go":       "package b\n\nimport \"example.com/m/a\"\n\nfunc B() int { return a.A() + 1 }\n",
+	"c/c.go":       "package c\n\nimport \"example.com/m/b\"\n\nfunc C() int { return b.B() + 1 }\n",
+	"c/c_test.go":  "package c_test\n\nimport (\n\t\"testing\"\n\n\t\"example.com/m/a\"\n\t\"example.com/m/c\"\n)\n\nfunc TestC(t *testing.T) {\n\tif c.C() != a.A()+2 {\n\t\tt.Fatal(c.C())\n\t}\n}\n",
+	"c/testdata/x": "golden\n",
+	"d/d.go":       "package d\n\n// D is independent.\nfunc D() string { return \"d\" }\n",
+	"d/d_test.go":  "package d\n\nimport \"testing\"\n\nfunc TestD(t *testing.T) {\n\tif D() != \"d\" {\n\t\tt.Fatal(D())\n\t}\n}\n",
+	"main.go":      "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/m/c\"\n)\n\nfunc main() { fmt.Println(c.C()) }\n",
+	"README":       "not go\n",
+}
+
+// runBuild submits the planner graph of rev and waits for the build,
+// returning the job states by name (the planner included).
+func runBuild(t *testing.T, cc *api.Client, repo, rev string) map[string]api.JobState {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	g := graph.Graph{Source: graph.Source{Repo: repo, Revision: rev},
+		Jobs: []*graph.Job{goplan.PlannerJob(goplan.PlannerOptions{Timeout: 5 * time.Minute})}}
+	resp, err := cc.Submit(ctx, api.SubmitRequest{Graph: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := cc.Wait(ctx, resp.BuildID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.State != api.BuildSucceeded {
+		t.Fatalf("build %d: %s (%s); jobs %+v", b.ID, b.State, b.Error, b.Jobs)
+	}
+	states := map[string]api.JobState{}
+	for _, j := range b.Jobs {
+		states[j.Name] = j.State
+	}
+	return states
+}
+
+// ran returns the names of jobs that ran (not cached), sorted, planner
+// left out.
+func ran(states map[string]api.JobState) (run []string, cached int) {
+	for name, s := range states {
+		switch {
+		case name == "plan":
+		case s == api.JobCached:
+			cached++
+		default:
+			run = append(run, name)
+		}
+	}
+	sort.Strings(run)
+	return run, cached
+}
+
+func TestIncremental(t *testing.T) {
+	testenv.NeedTool(t, "git")
+	testenv.NeedTool(t, "go")
+	cc := startStack(t, 2)
+	repo := newRepo(t)
+	rev1 := repo.commit("first", module)
+
+	states := runBuild(t, cc, repo.url(), rev1)
+	run, cached := ran(states)
+	want := []string{
+		"test example.com/m/a", "test example.com/m/c", "test example.com/m/d",
+		"vet example.com/m", "vet example.com/m/a", "vet example.com/m/b", "vet example.com/m/c", "vet example.com/m/d",
+	}
+	if strings.Join(run, ",") != strings.Join(want, ",") || cached != 0 {
+		t.Fatalf("cold build ran %q, %d cached; want %q and none cached", run, cached, want)
+	}
+
+	tests := []struct {
+		name       string
+		files      map[string]string
+		wantRun    []string
+		wantCached int
+	}{
+		{
+			name:       "leaf package d changed",
+			files:      map[string]string{"d/d.go": "package d\n\n// D is still independent.\nfunc D() string { return \"d\" }\n"},
+			wantRun:    []string{"test example.com/m/d", "vet example.com/m/d"},
+			wantCached: 6,
+		},
+		{
+			name:       "unrelated file",
+			files:      map[string]string{"README": "still not go\n"},
+			wantCached: 8,
+		},
+		{
+			name:       "testdata of c",
+			files:      map[string]string{"c/testdata/x": "golden 2\n"},
+			wantRun:    []string{"test example.com/m/c"},
+			wantCached: 7,
+		},
+		{
+			name:  "a changed: everything importing it reruns",
+			files: map[string]string{"a/a.go": "package a\n\n// A is one.\nfunc A() int { return 1 }\n"},
+			wantRun: []string{"test example.com/m/a", "test example.com/m/c",
+				"vet example.com/m", "vet example.com/m/a", "vet example.com/m/b", "vet example.com/m/c"},
+			wantCached: 2,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rev := repo.commit(tc.name, tc.files)
+			run, cached := ran(runBuild(t, cc, repo.url(), rev))
+			if strings.Join(run, ",") != strings.Join(tc.wantRun, ",") || cached != tc.wantCached {
+				t.Errorf("ran %q with %d cached; want %q with %d cached", run, cached, tc.wantRun, tc.wantCached)
+			}
+		})
+	}
+}
+
+func TestFailingPackage(t *testing.T) {
+	testenv.NeedTool(t, "git")
+	testenv.NeedTool(t, "go")
+	cc := startStack(t, 2)
+	repo := newRepo(t)
+	files := map[string]string{}
+	for k, v := range module {
+		files[k] = v
+	}
+	files["d/d_test.go"] = "package d\n\nimport \"testing\"\n\nfunc TestD(t *testing.T) { t.Fatal(\"broken\") }\n"
+	rev := repo.commit("broken d", files)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	g := graph.Graph{Source: graph.Source{Repo: repo.url(), Revision: rev},
+		Jobs: []*graph.Job{goplan.PlannerJob(goplan.PlannerOptions{})}}
+	resp, err := cc.Submit(ctx, api.SubmitRequest{Graph: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := cc.Wait(ctx, resp.BuildID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed []string
+	for _, j := range b.Jobs {
+		if j.State == api.JobFailed {
+			failed = append(failed, j.Name)
+		}
+	}
+	if b.State != api.BuildFailed || strings.Join(failed, ",") != "test example.com/m/d" {
+		t.Errorf("build %s with failed jobs %q; want failed with only test example.com/m/d", b.State, failed)
+	}
+}

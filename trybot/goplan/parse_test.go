@@ -1,0 +1,141 @@
+package goplan
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/tryd-ci/tryd/coordinator/graph"
+)
+
+const goodList = `{"ImportPath":"fmt","Standard":true}
+{"ImportPath":"example.com/other","Dir":"/mod/other","Module":{"Path":"example.com/other","Dir":"/mod/other"}}
+{"ImportPath":"example.com/m/a","Dir":"/src/a","Module":{"Path":"example.com/m","Main":true,"Dir":"/src"},"GoFiles":["a.go"],"Imports":["fmt"]}
+{"ImportPath":"example.com/m/b","Dir":"/src/b","Module":{"Path":"example.com/m","Main":true,"Dir":"/src"},"GoFiles":["b.go"],"TestGoFiles":["b_test.go"],"Imports":["example.com/m/a"],"TestImports":["testing"]}
+`
+
+func TestParseList(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    int
+		wantErr string
+	}{
+		{name: "good", in: goodList, want: 2},
+		{name: "empty", in: "", want: 0},
+		{name: "truncated", in: `{"ImportPath":"x"`, wantErr: "package 0"},
+		{name: "not an object", in: `[1,2]`, wantErr: "package 0"},
+		{name: "duplicate", in: `{"ImportPath":"m","Dir":"/s","Module":{"Main":true,"Dir":"/s"}}{"ImportPath":"m","Dir":"/s","Module":{"Main":true,"Dir":"/s"}}`, wantErr: "listed twice"},
+		{name: "file escapes", in: `{"ImportPath":"m","Dir":"/s","Module":{"Main":true,"Dir":"/s"},"GoFiles":["../x.go"]}`, wantErr: "bad file name"},
+		{name: "absolute file", in: `{"ImportPath":"m","Dir":"/s","Module":{"Main":true,"Dir":"/s"},"GoFiles":["/etc/passwd"]}`, wantErr: "bad file name"},
+		{name: "braces in path", in: `{"ImportPath":"m{{x}}","Dir":"/s","Module":{"Main":true,"Dir":"/s"}}`, wantErr: "bad import path"},
+		{name: "no dir", in: `{"ImportPath":"m","Module":{"Main":true,"Dir":"/s"}}`, wantErr: "no directory"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pkgs, err := ParseList(strings.NewReader(tc.in))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, ErrBadList) {
+					t.Fatalf("err = %v, want ErrBadList containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || len(pkgs) != tc.want {
+				t.Fatalf("got %d packages, %v; want %d", len(pkgs), err, tc.want)
+			}
+		})
+	}
+}
+
+func testFS() fstest.MapFS {
+	return fstest.MapFS{
+		"go.mod":                {Data: []byte("module example.com/m\n")},
+		"a/a.go":                {Data: []byte("package a\n")},
+		"b/b.go":                {Data: []byte("package b\n")},
+		"b/b_test.go":           {Data: []byte("package b\n")},
+		"b/testdata/deep/gold":  {Data: []byte("x")},
+		"b/notes.txt":           {Data: []byte("n")},
+		"b/sub/unrelated.go":    {Data: []byte("package sub\n")},
+		"a/testdata/ignored.go": {Data: []byte("x")},
+	}
+}
+
+func TestPlan(t *testing.T) {
+	pkgs, err := ParseList(strings.NewReader(goodList))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := Plan(pkgs, "/src", testFS(), Options{GoVersion: "go1.99", TestFlags: []string{"-short"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputs := func(j *graph.Job) string {
+		var p []string
+		for _, in := range j.Inputs {
+			p = append(p, in.Path)
+		}
+		return strings.Join(p, " ")
+	}
+	tests := []struct {
+		job, inputs, deps, argv string
+	}{
+		{"vet example.com/m/a", "a/a.go go.mod", "", "go vet ./a"},
+		{"vet example.com/m/b", "b/b.go b/b_test.go go.mod", "vet example.com/m/a", "go vet ./b"},
+		{"test example.com/m/b", "b/b.go b/b_test.go b/notes.txt b/testdata/deep/gold go.mod", "vet example.com/m/b", "go test -short ./b"},
+	}
+	if len(g.Jobs) != len(tests) {
+		t.Fatalf("%d jobs, want %d", len(g.Jobs), len(tests))
+	}
+	for _, tc := range tests {
+		t.Run(tc.job, func(t *testing.T) {
+			j := g.Job(tc.job)
+			if j == nil {
+				t.Fatal("missing")
+			}
+			if got := inputs(j); got != tc.inputs {
+				t.Errorf("inputs %q, want %q", got, tc.inputs)
+			}
+			if got := strings.Join(j.Deps, ","); got != tc.deps {
+				t.Errorf("deps %q, want %q", got, tc.deps)
+			}
+			if got := strings.Join(j.Commands[0].Argv, " "); got != tc.argv {
+				t.Errorf("argv %q, want %q", got, tc.argv)
+			}
+		})
+	}
+	// The fragment must splice into a build.
+	b := &graph.Graph{Source: graph.Source{Repo: "https://m/x.git", Revision: strings.Repeat("a", 40)},
+		Jobs: []*graph.Job{PlannerJob(PlannerOptions{})}}
+	if err := b.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Splice(b.Jobs[0], g); err != nil {
+		t.Fatalf("splice: %v", err)
+	}
+}
+
+func TestPlanRefusesOutsideDir(t *testing.T) {
+	list := `{"ImportPath":"example.com/m/a","Dir":"/elsewhere/a","Module":{"Path":"example.com/m","Main":true,"Dir":"/src"},"GoFiles":["a.go"]}`
+	pkgs, err := ParseList(strings.NewReader(list))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Plan(pkgs, "/src", testFS(), Options{}); !errors.Is(err, ErrBadList) {
+		t.Fatalf("err = %v, want ErrBadList", err)
+	}
+}
+
+func FuzzParseList(f *testing.F) {
+	f.Add(goodList)
+	f.Add(`{"ImportPath":"m","Dir":"/s","Module":{"Main":true,"Dir":"/s"},"GoFiles":["x.go"]}`)
+	f.Add(`{}`)
+	f.Fuzz(func(t *testing.T, in string) {
+		pkgs, err := ParseList(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		// Whatever parses must plan or fail cleanly, never panic.
+		_, _ = Plan(pkgs, "/src", testFS(), Options{})
+	})
+}
