@@ -18,6 +18,9 @@
 // alone: the time until pubsubhelper acknowledges the delivery (after its
 // fsync).
 //
+// With DEBUG=1 it also logs each Gerrit sync's phases and, per event,
+// when the nudge and the corpus change happened.
+//
 // Output: one line per source and a total,
 //
 //	RESULT source=all n=300 lost=0 p50_ms=X p99_ms=Y ack_p50_ms=A ack_p99_ms=B
@@ -119,6 +122,32 @@ func (s *sendClock) RoundTrip(req *http.Request) (*http.Response, error) {
 		s.mu.Unlock()
 	}
 	return resp, err
+}
+
+// debugMarks keeps the times of pipeline steps, for DEBUG=1 breakdowns.
+type debugMarks struct {
+	mu    sync.Mutex
+	times map[string][]time.Time
+}
+
+var dbg = &debugMarks{times: map[string][]time.Time{}}
+
+func (d *debugMarks) mark(step string) {
+	d.mu.Lock()
+	d.times[step] = append(d.times[step], time.Now())
+	d.mu.Unlock()
+}
+
+// first returns the first time step was marked after t.
+func (d *debugMarks) first(step string, t time.Time) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, x := range d.times[step] {
+		if x.After(t) {
+			return x
+		}
+	}
+	return time.Time{}
 }
 
 // seen collects when the follower saw each marker.
@@ -337,6 +366,7 @@ func run(dir string, n int) error {
 		defer wg.Done()
 		pc.Subscribe(ictx, pubsubtypes.Cursor{Time: pubsubtypes.Time(time.Now().Add(-time.Minute))}, pubsubtypes.Filter{}, client.SubscribeOptions{},
 			func(_ context.Context, ev *pubsubtypes.Event) error {
+				dbg.mark("nudge")
 				switch {
 				case ev.GitHub != nil && ev.GitHub.RepoOwner != "":
 					num := ev.GitHub.PullRequestNumber
@@ -349,6 +379,19 @@ func run(dir string, n int) error {
 				}
 				return nil
 			})
+	}()
+
+	// Debug breakdown: when the corpus last changed.
+	go func() {
+		for {
+			_, ch := corpus.Watch()
+			select {
+			case <-ch:
+				dbg.mark("corpus")
+			case <-ictx.Done():
+				return
+			}
+		}
 	}()
 
 	// The follower.
@@ -408,7 +451,9 @@ func run(dir string, n int) error {
 			return nil
 		}
 		if os.Getenv("DEBUG") != "" {
-			fmt.Fprintf(os.Stderr, "%s %d: %v\n", source, i, at.Sub(sent))
+			nudge, corp := dbg.first("nudge", sent), dbg.first("corpus", sent)
+			fmt.Fprintf(os.Stderr, "%s %d: total %v nudge %v corpus %v follower %v\n", source, i, at.Sub(sent).Round(time.Millisecond/10),
+				nudge.Sub(sent).Round(time.Millisecond/10), corp.Sub(sent).Round(time.Millisecond/10), at.Sub(corp).Round(time.Millisecond/10))
 		}
 		if i >= 0 { // negative i: warm-up
 			results[source] = append(results[source], sample{at.Sub(sent), ack})

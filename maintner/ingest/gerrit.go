@@ -48,6 +48,11 @@ type GerritOptions struct {
 	// Reconcile is the period of the full pass per project (default 5
 	// minutes).
 	Reconcile time.Duration
+	// Coalesce is how long an idle worker waits after a nudge for more
+	// before it syncs (default 5ms; negative means not at all): Gerrit
+	// sends several events for one action (ref-updated, then
+	// comment-added), and each sync costs a fetch.
+	Coalesce time.Duration
 	// Clock is the time source (default the wall clock).
 	Clock Clock
 	// Logger receives progress and errors (never credentials); nil
@@ -116,6 +121,9 @@ func NewGerrit(opts GerritOptions) (*Gerrit, error) {
 	}
 	if opts.Clock == nil {
 		opts.Clock = realClock{}
+	}
+	if opts.Coalesce == 0 {
+		opts.Coalesce = 5 * time.Millisecond
 	}
 	m, err := newMetrics(opts.Registry)
 	if err != nil {
@@ -203,7 +211,7 @@ func (g *Gerrit) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func(p *gerritProject) {
 			defer wg.Done()
-			runWorker(ctx, g.clock, g.opts.Reconcile, p.q, func(ctx context.Context, w work) error {
+			runWorker(ctx, g.clock, g.opts.Reconcile, g.opts.Coalesce, p.q, func(ctx context.Context, w work) error {
 				return g.syncProject(ctx, p, w)
 			}, g.log.WithField("project", p.name))
 		}(p)

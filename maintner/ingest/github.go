@@ -230,7 +230,7 @@ func (g *GitHub) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func(r *ghRepo) {
 			defer wg.Done()
-			runWorker(ctx, g.clock, g.opts.Reconcile, r.q, func(ctx context.Context, w work) error {
+			runWorker(ctx, g.clock, g.opts.Reconcile, 0, r.q, func(ctx context.Context, w work) error {
 				return g.syncRepo(ctx, r, w)
 			}, g.log.WithField("repo", r.fullName()))
 		}(r)

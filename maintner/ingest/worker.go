@@ -86,7 +86,11 @@ const (
 // reconciliation every period. Failed work is put back and retried after
 // a backoff (doubling from 1s to 5min), or at the time an errRetryAfter
 // names; the worker never spins.
-func runWorker(ctx context.Context, clock Clock, period time.Duration, q *queue, do func(context.Context, work) error, log logrus.FieldLogger) {
+//
+// A worker woken by a nudge while idle first waits coalesce, so that the
+// burst of events one action causes (Gerrit sends ref-updated, then
+// comment-added, for one vote) is one sync rather than two.
+func runWorker(ctx context.Context, clock Clock, period, coalesce time.Duration, q *queue, do func(context.Context, work) error, log logrus.FieldLogger) {
 	q.add(work{full: true})
 	next := clock.Now().Add(period)
 	backoff := minBackoff
@@ -105,6 +109,13 @@ func runWorker(ctx context.Context, clock Clock, period time.Duration, q *queue,
 			case <-ctx.Done():
 				return
 			case <-q.wake:
+				if coalesce > 0 {
+					select {
+					case <-ctx.Done():
+						return
+					case <-clock.After(coalesce):
+					}
+				}
 			case <-clock.After(wait):
 			}
 			continue
