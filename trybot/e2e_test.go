@@ -251,7 +251,7 @@ func TestGerritSlowBots(t *testing.T) {
 
 func TestGerritNewPatchSetSupersedes(t *testing.T) {
 	t.Parallel()
-	builders := []config.Builder{{Name: "check", Steps: []config.Step{{Name: "test", Shell: "sleep 3; test -f ok.txt"}}}}
+	builders := []config.Builder{{Name: "check", Steps: []config.Step{{Name: "test", Shell: "sleep 2; test -f ok.txt"}}}}
 	s := startStack(t, trystack.Options{Builders: builders})
 	tb := startTrybot(t, s, t.TempDir())
 	api, err := client.New(serveAPI(t, tb), nil)

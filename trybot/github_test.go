@@ -288,7 +288,7 @@ func TestGitHubPostingRetriedExactlyOnce(t *testing.T) {
 
 func TestGitHubPushSupersedes(t *testing.T) {
 	t.Parallel()
-	slow := []config.Builder{{Name: "check", Steps: []config.Step{{Name: "test", Shell: "sleep 3; test -f ok.txt"}}}}
+	slow := []config.Builder{{Name: "check", Steps: []config.Step{{Name: "test", Shell: "sleep 2; test -f ok.txt"}}}}
 	s, gc := startGitHubTrybotWith(t, slow, true)
 	g := s.GitHub
 	ctx := context.Background()

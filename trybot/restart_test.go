@@ -129,9 +129,9 @@ func TestRestartPostsExactlyOnce(t *testing.T) {
 	if testing.Short() && !testenvInCI() {
 		t.Skip("kill -9 end-to-end test skipped in -short mode")
 	}
-	builders := []config.Builder{{Name: "check", Steps: []config.Step{{Name: "test", Shell: "sleep 1; test -f ok.txt"}}}}
+	builders := []config.Builder{{Name: "check", Steps: []config.Step{{Name: "test", Shell: "sleep 0.5; test -f ok.txt"}}}}
 	s := startStack(t, trystack.Options{Builders: builders})
-	cfg := writeChildConfig(t, s, "  - name: check\n    steps:\n      - name: test\n        shell: \"sleep 1; test -f ok.txt\"\n")
+	cfg := writeChildConfig(t, s, "  - name: check\n    steps:\n      - name: test\n        shell: \"sleep 0.5; test -f ok.txt\"\n")
 	ctx := context.Background()
 
 	// Kill points: right after the vote (before or while the run is
@@ -168,7 +168,7 @@ func TestRestartPostsExactlyOnce(t *testing.T) {
 			t.Errorf("%s: TryBot-Result %+d, want %+d", p.name, v, want)
 		}
 		// Give a duplicate every chance to appear.
-		time.Sleep(700 * time.Millisecond)
+		time.Sleep(400 * time.Millisecond)
 		if err := s.SyncGerrit(ctx); err != nil {
 			t.Fatal(err)
 		}
