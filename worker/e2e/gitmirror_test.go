@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,11 +49,11 @@ func TestSourceFromGitmirror(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := func(rev, want string) {
+	run := func(repo, rev, want string) {
 		t.Helper()
-		g := &graph.Graph{Source: graph.Source{Repo: gm.RepoURL("proj"), Revision: rev}, Jobs: []*graph.Job{{
+		g := &graph.Graph{Source: graph.Source{Repo: repo, Revision: rev}, Jobs: []*graph.Job{{
 			Name:     "read",
-			Commands: []graph.Command{{Argv: []string{"sh", "-c", `cp data.txt "$0"/ && git -C . rev-parse HEAD`, "{{OUTPUT_DIR}}"}}},
+			Commands: []graph.Command{{Argv: []string{"sh", "-c", `cp data.txt "$0"/ && echo "at $1"`, "{{OUTPUT_DIR}}", rev}}},
 		}}}
 		b, ids := e.run(g)
 		if b.State != api.BuildSucceeded {
@@ -60,8 +64,23 @@ func TestSourceFromGitmirror(t *testing.T) {
 		}
 		contains(t, "log", e.log(ids["read"]), rev)
 	}
-	run(rev1, "first\n")
+	run(gm.RepoURL("proj"), rev1, "first\n")
 	rev2 := commit(t, wt, map[string]string{"data.txt": "second\n"})
 	sync()
-	run(rev2, "second\n")
+	run(gm.RepoURL("proj"), rev2, "second\n")
+
+	// When git cannot fetch (here a proxy refuses smart HTTP), the worker
+	// falls back to gitmirror's tarball of the revision.
+	target, _ := url.Parse(srv.URL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	blocked := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, ".git/") {
+			http.Error(w, "smart HTTP is down", http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(blocked.Close)
+	run(blocked.URL+"/proj.git", rev1, "first\n")
+	contains(t, "worker log", e.logs.String(), "falling back to the tarball")
 }
