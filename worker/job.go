@@ -126,7 +126,7 @@ func (w *Worker) execute(ctx context.Context, a api.Assignment, logs *logStream,
 			return "", 0, err
 		}
 		if c.WriteFile != nil {
-			if err := writeFile(dirs.Output, c.WriteFile); err != nil {
+			if err := writeFile(jobDir, c.WriteFile); err != nil {
 				return "", 0, fmt.Errorf("command %d: %w", i+1, err)
 			}
 			continue
@@ -245,17 +245,23 @@ func within(dir, p string) bool {
 	return err == nil && filepath.IsLocal(rel)
 }
 
-// writeFile performs a write_file command through an os.Root of the
-// output directory, so that neither the path nor a symlink planted by an
-// earlier command can place the file outside.
-func writeFile(outDir string, wf *graph.WriteFile) error {
+// writeFile performs a write_file command in the job's out/ directory
+// through an os.Root of the job directory, so that neither the path nor a
+// symlink planted by an earlier command (even in place of out/ itself)
+// can place the file outside.
+func writeFile(jobDir string, wf *graph.WriteFile) error {
 	p := filepath.FromSlash(wf.Path)
 	if !filepath.IsLocal(p) {
 		return fmt.Errorf("write_file: path %q escapes the output directory", wf.Path)
 	}
-	root, err := os.OpenRoot(outDir)
+	jobRoot, err := os.OpenRoot(jobDir)
 	if err != nil {
 		return fmt.Errorf("write_file: %w", err)
+	}
+	defer jobRoot.Close()
+	root, err := jobRoot.OpenRoot("out")
+	if err != nil {
+		return fmt.Errorf("write_file: output directory: %w", err)
 	}
 	defer root.Close()
 	if d := filepath.Dir(p); d != "." {

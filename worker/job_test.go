@@ -1,9 +1,12 @@
 package worker
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tryd-ci/tryd/coordinator/graph"
 )
 
 func TestParseManifest(t *testing.T) {
@@ -51,4 +54,42 @@ func FuzzParseManifest(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestWriteFileStaysInside(t *testing.T) {
+	outside := t.TempDir()
+	tests := []struct {
+		name  string
+		setup func(jobDir string) error
+		path  string
+		ok    bool
+	}{
+		{name: "plain", path: "a/b.txt", ok: true},
+		{name: "dotdot", path: "../x", ok: false},
+		{name: "out replaced by a symlink", setup: func(d string) error {
+			os.Remove(filepath.Join(d, "out"))
+			return os.Symlink(outside, filepath.Join(d, "out"))
+		}, path: "x", ok: false},
+		{name: "symlinked subdirectory", setup: func(d string) error {
+			return os.Symlink(outside, filepath.Join(d, "out", "sub"))
+		}, path: "sub/x", ok: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := t.TempDir()
+			os.Mkdir(filepath.Join(d, "out"), 0o755)
+			if tt.setup != nil {
+				if err := tt.setup(d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := writeFile(d, &graph.WriteFile{Path: tt.path, Content: "c"})
+			if (err == nil) != tt.ok {
+				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
+			}
+			if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+				t.Fatalf("write_file wrote outside: %v", ents)
+			}
+		})
+	}
 }
