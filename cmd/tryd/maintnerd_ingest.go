@@ -131,7 +131,7 @@ func (in *ingestion) NudgeGitHub(server, repo string, issue int) error {
 }
 
 // NudgeGerrit nudges the syncer that tracks project (on the named
-// server, or any): change, or with 0 every ref.
+// server, or any): change, or with 0 its branches and tags.
 func (in *ingestion) NudgeGerrit(server, project string, change int) error {
 	err := fmt.Errorf("%w: Gerrit %s", ingest.ErrUnknownTarget, project)
 	for name, g := range in.gerrit {

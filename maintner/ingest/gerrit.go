@@ -189,7 +189,8 @@ func (g *Gerrit) CorpusName(project string) string {
 }
 
 // Nudge asks for project to be synced soon: change's refs (patch sets,
-// meta) and the branches, or with change 0 every ref. It does not wait.
+// meta) and the branches, or with change 0 the branches and tags (what
+// ref-updated events move). It does not wait.
 func (g *Gerrit) Nudge(project string, change int) error {
 	p := g.projects[project]
 	if p == nil {
@@ -221,7 +222,7 @@ func (g *Gerrit) Run(ctx context.Context) error {
 }
 
 // Sync synchronously syncs project: change's refs and the branches, or
-// with change 0 every ref.
+// with change 0 the branches and tags.
 func (g *Gerrit) Sync(ctx context.Context, project string, change int) error {
 	p := g.projects[project]
 	if p == nil {
@@ -259,14 +260,21 @@ func (g *Gerrit) syncProject(ctx context.Context, p *gerritProject, w work) (err
 	if err := g.initMirror(ctx, p); err != nil {
 		return err
 	}
-	wide := w.full || w.all
-	var refspecs, patterns []string
-	if wide {
-		refspecs = []string{"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*", "+refs/changes/*:refs/changes/*"}
-		patterns = []string{"refs/heads/", "refs/tags/", "refs/changes/"}
+	// Branches are fetched every time (a change's submit moves one); tags
+	// on a project-wide nudge (ref-updated of a branch or tag) and on the
+	// full pass, which alone lists every change ref: on a large server
+	// that listing is the expensive part (golang/go has hundreds of
+	// thousands of change refs), so events never ask for it.
+	refspecs := []string{"+refs/heads/*:refs/heads/*"}
+	patterns := []string{"refs/heads/"}
+	if w.full || w.all {
+		refspecs = append(refspecs, "+refs/tags/*:refs/tags/*")
+		patterns = append(patterns, "refs/tags/")
+	}
+	if w.full {
+		refspecs = append(refspecs, "+refs/changes/*:refs/changes/*")
+		patterns = append(patterns, "refs/changes/")
 	} else {
-		refspecs = []string{"+refs/heads/*:refs/heads/*"}
-		patterns = []string{"refs/heads/"}
 		nums := make([]int, 0, len(w.items))
 		for n := range w.items {
 			nums = append(nums, n)

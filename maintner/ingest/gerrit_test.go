@@ -249,3 +249,28 @@ func TestParseChangeRef(t *testing.T) {
 		}
 	}
 }
+
+// TestGerritBranchNudge moves a branch directly (as a push bypassing
+// review does): a project-wide nudge, as a ref-updated event gives,
+// brings the branch and its new commit in.
+func TestGerritBranchNudge(t *testing.T) {
+	w := gerritsimtest.NewWorld(t, gerritsim.Options{})
+	c, _ := newCorpus(t)
+	g := gerritSyncer(t, w, c, false)
+	ctx := context.Background()
+	must(t, g.Reconcile(ctx))
+	sha, err := w.Sim.CommitToBranch(ctx, w.Project, "main", w.Owner, "Direct push", map[string]string{"d.go": "package proj\n"})
+	must(t, err)
+	_, err = w.Sim.CreateBranch(ctx, w.Project, "release", sha, w.Owner)
+	must(t, err)
+	must(t, g.Sync(ctx, w.Project, 0))
+	c.RLock()
+	defer c.RUnlock()
+	p := c.GerritProject("review.example.com/" + w.Project)
+	for _, ref := range []string{"refs/heads/main", "refs/heads/release"} {
+		h, ok := p.Ref(ref)
+		if !ok || h.String() != sha || p.Commit(h) == nil || p.Commit(h).Subject != "Direct push" {
+			t.Errorf("%s: %v %v, want %s with its commit", ref, h, ok, sha)
+		}
+	}
+}
