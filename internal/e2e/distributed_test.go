@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/internal/gerritsim"
 	"github.com/tryd-ci/tryd/internal/gerritsim/gerritsimtest"
 	"github.com/tryd-ci/tryd/internal/githubsim"
@@ -39,6 +40,7 @@ type stack struct {
 	dashboard                                   *proc
 	workers                                     []*proc
 	runs                                        *client.Client
+	coordAPI                                    *api.Client
 	changes                                     []int // every change upload created
 }
 
@@ -186,6 +188,9 @@ coordinator:
 	if s.runs, err = client.New(u("trybot"), nil); err != nil {
 		t.Fatal(err)
 	}
+	if s.coordAPI, err = api.NewClient(u("coordinator"), "client-token-value", nil); err != nil {
+		t.Fatal(err)
+	}
 	return s
 }
 
@@ -265,6 +270,51 @@ func (s *stack) waitRunning(review string, n, ps int) {
 		}
 		return false
 	})
+}
+
+// busyWorker returns the worker process that runs a job right now.
+func (s *stack) busyWorker() *proc {
+	s.t.Helper()
+	var busy *proc
+	waitFor(s.t, "a worker running a job", 30*time.Second, func() bool {
+		ws, err := s.coordAPI.Workers(s.t.Context())
+		if err != nil {
+			return false
+		}
+		for _, w := range ws {
+			if !w.Connected || len(w.Running) == 0 {
+				continue
+			}
+			for _, p := range s.workers {
+				if p.name == w.Name {
+					busy = p
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return busy
+}
+
+// requireRetried checks that a job of change n's build lost its first
+// attempt with worker and ran again.
+func (s *stack) requireRetried(n int, worker string) {
+	s.t.Helper()
+	ctx := s.t.Context()
+	runs, err := s.runs.Runs(ctx, client.ListOptions{Review: client.ReviewGerrit, Change: int32(n)})
+	must(s.t, err)
+	if len(runs) != 1 || len(runs[0].Builds) != 1 {
+		s.t.Fatalf("change %d: runs %+v, want one run with one build", n, runs)
+	}
+	b, err := s.coordAPI.Build(ctx, runs[0].Builds[0].BuildID)
+	must(s.t, err)
+	for _, j := range b.Jobs {
+		if len(j.Attempts) >= 2 && j.Attempts[0].Worker == worker {
+			return
+		}
+	}
+	s.t.Errorf("no job of build %d lost an attempt with worker %s: %+v", b.ID, worker, b.Jobs)
 }
 
 // exactlyOnce checks that change n's patch set ps has one beginning and
@@ -353,9 +403,10 @@ func TestDistributed(t *testing.T) {
 			case "coordinator":
 				ps = []*proc{s.coord}
 			case "worker":
-				// The build runs on one of the two; kill both, so that
-				// the job surely loses its worker.
-				ps = s.workers
+				// The worker running the job: it loses the job, which
+				// runs again (on either worker) after the heartbeat
+				// timeout.
+				ps = []*proc{s.busyWorker()}
 			}
 			for _, p := range ps {
 				p.kill9()
@@ -367,6 +418,9 @@ func TestDistributed(t *testing.T) {
 			s.waitResult(n, 90*time.Second)
 			time.Sleep(time.Second) // time for a duplicate to show
 			s.exactlyOnce(n, 1, 1)
+			if victim == "worker" {
+				s.requireRetried(n, ps[0].name)
+			}
 		})
 	}
 
