@@ -19,9 +19,12 @@ import (
 // store that implements state.Leaser (PostgreSQL).
 //
 // Each running build is run by one replica at a time, the holder of its
-// lease in the store: the replica a build is submitted to holds it when
-// it has a worker connected, otherwise the build waits in the store and
-// every replica is nudged (LISTEN/NOTIFY) to claim it. Replicas renew
+// lease in the store. Work is pulled by capacity: a replica holds a build
+// submitted to it when its workers have spare slots (fewer jobs queued
+// than slots); otherwise the build waits in the store, every replica is
+// nudged (LISTEN/NOTIFY), and the first with spare slots claims it, as do
+// replicas whose workers become idle. So builds flow to the replicas
+// whose workers are free, whichever replica clients submit to. Replicas renew
 // their leases every LeaseTTL/3; when a replica dies, its leases expire
 // and replicas with workers claim its builds (SELECT ... FOR UPDATE SKIP
 // LOCKED: never two at once) and resume them from the store exactly as a
@@ -117,15 +120,30 @@ func (c *Coordinator) kickClaims() {
 	}
 }
 
-// hasWorkersLocked reports whether a worker with a live session is
-// connected (placeholder sessions of restored attempts have no slots).
-func (c *Coordinator) hasWorkersLocked() bool {
+// spareSlotsLocked is the slots of this replica's connected workers
+// (placeholder sessions of restored attempts have none) minus the jobs
+// already queued here: positive when the workers would soon be idle
+// without more builds. Running jobs do not count, so that a replica
+// keeps about one round of work queued and its workers never wait for a
+// claim.
+func (c *Coordinator) spareSlotsLocked() int {
+	spare := 0
 	for _, s := range c.sessions {
 		if !s.gone && s.slots > 0 {
-			return true
+			spare += s.slots
 		}
 	}
-	return false
+	if spare == 0 {
+		return 0
+	}
+	for rank := range c.ready {
+		for b := range c.ready[rank] {
+			for _, q := range b.queues {
+				spare -= len(q.jobs) - q.head
+			}
+		}
+	}
+	return spare
 }
 
 // holdSubmitted decides, right after a build is stored, whether this
@@ -136,9 +154,9 @@ func (c *Coordinator) holdSubmitted(ctx context.Context, id int64) bool {
 		return true
 	}
 	c.mu.Lock()
-	workers := c.hasWorkersLocked()
+	spare := c.spareSlotsLocked()
 	c.mu.Unlock()
-	if workers {
+	if spare > 0 {
 		now := c.clock.Now()
 		ok, err := c.rep.leases.HoldBuild(ctx, id, c.rep.self, now, now.Add(c.rep.opts.LeaseTTL))
 		if err == nil && ok {
@@ -154,21 +172,42 @@ func (c *Coordinator) holdSubmitted(ctx context.Context, id int64) bool {
 	return false
 }
 
-// leaseLoop renews this replica's leases and claims builds nobody holds,
-// every LeaseTTL/3 and whenever nudged, until Close; then it releases
-// the leases so that other replicas resume the builds at once.
+// spareCheck is how often a replica checks (in memory) whether its
+// workers have spare slots while builds may be waiting for a holder:
+// workers that finish jobs make slots spare without any nudge.
+const spareCheck = 20 * time.Millisecond
+
+// leaseLoop renews this replica's leases every LeaseTTL/3 and claims
+// builds nobody holds, until Close. Builds may be waiting after a nudge
+// (a build left unheld, leases released) or a renewal period (leases
+// expire silently); they are claimed as soon as there are spare slots,
+// until the store has none left.
 func (c *Coordinator) leaseLoop() {
 	nudges := c.rep.leases.ClaimNudges(c.ctx)
-	tick := c.rep.opts.LeaseTTL / 3
+	renewEvery := c.rep.opts.LeaseTTL / 3
+	var renewed time.Time
+	pending := true
 	for {
-		c.renewLeases()
-		c.claimBuilds()
+		if now := c.clock.Now(); now.Sub(renewed) >= renewEvery {
+			renewed = now
+			c.renewLeases()
+			pending = true
+		}
+		if pending {
+			pending = c.claimBuilds()
+		}
+		wait := renewEvery
+		if pending {
+			wait = min(wait, spareCheck)
+		}
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-nudges:
+			pending = true
 		case <-c.rep.kick:
-		case <-c.clock.After(tick):
+			pending = true
+		case <-c.clock.After(wait):
 		}
 	}
 }
@@ -241,8 +280,8 @@ func (c *Coordinator) renewLeases() {
 
 	for _, id := range missing {
 		// Zero time: whoever holds the lease, expired or not.
-		o, ok, err := c.rep.leases.BuildOwner(ctx, id, time.Time{})
-		if err != nil || (ok && o.ID == c.rep.opts.ID) {
+		l, err := c.rep.leases.BuildLease(ctx, id, time.Time{})
+		if err != nil || (l.Held && l.Owner.ID == c.rep.opts.ID) {
 			continue // ours after all (held after the renewal read)
 		}
 		c.mu.Lock()
@@ -281,25 +320,30 @@ func (c *Coordinator) dropBuildLocked(b *build) {
 	b.notify()
 }
 
-// claimBuilds takes builds nobody holds, a few at a time, while this
-// replica has workers to run them, and resumes them.
-func (c *Coordinator) claimBuilds() {
-	for c.ctx.Err() == nil {
+// claimBuilds takes builds nobody holds, one at a time, while this
+// replica has spare slots, and resumes them. It reports whether builds
+// may still be waiting (it stopped for lack of spare slots, or after an
+// error).
+func (c *Coordinator) claimBuilds() bool {
+	for range 16 {
+		if c.ctx.Err() != nil {
+			return false
+		}
 		c.mu.Lock()
-		workers := c.hasWorkersLocked()
+		spare := c.spareSlotsLocked()
 		c.mu.Unlock()
-		if !workers {
-			return
+		if spare <= 0 {
+			return true
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, c.rep.opts.LeaseTTL/2)
 		now := c.clock.Now()
-		ids, err := c.rep.leases.ClaimBuilds(ctx, c.rep.self, 4, now, now.Add(c.rep.opts.LeaseTTL))
+		ids, err := c.rep.leases.ClaimBuilds(ctx, c.rep.self, 1, now, now.Add(c.rep.opts.LeaseTTL))
 		if err != nil {
 			cancel()
 			if c.ctx.Err() == nil {
 				c.log.WithError(err).Warn("claim builds")
 			}
-			return
+			return true
 		}
 		c.mu.Lock()
 		for _, id := range ids {
@@ -316,10 +360,11 @@ func (c *Coordinator) claimBuilds() {
 		c.wakeAll()
 		c.mu.Unlock()
 		cancel()
-		if len(ids) < 4 {
-			return
+		if len(ids) == 0 {
+			return false
 		}
 	}
+	return true
 }
 
 // buildPathRE matches the client calls about one build that the holder
@@ -342,8 +387,11 @@ func (c *Coordinator) routeToHolder(next http.Handler) http.Handler {
 			return
 		}
 		var id int64
+		wait := true
 		if m := buildPathRE.FindStringSubmatch(r.URL.Path); m != nil {
 			id, _ = strconv.ParseInt(m[1], 10, 64)
+			// A status answers at once, from the store if need be.
+			wait = m[2] != ""
 		} else if m := attemptLogRE.FindStringSubmatch(r.URL.Path); m != nil {
 			if a, err := c.store.Attempt(r.Context(), m[1]); err == nil && a.State == api.AttemptRunning {
 				id = a.BuildID
@@ -353,17 +401,10 @@ func (c *Coordinator) routeToHolder(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		c.mu.Lock()
-		_, here := c.builds[id]
-		c.mu.Unlock()
-		if here {
-			next.ServeHTTP(w, r)
-			return
-		}
-		o, ok, err := c.rep.leases.BuildOwner(r.Context(), id, c.clock.Now())
-		if err != nil || !ok || o.ID == c.rep.opts.ID {
-			// Unknown, finished or waiting for a holder: the store
-			// answers (the handler maps a missing build to 404).
+		o, ok := c.holderOf(r.Context(), id, wait)
+		if !ok {
+			// Here, unknown, finished, or still without a holder
+			// after a while: this replica answers (from the store).
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -374,6 +415,44 @@ func (c *Coordinator) routeToHolder(next http.Handler) http.Handler {
 		}
 		c.rep.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ownerKey{}, u)))
 	})
+}
+
+// unheldWait bounds how long a call about a running build that no
+// replica holds yet (submitted while every replica was busy) waits for a
+// holder.
+const unheldWait = 30 * time.Second
+
+// holderOf returns the other replica to forward a call about build id
+// to; ok is false when this replica should answer itself. With wait, a
+// running build without a holder is waited for, so that clients
+// following it do not see it "unavailable" while it waits for spare
+// workers.
+func (c *Coordinator) holderOf(ctx context.Context, id int64, wait bool) (state.Owner, bool) {
+	deadline := c.clock.Now().Add(unheldWait)
+	for {
+		c.mu.Lock()
+		_, here := c.builds[id]
+		c.mu.Unlock()
+		if here {
+			return state.Owner{}, false
+		}
+		now := c.clock.Now()
+		l, err := c.rep.leases.BuildLease(ctx, id, now)
+		switch {
+		case err != nil || !l.Running:
+			return state.Owner{}, false
+		case l.Held && l.Owner.ID != c.rep.opts.ID:
+			return l.Owner, true
+		case !wait || now.After(deadline):
+			return state.Owner{}, false
+		}
+		// Unheld, or claimed here and being resumed: wait.
+		select {
+		case <-ctx.Done():
+			return state.Owner{}, false
+		case <-c.clock.After(50 * time.Millisecond):
+		}
+	}
 }
 
 var attemptLogRE = regexp.MustCompile(`^/api/attempts/([0-9a-f]{1,64})/log$`)

@@ -12,6 +12,16 @@ type Owner struct {
 	URL string
 }
 
+// Lease is a build's lease as Leaser.BuildLease reads it.
+type Lease struct {
+	// Running is whether the build is still running; only running
+	// builds are held.
+	Running bool
+	// Held is whether a replica holds the lease; Owner is that replica.
+	Held  bool
+	Owner Owner
+}
+
 // Leaser is implemented by stores that several coordinator replicas share
 // (PostgreSQL). Each running build is run by one replica at a time, the
 // one holding its lease; a replica renews its leases while it lives, and
@@ -34,9 +44,9 @@ type Leaser interface {
 	// ReleaseBuilds gives up ownerID's leases (all of them when ids is
 	// nil) and nudges the other replicas to claim them.
 	ReleaseBuilds(ctx context.Context, ownerID string, ids []int64) error
-	// BuildOwner returns the replica holding a running build's lease at
-	// now (a zero now ignores expiry); ok is false when nobody does.
-	BuildOwner(ctx context.Context, id int64, now time.Time) (o Owner, ok bool, err error)
+	// BuildLease reads a build's lease at now (a zero now ignores
+	// expiry); ErrNotFound if there is no such build.
+	BuildLease(ctx context.Context, id int64, now time.Time) (Lease, error)
 	// NudgeClaims tells every replica that builds may be waiting for an
 	// owner.
 	NudgeClaims(ctx context.Context) error

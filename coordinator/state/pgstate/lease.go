@@ -81,22 +81,23 @@ func (s *Store) ReleaseBuilds(ctx context.Context, ownerID string, ids []int64) 
 	return nil
 }
 
-// BuildOwner implements state.Leaser.
-func (s *Store) BuildOwner(ctx context.Context, id int64, now time.Time) (state.Owner, bool, error) {
+// BuildLease implements state.Leaser.
+func (s *Store) BuildLease(ctx context.Context, id int64, now time.Time) (state.Lease, error) {
 	var o state.Owner
 	var expires int64
 	var st string
 	err := s.pool.QueryRow(ctx, `SELECT owner, owner_url, lease_expires, state FROM builds WHERE id=$1`, id).Scan(&o.ID, &o.URL, &expires, &st)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return state.Owner{}, false, fmt.Errorf("pgstate: build %d: %w", id, state.ErrNotFound)
+		return state.Lease{}, fmt.Errorf("pgstate: build %d: %w", id, state.ErrNotFound)
 	}
 	if err != nil {
-		return state.Owner{}, false, fmt.Errorf("pgstate: owner of build %d: %w", id, err)
+		return state.Lease{}, fmt.Errorf("pgstate: lease of build %d: %w", id, err)
 	}
-	if o.ID == "" || (!now.IsZero() && expires < now.UnixNano()) || st != string(api.BuildRunning) {
-		return state.Owner{}, false, nil
+	l := state.Lease{Running: st == string(api.BuildRunning)}
+	if l.Running && o.ID != "" && (now.IsZero() || expires >= now.UnixNano()) {
+		l.Held, l.Owner = true, o
 	}
-	return o, true, nil
+	return l, nil
 }
 
 // NudgeClaims implements state.Leaser.

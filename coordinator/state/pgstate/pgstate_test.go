@@ -151,19 +151,19 @@ func TestLeases(t *testing.T) {
 	if err != nil || len(got) != 2 || got[0] != b2 || got[1] != b3 {
 		t.Fatalf("b claims = %v, %v; want [%d %d]", got, err, b2, b3)
 	}
-	if o, ok, err := s.BuildOwner(ctx, b1, t0); err != nil || !ok || o != a {
-		t.Errorf("owner of b1 = %+v, %v, %v", o, ok, err)
+	if l, err := s.BuildLease(ctx, b1, t0); err != nil || !l.Held || !l.Running || l.Owner != a {
+		t.Errorf("lease of b1 = %+v, %v", l, err)
 	}
 	// a dies; b lives on and renews: after expiry, b claims b1.
 	expired := later.Add(time.Second)
 	if ids, err := s.RenewBuilds(ctx, "b", expired.Add(time.Minute)); err != nil || len(ids) != 2 {
 		t.Fatalf("b renews = %v, %v", ids, err)
 	}
-	if _, ok, _ := s.BuildOwner(ctx, b1, expired); ok {
-		t.Error("expired lease still owned")
+	if l, _ := s.BuildLease(ctx, b1, expired); l.Held || !l.Running {
+		t.Errorf("expired lease = %+v", l)
 	}
-	if o, ok, _ := s.BuildOwner(ctx, b1, time.Time{}); !ok || o != a {
-		t.Errorf("owner ignoring expiry = %+v, %v", o, ok)
+	if l, _ := s.BuildLease(ctx, b1, time.Time{}); !l.Held || l.Owner != a {
+		t.Errorf("lease ignoring expiry = %+v", l)
 	}
 	got, err = s.ClaimBuilds(ctx, b, 10, expired, expired.Add(10*time.Second))
 	if err != nil || len(got) != 1 || got[0] != b1 {
@@ -195,7 +195,10 @@ func TestLeases(t *testing.T) {
 	if got, _ := s.ClaimBuilds(ctx, a, 10, t0, later); len(got) != 1 || got[0] != b3 {
 		t.Errorf("a claims released = %v", got)
 	}
-	if _, _, err := s.BuildOwner(ctx, 9999, t0); !errors.Is(err, state.ErrNotFound) {
+	if l, _ := s.BuildLease(ctx, b2, t0); l.Held || l.Running {
+		t.Errorf("lease of finished build = %+v", l)
+	}
+	if _, err := s.BuildLease(ctx, 9999, t0); !errors.Is(err, state.ErrNotFound) {
 		t.Errorf("owner of missing build = %v", err)
 	}
 }
