@@ -63,6 +63,17 @@ func (c *committer) job(j state.Job) ticket {
 	return c.kickLocked()
 }
 
+// jobList records many jobs under one lock (a submission's initial
+// states).
+func (c *committer) jobList(js []state.Job) ticket {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, j := range js {
+		c.jobs[jobKey{j.BuildID, j.JobID}] = j
+	}
+	return c.kickLocked()
+}
+
 func (c *committer) attempt(a state.Attempt) ticket {
 	c.mu.Lock()
 	defer c.mu.Unlock()

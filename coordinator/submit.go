@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
@@ -130,13 +131,19 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (*api.S
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.builds[id] = b
+	rows := make([]state.Job, 0, len(b.order))
+	for _, j := range b.order {
+		if j.state == api.JobCached || j.waiting > 0 {
+			rows = append(rows, b.record(j))
+		}
+	}
+	c.commit.jobList(rows)
+	b.events = slices.Grow(b.events, len(b.order))
 	for _, j := range b.order {
 		switch {
 		case j.state == api.JobCached:
-			c.setJob(j)
 			b.event(jobEvent(api.EventJobCached, j, now))
 		case j.waiting > 0:
-			c.setJob(j)
 		case j.waiting == 0:
 			c.enqueue(j, now)
 		}

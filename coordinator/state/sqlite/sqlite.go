@@ -111,6 +111,10 @@ type Store struct {
 	// transaction's time, where SQLite's busy handler would sleep in
 	// steps of milliseconds.
 	writeMu sync.Mutex
+
+	stop      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 	// Statements prepared once: preparing costs more than executing
 	// the small writes of a batch.
 	upsertJob, upsertJobChunk, upsertAttempt, upsertResult, deleteResult, upsertWorker, updateBuild, updateBuildGraph, insertLabel *sql.Stmt
@@ -174,7 +178,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: bad Synchronous %q (want NORMAL or FULL)", opts.Synchronous)
 	}
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(" + sync + ")", "foreign_keys(1)"} {
+	// Checkpoints (copying the WAL into the database, with an fsync) run
+	// in the background instead of inside whichever commit crosses the
+	// WAL size threshold, so that they never delay a worker's answer.
+	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(" + sync + ")", "foreign_keys(1)", "wal_autocheckpoint(0)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
@@ -185,7 +192,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	// One writer at a time is SQLite's model; a few connections let
 	// reads proceed beside it in WAL mode.
 	db.SetMaxOpenConns(4)
-	s := &Store{db: db}
+	s := &Store{db: db, stop: make(chan struct{})}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: %s: %w", opts.Path, err)
@@ -194,6 +201,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: %s: %w", opts.Path, err)
 	}
+	s.wg.Add(1)
+	go s.checkpointer(time.Second)
 	return s, nil
 }
 
@@ -238,7 +247,33 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.stop) })
+	s.wg.Wait()
+	s.checkpoint("TRUNCATE")
+	return s.db.Close()
+}
+
+// checkpointer copies the WAL into the database every interval.
+func (s *Store) checkpointer(interval time.Duration) {
+	defer s.wg.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.checkpoint("PASSIVE")
+		}
+	}
+}
+
+// checkpoint runs a WAL checkpoint of the given mode. A failure is not
+// fatal (the WAL only grows until the next one succeeds).
+func (s *Store) checkpoint(mode string) {
+	s.db.Exec(`PRAGMA wal_checkpoint(` + mode + `)`)
+}
 
 func nanos(t time.Time) int64 {
 	if t.IsZero() {
