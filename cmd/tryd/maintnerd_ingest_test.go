@@ -71,9 +71,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // webhook is dropped and reconciliation alone brings new activity in;
 // replayed syncs log nothing.
 func TestMaintnerdIngestion(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	psURL := startTestPubsubhelper(t)
