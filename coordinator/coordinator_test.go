@@ -710,3 +710,23 @@ func TestNewerPollSupersedesWaitingOne(t *testing.T) {
 		t.Fatal("the newer poll did not get the work")
 	}
 }
+
+func TestEventsResumeFromAnyIndex(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	sub := e.submit(`{"jobs": [{"name": "c", "source_mode": "none", "cacheable": true, "commands": [{"write_file": {"path": "x", "content": "x"}}]}]}`, api.PriorityTry)
+	w := newTestWorker(t, e, "w1", tokenW1, nil)
+	w.drain(e, sub.BuildID, nil)
+	epoch := e.c.Epoch()
+	for _, from := range []int{0, 2, 4, 5, 100} {
+		var last api.Event
+		n := 0
+		err := e.client.Events(context.Background(), sub.BuildID, from, epoch, func(ev api.Event) error {
+			last = ev
+			n++
+			return nil
+		})
+		if err != nil || last.Type != api.EventBuildFinished || last.BuildState != api.BuildSucceeded {
+			t.Errorf("from %d: %d events, last %+v, err %v", from, n, last, err)
+		}
+	}
+}

@@ -167,8 +167,13 @@ func (c *Coordinator) Events(ctx context.Context, id int64, from int, epoch stri
 		c.mu.Unlock()
 		return c.eventsFromStore(ctx, id, fn)
 	}
-	if epoch != c.epoch || from < 0 {
+	switch {
+	case epoch != c.epoch || from < 0 || from > len(b.events):
+		// Unknown position: replay from the start.
 		from = 0
+	case b.state.Finished() && from == len(b.events) && from > 0:
+		// Always end a stream with build_finished.
+		from--
 	}
 	hello := api.Event{Type: api.EventHello, Time: c.clock.Now(), Epoch: c.epoch, Count: len(b.events), Index: -1}
 	c.mu.Unlock()
