@@ -21,6 +21,11 @@ type committer struct {
 	store state.Store
 	log   logrus.FieldLogger
 	m     *metrics
+	// barrier, if set, is held while a batch is taken: the scheduler
+	// makes related changes (a planner's success and its spliced jobs, a
+	// failure and the skips it causes) under it, so a batch never holds
+	// half of them.
+	barrier sync.Locker
 
 	mu       sync.Mutex
 	kick     chan struct{}
@@ -123,6 +128,10 @@ func (c *committer) kickLocked() ticket {
 // take returns the pending batch and its done channel, leaving an empty
 // one behind.
 func (c *committer) take() (*state.Batch, chan struct{}) {
+	if c.barrier != nil {
+		c.barrier.Lock()
+		defer c.barrier.Unlock()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b := &state.Batch{}

@@ -205,6 +205,7 @@ func New(ctx context.Context, opts Options) (*Coordinator, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.commit = newCommitter(c.store, log, c.m)
+	c.commit.barrier = &c.mu
 	if opts.Replica != nil {
 		l, err := opts.Replica.validate(opts.Store)
 		if err != nil {
