@@ -6,7 +6,8 @@
 // a temporary directory, pg_ctl start on a free 127.0.0.1 port, stopped
 // and removed by the test's cleanup. As root, the server runs as the
 // postgres user (initdb refuses root). Missing binaries skip the test
-// locally and fail it under CI=true.
+// locally and fail it under CI=true. Programs that are not tests
+// (benchmarks) use BinDir and Launch directly.
 package pgtest
 
 import (
