@@ -19,7 +19,7 @@ jobs=${SCHED_JOBS:-10000}
 cpus=$(getconf _NPROCESSORS_ONLN)
 go build -o "$dir/tryd" ./cmd/tryd
 go build -o "$dir/schedbench" ./worker/internal/schedbench
-"$dir/schedbench" -v -tryd "$dir/tryd" -jobs "$jobs" -workers 2 -slots "$cpus" -budget 230s | tee "$dir/out"
+"$dir/schedbench" -v -tryd "$dir/tryd" -jobs "$jobs" -workers 2 -slots "$cpus" -budget 190s | tee "$dir/out"
 out=$(cat "$dir/out")
 result=$(grep '^RESULT ' <<<"$out")
 get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$result"; }
