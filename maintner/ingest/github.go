@@ -90,8 +90,10 @@ type ghRepo struct {
 	// the difference is atomic for the repository.
 	mu sync.Mutex
 	// since is the update time of the last issue seen by a listing pass
-	// (GitHub's clock); zero before the first pass. Guarded by mu.
-	since time.Time
+	// (GitHub's clock), and listed whether a listing pass completed.
+	// Guarded by mu.
+	since  time.Time
+	listed bool
 }
 
 func (r *ghRepo) fullName() string { return r.owner + "/" + r.name }
@@ -282,7 +284,7 @@ func (g *GitHub) syncRepo(ctx context.Context, r *ghRepo, w work) (err error) {
 		}
 	}()
 	cl := g.client()
-	if w.full || r.since.IsZero() {
+	if w.full || !r.listed {
 		if err := g.syncRepoMeta(ctx, cl, r); err != nil {
 			return err
 		}
@@ -291,7 +293,7 @@ func (g *GitHub) syncRepo(ctx context.Context, r *ghRepo, w work) (err error) {
 	for n := range w.items {
 		details[n] = true
 	}
-	if w.full || w.all || r.since.IsZero() {
+	if w.full || w.all || !r.listed {
 		since := r.since
 		if w.full {
 			since = time.Time{}
@@ -303,6 +305,7 @@ func (g *GitHub) syncRepo(ctx context.Context, r *ghRepo, w work) (err error) {
 		if latest.After(r.since) {
 			r.since = latest
 		}
+		r.listed = true
 	}
 	nums := make([]int, 0, len(details))
 	for n := range details {
