@@ -151,7 +151,7 @@ func TestDevDemo(t *testing.T) {
 			t.Errorf("failing change: TryBot-Result %+d, want -1", v)
 		}
 		msgs := fail.resultMessages(st.Bot, 1)
-		if len(msgs) != 1 || !strings.Contains(msgs[0], builder) {
+		if len(msgs) != 1 || !strings.Contains(msgs[0], "Failed on "+builder) {
 			t.Errorf("failing change: result messages %q, want one naming %s", msgs, builder)
 		}
 	}

@@ -361,7 +361,7 @@ func TestDistributed(t *testing.T) {
 		n := s.upload("Forget ok", map[string]string{"fail.txt": "1\n"})
 		ch := s.waitResult(n, 60*time.Second)
 		s.exactlyOnce(n, 1, -1)
-		if msgs := ch.resultMessages(s.w.Bot, 1); len(msgs) == 1 && !strings.Contains(msgs[0], "check") {
+		if msgs := ch.resultMessages(s.w.Bot, 1); len(msgs) == 1 && !strings.Contains(msgs[0], "Failed on check") {
 			t.Errorf("result message %q does not name the failed builder check", msgs[0])
 		}
 	})
