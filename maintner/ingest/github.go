@@ -294,8 +294,11 @@ func (g *GitHub) syncRepo(ctx context.Context, r *ghRepo, w work) (err error) {
 		details[n] = true
 	}
 	if w.full || w.all || !r.listed {
-		since := r.since
-		if w.full {
+		// A second of overlap: GitHub's times have whole seconds, and
+		// an issue updated later in the same second as the last one
+		// listed must not be missed (listing it twice costs nothing).
+		since := r.since.Add(-time.Second)
+		if w.full || r.since.IsZero() {
 			since = time.Time{}
 		}
 		latest, err := g.listIssues(ctx, cl, r, since, w.full, details)
