@@ -153,6 +153,27 @@ func TestGitHubLabelAndPush(t *testing.T) {
 		return true
 	})
 
+	// "Re-run all checks" (the check suite) runs every builder again.
+	res, _, err = gc.Checks.ListCheckRunsForRef(ctx, g.Owner, g.Repo, head1, &github.ListCheckRunsOptions{Filter: github.String("all")})
+	if err != nil || len(res.CheckRuns) == 0 || res.CheckRuns[0].GetCheckSuite().GetID() == 0 {
+		t.Fatalf("check runs: %v, %v", res, err)
+	}
+	if err := g.Sim.RequestCheckSuiteRerun(ctx, g.Slug(), res.CheckRuns[0].GetCheckSuite().GetID(), g.Maintainer); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the re-requested check suite", 60*time.Second, func() bool {
+		res, _, err := gc.Checks.ListCheckRunsForRef(ctx, g.Owner, g.Repo, head1, &github.ListCheckRunsOptions{Filter: github.String("all")})
+		if err != nil || len(res.CheckRuns) != 3 {
+			return false
+		}
+		for _, cr := range res.CheckRuns {
+			if cr.GetConclusion() != "success" {
+				return false
+			}
+		}
+		return true
+	})
+
 	// A push to a labelled pull request runs again.
 	head2, err := g.Sim.PushToPR(ctx, g.Slug(), n, map[string]string{"bad.txt": "oops\n"})
 	if err != nil {
