@@ -492,9 +492,10 @@ func (g *GitHub) syncIssueAssuming(ctx context.Context, cl *github.Client, r *gh
 	eg.Go(func() error {
 		copt := &github.IssueListCommentsOptions{ListOptions: github.ListOptions{PerPage: 100}}
 		// Only comments created or edited since the latest one the
-		// corpus has (inclusive: GitHub's times have whole seconds): a
-		// busy pull request costs one short page, not all its history.
+		// corpus has: a busy pull request costs one short page, not all
+		// its history.
 		if since := g.latestComment(r, n); !since.IsZero() {
+			since = since.Add(-time.Second) // see listIssues' overlap
 			copt.Since = &since
 		}
 		var err error
