@@ -495,7 +495,7 @@ func (g *GitHub) syncIssueAssuming(ctx context.Context, cl *github.Client, r *gh
 		// corpus has: a busy pull request costs one short page, not all
 		// its history.
 		if since := g.latestComment(r, n); !since.IsZero() {
-			since = since.Add(-time.Second) // see listIssues' overlap
+			since = since.Add(-time.Second) // a second of overlap, as in syncRepo
 			copt.Since = &since
 		}
 		var err error
