@@ -48,6 +48,7 @@ func main() {
 	modes := flag.String("modes", "inproc,procs,poll", "setups to measure, comma-separated")
 	dir := flag.String("dir", "", "scratch directory (default: a temporary one)")
 	verbose := flag.Bool("v", false, "print each latency and the processes' logs")
+	slots := flag.Int("slots", 2, "slots of the worker")
 	flag.Parse()
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "votelatency-")
@@ -58,7 +59,7 @@ func main() {
 		*dir = d
 	}
 	for _, m := range splitComma(*modes) {
-		lat, rest, err := measure(m, filepath.Join(*dir, m), *tryd, *warm, *votes, *verbose)
+		lat, rest, err := measure(m, filepath.Join(*dir, m), *tryd, *warm, *votes, *slots, *verbose)
 		if err != nil {
 			fatal(fmt.Errorf("%s: %w", m, err))
 		}
@@ -105,7 +106,7 @@ var builders = []config.Builder{{Name: "check", Steps: []config.Step{{Name: "che
 
 const buildersYAML = "  - name: check\n    steps:\n      - name: check\n        run: [\"true\"]\n"
 
-func measure(mode, dir, tryd string, warm, votes int, verbose bool) (lat, rest []float64, err error) {
+func measure(mode, dir, tryd string, warm, votes, slots int, verbose bool) (lat, rest []float64, err error) {
 	ctx := context.Background()
 	log := logrus.New()
 	log.SetOutput(io.Discard)
@@ -115,7 +116,7 @@ func measure(mode, dir, tryd string, warm, votes int, verbose bool) (lat, rest [
 		log.SetLevel(logrus.WarnLevel)
 		procLog = os.Stderr
 	}
-	opts := trystack.Options{Dir: dir, Builders: builders, Log: log, ProcLog: procLog, WorkerSlots: 2}
+	opts := trystack.Options{Dir: dir, Builders: builders, Log: log, ProcLog: procLog, WorkerSlots: slots}
 	if mode == "procs" {
 		if tryd == "" {
 			return nil, nil, fmt.Errorf("-tryd is required")
