@@ -243,6 +243,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		backlog     []api.Assignment // assigned but no free slot yet
 		results     []api.AttemptResult
 		holdsSent   bool
+		evicted     []string // evictions not yet told to the coordinator
 		inFlight    = map[int]*pollInfo{} // by poll number
 		pollSeq     int
 		unacked     int // polls in flight that carry results
@@ -384,7 +385,9 @@ func (w *Worker) Run(ctx context.Context) error {
 				// Never offer a slot the waiting poll already offers.
 				offer = max(free-waiting.free, 0)
 			}
-			req := api.PollRequest{WorkerID: workerID, FreeSlots: offer, Running: runningIDs(), Results: results, Evicted: w.cache.TakeEvicted()}
+			evicted = append(evicted, w.cache.TakeEvicted()...)
+			req := api.PollRequest{WorkerID: workerID, FreeSlots: offer, Running: runningIDs(), Results: results, Evicted: evicted}
+			evicted = nil
 			if pollWait > 0 {
 				req.WaitMS = pollWait.Milliseconds()
 			}
@@ -416,6 +419,13 @@ func (w *Worker) Run(ctx context.Context) error {
 			if len(ans.req.Results) > 0 {
 				unacked--
 			}
+			if ans.err != nil {
+				// What the poll was to tell goes out with the next one.
+				evicted = append(ans.req.Evicted, evicted...)
+				if ans.req.Holds != nil {
+					holdsSent = false
+				}
+			}
 			if ans.err != nil && dropped {
 				continue // replaced by a newer poll
 			}
@@ -430,9 +440,6 @@ func (w *Worker) Run(ctx context.Context) error {
 				if errors.Is(ans.err, api.ErrUnauthorized) {
 					w.giveBack(runningJobs, stop)
 					return fmt.Errorf("worker: poll: %w", ans.err)
-				}
-				if ans.req.Holds != nil {
-					holdsSent = false
 				}
 				live := 0
 				for _, p := range inFlight {
