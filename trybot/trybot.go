@@ -402,19 +402,30 @@ func (t *Trybot) scanLoop(ctx context.Context) {
 		defer tk.Stop()
 		tick = tk.C
 	}
+	// A scan that failed (Gerrit or GitHub unreachable while checking a
+	// request) is repeated with backoff, not only at the next change.
+	var retry <-chan time.Time
+	backoff := t.opts.RetryMin
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.scanCh:
 		case <-tick:
+		case <-retry:
 		}
 		start := time.Now()
-		if err := t.scan(ctx); err != nil && ctx.Err() == nil {
-			t.log.WithError(err).Warn("trybot: scan failed; retrying at the next change")
-		}
+		err := t.scan(ctx)
 		t.metrics.scans.Inc()
 		t.metrics.scanDur.Observe(time.Since(start).Seconds())
+		switch {
+		case err == nil:
+			retry, backoff = nil, t.opts.RetryMin
+		case ctx.Err() == nil:
+			t.log.WithError(err).WithField("retry_in", backoff).Warn("trybot: scan failed")
+			retry = time.After(backoff)
+			backoff = min(2*backoff, t.opts.RetryMax)
+		}
 	}
 }
 
