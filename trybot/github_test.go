@@ -370,3 +370,27 @@ func TestGitHubLabelAndCommentRunOnce(t *testing.T) {
 		t.Errorf("%d check runs on %s, want 2: the label must not run the revision the comment ran", len(res.CheckRuns), head)
 	}
 }
+
+func TestGitHubPermissionErrorsRetried(t *testing.T) {
+	t.Parallel()
+	lossy := &lossyTransport{refused: 3, match: func(r *http.Request) bool {
+		return r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/permission")
+	}}
+	s, gc := startGitHubTrybot(t, true, lossy)
+	g := s.GitHub
+	ctx := context.Background()
+	n, err := g.Sim.OpenPR(ctx, g.Slug(), g.Maintainer, githubsimPR("perm", "Permission API down", map[string]string{"ok.txt": "ok\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Sim.AddLabel(ctx, g.Slug(), n, g.Maintainer, "run-trybot"); err != nil {
+		t.Fatal(err)
+	}
+	head := headOf(t, gc, g, n)
+	waitFor(t, "the check run once the permission API answers", 60*time.Second, func() bool { return checkRuns(t, gc, g, head)["tryd/check"] == "success" })
+	lossy.mu.Lock()
+	defer lossy.mu.Unlock()
+	if lossy.refused != 0 {
+		t.Errorf("%d permission failures left to inject", lossy.refused)
+	}
+}
