@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/storage"
@@ -66,6 +67,14 @@ func openGCSArtifacts(ctx context.Context, cc config.Coordinator, so *scaleOut) 
 	if err != nil {
 		client.Close()
 		return nil, nil, err
+	}
+	if *so.signedURLs {
+		// Fail at start, not on every artifact read, when the
+		// credentials cannot sign.
+		if _, err := s.SignedURL(ctx, strings.Repeat("0", 64)); err != nil {
+			client.Close()
+			return nil, nil, fmt.Errorf("coordinator: --gcs-signed-urls: %w", err)
+		}
 	}
 	return s, func() { client.Close() }, nil
 }
