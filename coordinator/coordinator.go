@@ -211,7 +211,7 @@ func New(ctx context.Context, opts Options) (*Coordinator, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.rep = newReplicas(*opts.Replica, l)
+		c.rep = newReplicas(*opts.Replica, l, opts.Registry)
 		c.log = c.log.WithField("replica", c.rep.opts.ID)
 	}
 	if err := c.registerWorkers(ctx); err != nil {

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/state"
 )
@@ -82,10 +84,22 @@ type replicas struct {
 	// orphans are builds the last renewal found leased to this replica
 	// but not in memory (used by leaseLoop only).
 	orphans map[int64]bool
+
+	claimed, dropped prometheus.Counter
 }
 
-func newReplicas(opts ReplicaOptions, l state.Leaser) *replicas {
-	r := &replicas{opts: opts, leases: l, self: state.Owner{ID: opts.ID, URL: opts.URL}, kick: make(chan struct{}, 1)}
+func newReplicas(opts ReplicaOptions, l state.Leaser, reg *prometheus.Registry) *replicas {
+	r := &replicas{opts: opts, leases: l, self: state.Owner{ID: opts.ID, URL: opts.URL}, kick: make(chan struct{}, 1),
+		claimed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tryd_coordinator_builds_claimed_total", Help: "Builds this replica took from the store (left unheld at submit, or of a dead replica).",
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tryd_coordinator_builds_dropped_total", Help: "Running builds this replica lost to another one (it failed to renew their leases in time).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(r.claimed, r.dropped)
+	}
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			target := pr.In.Context().Value(ownerKey{}).(*url.URL)
@@ -298,6 +312,7 @@ func (c *Coordinator) renewLeases() {
 // attempts.
 func (c *Coordinator) dropBuildLocked(b *build) {
 	c.log.WithField("build", b.id).Warn("lost the lease of a running build to another replica; dropping it")
+	c.rep.dropped.Inc()
 	for _, j := range b.order {
 		for _, a := range j.attempts {
 			if _, ok := c.attempts[a.rec.ID]; ok && a.rec.State == api.AttemptRunning {
@@ -356,6 +371,7 @@ func (c *Coordinator) claimBuilds() bool {
 				continue
 			}
 			c.log.WithField("build", id).Info("claimed build")
+			c.rep.claimed.Inc()
 		}
 		c.wakeAll()
 		c.mu.Unlock()

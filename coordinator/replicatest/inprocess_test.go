@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tryd-ci/tryd/coordinator"
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/artifacts"
@@ -31,6 +33,23 @@ type replica struct {
 	c     *coordinator.Coordinator
 	store *pgstate.Store
 	url   string
+	reg   *prometheus.Registry
+}
+
+// counter returns the value of a counter the replica exports.
+func (r *replica) counter(t *testing.T, name string) float64 {
+	t.Helper()
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.Metric) == 1 {
+			return mf.Metric[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
 
 // newReplica starts a replica on the database with a short lease, sharing
@@ -54,8 +73,10 @@ func newReplica(t *testing.T, dsn, id string, arts artifacts.Store) *replica {
 	srv.Listener.Close()
 	srv.Listener = ln
 	url := "http://" + ln.Addr().String()
+	reg := prometheus.NewRegistry()
 	c, err := coordinator.New(ctx, coordinator.Options{
-		Store: st, Artifacts: arts, Dir: t.TempDir(),
+		Registry: reg,
+		Store:    st, Artifacts: arts, Dir: t.TempDir(),
 		WorkerTokens: map[string]string{"w1": inWorkerToken}, ClientToken: inClientToken,
 		PollTimeout: time.Second,
 		Replica:     &coordinator.ReplicaOptions{ID: id, URL: url, LeaseTTL: 600 * time.Millisecond},
@@ -69,7 +90,7 @@ func newReplica(t *testing.T, dsn, id string, arts artifacts.Store) *replica {
 		srv.Close()
 		c.Close()
 	})
-	return &replica{c: c, store: st, url: url}
+	return &replica{c: c, store: st, url: url, reg: reg}
 }
 
 func (r *replica) client(t *testing.T, token string) *api.Client {
@@ -148,6 +169,12 @@ func TestUnheldBuildIsClaimed(t *testing.T) {
 	if err != nil || final.State != api.BuildSucceeded {
 		t.Errorf("build via a = %+v, %v", final, err)
 	}
+	if n := b.counter(t, "tryd_coordinator_builds_claimed_total"); n != 1 {
+		t.Errorf("b claimed %v builds, want 1", n)
+	}
+	if n := a.counter(t, "tryd_coordinator_builds_claimed_total"); n != 0 {
+		t.Errorf("a claimed %v builds, want 0", n)
+	}
 }
 
 // TestLostLeaseDropsBuild: when another replica takes a build's lease
@@ -185,6 +212,9 @@ func TestLostLeaseDropsBuild(t *testing.T) {
 	_, err = a.client(t, inClientToken).Build(t.Context(), sub.BuildID)
 	if !errors.Is(err, api.ErrUnavailable) {
 		t.Errorf("status of a build held by a dead replica = %v, want ErrUnavailable", err)
+	}
+	if n := a.counter(t, "tryd_coordinator_builds_dropped_total"); n != 1 {
+		t.Errorf("a dropped %v builds, want 1", n)
 	}
 }
 
