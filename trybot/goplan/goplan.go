@@ -31,7 +31,10 @@
 // The jobs run plain `go vet` and `go test` in the worker's checkout, so
 // the Go build cache (GOCACHE) and module cache (GOMODCACHE) are the
 // worker's, outside job directories: by default under the worker's HOME,
-// or wherever the worker's environment points them.
+// or wherever the worker's environment points them. Every command builds
+// with -trimpath: each job checks the source out in a directory of its
+// own, and without it the directory would be part of every compile's
+// cache key, so nothing compiled for one job would serve the next.
 package goplan
 
 import (
@@ -267,16 +270,11 @@ type pkgInfo struct {
 func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Graph, error) {
 	byPath := map[string]*pkgInfo{}
 	var order []*pkgInfo
-	modInputs := []graph.Input{}
-	for _, name := range []string{"go.mod", "go.sum"} {
-		d, err := fileDigest(fsys, name)
-		if errors.Is(err, fs.ErrNotExist) && name == "go.sum" {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		modInputs = append(modInputs, graph.Input{Path: name, Digest: d})
+	// go.mod and go.sum pin the dependencies outside the module: every
+	// job reads them.
+	modFiles := []string{"go.mod"}
+	if _, err := fs.Stat(fsys, "go.sum"); err == nil {
+		modFiles = append(modFiles, "go.sum")
 	}
 	for _, p := range pkgs {
 		rel, err := filepath.Rel(moduleDir, p.Dir)
@@ -292,6 +290,9 @@ func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Grap
 		}
 		info := &pkgInfo{p: p, rel: rel}
 		own := map[string]bool{}
+		for _, f := range modFiles {
+			own[f] = true
+		}
 		for _, l := range [][]string{p.GoFiles, p.CgoFiles, p.CFiles, p.CXXFiles, p.MFiles, p.HFiles, p.FFiles, p.SFiles,
 			p.SwigFiles, p.SwigCXXFiles, p.SysoFiles, p.EmbedFiles, p.TestGoFiles, p.XTestGoFiles, p.IgnoredGoFiles} {
 			for _, f := range l {
@@ -301,7 +302,6 @@ func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Grap
 		if info.own, err = digests(fsys, own); err != nil {
 			return nil, err
 		}
-		info.own = append(info.own, modInputs...)
 		testFiles := maps(own)
 		for _, l := range [][]string{p.TestEmbedFiles, p.XTestEmbedFiles} {
 			for _, f := range l {
@@ -314,7 +314,6 @@ func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Grap
 		if info.test, err = digests(fsys, testFiles); err != nil {
 			return nil, err
 		}
-		info.test = append(info.test, modInputs...)
 		byPath[p.ImportPath] = info
 		order = append(order, info)
 	}
@@ -371,7 +370,7 @@ func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Grap
 			}
 			cmdEnv = append(cmdEnv, "TRYD_GOPLAN_TESTDEPS="+hex.EncodeToString(h.Sum(nil)))
 		}
-		argv := append(append([]string{"go", "vet"}, opts.VetFlags...), pattern(pi.rel))
+		argv := append(append([]string{"go", "vet", "-trimpath"}, opts.VetFlags...), pattern(pi.rel))
 		pi.vetJob = &graph.Job{
 			Name:       "vet " + pi.p.ImportPath,
 			SourceMode: graph.SourceInputs,
@@ -397,7 +396,7 @@ func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Grap
 			for _, t := range local(append(slices.Clone(pi.p.TestImports), pi.p.XTestImports...), byPath, pi.p.ImportPath) {
 				deps = append(deps, t.vetJob.Name)
 			}
-			argv := append(append([]string{"go", "test"}, opts.TestFlags...), pattern(pi.rel))
+			argv := append(append([]string{"go", "test", "-trimpath"}, opts.TestFlags...), pattern(pi.rel))
 			g.Jobs = append(g.Jobs, &graph.Job{
 				Name:       "test " + pi.p.ImportPath,
 				SourceMode: graph.SourceInputs,

@@ -12,6 +12,7 @@ import (
 const goodList = `{"ImportPath":"fmt","Standard":true}
 {"ImportPath":"example.com/other","Dir":"/mod/other","Module":{"Path":"example.com/other","Dir":"/mod/other"}}
 {"ImportPath":"example.com/m/a","Dir":"/src/a","Module":{"Path":"example.com/m","Main":true,"Dir":"/src"},"GoFiles":["a.go"],"Imports":["fmt"]}
+{"ImportPath":"example.com/m","Dir":"/src","Module":{"Path":"example.com/m","Main":true,"Dir":"/src"},"GoFiles":["m.go"],"TestGoFiles":["m_test.go"]}
 {"ImportPath":"example.com/m/b","Dir":"/src/b","Module":{"Path":"example.com/m","Main":true,"Dir":"/src"},"GoFiles":["b.go"],"TestGoFiles":["b_test.go"],"Imports":["example.com/m/a"],"TestImports":["testing"]}
 `
 
@@ -22,7 +23,7 @@ func TestParseList(t *testing.T) {
 		want    int
 		wantErr string
 	}{
-		{name: "good", in: goodList, want: 2},
+		{name: "good", in: goodList, want: 3},
 		{name: "empty", in: "", want: 0},
 		{name: "truncated", in: `{"ImportPath":"x"`, wantErr: "package 0"},
 		{name: "not an object", in: `[1,2]`, wantErr: "package 0"},
@@ -51,6 +52,9 @@ func TestParseList(t *testing.T) {
 func testFS() fstest.MapFS {
 	return fstest.MapFS{
 		"go.mod":                {Data: []byte("module example.com/m\n")},
+		"go.sum":                {Data: []byte("")},
+		"m.go":                  {Data: []byte("package m\n")},
+		"m_test.go":             {Data: []byte("package m\n")},
 		"a/a.go":                {Data: []byte("package a\n")},
 		"b/b.go":                {Data: []byte("package b\n")},
 		"b/b_test.go":           {Data: []byte("package b\n")},
@@ -80,9 +84,11 @@ func TestPlan(t *testing.T) {
 	tests := []struct {
 		job, inputs, deps, argv string
 	}{
-		{"vet example.com/m/a", "a/a.go go.mod", "", "go vet ./a"},
-		{"vet example.com/m/b", "b/b.go b/b_test.go go.mod", "vet example.com/m/a", "go vet ./b"},
-		{"test example.com/m/b", "b/b.go b/b_test.go b/notes.txt b/testdata/deep/gold go.mod", "vet example.com/m/b", "go test -short ./b"},
+		{"vet example.com/m/a", "a/a.go go.mod go.sum", "", "go vet -trimpath ./a"},
+		{"vet example.com/m/b", "b/b.go b/b_test.go go.mod go.sum", "vet example.com/m/a", "go vet -trimpath ./b"},
+		{"test example.com/m/b", "b/b.go b/b_test.go b/notes.txt b/testdata/deep/gold go.mod go.sum", "vet example.com/m/b", "go test -trimpath -short ./b"},
+		{"vet example.com/m", "go.mod go.sum m.go m_test.go", "", "go vet -trimpath ."},
+		{"test example.com/m", "go.mod go.sum m.go m_test.go", "vet example.com/m", "go test -trimpath -short ."},
 	}
 	if len(g.Jobs) != len(tests) {
 		t.Fatalf("%d jobs, want %d", len(g.Jobs), len(tests))
