@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 	"unsafe"
@@ -108,8 +109,10 @@ type Options struct {
 	// Registry, if set, gets the corpus metrics (tryd_corpus_*).
 	Registry *prometheus.Registry
 	// LoadWorkers is how many goroutines decode segments in parallel
-	// during Load (default 2, the decode/apply pipeline's sweet spot on
-	// small machines; more only helps with more cores).
+	// during Load and derive Gerrit changes in parallel in
+	// GerritProject.Changes (default GOMAXPROCS, at least 2: one
+	// goroutine applies what the others decode, so the pipeline keeps
+	// two cores busy even on the smallest machines).
 	LoadWorkers int
 }
 
@@ -175,7 +178,7 @@ func New(opts Options) (*Corpus, error) {
 		return nil, fmt.Errorf("maintner: Options.LoadWorkers %d is negative", opts.LoadWorkers)
 	}
 	if opts.LoadWorkers == 0 {
-		opts.LoadWorkers = 2
+		opts.LoadWorkers = max(2, runtime.GOMAXPROCS(0))
 	}
 	c := &Corpus{opts: opts, log: opts.Logger, changed: make(chan struct{})}
 	if c.log == nil {

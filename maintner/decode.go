@@ -116,12 +116,13 @@ func decodeTime(b []byte) (dTime, error) {
 
 // dUser is a decoded GithubUser.
 type dUser struct {
+	set   bool // the field was present
 	id    int64
 	login []byte
 }
 
 func decodeUser(b []byte) (dUser, error) {
-	var u dUser
+	u := dUser{set: true}
 	var f field
 	it := fieldIter{b: b}
 	for it.next(&f) {
@@ -213,7 +214,7 @@ func decodeMilestone(b []byte) (dMilestone, error) {
 
 type dComment struct {
 	id      int64
-	user    *dUser
+	user    dUser // by value: a pointer would cost an allocation per record
 	body    []byte
 	created dTime
 	updated dTime
@@ -229,9 +230,7 @@ func decodeComment(b []byte) (dComment, error) {
 		case f.num == 1 && f.isVarint():
 			c.id = int64(f.x)
 		case f.num == 2 && f.isBytes():
-			var u dUser
-			u, err = decodeUser(f.b)
-			c.user = &u
+			c.user, err = decodeUser(f.b)
 		case f.num == 3 && f.isBytes():
 			c.body = f.b
 		case f.num == 4 && f.isBytes():
@@ -374,7 +373,7 @@ type dIssue struct {
 	number           int32
 	notExist         bool
 	id               int64
-	user             *dUser
+	user             dUser
 	assignees        []dUser
 	deletedAssignees []int64
 	created, updated dTime
@@ -392,7 +391,7 @@ type dIssue struct {
 	locked           bool
 	pullRequest      bool
 	closedAt         dTime
-	closedBy         *dUser
+	closedBy         dUser
 	removeLabel      []int64
 	addLabel         []dLabel
 	comments         []dComment
@@ -420,9 +419,7 @@ func (d *dIssue) decode(b []byte) error {
 			}
 		case 4:
 			if f.isBytes() {
-				var u dUser
-				u, err = decodeUser(f.b)
-				d.user = &u
+				d.user, err = decodeUser(f.b)
 			}
 		case 5:
 			if f.isBytes() {
@@ -489,9 +486,7 @@ func (d *dIssue) decode(b []byte) error {
 			}
 		case 22:
 			if f.isBytes() {
-				var u dUser
-				u, err = decodeUser(f.b)
-				d.closedBy = &u
+				d.closedBy, err = decodeUser(f.b)
 			}
 		case 23:
 			d.removeLabel, err = decodeInt64s(d.removeLabel, &f)
@@ -575,6 +570,7 @@ type dCommit struct {
 	hash  GitHash
 	raw   rawCommit
 	files []dFile
+	meta  bool // isMetaCommit(raw.msg)
 }
 
 type dFile struct {
@@ -585,6 +581,14 @@ type dFile struct {
 
 func decodeCommit(b []byte) (dCommit, error) {
 	var c dCommit
+	err := c.decode(b)
+	return c, err
+}
+
+// decode decodes a GitCommit into c, reusing the capacity of its parents
+// and files (a recycled Gerrit record's commits then cost no allocation).
+func (c *dCommit) decode(b []byte) error {
+	*c = dCommit{raw: rawCommit{parents: c.raw.parents[:0]}, files: c.files[:0]}
 	var sha, raw []byte
 	var f field
 	it := fieldIter{b: b}
@@ -619,27 +623,28 @@ func decodeCommit(b []byte) (dCommit, error) {
 					}
 				}
 				if ft.err != nil {
-					return c, ft.err
+					return ft.err
 				}
 				c.files = append(c.files, df)
 			}
 			if t.err != nil {
-				return c, t.err
+				return t.err
 			}
 		}
 	}
 	if it.err != nil {
-		return c, it.err
+		return it.err
 	}
 	h, err := parseGitHash(sha)
 	if err != nil {
-		return c, fmt.Errorf("commit sha1: %w", err)
+		return fmt.Errorf("commit sha1: %w", err)
 	}
 	c.hash = h
 	if err := parseRawCommit(raw, &c.raw); err != nil {
-		return c, fmt.Errorf("commit %s: %w", h, err)
+		return fmt.Errorf("commit %s: %w", h, err)
 	}
-	return c, nil
+	c.meta = isMetaCommit(c.raw.msg)
+	return nil
 }
 
 // dGit is a decoded GitMutation.
@@ -697,11 +702,15 @@ func (d *dGerrit) decode(b []byte) error {
 		case f.num == 1 && f.isBytes():
 			d.project = f.b
 		case f.num == 2 && f.isBytes():
-			c, err := decodeCommit(f.b)
-			if err != nil {
+			n := len(d.commits)
+			if n < cap(d.commits) {
+				d.commits = d.commits[:n+1]
+			} else {
+				d.commits = append(d.commits, dCommit{})
+			}
+			if err := d.commits[n].decode(f.b); err != nil {
 				return fmt.Errorf("gerrit: %w", err)
 			}
-			d.commits = append(d.commits, c)
 		case f.num == 3 && f.isBytes():
 			var r dRef
 			var sha []byte
@@ -782,7 +791,9 @@ func (d *decoded) reset() {
 	}
 	if d.gerrit != nil {
 		g := d.gerrit
-		clear(g.commits[:cap(g.commits)])
+		// The commits keep their parents' and files' capacity for reuse
+		// (dCommit.decode resets them); what they point into is the
+		// recycled segment buffer.
 		*g = dGerrit{commits: g.commits[:0], refs: g.refs[:0], deletedRefs: g.deletedRefs[:0]}
 		sp.gerrit = g
 	}

@@ -51,11 +51,31 @@ func (c *Corpus) gitPerson(ident, name, email []byte) *GitPerson {
 }
 
 // isMetaCommit reports whether a commit message looks like a NoteDb meta
-// commit's: its last paragraph has a Patch-set footer.
+// commit's: its last paragraph (after the last blank line) has a
+// Patch-set footer. It runs on every commit while loading, so it walks
+// the last paragraph's lines backwards instead of searching the whole
+// message.
 func isMetaCommit(msg []byte) bool {
-	i := bytes.LastIndex(bytes.TrimRight(msg, "\n"), nlnl)
-	return i >= 0 && (bytes.HasPrefix(msg[i+2:], []byte("Patch-set: ")) || bytes.Contains(msg[i+2:], []byte("\nPatch-set: ")))
+	t := bytes.TrimRight(msg, "\n")
+	found := false
+	for end := len(t); ; {
+		nl := bytes.LastIndexByte(t[:end], '\n')
+		if nl < 0 {
+			// The first line: no blank line before it.
+			return false
+		}
+		line := t[nl+1 : end]
+		if len(line) == 0 {
+			return found
+		}
+		if bytes.HasPrefix(line, patchSetFooter) {
+			found = true
+		}
+		end = nl
+	}
 }
+
+var patchSetFooter = []byte("Patch-set: ")
 
 // makeCommit turns a decoded commit into a GitCommit.
 func (c *Corpus) makeCommit(d *dCommit) *GitCommit {
@@ -73,7 +93,7 @@ func (c *Corpus) makeCommit(d *dCommit) *GitCommit {
 	if i := bytes.IndexByte(subject, '\n'); i >= 0 {
 		subject = subject[:i]
 	}
-	if isMetaCommit(d.raw.msg) {
+	if d.meta {
 		// The change state is derived from meta commits: keep them at
 		// hand. Their subjects ("Update patch set 3") repeat.
 		gc.Msg = Text{s: c.text.copy(d.raw.msg)}

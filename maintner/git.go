@@ -28,27 +28,12 @@ func parseGitHash(b []byte) (GitHash, error) {
 	if len(b) != 40 {
 		return h, fmt.Errorf("git hash %q: want 40 hex digits", truncate(b, 48))
 	}
-	for i := 0; i < 20; i++ {
-		hi, ok1 := unhex(b[2*i])
-		lo, ok2 := unhex(b[2*i+1])
-		if !ok1 || !ok2 {
-			return h, fmt.Errorf("git hash %q: not hex", truncate(b, 48))
-		}
-		h[i] = hi<<4 | lo
+	// hex.Decode is table-driven: several times faster than a switch per
+	// digit, and loading parses a few hashes per Gerrit commit.
+	if _, err := hex.Decode(h[:], b); err != nil {
+		return GitHash{}, fmt.Errorf("git hash %q: not hex", truncate(b, 48))
 	}
 	return h, nil
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
 
 func truncate(b []byte, n int) string {

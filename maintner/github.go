@@ -409,16 +409,16 @@ func (c *Corpus) applyIssue(d *dIssue) {
 	if d.closedAt.set {
 		is.ClosedAt = d.closedAt.t
 	}
-	if d.user != nil {
-		is.User = c.user(d.user)
+	if d.user.set {
+		is.User = c.user(&d.user)
 	}
 	if d.noMilestone {
 		is.Milestone = nil
 	} else if d.milestoneID != 0 {
 		is.Milestone = r.milestone(c, dMilestone{id: d.milestoneID, title: d.milestoneTitle, number: d.milestoneNum})
 	}
-	if d.closedBy != nil {
-		is.ClosedBy = c.user(d.closedBy)
+	if d.closedBy.set {
+		is.ClosedBy = c.user(&d.closedBy)
 	}
 	if d.closedSet {
 		is.Closed = d.closed
@@ -492,8 +492,8 @@ func (c *Corpus) applyComment(is *GitHubIssue, d *dComment) {
 		is.Comments = slices.Insert(is.Comments, i, GitHubComment{ID: d.id})
 	}
 	gc := &is.Comments[i]
-	if d.user != nil {
-		gc.User = c.user(d.user)
+	if d.user.set {
+		gc.User = c.user(&d.user)
 	}
 	if d.created.set {
 		gc.Created = d.created.t

@@ -50,26 +50,47 @@ func main() {
 	workers := flag.Int("workers", 0, "tryd: segments decoded in parallel (0: the corpus default)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the load to this file")
 	memprofile := flag.String("memprofile", "", "write an allocation profile of the load to this file")
+	phase := flag.String("phase", "load", "what the profiles cover: load, votes (the all-votes pass after the load) or all")
 	flag.Parse()
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			log.Fatal(err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			log.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
+	switch *phase {
+	case "load", "votes", "all":
+	default:
+		log.Fatalf("loadbench: unknown --phase %q (want load, votes or all)", *phase)
 	}
-	if *memprofile != "" {
-		defer func() {
-			f, err := os.Create(*memprofile)
+	// startProfile and stopProfile bracket the phase the profiles cover.
+	var cpuFile *os.File
+	startProfile := func(p string) {
+		if *phase != p && !(*phase == "all" && p == "load") {
+			return
+		}
+		if *memprofile != "" && p == "votes" {
+			// The allocation profile counts from the start of the
+			// process: write a base to subtract (pprof -diff_base).
+			writeAllocs(*memprofile + ".base")
+		}
+		if *cpuprofile != "" {
+			f, err := os.Create(*cpuprofile)
 			if err != nil {
 				log.Fatal(err)
 			}
-			pprof.Lookup("allocs").WriteTo(f, 0)
-			f.Close()
-		}()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				log.Fatal(err)
+			}
+			cpuFile = f
+		}
+	}
+	stopProfile := func(p string) {
+		if *phase != p && !(*phase == "all" && p == "votes") {
+			return
+		}
+		if cpuFile != nil {
+			pprof.StopCPUProfile()
+			cpuFile.Close()
+			cpuFile = nil
+		}
+		if *memprofile != "" {
+			writeAllocs(*memprofile)
+		}
 	}
 	if *dir == "" {
 		log.Fatal("loadbench: --dir is required")
@@ -84,13 +105,16 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
+		startProfile("load")
 		start = time.Now()
 		if err := c.LoadDir(ctx, *dir); err != nil {
 			log.Fatalf("loadbench: tryd: %v", err)
 		}
 		d := time.Since(start)
+		stopProfile("load")
 		cpu := cpuTime() - cpuStart
 		peak := vmHWM()
+		startProfile("votes")
 		votes := measure(func() int {
 			n := 0
 			c.RLock()
@@ -102,6 +126,7 @@ func main() {
 			}
 			return n
 		})
+		stopProfile("votes")
 		s := c.Stats()
 		detail = fmt.Sprintf("%s records=%d issues=%d comments=%d changes=%d", votes, s.Records, s.GitHubIssues, s.GitHubComments, s.GerritChanges)
 		report(*impl, d, cpu, peak, detail)
@@ -126,14 +151,17 @@ func main() {
 		}
 		log.SetOutput(io.Discard) // x/build logs progress through package log
 		c := new(xmaintner.Corpus)
+		startProfile("load")
 		start = time.Now()
 		if err := c.Initialize(ctx, xmaintner.NewDiskMutationLogger(tmp)); err != nil {
 			log.SetOutput(os.Stderr)
 			log.Fatalf("loadbench: xbuild: %v", err)
 		}
 		d := time.Since(start)
+		stopProfile("load")
 		cpu := cpuTime() - cpuStart
 		peak := vmHWM()
+		startProfile("votes")
 		votes := measure(func() int {
 			n := 0
 			c.Gerrit().ForeachProjectUnsorted(func(p *xmaintner.GerritProject) error {
@@ -150,6 +178,7 @@ func main() {
 			})
 			return n
 		})
+		stopProfile("votes")
 		issues, comments, changes := 0, 0, 0
 		c.GitHub().ForeachRepo(func(r *xmaintner.GitHubRepo) error {
 			return r.ForeachIssue(func(is *xmaintner.GitHubIssue) error {
@@ -165,6 +194,20 @@ func main() {
 		runtime.KeepAlive(c)
 	default:
 		log.Fatalf("loadbench: unknown --impl %q (want tryd or xbuild)", *impl)
+	}
+}
+
+// writeAllocs writes the allocation profile so far to path.
+func writeAllocs(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		log.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		log.Fatal(err)
 	}
 }
 
