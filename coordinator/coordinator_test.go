@@ -730,3 +730,23 @@ func TestEventsResumeFromAnyIndex(t *testing.T) {
 		}
 	}
 }
+
+func TestNoMoreAttemptsThanSlots(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c, _ := api.NewClient(e.url, tokenW1, nil)
+	reg, err := c.Register(context.Background(), api.RegisterRequest{Slots: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.submit(benchGraph(5, false, "slots"), api.PriorityTry)
+	r1, err := c.Poll(context.Background(), api.PollRequest{WorkerID: reg.WorkerID, FreeSlots: 2})
+	if err != nil || len(r1.Assignments) != 2 {
+		t.Fatalf("first poll: %+v, %v", r1, err)
+	}
+	// A second poll offering the same slots again gets nothing.
+	running := []string{r1.Assignments[0].AttemptID, r1.Assignments[1].AttemptID}
+	r2, err := c.Poll(context.Background(), api.PollRequest{WorkerID: reg.WorkerID, FreeSlots: 2, Running: running, WaitMS: 100})
+	if err != nil || len(r2.Assignments) != 0 {
+		t.Errorf("second poll: %+v, %v", r2, err)
+	}
+}

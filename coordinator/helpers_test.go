@@ -220,7 +220,7 @@ func newTestWorker(t testing.TB, e *env, name, token string, labels map[string]s
 
 func (w *testWorker) register(running []string) {
 	w.t.Helper()
-	resp, err := w.c.Register(context.Background(), api.RegisterRequest{Name: w.name, Labels: w.labels, Slots: 4, Version: "test", Running: running})
+	resp, err := w.c.Register(context.Background(), api.RegisterRequest{Name: w.name, Labels: w.labels, Slots: 64, Version: "test", Running: running})
 	if err != nil {
 		w.t.Fatalf("register %s: %v", w.name, err)
 	}

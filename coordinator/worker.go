@@ -328,6 +328,11 @@ func (c *Coordinator) Poll(ctx context.Context, worker string, req api.PollReque
 		}
 	}
 	free := req.FreeSlots
+	if room := s.slots - len(s.running); free > room {
+		// Never more running attempts than the worker registered slots,
+		// even if several of its polls offer the same free slot.
+		free = max(room, 0)
+	}
 	for {
 		var hint time.Duration
 		for free > 0 {
