@@ -256,8 +256,133 @@ func ParseCommit(c Commit) (*Update, error) {
 	return u, nil
 }
 
+// footerKey identifies a known footer key; parse matches keys to these
+// without lower-casing them (which would allocate a string per footer).
+type footerKey uint8
+
+const (
+	kUnknown footerKey = iota
+	kPatchSet
+	kCurrent
+	kPatchSetDescription
+	kChangeID
+	kSubject
+	kBranch
+	kStatus
+	kTopic
+	kCommit
+	kHashtags
+	kCustomKeyedValue
+	kTag
+	kGroups
+	kReviewer
+	kCC
+	kRemoved
+	kReviewerEmail
+	kCCEmail
+	kRemovedEmail
+	kLabel
+	kCopiedLabel
+	kSubmissionID
+	kSubmittedWith
+	kRealUser
+	kPrivate
+	kWorkInProgress
+	kRevertOf
+	kCherryPickOf
+	kAttention
+	numFooterKeys
+)
+
+// keyName returns the spelling of a known key, as errors name it.
+func (k footerKey) name() string {
+	switch k {
+	case kPatchSet:
+		return KeyPatchSet
+	case kCurrent:
+		return KeyCurrent
+	case kPatchSetDescription:
+		return KeyPatchSetDescription
+	case kChangeID:
+		return KeyChangeID
+	case kSubject:
+		return KeySubject
+	case kBranch:
+		return KeyBranch
+	case kStatus:
+		return KeyStatus
+	case kTopic:
+		return KeyTopic
+	case kCommit:
+		return KeyCommit
+	case kHashtags:
+		return KeyHashtags
+	case kCustomKeyedValue:
+		return KeyCustomKeyedValue
+	case kTag:
+		return KeyTag
+	case kGroups:
+		return KeyGroups
+	case kReviewer:
+		return KeyReviewer
+	case kCC:
+		return KeyCC
+	case kRemoved:
+		return KeyRemoved
+	case kReviewerEmail:
+		return KeyReviewerEmail
+	case kCCEmail:
+		return KeyCCEmail
+	case kRemovedEmail:
+		return KeyRemovedEmail
+	case kLabel:
+		return KeyLabel
+	case kCopiedLabel:
+		return KeyCopiedLabel
+	case kSubmissionID:
+		return KeySubmissionID
+	case kSubmittedWith:
+		return KeySubmittedWith
+	case kRealUser:
+		return KeyRealUser
+	case kPrivate:
+		return KeyPrivate
+	case kWorkInProgress:
+		return KeyWorkInProgress
+	case kRevertOf:
+		return KeyRevertOf
+	case kCherryPickOf:
+		return KeyCherryPickOf
+	case kAttention:
+		return KeyAttention
+	}
+	return ""
+}
+
+// lookupKey matches a footer key case-insensitively (keys are ASCII
+// letters, digits and '-', see parseFooterLine).
+func lookupKey(key string) footerKey {
+	for k := kPatchSet; k < numFooterKeys; k++ {
+		if n := k.name(); len(n) == len(key) && strings.EqualFold(n, key) {
+			return k
+		}
+	}
+	return kUnknown
+}
+
+// updateBlock holds an Update and the targets of its optional fields, so
+// that parsing a commit allocates them together rather than one by one.
+type updateBlock struct {
+	u     Update
+	strs  [8]string
+	bools [2]bool
+	real  Ident
+}
+
 func parse(c Commit) (*Update, error) {
-	u := &Update{SHA: c.SHA, Author: c.Author, Committer: c.Committer, Time: c.Time}
+	blk := &updateBlock{}
+	u := &blk.u
+	*u = Update{SHA: c.SHA, Author: c.Author, Committer: c.Committer, Time: c.Time}
 	if !(c.Author.Name == c.Committer.Name && c.Author.Email == c.Committer.Email) {
 		id, ok := c.Author.Account()
 		if !ok {
@@ -270,87 +395,95 @@ func parse(c Commit) (*Update, error) {
 	u.Body = body
 	u.Footers = footers
 
-	seen := map[string]bool{}
-	one := func(key string) error {
-		k := strings.ToLower(key)
-		if seen[k] {
-			return fmt.Errorf("more than one %s footer", key)
+	// ptr returns a pointer to a copy of v in the block's slot i.
+	ptr := func(i int, v string) *string {
+		blk.strs[i] = v
+		return &blk.strs[i]
+	}
+	var seen uint64 // bit k: footer key k seen
+	one := func(k footerKey) error {
+		if seen&(1<<k) != 0 {
+			return fmt.Errorf("more than one %s footer", k.name())
 		}
-		seen[k] = true
+		seen |= 1 << k
 		return nil
 	}
 	for _, f := range footers {
 		var err error
-		switch strings.ToLower(f.Key) {
-		case "patch-set":
-			if err = one(KeyPatchSet); err == nil {
+		switch k := lookupKey(f.Key); k {
+		case kPatchSet:
+			if err = one(k); err == nil {
 				u.PatchSet, u.PatchSetState, err = parsePatchSet(f.Value)
 			}
-		case "current":
-			if err = one(KeyCurrent); err == nil {
+		case kCurrent:
+			if err = one(k); err == nil {
 				var b bool
 				b, err = parseBool(f.Value)
 				u.Current = b
 			}
-		case "patch-set-description":
-			if err = one(KeyPatchSetDescription); err == nil {
-				u.PatchSetDescription = Ptr(f.Value)
+		case kPatchSetDescription:
+			if err = one(k); err == nil {
+				u.PatchSetDescription = ptr(0, f.Value)
 			}
-		case "change-id":
-			if err = one(KeyChangeID); err == nil {
+		case kChangeID:
+			if err = one(k); err == nil {
 				u.ChangeID = f.Value
 				if f.Value == "" {
 					err = errors.New("empty Change-id")
 				}
 			}
-		case "subject":
-			if err = one(KeySubject); err == nil {
-				u.Subject = Ptr(f.Value)
+		case kSubject:
+			if err = one(k); err == nil {
+				u.Subject = ptr(1, f.Value)
 			}
-		case "branch":
-			if err = one(KeyBranch); err == nil {
-				u.Branch = Ptr(f.Value)
+		case kBranch:
+			if err = one(k); err == nil {
+				u.Branch = ptr(2, f.Value)
 				if f.Value == "" {
 					err = errors.New("empty Branch")
 				}
 			}
-		case "status":
-			if err = one(KeyStatus); err == nil {
-				s := strings.ToLower(f.Value)
-				switch s {
-				case StatusNew, StatusMerged, StatusAbandoned, StatusDraft:
-					u.Status = Ptr(s)
-				default:
+		case kStatus:
+			if err = one(k); err == nil {
+				st := ""
+				for _, s := range [...]string{StatusNew, StatusMerged, StatusAbandoned, StatusDraft} {
+					if strings.EqualFold(s, f.Value) && len(s) == len(f.Value) {
+						st = s
+					}
+				}
+				if st != "" {
+					u.Status = ptr(3, st)
+				} else {
 					err = fmt.Errorf("unknown Status %q", f.Value)
 				}
 			}
-		case "topic":
-			if err = one(KeyTopic); err == nil {
-				u.Topic = Ptr(f.Value)
+		case kTopic:
+			if err = one(k); err == nil {
+				u.Topic = ptr(4, f.Value)
 			}
-		case "commit":
-			if err = one(KeyCommit); err == nil {
+		case kCommit:
+			if err = one(k); err == nil {
 				if !isHex(f.Value, 40) {
 					err = fmt.Errorf("Commit %q is not a 40-hex SHA-1", f.Value)
 				}
-				u.Commit = strings.ToLower(f.Value)
+				u.Commit = strings.ToLower(f.Value) // no allocation when already lower case
 			}
-		case "hashtags":
-			if err = one(KeyHashtags); err == nil {
+		case kHashtags:
+			if err = one(k); err == nil {
 				u.HasHashtags = true
 				u.Hashtags = splitList(f.Value)
 			}
-		case "custom-keyed-value":
+		case kCustomKeyedValue:
 			u.CustomKeyedValues = append(u.CustomKeyedValues, f.Value)
-		case "tag":
-			if err = one(KeyTag); err == nil {
-				u.Tag = Ptr(f.Value)
+		case kTag:
+			if err = one(k); err == nil {
+				u.Tag = ptr(5, f.Value)
 			}
-		case "groups":
-			if err = one(KeyGroups); err == nil {
+		case kGroups:
+			if err = one(k); err == nil {
 				u.Groups = splitList(f.Value)
 			}
-		case "reviewer", "cc", "removed":
+		case kReviewer, kCC, kRemoved:
 			var id Ident
 			id, err = parseIdent(f.Value)
 			if err == nil {
@@ -358,8 +491,8 @@ func parse(c Commit) (*Update, error) {
 					err = fmt.Errorf("%s %q: not an account ident", f.Key, f.Value)
 				}
 			}
-			u.Reviewers = append(u.Reviewers, ReviewerUpdate{State: stateForKey(f.Key), Ident: id})
-		case "reviewer-email", "cc-email", "removed-email":
+			u.Reviewers = append(u.Reviewers, ReviewerUpdate{State: stateForKey(k), Ident: id})
+		case kReviewerEmail, kCCEmail, kRemovedEmail:
 			addr := f.Value
 			if i := strings.LastIndexByte(addr, '<'); i >= 0 {
 				if id, e := parseIdent(addr); e == nil {
@@ -369,70 +502,67 @@ func parse(c Commit) (*Update, error) {
 			if addr == "" {
 				err = fmt.Errorf("empty %s", f.Key)
 			}
-			u.Reviewers = append(u.Reviewers, ReviewerUpdate{State: stateForKey(strings.TrimSuffix(strings.ToLower(f.Key), "-email")), Address: addr})
-		case "label":
+			u.Reviewers = append(u.Reviewers, ReviewerUpdate{State: stateForKey(k), Address: addr})
+		case kLabel:
 			var v Vote
 			var skip bool
 			v, skip, err = parseLabel(f.Value)
 			if err == nil && !skip {
 				u.Labels = append(u.Labels, v)
 			}
-		case "copied-label":
+		case kCopiedLabel:
 			var v Vote
 			v, err = parseCopiedLabel(f.Value)
 			if err == nil {
 				u.CopiedLabels = append(u.CopiedLabels, v)
 			}
-		case "submission-id":
-			if err = one(KeySubmissionID); err == nil {
-				u.SubmissionID = Ptr(f.Value)
+		case kSubmissionID:
+			if err = one(k); err == nil {
+				u.SubmissionID = ptr(6, f.Value)
 			}
-		case "submitted-with":
+		case kSubmittedWith:
 			u.SubmittedWith = append(u.SubmittedWith, f.Value)
-		case "real-user":
-			if err = one(KeyRealUser); err == nil {
-				var id Ident
-				id, err = parseIdent(f.Value)
-				u.RealUser = &id
+		case kRealUser:
+			if err = one(k); err == nil {
+				blk.real, err = parseIdent(f.Value)
+				u.RealUser = &blk.real
 			}
-		case "private":
-			if err = one(KeyPrivate); err == nil {
-				var b bool
-				b, err = parseBool(f.Value)
-				u.Private = &b
+		case kPrivate:
+			if err = one(k); err == nil {
+				blk.bools[0], err = parseBool(f.Value)
+				u.Private = &blk.bools[0]
 			}
-		case "work-in-progress":
-			if err = one(KeyWorkInProgress); err == nil {
-				var b bool
-				b, err = parseBool(f.Value)
-				u.WorkInProgress = &b
+		case kWorkInProgress:
+			if err = one(k); err == nil {
+				blk.bools[1], err = parseBool(f.Value)
+				u.WorkInProgress = &blk.bools[1]
 			}
-		case "revert-of":
-			if err = one(KeyRevertOf); err == nil {
+		case kRevertOf:
+			if err = one(k); err == nil {
 				u.RevertOf, err = parsePositive(f.Value)
 			}
-		case "cherry-pick-of":
-			if err = one(KeyCherryPickOf); err == nil {
-				u.CherryPickOf = Ptr(f.Value)
+		case kCherryPickOf:
+			if err = one(k); err == nil {
+				u.CherryPickOf = ptr(7, f.Value)
 			}
-		case "attention":
+		case kAttention:
 			u.Attention = append(u.Attention, f.Value)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("footer %s: %w", f.Key, err)
 		}
 	}
-	if !seen["patch-set"] {
+	if seen&(1<<kPatchSet) == 0 {
 		return nil, errors.New("missing Patch-set footer")
 	}
 	return u, nil
 }
 
-func stateForKey(key string) ReviewerState {
-	switch strings.ToLower(key) {
-	case "cc":
+func stateForKey(k footerKey) ReviewerState {
+	switch k {
+	case kCC, kCCEmail:
 		return StateCC
-	case "removed":
+	case kRemoved, kRemovedEmail:
 		return StateRemoved
 	}
 	return StateReviewer
@@ -453,10 +583,17 @@ func splitMessage(msg string) (heading, body string, footers []Footer) {
 	if last < subjEnd {
 		return heading, "", nil
 	}
-	for _, line := range strings.Split(trimmed[last+2:], "\n") {
+	par := trimmed[last+2:]
+	footers = make([]Footer, 0, strings.Count(par, "\n")+1)
+	for par != "" {
+		line, rest, _ := strings.Cut(par, "\n")
 		if f, ok := parseFooterLine(line); ok {
 			footers = append(footers, f)
 		}
+		par = rest
+	}
+	if len(footers) == 0 {
+		footers = nil
 	}
 	if start := subjEnd + 2; last > start {
 		body = msg[start:last]

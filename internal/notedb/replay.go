@@ -1,8 +1,10 @@
 package notedb
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -333,11 +335,11 @@ func (c *Change) Votes(ps int) []Approval {
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Label != out[j].Label {
-			return out[i].Label < out[j].Label
+	slices.SortFunc(out, func(a, b Approval) int {
+		if c := strings.Compare(a.Label, b.Label); c != 0 {
+			return c
 		}
-		return out[i].Account < out[j].Account
+		return cmp.Compare(a.Account, b.Account)
 	})
 	return out
 }
