@@ -22,7 +22,9 @@
 //     API); others get one polite reply. Re-requested check runs arrive on
 //     the App's webhook, POST /github-app-webhook (see webhook.go).
 //   - A run whose change has a new patch set or head, or was closed, is
-//     superseded: its builds are cancelled and nothing more is posted.
+//     superseded: its builds are cancelled and nothing more is posted. A
+//     new request on the same GitHub commit (a comment, a re-request)
+//     replaces a running one and takes its unfinished check runs over.
 //
 // Each run submits one graph per builder (one job per configured step,
 // chained, on the builder's labels; planner "go" plans go build, go vet,

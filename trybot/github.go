@@ -351,20 +351,32 @@ func externalID(r *client.Run, builder string) string {
 
 // checkRun finds the check run of r's builder, or nil.
 func (g *githubReporter) checkRun(ctx context.Context, r *client.Run, builder string) (*github.CheckRun, error) {
+	mine, _, err := g.checkRuns(ctx, r, builder)
+	return mine, err
+}
+
+// checkRuns finds the check run of r's builder (mine) and an unfinished
+// one of an earlier run of the same builder on the same commit (stale:
+// that run was superseded by r, and r takes its check run over rather
+// than leave it queued forever next to its own).
+func (g *githubReporter) checkRuns(ctx context.Context, r *client.Run, builder string) (mine, stale *github.CheckRun, err error) {
 	name := checkName(builder)
 	opts := &github.ListCheckRunsOptions{CheckName: &name, Filter: github.String("all"), ListOptions: github.ListOptions{PerPage: 100}}
 	for {
 		res, resp, err := g.ri.github.c.Checks.ListCheckRunsForRef(ctx, g.ri.owner, g.ri.name, r.Revision, opts)
 		if err != nil {
-			return nil, fmt.Errorf("github: list check runs of %s@%s: %w", g.ri.cfg.Slug, r.Revision, err)
+			return nil, nil, fmt.Errorf("github: list check runs of %s@%s: %w", g.ri.cfg.Slug, r.Revision, err)
 		}
 		for _, cr := range res.CheckRuns {
-			if cr.GetExternalID() == externalID(r, builder) {
-				return cr, nil
+			switch {
+			case cr.GetExternalID() == externalID(r, builder):
+				mine = cr
+			case cr.GetStatus() != "completed" && strings.HasPrefix(cr.GetExternalID(), "tryd-run-") && cr.GetApp() != nil:
+				stale = cr
 			}
 		}
 		if resp.NextPage == 0 {
-			return nil, nil
+			return mine, stale, nil
 		}
 		opts.Page = resp.NextPage
 	}
@@ -387,9 +399,20 @@ func (g *githubReporter) begin(ctx context.Context, r *client.Run) (string, erro
 	gh := g.ri.github
 	for _, b := range r.Builders {
 		if gh.checks {
-			cr, err := g.checkRun(ctx, r, b)
+			cr, stale, err := g.checkRuns(ctx, r, b)
 			if err != nil {
 				return "", err
+			}
+			if cr == nil && stale != nil {
+				_, _, err = gh.c.Checks.UpdateCheckRun(ctx, g.ri.owner, g.ri.name, stale.GetID(), github.UpdateCheckRunOptions{
+					Name: checkName(b), ExternalID: github.String(externalID(r, b)), DetailsURL: nonEmpty(g.t.runURL(r.ID)),
+					Status: github.String("queued"),
+					Output: &github.CheckRunOutput{Title: github.String("Queued again"), Summary: github.String(g.t.beginMessage(r))},
+				})
+				if err != nil {
+					return "", fmt.Errorf("github: take over check run %d: %w", stale.GetID(), err)
+				}
+				continue
 			}
 			if cr == nil {
 				_, _, err = gh.c.Checks.CreateCheckRun(ctx, g.ri.owner, g.ri.name, github.CreateCheckRunOptions{

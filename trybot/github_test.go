@@ -394,3 +394,45 @@ func TestGitHubPermissionErrorsRetried(t *testing.T) {
 		t.Errorf("%d permission failures left to inject", lossy.refused)
 	}
 }
+
+// TestGitHubCommentReplacesLabelRun: a comment while the label's run is
+// going replaces it on the same commit; the new run takes the old run's
+// check run over instead of leaving it queued forever.
+func TestGitHubCommentReplacesLabelRun(t *testing.T) {
+	t.Parallel()
+	slow := []config.Builder{{Name: "check", Steps: []config.Step{{Name: "test", Shell: "sleep 2; test -f ok.txt"}}}}
+	s, gc := startGitHubTrybotWith(t, slow, true)
+	g := s.GitHub
+	ctx := context.Background()
+	n, err := g.Sim.OpenPR(ctx, g.Slug(), g.Maintainer, githubsimPR("replace", "Replace", map[string]string{"ok.txt": "1\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Sim.AddLabel(ctx, g.Slug(), n, g.Maintainer, "run-trybot"); err != nil {
+		t.Fatal(err)
+	}
+	head := headOf(t, gc, g, n)
+	waitFor(t, "the label's check run to start", 60*time.Second, func() bool { return checkRuns(t, gc, g, head)["tryd/check"] == "in_progress" })
+	if _, err := g.Sim.Comment(ctx, g.Slug(), n, g.Maintainer, "/trybot"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the comment's run to post its result", 60*time.Second, func() bool {
+		for _, c := range comments(t, gc, g, n) {
+			if strings.Contains(c, "TryBots are happy") {
+				return true
+			}
+		}
+		return false
+	})
+	res, _, err := gc.Checks.ListCheckRunsForRef(ctx, g.Owner, g.Repo, head, &github.ListCheckRunsOptions{Filter: github.String("all")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.CheckRuns) != 1 || res.CheckRuns[0].GetConclusion() != "success" || res.CheckRuns[0].GetExternalID() != "tryd-run-2/check" {
+		var got []string
+		for _, cr := range res.CheckRuns {
+			got = append(got, cr.GetName()+":"+cr.GetStatus()+":"+cr.GetConclusion()+":"+cr.GetExternalID())
+		}
+		t.Errorf("check runs %q, want one, successful, taken over by run 2", got)
+	}
+}
