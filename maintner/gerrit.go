@@ -2,6 +2,7 @@ package maintner
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"sort"
@@ -285,6 +286,20 @@ type GerritChange struct {
 	Err string
 
 	psRefs []psRef
+
+	// state is the NoteDb replay as of the meta commit stateTip, kept so
+	// that deriving after the meta ref moved forward applies only the
+	// new commits (guarded by mu). Nil when there is none: derived at
+	// most once, or the last derivation failed part-way.
+	//
+	// A replay costs several KiB (notedb.Change keeps maps of approvals
+	// per patch set and account), several times what the derived fields
+	// take, so it is kept only for changes derived more than once: those
+	// whose meta ref moved after they were first read, i.e. the active
+	// ones. Loading a log and reading every change once keeps none.
+	state    *notedb.Change
+	stateTip GitHash
+	derived  int32 // derivations so far (saturating)
 }
 
 type psRef struct {
@@ -535,12 +550,19 @@ func (ch *GerritChange) ensure() {
 // maxMetaChain bounds a meta history walk, against cycles in bad data.
 const maxMetaChain = 1 << 20
 
-// derive recomputes the change from its meta history.
+// derive brings the change up to date with its meta history. When the
+// new tip descends from the commit the cached replay stopped at, only the
+// commits after it are parsed and applied; otherwise (no cached replay,
+// see GerritChange.state, or history rewritten: meta refs can be
+// force-updated) the whole chain is replayed from its root.
 func (ch *GerritChange) derive(c *Corpus) {
 	p := ch.Project
 	var chain []*GitCommit
-	h := ch.Meta
-	for {
+	state := ch.state
+	for h := ch.Meta; ; {
+		if state != nil && h == ch.stateTip {
+			break // the cached replay already holds h and its ancestors
+		}
 		gc := p.commits[h]
 		if gc == nil {
 			ch.Err = fmt.Sprintf("meta commit %s not in the log", h)
@@ -548,6 +570,9 @@ func (ch *GerritChange) derive(c *Corpus) {
 		}
 		chain = append(chain, gc)
 		if len(gc.Parents) == 0 {
+			// A root: the cached replay (if any) is not an ancestor,
+			// so history was rewritten. Replay all of it.
+			state = nil
 			break
 		}
 		// A chain longer than the project's commit count has a cycle.
@@ -557,16 +582,24 @@ func (ch *GerritChange) derive(c *Corpus) {
 		}
 		h = gc.Parents[0]
 	}
-	slices.Reverse(chain)
-	state := notedb.NewChange()
-	for _, gc := range chain {
+	if state == nil {
+		state = notedb.NewChange()
+	}
+	// From here on state is modified: a failure part-way leaves it
+	// inconsistent, so it is dropped and the next derivation replays
+	// from the root.
+	ch.state = nil
+	var sha [40]byte
+	for i := len(chain) - 1; i >= 0; i-- {
+		gc := chain[i]
 		msg, err := c.Text(gc.Msg)
 		if err != nil {
 			ch.Err = err.Error()
 			return
 		}
+		hex.Encode(sha[:], gc.Hash[:])
 		u, err := notedb.ParseCommit(notedb.Commit{
-			SHA:       gc.Hash.String(),
+			SHA:       string(sha[:]),
 			Message:   msg,
 			Author:    notedb.Ident{Name: gc.Author.Name, Email: gc.Author.Email},
 			Committer: notedb.Ident{Name: gc.Committer.Name, Email: gc.Committer.Email},
@@ -579,6 +612,12 @@ func (ch *GerritChange) derive(c *Corpus) {
 			ch.Err = err.Error()
 			return
 		}
+	}
+	if ch.derived < 1<<30 {
+		ch.derived++
+	}
+	if ch.derived > 1 {
+		ch.state, ch.stateTip = state, ch.Meta
 	}
 	if err := state.Validate(); err != nil {
 		ch.Err = err.Error()
@@ -603,15 +642,21 @@ func (ch *GerritChange) derive(c *Corpus) {
 		ps := state.PatchSets[n]
 		ch.PatchSets = append(ch.PatchSets, GerritPatchSet{Number: int32(n), Commit: hashOf(ps.Commit), Uploader: int32(ps.Uploader), Created: TimeOf(ps.Created)})
 	}
-	ch.Messages = make([]GerritMessage, 0, len(state.Messages))
-	for _, m := range state.Messages {
+	// Messages are only ever appended: keep the ones already derived
+	// when the replay continued from them.
+	if len(ch.Messages) > len(state.Messages) || len(ch.Messages) > 0 && ch.Messages[len(ch.Messages)-1].Meta != hashOf(state.Messages[len(ch.Messages)-1].ID) {
+		ch.Messages = nil
+	}
+	for _, m := range state.Messages[len(ch.Messages):] {
 		ch.Messages = append(ch.Messages, GerritMessage{Meta: hashOf(m.ID), Author: int32(m.Author), Time: TimeOf(m.Time), PatchSet: int32(m.PatchSet), Tag: m.Tag, Body: m.Body})
 	}
-	ch.Votes = ch.Votes[:0]
+	// A fresh slice: readers may hold the previous one (under the
+	// corpus read lock, while another reader derives).
+	votes := make([]GerritVote, 0, len(ch.Votes))
 	for _, n := range nums {
 		for _, a := range state.Votes(n) {
-			ch.Votes = append(ch.Votes, GerritVote{PatchSet: int32(n), Account: int32(a.Account), Label: a.Label, Value: int8(a.Value), Copied: a.Copied, Granted: TimeOf(a.Granted)})
+			votes = append(votes, GerritVote{PatchSet: int32(n), Account: int32(a.Account), Label: a.Label, Value: int8(a.Value), Copied: a.Copied, Granted: TimeOf(a.Granted)})
 		}
 	}
-	ch.Votes = slices.Clip(ch.Votes)
+	ch.Votes = slices.Clip(votes)
 }
