@@ -750,3 +750,42 @@ func TestNoMoreAttemptsThanSlots(t *testing.T) {
 		t.Errorf("second poll: %+v, %v", r2, err)
 	}
 }
+
+func TestEvictionSparesRunningBuilds(t *testing.T) {
+	e := newEnv(t, envOpts{artsBytes: 40 << 10})
+	w := newTestWorker(t, e, "w1", tokenW1, nil)
+	big := strings.Repeat("x", 12<<10)
+	sub := e.submit(`{"jobs": [
+		{"name": "gen", "source_mode": "none", "cacheable": true, "commands": [{"write_file": {"path": "big", "content": "`+big+`"}}]},
+		{"name": "use", "source_mode": "none", "deps": ["gen"], "commands": [{"argv": ["use"]}]}]}`, api.PriorityTry)
+	r := w.mustPoll(1, nil)
+	gen := w.output(r.Assignments[0])
+	w.mustPoll(0, nil, gen)
+	// Other uploads push the store over its limit while "use" waits:
+	// gen's output is pinned by the running build and must survive.
+	for i := range 6 {
+		data := []byte(strings.Repeat(fmt.Sprint(i), 12<<10))
+		if err := e.client.PutArtifact(context.Background(), digestOf(data), bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := e.client.HasArtifact(context.Background(), gen.OutputDigest); err != nil || !ok {
+		t.Fatalf("gen's output was evicted while its build runs: %v %v", ok, err)
+	}
+	w.drain(e, sub.BuildID, nil)
+	// Finished: no longer pinned, so more uploads may evict it, and then
+	// a resubmit runs gen again instead of trusting a missing output.
+	for i := range 6 {
+		data := []byte(strings.Repeat(fmt.Sprint("y", i), 6<<10))
+		if err := e.client.PutArtifact(context.Background(), digestOf(data), bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, _ := e.client.HasArtifact(context.Background(), gen.OutputDigest); ok {
+		t.Fatal("the finished build's output, least recently used, was not evicted")
+	}
+	sub2 := e.submit(`{"jobs": [{"name": "gen", "source_mode": "none", "cacheable": true, "commands": [{"write_file": {"path": "big", "content": "`+big+`"}}]}]}`, api.PriorityTry)
+	if order := w.drain(e, sub2.BuildID, nil); strings.Join(order, ",") != "gen" {
+		t.Errorf("after eviction ran %v, want [gen]", order)
+	}
+}

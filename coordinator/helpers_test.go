@@ -91,9 +91,10 @@ type env struct {
 }
 
 type envOpts struct {
-	dir   string
-	clock Clock
-	mod   func(*Options)
+	dir       string
+	clock     Clock
+	mod       func(*Options)
+	artsBytes int64 // artifact store size limit (0: none)
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -107,7 +108,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 		t.Fatal(err)
 	}
 	var c *Coordinator
-	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{Dir: filepath.Join(o.dir, "artifacts"), Pinned: func(d string) bool { return c != nil && c.Pinned(d) }})
+	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{Dir: filepath.Join(o.dir, "artifacts"), MaxBytes: o.artsBytes, Pinned: func(d string) bool { return c != nil && c.Pinned(d) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -579,6 +579,10 @@ func (c *Coordinator) expireSession(s *session, reason string, keep map[string]b
 		delete(c.byName, s.name)
 	}
 	s.wakeUp()
+	if s.slots > 0 {
+		// Record when the worker was last seen, for GET /api/workers.
+		c.commit.worker(state.Worker{Name: s.name, TokenHash: c.auth.workerHashes()[s.name], Labels: s.labels, Slots: s.slots, Version: s.version, LastSeen: s.lastSeen})
+	}
 	for id, a := range s.running {
 		if keep[id] {
 			continue
