@@ -45,6 +45,11 @@ type GerritOptions struct {
 	Dir string
 	// Git is the git executable (default "git").
 	Git string
+	// CommandTimeout bounds each git command, fetches included (default
+	// 30 minutes, room for a first fetch of a large project): a fetch
+	// from a server that stops answering would otherwise stall the
+	// project's worker, and with it every nudge, until a restart.
+	CommandTimeout time.Duration
 	// Reconcile is the period of the full pass per project (default 5
 	// minutes).
 	Reconcile time.Duration
@@ -115,6 +120,12 @@ func NewGerrit(opts GerritOptions) (*Gerrit, error) {
 	}
 	if opts.Reconcile == 0 {
 		opts.Reconcile = 5 * time.Minute
+	}
+	if opts.CommandTimeout == 0 {
+		opts.CommandTimeout = 30 * time.Minute
+	}
+	if opts.CommandTimeout < 0 {
+		return nil, errors.New("ingest: GerritOptions.CommandTimeout is negative")
 	}
 	if opts.Reconcile < 0 {
 		return nil, errors.New("ingest: GerritOptions.Reconcile is negative")

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/build/maintner/maintpb"
 
@@ -18,10 +19,15 @@ import (
 )
 
 // git runs git in dir with stdin, returning its standard output; the
-// error quotes the end of its standard error.
+// error quotes the end of its standard error. The command is killed
+// after CommandTimeout, and its helpers (git-remote-https, index-pack),
+// which may hold its output open, are not waited for beyond WaitDelay.
 func (g *Gerrit) git(ctx context.Context, dir string, stdin io.Reader, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, g.opts.CommandTimeout)
+	defer cancel()
 	cmd := exec.CommandContext(ctx, g.opts.Git, append([]string{"-C", dir}, args...)...)
 	cmd.Env = g.env
+	cmd.WaitDelay = 5 * time.Second
 	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -29,6 +35,9 @@ func (g *Gerrit) git(ctx context.Context, dir string, stdin io.Reader, args ...s
 		msg := strings.TrimSpace(stderr.String())
 		if len(msg) > 1000 {
 			msg = "..." + msg[len(msg)-1000:]
+		}
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, ctx.Err())
 		}
 		return nil, fmt.Errorf("git %s: %w: %s", args[0], err, msg)
 	}

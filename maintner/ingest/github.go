@@ -60,6 +60,11 @@ type GitHubOptions struct {
 	// CacheBytes bounds the bodies kept for conditional requests
 	// (default 64 MiB).
 	CacheBytes int64
+	// RequestTimeout bounds one REST request, body included (default 2
+	// minutes): a connection GitHub never answers on would otherwise
+	// stall the repository's worker, and with it every nudge, until a
+	// restart.
+	RequestTimeout time.Duration
 	// Clock is the time source (default the wall clock).
 	Clock Clock
 	// Logger receives progress and errors (never tokens); nil discards.
@@ -129,6 +134,12 @@ func NewGitHub(opts GitHubOptions) (*GitHub, error) {
 	if opts.CacheBytes == 0 {
 		opts.CacheBytes = 64 << 20
 	}
+	if opts.RequestTimeout == 0 {
+		opts.RequestTimeout = 2 * time.Minute
+	}
+	if opts.RequestTimeout < 0 {
+		return nil, errors.New("ingest: GitHubOptions.RequestTimeout is negative")
+	}
 	if opts.Transport == nil {
 		opts.Transport = http.DefaultTransport
 	}
@@ -168,7 +179,7 @@ func NewGitHub(opts GitHubOptions) (*GitHub, error) {
 		}
 		rt = &oauth2.Transport{Base: rt, Source: oauth2.ReuseTokenSource(nil, ts)}
 	}
-	g.hc = &http.Client{Transport: rt}
+	g.hc = &http.Client{Transport: rt, Timeout: opts.RequestTimeout}
 	return g, nil
 }
 
