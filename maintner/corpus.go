@@ -114,6 +114,13 @@ type Options struct {
 	// goroutine applies what the others decode, so the pipeline keeps
 	// two cores busy even on the smallest machines).
 	LoadWorkers int
+	// LoadProgress, if set, is called by Load, LoadFiles, LoadDir and
+	// LoadLog after each segment is applied, with the number of
+	// segments applied so far and the total, so that a command can show
+	// the progress of a long load. It is called from the loading
+	// goroutine, without the corpus lock held, and should return
+	// quickly.
+	LoadProgress func(done, total int)
 }
 
 // Corpus is the in-memory model of everything the mutation log says:

@@ -154,6 +154,9 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 		close(c.changed)
 		c.changed = make(chan struct{})
 		c.mu.Unlock()
+		if c.opts.LoadProgress != nil {
+			c.opts.LoadProgress(i+1, n)
+		}
 	}
 	return nil
 }
@@ -196,7 +199,7 @@ func (c *Corpus) LoadFiles(ctx context.Context, paths []string) error {
 
 // SegmentFiles lists the segment files of a directory laid out like a
 // disk store or a follower's cache ("0000.<sha224>.mutlog",
-// "0001.growing.mutlog", ...), in log order.
+// "0001.growing.mutlog", ...; see mutlog.ParseName), in log order.
 func SegmentFiles(dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -205,7 +208,7 @@ func SegmentFiles(dir string) ([]string, error) {
 	byNum := map[int]string{}
 	maxNum := -1
 	for _, e := range ents {
-		num, ok := segmentNumber(e.Name())
+		num, _, _, ok := mutlog.ParseName(e.Name())
 		if !ok {
 			continue
 		}
@@ -224,26 +227,6 @@ func SegmentFiles(dir string) ([]string, error) {
 		out = append(out, p)
 	}
 	return out, nil
-}
-
-// segmentNumber parses "NNNN.<sha224|growing>.mutlog".
-func segmentNumber(name string) (int, bool) {
-	const suffix = ".mutlog"
-	if len(name) < 4+1+len(suffix) || name[len(name)-len(suffix):] != suffix {
-		return 0, false
-	}
-	n := 0
-	i := 0
-	for ; i < len(name) && name[i] >= '0' && name[i] <= '9'; i++ {
-		n = n*10 + int(name[i]-'0')
-		if n > 1e9 {
-			return 0, false
-		}
-	}
-	if i < 4 || name[i] != '.' {
-		return 0, false
-	}
-	return n, true
 }
 
 var errNoSegments = errors.New("maintner: no segments")

@@ -156,12 +156,15 @@ func (a *app) loadLocal(ctx context.Context, dir string) (*maintner.Corpus, time
 	if dir == "" {
 		dir = a.logDir()
 	}
-	c, err := maintner.New(maintner.Options{Logger: a.log, LoadWorkers: max(2, runtime.GOMAXPROCS(0))})
+	progress := func(done, total int) { fmt.Fprintf(a.stderr, "\rload: %d/%d segments", done, total) }
+	c, err := maintner.New(maintner.Options{Logger: a.log, LoadWorkers: max(2, runtime.GOMAXPROCS(0)), LoadProgress: progress})
 	if err != nil {
 		return nil, 0, err
 	}
 	start := time.Now()
-	if err := c.LoadDir(ctx, dir); err != nil {
+	err = c.LoadDir(ctx, dir)
+	fmt.Fprintln(a.stderr)
+	if err != nil {
 		return nil, 0, err
 	}
 	return c, time.Since(start), nil
