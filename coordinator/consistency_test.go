@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/graph"
@@ -159,5 +160,41 @@ func TestRestoreDerivesJobsWithoutRows(t *testing.T) {
 	w = newTestWorker(t, e, "w1", tokenW1, nil)
 	if order := w.drain(e, id, nil); strings.Join(order, ",") != "use" {
 		t.Errorf("ran %v, want [use]", order)
+	}
+}
+
+// TestRestoredAttemptLostWithoutItsWorker: after a restart, a running
+// attempt waits for its worker to re-register; if it never does, the
+// heartbeat timeout loses the attempt and the job runs elsewhere.
+func TestRestoredAttemptLostWithoutItsWorker(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnv(t, envOpts{dir: dir})
+	w := newTestWorker(t, e, "w1", tokenW1, nil)
+	sub := e.submit(`{"jobs": [{"name": "j", "source_mode": "none", "commands": [{"write_file": {"path": "o", "content": "o"}}]}]}`, api.PriorityTry)
+	if r := w.mustPoll(1, nil); len(r.Assignments) != 1 {
+		t.Fatalf("poll: %+v", r)
+	}
+	e.stop()
+
+	clock := newFakeClock()
+	e = newEnv(t, envOpts{dir: dir, clock: clock})
+	if j := jobByName(e.build(sub.BuildID), "j"); j.State != api.JobRunning {
+		t.Fatalf("restored job %s, want running (waiting for its worker)", j.State)
+	}
+	clock.Advance(16 * time.Second)
+	e.c.checkTimeouts()
+	j := jobByName(e.build(sub.BuildID), "j")
+	if j.State != api.JobQueued || len(j.Attempts) != 1 || j.Attempts[0].State != api.AttemptLost {
+		t.Fatalf("after the heartbeat timeout: %+v", j)
+	}
+	w2 := newTestWorker(t, e, "w2", tokenW2, nil)
+	w2.waitMS = 0
+	r := w2.mustPoll(1, nil)
+	if len(r.Assignments) != 1 {
+		t.Fatalf("w2 poll: %+v", r)
+	}
+	w2.mustPoll(0, nil, w2.output(r.Assignments[0]))
+	if b := e.build(sub.BuildID); b.State != api.BuildSucceeded {
+		t.Errorf("build %s", b.State)
 	}
 }
