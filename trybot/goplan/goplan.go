@@ -6,18 +6,22 @@
 //
 // # Job IDs
 //
-// Every job uses source mode "inputs": its ID is derived from the
-// contents of the files it lists (the package's own files, go.mod and
-// go.sum, and for tests the package directory's other files and its
-// testdata/ tree) and from the IDs of the jobs it depends on (the vet jobs
-// of the module's packages it imports). A package whose files and
-// dependencies are unchanged therefore keeps its IDs from one revision to
-// the next. Test files may import packages that import the package under
-// test (an external test's usual shape), which would make a cycle of
-// dependencies; the vet job therefore carries a digest of the contents of
-// those packages in its environment (TRYD_GOPLAN_TESTDEPS) instead of
-// depending on their jobs. The Go version planned with is part of every
-// command (TRYD_GOPLAN_GOVERSION), so a new toolchain reruns everything.
+// Every job uses source mode "inputs" and lists every file of the module
+// it reads: the package's own files (tests included, which vet checks),
+// the source files of every package of the module it imports, directly
+// or not (its build compiles them), including through its tests, go.mod
+// and go.sum (which pin everything outside the module), and for the test
+// job also the package directory's other files and its testdata/ tree.
+// Its ID is derived from those files' contents and from the IDs of the
+// jobs it depends on (the vet jobs of the packages it imports), so a
+// package whose files and dependencies are unchanged keeps its IDs from
+// one revision to the next and its results come from the cache. Test
+// imports are inputs rather than dependencies because an external test
+// may import a package that imports the package under test. The Go
+// version planned with is part of every command
+// (TRYD_GOPLAN_GOVERSION), so a new toolchain reruns everything.
+// Packages of other modules are not listed: go.sum pins them (a replace
+// directive pointing at a local directory is not followed).
 //
 // # Planner job
 //
@@ -256,12 +260,14 @@ func trunc(s string) string {
 
 // pkgInfo is a package being planned.
 type pkgInfo struct {
-	p      *Package
-	rel    string // directory relative to the module root, "." for the root
-	own    []graph.Input
-	test   []graph.Input // own plus the directory's other files and testdata
-	key    string        // content key: own files and imports' keys
-	vetJob *graph.Job
+	p     *Package
+	rel   string          // directory relative to the module root, "." for the root
+	src   map[string]bool // non-test files a dependent's build reads
+	own   map[string]bool // src plus test files: what vet reads of the package
+	test  map[string]bool // own plus the directory's other files and testdata
+	clos  map[string]bool // src of the package and everything it imports
+	state int             // 0 new, 1 computing clos, 2 done
+	vet   *graph.Job
 }
 
 // Plan returns the graph fragment for pkgs (from ParseList) of the module
@@ -282,36 +288,28 @@ func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Grap
 			return nil, fmt.Errorf("%w: package %q: directory %s is outside the module %s", ErrBadList, p.ImportPath, p.Dir, moduleDir)
 		}
 		rel = filepath.ToSlash(rel)
-		if len(p.GoFiles)+len(p.CgoFiles)+len(p.TestGoFiles)+len(p.XTestGoFiles) == 0 && p.Error == nil {
+		nGo := len(p.GoFiles) + len(p.CgoFiles) + len(p.TestGoFiles) + len(p.XTestGoFiles)
+		if nGo == 0 && (p.Error == nil || strings.Contains(p.Error.Err, "build constraints exclude all Go files")) {
 			continue
 		}
-		if len(p.GoFiles)+len(p.CgoFiles)+len(p.TestGoFiles)+len(p.XTestGoFiles) == 0 && strings.Contains(p.Error.Err, "build constraints exclude all Go files") {
-			continue
-		}
-		info := &pkgInfo{p: p, rel: rel}
-		own := map[string]bool{}
+		info := &pkgInfo{p: p, rel: rel, src: map[string]bool{}}
 		for _, f := range modFiles {
-			own[f] = true
+			info.src[f] = true
 		}
-		for _, l := range [][]string{p.GoFiles, p.CgoFiles, p.CFiles, p.CXXFiles, p.MFiles, p.HFiles, p.FFiles, p.SFiles,
-			p.SwigFiles, p.SwigCXXFiles, p.SysoFiles, p.EmbedFiles, p.TestGoFiles, p.XTestGoFiles, p.IgnoredGoFiles} {
-			for _, f := range l {
-				own[join(rel, f)] = true
+		add := func(m map[string]bool, lists ...[]string) {
+			for _, l := range lists {
+				for _, f := range l {
+					m[join(rel, f)] = true
+				}
 			}
 		}
-		if info.own, err = digests(fsys, own); err != nil {
-			return nil, err
-		}
-		testFiles := maps(own)
-		for _, l := range [][]string{p.TestEmbedFiles, p.XTestEmbedFiles} {
-			for _, f := range l {
-				testFiles[join(rel, f)] = true
-			}
-		}
-		if err := dirFiles(fsys, rel, testFiles); err != nil {
-			return nil, err
-		}
-		if info.test, err = digests(fsys, testFiles); err != nil {
+		add(info.src, p.GoFiles, p.CgoFiles, p.CFiles, p.CXXFiles, p.MFiles, p.HFiles, p.FFiles, p.SFiles,
+			p.SwigFiles, p.SwigCXXFiles, p.SysoFiles, p.EmbedFiles)
+		info.own = maps(info.src)
+		add(info.own, p.TestGoFiles, p.XTestGoFiles, p.IgnoredGoFiles)
+		info.test = maps(info.own)
+		add(info.test, p.TestEmbedFiles, p.XTestEmbedFiles)
+		if err := dirFiles(fsys, rel, info.test); err != nil {
 			return nil, err
 		}
 		byPath[p.ImportPath] = info
@@ -319,88 +317,137 @@ func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Grap
 	}
 	sort.Slice(order, func(i, j int) bool { return order[i].p.ImportPath < order[j].p.ImportPath })
 
-	// Content keys, over the (acyclic) import graph.
-	visiting := map[*pkgInfo]bool{}
-	var keyOf func(*pkgInfo) (string, error)
-	keyOf = func(pi *pkgInfo) (string, error) {
-		if pi.key != "" {
-			return pi.key, nil
+	// clos: the source files of a package and of everything it imports
+	// (the import graph is acyclic; a cycle is refused).
+	var closure func(*pkgInfo) (map[string]bool, error)
+	closure = func(pi *pkgInfo) (map[string]bool, error) {
+		switch pi.state {
+		case 1:
+			return nil, fmt.Errorf("%w: import cycle through %q", ErrBadList, pi.p.ImportPath)
+		case 2:
+			return pi.clos, nil
 		}
-		if visiting[pi] {
-			return "", fmt.Errorf("%w: import cycle through %q", ErrBadList, pi.p.ImportPath)
-		}
-		visiting[pi] = true
-		h := sha256.New()
-		for _, in := range pi.own {
-			fmt.Fprintf(h, "%s %s\n", in.Path, in.Digest)
-		}
+		pi.state = 1
+		c := maps(pi.src)
 		for _, imp := range local(pi.p.Imports, byPath, "") {
-			k, err := keyOf(imp)
+			ic, err := closure(imp)
 			if err != nil {
-				return "", err
+				return nil, err
 			}
-			fmt.Fprintf(h, "import %s %s\n", imp.p.ImportPath, k)
+			for f := range ic {
+				c[f] = true
+			}
 		}
-		pi.key = hex.EncodeToString(h.Sum(nil))
-		return pi.key, nil
+		pi.clos, pi.state = c, 2
+		return c, nil
 	}
 	for _, pi := range order {
-		if _, err := keyOf(pi); err != nil {
+		if _, err := closure(pi); err != nil {
 			return nil, err
 		}
 	}
 
+	digestOf := map[string]string{}
+	inputs := func(sets ...map[string]bool) ([]graph.Input, error) {
+		all := map[string]bool{}
+		for _, set := range sets {
+			for f := range set {
+				all[f] = true
+			}
+		}
+		names := make([]string, 0, len(all))
+		for f := range all {
+			names = append(names, f)
+		}
+		sort.Strings(names)
+		out := make([]graph.Input, 0, len(names))
+		for _, n := range names {
+			d, ok := digestOf[n]
+			if !ok {
+				var err error
+				d, err = fileDigest(fsys, n)
+				if errors.Is(err, fs.ErrNotExist) {
+					// go list may name files that are not regular
+					// files here; they cannot be inputs.
+					digestOf[n] = ""
+					continue
+				}
+				if err != nil {
+					return nil, err
+				}
+				digestOf[n] = d
+			}
+			if d != "" {
+				out = append(out, graph.Input{Path: n, Digest: d})
+			}
+		}
+		return out, nil
+	}
+	// testClosures returns the closures of the package's test imports.
+	testClosures := func(pi *pkgInfo) []map[string]bool {
+		var sets []map[string]bool
+		for _, t := range local(append(slices.Clone(pi.p.TestImports), pi.p.XTestImports...), byPath, pi.p.ImportPath) {
+			sets = append(sets, t.clos)
+		}
+		return sets
+	}
+
 	g := &graph.Graph{}
 	env := []string{"TRYD_GOPLAN_GOVERSION=" + opts.GoVersion}
-	var vetDone func(*pkgInfo) *graph.Job
-	vetDone = func(pi *pkgInfo) *graph.Job {
-		if pi.vetJob != nil {
-			return pi.vetJob
+	var vetJob func(*pkgInfo) (*graph.Job, error)
+	vetJob = func(pi *pkgInfo) (*graph.Job, error) {
+		if pi.vet != nil {
+			return pi.vet, nil
 		}
 		var deps []string
 		for _, imp := range local(pi.p.Imports, byPath, "") {
-			deps = append(deps, vetDone(imp).Name)
-		}
-		cmdEnv := slices.Clone(env)
-		testDeps := local(append(slices.Clone(pi.p.TestImports), pi.p.XTestImports...), byPath, pi.p.ImportPath)
-		if len(testDeps) > 0 {
-			h := sha256.New()
-			for _, t := range testDeps {
-				fmt.Fprintf(h, "%s %s\n", t.p.ImportPath, t.key)
+			d, err := vetJob(imp)
+			if err != nil {
+				return nil, err
 			}
-			cmdEnv = append(cmdEnv, "TRYD_GOPLAN_TESTDEPS="+hex.EncodeToString(h.Sum(nil)))
+			deps = append(deps, d.Name)
+		}
+		in, err := inputs(append([]map[string]bool{pi.own, pi.clos}, testClosures(pi)...)...)
+		if err != nil {
+			return nil, err
 		}
 		argv := append(append([]string{"go", "vet", "-trimpath"}, opts.VetFlags...), pattern(pi.rel))
-		pi.vetJob = &graph.Job{
+		pi.vet = &graph.Job{
 			Name:       "vet " + pi.p.ImportPath,
 			SourceMode: graph.SourceInputs,
-			Inputs:     slices.Clone(pi.own),
+			Inputs:     in,
 			Deps:       deps,
-			Commands:   []graph.Command{{Argv: argv, Env: cmdEnv}},
+			Commands:   []graph.Command{{Argv: argv, Env: slices.Clone(env)}},
 			Labels:     opts.Labels,
 			Timeout:    graph.Duration(opts.Timeout),
 			Cacheable:  true,
 		}
-		g.Jobs = append(g.Jobs, pi.vetJob)
-		return pi.vetJob
+		g.Jobs = append(g.Jobs, pi.vet)
+		return pi.vet, nil
 	}
 	for _, pi := range order {
-		vetDone(pi)
+		if _, err := vetJob(pi); err != nil {
+			return nil, err
+		}
 	}
 	if !opts.NoTests {
 		for _, pi := range order {
 			if len(pi.p.TestGoFiles)+len(pi.p.XTestGoFiles) == 0 {
 				continue
 			}
-			deps := []string{pi.vetJob.Name}
+			deps := []string{pi.vet.Name}
 			for _, t := range local(append(slices.Clone(pi.p.TestImports), pi.p.XTestImports...), byPath, pi.p.ImportPath) {
-				deps = append(deps, t.vetJob.Name)
+				deps = append(deps, t.vet.Name)
+			}
+			in, err := inputs(append([]map[string]bool{pi.test, pi.clos}, testClosures(pi)...)...)
+			if err != nil {
+				return nil, err
 			}
 			argv := append(append([]string{"go", "test", "-trimpath"}, opts.TestFlags...), pattern(pi.rel))
 			g.Jobs = append(g.Jobs, &graph.Job{
 				Name:       "test " + pi.p.ImportPath,
 				SourceMode: graph.SourceInputs,
-				Inputs:     slices.Clone(pi.test),
+				Inputs:     in,
 				Deps:       deps,
 				Commands:   []graph.Command{{Argv: argv, Env: slices.Clone(env)}},
 				Labels:     opts.Labels,
@@ -481,31 +528,6 @@ func dirFiles(fsys FS, dir string, into map[string]bool) error {
 		return fmt.Errorf("goplan: read %s: %w", td, err)
 	}
 	return nil
-}
-
-// digests returns the inputs for a set of files, sorted by path. A
-// digest is the hex SHA-256 of the file's contents, as for uploaded
-// sources, so the same fragment is valid for both kinds of source.
-func digests(fsys FS, files map[string]bool) ([]graph.Input, error) {
-	names := make([]string, 0, len(files))
-	for f := range files {
-		names = append(names, f)
-	}
-	sort.Strings(names)
-	out := make([]graph.Input, 0, len(names))
-	for _, n := range names {
-		d, err := fileDigest(fsys, n)
-		if errors.Is(err, fs.ErrNotExist) {
-			// go list may name files that are not regular files here
-			// (e.g. generated and ignored); they cannot be inputs.
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, graph.Input{Path: n, Digest: d})
-	}
-	return out, nil
 }
 
 func fileDigest(fsys FS, name string) (string, error) {

@@ -85,8 +85,8 @@ func TestPlan(t *testing.T) {
 		job, inputs, deps, argv string
 	}{
 		{"vet example.com/m/a", "a/a.go go.mod go.sum", "", "go vet -trimpath ./a"},
-		{"vet example.com/m/b", "b/b.go b/b_test.go go.mod go.sum", "vet example.com/m/a", "go vet -trimpath ./b"},
-		{"test example.com/m/b", "b/b.go b/b_test.go b/notes.txt b/testdata/deep/gold go.mod go.sum", "vet example.com/m/b", "go test -trimpath -short ./b"},
+		{"vet example.com/m/b", "a/a.go b/b.go b/b_test.go go.mod go.sum", "vet example.com/m/a", "go vet -trimpath ./b"},
+		{"test example.com/m/b", "a/a.go b/b.go b/b_test.go b/notes.txt b/testdata/deep/gold go.mod go.sum", "vet example.com/m/b", "go test -trimpath -short ./b"},
 		{"vet example.com/m", "go.mod go.sum m.go m_test.go", "", "go vet -trimpath ."},
 		{"test example.com/m", "go.mod go.sum m.go m_test.go", "vet example.com/m", "go test -trimpath -short ."},
 	}

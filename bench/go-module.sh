@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# bench/go-module.sh: a Go module's try build with the Go planner
+# (trybot/goplan) against `go vet ./... && go test ./...` run directly.
+#
+# The module is github.com/klauspost/compress from the module cache (36
+# packages, no dependencies outside the module cache: everything runs with
+# GOPROXY=off), made into a git repository. A real coordinator and one
+# worker (2 slots; the planner job runs the tryd binary built here) build
+# it cold, after a one-file change in a leaf package (zlib, which no other
+# package imports) and after no change, each timed beside the direct
+# command on a clone of the same tree. Both sides start from the same Go
+# build cache seeded with the standard library, each in its own copy.
+#
+# To stay within 5 minutes on 2 shared cores, tests run with -short and
+# the tests of zstd, s2 and lzw (2.5 of the 3 minutes of the module's
+# test time) are removed, on both sides alike.
+#
+# Targets: cold at most 1.3x the direct command; one-file change at most
+# 0.25x of the cold try build.
+. "$(dirname "$0")/lib.sh"
+
+dir=$(benchdir)
+modcache=$(go env GOMODCACHE)
+module=${GO_MODULE_DIR:-$(ls -d "$modcache"/github.com/klauspost/compress@v1.* 2>/dev/null | sort -V | tail -1)}
+if [ -z "$module" ] || [ ! -f "$module/go.mod" ]; then
+	echo "go-module: github.com/klauspost/compress is not in the module cache ($modcache)" >&2
+	report go-module "not measured: no module" "cold <= 1.3x, change <= 0.25x" 0
+	exit 1
+fi
+mkdir -p "$dir/bin"
+go build -o "$dir/bin/tryd" ./cmd/tryd
+go build -o "$dir/gomodule" ./bench/gomodule
+"$dir/gomodule" -tryd "$dir/bin/tryd" -module "$module" -dir "$dir" -leaf zlib/reader.go \
+	-drop-tests zstd,s2,lzw -test-flags -short | tee "$dir/out"
+result=$(grep '^RESULT ' "$dir/out")
+get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$result"; }
+cold=$(ratio "$(get cold_tryd)" "$(get cold_go)")
+change=$(ratio "$(get change_tryd)" "$(get cold_tryd)")
+pass=1
+le "$cold" 1.3 || pass=0
+le "$change" 0.25 || pass=0
+report go-module "cold ${cold}x of go test, one-file change ${change} of cold" "cold <= 1.3x, change <= 0.25x" "$pass"
