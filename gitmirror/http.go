@@ -18,8 +18,9 @@ import (
 
 // Handler returns the HTTP handler of the wire format documented in
 // package gitmirror/client. Serve it with internal/httpserver.
+// With Options.Tokens, every request must carry one of them.
 func (m *Mirror) Handler() http.Handler {
-	return http.HandlerFunc(m.serveHTTP)
+	return requireToken(m.opts.Tokens, http.HandlerFunc(m.serveHTTP))
 }
 
 func (m *Mirror) serveHTTP(w http.ResponseWriter, r *http.Request) {

@@ -51,6 +51,15 @@ type Options struct {
 	// pubsubhelper answers within about a minute).
 	LongPollTimeout time.Duration
 
+	// Tokens, if any, are required on every request of Handler (as
+	// "Authorization: Bearer TOKEN", or as the password of basic auth,
+	// which is how git sends credentials), since the mirrors may hold
+	// private repositories and a request for an unknown revision makes
+	// the mirror fetch upstream. Several may be accepted at once so that
+	// a token can be rotated. With none, the mirror is open to anyone
+	// who can reach it: listen on loopback or a private network only.
+	Tokens []string
+
 	// Git is the git executable (default: "git" from PATH).
 	Git string
 	// Log receives the component's logs (default: discarded).
@@ -173,6 +182,11 @@ func (o *Options) validate() error {
 	} {
 		if *d.p == 0 {
 			*d.p = d.def
+		}
+	}
+	for i, t := range o.Tokens {
+		if len(t) < 16 {
+			errs = append(errs, fmt.Errorf("Tokens[%d] is shorter than 16 characters", i))
 		}
 	}
 	if o.BackoffMax < o.BackoffMin {

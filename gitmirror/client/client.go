@@ -20,9 +20,12 @@
 // revision, 502 when the upstream fetch failed, 503 while the mirror is not
 // ready or when a tarball could not be built (e.g. a full disk), 403 for
 // receive-pack; the client maps them to ErrBadName, ErrNotFound and
-// ErrUnavailable. A cached tarball has a Content-Length; one streamed while
-// it is built is chunked, and a build failing mid-stream aborts the
-// connection rather than ending a short body cleanly.
+// ErrUnavailable. A mirror configured with tokens answers 401 (with a
+// Basic challenge) to a request without "Authorization: Bearer TOKEN" or
+// basic auth whose password is the token (ErrUnauthorized). A cached
+// tarball has a Content-Length; one streamed while it is built is
+// chunked, and a build failing mid-stream aborts the connection rather
+// than ending a short body cleanly.
 package client
 
 import (
@@ -44,6 +47,9 @@ var (
 	// ErrUnavailable: the mirror or its upstream failed; retrying later
 	// may succeed.
 	ErrUnavailable = errors.New("gitmirror unavailable")
+	// ErrUnauthorized: the mirror requires a token (see WithToken) and
+	// the client sent none or a wrong one.
+	ErrUnauthorized = errors.New("gitmirror: missing or bad token")
 )
 
 // maxErrorBody bounds how much of an error response is read into an
@@ -56,8 +62,9 @@ const maxJSONBody = 64 << 20
 
 // Client talks to one gitmirror server.
 type Client struct {
-	base *url.URL
-	hc   *http.Client
+	base  *url.URL
+	hc    *http.Client
+	token string
 }
 
 // New returns a client for the gitmirror at baseURL (e.g.
@@ -75,6 +82,15 @@ func New(baseURL string, hc *http.Client) (*Client, error) {
 		hc = http.DefaultClient
 	}
 	return &Client{base: u, hc: hc}, nil
+}
+
+// WithToken returns a copy of c that sends token, as "Authorization:
+// Bearer TOKEN", with every request: for a mirror configured with
+// gitmirror.Options.Tokens.
+func (c *Client) WithToken(token string) *Client {
+	c2 := *c
+	c2.token = token
+	return &c2
 }
 
 // RepoURL returns the URL to give to git clone or git fetch for repo,
@@ -197,6 +213,9 @@ func (c *Client) do(ctx context.Context, method, u string) (*http.Response, erro
 	if err != nil {
 		return nil, err
 	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -212,6 +231,8 @@ func (c *Client) do(ctx context.Context, method, u string) (*http.Response, erro
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, msg)
 	case resp.StatusCode == http.StatusBadRequest:
 		return nil, fmt.Errorf("%w: %s", ErrBadName, msg)
+	case resp.StatusCode == http.StatusUnauthorized:
+		return nil, fmt.Errorf("%w: %s", ErrUnauthorized, msg)
 	case resp.StatusCode >= 500:
 		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, resp.Status, msg)
 	default:
