@@ -42,6 +42,10 @@ type Options struct {
 	// and kill processes a crashed run left behind) and the command's own
 	// env (default: PATH and HOME of the worker process).
 	BaseEnv []string
+	// SourceCredentials are tokens for source repositories that require
+	// one, such as a gitmirror configured with tokens; each goes only to
+	// URLs under its prefix (see source.Credential).
+	SourceCredentials []source.Credential
 	// CacheBytes bounds the local artifact cache (default 10 GiB).
 	CacheBytes int64
 	// MaxOutputBytes bounds one job's outputs (default 4 GiB).
@@ -167,7 +171,7 @@ func New(opts Options) (*Worker, error) {
 	if w.cache, err = artifact.OpenCache(filepath.Join(opts.Dir, "cache"), opts.CacheBytes); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	if w.sources, err = source.New(source.Options{Dir: filepath.Join(opts.Dir, "git"), Log: log}); err != nil {
+	if w.sources, err = source.New(source.Options{Dir: filepath.Join(opts.Dir, "git"), Credentials: opts.SourceCredentials, Log: log}); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	if w.m, err = newMetrics(opts.Registry, w.cache); err != nil {
@@ -243,7 +247,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		backlog     []api.Assignment // assigned but no free slot yet
 		results     []api.AttemptResult
 		holdsSent   bool
-		evicted     []string // evictions not yet told to the coordinator
+		evicted     []string              // evictions not yet told to the coordinator
 		inFlight    = map[int]*pollInfo{} // by poll number
 		pollSeq     int
 		unacked     int // polls in flight that carry results

@@ -52,14 +52,54 @@ type Options struct {
 	HTTPClient *http.Client
 	// CommandTimeout bounds each git command (default 10m).
 	CommandTimeout time.Duration
+	// Credentials are tokens for repositories that require one (a
+	// gitmirror configured with tokens). Each is sent, as
+	// "Authorization: Bearer TOKEN", only to URLs under its prefix, never
+	// to the other hosts a graph may name; git gets it through its
+	// environment (http.<prefix>.extraHeader), never on a command line.
+	Credentials []Credential
 	// Log receives fetch and fallback messages; nil discards.
 	Log logrus.FieldLogger
+}
+
+// Credential is a bearer token for the repository URLs under URLPrefix.
+type Credential struct {
+	// URLPrefix is an http(s) URL ending in "/" ("http://gitmirror:8083/");
+	// git matches it as it does http.<url>.* settings: same scheme, host
+	// and port, and a path under the prefix's.
+	URLPrefix string
+	// Token is sent as "Authorization: Bearer TOKEN".
+	Token string
+}
+
+func (c Credential) validate() error {
+	u, err := url.Parse(c.URLPrefix)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || u.RawQuery != "" || u.Fragment != "" || !strings.HasSuffix(u.Path, "/") ||
+		strings.ContainsAny(c.URLPrefix, "\n\r\x00") {
+		return fmt.Errorf("source: credential URL prefix %q: want http(s)://host[:port]/path/ without user info, query or fragment", c.URLPrefix)
+	}
+	if c.Token == "" || strings.ContainsAny(c.Token, "\n\r\x00") {
+		return fmt.Errorf("source: credential for %s: empty token or one with a line break", c.URLPrefix)
+	}
+	return nil
+}
+
+// token returns the token for u, or "".
+func (s *Store) token(u string) string {
+	for _, c := range s.opts.Credentials {
+		if strings.HasPrefix(u, c.URLPrefix) {
+			return c.Token
+		}
+	}
+	return ""
 }
 
 // Store owns the local clones.
 type Store struct {
 	opts Options
 	log  logrus.FieldLogger
+	env  []string // git's environment, credentials included
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
@@ -79,6 +119,18 @@ func New(opts Options) (*Store, error) {
 	if opts.CommandTimeout <= 0 {
 		opts.CommandTimeout = 10 * time.Minute
 	}
+	env := append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C")
+	if len(opts.Credentials) > 0 {
+		env = append(env, fmt.Sprintf("GIT_CONFIG_COUNT=%d", len(opts.Credentials)))
+		for i, c := range opts.Credentials {
+			if err := c.validate(); err != nil {
+				return nil, err
+			}
+			env = append(env,
+				fmt.Sprintf("GIT_CONFIG_KEY_%d=http.%s.extraHeader", i, c.URLPrefix),
+				fmt.Sprintf("GIT_CONFIG_VALUE_%d=Authorization: Bearer %s", i, c.Token))
+		}
+	}
 	log := opts.Log
 	if log == nil {
 		l := logrus.New()
@@ -88,7 +140,7 @@ func New(opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
-	return &Store{opts: opts, log: log, locks: map[string]*sync.Mutex{}}, nil
+	return &Store{opts: opts, log: log, env: env, locks: map[string]*sync.Mutex{}}, nil
 }
 
 // CheckRevision accepts 4 to 64 hex digits or a refs/... name made of
@@ -200,7 +252,7 @@ func (s *Store) git(ctx context.Context, gitDir string, args ...string) ([]byte,
 	ctx, cancel := context.WithTimeout(ctx, s.opts.CommandTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, s.opts.Git, append([]string{"--git-dir=" + gitDir}, args...)...)
-	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C")
+	cmd.Env = s.env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -332,6 +384,10 @@ func (s *Store) downloadTarball(ctx context.Context, u, dst string) (string, err
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return "", err
+	}
+	if tok := s.token(u); tok != "" {
+		// net/http drops it on a redirect to another host.
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := s.opts.HTTPClient.Do(req)
 	if err != nil {

@@ -23,12 +23,16 @@ type upstream struct {
 	dir     string      // work tree of <root>/proj (non-bare; served via its .git)
 	url     string      // <srv>/proj.git
 	gitFail atomic.Bool // make smart HTTP answer 500, to force the tarball path
+	// token, if set, is required as a bearer token (as a gitmirror with
+	// tokens does); auths records every Authorization header received.
+	token atomic.Pointer[string]
+	auths chan string
 }
 
 func newUpstream(t *testing.T) *upstream {
 	git := testenv.NeedTool(t, "git")
 	root := t.TempDir()
-	u := &upstream{t: t, dir: filepath.Join(root, "proj")}
+	u := &upstream{t: t, dir: filepath.Join(root, "proj"), auths: make(chan string, 1000)}
 	u.run("init", "--quiet", "-b", "main", u.dir)
 	u.run("-C", u.dir, "config", "user.email", "t@example.com")
 	u.run("-C", u.dir, "config", "user.name", "T")
@@ -38,6 +42,17 @@ func newUpstream(t *testing.T) *upstream {
 		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"},
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a := r.Header.Get("Authorization"); a != "" {
+			select {
+			case u.auths <- a:
+			default:
+			}
+		}
+		if tok := u.token.Load(); tok != nil && r.Header.Get("Authorization") != "Bearer "+*tok {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			http.Error(w, "missing or bad token", http.StatusUnauthorized)
+			return
+		}
 		if strings.HasSuffix(r.URL.Path, ".tar.gz") {
 			rev := r.URL.Query().Get("rev")
 			if CheckRevision(rev) != nil {
