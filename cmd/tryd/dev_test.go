@@ -175,3 +175,27 @@ func TestDemoFirstLine(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDevPortsFile feeds ports.json arbitrary bytes: loading never fails
+// or panics, and keeps only entries that are host:port addresses.
+func FuzzDevPortsFile(f *testing.F) {
+	f.Add([]byte(`{"maintnerd": "127.0.0.1:8081", "trybot": "127.0.0.1:0"}`))
+	f.Add([]byte(`{"x": "not an address", "y": ":"}`))
+	f.Add([]byte(`{"x": 3}`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d := newTestDev(t, t.TempDir(), &config.Config{})
+		if err := os.WriteFile(d.portsFile(), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.loadPorts(); err != nil {
+			t.Fatalf("loadPorts: %v", err)
+		}
+		for name, a := range d.ports {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				t.Errorf("kept %s=%q: %v", name, a, err)
+			}
+		}
+	})
+}
