@@ -1,6 +1,11 @@
 package maintner
 
-import "testing"
+import (
+	"reflect"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
 
 func TestParseChangeRef(t *testing.T) {
 	for _, tc := range []struct {
@@ -61,4 +66,69 @@ func TestParseRawCommit(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+}
+
+// FuzzFieldIter checks fieldIter's fast path against protowire's general
+// decoding: the same fields, values and error for any input.
+func FuzzFieldIter(f *testing.F) {
+	for _, seed := range [][]byte{
+		{0x08, 0x01, 0x12, 0x02, 'h', 'i'},
+		{0x12, 0x05, 'h'},       // truncated bytes
+		{0x00, 0x01},            // field number 0
+		{0x08, 0x96, 0x01},      // two-byte varint
+		{0xa2, 0x06, 0x01, 'x'}, // field 100
+		{0x0d, 1, 2, 3, 4, 0x0b, 0x0c},
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		type got struct {
+			num protowire.Number
+			typ protowire.Type
+			x   uint64
+			b   string
+		}
+		var fast []got
+		var fl field
+		it := fieldIter{b: b}
+		for it.next(&fl) {
+			fast = append(fast, got{fl.num, fl.typ, fl.x, string(fl.b)})
+		}
+		var slow []got
+		var slowErr bool
+		for rest := b; len(rest) > 0; {
+			num, typ, n := protowire.ConsumeTag(rest)
+			if n < 0 {
+				slowErr = true
+				break
+			}
+			rest = rest[n:]
+			g := got{num: num, typ: typ}
+			switch typ {
+			case protowire.VarintType:
+				g.x, n = protowire.ConsumeVarint(rest)
+			case protowire.Fixed32Type:
+				var v uint32
+				v, n = protowire.ConsumeFixed32(rest)
+				g.x = uint64(v)
+			case protowire.Fixed64Type:
+				g.x, n = protowire.ConsumeFixed64(rest)
+			case protowire.BytesType:
+				var v []byte
+				v, n = protowire.ConsumeBytes(rest)
+				g.b = string(v)
+			default:
+				n = protowire.ConsumeFieldValue(num, typ, rest)
+			}
+			if n < 0 {
+				slowErr = true
+				break
+			}
+			rest = rest[n:]
+			slow = append(slow, g)
+		}
+		if (it.err != nil) != slowErr || !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("fieldIter: %v (err %v), protowire: %v (err %v)", fast, it.err, slow, slowErr)
+		}
+	})
 }
