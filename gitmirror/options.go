@@ -248,7 +248,10 @@ func checkConfiguredName(name string) error {
 	return nil
 }
 
-var userinfoRE = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@`)
+// userinfoRE matches a URL's user information up to the last '@' of its
+// authority, so that a password holding an unescaped '@' is removed
+// whole.
+var userinfoRE = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s'"]*@`)
 
 // redactURL removes user information (which may hold a password or
 // token) from every URL in s, for logs, errors and /debug.
