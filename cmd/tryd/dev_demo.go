@@ -169,7 +169,7 @@ func startDemo(ctx context.Context, d *dev, withGitHub bool) (_ *demo, err error
 		return nil, err
 	}
 	if err := dm.gerrit.Load(ctx); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (delete %s to start the demo afresh)", err, d.a.dataDir)
 	}
 	addr, err := d.addr("gerritsim")
 	if err != nil {
