@@ -2,8 +2,12 @@ package postsubmit_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,6 +151,45 @@ func TestForceRerunsCell(t *testing.T) {
 	// A force build does not move the branch's last built commit.
 	if ids, err := b.Update(ctx, "r", "main", ""); err != nil || len(ids) != 0 {
 		t.Errorf("update after force: %v, %v", ids, err)
+	}
+
+	// The same through the HTTP API.
+	srv := httptest.NewServer(b.Handler("admin-token-123"))
+	defer srv.Close()
+	httpCases := []struct {
+		name, token, body string
+		want              int
+	}{
+		{"no token", "", `{"repo":"r","revision":"` + rev + `","builder":"linux-amd64"}`, http.StatusUnauthorized},
+		{"wrong token", "nope", `{"repo":"r","revision":"` + rev + `","builder":"linux-amd64"}`, http.StatusUnauthorized},
+		{"unknown builder", "admin-token-123", `{"repo":"r","revision":"` + rev + `","builder":"x"}`, http.StatusBadRequest},
+		{"malformed", "admin-token-123", `{"repo":`, http.StatusBadRequest},
+		{"good", "admin-token-123", `{"repo":"r","revision":"` + rev + `","builder":"linux-amd64"}`, http.StatusOK},
+	}
+	for _, tc := range httpCases {
+		t.Run("http "+tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", srv.URL+"/api/force", strings.NewReader(tc.body))
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var out struct {
+				BuildID int64 `json:"build_id"`
+			}
+			json.NewDecoder(resp.Body).Decode(&out)
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+			if tc.want == http.StatusOK {
+				if bl := waitAll(t, cc, []int64{out.BuildID})[0]; bl.Labels["forced"] != "1" || bl.State != api.BuildSucceeded {
+					t.Errorf("forced build %d: %s %v", out.BuildID, bl.State, bl.Labels)
+				}
+			}
+		})
 	}
 
 	bad := []struct {
