@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,7 +29,7 @@ type devRun struct {
 	seen  chan string // every stdout line
 }
 
-func startDev(t *testing.T, logs *logBuf, dataDir string, extra ...string) *devRun {
+func startDev(t *testing.T, logs io.Writer, dataDir string, extra ...string) *devRun {
 	t.Helper()
 	args := append([]string{"dev", "--data-dir", dataDir}, extra...)
 	cmd := exec.Command(trydBinary(t), args...)
@@ -192,12 +194,29 @@ func TestDevDemo(t *testing.T) {
 
 	// Second run: the Gerrit simulator reloads its changes, the trybot
 	// its state; nothing is tried or posted again.
-	d = startDev(t, logs, data, "--demo-no-github")
+	runLogs := &logBuf{}
+	d = startDev(t, io.MultiWriter(logs, runLogs), data, "--demo-no-github", "--log-level", "info")
 	d.waitLine(t, "demo: Gerrit changes", 60*time.Second)
 	d.waitLine(t, "demo: every result is in", 60*time.Second)
 	time.Sleep(3 * time.Second) // give a wrong second report time to show
 	checkGerrit()
 	d.interrupt(t)
+
+	// Ctrl-C stopped the components in dependency order, users first.
+	var order []string
+	for _, line := range strings.Split(runLogs.String(), "\n") {
+		if !strings.Contains(line, "msg=stopped ") {
+			continue
+		}
+		_, comp, ok := strings.Cut(line, "component=")
+		if comp, _, _ = strings.Cut(comp, " "); ok && !slices.Contains(order, comp) {
+			order = append(order, comp)
+		}
+	}
+	want := []string{"dashboard", "trybot", "worker", "coordinator", "gitmirror", "maintnerd", "pubsubhelper", "gerritsim"}
+	if !slices.Equal(order, want) {
+		t.Errorf("components stopped in the order %q, want %q", order, want)
+	}
 }
 
 func readJSON(t *testing.T, path string, v any) {
