@@ -45,6 +45,8 @@ func commands() []command {
 		{"corpus", "inspect, follow and generate corpus logs", runCorpus},
 		{"try", "submit a build graph or the local working tree to a coordinator", runTry},
 		{"goplan", "plan a Go module's per-package build graph (a Go builder's planner job)", runGoplan},
+		{"postsubmit", "build new commits of watched branches, periodic builds, and serve the force API", runPostsubmit},
+		{"force", "build one commit × builder again", runForce},
 		{"version", "print the version", runVersion},
 	}
 }
