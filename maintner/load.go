@@ -38,24 +38,33 @@ func (c *Corpus) Load(ctx context.Context, n int, read SegmentReader) error {
 
 func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool) error {
 	// Workers read and decode segments (worker w takes segments w,
-	// w+workers, ...) and hand the applier small batches of decoded
-	// records through one channel per segment, so that only a few
-	// batches per segment wait in memory rather than whole decoded
-	// segments.
+	// w+workers, ...) and hand the applier batches of decoded records
+	// through one channel per segment. A channel holds a whole segment's
+	// batches, so a worker decodes its segment to the end even while the
+	// applier waits for a CPU, and the applier then finds a segment
+	// ready: on a busy machine, where any goroutine may wait a while to
+	// run, a shallower pipeline stalls each stage on the other.
 	type batch struct {
 		decs []*decoded
 		buf  []byte // the segment buffer, in the last batch only
 		err  error
 	}
-	const batchSize = 512
+	const (
+		batchSize = 512
+		// segBatches bounds the batches of one segment in flight: a
+		// 16 MiB segment holds at most ~40 batches of records of
+		// generated (realistic) sizes; smaller records only make a
+		// worker wait for the applier now and then.
+		segBatches = 64
+	)
 	workers := c.opts.LoadWorkers
 	// Decoded records are recycled through free (a channel rather than a
 	// sync.Pool, which the collector empties every cycle): loading then
 	// allocates per record only what the corpus keeps.
-	free := make(chan *decoded, (workers+1)*6*batchSize)
+	free := make(chan *decoded, (workers+1)*segBatches*batchSize)
 	slots := make([]chan batch, n)
 	for i := range slots {
-		slots[i] = make(chan batch, 4)
+		slots[i] = make(chan batch, segBatches)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
