@@ -29,6 +29,8 @@
 // `tryd goplan --source {{SOURCE_DIR}} --out {{OUTPUT_DIR}}/graph.json`
 // on a worker, where "tryd" is found on the job's PATH (the worker puts
 // its own executable there), and the coordinator splices the fragment in.
+// A repository may instead check in a plain graph template, .tryd.yaml
+// (see Template), which the planner job then turns into the graph.
 //
 // # Warm caches
 //
@@ -126,9 +128,17 @@ type FS interface {
 // Run lists the packages of the module in dir with the go command and
 // returns the fragment. goCmd is the go program (default "go"); env is
 // the environment of go list (nil: the current one).
+//
+// A TemplateFile at the root of dir takes precedence: its steps are the
+// graph (see Template).
 func Run(ctx context.Context, dir, goCmd string, env []string, opts Options) (*graph.Graph, error) {
 	if goCmd == "" {
 		goCmd = "go"
+	}
+	if t, ok, err := LoadTemplate(dir); err != nil {
+		return nil, err
+	} else if ok {
+		return t.Graph(opts.Labels, opts.Timeout), nil
 	}
 	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
 		return nil, fmt.Errorf("goplan: %s is not a module root: %w", dir, err)

@@ -2,6 +2,7 @@ package goplan_test
 
 import (
 	"context"
+	"io"
 	"sort"
 	"strings"
 	"testing"
@@ -162,5 +163,49 @@ func TestFailingPackage(t *testing.T) {
 	}
 	if b.State != api.BuildFailed || strings.Join(failed, ",") != "test example.com/m/d" {
 		t.Errorf("build %s with failed jobs %q; want failed with only test example.com/m/d", b.State, failed)
+	}
+}
+
+func TestTemplateFile(t *testing.T) {
+	testenv.NeedTool(t, "git")
+	testenv.NeedTool(t, "go")
+	cc := startStack(t, 2)
+	repo := newRepo(t)
+	files := map[string]string{}
+	for k, v := range module {
+		files[k] = v
+	}
+	files[".tryd.yaml"] = "steps:\n  - name: gen\n    shell: test -f go.mod\n  - name: check\n    run: [sh, -c, 'test -f a/a.go']\n"
+	rev := repo.commit("template", files)
+	states := runBuild(t, cc, repo.url(), rev)
+	if len(states) != 3 || states["gen"] != api.JobSucceeded || states["check"] != api.JobSucceeded {
+		t.Errorf("jobs %v, want plan, gen and check, succeeded", states)
+	}
+
+	// A broken template fails the planner, with the reason in its log.
+	files[".tryd.yaml"] = "steps:\n  - nme: x\n"
+	rev = repo.commit("broken template", files)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := cc.Submit(ctx, api.SubmitRequest{Graph: graph.Graph{Source: graph.Source{Repo: repo.url(), Revision: rev},
+		Jobs: []*graph.Job{goplan.PlannerJob(goplan.PlannerOptions{})}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := cc.Wait(ctx, resp.BuildID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.State != api.BuildFailed {
+		t.Fatalf("build %s, want failed", b.State)
+	}
+	rc, err := cc.JobLog(ctx, b.Jobs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	log, _ := io.ReadAll(rc)
+	if !strings.Contains(string(log), "nme") {
+		t.Errorf("planner log does not name the bad field:\n%s", log)
 	}
 }
