@@ -148,6 +148,17 @@ func run() error {
 		return tr, gt, nil
 	}
 
+	// What one job's source checkout costs here (the worker makes a git
+	// worktree of the whole revision for every job).
+	if bare := filepath.Join(*dir, "probe.git"); sh(*dir, nil, "git", "clone", "-q", "--bare", src, bare) == nil {
+		t := time.Now()
+		for i := 0; i < 3; i++ {
+			if err := sh(bare, nil, "git", "worktree", "add", "-q", "--detach", filepath.Join(*dir, fmt.Sprintf("wt%d", i)), "HEAD"); err != nil {
+				return err
+			}
+		}
+		fmt.Printf("a full checkout (git worktree add) of the module takes %.2fs here\n", time.Since(t).Seconds()/3)
+	}
 	coldT, coldG, err := measure("cold")
 	if err != nil {
 		return err
@@ -304,12 +315,21 @@ func tryBuild(ctx context.Context, cc *api.Client, repo, rev string) (secs float
 		}
 		return 0, 0, 0, fmt.Errorf("build %d %s (%s); failed jobs %q", b.ID, b.State, b.Error, failed)
 	}
+	var busy, plan float64
 	for _, j := range b.Jobs {
 		if j.State == api.JobCached {
 			cached++
 		} else {
 			ran++
 		}
+		if j.Started != nil && j.Finished != nil && j.State != api.JobCached {
+			d := j.Finished.Sub(*j.Started).Seconds()
+			busy += d
+			if j.Planner {
+				plan = d
+			}
+		}
 	}
+	fmt.Printf("  build %d: planner %.1fs; jobs busy %.1fs in all (incl. source checkout), %.1fs per job that ran\n", b.ID, plan, busy, busy/float64(max(ran, 1)))
 	return secs, ran, cached, nil
 }
