@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	gmclient "github.com/tryd-ci/tryd/gitmirror/client"
 	"github.com/tryd-ci/tryd/internal/httpserver"
 	"github.com/tryd-ci/tryd/internal/logging"
+	"github.com/tryd-ci/tryd/maintner/logsync"
+	"github.com/tryd-ci/tryd/maintner/mutlog"
 	"github.com/tryd-ci/tryd/trybot"
 	"github.com/tryd-ci/tryd/trybot/postsubmit"
 )
@@ -80,6 +84,7 @@ the labels the dashboard's grid reads.`)
 	listen := fs.String("listen", ":8087", "address to serve the force API, /healthz and /metrics on")
 	adminFile := fs.String("admin-token-file", "", "file holding the admin token for force builds (default: dashboard.admin_token from the config)")
 	poll := fs.Duration("poll", 5*time.Minute, "how often every watched branch is checked without an event")
+	maintnerd := fs.String("maintnerd", "", "maintnerd's base URL: every batch of new corpus records (ref updates, pushes) triggers a check of the watched branches (default: maintnerd.url from the config; none: poll only)")
 	if err := a.parse(fs, cf, args); err != nil {
 		return err
 	}
@@ -102,6 +107,16 @@ the labels the dashboard's grid reads.`)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if *maintnerd == "" {
+		*maintnerd = a.cfg.Maintnerd.URL
+	}
+	if *maintnerd != "" {
+		dir, err := a.subdir("postsubmit")
+		if err != nil {
+			return err
+		}
+		go followCorpus(ctx, a, strings.TrimSuffix(*maintnerd, "/")+"/logs", filepath.Join(dir, "logcache"), b.Nudge)
+	}
 	errc := make(chan error, 1)
 	go func() {
 		errc <- b.Run(ctx)
@@ -110,6 +125,30 @@ the labels the dashboard's grid reads.`)
 	serr := srv.Serve(ctx)
 	cancel()
 	return errors.Join(serr, <-errc)
+}
+
+// followCorpus follows maintnerd's log and calls nudge whenever it has
+// caught up with new records: a ref update or push is in the corpus, and
+// the watched branches are worth a look. It retries with backoff until ctx
+// ends.
+func followCorpus(ctx context.Context, a *app, logsURL, cacheDir string, nudge func()) {
+	log := logging.For(a.log, "postsubmit")
+	for delay := time.Second; ctx.Err() == nil; delay = min(2*delay, time.Minute) {
+		f, err := logsync.NewFollower(logsync.FollowerOptions{URL: logsURL, CacheDir: cacheDir, Log: log,
+			CaughtUp: func(mutlog.Position) { nudge() }})
+		if err == nil {
+			err = f.Run(ctx, mutlog.Position{}, func(mutlog.Position, []byte) error { return nil })
+			f.Close()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.WithError(err).Warn("following the corpus failed; retrying")
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+	}
 }
 
 func runForce(ctx context.Context, a *app, args []string) error {
