@@ -384,8 +384,14 @@ func TestDistributed(t *testing.T) {
 	t.Run("GitHub", func(t *testing.T) {
 		ok := s.openPR("topic-ok", map[string]string{"ok.txt": "ok\n"})
 		bad := s.openPR("topic-bad", map[string]string{"other.txt": "x\n"})
+		// A maintainer's "/trybot" comment asks too.
+		n, err := s.gh.OpenPR(ctx, ghRepo, ghMaint, githubsim.PROptions{Head: "topic-comment", Title: "By comment", Files: map[string]string{"ok.txt": "ok\n", "c.txt": "c\n"}})
+		must(t, err)
+		_, err = s.gh.Comment(ctx, ghRepo, n, ghMaint, "/trybot")
+		must(t, err)
 		s.waitCheckRuns(ok, "tryd/check=success")
 		s.waitCheckRuns(bad, "tryd/check=failure")
+		s.waitCheckRuns(n, "tryd/check=success")
 	})
 
 	// kill -9 one component at a time while a build runs; after its
@@ -507,6 +513,17 @@ func TestDistributed(t *testing.T) {
 					missing = fmt.Sprintf("labelled pull request %d", n)
 					return false
 				}
+			}
+			asked := false
+			if is := repo.Issue(3); is != nil && is.PR != nil {
+				for _, cm := range is.Comments {
+					body, err := c.Text(cm.Body)
+					asked = asked || err == nil && cm.User != nil && cm.User.Login == ghMaint && body == "/trybot"
+				}
+			}
+			if !asked {
+				missing = "pull request 3 with the maintainer's /trybot comment"
+				return false
 			}
 			return true
 		}
