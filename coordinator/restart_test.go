@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -99,6 +100,28 @@ func startChild(t *testing.T, dir string) (*exec.Cmd, string) {
 	return nil, ""
 }
 
+// waitAttempts waits until the child's database records n attempts.
+func waitAttempts(t *testing.T, dir string, n int) {
+	t.Helper()
+	db, err := sql.Open("sqlite", filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var got int
+		err := db.QueryRow(`SELECT COUNT(*) FROM attempts`).Scan(&got)
+		if err == nil && got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("attempts in the database: %d, %v; want %d", got, err, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestKill9MidBuildLosesNothing(t *testing.T) {
 	testenv.Short(t)
 	dir := t.TempDir()
@@ -123,6 +146,10 @@ func TestKill9MidBuildLosesNothing(t *testing.T) {
 	for _, as := range r.Assignments {
 		running[as.Job.Name] = as
 	}
+	// Assignments are committed right after they are answered: wait
+	// until they are in the database, so that this test checks their
+	// adoption (a crash inside that window reruns the job instead).
+	waitAttempts(t, dir, 3)
 	// A second build submitted just before the crash must survive too.
 	sub2 := e.submit(`{"jobs": [{"name": "late", "source_mode": "none", "commands": [{"argv": ["late"]}]}]}`, api.PriorityTry)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {

@@ -384,11 +384,12 @@ func (c *Coordinator) Poll(ctx context.Context, worker string, req api.PollReque
 	if gone && len(resp.Assignments) == 0 {
 		return nil, fmt.Errorf("poll: session of worker %s ended: %w", worker, api.ErrUnknownWorker)
 	}
-	if len(prepared) > 0 || len(resp.Assignments) > 0 {
-		// Results are acknowledged only once durable, and assignments
-		// are handed out only once recorded: after a crash the
-		// coordinator still knows every attempt a worker runs, and
-		// adopts it when the worker registers again.
+	if len(prepared) > 0 {
+		// Results are acknowledged only once durable. Assignments are
+		// not waited for: on a chain of jobs that would put a second
+		// commit on the critical path. An assignment lost in a crash
+		// (within a commit's time of its dispatch) is cancelled when
+		// the worker re-registers with it, and its job runs again.
 		if err := wait(ctx, c.commit.current()); err != nil {
 			return nil, err
 		}
