@@ -27,6 +27,18 @@ type admin struct {
 
 const sessionCookie = "tryd_admin"
 
+// minAdminToken is the shortest admin token accepted, as for the
+// coordinator's tokens.
+const minAdminToken = 16
+
+// secureRequest reports whether the browser reached the dashboard over
+// HTTPS, directly or through a TLS-terminating proxy that says so. The
+// header is only used to mark cookies Secure, which can only make them
+// stricter, so a forged one gains nothing.
+func secureRequest(r *http.Request) bool {
+	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+}
+
 func newAdmin(token string) *admin {
 	k := sha256.Sum256([]byte("tryd dashboard admin v1\x00" + token))
 	return &admin{token: token, key: k[:]}
@@ -125,14 +137,14 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	nonce := hex.EncodeToString(b[:])
 	http.SetCookie(w, &http.Cookie{
 		Name: sessionCookie, Value: nonce + "." + s.admin.mac("session", nonce), Path: "/",
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: int((12 * time.Hour).Seconds()),
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secureRequest(r), MaxAge: int((12 * time.Hour).Seconds()),
 	})
 	http.Redirect(w, r, next, http.StatusSeeOther)
 	return nil
 }
 
 func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) error {
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secureRequest(r)})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 	return nil
 }

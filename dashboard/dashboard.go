@@ -58,7 +58,8 @@ type Options struct {
 	// Planner and AdminToken enable force builds: a holder of the admin
 	// token (signed in through /login, or sending it as a bearer token)
 	// may rebuild a builder at a build's source. Without either, no
-	// force-build button is shown and POSTs are refused.
+	// force-build button is shown and POSTs are refused. The token must
+	// have at least 16 characters: /login accepts guesses without limit.
 	Planner    Planner
 	AdminToken string
 	// LogTailLines is how many lines of a failed job's log the try run
@@ -118,6 +119,9 @@ func New(opts Options) (*Server, error) {
 		s.grid = &CoordinatorGrid{Client: opts.Coordinator}
 	}
 	if opts.AdminToken != "" {
+		if len(opts.AdminToken) < minAdminToken {
+			return nil, fmt.Errorf("dashboard: Options.AdminToken is shorter than %d characters", minAdminToken)
+		}
 		s.admin = newAdmin(opts.AdminToken)
 	}
 	var err error
