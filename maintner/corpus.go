@@ -170,6 +170,10 @@ type Corpus struct {
 	src segmentSource
 	cur *recordLoc
 
+	// parsers recycles NoteDb parsers between derivations, which may
+	// run on several goroutines at once (GerritProject.Changes).
+	parsers sync.Pool
+
 	metrics *corpusMetrics
 }
 

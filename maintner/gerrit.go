@@ -590,6 +590,11 @@ func (ch *GerritChange) derive(c *Corpus) {
 	// from the root.
 	ch.state = nil
 	var sha [40]byte
+	parser, _ := c.parsers.Get().(*notedb.Parser)
+	if parser == nil {
+		parser = new(notedb.Parser)
+	}
+	defer c.parsers.Put(parser)
 	for i := len(chain) - 1; i >= 0; i-- {
 		gc := chain[i]
 		msg, err := c.Text(gc.Msg)
@@ -598,7 +603,9 @@ func (ch *GerritChange) derive(c *Corpus) {
 			return
 		}
 		hex.Encode(sha[:], gc.Hash[:])
-		u, err := notedb.ParseCommit(notedb.Commit{
+		// The update is only valid until the next Parse, and Apply
+		// keeps nothing of it.
+		u, err := parser.Parse(notedb.Commit{
 			SHA:       string(sha[:]),
 			Message:   msg,
 			Author:    notedb.Ident{Name: gc.Author.Name, Email: gc.Author.Email},

@@ -451,9 +451,21 @@ func FuzzParseCommit(f *testing.F) {
 	}
 	f.Add("Update patch set 1\n\n\n\nPatch-set: 1\n", "Gerrit Code Review", "gerrit@review.example.com")
 	f.Add("x\n\nbody\n\n\nPatch-set: 2 (deleted)\nCopied-Label: -A Gerrit User 5 <5@s>\n", "Gerrit User 5", "5@s")
+	exs := examples()
 	f.Fuzz(func(t *testing.T, msg, name, email string) {
 		c := Commit{SHA: "f", Message: msg, Author: Ident{name, email}, Committer: server}
 		u, err := ParseCommit(c)
+		// A Parser gives the same result, whatever it parsed before.
+		for _, ex := range exs {
+			var p Parser
+			if _, err := p.Parse(commitOf(ex.u, Format(ex.u))); err != nil {
+				t.Fatal(err)
+			}
+			pu, perr := p.Parse(c)
+			if (perr == nil) != (err == nil) || err == nil && !reflect.DeepEqual(pu, u) || err != nil && perr.Error() != err.Error() {
+				t.Fatalf("after %s, Parser.Parse = %+v, %v; ParseCommit = %+v, %v", ex.name, pu, perr, u, err)
+			}
+		}
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error does not wrap ErrInvalid: %v", err)
