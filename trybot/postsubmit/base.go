@@ -162,3 +162,91 @@ func copyLabels(l map[string]string) map[string]string {
 	}
 	return c
 }
+
+// Verdict sums up the classified failures of a try run (of one builder
+// or of all), for the TryBot-Result message, check runs and the vote.
+type Verdict struct {
+	New, PreExisting, Flaky []string // job names, sorted
+}
+
+// Summarize groups classifications by kind.
+func Summarize(classes map[string]Classification) Verdict {
+	var v Verdict
+	for name, c := range classes {
+		switch c {
+		case ClassPreExisting:
+			v.PreExisting = append(v.PreExisting, name)
+		case ClassFlaky:
+			v.Flaky = append(v.Flaky, name)
+		default:
+			v.New = append(v.New, name)
+		}
+	}
+	slices.Sort(v.New)
+	slices.Sort(v.PreExisting)
+	slices.Sort(v.Flaky)
+	return v
+}
+
+// OnlyPreExisting reports whether every real failure also fails at the
+// base revision: no new failure and at least one pre-existing one.
+func (v Verdict) OnlyPreExisting() bool { return len(v.New) == 0 && len(v.PreExisting) > 0 }
+
+// Vote is the result vote: -1 with any new failure, preexistingVote (the
+// trybot.preexisting_vote setting: -1, 0 or +1) when the only failures are
+// pre-existing, +1 otherwise (flakes passed on retry).
+func (v Verdict) Vote(preexistingVote int) int {
+	switch {
+	case len(v.New) > 0:
+		return -1
+	case len(v.PreExisting) > 0:
+		return max(-1, min(1, preexistingVote))
+	}
+	return 1
+}
+
+// Message says which failures are which, one line per kind, e.g.
+//
+//	New failures (pass at the base revision): test ./x
+//	Pre-existing failures (fail at the base revision too): vet ./y
+//	Flaky (passed when run again): test ./z
+func (v Verdict) Message() string {
+	var lines []string
+	add := func(title string, names []string) {
+		if len(names) == 0 {
+			return
+		}
+		const max = 20
+		list := names
+		more := ""
+		if len(list) > max {
+			list, more = list[:max], fmt.Sprintf(" and %d more", len(names)-max)
+		}
+		lines = append(lines, fmt.Sprintf("%s: %s%s", title, joinNames(list), more))
+	}
+	add("New failures (pass at the base revision)", v.New)
+	add("Pre-existing failures (fail at the base revision too)", v.PreExisting)
+	add("Flaky (passed when run again)", v.Flaky)
+	if v.OnlyPreExisting() {
+		lines = append(lines, "This change adds no failures: every failure also happens without it.")
+	}
+	out := ""
+	for i, l := range lines {
+		if i > 0 {
+			out += "\n"
+		}
+		out += l
+	}
+	return out
+}
+
+func joinNames(names []string) string {
+	out := ""
+	for i, n := range names {
+		if i > 0 {
+			out += ", "
+		}
+		out += clip(n)
+	}
+	return out
+}

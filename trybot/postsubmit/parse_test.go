@@ -61,3 +61,41 @@ func TestClip(t *testing.T) {
 		t.Errorf("clip kept %d bytes", len(got))
 	}
 }
+
+func TestVerdict(t *testing.T) {
+	tests := []struct {
+		name     string
+		classes  map[string]Classification
+		vote0    int // with preexisting_vote 0
+		voteNeg  int // with preexisting_vote -1
+		onlyPre  bool
+		contains []string
+	}{
+		{"new and pre-existing", map[string]Classification{"a": ClassNew, "b": ClassPreExisting}, -1, -1, false,
+			[]string{"New failures (pass at the base revision): a", "Pre-existing failures (fail at the base revision too): b"}},
+		{"only pre-existing", map[string]Classification{"b": ClassPreExisting, "c": ClassFlaky}, 0, -1, true,
+			[]string{"Flaky (passed when run again): c", "adds no failures"}},
+		{"only flaky", map[string]Classification{"c": ClassFlaky}, 1, 1, false, []string{"Flaky"}},
+		{"unknown kind counts as new", map[string]Classification{"x": "weird"}, -1, -1, false, []string{"New failures"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := Summarize(tc.classes)
+			if got := v.Vote(0); got != tc.vote0 {
+				t.Errorf("Vote(0) = %d, want %d", got, tc.vote0)
+			}
+			if got := v.Vote(-1); got != tc.voteNeg {
+				t.Errorf("Vote(-1) = %d, want %d", got, tc.voteNeg)
+			}
+			if v.OnlyPreExisting() != tc.onlyPre {
+				t.Errorf("OnlyPreExisting = %v", v.OnlyPreExisting())
+			}
+			msg := v.Message()
+			for _, c := range tc.contains {
+				if !strings.Contains(msg, c) {
+					t.Errorf("message %q lacks %q", msg, c)
+				}
+			}
+		})
+	}
+}

@@ -3,7 +3,8 @@
 // coordinator's post-submit priority, below try runs), force builds of any
 // commit × builder, and periodic builds on a cron schedule per builder.
 // It also compares a try run's failures with the change's base revision
-// (see Classify), reusing post-submit results when they exist.
+// (see Classify), reusing post-submit results when they exist, and sums
+// the classifications up for the trybot's message and vote (Verdict).
 //
 // # Results for the grid
 //
