@@ -57,6 +57,11 @@ type Options struct {
 	// MaxBodyBytes bounds a webhook body (default 25 MiB, GitHub's own
 	// limit); larger bodies get 413.
 	MaxBodyBytes int64
+	// BodyTimeout bounds reading a webhook body (default 30s; GitHub
+	// gives up after 10s), so that a sender trickling bytes, who need
+	// not know any secret since a GitHub body is read before its
+	// signature can be checked, cannot hold connections open forever.
+	BodyTimeout time.Duration
 	// LongPollTimeout is how long /waitevent waits by default (default
 	// 30s, as x/build); ?timeout= may ask for 1ms to MaxLongPollTimeout.
 	LongPollTimeout time.Duration
@@ -98,14 +103,17 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxBodyBytes == 0 {
 		opts.MaxBodyBytes = 25 << 20
 	}
+	if opts.BodyTimeout == 0 {
+		opts.BodyTimeout = 30 * time.Second
+	}
 	if opts.LongPollTimeout == 0 {
 		opts.LongPollTimeout = 30 * time.Second
 	}
 	if opts.MaxLongPollTimeout == 0 {
 		opts.MaxLongPollTimeout = 5 * time.Minute
 	}
-	if opts.MaxBodyBytes < 0 || opts.LongPollTimeout < 0 || opts.MaxLongPollTimeout < opts.LongPollTimeout {
-		return nil, errors.New("pubsubhelper: bad options: MaxBodyBytes and LongPollTimeout must be positive, MaxLongPollTimeout at least LongPollTimeout")
+	if opts.MaxBodyBytes < 0 || opts.BodyTimeout < 0 || opts.LongPollTimeout < 0 || opts.MaxLongPollTimeout < opts.LongPollTimeout {
+		return nil, errors.New("pubsubhelper: bad options: MaxBodyBytes, BodyTimeout and LongPollTimeout must be positive, MaxLongPollTimeout at least LongPollTimeout")
 	}
 	for _, list := range [][]Secret{opts.GitHubSecrets, opts.GerritSecrets, opts.SubscriberTokens} {
 		for _, s := range list {
@@ -159,8 +167,23 @@ func (s *Server) reject(w http.ResponseWriter, r *http.Request, source, result s
 	http.Error(w, msg, code)
 }
 
-// readBody reads a webhook body within the size limit; it answers 413
-// or 400 itself and returns false when it did.
+// bodyDeadline bounds the reading of r's body, by the handler or, when
+// the handler refuses the request without reading it, by net/http,
+// which drains an unread body before it answers. Not every
+// ResponseWriter supports deadlines (httptest's does not); the limit is
+// then the server's.
+func (s *Server) bodyDeadline(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
+}
+
+// preallocBytes bounds the buffer allocated from a body's declared
+// Content-Length before any of it arrives: enough for the usual webhook
+// in one allocation, while a sender declaring 25 MiB and sending nothing
+// costs little.
+const preallocBytes = 256 << 10
+
+// readBody reads a webhook body within the size limit and BodyTimeout;
+// it answers 413 or 400 itself and returns false when it did.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, source string) ([]byte, bool) {
 	if r.ContentLength > s.opts.MaxBodyBytes {
 		s.reject(w, r, source, resultTooLarge, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", s.opts.MaxBodyBytes))
@@ -168,7 +191,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, source string)
 	}
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + 1) // one allocation for the usual body
+		buf.Grow(int(min(r.ContentLength, preallocBytes)) + 1)
 	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	body := buf.Bytes()
@@ -224,8 +247,9 @@ func validDeliveryID(s string) bool {
 	return true
 }
 
-// serveGitHub handles POST /github-webhook: 413 over the size limit, 401
-// without a valid X-Hub-Signature-256 (HMAC-SHA256 of the body, checked
+// serveGitHub handles POST /github-webhook: 401 without an
+// X-Hub-Signature-256 header (before the body is read), 413 over the size
+// limit, 401 without a valid X-Hub-Signature-256 (HMAC-SHA256 of the body, checked
 // in constant time by go-github against every configured secret), 400
 // without X-GitHub-Event / X-GitHub-Delivery or with a malformed body,
 // 415 for a content type other than JSON or form-encoded, 503 if the
@@ -234,14 +258,12 @@ func validDeliveryID(s string) bool {
 // recorded once.
 func (s *Server) serveGitHub(w http.ResponseWriter, r *http.Request) {
 	const src = pubsubtypes.SourceGitHub
+	s.bodyDeadline(w)
 	if len(s.opts.GitHubSecrets) == 0 {
 		s.reject(w, r, src, resultUnauthorized, http.StatusNotFound, "GitHub webhooks are not configured")
 		return
 	}
-	body, ok := s.readBody(w, r, src)
-	if !ok {
-		return
-	}
+	// A request without a signature is refused before its body is read.
 	sig := r.Header.Get(github.SHA256SignatureHeader)
 	if sig == "" {
 		s.reject(w, r, src, resultUnauthorized, http.StatusUnauthorized, "missing "+github.SHA256SignatureHeader)
@@ -249,6 +271,10 @@ func (s *Server) serveGitHub(w http.ResponseWriter, r *http.Request) {
 	}
 	if !strings.HasPrefix(sig, "sha256=") {
 		s.reject(w, r, src, resultUnauthorized, http.StatusUnauthorized, "bad "+github.SHA256SignatureHeader)
+		return
+	}
+	body, ok := s.readBody(w, r, src)
+	if !ok {
 		return
 	}
 	server, verified := "", false
@@ -326,6 +352,7 @@ func (s *Server) gerritAuth(r *http.Request) (server string, ok bool) {
 // (the plugin's retry of an event) is recorded once.
 func (s *Server) serveGerrit(w http.ResponseWriter, r *http.Request) {
 	const src = pubsubtypes.SourceGerrit
+	s.bodyDeadline(w)
 	if len(s.opts.GerritSecrets) == 0 {
 		s.reject(w, r, src, resultUnauthorized, http.StatusNotFound, "Gerrit webhooks are not configured")
 		return
