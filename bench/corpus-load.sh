@@ -35,13 +35,13 @@
 # that pass is printed as "load+votes" so nothing is hidden.
 #
 # Runs stop early (after at least two of each) when the script has used
-# CORPUS_LOAD_BUDGET seconds (default 200), to stay under five minutes on
+# CORPUS_LOAD_BUDGET seconds (default 210), to stay under five minutes on
 # a loaded machine.
 . "$(dirname "$0")/lib.sh"
 
 size=${CORPUS_LOAD_SIZE:-256MiB}
-runs=${CORPUS_LOAD_RUNS:-4}
-budget=${CORPUS_LOAD_BUDGET:-200}
+runs=${CORPUS_LOAD_RUNS:-6}
+budget=${CORPUS_LOAD_BUDGET:-210}
 dir=$(benchdir)
 
 go build -o "$dir/tryd" ./cmd/tryd

@@ -2,6 +2,7 @@ package maintner
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -111,7 +112,8 @@ func (c *Corpus) makeCommit(d *dCommit) *GitCommit {
 		for i, f := range d.files {
 			gc.Files[i] = GitFileStat{Name: c.str(f.name), Added: int32(f.added), Deleted: int32(f.deleted), Binary: f.binary}
 		}
-		sort.Slice(gc.Files, func(i, j int) bool { return gc.Files[i].Name < gc.Files[j].Name })
+		// slices.SortFunc, unlike sort.Slice, allocates nothing.
+		slices.SortFunc(gc.Files, func(a, b GitFileStat) int { return strings.Compare(a.Name, b.Name) })
 	}
 	return gc
 }
@@ -522,12 +524,11 @@ func (c *Corpus) applyGerrit(d *dGerrit) {
 			}
 			continue
 		}
-		i := slices.IndexFunc(ch.psRefs, func(x psRef) bool { return x.ps == ps })
-		if i >= 0 {
+		i, found := slices.BinarySearchFunc(ch.psRefs, ps, func(x psRef, ps int32) int { return cmp.Compare(x.ps, ps) })
+		if found {
 			ch.psRefs[i].hash = r.hash
 		} else {
-			ch.psRefs = append(ch.psRefs, psRef{ps, r.hash})
-			sort.Slice(ch.psRefs, func(i, j int) bool { return ch.psRefs[i].ps < ch.psRefs[j].ps })
+			ch.psRefs = slices.Insert(ch.psRefs, i, psRef{ps, r.hash})
 		}
 	}
 }

@@ -39,11 +39,11 @@ func (c *Corpus) Load(ctx context.Context, n int, read SegmentReader) error {
 func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool) error {
 	// Workers read and decode segments (worker w takes segments w,
 	// w+workers, ...) and hand the applier batches of decoded records
-	// through one channel per segment. A channel holds a whole segment's
-	// batches, so a worker decodes its segment to the end even while the
-	// applier waits for a CPU, and the applier then finds a segment
-	// ready: on a busy machine, where any goroutine may wait a while to
-	// run, a shallower pipeline stalls each stage on the other.
+	// through one channel per segment. A channel holds many batches, so
+	// a worker keeps decoding while the applier waits for a CPU, and the
+	// applier then finds records ready: on a busy machine, where any
+	// goroutine may wait a while to run, a shallow pipeline (it used to
+	// hold four batches) stalls each stage on the other.
 	type batch struct {
 		decs []*decoded
 		buf  []byte // the segment buffer, in the last batch only
@@ -51,11 +51,11 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 	}
 	const (
 		batchSize = 512
-		// segBatches bounds the batches of one segment in flight: a
-		// 16 MiB segment holds at most ~40 batches of records of
-		// generated (realistic) sizes; smaller records only make a
-		// worker wait for the applier now and then.
-		segBatches = 64
+		// segBatches bounds the batches of one segment in flight:
+		// about half of a 16 MiB segment of records of realistic sizes
+		// (~30 batches). Deeper costs memory (decoded records waiting)
+		// for little: the applier catches up within a segment.
+		segBatches = 16
 	)
 	workers := c.opts.LoadWorkers
 	// Decoded records are recycled through free (a channel rather than a
