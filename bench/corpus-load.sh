@@ -5,7 +5,7 @@
 # It generates a synthetic log (tryd corpus gen: GitHub issues with many
 # comments and events, pull requests, Gerrit changes with several patch
 # sets, votes and NoteDb messages) of CORPUS_LOAD_SIZE (default 256MiB),
-# then loads it CORPUS_LOAD_RUNS times (default 4) with each
+# then loads it CORPUS_LOAD_RUNS times (default 6) with each
 # implementation, alternating, each load in its own process
 # (compat/xbuild/cmd/loadbench). Load time is wall time from the first
 # read to a ready corpus; memory is the process's peak resident set
