@@ -15,6 +15,7 @@ import (
 	"github.com/tryd-ci/tryd/maintner/logsync"
 	"github.com/tryd-ci/tryd/maintner/mutlog"
 	"github.com/tryd-ci/tryd/trybot"
+	"github.com/tryd-ci/tryd/trybot/goplan"
 	"github.com/tryd-ci/tryd/trybot/postsubmit"
 )
 
@@ -53,10 +54,12 @@ func newPostsubmit(a *app, f postsubmitFlags) (*postsubmit.Builder, *api.Client,
 	if err != nil {
 		return nil, nil, err
 	}
-	planner, err := trybot.NewBuilders(a.cfg.Builders, a.cfg.Trybot.Aliases)
+	plain, err := trybot.NewBuilders(a.cfg.Builders, a.cfg.Trybot.Aliases)
 	if err != nil {
 		return nil, nil, err
 	}
+	// Builders with planner "go" get the per-package Go planner.
+	planner := goplan.WithGoPlanner(a.cfg.Builders, plain)
 	var repos []postsubmit.Repo
 	for _, r := range a.cfg.Repos {
 		repos = append(repos, postsubmit.Repo{Name: r.Name, URL: gm.RepoURL(r.Name), Branches: r.Branches})

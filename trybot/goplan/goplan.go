@@ -63,6 +63,7 @@ import (
 	"time"
 
 	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/internal/config"
 )
 
 // Limits on the go list output and the files read, so that a hostile
@@ -613,4 +614,48 @@ func Write(w io.Writer, g *graph.Graph) error {
 		return fmt.Errorf("goplan: write fragment: %w", err)
 	}
 	return nil
+}
+
+// DefaultJobTimeout bounds the planner and planned jobs of a builder
+// whose configuration sets no timeout (as trybot's plain graphs).
+const DefaultJobTimeout = 20 * time.Minute
+
+// BuilderGraph returns the graph of a builder with planner "go" for src:
+// the planner job alone, on the builder's labels, with its timeout (the
+// planned jobs get the same labels and timeout).
+func BuilderGraph(c config.Builder, src graph.Source) *graph.Graph {
+	timeout := time.Duration(c.Timeout)
+	if timeout <= 0 {
+		timeout = DefaultJobTimeout
+	}
+	return &graph.Graph{Source: src, Jobs: []*graph.Job{PlannerJob(PlannerOptions{Labels: c.Labels, Timeout: timeout})}}
+}
+
+// Planner is what plans a builder's graph (trybot.Builders).
+type Planner interface {
+	Plan(builder string, src graph.Source) (*graph.Graph, error)
+}
+
+// WithGoPlanner returns a Planner that plans the builders with planner
+// "go" through BuilderGraph and every other builder through fallback.
+func WithGoPlanner(builders []config.Builder, fallback Planner) Planner {
+	p := goPlanner{fallback: fallback, goBuilders: map[string]config.Builder{}}
+	for _, c := range builders {
+		if c.Planner == "go" && len(c.Steps) == 0 {
+			p.goBuilders[c.Name] = c
+		}
+	}
+	return p
+}
+
+type goPlanner struct {
+	fallback   Planner
+	goBuilders map[string]config.Builder
+}
+
+func (p goPlanner) Plan(builder string, src graph.Source) (*graph.Graph, error) {
+	if c, ok := p.goBuilders[builder]; ok {
+		return BuilderGraph(c, src), nil
+	}
+	return p.fallback.Plan(builder, src)
 }

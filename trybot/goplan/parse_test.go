@@ -7,6 +7,7 @@ import (
 	"testing/fstest"
 
 	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/internal/config"
 )
 
 const goodList = `{"ImportPath":"fmt","Standard":true}
@@ -144,4 +145,35 @@ func FuzzParseList(f *testing.F) {
 		// Whatever parses must plan or fail cleanly, never panic.
 		_, _ = Plan(pkgs, "/src", testFS(), Options{})
 	})
+}
+
+type fixedPlanner struct{}
+
+func (fixedPlanner) Plan(builder string, src graph.Source) (*graph.Graph, error) {
+	return &graph.Graph{Source: src, Jobs: []*graph.Job{{Name: "plain " + builder}}}, nil
+}
+
+func TestWithGoPlanner(t *testing.T) {
+	p := WithGoPlanner([]config.Builder{
+		{Name: "gobot", Planner: "go", Labels: map[string]string{"os": "linux"}},
+		{Name: "steps", Steps: []config.Step{{Shell: "true"}}},
+	}, fixedPlanner{})
+	src := graph.Source{Repo: "https://m/x.git", Revision: strings.Repeat("a", 40)}
+	tests := []struct{ builder, firstJob string }{
+		{"gobot", "plan"},
+		{"steps", "plain steps"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.builder, func(t *testing.T) {
+			g, err := p.Plan(tc.builder, src)
+			if err != nil || g.Jobs[0].Name != tc.firstJob {
+				t.Fatalf("Plan = %+v, %v", g, err)
+			}
+		})
+	}
+	g, _ := p.Plan("gobot", src)
+	j := g.Jobs[0]
+	if !j.Planner || j.Labels["os"] != "linux" || j.Timeout != graph.Duration(DefaultJobTimeout) || g.Normalize() != nil {
+		t.Errorf("planner job %+v", j)
+	}
 }
