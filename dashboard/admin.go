@@ -27,6 +27,14 @@ type admin struct {
 
 const sessionCookie = "tryd_admin"
 
+// limitBody bounds the size of r's form and the time to read it. Not
+// every ResponseWriter supports deadlines (httptest's does not); the
+// limit is then the server's.
+func (s *Server) limitBody(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
+}
+
 // minAdminToken is the shortest admin token accepted, as for the
 // coordinator's tokens.
 const minAdminToken = 16
@@ -122,7 +130,7 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	if s.admin == nil {
 		return fmt.Errorf("%w: no admin token is configured", errForbidden)
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	s.limitBody(w, r)
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
 		return fmt.Errorf("%w: cross-site request", errForbidden)
 	}
@@ -160,7 +168,7 @@ type forceView struct {
 // builder's graph is planned afresh and submitted with the build's
 // labels plus forced=1. Cached job results are reused as always.
 func (s *Server) serveForce(w http.ResponseWriter, r *http.Request) error {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	s.limitBody(w, r)
 	if err := s.admin.authorize(r); err != nil {
 		return err
 	}

@@ -1,11 +1,15 @@
 package dashboard
 
 import (
+	"bufio"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 )
@@ -78,4 +82,37 @@ func TestSessionCookieSecure(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSlowLoginBodyTimesOut checks that a client that declares a login
+// form and stops sending it loses its connection after BodyTimeout.
+func TestSlowLoginBodyTimesOut(t *testing.T) {
+	coord, err := api.NewClient("http://127.0.0.1:1", "client-token-0123456789", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Coordinator: coord, AdminToken: "admin-token-0123456789abcdef", BodyTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprint(conn, "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ntoken=")
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode < 400 {
+			t.Fatalf("stalled form answered %d", resp.StatusCode)
+		}
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("connection still open 10s after a 200ms body timeout")
+	}
+	t.Logf("answered or closed after %v (err %v)", time.Since(start).Round(time.Millisecond), err)
 }

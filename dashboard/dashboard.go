@@ -68,6 +68,10 @@ type Options struct {
 	// KeepAlive is how often a live log stream with nothing new sends a
 	// comment, so that proxies keep it open (default 15s).
 	KeepAlive time.Duration
+	// BodyTimeout bounds reading the form of a POST (default 30s), so
+	// that a client trickling bytes to /login, which anyone may call,
+	// cannot hold connections open forever.
+	BodyTimeout time.Duration
 	// Log receives the dashboard's logs; nil discards them.
 	Log logrus.FieldLogger
 	// Registry receives the dashboard's metrics; nil registers nowhere.
@@ -104,6 +108,12 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.KeepAlive == 0 {
 		opts.KeepAlive = 15 * time.Second
+	}
+	if opts.BodyTimeout < 0 {
+		return nil, errors.New("dashboard: Options.BodyTimeout is negative")
+	}
+	if opts.BodyTimeout == 0 {
+		opts.BodyTimeout = 30 * time.Second
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
