@@ -99,6 +99,9 @@ type Options struct {
 	NoTests bool
 }
 
+// listFields are the fields of Package, as go list -json=... selects them.
+const listFields = "ImportPath,Dir,Standard,DepOnly,Module,GoFiles,CgoFiles,CFiles,CXXFiles,MFiles,HFiles,FFiles,SFiles,SwigFiles,SwigCXXFiles,SysoFiles,IgnoredGoFiles,EmbedFiles,TestEmbedFiles,XTestEmbedFiles,TestGoFiles,XTestGoFiles,Imports,TestImports,XTestImports,Error"
+
 // Package is the part of `go list -json` output the planner reads.
 type Package struct {
 	ImportPath string
@@ -151,7 +154,9 @@ func Run(ctx context.Context, dir, goCmd string, env []string, opts Options) (*g
 		}
 		opts.GoVersion = strings.TrimSpace(string(out))
 	}
-	out, err := goOutput(ctx, dir, goCmd, env, "list", "-e", "-json", "-deps", "./...")
+	// Only the fields Package reads: the standard library's entries
+	// (most of the output) shrink to a few bytes each.
+	out, err := goOutput(ctx, dir, goCmd, env, "list", "-e", "-json="+listFields, "-deps", "./...")
 	if err != nil {
 		return nil, err
 	}
