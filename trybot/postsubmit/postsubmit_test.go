@@ -283,3 +283,46 @@ func TestUpdateRefusesBadInput(t *testing.T) {
 		t.Error("an option-like branch name was accepted")
 	}
 }
+
+func TestRunBuildsOnNudge(t *testing.T) {
+	testenv.NeedTool(t, "git")
+	testenv.NeedTool(t, "sh")
+	cc := startStack(t)
+	repo := newRepo(t)
+	bs, p := builders(config.Builder{Name: "linux-amd64", PostSubmit: true, Steps: []config.Step{{Name: "x", Shell: "true"}}})
+	repo.commit("first", nil)
+	b, err := postsubmit.New(postsubmit.Options{Coordinator: cc, Planner: p, Dir: t.TempDir(), Builders: bs, PollInterval: -1,
+		Repos: []postsubmit.Repo{{Name: "r", URL: repo.url(), Branches: []string{"main"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitBuilds := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			bl, err := cc.Builds(ctx, api.ListOptions{Labels: map[string]string{"repo": "r"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(bl) == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d builds, want %d", len(bl), n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitBuilds(1) // Run looks at every branch when it starts
+	repo.commit("second", nil)
+	repo.commit("third", nil)
+	b.Nudge()
+	waitBuilds(3)
+}
