@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -107,6 +108,12 @@ type PushMirror struct {
 	// a private file for the duration of the push. It is never logged,
 	// shown or put on a command line.
 	Credentials func() (string, error)
+	// KnownHosts, if set, is an OpenSSH known_hosts file that must hold
+	// the host key of an SSH push URL; the push fails on any other key.
+	// Without it, an SSH push with Credentials trusts the key it first
+	// sees (StrictHostKeyChecking=accept-new), open to an attacker on the
+	// path at that moment.
+	KnownHosts string
 }
 
 // Clock is the source of time for polling and backoff, so tests control
@@ -155,6 +162,11 @@ func (o *Options) validate() error {
 			errs = append(errs, fmt.Errorf("repo %q: FetchAuth needs an http(s) URL", r.Name))
 		}
 		if r.Push != nil {
+			if r.Push.KnownHosts != "" {
+				if st, err := os.Stat(r.Push.KnownHosts); err != nil || !st.Mode().IsRegular() {
+					errs = append(errs, fmt.Errorf("repo %q: push KnownHosts %q is not a readable file", r.Name, r.Push.KnownHosts))
+				}
+			}
 			if !urlRE.MatchString(r.Push.URL) {
 				errs = append(errs, fmt.Errorf("repo %q: bad push URL %q", r.Name, redactURL(r.Push.URL)))
 			}

@@ -110,8 +110,12 @@ func (m *Mirror) pushEnv(p *PushMirror) (env []string, cleanup func(), err error
 			cleanup()
 			return nil, func() {}, fmt.Errorf("credentials: %w", err)
 		}
+		hostKeys := "-o StrictHostKeyChecking=accept-new"
+		if p.KnownHosts != "" {
+			hostKeys = "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=" + shellQuote(filepath.Clean(p.KnownHosts))
+		}
 		return []string{
-			"GIT_SSH_COMMAND=ssh -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new -i " + shellQuote(filepath.Clean(name)),
+			"GIT_SSH_COMMAND=ssh -o BatchMode=yes -o IdentitiesOnly=yes " + hostKeys + " -i " + shellQuote(filepath.Clean(name)),
 		}, cleanup, nil
 	}
 	return nil, cleanup, fmt.Errorf("credentials given for %s, which takes none", redactURL(p.URL))
