@@ -131,6 +131,7 @@ type demo struct {
 	gerritStop  func()
 	github      *githubsim.Sim // nil without the GitHub half
 	ghUser      string
+	ghToken     string         // ghUser's token: the watcher's REST calls count against 5000 an hour, not 60
 	prs         map[string]int // pull requests by what they show
 	gerritHook  string         // the webhook secret files' contents
 	githubHook  string
@@ -274,7 +275,7 @@ func (dm *demo) startGitHub(ctx context.Context, d *dev) error {
 	}
 	dm.github = s
 	dm.ghUser = "gopher"
-	if _, err := s.AddUser(dm.ghUser, githubsim.PermAdmin); err != nil {
+	if dm.ghToken, err = s.AddUser(dm.ghUser, githubsim.PermAdmin); err != nil {
 		return err
 	}
 	if err := s.CreateRepo(ctx, demoGitHub); err != nil {
@@ -440,6 +441,7 @@ func (dm *demo) watch(ctx context.Context, d *dev) {
 		defer close(dm.watchDone)
 		seen := map[string]bool{}
 		hc := &http.Client{Timeout: 10 * time.Second}
+		heads := map[int]string{}
 		for {
 			for what, n := range dm.state.Changes {
 				key := fmt.Sprintf("gerrit/%d", n)
@@ -459,7 +461,7 @@ func (dm *demo) watch(ctx context.Context, d *dev) {
 				if seen[key] {
 					continue
 				}
-				if runs, ok := demoCheckRuns(ctx, hc, dm.github.APIURL(), n); ok {
+				if runs, ok := demoCheckRuns(ctx, hc, dm.github.APIURL(), dm.ghToken, n, heads); ok {
 					seen[key] = true
 					fmt.Fprintf(dm.out, "demo: GitHub pull request #%d (%s): check runs %s\n", n, what, runs)
 					if u, ok := d.urls["dashboard"]; ok {
@@ -474,7 +476,7 @@ func (dm *demo) watch(ctx context.Context, d *dev) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(time.Second):
+			case <-time.After(2 * time.Second):
 			}
 		}
 	}()
@@ -561,14 +563,18 @@ func getGerritJSON(ctx context.Context, hc *http.Client, u string, v any) error 
 
 // demoCheckRuns returns "name: conclusion" of the check runs on pull
 // request n's head once every one of them has completed.
-func demoCheckRuns(ctx context.Context, hc *http.Client, api string, n int) (string, bool) {
-	var pr struct {
-		Head struct {
-			SHA string `json:"sha"`
-		} `json:"head"`
-	}
-	if err := getJSON(ctx, hc, fmt.Sprintf("%srepos/%s/pulls/%d", api, demoGitHub, n), &pr); err != nil || pr.Head.SHA == "" {
-		return "", false
+// heads caches the pull requests' head commits.
+func demoCheckRuns(ctx context.Context, hc *http.Client, api, token string, n int, heads map[int]string) (string, bool) {
+	if heads[n] == "" {
+		var pr struct {
+			Head struct {
+				SHA string `json:"sha"`
+			} `json:"head"`
+		}
+		if err := getJSON(ctx, hc, token, fmt.Sprintf("%srepos/%s/pulls/%d", api, demoGitHub, n), &pr); err != nil || pr.Head.SHA == "" {
+			return "", false
+		}
+		heads[n] = pr.Head.SHA
 	}
 	var runs struct {
 		CheckRuns []struct {
@@ -577,7 +583,7 @@ func demoCheckRuns(ctx context.Context, hc *http.Client, api string, n int) (str
 			Conclusion string `json:"conclusion"`
 		} `json:"check_runs"`
 	}
-	if err := getJSON(ctx, hc, fmt.Sprintf("%srepos/%s/commits/%s/check-runs", api, demoGitHub, pr.Head.SHA), &runs); err != nil || len(runs.CheckRuns) == 0 {
+	if err := getJSON(ctx, hc, token, fmt.Sprintf("%srepos/%s/commits/%s/check-runs", api, demoGitHub, heads[n]), &runs); err != nil || len(runs.CheckRuns) == 0 {
 		return "", false
 	}
 	var parts []string
@@ -591,12 +597,15 @@ func demoCheckRuns(ctx context.Context, hc *http.Client, api string, n int) (str
 	return strings.Join(parts, ", "), true
 }
 
-func getJSON(ctx context.Context, hc *http.Client, u string, v any) error {
+func getJSON(ctx context.Context, hc *http.Client, token, u string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Accept", "application/vnd.github+json")
+	if token != "" {
+		req.Header.Set("Authorization", "token "+token)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		return err

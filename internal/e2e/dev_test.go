@@ -169,7 +169,7 @@ func TestDevDemo(t *testing.T) {
 		if err := getJSON(t.Context(), fmt.Sprintf("%srepos/gopher/hello/pulls/%d", api, n), &pr); err != nil {
 			t.Fatal(err)
 		}
-		got := checkRuns(t, api, "gopher/hello", pr.Head.SHA)
+		got := checkRuns(t, api, "", "gopher/hello", pr.Head.SHA)
 		if w := "tryd/" + builder + "=" + want; len(got) != 1 || got[0] != w {
 			t.Errorf("pull request %d: check runs %q, want [%s]", n, got, w)
 		}

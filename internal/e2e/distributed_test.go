@@ -41,7 +41,8 @@ type stack struct {
 	workers                                     []*proc
 	runs                                        *client.Client
 	coordAPI                                    *api.Client
-	changes                                     []int // every change upload created
+	changes                                     []int  // every change upload created
+	ghToken                                     string // a reader's token for the test's own GitHub REST calls
 }
 
 // builders: "check" sleeps for the seconds in slow.txt (so that tests can
@@ -90,6 +91,8 @@ func newWorld(t *testing.T, pubsubURL, trybotURL string, tail func(s *stack) str
 	_, err := s.gh.Push(ctx, ghRepo, "main", map[string]string{"README": "hello\n"})
 	must(t, err)
 	_, err = s.gh.AddUser(ghMaint, githubsim.PermWrite)
+	must(t, err)
+	s.ghToken, err = s.gh.AddUser("reader", githubsim.PermRead)
 	must(t, err)
 	must(t, s.gh.CreateLabel(ghRepo, "run-trybot", "00ff00", ""))
 	ghHook := s.secret("github-webhook-secret", "github-shared-secret")
@@ -244,10 +247,10 @@ func (s *stack) waitCheckRuns(n int, want ...string) {
 			SHA string `json:"sha"`
 		} `json:"head"`
 	}
-	must(s.t, getJSON(s.t.Context(), fmt.Sprintf("%srepos/%s/pulls/%d", s.gh.APIURL(), ghRepo, n), &head))
+	must(s.t, getJSONAs(s.t.Context(), s.ghToken, fmt.Sprintf("%srepos/%s/pulls/%d", s.gh.APIURL(), ghRepo, n), &head))
 	var got []string
 	waitFor(s.t, fmt.Sprintf("check runs %q of pull request %d", want, n), 60*time.Second, func() bool {
-		got = checkRuns(s.t, s.gh.APIURL(), ghRepo, head.Head.SHA)
+		got = checkRuns(s.t, s.gh.APIURL(), s.ghToken, ghRepo, head.Head.SHA)
 		return slices.Equal(got, want)
 	})
 }
