@@ -239,6 +239,18 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
+// methodLabel maps a request method to a fixed set of label values:
+// net/http accepts any token as a method, and a label value per distinct
+// method would let any client add metric series without bound.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
+}
+
 func (s *Server) instrument(h http.Handler) http.Handler {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name:        "tryd_http_requests_total",
@@ -280,8 +292,9 @@ func (s *Server) instrument(h http.Handler) http.Handler {
 		defer func() {
 			inflight.Dec()
 			d := time.Since(start)
-			requests.WithLabelValues(r.Method, strconv.Itoa(rw.code)).Inc()
-			duration.WithLabelValues(r.Method).Observe(d.Seconds())
+			method := methodLabel(r.Method)
+			requests.WithLabelValues(method, strconv.Itoa(rw.code)).Inc()
+			duration.WithLabelValues(method).Observe(d.Seconds())
 			entry := s.log.WithFields(logrus.Fields{
 				"method": r.Method, "path": r.URL.Path, "code": rw.code,
 				"bytes": rw.n, "dur": d.Round(time.Microsecond).String(), "remote": r.RemoteAddr,
