@@ -147,6 +147,12 @@ type SubscribeOptions struct {
 	// MinBackoff and MaxBackoff bound the wait between retries after a
 	// failure (defaults 100ms and 10s; the wait doubles, with jitter).
 	MinBackoff, MaxBackoff time.Duration
+	// PollGrace is how long past its long-poll timeout (WaitOptions.
+	// Timeout, or 30s, pubsubhelper's default, when unset) a poll may
+	// take before it is abandoned and retried (default 1m): a server
+	// that accepted the request and went silent would otherwise stop the
+	// subscription for good.
+	PollGrace time.Duration
 	// Log receives retry warnings; nil discards them.
 	Log logrus.FieldLogger
 }
@@ -167,10 +173,20 @@ func (c *Client) Subscribe(ctx context.Context, from pubsubtypes.Cursor, f pubsu
 	if opts.MaxBackoff < opts.MinBackoff {
 		opts.MaxBackoff = max(10*time.Second, opts.MinBackoff)
 	}
+	if opts.PollGrace <= 0 {
+		opts.PollGrace = time.Minute
+	}
+	pollLimit := opts.Timeout
+	if pollLimit <= 0 {
+		pollLimit = 30 * time.Second // the server's default
+	}
+	pollLimit += opts.PollGrace
 	cur := from
 	backoff := opts.MinBackoff
 	for {
-		ev, err := c.Wait(ctx, cur, f, opts.WaitOptions)
+		pctx, cancel := context.WithTimeout(ctx, pollLimit)
+		ev, err := c.Wait(pctx, cur, f, opts.WaitOptions)
+		cancel()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

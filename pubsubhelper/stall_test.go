@@ -2,6 +2,8 @@ package pubsubhelper
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tryd-ci/tryd/pubsubhelper/client"
+	"github.com/tryd-ci/tryd/pubsubhelper/pubsubtypes"
 )
 
 // TestSlowBodyTimesOut checks that a sender that declares a body and
@@ -101,5 +106,46 @@ func TestDeclaredLengthNotPreallocated(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if got := after.TotalAlloc - before.TotalAlloc; got > 16<<20 {
 		t.Errorf("4 requests declaring 25 MiB allocated %d MiB", got>>20)
+	}
+}
+
+// TestSubscribeAbandonsSilentPoll checks that a subscription whose server
+// accepted a long poll and went silent gives the poll up after its
+// timeout plus PollGrace and polls again, rather than waiting forever.
+func TestSubscribeAbandonsSilentPoll(t *testing.T) {
+	polls := make(chan struct{}, 100)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		polls <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release); srv.Close() })
+	c, err := client.New(srv.URL, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		errc <- c.Subscribe(ctx, pubsubtypes.Cursor{}, pubsubtypes.Filter{}, client.SubscribeOptions{
+			WaitOptions: client.WaitOptions{Timeout: 100 * time.Millisecond},
+			PollGrace:   200 * time.Millisecond,
+			MinBackoff:  10 * time.Millisecond,
+		}, func(context.Context, *pubsubtypes.Event) error { return nil })
+	}()
+	for i := 0; i < 2; i++ {
+		select {
+		case <-polls:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d polls in 10s: the silent poll was never abandoned", i)
+		}
+	}
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("Subscribe returned %v, want context.Canceled", err)
 	}
 }
