@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -588,6 +589,9 @@ type dCommit struct {
 	raw   rawCommit
 	files []dFile
 	meta  bool // isMetaCommit(raw.msg)
+	// pre, when set, is the commit's GitCommit built ahead by prebuild,
+	// lacking only what applying must intern (see Corpus.makeCommit).
+	pre *GitCommit
 }
 
 type dFile struct {
@@ -606,6 +610,7 @@ func decodeCommit(b []byte) (dCommit, error) {
 // and files (a recycled Gerrit record's commits then cost no allocation).
 func (c *dCommit) decode(b []byte) error {
 	*c = dCommit{raw: rawCommit{parents: c.raw.parents[:0]}, files: c.files[:0]}
+	// (pre is cleared too: a recycled record never carries a stale one.)
 	var sha, raw []byte
 	var f field
 	it := fieldIter{b: b}
@@ -815,6 +820,37 @@ func (d *decoded) reset() {
 		sp.gerrit = g
 	}
 	*d = decoded{spare: sp}
+}
+
+// prebuild does, on a decode worker while loading, the part of applying
+// a Gerrit record's NoteDb meta commits that needs no corpus state:
+// allocating each GitCommit, copying its message (into wa, the worker's
+// own arena) and its parents. That takes work off the single goroutine
+// that applies records, which bounds how fast a log loads. Applying
+// then interns the identities and the subject (makeCommit).
+func (d *decoded) prebuild(wa *arena) {
+	if d.gerrit == nil {
+		return
+	}
+	for i := range d.gerrit.commits {
+		dc := &d.gerrit.commits[i]
+		if !dc.meta || len(dc.files) > 0 {
+			continue
+		}
+		gc := &GitCommit{
+			Hash:       dc.hash,
+			Tree:       dc.raw.tree,
+			AuthorTime: dc.raw.authorTime,
+			CommitTime: dc.raw.committerTime,
+			AuthorTZ:   dc.raw.authorTZ,
+			CommitTZ:   dc.raw.committerTZ,
+			Msg:        Text{s: wa.copy(dc.raw.msg)},
+		}
+		if len(dc.raw.parents) > 0 {
+			gc.Parents = slices.Clone(dc.raw.parents)
+		}
+		dc.pre = gc
+	}
 }
 
 // decode decodes a record payload into d, which is empty (new or reset).

@@ -79,8 +79,18 @@ func isMetaCommit(msg []byte) bool {
 
 var patchSetFooter = []byte("Patch-set: ")
 
-// makeCommit turns a decoded commit into a GitCommit.
+// makeCommit turns a decoded commit into a GitCommit, completing the
+// one prebuild made if there is one.
 func (c *Corpus) makeCommit(d *dCommit) *GitCommit {
+	if gc := d.pre; gc != nil {
+		d.pre = nil
+		gc.Author = c.gitPerson(d.raw.authorIdent, d.raw.authorName, d.raw.authorEmail)
+		gc.Committer = c.gitPerson(d.raw.committerIdent, d.raw.committerName, d.raw.committerEmail)
+		subject, _, _ := bytes.Cut(d.raw.msg, []byte("\n"))
+		gc.Subject = c.str(subject)
+		c.text.used += int64(len(d.raw.msg))
+		return gc
+	}
 	gc := &GitCommit{
 		Hash:       d.hash,
 		Tree:       d.raw.tree,

@@ -82,6 +82,9 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
+			// wa holds the text that prebuild copies on this worker
+			// (see decoded.prebuild).
+			var wa arena
 			for i := w; i < n; i += workers {
 				var buf []byte
 				select {
@@ -111,6 +114,7 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 							return fmt.Errorf("segment %s offset %d: %w", name, off, err)
 						}
 						d.loc = recordLoc{payload: payload, seg: int32(i), off: off + int64(reclog.HeaderLen(off, len(payload)))}
+						d.prebuild(&wa)
 						cur.decs = append(cur.decs, d)
 						if len(cur.decs) == batchSize {
 							if !send(cur) {
