@@ -476,12 +476,14 @@ func validProjectName(b []byte) bool {
 }
 
 func (c *Corpus) applyGerrit(d *dGerrit) {
-	if !validProjectName(d.project) {
-		c.log.Warnf("maintner: gerrit mutation for bad project %q ignored", truncate(d.project, 100))
-		return
-	}
+	// Only names of existing projects, checked when they were created,
+	// are in the map: a hit needs no check.
 	p := c.gerrit.projects[string(d.project)]
 	if p == nil {
+		if !validProjectName(d.project) {
+			c.log.Warnf("maintner: gerrit mutation for bad project %q ignored", truncate(d.project, 100))
+			return
+		}
 		p = &GerritProject{
 			Name:    c.str(d.project),
 			c:       c,
