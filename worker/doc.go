@@ -15,9 +15,9 @@
 //
 // Each job gets a clean directory with out/ ({{OUTPUT_DIR}}), tmp/
 // (TMPDIR), src/ ({{SOURCE_DIR}}: a git worktree of the exact revision, see
-// package source, or the uploaded files) and deps/<job id>/
-// ({{DEP:<id>}}: unpacked dependency outputs, from a size-bounded local
-// cache). Outputs are packed and checked by package artifact, so that a
+// package source, or the uploaded files) and deps/<n>/ ({{DEP:<id>}} of
+// the job's n-th dependency, from 0: its unpacked outputs, from a
+// size-bounded local cache). Outputs are packed and checked by package artifact, so that a
 // hostile job cannot reach outside its directories through them.
 //
 // The worker survives coordinator restarts (it re-registers with backoff,

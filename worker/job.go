@@ -10,6 +10,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -168,7 +170,7 @@ func (w *Worker) takeJobDir() (string, error) {
 	if err != nil {
 		return "", infra("worker: job directory: %w", err)
 	}
-	for _, sub := range []string{"out", "tmp"} {
+	for _, sub := range jobSubdirs {
 		if err := os.Mkdir(filepath.Join(d, sub), 0o755); err != nil {
 			os.RemoveAll(d)
 			return "", infra("worker: job directory: %w", err)
@@ -193,8 +195,19 @@ func (w *Worker) releaseJobDir(d string) {
 	}
 }
 
-// cleanJobDir leaves d with exactly two empty directories, out and tmp,
-// touching the disk only where the job left something.
+// jobSubdirs are the directories every job directory holds, empty, when
+// a job starts.
+var jobSubdirs = []string{"out", "tmp", "deps"}
+
+// keptDepDirs bounds the empty dependency directories (deps/0, deps/1,
+// ...) a cleaned job directory keeps for the next job: on a busy disk,
+// creating and removing a directory per dependency costs more than a
+// trivial job, and most jobs have a few dependencies.
+const keptDepDirs = 16
+
+// cleanJobDir leaves d with exactly three empty directories, out, tmp and
+// deps, except that deps may keep up to keptDepDirs empty dependency
+// directories, touching the disk only where the job left something.
 func cleanJobDir(d string) error {
 	ents, err := os.ReadDir(d)
 	if err != nil {
@@ -202,27 +215,56 @@ func cleanJobDir(d string) error {
 	}
 	for _, e := range ents {
 		p := filepath.Join(d, e.Name())
-		if (e.Name() == "out" || e.Name() == "tmp") && e.IsDir() && e.Type()&os.ModeSymlink == 0 {
-			if emptyDir(p) {
+		if e.IsDir() && e.Type()&os.ModeSymlink == 0 {
+			switch e.Name() {
+			case "out", "tmp":
+				if emptyDir(p) {
+					continue
+				}
+			case "deps":
+				if cleanDepsDir(p) == nil {
+					continue
+				}
+			}
+			if slices.Contains(jobSubdirs, e.Name()) {
+				if err := os.RemoveAll(p); err != nil {
+					return err
+				}
+				if err := os.Mkdir(p, 0o755); err != nil {
+					return err
+				}
 				continue
 			}
-			if err := os.RemoveAll(p); err != nil {
-				return err
-			}
-			if err := os.Mkdir(p, 0o755); err != nil {
-				return err
-			}
-			continue
 		}
 		if err := os.RemoveAll(p); err != nil {
 			return err
 		}
 	}
-	for _, sub := range []string{"out", "tmp"} {
+	for _, sub := range jobSubdirs {
 		if st, err := os.Lstat(filepath.Join(d, sub)); err != nil || !st.IsDir() {
 			if err := os.Mkdir(filepath.Join(d, sub), 0o755); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// cleanDepsDir removes everything in a job's deps directory but empty
+// directories named by a dependency's index below keptDepDirs.
+func cleanDepsDir(p string) error {
+	ents, err := os.ReadDir(p)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		q := filepath.Join(p, e.Name())
+		if n, err := strconv.Atoi(e.Name()); err == nil && n >= 0 && n < keptDepDirs && strconv.Itoa(n) == e.Name() &&
+			e.IsDir() && e.Type()&os.ModeSymlink == 0 && emptyDir(q) {
+			continue
+		}
+		if err := os.RemoveAll(q); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -400,20 +442,20 @@ func parseManifest(r io.Reader) ([]graph.File, error) {
 }
 
 // fetchDeps unpacks each dependency's output archive into a directory of
-// its own under depsDir and records it in dirs.
+// its own under depsDir (deps/0, deps/1, ... in the order of deps) and
+// records it in dirs.
 func (w *Worker) fetchDeps(ctx context.Context, deps []api.DepOutput, depsDir string, dirs map[string]string) error {
-	if len(deps) == 0 {
-		return nil
-	}
-	if err := os.Mkdir(depsDir, 0o755); err != nil {
-		return infra("worker: deps directory: %w", err)
-	}
-	for _, d := range deps {
+	for i, d := range deps {
 		if !graph.IsID(d.JobID) || !artifact.ValidDigest(d.Digest) {
 			return fmt.Errorf("worker: bad dependency %q (digest %q)", d.JobID, d.Digest)
 		}
-		dir := filepath.Join(depsDir, d.JobID)
-		if err := os.Mkdir(dir, 0o755); err != nil {
+		if _, dup := dirs[d.JobID]; dup {
+			return fmt.Errorf("worker: dependency %q listed twice", d.JobID)
+		}
+		dir := filepath.Join(depsDir, strconv.Itoa(i))
+		// A reused job directory may hold this one already, empty (see
+		// cleanJobDir).
+		if err := os.Mkdir(dir, 0o755); err != nil && !(errors.Is(err, os.ErrExist) && i < keptDepDirs) {
 			return infra("worker: deps directory: %w", err)
 		}
 		dirs[d.JobID] = dir

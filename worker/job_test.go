@@ -3,6 +3,7 @@ package worker
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -89,6 +90,86 @@ func TestWriteFileStaysInside(t *testing.T) {
 			}
 			if ents, _ := os.ReadDir(outside); len(ents) != 0 {
 				t.Fatalf("write_file wrote outside: %v", ents)
+			}
+		})
+	}
+}
+
+func TestCleanJobDir(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(d string) error
+		// kept lists the empty dependency directories expected to stay.
+		kept []string
+	}{
+		{name: "untouched", setup: func(string) error { return nil }},
+		{name: "empty dependency directories stay", setup: func(d string) error {
+			for _, n := range []string{"0", "3"} {
+				if err := os.Mkdir(filepath.Join(d, "deps", n), 0o755); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, kept: []string{"0", "3"}},
+		{name: "full dependency directory goes", setup: func(d string) error {
+			os.Mkdir(filepath.Join(d, "deps", "0"), 0o755)
+			return os.WriteFile(filepath.Join(d, "deps", "0", "f"), []byte("x"), 0o644)
+		}},
+		{name: "odd names and files in deps go", setup: func(d string) error {
+			for _, n := range []string{"00", "-1", "16", "x"} {
+				os.Mkdir(filepath.Join(d, "deps", n), 0o755)
+			}
+			return os.WriteFile(filepath.Join(d, "deps", "1"), nil, 0o644)
+		}},
+		{name: "symlinked dependency directory goes", setup: func(d string) error {
+			return os.Symlink(t.TempDir(), filepath.Join(d, "deps", "0"))
+		}},
+		{name: "deps replaced by a symlink", setup: func(d string) error {
+			os.Remove(filepath.Join(d, "deps"))
+			return os.Symlink(t.TempDir(), filepath.Join(d, "deps"))
+		}},
+		{name: "deps removed, outputs and other files left", setup: func(d string) error {
+			os.Remove(filepath.Join(d, "deps"))
+			os.WriteFile(filepath.Join(d, "out", "o"), nil, 0o644)
+			os.WriteFile(filepath.Join(d, "tmp", "t"), nil, 0o644)
+			return os.MkdirAll(filepath.Join(d, "src", "a"), 0o755)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := t.TempDir()
+			for _, sub := range jobSubdirs {
+				if err := os.Mkdir(filepath.Join(d, sub), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := tc.setup(d); err != nil {
+				t.Fatal(err)
+			}
+			if err := cleanJobDir(d); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			filepath.WalkDir(d, func(p string, e os.DirEntry, err error) error {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p != d {
+					rel, _ := filepath.Rel(d, p)
+					if !e.IsDir() || e.Type()&os.ModeSymlink != 0 {
+						rel += " (not a directory)"
+					}
+					got = append(got, filepath.ToSlash(rel))
+				}
+				return nil
+			})
+			want := []string{"deps"}
+			for _, k := range tc.kept {
+				want = append(want, "deps/"+k)
+			}
+			want = append(want, "out", "tmp")
+			if !slices.Equal(got, want) {
+				t.Errorf("after cleaning: %q, want %q", got, want)
 			}
 		})
 	}
