@@ -306,3 +306,49 @@ func BenchmarkNormalize10000(b *testing.B) {
 		}
 	}
 }
+
+// TestSpliceKeepsPlannerLabels checks that a planner's fragment cannot send
+// jobs to workers the planner itself was not confined to.
+func TestSpliceKeepsPlannerLabels(t *testing.T) {
+	tests := []struct {
+		name   string
+		labels string // the fragment job's labels, as JSON
+		want   string // a substring of the error; empty means accepted
+	}{
+		{"same labels", `{"os": "linux", "pool": "untrusted"}`, ""},
+		{"narrower", `{"os": "linux", "pool": "untrusted", "arch": "amd64"}`, ""},
+		{"no labels", `{}`, `planner "plan": job "frag": missing label os="linux" required by its planner`},
+		{"one dropped", `{"os": "linux"}`, `job "frag": missing label pool="untrusted"`},
+		{"privileged pool", `{"os": "linux", "pool": "release"}`, `job "frag": label pool="release" differs from its planner's pool="untrusted"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g, err := Parse([]byte(`{"jobs": [{"name": "plan", "planner": true, "source_mode": "none", "labels": {"os": "linux", "pool": "untrusted"}, "commands": [{"argv": ["plan"]}]}]}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			frag, err := Decode(strings.NewReader(`{"jobs": [
+				{"name": "ok", "source_mode": "none", "labels": {"os": "linux", "pool": "untrusted"}, "commands": [{"argv": ["true"]}]},
+				{"name": "frag", "source_mode": "none", "deps": ["plan"], "labels": ` + tc.labels + `, "commands": [{"argv": ["make"]}]}]}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			added, err := g.Splice(g.Jobs[0], frag)
+			if tc.want == "" {
+				if err != nil || len(added) != 2 || len(g.Jobs) != 3 {
+					t.Fatalf("Splice = %d jobs, %v; want 2 jobs spliced", len(added), err)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Splice error = %v; want ErrInvalid containing %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), `job "ok"`) {
+				t.Errorf("error blames the conforming job: %v", err)
+			}
+			if len(g.Jobs) != 1 {
+				t.Errorf("a rejected fragment was spliced: graph has %d jobs", len(g.Jobs))
+			}
+		})
+	}
+}

@@ -69,6 +69,13 @@ func (g *Graph) Normalize() error {
 // the build's is used) against the already normalized graph g and appends
 // its jobs to g. Fragment jobs may depend on jobs of g by name or ID, and
 // on each other. It returns the new jobs.
+//
+// A planner's output comes from the code it built, which may be untrusted
+// (a change under review), so every fragment job must require each of the
+// planner's labels with the same value: a planner confined to one worker
+// pool cannot send work to another, more privileged one. A fragment job
+// may add labels of its own (narrowing further) but not drop or change
+// the planner's; one that does is rejected, by name.
 func (g *Graph) Splice(planner *Job, fragment *Graph) ([]*Job, error) {
 	var p problems
 	identity := g.checkSource(&p)
@@ -81,7 +88,11 @@ func (g *Graph) Splice(planner *Job, fragment *Graph) ([]*Job, error) {
 	if len(g.Jobs)+len(fragment.Jobs) > MaxJobs {
 		return nil, (&problems{fmt.Sprintf("planner %q: fragment would make %d jobs, more than the limit of %d", planner.Name, len(g.Jobs)+len(fragment.Jobs), MaxJobs)}).err()
 	}
-	if err := normalizeJobs(fragment.Jobs, g.Jobs, g.Source, identity, &p); err != nil {
+	checkPlannerLabels(planner, fragment.Jobs, &p)
+	if len(p) == 0 {
+		normalizeJobs(fragment.Jobs, g.Jobs, g.Source, identity, &p)
+	}
+	if err := p.err(); err != nil {
 		for i := range err.(*ValidationError).Problems {
 			err.(*ValidationError).Problems[i] = fmt.Sprintf("planner %q: %s", planner.Name, err.(*ValidationError).Problems[i])
 		}
@@ -89,6 +100,42 @@ func (g *Graph) Splice(planner *Job, fragment *Graph) ([]*Job, error) {
 	}
 	g.Jobs = append(g.Jobs, fragment.Jobs...)
 	return fragment.Jobs, nil
+}
+
+// checkPlannerLabels requires every fragment job to carry each of the
+// planner's labels with the planner's value (see Splice).
+func checkPlannerLabels(planner *Job, jobs []*Job, p *problems) {
+	if len(planner.Labels) == 0 {
+		return
+	}
+	keys := make([]string, 0, len(planner.Labels))
+	for k := range planner.Labels {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, j := range jobs {
+		if j == nil {
+			continue // normalizeJobs reports it
+		}
+		for _, k := range keys {
+			want := planner.Labels[k]
+			got, ok := j.Labels[k]
+			switch {
+			case !ok:
+				p.add("job %q: missing label %s=%q required by its planner (fragment jobs must keep the planner's labels)", jobName(j, i), k, truncate(want))
+			case got != want:
+				p.add("job %q: label %s=%q differs from its planner's %s=%q (fragment jobs must keep the planner's labels)", jobName(j, i), k, truncate(got), k, truncate(want))
+			}
+		}
+	}
+}
+
+// jobName names a job in a message before its name is validated.
+func jobName(j *Job, i int) string {
+	if j.Name == "" {
+		return fmt.Sprintf("#%d", i)
+	}
+	return truncate(j.Name)
 }
 
 // checkSource validates the source and returns its identity, the string
