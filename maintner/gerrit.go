@@ -250,12 +250,15 @@ func (p *GerritProject) Refs() []string {
 // (refs/changes/NN/N/meta) by internal/notedb the way Gerrit's
 // ChangeNotesParser does, and from its patch set refs.
 //
-// Deriving parses every meta commit of the change, so it is done when the
+// Deriving parses the change's meta commits, so it is done when the
 // change is first asked for (GerritProject.Change or Changes) after its
 // meta ref moved, not while records are applied: loading a log or logging
 // a vote never pays for changes nobody reads, and a change that gets ten
-// votes between two reads is derived once. The fields below Meta are the
-// derived ones; they are valid in changes returned by Change and Changes.
+// votes between two reads is derived once. The first derivation replays
+// the whole history; later ones, once the change has shown itself active,
+// apply only the new meta commits (see derive). The fields below Meta are
+// the derived ones; they are valid in changes returned by Change and
+// Changes.
 type GerritChange struct {
 	Project *GerritProject
 	Number  int32
