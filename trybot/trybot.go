@@ -60,6 +60,9 @@ type Options struct {
 	// worker has its builder's labels before it is cancelled and
 	// reported as an infrastructure failure (default 10m).
 	NoWorkerTimeout time.Duration
+	// WebhookBodyTimeout bounds reading a GitHub App webhook delivery's
+	// body (default DefaultWebhookBodyTimeout).
+	WebhookBodyTimeout time.Duration
 	// Log receives the trybot's logs (default: discarded).
 	Log logrus.FieldLogger
 	// Registry receives tryd_trybot_* metrics (default: a private one).

@@ -1,12 +1,14 @@
 package trybot
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
-
 	"strings"
+	"time"
 
 	"github.com/google/go-github/v60/github"
 
@@ -18,8 +20,9 @@ import (
 // App that created it, through the App's webhook: nothing of it reaches
 // the corpus. The trybot therefore serves the App's webhook itself:
 //
-//	POST /github-app-webhook   X-Hub-Signature-256 verified with the
-//	    webhook_secret of a configured GitHub server; check_run and
+//	POST /github-app-webhook   X-Hub-Signature-256 (required; the
+//	    older SHA-1 X-Hub-Signature alone is refused) verified with the
+//	    webhook_secret of any configured GitHub server; check_run and
 //	    check_suite "rerequested" start a run of the builders concerned
 //	    on that head; every other event is acknowledged and ignored.
 //
@@ -29,33 +32,98 @@ import (
 // maxWebhookBytes bounds a delivery (GitHub's limit is 25 MB).
 const maxWebhookBytes = 25 << 20
 
+// DefaultWebhookBodyTimeout is how long a delivery's body may take to
+// arrive when Options.WebhookBodyTimeout is zero. GitHub gives up on a
+// delivery after 10 s; a sender trickling bytes must not hold a
+// connection and a 25 MiB buffer for longer than that by much.
+const DefaultWebhookBodyTimeout = 30 * time.Second
+
+// webhookPreallocBytes bounds the buffer allocated from a delivery's
+// declared Content-Length before any of it arrives: enough for the usual
+// check_run event in one allocation, while a sender declaring 25 MiB and
+// sending nothing costs little.
+const webhookPreallocBytes = 256 << 10
+
+// serveAppWebhook verifies, then handles, a delivery of the GitHub App's
+// webhook. Everything that can be refused without the body (no signature,
+// no secret configured, a declared size over the limit, a content type
+// GitHub does not send) is refused before a byte of it is read, under a
+// read deadline so that a stalled sender cannot hold the connection. The
+// body is then read once and its signature checked against the webhook
+// secret of every configured GitHub server, since several servers (or
+// Apps) may send here.
 func (t *Trybot) serveAppWebhook(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxWebhookBytes)
-	var payload []byte
-	var err error
-	verified := false
+	// Set before anything else: when the handler refuses a request
+	// without reading it, net/http drains a small unread body before it
+	// answers, and that drain must be bounded too. Not every
+	// ResponseWriter supports deadlines (httptest's recorder does not);
+	// the limit is then the server's.
+	timeout := t.opts.WebhookBodyTimeout
+	if timeout <= 0 {
+		timeout = DefaultWebhookBodyTimeout
+	}
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
+	sig := r.Header.Get(github.SHA256SignatureHeader)
+	if sig == "" {
+		http.Error(w, "missing "+github.SHA256SignatureHeader, http.StatusUnauthorized)
+		return
+	}
+	var secrets [][]byte
 	for _, s := range t.opts.Config.GitHub {
-		secret, serr := webhookSecret(s)
-		if serr != nil || secret == "" {
+		secret, err := webhookSecret(s)
+		if err != nil {
+			// A configured secret that cannot be read is the
+			// operator's problem; log which server, never the value.
+			t.log.WithError(err).WithField("github", s.Name).Warn("trybot: cannot read webhook secret")
 			continue
 		}
-		if payload == nil {
-			payload, err = github.ValidatePayload(r, []byte(secret))
-		} else {
-			err = github.ValidateSignature(r.Header.Get(github.SHA256SignatureHeader), payload, []byte(secret))
+		if secret != "" {
+			secrets = append(secrets, []byte(secret))
 		}
-		if err == nil {
-			verified = true
-			break
-		}
+	}
+	if len(secrets) == 0 {
+		http.Error(w, "no GitHub webhook secret is configured", http.StatusUnauthorized)
+		return
+	}
+	if r.ContentLength > maxWebhookBytes {
+		http.Error(w, "payload too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	contentType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || (contentType != "application/json" && contentType != "application/x-www-form-urlencoded") {
+		http.Error(w, "unsupported Content-Type (want application/json or application/x-www-form-urlencoded)", http.StatusUnsupportedMediaType)
+		return
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(min(r.ContentLength, webhookPreallocBytes)) + 1)
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxWebhookBytes)); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			http.Error(w, "payload too large", http.StatusRequestEntityTooLarge)
-			return
+		} else {
+			http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
+		}
+		return
+	}
+	body := buf.Bytes()
+	var secret []byte
+	for _, s := range secrets {
+		if github.ValidateSignature(sig, body, s) == nil {
+			secret = s
+			break
 		}
 	}
-	if !verified {
-		http.Error(w, "bad or missing signature", http.StatusUnauthorized)
+	if secret == nil {
+		http.Error(w, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	// The signature covers the raw body; the JSON payload is the body,
+	// or its payload form field for a form-encoded delivery.
+	payload, err := github.ValidatePayloadFromBody(contentType, bytes.NewReader(body), sig, secret)
+	if err != nil {
+		http.Error(w, "bad payload: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	delivery := r.Header.Get("X-GitHub-Delivery")
