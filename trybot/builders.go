@@ -10,6 +10,7 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator/graph"
 	"github.com/tryd-ci/tryd/internal/config"
+	"github.com/tryd-ci/tryd/trybot/goplan"
 )
 
 // Builders is the configured set of builders and SlowBot aliases, and
@@ -24,8 +25,8 @@ type Builders struct {
 const DefaultJobTimeout = 20 * time.Minute
 
 // NewBuilders validates the builders of a configuration. A builder with
-// planner "go" gets the plain Go graph of GoSteps (the real Go planner
-// comes with issue 9).
+// planner "go" and no steps is planned by the Go planner (goplan): its
+// graph is a planner job that lists the module's packages on a worker.
 func NewBuilders(bs []config.Builder, aliases map[string][]string) (*Builders, error) {
 	b := &Builders{byName: map[string]config.Builder{}, aliases: map[string][]string{}}
 	for _, c := range bs {
@@ -36,8 +37,9 @@ func NewBuilders(bs []config.Builder, aliases map[string][]string) (*Builders, e
 			return nil, fmt.Errorf("trybot: builder %q defined twice", c.Name)
 		}
 		switch {
-		case c.Planner == "go" && len(c.Steps) == 0:
-			c.Steps = GoSteps
+		case c.Planner == "go" && len(c.Steps) > 0:
+			return nil, fmt.Errorf("trybot: builder %q: planner go plans the graph itself: remove its steps", c.Name)
+		case c.Planner == "go":
 		case c.Planner != "":
 			return nil, fmt.Errorf("trybot: builder %q: unknown planner %q (known: go)", c.Name, c.Planner)
 		case len(c.Steps) == 0:
@@ -64,14 +66,6 @@ func NewBuilders(bs []config.Builder, aliases map[string][]string) (*Builders, e
 		b.aliases[strings.ToLower(a)] = slices.Clone(names)
 	}
 	return b, nil
-}
-
-// GoSteps is the graph of a builder with planner "go" until the Go
-// planner exists: build, vet and test the whole module.
-var GoSteps = []config.Step{
-	{Name: "build", Run: []string{"go", "build", "./..."}},
-	{Name: "vet", Run: []string{"go", "vet", "./..."}},
-	{Name: "test", Run: []string{"go", "test", "./..."}},
 }
 
 // Names returns every builder name, sorted.
@@ -132,12 +126,19 @@ func (b *Builders) Select(repo, branch string, terms []string) (builders, unknow
 	return builders, unknown
 }
 
-// Plan returns the graph of builder name for source src: one job per
+// Plan returns the graph of builder name for source src. A builder with
+// planner "go" gets goplan.BuilderGraph: one planner job, run by `tryd
+// goplan` on a worker (the worker puts its own tryd on the job's PATH),
+// whose per-package fragment the coordinator splices in, so unchanged
+// packages hit the result cache. Any other builder gets one job per
 // step, each depending on the previous one, on the builder's labels.
 func (b *Builders) Plan(name string, src graph.Source) (*graph.Graph, error) {
 	c, ok := b.byName[name]
 	if !ok {
 		return nil, fmt.Errorf("trybot: plan: unknown builder %q", name)
+	}
+	if c.Planner == "go" {
+		return goplan.BuilderGraph(c, src), nil
 	}
 	g := &graph.Graph{Source: src}
 	timeout := time.Duration(c.Timeout)

@@ -73,8 +73,10 @@ func TestPlan(t *testing.T) {
 		t.Errorf("planned graph does not normalize: %v", err)
 	}
 	gg, err := b.Plan("gobot", src)
-	if err != nil || len(gg.Jobs) != 3 || gg.Jobs[2].Name != "test" {
-		t.Errorf("go planner graph %+v, %v: want build, vet, test", gg, err)
+	if err != nil || len(gg.Jobs) != 1 || !gg.Jobs[0].Planner || gg.Jobs[0].Commands[0].Argv[1] != "goplan" || gg.Jobs[0].Timeout == 0 {
+		t.Errorf("go planner graph %+v, %v: want one planner job running tryd goplan, with a timeout", gg, err)
+	} else if err := gg.Normalize(); err != nil {
+		t.Errorf("go planner graph does not normalize: %v", err)
 	}
 	if _, err := b.Plan("nope", src); err == nil {
 		t.Error("Plan of an unknown builder succeeded")
@@ -89,6 +91,7 @@ func TestNewBuildersRejects(t *testing.T) {
 	}{
 		{"no steps", []config.Builder{{Name: "a"}}, nil},
 		{"unknown planner", []config.Builder{{Name: "a", Planner: "bazel"}}, nil},
+		{"go planner with steps", []config.Builder{{Name: "a", Planner: "go", Steps: []config.Step{{Run: []string{"true"}}}}}, nil},
 		{"bad step", []config.Builder{{Name: "a", Steps: []config.Step{{Run: []string{"x"}, Shell: "y"}}}}, nil},
 		{"duplicate", []config.Builder{{Name: "a", Planner: "go"}, {Name: "a", Planner: "go"}}, nil},
 		{"bad name", []config.Builder{{Name: "a b", Planner: "go"}}, nil},
