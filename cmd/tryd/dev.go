@@ -35,12 +35,13 @@ import (
 //	worker-tokens         "name token" lines for the coordinator (0600)
 //	worker-token          the embedded worker's token (0600)
 //	client-token          the coordinator's client token (0600)
+//	admin-token           the dashboard's and postsubmit's admin token (0600)
 //	tryd.yaml             demo mode only: the generated configuration
 //	gerrit/, github/ ...  demo mode only: the simulators' state (dev_demo.go)
 
 func runDev(ctx context.Context, a *app, args []string) error {
 	fs, cf := a.flags("dev", "[flags]", `Dev runs every component in one process (pubsubhelper, maintnerd,
-gitmirror, coordinator, one worker, trybot, dashboard), each on its own
+gitmirror, coordinator, one worker, trybot, postsubmit, dashboard), each on its own
 127.0.0.1 port and talking to the others over HTTP, with embedded defaults
 under the data directory: a disk mutation log, SQLite, the gitmirror cache,
 one worker with one slot per CPU, tokens generated into <data-dir>/dev.
@@ -227,7 +228,7 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 
 // devComponentNames lists the components in dependency order: each may need
 // the ones before it. Shutdown goes the other way.
-var devComponentNames = []string{"pubsubhelper", "maintnerd", "gitmirror", "coordinator", "worker", "trybot", "dashboard"}
+var devComponentNames = []string{"pubsubhelper", "maintnerd", "gitmirror", "coordinator", "worker", "trybot", "postsubmit", "dashboard"}
 
 // components returns the names of the components dev runs, in start
 // order.
@@ -356,6 +357,11 @@ func (d *dev) writeTokens() error {
 			return fmt.Errorf("dev: client token: %w", err)
 		}
 	}
+	if !d.a.cfg.Dashboard.AdminToken.IsSet() {
+		if _, err := readOrCreateSecret(filepath.Join(d.dir, "admin-token")); err != nil {
+			return fmt.Errorf("dev: admin token: %w", err)
+		}
+	}
 	tok, err := os.ReadFile(wt)
 	if err != nil {
 		return fmt.Errorf("dev: worker token: %w", err)
@@ -367,6 +373,16 @@ func (d *dev) writeTokens() error {
 		return fmt.Errorf("dev: worker tokens: %w", err)
 	}
 	return nil
+}
+
+// adminArgs gives the dashboard and postsubmit the admin token that
+// allows force builds: dashboard.admin_token from the config, else one
+// generated into <data-dir>/dev/admin-token.
+func (d *dev) adminArgs() []string {
+	if d.a.cfg.Dashboard.AdminToken.IsSet() {
+		return nil
+	}
+	return []string{"--admin-token-file", filepath.Join(d.dir, "admin-token")}
 }
 
 // start starts every component in dependency order, each after the one
@@ -401,9 +417,15 @@ func (d *dev) start(ctx context.Context, dm *demo) error {
 			run = runTrybot
 			args = append(args, "--maintnerd", d.urls["maintnerd"], "--coordinator", d.urls["coordinator"],
 				"--coordinator-token-file", filepath.Join(d.dir, "client-token"), "--gitmirror", d.urls["gitmirror"])
+		case "postsubmit":
+			run = runPostsubmit
+			args = append(args, "--maintnerd", d.urls["maintnerd"], "--coordinator", d.urls["coordinator"],
+				"--coordinator-token-file", filepath.Join(d.dir, "client-token"), "--gitmirror", d.urls["gitmirror"])
+			args = append(args, d.adminArgs()...)
 		case "dashboard":
 			run = runDashboard
 			args = append(args, dashboardArgs(d)...)
+			args = append(args, d.adminArgs()...)
 		}
 		p := d.spawn(name, run, args)
 		if err := d.waitHealthy(ctx, p, d.urls[name]); err != nil {
@@ -492,6 +514,9 @@ func (d *dev) printURLs(dm *demo) {
 	fmt.Fprintf(w, "\ntryd dev is running (Ctrl-C stops it):\n\n")
 	if u, ok := d.urls["dashboard"]; ok {
 		fmt.Fprintf(w, "  dashboard        %s/\n", u)
+		if !d.a.cfg.Dashboard.AdminToken.IsSet() {
+			fmt.Fprintf(w, "                   (to force builds, sign in at %s/login with the token in %s)\n", u, filepath.Join(d.dir, "admin-token"))
+		}
 	}
 	fmt.Fprintf(w, "  try runs (JSON)  %s/api/runs\n", d.urls["trybot"])
 	fmt.Fprintf(w, "  corpus API       %s/api/stats  (log: %s/logs)\n", d.urls["maintnerd"], d.urls["maintnerd"])

@@ -326,7 +326,9 @@ func (dm *demo) config(d *dev) string {
 	if dm.github != nil {
 		f("  - name: %s\n    github: %s\n    slug: %s\n", demoGHRepo, demoGHServer, demoGitHub)
 	}
-	f("builders:\n  - name: %s-%s\n    labels: {os: %s, arch: %s}\n    planner: go\n    timeout: 10m\n", runtime.GOOS, runtime.GOARCH, runtime.GOOS, runtime.GOARCH)
+	// The builder also builds each new commit of main (the dashboard's
+	// grid).
+	f("builders:\n  - name: %s-%s\n    labels: {os: %s, arch: %s}\n    planner: go\n    post_submit: true\n    timeout: 10m\n", runtime.GOOS, runtime.GOARCH, runtime.GOOS, runtime.GOARCH)
 	public := d.urls["trybot"]
 	if u, ok := d.urls["dashboard"]; ok {
 		public = u

@@ -213,7 +213,7 @@ func TestDevDemo(t *testing.T) {
 			order = append(order, comp)
 		}
 	}
-	want := []string{"dashboard", "trybot", "worker", "coordinator", "gitmirror", "maintnerd", "pubsubhelper", "gerritsim"}
+	want := []string{"dashboard", "postsubmit", "trybot", "worker", "coordinator", "gitmirror", "maintnerd", "pubsubhelper", "gerritsim"}
 	if !slices.Equal(order, want) {
 		t.Errorf("components stopped in the order %q, want %q", order, want)
 	}
