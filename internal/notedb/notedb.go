@@ -645,7 +645,7 @@ func splitMessage(msg string, buf []Footer) (heading, body string, footers []Foo
 	heading = strings.ReplaceAll(msg[:subjEnd], "\n", " ")
 	trimmed := strings.TrimRight(msg, "\n")
 	// The footer paragraph starts after the last blank line.
-	last := strings.LastIndex(trimmed, "\n\n")
+	last := lastBlankLine(trimmed)
 	if last < subjEnd {
 		return heading, "", nil
 	}
@@ -668,6 +668,22 @@ func splitMessage(msg string, buf []Footer) (heading, body string, footers []Foo
 		body = msg[start:last]
 	}
 	return heading, body, footers
+}
+
+// lastBlankLine is strings.LastIndex(s, "\n\n"), which searches the
+// whole message; this looks back from the end, a line at a time, and
+// stops at the footer paragraph's start.
+func lastBlankLine(s string) int {
+	for i := len(s); ; {
+		j := strings.LastIndexByte(s[:i], '\n')
+		if j <= 0 {
+			return -1
+		}
+		if s[j-1] == '\n' {
+			return j - 1
+		}
+		i = j
+	}
 }
 
 // parseFooterLine reads "Key: value" where Key is letters, digits and '-'

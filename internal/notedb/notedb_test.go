@@ -445,6 +445,24 @@ func TestFormatSanitizesFooters(t *testing.T) {
 	}
 }
 
+func TestLastBlankLine(t *testing.T) {
+	for _, s := range []string{"", "\n", "\n\n", "a\n\nb", "a\n\n\nb", "a\nb\n\nc\nd", "\n\nx", "abc", "a\n\nb\n\n", "x\ny\nz"} {
+		if got, want := lastBlankLine(s), strings.LastIndex(s, "\n\n"); got != want {
+			t.Errorf("lastBlankLine(%q) = %d, want %d", s, got, want)
+		}
+	}
+}
+
+func FuzzLastBlankLine(f *testing.F) {
+	f.Add("a\n\nb\nc")
+	f.Add("\n\n\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := lastBlankLine(s), strings.LastIndex(s, "\n\n"); got != want {
+			t.Fatalf("lastBlankLine(%q) = %d, want %d", s, got, want)
+		}
+	})
+}
+
 func FuzzParseCommit(f *testing.F) {
 	for _, ex := range examples() {
 		f.Add(Format(ex.u), ex.u.Author.Name, ex.u.Author.Email)
