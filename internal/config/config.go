@@ -114,6 +114,10 @@ type PushMirror struct {
 	URL string `yaml:"url"`
 	// Credentials is an HTTPS token or SSH key (a secret reference).
 	Credentials Secret `yaml:"credentials"`
+	// KnownHosts is the path of an OpenSSH known_hosts file holding the
+	// host key of an SSH push URL: the push then fails on any other
+	// key. Without it an SSH push trusts the first key it sees.
+	KnownHosts string `yaml:"known_hosts"`
 }
 
 // Builder is a named build configuration: where it runs and what it runs.
@@ -218,6 +222,15 @@ type Gitmirror struct {
 	Poll Duration `yaml:"poll"`
 	// TarballCacheBytes bounds the tarball cache (default 2 GiB).
 	TarballCacheBytes int64 `yaml:"tarball_cache_bytes"`
+	// Token is the token gitmirror's clients (trybot, postsubmit,
+	// workers) send, and one that gitmirror accepts (a secret
+	// reference).
+	Token Secret `yaml:"token"`
+	// Tokens are further tokens gitmirror accepts, one per line (a
+	// secret reference; blank lines and lines starting with # are
+	// ignored), so that a token can be rotated. With neither Token nor
+	// Tokens, gitmirror serves anyone who can reach it.
+	Tokens Secret `yaml:"tokens"`
 }
 
 // Coordinator configures the build coordinator.
@@ -389,6 +402,25 @@ func (s Secret) Value() (string, error) {
 	}
 }
 
+// Lines reads the secret as a list of values, one per line, trimmed;
+// blank lines and lines starting with # are left out. A file of tokens
+// (gitmirror.tokens) is read this way.
+func (s Secret) Lines() ([]string, error) {
+	v, err := s.Value()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range strings.Split(v, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
 type validator struct {
 	name string
 	root *yaml.Node
@@ -530,6 +562,9 @@ func (v *validator) validate(c *Config) {
 		}
 		if r.PushMirror != nil && r.PushMirror.URL == "" {
 			v.errorf(append(p, "push_mirror", "url"), "missing")
+		}
+		if r.PushMirror != nil && strings.ContainsAny(r.PushMirror.KnownHosts, "\x00\n\r") {
+			v.errorf(append(p, "push_mirror", "known_hosts"), "bad file path %q", r.PushMirror.KnownHosts)
 		}
 	}
 	builders := map[string]bool{}

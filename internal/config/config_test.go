@@ -28,6 +28,41 @@ func TestExampleConfigLoads(t *testing.T) {
 	if got := cfg.Gerrit[0].Password.String(); got != "file:/etc/tryd/gerrit-http-password" {
 		t.Errorf("password ref = %q", got)
 	}
+	if got := cfg.Gitmirror.Token.String() + " " + cfg.Gitmirror.Tokens.String(); got != "file:/etc/tryd/gitmirror-token file:/etc/tryd/gitmirror-tokens" {
+		t.Errorf("gitmirror token refs = %q", got)
+	}
+	// Every listen address of the example binds all interfaces
+	// explicitly, as a production deployment behind a network boundary
+	// does; the built-in defaults are loopback.
+	for name, l := range map[string]string{"maintnerd": cfg.Maintnerd.Listen, "pubsubhelper": cfg.Pubsubhelper.Listen, "gitmirror": cfg.Gitmirror.Listen, "coordinator": cfg.Coordinator.Listen, "dashboard": cfg.Dashboard.Listen} {
+		if !strings.HasPrefix(l, ":") {
+			t.Errorf("%s.listen = %q", name, l)
+		}
+	}
+}
+
+func TestPushMirrorKnownHosts(t *testing.T) {
+	cfg, err := Parse("tryd.yaml", []byte("repos:\n  - name: r\n    url: https://x/y\n    push_mirror:\n      url: git@mirror.example.com:y.git\n      credentials: file:/k\n      known_hosts: /etc/tryd/mirror-known-hosts\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pm := cfg.Repos[0].PushMirror; pm == nil || pm.KnownHosts != "/etc/tryd/mirror-known-hosts" {
+		t.Errorf("push_mirror.known_hosts not decoded: %+v", pm)
+	}
+}
+
+func TestSecretLines(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(f, []byte("# rotated 2026-11\n  first-token-0123456789  \n\n#old\nsecond-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := FileSecret(f).Lines()
+	if err != nil || strings.Join(got, ",") != "first-token-0123456789,second-token-0123456789" {
+		t.Errorf("Lines() = %q, %v", got, err)
+	}
+	if _, err := FileSecret(filepath.Join(t.TempDir(), "missing")).Lines(); err == nil {
+		t.Error("Lines() of a missing file gave no error")
+	}
 }
 
 func TestEmptyConfig(t *testing.T) {
@@ -64,6 +99,8 @@ func TestBadConfigs(t *testing.T) {
 		{"postgres without dsn", "coordinator:\n  database: postgres\n", []string{"line 1", "coordinator.postgres_dsn"}},
 		{"malformed yaml", "repos: [\n", []string{"tryd.yaml"}},
 		{"wrong type", "worker:\n  slots: many\n", []string{"line 2"}},
+		{"literal gitmirror token", "gitmirror:\n  token: abcdefghijklmnopq\n", []string{"line 2", "reference"}},
+		{"known_hosts with a newline", "repos:\n  - name: r\n    url: https://x/y\n    push_mirror:\n      url: ssh://m/y\n      known_hosts: \"a\\nb\"\n", []string{"line 6", "push_mirror.known_hosts"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
