@@ -37,7 +37,7 @@ type stack struct {
 	cfg string // tryd.yaml
 
 	pubsub, maintnerd, gitmirror, coord, trybot *proc
-	dashboard                                   *proc
+	dashboard, postsubmit                       *proc
 	workers                                     []*proc
 	runs                                        *client.Client
 	coordAPI                                    *api.Client
@@ -56,6 +56,7 @@ const buildersYAML = `builders:
       - name: test
         shell: "test -f ok.txt || { echo ok.txt is missing >&2; exit 1; }"
     timeout: 2m
+    post_submit: true
 `
 
 // newWorld starts the simulators in this process, with their webhooks
@@ -147,7 +148,7 @@ func (s *stack) secret(name, v string) string {
 func startStack(t *testing.T) *stack {
 	t.Helper()
 	addr := map[string]string{}
-	for _, n := range []string{"pubsubhelper", "maintnerd", "gitmirror", "coordinator", "trybot", "dashboard", "w1", "w2"} {
+	for _, n := range []string{"pubsubhelper", "maintnerd", "gitmirror", "coordinator", "trybot", "postsubmit", "dashboard", "w1", "w2"} {
 		addr[n] = freeAddr(t)
 	}
 	u := func(n string) string { return "http://" + addr[n] }
@@ -186,6 +187,7 @@ coordinator:
 		s.workers = append(s.workers, p)
 	}
 	s.trybot = run("trybot", u("trybot"), "--listen", addr["trybot"], "--coordinator-token-file", clientTok)
+	s.postsubmit = run("postsubmit", u("postsubmit"), "--listen", addr["postsubmit"], "--coordinator-token-file", clientTok)
 	s.dashboard = run("dashboard", u("dashboard"), "--listen", addr["dashboard"], "--coordinator-token-file", clientTok, "--trybot", u("trybot"))
 	var err error
 	if s.runs, err = client.New(u("trybot"), nil); err != nil {
@@ -342,7 +344,7 @@ func (s *stack) exactlyOnce(n, ps, want int) {
 	}
 }
 
-// TestDistributed runs tryd as separate processes and checks the whole
+// TestDistributed runs tryd as separate processes (postsubmit too) and checks the whole
 // loop on Gerrit and GitHub, a new patch set in the middle of a run,
 // kill -9 of each stateful component mid-run, and that a corpus follower
 // sees everything maintnerd has.
@@ -440,6 +442,27 @@ func TestDistributed(t *testing.T) {
 	}
 
 	t.Run("Dashboard", func(t *testing.T) {
+		// postsubmit built the branch main of each repository: the grid
+		// shows its commit (with no ok.txt, a failure).
+		for _, repo := range []string{"proj", "gh"} {
+			var grid struct {
+				Commits []struct {
+					Branch string `json:"branch"`
+					Cells  []struct {
+						State   string `json:"state"`
+						BuildID int64  `json:"build_id"`
+					} `json:"cells"`
+				} `json:"commits"`
+			}
+			waitFor(t, "the grid of "+repo, 60*time.Second, func() bool {
+				if err := getJSON(ctx, s.dashboard.url+"/grid/"+repo+"?format=json", &grid); err != nil || len(grid.Commits) == 0 {
+					return false
+				}
+				c := grid.Commits[0]
+				return c.Branch == "main" && len(c.Cells) == 1 && c.Cells[0].BuildID != 0 && c.Cells[0].State == "fail"
+			})
+		}
+
 		// Each change's newest try run, as the dashboard shows it.
 		for _, n := range s.changes {
 			var page struct {
