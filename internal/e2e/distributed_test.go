@@ -344,10 +344,11 @@ func (s *stack) exactlyOnce(n, ps, want int) {
 	}
 }
 
-// TestDistributed runs tryd as separate processes (postsubmit too) and checks the whole
-// loop on Gerrit and GitHub, a new patch set in the middle of a run,
-// kill -9 of each stateful component mid-run, and that a corpus follower
-// sees everything maintnerd has.
+// TestDistributed runs tryd as separate processes and checks the whole
+// loop on Gerrit (pass, fail, a new patch set in the middle of a run) and
+// GitHub (label, comment), kill -9 of each stateful component mid-run,
+// the dashboard's try run pages and post-submit grid, and that a corpus
+// follower sees everything maintnerd has.
 func TestDistributed(t *testing.T) {
 	t.Parallel()
 	s := startStack(t)
