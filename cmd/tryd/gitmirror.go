@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -22,8 +23,15 @@ revision to workers as a tarball or over read-only git smart HTTP.
 
 Endpoints: GET /<repo>.tar.gz?rev=<rev>, GET /<repo>/refs, POST /<repo>/nudge,
 git smart HTTP at /<repo>.git, GET /debug. Mirrors live under
-<data-dir>/gitmirror.`)
-	listen := fs.String("listen", "", "address to serve HTTP on (default: gitmirror.listen from the config, else :8083)")
+<data-dir>/gitmirror.
+
+With gitmirror.token or gitmirror.tokens in the config (or --tokens-file),
+every request but /healthz and /metrics must carry one of the tokens, as
+"Authorization: Bearer TOKEN" or as the password of basic auth. Without a
+token it serves anyone who can reach it: it listens on loopback by default;
+set listen: ":8083" only behind a network boundary, with a token.`)
+	listen := fs.String("listen", "", "address to serve HTTP on (default: gitmirror.listen from the config, else "+defaultGitmirrorListen+")")
+	tokensFile := fs.String("tokens-file", "", "file of accepted tokens, one per line (default: gitmirror.tokens and gitmirror.token from the config)")
 	pubsub := fs.String("pubsubhelper", "", "base URL of a pubsubhelper to follow for nudges (default: pubsubhelper.url from the config; \"off\" disables)")
 	poll := fs.Duration("poll", 0, "period of safety-net fetches (default: gitmirror.poll from the config, else 5m; negative disables)")
 	if err := a.parse(fs, cf, args); err != nil {
@@ -34,7 +42,7 @@ git smart HTTP at /<repo>.git, GET /debug. Mirrors live under
 		*listen = gc.Listen
 	}
 	if *listen == "" {
-		*listen = ":8083"
+		*listen = defaultGitmirrorListen
 	}
 	if *pubsub == "" {
 		*pubsub = a.cfg.Pubsubhelper.URL
@@ -53,6 +61,10 @@ git smart HTTP at /<repo>.git, GET /debug. Mirrors live under
 	if err != nil {
 		return err
 	}
+	tokens, err := gitmirrorTokens(*tokensFile, gc)
+	if err != nil {
+		return err
+	}
 	reg := httpserver.NewRegistry()
 	log := logging.For(a.log, "gitmirror")
 	m, err := gitmirror.New(gitmirror.Options{
@@ -61,11 +73,15 @@ git smart HTTP at /<repo>.git, GET /debug. Mirrors live under
 		Poll:         *poll,
 		CacheBytes:   gc.TarballCacheBytes,
 		Pubsubhelper: *pubsub,
+		Tokens:       tokens,
 		Log:          log,
 		Registry:     reg,
 	})
 	if err != nil {
 		return err
+	}
+	if len(tokens) == 0 && !loopbackListen(*listen) {
+		log.WithField("listen", *listen).Warn("gitmirror serves without a token on a non-loopback address: anyone who can reach it can read the mirrors; set gitmirror.token")
 	}
 	srv, err := httpserver.New(httpserver.Options{
 		Addr: *listen, Handler: m.Handler(), Component: "gitmirror",
@@ -136,7 +152,7 @@ func gitmirrorRepos(cfg *config.Config) ([]gitmirror.Repo, error) {
 			}
 		}
 		if pm := r.PushMirror; pm != nil {
-			gr.Push = &gitmirror.PushMirror{URL: pm.URL}
+			gr.Push = &gitmirror.PushMirror{URL: pm.URL, KnownHosts: pm.KnownHosts}
 			if pm.Credentials.IsSet() {
 				secret := pm.Credentials
 				gr.Push.Credentials = secret.Value
@@ -164,4 +180,61 @@ func githubWebURL(api string) (string, error) {
 	u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/api/v3")
 	u.RawQuery = ""
 	return strings.TrimSuffix(u.String(), "/"), nil
+}
+
+// defaultGitmirrorListen is loopback: without a token the mirrors are
+// open to whoever reaches the port.
+const defaultGitmirrorListen = "127.0.0.1:8083"
+
+// gitmirrorTokens returns the tokens gitmirror accepts: those of
+// tokensFile (one per line) when given, else gitmirror.tokens and
+// gitmirror.token of the config. None means no authentication.
+func gitmirrorTokens(tokensFile string, gc config.Gitmirror) ([]string, error) {
+	var tokens []string
+	if tokensFile != "" {
+		t, err := config.FileSecret(tokensFile).Lines()
+		if err != nil {
+			return nil, fmt.Errorf("gitmirror tokens: %w", err)
+		}
+		return t, nil
+	}
+	if gc.Tokens.IsSet() {
+		t, err := gc.Tokens.Lines()
+		if err != nil {
+			return nil, fmt.Errorf("gitmirror.tokens: %w", err)
+		}
+		tokens = append(tokens, t...)
+	}
+	if gc.Token.IsSet() {
+		t, err := gc.Token.Value()
+		if err != nil {
+			return nil, fmt.Errorf("gitmirror.token: %w", err)
+		}
+		tokens = append(tokens, t)
+	}
+	return tokens, nil
+}
+
+// gitmirrorClientToken returns the token a client of gitmirror sends:
+// the content of tokenFile when given, else gitmirror.token; "" when
+// neither is set.
+func gitmirrorClientToken(tokenFile string, cfg *config.Config) (string, error) {
+	t, err := secretOrFile(tokenFile, cfg.Gitmirror.Token)
+	if err != nil {
+		return "", fmt.Errorf("gitmirror token: %w", err)
+	}
+	return t, nil
+}
+
+// loopbackListen reports whether a listen address binds only loopback.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

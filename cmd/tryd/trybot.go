@@ -23,11 +23,12 @@ by gitmirror (--gitmirror), and serves the try run API (/api/runs) on
 --listen, with the GitHub App's webhook (re-requested check runs) at
 /github-app-webhook. Its state (runs and what was posted, the log cache)
 lives under <data-dir>/trybot.`)
-	listen := fs.String("listen", ":8085", "address to serve HTTP on")
+	listen := fs.String("listen", "127.0.0.1:8085", "address to serve HTTP on (loopback by default; \":8085\" to serve the App webhook and /api/runs on every interface)")
 	maintnerd := fs.String("maintnerd", "", "maintnerd's base URL to follow (default: maintnerd.url from the config)")
 	coord := fs.String("coordinator", "", "coordinator URL (default: coordinator.url from the config)")
 	tokenFile := fs.String("coordinator-token-file", "", "file holding the coordinator's client token (default: coordinator.client_token from the config)")
 	gitmirror := fs.String("gitmirror", "", "gitmirror URL (default: gitmirror.url from the config)")
+	gmTokenFile := fs.String("gitmirror-token-file", "", "file holding the token gitmirror requires (default: gitmirror.token from the config)")
 	poll := fs.Duration("poll", 0, "scan the corpus every interval instead of after each change (for comparison benchmarks only)")
 	if err := a.parse(fs, cf, args); err != nil {
 		return err
@@ -60,6 +61,11 @@ lives under <data-dir>/trybot.`)
 	gm, err := gmclient.New(*gitmirror, nil)
 	if err != nil {
 		return err
+	}
+	if gmToken, err := gitmirrorClientToken(*gmTokenFile, a.cfg); err != nil {
+		return err
+	} else if gmToken != "" {
+		gm = gm.WithToken(gmToken)
 	}
 	dir, err := a.subdir("trybot")
 	if err != nil {
