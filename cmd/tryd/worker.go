@@ -15,6 +15,7 @@ import (
 	"github.com/tryd-ci/tryd/internal/httpserver"
 	"github.com/tryd-ci/tryd/internal/logging"
 	"github.com/tryd-ci/tryd/worker"
+	"github.com/tryd-ci/tryd/worker/source"
 )
 
 // kvFlags collects repeated "key=value" flags.
@@ -65,6 +66,8 @@ unreachable. On SIGTERM it stops taking work, lets running jobs finish for
 	cacheMB := fs.Int64("cache-mb", 10240, "size bound of the local artifact cache in MiB")
 	drain := fs.Duration("drain", 0, "on shutdown, how long running jobs may finish before they are given back (default 10s)")
 	listen := fs.String("listen", "", "address to serve /healthz and /metrics on (default: none)")
+	gmURL := fs.String("gitmirror", "", "gitmirror URL whose repositories get the gitmirror token (default: gitmirror.url from the config)")
+	gmTokenFile := fs.String("gitmirror-token-file", "", "file holding the token gitmirror requires (default: gitmirror.token from the config)")
 	var env listFlags
 	fs.Var(&env, "env", "KEY=VALUE added to every job's base environment (repeatable)")
 	if err := a.parse(fs, cf, args); err != nil {
@@ -131,6 +134,9 @@ unreachable. On SIGTERM it stops taking work, lets running jobs finish for
 		return err
 	}
 	opts.BaseEnv = append(withPath(defaultBaseEnv(), binDir), env...)
+	if opts.SourceCredentials, err = workerSourceCredentials(*gmURL, *gmTokenFile, a.cfg); err != nil {
+		return err
+	}
 	w, err := worker.New(opts)
 	if err != nil {
 		return err
@@ -154,6 +160,23 @@ unreachable. On SIGTERM it stops taking work, lets running jobs finish for
 		return fmt.Errorf("the coordinator refused this worker's token: %w", err)
 	}
 	return err
+}
+
+// workerSourceCredentials gives the gitmirror token, when one is
+// configured, to git fetches of the repositories under gitmirror's URL
+// (and to nothing else).
+func workerSourceCredentials(gmURL, tokenFile string, cfg *config.Config) ([]source.Credential, error) {
+	token, err := gitmirrorClientToken(tokenFile, cfg)
+	if err != nil || token == "" {
+		return nil, err
+	}
+	if gmURL == "" {
+		gmURL = cfg.Gitmirror.URL
+	}
+	if gmURL == "" {
+		return nil, errors.New("worker: a gitmirror token is configured but no gitmirror URL to send it to (--gitmirror or gitmirror.url)")
+	}
+	return []source.Credential{{URLPrefix: strings.TrimSuffix(gmURL, "/") + "/", Token: token}}, nil
 }
 
 // defaultBaseEnv is the worker's default job environment (see
