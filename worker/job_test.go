@@ -1,13 +1,17 @@
 package worker
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/worker/artifact"
 )
 
 func TestParseManifest(t *testing.T) {
@@ -170,6 +174,62 @@ func TestCleanJobDir(t *testing.T) {
 			want = append(want, "out", "tmp")
 			if !slices.Equal(got, want) {
 				t.Errorf("after cleaning: %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// TestUploadOutputsEmpty checks the shortcut for an empty output
+// directory: it gives the empty archive only once the store is known to
+// hold it, and never for an output directory replaced by a symlink.
+func TestUploadOutputsEmpty(t *testing.T) {
+	tests := []struct {
+		name     string
+		uploaded bool
+		setup    func(out string) error
+		want     string // digest, or "" for an error
+	}{
+		{name: "empty, uploaded", uploaded: true, setup: func(string) error { return nil }, want: artifact.EmptyDigest},
+		{name: "empty, store not known to hold it", setup: func(string) error { return nil }},
+		{name: "symlink to an empty directory", uploaded: true, setup: func(out string) error {
+			os.Remove(out)
+			return os.Symlink(t.TempDir(), out)
+		}},
+		{name: "not empty", uploaded: true, setup: func(out string) error {
+			return os.WriteFile(filepath.Join(out, "f"), []byte("x"), 0o644)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// An unreachable coordinator: any upload fails, so a digest
+			// comes back only from the shortcut.
+			cl, err := api.NewClient("http://127.0.0.1:1", "x", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := New(Options{Client: cl, Dir: t.TempDir(), MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			if tc.uploaded {
+				w.markUploaded(artifact.EmptyDigest)
+			}
+			out := filepath.Join(t.TempDir(), "out")
+			if err := os.Mkdir(out, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.setup(out); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			digest, size, err := w.uploadOutputs(ctx, out)
+			switch {
+			case tc.want == "" && err == nil:
+				t.Errorf("uploadOutputs = %s, %d; want an error", digest, size)
+			case tc.want != "" && (err != nil || digest != tc.want || size != artifact.EmptySize):
+				t.Errorf("uploadOutputs = %s, %d, %v; want %s, %d", digest, size, err, tc.want, artifact.EmptySize)
 			}
 		})
 	}

@@ -60,10 +60,14 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
+// EmptySize is the size of the archive of an empty directory (a tar
+// end-of-archive marker: two zero blocks).
+const EmptySize = 1024
+
 // EmptyDigest is the digest of the archive of an empty directory, which
 // Pack produces for a job without outputs.
 var EmptyDigest = func() string {
-	h := sha256.Sum256(make([]byte, 1024))
+	h := sha256.Sum256(make([]byte, EmptySize))
 	return hex.EncodeToString(h[:])
 }()
 

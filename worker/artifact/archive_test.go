@@ -85,8 +85,8 @@ func TestPackEmpty(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Digest != EmptyDigest {
-		t.Errorf("empty digest = %s, want %s", p.Digest, EmptyDigest)
+	if p.Digest != EmptyDigest || p.Size != EmptySize || b.Len() != EmptySize {
+		t.Errorf("empty archive: digest %s size %d (%d written), want %s size %d", p.Digest, p.Size, b.Len(), EmptyDigest, EmptySize)
 	}
 }
 
