@@ -23,6 +23,7 @@ import (
 // "tryd force".
 type postsubmitFlags struct {
 	coord, tokenFile, gitmirror *string
+	gmTokenFile                 *string
 	poll                        time.Duration
 }
 
@@ -68,8 +69,12 @@ func newPostsubmit(a *app, f postsubmitFlags) (*postsubmit.Builder, *api.Client,
 	if err != nil {
 		return nil, nil, err
 	}
+	git, err := gitmirrorGit(dir, *f.gitmirror, *f.gmTokenFile, a.cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	b, err := postsubmit.New(postsubmit.Options{Coordinator: cc, Planner: planner, Repos: repos, Builders: a.cfg.Builders,
-		Dir: dir, PollInterval: f.poll, Log: logging.For(a.log, "postsubmit")})
+		Dir: dir, Git: git, PollInterval: f.poll, Log: logging.For(a.log, "postsubmit")})
 	return b, cc, err
 }
 
@@ -80,11 +85,12 @@ each builder's periodic builds on its cron schedule, and serves the force API
 (POST /api/force with the dashboard's admin token) on --listen. Builds carry
 the labels the dashboard's grid reads.`)
 	f := postsubmitFlags{
-		coord:     fs.String("coordinator", "", "coordinator URL (default: coordinator.url from the config)"),
-		tokenFile: fs.String("coordinator-token-file", "", "file holding the coordinator's client token (default: coordinator.client_token from the config)"),
-		gitmirror: fs.String("gitmirror", "", "gitmirror URL (default: gitmirror.url from the config)"),
+		coord:       fs.String("coordinator", "", "coordinator URL (default: coordinator.url from the config)"),
+		tokenFile:   fs.String("coordinator-token-file", "", "file holding the coordinator's client token (default: coordinator.client_token from the config)"),
+		gitmirror:   fs.String("gitmirror", "", "gitmirror URL (default: gitmirror.url from the config)"),
+		gmTokenFile: fs.String("gitmirror-token-file", "", "file holding the token gitmirror requires (default: gitmirror.token from the config)"),
 	}
-	listen := fs.String("listen", ":8087", "address to serve the force API, /healthz and /metrics on")
+	listen := fs.String("listen", "127.0.0.1:8087", "address to serve the force API, /healthz and /metrics on (loopback by default)")
 	adminFile := fs.String("admin-token-file", "", "file holding the admin token for force builds (default: dashboard.admin_token from the config)")
 	poll := fs.Duration("poll", 5*time.Minute, "how often every watched branch is checked without an event")
 	maintnerd := fs.String("maintnerd", "", "maintnerd's base URL: every batch of new corpus records (ref updates, pushes) triggers a check of the watched branches (default: maintnerd.url from the config; none: poll only)")
@@ -159,9 +165,10 @@ func runForce(ctx context.Context, a *app, args []string) error {
 forced=1, shown in the dashboard's grid), reusing cached results of jobs that
 passed, and by default waits for it.`)
 	f := postsubmitFlags{
-		coord:     fs.String("coordinator", "", "coordinator URL (default: coordinator.url from the config)"),
-		tokenFile: fs.String("coordinator-token-file", "", "file holding the coordinator's client token (default: coordinator.client_token from the config)"),
-		gitmirror: fs.String("gitmirror", "", "gitmirror URL (default: gitmirror.url from the config)"),
+		coord:       fs.String("coordinator", "", "coordinator URL (default: coordinator.url from the config)"),
+		tokenFile:   fs.String("coordinator-token-file", "", "file holding the coordinator's client token (default: coordinator.client_token from the config)"),
+		gitmirror:   fs.String("gitmirror", "", "gitmirror URL (default: gitmirror.url from the config)"),
+		gmTokenFile: fs.String("gitmirror-token-file", "", "file holding the token gitmirror requires (default: gitmirror.token from the config)"),
 	}
 	repo := fs.String("repo", "", "repository name (as configured)")
 	commit := fs.String("commit", "", "full commit hash")

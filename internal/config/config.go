@@ -402,6 +402,11 @@ func (s Secret) Value() (string, error) {
 	}
 }
 
+// Ref returns the reference: kind "file" with a path, or "env" with a
+// variable name ("", "" when unset). It is for handing the reference,
+// never the secret, to a program that reads the secret itself.
+func (s Secret) Ref() (kind, ref string) { return s.kind, s.ref }
+
 // Lines reads the secret as a list of values, one per line, trimmed;
 // blank lines and lines starting with # are left out. A file of tokens
 // (gitmirror.tokens) is read this way.
