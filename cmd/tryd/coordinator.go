@@ -25,7 +25,7 @@ API is described in coordinator/api/PROTOCOL.md. State (SQLite), job logs
 and artifacts live under <data-dir>/coordinator. With coordinator.database
 postgres, several replicas share the state (deploy/README.md); with
 coordinator.artifacts gcs, artifacts live in a GCS bucket.`)
-	listen := fs.String("listen", "", "address to serve HTTP on (default: coordinator.listen from the config, else :8084)")
+	listen := fs.String("listen", "", "address to serve HTTP on (default: coordinator.listen from the config, else 127.0.0.1:8084; set listen: \":8084\" to serve every interface)")
 	workerTokens := fs.String("worker-tokens", "", "file of \"name token\" lines (default: coordinator.worker_tokens from the config)")
 	clientToken := fs.String("client-token-file", "", "file holding the client token (default: coordinator.client_token from the config)")
 	heartbeat := fs.Duration("heartbeat-timeout", 0, "silence after which a worker's jobs are requeued (default: coordinator.heartbeat_timeout, else 15s)")
@@ -43,7 +43,7 @@ coordinator.artifacts gcs, artifacts live in a GCS bucket.`)
 		*listen = cc.Listen
 	}
 	if *listen == "" {
-		*listen = ":8084"
+		*listen = "127.0.0.1:8084"
 	}
 	tokens, err := loadWorkerTokens(*workerTokens, cc.WorkerTokens)
 	if err != nil {

@@ -23,7 +23,7 @@ the client token), try runs from the trybot (--trybot, optional) and the
 corpus's repositories from maintnerd (--maintnerd, optional). With an admin
 token (dashboard.admin_token or --admin-token-file) and builders in the
 config, signed-in admins can force builds.`)
-	listen := fs.String("listen", "", "address to serve HTTP on (default: dashboard.listen from the config, else :8080)")
+	listen := fs.String("listen", "", "address to serve HTTP on (default: dashboard.listen from the config, else 127.0.0.1:8080; set listen: \":8080\" to serve every interface)")
 	coord := fs.String("coordinator", "", "coordinator URL (default: coordinator.url from the config)")
 	tokenFile := fs.String("coordinator-token-file", "", "file holding the coordinator's client token (default: coordinator.client_token from the config)")
 	tb := fs.String("trybot", "", "trybot URL for try runs (optional)")
@@ -36,7 +36,7 @@ config, signed-in admins can force builds.`)
 		*listen = a.cfg.Dashboard.Listen
 	}
 	if *listen == "" {
-		*listen = ":8080"
+		*listen = "127.0.0.1:8080"
 	}
 	if *coord == "" {
 		*coord = a.cfg.Coordinator.URL

@@ -36,6 +36,9 @@ import (
 //	worker-token          the embedded worker's token (0600)
 //	client-token          the coordinator's client token (0600)
 //	admin-token           the dashboard's and postsubmit's admin token (0600)
+//	gitmirror-token       the token gitmirror requires of the trybot,
+//	                      postsubmit and the worker (0600), unless the
+//	                      config sets gitmirror.token or gitmirror.tokens
 //	tryd.yaml             demo mode only: the generated configuration
 //	gerrit/, github/ ...  demo mode only: the simulators' state (dev_demo.go)
 
@@ -362,6 +365,11 @@ func (d *dev) writeTokens() error {
 			return fmt.Errorf("dev: admin token: %w", err)
 		}
 	}
+	if d.gitmirrorTokenFile() != "" {
+		if _, err := readOrCreateSecret(d.gitmirrorTokenFile()); err != nil {
+			return fmt.Errorf("dev: gitmirror token: %w", err)
+		}
+	}
 	tok, err := os.ReadFile(wt)
 	if err != nil {
 		return fmt.Errorf("dev: worker token: %w", err)
@@ -371,6 +379,24 @@ func (d *dev) writeTokens() error {
 	line := "dev-worker " + strings.TrimSpace(string(tok)) + "\n"
 	if err := writeFileAtomic(filepath.Join(d.dir, "worker-tokens"), []byte(line), 0o600); err != nil {
 		return fmt.Errorf("dev: worker tokens: %w", err)
+	}
+	return nil
+}
+
+// gitmirrorTokenFile is the token gitmirror requires, generated into
+// <data-dir>/dev, or "" when the config sets gitmirror's tokens itself
+// (its components then read them from there).
+func (d *dev) gitmirrorTokenFile() string {
+	if gc := d.a.cfg.Gitmirror; gc.Token.IsSet() || gc.Tokens.IsSet() {
+		return ""
+	}
+	return filepath.Join(d.dir, "gitmirror-token")
+}
+
+// gitmirrorArgs gives a component flag the generated gitmirror token.
+func (d *dev) gitmirrorArgs(flag string) []string {
+	if f := d.gitmirrorTokenFile(); f != "" {
+		return []string{flag, f}
 	}
 	return nil
 }
@@ -406,21 +432,26 @@ func (d *dev) start(ctx context.Context, dm *demo) error {
 		case "gitmirror":
 			run = runGitmirror
 			args = append(args, "--pubsubhelper", d.urls["pubsubhelper"])
+			args = append(args, d.gitmirrorArgs("--tokens-file")...)
 		case "coordinator":
 			run = runCoordinator
 			args = append(args, "--worker-tokens", filepath.Join(d.dir, "worker-tokens"),
 				"--client-token-file", filepath.Join(d.dir, "client-token"))
 		case "worker":
 			run = runWorker
-			args = append(args, "--coordinator", d.urls["coordinator"], "--token-file", filepath.Join(d.dir, "worker-token"), "--name", "dev-worker")
+			args = append(args, "--coordinator", d.urls["coordinator"], "--token-file", filepath.Join(d.dir, "worker-token"), "--name", "dev-worker",
+				"--gitmirror", d.urls["gitmirror"])
+			args = append(args, d.gitmirrorArgs("--gitmirror-token-file")...)
 		case "trybot":
 			run = runTrybot
 			args = append(args, "--maintnerd", d.urls["maintnerd"], "--coordinator", d.urls["coordinator"],
 				"--coordinator-token-file", filepath.Join(d.dir, "client-token"), "--gitmirror", d.urls["gitmirror"])
+			args = append(args, d.gitmirrorArgs("--gitmirror-token-file")...)
 		case "postsubmit":
 			run = runPostsubmit
 			args = append(args, "--maintnerd", d.urls["maintnerd"], "--coordinator", d.urls["coordinator"],
 				"--coordinator-token-file", filepath.Join(d.dir, "client-token"), "--gitmirror", d.urls["gitmirror"])
+			args = append(args, d.gitmirrorArgs("--gitmirror-token-file")...)
 			args = append(args, d.adminArgs()...)
 		case "dashboard":
 			run = runDashboard

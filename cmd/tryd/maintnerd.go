@@ -30,7 +30,7 @@ golang.org/x/build/maintner) and answers the query API under /api/.
 
 The log lives on local disk under <data-dir>/maintner/log unless the config
 says maintnerd.store: gcs (with gcs_bucket and gcs_prefix).`)
-	listen := fs.String("listen", "", "address to serve HTTP on (default: maintnerd.listen from the config, else :8081)")
+	listen := fs.String("listen", "", "address to serve HTTP on (default: maintnerd.listen from the config, else 127.0.0.1:8081; set listen: \":8081\" to serve every interface)")
 	pubsub := fs.String("pubsubhelper", "", "base URL of a pubsubhelper to take nudges from (default: pubsubhelper.url from the config; \"off\" for none); without one, only reconciliation passes sync")
 	pubsubToken := fs.String("pubsubhelper-token", "", "subscriber token for --pubsubhelper, file:/path or env:NAME, when it requires one")
 	if err := a.parse(fs, cf, args); err != nil {
@@ -41,7 +41,7 @@ says maintnerd.store: gcs (with gcs_bucket and gcs_prefix).`)
 		addr = a.cfg.Maintnerd.Listen
 	}
 	if addr == "" {
-		addr = ":8081"
+		addr = "127.0.0.1:8081"
 	}
 	m, err := startMaintnerd(ctx, a, a.log)
 	if err != nil {

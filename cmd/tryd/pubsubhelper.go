@@ -30,7 +30,7 @@ one without losing deliveries. Gerrit's webhooks plugin must send its secret
 as "Authorization: Bearer SECRET" or as a basic-auth password (see
 "go doc github.com/tryd-ci/tryd/pubsubhelper"). For a Gerrit server without
 the plugin, --gerrit-ssh follows "gerrit stream-events" over SSH instead.`)
-	listen := fs.String("listen", "", "address to serve HTTP on (default: pubsubhelper.listen from the config, else :8082)")
+	listen := fs.String("listen", "", "address to serve HTTP on (default: pubsubhelper.listen from the config, else 127.0.0.1:8082; set listen: \":8082\" to serve every interface)")
 	journalDir := fs.String("journal-dir", "", "directory of the event journal (default: <data-dir>/pubsubhelper)")
 	noJournal := fs.Bool("no-journal", false, "keep events in memory only, without durability (benchmark baseline, experiments)")
 	retentionAge := fs.Duration("retention-age", 0, "delete journaled events older than this (default: pubsubhelper.retention_age, else 168h)")
@@ -54,7 +54,7 @@ the plugin, --gerrit-ssh follows "gerrit stream-events" over SSH instead.`)
 		*listen = pc.Listen
 	}
 	if *listen == "" {
-		*listen = ":8082"
+		*listen = "127.0.0.1:8082"
 	}
 	if *retentionAge == 0 {
 		*retentionAge = pc.RetentionAge.Or(0)
