@@ -24,11 +24,12 @@ import (
 
 func boolp(b bool) *bool { return &b }
 
-// testBuilders: "check" passes when the change has ok.txt; "extra" is a
+// testBuilders: "check" fails when the change adds bad.txt (it passes at
+// the base revision, so such a failure is new); "extra" is a
 // SlowBot (alias "more") that always passes; "lint" needs a worker label
 // no worker has in some tests.
 var testBuilders = []config.Builder{
-	{Name: "check", Steps: []config.Step{{Name: "prepare", Shell: "true"}, {Name: "test", Shell: "test -f ok.txt || { echo ok.txt is missing >&2; exit 1; }"}}},
+	{Name: "check", Steps: []config.Step{{Name: "prepare", Shell: "true"}, {Name: "test", Shell: "test ! -f bad.txt || { echo bad.txt is present >&2; exit 1; }"}}},
 	{Name: "extra", TryBot: boolp(false), Steps: []config.Step{{Name: "all", Run: []string{"true"}}}},
 }
 
@@ -155,7 +156,7 @@ func TestGerritPassAndFail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad, _, err := s.Gerrit.CreateChange(ctx, s.Project, "main", s.Owner, "bad change", map[string]string{"other.txt": "no\n"})
+	bad, _, err := s.Gerrit.CreateChange(ctx, s.Project, "main", s.Owner, "bad change", map[string]string{"bad.txt": "no\n"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,6 +190,10 @@ func TestGerritPassAndFail(t *testing.T) {
 	if !strings.Contains(bm[1], "1 of 1 TryBots failed") || !strings.Contains(bm[1], "Failed on check") || !strings.Contains(bm[1], "https://tryd.example/logs/") {
 		t.Errorf("bad result message %q lacks the failure, builder or log link", bm[1])
 	}
+	// The failure passes at the base revision: it is the change's.
+	if !strings.Contains(bm[1], "  test [new]") || !strings.Contains(bm[1], "New failures (pass at the base revision): test") {
+		t.Errorf("bad result message %q does not call the failure new", bm[1])
+	}
 
 	// The API tells the dashboard what happened.
 	runs, err := client.New(serveAPI(t, tb), nil)
@@ -200,7 +205,8 @@ func TestGerritPassAndFail(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(list) != 1 || list[0].State != client.StateFailed || len(list[0].Builds) != 1 || list[0].Builds[0].State != client.BuildFailed ||
-		list[0].Builds[0].BuildID == 0 || len(list[0].Builds[0].Failed) != 1 || list[0].Builds[0].Failed[0].Name != "test" {
+		list[0].Builds[0].BuildID == 0 || len(list[0].Builds[0].Failed) != 1 || list[0].Builds[0].Failed[0].Name != "test" ||
+		list[0].Builds[0].Failed[0].Classification != client.ClassNew || list[0].Base == "" {
 		t.Errorf("runs of the bad change: %+v", list)
 	}
 	one, err := runs.Run(ctx, list[0].ID)

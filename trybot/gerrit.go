@@ -87,12 +87,18 @@ func (t *Trybot) gerritWants(c *maintner.Corpus, ri *repoInfo, wants []want, cur
 			}
 		}
 		builders, unknown := t.builders.Select(ri.cfg.Name, ch.Branch, terms)
+		// The base is the patch set's first parent, when the corpus
+		// has the commit (else the reporter asks Gerrit).
+		base := ""
+		if gc := p.Commit(ps.Commit); gc != nil && len(gc.Parents) > 0 {
+			base = gc.Parents[0].String()
+		}
 		wants = append(wants, want{
 			repo: ri,
 			key:  fmt.Sprintf("gerrit/%s/%d/%d/%d", ri.cfg.Name, ch.Number, ch.CurrentPatchSet, int64(trig.Granted)),
 			run: client.Run{
 				Review: client.ReviewGerrit, Server: ri.gerrit.name, Repo: ri.cfg.Name, Project: ri.cfg.Project,
-				Change: ch.Number, PatchSet: ch.CurrentPatchSet, Revision: ps.Commit.String(), Branch: ch.Branch,
+				Change: ch.Number, PatchSet: ch.CurrentPatchSet, Revision: ps.Commit.String(), Branch: ch.Branch, Base: base,
 				ChangeURL: ri.gerrit.url + "c/" + ri.cfg.Project + "/+/" + strconv.Itoa(int(ch.Number)),
 				Trigger:   "vote", RequestedBy: strconv.Itoa(int(trig.Account)),
 				Builders: builders, Unknown: unknown,
@@ -178,14 +184,25 @@ func (g *gerritReporter) result(ctx context.Context, r *client.Run) (string, err
 	if rest != "" {
 		msg += "\n" + rest
 	}
+	// No vote for infrastructure failures, nor for pre-existing
+	// failures only when trybot.preexisting_vote is 0.
 	var labels map[string]int
-	switch outcome(r) {
-	case client.StateSucceeded:
-		labels = map[string]int{g.t.result: 1}
-	case client.StateFailed:
-		labels = map[string]int{g.t.result: -1}
+	if v := g.t.vote(r); v != 0 {
+		labels = map[string]int{g.t.result: v}
 	}
 	prefix, _, _ := strings.Cut(first, ":")
 	prefix, _, _ = strings.Cut(prefix, ".")
 	return "", g.post(ctx, r, prefix, msg, labels)
+}
+
+// base returns the patch set commit's first parent, from Gerrit.
+func (g *gerritReporter) base(ctx context.Context, r *client.Run) (string, error) {
+	ci, _, err := g.ri.gerrit.c.Changes.GetCommit(ctx, g.changeID(r), strconv.Itoa(int(r.PatchSet)), nil)
+	if err != nil {
+		return "", fmt.Errorf("gerrit: get commit of change %d patch set %d: %w", r.Change, r.PatchSet, err)
+	}
+	if len(ci.Parents) == 0 {
+		return "", fmt.Errorf("%w: change %d patch set %d is a root commit", errNoBase, r.Change, r.PatchSet)
+	}
+	return ci.Parents[0].Commit, nil
 }

@@ -231,9 +231,13 @@ func (t *Trybot) githubWants(c *maintner.Corpus, ri *repoInfo, wants []want, cur
 		if is.Closed {
 			continue
 		}
+		var baseSHA string
+		if !is.PR.BaseSHA.IsZero() {
+			baseSHA = is.PR.BaseSHA.String()
+		}
 		base := client.Run{
 			Review: client.ReviewGitHub, Server: ri.github.name, Repo: ri.cfg.Name, Project: ri.cfg.Slug,
-			Change: is.Number, Revision: head, Branch: is.PR.BaseRef,
+			Change: is.Number, Revision: head, Branch: is.PR.BaseRef, Base: baseSHA,
 			ChangeURL: "https://github.com/" + ri.cfg.Slug + "/pull/" + strconv.Itoa(int(is.Number)),
 		}
 		// The latest command comment is the request in force: its
@@ -484,7 +488,8 @@ func (g *githubReporter) builderDone(ctx context.Context, r *client.Run, i int) 
 	conclusion, title, state := "success", "Passed", "success"
 	switch b.State {
 	case client.BuildFailed:
-		conclusion, title, state = "failure", "Failed", "failure"
+		conclusion, title = g.t.buildConclusion(b)
+		state = map[string]string{"success": "success", "neutral": "success", "failure": "failure"}[conclusion]
 	case client.BuildSucceeded:
 	default:
 		conclusion, title, state = "neutral", "Infrastructure failure (not the change's fault)", "error"
@@ -522,9 +527,21 @@ func builderSummary(b client.Build) string {
 		fmt.Fprintf(&s, "\n\n%s", b.Error)
 	}
 	for _, j := range b.Failed {
-		fmt.Fprintf(&s, "\n\n- %s: %s", j.Name, or(oneLine(j.Error), j.State))
+		fmt.Fprintf(&s, "\n\n- %s", j.Name)
+		if j.Classification != "" {
+			fmt.Fprintf(&s, " [%s]", j.Classification)
+		}
+		fmt.Fprintf(&s, ": %s", or(oneLine(j.Error), j.State))
 		if j.LogURL != "" {
 			fmt.Fprintf(&s, " ([log](%s))", j.LogURL)
+		}
+	}
+	if b.State == client.BuildFailed {
+		if m := buildVerdict(b).Message(); m != "" {
+			fmt.Fprintf(&s, "\n\n%s", m)
+		}
+		if b.ClassifyError != "" {
+			fmt.Fprintf(&s, "\n\nFailures not compared with the base revision: %s", oneLine(b.ClassifyError))
 		}
 	}
 	return s.String()
@@ -535,4 +552,16 @@ func (g *githubReporter) result(ctx context.Context, r *client.Run) (string, err
 		return "", nil
 	}
 	return "", g.comment(ctx, r, "result", r.Summary+"\n\nRevision: "+r.Revision)
+}
+
+// base returns the pull request's base commit, from GitHub.
+func (g *githubReporter) base(ctx context.Context, r *client.Run) (string, error) {
+	pr, _, err := g.ri.github.c.PullRequests.Get(ctx, g.ri.owner, g.ri.name, int(r.Change))
+	if err != nil {
+		return "", fmt.Errorf("github: get %s#%d: %w", g.ri.cfg.Slug, r.Change, err)
+	}
+	if pr.GetBase().GetSHA() == "" {
+		return "", fmt.Errorf("%w: %s#%d has no base commit", errNoBase, g.ri.cfg.Slug, r.Change)
+	}
+	return pr.GetBase().GetSHA(), nil
 }

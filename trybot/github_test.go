@@ -16,7 +16,7 @@ import (
 )
 
 var ghBuilders = []config.Builder{
-	{Name: "check", Steps: []config.Step{{Name: "test", Shell: "test -f ok.txt && test ! -f bad.txt"}}},
+	{Name: "check", Steps: []config.Step{{Name: "test", Shell: "test ! -f bad.txt"}}},
 	{Name: "extra", TryBot: boolp(false), Steps: []config.Step{{Name: "all", Run: []string{"true"}}}},
 }
 
@@ -247,7 +247,7 @@ func TestGitHubStatusesWithoutApp(t *testing.T) {
 	s, gc := startGitHubTrybot(t, false)
 	g := s.GitHub
 	ctx := context.Background()
-	n, err := g.Sim.OpenPR(ctx, g.Slug(), g.Maintainer, githubsimPR("st", "Statuses", map[string]string{"other.txt": "x\n"}))
+	n, err := g.Sim.OpenPR(ctx, g.Slug(), g.Maintainer, githubsimPR("st", "Statuses", map[string]string{"bad.txt": "x\n"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -129,9 +129,9 @@ func TestRestartPostsExactlyOnce(t *testing.T) {
 	if testing.Short() && !testenvInCI() {
 		t.Skip("kill -9 end-to-end test skipped in -short mode")
 	}
-	builders := []config.Builder{{Name: "check", Steps: []config.Step{{Name: "test", Shell: "sleep 0.5; test -f ok.txt"}}}}
+	builders := []config.Builder{{Name: "check", Steps: []config.Step{{Name: "test", Shell: "sleep 0.5; test ! -f bad.txt"}}}}
 	s := startStack(t, trystack.Options{Builders: builders})
-	cfg := writeChildConfig(t, s, "  - name: check\n    steps:\n      - name: test\n        shell: \"sleep 0.5; test -f ok.txt\"\n")
+	cfg := writeChildConfig(t, s, "  - name: check\n    steps:\n      - name: test\n        shell: \"sleep 0.5; test ! -f bad.txt\"\n")
 	ctx := context.Background()
 
 	// Kill points: right after the vote (before or while the run is
@@ -151,7 +151,7 @@ func TestRestartPostsExactlyOnce(t *testing.T) {
 		files := map[string]string{"ok.txt": "yes\n"}
 		want := int8(1)
 		if i%2 == 1 {
-			files, want = map[string]string{"nope.txt": "x\n"}, -1
+			files, want = map[string]string{"bad.txt": "x\n"}, -1
 		}
 		n, _, err := s.Gerrit.CreateChange(ctx, s.Project, "main", s.Owner, "restart "+p.name, files)
 		if err != nil {

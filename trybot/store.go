@@ -20,13 +20,18 @@ import (
 // synchronous=NORMAL: a committed transaction survives kill -9), so that a
 // restarted trybot neither loses a run nor posts twice.
 //
-// Schema (version 1):
+// Schema (version 2; a version 1 database is migrated on open):
 //
 //	runs(id, key UNIQUE, review, repo, change, patch_set, state, data)
 //	   data is the client.Run as JSON, the rest are indexed copies.
 //	posts(run_id, what, ext)   what was posted ("begin", "result",
 //	   "check:<builder>", ...); ext is the remote ID (a check run ID).
 //	marks(key)                 one-shot facts (a comment answered).
+//	classifications(run_id, builder, job, class)   (version 2) the
+//	   classification of each failed job ("new", "pre-existing", "flaky",
+//	   or "" when it could not be classified), written in the same
+//	   transaction as the run's data, so that a restart neither loses nor
+//	   redoes a classification.
 type store struct {
 	db *sql.DB
 }
@@ -56,6 +61,21 @@ CREATE TABLE IF NOT EXISTS marks (
 PRAGMA user_version = 1;
 `
 
+// schemaV2 migrates version 1 to 2.
+const schemaV2 = `
+CREATE TABLE IF NOT EXISTS classifications (
+	run_id INTEGER NOT NULL,
+	builder TEXT NOT NULL,
+	job TEXT NOT NULL,
+	class TEXT NOT NULL,
+	PRIMARY KEY (run_id, builder, job)
+);
+PRAGMA user_version = 2;
+`
+
+// schemaVersion is the version this trybot writes.
+const schemaVersion = 2
+
 func openStore(ctx context.Context, dir string) (*store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("trybot: store: %w", err)
@@ -76,14 +96,17 @@ func openStore(ctx context.Context, dir string) (*store, error) {
 		db.Close()
 		return nil, fmt.Errorf("trybot: store: %s: %w", path, err)
 	}
-	switch {
-	case v > 1:
+	if v > schemaVersion {
 		db.Close()
-		return nil, fmt.Errorf("trybot: store: %s has schema version %d, newer than this trybot (1)", path, v)
-	case v < 1:
-		if _, err := db.ExecContext(ctx, schemaV1); err != nil {
+		return nil, fmt.Errorf("trybot: store: %s has schema version %d, newer than this trybot (%d)", path, v, schemaVersion)
+	}
+	for i, step := range []string{schemaV1, schemaV2} {
+		if v > i {
+			continue
+		}
+		if _, err := db.ExecContext(ctx, step); err != nil {
 			db.Close()
-			return nil, fmt.Errorf("trybot: store: %s: create schema: %w", path, err)
+			return nil, fmt.Errorf("trybot: store: %s: migrate to schema version %d: %w", path, i+1, err)
 		}
 	}
 	return &store{db: db}, nil
@@ -145,6 +168,58 @@ func (s *store) update(ctx context.Context, r *client.Run) error {
 		return fmt.Errorf("trybot: store: update run %d: %w", r.ID, err)
 	}
 	return nil
+}
+
+// updateClassified rewrites r and records the classifications of the
+// failed jobs of its build of builder, in one transaction.
+func (s *store) updateClassified(ctx context.Context, r *client.Run, builder string, classes map[string]string) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("trybot: store: %w", err)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("trybot: store: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, data = ? WHERE id = ?`, string(r.State), string(data), r.ID); err != nil {
+		return fmt.Errorf("trybot: store: update run %d: %w", r.ID, err)
+	}
+	for job, c := range classes {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO classifications (run_id, builder, job, class) VALUES (?, ?, ?, ?)
+			ON CONFLICT (run_id, builder, job) DO UPDATE SET class = excluded.class`, r.ID, builder, job, c); err != nil {
+			return fmt.Errorf("trybot: store: classification of run %d %s %s: %w", r.ID, builder, job, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("trybot: store: update run %d: %w", r.ID, err)
+	}
+	return nil
+}
+
+// classifications returns the recorded classifications of run's build of
+// builder, by job name (nil when none were recorded).
+func (s *store) classifications(ctx context.Context, run int64, builder string) (map[string]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT job, class FROM classifications WHERE run_id = ? AND builder = ?`, run, builder)
+	if err != nil {
+		return nil, fmt.Errorf("trybot: store: %w", err)
+	}
+	defer rows.Close()
+	var out map[string]string
+	for rows.Next() {
+		var job, c string
+		if err := rows.Scan(&job, &c); err != nil {
+			return nil, fmt.Errorf("trybot: store: %w", err)
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[job] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("trybot: store: %w", err)
+	}
+	return out, nil
 }
 
 func scanRuns(rows *sql.Rows) ([]client.Run, error) {

@@ -52,6 +52,20 @@ func TestStoreV1Loads(t *testing.T) {
 	if err != nil || len(runs) != 1 || runs[0].ID != 2 {
 		t.Errorf("list github = %+v, %v", runs, err)
 	}
+	// The database was migrated to version 2: classifications are kept.
+	var v int
+	if err := s.db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil || v != schemaVersion {
+		t.Errorf("user_version %d, %v; want %d", v, err, schemaVersion)
+	}
+	if err := s.updateClassified(ctx, r, "check", map[string]string{"test": client.ClassFlaky}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.classifications(ctx, 1, "check"); err != nil || c["test"] != client.ClassFlaky || len(c) != 1 {
+		t.Errorf("classifications = %v, %v", c, err)
+	}
+	if c, err := s.classifications(ctx, 1, "other"); err != nil || c != nil {
+		t.Errorf("classifications of another builder = %v, %v", c, err)
+	}
 	// A new run gets the next ID; its key is unique.
 	nr := &client.Run{Review: client.ReviewGerrit, Repo: "proj", Change: 1, PatchSet: 2, State: client.StateRunning}
 	if err := s.create(ctx, "gerrit/proj/1/2/1", nr); err != nil || nr.ID != 3 {
@@ -68,7 +82,7 @@ func TestStoreRefusesNewerSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(`PRAGMA user_version = 2`); err != nil {
+	if _, err := db.Exec(`PRAGMA user_version = 3`); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()

@@ -25,6 +25,7 @@ import (
 	"github.com/tryd-ci/tryd/maintner/logsync"
 	"github.com/tryd-ci/tryd/maintner/mutlog"
 	"github.com/tryd-ci/tryd/trybot/client"
+	"github.com/tryd-ci/tryd/trybot/postsubmit"
 )
 
 // Options configures a Trybot. Config, LogsURL, Coordinator, Gitmirror
@@ -96,6 +97,12 @@ type Trybot struct {
 	command  string
 	public   string
 	metrics  *metrics
+	// classifier reruns failed jobs and builds the base revision
+	// (results against base); flakyRetries and preexistingVote are the
+	// trybot section's flaky_retries and preexisting_vote.
+	classifier      *postsubmit.Builder
+	flakyRetries    int
+	preexistingVote int
 
 	corpusMu sync.Mutex
 	corpus   *maintner.Corpus
@@ -206,8 +213,15 @@ func New(ctx context.Context, opts Options) (*Trybot, error) {
 		perms:   map[string]permEntry{},
 		known:   map[string]bool{},
 	}
+	t.flakyRetries, t.preexistingVote = DefaultFlakyRetries, cfg.Trybot.PreexistingVote
+	if cfg.Trybot.FlakyRetries != nil {
+		t.flakyRetries = max(0, *cfg.Trybot.FlakyRetries)
+	}
 	var err error
 	if t.builders, err = NewBuilders(cfg.Builders, cfg.Trybot.Aliases); err != nil {
+		return nil, err
+	}
+	if t.classifier, err = t.newClassifier(); err != nil {
 		return nil, err
 	}
 	if t.repos, err = resolveRepos(ctx, cfg, opts.HTTPClient); err != nil {
@@ -748,10 +762,22 @@ func outcome(r *client.Run) client.RunState {
 			infra = true
 		}
 	}
-	switch {
-	case failed:
-		return client.StateFailed
-	case infra:
+	if failed {
+		// Failures that passed when run again are not the change's.
+		v := runVerdict(r)
+		switch {
+		case len(v.New) > 0:
+			return client.StateFailed
+		case infra:
+			// Builders that could not finish might have failed too:
+			// no verdict on pre-existing or flaky failures alone.
+		case len(v.PreExisting) > 0:
+			return client.StateFailed
+		default:
+			return client.StateSucceeded
+		}
+	}
+	if infra {
 		return client.StateInfra
 	}
 	return client.StateSucceeded
@@ -913,6 +939,9 @@ func (t *Trybot) waitAll(ctx context.Context, ar *activeRun, rep reporter) error
 	// per-builder report.
 	for i, b := range t.snapshot(ar).Builds {
 		if b.State.Finished() {
+			if err := t.classifyBuild(ctx, ar, rep, i); err != nil {
+				return err
+			}
 			if err := t.postOnce(ctx, ar, "done:"+b.Builder, func(ctx context.Context, r *client.Run) (string, error) {
 				return rep.builderDone(ctx, r, i)
 			}); err != nil {
@@ -975,6 +1004,9 @@ func (t *Trybot) waitBuild(ctx context.Context, ar *activeRun, rep reporter, i i
 		}
 	})
 	if err != nil {
+		return err
+	}
+	if err := t.classifyBuild(ctx, ar, rep, i); err != nil {
 		return err
 	}
 	return t.postOnce(ctx, ar, "done:"+builder, func(ctx context.Context, r *client.Run) (string, error) {
@@ -1197,13 +1229,18 @@ func (t *Trybot) summary(r *client.Run) string {
 		}
 	}
 	n := len(r.Builds)
+	v := runVerdict(r)
 	switch {
 	case n == 0:
 		fmt.Fprintf(&b, "No TryBots build %s (branch %s), so nothing ran.\n", r.Repo, or(r.Branch, "unknown"))
-	case len(failed) > 0:
+	case len(failed) > 0 && len(v.New) > 0:
 		fmt.Fprintf(&b, "%d of %d TryBots failed.\n", len(failed), n)
+	case len(failed) > 0 && len(v.PreExisting) > 0 && len(infra) == 0:
+		fmt.Fprintf(&b, "%d of %d TryBots failed, with pre-existing failures only (they fail at the base revision too).\n", len(failed), n)
 	case len(infra) > 0:
 		fmt.Fprintf(&b, "TryBots could not finish: %d of %d builders had infrastructure problems (not the change's fault).\n", len(infra), n)
+	case len(failed) > 0:
+		fmt.Fprintf(&b, "TryBots are happy: %d of %d passed (some failures were flaky: they passed when run again).\n", n, n)
 	default:
 		fmt.Fprintf(&b, "TryBots are happy: %d of %d passed.\n", len(passed), n)
 	}
@@ -1214,6 +1251,9 @@ func (t *Trybot) summary(r *client.Run) string {
 				continue
 			}
 			fmt.Fprintf(&b, "\n  %s", j.Name)
+			if j.Classification != "" {
+				fmt.Fprintf(&b, " [%s]", j.Classification)
+			}
 			if j.Error != "" {
 				fmt.Fprintf(&b, ": %s", oneLine(j.Error))
 			}
@@ -1222,6 +1262,11 @@ func (t *Trybot) summary(r *client.Run) string {
 			}
 		}
 		b.WriteString("\n")
+	}
+	if len(failed) > 0 {
+		if m := v.Message(); m != "" {
+			fmt.Fprintf(&b, "\n%s\n", m)
+		}
 	}
 	for _, x := range infra {
 		fmt.Fprintf(&b, "\nInfrastructure failure on %s: %s\n", x.Builder, oneLine(x.Error))
@@ -1287,6 +1332,9 @@ type reporter interface {
 	builderStarted(ctx context.Context, r *client.Run, i int) (string, error)
 	builderDone(ctx context.Context, r *client.Run, i int) (string, error)
 	result(ctx context.Context, r *client.Run) (string, error)
+	// base returns the change's parent on its branch (errNoBase when it
+	// has none), for runs whose base the corpus did not tell.
+	base(ctx context.Context, r *client.Run) (string, error)
 }
 
 func (t *Trybot) reporter(ri *repoInfo) reporter {

@@ -15,6 +15,11 @@
 // are {"error": "message"} with 400 (bad query), 404 (no such run), 500
 // or 503 (store trouble: retry).
 //
+// A failed job of a failed build carries "classification" once the trybot
+// has compared it with a rerun and with the base revision: "new" (passes
+// at base), "pre-existing" (fails at base too) or "flaky" (passed when run
+// again); the field is omitted until then.
+//
 // This package imports only the standard library.
 package client
 
@@ -75,6 +80,10 @@ type Run struct {
 	// Revision is the commit under test; Branch the target branch.
 	Revision string `json:"revision"`
 	Branch   string `json:"branch,omitempty"`
+	// Base is the change's parent on its branch (Gerrit: the patch set
+	// commit's first parent; GitHub: the pull request's base commit),
+	// where failures are compared; empty until known.
+	Base string `json:"base,omitempty"`
 	// ChangeURL links to the change or pull request.
 	ChangeURL string `json:"change_url,omitempty"`
 	// Trigger says what asked for the run: "vote", "label", "comment",
@@ -133,6 +142,9 @@ type Build struct {
 	Failed []FailedJob `json:"failed,omitempty"`
 	// Error explains an infrastructure failure.
 	Error string `json:"error,omitempty"`
+	// ClassifyError says why the failed jobs of a failed build could not
+	// be classified (they then count as new failures).
+	ClassifyError string `json:"classify_error,omitempty"`
 	// URL is the build's status page.
 	URL string `json:"url,omitempty"`
 }
@@ -149,7 +161,22 @@ type FailedJob struct {
 	// Infra is set when the job failed for reasons that are not the
 	// change's fault (worker lost, source unavailable, no worker).
 	Infra bool `json:"infra,omitempty"`
+	// Classification compares the failure with the base revision and a
+	// rerun: one of the Class* values, omitted until classified (and for
+	// infrastructure failures, which are never classified).
+	Classification string `json:"classification,omitempty"`
 }
+
+// Classifications of a failed job (FailedJob.Classification).
+const (
+	// ClassNew: the job passes at the change's base revision: the
+	// change broke it.
+	ClassNew = "new"
+	// ClassPreExisting: the job fails at the base revision too.
+	ClassPreExisting = "pre-existing"
+	// ClassFlaky: the job passed when run again at the same revision.
+	ClassFlaky = "flaky"
+)
 
 // RunList answers GET /api/runs.
 type RunList struct {
