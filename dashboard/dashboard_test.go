@@ -381,6 +381,9 @@ func TestDashboard(t *testing.T) {
 			contains(t, "try run", body, `id="change-link" href="`+strings.ReplaceAll(s.badRun.ChangeURL, "+", "&#43;"))
 		}
 		lacks(t, "try run tail", body, "\x1b[31m")
+		// The base revision lacks ok.txt too: the failure is pre-existing.
+		contains(t, "try run classification", body, `<span class="label class-pre-existing" title="fails at the base revision too">pre-existing</span>`,
+			"Pre-existing failures (fail at the base revision too): test")
 		q := "/try?repo=proj&change=" + strconv.Itoa(int(s.goodRun.Change)) + "&patch_set=1"
 		code, body = e.get(q)
 		if code != 200 || !strings.Contains(body, "Try run "+strconv.FormatInt(s.goodRun.ID, 10)) || !strings.Contains(body, "st-succeeded") {
@@ -392,6 +395,27 @@ func TestDashboard(t *testing.T) {
 		getJSON(t, e, path+"?format=json", &v)
 		if v.Run == nil || v.Run.ID != s.badRun.ID {
 			t.Errorf("try JSON %+v", v)
+		}
+		var raw struct {
+			Run struct {
+				Base string `json:"base"`
+			} `json:"run"`
+			Builds []struct {
+				Failed []map[string]any `json:"failed"`
+			} `json:"builds"`
+		}
+		getJSON(t, e, path+"?format=json", &raw)
+		if len(raw.Builds) != 1 || len(raw.Builds[0].Failed) != 1 || raw.Builds[0].Failed[0]["classification"] != "pre-existing" || raw.Run.Base == "" {
+			t.Errorf("try JSON: failed jobs %+v, base %q; want the test job classified pre-existing and the base", raw.Builds, raw.Run.Base)
+		}
+		var good struct {
+			Builds []struct {
+				Failed []map[string]any `json:"failed"`
+			} `json:"builds"`
+		}
+		getJSON(t, e, "/try/"+strconv.FormatInt(s.goodRun.ID, 10)+"?format=json", &good)
+		if len(good.Builds) != 1 || len(good.Builds[0].Failed) != 0 {
+			t.Errorf("good run's JSON %+v: want no failed jobs, hence no classification", good.Builds)
 		}
 		if code, _ := e.get("/try?change=99999"); code != 404 {
 			t.Errorf("try run of unknown change: %d, want 404", code)
