@@ -61,6 +61,11 @@ type Options struct {
 	WorkerSlots int
 	// WorkerLabels are added to every worker's labels.
 	WorkerLabels map[string]string
+	// JobPath, if set, is a directory the in-process workers put first
+	// on their jobs' PATH: one holding a tryd binary, for builders with
+	// planner "go", whose planner job runs "tryd goplan" (a "tryd
+	// worker" process puts its own executable there itself).
+	JobPath string
 	// Builders and Aliases go into the trybot's configuration.
 	Builders []config.Builder
 	Aliases  map[string][]string
@@ -325,8 +330,19 @@ func (s *Stack) StartWorker(name string) error {
 	if err != nil {
 		return err
 	}
+	var env []string
+	if s.opts.JobPath != "" {
+		// The worker's default environment (PATH, HOME), the Go caches
+		// (warm across jobs), and JobPath first on PATH.
+		env = append(env, "PATH="+s.opts.JobPath+string(os.PathListSeparator)+os.Getenv("PATH"))
+		for _, k := range []string{"HOME", "GOCACHE", "GOMODCACHE", "GOPATH"} {
+			if v, ok := os.LookupEnv(k); ok {
+				env = append(env, k+"="+v)
+			}
+		}
+	}
 	w, err := worker.New(worker.Options{Client: cl, Dir: filepath.Join(s.opts.Dir, "worker-"+name), Slots: s.opts.WorkerSlots,
-		Labels: s.opts.WorkerLabels, Log: s.log, DrainTimeout: -1, MinBackoff: 20 * time.Millisecond})
+		Labels: s.opts.WorkerLabels, Log: s.log, DrainTimeout: -1, MinBackoff: 20 * time.Millisecond, BaseEnv: env})
 	if err != nil {
 		return err
 	}
