@@ -553,6 +553,9 @@ func (d *dev) printURLs(dm *demo) {
 	fmt.Fprintf(w, "  corpus API       %s/api/stats  (log: %s/logs)\n", d.urls["maintnerd"], d.urls["maintnerd"])
 	fmt.Fprintf(w, "  pubsubhelper     %s/recent  (webhooks: /gerrit-webhook, /github-webhook)\n", d.urls["pubsubhelper"])
 	fmt.Fprintf(w, "  gitmirror        %s/debug\n", d.urls["gitmirror"])
+	if f := d.gitmirrorTokenFile(); f != "" {
+		fmt.Fprintf(w, "                   (send the token in %s as \"Authorization: Bearer TOKEN\")\n", f)
+	}
 	fmt.Fprintf(w, "  coordinator      %s/\n", d.urls["coordinator"])
 	if dm != nil {
 		dm.printURLs(w)
