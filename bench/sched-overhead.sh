@@ -5,7 +5,8 @@
 # with xargs -P <total slots> running the same commands, and as a deep
 # chain, compared with xargs -P 1 (a chain can only run one job at a
 # time; the chain is scaled down if the time budget requires, and the
-# job count is printed). Then both graphs are resubmitted (all cached) and
+# job count is printed). Then both graphs are resubmitted (all cached;
+# three times each, the median counts, see schedbench) and
 # dispatch latency (submit to job start on an idle worker) is sampled.
 #
 # Targets: wide and deep within 1.5x of xargs; cached resubmit at most 2%
