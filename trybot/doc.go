@@ -27,9 +27,28 @@
 //     replaces a running one and takes its unfinished check runs over.
 //
 // Each run submits one graph per builder (one job per configured step,
-// chained, on the builder's labels; planner "go" plans go build, go vet,
-// go test until issue 9's planner) for exactly the revision under test,
-// served by gitmirror, follows the builds' event streams and posts.
+// chained, on the builder's labels; for planner "go", a planner job that
+// runs `tryd goplan` on a worker and one job per package after it, see
+// package goplan) for exactly the revision under test, served by
+// gitmirror, follows the builds' event streams and posts.
+//
+// # Results against base
+//
+// When a builder's build fails by its own jobs, the failed jobs are
+// classified before the builder's result is posted (postsubmit.Classify):
+// the build runs again at the same revision trybot.flaky_retries times
+// (default 1; passing jobs come from the result cache, so only the failed
+// jobs run), and the jobs still failing are compared with the change's
+// base (Gerrit: the patch set's first parent; GitHub: the pull request's
+// base commit), from the base's post-submit build when there is one, else
+// from a base build. Each failed job is then "new" (passes at base),
+// "pre-existing" (fails there too) or "flaky" (passed when run again).
+// The result message and check runs say which; the vote is -1 with any
+// new failure, trybot.preexisting_vote (default 0: no vote) when every
+// failure is pre-existing, and +1 when every failure was flaky. The
+// classifications are stored with the run (and in the classifications
+// table) before anything is posted, so a restart neither loses nor redoes
+// them; failures that could not be classified count as new.
 //
 // # Exactly once
 //
