@@ -244,7 +244,7 @@ func TestDevWithConfig(t *testing.T) {
 	d := startDev(t, s.logs, t.TempDir(), "--config", s.cfg)
 	d.waitLine(t, "tryd dev is running", 60*time.Second)
 	n := s.upload("Add ok", map[string]string{"ok.txt": "ok\n"})
-	pr := s.openPR("topic", map[string]string{"other.txt": "no ok.txt\n"})
+	pr := s.openPR("topic", map[string]string{"bad.txt": "fails the check\n"})
 	s.waitResult(n, 90*time.Second)
 	s.exactlyOnce(n, 1, 1)
 	s.waitCheckRuns(pr, "tryd/check=failure")

@@ -46,15 +46,17 @@ type stack struct {
 }
 
 // builders: "check" sleeps for the seconds in slow.txt (so that tests can
-// act mid-run), then passes when the change has ok.txt and fails
-// otherwise.
+// act mid-run), then fails when the change adds bad.txt and passes
+// otherwise. The branch main passes, so that a failure is the change's own
+// (the trybot compares failures with the base revision and votes -1 only
+// for new ones).
 const buildersYAML = `builders:
   - name: check
     steps:
       - name: wait
         shell: "if [ -f slow.txt ]; then sleep $(cat slow.txt); fi"
       - name: test
-        shell: "test -f ok.txt || { echo ok.txt is missing >&2; exit 1; }"
+        shell: "test ! -f bad.txt || { echo bad.txt is present >&2; exit 1; }"
     timeout: 2m
     post_submit: true
 `
@@ -364,7 +366,7 @@ func TestDistributed(t *testing.T) {
 	})
 
 	t.Run("GerritFail", func(t *testing.T) {
-		n := s.upload("Forget ok", map[string]string{"fail.txt": "1\n"})
+		n := s.upload("Add bad", map[string]string{"bad.txt": "1\n"})
 		ch := s.waitResult(n, 60*time.Second)
 		s.exactlyOnce(n, 1, -1)
 		if msgs := ch.resultMessages(s.w.Bot, 1); len(msgs) == 1 && !strings.Contains(msgs[0], "Failed on check") {
@@ -389,7 +391,7 @@ func TestDistributed(t *testing.T) {
 
 	t.Run("GitHub", func(t *testing.T) {
 		ok := s.openPR("topic-ok", map[string]string{"ok.txt": "ok\n"})
-		bad := s.openPR("topic-bad", map[string]string{"other.txt": "x\n"})
+		bad := s.openPR("topic-bad", map[string]string{"bad.txt": "x\n"})
 		// A maintainer's "/trybot" comment asks too.
 		n, err := s.gh.OpenPR(ctx, ghRepo, ghMaint, githubsim.PROptions{Head: "topic-comment", Title: "By comment", Files: map[string]string{"ok.txt": "ok\n", "c.txt": "c\n"}})
 		must(t, err)
@@ -444,7 +446,7 @@ func TestDistributed(t *testing.T) {
 
 	t.Run("Dashboard", func(t *testing.T) {
 		// postsubmit built the branch main of each repository: the grid
-		// shows its commit (with no ok.txt, a failure).
+		// shows its commit, which passes.
 		for _, repo := range []string{"proj", "gh"} {
 			var grid struct {
 				Commits []struct {
@@ -460,7 +462,7 @@ func TestDistributed(t *testing.T) {
 					return false
 				}
 				c := grid.Commits[0]
-				return c.Branch == "main" && len(c.Cells) == 1 && c.Cells[0].BuildID != 0 && c.Cells[0].State == "fail"
+				return c.Branch == "main" && len(c.Cells) == 1 && c.Cells[0].BuildID != 0 && c.Cells[0].State == "ok"
 			})
 		}
 
