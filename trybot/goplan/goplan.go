@@ -97,7 +97,29 @@ type Options struct {
 	GoVersion string
 	// NoTests leaves out the test jobs.
 	NoTests bool
+	// MaxPackageJobs bounds the per-package plan: when one vet job per
+	// package plus one test job per package with tests would be more
+	// jobs than this, the packages are planned in shards instead (see
+	// Shards). Zero means DefaultMaxPackageJobs; a negative value always
+	// plans per package.
+	MaxPackageJobs int
+	// Shards is the number of shard jobs of a sharded plan; zero means
+	// DefaultShards.
+	Shards int
 }
+
+// Defaults of Options. Every job pays for a checkout of the source and
+// for a go command that loads the packages, links and, for tests, runs
+// its own binaries: about a second or more before it does any work. A
+// small module is planned per package (the finest reuse of results); a
+// larger one in a few shards, so that this cost is paid a few times
+// rather than twice per package, while a change still reruns only the
+// shards whose inputs it touches, and the unchanged packages of those
+// shards come from the worker's Go build and test caches.
+const (
+	DefaultMaxPackageJobs = 12
+	DefaultShards         = 4
+)
 
 // listFields are the fields of Package, as go list -json=... selects them.
 const listFields = "ImportPath,Dir,Standard,DepOnly,Module,GoFiles,CgoFiles,CFiles,CXXFiles,MFiles,HFiles,FFiles,SFiles,SwigFiles,SwigCXXFiles,SysoFiles,IgnoredGoFiles,EmbedFiles,TestEmbedFiles,XTestEmbedFiles,TestGoFiles,XTestGoFiles,Imports,TestImports,XTestImports,Error"
@@ -410,6 +432,9 @@ func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Grap
 
 	g := &graph.Graph{}
 	env := []string{"TRYD_GOPLAN_GOVERSION=" + opts.GoVersion}
+	if sharded(order, opts) {
+		return planShards(order, inputs, testClosures, env, opts)
+	}
 	var vetJob func(*pkgInfo) (*graph.Job, error)
 	vetJob = func(pi *pkgInfo) (*graph.Job, error) {
 		if pi.vet != nil {
@@ -476,6 +501,127 @@ func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Grap
 		return nil, fmt.Errorf("goplan: module in %s has no packages to build", moduleDir)
 	}
 	return g, nil
+}
+
+// sharded reports whether the per-package plan of order would have more
+// jobs than opts allow.
+func sharded(order []*pkgInfo, opts Options) bool {
+	maxJobs := opts.MaxPackageJobs
+	if maxJobs == 0 {
+		maxJobs = DefaultMaxPackageJobs
+	}
+	if maxJobs < 0 {
+		return false
+	}
+	n := len(order)
+	if !opts.NoTests {
+		for _, pi := range order {
+			if hasTests(pi) {
+				n++
+			}
+		}
+	}
+	return n > maxJobs
+}
+
+func hasTests(pi *pkgInfo) bool { return len(pi.p.TestGoFiles)+len(pi.p.XTestGoFiles) > 0 }
+
+// planShards plans order (sorted by import path) as shards: contiguous
+// runs of packages, balanced by their numbers of files, each one job that
+// vets and tests its packages in one go command (go test -vet=all, which
+// vets packages without tests too). A shard's inputs are the union of
+// its packages' (so a change reruns exactly the shards that read the
+// changed file); shards have no dependencies, because contiguous runs of
+// packages may import each other both ways, and a dependency would make
+// a change to one shard rerun every shard after it. The assignment
+// depends only on the packages' import paths and numbers of files, so
+// editing files keeps every package in its shard.
+func planShards(order []*pkgInfo, inputs func(...map[string]bool) ([]graph.Input, error),
+	testClosures func(*pkgInfo) []map[string]bool, env []string, opts Options) (*graph.Graph, error) {
+	k := opts.Shards
+	if k <= 0 {
+		k = DefaultShards
+	}
+	k = min(k, len(order))
+	weight := func(pi *pkgInfo) int {
+		w := 1 + len(pi.p.GoFiles) + len(pi.p.CgoFiles)
+		if !opts.NoTests {
+			w += len(pi.p.TestGoFiles) + len(pi.p.XTestGoFiles)
+		}
+		return w
+	}
+	total := 0
+	for _, pi := range order {
+		total += weight(pi)
+	}
+	shards := make([][]*pkgInfo, k)
+	cum := 0
+	for _, pi := range order {
+		w := weight(pi)
+		// The shard holding the package's midpoint on the line of all
+		// weights cut into k equal parts.
+		i := min(k-1, (2*cum+w)*k/(2*total))
+		shards[i] = append(shards[i], pi)
+		cum += w
+	}
+	g := &graph.Graph{}
+	for _, members := range shards {
+		if len(members) == 0 {
+			continue
+		}
+		var sets []map[string]bool
+		var pats, names []string
+		for _, pi := range members {
+			if opts.NoTests || !hasTests(pi) {
+				sets = append(sets, pi.own, pi.clos)
+			} else {
+				sets = append(sets, pi.test, pi.clos)
+			}
+			sets = append(sets, testClosures(pi)...)
+			pats = append(pats, pattern(pi.rel))
+			names = append(names, pi.p.ImportPath)
+		}
+		in, err := inputs(sets...)
+		if err != nil {
+			return nil, err
+		}
+		var cmds []graph.Command
+		vet := append(append([]string{"go", "vet", "-trimpath"}, opts.VetFlags...), pats...)
+		switch {
+		case opts.NoTests:
+			cmds = append(cmds, graph.Command{Argv: vet, Env: slices.Clone(env)})
+		case len(opts.VetFlags) > 0:
+			// go test's -vet takes analyzers, not vet's flags.
+			test := append(append([]string{"go", "test", "-trimpath", "-vet=off"}, opts.TestFlags...), pats...)
+			cmds = append(cmds, graph.Command{Argv: vet, Env: slices.Clone(env)}, graph.Command{Argv: test, Env: slices.Clone(env)})
+		default:
+			test := append(append([]string{"go", "test", "-trimpath", "-vet=all"}, opts.TestFlags...), pats...)
+			cmds = append(cmds, graph.Command{Argv: test, Env: slices.Clone(env)})
+		}
+		g.Jobs = append(g.Jobs, &graph.Job{
+			Name:       shardName(opts.NoTests, names),
+			SourceMode: graph.SourceInputs,
+			Inputs:     in,
+			Commands:   cmds,
+			Labels:     opts.Labels,
+			Timeout:    graph.Duration(opts.Timeout),
+			Cacheable:  true,
+		})
+	}
+	return g, nil
+}
+
+// shardName names a shard by its packages (shards are disjoint, so the
+// first package makes the name unique), shortened when long.
+func shardName(noTests bool, pkgs []string) string {
+	verb := "test "
+	if noTests {
+		verb = "vet "
+	}
+	if name := verb + strings.Join(pkgs, " "); len(name) <= 300 {
+		return name
+	}
+	return fmt.Sprintf("%s%s and %d more packages", verb, pkgs[0], len(pkgs)-1)
 }
 
 // local returns the packages of imports that belong to the module

@@ -2,7 +2,11 @@ package goplan_test
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -207,5 +211,84 @@ func TestTemplateFile(t *testing.T) {
 	log, _ := io.ReadAll(rc)
 	if !strings.Contains(string(log), "nme") {
 		t.Errorf("planner log does not name the bad field:\n%s", log)
+	}
+}
+
+// shardModule has eight packages with tests, more jobs per package than
+// DefaultMaxPackageJobs, so it is planned in DefaultShards shards of two
+// packages each: p0 p1, p2 p3, p4 p5, p6 p7; p1 and p5 import p0.
+func shardModule() map[string]string {
+	files := map[string]string{"go.mod": "module example.com/s\n\ngo 1.21\n"}
+	for i := range 8 {
+		p := fmt.Sprintf("p%d", i)
+		imp, val := "", "1"
+		if i == 1 || i == 5 {
+			imp, val = "import \"example.com/s/p0\"\n\n", "p0.V() + 1"
+		}
+		files[p+"/"+p+".go"] = fmt.Sprintf("package %s\n\n%s// V is a value.\nfunc V() int { return %s }\n", p, imp, val)
+		files[p+"/"+p+"_test.go"] = fmt.Sprintf("package %s\n\nimport \"testing\"\n\nfunc TestV(t *testing.T) {\n\tif V() < 1 {\n\t\tt.Fatal(V())\n\t}\n}\n", p)
+	}
+	return files
+}
+
+func TestShardedIncremental(t *testing.T) {
+	testenv.NeedTool(t, "git")
+	testenv.NeedTool(t, "go")
+	cc := startStack(t, 2)
+	repo := newRepo(t)
+	shard := func(a, b int) string { return fmt.Sprintf("test example.com/s/p%d example.com/s/p%d", a, b) }
+
+	run, cached := ran(runBuild(t, cc, repo.url(), repo.commit("first", shardModule())))
+	want := []string{shard(0, 1), shard(2, 3), shard(4, 5), shard(6, 7)}
+	if !slices.Equal(run, want) || cached != 0 {
+		t.Fatalf("cold build ran %q, %d cached; want %q and none cached", run, cached, want)
+	}
+	tests := []struct {
+		name       string
+		file       string
+		wantRun    []string
+		wantCached int
+	}{
+		{"leaf p7 changed: its shard", "p7/p7.go", []string{shard(6, 7)}, 3},
+		{"p0 changed: its shard and p5's", "p0/p0.go", []string{shard(0, 1), shard(4, 5)}, 2},
+		{"new file outside packages", "NOTES", nil, 4},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			old, _ := os.ReadFile(filepath.Join(repo.dir, tc.file))
+			rev := repo.commit(tc.name, map[string]string{tc.file: string(old) + "\n// " + tc.name + "\n"})
+			run, cached := ran(runBuild(t, cc, repo.url(), rev))
+			if !slices.Equal(run, tc.wantRun) || cached != tc.wantCached {
+				t.Errorf("ran %q with %d cached; want %q with %d cached", run, cached, tc.wantRun, tc.wantCached)
+			}
+		})
+	}
+
+	// A vet failure in a package without tests fails its shard: go test
+	// -vet=all vets every package of the shard.
+	files := shardModule()
+	delete(files, "p3/p3_test.go")
+	files["p3/p3.go"] = "package p3\n\nimport \"fmt\"\n\n// V is a value.\nfunc V() int { fmt.Printf(\"%d\\n\", \"x\"); return 1 }\n"
+	os.Remove(filepath.Join(repo.dir, "p3/p3_test.go"))
+	rev := repo.commit("vet failure", files)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	resp, err := cc.Submit(ctx, api.SubmitRequest{Graph: graph.Graph{Source: graph.Source{Repo: repo.url(), Revision: rev},
+		Jobs: []*graph.Job{goplan.PlannerJob(goplan.PlannerOptions{})}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := cc.Wait(ctx, resp.BuildID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed []string
+	for _, j := range b.Jobs {
+		if j.State == api.JobFailed {
+			failed = append(failed, j.Name)
+		}
+	}
+	if b.State != api.BuildFailed || !slices.Equal(failed, []string{shard(2, 3)}) {
+		t.Errorf("build %s with failed jobs %q; want failed with only %q", b.State, failed, shard(2, 3))
 	}
 }

@@ -2,6 +2,7 @@ package goplan
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -175,5 +176,167 @@ func TestWithGoPlanner(t *testing.T) {
 	j := g.Jobs[0]
 	if !j.Planner || j.Labels["os"] != "linux" || j.Timeout != graph.Duration(DefaultJobTimeout) || g.Normalize() != nil {
 		t.Errorf("planner job %+v", j)
+	}
+}
+
+func TestPlanShards(t *testing.T) {
+	pkgs, err := ParseList(strings.NewReader(goodList))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		rootInputs = "go.mod go.sum m.go m_test.go"
+		abInputs   = "a/a.go b/b.go b/b_test.go b/notes.txt b/testdata/deep/gold go.mod go.sum"
+	)
+	// Weights (1 + files): m 3, a 2, b 3; two shards cut at 4 of 8.
+	tests := []struct {
+		name string
+		opts Options
+		want []string // per job: name | inputs | argv of each command
+	}{
+		{
+			name: "small module planned per package",
+			opts: Options{},
+			want: []string{
+				"vet example.com/m|" + rootInputs + "|go vet -trimpath .",
+				"vet example.com/m/a|a/a.go go.mod go.sum|go vet -trimpath ./a",
+				"vet example.com/m/b|a/a.go b/b.go b/b_test.go go.mod go.sum|go vet -trimpath ./b",
+				"test example.com/m|" + rootInputs + "|go test -trimpath -short .",
+				"test example.com/m/b|" + abInputs + "|go test -trimpath -short ./b",
+			},
+		},
+		{
+			name: "two shards",
+			opts: Options{MaxPackageJobs: 4, Shards: 2},
+			want: []string{
+				"test example.com/m|" + rootInputs + "|go test -trimpath -vet=all -short .",
+				"test example.com/m/a example.com/m/b|" + abInputs + "|go test -trimpath -vet=all -short ./a ./b",
+			},
+		},
+		{
+			name: "more shards than packages",
+			opts: Options{MaxPackageJobs: 1, Shards: 10},
+			want: []string{
+				"test example.com/m|" + rootInputs + "|go test -trimpath -vet=all -short .",
+				"test example.com/m/a|a/a.go go.mod go.sum|go test -trimpath -vet=all -short ./a",
+				"test example.com/m/b|" + abInputs + "|go test -trimpath -vet=all -short ./b",
+			},
+		},
+		{
+			name: "vet flags: vet then test without vet",
+			opts: Options{MaxPackageJobs: 1, Shards: 1, VetFlags: []string{"-printf=false"}},
+			want: []string{
+				"test example.com/m example.com/m/a example.com/m/b|" + abInputs + " m.go m_test.go|go vet -trimpath -printf=false . ./a ./b|go test -trimpath -vet=off -short . ./a ./b",
+			},
+		},
+		{
+			name: "no tests",
+			opts: Options{MaxPackageJobs: 2, Shards: 2, NoTests: true},
+			want: []string{
+				// Weights without tests: m 2, a 2, b 2; cut at 3 of 6.
+				"vet example.com/m|" + rootInputs + "|go vet -trimpath .",
+				"vet example.com/m/a example.com/m/b|a/a.go b/b.go b/b_test.go go.mod go.sum|go vet -trimpath ./a ./b",
+			},
+		},
+		{
+			name: "per package forced",
+			opts: Options{MaxPackageJobs: -1, Shards: 1},
+			want: []string{
+				"vet example.com/m|" + rootInputs + "|go vet -trimpath .",
+				"vet example.com/m/a|a/a.go go.mod go.sum|go vet -trimpath ./a",
+				"vet example.com/m/b|a/a.go b/b.go b/b_test.go go.mod go.sum|go vet -trimpath ./b",
+				"test example.com/m|" + rootInputs + "|go test -trimpath -short .",
+				"test example.com/m/b|" + abInputs + "|go test -trimpath -short ./b",
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := tc.opts
+			opts.GoVersion, opts.TestFlags = "go1.99", []string{"-short"}
+			g, err := Plan(pkgs, "/src", testFS(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, j := range g.Jobs {
+				var in []string
+				for _, i := range j.Inputs {
+					in = append(in, i.Path)
+				}
+				s := j.Name + "|" + strings.Join(in, " ")
+				for _, c := range j.Commands {
+					s += "|" + strings.Join(c.Argv, " ")
+				}
+				got = append(got, s)
+				if tc.opts.MaxPackageJobs > 0 && len(j.Deps) > 0 {
+					t.Errorf("shard %q has dependencies %q", j.Name, j.Deps)
+				}
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("jobs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+			b := &graph.Graph{Source: graph.Source{Repo: "https://m/x.git", Revision: strings.Repeat("a", 40)},
+				Jobs: []*graph.Job{PlannerJob(PlannerOptions{})}}
+			if err := b.Normalize(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Splice(b.Jobs[0], g); err != nil {
+				t.Fatalf("splice: %v", err)
+			}
+		})
+	}
+}
+
+// TestShardIDs checks that a shard's ID follows its inputs: an edit
+// changes the IDs of exactly the shards that read the edited file, and
+// leaves every package in its shard.
+func TestShardIDs(t *testing.T) {
+	pkgs, err := ParseList(strings.NewReader(goodList))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := func(fsys fstest.MapFS) map[string]string {
+		t.Helper()
+		g, err := Plan(pkgs, "/src", fsys, Options{GoVersion: "go1.99", MaxPackageJobs: 1, Shards: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := map[string]string{}
+		for _, j := range g.Jobs {
+			ids[j.Name] = graph.ComputeID(j, "")
+		}
+		return ids
+	}
+	base := plan(testFS())
+	tests := []struct {
+		name, file string
+		changed    []string
+	}{
+		{"root file", "m.go", []string{"test example.com/m"}},
+		{"leaf a: its shard (b imports a)", "a/a.go", []string{"test example.com/m/a example.com/m/b"}},
+		{"testdata of b", "b/testdata/deep/gold", []string{"test example.com/m/a example.com/m/b"}},
+		{"go.mod: everything", "go.mod", []string{"test example.com/m", "test example.com/m/a example.com/m/b"}},
+		{"not read by any package", "a/testdata/ignored.go", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fsys := testFS()
+			fsys[tc.file] = &fstest.MapFile{Data: append(slices.Clone(fsys[tc.file].Data), "// edited\n"...)}
+			ids := plan(fsys)
+			var changed []string
+			for name, id := range ids {
+				if _, ok := base[name]; !ok {
+					t.Fatalf("shard %q is new: packages moved between shards", name)
+				}
+				if id != base[name] {
+					changed = append(changed, name)
+				}
+			}
+			slices.Sort(changed)
+			if !slices.Equal(changed, tc.changed) {
+				t.Errorf("changed shards %q, want %q", changed, tc.changed)
+			}
+		})
 	}
 }
