@@ -147,9 +147,19 @@ func (b *Builder) runAndWait(ctx context.Context, builder string, src graph.Sour
 	return jobStates(full), nil
 }
 
+// jobStates returns the state of each job of b by name. A job that
+// failed without its commands failing (its worker lost, its source
+// unavailable) is left out: it says nothing about the revision, so a try
+// failure is not called pre-existing (nor flaky) on its account.
 func jobStates(b *api.Build) map[string]api.JobState {
 	m := make(map[string]api.JobState, len(b.Jobs))
 	for _, j := range b.Jobs {
+		if j.State == api.JobFailed {
+			n := len(j.Attempts)
+			if n == 0 || (j.Attempts[n-1].State != api.AttemptFailed && j.Attempts[n-1].State != api.AttemptTimedOut) {
+				continue
+			}
+		}
 		m[j.Name] = j.State
 	}
 	return m
