@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -154,7 +155,7 @@ func startStack(t *testing.T) *stack {
 		addr[n] = freeAddr(t)
 	}
 	u := func(n string) string { return "http://" + addr[n] }
-	s := newWorld(t, u("pubsubhelper"), u("trybot"), func(*stack) string {
+	s := newWorld(t, u("pubsubhelper"), u("trybot"), func(w *stack) string {
 		return fmt.Sprintf(`maintnerd:
   url: %q
   gerrit_reconcile: 10s
@@ -164,10 +165,11 @@ pubsubhelper:
 gitmirror:
   url: %q
   poll: 10s
+  token: file:%s
 coordinator:
   url: %q
   heartbeat_timeout: 3s
-`, u("maintnerd"), u("pubsubhelper"), u("gitmirror"), u("coordinator"))
+`, u("maintnerd"), u("pubsubhelper"), u("gitmirror"), w.secret("gitmirror-token", "gitmirror-token-value-0123456789"), u("coordinator"))
 	})
 	clientTok := s.secret("client-token", "client-token-value")
 	workerToks := s.secret("worker-tokens", "w1 worker-one-token\nw2 worker-two-token")
@@ -443,6 +445,17 @@ func TestDistributed(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("GitmirrorClosed", func(t *testing.T) {
+		// Every source above came through gitmirror with its token; a
+		// request without it is refused.
+		resp, err := http.Get(s.gitmirror.url + "/proj/refs")
+		must(t, err)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("gitmirror without a token: %s, want 401", resp.Status)
+		}
+	})
 
 	t.Run("Dashboard", func(t *testing.T) {
 		// postsubmit built the branch main of each repository: the grid
