@@ -22,7 +22,12 @@ the coordinator (--coordinator, with the client token) for sources served
 by gitmirror (--gitmirror), and serves the try run API (/api/runs) on
 --listen, with the GitHub App's webhook (re-requested check runs) at
 /github-app-webhook. Its state (runs and what was posted, the log cache)
-lives under <data-dir>/trybot.`)
+lives under <data-dir>/trybot.
+
+A failed build's jobs are run again (trybot.flaky_retries, default 1) and
+compared with the change's base revision: each failure is reported as new,
+pre-existing or flaky, and a run whose only failures are pre-existing votes
+trybot.preexisting_vote (default 0: no vote).`)
 	listen := fs.String("listen", "127.0.0.1:8085", "address to serve HTTP on (loopback by default; \":8085\" to serve the App webhook and /api/runs on every interface)")
 	maintnerd := fs.String("maintnerd", "", "maintnerd's base URL to follow (default: maintnerd.url from the config)")
 	coord := fs.String("coordinator", "", "coordinator URL (default: coordinator.url from the config)")
