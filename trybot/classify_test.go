@@ -97,3 +97,32 @@ func TestGerritResultsAgainstBase(t *testing.T) {
 		})
 	}
 }
+
+// TestGitHubPreExistingCheckRun: on GitHub, a builder whose only failure
+// also fails at the pull request's base gets a neutral check run (with
+// preexisting_vote 0) whose summary says the failure is pre-existing.
+func TestGitHubPreExistingCheckRun(t *testing.T) {
+	t.Parallel()
+	builders := []config.Builder{{Name: "check", Steps: []config.Step{{Name: "needs-missing", Shell: "test -f missing.txt"}}}}
+	s, gc := startGitHubTrybotWith(t, builders, true)
+	g := s.GitHub
+	ctx := context.Background()
+	n, err := g.Sim.OpenPR(ctx, g.Slug(), g.Maintainer, githubsimPR("pre", "Pre-existing", map[string]string{"a.txt": "a\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Sim.AddLabel(ctx, g.Slug(), n, g.Maintainer, "run-trybot"); err != nil {
+		t.Fatal(err)
+	}
+	head := headOf(t, gc, g, n)
+	waitFor(t, "the completed check run", 90*time.Second, func() bool { return checkRuns(t, gc, g, head)["tryd/check"] == "neutral" })
+	res, _, err := gc.Checks.ListCheckRunsForRef(ctx, g.Owner, g.Repo, head, nil)
+	if err != nil || len(res.CheckRuns) != 1 {
+		t.Fatalf("check runs %+v, %v", res, err)
+	}
+	out := res.CheckRuns[0].GetOutput()
+	if !strings.Contains(out.GetTitle(), "Pre-existing failures only") || !strings.Contains(out.GetSummary(), "needs-missing [pre-existing]") ||
+		!strings.Contains(out.GetSummary(), "Pre-existing failures (fail at the base revision too): needs-missing") {
+		t.Errorf("check run output %q / %q: want the failure called pre-existing", out.GetTitle(), out.GetSummary())
+	}
+}
