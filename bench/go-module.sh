@@ -19,6 +19,19 @@
 #
 # Targets: cold at most 1.3x the direct command; one-file change at most
 # 0.25x of the cold try build.
+#
+# The planner plans this module (53 per-package jobs, more than
+# goplan.DefaultMaxPackageJobs) in goplan.DefaultShards = 4 shards, each
+# one `go test -vet=all` job (5 jobs with the planner, instead of 54);
+# the one-file change reruns the planner and zlib's shard. The cold try
+# build still pays what the direct command does not: the worker's first
+# fetch of the repository (48 MB; most of the planner job's 8-10 s) and
+# a full checkout per job (0.5-0.9 s here).
+#
+# Last runs (2 shared cores, load average 12-14, so noisy; 4 shards):
+#   cold 1.03x (45.8 s vs 44.3 s), change 0.11 of cold: ok
+#   cold 1.23x (39.1 s vs 31.9 s), change 0.07 of cold: ok
+# Before sharding (54 jobs): cold 1.72x-4.14x (MISS), change 0.06-0.12.
 . "$(dirname "$0")/lib.sh"
 
 dir=$(benchdir)

@@ -4,14 +4,32 @@
 // and one per package with tests for `go test`, so that the result cache
 // reuses the jobs of every package a change leaves alone.
 //
+// # Shards
+//
+// A job costs a checkout and a go command that loads packages and links
+// before it does any work (about a second or more), so a module whose
+// per-package plan would have more than Options.MaxPackageJobs jobs
+// (DefaultMaxPackageJobs) is planned in Options.Shards shards
+// (DefaultShards) instead: contiguous runs of its packages in import
+// path order, balanced by numbers of files, each one job running
+// `go test -vet=all` on its packages (vet and test in one process; it
+// vets the packages without tests too). A shard's inputs are the union
+// of its packages' inputs (below) and it has no dependencies, so a
+// change reruns exactly the shards whose packages read a changed file,
+// and in a rerun shard the unchanged packages' compiles, vet results and
+// test results come from the worker's Go build cache. Shard membership
+// depends only on import paths and numbers of files: editing files never
+// moves a package to another shard.
+//
 // # Job IDs
 //
-// Every job uses source mode "inputs" and lists every file of the module
-// it reads: the package's own files (tests included, which vet checks),
-// the source files of every package of the module it imports, directly
-// or not (its build compiles them), including through its tests, go.mod
-// and go.sum (which pin everything outside the module), and for the test
-// job also the package directory's other files and its testdata/ tree.
+// Every job (of either plan) uses source mode "inputs" and lists every
+// file of the module it reads: the package's own files (tests included,
+// which vet checks), the source files of every package of the module
+// it imports, directly or not (its build compiles them), including
+// through its tests, go.mod and go.sum (which pin everything outside the
+// module), and for the test job also the package directory's other files
+// and its testdata/ tree.
 // Its ID is derived from those files' contents and from the IDs of the
 // jobs it depends on (the vet jobs of the packages it imports), so a
 // package whose files and dependencies are unchanged keeps its IDs from
