@@ -145,6 +145,7 @@ func FuzzParseList(f *testing.F) {
 		}
 		// Whatever parses must plan or fail cleanly, never panic.
 		_, _ = Plan(pkgs, "/src", testFS(), Options{})
+		_, _ = Plan(pkgs, "/src", testFS(), Options{MaxPackageJobs: 1, Shards: 2})
 	})
 }
 
