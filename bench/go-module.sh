@@ -28,9 +28,15 @@
 # fetch of the repository (48 MB; most of the planner job's 8-10 s) and
 # a full checkout per job (0.5-0.9 s here).
 #
-# Last runs (2 shared cores, load average 12-14, so noisy; 4 shards):
+# Last runs (2 shared cores, load average 11-14, so noisy; 4 shards):
 #   cold 1.03x (45.8 s vs 44.3 s), change 0.11 of cold: ok
 #   cold 1.23x (39.1 s vs 31.9 s), change 0.07 of cold: ok
+#   cold 0.80x (21.2 s vs 26.4 s), change 0.07 of cold: ok
+#   cold 1.41x (26.6 s vs 18.8 s), change 0.06 of cold: MISS
+# (6 shards, once: cold 1.06x, change 0.07.) The cold figure is near the
+# target: shards running at the same time compile the same dependencies
+# (the Go build cache does not share a compile in progress), and every
+# job pays a full checkout.
 # Before sharding (54 jobs): cold 1.72x-4.14x (MISS), change 0.06-0.12.
 . "$(dirname "$0")/lib.sh"
 
