@@ -29,9 +29,23 @@ import (
 type githubServer struct {
 	name string
 	c    *github.Client
+	// web is the server's web base URL ("https://github.com/" or an
+	// Enterprise host's root), for links to pull requests.
+	web string
 	// checks says whether the credentials are a GitHub App's, which
 	// may create check runs; with a token, commit statuses are used.
 	checks bool
+}
+
+// webBase returns the web root for a GitHub REST base URL: github.com for
+// the public API, and the host's root for Enterprise servers, whose API
+// lives under /api/v3/.
+func webBase(api string) string {
+	api = strings.TrimSuffix(api, "/")
+	if api == "" || api == "https://api.github.com" {
+		return "https://github.com/"
+	}
+	return strings.TrimSuffix(api, "/api/v3") + "/"
 }
 
 func newGitHubServer(ctx context.Context, s config.GitHubServer, hc *http.Client) (*githubServer, error) {
@@ -43,7 +57,7 @@ func newGitHubServer(ctx context.Context, s config.GitHubServer, hc *http.Client
 		}
 		return c, nil
 	}
-	g := &githubServer{name: s.Name}
+	g := &githubServer{name: s.Name, web: webBase(api)}
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, hc)
 	switch {
 	case s.AppKey.IsSet():
@@ -238,7 +252,7 @@ func (t *Trybot) githubWants(c *maintner.Corpus, ri *repoInfo, wants []want, cur
 		base := client.Run{
 			Review: client.ReviewGitHub, Server: ri.github.name, Repo: ri.cfg.Name, Project: ri.cfg.Slug,
 			Change: is.Number, Revision: head, Branch: is.PR.BaseRef, Base: baseSHA,
-			ChangeURL: "https://github.com/" + ri.cfg.Slug + "/pull/" + strconv.Itoa(int(is.Number)),
+			ChangeURL: ri.github.web + ri.cfg.Slug + "/pull/" + strconv.Itoa(int(is.Number)),
 		}
 		// The latest command comment is the request in force: its
 		// arguments are the SlowBots for every later run.
