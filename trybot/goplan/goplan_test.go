@@ -82,9 +82,9 @@ func TestIncremental(t *testing.T) {
 	testenv.NeedTool(t, "go")
 	cc := startStack(t, 2)
 	repo := newRepo(t)
-	rev1 := repo.commit("first", module)
+	rev1 := repo.Commit("first", module)
 
-	states := runBuild(t, cc, repo.url(), rev1)
+	states := runBuild(t, cc, repo.URL(), rev1)
 	run, cached := ran(states)
 	want := []string{
 		"test example.com/m/a", "test example.com/m/c", "test example.com/m/d",
@@ -127,8 +127,8 @@ func TestIncremental(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rev := repo.commit(tc.name, tc.files)
-			run, cached := ran(runBuild(t, cc, repo.url(), rev))
+			rev := repo.Commit(tc.name, tc.files)
+			run, cached := ran(runBuild(t, cc, repo.URL(), rev))
 			if strings.Join(run, ",") != strings.Join(tc.wantRun, ",") || cached != tc.wantCached {
 				t.Errorf("ran %q with %d cached; want %q with %d cached", run, cached, tc.wantRun, tc.wantCached)
 			}
@@ -146,10 +146,10 @@ func TestFailingPackage(t *testing.T) {
 		files[k] = v
 	}
 	files["d/d_test.go"] = "package d\n\nimport \"testing\"\n\nfunc TestD(t *testing.T) { t.Fatal(\"broken\") }\n"
-	rev := repo.commit("broken d", files)
+	rev := repo.Commit("broken d", files)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	g := graph.Graph{Source: graph.Source{Repo: repo.url(), Revision: rev},
+	g := graph.Graph{Source: graph.Source{Repo: repo.URL(), Revision: rev},
 		Jobs: []*graph.Job{goplan.PlannerJob(goplan.PlannerOptions{})}}
 	resp, err := cc.Submit(ctx, api.SubmitRequest{Graph: g})
 	if err != nil {
@@ -180,18 +180,18 @@ func TestTemplateFile(t *testing.T) {
 		files[k] = v
 	}
 	files[".tryd.yaml"] = "steps:\n  - name: gen\n    shell: test -f go.mod\n  - name: check\n    run: [sh, -c, 'test -f a/a.go']\n"
-	rev := repo.commit("template", files)
-	states := runBuild(t, cc, repo.url(), rev)
+	rev := repo.Commit("template", files)
+	states := runBuild(t, cc, repo.URL(), rev)
 	if len(states) != 3 || states["gen"] != api.JobSucceeded || states["check"] != api.JobSucceeded {
 		t.Errorf("jobs %v, want plan, gen and check, succeeded", states)
 	}
 
 	// A broken template fails the planner, with the reason in its log.
 	files[".tryd.yaml"] = "steps:\n  - nme: x\n"
-	rev = repo.commit("broken template", files)
+	rev = repo.Commit("broken template", files)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	resp, err := cc.Submit(ctx, api.SubmitRequest{Graph: graph.Graph{Source: graph.Source{Repo: repo.url(), Revision: rev},
+	resp, err := cc.Submit(ctx, api.SubmitRequest{Graph: graph.Graph{Source: graph.Source{Repo: repo.URL(), Revision: rev},
 		Jobs: []*graph.Job{goplan.PlannerJob(goplan.PlannerOptions{})}}})
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +238,7 @@ func TestShardedIncremental(t *testing.T) {
 	repo := newRepo(t)
 	shard := func(a, b int) string { return fmt.Sprintf("test example.com/s/p%d example.com/s/p%d", a, b) }
 
-	run, cached := ran(runBuild(t, cc, repo.url(), repo.commit("first", shardModule())))
+	run, cached := ran(runBuild(t, cc, repo.URL(), repo.Commit("first", shardModule())))
 	want := []string{shard(0, 1), shard(2, 3), shard(4, 5), shard(6, 7)}
 	if !slices.Equal(run, want) || cached != 0 {
 		t.Fatalf("cold build ran %q, %d cached; want %q and none cached", run, cached, want)
@@ -255,9 +255,9 @@ func TestShardedIncremental(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			old, _ := os.ReadFile(filepath.Join(repo.dir, tc.file))
-			rev := repo.commit(tc.name, map[string]string{tc.file: string(old) + "\n// " + tc.name + "\n"})
-			run, cached := ran(runBuild(t, cc, repo.url(), rev))
+			old, _ := os.ReadFile(filepath.Join(repo.Dir, tc.file))
+			rev := repo.Commit(tc.name, map[string]string{tc.file: string(old) + "\n// " + tc.name + "\n"})
+			run, cached := ran(runBuild(t, cc, repo.URL(), rev))
 			if !slices.Equal(run, tc.wantRun) || cached != tc.wantCached {
 				t.Errorf("ran %q with %d cached; want %q with %d cached", run, cached, tc.wantRun, tc.wantCached)
 			}
@@ -269,11 +269,11 @@ func TestShardedIncremental(t *testing.T) {
 	files := shardModule()
 	delete(files, "p3/p3_test.go")
 	files["p3/p3.go"] = "package p3\n\nimport \"fmt\"\n\n// V is a value.\nfunc V() int { fmt.Printf(\"%d\\n\", \"x\"); return 1 }\n"
-	os.Remove(filepath.Join(repo.dir, "p3/p3_test.go"))
-	rev := repo.commit("vet failure", files)
+	os.Remove(filepath.Join(repo.Dir, "p3/p3_test.go"))
+	rev := repo.Commit("vet failure", files)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	resp, err := cc.Submit(ctx, api.SubmitRequest{Graph: graph.Graph{Source: graph.Source{Repo: repo.url(), Revision: rev},
+	resp, err := cc.Submit(ctx, api.SubmitRequest{Graph: graph.Graph{Source: graph.Source{Repo: repo.URL(), Revision: rev},
 		Jobs: []*graph.Job{goplan.PlannerJob(goplan.PlannerOptions{})}}})
 	if err != nil {
 		t.Fatal(err)

@@ -49,7 +49,7 @@ func TestClassify(t *testing.T) {
 			repo := newRepo(t)
 			ctx := context.Background()
 			b := newBuilder(t, cc, repo, t.TempDir(), bs, p)
-			base := repo.commit("base", map[string]string{"old-bug": "x"})
+			base := repo.Commit("base", map[string]string{"old-bug": "x"})
 			if tc.postSubmit {
 				ids, err := b.Update(ctx, "r", "main", "")
 				if err != nil {
@@ -58,14 +58,14 @@ func TestClassify(t *testing.T) {
 				waitAll(t, cc, ids)
 			}
 			// The change, on a branch of its own.
-			repo.git("checkout", "-q", "-b", "change")
-			change := repo.commit("change", map[string]string{"new-bug": "x"})
-			repo.git("checkout", "-q", "main")
+			repo.Git("checkout", "-q", "-b", "change")
+			change := repo.Commit("change", map[string]string{"new-bug": "x"})
+			repo.Git("checkout", "-q", "main")
 			// Each case starts with the flaky step not yet run.
 			writeFile(t, marker)
 			removeFile(t, marker)
 
-			src := graph.Source{Repo: repo.url(), Revision: change}
+			src := graph.Source{Repo: repo.URL(), Revision: change}
 			g, _ := p.Plan("linux-amd64", src)
 			resp, err := cc.Submit(ctx, api.SubmitRequest{Graph: *g, Labels: map[string]string{"kind": "try", "builder": "linux-amd64"}})
 			if err != nil {

@@ -2,11 +2,9 @@ package postsubmit_test
 
 import (
 	"context"
+	"github.com/tryd-ci/tryd/internal/testenv"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -88,56 +86,8 @@ func builders(bs ...config.Builder) ([]config.Builder, stepPlanner) {
 	return bs, p
 }
 
-// gitRepo is a real git repository in a temporary directory.
-type gitRepo struct {
-	t   *testing.T
-	dir string
-	n   int
-}
-
-func newRepo(t *testing.T) *gitRepo {
-	t.Helper()
-	r := &gitRepo{t: t, dir: t.TempDir()}
-	r.git("init", "-q", "-b", "main")
-	return r
-}
-
-func (r *gitRepo) git(args ...string) string {
-	r.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = r.dir
-	when := time.Date(2026, 1, 1, 0, r.n, 0, 0, time.UTC).Format(time.RFC3339)
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Ann Author", "GIT_AUTHOR_EMAIL=ann@example.com",
-		"GIT_COMMITTER_NAME=T", "GIT_COMMITTER_EMAIL=t@example.com", "GIT_CONFIG_NOSYSTEM=1", "HOME="+r.dir,
-		"GIT_AUTHOR_DATE="+when, "GIT_COMMITTER_DATE="+when)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		r.t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// commit writes files (path → contents; empty contents removes the file)
-// and commits them, returning the new revision.
-func (r *gitRepo) commit(msg string, files map[string]string) string {
-	r.t.Helper()
-	r.n++
-	for p, content := range files {
-		full := filepath.Join(r.dir, filepath.FromSlash(p))
-		if content == "" {
-			os.Remove(full)
-			continue
-		}
-		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
-			r.t.Fatal(err)
-		}
-	}
-	r.git("add", "-A")
-	r.git("commit", "-q", "--allow-empty", "-m", msg)
-	return r.git("rev-parse", "HEAD")
-}
-
-func (r *gitRepo) url() string { return "file://" + r.dir }
+// newRepo makes a real git repository for the test.
+func newRepo(t *testing.T) *testenv.GitRepo { return testenv.NewGitRepo(t) }
 
 // waitAll waits for builds to finish and returns them.
 func waitAll(t *testing.T, cc *api.Client, ids []int64) []*api.Build {

@@ -18,10 +18,10 @@ import (
 	"github.com/tryd-ci/tryd/trybot/postsubmit"
 )
 
-func newBuilder(t *testing.T, cc *api.Client, repo *gitRepo, dir string, bs []config.Builder, p postsubmit.Planner) *postsubmit.Builder {
+func newBuilder(t *testing.T, cc *api.Client, repo *testenv.GitRepo, dir string, bs []config.Builder, p postsubmit.Planner) *postsubmit.Builder {
 	t.Helper()
 	b, err := postsubmit.New(postsubmit.Options{Coordinator: cc, Planner: p, Dir: dir, Builders: bs,
-		Repos: []postsubmit.Repo{{Name: "r", URL: repo.url(), Branches: []string{"main"}}}})
+		Repos: []postsubmit.Repo{{Name: "r", URL: repo.URL(), Branches: []string{"main"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestBranchPushFillsGrid(t *testing.T) {
 	stateDir := t.TempDir()
 	b := newBuilder(t, cc, repo, stateDir, bs, p)
 
-	first := repo.commit("first", map[string]string{"a": "1"})
+	first := repo.Commit("first", map[string]string{"a": "1"})
 	ids, err := b.Update(ctx, "r", "main", "")
 	if err != nil {
 		t.Fatal(err)
@@ -52,9 +52,9 @@ func TestBranchPushFillsGrid(t *testing.T) {
 	}
 	waitAll(t, cc, ids)
 	// A push of three commits, the middle one broken.
-	c2 := repo.commit("second", map[string]string{"broken": "x"})
-	c3 := repo.commit("third", map[string]string{"broken": ""})
-	c4 := repo.commit("fourth", map[string]string{"a": "4"})
+	c2 := repo.Commit("second", map[string]string{"broken": "x"})
+	c3 := repo.Commit("third", map[string]string{"broken": ""})
+	c4 := repo.Commit("fourth", map[string]string{"a": "4"})
 	ids, err = b.Update(ctx, "r", "main", c4)
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +123,7 @@ func TestForceRerunsCell(t *testing.T) {
 	)
 	ctx := context.Background()
 	b := newBuilder(t, cc, repo, t.TempDir(), bs, p)
-	rev := repo.commit("first", map[string]string{"a": "1"})
+	rev := repo.Commit("first", map[string]string{"a": "1"})
 	ids, err := b.Update(ctx, "r", "main", "")
 	if err != nil || len(ids) != 1 {
 		t.Fatalf("update: %v, %v", ids, err)
@@ -223,7 +223,7 @@ func TestPeriodic(t *testing.T) {
 		config.Builder{Name: "plain", PostSubmit: true, Steps: []config.Step{{Name: "x", Shell: "true"}}},
 	)
 	b := newBuilder(t, cc, repo, t.TempDir(), bs, p)
-	head := repo.commit("first", nil)
+	head := repo.Commit("first", nil)
 	ctx := context.Background()
 	t0 := time.Date(2026, 3, 1, 10, 0, 30, 0, time.UTC)
 	tests := []struct {
@@ -290,9 +290,9 @@ func TestRunBuildsOnNudge(t *testing.T) {
 	cc := startStack(t)
 	repo := newRepo(t)
 	bs, p := builders(config.Builder{Name: "linux-amd64", PostSubmit: true, Steps: []config.Step{{Name: "x", Shell: "true"}}})
-	repo.commit("first", nil)
+	repo.Commit("first", nil)
 	b, err := postsubmit.New(postsubmit.Options{Coordinator: cc, Planner: p, Dir: t.TempDir(), Builders: bs, PollInterval: -1,
-		Repos: []postsubmit.Repo{{Name: "r", URL: repo.url(), Branches: []string{"main"}}}})
+		Repos: []postsubmit.Repo{{Name: "r", URL: repo.URL(), Branches: []string{"main"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,8 +321,8 @@ func TestRunBuildsOnNudge(t *testing.T) {
 		}
 	}
 	waitBuilds(1) // Run looks at every branch when it starts
-	repo.commit("second", nil)
-	repo.commit("third", nil)
+	repo.Commit("second", nil)
+	repo.Commit("third", nil)
 	b.Nudge()
 	waitBuilds(3)
 }
