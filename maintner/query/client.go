@@ -14,10 +14,12 @@ import (
 )
 
 // Client calls a query API server. Errors for 404 and 400 answers wrap
-// ErrNotFound and ErrBadRequest, like the in-process functions.
+// ErrNotFound and ErrBadRequest, like the in-process functions; 401
+// answers wrap ErrUnauthorized.
 type Client struct {
-	base *url.URL
-	hc   *http.Client
+	base  *url.URL
+	hc    *http.Client
+	token string
 }
 
 // NewClient returns a client of the server at baseURL (e.g.
@@ -33,6 +35,16 @@ func NewClient(baseURL string, hc *http.Client) (*Client, error) {
 	return &Client{base: u, hc: hc}, nil
 }
 
+// WithToken returns a copy of c that sends token, as "Authorization:
+// Bearer TOKEN", with every request: for a server whose query API is
+// wrapped by RequireToken (maintnerd.api_token). An empty token sends
+// none.
+func (c *Client) WithToken(token string) *Client {
+	c2 := *c
+	c2.token = token
+	return &c2
+}
+
 // maxResponse bounds a response body, against a misbehaving server.
 const maxResponse = 256 << 20
 
@@ -45,6 +57,9 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, out any) er
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return fmt.Errorf("query: %w", err)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -64,6 +79,8 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, out any) er
 			return fmt.Errorf("%w (GET %s: %s)", ErrNotFound, path, msg)
 		case http.StatusBadRequest:
 			return fmt.Errorf("%w (GET %s: %s)", ErrBadRequest, path, msg)
+		case http.StatusUnauthorized:
+			return fmt.Errorf("%w (GET %s: %s)", ErrUnauthorized, path, msg)
 		}
 		return fmt.Errorf("query: GET %s: %s: %s", path, resp.Status, msg)
 	}
