@@ -2,7 +2,6 @@ package trybot_test
 
 import (
 	"context"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,13 +18,7 @@ import (
 // builder's planner job finds "tryd goplan".
 func buildTryd(t *testing.T) string {
 	t.Helper()
-	goCmd := testenv.NeedTool(t, "go")
-	dir := t.TempDir()
-	cmd := exec.Command(goCmd, "build", "-o", filepath.Join(dir, "tryd"), "github.com/tryd-ci/tryd/cmd/tryd")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build cmd/tryd: %v\n%s", err, out)
-	}
-	return dir
+	return filepath.Dir(testenv.TrydBinary(t))
 }
 
 // TestGerritGoPlanner: a builder with planner "go" tries a change through

@@ -17,6 +17,7 @@ import (
 	gmclient "github.com/tryd-ci/tryd/gitmirror/client"
 	"github.com/tryd-ci/tryd/internal/config"
 	"github.com/tryd-ci/tryd/internal/logging"
+	"github.com/tryd-ci/tryd/internal/testenv"
 	"github.com/tryd-ci/tryd/trybot"
 )
 
@@ -30,7 +31,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(testenv.Main(m))
 }
 
 func runChild() error {

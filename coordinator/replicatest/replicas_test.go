@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -19,43 +17,10 @@ import (
 	"github.com/tryd-ci/tryd/internal/testenv"
 )
 
-// The tryd binary is built once, by the first test that needs it, into
-// binDir (removed by TestMain).
-var (
-	binDir   string
-	buildOne sync.Once
-	trydBin  string
-	buildErr error
-)
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
-func TestMain(m *testing.M) {
-	var err error
-	if binDir, err = os.MkdirTemp("", "replicatest-"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(binDir)
-	os.Exit(code)
-}
-
-func buildTryd(t *testing.T) string {
-	t.Helper()
-	buildOne.Do(func() {
-		bin := filepath.Join(binDir, "tryd")
-		cmd := exec.Command("go", "build", "-o", bin, "./cmd/tryd")
-		cmd.Dir = testenv.RepoRoot(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/tryd: %v\n%s", err, out)
-			return
-		}
-		trydBin = bin
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return trydBin
-}
+// buildTryd returns the tryd binary the replicas run.
+func buildTryd(t *testing.T) string { return testenv.TrydBinary(t) }
 
 // graphOf returns a graph of n trivial independent jobs, distinct from
 // every other build's.

@@ -20,45 +20,10 @@ import (
 	"github.com/tryd-ci/tryd/internal/testenv"
 )
 
-// binDir holds the tryd binary built for this test run.
-var (
-	binDir   string
-	buildMu  sync.Mutex
-	builtBin string
-)
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tryd-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// trydBinary builds ./cmd/tryd once per test run and returns its path.
-func trydBinary(t *testing.T) string {
-	t.Helper()
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	if builtBin != "" {
-		return builtBin
-	}
-	goTool := testenv.NeedTool(t, "go")
-	out := filepath.Join(binDir, "tryd")
-	cmd := exec.Command(goTool, "build", "-o", out, "./cmd/tryd")
-	cmd.Dir = testenv.RepoRoot(t)
-	start := time.Now()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/tryd: %v\n%s", err, b)
-	}
-	t.Logf("built tryd in %v", time.Since(start).Round(time.Millisecond))
-	builtBin = out
-	return out
-}
+// trydBinary is the tryd binary the tests run as processes.
+func trydBinary(t *testing.T) string { return testenv.TrydBinary(t) }
 
 // logBuf collects the processes' output; the test prints it when it
 // fails.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/internal/testenv"
 )
 
 func TestSingleCommand(t *testing.T) {
@@ -569,7 +570,7 @@ func TestTryInterruptCancels(t *testing.T) {
 	pidFile := filepath.Join(dir, "pid")
 	graphFile := filepath.Join(dir, "g.json")
 	os.WriteFile(graphFile, []byte(`{"jobs":[{"name":"slow","source_mode":"none","commands":[{"argv":["sh","-c","sleep 300 & echo $! > `+pidFile+`.tmp; mv `+pidFile+`.tmp `+pidFile+`; wait"]}]}]}`), 0o644)
-	cmd := exec.Command(trydBin, "try", "--coordinator", e.c.URL, "--token-file", filepath.Join(e.dir, "client-token"), graphFile)
+	cmd := exec.Command(testenv.TrydBinary(t), "try", "--coordinator", e.c.URL, "--token-file", filepath.Join(e.dir, "client-token"), graphFile)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

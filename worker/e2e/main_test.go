@@ -3,12 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,35 +20,7 @@ import (
 	"github.com/tryd-ci/tryd/worker/try"
 )
 
-// trydBin is the tryd binary built once for the whole test run.
-var trydBin string
-
-func TestMain(m *testing.M) {
-	if bin := os.Getenv("TRYD_E2E_BIN"); bin != "" {
-		// A prebuilt binary (e.g. to debug with extra logging).
-		trydBin = bin
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "tryd-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	trydBin = filepath.Join(dir, "tryd")
-	// Built without -race on purpose: the race detector slows the
-	// processes enough to hide the protocol's timing bugs, which
-	// TestManyJobsOneAttemptEach is there to catch (the worker's and
-	// coordinator's own tests run under -race).
-	out, err := exec.Command("go", "build", "-o", trydBin, "github.com/tryd-ci/tryd/cmd/tryd").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "go build tryd: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 // syncBuffer collects the processes' logs for failure messages.
 type syncBuffer struct {
@@ -89,7 +59,7 @@ func start(t *testing.T, coordYAML string) *env {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	c, err := cluster.Start(ctx, cluster.Options{Tryd: trydBin, Dir: dir, Log: logs, CoordinatorYAML: coordYAML})
+	c, err := cluster.Start(ctx, cluster.Options{Tryd: testenv.TrydBinary(t), Dir: dir, Log: logs, CoordinatorYAML: coordYAML})
 	if err != nil {
 		t.Fatalf("start cluster: %v\n%s", err, logs)
 	}
@@ -212,7 +182,7 @@ func readFile(t *testing.T, p string) string {
 // and exit code.
 func tryd(t *testing.T, dir string, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(trydBin, args...)
+	cmd := exec.Command(testenv.TrydBinary(t), args...)
 	cmd.Dir = dir
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
