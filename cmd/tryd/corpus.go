@@ -139,14 +139,16 @@ func humanBytes(n int64) string {
 // sourceFlags are the flags of the reading subcommands: a local log
 // directory or a maintnerd server.
 type sourceFlags struct {
-	dir    *string
-	server *string
+	dir       *string
+	server    *string
+	tokenFile *string
 }
 
 func addSourceFlags(fs *flag.FlagSet) sourceFlags {
 	return sourceFlags{
-		dir:    fs.String("dir", "", "log directory to load (default: <data-dir>/maintner/log)"),
-		server: fs.String("server", "", "maintnerd base URL (e.g. http://localhost:8081); queries it instead of loading a log"),
+		dir:       fs.String("dir", "", "log directory to load (default: <data-dir>/maintner/log)"),
+		server:    fs.String("server", "", "maintnerd base URL (e.g. http://localhost:8081); queries it instead of loading a log"),
+		tokenFile: fs.String("token-file", "", "with --server: file holding maintnerd's query API token (default: maintnerd.api_token from the config)"),
 	}
 }
 
@@ -178,7 +180,7 @@ JSON, with the local load time.`)
 		return err
 	}
 	if *src.server != "" {
-		cl, err := newQueryClient(*src.server)
+		cl, err := a.newQueryClient(src)
 		if err != nil {
 			return err
 		}

@@ -47,11 +47,23 @@ func (l localAPI) Change(_ context.Context, project string, n int32) (*query.Cha
 	return query.GetChange(l.c, project, n)
 }
 
-func newQueryClient(server string) (*query.Client, error) { return query.NewClient(server, nil) }
+// newQueryClient returns a client of the --server flag's maintnerd,
+// with the query API token of --token-file or maintnerd.api_token.
+func (a *app) newQueryClient(src sourceFlags) (*query.Client, error) {
+	cl, err := query.NewClient(*src.server, nil)
+	if err != nil {
+		return nil, err
+	}
+	token, err := maintnerdAPIToken(*src.tokenFile, a.cfg)
+	if err != nil {
+		return nil, err
+	}
+	return cl.WithToken(token), nil
+}
 
 func (a *app) corpusAPI(ctx context.Context, src sourceFlags) (corpusAPI, error) {
 	if *src.server != "" {
-		return newQueryClient(*src.server)
+		return a.newQueryClient(src)
 	}
 	c, d, err := a.loadLocal(ctx, *src.dir)
 	if err != nil {

@@ -29,6 +29,7 @@ config, signed-in admins can force builds.`)
 	tb := fs.String("trybot", "", "trybot URL for try runs (optional)")
 	maintnerd := fs.String("maintnerd", "", "maintnerd URL for the corpus's repositories (default: maintnerd.url from the config; optional)")
 	adminFile := fs.String("admin-token-file", "", "file holding the admin token that allows force builds (default: dashboard.admin_token from the config)")
+	maintnerdTokenFile := fs.String("maintnerd-token-file", "", "file holding maintnerd's query API token (default: maintnerd.api_token from the config)")
 	if err := a.parse(fs, cf, args); err != nil {
 		return err
 	}
@@ -68,6 +69,11 @@ config, signed-in admins can force builds.`)
 		if opts.Query, err = query.NewClient(*maintnerd, nil); err != nil {
 			return err
 		}
+		qt, err := maintnerdAPIToken(*maintnerdTokenFile, a.cfg)
+		if err != nil {
+			return fmt.Errorf("dashboard: %w", err)
+		}
+		opts.Query = opts.Query.WithToken(qt)
 	}
 	for _, r := range a.cfg.Repos {
 		opts.Repos = append(opts.Repos, dashboard.Repo{Name: r.Name, Branches: r.Branches})

@@ -39,6 +39,9 @@ import (
 //	gitmirror-token       the token gitmirror requires of the trybot,
 //	                      postsubmit and the worker (0600), unless the
 //	                      config sets gitmirror.token or gitmirror.tokens
+//	maintnerd-api-token   the token maintnerd's query API requires of the
+//	                      dashboard (0600), unless the config sets
+//	                      maintnerd.api_token or maintnerd.public_api
 //	tryd.yaml             demo mode only: the generated configuration
 //	gerrit/, github/ ...  demo mode only: the simulators' state (dev_demo.go)
 
@@ -370,6 +373,11 @@ func (d *dev) writeTokens() error {
 			return fmt.Errorf("dev: gitmirror token: %w", err)
 		}
 	}
+	if d.maintnerdTokenFile() != "" {
+		if _, err := readOrCreateSecret(d.maintnerdTokenFile()); err != nil {
+			return fmt.Errorf("dev: maintnerd api token: %w", err)
+		}
+	}
 	tok, err := os.ReadFile(wt)
 	if err != nil {
 		return fmt.Errorf("dev: worker token: %w", err)
@@ -396,6 +404,25 @@ func (d *dev) gitmirrorTokenFile() string {
 // gitmirrorArgs gives a component flag the generated gitmirror token.
 func (d *dev) gitmirrorArgs(flag string) []string {
 	if f := d.gitmirrorTokenFile(); f != "" {
+		return []string{flag, f}
+	}
+	return nil
+}
+
+// maintnerdTokenFile is the token maintnerd's query API requires,
+// generated into <data-dir>/dev, or "" when the config sets
+// maintnerd.api_token (its components then read it from there) or makes
+// the API public.
+func (d *dev) maintnerdTokenFile() string {
+	if mc := d.a.cfg.Maintnerd; mc.APIToken.IsSet() || mc.PublicAPI {
+		return ""
+	}
+	return filepath.Join(d.dir, "maintnerd-api-token")
+}
+
+// maintnerdArgs gives a component flag the generated query API token.
+func (d *dev) maintnerdArgs(flag string) []string {
+	if f := d.maintnerdTokenFile(); f != "" {
 		return []string{flag, f}
 	}
 	return nil
@@ -429,6 +456,7 @@ func (d *dev) start(ctx context.Context, dm *demo) error {
 		case "maintnerd":
 			run = runMaintnerd
 			args = append(args, "--pubsubhelper", d.urls["pubsubhelper"])
+			args = append(args, d.maintnerdArgs("--api-token-file")...)
 		case "gitmirror":
 			run = runGitmirror
 			args = append(args, "--pubsubhelper", d.urls["pubsubhelper"])
@@ -456,6 +484,7 @@ func (d *dev) start(ctx context.Context, dm *demo) error {
 		case "dashboard":
 			run = runDashboard
 			args = append(args, dashboardArgs(d)...)
+			args = append(args, d.maintnerdArgs("--maintnerd-token-file")...)
 			args = append(args, d.adminArgs()...)
 		}
 		p := d.spawn(name, run, args)
@@ -551,6 +580,9 @@ func (d *dev) printURLs(dm *demo) {
 	}
 	fmt.Fprintf(w, "  try runs (JSON)  %s/api/runs\n", d.urls["trybot"])
 	fmt.Fprintf(w, "  corpus API       %s/api/stats  (log: %s/logs)\n", d.urls["maintnerd"], d.urls["maintnerd"])
+	if f := d.maintnerdTokenFile(); f != "" {
+		fmt.Fprintf(w, "                   (send the token in %s as \"Authorization: Bearer TOKEN\", or: tryd corpus ls --server %s --token-file %s repos)\n", f, d.urls["maintnerd"], f)
+	}
 	fmt.Fprintf(w, "  pubsubhelper     %s/recent  (webhooks: /gerrit-webhook, /github-webhook)\n", d.urls["pubsubhelper"])
 	fmt.Fprintf(w, "  gitmirror        %s/debug\n", d.urls["gitmirror"])
 	if f := d.gitmirrorTokenFile(); f != "" {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
+	"github.com/tryd-ci/tryd/internal/config"
 	"github.com/tryd-ci/tryd/internal/httpserver"
 	"github.com/tryd-ci/tryd/internal/logging"
 	"github.com/tryd-ci/tryd/maintner"
@@ -29,10 +30,18 @@ mutation log, serves the log to followers at /logs (compatible with
 golang.org/x/build/maintner) and answers the query API under /api/.
 
 The log lives on local disk under <data-dir>/maintner/log unless the config
-says maintnerd.store: gcs (with gcs_bucket and gcs_prefix).`)
+says maintnerd.store: gcs (with gcs_bucket and gcs_prefix).
+
+The query API requires a bearer token when maintnerd.api_token (or
+--api-token-file) is set; on a non-loopback address maintnerd refuses to
+start without one unless maintnerd.public_api (or --public-api) says the
+API is meant to be public. /logs is always open: followers such as
+golang.org/x/build's maintner cannot send a token.`)
 	listen := fs.String("listen", "", "address to serve HTTP on (default: maintnerd.listen from the config, else 127.0.0.1:8081; set listen: \":8081\" to serve every interface)")
 	pubsub := fs.String("pubsubhelper", "", "base URL of a pubsubhelper to take nudges from (default: pubsubhelper.url from the config; \"off\" for none); without one, only reconciliation passes sync")
 	pubsubToken := fs.String("pubsubhelper-token", "", "subscriber token for --pubsubhelper, file:/path or env:NAME, when it requires one")
+	apiTokenFile := fs.String("api-token-file", "", "file holding the bearer token the query API (/api/) requires (default: maintnerd.api_token from the config)")
+	publicAPI := fs.Bool("public-api", false, "serve the query API without a token on a non-loopback address (default: maintnerd.public_api from the config)")
 	if err := a.parse(fs, cf, args); err != nil {
 		return err
 	}
@@ -43,11 +52,24 @@ says maintnerd.store: gcs (with gcs_bucket and gcs_prefix).`)
 	if addr == "" {
 		addr = "127.0.0.1:8081"
 	}
+	apiToken, err := maintnerdAPIToken(*apiTokenFile, a.cfg)
+	if err != nil {
+		return err
+	}
+	public := *publicAPI || a.cfg.Maintnerd.PublicAPI
+	if apiToken == "" && !public && !loopbackListen(addr) {
+		return fmt.Errorf("maintnerd: the query API would be open to anyone on %s: set maintnerd.api_token (or --api-token-file), or maintnerd.public_api: true (or --public-api) if it is meant to be public", addr)
+	}
 	m, err := startMaintnerd(ctx, a, a.log)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	if apiToken != "" {
+		if err := m.requireAPIToken(apiToken); err != nil {
+			return err
+		}
+	}
 	// Ingestion (GitHub, Gerrit) appends through the corpus; it stops
 	// before the log closes.
 	ing, err := newIngestion(a, m.corpus, m.registry, logging.For(a.log, "maintnerd"))
@@ -99,6 +121,9 @@ type maintnerd struct {
 	corpus   *maintner.Corpus
 	logs     *logsync.Handler
 	query    *query.Handler
+	// api is the query API as served: query, wrapped by
+	// requireAPIToken when a token is configured.
+	api      http.Handler
 	registry *prometheus.Registry
 	closeFns []func() error
 }
@@ -168,12 +193,38 @@ func startMaintnerd(ctx context.Context, a *app, base logrus.FieldLogger) (*main
 	return m, nil
 }
 
+// requireAPIToken makes the query API require token (see
+// query.RequireToken); /logs stays open.
+func (m *maintnerd) requireAPIToken(token string) error {
+	h, err := query.RequireToken(m.query, []string{token})
+	if err != nil {
+		return fmt.Errorf("maintnerd: api token: %w", err)
+	}
+	m.api = h
+	return nil
+}
+
+// maintnerdAPIToken returns the query API's token, for maintnerd and for
+// its clients (dashboard, tryd corpus): the content of tokenFile when
+// given, else maintnerd.api_token; "" when neither is set.
+func maintnerdAPIToken(tokenFile string, cfg *config.Config) (string, error) {
+	t, err := secretOrFile(tokenFile, cfg.Maintnerd.APIToken)
+	if err != nil {
+		return "", fmt.Errorf("maintnerd api token: %w", err)
+	}
+	return t, nil
+}
+
 // Handler routes /logs to the log server, /api/ to the query API.
 func (m *maintnerd) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/logs", m.logs)
 	mux.Handle("/logs/", m.logs)
-	mux.Handle("/api/", m.query)
+	api := m.api
+	if api == nil {
+		api = m.query
+	}
+	mux.Handle("/api/", api)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		s := m.corpus.Stats()

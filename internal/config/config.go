@@ -204,6 +204,14 @@ type Maintnerd struct {
 	// (defaults 15m and 5m).
 	GitHubReconcile Duration `yaml:"github_reconcile"`
 	GerritReconcile Duration `yaml:"gerrit_reconcile"`
+	// APIToken is the bearer token the query API (/api/) requires and
+	// its clients (dashboard, tryd corpus) send (a secret reference).
+	// /logs, the mutation log, never requires one.
+	APIToken Secret `yaml:"api_token"`
+	// PublicAPI serves the query API without a token on a non-loopback
+	// listen address; without it (or APIToken) maintnerd refuses to
+	// start there.
+	PublicAPI bool `yaml:"public_api"`
 }
 
 // Pubsubhelper configures webhook intake.

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startMaintnerdCommand runs "tryd maintnerd" with args and returns its
+// base URL once it answers /healthz; it stops at cleanup.
+func startMaintnerdCommand(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append([]string{"maintnerd", "--pubsubhelper", "off", "--log-format", "json"}, args...), &stdout, &stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("exit code %d: %s", code, stderr.String())
+		}
+	})
+	addrRE := regexp.MustCompile(`"addr":"(http://[^"]+)"`)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := addrRE.FindStringSubmatch(stderr.String()); m != nil {
+			if resp, err := http.Get(m[1] + "/healthz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return m[1]
+				}
+			}
+		}
+		select {
+		case code := <-done:
+			done <- code
+			t.Fatalf("maintnerd exited with %d: %s", code, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("maintnerd not healthy: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestMaintnerdAPIToken checks that with maintnerd.api_token the query
+// API refuses requests without the token while /logs stays open, and
+// that "tryd corpus" sends the configured token.
+func TestMaintnerdAPIToken(t *testing.T) {
+	const token = "query-api-token-0123456789"
+	dir := t.TempDir()
+	tokFile := filepath.Join(dir, "api-token")
+	if err := os.WriteFile(tokFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "tryd.yaml")
+	if err := os.WriteFile(cfgPath, []byte("maintnerd:\n  api_token: file:"+tokFile+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := startMaintnerdCommand(t, "--config", cfgPath, "--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0")
+	get := func(path, tok string) int {
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		name, path, token string
+		want              int
+	}{
+		{"api without token", "/api/stats", "", http.StatusUnauthorized},
+		{"api with a wrong token", "/api/github/repos", "wrong-token-0123456789", http.StatusUnauthorized},
+		{"api with the token", "/api/stats", token, http.StatusOK},
+		{"logs without token", "/logs", "", http.StatusOK},
+		{"healthz without token", "/healthz", "", http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := get(tc.path, tc.token); got != tc.want {
+				t.Errorf("GET %s: %d, want %d", tc.path, got, tc.want)
+			}
+		})
+	}
+	t.Run("corpus CLI", func(t *testing.T) {
+		if code, out, errOut := runTryd(t, "corpus", "stats", "--config", cfgPath, "--server", base); code != 0 || !strings.Contains(out, "records") {
+			t.Errorf("with maintnerd.api_token: exit %d\n%s\n%s", code, out, errOut)
+		}
+		if code, out, errOut := runTryd(t, "corpus", "ls", "--server", base, "--token-file", tokFile, "repos"); code != 0 {
+			t.Errorf("with --token-file: exit %d\n%s\n%s", code, out, errOut)
+		}
+		code, _, errOut := runTryd(t, "corpus", "stats", "--server", base)
+		if code != exitFailure || !strings.Contains(errOut, "unauthorized") {
+			t.Errorf("without a token: exit %d\n%s", code, errOut)
+		}
+		if strings.Contains(errOut, token) {
+			t.Errorf("the error shows the token:\n%s", errOut)
+		}
+	})
+}
+
+// TestMaintnerdRefusesOpenAPI checks that maintnerd will not serve the
+// query API without a token off loopback unless told it is public.
+func TestMaintnerdRefusesOpenAPI(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errOut := runTryd(t, "maintnerd", "--data-dir", filepath.Join(dir, "data"), "--pubsubhelper", "off", "--listen", "0.0.0.0:0")
+	if code != exitFailure || !strings.Contains(errOut, "maintnerd.api_token") || !strings.Contains(errOut, "public_api") {
+		t.Errorf("open API off loopback: exit %d\n%s", code, errOut)
+	}
+	base := startMaintnerdCommand(t, "--data-dir", filepath.Join(dir, "data2"), "--listen", "0.0.0.0:0", "--public-api")
+	base = strings.Replace(base, "0.0.0.0", "127.0.0.1", 1)
+	resp, err := http.Get(base + "/api/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("--public-api: GET /api/stats: %d", resp.StatusCode)
+	}
+}
