@@ -117,10 +117,10 @@ golang.org/x/build's maintner cannot send a token.`)
 // maintnerd is a running corpus server: the open log, the corpus loaded
 // from it, and the HTTP handlers. tryd dev embeds one.
 type maintnerd struct {
-	log      *mutlog.Log
-	corpus   *maintner.Corpus
-	logs     *logsync.Handler
-	query    *query.Handler
+	log    *mutlog.Log
+	corpus *maintner.Corpus
+	logs   *logsync.Handler
+	query  *query.Handler
 	// api is the query API as served: query, wrapped by
 	// requireAPIToken when a token is configured.
 	api      http.Handler
