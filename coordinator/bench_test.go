@@ -63,7 +63,7 @@ func runAll(b testing.TB, e *env, w *testWorker, id int64, slots int) {
 
 func benchmarkGraph(b *testing.B, n int, chain bool) {
 	reg := prometheus.NewRegistry()
-	e := newEnv(b, envOpts{mod: func(o *Options) { o.Registry = reg }})
+	e := newEnv(b, sqliteBackend, envOpts{mod: func(o *Options) { o.Registry = reg }})
 	w := newTestWorker(b, e, "w1", tokenW1, nil)
 	w.waitMS = 50
 	b.ResetTimer()
@@ -94,7 +94,7 @@ func BenchmarkChain2000(b *testing.B) { benchmarkGraph(b, 2000, true) }
 func BenchmarkWide2000(b *testing.B)  { benchmarkGraph(b, 2000, false) }
 
 func BenchmarkCachedResubmit10000(b *testing.B) {
-	e := newEnv(b, envOpts{})
+	e := newEnv(b, sqliteBackend, envOpts{})
 	w := newTestWorker(b, e, "w1", tokenW1, nil)
 	w.waitMS = 50
 	g := benchGraph(10000, false, "")

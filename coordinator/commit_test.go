@@ -3,14 +3,12 @@ package coordinator
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/state"
-	"github.com/tryd-ci/tryd/coordinator/state/sqlite"
 	"github.com/tryd-ci/tryd/internal/logging"
 )
 
@@ -28,13 +26,12 @@ func (f *flakyStore) Commit(ctx context.Context, b *state.Batch) error {
 }
 
 func TestCommitFailuresAreRetriedAndReported(t *testing.T) {
+	forEachBackend(t, testCommitFailuresAreRetriedAndReported)
+}
+
+func testCommitFailuresAreRetriedAndReported(t *testing.T, be backend) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	inner, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(dir, "state.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer inner.Close()
+	inner := be.openDB(t, be.newDB(t))
 	store := &flakyStore{Store: inner}
 	c := newCommitter(store, logging.Discard(), newMetrics(nil))
 	cctx, cancel := context.WithCancel(ctx)

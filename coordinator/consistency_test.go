@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,15 +12,16 @@ import (
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/graph"
 	"github.com/tryd-ci/tryd/coordinator/state"
-	"github.com/tryd-ci/tryd/coordinator/state/sqlite"
 )
 
 // TestRandomGraphsEndConsistent runs random DAGs with random failures and
 // checks the invariants of the final states: a job succeeded only if all
 // its dependencies did, was skipped exactly when some dependency did not
 // succeed, and the build's state follows from its jobs.
-func TestRandomGraphsEndConsistent(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestRandomGraphsEndConsistent(t *testing.T) { forEachBackend(t, testRandomGraphsEndConsistent) }
+
+func testRandomGraphsEndConsistent(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{})
 	w := newTestWorker(t, e, "w1", tokenW1, nil)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := range 8 {
@@ -85,7 +85,11 @@ func TestRandomGraphsEndConsistent(t *testing.T) {
 // failure was committed but before its dependents' skips were: on restart
 // the dependents are skipped and the build finishes.
 func TestRestoreSkipsUnrecordedDependents(t *testing.T) {
-	dir := t.TempDir()
+	forEachBackend(t, testRestoreSkipsUnrecordedDependents)
+}
+
+func testRestoreSkipsUnrecordedDependents(t *testing.T, be backend) {
+	db := be.newDB(t)
 	ctx := context.Background()
 	g, err := graph.Parse([]byte(`{"jobs": [
 		{"name": "a", "source_mode": "none", "commands": [{"argv": ["a"]}]},
@@ -95,10 +99,7 @@ func TestRestoreSkipsUnrecordedDependents(t *testing.T) {
 		t.Fatal(err)
 	}
 	gj, _ := json.Marshal(g)
-	store, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(dir, "state.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := be.openDB(t, db)
 	one := 1
 	id, err := store.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: gj, State: api.BuildRunning}, []state.Job{
 		{JobID: g.Jobs[0].ID, Name: "a", Seq: 0, State: api.JobFailed, ExitCode: &one},
@@ -109,7 +110,7 @@ func TestRestoreSkipsUnrecordedDependents(t *testing.T) {
 		t.Fatal(err)
 	}
 	store.Close()
-	e := newEnv(t, envOpts{dir: dir})
+	e := newEnv(t, be, envOpts{db: db})
 	b := e.build(id)
 	if jobByName(b, "b").State != api.JobSkipped || jobByName(b, "c").State != api.JobQueued {
 		t.Fatalf("after restore: %+v", b.Jobs)
@@ -127,10 +128,14 @@ func TestRestoreSkipsUnrecordedDependents(t *testing.T) {
 // created, before its job rows were group-committed: cached jobs are
 // found again in the result cache and the others are queued.
 func TestRestoreDerivesJobsWithoutRows(t *testing.T) {
-	dir := t.TempDir()
+	forEachBackend(t, testRestoreDerivesJobsWithoutRows)
+}
+
+func testRestoreDerivesJobsWithoutRows(t *testing.T, be backend) {
+	dir, db := t.TempDir(), be.newDB(t)
 	ctx := context.Background()
 	// A first coordinator computes gen's result, then stops.
-	e := newEnv(t, envOpts{dir: dir})
+	e := newEnv(t, be, envOpts{dir: dir, db: db})
 	w := newTestWorker(t, e, "w1", tokenW1, nil)
 	sub := e.submit(`{"jobs": [{"name": "gen", "source_mode": "none", "cacheable": true, "commands": [{"write_file": {"path": "g", "content": "g"}}]}]}`, api.PriorityTry)
 	w.drain(e, sub.BuildID, nil)
@@ -143,16 +148,13 @@ func TestRestoreDerivesJobsWithoutRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	gj, _ := json.Marshal(g)
-	store, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(dir, "state.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := be.openDB(t, db)
 	id, err := store.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: gj, State: api.BuildRunning}, nil)
 	store.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	e = newEnv(t, envOpts{dir: dir})
+	e = newEnv(t, be, envOpts{dir: dir, db: db})
 	b := e.build(id)
 	if jobByName(b, "gen").State != api.JobCached || jobByName(b, "use").State != api.JobQueued {
 		t.Fatalf("restored jobs: %+v", b.Jobs)
@@ -167,8 +169,12 @@ func TestRestoreDerivesJobsWithoutRows(t *testing.T) {
 // attempt waits for its worker to re-register; if it never does, the
 // heartbeat timeout loses the attempt and the job runs elsewhere.
 func TestRestoredAttemptLostWithoutItsWorker(t *testing.T) {
-	dir := t.TempDir()
-	e := newEnv(t, envOpts{dir: dir})
+	forEachBackend(t, testRestoredAttemptLostWithoutItsWorker)
+}
+
+func testRestoredAttemptLostWithoutItsWorker(t *testing.T, be backend) {
+	dir, db := t.TempDir(), be.newDB(t)
+	e := newEnv(t, be, envOpts{dir: dir, db: db})
 	w := newTestWorker(t, e, "w1", tokenW1, nil)
 	sub := e.submit(`{"jobs": [{"name": "j", "source_mode": "none", "commands": [{"write_file": {"path": "o", "content": "o"}}]}]}`, api.PriorityTry)
 	if r := w.mustPoll(1, nil); len(r.Assignments) != 1 {
@@ -177,7 +183,7 @@ func TestRestoredAttemptLostWithoutItsWorker(t *testing.T) {
 	e.stop()
 
 	clock := newFakeClock()
-	e = newEnv(t, envOpts{dir: dir, clock: clock})
+	e = newEnv(t, be, envOpts{dir: dir, db: db, clock: clock})
 	if j := jobByName(e.build(sub.BuildID), "j"); j.State != api.JobRunning {
 		t.Fatalf("restored job %s, want running (waiting for its worker)", j.State)
 	}

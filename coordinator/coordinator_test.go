@@ -24,8 +24,10 @@ const chainGraph = `{"jobs": [
 	{"name": "vet", "source_mode": "none", "cacheable": true, "deps": ["gen"], "commands": [{"argv": ["vet"]}]}
 ]}`
 
-func TestRunGraphAndCacheHits(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestRunGraphAndCacheHits(t *testing.T) { forEachBackend(t, testRunGraphAndCacheHits) }
+
+func testRunGraphAndCacheHits(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{})
 	w := newTestWorker(t, e, "w1", tokenW1, nil)
 	sub := e.submit(chainGraph, api.PriorityTry)
 	order := w.drain(e, sub.BuildID, nil)
@@ -80,7 +82,11 @@ func TestRunGraphAndCacheHits(t *testing.T) {
 }
 
 func TestFailureSkipsDependentsWithoutRetry(t *testing.T) {
-	e := newEnv(t, envOpts{})
+	forEachBackend(t, testFailureSkipsDependentsWithoutRetry)
+}
+
+func testFailureSkipsDependentsWithoutRetry(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{})
 	w := newTestWorker(t, e, "w1", tokenW1, nil)
 	sub := e.submit(chainGraph, api.PriorityTry)
 	w.drain(e, sub.BuildID, map[string]bool{"build": true})
@@ -111,8 +117,10 @@ func TestFailureSkipsDependentsWithoutRetry(t *testing.T) {
 	}
 }
 
-func TestBadGraphsRejected(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestBadGraphsRejected(t *testing.T) { forEachBackend(t, testBadGraphsRejected) }
+
+func testBadGraphsRejected(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{})
 	tests := []struct {
 		name, body, want string
 	}{
@@ -148,8 +156,10 @@ func TestBadGraphsRejected(t *testing.T) {
 	}
 }
 
-func TestTokens(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestTokens(t *testing.T) { forEachBackend(t, testTokens) }
+
+func testTokens(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{})
 	tests := []struct {
 		name, method, path, token string
 		want                      int
@@ -186,10 +196,14 @@ func TestTokens(t *testing.T) {
 }
 
 func TestWorkerLossRequeuesElsewhere(t *testing.T) {
+	forEachBackend(t, testWorkerLossRequeuesElsewhere)
+}
+
+func testWorkerLossRequeuesElsewhere(t *testing.T, be backend) {
 	clock := newFakeClock()
 	// Polls wait for an hour of fake time, so that only the heartbeat
 	// check (called explicitly) reacts to the clock.
-	e := newEnv(t, envOpts{clock: clock, mod: func(o *Options) { o.PollTimeout = time.Hour }})
+	e := newEnv(t, be, envOpts{clock: clock, mod: func(o *Options) { o.PollTimeout = time.Hour }})
 	w1 := newTestWorker(t, e, "w1", tokenW1, nil)
 	sub := e.submit(`{"jobs": [{"name": "only", "source_mode": "none", "commands": [{"write_file": {"path": "o", "content": "x"}}]}]}`, api.PriorityTry)
 	resp := w1.mustPoll(1, nil)
@@ -260,8 +274,10 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-func TestAttemptLimit(t *testing.T) {
-	e := newEnv(t, envOpts{mod: func(o *Options) { o.MaxAttempts = 2 }})
+func TestAttemptLimit(t *testing.T) { forEachBackend(t, testAttemptLimit) }
+
+func testAttemptLimit(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{mod: func(o *Options) { o.MaxAttempts = 2 }})
 	w := newTestWorker(t, e, "w1", tokenW1, nil)
 	sub := e.submit(`{"jobs": [{"name": "flaky", "source_mode": "none", "commands": [{"argv": ["x"]}]}]}`, api.PriorityTry)
 	for i := range 2 {
@@ -280,7 +296,11 @@ func TestAttemptLimit(t *testing.T) {
 }
 
 func TestReregisterKeepsListedAttempts(t *testing.T) {
-	e := newEnv(t, envOpts{})
+	forEachBackend(t, testReregisterKeepsListedAttempts)
+}
+
+func testReregisterKeepsListedAttempts(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{})
 	w := newTestWorker(t, e, "w1", tokenW1, nil)
 	e.submit(`{"jobs": [
 		{"name": "a", "source_mode": "none", "commands": [{"argv": ["a"]}]},
@@ -300,8 +320,10 @@ func TestReregisterKeepsListedAttempts(t *testing.T) {
 	w.mustPoll(0, nil, w.output(keep), w.output(resp.Assignments[0]))
 }
 
-func TestCancel(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestCancel(t *testing.T) { forEachBackend(t, testCancel) }
+
+func testCancel(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{})
 	w := newTestWorker(t, e, "w1", tokenW1, nil)
 	sub := e.submit(chainGraph, api.PriorityTry)
 	resp := w.mustPoll(4, nil)
@@ -338,9 +360,11 @@ func TestCancel(t *testing.T) {
 	}
 }
 
-func TestJobTimeoutBackstop(t *testing.T) {
+func TestJobTimeoutBackstop(t *testing.T) { forEachBackend(t, testJobTimeoutBackstop) }
+
+func testJobTimeoutBackstop(t *testing.T, be backend) {
 	clock := newFakeClock()
-	e := newEnv(t, envOpts{clock: clock})
+	e := newEnv(t, be, envOpts{clock: clock})
 	w := newTestWorker(t, e, "w1", tokenW1, nil)
 	sub := e.submit(`{"jobs": [{"name": "slow", "source_mode": "none", "timeout": "1m", "commands": [{"argv": ["sleep", "1000"]}]}]}`, api.PriorityTry)
 	resp := w.mustPoll(1, nil)
@@ -368,8 +392,10 @@ func TestJobTimeoutBackstop(t *testing.T) {
 	}
 }
 
-func TestLabelsAndLocality(t *testing.T) {
-	e := newEnv(t, envOpts{mod: func(o *Options) { o.LocalityWait = time.Hour }})
+func TestLabelsAndLocality(t *testing.T) { forEachBackend(t, testLabelsAndLocality) }
+
+func testLabelsAndLocality(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{mod: func(o *Options) { o.LocalityWait = time.Hour }})
 	w1 := newTestWorker(t, e, "w1", tokenW1, map[string]string{"os": "linux"})
 	w2 := newTestWorker(t, e, "w2", tokenW2, map[string]string{"os": "darwin"})
 	sub := e.submit(`{"jobs": [
@@ -402,8 +428,12 @@ func TestLabelsAndLocality(t *testing.T) {
 }
 
 func TestLocalityFallsBackAfterWindow(t *testing.T) {
+	forEachBackend(t, testLocalityFallsBackAfterWindow)
+}
+
+func testLocalityFallsBackAfterWindow(t *testing.T, be backend) {
 	clock := newFakeClock()
-	e := newEnv(t, envOpts{clock: clock})
+	e := newEnv(t, be, envOpts{clock: clock})
 	w1 := newTestWorker(t, e, "w1", tokenW1, nil)
 	w2 := newTestWorker(t, e, "w2", tokenW2, nil)
 	e.submit(`{"jobs": [
@@ -433,8 +463,10 @@ func TestLocalityFallsBackAfterWindow(t *testing.T) {
 	}
 }
 
-func TestPriorityAndFairness(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestPriorityAndFairness(t *testing.T) { forEachBackend(t, testPriorityAndFairness) }
+
+func testPriorityAndFairness(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{})
 	mk := func(prefix string, n int) string {
 		var jobs []string
 		for i := range n {
@@ -460,8 +492,10 @@ func TestPriorityAndFairness(t *testing.T) {
 	}
 }
 
-func TestPlannerFragmentSpliced(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestPlannerFragmentSpliced(t *testing.T) { forEachBackend(t, testPlannerFragmentSpliced) }
+
+func testPlannerFragmentSpliced(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{})
 	w := newTestWorker(t, e, "w1", tokenW1, nil)
 	frag := `{"jobs": [{"name": "pkg1", "source_mode": "none", "cacheable": true, "deps": ["plan"], "commands": [{"write_file": {"path": "p1", "content": "1"}}]},` +
 		`{"name": "pkg2", "source_mode": "none", "deps": ["pkg1"], "commands": [{"argv": ["t2"]}]}]}`
@@ -499,8 +533,10 @@ func TestPlannerFragmentSpliced(t *testing.T) {
 	}
 }
 
-func TestUploadedSourceHandshake(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestUploadedSourceHandshake(t *testing.T) { forEachBackend(t, testUploadedSourceHandshake) }
+
+func testUploadedSourceHandshake(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{})
 	files := map[string][]byte{"go.mod": []byte("module x\n"), "main.go": []byte("package main\n")}
 	var fs []graph.File
 	for p, data := range files {
@@ -551,8 +587,10 @@ func TestUploadedSourceHandshake(t *testing.T) {
 	}
 }
 
-func TestLogsAndEvents(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestLogsAndEvents(t *testing.T) { forEachBackend(t, testLogsAndEvents) }
+
+func testLogsAndEvents(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{})
 	w := newTestWorker(t, e, "w1", tokenW1, nil)
 	sub := e.submit(`{"jobs": [{"name": "talk", "source_mode": "none", "commands": [{"argv": ["echo"]}]}]}`, api.PriorityTry)
 	var events []api.Event
@@ -630,8 +668,10 @@ func TestLogsAndEvents(t *testing.T) {
 	}
 }
 
-func TestDispatchIsImmediate(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestDispatchIsImmediate(t *testing.T) { forEachBackend(t, testDispatchIsImmediate) }
+
+func testDispatchIsImmediate(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{})
 	w := newTestWorker(t, e, "w1", tokenW1, nil)
 	var lat []time.Duration
 	for i := range 20 {
@@ -678,7 +718,11 @@ func digestOf(b []byte) string {
 }
 
 func TestNewerPollSupersedesWaitingOne(t *testing.T) {
-	e := newEnv(t, envOpts{})
+	forEachBackend(t, testNewerPollSupersedesWaitingOne)
+}
+
+func testNewerPollSupersedesWaitingOne(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{})
 	w := newTestWorker(t, e, "w1", tokenW1, nil)
 	w.waitMS = 10_000
 	first := make(chan *api.PollResponse, 1)
@@ -711,8 +755,10 @@ func TestNewerPollSupersedesWaitingOne(t *testing.T) {
 	}
 }
 
-func TestEventsResumeFromAnyIndex(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestEventsResumeFromAnyIndex(t *testing.T) { forEachBackend(t, testEventsResumeFromAnyIndex) }
+
+func testEventsResumeFromAnyIndex(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{})
 	sub := e.submit(`{"jobs": [{"name": "c", "source_mode": "none", "cacheable": true, "commands": [{"write_file": {"path": "x", "content": "x"}}]}]}`, api.PriorityTry)
 	w := newTestWorker(t, e, "w1", tokenW1, nil)
 	w.drain(e, sub.BuildID, nil)
@@ -731,8 +777,10 @@ func TestEventsResumeFromAnyIndex(t *testing.T) {
 	}
 }
 
-func TestNoMoreAttemptsThanSlots(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestNoMoreAttemptsThanSlots(t *testing.T) { forEachBackend(t, testNoMoreAttemptsThanSlots) }
+
+func testNoMoreAttemptsThanSlots(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{})
 	c, _ := api.NewClient(e.url, tokenW1, nil)
 	reg, err := c.Register(context.Background(), api.RegisterRequest{Slots: 2})
 	if err != nil {
@@ -752,7 +800,11 @@ func TestNoMoreAttemptsThanSlots(t *testing.T) {
 }
 
 func TestEvictionSparesRunningBuilds(t *testing.T) {
-	e := newEnv(t, envOpts{artsBytes: 40 << 10})
+	forEachBackend(t, testEvictionSparesRunningBuilds)
+}
+
+func testEvictionSparesRunningBuilds(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{artsBytes: 40 << 10})
 	w := newTestWorker(t, e, "w1", tokenW1, nil)
 	big := strings.Repeat("x", 12<<10)
 	sub := e.submit(`{"jobs": [

@@ -11,7 +11,7 @@ import (
 // from clients and workers: the answer must be a clear 4xx (or success),
 // never a 5xx or a panic.
 func FuzzAPIBodies(f *testing.F) {
-	e := newEnv(f, envOpts{})
+	e := newEnv(f, sqliteBackend, envOpts{})
 	h := e.c.Handler()
 	rec := httptest.NewRecorder()
 	reg := httptest.NewRequest("POST", "/api/worker/register", strings.NewReader(`{"slots": 2}`))

@@ -15,6 +15,9 @@ import (
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/artifacts"
 	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/coordinator/state"
+	"github.com/tryd-ci/tryd/coordinator/state/pgstate"
+	"github.com/tryd-ci/tryd/coordinator/state/pgstate/pgtest"
 	"github.com/tryd-ci/tryd/coordinator/state/sqlite"
 	"github.com/tryd-ci/tryd/internal/httpserver"
 	"github.com/tryd-ci/tryd/internal/logging"
@@ -25,6 +28,72 @@ const (
 	tokenW1     = "worker-one-token-0123456789"
 	tokenW2     = "worker-two-token-0123456789"
 )
+
+// backend is a kind of state store. The package's tests run on every
+// one (forEachBackend): the coordinator must behave the same whichever
+// database holds its state.
+type backend struct {
+	name string
+	// newDB returns the location of a new, empty database (a SQLite
+	// file, a PostgreSQL DSN), removed by t's cleanup.
+	newDB func(t testing.TB) string
+	// open opens the database at a location newDB returned.
+	open func(ctx context.Context, loc string) (state.Store, error)
+}
+
+// sharedPG is the PostgreSQL server of the package's tests, started on
+// first use and stopped by TestMain: one server for the whole run, one
+// schema per test (a server per test would cost seconds each).
+var sharedPG pgtest.Shared
+
+var (
+	sqliteBackend = backend{
+		name:  "sqlite",
+		newDB: func(t testing.TB) string { return filepath.Join(t.TempDir(), "state.db") },
+		open: func(ctx context.Context, loc string) (state.Store, error) {
+			return sqlite.Open(ctx, sqlite.Options{Path: loc})
+		},
+	}
+	postgresBackend = backend{
+		name:  "postgres",
+		newDB: func(t testing.TB) string { return sharedPG.Server(t).NewSchema(t) },
+		open: func(ctx context.Context, loc string) (state.Store, error) {
+			return pgstate.Open(ctx, pgstate.Options{DSN: loc, MaxConns: 4})
+		},
+	}
+	backends = []backend{sqliteBackend, postgresBackend}
+)
+
+// backendNamed returns the backend of that name (for child processes).
+func backendNamed(name string) (backend, bool) {
+	for _, be := range backends {
+		if be.name == name {
+			return be, true
+		}
+	}
+	return backend{}, false
+}
+
+// forEachBackend runs f as one subtest per backend, named after it.
+// Without PostgreSQL the postgres subtest skips, or fails under CI=true.
+func forEachBackend(t *testing.T, f func(t *testing.T, be backend)) {
+	t.Helper()
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) { f(t, be) })
+	}
+}
+
+// openDB opens the database at loc, closed by t's cleanup (closing twice
+// is harmless).
+func (be backend) openDB(t testing.TB, loc string) state.Store {
+	t.Helper()
+	s, err := be.open(context.Background(), loc)
+	if err != nil {
+		t.Fatalf("open %s store: %v", be.name, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
 
 // fakeClock is a Clock whose time moves only when Advance is called.
 type fakeClock struct {
@@ -91,21 +160,29 @@ type env struct {
 }
 
 type envOpts struct {
-	dir       string
+	// dir holds the artifacts and logs (default: a new temporary one).
+	dir string
+	// db is the database, a location from the backend's newDB (default:
+	// a new one). Reuse dir and db to restart a coordinator.
+	db        string
 	clock     Clock
 	mod       func(*Options)
 	artsBytes int64 // artifact store size limit (0: none)
 }
 
-func newEnv(t testing.TB, o envOpts) *env {
+// newEnv starts a coordinator whose state is in a database of be.
+func newEnv(t testing.TB, be backend, o envOpts) *env {
 	t.Helper()
 	if o.dir == "" {
 		o.dir = t.TempDir()
 	}
+	if o.db == "" {
+		o.db = be.newDB(t)
+	}
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(o.dir, "state.db")})
+	store, err := be.open(ctx, o.db)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("open %s store: %v", be.name, err)
 	}
 	var c *Coordinator
 	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{Dir: filepath.Join(o.dir, "artifacts"), MaxBytes: o.artsBytes, Pinned: func(d string) bool { return c != nil && c.Pinned(d) }})

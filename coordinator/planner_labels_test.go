@@ -11,8 +11,10 @@ import (
 // TestPlannerCannotEscapeItsPool runs a planner confined to an untrusted
 // worker pool whose fragment asks for the release pool: the coordinator
 // must fail the planner, naming the job, and never dispatch it.
-func TestPlannerCannotEscapeItsPool(t *testing.T) {
-	e := newEnv(t, envOpts{})
+func TestPlannerCannotEscapeItsPool(t *testing.T) { forEachBackend(t, testPlannerCannotEscapeItsPool) }
+
+func testPlannerCannotEscapeItsPool(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{})
 	w := newTestWorker(t, e, "w1", tokenW1, map[string]string{"pool": "untrusted"})
 	frag := `{"jobs": [{"name": "sign-release", "source_mode": "none", "labels": {"pool": "release"}, "commands": [{"argv": ["sign"]}]}]}`
 	plan := fmt.Sprintf(`{"jobs": [

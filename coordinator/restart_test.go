@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -16,32 +15,48 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/artifacts"
-	"github.com/tryd-ci/tryd/coordinator/state/sqlite"
 	"github.com/tryd-ci/tryd/internal/httpserver"
 	"github.com/tryd-ci/tryd/internal/testenv"
 )
 
 // childEnv makes the test binary run a coordinator instead of the tests,
-// so that a test can kill -9 a real coordinator process.
-const childEnv = "TRYD_COORDINATOR_TEST_CHILD"
+// so that a test can kill -9 a real coordinator process; childBackendEnv
+// and childDBEnv name its backend and database.
+const (
+	childEnv        = "TRYD_COORDINATOR_TEST_CHILD"
+	childBackendEnv = "TRYD_COORDINATOR_TEST_BACKEND"
+	childDBEnv      = "TRYD_COORDINATOR_TEST_DB"
+)
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(childEnv); dir != "" {
-		if err := runChild(dir); err != nil {
+		if err := runChild(dir, os.Getenv(childBackendEnv), os.Getenv(childDBEnv)); err != nil {
 			fmt.Fprintln(os.Stderr, "child coordinator:", err)
 			os.Exit(1)
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if err := sharedPG.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stop PostgreSQL:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
-// runChild serves a coordinator on loopback with its state in dir and
-// writes its URL to dir/url.
-func runChild(dir string) error {
+// runChild serves a coordinator on loopback with its state in the
+// database db of the named backend and its files in dir, and writes its
+// URL to dir/url.
+func runChild(dir, backendName, db string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	store, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(dir, "state.db")})
+	be, ok := backendNamed(backendName)
+	if !ok {
+		return fmt.Errorf("unknown backend %q", backendName)
+	}
+	store, err := be.open(ctx, db)
 	if err != nil {
 		return err
 	}
@@ -75,12 +90,13 @@ func runChild(dir string) error {
 	return srv.Serve(ctx)
 }
 
-// startChild starts a coordinator process on dir and returns its URL.
-func startChild(t *testing.T, dir string) (*exec.Cmd, string) {
+// startChild starts a coordinator process on dir and db and returns its
+// URL.
+func startChild(t *testing.T, be backend, dir, db string) (*exec.Cmd, string) {
 	t.Helper()
 	os.Remove(filepath.Join(dir, "url"))
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	cmd.Env = append(os.Environ(), childEnv+"="+dir, childBackendEnv+"="+be.name, childDBEnv+"="+db)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -100,18 +116,16 @@ func startChild(t *testing.T, dir string) (*exec.Cmd, string) {
 	return nil, ""
 }
 
-// waitAttempts waits until the child's database records n attempts.
-func waitAttempts(t *testing.T, dir string, n int) {
+// waitAttempts waits until the child's database records n attempts of
+// the build.
+func waitAttempts(t *testing.T, be backend, db string, buildID int64, n int) {
 	t.Helper()
-	db, err := sql.Open("sqlite", filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	store := be.openDB(t, db)
+	defer store.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		var got int
-		err := db.QueryRow(`SELECT COUNT(*) FROM attempts`).Scan(&got)
+		atts, err := store.Attempts(context.Background(), buildID)
+		got := len(atts)
 		if err == nil && got >= n {
 			return
 		}
@@ -122,10 +136,12 @@ func waitAttempts(t *testing.T, dir string, n int) {
 	}
 }
 
-func TestKill9MidBuildLosesNothing(t *testing.T) {
+func TestKill9MidBuildLosesNothing(t *testing.T) { forEachBackend(t, testKill9MidBuildLosesNothing) }
+
+func testKill9MidBuildLosesNothing(t *testing.T, be backend) {
 	testenv.Short(t)
-	dir := t.TempDir()
-	cmd, url := startChild(t, dir)
+	dir, db := t.TempDir(), be.newDB(t)
+	cmd, url := startChild(t, be, dir, db)
 	e := &env{t: t, url: url}
 	e.client, _ = api.NewClient(url, clientToken, nil)
 	sub := e.submit(chainGraph, api.PriorityTry)
@@ -149,7 +165,7 @@ func TestKill9MidBuildLosesNothing(t *testing.T) {
 	// Assignments are committed right after they are answered: wait
 	// until they are in the database, so that this test checks their
 	// adoption (a crash inside that window reruns the job instead).
-	waitAttempts(t, dir, 3)
+	waitAttempts(t, be, db, sub.BuildID, 3)
 	// A second build submitted just before the crash must survive too.
 	sub2 := e.submit(`{"jobs": [{"name": "late", "source_mode": "none", "commands": [{"argv": ["late"]}]}]}`, api.PriorityTry)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -157,7 +173,7 @@ func TestKill9MidBuildLosesNothing(t *testing.T) {
 	}
 	cmd.Wait()
 
-	_, url = startChild(t, dir)
+	_, url = startChild(t, be, dir, db)
 	e.url = url
 	e.client, _ = api.NewClient(url, clientToken, nil)
 	w.c, _ = api.NewClient(url, tokenW1, nil)

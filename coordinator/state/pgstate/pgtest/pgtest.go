@@ -8,6 +8,11 @@
 // postgres user (initdb refuses root). Missing binaries skip the test
 // locally and fail it under CI=true. Programs that are not tests
 // (benchmarks) use BinDir and Launch directly.
+//
+// A package whose many tests each need a database shares one server
+// (Shared, stopped by its TestMain) and gives each test a schema of its
+// own (NewSchema): a schema costs a few milliseconds where a server costs
+// seconds and a database a few hundred milliseconds.
 package pgtest
 
 import (
@@ -25,6 +30,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -163,6 +169,101 @@ func (s *Server) NewDatabase(t testing.TB) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+// NewSchema creates an empty schema in the server's maintenance
+// database, dropped by the test's cleanup, and returns a DSN whose
+// search_path is that schema: a store opened on it creates and finds its
+// tables there. Schemas of one database share its LISTEN/NOTIFY channels
+// and advisory locks, so tests of several replicas use NewDatabase.
+func (s *Server) NewSchema(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.DSN)
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	var b [6]byte
+	rand.Read(b[:])
+	name := "tryd_test_" + hex.EncodeToString(b[:])
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+name); err != nil {
+		t.Fatalf("pgtest: create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, s.DSN)
+		if err != nil {
+			t.Errorf("pgtest: connect to drop schema %s: %v", name, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+name+" CASCADE"); err != nil {
+			t.Errorf("pgtest: drop schema %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(s.DSN)
+	if err != nil || u.Scheme == "" {
+		t.Fatalf("pgtest: %s must be a postgres:// URL: %v", EnvDSN, err)
+	}
+	q := u.Query()
+	// pgx sends parameters it does not know as run-time parameters.
+	q.Set("search_path", name)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// Shared is one server for all the tests of a package: the first call of
+// Server names the CI server or starts a throwaway one, later calls return
+// it, and the package's TestMain calls Stop after m.Run. The zero value is
+// ready to use; it is safe for concurrent use.
+type Shared struct {
+	mu      sync.Mutex
+	tried   bool
+	srv     *Server
+	stop    func() error
+	err     error // of the launch, repeated to every caller
+	missing error // no binaries: skip locally, fail in CI
+}
+
+// Server returns the shared server, starting it on first use. Like
+// Start, missing PostgreSQL skips the test locally and fails it under
+// CI=true.
+func (s *Shared) Server(t testing.TB) *Server {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.tried {
+		s.tried = true
+		if dsn := os.Getenv(EnvDSN); dsn != "" {
+			s.srv = &Server{DSN: dsn}
+		} else if bin, err := BinDir(); err != nil {
+			s.missing = fmt.Errorf("%v, and %s is not set", err, EnvDSN)
+		} else {
+			s.srv, s.stop, s.err = Launch(bin)
+		}
+	}
+	switch {
+	case s.missing != nil:
+		fail(t, "%v", s.missing)
+	case s.err != nil:
+		t.Fatal(s.err)
+	}
+	return s.srv
+}
+
+// Stop stops the server if Server started one.
+func (s *Shared) Stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stop == nil {
+		return nil
+	}
+	stop := s.stop
+	s.stop = nil
+	return stop()
 }
 
 // BinDir finds the directory of initdb and pg_ctl: PATH, else the newest
