@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"github.com/tryd-ci/tryd/internal/config"
 	"github.com/tryd-ci/tryd/internal/httpserver"
 	"github.com/tryd-ci/tryd/internal/logging"
+	"github.com/tryd-ci/tryd/trybot/postsubmit"
 )
 
 func runGitmirror(ctx context.Context, a *app, args []string) error {
@@ -241,60 +240,14 @@ func loopbackListen(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// gitmirrorGit returns the git program postsubmit should run so that its
-// fetches from gitmirror carry the gitmirror token: "" (plain git) when no
-// token is configured, else a small script written into dir that reads
-// the token (from its file, or its environment variable) at every call
-// and hands it to git through the environment, as
-// http.<gitmirror URL>/.extraHeader, so that it goes to gitmirror only
-// and never appears on a command line or in a file other than its own.
-// postsubmit.Options has no credentials of its own yet; this stands in
-// until it does.
-func gitmirrorGit(dir, gmURL, tokenFile string, cfg *config.Config) (string, error) {
-	secret := cfg.Gitmirror.Token
-	if tokenFile != "" {
-		abs, err := filepath.Abs(tokenFile)
-		if err != nil {
-			return "", fmt.Errorf("gitmirror token file: %w", err)
-		}
-		secret = config.FileSecret(abs)
+// gitmirrorCredentials returns the credential git needs to fetch from
+// gitmirror at gmURL (postsubmit's history clones): the client token of
+// tokenFile or gitmirror.token for URLs under gmURL; none when no token
+// is configured.
+func gitmirrorCredentials(gmURL, tokenFile string, cfg *config.Config) ([]postsubmit.Credential, error) {
+	token, err := gitmirrorClientToken(tokenFile, cfg)
+	if err != nil || token == "" {
+		return nil, err
 	}
-	if !secret.IsSet() {
-		return "", nil
-	}
-	// Fail now, not at the first fetch, on an unreadable token.
-	if _, err := secret.Value(); err != nil {
-		return "", fmt.Errorf("gitmirror token: %w", err)
-	}
-	prefix := strings.TrimSuffix(gmURL, "/") + "/"
-	if u, err := url.Parse(prefix); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || strings.ContainsAny(prefix, "'\n\r\x00") {
-		return "", fmt.Errorf("gitmirror URL %q: want http(s)://host[:port]", gmURL)
-	}
-	var read string
-	switch kind, ref := secret.Ref(); kind {
-	case "env":
-		if !envNameRE.MatchString(ref) {
-			return "", fmt.Errorf("gitmirror.token: bad environment variable name %q", ref)
-		}
-		read = "tok=${" + ref + ":?gitmirror token variable " + ref + " is not set}"
-	default:
-		if strings.ContainsAny(ref, "'\n\r\x00") {
-			return "", fmt.Errorf("gitmirror token file %q: quotes and line breaks are not supported in its path", ref)
-		}
-		read = "tok=$(cat -- '" + ref + "') || exit 128"
-	}
-	script := "#!/bin/sh\n" +
-		"# Written by tryd: git sending the gitmirror token to " + prefix + " only.\n" +
-		read + "\n" +
-		"GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0='http." + prefix + ".extraHeader' GIT_CONFIG_VALUE_0=\"Authorization: Bearer $tok\"\n" +
-		"export GIT_CONFIG_COUNT GIT_CONFIG_KEY_0 GIT_CONFIG_VALUE_0\n" +
-		"exec git \"$@\"\n"
-	path := filepath.Join(dir, "git-with-gitmirror-token")
-	if err := writeFileAtomic(path, []byte(script), 0o700); err != nil {
-		return "", fmt.Errorf("gitmirror git wrapper: %w", err)
-	}
-	return path, nil
+	return []postsubmit.Credential{{URLPrefix: strings.TrimSuffix(gmURL, "/") + "/", Token: token}}, nil
 }
-
-// envNameRE matches the environment variable names a script may expand.
-var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,8 +90,8 @@ func startTokenGitmirror(t *testing.T, token, rotated string) (string, *config.C
 
 // TestGitmirrorCommandToken checks that "tryd gitmirror" with tokens
 // configured refuses requests without one, accepts gitmirror.token and
-// every token of gitmirror.tokens, and that postsubmit's git wrapper
-// fetches with the token where plain git is refused.
+// every token of gitmirror.tokens, and that postsubmit fetches with the
+// token (postsubmit.Options.Credentials) where it is refused without.
 func TestGitmirrorCommandToken(t *testing.T) {
 	testenv.NeedTool(t, "git")
 	const token, rotated = "current-token-0123456789", "rotated-token-0123456789"
@@ -121,47 +123,58 @@ func TestGitmirrorCommandToken(t *testing.T) {
 			}
 		})
 	}
-	repoURL := base + "/demo/up.git"
-	// Wait until the first fetch made refs/heads/main servable.
-	lsRemote := func(git string) (string, error) {
-		cmd := exec.Command(git, "ls-remote", repoURL)
-		cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
-		out, err := cmd.CombinedOutput()
-		return string(out), err
+	// postsubmit, wired as "tryd postsubmit" wires it, fetches history
+	// from the token-protected mirror; without the token it cannot. The
+	// coordinator is unreachable on purpose: once git has fetched the
+	// branch, Update asks the coordinator what it built last and fails
+	// there, which shows that the fetch got through.
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+	update := func(cfg *config.Config) error {
+		cfg.Coordinator.URL = deadURL
+		cfg.Builders = []config.Builder{{Name: "b", PostSubmit: true, Steps: []config.Step{{Name: "x", Shell: "true"}}}}
+		a := &app{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
+		fs, cf := a.flags("postsubmit", "", "")
+		if err := a.parse(fs, cf, []string{"--data-dir", t.TempDir()}); err != nil {
+			t.Fatal(err)
+		}
+		a.cfg = cfg
+		coord, tokenFile, gm, gmTokenFile := "", "", base, ""
+		b, _, err := newPostsubmit(a, postsubmitFlags{coord: &coord, tokenFile: &tokenFile, gitmirror: &gm, gmTokenFile: &gmTokenFile})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = b.Update(context.Background(), "demo/up", "main", "")
+		return err
 	}
-	wrapper, err := gitmirrorGit(t.TempDir(), base, "", cfg)
-	if err != nil || wrapper == "" {
-		t.Fatalf("gitmirrorGit = %q, %v", wrapper, err)
-	}
-	if st, err := os.Stat(wrapper); err != nil || st.Mode().Perm() != 0o700 {
-		t.Errorf("wrapper mode: %v, %v", st, err)
-	}
-	if b, _ := os.ReadFile(wrapper); strings.Contains(string(b), token) {
-		t.Errorf("the wrapper holds the token itself:\n%s", b)
-	}
+	withToken := *cfg
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		out, err := lsRemote(wrapper)
-		if err == nil && strings.Contains(out, "refs/heads/main") {
+		// Until gitmirror's first fetch made refs/heads/main servable,
+		// git fails.
+		err := update(&withToken)
+		if err != nil && !strings.Contains(err.Error(), "postsubmit: git") {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("git ls-remote through the wrapper: %v\n%s", err, out)
+			t.Fatalf("postsubmit with gitmirror.token: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if out, err := lsRemote("git"); err == nil {
-		t.Errorf("plain git ls-remote of a token-protected mirror succeeded:\n%s", out)
+	noToken := *cfg
+	noToken.Gitmirror.Token = config.Secret{}
+	if err := update(&noToken); err == nil || !strings.Contains(err.Error(), "postsubmit: git fetch") {
+		t.Errorf("postsubmit without the token: %v, want a refused git fetch", err)
+	} else if strings.Contains(err.Error(), token) {
+		t.Errorf("the error shows the token: %v", err)
 	}
 	// The same with the token in an environment variable.
 	t.Setenv("TRYD_TEST_GM_TOKEN", rotated)
-	envCfg := &config.Config{Gitmirror: config.Gitmirror{Token: config.EnvSecret("TRYD_TEST_GM_TOKEN")}}
-	envWrapper, err := gitmirrorGit(t.TempDir(), base, "", envCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out, err := lsRemote(envWrapper); err != nil || !strings.Contains(out, "refs/heads/main") {
-		t.Errorf("git ls-remote through the env wrapper: %v\n%s", err, out)
+	envCfg := *cfg
+	envCfg.Gitmirror.Token = config.EnvSecret("TRYD_TEST_GM_TOKEN")
+	if err := update(&envCfg); err == nil || strings.Contains(err.Error(), "postsubmit: git") {
+		t.Errorf("postsubmit with the token in env: %v, want a coordinator error after the fetch", err)
 	}
 }
 
@@ -184,13 +197,19 @@ func TestGitmirrorClientWiring(t *testing.T) {
 			t.Error("a token without a gitmirror URL was accepted")
 		}
 	})
-	t.Run("no token, plain git", func(t *testing.T) {
-		if git, err := gitmirrorGit(dir, "http://gm.internal:8083", "", &config.Config{}); err != nil || git != "" {
-			t.Errorf("gitmirrorGit = %q, %v", git, err)
+	t.Run("postsubmit credentials", func(t *testing.T) {
+		creds, err := gitmirrorCredentials("http://gm.internal:8083", "", withToken)
+		if err != nil || len(creds) != 1 || creds[0].URLPrefix != "http://gm.internal:8083/" || creds[0].Token != "client-token-0123456789" {
+			t.Errorf("credentials = %+v, %v", creds, err)
+		}
+	})
+	t.Run("no token, no credentials", func(t *testing.T) {
+		if creds, err := gitmirrorCredentials("http://gm.internal:8083", "", &config.Config{}); err != nil || creds != nil {
+			t.Errorf("gitmirrorCredentials = %+v, %v", creds, err)
 		}
 	})
 	t.Run("unreadable token", func(t *testing.T) {
-		if _, err := gitmirrorGit(dir, "http://gm.internal:8083", filepath.Join(dir, "missing"), &config.Config{}); err == nil {
+		if _, err := gitmirrorCredentials("http://gm.internal:8083", filepath.Join(dir, "missing"), &config.Config{}); err == nil {
 			t.Error("a missing token file was accepted")
 		}
 	})

@@ -69,12 +69,12 @@ func newPostsubmit(a *app, f postsubmitFlags) (*postsubmit.Builder, *api.Client,
 	if err != nil {
 		return nil, nil, err
 	}
-	git, err := gitmirrorGit(dir, *f.gitmirror, *f.gmTokenFile, a.cfg)
+	creds, err := gitmirrorCredentials(*f.gitmirror, *f.gmTokenFile, a.cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	b, err := postsubmit.New(postsubmit.Options{Coordinator: cc, Planner: planner, Repos: repos, Builders: a.cfg.Builders,
-		Dir: dir, Git: git, PollInterval: f.poll, Log: logging.For(a.log, "postsubmit")})
+		Dir: dir, Credentials: creds, PollInterval: f.poll, Log: logging.For(a.log, "postsubmit")})
 	return b, cc, err
 }
 

@@ -1,13 +1,18 @@
 package postsubmit
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/sirupsen/logrus"
 )
 
 // maxForceBody bounds a force request's body.
@@ -21,12 +26,21 @@ const maxForceBody = 64 << 10
 // with "Authorization: Bearer <admin token>". Errors are
 // {"code", "message"}: 401 without the token, 400 for an unknown
 // repository, branch or builder or a bad revision, 502 when the
-// coordinator or git failed. An empty adminToken refuses every request.
+// coordinator or git failed. A 502 says only that, with a request ID
+// (also in the X-Request-Id header) under which the cause is logged:
+// upstream errors name internal hosts and carry git's output, which are
+// not for API clients. An empty adminToken refuses every request.
+//
+// The token is compared as a SHA-256 digest in constant time, so that
+// neither its content nor its length leaks through timing.
 func (b *Builder) Handler(adminToken string) http.Handler {
+	want := sha256.Sum256([]byte(adminToken))
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/force", func(w http.ResponseWriter, r *http.Request) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if adminToken == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(adminToken)) != 1 {
+		sum := sha256.Sum256([]byte(got))
+		if adminToken == "" || !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tryd postsubmit"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "force builds need the admin token")
 			return
 		}
@@ -41,14 +55,26 @@ func (b *Builder) Handler(adminToken string) http.Handler {
 			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 			return
 		case err != nil:
-			b.log.WithError(err).Warn("force build failed")
-			writeError(w, http.StatusBadGateway, "unavailable", err.Error())
+			rid := newRequestID()
+			w.Header().Set("X-Request-Id", rid)
+			b.log.WithError(err).WithFields(logrus.Fields{"request_id": rid, "repo": req.Repo, "revision": req.Revision, "builder": req.Builder}).
+				Error("postsubmit: force build failed")
+			writeError(w, http.StatusBadGateway, "unavailable",
+				"the force build could not be submitted (coordinator or gitmirror unavailable); postsubmit's log has the cause under request ID "+rid)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]int64{"build_id": id})
 	})
 	return mux
+}
+
+// newRequestID returns a random ID that ties an error answer to its log
+// line.
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
 }
 
 // DecodeForce parses a force request's JSON strictly (unknown fields and

@@ -32,6 +32,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,6 +109,13 @@ type Options struct {
 	Dir string
 	// Git is the git program (default "git").
 	Git string
+	// Credentials are bearer tokens git sends to repository URLs (the
+	// gitmirror token, for Repos' gitmirror URLs). They reach git through
+	// its environment (GIT_CONFIG_COUNT, GIT_CONFIG_KEY_n,
+	// GIT_CONFIG_VALUE_n as http.<prefix>.extraHeader), never its
+	// command line, so that other users cannot see them in the process
+	// list, and only to URLs under their prefix.
+	Credentials []Credential
 	// Backfill is how many commits of a branch seen for the first time
 	// are built, newest first counted (default 1: just its head).
 	Backfill int
@@ -123,9 +131,52 @@ type Options struct {
 	Now func() time.Time
 }
 
+// Credential is a bearer token for the repository URLs under URLPrefix.
+type Credential struct {
+	// URLPrefix is an http(s) URL ending in "/" ("http://gitmirror:8083/");
+	// git matches it as it does http.<url>.* settings: same scheme, host
+	// and port, and a path under the prefix's.
+	URLPrefix string
+	// Token is sent as "Authorization: Bearer TOKEN".
+	Token string
+}
+
+func (c Credential) validate() error {
+	u, err := url.Parse(c.URLPrefix)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || u.RawQuery != "" || u.Fragment != "" || !strings.HasSuffix(u.Path, "/") ||
+		strings.ContainsAny(c.URLPrefix, "\n\r\x00") {
+		return fmt.Errorf("postsubmit: credential URL prefix %q: want http(s)://host[:port]/path/ without user info, query or fragment", c.URLPrefix)
+	}
+	if c.Token == "" || strings.ContainsAny(c.Token, "\n\r\x00") {
+		return fmt.Errorf("postsubmit: credential for %s: empty token or one with a line break", c.URLPrefix)
+	}
+	return nil
+}
+
+// gitEnv is git's environment: the process's, without prompts or
+// system configuration, with opts' credentials as extra headers.
+func gitEnv(creds []Credential) ([]string, error) {
+	env := append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C")
+	if len(creds) == 0 {
+		return env, nil
+	}
+	env = append(env, fmt.Sprintf("GIT_CONFIG_COUNT=%d", len(creds)))
+	for i, c := range creds {
+		if err := c.validate(); err != nil {
+			return nil, err
+		}
+		env = append(env,
+			fmt.Sprintf("GIT_CONFIG_KEY_%d=http.%s.extraHeader", i, c.URLPrefix),
+			fmt.Sprintf("GIT_CONFIG_VALUE_%d=Authorization: Bearer %s", i, c.Token))
+	}
+	return env, nil
+}
+
 // Builder submits post-submit, force and periodic builds.
 type Builder struct {
 	opts     Options
+	gitEnv   []string // git's environment, credentials included
 	log      logrus.FieldLogger
 	repos    map[string]Repo
 	builders map[string]config.Builder
@@ -172,7 +223,11 @@ func New(opts Options) (*Builder, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	b := &Builder{opts: opts, log: opts.Log, repos: map[string]Repo{}, builders: map[string]config.Builder{},
+	env, err := gitEnv(opts.Credentials)
+	if err != nil {
+		return nil, err
+	}
+	b := &Builder{opts: opts, gitEnv: env, log: opts.Log, repos: map[string]Repo{}, builders: map[string]config.Builder{},
 		periodic: map[string]cron.Schedule{}, nudge: make(chan struct{}, 1), lastHead: map[string]string{}, repoMu: map[string]*sync.Mutex{}}
 	for _, r := range opts.Repos {
 		if r.Name == "" || r.URL == "" {
@@ -476,7 +531,7 @@ func (b *Builder) git(ctx context.Context, r Repo, args ...string) ([]byte, erro
 		}
 	}
 	cmd := exec.CommandContext(ctx, b.opts.Git, append([]string{"--git-dir=" + dir}, args...)...)
-	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C")
+	cmd.Env = b.gitEnv
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -504,9 +559,12 @@ func (b *Builder) fetchCommit(ctx context.Context, r Repo, rev string) error {
 		return nil
 	}
 	if _, err := b.git(ctx, r, "fetch", "--quiet", "--no-tags", "--end-of-options", r.URL, rev); err != nil {
-		// Servers that refuse fetching by hash: every branch.
+		// Servers that refuse fetching by hash (and any server, for a
+		// commit it does not have): every branch. When that fails too,
+		// the server is unreachable or refuses us: not the revision's
+		// fault.
 		if _, err2 := b.git(ctx, r, "fetch", "--quiet", "--no-tags", "--end-of-options", r.URL, "+refs/heads/*:refs/tryd/heads/*"); err2 != nil {
-			return fmt.Errorf("%w: %v", ErrBadRevision, err)
+			return fmt.Errorf("postsubmit: fetch %s of %s: %w", rev, r.Name, err2)
 		}
 	}
 	return b.haveCommit(ctx, r, rev)
