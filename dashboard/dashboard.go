@@ -2,7 +2,9 @@ package dashboard
 
 import (
 	"context"
+	"crypto/rand"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -251,15 +253,28 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if code == 499 {
 		return
 	}
-	if code >= 500 {
-		s.log.WithError(err).WithField("path", r.URL.Path).Warn("dashboard: page failed")
-	}
 	v := errorView{Status: code, Error: err.Error()}
+	if code >= 500 {
+		// Upstream errors name internal hosts and carry their
+		// answers: they go to the log, under an ID the page shows.
+		rid := newRequestID()
+		w.Header().Set("X-Request-Id", rid)
+		s.log.WithError(err).WithFields(logrus.Fields{"path": r.URL.Path, "request_id": rid}).Warn("dashboard: page failed")
+		v.Error = "the coordinator, trybot or corpus server did not answer; the dashboard's log has the cause under request ID " + rid
+	}
 	if wantJSON(r) {
 		writeJSON(w, code, v)
 		return
 	}
 	s.render(w, r, code, "error", "Error", v)
+}
+
+// newRequestID returns a random ID that ties an error page to its log
+// line.
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
 }
 
 func wantJSON(r *http.Request) bool { return r.URL.Query().Get("format") == "json" }

@@ -1,6 +1,8 @@
 package trybot
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -30,7 +32,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func writeErr(w http.ResponseWriter, err error) {
+// writeErr answers err with its status code. A 4xx says what was wrong
+// with the request; a 5xx says only that the trybot failed, with a
+// request ID (also in X-Request-Id) under which the cause is logged, so
+// that file paths and database errors stay out of answers.
+func (t *Trybot) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 	code := http.StatusInternalServerError
 	switch {
 	case errors.Is(err, client.ErrNotFound):
@@ -38,7 +44,22 @@ func writeErr(w http.ResponseWriter, err error) {
 	case errors.Is(err, client.ErrBadRequest):
 		code = http.StatusBadRequest
 	}
-	writeJSON(w, code, client.ErrorBody{Error: err.Error()})
+	if code < 500 {
+		writeJSON(w, code, client.ErrorBody{Error: err.Error()})
+		return
+	}
+	rid := newRequestID()
+	w.Header().Set("X-Request-Id", rid)
+	t.log.WithError(err).WithFields(map[string]any{"request_id": rid, "path": r.URL.Path}).Error("trybot: request failed")
+	writeJSON(w, code, client.ErrorBody{Error: "the trybot failed to answer; its log has the cause under request ID " + rid})
+}
+
+// newRequestID returns a random ID that ties an error answer to its log
+// line.
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
 }
 
 // live returns the in-memory version of a run being driven, which is
@@ -73,7 +94,7 @@ func (t *Trybot) serveRuns(w http.ResponseWriter, r *http.Request) {
 	}
 	runs, err := t.store.list(r.Context(), o)
 	if err != nil {
-		writeErr(w, err)
+		t.writeErr(w, r, err)
 		return
 	}
 	out := client.RunList{Runs: make([]client.Run, 0, len(runs))}
@@ -93,7 +114,7 @@ func (t *Trybot) serveRun(w http.ResponseWriter, r *http.Request) {
 	}
 	run, err := t.store.get(r.Context(), id)
 	if err != nil {
-		writeErr(w, err)
+		t.writeErr(w, r, err)
 		return
 	}
 	run = t.live(run)

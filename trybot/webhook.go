@@ -160,12 +160,17 @@ func (t *Trybot) serveAppWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := t.rerequest(r.Context(), repo.GetFullName(), sender.GetLogin(), sha, builders, delivery); err != nil {
-		t.log.WithError(err).Warn("trybot: re-request")
-		code := http.StatusServiceUnavailable
 		if errors.Is(err, client.ErrBadRequest) {
-			code = http.StatusUnprocessableEntity
+			t.log.WithError(err).Info("trybot: re-request refused")
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			return
 		}
-		http.Error(w, err.Error(), code)
+		// GitHub redelivers on 5xx. The cause (store, coordinator)
+		// is logged, not shown.
+		rid := newRequestID()
+		w.Header().Set("X-Request-Id", rid)
+		t.log.WithError(err).WithField("request_id", rid).Warn("trybot: re-request failed")
+		http.Error(w, "the re-request could not be handled now; the trybot's log has the cause under request ID "+rid, http.StatusServiceUnavailable)
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
