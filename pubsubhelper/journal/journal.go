@@ -8,9 +8,20 @@
 // Appends are group-committed and pipelined: a writer goroutine takes
 // every append queued since its last write and writes them with one
 // write; a syncer goroutine takes every batch written since its last
-// fsync, fsyncs once, then acknowledges them all. Concurrent deliveries
-// share fsyncs, and the next batch is written while the previous one is
-// being synced.
+// fsync, fsyncs once (fdatasync on Linux), then acknowledges them all.
+// Concurrent deliveries share fsyncs, and the next batch is written
+// while the previous one is being synced, so that no append waits for
+// more than the fsync under way and its own.
+//
+// Segments are preallocated: when the active segment is half full, a
+// housekeeper goroutine writes the next one ahead of time (magic, then
+// zeros up to SegmentBytes, fsynced) under a temporary name, which the
+// writer renames when it starts that segment. Records then overwrite
+// zeros already on disk, so an fdatasync changes no file metadata and
+// needs no file system journal commit: it is several times cheaper and
+// far steadier than one after an append that grows the file. The
+// housekeeper also deletes the segments retention drops, outside the
+// journal's lock.
 //
 // On-disk format, version 1 (a checked-in sample lives in
 // testdata/v1 and must keep loading):
@@ -31,8 +42,13 @@
 //	28      metaLen  JSON {"Event": pubsubtypes.Event, "Dedup": key}
 //	…       rawLen   the payload exactly as received
 //
-// A record never spans segments. A crash can leave a torn record at the
-// end of the last segment; Open cuts it (the event was never
+// A record never spans segments. A preallocated segment holds zeros
+// after its last record, up to its full size: a record header of 28
+// zero bytes (never a record's: metaLen is at least 2) ends the records.
+// Segments written before preallocation, and the first segment of a new
+// journal, simply end with their last record. A crash can leave a torn
+// record, or bytes other than zeros after the last record, at the end
+// of the last segment; Open cuts them (those events were never
 // acknowledged). A bad record inside an older segment is reported and the
 // rest of that segment skipped, leaving the file untouched.
 //
@@ -43,6 +59,7 @@ package journal
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -85,6 +102,13 @@ const (
 	// maxMeta bounds one record's metadata.
 	maxMeta = 1 << 20
 	segExt  = ".seg"
+	// spareExt names prepared segments not yet in use.
+	spareExt = ".tmp"
+	// maxPooled bounds the record buffers kept for reuse.
+	maxPooled = 256 << 10
+	// minPooled is the smallest record buffer allocated for the pool, so
+	// that most webhooks fit any pooled buffer.
+	minPooled = 64 << 10
 )
 
 // Options configures a Journal. The zero value of every field but Dir
@@ -161,15 +185,30 @@ type segment struct {
 	last  time.Time // newest event's time
 }
 
+// pending is an append on its way through the writer and the syncer.
 type pending struct {
-	ev   *pubsubtypes.Event
-	meta []byte
-	raw  []byte
-	key  string
-	off  int64
-	seg  *segment
-	err  error
-	done chan struct{}
+	ev *pubsubtypes.Event
+	// rec is the whole record, laid out by Append (lengths, metadata,
+	// payload) and completed by the writer (sequence number, time,
+	// checksum). A durable journal returns it to its pool once written;
+	// a memory journal keeps its payload part as the entry's raw.
+	rec     *[]byte
+	metaLen int
+	rawLen  int
+	key     string
+	off     int64
+	seg     *segment
+	err     error
+	done    chan struct{}
+}
+
+// spareSegment is a segment file prepared ahead of its use: its magic
+// and zeros up to SegmentBytes written and fsynced, so that records
+// later written over the zeros change no file metadata and fdatasync
+// flushes only their data, without a file system journal commit.
+type spareSegment struct {
+	f    *os.File
+	path string
 }
 
 type metaRecord struct {
@@ -186,9 +225,17 @@ type Journal struct {
 	unlock  func()
 
 	// Owned by the writer goroutine.
-	f     *os.File
-	fsize int64
-	buf   []byte
+	f           *os.File
+	fsize       int64 // end of the records in f, where the next batch goes
+	buf         []byte
+	spareWanted bool // the housekeeper was asked for a spare segment
+
+	// Owned by the housekeeper goroutine.
+	spareN int // names spare files
+
+	recs      sync.Pool     // *[]byte record buffers (durable journals)
+	wantSpare chan struct{} // writer → housekeeper: prepare a spare segment
+	kick      chan struct{} // → housekeeper: delete the files in trash
 
 	mu          sync.Mutex
 	cond        *sync.Cond
@@ -204,6 +251,8 @@ type Journal struct {
 	assigned    time.Time // newest time handed out
 	headTime    time.Time // newest committed time (or open time)
 	bytes       int64     // memory mode: retained bytes
+	spare       *spareSegment
+	trash       []string // segment files retention dropped, to delete
 	changed     chan struct{}
 	written     chan written
 	done        chan struct{}
@@ -228,6 +277,8 @@ func Open(opts Options) (*Journal, error) {
 		done:        make(chan struct{}),
 		stop:        make(chan struct{}),
 		retainDone:  make(chan struct{}),
+		wantSpare:   make(chan struct{}, 1),
+		kick:        make(chan struct{}, 1),
 	}
 	j.cond = sync.NewCond(&j.mu)
 	j.metrics = newMetrics(opts.Registry)
@@ -249,13 +300,18 @@ func Open(opts Options) (*Journal, error) {
 	j.assigned = j.headTime
 	j.retainLocked()
 	j.updateGauges()
+	j.deleteTrash()
 	go j.run()
 	go j.syncLoop()
-	go j.retainLoop()
+	go j.housekeep()
 	return j, nil
 }
 
-func (j *Journal) retainLoop() {
+// housekeep is the housekeeper goroutine: it keeps slow file system
+// work off the path of appends: it prepares the next segment when the
+// writer asks, deletes the segments retention dropped, and applies
+// retention periodically so that age applies to a quiet journal too.
+func (j *Journal) housekeep() {
 	defer close(j.retainDone)
 	t := time.NewTicker(j.opts.RetainEvery)
 	defer t.Stop()
@@ -263,8 +319,74 @@ func (j *Journal) retainLoop() {
 		select {
 		case <-t.C:
 			j.Retain()
+		case <-j.kick:
+			j.deleteTrash()
+		case <-j.wantSpare:
+			if err := j.prepareSpare(); err != nil {
+				j.opts.Log.WithError(err).Warn("journal: cannot prepare the next segment; it will be created when needed")
+			}
 		case <-j.stop:
 			return
+		}
+	}
+}
+
+// prepareSpare writes a spare segment: the magic, then zeros up to
+// SegmentBytes, fsynced, under a temporary name that the writer renames
+// when it starts the segment. Open deletes spares left by a crash.
+func (j *Journal) prepareSpare() error {
+	j.spareN++
+	p := filepath.Join(j.opts.Dir, fmt.Sprintf("spare-%d%s", j.spareN, spareExt))
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("journal: prepare segment: %w", err)
+	}
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(p)
+		return fmt.Errorf("journal: prepare segment %s: %w", p, err)
+	}
+	if _, err := f.Write([]byte(magic)); err != nil {
+		return fail(err)
+	}
+	zeros := make([]byte, min(1<<20, j.opts.SegmentBytes))
+	for off := int64(len(magic)); off < j.opts.SegmentBytes; {
+		select {
+		case <-j.stop:
+			return fail(ErrClosed)
+		default:
+		}
+		n := min(int64(len(zeros)), j.opts.SegmentBytes-off)
+		if _, err := f.Write(zeros[:n]); err != nil {
+			return fail(err)
+		}
+		off += n
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	j.mu.Lock()
+	if j.closed || j.spare != nil {
+		j.mu.Unlock()
+		f.Close()
+		os.Remove(p)
+		return nil
+	}
+	j.spare = &spareSegment{f: f, path: p}
+	j.mu.Unlock()
+	return nil
+}
+
+// deleteTrash deletes the segment files retention dropped from the
+// index, outside the lock: unlinking a large file can take a while.
+func (j *Journal) deleteTrash() {
+	j.mu.Lock()
+	trash := j.trash
+	j.trash = nil
+	j.mu.Unlock()
+	for _, p := range trash {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			j.opts.Log.WithError(err).Warn("journal: retention: cannot delete segment")
 		}
 	}
 }
@@ -303,6 +425,11 @@ func (j *Journal) load() error {
 	if err := j.loadID(); err != nil {
 		return err
 	}
+	// Spare segments a crash left behind were never used.
+	spares, _ := filepath.Glob(filepath.Join(dir, "spare-*"+spareExt))
+	for _, p := range spares {
+		os.Remove(p)
+	}
 	names, err := filepath.Glob(filepath.Join(dir, "*"+segExt))
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
@@ -327,12 +454,10 @@ func (j *Journal) load() error {
 	}
 	if n := len(j.segments); n > 0 {
 		last := j.segments[n-1]
+		// Records are written with WriteAt at fsize: over the zeros of
+		// a preallocated segment, else at the end of the file.
 		f, err := os.OpenFile(last.path, os.O_WRONLY, 0)
 		if err != nil {
-			return fmt.Errorf("journal: %w", err)
-		}
-		if _, err := f.Seek(last.size, io.SeekStart); err != nil {
-			f.Close()
 			return fmt.Errorf("journal: %w", err)
 		}
 		j.f, j.fsize = f, last.size
@@ -453,6 +578,22 @@ func (j *Journal) replay(seg *segment, last bool) error {
 			}
 			return bad("short record header")
 		}
+		if hdr == ([headerLen]byte{}) {
+			// The zeros of a preallocated segment: the records end
+			// here. In the last segment, anything but zeros after
+			// them is the torn tail of a batch never acknowledged.
+			if last {
+				clean, err := zerosFrom(f, off)
+				if err != nil {
+					return fmt.Errorf("journal: %s: %w", seg.path, err)
+				}
+				if !clean {
+					return bad("bytes after the end of the records")
+				}
+			}
+			seg.size = off
+			return nil
+		}
 		metaLen := binary.LittleEndian.Uint32(hdr[4:])
 		rawLen := binary.LittleEndian.Uint32(hdr[8:])
 		seq := int64(binary.LittleEndian.Uint64(hdr[12:]))
@@ -493,12 +634,31 @@ func (j *Journal) replay(seg *segment, last bool) error {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// zerosFrom reports whether f holds only zero bytes from off to its end.
+func zerosFrom(f *os.File, off int64) (bool, error) {
+	buf := make([]byte, 1<<20)
+	zero := make([]byte, len(buf))
+	for {
+		n, err := f.ReadAt(buf, off)
+		if !bytes.Equal(buf[:n], zero[:n]) {
+			return false, nil
+		}
+		off += int64(n)
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}
+
 // newSegment starts a segment whose first record will be seq and makes
 // it the active one; it is called from load and from the writer
 // goroutine. It returns the previous active file, which the caller closes
 // once it is synced.
 func (j *Journal) newSegment(seq int64) (*os.File, error) {
-	p := filepath.Join(j.opts.Dir, fmt.Sprintf("%020d%s", seq, segExt))
+	p := segmentPath(j.opts.Dir, seq)
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("journal: new segment: %w", err)
@@ -530,6 +690,10 @@ func (j *Journal) newSegment(seq int64) (*os.File, error) {
 // with the same key was appended before (and is still retained), nothing
 // is written and that event is returned with dup true; a concurrent
 // duplicate waits for the first to be durable.
+//
+// Append copies raw before it queues the event: the caller may reuse raw
+// as soon as Append returns, even when it returns early because ctx
+// ended.
 func (j *Journal) Append(ctx context.Context, ev *pubsubtypes.Event, raw []byte, key string) (pubsubtypes.Event, bool, error) {
 	m := metaRecord{Event: *ev, Dedup: key}
 	m.Event.Seq, m.Event.Time, m.Event.JournalID, m.Event.Raw = 0, pubsubtypes.Time{}, "", nil
@@ -540,15 +704,26 @@ func (j *Journal) Append(ctx context.Context, ev *pubsubtypes.Event, raw []byte,
 	if len(meta) > maxMeta || len(raw) > MaxRaw {
 		return pubsubtypes.Event{}, false, ErrTooLarge
 	}
-	p := &pending{meta: meta, raw: raw, key: key, done: make(chan struct{})}
+	// Lay the record out here, in the caller's goroutine, so that the
+	// single writer goroutine only completes the header and copies.
+	rec := j.recordBuf(headerLen + len(meta) + len(raw))
+	b := *rec
+	clear(b[:headerLen])
+	binary.LittleEndian.PutUint32(b[4:], uint32(len(meta)))
+	binary.LittleEndian.PutUint32(b[8:], uint32(len(raw)))
+	copy(b[headerLen:], meta)
+	copy(b[headerLen+len(meta):], raw)
+	p := &pending{rec: rec, metaLen: len(meta), rawLen: len(raw), key: key, done: make(chan struct{})}
 	j.mu.Lock()
 	if j.closed {
 		j.mu.Unlock()
+		j.releaseRecord(p)
 		return pubsubtypes.Event{}, false, ErrClosed
 	}
 	if j.broken != nil {
 		err := j.broken
 		j.mu.Unlock()
+		j.releaseRecord(p)
 		return pubsubtypes.Event{}, false, err
 	}
 	if key != "" {
@@ -556,12 +731,14 @@ func (j *Journal) Append(ctx context.Context, ev *pubsubtypes.Event, raw []byte,
 			if i := j.indexOf(seq); i >= 0 {
 				e := *j.entries[i].ev
 				j.mu.Unlock()
+				j.releaseRecord(p)
 				j.metrics.appends.WithLabelValues("duplicate").Inc()
 				return e, true, nil
 			}
 		}
 		if first, ok := j.pendingKeys[key]; ok {
 			j.mu.Unlock()
+			j.releaseRecord(p)
 			select {
 			case <-first.done:
 			case <-ctx.Done():
@@ -601,6 +778,33 @@ func (j *Journal) Append(ctx context.Context, ev *pubsubtypes.Event, raw []byte,
 	return *p.ev, false, nil
 }
 
+// recordBuf returns a buffer of n bytes for a record: from the pool in a
+// durable journal, which writes the record and forgets it, but exactly
+// sized in a memory journal, which keeps it.
+func (j *Journal) recordBuf(n int) *[]byte {
+	if !j.memory && n <= maxPooled {
+		if bp, ok := j.recs.Get().(*[]byte); ok {
+			if cap(*bp) >= n {
+				*bp = (*bp)[:n]
+				return bp
+			}
+		}
+		b := make([]byte, n, max(n, minPooled))
+		return &b
+	}
+	b := make([]byte, n)
+	return &b
+}
+
+// releaseRecord returns p's record buffer to the pool once nothing can
+// read it any more.
+func (j *Journal) releaseRecord(p *pending) {
+	if p.rec != nil && !j.memory && cap(*p.rec) <= maxPooled {
+		j.recs.Put(p.rec)
+	}
+	p.rec = nil
+}
+
 // written is a batch the writer goroutine has written (not yet synced),
 // or a segment file it has retired, on its way to the syncer.
 type written struct {
@@ -608,6 +812,7 @@ type written struct {
 	f       *os.File // the file batch was written to
 	err     error    // the write failed (and was undone)
 	rotated bool     // a new segment was started for this batch
+	dirSync bool     // a spare was renamed for this batch: fsync the directory first
 	retire  *os.File // close this file once everything before it is synced
 }
 
@@ -666,6 +871,14 @@ func (j *Journal) syncLoop() {
 		}
 		var serr error
 		if !j.memory {
+			for _, g := range group {
+				if g.dirSync && g.err == nil {
+					// The renamed spare's name must be durable before
+					// its records are acknowledged.
+					serr = syncDir(j.opts.Dir)
+					break
+				}
+			}
 			var files []*os.File
 			for _, g := range group {
 				if g.batch != nil && g.err == nil && !slices.Contains(files, g.f) {
@@ -701,10 +914,18 @@ func (j *Journal) syncLoop() {
 			j.commitLocked(g.batch, err)
 			rotated = rotated || g.rotated
 		}
+		trash := false
 		if rotated {
 			j.retainLocked()
+			trash = len(j.trash) > 0
 		}
 		j.mu.Unlock()
+		if trash {
+			select {
+			case j.kick <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 
@@ -715,8 +936,18 @@ func (j *Journal) write(batch []*pending) (w written) {
 	w.batch = batch
 	j.metrics.batch.Observe(float64(len(batch)))
 	if j.memory {
+		// The same work on the records as a durable journal, without
+		// the file.
+		for _, p := range batch {
+			sealRecord(*p.rec, p)
+		}
 		return w
 	}
+	defer func() {
+		for _, p := range batch {
+			j.releaseRecord(p)
+		}
+	}()
 	j.mu.Lock()
 	broken := j.broken
 	j.mu.Unlock()
@@ -725,12 +956,12 @@ func (j *Journal) write(batch []*pending) (w written) {
 		return w
 	}
 	if j.fsize >= j.opts.SegmentBytes {
-		old, err := j.newSegment(batch[0].ev.Seq)
+		old, dirSync, err := j.rotate(batch[0].ev.Seq)
 		if err != nil {
 			w.err = err
 			return w
 		}
-		w.rotated, w.retire = true, old
+		w.rotated, w.retire, w.dirSync = true, old, dirSync
 	}
 	w.f = j.f
 	j.mu.Lock()
@@ -740,20 +971,18 @@ func (j *Journal) write(batch []*pending) (w written) {
 	for _, p := range batch {
 		p.off = j.fsize + int64(len(buf))
 		p.seg = seg
-		buf = appendRecord(buf, p)
+		rec := *p.rec
+		sealRecord(rec, p)
+		buf = append(buf, rec...)
 	}
 	start := time.Now()
-	_, err := j.f.Write(buf)
+	_, err := j.f.WriteAt(buf, j.fsize)
 	j.metrics.write.Observe(time.Since(start).Seconds())
 	if err != nil {
 		w.err = fmt.Errorf("journal: write %s: %w", seg.path, err)
 		if terr := j.f.Truncate(j.fsize); terr != nil {
 			j.mu.Lock()
 			j.broken = fmt.Errorf("%w (and undoing it failed: %v)", w.err, terr)
-			j.mu.Unlock()
-		} else if _, serr := j.f.Seek(j.fsize, io.SeekStart); serr != nil {
-			j.mu.Lock()
-			j.broken = fmt.Errorf("%w (and seeking back failed: %v)", w.err, serr)
 			j.mu.Unlock()
 		}
 		return w
@@ -764,22 +993,58 @@ func (j *Journal) write(batch []*pending) (w written) {
 	} else {
 		j.buf = nil
 	}
+	if !j.spareWanted && j.fsize >= j.opts.SegmentBytes/2 {
+		// Half full: have the next segment ready before it is needed.
+		j.spareWanted = true
+		select {
+		case j.wantSpare <- struct{}{}:
+		default:
+		}
+	}
 	return w
 }
 
-func appendRecord(buf []byte, p *pending) []byte {
-	start := len(buf)
-	var hdr [headerLen]byte
-	binary.LittleEndian.PutUint32(hdr[4:], uint32(len(p.meta)))
-	binary.LittleEndian.PutUint32(hdr[8:], uint32(len(p.raw)))
-	binary.LittleEndian.PutUint64(hdr[12:], uint64(p.ev.Seq))
-	binary.LittleEndian.PutUint64(hdr[20:], uint64(p.ev.Time.T().UnixNano()))
-	buf = append(buf, hdr[:]...)
-	buf = append(buf, p.meta...)
-	buf = append(buf, p.raw...)
-	crc := crc32.Checksum(buf[start+4:], castagnoli)
-	binary.LittleEndian.PutUint32(buf[start:], crc)
-	return buf
+// rotate makes a new segment, whose first record will be seq, the
+// active one, and returns the previous active file, which the caller
+// closes once it is synced. It renames the prepared spare if there is
+// one (dirSync: the directory must be fsynced before the segment's
+// records are acknowledged), else it creates a segment that is not
+// preallocated rather than wait.
+func (j *Journal) rotate(seq int64) (old *os.File, dirSync bool, err error) {
+	j.mu.Lock()
+	sp := j.spare
+	j.spare = nil
+	j.mu.Unlock()
+	j.spareWanted = false
+	if sp != nil {
+		p := segmentPath(j.opts.Dir, seq)
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			if err := os.Rename(sp.path, p); err == nil {
+				old = j.f
+				j.f, j.fsize = sp.f, int64(len(magic))
+				j.mu.Lock()
+				j.segments = append(j.segments, &segment{first: seq, path: p, size: j.fsize})
+				j.mu.Unlock()
+				return old, true, nil
+			}
+		}
+		sp.f.Close()
+		os.Remove(sp.path)
+	}
+	old, err = j.newSegment(seq)
+	return old, false, err
+}
+
+func segmentPath(dir string, seq int64) string {
+	return filepath.Join(dir, fmt.Sprintf("%020d%s", seq, segExt))
+}
+
+// sealRecord completes a record laid out by Append: sequence number,
+// time and checksum.
+func sealRecord(rec []byte, p *pending) {
+	binary.LittleEndian.PutUint64(rec[12:], uint64(p.ev.Seq))
+	binary.LittleEndian.PutUint64(rec[20:], uint64(p.ev.Time.T().UnixNano()))
+	binary.LittleEndian.PutUint32(rec[0:], crc32.Checksum(rec[4:], castagnoli))
 }
 
 // commitLocked publishes a written batch to the index and wakes its
@@ -791,10 +1056,10 @@ func (j *Journal) commitLocked(batch []*pending, err error) {
 		}
 		p.err = err
 		if err == nil {
-			e := entry{ev: p.ev, seg: p.seg, off: p.off, metaLen: uint32(len(p.meta)), rawLen: uint32(len(p.raw)), key: p.key}
-			size := int64(headerLen + len(p.meta) + len(p.raw))
+			e := entry{ev: p.ev, seg: p.seg, off: p.off, metaLen: uint32(p.metaLen), rawLen: uint32(p.rawLen), key: p.key}
+			size := int64(headerLen + p.metaLen + p.rawLen)
 			if j.memory {
-				e.raw = p.raw
+				e.raw = (*p.rec)[headerLen+p.metaLen:]
 				j.bytes += size
 			} else {
 				p.seg.size += size
@@ -821,14 +1086,19 @@ func (j *Journal) commitLocked(batch []*pending, err error) {
 	}
 }
 
-// Retain enforces the retention limits now. It runs by itself after each
-// new segment; servers also call it periodically so that age applies to
-// a quiet journal.
+// Retain enforces the retention limits now, deleting what they drop
+// before it returns. The journal also applies them by itself after each
+// new segment and every Options.RetainEvery.
 func (j *Journal) Retain() {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	j.retainLocked()
+	j.mu.Unlock()
+	j.deleteTrash()
 }
+
+// retainLocked drops what the retention limits exclude from the index;
+// the segment files it drops go to trash, for deleteTrash to delete
+// outside the lock.
 
 func (j *Journal) retainLocked() {
 	cutoff := j.opts.Now().Add(-j.opts.RetentionAge)
@@ -858,10 +1128,7 @@ func (j *Journal) retainLocked() {
 			if !s.last.Before(cutoff) && total <= j.opts.RetentionBytes {
 				break
 			}
-			if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-				j.opts.Log.WithError(err).Warn("journal: retention: cannot delete segment")
-				break
-			}
+			j.trash = append(j.trash, s.path)
 			total -= s.size
 			j.segments = j.segments[1:]
 			for drop < len(j.entries) && j.entries[drop].seg == s {
@@ -1060,6 +1327,12 @@ func (j *Journal) Close() error {
 	close(j.stop)
 	<-j.retainDone
 	<-j.done
+	j.deleteTrash()
+	if sp := j.spare; sp != nil {
+		j.spare = nil
+		sp.f.Close()
+		os.Remove(sp.path)
+	}
 	var err error
 	if j.f != nil {
 		err = j.f.Close()
