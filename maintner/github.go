@@ -12,6 +12,7 @@ import (
 type githubState struct {
 	repos map[string]*GitHubRepo // "owner/repo"
 	users map[int64]*GitHubUser
+	key   []byte // scratch for repo keys
 }
 
 func (g *githubState) init() {
@@ -288,12 +289,16 @@ func (c *Corpus) repo(owner, name []byte) *GitHubRepo {
 	if !validRepoPart(owner) || !validRepoPart(name) {
 		return nil
 	}
-	key := string(owner) + "/" + string(name)
-	if r := c.github.repos[key]; r != nil {
+	// The key is built in a reused buffer: a map lookup with
+	// string(bytes) as the key does not allocate, and every issue
+	// record looks its repository up.
+	key := append(append(append(c.github.key[:0], owner...), '/'), name...)
+	c.github.key = key
+	if r := c.github.repos[string(key)]; r != nil {
 		return r
 	}
 	r := &GitHubRepo{Owner: c.str(owner), Name: c.str(name)}
-	c.github.repos[key] = r
+	c.github.repos[string(key)] = r
 	return r
 }
 

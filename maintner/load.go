@@ -57,6 +57,9 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 		// for little: the applier catches up within a segment.
 		segBatches = 16
 	)
+	if !c.opts.LoadWithGC {
+		defer pauseGC()()
+	}
 	workers := c.opts.LoadWorkers
 	// Decoded records are recycled through free (a channel rather than a
 	// sync.Pool, which the collector empties every cycle): loading then

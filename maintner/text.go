@@ -120,6 +120,9 @@ func (c *Corpus) textOf(b []byte) Text {
 	if off+int64(len(b)) > 1<<32-1 {
 		return Text{s: c.text.copy(b)}
 	}
+	// Counted like text copied into memory, so that Stats.TextBytes
+	// is the same for the same log however the corpus holds it.
+	c.text.used += int64(len(b))
 	return Text{seg: loc.seg, off: uint32(off), n: uint32(len(b))}
 }
 

@@ -152,6 +152,9 @@ func TestTextFromLogMatchesMemory(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	if a, b := refs.Stats(), mem.Stats(); a != b {
+		t.Errorf("stats of the corpus reading text from the log %+v, holding it in memory %+v", a, b)
+	}
 	refs.RLock()
 	defer refs.RUnlock()
 	mem.RLock()
