@@ -920,14 +920,46 @@ func (s *Sim) resolveRef(c *call, ref string) (string, bool) {
 	}
 	for _, cand := range []string{ref, "refs/heads/" + ref, "refs/tags/" + ref, "refs/" + ref} {
 		if sha, err := resolve(c.r.Context(), s.gitPath, c.repo.dir, cand); err == nil && sha != "" {
-			return sha, true
+			s.mu.Lock()
+			gone := c.repo.forgotten[sha]
+			s.mu.Unlock()
+			return sha, !gone
 		}
 	}
 	return "", false
 }
 
+// ForgetCommit makes the simulator answer for sha as GitHub does for a
+// commit it does not have (a repository deleted and created again, a
+// force-pushed commit garbage-collected, a simulator restarted without
+// its state): creating a check run or a status on it, and listing its
+// check runs, check suites or statuses, fail with "No commit found for
+// SHA". Pull requests and branches that point at it keep doing so.
+func (s *Sim) ForgetCommit(fullName, sha string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.repos[fullName]
+	if r == nil {
+		return fmt.Errorf("githubsim: forget commit: no repository %q", fullName)
+	}
+	if len(sha) != 40 {
+		return fmt.Errorf("githubsim: forget commit: %q is not a full commit hash", sha)
+	}
+	if r.forgotten == nil {
+		r.forgotten = map[string]bool{}
+	}
+	r.forgotten[strings.ToLower(sha)] = true
+	return nil
+}
+
+// noCommit is GitHub's answer for a commit it does not have, e.g.
+//
+//	{"message": "No commit found for SHA: 0123…", "documentation_url":
+//	 "https://docs.github.com/rest/…", "status": "422"}
 func noCommit(ref string) (int, any) {
-	return http.StatusUnprocessableEntity, errBody("No commit found for SHA: " + ref)
+	b := errBody("No commit found for SHA: " + ref)
+	b.Status = "422"
+	return http.StatusUnprocessableEntity, b
 }
 
 // commitSub serves GET /repos/{o}/{r}/commits/{ref}/{status,statuses,

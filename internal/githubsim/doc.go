@@ -18,7 +18,10 @@
 //     Link pagination, ETag/If-None-Match (a 304 does not count against
 //     the rate limit), X-RateLimit-* headers, and GitHub's error bodies:
 //     401 "Bad credentials", 404 "Not Found", 422 "Validation Failed", 400
-//     "Problems parsing JSON", 403/429 when the rate limit is exhausted;
+//     "Problems parsing JSON", 403/429 when the rate limit is exhausted,
+//     422 "No commit found for SHA: …" for check runs and statuses on a
+//     commit the repository does not have (or that ForgetCommit made it
+//     forget, as after a repository is re-created);
 //   - webhooks: JSON POSTs with X-GitHub-Event, X-GitHub-Delivery (a
 //     GUID), X-GitHub-Hook-ID, X-GitHub-Hook-Installation-Target-ID/Type,
 //     X-Hub-Signature-256 and the legacy X-Hub-Signature, User-Agent

@@ -164,6 +164,9 @@ type repo struct {
 	suites     []*checkSuite
 	statuses   []*status
 	hooks      []*hook
+	// forgotten holds commits the simulator answers for as GitHub does
+	// for a commit it does not have (see ForgetCommit), under Sim.mu.
+	forgotten map[string]bool
 }
 
 func (r *repo) fullName() string { return r.owner + "/" + r.name }
