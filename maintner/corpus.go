@@ -369,7 +369,7 @@ func (c *Corpus) Stats() Stats {
 	}
 	for _, p := range c.gerrit.projects {
 		s.GerritProjects++
-		s.GitCommits += len(p.commits)
+		s.GitCommits += p.commits.Len()
 		for _, ch := range p.Changes() {
 			s.GerritChanges++
 			s.GerritPatchSets += len(ch.PatchSets)
@@ -377,7 +377,7 @@ func (c *Corpus) Stats() Stats {
 		}
 	}
 	for _, r := range c.git.repos {
-		s.GitCommits += len(r.commits)
+		s.GitCommits += r.commits.Len()
 	}
 	return s
 }

@@ -28,14 +28,14 @@ func (g *gitState) init() {
 // GitRepo is a git repository tracked through GitMutations.
 type GitRepo struct {
 	Name    string
-	commits map[GitHash]*GitCommit
+	commits commitTable
 }
 
 // Commit returns the commit with hash h, or nil.
-func (r *GitRepo) Commit(h GitHash) *GitCommit { return r.commits[h] }
+func (r *GitRepo) Commit(h GitHash) *GitCommit { return r.commits.Get(h) }
 
 // NumCommits returns how many commits the repository holds.
-func (r *GitRepo) NumCommits() int { return len(r.commits) }
+func (r *GitRepo) NumCommits() int { return r.commits.Len() }
 
 // GitRepo returns the git repository by name, or nil. The caller holds
 // RLock.
@@ -135,10 +135,10 @@ func (c *Corpus) applyGit(d *dGit) {
 	name := c.str(d.repo)
 	r := c.git.repos[name]
 	if r == nil {
-		r = &GitRepo{Name: name, commits: make(map[GitHash]*GitCommit)}
+		r = &GitRepo{Name: name}
 		c.git.repos[name] = r
 	}
-	r.commits[d.commit.hash] = c.makeCommit(d.commit)
+	r.commits.Put(c.makeCommit(d.commit))
 }
 
 // gerritState is the Gerrit half of the corpus.
@@ -155,7 +155,7 @@ func (g *gerritState) init() {
 type GerritProject struct {
 	Name    string
 	c       *Corpus
-	commits map[GitHash]*GitCommit
+	commits commitTable
 	refs    map[string]GitHash
 	changes map[int32]*GerritChange
 }
@@ -227,7 +227,7 @@ func deriveAll(chs []*GerritChange, workers int) {
 }
 
 // Commit returns a commit of the project's repository, or nil.
-func (p *GerritProject) Commit(h GitHash) *GitCommit { return p.commits[h] }
+func (p *GerritProject) Commit(h GitHash) *GitCommit { return p.commits.Get(h) }
 
 // Ref returns the commit a non-change ref (refs/heads/..., refs/tags/...,
 // HEAD) points to.
@@ -490,7 +490,6 @@ func (c *Corpus) applyGerrit(d *dGerrit) {
 		p = &GerritProject{
 			Name:    c.str(d.project),
 			c:       c,
-			commits: make(map[GitHash]*GitCommit),
 			refs:    make(map[string]GitHash),
 			changes: make(map[int32]*GerritChange),
 		}
@@ -498,10 +497,9 @@ func (c *Corpus) applyGerrit(d *dGerrit) {
 	}
 	for i := range d.commits {
 		dc := &d.commits[i]
-		if _, ok := p.commits[dc.hash]; ok {
-			continue
+		if s := p.commits.Slot(&dc.hash); s.c == nil {
+			p.commits.Fill(s, c.makeCommit(dc))
 		}
-		p.commits[dc.hash] = c.makeCommit(dc)
 	}
 	for _, name := range d.deletedRefs {
 		if cl, ps, ok := parseChangeRef(name); ok {
@@ -579,7 +577,7 @@ func (ch *GerritChange) derive(c *Corpus) {
 		if state != nil && h == ch.stateTip {
 			break // the cached replay already holds h and its ancestors
 		}
-		gc := p.commits[h]
+		gc := p.commits.Get(h)
 		if gc == nil {
 			ch.Err = fmt.Sprintf("meta commit %s not in the log", h)
 			return
@@ -592,7 +590,7 @@ func (ch *GerritChange) derive(c *Corpus) {
 			break
 		}
 		// A chain longer than the project's commit count has a cycle.
-		if len(gc.Parents) > 1 || len(chain) > maxMetaChain || len(chain) > len(p.commits) {
+		if len(gc.Parents) > 1 || len(chain) > maxMetaChain || len(chain) > p.commits.Len() {
 			ch.Err = fmt.Sprintf("meta history at %s is not linear", gc.Hash)
 			return
 		}

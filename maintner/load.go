@@ -55,7 +55,7 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 		// about half of a 16 MiB segment of records of realistic sizes
 		// (~30 batches). Deeper costs memory (decoded records waiting)
 		// for little: the applier catches up within a segment.
-		segBatches = 16
+		segBatches = 8
 	)
 	if !c.opts.LoadWithGC {
 		defer pauseGC()()

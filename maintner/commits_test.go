@@ -1,0 +1,72 @@
+package maintner
+
+import (
+	"crypto/sha1"
+	"encoding/binary"
+	"testing"
+)
+
+func TestCommitTable(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		n    int
+		// hash makes the i-th hash.
+		hash func(i int) GitHash
+	}{
+		{name: "empty", n: 0, hash: nil},
+		{name: "one", n: 1, hash: func(i int) GitHash { return sha1.Sum([]byte{byte(i)}) }},
+		{name: "many real hashes", n: 5000, hash: func(i int) GitHash {
+			return sha1.Sum(binary.LittleEndian.AppendUint32(nil, uint32(i)))
+		}},
+		// Hashes that agree in the bytes the table indexes and tags
+		// by: every one lands in the same run of slots, and lookups
+		// must still tell them apart.
+		{name: "same index and tag bytes", n: 300, hash: func(i int) GitHash {
+			var h GitHash
+			binary.BigEndian.PutUint32(h[16:], uint32(i))
+			return h
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var tab commitTable
+			if tab.Get(GitHash{1}) != nil {
+				t.Fatal("empty table finds a commit")
+			}
+			commits := make([]*GitCommit, tc.n)
+			for i := range commits {
+				commits[i] = &GitCommit{Hash: tc.hash(i)}
+				s := tab.Slot(&commits[i].Hash)
+				if s.c != nil {
+					t.Fatalf("commit %d found before it was added", i)
+				}
+				tab.Fill(s, commits[i])
+				if tab.Len() != i+1 {
+					t.Fatalf("Len = %d after %d commits", tab.Len(), i+1)
+				}
+			}
+			for i, c := range commits {
+				if got := tab.Get(c.Hash); got != c {
+					t.Fatalf("Get(commit %d) = %p, want %p", i, got, c)
+				}
+				if s := tab.Slot(&c.Hash); s.c != c {
+					t.Fatalf("Slot(commit %d) holds %p, want %p", i, s.c, c)
+				}
+			}
+			if tab.Get(GitHash{0xff, 1, 2, 3}) != nil {
+				t.Error("found a hash never added")
+			}
+			// Put replaces and does not count twice.
+			for i, c := range commits {
+				repl := &GitCommit{Hash: c.Hash, Subject: "replaced"}
+				tab.Put(repl)
+				if tab.Get(c.Hash) != repl || tab.Len() != tc.n {
+					t.Fatalf("Put(commit %d): Get = %p (want %p), Len = %d (want %d)", i, tab.Get(c.Hash), repl, tab.Len(), tc.n)
+				}
+			}
+			tab.Put(&GitCommit{Hash: GitHash{0xee}})
+			if tab.Len() != tc.n+1 || tab.Get(GitHash{0xee}) == nil {
+				t.Errorf("Put of a new hash: Len = %d, want %d", tab.Len(), tc.n+1)
+			}
+		})
+	}
+}
