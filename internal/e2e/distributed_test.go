@@ -352,11 +352,29 @@ func (s *stack) exactlyOnce(n, ps, want int) {
 // loop on Gerrit (pass, fail, a new patch set in the middle of a run) and
 // GitHub (label, comment), kill -9 of each stateful component mid-run,
 // the dashboard's try run pages and post-submit grid, and that a corpus
-// follower sees everything maintnerd has.
+// follower sees everything maintnerd has, and so does x/build's maintner
+// client (xfollow), which follows maintnerd from the start, across its
+// kill -9.
 func TestDistributed(t *testing.T) {
 	t.Parallel()
+	// x/build's maintner client follows maintnerd from the start, in
+	// xfollow (built beside the stack's start: it takes a while).
+	type built struct {
+		bin string
+		err error
+	}
+	xbuilt := make(chan built, 1)
+	goTool, root, xdir := testenv.NeedTool(t, "go"), testenv.RepoRoot(t), t.TempDir()
+	go func() {
+		bin, err := buildXfollow(goTool, root, xdir)
+		xbuilt <- built{bin, err}
+	}()
 	s := startStack(t)
 	ctx := t.Context()
+	xb := <-xbuilt
+	must(t, xb.err)
+	xf := startXfollow(t, s, xb.bin, s.maintnerd.url+"/logs")
+	var tailed []int // changes created after maintnerd's kill -9 and restart
 
 	t.Run("GerritPass", func(t *testing.T) {
 		n := s.upload("Add ok", map[string]string{"ok.txt": "ok\n", "pass.txt": "1\n"})
@@ -442,6 +460,9 @@ func TestDistributed(t *testing.T) {
 			s.exactlyOnce(n, 1, 1)
 			if victim == "worker" {
 				s.requireRetried(n, ps[0].name)
+			}
+			if victim != "maintnerd" {
+				tailed = append(tailed, n)
 			}
 		})
 	}
@@ -593,5 +614,9 @@ func TestDistributed(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
+
+		// x/build's client, which followed maintnerd all along (across
+		// its kill -9), holds the same history.
+		checkXbuild(t, s, xf, c, tailed)
 	})
 }
