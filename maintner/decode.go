@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -589,9 +588,11 @@ type dCommit struct {
 	raw   rawCommit
 	files []dFile
 	meta  bool // isMetaCommit(raw.msg)
-	// pre, when set, is the commit's GitCommit built ahead by prebuild,
-	// lacking only what applying must intern (see Corpus.makeCommit).
-	pre *GitCommit
+	// pre, when set, is the commit's GitCommit built ahead by a
+	// prebuilder, lacking only its identities (see Corpus.makeCommit),
+	// and preText the bytes of text it holds.
+	pre     *GitCommit
+	preText int64
 }
 
 type dFile struct {
@@ -820,37 +821,6 @@ func (d *decoded) reset() {
 		sp.gerrit = g
 	}
 	*d = decoded{spare: sp}
-}
-
-// prebuild does, on a decode worker while loading, the part of applying
-// a Gerrit record's NoteDb meta commits that needs no corpus state:
-// allocating each GitCommit, copying its message (into wa, the worker's
-// own arena) and its parents. That takes work off the single goroutine
-// that applies records, which bounds how fast a log loads. Applying
-// then interns the identities and the subject (makeCommit).
-func (d *decoded) prebuild(wa *arena) {
-	if d.gerrit == nil {
-		return
-	}
-	for i := range d.gerrit.commits {
-		dc := &d.gerrit.commits[i]
-		if !dc.meta || len(dc.files) > 0 {
-			continue
-		}
-		gc := &GitCommit{
-			Hash:       dc.hash,
-			Tree:       dc.raw.tree,
-			AuthorTime: dc.raw.authorTime,
-			CommitTime: dc.raw.committerTime,
-			AuthorTZ:   dc.raw.authorTZ,
-			CommitTZ:   dc.raw.committerTZ,
-			Msg:        Text{s: wa.copy(dc.raw.msg)},
-		}
-		if len(dc.raw.parents) > 0 {
-			gc.Parents = slices.Clone(dc.raw.parents)
-		}
-		dc.pre = gc
-	}
 }
 
 // decode decodes a record payload into d, which is empty (new or reset).

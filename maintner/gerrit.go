@@ -79,55 +79,6 @@ func isMetaCommit(msg []byte) bool {
 
 var patchSetFooter = []byte("Patch-set: ")
 
-// makeCommit turns a decoded commit into a GitCommit, completing the
-// one prebuild made if there is one.
-func (c *Corpus) makeCommit(d *dCommit) *GitCommit {
-	if gc := d.pre; gc != nil {
-		d.pre = nil
-		gc.Author = c.gitPerson(d.raw.authorIdent, d.raw.authorName, d.raw.authorEmail)
-		gc.Committer = c.gitPerson(d.raw.committerIdent, d.raw.committerName, d.raw.committerEmail)
-		subject, _, _ := bytes.Cut(d.raw.msg, []byte("\n"))
-		gc.Subject = c.str(subject)
-		c.text.used += int64(len(d.raw.msg))
-		return gc
-	}
-	gc := &GitCommit{
-		Hash:       d.hash,
-		Tree:       d.raw.tree,
-		Author:     c.gitPerson(d.raw.authorIdent, d.raw.authorName, d.raw.authorEmail),
-		Committer:  c.gitPerson(d.raw.committerIdent, d.raw.committerName, d.raw.committerEmail),
-		AuthorTime: d.raw.authorTime,
-		CommitTime: d.raw.committerTime,
-		AuthorTZ:   d.raw.authorTZ,
-		CommitTZ:   d.raw.committerTZ,
-	}
-	subject := d.raw.msg
-	if i := bytes.IndexByte(subject, '\n'); i >= 0 {
-		subject = subject[:i]
-	}
-	if d.meta {
-		// The change state is derived from meta commits: keep them at
-		// hand. Their subjects ("Update patch set 3") repeat.
-		gc.Msg = Text{s: c.text.copy(d.raw.msg)}
-		gc.Subject = c.str(subject)
-	} else {
-		gc.Msg = c.textOf(d.raw.msg)
-		gc.Subject = c.text.copy(subject)
-	}
-	if len(d.raw.parents) > 0 {
-		gc.Parents = slices.Clone(d.raw.parents)
-	}
-	if len(d.files) > 0 {
-		gc.Files = make([]GitFileStat, len(d.files))
-		for i, f := range d.files {
-			gc.Files[i] = GitFileStat{Name: c.str(f.name), Added: int32(f.added), Deleted: int32(f.deleted), Binary: f.binary}
-		}
-		// slices.SortFunc, unlike sort.Slice, allocates nothing.
-		slices.SortFunc(gc.Files, func(a, b GitFileStat) int { return strings.Compare(a.Name, b.Name) })
-	}
-	return gc
-}
-
 func (c *Corpus) applyGit(d *dGit) {
 	if d.commit == nil {
 		return

@@ -85,9 +85,8 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			// wa holds the text that prebuild copies on this worker
-			// (see decoded.prebuild).
-			var wa arena
+			// pb builds the commits of this worker's records.
+			pb := newPrebuilder(refs)
 			for i := w; i < n; i += workers {
 				var buf []byte
 				select {
@@ -117,7 +116,7 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 							return fmt.Errorf("segment %s offset %d: %w", name, off, err)
 						}
 						d.loc = recordLoc{payload: payload, seg: int32(i), off: off + int64(reclog.HeaderLen(off, len(payload)))}
-						d.prebuild(&wa)
+						pb.prebuild(d)
 						cur.decs = append(cur.decs, d)
 						if len(cur.decs) == batchSize {
 							if !send(cur) {

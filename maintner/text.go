@@ -103,26 +103,30 @@ type recordLoc struct {
 // textOf makes a Text of b, a slice of the record being applied: a
 // reference into the log when the record's location is known and b is
 // long enough, else an in-memory copy.
-func (c *Corpus) textOf(b []byte) Text {
+func (c *Corpus) textOf(b []byte) Text { return textIn(&c.text, c.cur, b) }
+
+// textIn makes a Text of b, a slice of the record at loc (nil when
+// unknown): a reference into the log, or a copy in a. a.used counts the
+// bytes either way.
+func textIn(a *arena, loc *recordLoc, b []byte) Text {
 	if len(b) == 0 {
 		return Text{}
 	}
-	loc := c.cur
 	if loc == nil || len(b) < textMin {
-		return Text{s: c.text.copy(b)}
+		return Text{s: a.copy(b)}
 	}
 	d := uintptr(unsafe.Pointer(unsafe.SliceData(b))) - uintptr(unsafe.Pointer(unsafe.SliceData(loc.payload)))
 	if d > uintptr(len(loc.payload)) {
 		// Not part of the record (cannot happen for decoded fields).
-		return Text{s: c.text.copy(b)}
+		return Text{s: a.copy(b)}
 	}
 	off := loc.off + int64(d)
 	if off+int64(len(b)) > 1<<32-1 {
-		return Text{s: c.text.copy(b)}
+		return Text{s: a.copy(b)}
 	}
 	// Counted like text copied into memory, so that Stats.TextBytes
 	// is the same for the same log however the corpus holds it.
-	c.text.used += int64(len(b))
+	a.used += int64(len(b))
 	return Text{seg: loc.seg, off: uint32(off), n: uint32(len(b))}
 }
 
