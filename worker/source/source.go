@@ -10,6 +10,15 @@
 // Revisions are validated before they reach git: 4 to 64 hex digits, or a
 // refs/... name of safe characters. Repository URLs must be http, https
 // or file URLs.
+//
+// A checkout that fails for a reason that may pass (gitmirror down or
+// restarting: connection refused or reset, a 5xx answer, a timeout) is
+// retried with jittered exponential backoff for a bounded time (see
+// Options.RetryFor), so that a short gitmirror restart does not fail a
+// job; one that fails for a reason that will not pass (an unknown
+// revision, a repository that does not exist, a refused token) fails at
+// once. ErrUnavailable and ErrNotFound / ErrBadRevision tell the two
+// apart.
 package source
 
 import (
@@ -21,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -30,6 +40,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/tryd-ci/tryd/worker/artifact"
@@ -41,6 +52,10 @@ var ErrBadRevision = errors.New("bad revision or repository")
 // ErrNotFound is wrapped when neither git nor the tarball URL has the
 // revision.
 var ErrNotFound = errors.New("revision not found")
+
+// ErrUnavailable is wrapped when the source could not be fetched for a
+// transient reason (server down, 5xx, timeout) and the retries ran out.
+var ErrUnavailable = errors.New("source unavailable")
 
 // Options configures a Store.
 type Options struct {
@@ -58,8 +73,26 @@ type Options struct {
 	// to the other hosts a graph may name; git gets it through its
 	// environment (http.<prefix>.extraHeader), never on a command line.
 	Credentials []Credential
-	// Log receives fetch and fallback messages; nil discards.
+	// Log receives fetch, retry and fallback messages; nil discards.
 	Log logrus.FieldLogger
+	// Registry receives the store's metrics; nil registers nowhere.
+	Registry *prometheus.Registry
+
+	// RetryMin and RetryMax bound the pause before retrying a checkout
+	// that failed for a transient reason (defaults 250ms and 4s): it
+	// doubles from RetryMin up to RetryMax, each pause drawn between
+	// half and all of that so that workers cut off together do not come
+	// back in step.
+	RetryMin, RetryMax time.Duration
+	// RetryFor bounds the pauses of one checkout in total (default 30s,
+	// enough for a gitmirror restart, short against a job's timeout);
+	// when the next pause would pass it, the checkout fails with
+	// ErrUnavailable. Negative disables retrying.
+	RetryFor time.Duration
+	// Sleep waits d or until ctx ends, returning ctx's error then
+	// (default: a timer). Tests replace it to run retries without
+	// waiting.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // Credential is a bearer token for the repository URLs under URLPrefix.
@@ -100,6 +133,7 @@ type Store struct {
 	opts Options
 	log  logrus.FieldLogger
 	env  []string // git's environment, credentials included
+	m    *metrics
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
@@ -118,6 +152,21 @@ func New(opts Options) (*Store, error) {
 	}
 	if opts.CommandTimeout <= 0 {
 		opts.CommandTimeout = 10 * time.Minute
+	}
+	if opts.RetryMin <= 0 {
+		opts.RetryMin = 250 * time.Millisecond
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = 4 * time.Second
+	}
+	if opts.RetryMax < opts.RetryMin {
+		return nil, fmt.Errorf("source: Options.RetryMax %v is below RetryMin %v", opts.RetryMax, opts.RetryMin)
+	}
+	if opts.RetryFor == 0 {
+		opts.RetryFor = 30 * time.Second
+	}
+	if opts.Sleep == nil {
+		opts.Sleep = sleep
 	}
 	env := append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C")
 	if len(opts.Credentials) > 0 {
@@ -140,7 +189,11 @@ func New(opts Options) (*Store, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("source: %w", err)
 	}
-	return &Store{opts: opts, log: log, env: env, locks: map[string]*sync.Mutex{}}, nil
+	m, err := newMetrics(opts.Registry)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{opts: opts, log: log, env: env, m: m, locks: map[string]*sync.Mutex{}}, nil
 }
 
 // CheckRevision accepts 4 to 64 hex digits or a refs/... name made of
@@ -248,8 +301,8 @@ func (s *Store) lock(path string) *sync.Mutex {
 }
 
 // git runs a git command in the bare clone and returns its stdout.
-func (s *Store) git(ctx context.Context, gitDir string, args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.CommandTimeout)
+func (s *Store) git(parent context.Context, gitDir string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(parent, s.opts.CommandTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, s.opts.Git, append([]string{"--git-dir=" + gitDir}, args...)...)
 	cmd.Env = s.env
@@ -260,7 +313,10 @@ func (s *Store) git(ctx context.Context, gitDir string, args ...string) ([]byte,
 		if len(msg) > 500 {
 			msg = msg[:500] + "…"
 		}
-		return nil, fmt.Errorf("git %s: %w: %s", args[0], err, msg)
+		// Our own CommandTimeout ran out (not the caller's context):
+		// a hung server, worth another try.
+		timedOut := ctx.Err() == context.DeadlineExceeded && parent.Err() == nil
+		return nil, &gitError{cmd: args[0], err: err, stderr: msg, timedOut: timedOut}
 	}
 	return stdout.Bytes(), nil
 }
@@ -269,6 +325,11 @@ func (s *Store) git(ctx context.Context, gitDir string, args ...string) ([]byte,
 // not exist yet, and returns the full commit hash. It returns a release
 // function that removes the checkout (and its worktree registration); the
 // caller calls it when the job is done.
+//
+// A transient failure is retried (see Options.RetryFor); when the retries
+// run out the error wraps ErrUnavailable. A permanent one (unknown
+// revision: ErrNotFound; refused input: ErrBadRevision; a missing
+// repository or a refused token) is returned at once.
 func (s *Store) Checkout(ctx context.Context, repo, rev, dst string) (commit string, release func(), err error) {
 	if err := CheckRepoURL(repo); err != nil {
 		return "", nil, fmt.Errorf("source: %w", err)
@@ -276,10 +337,60 @@ func (s *Store) Checkout(ctx context.Context, repo, rev, dst string) (commit str
 	if err := CheckRevision(rev); err != nil {
 		return "", nil, fmt.Errorf("source: %w", err)
 	}
+	var waited time.Duration
+	for attempt := 1; ; attempt++ {
+		commit, release, err := s.checkoutOnce(ctx, repo, rev, dst)
+		if err == nil {
+			s.m.checkouts.WithLabelValues("ok").Inc()
+			if attempt > 1 {
+				s.log.WithFields(logrus.Fields{"repo": repo, "rev": rev, "attempts": attempt, "waited": waited.Round(time.Millisecond)}).
+					Info("source: fetched after retrying")
+			}
+			return commit, release, nil
+		}
+		if ctx.Err() != nil {
+			return "", nil, err
+		}
+		if !IsTransient(err) {
+			s.m.checkouts.WithLabelValues("failed").Inc()
+			return "", nil, fmt.Errorf("%w (permanent: not retried)", err)
+		}
+		d := s.backoff(attempt)
+		if s.opts.RetryFor < 0 || waited+d > s.opts.RetryFor {
+			s.m.checkouts.WithLabelValues("unavailable").Inc()
+			return "", nil, fmt.Errorf("%w after %d attempts in %v: %w", ErrUnavailable, attempt, waited.Round(time.Millisecond), err)
+		}
+		s.log.WithError(err).WithFields(logrus.Fields{"repo": repo, "rev": rev, "attempt": attempt, "retry_in": d.Round(time.Millisecond)}).
+			Warn("source: fetch failed for a transient reason; retrying")
+		s.m.retries.Inc()
+		if serr := s.opts.Sleep(ctx, d); serr != nil {
+			return "", nil, fmt.Errorf("source: checkout %s at %s: %w (while waiting to retry after: %v)", repo, rev, serr, err)
+		}
+		waited += d
+	}
+}
+
+// backoff returns the pause before retry number attempt (1 for the first):
+// RetryMin doubled per attempt, at most RetryMax, then drawn uniformly
+// from its upper half.
+func (s *Store) backoff(attempt int) time.Duration {
+	d := s.opts.RetryMax
+	if attempt < 32 {
+		if e := s.opts.RetryMin << (attempt - 1); e > 0 && e < d {
+			d = e
+		}
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// checkoutOnce is one attempt of Checkout: git, then the tarball. On
+// failure dst does not exist.
+func (s *Store) checkoutOnce(ctx context.Context, repo, rev, dst string) (string, func(), error) {
 	commit, release, gitErr := s.checkoutGit(ctx, repo, rev, dst)
 	if gitErr == nil {
 		return commit, release, nil
 	}
+	os.RemoveAll(dst)
 	if ctx.Err() != nil {
 		return "", nil, fmt.Errorf("source: checkout %s at %s: %w", repo, rev, gitErr)
 	}
@@ -288,13 +399,25 @@ func (s *Store) Checkout(ctx context.Context, repo, rev, dst string) (commit str
 		return "", nil, fmt.Errorf("source: checkout %s at %s: %w", repo, rev, gitErr)
 	}
 	s.log.WithError(gitErr).WithField("repo", repo).Warn("git checkout failed; falling back to the tarball")
-	os.RemoveAll(dst)
-	commit, err = s.downloadTarball(ctx, tu, dst)
+	commit, err := s.downloadTarball(ctx, tu, dst)
 	if err != nil {
 		os.RemoveAll(dst)
+		// The tarball's error decides whether to retry: it is the last
+		// word from the same server (git's error is kept as text).
 		return "", nil, fmt.Errorf("source: checkout %s at %s: git: %v; tarball: %w", repo, rev, gitErr, err)
 	}
 	return commit, func() { os.RemoveAll(dst) }, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 func (s *Store) checkoutGit(ctx context.Context, repo, rev, dst string) (string, func(), error) {
@@ -399,7 +522,7 @@ func (s *Store) downloadTarball(ctx context.Context, u, dst string) (string, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return "", fmt.Errorf("GET tarball: %s: %s", resp.Status, bytes.TrimSpace(msg))
+		return "", fmt.Errorf("GET tarball: %w", &statusError{code: resp.StatusCode, status: resp.Status, msg: string(bytes.TrimSpace(msg))})
 	}
 	zr, err := gzip.NewReader(resp.Body)
 	if err != nil {

@@ -23,6 +23,7 @@ type upstream struct {
 	dir     string      // work tree of <root>/proj (non-bare; served via its .git)
 	url     string      // <srv>/proj.git
 	gitFail atomic.Bool // make smart HTTP answer 500, to force the tarball path
+	tarFail atomic.Bool // make the tarball answer 503
 	// token, if set, is required as a bearer token (as a gitmirror with
 	// tokens does); auths records every Authorization header received.
 	token atomic.Pointer[string]
@@ -54,6 +55,10 @@ func newUpstream(t *testing.T) *upstream {
 			return
 		}
 		if strings.HasSuffix(r.URL.Path, ".tar.gz") {
+			if u.tarFail.Load() {
+				http.Error(w, "restarting", http.StatusServiceUnavailable)
+				return
+			}
 			rev := r.URL.Query().Get("rev")
 			if CheckRevision(rev) != nil {
 				http.Error(w, "bad rev", 400)
