@@ -33,6 +33,7 @@ func startPubsubhelper(t testing.TB, gerritSecret, githubSecret string) string {
 		GerritSecrets:   []pubsubhelper.Secret{{Server: "gerrit", Value: []byte(gerritSecret)}},
 		GitHubSecrets:   []pubsubhelper.Secret{{Server: "github", Value: []byte(githubSecret)}},
 		LongPollTimeout: time.Second,
+		OpenSubscribers: true, // on loopback, for gitmirror's subscription without a token
 	})
 	if err != nil {
 		t.Fatal(err)

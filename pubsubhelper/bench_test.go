@@ -33,7 +33,7 @@ func BenchmarkGitHubDelivery(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer j.Close()
-			s, err := New(Options{Journal: j, GitHubSecrets: []Secret{{Server: "github", Value: []byte(testGitHubSecret)}}})
+			s, err := New(Options{Journal: j, GitHubSecrets: []Secret{{Server: "github", Value: []byte(testGitHubSecret)}}, OpenSubscribers: true})
 			if err != nil {
 				b.Fatal(err)
 			}

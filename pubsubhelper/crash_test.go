@@ -39,7 +39,7 @@ func runChild(dir string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	s, err := New(Options{Journal: j, GitHubSecrets: []Secret{{Server: "github", Value: []byte(testGitHubSecret)}}})
+	s, err := New(Options{Journal: j, GitHubSecrets: []Secret{{Server: "github", Value: []byte(testGitHubSecret)}}, OpenSubscribers: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

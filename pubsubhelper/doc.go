@@ -21,10 +21,13 @@
 //	                       ?after=RFC3339Nano | ?afterseq=N&journal=ID.
 //	GET  /recent           a JSON array of recent events, newest first.
 //
-// The two GET endpoints require "Authorization: Bearer TOKEN" when
-// subscriber tokens are configured; without any they are open, as
-// x/build's are, but refuse raw payloads (?raw=1), which may hold private
-// repositories' content.
+// The two GET endpoints require "Authorization: Bearer TOKEN", one of
+// Options.SubscriberTokens, compared in constant time (as SHA-256
+// digests, so that neither time nor length tells how close a guess
+// was); 401 without it. Only a server built with OpenSubscribers and no
+// tokens serves them to anyone, as x/build's are, and refuses raw
+// payloads (?raw=1, 403), which may hold private repositories' content;
+// tryd pubsubhelper does that only on a loopback listen address.
 //
 // Accepted deliveries are answered 200 {"Seq":N,"JournalID":…} only after
 // the fsync (the journal keeps the JSON payload: the body, or its

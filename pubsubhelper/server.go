@@ -50,11 +50,17 @@ type Options struct {
 	// must present as a bearer token or basic-auth password. With none,
 	// /gerrit-webhook answers 404.
 	GerritSecrets []Secret
-	// SubscriberTokens, if any, are required (as "Authorization: Bearer
-	// TOKEN") on /waitevent and /recent. Without them those endpoints are
-	// open, as x/build's are, but serve no raw payloads (?raw=1 answers
-	// 403), since payloads may hold private repositories' content.
+	// SubscriberTokens are the tokens /waitevent and /recent require
+	// (as "Authorization: Bearer TOKEN"), several so that one can be
+	// rotated. New refuses an empty list unless OpenSubscribers is set.
 	SubscriberTokens []Secret
+	// OpenSubscribers, without SubscriberTokens, serves /waitevent and
+	// /recent to anyone, as x/build's pubsubhelper does, but no raw
+	// payloads (?raw=1 answers 403), since payloads may hold private
+	// repositories' content. Only for a server that nothing untrusted
+	// can reach: tryd pubsubhelper sets it only when it listens on
+	// loopback and no token is configured.
+	OpenSubscribers bool
 	// MaxBodyBytes bounds a webhook body (default 25 MiB, GitHub's own
 	// limit); larger bodies get 413.
 	MaxBodyBytes int64
@@ -79,6 +85,9 @@ type Options struct {
 // serve Handler with internal/httpserver.
 type Server struct {
 	opts    Options
+	// Digests of the secrets, compared instead of the secrets (see
+	// matchSecret).
+	github, gerrit, subscribers []secretDigest
 	j       *journal.Journal
 	log     logrus.FieldLogger
 	intake  *prometheus.CounterVec
@@ -100,6 +109,38 @@ const (
 	resultUnsupported  = "unsupported"
 	resultError        = "error"
 )
+
+// ErrNoSubscriberToken is returned by New for Options with neither
+// SubscriberTokens nor OpenSubscribers.
+var ErrNoSubscriberToken = errors.New("pubsubhelper: no subscriber token: /waitevent and /recent would be open to anyone (set Options.SubscriberTokens, or OpenSubscribers for a server only trusted hosts reach)")
+
+// secretDigest is a secret's SHA-256 and the server it names.
+type secretDigest struct {
+	server string
+	sum    [sha256.Size]byte
+}
+
+func digests(secrets []Secret) []secretDigest {
+	out := make([]secretDigest, len(secrets))
+	for i, s := range secrets {
+		out[i] = secretDigest{server: s.Server, sum: sha256.Sum256(s.Value)}
+	}
+	return out
+}
+
+// matchSecret compares given with every secret in constant time: it
+// compares SHA-256 digests, so that neither the time nor the length of
+// the comparison depends on how much of a secret given gets right, and
+// it looks at every secret whichever matches.
+func matchSecret(given []byte, secrets []secretDigest) (server string, ok bool) {
+	sum := sha256.Sum256(given)
+	for _, s := range secrets {
+		if subtle.ConstantTimeCompare(sum[:], s.sum[:]) == 1 && !ok {
+			server, ok = s.server, true
+		}
+	}
+	return server, ok
+}
 
 // New validates opts and returns a Server.
 func New(opts Options) (*Server, error) {
@@ -128,13 +169,17 @@ func New(opts Options) (*Server, error) {
 			}
 		}
 	}
+	if len(opts.SubscriberTokens) == 0 && !opts.OpenSubscribers {
+		return nil, ErrNoSubscriberToken
+	}
 	log := opts.Log
 	if log == nil {
 		l := logrus.New()
 		l.SetOutput(io.Discard)
 		log = l
 	}
-	s := &Server{opts: opts, j: opts.Journal, log: log}
+	s := &Server{opts: opts, j: opts.Journal, log: log,
+		github: digests(opts.GitHubSecrets), gerrit: digests(opts.GerritSecrets), subscribers: digests(opts.SubscriberTokens)}
 	s.intake = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tryd_pubsubhelper_webhooks_total",
 		Help: "Webhook deliveries, by source (github, gerrit) and result (ok, duplicate, unauthorized, malformed, too_large, unsupported, error).",
@@ -375,12 +420,7 @@ func (s *Server) gerritAuth(r *http.Request) (server string, ok bool) {
 	if given == "" {
 		return "", false
 	}
-	for _, sec := range s.opts.GerritSecrets {
-		if subtle.ConstantTimeCompare([]byte(given), sec.Value) == 1 && !ok {
-			server, ok = sec.Server, true
-		}
-	}
-	return server, ok
+	return matchSecret([]byte(given), s.gerrit)
 }
 
 // serveGerrit handles POST /gerrit-webhook: 401 (with a Basic challenge)
@@ -428,11 +468,11 @@ type subscription struct {
 	limit   int
 }
 
-// subscriberAuth checks the subscriber token, if tokens are configured,
-// and refuses raw payloads when none are. It answers 401/403 itself and
-// returns false when it did.
+// subscriberAuth checks the subscriber token, or, on a server with
+// OpenSubscribers and no tokens, refuses raw payloads. It answers
+// 401/403 itself and returns false when it did.
 func (s *Server) subscriberAuth(w http.ResponseWriter, r *http.Request, raw bool) bool {
-	if len(s.opts.SubscriberTokens) == 0 {
+	if len(s.subscribers) == 0 {
 		if raw {
 			http.Error(w, "raw payloads need a subscriber token (configure one on the server)", http.StatusForbidden)
 			return false
@@ -442,11 +482,8 @@ func (s *Server) subscriberAuth(w http.ResponseWriter, r *http.Request, raw bool
 	h := r.Header.Get("Authorization")
 	ok := false
 	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		given := []byte(strings.TrimSpace(h[7:]))
-		for _, t := range s.opts.SubscriberTokens {
-			if subtle.ConstantTimeCompare(given, t.Value) == 1 {
-				ok = true
-			}
+		if given := strings.TrimSpace(h[7:]); given != "" {
+			_, ok = matchSecret([]byte(given), s.subscribers)
 		}
 	}
 	if !ok {

@@ -462,7 +462,7 @@ func TestGerritAuthAndErrors(t *testing.T) {
 func TestXBuildShape(t *testing.T) {
 	// x/build's clients send no token: a server without subscriber
 	// tokens serves them.
-	ts := startServer(t, "", func(o *Options) { o.SubscriberTokens = nil })
+	ts := startServer(t, "", func(o *Options) { o.SubscriberTokens, o.OpenSubscribers = nil, true })
 	postGerrit(t, ts.URL, []byte(`{"type":"patchset-created","project":"go","change":{"number":39551,"url":"https://go-review.googlesource.com/39551"},"patchSet":{"number":1,"revision":"abc"}}`), bearer(testGerritSecret))
 	postGitHub(t, ts.URL, "issues", "x-1", testGitHubSecret, []byte(`{"action":"opened","repository":{"full_name":"golang/go"},"issue":{"number":7}}`), nil)
 	get := func(q string) map[string]any {
@@ -641,7 +641,7 @@ func TestSubscribeRetries(t *testing.T) {
 	ts := startServer(t, "", nil)
 	addr := strings.TrimPrefix(ts.URL, "http://")
 	ts.Stop()
-	c, _ := client.New("http://"+addr, client.Options{})
+	c, _ := client.New("http://"+addr, client.Options{Token: testSubscriberToken})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	got := make(chan *pubsubtypes.Event, 1)
@@ -675,7 +675,8 @@ func startServerAt(t *testing.T, addr string) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Options{Journal: j, GitHubSecrets: []Secret{{Server: "github", Value: []byte(testGitHubSecret)}}})
+	s, err := New(Options{Journal: j, GitHubSecrets: []Secret{{Server: "github", Value: []byte(testGitHubSecret)}},
+		SubscriberTokens: []Secret{{Server: "subscriber", Value: []byte(testSubscriberToken)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -748,8 +749,10 @@ func TestSubscriberAuth(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	locked := startServer(t, "", nil)
-	open := startServer(t, "", func(o *Options) { o.SubscriberTokens = nil })
+	locked := startServer(t, "", func(o *Options) {
+		o.SubscriberTokens = append(o.SubscriberTokens, Secret{Server: "subscriber", Value: []byte("rotated-subscriber-token")})
+	})
+	open := startServer(t, "", func(o *Options) { o.SubscriberTokens, o.OpenSubscribers = nil, true })
 	for _, tc := range []struct {
 		name     string
 		base     string
@@ -758,7 +761,11 @@ func TestSubscriberAuth(t *testing.T) {
 	}{
 		{"token required", locked.URL, "", "", 401},
 		{"wrong token", locked.URL, "", "nope", 401},
+		{"token of the wrong length", locked.URL, "", testSubscriberToken + "x", 401},
+		{"prefix of the token", locked.URL, "", testSubscriberToken[:5], 401},
+		{"gerrit secret is no subscriber token", locked.URL, "", testGerritSecret, 401},
 		{"right token", locked.URL, "", testSubscriberToken, 200},
+		{"second token", locked.URL, "", "rotated-subscriber-token", 200},
 		{"raw with token", locked.URL, "raw=1", testSubscriberToken, 200},
 		{"open server", open.URL, "", "", 200},
 		{"open server refuses raw", open.URL, "raw=1", "", 403},
@@ -773,5 +780,24 @@ func TestSubscriberAuth(t *testing.T) {
 	err := c.Subscribe(context.Background(), pubsubtypes.Cursor{}, pubsubtypes.Filter{}, client.SubscribeOptions{}, func(context.Context, *pubsubtypes.Event) error { return nil })
 	if !errors.Is(err, client.ErrUnauthorized) {
 		t.Errorf("Subscribe with a wrong token: %v, want ErrUnauthorized", err)
+	}
+}
+
+// TestSubscriberTokenRequired: a server must have subscriber tokens, or
+// be told explicitly that its subscribers are open.
+func TestSubscriberTokenRequired(t *testing.T) {
+	j, err := journal.Open(journal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if _, err := New(Options{Journal: j}); !errors.Is(err, ErrNoSubscriberToken) {
+		t.Errorf("New without subscriber tokens: %v, want ErrNoSubscriberToken", err)
+	}
+	if _, err := New(Options{Journal: j, SubscriberTokens: []Secret{{Server: "s"}}}); err == nil {
+		t.Error("New accepted an empty subscriber token")
+	}
+	if _, err := New(Options{Journal: j, OpenSubscribers: true}); err != nil {
+		t.Errorf("New with OpenSubscribers: %v", err)
 	}
 }

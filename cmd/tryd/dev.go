@@ -42,6 +42,9 @@ import (
 //	maintnerd-api-token   the token maintnerd's query API requires of the
 //	                      dashboard (0600), unless the config sets
 //	                      maintnerd.api_token or maintnerd.public_api
+//	pubsubhelper-token    the token pubsubhelper's subscriber endpoints
+//	                      require of maintnerd and gitmirror (0600),
+//	                      unless the config sets pubsubhelper.subscriber_token
 //	tryd.yaml             demo mode only: the generated configuration
 //	gerrit/, github/ ...  demo mode only: the simulators' state (dev_demo.go)
 
@@ -378,6 +381,11 @@ func (d *dev) writeTokens() error {
 			return fmt.Errorf("dev: maintnerd api token: %w", err)
 		}
 	}
+	if d.pubsubhelperTokenFile() != "" {
+		if _, err := readOrCreateSecret(d.pubsubhelperTokenFile()); err != nil {
+			return fmt.Errorf("dev: pubsubhelper subscriber token: %w", err)
+		}
+	}
 	tok, err := os.ReadFile(wt)
 	if err != nil {
 		return fmt.Errorf("dev: worker token: %w", err)
@@ -420,6 +428,27 @@ func (d *dev) maintnerdTokenFile() string {
 	return filepath.Join(d.dir, "maintnerd-api-token")
 }
 
+// pubsubhelperTokenFile is the subscriber token pubsubhelper requires,
+// generated into <data-dir>/dev, or "" when the config sets
+// pubsubhelper.subscriber_token (its components then read it from
+// there). dev always uses one: its pubsubhelper may listen where the
+// review server's webhooks reach it.
+func (d *dev) pubsubhelperTokenFile() string {
+	if d.a.cfg.Pubsubhelper.SubscriberToken.IsSet() {
+		return ""
+	}
+	return filepath.Join(d.dir, "pubsubhelper-token")
+}
+
+// pubsubhelperArgs gives a component flag the generated subscriber
+// token, as a secret reference.
+func (d *dev) pubsubhelperArgs(flag string) []string {
+	if f := d.pubsubhelperTokenFile(); f != "" {
+		return []string{flag, "file:" + f}
+	}
+	return nil
+}
+
 // maintnerdArgs gives a component flag the generated query API token.
 func (d *dev) maintnerdArgs(flag string) []string {
 	if f := d.maintnerdTokenFile(); f != "" {
@@ -453,13 +482,16 @@ func (d *dev) start(ctx context.Context, dm *demo) error {
 		switch name {
 		case "pubsubhelper":
 			run = runPubsubhelper
+			args = append(args, d.pubsubhelperArgs("--subscriber-token")...)
 		case "maintnerd":
 			run = runMaintnerd
 			args = append(args, "--pubsubhelper", d.urls["pubsubhelper"])
+			args = append(args, d.pubsubhelperArgs("--pubsubhelper-token")...)
 			args = append(args, d.maintnerdArgs("--api-token-file")...)
 		case "gitmirror":
 			run = runGitmirror
 			args = append(args, "--pubsubhelper", d.urls["pubsubhelper"])
+			args = append(args, d.pubsubhelperArgs("--pubsubhelper-token")...)
 			args = append(args, d.gitmirrorArgs("--tokens-file")...)
 		case "coordinator":
 			run = runCoordinator

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -34,6 +35,7 @@ set listen: ":8083" only behind a network boundary, with a token.`)
 	listen := fs.String("listen", "", "address to serve HTTP on (default: gitmirror.listen from the config, else "+defaultGitmirrorListen+")")
 	tokensFile := fs.String("tokens-file", "", "file of accepted tokens, one per line (default: gitmirror.tokens and gitmirror.token from the config)")
 	pubsub := fs.String("pubsubhelper", "", "base URL of a pubsubhelper to follow for nudges (default: pubsubhelper.url from the config; \"off\" disables)")
+	pubsubToken := fs.String("pubsubhelper-token", "", "subscriber token for --pubsubhelper, file:/path or env:NAME (default: pubsubhelper.subscriber_token from the config)")
 	poll := fs.Duration("poll", 0, "period of safety-net fetches (default: gitmirror.poll from the config, else 5m; negative disables)")
 	if err := a.parse(fs, cf, args); err != nil {
 		return err
@@ -66,6 +68,17 @@ set listen: ":8083" only behind a network boundary, with a token.`)
 	if err != nil {
 		return err
 	}
+	// The subscription sends pubsubhelper's subscriber token, if any.
+	var pubsubClient *http.Client
+	if *pubsub != "" {
+		token, err := pubsubhelperToken(*pubsubToken, a.cfg)
+		if err != nil {
+			return err
+		}
+		if token != "" {
+			pubsubClient = &http.Client{Transport: bearerTransport{token: token, base: http.DefaultTransport}}
+		}
+	}
 	reg := httpserver.NewRegistry()
 	log := logging.For(a.log, "gitmirror")
 	m, err := gitmirror.New(gitmirror.Options{
@@ -74,6 +87,7 @@ set listen: ":8083" only behind a network boundary, with a token.`)
 		Poll:         *poll,
 		CacheBytes:   gc.TarballCacheBytes,
 		Pubsubhelper: *pubsub,
+		HTTPClient:   pubsubClient,
 		Tokens:       tokens,
 		Log:          log,
 		Registry:     reg,

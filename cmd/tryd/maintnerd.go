@@ -39,7 +39,7 @@ API is meant to be public. /logs is always open: followers such as
 golang.org/x/build's maintner cannot send a token.`)
 	listen := fs.String("listen", "", "address to serve HTTP on (default: maintnerd.listen from the config, else 127.0.0.1:8081; set listen: \":8081\" to serve every interface)")
 	pubsub := fs.String("pubsubhelper", "", "base URL of a pubsubhelper to take nudges from (default: pubsubhelper.url from the config; \"off\" for none); without one, only reconciliation passes sync")
-	pubsubToken := fs.String("pubsubhelper-token", "", "subscriber token for --pubsubhelper, file:/path or env:NAME, when it requires one")
+	pubsubToken := fs.String("pubsubhelper-token", "", "subscriber token for --pubsubhelper, file:/path or env:NAME (default: pubsubhelper.subscriber_token from the config)")
 	apiTokenFile := fs.String("api-token-file", "", "file holding the bearer token the query API (/api/) requires (default: maintnerd.api_token from the config)")
 	publicAPI := fs.Bool("public-api", false, "serve the query API without a token on a non-loopback address (default: maintnerd.public_api from the config)")
 	if err := a.parse(fs, cf, args); err != nil {
@@ -87,16 +87,9 @@ golang.org/x/build's maintner cannot send a token.`)
 	}
 	a.log.WithField("component", "maintnerd").WithField("tracking", ing.trackedSummary()).Info("ingestion started")
 	if *pubsub != "" && *pubsub != "off" {
-		var token string
-		if *pubsubToken != "" {
-			sec, err := parseSecretRef(*pubsubToken)
-			if err != nil {
-				fmt.Fprintf(a.stderr, "tryd maintnerd: --pubsubhelper-token: %v\n", err)
-				return errUsage
-			}
-			if token, err = sec.Value(); err != nil {
-				return fmt.Errorf("--pubsubhelper-token: %w", err)
-			}
+		token, err := pubsubhelperToken(*pubsubToken, a.cfg)
+		if err != nil {
+			return err
 		}
 		ingWG.Add(1)
 		go func() {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +30,13 @@ and from --github-secret / --gerrit-secret, each a reference "file:/path" or
 one without losing deliveries. Gerrit's webhooks plugin must send its secret
 as "Authorization: Bearer SECRET" or as a basic-auth password (see
 "go doc github.com/tryd-ci/tryd/pubsubhelper"). For a Gerrit server without
-the plugin, --gerrit-ssh follows "gerrit stream-events" over SSH instead.`)
+the plugin, --gerrit-ssh follows "gerrit stream-events" over SSH instead.
+
+Subscribers (/waitevent, /recent) must send a token, "Authorization: Bearer
+TOKEN", from pubsubhelper.subscriber_token or --subscriber-token (maintnerd
+and gitmirror send pubsubhelper.subscriber_token). On a loopback address,
+without any token, they are served without one (but get no raw payloads);
+on any other address pubsubhelper refuses to start without a token.`)
 	listen := fs.String("listen", "", "address to serve HTTP on (default: pubsubhelper.listen from the config, else 127.0.0.1:8082; set listen: \":8082\" to serve every interface)")
 	journalDir := fs.String("journal-dir", "", "directory of the event journal (default: <data-dir>/pubsubhelper)")
 	noJournal := fs.Bool("no-journal", false, "keep events in memory only, without durability (benchmark baseline, experiments)")
@@ -44,7 +51,7 @@ the plugin, --gerrit-ssh follows "gerrit stream-events" over SSH instead.`)
 	sshServer := fs.String("gerrit-ssh-server", "gerrit", "server name recorded on events from --gerrit-ssh")
 	var ghFlags, gerritFlags, subFlags secretRefFlags
 	fs.Var(&ghFlags, "github-secret", "GitHub webhook secret reference, file:/path or env:NAME (repeatable; added to the config's)")
-	fs.Var(&subFlags, "subscriber-token", "token subscribers must send (Authorization: Bearer) to /waitevent and /recent, file:/path or env:NAME (repeatable); without one those are open but serve no raw payloads")
+	fs.Var(&subFlags, "subscriber-token", "token subscribers must send (Authorization: Bearer) to /waitevent and /recent, file:/path or env:NAME (repeatable; added to pubsubhelper.subscriber_token's); required off loopback")
 	fs.Var(&gerritFlags, "gerrit-secret", "Gerrit webhook shared secret reference, file:/path or env:NAME (repeatable; added to the config's)")
 	if err := a.parse(fs, cf, args); err != nil {
 		return err
@@ -82,6 +89,13 @@ the plugin, --gerrit-ssh follows "gerrit stream-events" over SSH instead.`)
 			gerritSecrets = append(gerritSecrets, v...)
 		}
 	}
+	if pc.SubscriberToken.IsSet() {
+		v, err := secretValues("subscriber", pc.SubscriberToken)
+		if err != nil {
+			return fmt.Errorf("pubsubhelper subscriber_token: %w", err)
+		}
+		subTokens = append(subTokens, v...)
+	}
 	for _, f := range []struct {
 		refs   []string
 		server string
@@ -106,6 +120,16 @@ the plugin, --gerrit-ssh follows "gerrit stream-events" over SSH instead.`)
 	}
 	if len(gerritSecrets) == 0 {
 		log.Warn("no Gerrit webhook secret configured: /gerrit-webhook answers 404")
+	}
+	// Subscribers see every event (repositories, branches, who did
+	// what): off loopback only with a token.
+	openSubscribers := false
+	if len(subTokens) == 0 {
+		if !loopbackListen(*listen) {
+			return fmt.Errorf("pubsubhelper: /waitevent and /recent would be open to anyone on %s: set pubsubhelper.subscriber_token (or --subscriber-token), which maintnerd and gitmirror send", *listen)
+		}
+		openSubscribers = true
+		log.WithField("listen", *listen).Warn("no subscriber token configured: /waitevent and /recent are open to local processes (no raw payloads)")
 	}
 
 	reg := httpserver.NewRegistry()
@@ -134,6 +158,7 @@ the plugin, --gerrit-ssh follows "gerrit stream-events" over SSH instead.`)
 		GitHubSecrets:    ghSecrets,
 		GerritSecrets:    gerritSecrets,
 		SubscriberTokens: subTokens,
+		OpenSubscribers:  openSubscribers,
 		MaxBodyBytes:     *maxBody,
 		LongPollTimeout:  *longPoll,
 		Log:              log,
@@ -188,6 +213,44 @@ func sshStreamOptions(addr, user, keyFile, knownHostsFile, server string) (sshst
 		return sshstream.Options{}, fmt.Errorf("known hosts: %w", err)
 	}
 	return sshstream.Options{Addr: addr, User: user, Signer: signer, HostKeyCallback: hostKeys, Server: server}, nil
+}
+
+// pubsubhelperToken returns the subscriber token a client of
+// pubsubhelper (maintnerd, gitmirror) sends: the secret of ref (a
+// --pubsubhelper-token flag, file:/path or env:NAME) when given, else
+// pubsubhelper.subscriber_token; the first non-empty line of either,
+// since the server accepts every line (rotation); "" when neither is set.
+func pubsubhelperToken(ref string, cfg *config.Config) (string, error) {
+	sec := cfg.Pubsubhelper.SubscriberToken
+	if ref != "" {
+		var err error
+		if sec, err = parseSecretRef(ref); err != nil {
+			return "", fmt.Errorf("--pubsubhelper-token: %w", err)
+		}
+	}
+	if !sec.IsSet() {
+		return "", nil
+	}
+	v, err := secretValues("subscriber", sec)
+	if err != nil {
+		return "", fmt.Errorf("pubsubhelper subscriber token: %w", err)
+	}
+	if len(v) == 0 {
+		return "", fmt.Errorf("pubsubhelper subscriber token %s is empty", sec)
+	}
+	return string(v[0].Value), nil
+}
+
+// bearerTransport adds "Authorization: Bearer token" to every request.
+type bearerTransport struct {
+	token string
+	base  http.RoundTripper
+}
+
+func (t bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+t.token)
+	return t.base.RoundTrip(r)
 }
 
 // secretRefFlags collects repeated secret-reference flags.

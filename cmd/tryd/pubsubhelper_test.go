@@ -5,14 +5,19 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/tryd-ci/tryd/internal/config"
 )
 
 // TestPubsubhelperCommand runs "tryd pubsubhelper" with secrets from the
@@ -101,5 +106,129 @@ func TestPubsubhelperRefusesLiteralSecret(t *testing.T) {
 	}
 	if bytes.Contains([]byte(errOut), []byte("hunter2")) {
 		t.Error("the literal secret was echoed")
+	}
+}
+
+// startPubsubhelperCommand runs "tryd pubsubhelper" with args on a
+// loopback port and returns its base URL once it answers /healthz; it
+// stops at cleanup.
+func startPubsubhelperCommand(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append([]string{"pubsubhelper", "--listen", "127.0.0.1:0", "--log-format", "json"}, args...), &stdout, &stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("exit code %d: %s", code, stderr.String())
+		}
+	})
+	addrRE := regexp.MustCompile(`"addr":"(http://[^"]+)"`)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := addrRE.FindStringSubmatch(stderr.String()); m != nil {
+			if resp, err := http.Get(m[1] + "/healthz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return m[1]
+				}
+			}
+		}
+		select {
+		case code := <-done:
+			done <- code
+			t.Fatalf("pubsubhelper exited with %d: %s", code, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pubsubhelper not healthy: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPubsubhelperSubscriberToken checks pubsubhelper.subscriber_token:
+// /waitevent and /recent refuse a missing or wrong token and accept
+// every line of the token file (rotation), and the token a client
+// sends is the first line.
+func TestPubsubhelperSubscriberToken(t *testing.T) {
+	dir := t.TempDir()
+	tokFile := filepath.Join(dir, "subscriber-token")
+	if err := os.WriteFile(tokFile, []byte("new-subscriber-token\nold-subscriber-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "tryd.yaml")
+	if err := os.WriteFile(cfgPath, []byte("pubsubhelper:\n  subscriber_token: file:"+tokFile+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := startPubsubhelperCommand(t, "--config", cfgPath, "--data-dir", filepath.Join(dir, "data"))
+	for _, tc := range []struct {
+		name, path, auth string
+		want             int
+	}{
+		{"recent without token", "/recent", "", http.StatusUnauthorized},
+		{"waitevent without token", "/waitevent?timeout=1ms", "", http.StatusUnauthorized},
+		{"wrong token", "/recent", "Bearer wrong-subscriber-token", http.StatusUnauthorized},
+		{"prefix of the token", "/recent", "Bearer new-subscriber", http.StatusUnauthorized},
+		{"empty bearer", "/recent", "Bearer ", http.StatusUnauthorized},
+		{"token as basic auth", "/recent", "Basic " + base64.StdEncoding.EncodeToString([]byte("x:new-subscriber-token")), http.StatusUnauthorized},
+		{"token", "/recent", "Bearer new-subscriber-token", http.StatusOK},
+		{"rotated token", "/waitevent?timeout=1ms", "Bearer old-subscriber-token", http.StatusOK},
+		{"raw with token", "/recent?raw=1", "Bearer new-subscriber-token", http.StatusOK},
+		{"healthz stays open", "/healthz", "", http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, base+tc.path, nil)
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("GET %s: %d, want %d", tc.path, resp.StatusCode, tc.want)
+			}
+		})
+	}
+
+	cfg := &config.Config{}
+	cfg.Pubsubhelper.SubscriberToken = config.FileSecret(tokFile)
+	if tok, err := pubsubhelperToken("", cfg); err != nil || tok != "new-subscriber-token" {
+		t.Errorf("client token from the config: %q, %v; want the first line", tok, err)
+	}
+	t.Setenv("TRYD_TEST_SUB_TOKEN", "from-env")
+	if tok, err := pubsubhelperToken("env:TRYD_TEST_SUB_TOKEN", cfg); err != nil || tok != "from-env" {
+		t.Errorf("client token from the flag: %q, %v", tok, err)
+	}
+	if _, err := pubsubhelperToken("literal", cfg); err == nil {
+		t.Error("a literal --pubsubhelper-token was accepted")
+	}
+}
+
+// TestPubsubhelperRefusesOpenSubscribers checks that pubsubhelper will
+// not serve subscribers without a token off loopback, and serves them
+// (without raw payloads) on loopback.
+func TestPubsubhelperRefusesOpenSubscribers(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("TRYD_TEST_GH_SECRET", "gh-secret")
+	code, _, errOut := runTryd(t, "pubsubhelper", "--data-dir", filepath.Join(dir, "data"), "--listen", "0.0.0.0:0", "--github-secret", "env:TRYD_TEST_GH_SECRET")
+	if code != exitFailure || !strings.Contains(errOut, "pubsubhelper.subscriber_token") {
+		t.Errorf("open subscribers off loopback: exit %d\n%s", code, errOut)
+	}
+	base := startPubsubhelperCommand(t, "--data-dir", filepath.Join(dir, "data2"))
+	for path, want := range map[string]int{"/recent": http.StatusOK, "/recent?raw=1": http.StatusForbidden} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("loopback without a token: GET %s: %d, want %d", path, resp.StatusCode, want)
+		}
 	}
 }

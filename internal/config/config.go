@@ -221,6 +221,12 @@ type Pubsubhelper struct {
 	// in bytes (default 1 GiB).
 	RetentionAge   Duration `yaml:"retention_age"`
 	RetentionBytes int64    `yaml:"retention_bytes"`
+	// SubscriberToken is the bearer token pubsubhelper's subscriber
+	// endpoints (/waitevent, /recent) require, and that maintnerd and
+	// gitmirror send (a secret reference). pubsubhelper accepts every
+	// non-empty line of it, so that a token can be rotated; clients send
+	// the first. Off loopback pubsubhelper refuses to start without one.
+	SubscriberToken Secret `yaml:"subscriber_token"`
 }
 
 // Gitmirror configures the mirrors.

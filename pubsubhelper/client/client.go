@@ -47,8 +47,10 @@ type Options struct {
 	// overall timeout, as long polls need (requests are bounded by their
 	// contexts).
 	HTTPClient *http.Client
-	// Token is the subscriber token, sent as "Authorization: Bearer",
-	// when the server requires one (and for raw payloads).
+	// Token is the subscriber token, sent as "Authorization: Bearer".
+	// tryd's pubsubhelper requires one, except when it listens on
+	// loopback with none configured (and then serves no raw payloads);
+	// x/build's requires none.
 	Token string
 }
 
@@ -58,6 +60,10 @@ func New(baseURL string, opts Options) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("pubsubhelper client: bad base URL %q", baseURL)
+	}
+	if opts.Token != "" && (strings.TrimSpace(opts.Token) != opts.Token || strings.ContainsAny(opts.Token, "\r\n")) {
+		// Never echo the token itself.
+		return nil, errors.New("pubsubhelper client: the subscriber token has surrounding spaces or line breaks")
 	}
 	hc := opts.HTTPClient
 	if hc == nil {
