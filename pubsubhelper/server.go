@@ -84,14 +84,14 @@ type Options struct {
 // Server is pubsubhelper's HTTP handler. It does not listen by itself;
 // serve Handler with internal/httpserver.
 type Server struct {
-	opts Options
+	opts    Options
+	j       *journal.Journal
+	log     logrus.FieldLogger
+	intake  *prometheus.CounterVec
+	handler http.Handler
 	// Digests of the secrets, compared instead of the secrets (see
 	// matchSecret).
 	github, gerrit, subscribers []secretDigest
-	j                           *journal.Journal
-	log                         logrus.FieldLogger
-	intake                      *prometheus.CounterVec
-	handler                     http.Handler
 	// bodies recycles webhook body buffers (*bytes.Buffer): a body is
 	// garbage once journaled (Append copies it), and at thousands of
 	// deliveries a second, 10-30 KB each, bodies would be most of what
