@@ -423,12 +423,10 @@ func TestDistributed(t *testing.T) {
 	})
 
 	// kill -9 one component at a time while a build runs; after its
-	// restart the run completes and is reported exactly once.
-	// (gitmirror is not among them yet: a worker that cannot fetch the
-	// source fails the attempt as an infrastructure failure, and the
-	// coordinator retries it at once, so all attempts are spent within
-	// the second gitmirror needs to restart.)
-	for _, victim := range []string{"maintnerd", "trybot", "coordinator", "worker", "pubsubhelper"} {
+	// restart the run completes and is reported exactly once. (maintnerd
+	// comes first: the changes after it are the ones x/build's tail,
+	// which started before, must have seen across the restart.)
+	for _, victim := range []string{"maintnerd", "trybot", "coordinator", "worker", "pubsubhelper", "gitmirror"} {
 		t.Run("Kill9-"+victim, func(t *testing.T) {
 			n := s.upload("Survive "+victim, map[string]string{"ok.txt": "ok\n", "slow.txt": "3\n", victim + ".txt": "1\n"})
 			s.waitRunning(client.ReviewGerrit, n, 1)
@@ -442,6 +440,8 @@ func TestDistributed(t *testing.T) {
 				ps = []*proc{s.coord}
 			case "pubsubhelper":
 				ps = []*proc{s.pubsub}
+			case "gitmirror":
+				ps = []*proc{s.gitmirror}
 			case "worker":
 				// The worker running the job: it loses the job, which
 				// runs again (on either worker) after the heartbeat
@@ -466,6 +466,22 @@ func TestDistributed(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("GitmirrorDownAtVote", func(t *testing.T) {
+		// gitmirror is down when the change is voted on and comes back
+		// a moment later: the trybot waits for it to have the revision
+		// (the vote's fetch nudge was lost with the process), and the
+		// workers fetch from it (retrying, in worker/source, should it
+		// go away again in between).
+		s.gitmirror.kill9()
+		n := s.upload("Gitmirror was down", map[string]string{"ok.txt": "ok\n", "down.txt": "1\n"})
+		time.Sleep(1500 * time.Millisecond)
+		s.gitmirror.restart()
+		s.waitResult(n, 90*time.Second)
+		time.Sleep(time.Second) // time for a duplicate to show
+		s.exactlyOnce(n, 1, 1)
+		tailed = append(tailed, n)
+	})
 
 	t.Run("GitmirrorClosed", func(t *testing.T) {
 		// Every source above came through gitmirror with its token; a
