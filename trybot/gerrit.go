@@ -123,9 +123,9 @@ func (g *gerritReporter) changeID(r *client.Run) string {
 // find reports whether the change already has the trybot's message for
 // run r whose first line starts with prefix.
 func (g *gerritReporter) find(ctx context.Context, r *client.Run, prefix string) (bool, error) {
-	info, _, err := g.ri.gerrit.c.Changes.GetChangeDetail(ctx, g.changeID(r), nil)
+	info, resp, err := g.ri.gerrit.c.Changes.GetChangeDetail(ctx, g.changeID(r), nil)
 	if err != nil {
-		return false, fmt.Errorf("gerrit: get change %d: %w", r.Change, err)
+		return false, fmt.Errorf("gerrit: get change %d: %w", r.Change, withStatus(err, gerritHTTP(resp)))
 	}
 	marker := runMarker(r.ID)
 	for _, m := range info.Messages {
@@ -145,16 +145,24 @@ func (g *gerritReporter) find(ctx context.Context, r *client.Run, prefix string)
 	return false, nil
 }
 
+// gerritHTTP returns the HTTP response of a go-gerrit call, or nil.
+func gerritHTTP(resp *gerrit.Response) *http.Response {
+	if resp == nil {
+		return nil
+	}
+	return resp.Response
+}
+
 func (g *gerritReporter) post(ctx context.Context, r *client.Run, prefix, msg string, labels map[string]int) error {
 	found, err := g.find(ctx, r, prefix)
 	if err != nil || found {
 		return err
 	}
-	_, _, err = g.ri.gerrit.c.Changes.SetReview(ctx, g.changeID(r), strconv.Itoa(int(r.PatchSet)), &gerrit.ReviewInput{
+	_, resp, err := g.ri.gerrit.c.Changes.SetReview(ctx, g.changeID(r), strconv.Itoa(int(r.PatchSet)), &gerrit.ReviewInput{
 		Message: msg, Tag: MessageTag, Labels: labels,
 	})
 	if err != nil {
-		return fmt.Errorf("gerrit: review change %d patch set %d: %w", r.Change, r.PatchSet, err)
+		return fmt.Errorf("gerrit: review change %d patch set %d: %w", r.Change, r.PatchSet, withStatus(err, gerritHTTP(resp)))
 	}
 	return nil
 }

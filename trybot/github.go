@@ -319,14 +319,25 @@ func (t *Trybot) refuse(ctx context.Context, w want) error {
 	body := fmt.Sprintf("Hi @%s, thanks for asking! Only people with write access to %s can start TryBots, so nothing ran. A maintainer can add the %q label or comment %q to run them.\n\n%s",
 		w.perm, w.repo.cfg.Slug, t.ghLabel, t.command, marker)
 	found, err := g.hasComment(ctx, w.repo, w.replyTo, marker)
+	if err == nil && !found {
+		_, _, err = g.c.Issues.CreateComment(ctx, w.repo.owner, w.repo.name, int(w.replyTo), &github.IssueComment{Body: github.String(body)})
+		if err != nil {
+			err = fmt.Errorf("github: reply to %s#%d: %w", w.repo.cfg.Slug, w.replyTo, err)
+		}
+	}
+	if rf := asRefusal(err); rf != nil {
+		// The pull request is gone or locked: the reply can never be
+		// posted. Say so once and stop asking.
+		t.metrics.posts.WithLabelValues(client.ReviewGitHub, "refusal", "refused").Inc()
+		t.log.WithError(err).WithFields(map[string]any{"repo": w.repo.cfg.Name, "pr": w.replyTo, "status": rf.status}).
+			Error("trybot: GitHub refused the reply to a refused request for good; not retrying it")
+		return t.store.mark(ctx, w.refusalKey)
+	}
 	if err != nil {
+		t.metrics.posts.WithLabelValues(client.ReviewGitHub, "refusal", "error").Inc()
 		return err
 	}
 	if !found {
-		if _, _, err := g.c.Issues.CreateComment(ctx, w.repo.owner, w.repo.name, int(w.replyTo), &github.IssueComment{Body: github.String(body)}); err != nil {
-			t.metrics.posts.WithLabelValues(client.ReviewGitHub, "refusal", "error").Inc()
-			return fmt.Errorf("github: reply to %s#%d: %w", w.repo.cfg.Slug, w.replyTo, err)
-		}
 		t.metrics.posts.WithLabelValues(client.ReviewGitHub, "refusal", "ok").Inc()
 	}
 	t.log.WithFields(map[string]any{"repo": w.repo.cfg.Name, "pr": w.replyTo, "user": w.perm}).Info("trybot: request refused (no write permission)")

@@ -239,7 +239,7 @@ func New(ctx context.Context, opts Options) (*Trybot, error) {
 func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	m := &metrics{
 		runs:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tryd_trybot_runs_total", Help: "Try runs by review system and final state."}, []string{"review", "state"}),
-		posts:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tryd_trybot_posts_total", Help: "Posts to review systems by review system, kind and result."}, []string{"review", "kind", "result"}),
+		posts:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tryd_trybot_posts_total", Help: "Posts to review systems by review system, kind and result (ok; error: retried; refused: a permanent 4xx, not retried)."}, []string{"review", "kind", "result"}),
 		scans:   prometheus.NewCounter(prometheus.CounterOpts{Name: "tryd_trybot_scans_total", Help: "Scans of the corpus for work."}),
 		scanDur: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tryd_trybot_scan_seconds", Help: "Time of one scan of the corpus.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}),
 		startLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tryd_trybot_submit_seconds", Help: "Time from a run's creation to all its builds being submitted.",
@@ -677,6 +677,7 @@ func cloneRun(r *client.Run) *client.Run {
 	c.Builders = slices.Clone(r.Builders)
 	c.Unknown = slices.Clone(r.Unknown)
 	c.Builds = slices.Clone(r.Builds)
+	c.ReportErrors = slices.Clone(r.ReportErrors)
 	for i := range c.Builds {
 		c.Builds[i].Failed = slices.Clone(c.Builds[i].Failed)
 	}
@@ -1139,7 +1140,8 @@ func (p permanent) Error() string { return p.err.Error() }
 func (p permanent) Unwrap() error { return p.err }
 
 // retry calls f until it succeeds, returns a permanent error, or ctx
-// ends, with exponential backoff between RetryMin and RetryMax.
+// ends, with exponential backoff between RetryMin and RetryMax (longer
+// when GitHub says when its rate limit resets).
 func (t *Trybot) retry(ctx context.Context, what string, f func() error) error {
 	d := t.opts.RetryMin
 	for {
@@ -1154,11 +1156,12 @@ func (t *Trybot) retry(ctx context.Context, what string, f func() error) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		t.log.WithError(err).WithField("retry_in", d).Warnf("trybot: %s failed", what)
+		wait := retryAfter(err, d, t.opts.Now())
+		t.log.WithError(err).WithField("retry_in", wait).Warnf("trybot: %s failed", what)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(d):
+		case <-time.After(wait):
 		}
 		d = min(2*d, t.opts.RetryMax)
 	}
@@ -1169,6 +1172,12 @@ func (t *Trybot) retry(ctx context.Context, what string, f func() error) error {
 // crash between posting and recording), and otherwise posts (retrying
 // until it succeeds) and records. The run's lock is held while posting so
 // that a superseded run posts nothing more.
+//
+// A refusal that retrying cannot change (see permanentStatus; e.g.
+// GitHub's 422 "No commit found for SHA" after a force-push) ends the
+// retries: it is logged, added to the run's ReportErrors (shown on the
+// dashboard) and recorded as done, so that neither this trybot nor a
+// restarted one tries it again, and the run goes on.
 func (t *Trybot) postOnce(ctx context.Context, ar *activeRun, what string, post func(ctx context.Context, r *client.Run) (string, error)) error {
 	done, _, err := t.store.posted(ctx, ar.run.ID, what)
 	if err != nil || done {
@@ -1183,13 +1192,29 @@ func (t *Trybot) postOnce(ctx context.Context, ar *activeRun, what string, post 
 		}
 		ext, err := post(ctx, cloneRun(ar.run))
 		if err != nil {
+			if rf := asRefusal(err); rf != nil {
+				t.metrics.posts.WithLabelValues(ar.run.Review, kind, "refused").Inc()
+				return permanent{rf}
+			}
 			t.metrics.posts.WithLabelValues(ar.run.Review, kind, "error").Inc()
 			return err
 		}
 		t.metrics.posts.WithLabelValues(ar.run.Review, kind, "ok").Inc()
 		return t.store.recordPost(ctx, ar.run.ID, what, ext)
 	})
-	return err
+	var rf *refusal
+	if !errors.As(err, &rf) {
+		return err
+	}
+	t.log.WithError(rf.err).WithFields(logrus.Fields{"run": ar.run.ID, "repo": ar.run.Repo, "change": ar.run.Change, "what": what, "status": rf.status}).
+		Error("trybot: the review server refused a post for good; not retrying it")
+	now := t.opts.Now().UTC()
+	if err := t.save(ctx, ar, func(r *client.Run) {
+		r.ReportErrors = append(r.ReportErrors, client.ReportError{What: what, Status: rf.status, Error: rf.msg, At: now})
+	}); err != nil {
+		return err
+	}
+	return t.store.recordPost(ctx, ar.run.ID, what, fmt.Sprintf("refused:%d", rf.status))
 }
 
 // Links to the dashboard.

@@ -15,6 +15,9 @@
 // are {"error": "message"} with 400 (bad query), 404 (no such run), 500
 // or 503 (store trouble: retry).
 //
+// A run lists in "report_errors" ({"what", "status", "error", "at"}) the
+// posts that Gerrit or GitHub refused for good (see ReportError).
+//
 // A failed job of a failed build carries "classification" once the trybot
 // has compared it with a rerun and with the base revision: "new" (passes
 // at base), "pre-existing" (fails at base too) or "flaky" (passed when run
@@ -104,6 +107,24 @@ type Run struct {
 	// DurationMS is from creation to finish (or to now while running).
 	DurationMS int64   `json:"duration_ms"`
 	Builds     []Build `json:"builds"`
+	// ReportErrors lists what the review system refused for good (an
+	// HTTP 4xx that retrying cannot change, such as GitHub's 422 "No
+	// commit found for SHA" once a force-push removed the commit): the
+	// trybot recorded the failure and stopped retrying it. Transient
+	// failures (5xx, rate limits) are retried and never appear here.
+	ReportErrors []ReportError `json:"report_errors,omitempty"`
+}
+
+// ReportError is one post the review system refused for good.
+type ReportError struct {
+	// What was being posted: "begin", "started:<builder>",
+	// "done:<builder>" or "result".
+	What string `json:"what"`
+	// Status is the HTTP status of the refusal.
+	Status int `json:"status"`
+	// Error is the review system's message.
+	Error string    `json:"error"`
+	At    time.Time `json:"at"`
 }
 
 // BuildState is the state of one builder's build within a run: the
