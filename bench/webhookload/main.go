@@ -5,7 +5,10 @@
 // pubsubhelper for a fixed time, and prints the accepted rate and the
 // acknowledgement latency percentiles as one line:
 //
-//	RESULT accepted=N errors=N rate=R p50_ms=X p99_ms=Y
+//	RESULT accepted=N errors=N rate=R p50_ms=X p99_ms=Y … cpu_us=C
+//
+// where C is the generator's own CPU time (user+sys) per request sent,
+// warm-up included, so that its share of the shared cores is known.
 //
 // Each sender owns one keep-alive HTTP/1.1 connection, as a webhook
 // sender's connection pool would hold, writes each request in one write
@@ -37,6 +40,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -88,6 +92,7 @@ func main() {
 	}
 
 	var (
+		sent     atomic.Int64
 		seq      atomic.Int64
 		measure  atomic.Bool
 		stop     atomic.Bool
@@ -122,6 +127,7 @@ func main() {
 					keep, err = c.roundTrip(req)
 				}
 				d := time.Since(start)
+				sent.Add(1)
 				if !keep && c != nil {
 					c.close()
 					c = nil
@@ -170,8 +176,12 @@ func main() {
 		i := int(q * float64(len(lat)-1))
 		return float64(lat[i].Microseconds()) / 1000
 	}
-	fmt.Printf("RESULT accepted=%d errors=%d rate=%.0f p50_ms=%.2f p99_ms=%.2f payloads=%d senders=%d seconds=%.1f\n",
-		accepted, errs, float64(accepted)/elapsed.Seconds(), pct(0.50), pct(0.99), len(payloads), *senders, elapsed.Seconds())
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	fmt.Printf("RESULT accepted=%d errors=%d rate=%.0f p50_ms=%.2f p99_ms=%.2f payloads=%d senders=%d seconds=%.1f cpu_us=%.0f\n",
+		accepted, errs, float64(accepted)/elapsed.Seconds(), pct(0.50), pct(0.99), len(payloads), *senders, elapsed.Seconds(),
+		float64(cpu.Microseconds())/float64(max(sent.Load(), 1)))
 	if accepted == 0 {
 		os.Exit(1)
 	}

@@ -9,6 +9,8 @@ import (
 // metrics are the journal's Prometheus collectors, with fixed labels.
 type metrics struct {
 	appends   *prometheus.CounterVec
+	appendOK  prometheus.Counter // appends{result="ok"}, looked up once
+	latency   prometheus.Histogram
 	write     prometheus.Histogram
 	fsync     prometheus.Histogram
 	batch     prometheus.Histogram
@@ -26,6 +28,11 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "tryd_pubsubhelper_journal_appends_total",
 			Help: "Events appended to the journal, by result (ok, duplicate, error).",
 		}, []string{"result"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tryd_pubsubhelper_journal_append_seconds",
+			Help:    "Time from an append to its event being durable (queueing, write, fsync), for appends that were written.",
+			Buckets: prometheus.ExponentialBuckets(0.00025, 2, 14),
+		}),
 		write: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "tryd_pubsubhelper_journal_write_seconds",
 			Help:    "Time to write one group commit to the segment (before its fsync).",
@@ -50,6 +57,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	}
 	if reg != nil {
 		m.appends = register(reg, m.appends)
+		m.latency = register(reg, m.latency)
 		m.write = register(reg, m.write)
 		m.fsync = register(reg, m.fsync)
 		m.batch = register(reg, m.batch)
@@ -60,6 +68,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		m.tornTails = register(reg, m.tornTails)
 		m.corrupt = register(reg, m.corrupt)
 	}
+	m.appendOK = m.appends.WithLabelValues("ok")
 	return m
 }
 
