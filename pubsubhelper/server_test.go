@@ -783,6 +783,18 @@ func TestSubscriberAuth(t *testing.T) {
 	}
 }
 
+// TestClientRejectsMalformedToken: a token that cannot be sent as a
+// header value is refused when the client is made, not on every poll.
+func TestClientRejectsMalformedToken(t *testing.T) {
+	for _, tok := range []string{"s3cr3t-value\n", " s3cr3t-value", "s3cr3t\r-value"} {
+		if _, err := client.New("http://127.0.0.1:1", client.Options{Token: tok}); err == nil {
+			t.Errorf("token %q accepted", tok)
+		} else if strings.Contains(err.Error(), strings.TrimSpace(tok)) {
+			t.Errorf("the error shows the token: %v", err)
+		}
+	}
+}
+
 // TestSubscriberTokenRequired: a server must have subscriber tokens, or
 // be told explicitly that its subscribers are open.
 func TestSubscriberTokenRequired(t *testing.T) {

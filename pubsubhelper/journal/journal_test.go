@@ -498,7 +498,11 @@ func FuzzReplay(f *testing.F) {
 	if b, err := os.ReadFile(filepath.Join("testdata", "v1", "00000000000000000001.seg")); err == nil {
 		f.Add(b[len(magic):])
 		f.Add(b[len(magic) : len(b)-7])
+		// Preallocated: zeros after the records, and bytes after those.
+		f.Add(append(append([]byte(nil), b[len(magic):]...), make([]byte, 100)...))
+		f.Add(append(append(append([]byte(nil), b[len(magic):]...), make([]byte, 100)...), 7))
 	}
+	f.Add(append(make([]byte, headerLen), 1))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, "00000000000000000001.seg"), append([]byte(magic), data...), 0o644)
