@@ -1156,7 +1156,10 @@ func (j *Journal) retainLocked() {
 			delete(j.keys, e.key)
 		}
 	}
-	j.entries = append([]entry(nil), j.entries[drop:]...)
+	// Reslice rather than copy the index under the lock: the next
+	// append that outgrows the array moves only the live entries.
+	clear(j.entries[:drop])
+	j.entries = j.entries[drop:]
 	j.updateGauges()
 }
 
