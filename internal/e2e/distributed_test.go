@@ -481,6 +481,9 @@ func TestDistributed(t *testing.T) {
 		time.Sleep(time.Second) // time for a duplicate to show
 		s.exactlyOnce(n, 1, 1)
 		tailed = append(tailed, n)
+		// Whether a worker got to see gitmirror down depends on timing
+		// (worker/source's own test makes sure it does); say if it did.
+		t.Logf("workers retried a source fetch %d times", strings.Count(s.logs.String(), "fetch failed for a transient reason"))
 	})
 
 	t.Run("GitmirrorClosed", func(t *testing.T) {
