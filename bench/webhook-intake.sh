@@ -55,7 +55,7 @@ run() {
 	pid=$!
 	local url=
 	for _ in $(seq 100); do
-		url=$(sed -n 's/.*"addr":"\(http:[^"]*\)".*/\1/p' "$log" | head -1)
+		url=$(sed -n 's/.*"addr":"\(http:[^"]*\)".*/\1/p' "$log" 2>/dev/null | head -1)
 		[ -n "$url" ] && break
 		sleep 0.1
 	done
