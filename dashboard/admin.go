@@ -187,7 +187,11 @@ func (s *Server) serveForce(w http.ResponseWriter, r *http.Request) error {
 	if builder == "" {
 		return badRequest("build %d has no builder label: nothing to rebuild", id)
 	}
-	g, err := s.opts.Planner.Plan(builder, graph.Source{Repo: b.Source.Repo, Revision: b.Source.Revision})
+	planner := s.opts.Planner
+	if k := b.Labels["kind"]; (k == "try" || k == "base") && s.opts.TryPlanner != nil {
+		planner = s.opts.TryPlanner
+	}
+	g, err := planner.Plan(builder, graph.Source{Repo: b.Source.Repo, Revision: b.Source.Revision})
 	if err != nil {
 		return badRequest("plan %s: %v", builder, err)
 	}

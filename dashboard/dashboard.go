@@ -64,6 +64,11 @@ type Options struct {
 	// have at least 16 characters: /login accepts guesses without limit.
 	Planner    Planner
 	AdminToken string
+	// TryPlanner, when set, plans force builds of try builds (kind "try"
+	// or "base"), so that a rebuilt change under test stays in the try
+	// trust domain (trybot.try_labels) while Planner plans post-submit,
+	// periodic and forced builds (trybot.postsubmit_labels).
+	TryPlanner Planner
 	// LogTailLines is how many lines of a failed job's log the try run
 	// page shows (default 30).
 	LogTailLines int

@@ -2,6 +2,7 @@ package trybot
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -66,6 +67,27 @@ func NewBuilders(bs []config.Builder, aliases map[string][]string) (*Builders, e
 		b.aliases[strings.ToLower(a)] = slices.Clone(names)
 	}
 	return b, nil
+}
+
+// WithLabels returns copies of bs whose labels also hold extra (the
+// trust domain's worker labels: trybot.try_labels for try runs,
+// trybot.postsubmit_labels for post-submit builds), so that every job of
+// their graphs, and every job a Go planner job plans, requires them. The
+// labels are part of job IDs, so the two domains share no cached
+// results either: a try run cannot plant a result that a post-submit
+// build would reuse. bs is not modified.
+func WithLabels(bs []config.Builder, extra map[string]string) []config.Builder {
+	out := slices.Clone(bs)
+	if len(extra) == 0 {
+		return out
+	}
+	for i := range out {
+		l := make(map[string]string, len(out[i].Labels)+len(extra))
+		maps.Copy(l, out[i].Labels)
+		maps.Copy(l, extra)
+		out[i].Labels = l
+	}
+	return out
 }
 
 // Names returns every builder name, sorted.

@@ -218,7 +218,9 @@ func New(ctx context.Context, opts Options) (*Trybot, error) {
 		t.flakyRetries = max(0, *cfg.Trybot.FlakyRetries)
 	}
 	var err error
-	if t.builders, err = NewBuilders(cfg.Builders, cfg.Trybot.Aliases); err != nil {
+	// Try runs (and their reruns and base builds) run in the try trust
+	// domain: on workers with trybot.try_labels.
+	if t.builders, err = NewBuilders(WithLabels(cfg.Builders, cfg.Trybot.TryLabels), cfg.Trybot.Aliases); err != nil {
 		return nil, err
 	}
 	if t.classifier, err = t.newClassifier(); err != nil {

@@ -79,11 +79,18 @@ config, signed-in admins can force builds.`)
 		opts.Repos = append(opts.Repos, dashboard.Repo{Name: r.Name, Branches: r.Branches})
 	}
 	if len(a.cfg.Builders) > 0 {
-		b, err := trybot.NewBuilders(a.cfg.Builders, a.cfg.Trybot.Aliases)
+		// Force builds stay in their trust domain: post-submit
+		// labels, try labels for rebuilt try builds.
+		b, err := trybot.NewBuilders(trybot.WithLabels(a.cfg.Builders, a.cfg.Trybot.PostSubmitLabels), a.cfg.Trybot.Aliases)
 		if err != nil {
 			return err
 		}
 		opts.Planner = b
+		tb, err := trybot.NewBuilders(trybot.WithLabels(a.cfg.Builders, a.cfg.Trybot.TryLabels), a.cfg.Trybot.Aliases)
+		if err != nil {
+			return err
+		}
+		opts.TryPlanner = tb
 	}
 	if adminToken == "" {
 		a.log.Info("dashboard: no admin token configured: force builds are off")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -242,6 +243,41 @@ func TestDeployExamples(t *testing.T) {
 			t.Errorf("no manifest runs tryd %s", name)
 		}
 	}
+	t.Run("a worker pool per trust domain", func(t *testing.T) {
+		var pools []map[string]string
+		for _, m := range ms {
+			for _, c := range m.Spec.Template.Spec.Containers {
+				argv := containerArgv(t, c.Command, c.Args)
+				if len(argv) == 0 || argv[0] != "worker" {
+					continue
+				}
+				labels := maps.Clone(cfg.Worker.Labels)
+				if labels == nil {
+					labels = map[string]string{}
+				}
+				for _, a := range argv {
+					if kv, ok := strings.CutPrefix(a, "--label="); ok {
+						k, v, _ := strings.Cut(kv, "=")
+						labels[k] = v
+					}
+				}
+				pools = append(pools, labels)
+			}
+		}
+		for name, want := range map[string]map[string]string{"trybot.try_labels": cfg.Trybot.TryLabels, "trybot.postsubmit_labels": cfg.Trybot.PostSubmitLabels} {
+			found := false
+			for _, p := range pools {
+				ok := true
+				for k, v := range want {
+					ok = ok && p[k] == v
+				}
+				found = found || ok
+			}
+			if !found {
+				t.Errorf("no worker pool has %s %v (pools: %v)", name, want, pools)
+			}
+		}
+	})
 
 	t.Run("systemd unit flags", func(t *testing.T) {
 		data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "deploy", "systemd", "tryd-worker.service"))

@@ -55,12 +55,15 @@ func newPostsubmit(a *app, f postsubmitFlags) (*postsubmit.Builder, *api.Client,
 	if err != nil {
 		return nil, nil, err
 	}
-	plain, err := trybot.NewBuilders(a.cfg.Builders, a.cfg.Trybot.Aliases)
+	// Post-submit builds run trusted code in their own trust domain:
+	// on workers with trybot.postsubmit_labels.
+	builders := trybot.WithLabels(a.cfg.Builders, a.cfg.Trybot.PostSubmitLabels)
+	plain, err := trybot.NewBuilders(builders, a.cfg.Trybot.Aliases)
 	if err != nil {
 		return nil, nil, err
 	}
 	// Builders with planner "go" get the per-package Go planner.
-	planner := goplan.WithGoPlanner(a.cfg.Builders, plain)
+	planner := goplan.WithGoPlanner(builders, plain)
 	var repos []postsubmit.Repo
 	for _, r := range a.cfg.Repos {
 		repos = append(repos, postsubmit.Repo{Name: r.Name, URL: gm.RepoURL(r.Name), Branches: r.Branches})
@@ -73,7 +76,7 @@ func newPostsubmit(a *app, f postsubmitFlags) (*postsubmit.Builder, *api.Client,
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := postsubmit.New(postsubmit.Options{Coordinator: cc, Planner: planner, Repos: repos, Builders: a.cfg.Builders,
+	b, err := postsubmit.New(postsubmit.Options{Coordinator: cc, Planner: planner, Repos: repos, Builders: builders,
 		Dir: dir, Credentials: creds, PollInterval: f.poll, Log: logging.For(a.log, "postsubmit")})
 	return b, cc, err
 }

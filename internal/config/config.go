@@ -182,6 +182,14 @@ type Trybot struct {
 	// FlakyRetries is how often a failed job is retried at the same
 	// revision to detect flakes (default 1).
 	FlakyRetries *int `yaml:"flaky_retries"`
+	// TryLabels are worker labels that every job of a try run (untrusted
+	// code) requires on top of its builder's, e.g. {trust: try};
+	// PostSubmitLabels those of post-submit, periodic and forced builds
+	// (trusted code), e.g. {trust: postsubmit}. Distinct labels let
+	// operators run separate worker pools, so that a change under test
+	// cannot poison the caches post-submit builds use. Default: none.
+	TryLabels        map[string]string `yaml:"try_labels"`
+	PostSubmitLabels map[string]string `yaml:"postsubmit_labels"`
 }
 
 // Endpoint is where a component listens and how others reach it.
@@ -628,6 +636,24 @@ func (v *validator) validate(c *Config) {
 	if pv := c.Trybot.PreexistingVote; pv < -1 || pv > 1 {
 		v.errorf([]any{"trybot", "preexisting_vote"}, "must be -1, 0 or 1, got %d", pv)
 	}
+	for _, tl := range []struct {
+		key    string
+		labels map[string]string
+	}{{"try_labels", c.Trybot.TryLabels}, {"postsubmit_labels", c.Trybot.PostSubmitLabels}} {
+		for k, val := range tl.labels {
+			if !labelRE.MatchString(k) || strings.ContainsAny(val, "\n=") {
+				v.errorf([]any{"trybot", tl.key, k}, "bad label %q=%q", k, val)
+			}
+			for i, b := range c.Builders {
+				if bv, ok := b.Labels[k]; ok && bv != val {
+					v.errorf([]any{"builders", i, "labels", k}, "label %s=%s conflicts with trybot.%s (%s=%s)", k, bv, tl.key, k, val)
+				}
+			}
+		}
+	}
+	if len(c.Trybot.TryLabels) > 0 && len(c.Trybot.PostSubmitLabels) > 0 && sameLabels(c.Trybot.TryLabels, c.Trybot.PostSubmitLabels) {
+		v.errorf([]any{"trybot", "postsubmit_labels"}, "no label differs from try_labels: set one label to different values (e.g. trust: try and trust: postsubmit) so that no worker runs both")
+	}
 	if c.Trybot.PublicURL != "" {
 		v.checkURL([]any{"trybot", "public_url"}, c.Trybot.PublicURL, true)
 	}
@@ -680,6 +706,17 @@ func (v *validator) validate(c *Config) {
 	if c.Worker.Coordinator != "" {
 		v.checkURL([]any{"worker", "coordinator"}, c.Worker.Coordinator, true)
 	}
+}
+
+// sameLabels reports whether one worker could run jobs requiring a and
+// jobs requiring b: no key is set to different values in them.
+func sameLabels(a, b map[string]string) bool {
+	for k, va := range a {
+		if vb, ok := b[k]; ok && vb != va {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *validator) checkName(path []any, name string, seen map[string]bool, what string) {
