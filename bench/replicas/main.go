@@ -10,7 +10,11 @@
 // cluster: single-job builds submitted one at a time (alternately to the
 // replicas), from the client's submit to the job_started event's time (one
 // clock: everything runs on this machine). It prints one "key=value"
-// RESULT line.
+// RESULT line, and before it, for each configuration, the CPU time
+// (user+sys, from /proc) the coordinators, the workers (with their jobs'
+// processes) and PostgreSQL spent per job during the throughput run:
+// wall-clock figures swing with the machine's other load, CPU per job
+// says what a replica costs.
 package main
 
 import (
@@ -48,6 +52,9 @@ func main() {
 type result struct {
 	jobsPerSec float64
 	p50, p99   time.Duration
+	// CPU time per job of the throughput run (zero where /proc did not
+	// tell).
+	cpuCoord, cpuWorkers, cpuPG time.Duration
 }
 
 func run(tryd string, builds, jobs, slots int, logs bool) error {
@@ -85,12 +92,12 @@ func run(tryd string, builds, jobs, slots int, logs bool) error {
 				return err
 			}
 		}
-		r, err := measure(tryd, db, cfg.replicas, builds, jobs, slots, fmt.Sprintf("r%d", i), logs)
+		r, err := measure(tryd, db, cfg.replicas, builds, jobs, slots, fmt.Sprintf("r%d", i), logs, postmaster(dsn))
 		if err != nil {
 			return fmt.Errorf("%s: %w", cfg.name, err)
 		}
-		fmt.Printf("%-11s %7.1f jobs/s  dispatch p50 %6.2fms p99 %6.2fms\n", cfg.name, r.jobsPerSec,
-			ms(r.p50), ms(r.p99))
+		fmt.Printf("%-11s %7.1f jobs/s  dispatch p50 %6.2fms p99 %6.2fms  cpu/job: coordinators %4.0fus workers %4.0fus postgres %4.0fus\n", cfg.name, r.jobsPerSec,
+			ms(r.p50), ms(r.p99), us(r.cpuCoord), us(r.cpuWorkers), us(r.cpuPG))
 		res[cfg.name] = r
 	}
 	s, p1, p2 := res["sqlite-1"], res["postgres-1"], res["postgres-2"]
@@ -100,6 +107,8 @@ func run(tryd string, builds, jobs, slots int, logs bool) error {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 func createDB(dsn, name string) (string, error) {
 	ctx := context.Background()
@@ -128,7 +137,7 @@ func graphOf(prefix string, n int) graph.Graph {
 	return g
 }
 
-func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string, logs bool) (result, error) {
+func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string, logs bool, pgPid int) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "tryd-replicas-")
@@ -157,11 +166,13 @@ func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string,
 	if err := runBuilds(ctx, c, replicas, 2, 10, prefix+"warm"); err != nil {
 		return result{}, err
 	}
+	cpu0 := cpuOf(c, pgPid)
 	t0 := time.Now()
 	if err := runBuilds(ctx, c, replicas, builds, jobs, prefix); err != nil {
 		return result{}, err
 	}
 	el := time.Since(t0)
+	cpu1 := cpuOf(c, pgPid)
 	var lat []time.Duration
 	for i := range samples {
 		d, err := dispatchLatency(ctx, c.Client(i%replicas), fmt.Sprintf("%s-lat%d", prefix, i))
@@ -171,7 +182,12 @@ func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string,
 		lat = append(lat, d)
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	r := result{jobsPerSec: float64(builds*jobs) / el.Seconds()}
+	n := time.Duration(builds * jobs)
+	r := result{jobsPerSec: float64(builds*jobs) / el.Seconds(),
+		cpuCoord: (cpu1.coord - cpu0.coord) / n, cpuWorkers: (cpu1.workers - cpu0.workers) / n}
+	if dsn != "" {
+		r.cpuPG = (cpu1.pg - cpu0.pg) / n
+	}
 	if len(lat) > 0 {
 		r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
 	}

@@ -90,6 +90,23 @@ func (p *Proc) Exited() bool {
 	}
 }
 
+// Pid returns the process's ID.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Workers returns the worker processes started so far.
+func (c *Cluster) Workers() []*Proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*Proc(nil), c.workers...)
+}
+
+// Coordinators returns the coordinator processes.
+func (c *Cluster) Coordinators() []*Proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*Proc(nil), c.coords...)
+}
+
 // WorkerNames are the worker identities the cluster has tokens for.
 var WorkerNames = []string{"w1", "w2", "w3", "w4"}
 

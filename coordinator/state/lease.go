@@ -53,4 +53,10 @@ type Leaser interface {
 	// ClaimNudges returns a channel that receives (coalesced) when some
 	// replica called NudgeClaims or ReleaseBuilds, until ctx ends.
 	ClaimNudges(ctx context.Context) <-chan struct{}
+	// HeldNotices returns a channel that receives the ID of every build
+	// some replica took (HoldBuild, ClaimBuilds), until ctx ends, so
+	// that calls waiting for a build's holder need not poll
+	// BuildLease. Notices are a hint: one may be dropped (the channel
+	// is full, the connection was lost), so waiters also poll, slowly.
+	HeldNotices(ctx context.Context) <-chan int64
 }

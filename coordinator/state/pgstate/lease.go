@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,29 +13,35 @@ import (
 	"github.com/tryd-ci/tryd/coordinator/state"
 )
 
-// HoldBuild implements state.Leaser.
+// HoldBuild implements state.Leaser. The notice to the other replicas
+// goes in the same statement: one round trip.
 func (s *Store) HoldBuild(ctx context.Context, id int64, o state.Owner, now, until time.Time) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE builds SET owner=$1, owner_url=$2, lease_expires=$3
-		WHERE id=$4 AND state=$5 AND (owner='' OR owner=$1 OR lease_expires<$6)`,
-		o.ID, o.URL, until.UnixNano(), id, string(api.BuildRunning), now.UnixNano())
+	var held int
+	err := s.pool.QueryRow(ctx, `WITH h AS (UPDATE builds SET owner=$1, owner_url=$2, lease_expires=$3
+			WHERE id=$4 AND state=$5 AND (owner='' OR owner=$1 OR lease_expires<$6) RETURNING id)
+		SELECT count(*) FROM h, pg_notify($7, id::text)`,
+		o.ID, o.URL, until.UnixNano(), id, string(api.BuildRunning), now.UnixNano(), heldChannel).Scan(&held)
 	if err != nil {
 		return false, fmt.Errorf("pgstate: hold build %d: %w", id, err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return held == 1, nil
 }
 
 // ClaimBuilds implements state.Leaser. SKIP LOCKED lets replicas claim
 // concurrently without waiting on each other's candidates, and without
-// ever both taking one build.
+// ever both taking one build. Each claimed build is announced on
+// heldChannel by the same statement (pg_notify in FROM runs once per
+// row; notifications are sent at commit).
 func (s *Store) ClaimBuilds(ctx context.Context, o state.Owner, limit int, now, until time.Time) ([]int64, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, `UPDATE builds SET owner=$1, owner_url=$2, lease_expires=$3
-		WHERE id IN (SELECT id FROM builds WHERE state=$4 AND (owner='' OR lease_expires<$5)
-			ORDER BY id LIMIT $6 FOR UPDATE SKIP LOCKED)
-		RETURNING id`,
-		o.ID, o.URL, until.UnixNano(), string(api.BuildRunning), now.UnixNano(), limit)
+	rows, err := s.pool.Query(ctx, `WITH c AS (UPDATE builds SET owner=$1, owner_url=$2, lease_expires=$3
+			WHERE id IN (SELECT id FROM builds WHERE state=$4 AND (owner='' OR lease_expires<$5)
+				ORDER BY id LIMIT $6 FOR UPDATE SKIP LOCKED)
+			RETURNING id)
+		SELECT id FROM c, pg_notify($7, id::text)`,
+		o.ID, o.URL, until.UnixNano(), string(api.BuildRunning), now.UnixNano(), limit, heldChannel)
 	if err != nil {
 		return nil, fmt.Errorf("pgstate: claim builds: %w", err)
 	}
@@ -113,33 +120,60 @@ func (s *Store) NudgeClaims(ctx context.Context) error {
 // notifications may have been missed meanwhile).
 func (s *Store) ClaimNudges(ctx context.Context) <-chan struct{} {
 	ch := make(chan struct{}, 1)
-	nudge := func() {
+	nudge := func(string) {
 		select {
 		case ch <- struct{}{}:
 		default:
 		}
 	}
-	go func() {
-		backoff := 100 * time.Millisecond
-		for ctx.Err() == nil {
-			err := s.listen(ctx, nudge, func() { backoff = 100 * time.Millisecond })
-			if ctx.Err() != nil {
-				return
-			}
-			s.log.WithError(err).Warn("pgstate: LISTEN connection lost; reconnecting")
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 5*time.Second)
-			nudge()
-		}
-	}()
+	go s.listenLoop(ctx, notifyChannel, nudge, func() { nudge("") })
 	return ch
 }
 
-func (s *Store) listen(ctx context.Context, nudge, connected func()) error {
+// heldNoticeBuffer is how many held notices wait for a slow reader
+// before more are dropped (waiters poll as well).
+const heldNoticeBuffer = 256
+
+// HeldNotices implements state.Leaser with a LISTEN connection of its
+// own on the channel "tryd_held", whose payloads are build IDs.
+func (s *Store) HeldNotices(ctx context.Context) <-chan int64 {
+	ch := make(chan int64, heldNoticeBuffer)
+	notice := func(payload string) {
+		id, err := strconv.ParseInt(payload, 10, 64)
+		if err != nil || id <= 0 {
+			return // not ours
+		}
+		select {
+		case ch <- id:
+		default:
+		}
+	}
+	go s.listenLoop(ctx, heldChannel, notice, func() {})
+	return ch
+}
+
+// listenLoop delivers the payloads of the notifications on channel until
+// ctx ends, reconnecting after errors; reconnected is called after each
+// reconnection (notifications may have been missed meanwhile).
+func (s *Store) listenLoop(ctx context.Context, channel string, notify func(payload string), reconnected func()) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.listen(ctx, channel, notify, func() { backoff = 100 * time.Millisecond })
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.WithError(err).WithField("channel", channel).Warn("pgstate: LISTEN connection lost; reconnecting")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+		reconnected()
+	}
+}
+
+func (s *Store) listen(ctx context.Context, channel string, notify func(payload string), connected func()) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -147,14 +181,15 @@ func (s *Store) listen(ctx context.Context, nudge, connected func()) error {
 	// The connection stays in LISTEN mode: take it out of the pool.
 	c := conn.Hijack()
 	defer c.Close(context.Background())
-	if _, err := c.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+	if _, err := c.Exec(ctx, "LISTEN "+channel); err != nil {
 		return err
 	}
 	connected()
 	for {
-		if _, err := c.WaitForNotification(ctx); err != nil {
+		n, err := c.WaitForNotification(ctx)
+		if err != nil {
 			return err
 		}
-		nudge()
+		notify(n.Payload)
 	}
 }

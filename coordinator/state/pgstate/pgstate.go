@@ -10,7 +10,8 @@
 // (replica ID and URL) and a lease expiry. Claims use
 // SELECT ... FOR UPDATE SKIP LOCKED, so concurrent replicas never take the
 // same build, and replicas nudge each other with LISTEN/NOTIFY on the
-// channel "tryd_builds" when builds wait for an owner.
+// channel "tryd_builds" when builds wait for an owner, and announce on
+// "tryd_held" (payload: the build's decimal ID) each build they take.
 package pgstate
 
 import (
@@ -18,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -110,6 +112,10 @@ const migrateLock = 0x74727964
 
 // notifyChannel is the LISTEN/NOTIFY channel of claim nudges.
 const notifyChannel = "tryd_builds"
+
+// heldChannel is the LISTEN/NOTIFY channel of held notices: a replica
+// took the build whose decimal ID is the payload.
+const heldChannel = "tryd_held"
 
 // Options configure a Store.
 type Options struct {
@@ -290,115 +296,150 @@ func intp(p *int32) *int {
 	return &v
 }
 
-// CreateBuild implements state.Store.
+// CreateBuild implements state.Store in one statement (one round trip,
+// atomic on its own): the build, its labels and its jobs are inserted by
+// data-modifying CTEs that share the new build's ID.
 func (s *Store) CreateBuild(ctx context.Context, b *state.Build, jobs []state.Job) (int64, error) {
+	var keys, values []string
+	for k, v := range b.Labels {
+		keys, values = append(keys, k), append(values, v)
+	}
+	j := jobArrays(jobs, 0)
 	var id int64
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `INSERT INTO builds (priority, labels, graph, state, error, created, finished) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
-			string(b.Priority), encodeLabels(b.Labels), b.Graph, string(b.State), b.Error, nanos(b.Created), nanos(b.Finished)).Scan(&id)
-		if err != nil {
-			return err
-		}
-		if len(b.Labels) > 0 {
-			var keys, values []string
-			for k, v := range b.Labels {
-				keys, values = append(keys, k), append(values, v)
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO build_labels (build_id, key, value) SELECT $1, k, v FROM unnest($2::text[], $3::text[]) AS l(k, v)`, id, keys, values); err != nil {
-				return fmt.Errorf("labels: %w", err)
-			}
-		}
-		return upsertJobs(ctx, tx, id, jobs)
-	})
+	err := s.pool.QueryRow(ctx, `WITH b AS (
+			INSERT INTO builds (priority, labels, graph, state, error, created, finished) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id
+		), l AS (
+			INSERT INTO build_labels (build_id, key, value) SELECT b.id, l.k, l.v FROM b, unnest($8::text[], $9::text[]) AS l(k, v)
+		), j AS (
+			INSERT INTO jobs (build_id, job_id, name, seq, state, worker, output_digest, exit_code, error, started, finished)
+			SELECT b.id, j.* FROM b, unnest($10::text[], $11::text[], $12::int[], $13::text[], $14::text[], $15::text[], $16::int[], $17::text[], $18::bigint[], $19::bigint[]) AS j
+		)
+		SELECT id FROM b`,
+		string(b.Priority), encodeLabels(b.Labels), b.Graph, string(b.State), b.Error, nanos(b.Created), nanos(b.Finished),
+		keys, values,
+		j.ids, j.names, j.seqs, j.states, j.workers, j.outputs, j.exits, j.errs, j.starts, j.fins).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("pgstate: create build: %w", err)
 	}
 	return id, nil
 }
 
-// upsertJobs writes jobs with one statement over arrays: a build of
-// thousands of jobs costs one round trip.
-func upsertJobs(ctx context.Context, tx pgx.Tx, buildID int64, jobs []state.Job) error {
-	if len(jobs) == 0 {
-		return nil
-	}
-	n := len(jobs)
-	var (
-		bids                                       = make([]int64, n)
-		ids, names, states, workers, outputs, errs = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		seqs                                       = make([]int32, n)
-		exits                                      = make([]*int32, n)
-		starts, fins                               = make([]int64, n), make([]int64, n)
-	)
-	for i, j := range jobs {
-		bids[i] = j.BuildID
-		if buildID != 0 {
-			bids[i] = buildID
-		}
-		ids[i], names[i], seqs[i], states[i], workers[i], outputs[i] = j.JobID, j.Name, int32(j.Seq), string(j.State), j.Worker, j.OutputDigest
-		exits[i], errs[i], starts[i], fins[i] = int32p(j.ExitCode), j.Error, nanos(j.Started), nanos(j.Finished)
-	}
-	_, err := tx.Exec(ctx, `INSERT INTO jobs (build_id, job_id, name, seq, state, worker, output_digest, exit_code, error, started, finished)
-		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::bigint[], $11::bigint[])
-		ON CONFLICT (build_id, job_id) DO UPDATE SET name=excluded.name, seq=excluded.seq, state=excluded.state, worker=excluded.worker,
-		output_digest=excluded.output_digest, exit_code=excluded.exit_code, error=excluded.error, started=excluded.started, finished=excluded.finished`,
-		bids, ids, names, seqs, states, workers, outputs, exits, errs, starts, fins)
-	if err != nil {
-		return fmt.Errorf("write %d jobs (first %s): %w", n, jobs[0].JobID, err)
-	}
-	return nil
+// jobCols are the columns of jobs as arrays, for statements over
+// unnest: any number of rows cost one statement.
+type jobCols struct {
+	bids                                       []int64
+	ids, names, states, workers, outputs, errs []string
+	seqs                                       []int32
+	exits                                      []*int32
+	starts, fins                               []int64
 }
 
-// Commit implements state.Store.
+// jobArrays returns jobs as columns; buildID, if not 0, replaces their
+// BuildID.
+func jobArrays(jobs []state.Job, buildID int64) jobCols {
+	n := len(jobs)
+	c := jobCols{
+		bids: make([]int64, n),
+		ids:  make([]string, n), names: make([]string, n), states: make([]string, n), workers: make([]string, n), outputs: make([]string, n), errs: make([]string, n),
+		seqs:   make([]int32, n),
+		exits:  make([]*int32, n),
+		starts: make([]int64, n), fins: make([]int64, n),
+	}
+	for i, j := range jobs {
+		c.bids[i] = j.BuildID
+		if buildID != 0 {
+			c.bids[i] = buildID
+		}
+		c.ids[i], c.names[i], c.seqs[i], c.states[i], c.workers[i], c.outputs[i] = j.JobID, j.Name, int32(j.Seq), string(j.State), j.Worker, j.OutputDigest
+		c.exits[i], c.errs[i], c.starts[i], c.fins[i] = int32p(j.ExitCode), j.Error, nanos(j.Started), nanos(j.Finished)
+	}
+	return c
+}
+
+// lastByKey returns xs without the elements whose key a later element
+// repeats: an upsert over unnest may not change one row twice, and in a
+// batch the last change of a record wins.
+func lastByKey[T any, K comparable](xs []T, key func(T) K) []T {
+	seen := make(map[K]bool, len(xs))
+	out := make([]T, 0, len(xs))
+	for i := len(xs) - 1; i >= 0; i-- {
+		if k := key(xs[i]); !seen[k] {
+			seen[k] = true
+			out = append(out, xs[i])
+		}
+	}
+	slices.Reverse(out)
+	return out
+}
+
+// Commit implements state.Store in one round trip: the batch's
+// statements (one per kind of record, over arrays, for jobs, attempts
+// and results) are pipelined and end with a single Sync, so PostgreSQL
+// runs them in one implicit transaction: all or nothing. The
+// coordinator commits after every burst of job transitions, so each
+// round trip saved is saved per job.
 func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 	if b.Empty() {
 		return nil
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var batch pgx.Batch
-		for _, u := range b.Builds {
-			if u.Graph != nil {
-				batch.Queue(`UPDATE builds SET state=$1, error=$2, finished=$3, graph=$4 WHERE id=$5`, string(u.State), u.Error, nanos(u.Finished), u.Graph, u.ID)
-			} else {
-				batch.Queue(`UPDATE builds SET state=$1, error=$2, finished=$3 WHERE id=$4`, string(u.State), u.Error, nanos(u.Finished), u.ID)
-			}
+	var batch pgx.Batch
+	for _, u := range b.Builds {
+		if u.Graph != nil {
+			batch.Queue(`UPDATE builds SET state=$1, error=$2, finished=$3, graph=$4 WHERE id=$5`, string(u.State), u.Error, nanos(u.Finished), u.Graph, u.ID)
+		} else {
+			batch.Queue(`UPDATE builds SET state=$1, error=$2, finished=$3 WHERE id=$4`, string(u.State), u.Error, nanos(u.Finished), u.ID)
 		}
-		for _, a := range b.Attempts {
-			batch.Queue(`INSERT INTO attempts (id, build_id, job_id, worker, state, started, finished, exit_code, error, output_digest, log_bytes, log_truncated)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-				ON CONFLICT (id) DO UPDATE SET worker=excluded.worker, state=excluded.state, finished=excluded.finished, exit_code=excluded.exit_code,
-				error=excluded.error, output_digest=excluded.output_digest, log_bytes=excluded.log_bytes, log_truncated=excluded.log_truncated`,
-				a.ID, a.BuildID, a.JobID, a.Worker, string(a.State), nanos(a.Started), ptrNanos(a.Finished), int32p(a.ExitCode), a.Error, a.OutputDigest, a.LogBytes, a.LogTruncated)
+	}
+	if len(b.Jobs) > 0 {
+		type key struct {
+			build int64
+			job   string
 		}
-		if len(b.Results) > 0 {
-			n := len(b.Results)
-			ids, outs, atts := make([]string, n), make([]string, n), make([]string, n)
-			bids, fins := make([]int64, n), make([]int64, n)
-			for i, r := range b.Results {
-				ids[i], outs[i], atts[i], bids[i], fins[i] = r.JobID, r.OutputDigest, r.AttemptID, r.BuildID, nanos(r.Finished)
-			}
-			batch.Queue(`INSERT INTO results (job_id, output_digest, attempt_id, build_id, finished)
-				SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
-				ON CONFLICT (job_id) DO UPDATE SET output_digest=excluded.output_digest, attempt_id=excluded.attempt_id, build_id=excluded.build_id, finished=excluded.finished`,
-				ids, outs, atts, bids, fins)
+		j := jobArrays(lastByKey(b.Jobs, func(j state.Job) key { return key{j.BuildID, j.JobID} }), 0)
+		batch.Queue(`INSERT INTO jobs (build_id, job_id, name, seq, state, worker, output_digest, exit_code, error, started, finished)
+			SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::bigint[], $11::bigint[])
+			ON CONFLICT (build_id, job_id) DO UPDATE SET name=excluded.name, seq=excluded.seq, state=excluded.state, worker=excluded.worker,
+			output_digest=excluded.output_digest, exit_code=excluded.exit_code, error=excluded.error, started=excluded.started, finished=excluded.finished`,
+			j.bids, j.ids, j.names, j.seqs, j.states, j.workers, j.outputs, j.exits, j.errs, j.starts, j.fins)
+	}
+	if len(b.Attempts) > 0 {
+		atts := lastByKey(b.Attempts, func(a state.Attempt) string { return a.ID })
+		n := len(atts)
+		ids, jobIDs, workers, states, errs, outs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		bids, starts, fins, logBytes := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		exits, truncated := make([]*int32, n), make([]bool, n)
+		for i, a := range atts {
+			ids[i], bids[i], jobIDs[i], workers[i], states[i], starts[i], fins[i] = a.ID, a.BuildID, a.JobID, a.Worker, string(a.State), nanos(a.Started), ptrNanos(a.Finished)
+			exits[i], errs[i], outs[i], logBytes[i], truncated[i] = int32p(a.ExitCode), a.Error, a.OutputDigest, a.LogBytes, a.LogTruncated
 		}
-		if len(b.DeleteResults) > 0 {
-			batch.Queue(`DELETE FROM results WHERE job_id = ANY($1)`, b.DeleteResults)
+		batch.Queue(`INSERT INTO attempts (id, build_id, job_id, worker, state, started, finished, exit_code, error, output_digest, log_bytes, log_truncated)
+			SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::int[], $9::text[], $10::text[], $11::bigint[], $12::bool[])
+			ON CONFLICT (id) DO UPDATE SET worker=excluded.worker, state=excluded.state, finished=excluded.finished, exit_code=excluded.exit_code,
+			error=excluded.error, output_digest=excluded.output_digest, log_bytes=excluded.log_bytes, log_truncated=excluded.log_truncated`,
+			ids, bids, jobIDs, workers, states, starts, fins, exits, errs, outs, logBytes, truncated)
+	}
+	if len(b.Results) > 0 {
+		rs := lastByKey(b.Results, func(r state.Result) string { return r.JobID })
+		n := len(rs)
+		ids, outs, atts := make([]string, n), make([]string, n), make([]string, n)
+		bids, fins := make([]int64, n), make([]int64, n)
+		for i, r := range rs {
+			ids[i], outs[i], atts[i], bids[i], fins[i] = r.JobID, r.OutputDigest, r.AttemptID, r.BuildID, nanos(r.Finished)
 		}
-		for _, w := range b.Workers {
-			batch.Queue(`INSERT INTO workers (name, token_hash, labels, slots, version, last_seen) VALUES ($1, $2, $3, $4, $5, $6)
-				ON CONFLICT (name) DO UPDATE SET token_hash=excluded.token_hash, labels=excluded.labels, slots=excluded.slots, version=excluded.version, last_seen=excluded.last_seen`,
-				w.Name, w.TokenHash, encodeLabels(w.Labels), w.Slots, w.Version, nanos(w.LastSeen))
-		}
-		if err := upsertJobs(ctx, tx, 0, b.Jobs); err != nil {
-			return err
-		}
-		if batch.Len() == 0 {
-			return nil
-		}
-		return tx.SendBatch(ctx, &batch).Close()
-	})
-	if err != nil {
+		batch.Queue(`INSERT INTO results (job_id, output_digest, attempt_id, build_id, finished)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+			ON CONFLICT (job_id) DO UPDATE SET output_digest=excluded.output_digest, attempt_id=excluded.attempt_id, build_id=excluded.build_id, finished=excluded.finished`,
+			ids, outs, atts, bids, fins)
+	}
+	if len(b.DeleteResults) > 0 {
+		batch.Queue(`DELETE FROM results WHERE job_id = ANY($1)`, b.DeleteResults)
+	}
+	for _, w := range b.Workers {
+		batch.Queue(`INSERT INTO workers (name, token_hash, labels, slots, version, last_seen) VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (name) DO UPDATE SET token_hash=excluded.token_hash, labels=excluded.labels, slots=excluded.slots, version=excluded.version, last_seen=excluded.last_seen`,
+			w.Name, w.TokenHash, encodeLabels(w.Labels), w.Slots, w.Version, nanos(w.LastSeen))
+	}
+	if err := s.pool.SendBatch(ctx, &batch).Close(); err != nil {
 		return fmt.Errorf("pgstate: commit: %w", err)
 	}
 	return nil

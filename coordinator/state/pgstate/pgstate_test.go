@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,21 @@ import (
 	"github.com/tryd-ci/tryd/coordinator/state/pgstate/pgtest"
 	"github.com/tryd-ci/tryd/coordinator/state/statetest"
 )
+
+// sharedPG is the one server of the package's tests (a database each),
+// stopped by TestMain.
+var sharedPG pgtest.Shared
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if err := sharedPG.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stop PostgreSQL:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 func open(t *testing.T, dsn string) *Store {
 	t.Helper()
@@ -30,14 +46,14 @@ func open(t *testing.T, dsn string) *Store {
 
 // TestConformance runs the suite state/sqlite passes.
 func TestConformance(t *testing.T) {
-	srv := pgtest.Start(t)
+	srv := sharedPG.Server(t)
 	statetest.Run(t, func(t *testing.T) state.Store {
 		return open(t, srv.NewDatabase(t))
 	})
 }
 
 func TestReopenKeepsDataAndRefusesNewerSchema(t *testing.T) {
-	srv := pgtest.Start(t)
+	srv := sharedPG.Server(t)
 	dsn := srv.NewDatabase(t)
 	ctx := context.Background()
 	s := open(t, dsn)
@@ -62,7 +78,7 @@ func TestReopenKeepsDataAndRefusesNewerSchema(t *testing.T) {
 // empty database: the advisory lock makes one migrate and the others
 // find the schema current.
 func TestConcurrentOpenMigratesOnce(t *testing.T) {
-	srv := pgtest.Start(t)
+	srv := sharedPG.Server(t)
 	dsn := srv.NewDatabase(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -126,7 +142,7 @@ func containsSecret(s string) bool {
 }
 
 func TestLeases(t *testing.T) {
-	srv := pgtest.Start(t)
+	srv := sharedPG.Server(t)
 	s := open(t, srv.NewDatabase(t))
 	ctx := context.Background()
 	newBuild := func() int64 {
@@ -203,10 +219,137 @@ func TestLeases(t *testing.T) {
 	}
 }
 
+// TestCommitIsAtomic: the statements of a batch run in one (implicit)
+// transaction, so a failing one undoes those before it; duplicate
+// records in a batch are allowed, the last one wins.
+func TestCommitIsAtomic(t *testing.T) {
+	s := open(t, sharedPG.Server(t).NewSchema(t))
+	ctx := context.Background()
+	bid, err := s.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: []byte("{}"), State: api.BuildRunning},
+		[]state.Job{{JobID: "j1", Name: "one", State: api.JobQueued}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_700_000_000, 0).UTC()
+	bad := &state.Batch{
+		Builds: []state.BuildUpdate{{ID: bid, State: api.BuildSucceeded, Finished: t0}},
+		Jobs: []state.Job{
+			{BuildID: bid, JobID: "j1", Name: "one", State: api.JobSucceeded},
+			{BuildID: bid + 1000, JobID: "j2", Name: "orphan", State: api.JobQueued}, // no such build
+		},
+		Attempts: []state.Attempt{{ID: "a1", BuildID: bid, JobID: "j1", Worker: "w", State: api.AttemptSucceeded, Started: t0}},
+	}
+	if err := s.Commit(ctx, bad); err == nil {
+		t.Fatal("commit of a job of a missing build succeeded")
+	}
+	b, err := s.Build(ctx, bid)
+	if err != nil || b.State != api.BuildRunning {
+		t.Errorf("build after a failed commit = %+v, %v; want still running", b, err)
+	}
+	if jobs, _ := s.Jobs(ctx, bid); len(jobs) != 1 || jobs[0].State != api.JobQueued {
+		t.Errorf("jobs after a failed commit = %+v", jobs)
+	}
+	if atts, _ := s.Attempts(ctx, bid); len(atts) != 0 {
+		t.Errorf("attempts after a failed commit = %+v", atts)
+	}
+
+	fin := t0.Add(time.Second)
+	good := &state.Batch{
+		Jobs: []state.Job{
+			{BuildID: bid, JobID: "j1", Name: "one", State: api.JobRunning},
+			{BuildID: bid, JobID: "j1", Name: "one", State: api.JobSucceeded},
+		},
+		Attempts: []state.Attempt{
+			{ID: "a1", BuildID: bid, JobID: "j1", Worker: "w", State: api.AttemptRunning, Started: t0},
+			{ID: "a1", BuildID: bid, JobID: "j1", Worker: "w", State: api.AttemptSucceeded, Started: t0, Finished: &fin},
+		},
+		Results: []state.Result{{JobID: "j1", OutputDigest: "old"}, {JobID: "j1", OutputDigest: "new"}},
+	}
+	if err := s.Commit(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	if jobs, _ := s.Jobs(ctx, bid); len(jobs) != 1 || jobs[0].State != api.JobSucceeded {
+		t.Errorf("jobs = %+v, want j1 succeeded", jobs)
+	}
+	if atts, _ := s.Attempts(ctx, bid); len(atts) != 1 || atts[0].State != api.AttemptSucceeded || atts[0].Finished == nil {
+		t.Errorf("attempts = %+v, want a1 succeeded", atts)
+	}
+	if rs, _ := s.Results(ctx, []string{"j1"}); rs["j1"].OutputDigest != "new" {
+		t.Errorf("result = %+v, want the last one", rs["j1"])
+	}
+}
+
+// TestHeldNotices: every build a replica takes, by HoldBuild or
+// ClaimBuilds, is announced to the listeners of HeldNotices.
+func TestHeldNotices(t *testing.T) {
+	s := open(t, sharedPG.Server(t).NewDatabase(t))
+	ctx := context.Background()
+	var ids []int64
+	for range 3 {
+		id, err := s.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: []byte("{}"), State: api.BuildRunning}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	notices := s.HeldNotices(t.Context())
+	// LISTEN has started once a notice sent after it arrives: send
+	// one with a sentinel ID until it does.
+	const ready = 1 << 40
+	for waiting := true; waiting; {
+		if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, heldChannel, fmt.Sprint(ready)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case id := <-notices:
+			waiting = id != ready
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	a := state.Owner{ID: "a", URL: "http://a"}
+	now := time.Now()
+	if ok, err := s.HoldBuild(ctx, ids[0], a, now, now.Add(time.Minute)); err != nil || !ok {
+		t.Fatalf("hold = %v, %v", ok, err)
+	}
+	// A hold that fails (b cannot take a's live lease) announces nothing.
+	if ok, err := s.HoldBuild(ctx, ids[0], state.Owner{ID: "b"}, now, now.Add(time.Minute)); err != nil || ok {
+		t.Fatalf("b holds a's build = %v, %v", ok, err)
+	}
+	if got, err := s.ClaimBuilds(ctx, a, 10, now, now.Add(time.Minute)); err != nil || len(got) != 2 {
+		t.Fatalf("claim = %v, %v", got, err)
+	}
+	var got []int64
+	for len(got) < 3 {
+		select {
+		case id := <-notices:
+			if id != ready {
+				got = append(got, id)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("notices = %v, want %v", got, ids)
+		}
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, ids) {
+		t.Errorf("notices = %v, want %v", got, ids)
+	}
+	for {
+		select {
+		case id := <-notices:
+			if id != ready {
+				t.Errorf("extra notice %d", id)
+			}
+			continue
+		case <-time.After(100 * time.Millisecond):
+		}
+		break
+	}
+}
+
 // TestConcurrentClaims: replicas racing for the same builds never take
 // one build twice.
 func TestConcurrentClaims(t *testing.T) {
-	srv := pgtest.Start(t)
+	srv := sharedPG.Server(t)
 	s := open(t, srv.NewDatabase(t))
 	ctx := context.Background()
 	const n = 200
@@ -253,7 +396,7 @@ func TestConcurrentClaims(t *testing.T) {
 // TestReleasedSchemasLoad loads a database written by each released
 // schema version (testdata/vN.sql) and reads it with this code.
 func TestReleasedSchemasLoad(t *testing.T) {
-	srv := pgtest.Start(t)
+	srv := sharedPG.Server(t)
 	ctx := context.Background()
 	for v := 1; v <= SchemaVersion; v++ {
 		t.Run(fmt.Sprintf("v%d", v), func(t *testing.T) {

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tryd-ci/tryd/coordinator/replicatest"
+)
+
+// userHZ is the unit of the times in /proc/PID/stat (USER_HZ, 100 on
+// every Linux architecture tryd runs on).
+const userHZ = 100
+
+// cpuTimes are CPU times (user+sys) consumed so far.
+type cpuTimes struct{ coord, workers, pg time.Duration }
+
+// procCPU returns a process's CPU time from /proc/PID/stat: its own and,
+// with children, that of its waited-for children (a worker's jobs, a
+// PostgreSQL server's ended backends). ppid is its parent.
+func procCPU(pid int, children bool) (cpu time.Duration, ppid int) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0
+	}
+	// The command name (field 2) may hold spaces: fields count from
+	// after its closing parenthesis, where field 3 (state) is [0].
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 15 {
+		return 0, 0
+	}
+	num := func(k int) int64 { n, _ := strconv.ParseInt(f[k], 10, 64); return n }
+	ppid = int(num(1))
+	ticks := num(11) + num(12) // utime, stime (fields 14, 15)
+	if children {
+		ticks += num(13) + num(14) // cutime, cstime
+	}
+	return time.Duration(ticks) * time.Second / userHZ, ppid
+}
+
+// cpuOf sums the CPU time of the cluster's coordinators, its workers and
+// the PostgreSQL server whose postmaster is pgPid (0: not measured):
+// the postmaster, its live backends and those that ended.
+func cpuOf(c *replicatest.Cluster, pgPid int) cpuTimes {
+	var t cpuTimes
+	for _, p := range c.Coordinators() {
+		d, _ := procCPU(p.Pid(), false)
+		t.coord += d
+	}
+	for _, p := range c.Workers() {
+		d, _ := procCPU(p.Pid(), true)
+		t.workers += d
+	}
+	if pgPid <= 0 {
+		return t
+	}
+	t.pg, _ = procCPU(pgPid, true)
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil {
+			continue
+		}
+		if cpu, ppid := procCPU(pid, false); ppid == pgPid {
+			t.pg += cpu
+		}
+	}
+	return t
+}
+
+// postmaster returns the PID of the PostgreSQL server at dsn when it
+// runs on this machine (the parent of a backend we connect to), else 0.
+func postmaster(dsn string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return 0
+	}
+	defer conn.Close(ctx)
+	var backend int
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		return 0
+	}
+	_, ppid := procCPU(backend, false)
+	return ppid
+}
