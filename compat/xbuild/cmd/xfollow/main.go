@@ -30,6 +30,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -58,6 +59,10 @@ type Snapshot struct {
 	SyncErrors int `json:"sync_errors"`
 	// LastError is the most recent sync error ("" if none yet).
 	LastError string `json:"last_error,omitempty"`
+	// NetRetries counts the failed fetches x/build's network source
+	// retried by itself (its "did not succeed" log lines): a server
+	// restart shows here when it was short enough not to fail a sync.
+	NetRetries int `json:"net_retries"`
 	// Check is the error of x/build's Corpus.Check ("" when it passes).
 	Check  string          `json:"check,omitempty"`
 	Gerrit []GerritProject `json:"gerrit"`
@@ -177,10 +182,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// x/build's maintner reports progress through the standard logger.
 	log.SetFlags(0)
 	log.SetPrefix("x/build maintner: ")
-	log.SetOutput(io.Discard)
+	f := &follower{o: o, stderr: stderr}
+	var xlog io.Writer = io.Discard
 	if o.v {
-		log.SetOutput(stderr)
+		xlog = stderr
 	}
+	log.SetOutput(io.MultiWriter(&retryCounter{f: f}, xlog))
 	if o.cache == "" {
 		dir, err := os.MkdirTemp("", "xfollow-")
 		if err != nil {
@@ -189,7 +196,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer os.RemoveAll(dir)
 		o.cache = dir
 	}
-	f := &follower{o: o, stderr: stderr}
 	if o.once {
 		xc := new(xmaintner.Corpus)
 		if err := xc.Initialize(ctx, xmaintner.NewNetworkMutationSource(o.logs, o.cache)); err != nil {
@@ -217,10 +223,11 @@ type follower struct {
 	syncs, syncErrors int
 	lastErr           string
 
-	mu      sync.Mutex // guards tail and the two sets, written by runTail
-	tail    *Tail
-	tailCLs map[int32]bool
-	tailIss map[int32]bool
+	mu         sync.Mutex // guards netRetries, tail and the two sets, written by other goroutines
+	netRetries int
+	tail       *Tail
+	tailCLs    map[int32]bool
+	tailIss    map[int32]bool
 }
 
 // follow initializes a corpus (retrying until it succeeds) and updates it
@@ -308,6 +315,19 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// retryCounter counts x/build's log lines about a failed fetch it will
+// retry ("... did not succeed on attempt N, will try again in ...").
+type retryCounter struct{ f *follower }
+
+func (r *retryCounter) Write(p []byte) (int, error) {
+	if n := bytes.Count(p, []byte("did not succeed")); n > 0 {
+		r.f.mu.Lock()
+		r.f.netRetries += n
+		r.f.mu.Unlock()
+	}
+	return len(p), nil
 }
 
 // runTail runs TailNetworkMutationSource until ctx ends, starting it again
@@ -440,6 +460,9 @@ func (f *follower) snapshot(xc *xmaintner.Corpus) *Snapshot {
 	sort.Slice(s.GitHub, func(i, j int) bool {
 		return s.GitHub[i].Owner+"/"+s.GitHub[i].Repo < s.GitHub[j].Owner+"/"+s.GitHub[j].Repo
 	})
+	f.mu.Lock()
+	s.NetRetries = f.netRetries
+	f.mu.Unlock()
 	if f.tail != nil {
 		f.mu.Lock()
 		t := *f.tail

@@ -250,6 +250,9 @@ func TestFollowAcrossRestart(t *testing.T) {
 	if s.Check != "" {
 		t.Errorf("x/build Corpus.Check after the restart: %s", s.Check)
 	}
+	if s.NetRetries+s.SyncErrors == 0 {
+		t.Errorf("x/build reported no failed fetch while the server was down: %+v", s)
+	}
 	// The tail saw what was appended after the restart, and nothing from
 	// before xfollow started. (Issue 50 may or may not be in it: the
 	// tail gives no sign of when it has read the log's length, which may
