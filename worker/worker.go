@@ -171,7 +171,7 @@ func New(opts Options) (*Worker, error) {
 	if w.cache, err = artifact.OpenCache(filepath.Join(opts.Dir, "cache"), opts.CacheBytes); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
-	if w.sources, err = source.New(source.Options{Dir: filepath.Join(opts.Dir, "git"), Credentials: opts.SourceCredentials, Log: log}); err != nil {
+	if w.sources, err = source.New(source.Options{Dir: filepath.Join(opts.Dir, "git"), Credentials: opts.SourceCredentials, Log: log, Registry: opts.Registry}); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	if w.m, err = newMetrics(opts.Registry, w.cache); err != nil {
