@@ -22,9 +22,17 @@
 // Branch heads and commits come from git: a bare clone per repository in
 // Options.Dir, fetched from the repository's URL (normally gitmirror's
 // smart HTTP URL, which also serves the builds' sources), so the package
-// works the same for Gerrit and GitHub repositories. Update is the entry
-// point for an event (a corpus ref update or a GitHub push); Run also
-// polls every PollInterval as a safety net.
+// works the same for Gerrit and GitHub repositories. A gitmirror that
+// requires a token gets it through Options.Credentials, as an HTTP header
+// git sends to that server only, set in git's environment rather than on
+// its command line. Update is the entry point for an event (a corpus ref
+// update or a GitHub push); Run also polls every PollInterval as a safety
+// net.
+//
+// # Force API
+//
+// Builder.Handler serves POST /api/force (see there) behind the admin
+// token.
 package postsubmit
 
 import (
@@ -161,7 +169,9 @@ func gitEnv(creds []Credential) ([]string, error) {
 	if len(creds) == 0 {
 		return env, nil
 	}
-	env = append(env, fmt.Sprintf("GIT_CONFIG_COUNT=%d", len(creds)))
+	// Git's stderr ends up in errors and logs: should someone turn on
+	// GIT_TRACE_CURL or GIT_CURL_VERBOSE, keep the header redacted.
+	env = append(env, "GIT_TRACE_REDACT=1", fmt.Sprintf("GIT_CONFIG_COUNT=%d", len(creds)))
 	for i, c := range creds {
 		if err := c.validate(); err != nil {
 			return nil, err
