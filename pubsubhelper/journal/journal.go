@@ -580,13 +580,20 @@ func (j *Journal) replay(seg *segment, last bool) error {
 	}
 	off = int64(len(magic))
 	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		clear(hdr[:])
+		n, err := io.ReadFull(r, hdr[:])
+		if err != nil && err != io.ErrUnexpectedEOF {
 			if err == io.EOF {
 				seg.size = off
 				return nil
 			}
 			return bad("short record header")
 		}
+		if err == io.ErrUnexpectedEOF && !bytes.Equal(hdr[:n], make([]byte, n)) {
+			return bad("short record header")
+		}
+		// A short header of zeros is the end of a preallocated segment
+		// whose last record left less than a header of zeros.
 		if hdr == ([headerLen]byte{}) {
 			// The zeros of a preallocated segment: the records end
 			// here. In the last segment, anything but zeros after

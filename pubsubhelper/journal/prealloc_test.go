@@ -235,3 +235,33 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	return 0
 }
+
+// TestShortZeroTail: a preallocated segment whose records end less than
+// a record header before its end loads without a torn tail.
+func TestShortZeroTail(t *testing.T) {
+	dir := t.TempDir()
+	j := open(t, Options{Dir: dir})
+	appendN(t, j, 1, 4)
+	j.Close()
+	path := lastSegment(t, dir)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(make([]byte, headerLen-3))
+	f.Close()
+	reg := prometheus.NewRegistry()
+	j2 := open(t, Options{Dir: dir, Registry: reg})
+	if s := j2.Stats(); s.Events != 3 {
+		t.Errorf("stats %+v, want 3 events", s)
+	}
+	if got := counterValue(t, reg, "tryd_pubsubhelper_journal_torn_tails_total"); got != 0 {
+		t.Errorf("torn tails counted: %v, want 0", got)
+	}
+	appendN(t, j2, 4, 6)
+	j2.Close()
+	j3 := open(t, Options{Dir: dir})
+	if s := j3.Stats(); s.Events != 5 || s.LastSeq != 5 {
+		t.Errorf("after append and reopen: %+v, want 5 events", s)
+	}
+}
