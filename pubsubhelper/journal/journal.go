@@ -123,6 +123,8 @@ type Options struct {
 	RetentionAge time.Duration
 	// RetentionBytes deletes the oldest events while the journal is
 	// larger (default 1 GiB). The segment being written is never deleted.
+	// Sizes count records; on disk, preallocation adds up to two
+	// segments of zeros (the rest of the active segment, and the next).
 	RetentionBytes int64
 	// MaxBatch bounds the records written per fsync (default 4096).
 	MaxBatch int
