@@ -66,6 +66,7 @@ func TestIsTransient(t *testing.T) {
 		{"tarball: 404", fmt.Errorf("GET tarball: %w", ErrNotFound), false},
 		{"tarball: connection refused", fmt.Errorf("tarball: %w", refused), true},
 		{"tarball: cut short", fmt.Errorf("tarball: %w", io.ErrUnexpectedEOF), true},
+		{"tarball: closed before answering", &url.Error{Op: "Get", URL: "u", Err: io.EOF}, true},
 		{"tarball: timeout", fmt.Errorf("tarball: %w", &url.Error{Op: "Get", URL: "u", Err: timeoutError{}}), true},
 		{"fetches failed, so the lookup failed", errors.Join(git("fatal: unable to access 'x': Failed to connect to m port 1"), fmt.Errorf("abc not in the local clone: %w", ErrNotFound)), true},
 		{"fetch refused the object, lookup failed", errors.Join(git("fatal: remote error: upload-pack: not our ref abc"), fmt.Errorf("abc not in the local clone: %w", ErrNotFound)), false},

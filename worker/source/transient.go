@@ -112,8 +112,10 @@ func transientTree(err error) bool {
 	case syscall.Errno:
 		return e == syscall.ECONNREFUSED || e == syscall.ECONNRESET || e == syscall.EPIPE || e == syscall.ETIMEDOUT
 	}
-	if err == io.ErrUnexpectedEOF {
-		return true // the body was cut: the server went away mid-download
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		// The server went away: before answering (net/http's "Get …:
+		// EOF") or in the middle of the body.
+		return true
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
