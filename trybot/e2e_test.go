@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -257,7 +258,10 @@ func TestGerritSlowBots(t *testing.T) {
 
 func TestGerritNewPatchSetSupersedes(t *testing.T) {
 	t.Parallel()
-	builders := []config.Builder{{Name: "check", Steps: []config.Step{{Name: "test", Shell: "sleep 2; test -f ok.txt"}}}}
+	// The build waits for a marker, so that patch set 2 supersedes the
+	// first run while it is still building however loaded the machine.
+	marker := filepath.Join(t.TempDir(), "go")
+	builders := []config.Builder{{Name: "check", Steps: []config.Step{{Name: "test", Shell: "while [ ! -e " + marker + " ]; do sleep 0.05; done; test -f ok.txt"}}}}
 	s := startStack(t, trystack.Options{Builders: builders})
 	tb := startTrybot(t, s, t.TempDir())
 	api, err := client.New(serveAPI(t, tb), nil)
@@ -289,6 +293,13 @@ func TestGerritNewPatchSetSupersedes(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := s.Gerrit.Vote(ctx, n, 2, s.Reviewer, map[string]int{"Run-TryBot": 1}, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first run to be superseded", 60*time.Second, func() bool {
+		r, err := api.Run(ctx, first.ID)
+		return err == nil && r.State.Finished()
+	})
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "TryBot-Result on patch set 2", 60*time.Second, func() bool { return resultVote(s, n, 2) != 0 })
