@@ -3,6 +3,8 @@ package trybot_test
 import (
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -307,9 +309,40 @@ func TestGitHubPostingRetriedExactlyOnce(t *testing.T) {
 	}
 }
 
+// heldBuilder is a builder whose build waits until the test creates the
+// marker file, so that a test can act while it runs however loaded the
+// machine is.
+func heldBuilder(t *testing.T) ([]config.Builder, func()) {
+	marker := filepath.Join(t.TempDir(), "go")
+	b := []config.Builder{{Name: "check", Steps: []config.Step{{Name: "test", Shell: "while [ ! -e " + marker + " ]; do sleep 0.05; done; test -f ok.txt"}}}}
+	return b, func() {
+		t.Helper()
+		if err := os.WriteFile(marker, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitCancelled waits until the coordinator has cancelled a build of rev.
+func waitCancelled(t *testing.T, s *trystack.Stack, rev string) {
+	t.Helper()
+	waitFor(t, "the superseded run's build to be cancelled", 60*time.Second, func() bool {
+		builds, err := s.Client().Builds(context.Background(), api.ListOptions{Labels: map[string]string{"revision": rev}})
+		if err != nil {
+			return false
+		}
+		for _, b := range builds {
+			if b.State == "cancelled" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 func TestGitHubPushSupersedes(t *testing.T) {
 	t.Parallel()
-	slow := []config.Builder{{Name: "check", Steps: []config.Step{{Name: "test", Shell: "sleep 2; test -f ok.txt"}}}}
+	slow, release := heldBuilder(t)
 	s, gc := startGitHubTrybotWith(t, slow, true)
 	g := s.GitHub
 	ctx := context.Background()
@@ -326,6 +359,8 @@ func TestGitHubPushSupersedes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitCancelled(t, s, head1)
+	release()
 	waitFor(t, "the new head's check run", 60*time.Second, func() bool { return checkRuns(t, gc, g, head2)["tryd/check"] == "success" })
 	// The old run was cancelled and posts nothing more.
 	builds, err := s.Client().Builds(ctx, api.ListOptions{Labels: map[string]string{"revision": head1}})
@@ -400,7 +435,7 @@ func TestGitHubPermissionErrorsRetried(t *testing.T) {
 // check run over instead of leaving it queued forever.
 func TestGitHubCommentReplacesLabelRun(t *testing.T) {
 	t.Parallel()
-	slow := []config.Builder{{Name: "check", Steps: []config.Step{{Name: "test", Shell: "sleep 2; test -f ok.txt"}}}}
+	slow, release := heldBuilder(t)
 	s, gc := startGitHubTrybotWith(t, slow, true)
 	g := s.GitHub
 	ctx := context.Background()
@@ -416,6 +451,8 @@ func TestGitHubCommentReplacesLabelRun(t *testing.T) {
 	if _, err := g.Sim.Comment(ctx, g.Slug(), n, g.Maintainer, "/trybot"); err != nil {
 		t.Fatal(err)
 	}
+	waitCancelled(t, s, head)
+	release()
 	waitFor(t, "the comment's run to post its result", 60*time.Second, func() bool {
 		for _, c := range comments(t, gc, g, n) {
 			if strings.Contains(c, "TryBots are happy") {
