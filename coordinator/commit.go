@@ -26,6 +26,9 @@ type committer struct {
 	// failure and the skips it causes) under it, so a batch never holds
 	// half of them.
 	barrier sync.Locker
+	// interval is the least time between the starts of two commits
+	// (Options.CommitInterval).
+	interval time.Duration
 
 	mu       sync.Mutex
 	kick     chan struct{}
@@ -159,12 +162,24 @@ func (c *committer) take() (*state.Batch, chan struct{}) {
 // merged back unless newer ones replaced them) so that a transient store
 // error loses nothing.
 func (c *committer) run(ctx context.Context) {
+	var last time.Time // start of the last commit
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.kick:
 		}
+		if wait := c.interval - time.Since(last); wait > 0 {
+			// Let changes gather for the rest of the interval.
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		last = time.Now()
 		for {
 			err := c.commitOnce(context.Background())
 			if err == nil {

@@ -69,6 +69,15 @@ type Options struct {
 	// status and event answers (default 16); older ones are read from
 	// the store.
 	KeepFinished int
+	// CommitInterval is the least time between the starts of two state
+	// commits (default 2ms; negative: none). A change made after a
+	// commit waits at most that long for the next one, with the changes
+	// made meanwhile: under a stream of results (thousands of jobs a
+	// second) commits stay few and write each job once instead of at
+	// every state, while an isolated change is committed at once. What
+	// waits is only the acknowledgement of results: assignments never
+	// wait for a commit (see PollEarly).
+	CommitInterval time.Duration
 
 	// Replica, if set, makes this coordinator one of several sharing the
 	// Store (which must implement state.Leaser): see ReplicaOptions.
@@ -126,6 +135,9 @@ func (o *Options) validate() error {
 	if o.KeepFinished == 0 {
 		o.KeepFinished = 16
 	}
+	if o.CommitInterval == 0 {
+		o.CommitInterval = 2 * time.Millisecond
+	}
 	if o.Clock == nil {
 		o.Clock = realClock{}
 	}
@@ -161,6 +173,9 @@ type Coordinator struct {
 	results  map[string]state.Result
 	// ready holds, per priority rank, the builds with queued jobs.
 	ready [3]map[*build]bool
+	// enqueued counts jobs made ready (see enqueue), so that a poll can
+	// tell whether it left ready jobs for other workers.
+	enqueued int
 
 	pinMu sync.Mutex
 	pins  map[string]int // artifact digest → active builds needing it
@@ -206,6 +221,7 @@ func New(ctx context.Context, opts Options) (*Coordinator, error) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.commit = newCommitter(c.store, log, c.m)
 	c.commit.barrier = &c.mu
+	c.commit.interval = max(opts.CommitInterval, 0)
 	if opts.Replica != nil {
 		l, err := opts.Replica.validate(opts.Store)
 		if err != nil {

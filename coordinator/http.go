@@ -423,12 +423,28 @@ func (c *Coordinator) handlePoll(w http.ResponseWriter, r *http.Request, p princ
 		c.writeErr(w, r, err)
 		return
 	}
-	resp, err := c.Poll(r.Context(), p.worker, req)
-	if err != nil {
+	// An early answer (see api.PollRequest.Early) is the first of two
+	// JSON values in the body; the second, api.PollAck, follows once
+	// the poll's results are durable.
+	started := false
+	resp, err := c.PollEarly(r.Context(), p.worker, req, func(first *api.PollResponse) {
+		started = true
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		json.NewEncoder(w).Encode(first)
+		http.NewResponseController(w).Flush()
+	})
+	switch {
+	case started && err != nil:
+		_, code := api.Status(err)
+		json.NewEncoder(w).Encode(api.PollAck{Code: code, Message: err.Error()})
+	case started:
+		json.NewEncoder(w).Encode(api.PollAck{Acked: true})
+	case err != nil:
 		c.writeErr(w, r, err)
-		return
+	default:
+		writeJSON(w, http.StatusOK, resp)
 	}
-	writeJSON(w, http.StatusOK, resp)
 }
 
 func (c *Coordinator) handleAppendLog(w http.ResponseWriter, r *http.Request, p principal) {

@@ -266,6 +266,7 @@ func (c *Coordinator) enqueue(j *job, now time.Time) {
 	}
 	q.jobs = append(q.jobs, j)
 	c.ready[b.rank][b] = true
+	c.enqueued++
 	c.m.queued.Inc()
 	c.setJob(j)
 	b.event(jobEvent(api.EventJobQueued, j, now))

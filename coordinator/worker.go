@@ -83,6 +83,7 @@ func (c *Coordinator) Register(ctx context.Context, name string, req api.Registe
 		WorkerID:            s.id,
 		HeartbeatIntervalMS: (c.opts.HeartbeatTimeout / 3).Milliseconds(),
 		PollTimeoutMS:       c.opts.PollTimeout.Milliseconds(),
+		EarlyAssignments:    true,
 	}, nil
 }
 
@@ -262,8 +263,20 @@ func (c *Coordinator) splice(planner *job, frag *graph.Graph, fragErr error, now
 
 // Poll is a worker's heartbeat, result report and request for work; see
 // api.PollRequest. It blocks until there is work or a cancellation for the
-// worker, or the wait ends.
+// worker, or the wait ends. It answers in one part (req.Early is not
+// honoured; see PollEarly).
 func (c *Coordinator) Poll(ctx context.Context, worker string, req api.PollRequest) (*api.PollResponse, error) {
+	return c.PollEarly(ctx, worker, req, nil)
+}
+
+// PollEarly is Poll, except that when req.Early is set, early is not
+// nil, and the answer carries both results to acknowledge and
+// assignments or cancellations, early receives the answer before the
+// results are durable (with More set), and PollEarly returns once they
+// are: nil and the error if recording them failed. The assignments
+// themselves are never waited for (see below), so on a chain of jobs
+// the dependent starts while its dependency's result is committed.
+func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.PollRequest, early func(*api.PollResponse)) (*api.PollResponse, error) {
 	if c.ctx.Err() != nil {
 		return nil, errNotRunning
 	}
@@ -301,6 +314,9 @@ func (c *Coordinator) Poll(ctx context.Context, worker string, req api.PollReque
 	for _, d := range req.Evicted {
 		delete(s.holds, d)
 	}
+	// Jobs that the results (or lost attempts) make ready and that
+	// this poll does not take are offered to the waiting polls below.
+	enqueued := c.enqueued
 	reported := map[string]bool{}
 	for _, p := range prepared {
 		reported[p.res.AttemptID] = true
@@ -347,6 +363,10 @@ func (c *Coordinator) Poll(ctx context.Context, worker string, req api.PollReque
 		if len(s.cancels) > 0 {
 			resp.Cancel, s.cancels = s.cancels, nil
 		}
+		if enqueued >= 0 && c.enqueued-enqueued > len(resp.Assignments) {
+			c.wakeAll()
+		}
+		enqueued = -1 // later rounds take what others made ready
 		if len(resp.Assignments) > 0 || len(resp.Cancel) > 0 || len(prepared) > 0 || !now.Before(deadline) || s.gone {
 			break
 		}
@@ -390,7 +410,18 @@ func (c *Coordinator) Poll(ctx context.Context, worker string, req api.PollReque
 		// commit on the critical path. An assignment lost in a crash
 		// (within a commit's time of its dispatch) is cancelled when
 		// the worker re-registers with it, and its job runs again.
-		if err := wait(ctx, c.commit.current()); err != nil {
+		// The commit holding the results holds everything the
+		// scheduler did before them, and a dependent's attempt is
+		// never in an earlier commit than the result that released
+		// it, so a crash never keeps a dependent and loses its
+		// dependency's result.
+		t := c.commit.current()
+		if req.Early && early != nil && (len(resp.Assignments) > 0 || len(resp.Cancel) > 0) {
+			first := *resp
+			first.More = true
+			early(&first)
+		}
+		if err := wait(ctx, t); err != nil {
 			return nil, err
 		}
 	}

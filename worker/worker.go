@@ -214,15 +214,23 @@ type pollInfo struct {
 	free    int  // slots it asked for
 	waits   bool // it carries no results, so it may wait for work
 	dropped bool // replaced by a newer poll; its failure is expected
-	cancel  context.CancelFunc
+	// answered is set when the first part of an early answer arrived:
+	// the poll only waits for its results' acknowledgement.
+	answered bool
+	cancel   context.CancelFunc
 }
 
-// pollAnswer is the outcome of one poll request.
+// pollAnswer is the outcome of one poll request, or the first part of
+// an early answer (see api.PollRequest.Early).
 type pollAnswer struct {
 	seq  int
 	resp *api.PollResponse
 	req  api.PollRequest
 	err  error
+	// partial marks the first part of an early answer: its work is
+	// taken at once, and the acknowledgement of the poll's results
+	// follows as another pollAnswer with taken set.
+	partial, taken bool
 }
 
 // errShutdown is the cause given to jobs cancelled by a worker shutdown.
@@ -242,6 +250,7 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	var (
 		workerID    string
+		early       bool // the coordinator answers work before results are durable
 		pollWait    time.Duration
 		runningJobs = map[string]*running{}
 		backlog     []api.Assignment // assigned but no free slot yet
@@ -333,7 +342,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			case err != nil:
 				fail(err)
 			default:
-				workerID, backoff = resp.WorkerID, 0
+				workerID, backoff, early = resp.WorkerID, 0, resp.EarlyAssignments
 				pollWait = time.Duration(min(resp.PollTimeoutMS, resp.HeartbeatIntervalMS)) * time.Millisecond
 				holdsSent = false
 				w.uploadedMu.Lock()
@@ -361,7 +370,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			if p.waits && !p.dropped {
 				waiting = p
 			}
-			if !p.waits {
+			if !p.waits && !p.answered {
 				reporting++
 			}
 		}
@@ -373,6 +382,8 @@ func (w *Worker) Run(ctx context.Context) error {
 			// coordinator takes an attempt missing from two consecutive
 			// polls' running lists as lost, so no more than one poll
 			// may be built before the answer that assigned it arrives.
+			// A report whose work arrived early and that waits only for
+			// its acknowledgement does not count: the next may go.
 			send = reporting == 0
 		case reporting > 0:
 			// Wait for the results' answers (they may bring work).
@@ -411,13 +422,64 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			go func() {
 				defer cancel()
-				resp, err := w.opts.Client.Poll(pctx, req)
-				answers <- pollAnswer{seq: seq, resp: resp, req: req, err: err}
+				// Once Run has returned (bg is done), nobody reads.
+				answer := func(a pollAnswer) {
+					select {
+					case answers <- a:
+					case <-bg.Done():
+					}
+				}
+				if !early || len(req.Results) == 0 {
+					resp, err := w.opts.Client.Poll(pctx, req)
+					answer(pollAnswer{seq: seq, resp: resp, req: req, err: err})
+					return
+				}
+				taken := false
+				resp, err := w.opts.Client.PollEarly(pctx, req, func(first *api.PollResponse) {
+					taken = true
+					answer(pollAnswer{seq: seq, resp: first, req: req, partial: true})
+				})
+				answer(pollAnswer{seq: seq, resp: resp, req: req, err: err, taken: taken})
 			}()
+		}
+
+		// take starts (or queues) a poll answer's work and stops what
+		// it cancels.
+		take := func(resp *api.PollResponse) {
+			for _, id := range resp.Cancel {
+				if r, ok := runningJobs[id]; ok {
+					r.forgotten = true
+					r.cancel(errors.New("cancelled by the coordinator"))
+				}
+				for i, a := range backlog {
+					if a.AttemptID == id {
+						backlog = append(backlog[:i], backlog[i+1:]...)
+						break
+					}
+				}
+			}
+			for _, a := range resp.Assignments {
+				if _, dup := runningJobs[a.AttemptID]; dup {
+					continue
+				}
+				if draining {
+					results = append(results, api.AttemptResult{AttemptID: a.AttemptID, State: api.AttemptError, Error: "worker shutting down"})
+					continue
+				}
+				backlog = append(backlog, a)
+			}
 		}
 
 		select {
 		case ans := <-answers:
+			if ans.partial {
+				// Work before the acknowledgement of the poll's
+				// results, which stays in flight.
+				backoff = 0
+				inFlight[ans.seq].answered = true
+				take(ans.resp)
+				continue
+			}
 			dropped := inFlight[ans.seq].dropped
 			delete(inFlight, ans.seq)
 			if len(ans.req.Results) > 0 {
@@ -457,27 +519,8 @@ func (w *Worker) Run(ctx context.Context) error {
 				continue
 			}
 			backoff = 0
-			for _, id := range ans.resp.Cancel {
-				if r, ok := runningJobs[id]; ok {
-					r.forgotten = true
-					r.cancel(errors.New("cancelled by the coordinator"))
-				}
-				for i, a := range backlog {
-					if a.AttemptID == id {
-						backlog = append(backlog[:i], backlog[i+1:]...)
-						break
-					}
-				}
-			}
-			for _, a := range ans.resp.Assignments {
-				if _, dup := runningJobs[a.AttemptID]; dup {
-					continue
-				}
-				if draining {
-					results = append(results, api.AttemptResult{AttemptID: a.AttemptID, State: api.AttemptError, Error: "worker shutting down"})
-					continue
-				}
-				backlog = append(backlog, a)
+			if !ans.taken {
+				take(ans.resp)
 			}
 		case res := <-finished:
 			w.log.WithFields(logrus.Fields{"attempt": res.AttemptID, "state": res.State, "ms": res.DurationMS}).Debug("job finished")

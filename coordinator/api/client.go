@@ -400,6 +400,67 @@ func (c *Client) Poll(ctx context.Context, req PollRequest) (*PollResponse, erro
 	return &out, nil
 }
 
+// PollEarly is Poll with PollRequest.Early set: when the answer comes in
+// two parts, early receives the first (assignments and cancellations,
+// whose results are not durable yet) as soon as it arrives, and
+// PollEarly returns once the results are acknowledged, with the first
+// part again (More cleared) or with the error that kept them from being
+// recorded. An answer in one part (nothing was early) is returned
+// without calling early. Use it only with a coordinator whose
+// RegisterResponse.EarlyAssignments is set.
+func (c *Client) PollEarly(ctx context.Context, req PollRequest, early func(*PollResponse)) (*PollResponse, error) {
+	req.Early = true
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator client: encode poll: %w", err)
+	}
+	hreq, err := c.newRequest(ctx, http.MethodPost, "/api/worker/poll", bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	resp, err := c.do(hreq)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	var out PollResponse
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("coordinator client: decode poll answer: %w", err)
+	}
+	if !out.More {
+		return &out, nil
+	}
+	out.More = false
+	early(&out)
+	var ack PollAck
+	if err := dec.Decode(&ack); err != nil {
+		return &out, fmt.Errorf("coordinator client: poll acknowledgement: %w", err)
+	}
+	if !ack.Acked {
+		return &out, fmt.Errorf("coordinator client: poll acknowledgement: %w", ack.err())
+	}
+	return &out, nil
+}
+
+// err returns the error an acknowledgement that is not one carries.
+func (a PollAck) err() error {
+	e := &Error{Code: a.Code, Message: a.Message}
+	if e.Code == "" {
+		e.Code = "internal"
+	}
+	for _, k := range kinds {
+		if k.code == e.Code {
+			e.Status = k.status
+		}
+	}
+	if e.Status == 0 {
+		e.Status = http.StatusInternalServerError
+	}
+	return e
+}
+
 // AppendLog appends a chunk to an attempt's live log; offset is where the
 // chunk starts (the log's size so far), so that a retried append is not
 // duplicated. It returns the log's new size. ErrConflict means the attempt

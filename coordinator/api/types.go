@@ -305,6 +305,10 @@ type RegisterResponse struct {
 	HeartbeatIntervalMS int64 `json:"heartbeat_interval_ms"`
 	// PollTimeoutMS is how long a poll may wait for work.
 	PollTimeoutMS int64 `json:"poll_timeout_ms"`
+	// EarlyAssignments says that the coordinator accepts
+	// PollRequest.Early (coordinators before it refuse the unknown
+	// field, so a worker sends it only when this is set).
+	EarlyAssignments bool `json:"early_assignments,omitempty"`
 }
 
 // PollRequest is the body of POST /api/worker/poll: a heartbeat, a
@@ -327,6 +331,14 @@ type PollRequest struct {
 	Evicted []string `json:"evicted,omitempty"`
 	// WaitMS bounds the wait; 0 means the server's default.
 	WaitMS int64 `json:"wait_ms,omitempty"`
+	// Early asks for the answer in two parts when it carries results
+	// and assignments: the assignments (and cancellations) at once,
+	// then the acknowledgement of the results once they are durable,
+	// so that a job's dependent does not wait for the commit of the
+	// job's result before it starts. See PollResponse.More. Send it
+	// only to a coordinator whose RegisterResponse.EarlyAssignments is
+	// set.
+	Early bool `json:"early,omitempty"`
 }
 
 // PollResponse carries new work and attempts to stop.
@@ -338,6 +350,21 @@ type PollResponse struct {
 	// Rejected lists attempt IDs of Results the coordinator did not
 	// accept (unknown or no longer current); nothing is to be done.
 	Rejected []string `json:"rejected,omitempty"`
+	// More is set on the first part of an answer to an Early poll:
+	// the poll's Results are not durable yet, and a second JSON
+	// object follows in the same body, PollAck, once they are (or
+	// once recording them failed).
+	More bool `json:"more,omitempty"`
+}
+
+// PollAck is the second part of an answer to an Early poll (see
+// PollResponse.More): {"acked": true} once the poll's results are
+// durable, or an Error body ({"code": ..., "message": ...}) if they
+// could not be recorded, in which case the worker sends them again.
+type PollAck struct {
+	Acked   bool   `json:"acked,omitempty"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
 }
 
 // Assignment is one attempt of one job given to a worker.

@@ -32,6 +32,7 @@ var (
 	verbose  = flag.Bool("v", false, "print each build's submit and finish times")
 	procLogs = flag.Bool("logs", false, "show the processes' logs")
 	logLevel = flag.String("worker-log-level", "warn", "log level of the workers")
+	profile  = flag.String("worker-cpuprofile", "", "run the last worker in this process and write a CPU profile of the process to this file")
 )
 
 func main() {
@@ -65,11 +66,23 @@ func run(tryd string, n, workers, slots, samples int, budget time.Duration, verb
 		return err
 	}
 	defer c.Close()
+	names, pids := []string{"coordinator"}, []int{c.Coordinator().Pid()}
 	for i := 0; i < workers; i++ {
-		if _, err := c.StartWorker(cluster.WorkerNames[i], "--slots", strconv.Itoa(slots), "--log-level", *logLevel); err != nil {
+		if *profile != "" && i == workers-1 {
+			stop, err := inProcessWorker(c, cluster.WorkerNames[i], slots, dir, *profile)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			continue
+		}
+		p, err := c.StartWorker(cluster.WorkerNames[i], "--slots", strconv.Itoa(slots), "--log-level", *logLevel)
+		if err != nil {
 			return err
 		}
+		names, pids = append(names, "worker "+cluster.WorkerNames[i]), append(pids, p.Pid())
 	}
+	cpu := newCPUMeter(c.URL, names, pids)
 	cl := c.Client()
 	if err := waitWorkers(ctx, cl, workers); err != nil {
 		return err
@@ -86,15 +99,17 @@ func run(tryd string, n, workers, slots, samples int, budget time.Duration, verb
 	// mean is used, so that load from elsewhere on the machine, which
 	// drifts, weighs on both sides alike.
 	wideG := wide(n, "w")
-	xargsWide1, err := xargs(n, total, "w")
+	xargsWide1, xargsWide1CPU, err := xargs(n, total, "w")
 	if err != nil {
 		return err
 	}
+	cpu.reset()
 	wideCold, err := timeBuild(ctx, cl, wideG)
 	if err != nil {
 		return err
 	}
-	xargsWide2, err := xargs(n, total, "w")
+	wideCPU, wideCPUTotal := cpu.report(n)
+	xargsWide2, xargsWide2CPU, err := xargs(n, total, "w")
 	if err != nil {
 		return err
 	}
@@ -103,8 +118,12 @@ func run(tryd string, n, workers, slots, samples int, budget time.Duration, verb
 		return err
 	}
 	xargsWide := (xargsWide1 + xargsWide2) / 2
+	xargsWideCPU := (xargsWide1CPU + xargsWide2CPU) / 2
 	fmt.Printf("wide: %d jobs: tryd %.2fs, xargs -P %d %.2fs (mean of %.2fs before, %.2fs after): ratio %.2f; cached resubmit %.3fs (median of %s; %.2f%% of cold)\n",
 		n, wideCold.Seconds(), total, xargsWide.Seconds(), xargsWide1.Seconds(), xargsWide2.Seconds(), ratio(wideCold, xargsWide), wideCached.Seconds(), wideCachedAll, 100*ratio(wideCached, wideCold))
+
+	fmt.Printf("wide: CPU per job: tryd %.0fµs (%s); xargs %.0fµs: ratio %.2f\n",
+		perJobUS(wideCPUTotal, n), wideCPU, perJobUS(xargsWideCPU, n), ratio(wideCPUTotal, xargsWideCPU))
 
 	// Scale the chain to what is left of the budget, from the wide
 	// run's pace (a chain runs one job at a time, and its baseline runs
@@ -116,25 +135,30 @@ func run(tryd string, n, workers, slots, samples int, budget time.Duration, verb
 		deepN = max(100, int(left/perJob)/100*100)
 	}
 	deepG := chain(deepN, "d")
-	xargsDeep1, err := xargs(deepN, 1, "d")
+	xargsDeep1, xargsDeep1CPU, err := xargs(deepN, 1, "d")
 	if err != nil {
 		return err
 	}
+	cpu.reset()
 	deepCold, err := timeBuild(ctx, cl, deepG)
 	if err != nil {
 		return err
 	}
-	xargsDeep2, err := xargs(deepN, 1, "d")
+	deepCPU, deepCPUTotal := cpu.report(deepN)
+	xargsDeep2, xargsDeep2CPU, err := xargs(deepN, 1, "d")
 	if err != nil {
 		return err
 	}
 	xargsDeep := (xargsDeep1 + xargsDeep2) / 2
+	xargsDeepCPU := (xargsDeep1CPU + xargsDeep2CPU) / 2
 	deepCached, deepCachedAll, err := cached(ctx, cl, deepG)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("deep: chain of %d jobs: tryd %.2fs, xargs -P 1 (a chain runs one at a time) %.2fs (mean of %.2fs before, %.2fs after): ratio %.2f; cached resubmit %.3fs (median of %s; %.2f%% of cold)\n",
 		deepN, deepCold.Seconds(), xargsDeep.Seconds(), xargsDeep1.Seconds(), xargsDeep2.Seconds(), ratio(deepCold, xargsDeep), deepCached.Seconds(), deepCachedAll, 100*ratio(deepCached, deepCold))
+	fmt.Printf("deep: CPU per job: tryd %.0fµs (%s); xargs %.0fµs: ratio %.2f\n",
+		perJobUS(deepCPUTotal, deepN), deepCPU, perJobUS(xargsDeepCPU, deepN), ratio(deepCPUTotal, xargsDeepCPU))
 	// For the record, against the parallel xargs of the wide run (which
 	// no chain can match: its jobs must run one after another).
 	fmt.Printf("deep vs xargs -P %d of the same number of commands: %.2fx\n",
@@ -281,8 +305,9 @@ func cached(ctx context.Context, cl *api.Client, g *graph.Graph) (time.Duration,
 	return ds[len(ds)/2], strings.Join(all, ", "), nil
 }
 
-// xargs runs "true <prefix><i>" for every i with xargs -P p.
-func xargs(n, p int, prefix string) (time.Duration, error) {
+// xargs runs "true <prefix><i>" for every i with xargs -P p and returns
+// the wall time and the CPU time of xargs and the commands it ran.
+func xargs(n, p int, prefix string) (time.Duration, time.Duration, error) {
 	var b strings.Builder
 	for i := 0; i < n; i++ {
 		fmt.Fprintf(&b, "%s%d\n", prefix, i)
@@ -291,9 +316,11 @@ func xargs(n, p int, prefix string) (time.Duration, error) {
 	cmd.Stdin = strings.NewReader(b.String())
 	t0 := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("xargs: %v: %s", err, out)
+		return 0, 0, fmt.Errorf("xargs: %v: %s", err, out)
 	}
-	return time.Since(t0), nil
+	d := time.Since(t0)
+	// wait4's usage of xargs includes the children it reaped.
+	return d, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 }
 
 // latencies samples submit-to-start: each build is one job whose first
