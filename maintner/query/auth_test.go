@@ -101,3 +101,30 @@ func TestRequireTokenOptions(t *testing.T) {
 		})
 	}
 }
+
+// FuzzRequireToken checks that any Authorization header is answered
+// without a panic, and let through exactly when it is "Bearer TOKEN".
+func FuzzRequireToken(f *testing.F) {
+	const token = "fuzz-token-0123456789"
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	h, err := query.RequireToken(ok, []string{token})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{"", "Bearer " + token, "Bearer " + token + " ", "bearer " + token, "Bearer", "Basic eDp5", "Bearer \x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, auth string) {
+		r := httptest.NewRequest(http.MethodGet, "/api/stats", nil)
+		r.Header["Authorization"] = []string{auth}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		want := http.StatusUnauthorized
+		if auth == "Bearer "+token {
+			want = http.StatusNoContent
+		}
+		if w.Code != want {
+			t.Fatalf("Authorization %q: %d, want %d", auth, w.Code, want)
+		}
+	})
+}
