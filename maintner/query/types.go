@@ -25,6 +25,13 @@
 // vote=LABEL=VALUE (repeatable, e.g. vote=Run-TryBot=+1: some account
 // votes exactly VALUE on the current patch set), owner=ACCOUNT,
 // updated_since, limit, after.
+//
+// Authentication: a server may wrap the handler with RequireToken, which
+// requires "Authorization: Bearer TOKEN" on every request and answers 401
+// {"error": ...} with a WWW-Authenticate header otherwise; the client
+// sends the token given to Client.WithToken and maps 401 to
+// ErrUnauthorized. (maintnerd requires it off loopback unless told the
+// API is public; its /logs is never wrapped.)
 package query
 
 import (
