@@ -32,6 +32,12 @@
 // package goplan) for exactly the revision under test, served by
 // gitmirror, follows the builds' event streams and posts.
 //
+// Every job of a try run (its reruns and base builds included) also
+// requires trybot.try_labels, and cmd/tryd gives post-submit builds
+// trybot.postsubmit_labels (WithLabels), so that operators can keep
+// untrusted changes off the workers, and out of the caches, that build
+// the branches.
+//
 // # Results against base
 //
 // When a builder's build fails by its own jobs, the failed jobs are
