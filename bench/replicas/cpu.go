@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,8 +19,13 @@ import (
 // every Linux architecture tryd runs on).
 const userHZ = 100
 
-// cpuTimes are CPU times (user+sys) consumed so far.
-type cpuTimes struct{ coord, workers, pg time.Duration }
+// cpuTimes are CPU times (user+sys) consumed so far, and the
+// coordinators' state commits.
+type cpuTimes struct {
+	coord, workers, pg, bench time.Duration
+	commits                   float64       // batches committed
+	commitTime                time.Duration // spent committing them
+}
 
 // procCPU returns a process's CPU time from /proc/PID/stat: its own and,
 // with children, that of its waited-for children (a worker's jobs, a
@@ -56,7 +63,12 @@ func cpuOf(c *replicatest.Cluster, pgPid int) cpuTimes {
 	for _, p := range c.Coordinators() {
 		d, _ := procCPU(p.Pid(), false)
 		t.coord += d
+		n, sum := commitStats(p.URL)
+		t.commits += n
+		t.commitTime += time.Duration(sum * float64(time.Second))
 	}
+	// This process: the GCS emulator and the clients.
+	t.bench, _ = procCPU(os.Getpid(), false)
 	for _, p := range c.Workers() {
 		d, _ := procCPU(p.Pid(), true)
 		t.workers += d
@@ -94,4 +106,29 @@ func postmaster(dsn string) int {
 	}
 	_, ppid := procCPU(backend, false)
 	return ppid
+}
+
+// commitStats reads a coordinator's commit count and total commit time
+// (seconds) from its /metrics; zeros if it does not answer.
+func commitStats(base string) (n, sum float64) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		f, err := strconv.ParseFloat(v, 64)
+		if !ok || err != nil {
+			continue
+		}
+		switch name {
+		case "tryd_coordinator_commit_seconds_count":
+			n = f
+		case "tryd_coordinator_commit_seconds_sum":
+			sum = f
+		}
+	}
+	return n, sum
 }

@@ -12,7 +12,9 @@
 // clock: everything runs on this machine). It prints one "key=value"
 // RESULT line, and before it, for each configuration, the CPU time
 // (user+sys, from /proc) the coordinators, the workers (with their jobs'
-// processes) and PostgreSQL spent per job during the throughput run:
+// processes), PostgreSQL and this process (the GCS emulator, the
+// clients) spent per job during the throughput run, and the
+// coordinators' state commits per job (from their /metrics):
 // wall-clock figures swing with the machine's other load, CPU per job
 // says what a replica costs.
 package main
@@ -54,7 +56,10 @@ type result struct {
 	p50, p99   time.Duration
 	// CPU time per job of the throughput run (zero where /proc did not
 	// tell).
-	cpuCoord, cpuWorkers, cpuPG time.Duration
+	cpuCoord, cpuWorkers, cpuPG, cpuBench time.Duration
+	// State commits per job and their mean duration.
+	commitsPerJob float64
+	commitMean    time.Duration
 }
 
 func run(tryd string, builds, jobs, slots int, logs bool) error {
@@ -96,8 +101,9 @@ func run(tryd string, builds, jobs, slots int, logs bool) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", cfg.name, err)
 		}
-		fmt.Printf("%-11s %7.1f jobs/s  dispatch p50 %6.2fms p99 %6.2fms  cpu/job: coordinators %4.0fus workers %4.0fus postgres %4.0fus\n", cfg.name, r.jobsPerSec,
-			ms(r.p50), ms(r.p99), us(r.cpuCoord), us(r.cpuWorkers), us(r.cpuPG))
+		fmt.Printf("%-11s %7.1f jobs/s  dispatch p50 %6.2fms p99 %6.2fms\n", cfg.name, r.jobsPerSec, ms(r.p50), ms(r.p99))
+		fmt.Printf("%-11s cpu/job: coordinators %4.0fus workers %4.0fus postgres %4.0fus bench (GCS emulator, clients) %4.0fus; %.2f commits/job, %.2fms each\n", "",
+			us(r.cpuCoord), us(r.cpuWorkers), us(r.cpuPG), us(r.cpuBench), r.commitsPerJob, ms(r.commitMean))
 		res[cfg.name] = r
 	}
 	s, p1, p2 := res["sqlite-1"], res["postgres-1"], res["postgres-2"]
@@ -184,7 +190,11 @@ func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string,
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	n := time.Duration(builds * jobs)
 	r := result{jobsPerSec: float64(builds*jobs) / el.Seconds(),
-		cpuCoord: (cpu1.coord - cpu0.coord) / n, cpuWorkers: (cpu1.workers - cpu0.workers) / n}
+		cpuCoord: (cpu1.coord - cpu0.coord) / n, cpuWorkers: (cpu1.workers - cpu0.workers) / n, cpuBench: (cpu1.bench - cpu0.bench) / n,
+		commitsPerJob: (cpu1.commits - cpu0.commits) / float64(n)}
+	if dc := cpu1.commits - cpu0.commits; dc > 0 {
+		r.commitMean = (cpu1.commitTime - cpu0.commitTime) / time.Duration(dc)
+	}
 	if dsn != "" {
 		r.cpuPG = (cpu1.pg - cpu0.pg) / n
 	}

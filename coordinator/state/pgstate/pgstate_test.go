@@ -439,3 +439,51 @@ func TestReleasedSchemasLoad(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkCommitJobs commits what the coordinator commits for each job
+// of a busy cluster, in batches of two jobs as a replica's group commit
+// does: the jobs start (job rows and new attempts), then finish (job
+// rows, attempts and results). One op is one job.
+func BenchmarkCommitJobs(b *testing.B) {
+	ctx := context.Background()
+	s, err := Open(ctx, Options{DSN: sharedPG.Server(b).NewSchema(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const perBuild, perBatch = 50, 2
+	t0 := time.Unix(1_700_000_000, 0).UTC()
+	var bid int64
+	var jobs []state.Job
+	b.ResetTimer()
+	for i := 0; i < b.N; i += perBatch {
+		if i%perBuild == 0 {
+			jobs = jobs[:0]
+			for k := range perBuild {
+				jobs = append(jobs, state.Job{JobID: fmt.Sprintf("%064d", i+k), Name: fmt.Sprint("job", k), Seq: k, State: api.JobQueued})
+			}
+			if bid, err = s.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: []byte("{}"), State: api.BuildRunning}, jobs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		var start, end state.Batch
+		fin := t0.Add(time.Second)
+		zero := 0
+		for k := i % perBuild; k < i%perBuild+perBatch; k++ {
+			j := jobs[k]
+			j.BuildID, j.State, j.Worker, j.Started = bid, api.JobRunning, "w1", t0
+			a := state.Attempt{ID: fmt.Sprintf("%d-%d", bid, k), BuildID: bid, JobID: j.JobID, Worker: "w1", State: api.AttemptRunning, Started: t0}
+			start.Jobs, start.Attempts = append(start.Jobs, j), append(start.Attempts, a)
+			j.State, j.OutputDigest, j.ExitCode, j.Finished = api.JobSucceeded, "d", &zero, fin
+			a.State, a.OutputDigest, a.ExitCode, a.Finished = api.AttemptSucceeded, "d", &zero, &fin
+			end.Jobs, end.Attempts = append(end.Jobs, j), append(end.Attempts, a)
+			end.Results = append(end.Results, state.Result{JobID: j.JobID, OutputDigest: "d", AttemptID: a.ID, BuildID: bid, Finished: fin})
+		}
+		if err := s.Commit(ctx, &start); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Commit(ctx, &end); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
