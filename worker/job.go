@@ -144,7 +144,7 @@ func (w *Worker) execute(ctx context.Context, a api.Assignment, logs *logStream,
 			return "", 0, fmt.Errorf("command %d: working directory: %w", i+1, err)
 		}
 		fullEnv := append(append(append([]string(nil), w.opts.BaseEnv...), "TMPDIR="+tmp, runVar+"="+w.runID), env...)
-		err = proc.Run(ctx, proc.Spec{Argv: argv, Env: fullEnv, Dir: dir, Output: logs})
+		err = proc.Run(ctx, proc.Spec{Argv: argv, Env: fullEnv, Dir: dir, Output: logs, Stdin: w.devNull})
 		if err != nil {
 			var ee *proc.ExitError
 			if errors.As(err, &ee) {
@@ -209,6 +209,9 @@ const keptDepDirs = 16
 // deps, except that deps may keep up to keptDepDirs empty dependency
 // directories, touching the disk only where the job left something.
 func cleanJobDir(d string) error {
+	if jobDirClean(d) {
+		return nil // what a job that writes nothing leaves
+	}
 	ents, err := os.ReadDir(d)
 	if err != nil {
 		return err
@@ -268,17 +271,6 @@ func cleanDepsDir(p string) error {
 		}
 	}
 	return nil
-}
-
-// emptyDir reports whether p is a readable, empty directory.
-func emptyDir(p string) bool {
-	f, err := os.Open(p)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(1)
-	return len(names) == 0 && err == io.EOF
 }
 
 // within reports whether p is dir or below it.
@@ -608,9 +600,9 @@ func (s *spill) discard() {
 // archive: it is the same archive every time.
 func (w *Worker) uploadOutputs(ctx context.Context, outDir string) (string, int64, error) {
 	if w.uploaded(artifact.EmptyDigest) {
-		// Lstat first: Pack refuses an output directory replaced by a
-		// symlink, and so must this shortcut.
-		if st, err := os.Lstat(outDir); err == nil && st.IsDir() && emptyDir(outDir) {
+		// emptyDir refuses a symlink, as Pack refuses an output
+		// directory replaced by one.
+		if emptyDir(outDir) {
 			return artifact.EmptyDigest, artifact.EmptySize, nil
 		}
 	}

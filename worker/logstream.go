@@ -31,8 +31,9 @@ type logStream struct {
 	truncated bool
 	closed    bool
 
-	wake chan struct{}
-	done chan struct{}
+	wake    chan struct{}
+	done    chan struct{}
+	started bool // the sending goroutine runs (from the first write on)
 }
 
 // truncationMarker ends a log that reached its limit.
@@ -44,9 +45,9 @@ func newLogStream(send func(context.Context, int64, []byte) (int64, error), max 
 	if max <= 0 {
 		max = 8 << 20
 	}
-	l := &logStream{send: send, max: max, chunk: chunk, interval: interval, gone: gone, wake: make(chan struct{}, 1), done: make(chan struct{})}
-	go l.loop()
-	return l
+	// The sending goroutine starts with the first write: most trivial
+	// jobs write nothing, and a goroutine per job is not free.
+	return &logStream{send: send, max: max, chunk: chunk, interval: interval, gone: gone, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // Write accepts p (reporting it all written even when dropped, so that a
@@ -63,6 +64,10 @@ func (l *logStream) Write(p []byte) (int, error) {
 		room = 0
 	}
 	wasEmpty := len(l.buf) == 0
+	if !l.started {
+		l.started = true
+		go l.loop()
+	}
 	if int64(len(p)) > room {
 		l.buf = append(l.buf, p[:room]...)
 		l.buf = append(l.buf, marker...)
@@ -163,14 +168,16 @@ func (l *logStream) flush(ctx context.Context) bool {
 // while the coordinator is briefly unreachable, within ctx).
 func (l *logStream) Close(ctx context.Context) {
 	l.mu.Lock()
-	already := l.closed
+	already, started := l.closed, l.started
 	l.closed = true
 	l.mu.Unlock()
 	if already {
 		return
 	}
 	close(l.wake)
-	<-l.done
+	if started {
+		<-l.done
+	}
 	for i := 0; !l.flush(ctx) && i < 5; i++ {
 		select {
 		case <-ctx.Done():

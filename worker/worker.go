@@ -78,6 +78,7 @@ type Worker struct {
 	jobDirs chan string // clean job directories ready for reuse
 	runID   string      // see runVar
 	lock    *os.File    // flock'ed: one worker per directory
+	devNull *os.File    // every command's stdin
 	cache   *artifact.Cache
 	sources *source.Store
 	m       *metrics
@@ -151,10 +152,15 @@ func New(opts Options) (*Worker, error) {
 		return nil, fmt.Errorf("worker: directory %s is in use by another worker: %w", opts.Dir, err)
 	}
 	w.lock = lock
+	if w.devNull, err = os.Open(os.DevNull); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("worker: %w", err)
+	}
 	ok := false
 	defer func() {
 		if !ok {
 			lock.Close()
+			w.devNull.Close()
 		}
 	}()
 	// Kill what a crashed predecessor left running before clearing its
@@ -183,6 +189,7 @@ func New(opts Options) (*Worker, error) {
 
 // Close releases the worker's directory (after Run has returned).
 func (w *Worker) Close() error {
+	w.devNull.Close()
 	return w.lock.Close()
 }
 

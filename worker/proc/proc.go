@@ -39,6 +39,10 @@ type Spec struct {
 	// Output receives stdout and stderr, interleaved as written (both
 	// are one pipe), from a single goroutine. Nil discards.
 	Output io.Writer
+	// Stdin is the command's standard input, typically a /dev/null
+	// the caller keeps open for all its commands (nil: os/exec opens
+	// /dev/null for each command).
+	Stdin *os.File
 	// WaitDelay bounds how long Run keeps reading output after the
 	// process group has been killed, for processes that escaped the
 	// group but hold the output open (default 2s).
@@ -90,6 +94,11 @@ func Run(ctx context.Context, s Spec) error {
 		Stderr:      pw,
 		SysProcAttr: sysProcAttr(),
 	}
+	if s.Stdin != nil {
+		// Handed to the child as is. (Left nil, as an interface, it
+		// makes os/exec open /dev/null.)
+		cmd.Stdin = s.Stdin
+	}
 	out := s.Output
 	if out == nil {
 		out = io.Discard
@@ -115,17 +124,13 @@ func Run(ctx context.Context, s Spec) error {
 		_, _ = io.Copy(out, pr)
 	}()
 	pgid := cmd.Process.Pid
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var werr error
-	killedByCtx := false
-	select {
-	case werr = <-done:
-	case <-ctx.Done():
-		killedByCtx = true
-		killGroup(pgid)
-		werr = <-done
-	}
+	// Wait here rather than in another goroutine: one goroutine and
+	// one hand-off fewer per command. Cancellation kills the group,
+	// which ends the wait.
+	stop := context.AfterFunc(ctx, func() { killGroup(pgid) })
+	werr := cmd.Wait()
+	// Stopping fails once ctx is done: the group was (being) killed.
+	killedByCtx := !stop()
 	// Reap whatever the command left running in its group.
 	killGroup(pgid)
 	// A process that left the group (setsid) may still hold the pipe;
