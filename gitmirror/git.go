@@ -3,17 +3,15 @@ package gitmirror
 import (
 	"bytes"
 	"context"
-	"fmt"
+	"errors"
 	"io"
 	"os"
-	"os/exec"
+	"slices"
 	"strings"
 	"time"
-)
 
-// maxStderr bounds how much of git's standard error is kept for an error
-// message.
-const maxStderr = 4096
+	"github.com/tryd-ci/tryd/internal/gitexec"
+)
 
 // gitCmd describes one git invocation.
 type gitCmd struct {
@@ -25,52 +23,28 @@ type gitCmd struct {
 	args    []string
 }
 
-// gitError is a failed git command. Its message holds git's (redacted)
-// standard error for logs and /debug; HTTP handlers never show it.
-type gitError struct {
-	args   string
-	err    error
-	stderr string
-}
-
-func (e *gitError) Error() string {
-	if e.stderr == "" {
-		return fmt.Sprintf("git %s: %v", e.args, e.err)
-	}
-	return fmt.Sprintf("git %s: %v: %s", e.args, e.err, e.stderr)
-}
-
-func (e *gitError) Unwrap() error { return e.err }
-
 // run runs git with a cleaned environment: GIT_* variables of the parent
 // (GIT_TRACE*, GIT_DIR, ...) are dropped so that nothing changes what git
 // does or prints, and prompts are disabled so git fails instead of
-// waiting for a terminal. The whole process group is killed on timeout,
-// so helpers (git-remote-https, index-pack, ssh) do not linger.
+// waiting for a terminal. gitexec kills the whole process group on
+// timeout, so helpers (git-remote-https, index-pack, ssh) do not linger.
+// The error's copy of git's standard error is redacted: it goes to logs
+// and /debug (HTTP handlers never show it).
 func (m *Mirror) run(ctx context.Context, c gitCmd) error {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, m.opts.Git, c.args...)
-	cmd.Dir = c.dir
-	cmd.Stdin = c.stdin
-	cmd.Stdout = c.stdout
-	var stderr limitedBuffer
-	cmd.Stderr = &stderr
-	cmd.Env = append(m.baseEnv, c.env...)
-	setProcessGroup(cmd)
-	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
-	if err == nil {
-		return nil
+	err := gitexec.Cmd{
+		Git:     m.opts.Git,
+		Dir:     c.dir,
+		Env:     slices.Concat(m.baseEnv, c.env),
+		Args:    c.args,
+		Stdin:   c.stdin,
+		Stdout:  c.stdout,
+		Timeout: c.timeout,
+	}.Run(ctx)
+	var ge *gitexec.Error
+	if errors.As(err, &ge) {
+		ge.Stderr = redactURL(ge.Stderr)
 	}
-	if ctx.Err() != nil {
-		err = fmt.Errorf("%w (%w)", err, ctx.Err())
-	}
-	verb := c.args[0]
-	if len(c.args) > 1 && c.args[0] == "-C" {
-		verb = c.args[2]
-	}
-	return &gitError{args: verb, err: err, stderr: redactURL(strings.TrimSpace(stderr.String()))}
+	return err
 }
 
 // output runs git and returns its standard output.
@@ -99,15 +73,3 @@ func cleanEnv() []string {
 		"GIT_CONFIG_NOSYSTEM=1",
 	)
 }
-
-// limitedBuffer keeps the first maxStderr bytes written to it.
-type limitedBuffer struct{ b bytes.Buffer }
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	if room := maxStderr - l.b.Len(); room > 0 {
-		l.b.Write(p[:min(room, len(p))])
-	}
-	return len(p), nil
-}
-
-func (l *limitedBuffer) String() string { return l.b.String() }

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package gitmirror
+package gitexec
 
 import "os/exec"
 
