@@ -30,8 +30,11 @@ type committer struct {
 	// (Options.CommitInterval).
 	interval time.Duration
 
-	mu       sync.Mutex
-	kick     chan struct{}
+	mu   sync.Mutex
+	kick chan struct{}
+	// urgent cuts the wait for the rest of the interval short: a
+	// waiter's next step depends on the commit.
+	urgent   chan struct{}
 	builds   map[int64]state.BuildUpdate
 	jobs     map[jobKey]state.Job
 	attempts map[string]state.Attempt
@@ -47,7 +50,7 @@ type jobKey struct {
 }
 
 func newCommitter(store state.Store, log logrus.FieldLogger, m *metrics) *committer {
-	c := &committer{store: store, log: log, m: m, kick: make(chan struct{}, 1)}
+	c := &committer{store: store, log: log, m: m, kick: make(chan struct{}, 1), urgent: make(chan struct{}, 1)}
 	c.reset()
 	return c
 }
@@ -120,6 +123,20 @@ func (c *committer) current() ticket {
 	return c.kickLocked()
 }
 
+// currentUrgent is current for a waiter that can do nothing else until
+// the commit (a worker of the previous protocol version, whose next
+// assignment comes with the acknowledgement of its results): the commit
+// starts without waiting for the rest of the interval.
+func (c *committer) currentUrgent() ticket {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case c.urgent <- struct{}{}:
+	default:
+	}
+	return c.kickLocked()
+}
+
 func (c *committer) kickLocked() ticket {
 	select {
 	case c.kick <- struct{}{}:
@@ -177,6 +194,8 @@ func (c *committer) run(ctx context.Context) {
 				t.Stop()
 				return
 			case <-t.C:
+			case <-c.urgent:
+				t.Stop()
 			}
 		}
 		last = time.Now()

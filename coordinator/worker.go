@@ -416,6 +416,9 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 		// it, so a crash never keeps a dependent and loses its
 		// dependency's result.
 		t := c.commit.current()
+		if !req.Early {
+			t = c.commit.currentUrgent()
+		}
 		if req.Early && early != nil && (len(resp.Assignments) > 0 || len(resp.Cancel) > 0) {
 			first := *resp
 			first.More = true
@@ -440,7 +443,7 @@ func (c *Coordinator) Result(ctx context.Context, worker string, r api.AttemptRe
 	if !ok {
 		return fmt.Errorf("attempt %s is not a current attempt of worker %s: %w", truncate(r.AttemptID), worker, api.ErrConflict)
 	}
-	return wait(ctx, c.commit.current())
+	return wait(ctx, c.commit.currentUrgent())
 }
 
 // AppendLog appends a chunk to a running attempt's log at offset and

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -33,7 +34,7 @@ func benchCluster(b *testing.B) *api.Client {
 		b.Fatal(err)
 	}
 	c, err := coordinator.New(ctx, coordinator.Options{Store: st, Artifacts: arts, Dir: dir,
-		WorkerTokens: map[string]string{"w1": workerToken, "w2": workerToken + "2"}, ClientToken: clientToken})
+		WorkerTokens: map[string]string{"w1": workerToken, "w2": workerToken + "2"}, ClientToken: clientToken, CommitInterval: benchInterval()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -115,3 +116,10 @@ func benchTrivial(b *testing.B, chain bool) {
 //	go test ./worker -run X -bench SchedChain -benchtime 2000x -cpuprofile /tmp/cpu.out
 func BenchmarkSchedWide(b *testing.B)  { benchTrivial(b, false) }
 func BenchmarkSchedChain(b *testing.B) { benchTrivial(b, true) }
+
+// benchInterval is the coordinator's commit interval for the in-process
+// benchmarks: TRYD_COMMIT_INTERVAL (a Go duration), else the default.
+func benchInterval() time.Duration {
+	d, _ := time.ParseDuration(os.Getenv("TRYD_COMMIT_INTERVAL"))
+	return d
+}
