@@ -7,41 +7,28 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/build/maintner/maintpb"
 
+	"github.com/tryd-ci/tryd/internal/gitexec"
 	"github.com/tryd-ci/tryd/maintner"
 )
 
 // git runs git in dir with stdin, returning its standard output; the
-// error quotes the end of its standard error. The command is killed
-// after CommandTimeout, and its helpers (git-remote-https, index-pack),
-// which may hold its output open, are not waited for beyond WaitDelay.
+// error (a *gitexec.Error) quotes git's standard error. The command and
+// its helpers (git-remote-https, index-pack) are killed after
+// CommandTimeout.
 func (g *Gerrit) git(ctx context.Context, dir string, stdin io.Reader, args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, g.opts.CommandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, g.opts.Git, append([]string{"-C", dir}, args...)...)
-	cmd.Env = g.env
-	cmd.WaitDelay = 5 * time.Second
-	cmd.Stdin = stdin
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if len(msg) > 1000 {
-			msg = "..." + msg[len(msg)-1000:]
-		}
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", err, ctx.Err())
-		}
-		return nil, fmt.Errorf("git %s: %w: %s", args[0], err, msg)
-	}
-	return stdout.Bytes(), nil
+	return gitexec.Cmd{
+		Git:     g.opts.Git,
+		Env:     g.env,
+		Args:    append([]string{"-C", dir}, args...),
+		Stdin:   stdin,
+		Timeout: g.opts.CommandTimeout,
+	}.Output(ctx)
 }
 
 // initMirror creates the project's bare mirror on first use.
