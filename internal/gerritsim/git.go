@@ -5,13 +5,14 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/tryd-ci/tryd/internal/gitexec"
 	"github.com/tryd-ci/tryd/internal/notedb"
 )
 
@@ -37,20 +38,25 @@ func (p person) header() string {
 	return fmt.Sprintf("%s <%s> %d +0000", p.Name, p.Email, p.When.Unix())
 }
 
+// run runs git on the repository and returns its standard output
+// without the final newline. The host's system configuration is ignored
+// and messages are in English, so what the simulator writes does not
+// depend on the machine.
 func (r *repo) run(ctx context.Context, stdin []byte, env []string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, r.git, args...)
-	cmd.Dir = r.dir
-	cmd.Env = append(os.Environ(), "GIT_DIR="+r.dir, "GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C")
-	cmd.Env = append(cmd.Env, env...)
+	c := gitexec.Cmd{
+		Git:  r.git,
+		Dir:  r.dir,
+		Env:  slices.Concat(os.Environ(), []string{"GIT_DIR=" + r.dir, "GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C"}, env),
+		Args: args,
+	}
 	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
+		c.Stdin = bytes.NewReader(stdin)
 	}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	out, err := c.Output(ctx)
+	if err != nil {
+		return "", err
 	}
-	return strings.TrimRight(out.String(), "\n"), nil
+	return strings.TrimRight(string(out), "\n"), nil
 }
 
 // initBare creates the bare repository with HEAD pointing at branch.
@@ -58,10 +64,9 @@ func (r *repo) initBare(ctx context.Context, branch string) error {
 	if err := os.MkdirAll(filepath.Dir(r.dir), 0o755); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, r.git, "init", "--bare", "--quiet", r.dir)
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("git init: %w: %s", err, out)
+	init := gitexec.Cmd{Git: r.git, Env: append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1"), Args: []string{"init", "--bare", "--quiet", r.dir}}
+	if err := init.Run(ctx); err != nil {
+		return err
 	}
 	if _, err := r.run(ctx, nil, nil, "symbolic-ref", "HEAD", "refs/heads/"+branch); err != nil {
 		return err
