@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/cgi"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"strconv"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/tryd-ci/tryd/internal/gitexec"
 )
 
 // logWriter sends a subprocess's standard error to the log.
@@ -49,18 +50,15 @@ func gitEnv(extra ...string) []string {
 
 // runGit runs git in dir and returns its trimmed standard output.
 func runGit(ctx context.Context, gitPath, dir string, stdin []byte, env []string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, gitPath, args...)
-	cmd.Dir = dir
-	cmd.Env = gitEnv(env...)
+	c := gitexec.Cmd{Git: gitPath, Dir: dir, Env: gitEnv(env...), Args: args}
 	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
+		c.Stdin = bytes.NewReader(stdin)
 	}
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	out, err := c.Output(ctx)
+	if err != nil {
+		return "", err
 	}
-	return strings.TrimSpace(out.String()), nil
+	return strings.TrimSpace(string(out)), nil
 }
 
 // Commit describes a commit the simulator writes on a branch: files to
@@ -124,11 +122,10 @@ func resolve(ctx context.Context, gitPath, dir, rev string) (string, error) {
 		return "", nil
 	}
 	out, err := runGit(ctx, gitPath, dir, nil, nil, "rev-parse", "--verify", "--quiet", rev+"^{commit}")
+	if gitexec.ExitCode(err) > 0 {
+		return "", nil // git answered: no such commit
+	}
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return "", nil
-		}
 		return "", err
 	}
 	return out, nil
@@ -224,8 +221,7 @@ var errConflict = errors.New("merge conflict")
 func mergeCommit(ctx context.Context, gitPath, dir, base, head, msg string, id gitIdent) (string, error) {
 	out, err := runGit(ctx, gitPath, dir, nil, nil, "merge-tree", "--write-tree", "--no-messages", base, head)
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && ee.ExitCode() == 1 {
+		if gitexec.ExitCode(err) == 1 {
 			return "", fmt.Errorf("%w: %s into %s", errConflict, head, base)
 		}
 		return "", err
