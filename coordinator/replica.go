@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -449,7 +450,9 @@ func (c *Coordinator) routeToHolder(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get(forwardedHeader) != "" {
+		// Worker calls (most of the traffic) pass straight through.
+		path := r.URL.Path
+		if r.Header.Get(forwardedHeader) != "" || !strings.HasPrefix(path, "/api/builds/") && !strings.HasPrefix(path, "/api/attempts/") {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -459,11 +462,11 @@ func (c *Coordinator) routeToHolder(next http.Handler) http.Handler {
 		}
 		var id int64
 		wait := true
-		if m := buildPathRE.FindStringSubmatch(r.URL.Path); m != nil {
+		if m := buildPathRE.FindStringSubmatch(path); m != nil {
 			id, _ = strconv.ParseInt(m[1], 10, 64)
 			// A status answers at once, from the store if need be.
 			wait = m[2] != ""
-		} else if m := attemptLogRE.FindStringSubmatch(r.URL.Path); m != nil {
+		} else if m := attemptLogRE.FindStringSubmatch(path); m != nil {
 			if a, err := c.store.Attempt(r.Context(), m[1]); err == nil && a.State == api.AttemptRunning {
 				id = a.BuildID
 			}
