@@ -22,6 +22,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/sirupsen/logrus"
 
+	"github.com/tryd-ci/tryd/internal/gitexec"
 	"github.com/tryd-ci/tryd/internal/testenv"
 )
 
@@ -39,7 +40,7 @@ func count(t *testing.T, c prometheus.Counter) float64 {
 
 func TestIsTransient(t *testing.T) {
 	git := func(stderr string) error {
-		return &gitError{cmd: "fetch", err: errors.New("exit status 128"), stderr: stderr}
+		return &gitexec.Error{Verb: "fetch", Err: errors.New("exit status 128"), Stderr: stderr}
 	}
 	refused := &url.Error{Op: "Get", URL: "http://m/r.tar.gz", Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}
 	for _, tc := range []struct {
@@ -52,7 +53,7 @@ func TestIsTransient(t *testing.T) {
 		{"git: 502", git("fatal: unable to access 'http://m/proj.git/': The requested URL returned error: 502"), true},
 		{"git: 503", git("fatal: unable to access 'http://m/proj.git/': The requested URL returned error: 503"), true},
 		{"git: reset", git("error: RPC failed; curl 56 Recv failure: Connection reset by peer\nfatal: early EOF"), true},
-		{"git: timed out by us", &gitError{cmd: "fetch", err: errors.New("signal: killed"), timedOut: true}, true},
+		{"git: timed out by us", &gitexec.Error{Verb: "fetch", Err: errors.New("signal: killed"), TimedOut: true}, true},
 		{"git: unknown repository", git("remote: unknown repository\nfatal: repository 'http://m/nope.git/' not found"), false},
 		{"git: 404 then hung up", git("fatal: unable to access 'http://m/x.git/': The requested URL returned error: 404\nfatal: the remote end hung up unexpectedly"), false},
 		{"git: no token", git("fatal: could not read Username for 'http://m': terminal prompts disabled"), false},
@@ -416,7 +417,7 @@ func FuzzGitErrorTransient(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, stderr string) {
-		e := &gitError{cmd: "fetch", err: errors.New("exit status 128"), stderr: stderr}
+		e := &gitexec.Error{Verb: "fetch", Err: errors.New("exit status 128"), Stderr: stderr}
 		got := IsTransient(fmt.Errorf("source: %w", e))
 		if got && strings.Contains(strings.ToLower(stderr), "returned error: 404") {
 			t.Errorf("%q read as transient", stderr)

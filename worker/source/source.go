@@ -34,7 +34,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -43,6 +42,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
+	"github.com/tryd-ci/tryd/internal/gitexec"
 	"github.com/tryd-ci/tryd/worker/artifact"
 )
 
@@ -300,25 +300,16 @@ func (s *Store) lock(path string) *sync.Mutex {
 	return m
 }
 
-// git runs a git command in the bare clone and returns its stdout.
-func (s *Store) git(parent context.Context, gitDir string, args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(parent, s.opts.CommandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, s.opts.Git, append([]string{"--git-dir=" + gitDir}, args...)...)
-	cmd.Env = s.env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if len(msg) > 500 {
-			msg = msg[:500] + "…"
-		}
-		// Our own CommandTimeout ran out (not the caller's context):
-		// a hung server, worth another try.
-		timedOut := ctx.Err() == context.DeadlineExceeded && parent.Err() == nil
-		return nil, &gitError{cmd: args[0], err: err, stderr: msg, timedOut: timedOut}
-	}
-	return stdout.Bytes(), nil
+// git runs a git command in the bare clone and returns its stdout. A
+// failure is a *gitexec.Error; TimedOut means CommandTimeout (not the
+// caller's context) ran out: a hung server, worth another try.
+func (s *Store) git(ctx context.Context, gitDir string, args ...string) ([]byte, error) {
+	return gitexec.Cmd{
+		Git:     s.opts.Git,
+		Env:     s.env,
+		Args:    append([]string{"--git-dir=" + gitDir}, args...),
+		Timeout: s.opts.CommandTimeout,
+	}.Output(ctx)
 }
 
 // Checkout puts the tree of repo at rev into dst, a directory that must

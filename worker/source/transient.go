@@ -10,36 +10,21 @@ import (
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tryd-ci/tryd/internal/gitexec"
 )
 
-// gitError is a failed git command with what it printed.
-type gitError struct {
-	cmd      string // the git subcommand
-	err      error  // from exec
-	stderr   string // trimmed, at most 500 bytes
-	timedOut bool   // killed by Options.CommandTimeout
-}
-
-func (e *gitError) Error() string {
-	if e.timedOut {
-		return fmt.Sprintf("git %s: timed out: %v: %s", e.cmd, e.err, e.stderr)
-	}
-	return fmt.Sprintf("git %s: %v: %s", e.cmd, e.err, e.stderr)
-}
-
-func (e *gitError) Unwrap() error { return e.err }
-
-// transient reports whether git's message says the server could not be
+// gitTransient reports whether git's message says the server could not be
 // reached or answered with a server error. Git has no machine-readable
 // error kinds over HTTP; its messages come from libcurl and from its own
 // remote-helper, and these have been stable for years. A message that
 // matches neither list is taken as permanent: failing fast is the safe
 // side when the reason is unknown.
-func (e *gitError) transient() bool {
-	if e.timedOut {
+func gitTransient(e *gitexec.Error) bool {
+	if e.TimedOut {
 		return true
 	}
-	msg := strings.ToLower(e.stderr)
+	msg := strings.ToLower(e.Stderr)
 	for _, p := range permanentGitMessages {
 		if strings.Contains(msg, p) {
 			return false
@@ -105,8 +90,8 @@ func IsTransient(err error) bool {
 
 func transientTree(err error) bool {
 	switch e := err.(type) {
-	case *gitError:
-		return e.transient()
+	case *gitexec.Error:
+		return gitTransient(e)
 	case *statusError:
 		return e.transient()
 	case syscall.Errno:
