@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -357,6 +358,16 @@ func (c *call) needWrite() (int, any) {
 
 func (c *call) query(name string) string { return c.r.URL.Query().Get(name) }
 
+// param returns query parameter name, or def when it is absent or empty.
+// ok reports whether the value is def or one of others: the values GitHub
+// accepts, whose refusal is invalidParam.
+func (c *call) param(name, def string, others ...string) (v string, ok bool) {
+	if v = c.query(name); v == "" {
+		v = def
+	}
+	return v, v == def || slices.Contains(others, v)
+}
+
 // page applies per_page/page to n items, sets the Link header (first,
 // prev, next, last as GitHub) and returns the slice bounds.
 func (c *call) page(n int) (lo, hi int) {
@@ -388,6 +399,23 @@ func (c *call) page(n int) (lo, hi int) {
 	}
 	lo = min((pg-1)*per, n)
 	return lo, min(lo+per, n)
+}
+
+// pageOf returns the page of list the request asks for (see page), each
+// item in its wire form.
+func pageOf[T, W any](c *call, list []T, wire func(T) W) []W {
+	lo, hi := c.page(len(list))
+	return wireAll(list[lo:hi], wire)
+}
+
+// wireAll returns items in their wire form: never nil, as GitHub sends []
+// for an empty list.
+func wireAll[T, W any](items []T, wire func(T) W) []W {
+	out := make([]W, 0, len(items))
+	for _, x := range items {
+		out = append(out, wire(x))
+	}
+	return out
 }
 
 func (c *call) number() (int, bool) {
@@ -515,25 +543,16 @@ func invalidParam(resource, field, value string) (int, any) {
 }
 
 func (s *Sim) listIssues(c *call) (int, any) {
-	state := c.query("state")
-	if state == "" {
-		state = "open"
-	}
-	if state != "open" && state != "closed" && state != "all" {
+	state, ok := c.param("state", "open", "closed", "all")
+	if !ok {
 		return invalidParam("Issue", "state", state)
 	}
-	sortBy := c.query("sort")
-	if sortBy == "" {
-		sortBy = "created"
-	}
-	if sortBy != "created" && sortBy != "updated" && sortBy != "comments" {
+	sortBy, ok := c.param("sort", "created", "updated", "comments")
+	if !ok {
 		return invalidParam("Issue", "sort", sortBy)
 	}
-	dir := c.query("direction")
-	if dir == "" {
-		dir = "desc"
-	}
-	if dir != "asc" && dir != "desc" {
+	dir, ok := c.param("direction", "desc", "asc")
+	if !ok {
 		return invalidParam("Issue", "direction", dir)
 	}
 	since, ok := c.since()
@@ -575,12 +594,7 @@ func (s *Sim) listIssues(c *call) (int, any) {
 		}
 		return less
 	})
-	lo, hi := c.page(len(list))
-	out := make([]*wIssue, 0, hi-lo)
-	for _, is := range list[lo:hi] {
-		out = append(out, s.wIssueOf(c.repo, is))
-	}
-	return http.StatusOK, out
+	return http.StatusOK, pageOf(c, list, func(is *issue) *wIssue { return s.wIssueOf(c.repo, is) })
 }
 
 func hasLabels(is *issue, want []string) bool {
@@ -628,16 +642,9 @@ func (s *Sim) listComments(c *call, is *issue) (int, any) {
 		sort.SliceStable(list, func(i, j int) bool { return list[i].updated.Before(list[j].updated) })
 	}
 	if is == nil && dir == "desc" {
-		for i, j := 0, len(list)-1; i < j; i, j = i+1, j-1 {
-			list[i], list[j] = list[j], list[i]
-		}
+		slices.Reverse(list)
 	}
-	lo, hi := c.page(len(list))
-	out := make([]*wComment, 0, hi-lo)
-	for _, cm := range list[lo:hi] {
-		out = append(out, s.wCommentOf(c.repo, cm))
-	}
-	return http.StatusOK, out
+	return http.StatusOK, pageOf(c, list, func(cm *comment) *wComment { return s.wCommentOf(c.repo, cm) })
 }
 
 func (s *Sim) listRepoComments(c *call) (int, any) { return s.listComments(c, nil) }
@@ -697,16 +704,9 @@ func (s *Sim) listEvents(c *call, is *issue) (int, any) {
 		}
 	}
 	if is == nil { // the repository-wide list is newest first
-		for i, j := 0, len(list)-1; i < j; i, j = i+1, j-1 {
-			list[i], list[j] = list[j], list[i]
-		}
+		slices.Reverse(list)
 	}
-	lo, hi := c.page(len(list))
-	out := make([]*wIssueEvent, 0, hi-lo)
-	for _, e := range list[lo:hi] {
-		out = append(out, s.wEventOf(c.repo, e, is == nil))
-	}
-	return http.StatusOK, out
+	return http.StatusOK, pageOf(c, list, func(e *issueEvent) *wIssueEvent { return s.wEventOf(c.repo, e, is == nil) })
 }
 
 func (s *Sim) listRepoEvents(c *call) (int, any) { return s.listEvents(c, nil) }
@@ -726,8 +726,7 @@ func (s *Sim) listIssueLabels(c *call) (int, any) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	lo, hi := c.page(len(is.labels))
-	return http.StatusOK, s.wLabelsOf(c.repo, is.labels[lo:hi])
+	return http.StatusOK, pageOf(c, is.labels, func(l *label) *wLabel { return s.wLabelOf(c.repo, l) })
 }
 
 func (s *Sim) addIssueLabels(c *call) (int, any) {
@@ -797,15 +796,11 @@ func (s *Sim) removeIssueLabel(c *call) (int, any) {
 func (s *Sim) listLabels(c *call) (int, any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	lo, hi := c.page(len(c.repo.labels))
-	return http.StatusOK, s.wLabelsOf(c.repo, c.repo.labels[lo:hi])
+	return http.StatusOK, pageOf(c, c.repo.labels, func(l *label) *wLabel { return s.wLabelOf(c.repo, l) })
 }
 
 func (s *Sim) listMilestones(c *call) (int, any) {
-	state := c.query("state")
-	if state == "" {
-		state = "open"
-	}
+	state, _ := c.param("state", "open") // "closed" and "all" work too; GitHub refuses nothing here
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var list []*wMilestone
@@ -819,24 +814,15 @@ func (s *Sim) listMilestones(c *call) (int, any) {
 }
 
 func (s *Sim) listPulls(c *call) (int, any) {
-	state := c.query("state")
-	if state == "" {
-		state = "open"
-	}
-	if state != "open" && state != "closed" && state != "all" {
+	state, ok := c.param("state", "open", "closed", "all")
+	if !ok {
 		return invalidParam("PullRequest", "state", state)
 	}
-	sortBy := c.query("sort")
-	if sortBy == "" {
-		sortBy = "created"
-	}
-	if sortBy != "created" && sortBy != "updated" && sortBy != "popularity" && sortBy != "long-running" {
+	sortBy, ok := c.param("sort", "created", "updated", "popularity", "long-running")
+	if !ok {
 		return invalidParam("PullRequest", "sort", sortBy)
 	}
-	dir := c.query("direction")
-	if dir == "" {
-		dir = "desc"
-	}
+	dir, _ := c.param("direction", "desc") // any other value sorts ascending
 	head, base := c.query("head"), c.query("base")
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -859,12 +845,7 @@ func (s *Sim) listPulls(c *call) (int, any) {
 		}
 		return less
 	})
-	lo, hi := c.page(len(list))
-	out := make([]*wPull, 0, hi-lo)
-	for _, is := range list[lo:hi] {
-		out = append(out, s.wPullOf(c.repo, is))
-	}
-	return http.StatusOK, out
+	return http.StatusOK, pageOf(c, list, func(is *issue) *wPull { return s.wPullOf(c.repo, is) })
 }
 
 func (s *Sim) getPull(c *call) (int, any) {
@@ -890,12 +871,7 @@ func (s *Sim) listReviews(c *call) (int, any) {
 			list = append(list, rv)
 		}
 	}
-	lo, hi := c.page(len(list))
-	out := make([]*wReview, 0, hi-lo)
-	for _, rv := range list[lo:hi] {
-		out = append(out, s.wReviewOf(c.repo, rv))
-	}
-	return http.StatusOK, out
+	return http.StatusOK, pageOf(c, list, func(rv *review) *wReview { return s.wReviewOf(c.repo, rv) })
 }
 
 func (s *Sim) getPermission(c *call) (int, any) {
@@ -1129,12 +1105,7 @@ func (s *Sim) listStatuses(c *call, sha string) (int, any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	list := s.statusesFor(c.repo, sha)
-	lo, hi := c.page(len(list))
-	out := make([]*wStatus, 0, hi-lo)
-	for _, st := range list[lo:hi] {
-		out = append(out, s.wStatusOf(c.repo, st, true))
-	}
-	return http.StatusOK, out
+	return http.StatusOK, pageOf(c, list, func(st *status) *wStatus { return s.wStatusOf(c.repo, st, true) })
 }
 
 func (s *Sim) listHooks(c *call) (int, any) {

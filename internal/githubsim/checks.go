@@ -259,14 +259,13 @@ func (s *Sim) getCheckRun(c *call) (int, any) {
 }
 
 func (s *Sim) listCheckRuns(c *call, sha string) (int, any) {
-	name, st, filter := c.query("check_name"), c.query("status"), c.query("filter")
-	if filter == "" {
-		filter = "latest"
-	}
-	if filter != "latest" && filter != "all" {
+	name := c.query("check_name")
+	filter, ok := c.param("filter", "latest", "all")
+	if !ok {
 		return invalidParam("CheckRun", "filter", filter)
 	}
-	if st != "" && st != "queued" && st != "in_progress" && st != "completed" {
+	st, ok := c.param("status", "", "queued", "in_progress", "completed")
+	if !ok {
 		return invalidParam("CheckRun", "status", st)
 	}
 	appID, _ := strconv.ParseInt(c.query("app_id"), 10, 64)
@@ -286,15 +285,10 @@ func (s *Sim) listCheckRuns(c *call, sha string) (int, any) {
 		seen[key] = true
 		list = append(list, cr)
 	}
-	lo, hi := c.page(len(list))
-	out := struct {
+	return http.StatusOK, &struct {
 		TotalCount int          `json:"total_count"`
 		CheckRuns  []*wCheckRun `json:"check_runs"`
-	}{TotalCount: len(list), CheckRuns: []*wCheckRun{}}
-	for _, cr := range list[lo:hi] {
-		out.CheckRuns = append(out.CheckRuns, s.wCheckRunOf(c.repo, cr))
-	}
-	return http.StatusOK, &out
+	}{len(list), pageOf(c, list, func(cr *checkRun) *wCheckRun { return s.wCheckRunOf(c.repo, cr) })}
 }
 
 func (s *Sim) listCheckSuites(c *call, sha string) (int, any) {
@@ -318,15 +312,10 @@ func (s *Sim) listCheckSuites(c *call, sha string) (int, any) {
 		}
 		list = append(list, cs)
 	}
-	lo, hi := c.page(len(list))
-	out := struct {
+	return http.StatusOK, &struct {
 		TotalCount  int            `json:"total_count"`
 		CheckSuites []*wCheckSuite `json:"check_suites"`
-	}{TotalCount: len(list), CheckSuites: []*wCheckSuite{}}
-	for _, cs := range list[lo:hi] {
-		out.CheckSuites = append(out.CheckSuites, s.wCheckSuiteOf(c.repo, cs, true))
-	}
-	return http.StatusOK, &out
+	}{len(list), pageOf(c, list, func(cs *checkSuite) *wCheckSuite { return s.wCheckSuiteOf(c.repo, cs, true) })}
 }
 
 func (s *Sim) wCheckSuiteHookOf(r *repo, cs *checkSuite) *wCheckSuiteHook {

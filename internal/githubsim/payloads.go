@@ -109,11 +109,7 @@ func (s *Sim) wLabelOf(r *repo, l *label) *wLabel {
 }
 
 func (s *Sim) wLabelsOf(r *repo, ls []*label) []*wLabel {
-	out := make([]*wLabel, 0, len(ls))
-	for _, l := range ls {
-		out = append(out, s.wLabelOf(r, l))
-	}
-	return out
+	return wireAll(ls, func(l *label) *wLabel { return s.wLabelOf(r, l) })
 }
 
 func (s *Sim) wMilestoneOf(r *repo, m *milestone) *wMilestone {
@@ -140,13 +136,7 @@ func (s *Sim) wMilestoneOf(r *repo, m *milestone) *wMilestone {
 	}
 }
 
-func (s *Sim) wUsersOf(us []*user) []*wUser {
-	out := make([]*wUser, 0, len(us))
-	for _, u := range us {
-		out = append(out, s.wUserOf(u))
-	}
-	return out
-}
+func (s *Sim) wUsersOf(us []*user) []*wUser { return wireAll(us, s.wUserOf) }
 
 func (s *Sim) reactions(apiURL string) wReactions {
 	return wReactions{URL: apiURL + "/reactions"}
