@@ -368,14 +368,20 @@ func (c *call) param(name, def string, others ...string) (v string, ok bool) {
 	return v, v == def || slices.Contains(others, v)
 }
 
+// perPage returns the per_page parameter: 30 when absent or bad, at most
+// 100, as GitHub.
+func (c *call) perPage() int {
+	per, err := strconv.Atoi(c.query("per_page"))
+	if err != nil || per <= 0 {
+		return 30
+	}
+	return min(per, 100)
+}
+
 // page applies per_page/page to n items, sets the Link header (first,
 // prev, next, last as GitHub) and returns the slice bounds.
 func (c *call) page(n int) (lo, hi int) {
-	per, err := strconv.Atoi(c.query("per_page"))
-	if err != nil || per <= 0 {
-		per = 30
-	}
-	per = min(per, 100)
+	per := c.perPage()
 	pg, err := strconv.Atoi(c.query("page"))
 	if err != nil || pg <= 0 {
 		pg = 1
@@ -1196,11 +1202,7 @@ func (s *Sim) listDeliveries(c *call) (int, any) {
 	if h == nil {
 		return notFound()
 	}
-	per, err := strconv.Atoi(c.query("per_page"))
-	if err != nil || per <= 0 {
-		per = 30
-	}
-	per = min(per, 100)
+	per := c.perPage()
 	cursor, _ := strconv.ParseInt(c.query("cursor"), 10, 64)
 	s.mu.Lock()
 	defer s.mu.Unlock()
