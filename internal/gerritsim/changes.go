@@ -100,6 +100,19 @@ func (s *Sim) changeLocked(n int) (*change, error) {
 	return c, nil
 }
 
+// changeAndAccountLocked returns change n and the account acting on it.
+func (s *Sim) changeAndAccountLocked(n, accountID int) (*change, *Account, error) {
+	c, err := s.changeLocked(n)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := s.accountLocked(accountID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, a, nil
+}
+
 // CreateChange creates change with patch set 1 on project's branch, owned
 // by owner, whose commit writes files over the branch tip. It returns the
 // change number and the patch set's commit SHA.
@@ -258,11 +271,7 @@ func (s *Sim) uploadPatchSet(ctx context.Context, n int, in PatchSetInput) (int,
 	uploaderID, files, message := in.Uploader, in.Files, in.Message
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, err := s.changeLocked(n)
-	if err != nil {
-		return 0, "", err
-	}
-	up, err := s.accountLocked(uploaderID)
+	c, up, err := s.changeAndAccountLocked(n, uploaderID)
 	if err != nil {
 		return 0, "", err
 	}
@@ -575,11 +584,7 @@ func (s *Sim) Comment(ctx context.Context, n, ps, account int, message, tag stri
 func (s *Sim) review(ctx context.Context, n, psNum, accountID int, in ReviewInput) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, err := s.changeLocked(n)
-	if err != nil {
-		return err
-	}
-	acct, err := s.accountLocked(accountID)
+	c, acct, err := s.changeAndAccountLocked(n, accountID)
 	if err != nil {
 		return err
 	}
@@ -708,11 +713,7 @@ func (s *Sim) SubmitWith(ctx context.Context, n, account int, opts SubmitOptions
 func (s *Sim) submit(ctx context.Context, n, accountID int, force bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, err := s.changeLocked(n)
-	if err != nil {
-		return err
-	}
-	acct, err := s.accountLocked(accountID)
+	c, acct, err := s.changeAndAccountLocked(n, accountID)
 	if err != nil {
 		return err
 	}
@@ -873,11 +874,7 @@ func (s *Sim) Restore(ctx context.Context, n, account int, reason string) error 
 func (s *Sim) setStatus(ctx context.Context, n, accountID int, to, reason string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, err := s.changeLocked(n)
-	if err != nil {
-		return err
-	}
-	acct, err := s.accountLocked(accountID)
+	c, acct, err := s.changeAndAccountLocked(n, accountID)
 	if err != nil {
 		return err
 	}
@@ -921,11 +918,7 @@ func (s *Sim) SetHashtags(ctx context.Context, n, account int, add, remove []str
 func (s *Sim) setHashtags(ctx context.Context, n, accountID int, add, remove []string) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, err := s.changeLocked(n)
-	if err != nil {
-		return nil, err
-	}
-	acct, err := s.accountLocked(accountID)
+	c, acct, err := s.changeAndAccountLocked(n, accountID)
 	if err != nil {
 		return nil, err
 	}
@@ -993,11 +986,7 @@ func (s *Sim) DeleteVote(ctx context.Context, n, remover, voter int, label strin
 func (s *Sim) deleteVote(ctx context.Context, n, removerID, voterID int, label string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, err := s.changeLocked(n)
-	if err != nil {
-		return err
-	}
-	remover, err := s.accountLocked(removerID)
+	c, remover, err := s.changeAndAccountLocked(n, removerID)
 	if err != nil {
 		return err
 	}
@@ -1034,7 +1023,7 @@ func (s *Sim) deleteVote(ctx context.Context, n, removerID, voterID int, label s
 		changeEvent
 	}{s.accountAttrLocked(voter.ID), s.accountAttrLocked(remover.ID),
 		[]approvalAttr{{Type: l.Name, Description: l.Name, Value: "0", OldValue: notedb.Ptr(strconv.Itoa(old.Value))}}, body, ev}
-	s.emit(c, Event{Type: "vote-deleted", Change: c.number, Project: c.project.Name, Body: mustJSON(payload)})
+	s.emit(c, c.event(payload.Type, payload))
 	return nil
 }
 

@@ -133,6 +133,12 @@ func (s *Sim) changeEvent(c *change, ps *patchSet, typ string, now time.Time) ch
 	return ev
 }
 
+// event is a stream event about change c; body embeds changeEvent, whose
+// type it takes.
+func (c *change) event(typ string, body any) Event {
+	return Event{Type: typ, Change: c.number, Project: c.project.Name, Body: mustJSON(body)}
+}
+
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -147,7 +153,7 @@ func (s *Sim) patchsetCreatedEvent(c *change, ps *patchSet, up *Account, now tim
 		Uploader accountAttr `json:"uploader"`
 		changeEvent
 	}{s.accountAttrLocked(up.ID), s.changeEvent(c, ps, "patchset-created", now)}
-	return Event{Type: "patchset-created", Change: c.number, Project: c.project.Name, Body: mustJSON(body)}
+	return c.event(body.Type, body)
 }
 
 func (s *Sim) commentAddedEvent(c *change, ps *patchSet, author *Account, approvals []approvalAttr, comment string, now time.Time) Event {
@@ -157,7 +163,7 @@ func (s *Sim) commentAddedEvent(c *change, ps *patchSet, author *Account, approv
 		Comment   string         `json:"comment"`
 		changeEvent
 	}{s.accountAttrLocked(author.ID), approvals, comment, s.changeEvent(c, ps, "comment-added", now)}
-	return Event{Type: "comment-added", Change: c.number, Project: c.project.Name, Body: mustJSON(body)}
+	return c.event(body.Type, body)
 }
 
 func (s *Sim) changeMergedEvent(c *change, ps *patchSet, submitter *Account, newRev string, now time.Time) Event {
@@ -166,7 +172,7 @@ func (s *Sim) changeMergedEvent(c *change, ps *patchSet, submitter *Account, new
 		NewRev    string      `json:"newRev"`
 		changeEvent
 	}{s.accountAttrLocked(submitter.ID), newRev, s.changeEvent(c, ps, "change-merged", now)}
-	return Event{Type: "change-merged", Change: c.number, Project: c.project.Name, Body: mustJSON(body)}
+	return c.event(body.Type, body)
 }
 
 func (s *Sim) abandonedEvent(c *change, ps *patchSet, who *Account, reason string, now time.Time) Event {
@@ -175,7 +181,7 @@ func (s *Sim) abandonedEvent(c *change, ps *patchSet, who *Account, reason strin
 		Reason    string      `json:"reason"`
 		changeEvent
 	}{s.accountAttrLocked(who.ID), reason, s.changeEvent(c, ps, "change-abandoned", now)}
-	return Event{Type: "change-abandoned", Change: c.number, Project: c.project.Name, Body: mustJSON(body)}
+	return c.event(body.Type, body)
 }
 
 func (s *Sim) restoredEvent(c *change, ps *patchSet, who *Account, reason string, now time.Time) Event {
@@ -184,7 +190,7 @@ func (s *Sim) restoredEvent(c *change, ps *patchSet, who *Account, reason string
 		Reason   string      `json:"reason,omitempty"`
 		changeEvent
 	}{s.accountAttrLocked(who.ID), reason, s.changeEvent(c, ps, "change-restored", now)}
-	return Event{Type: "change-restored", Change: c.number, Project: c.project.Name, Body: mustJSON(body)}
+	return c.event(body.Type, body)
 }
 
 func (s *Sim) hashtagsEvent(c *change, editor *Account, added, removed, all []string, now time.Time) Event {
@@ -196,7 +202,7 @@ func (s *Sim) hashtagsEvent(c *change, editor *Account, added, removed, all []st
 		Hashtags []string    `json:"hashtags"`
 		changeEvent
 	}{s.accountAttrLocked(editor.ID), added, removed, all, ev}
-	return Event{Type: "hashtags-changed", Change: c.number, Project: c.project.Name, Body: mustJSON(body)}
+	return c.event(body.Type, body)
 }
 
 func (s *Sim) refUpdatedEvent(project string, r refUpdate, submitter int, now time.Time) Event {
