@@ -19,26 +19,10 @@ import (
 // 20 ms so that retry tests stay fast.
 func Start(t testing.TB, opts gerritsim.Options) *gerritsim.Sim {
 	t.Helper()
-	opts.Git = testenv.NeedTool(t, "git")
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
 	}
-	if opts.WebhookRetryInterval == 0 {
-		opts.WebhookRetryInterval = 20 * time.Millisecond
-	}
-	s, err := gerritsim.New(opts)
-	if err != nil {
-		t.Fatalf("gerritsimtest: %v", err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatalf("gerritsimtest: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("gerritsimtest: close: %v", err)
-		}
-	})
-	return s
+	return start(t, opts, false)
 }
 
 // World is a simulator with one project and three accounts.
@@ -86,6 +70,11 @@ func NewWorld(t testing.TB, opts gerritsim.Options) *World {
 // one left in opts.Dir (see Sim.Load).
 func StartLoaded(t testing.TB, opts gerritsim.Options) *gerritsim.Sim {
 	t.Helper()
+	return start(t, opts, true)
+}
+
+func start(t testing.TB, opts gerritsim.Options, load bool) *gerritsim.Sim {
+	t.Helper()
 	opts.Git = testenv.NeedTool(t, "git")
 	if opts.WebhookRetryInterval == 0 {
 		opts.WebhookRetryInterval = 20 * time.Millisecond
@@ -94,8 +83,10 @@ func StartLoaded(t testing.TB, opts gerritsim.Options) *gerritsim.Sim {
 	if err != nil {
 		t.Fatalf("gerritsimtest: %v", err)
 	}
-	if err := s.Load(context.Background()); err != nil {
-		t.Fatalf("gerritsimtest: %v", err)
+	if load {
+		if err := s.Load(context.Background()); err != nil {
+			t.Fatalf("gerritsimtest: %v", err)
+		}
 	}
 	if err := s.Start(); err != nil {
 		t.Fatalf("gerritsimtest: %v", err)
