@@ -203,12 +203,9 @@ func (g *Gerrit) CorpusName(project string) string {
 // meta) and the branches, or with change 0 the branches and tags (what
 // ref-updated events move). It does not wait.
 func (g *Gerrit) Nudge(project string, change int) error {
-	p := g.projects[project]
-	if p == nil {
-		return fmt.Errorf("%w: Gerrit %s", ErrUnknownTarget, project)
-	}
-	if change < 0 || change > maxNumber {
-		return fmt.Errorf("ingest: nudge %s: bad change number %d", project, change)
+	p, err := g.project("nudge", project, change)
+	if err != nil {
+		return err
 	}
 	g.m.nudges.WithLabelValues("gerrit").Inc()
 	p.q.add(nudgeWork(change))
@@ -218,42 +215,36 @@ func (g *Gerrit) Nudge(project string, change int) error {
 // Run starts a worker per project, each beginning with a full pass, and
 // returns when ctx is done.
 func (g *Gerrit) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	for _, p := range g.sorted {
-		wg.Add(1)
-		go func(p *gerritProject) {
-			defer wg.Done()
-			runWorker(ctx, g.clock, g.opts.Reconcile, g.opts.Coalesce, p.q, func(ctx context.Context, w work) error {
-				return g.syncProject(ctx, p, w)
-			}, g.log.WithField("project", p.name))
-		}(p)
-	}
-	wg.Wait()
-	return ctx.Err()
+	return runWorkers(ctx, g.sorted, func(ctx context.Context, p *gerritProject) {
+		runWorker(ctx, g.clock, g.opts.Reconcile, g.opts.Coalesce, p.q, func(ctx context.Context, w work) error {
+			return g.syncProject(ctx, p, w)
+		}, g.log.WithField("project", p.name))
+	})
 }
 
 // Sync synchronously syncs project: change's refs and the branches, or
 // with change 0 the branches and tags.
 func (g *Gerrit) Sync(ctx context.Context, project string, change int) error {
-	p := g.projects[project]
-	if p == nil {
-		return fmt.Errorf("%w: Gerrit %s", ErrUnknownTarget, project)
-	}
-	if change < 0 || change > maxNumber {
-		return fmt.Errorf("ingest: sync %s: bad change number %d", project, change)
+	p, err := g.project("sync", project, change)
+	if err != nil {
+		return err
 	}
 	return g.syncProject(ctx, p, nudgeWork(change))
 }
 
+// project returns the tracked project that op (nudge, sync) names, with a
+// valid change number.
+func (g *Gerrit) project(op, project string, change int) (*gerritProject, error) {
+	p := g.projects[project]
+	if p == nil {
+		return nil, fmt.Errorf("%w: Gerrit %s", ErrUnknownTarget, project)
+	}
+	return p, checkNumber(op, project, "change", change)
+}
+
 // Reconcile synchronously runs the full pass over every project.
 func (g *Gerrit) Reconcile(ctx context.Context) error {
-	var errs []error
-	for _, p := range g.sorted {
-		if err := g.syncProject(ctx, p, work{full: true}); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return reconcileAll(ctx, g.sorted, g.syncProject)
 }
 
 // changeRefPrefix returns "refs/changes/NN/N/".

@@ -213,68 +213,47 @@ func (g *GitHub) repo(full string) *ghRepo { return g.repos[strings.ToLower(full
 // issue or pull request number) in full, or with issue 0 whatever
 // changed in the repository since the last pass. It does not wait.
 func (g *GitHub) Nudge(repo string, issue int) error {
-	r := g.repo(repo)
-	if r == nil {
-		return fmt.Errorf("%w: GitHub %s", ErrUnknownTarget, repo)
-	}
-	if issue < 0 || issue > maxNumber {
-		return fmt.Errorf("ingest: nudge %s: bad issue number %d", repo, issue)
+	r, err := g.target("nudge", repo, issue)
+	if err != nil {
+		return err
 	}
 	g.m.nudges.WithLabelValues("github").Inc()
 	r.q.add(nudgeWork(issue))
 	return nil
 }
 
-// maxNumber is the largest issue or change number (maintpb's int32).
-const maxNumber = 1<<31 - 1
-
-func nudgeWork(n int) work {
-	if n == 0 {
-		return work{all: true}
-	}
-	return work{items: map[int]bool{n: true}}
-}
-
 // Run starts a worker per repository, each beginning with a
 // reconciliation pass, and returns when ctx is done.
 func (g *GitHub) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	for _, r := range g.sorted {
-		wg.Add(1)
-		go func(r *ghRepo) {
-			defer wg.Done()
-			runWorker(ctx, g.clock, g.opts.Reconcile, 0, r.q, func(ctx context.Context, w work) error {
-				return g.syncRepo(ctx, r, w)
-			}, g.log.WithField("repo", r.fullName()))
-		}(r)
-	}
-	wg.Wait()
-	return ctx.Err()
+	return runWorkers(ctx, g.sorted, func(ctx context.Context, r *ghRepo) {
+		runWorker(ctx, g.clock, g.opts.Reconcile, 0, r.q, func(ctx context.Context, w work) error {
+			return g.syncRepo(ctx, r, w)
+		}, g.log.WithField("repo", r.fullName()))
+	})
 }
 
 // Sync synchronously syncs repository "owner/name": issue in full, or
 // with issue 0 what changed since the last pass.
 func (g *GitHub) Sync(ctx context.Context, repo string, issue int) error {
-	r := g.repo(repo)
-	if r == nil {
-		return fmt.Errorf("%w: GitHub %s", ErrUnknownTarget, repo)
-	}
-	if issue < 0 || issue > maxNumber {
-		return fmt.Errorf("ingest: sync %s: bad issue number %d", repo, issue)
+	r, err := g.target("sync", repo, issue)
+	if err != nil {
+		return err
 	}
 	return g.syncRepo(ctx, r, nudgeWork(issue))
 }
 
-// Reconcile synchronously runs the full pass over every repository.
-func (g *GitHub) Reconcile(ctx context.Context) error {
-	var errs []error
-	for _, r := range g.sorted {
-		if err := g.syncRepo(ctx, r, work{full: true}); err != nil {
-			errs = append(errs, err)
-		}
+// target returns the tracked repository that op (nudge, sync) names,
+// with a valid issue number.
+func (g *GitHub) target(op, repo string, issue int) (*ghRepo, error) {
+	r := g.repo(repo)
+	if r == nil {
+		return nil, fmt.Errorf("%w: GitHub %s", ErrUnknownTarget, repo)
 	}
-	return errors.Join(errs...)
+	return r, checkNumber(op, repo, "issue", issue)
 }
+
+// Reconcile synchronously runs the full pass over every repository.
+func (g *GitHub) Reconcile(ctx context.Context) error { return reconcileAll(ctx, g.sorted, g.syncRepo) }
 
 // syncRepo does w for r: repository metadata, labels and milestones on a
 // full pass; a listing of issues (all of them on a full pass, those

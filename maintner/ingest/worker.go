@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"sync"
 	"time"
@@ -36,6 +37,51 @@ func (w *work) merge(o work) {
 }
 
 func (w *work) empty() bool { return !w.all && !w.full && len(w.items) == 0 }
+
+// maxNumber is the largest issue or change number (maintpb's int32).
+const maxNumber = 1<<31 - 1
+
+// checkNumber refuses an issue or change number (item) that op (nudge,
+// sync) was given for target and that cannot exist; 0 stands for the
+// whole target.
+func checkNumber(op, target, item string, n int) error {
+	if n < 0 || n > maxNumber {
+		return fmt.Errorf("ingest: %s %s: bad %s number %d", op, target, item, n)
+	}
+	return nil
+}
+
+// nudgeWork is the work a nudge for number n asks for: n in full, or with
+// n 0 a target-wide pass.
+func nudgeWork(n int) work {
+	if n == 0 {
+		return work{all: true}
+	}
+	return work{items: map[int]bool{n: true}}
+}
+
+// runWorkers runs run for each target in its own goroutine and returns
+// when all have returned, with ctx's error.
+func runWorkers[T any](ctx context.Context, targets []T, run func(context.Context, T)) error {
+	var wg sync.WaitGroup
+	for _, t := range targets {
+		wg.Go(func() { run(ctx, t) })
+	}
+	wg.Wait()
+	return ctx.Err()
+}
+
+// reconcileAll runs the full pass (do with work{full: true}) over each
+// target in turn; one target's failure does not stop the others.
+func reconcileAll[T any](ctx context.Context, targets []T, do func(context.Context, T, work) error) error {
+	var errs []error
+	for _, t := range targets {
+		if err := do(ctx, t, work{full: true}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // queue holds a target's pending work and wakes its worker.
 type queue struct {
