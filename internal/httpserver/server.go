@@ -295,6 +295,9 @@ func (s *Server) instrument(h http.Handler) http.Handler {
 			method := methodLabel(r.Method)
 			requests.WithLabelValues(method, strconv.Itoa(rw.code)).Inc()
 			duration.WithLabelValues(method).Observe(d.Seconds())
+			if rw.code < 500 && !debugEnabled(s.log) {
+				return // spare building an entry nobody logs, per request
+			}
 			entry := s.log.WithFields(logrus.Fields{
 				"method": r.Method, "path": r.URL.Path, "code": rw.code,
 				"bytes": rw.n, "dur": d.Round(time.Microsecond).String(), "remote": r.RemoteAddr,
@@ -343,3 +346,15 @@ func (w *statusWriter) Flush() {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// debugEnabled reports whether log writes debug entries (true when it
+// cannot tell).
+func debugEnabled(log logrus.FieldLogger) bool {
+	switch l := log.(type) {
+	case *logrus.Entry:
+		return l.Logger.IsLevelEnabled(logrus.DebugLevel)
+	case *logrus.Logger:
+		return l.IsLevelEnabled(logrus.DebugLevel)
+	}
+	return true
+}

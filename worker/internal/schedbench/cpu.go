@@ -51,12 +51,13 @@ type cpuMeter struct {
 	url               string
 	names             []string
 	pids              []int
+	observer          int // index of a process reported but not counted
 	start             []cpuTimes
 	requests, commits float64
 }
 
-func newCPUMeter(url string, names []string, pids []int) *cpuMeter {
-	m := &cpuMeter{url: url, names: names, pids: pids}
+func newCPUMeter(url string, names []string, pids []int, observer int) *cpuMeter {
+	m := &cpuMeter{url: url, names: names, pids: pids, observer: observer}
 	m.reset()
 	return m
 }
@@ -70,7 +71,8 @@ func (m *cpuMeter) reset() {
 }
 
 // report returns the CPU time per job of each process since reset, and
-// the total (tryd's processes plus the jobs' processes).
+// the total (tryd's processes plus the jobs' processes; not the
+// observer's).
 func (m *cpuMeter) report(jobs int) (string, time.Duration) {
 	var parts []string
 	var total time.Duration
@@ -78,9 +80,12 @@ func (m *cpuMeter) report(jobs int) (string, time.Duration) {
 	for i, p := range m.pids {
 		now := procCPU(p)
 		self := now.self - m.start[i].self
+		parts = append(parts, fmt.Sprintf("%s %.0fµs", m.names[i], perJobUS(self, jobs)))
+		if i == m.observer {
+			continue
+		}
 		kids += now.children - m.start[i].children
 		total += self
-		parts = append(parts, fmt.Sprintf("%s %.0fµs", m.names[i], perJobUS(self, jobs)))
 	}
 	total += kids
 	parts = append(parts, fmt.Sprintf("jobs' processes %.0fµs", perJobUS(kids, jobs)))

@@ -67,6 +67,8 @@ func run(tryd string, n, workers, slots, samples int, budget time.Duration, verb
 	}
 	defer c.Close()
 	names, pids := []string{"coordinator"}, []int{c.Coordinator().Pid()}
+	clientAt := len(pids) // this program, the client watching the builds: reported, not counted
+	names, pids = append(names, "bench client"), append(pids, os.Getpid())
 	for i := 0; i < workers; i++ {
 		if *profile != "" && i == workers-1 {
 			stop, err := inProcessWorker(c, cluster.WorkerNames[i], slots, dir, *profile)
@@ -82,7 +84,7 @@ func run(tryd string, n, workers, slots, samples int, budget time.Duration, verb
 		}
 		names, pids = append(names, "worker "+cluster.WorkerNames[i]), append(pids, p.Pid())
 	}
-	cpu := newCPUMeter(c.URL, names, pids)
+	cpu := newCPUMeter(c.URL, names, pids, clientAt)
 	cl := c.Client()
 	if err := waitWorkers(ctx, cl, workers); err != nil {
 		return err
