@@ -56,6 +56,12 @@ func (r *replica) counter(t *testing.T, name string) float64 {
 // arts with the other replicas.
 func newReplica(t *testing.T, dsn, id string, arts artifacts.Store) *replica {
 	t.Helper()
+	return newReplicaClock(t, dsn, id, arts, nil)
+}
+
+// newReplicaClock is newReplica with a clock (nil: the real one).
+func newReplicaClock(t *testing.T, dsn, id string, arts artifacts.Store, clock coordinator.Clock) *replica {
+	t.Helper()
 	ctx := context.Background()
 	st, err := pgstate.Open(ctx, pgstate.Options{DSN: dsn})
 	if err != nil {
@@ -79,6 +85,7 @@ func newReplica(t *testing.T, dsn, id string, arts artifacts.Store) *replica {
 		Store:    st, Artifacts: arts, Dir: t.TempDir(),
 		WorkerTokens: map[string]string{"w1": inWorkerToken}, ClientToken: inClientToken,
 		PollTimeout: time.Second,
+		Clock:       clock,
 		Replica:     &coordinator.ReplicaOptions{ID: id, URL: url, LeaseTTL: 600 * time.Millisecond},
 	})
 	if err != nil {
@@ -174,6 +181,73 @@ func TestUnheldBuildIsClaimed(t *testing.T) {
 	}
 	if n := a.counter(t, "tryd_coordinator_builds_claimed_total"); n != 0 {
 		t.Errorf("a claimed %v builds, want 0", n)
+	}
+}
+
+// frozenClock is a Clock whose time never moves and whose timers never
+// fire.
+type frozenClock struct{ now time.Time }
+
+func (f frozenClock) Now() time.Time                     { return f.now }
+func (frozenClock) After(time.Duration) <-chan time.Time { return nil }
+
+// TestEventsFollowTheClaimingReplica: a client following a build that no
+// replica holds yet waits on the replica it called, which forwards the
+// stream as soon as another replica claims the build. That replica's
+// clock is frozen, so its fallback lease polls never fire: only the held
+// notice (LISTEN tryd_held) can wake the waiting call.
+func TestEventsFollowTheClaimingReplica(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newReplicaClock(t, dsn, "replica-a", arts, frozenClock{time.Now()})
+	b := newReplica(t, dsn, "replica-b", arts)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	// No replica has a worker: the build waits for a holder.
+	sub, err := a.client(t, inClientToken).Submit(ctx, inGraph("followed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type waited struct {
+		b      *api.Build
+		events int
+		err    error
+	}
+	done := make(chan waited, 1)
+	go func() {
+		n := 0
+		final, err := a.client(t, inClientToken).Wait(ctx, sub.BuildID, func(api.Event) { n++ })
+		done <- waited{final, n, err}
+	}()
+	time.Sleep(300 * time.Millisecond) // let the call wait for a holder
+	wcl := b.client(t, inWorkerToken)
+	reg, err := wcl.Register(ctx, api.RegisterRequest{Name: "w1", Slots: 1, Labels: map[string]string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := pollUntil(t, wcl, api.PollRequest{WorkerID: reg.WorkerID, FreeSlots: 1}, "an assignment",
+		func(r *api.PollResponse) bool { return len(r.Assignments) == 1 })
+	as := resp.Assignments[0]
+	out := []byte("output")
+	sum := sha256.Sum256(out)
+	digest := hex.EncodeToString(sum[:])
+	if err := arts.Put(ctx, digest, bytes.NewReader(out)); err != nil {
+		t.Fatal(err)
+	}
+	zero := 0
+	if err := wcl.Result(ctx, api.AttemptResult{AttemptID: as.AttemptID, State: api.AttemptSucceeded, ExitCode: &zero, OutputDigest: digest, OutputSize: int64(len(out))}); err != nil {
+		t.Fatal(err)
+	}
+	w := <-done
+	if w.err != nil || w.b.State != api.BuildSucceeded {
+		t.Fatalf("following the build through a = %+v, %v (a woken by no held notice?)", w.b, w.err)
+	}
+	if w.events == 0 {
+		t.Error("no events forwarded from the holder")
 	}
 }
 
