@@ -16,12 +16,10 @@ package pgstate
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -29,6 +27,7 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/state"
+	"github.com/tryd-ci/tryd/coordinator/state/internal/sqlrow"
 )
 
 // migrations are applied in order; migrations[i] brings the schema from
@@ -235,64 +234,11 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
-func ptrNanos(t *time.Time) int64 {
-	if t == nil {
-		return 0
-	}
-	return nanos(*t)
-}
-
-func ptrTime(n int64) *time.Time {
-	if n == 0 {
-		return nil
-	}
-	t := fromNanos(n)
-	return &t
-}
-
-func encodeLabels(m map[string]string) string {
-	if len(m) == 0 {
-		return "{}"
-	}
-	b, _ := json.Marshal(m)
-	return string(b)
-}
-
-func decodeLabels(s string) map[string]string {
-	var m map[string]string
-	if json.Unmarshal([]byte(s), &m) != nil || len(m) == 0 {
-		return nil
-	}
-	return m
-}
-
 func int32p(p *int) *int32 {
 	if p == nil {
 		return nil
 	}
 	v := int32(*p)
-	return &v
-}
-
-func intp(p *int32) *int {
-	if p == nil {
-		return nil
-	}
-	v := int(*p)
 	return &v
 }
 
@@ -315,7 +261,7 @@ func (s *Store) CreateBuild(ctx context.Context, b *state.Build, jobs []state.Jo
 			SELECT b.id, j.* FROM b, unnest($10::text[], $11::text[], $12::int[], $13::text[], $14::text[], $15::text[], $16::int[], $17::text[], $18::bigint[], $19::bigint[]) AS j
 		)
 		SELECT id FROM b`,
-		string(b.Priority), encodeLabels(b.Labels), b.Graph, string(b.State), b.Error, nanos(b.Created), nanos(b.Finished),
+		string(b.Priority), sqlrow.EncodeLabels(b.Labels), b.Graph, string(b.State), b.Error, sqlrow.Nanos(b.Created), sqlrow.Nanos(b.Finished),
 		keys, values,
 		j.ids, j.names, j.seqs, j.states, j.workers, j.outputs, j.exits, j.errs, j.starts, j.fins).Scan(&id)
 	if err != nil {
@@ -351,7 +297,7 @@ func jobArrays(jobs []state.Job, buildID int64) jobCols {
 			c.bids[i] = buildID
 		}
 		c.ids[i], c.names[i], c.seqs[i], c.states[i], c.workers[i], c.outputs[i] = j.JobID, j.Name, int32(j.Seq), string(j.State), j.Worker, j.OutputDigest
-		c.exits[i], c.errs[i], c.starts[i], c.fins[i] = int32p(j.ExitCode), j.Error, nanos(j.Started), nanos(j.Finished)
+		c.exits[i], c.errs[i], c.starts[i], c.fins[i] = int32p(j.ExitCode), j.Error, sqlrow.Nanos(j.Started), sqlrow.Nanos(j.Finished)
 	}
 	return c
 }
@@ -385,9 +331,9 @@ func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 	var batch pgx.Batch
 	for _, u := range b.Builds {
 		if u.Graph != nil {
-			batch.Queue(`UPDATE builds SET state=$1, error=$2, finished=$3, graph=$4 WHERE id=$5`, string(u.State), u.Error, nanos(u.Finished), u.Graph, u.ID)
+			batch.Queue(`UPDATE builds SET state=$1, error=$2, finished=$3, graph=$4 WHERE id=$5`, string(u.State), u.Error, sqlrow.Nanos(u.Finished), u.Graph, u.ID)
 		} else {
-			batch.Queue(`UPDATE builds SET state=$1, error=$2, finished=$3 WHERE id=$4`, string(u.State), u.Error, nanos(u.Finished), u.ID)
+			batch.Queue(`UPDATE builds SET state=$1, error=$2, finished=$3 WHERE id=$4`, string(u.State), u.Error, sqlrow.Nanos(u.Finished), u.ID)
 		}
 	}
 	if len(b.Jobs) > 0 {
@@ -409,7 +355,7 @@ func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 		bids, starts, fins, logBytes := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 		exits, truncated := make([]*int32, n), make([]bool, n)
 		for i, a := range atts {
-			ids[i], bids[i], jobIDs[i], workers[i], states[i], starts[i], fins[i] = a.ID, a.BuildID, a.JobID, a.Worker, string(a.State), nanos(a.Started), ptrNanos(a.Finished)
+			ids[i], bids[i], jobIDs[i], workers[i], states[i], starts[i], fins[i] = a.ID, a.BuildID, a.JobID, a.Worker, string(a.State), sqlrow.Nanos(a.Started), sqlrow.NanosPtr(a.Finished)
 			exits[i], errs[i], outs[i], logBytes[i], truncated[i] = int32p(a.ExitCode), a.Error, a.OutputDigest, a.LogBytes, a.LogTruncated
 		}
 		batch.Queue(`INSERT INTO attempts (id, build_id, job_id, worker, state, started, finished, exit_code, error, output_digest, log_bytes, log_truncated)
@@ -424,7 +370,7 @@ func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 		ids, outs, atts := make([]string, n), make([]string, n), make([]string, n)
 		bids, fins := make([]int64, n), make([]int64, n)
 		for i, r := range rs {
-			ids[i], outs[i], atts[i], bids[i], fins[i] = r.JobID, r.OutputDigest, r.AttemptID, r.BuildID, nanos(r.Finished)
+			ids[i], outs[i], atts[i], bids[i], fins[i] = r.JobID, r.OutputDigest, r.AttemptID, r.BuildID, sqlrow.Nanos(r.Finished)
 		}
 		batch.Queue(`INSERT INTO results (job_id, output_digest, attempt_id, build_id, finished)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
@@ -437,7 +383,7 @@ func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 	for _, w := range b.Workers {
 		batch.Queue(`INSERT INTO workers (name, token_hash, labels, slots, version, last_seen) VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (name) DO UPDATE SET token_hash=excluded.token_hash, labels=excluded.labels, slots=excluded.slots, version=excluded.version, last_seen=excluded.last_seen`,
-			w.Name, w.TokenHash, encodeLabels(w.Labels), w.Slots, w.Version, nanos(w.LastSeen))
+			w.Name, w.TokenHash, sqlrow.EncodeLabels(w.Labels), w.Slots, w.Version, sqlrow.Nanos(w.LastSeen))
 	}
 	if err := s.pool.SendBatch(ctx, &batch).Close(); err != nil {
 		return fmt.Errorf("pgstate: commit: %w", err)
@@ -445,27 +391,9 @@ func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 	return nil
 }
 
-const buildCols = `id, priority, labels, state, error, created, finished`
-
-func scanBuild(sc pgx.Row, withGraph bool) (*state.Build, error) {
-	var b state.Build
-	var prio, labels, st string
-	var created, finished int64
-	dest := []any{&b.ID, &prio, &labels, &st, &b.Error, &created, &finished}
-	if withGraph {
-		dest = append(dest, &b.Graph)
-	}
-	if err := sc.Scan(dest...); err != nil {
-		return nil, err
-	}
-	b.Priority, b.Labels, b.State = api.Priority(prio), decodeLabels(labels), api.BuildState(st)
-	b.Created, b.Finished = fromNanos(created), fromNanos(finished)
-	return &b, nil
-}
-
 // Build implements state.Store.
 func (s *Store) Build(ctx context.Context, id int64) (*state.Build, error) {
-	b, err := scanBuild(s.pool.QueryRow(ctx, `SELECT `+buildCols+`, graph FROM builds WHERE id=$1`, id), true)
+	b, err := sqlrow.ScanBuild(s.pool.QueryRow(ctx, `SELECT `+sqlrow.BuildCols+`, graph FROM builds WHERE id=$1`, id), true)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("pgstate: build %d: %w", id, state.ErrNotFound)
 	}
@@ -477,44 +405,23 @@ func (s *Store) Build(ctx context.Context, id int64) (*state.Build, error) {
 
 // Jobs implements state.Store.
 func (s *Store) Jobs(ctx context.Context, buildID int64) ([]state.Job, error) {
-	rows, err := s.pool.Query(ctx, `SELECT build_id, job_id, name, seq, state, worker, output_digest, exit_code, error, started, finished FROM jobs WHERE build_id=$1 ORDER BY seq`, buildID)
+	rows, err := s.pool.Query(ctx, `SELECT `+sqlrow.JobCols+` FROM jobs WHERE build_id=$1 ORDER BY seq`, buildID)
 	if err != nil {
 		return nil, fmt.Errorf("pgstate: jobs of build %d: %w", buildID, err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.Job, error) {
-		var j state.Job
-		var st string
-		var seq int32
-		var exit *int32
-		var started, finished int64
-		err := r.Scan(&j.BuildID, &j.JobID, &j.Name, &seq, &st, &j.Worker, &j.OutputDigest, &exit, &j.Error, &started, &finished)
-		j.Seq, j.State, j.ExitCode, j.Started, j.Finished = int(seq), api.JobState(st), intp(exit), fromNanos(started), fromNanos(finished)
-		return j, err
-	})
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.Job, error) { return sqlrow.ScanJob(r) })
 	if err != nil {
 		return nil, fmt.Errorf("pgstate: jobs of build %d: %w", buildID, err)
 	}
 	return out, nil
 }
 
-const attemptCols = `id, build_id, job_id, worker, state, started, finished, exit_code, error, output_digest, log_bytes, log_truncated`
-
-func scanAttempt(sc pgx.Row) (state.Attempt, error) {
-	var a state.Attempt
-	var st string
-	var started, finished int64
-	var exit *int32
-	err := sc.Scan(&a.ID, &a.BuildID, &a.JobID, &a.Worker, &st, &started, &finished, &exit, &a.Error, &a.OutputDigest, &a.LogBytes, &a.LogTruncated)
-	a.State, a.Started, a.Finished, a.ExitCode = api.AttemptState(st), fromNanos(started), ptrTime(finished), intp(exit)
-	return a, err
-}
-
 func (s *Store) queryAttempts(ctx context.Context, what, q string, args ...any) ([]state.Attempt, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+attemptCols+` FROM attempts `+q, args...)
+	rows, err := s.pool.Query(ctx, `SELECT `+sqlrow.AttemptCols+` FROM attempts `+q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("pgstate: attempts of %s: %w", what, err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.Attempt, error) { return scanAttempt(r) })
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.Attempt, error) { return sqlrow.ScanAttempt(r) })
 	if err != nil {
 		return nil, fmt.Errorf("pgstate: attempts of %s: %w", what, err)
 	}
@@ -533,7 +440,7 @@ func (s *Store) JobAttempts(ctx context.Context, jobID string) ([]state.Attempt,
 
 // Attempt implements state.Store.
 func (s *Store) Attempt(ctx context.Context, id string) (*state.Attempt, error) {
-	a, err := scanAttempt(s.pool.QueryRow(ctx, `SELECT `+attemptCols+` FROM attempts WHERE id=$1`, id))
+	a, err := sqlrow.ScanAttempt(s.pool.QueryRow(ctx, `SELECT `+sqlrow.AttemptCols+` FROM attempts WHERE id=$1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("pgstate: attempt %s: %w", id, state.ErrNotFound)
 	}
@@ -564,7 +471,7 @@ func (s *Store) ListBuilds(ctx context.Context, f state.Filter) ([]state.Build, 
 	if limit <= 0 {
 		limit = 50
 	}
-	q := `SELECT ` + buildCols + ` FROM builds`
+	q := `SELECT ` + sqlrow.BuildCols + ` FROM builds`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -574,7 +481,7 @@ func (s *Store) ListBuilds(ctx context.Context, f state.Filter) ([]state.Build, 
 		return nil, fmt.Errorf("pgstate: list builds: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.Build, error) {
-		b, err := scanBuild(r, false)
+		b, err := sqlrow.ScanBuild(r, false)
 		if err != nil {
 			return state.Build{}, err
 		}
@@ -605,38 +512,27 @@ func (s *Store) Results(ctx context.Context, jobIDs []string) (map[string]state.
 	if len(jobIDs) == 0 {
 		return out, nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT job_id, output_digest, attempt_id, build_id, finished FROM results WHERE job_id = ANY($1)`, jobIDs)
+	rows, err := s.pool.Query(ctx, `SELECT `+sqlrow.ResultCols+` FROM results WHERE job_id = ANY($1)`, jobIDs)
 	if err != nil {
 		return nil, fmt.Errorf("pgstate: results: %w", err)
 	}
-	var r state.Result
-	var fin int64
-	_, err = pgx.ForEachRow(rows, []any{&r.JobID, &r.OutputDigest, &r.AttemptID, &r.BuildID, &fin}, func() error {
-		r.Finished = fromNanos(fin)
-		out[r.JobID] = r
-		return nil
-	})
+	rs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.Result, error) { return sqlrow.ScanResult(r) })
 	if err != nil {
 		return nil, fmt.Errorf("pgstate: results: %w", err)
+	}
+	for _, r := range rs {
+		out[r.JobID] = r
 	}
 	return out, nil
 }
 
 // Workers implements state.Store.
 func (s *Store) Workers(ctx context.Context) ([]state.Worker, error) {
-	rows, err := s.pool.Query(ctx, `SELECT name, token_hash, labels, slots, version, last_seen FROM workers ORDER BY name`)
+	rows, err := s.pool.Query(ctx, `SELECT `+sqlrow.WorkerCols+` FROM workers ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("pgstate: workers: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.Worker, error) {
-		var w state.Worker
-		var labels string
-		var seen int64
-		var slots int32
-		err := r.Scan(&w.Name, &w.TokenHash, &labels, &slots, &w.Version, &seen)
-		w.Labels, w.LastSeen, w.Slots = decodeLabels(labels), fromNanos(seen), int(slots)
-		return w, err
-	})
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.Worker, error) { return sqlrow.ScanWorker(r) })
 	if err != nil {
 		return nil, fmt.Errorf("pgstate: workers: %w", err)
 	}

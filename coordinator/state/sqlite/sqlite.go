@@ -7,7 +7,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/state"
+	"github.com/tryd-ci/tryd/coordinator/state/internal/sqlrow"
 )
 
 // migrations are applied in order; migrations[i] brings the schema from
@@ -275,36 +275,6 @@ func (s *Store) checkpoint(mode string) {
 	s.db.Exec(`PRAGMA wal_checkpoint(` + mode + `)`)
 }
 
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
-func encodeLabels(m map[string]string) string {
-	if len(m) == 0 {
-		return "{}"
-	}
-	b, _ := json.Marshal(m)
-	return string(b)
-}
-
-func decodeLabels(s string) map[string]string {
-	var m map[string]string
-	if json.Unmarshal([]byte(s), &m) != nil || len(m) == 0 {
-		return nil
-	}
-	return m
-}
-
 // CreateBuild implements state.Store.
 func (s *Store) CreateBuild(ctx context.Context, b *state.Build, jobs []state.Job) (int64, error) {
 	s.writeMu.Lock()
@@ -315,7 +285,7 @@ func (s *Store) CreateBuild(ctx context.Context, b *state.Build, jobs []state.Jo
 	}
 	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx, `INSERT INTO builds (priority, labels, graph, state, error, created, finished) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		string(b.Priority), encodeLabels(b.Labels), b.Graph, string(b.State), b.Error, nanos(b.Created), nanos(b.Finished))
+		string(b.Priority), sqlrow.EncodeLabels(b.Labels), b.Graph, string(b.State), b.Error, sqlrow.Nanos(b.Created), sqlrow.Nanos(b.Finished))
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: create build: %w", err)
 	}
@@ -351,7 +321,7 @@ func (s *Store) upsertJobs(ctx context.Context, tx *sql.Tx, buildID int64, jobs 
 			if buildID != 0 {
 				bid = buildID
 			}
-			args = append(args, bid, j.JobID, j.Name, j.Seq, string(j.State), j.Worker, j.OutputDigest, j.ExitCode, j.Error, nanos(j.Started), nanos(j.Finished))
+			args = append(args, bid, j.JobID, j.Name, j.Seq, string(j.State), j.Worker, j.OutputDigest, j.ExitCode, j.Error, sqlrow.Nanos(j.Started), sqlrow.Nanos(j.Finished))
 		}
 		if n == jobChunk {
 			if _, err := tx.StmtContext(ctx, s.upsertJobChunk).ExecContext(ctx, args...); err != nil {
@@ -386,9 +356,9 @@ func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 	for _, u := range b.Builds {
 		var err error
 		if u.Graph != nil {
-			_, err = tx.StmtContext(ctx, s.updateBuildGraph).ExecContext(ctx, string(u.State), u.Error, nanos(u.Finished), u.Graph, u.ID)
+			_, err = tx.StmtContext(ctx, s.updateBuildGraph).ExecContext(ctx, string(u.State), u.Error, sqlrow.Nanos(u.Finished), u.Graph, u.ID)
 		} else {
-			_, err = tx.StmtContext(ctx, s.updateBuild).ExecContext(ctx, string(u.State), u.Error, nanos(u.Finished), u.ID)
+			_, err = tx.StmtContext(ctx, s.updateBuild).ExecContext(ctx, string(u.State), u.Error, sqlrow.Nanos(u.Finished), u.ID)
 		}
 		if err != nil {
 			return fmt.Errorf("sqlite: update build %d: %w", u.ID, err)
@@ -400,13 +370,13 @@ func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 	if len(b.Attempts) > 0 {
 		st := tx.StmtContext(ctx, s.upsertAttempt)
 		for _, a := range b.Attempts {
-			if _, err := st.ExecContext(ctx, a.ID, a.BuildID, a.JobID, a.Worker, string(a.State), nanos(a.Started), ptrNanos(a.Finished), a.ExitCode, a.Error, a.OutputDigest, a.LogBytes, a.LogTruncated); err != nil {
+			if _, err := st.ExecContext(ctx, a.ID, a.BuildID, a.JobID, a.Worker, string(a.State), sqlrow.Nanos(a.Started), sqlrow.NanosPtr(a.Finished), a.ExitCode, a.Error, a.OutputDigest, a.LogBytes, a.LogTruncated); err != nil {
 				return fmt.Errorf("sqlite: write attempt %s: %w", a.ID, err)
 			}
 		}
 	}
 	for _, r := range b.Results {
-		if _, err := tx.StmtContext(ctx, s.upsertResult).ExecContext(ctx, r.JobID, r.OutputDigest, r.AttemptID, r.BuildID, nanos(r.Finished)); err != nil {
+		if _, err := tx.StmtContext(ctx, s.upsertResult).ExecContext(ctx, r.JobID, r.OutputDigest, r.AttemptID, r.BuildID, sqlrow.Nanos(r.Finished)); err != nil {
 			return fmt.Errorf("sqlite: write result %s: %w", r.JobID, err)
 		}
 	}
@@ -417,7 +387,7 @@ func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 	}
 	for _, w := range b.Workers {
 		if _, err := tx.StmtContext(ctx, s.upsertWorker).ExecContext(ctx,
-			w.Name, w.TokenHash, encodeLabels(w.Labels), w.Slots, w.Version, nanos(w.LastSeen)); err != nil {
+			w.Name, w.TokenHash, sqlrow.EncodeLabels(w.Labels), w.Slots, w.Version, sqlrow.Nanos(w.LastSeen)); err != nil {
 			return fmt.Errorf("sqlite: write worker %s: %w", w.Name, err)
 		}
 	}
@@ -427,42 +397,9 @@ func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 	return nil
 }
 
-func ptrNanos(t *time.Time) int64 {
-	if t == nil {
-		return 0
-	}
-	return nanos(*t)
-}
-
-func ptrTime(n int64) *time.Time {
-	if n == 0 {
-		return nil
-	}
-	t := fromNanos(n)
-	return &t
-}
-
-const buildCols = `id, priority, labels, state, error, created, finished`
-
-func scanBuild(sc interface{ Scan(...any) error }, withGraph bool) (*state.Build, error) {
-	var b state.Build
-	var prio, labels, st string
-	var created, finished int64
-	dest := []any{&b.ID, &prio, &labels, &st, &b.Error, &created, &finished}
-	if withGraph {
-		dest = append(dest, &b.Graph)
-	}
-	if err := sc.Scan(dest...); err != nil {
-		return nil, err
-	}
-	b.Priority, b.Labels, b.State = api.Priority(prio), decodeLabels(labels), api.BuildState(st)
-	b.Created, b.Finished = fromNanos(created), fromNanos(finished)
-	return &b, nil
-}
-
 // Build implements state.Store.
 func (s *Store) Build(ctx context.Context, id int64) (*state.Build, error) {
-	b, err := scanBuild(s.db.QueryRowContext(ctx, `SELECT `+buildCols+`, graph FROM builds WHERE id=?`, id), true)
+	b, err := sqlrow.ScanBuild(s.db.QueryRowContext(ctx, `SELECT `+sqlrow.BuildCols+`, graph FROM builds WHERE id=?`, id), true)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("sqlite: build %d: %w", id, state.ErrNotFound)
 	}
@@ -474,24 +411,16 @@ func (s *Store) Build(ctx context.Context, id int64) (*state.Build, error) {
 
 // Jobs implements state.Store.
 func (s *Store) Jobs(ctx context.Context, buildID int64) ([]state.Job, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT build_id, job_id, name, seq, state, worker, output_digest, exit_code, error, started, finished FROM jobs WHERE build_id=? ORDER BY seq`, buildID)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+sqlrow.JobCols+` FROM jobs WHERE build_id=? ORDER BY seq`, buildID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: jobs of build %d: %w", buildID, err)
 	}
 	defer rows.Close()
 	var out []state.Job
 	for rows.Next() {
-		var j state.Job
-		var st string
-		var exit sql.NullInt64
-		var started, finished int64
-		if err := rows.Scan(&j.BuildID, &j.JobID, &j.Name, &j.Seq, &st, &j.Worker, &j.OutputDigest, &exit, &j.Error, &started, &finished); err != nil {
+		j, err := sqlrow.ScanJob(rows)
+		if err != nil {
 			return nil, fmt.Errorf("sqlite: jobs of build %d: %w", buildID, err)
-		}
-		j.State, j.Started, j.Finished = api.JobState(st), fromNanos(started), fromNanos(finished)
-		if exit.Valid {
-			c := int(exit.Int64)
-			j.ExitCode = &c
 		}
 		out = append(out, j)
 	}
@@ -501,42 +430,24 @@ func (s *Store) Jobs(ctx context.Context, buildID int64) ([]state.Job, error) {
 	return out, nil
 }
 
-const attemptCols = `id, build_id, job_id, worker, state, started, finished, exit_code, error, output_digest, log_bytes, log_truncated`
-
 func (s *Store) queryAttempts(ctx context.Context, what, q string, args ...any) ([]state.Attempt, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+attemptCols+` FROM attempts `+q, args...)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+sqlrow.AttemptCols+` FROM attempts `+q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: attempts of %s: %w", what, err)
 	}
 	defer rows.Close()
 	var out []state.Attempt
 	for rows.Next() {
-		a, err := scanAttempt(rows)
+		a, err := sqlrow.ScanAttempt(rows)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: attempts of %s: %w", what, err)
 		}
-		out = append(out, *a)
+		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: attempts of %s: %w", what, err)
 	}
 	return out, nil
-}
-
-func scanAttempt(sc interface{ Scan(...any) error }) (*state.Attempt, error) {
-	var a state.Attempt
-	var st string
-	var started, finished int64
-	var exit sql.NullInt64
-	if err := sc.Scan(&a.ID, &a.BuildID, &a.JobID, &a.Worker, &st, &started, &finished, &exit, &a.Error, &a.OutputDigest, &a.LogBytes, &a.LogTruncated); err != nil {
-		return nil, err
-	}
-	a.State, a.Started, a.Finished = api.AttemptState(st), fromNanos(started), ptrTime(finished)
-	if exit.Valid {
-		c := int(exit.Int64)
-		a.ExitCode = &c
-	}
-	return &a, nil
 }
 
 // Attempts implements state.Store.
@@ -551,14 +462,14 @@ func (s *Store) JobAttempts(ctx context.Context, jobID string) ([]state.Attempt,
 
 // Attempt implements state.Store.
 func (s *Store) Attempt(ctx context.Context, id string) (*state.Attempt, error) {
-	a, err := scanAttempt(s.db.QueryRowContext(ctx, `SELECT `+attemptCols+` FROM attempts WHERE id=?`, id))
+	a, err := sqlrow.ScanAttempt(s.db.QueryRowContext(ctx, `SELECT `+sqlrow.AttemptCols+` FROM attempts WHERE id=?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("sqlite: attempt %s: %w", id, state.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: attempt %s: %w", id, err)
 	}
-	return a, nil
+	return &a, nil
 }
 
 // ListBuilds implements state.Store.
@@ -581,7 +492,7 @@ func (s *Store) ListBuilds(ctx context.Context, f state.Filter) ([]state.Build, 
 	if limit <= 0 {
 		limit = 50
 	}
-	q := `SELECT ` + buildCols + ` FROM builds`
+	q := `SELECT ` + sqlrow.BuildCols + ` FROM builds`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -594,7 +505,7 @@ func (s *Store) ListBuilds(ctx context.Context, f state.Filter) ([]state.Build, 
 	defer rows.Close()
 	var out []state.Build
 	for rows.Next() {
-		b, err := scanBuild(rows, false)
+		b, err := sqlrow.ScanBuild(rows, false)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: list builds: %w", err)
 		}
@@ -673,18 +584,16 @@ func (s *Store) Results(ctx context.Context, jobIDs []string) (map[string]state.
 		for i, id := range part {
 			args[i] = id
 		}
-		rows, err := s.db.QueryContext(ctx, `SELECT job_id, output_digest, attempt_id, build_id, finished FROM results WHERE job_id IN (?`+strings.Repeat(",?", n-1)+`)`, args...)
+		rows, err := s.db.QueryContext(ctx, `SELECT `+sqlrow.ResultCols+` FROM results WHERE job_id IN (?`+strings.Repeat(",?", n-1)+`)`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: results: %w", err)
 		}
 		for rows.Next() {
-			var r state.Result
-			var fin int64
-			if err := rows.Scan(&r.JobID, &r.OutputDigest, &r.AttemptID, &r.BuildID, &fin); err != nil {
+			r, err := sqlrow.ScanResult(rows)
+			if err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("sqlite: results: %w", err)
 			}
-			r.Finished = fromNanos(fin)
 			out[r.JobID] = r
 		}
 		err = rows.Err()
@@ -698,20 +607,17 @@ func (s *Store) Results(ctx context.Context, jobIDs []string) (map[string]state.
 
 // Workers implements state.Store.
 func (s *Store) Workers(ctx context.Context) ([]state.Worker, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT name, token_hash, labels, slots, version, last_seen FROM workers ORDER BY name`)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+sqlrow.WorkerCols+` FROM workers ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: workers: %w", err)
 	}
 	defer rows.Close()
 	var out []state.Worker
 	for rows.Next() {
-		var w state.Worker
-		var labels string
-		var seen int64
-		if err := rows.Scan(&w.Name, &w.TokenHash, &labels, &w.Slots, &w.Version, &seen); err != nil {
+		w, err := sqlrow.ScanWorker(rows)
+		if err != nil {
 			return nil, fmt.Errorf("sqlite: workers: %w", err)
 		}
-		w.Labels, w.LastSeen = decodeLabels(labels), fromNanos(seen)
 		out = append(out, w)
 	}
 	return out, rows.Err()
