@@ -136,8 +136,9 @@ type Store struct {
 }
 
 var (
-	_ state.Store  = (*Store)(nil)
-	_ state.Leaser = (*Store)(nil)
+	_ state.Store      = (*Store)(nil)
+	_ state.Leaser     = (*Store)(nil)
+	_ state.JobCounter = (*Store)(nil)
 )
 
 // Open connects, and creates or migrates the schema.
@@ -489,6 +490,32 @@ func (s *Store) ListBuilds(ctx context.Context, f state.Filter) ([]state.Build, 
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pgstate: list builds: %w", err)
+	}
+	return out, nil
+}
+
+// JobCounts implements state.JobCounter, in one query for any number of
+// builds.
+func (s *Store) JobCounts(ctx context.Context, buildIDs []int64) (map[int64]map[api.JobState]int, error) {
+	out := map[int64]map[api.JobState]int{}
+	if len(buildIDs) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT build_id, state, count(*) FROM jobs WHERE build_id = ANY($1) GROUP BY build_id, state`, buildIDs)
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: job counts: %w", err)
+	}
+	var id, n int64
+	var st string
+	_, err = pgx.ForEachRow(rows, []any{&id, &st, &n}, func() error {
+		if out[id] == nil {
+			out[id] = map[api.JobState]int{}
+		}
+		out[id][api.JobState(st)] = int(n)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: job counts: %w", err)
 	}
 	return out, nil
 }
