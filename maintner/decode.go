@@ -6,9 +6,6 @@ import (
 	"math"
 
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
-
-	"github.com/tryd-ci/tryd/maintner/trydpb"
 )
 
 // This file decodes a record payload straight from the protobuf wire
@@ -28,6 +25,8 @@ import (
 // ErrBadRecord is wrapped by errors about payloads that are not valid
 // mutation records.
 var ErrBadRecord = errors.New("maintner: bad record")
+
+var errFieldNumber = errors.New("field number out of range")
 
 // field is one decoded protobuf field.
 type field struct {
@@ -69,6 +68,12 @@ func (it *fieldIter) next(f *field) bool {
 	num, typ, n := protowire.ConsumeTag(it.b)
 	if n < 0 {
 		it.err = protowire.ParseError(n)
+		return false
+	}
+	if num > protowire.MaxValidNumber {
+		// ConsumeTag accepts numbers up to 2^31-1; proto.Unmarshal,
+		// and so x/build's reader, refuses them.
+		it.err = errFieldNumber
 		return false
 	}
 	it.b = it.b[n:]
@@ -119,16 +124,21 @@ func decodeTime(b []byte) (dTime, error) {
 	if it.err != nil {
 		return dTime{}, it.err
 	}
-	// Times outside what int64 nanoseconds hold (years 1678-2262) are
-	// clamped rather than wrapped.
+	return dTime{set: true, t: timeOfParts(sec, nsec)}, nil
+}
+
+// timeOfParts converts a Timestamp's seconds and nanoseconds. Times
+// outside what int64 nanoseconds hold (years 1678-2262) are clamped
+// rather than wrapped.
+func timeOfParts(sec, nsec int64) Time {
 	const maxSec = int64(math.MaxInt64/1_000_000_000) - 1
 	switch {
 	case sec > maxSec:
-		return dTime{set: true, t: Time(math.MaxInt64)}, nil
+		return Time(math.MaxInt64)
 	case sec < -maxSec:
-		return dTime{set: true, t: Time(math.MinInt64 + 1)}, nil
+		return Time(math.MinInt64 + 1)
 	}
-	return dTime{set: true, t: Time(sec*1e9 + nsec)}, nil
+	return Time(sec*1e9 + nsec)
 }
 
 // dUser is a decoded GithubUser.
@@ -770,7 +780,7 @@ type decoded struct {
 	git    *dGit
 	github *dGithub
 	gerrit *dGerrit
-	ext    *trydpb.Ext
+	ext    *dExt
 	loc    recordLoc // where the record lies, when loading
 	spare  spare
 }
@@ -792,6 +802,7 @@ type spare struct {
 	git    *dGit
 	github *dGithub
 	gerrit *dGerrit
+	ext    *dExt
 }
 
 // reset empties d for reuse, keeping the capacity of its slices.
@@ -820,20 +831,18 @@ func (d *decoded) reset() {
 		*g = dGerrit{commits: g.commits[:0], refs: g.refs[:0], deletedRefs: g.deletedRefs[:0]}
 		sp.gerrit = g
 	}
+	if d.ext != nil {
+		d.ext.reset()
+		sp.ext = d.ext
+	}
 	*d = decoded{spare: sp}
 }
 
 // decode decodes a record payload into d, which is empty (new or reset).
 func (d *decoded) decode(b []byte) error {
-	var extRaw []byte
 	var f field
 	it := fieldIter{b: b}
-	start := b
-	for {
-		before := len(it.b)
-		if !it.next(&f) {
-			break
-		}
+	for it.next(&f) {
 		var err error
 		switch {
 		case f.num == 1 && f.isBytes():
@@ -869,10 +878,15 @@ func (d *decoded) decode(b []byte) error {
 			}
 			err = d.gerrit.decode(f.b)
 		case f.num >= 100:
-			// tryd's extension: collect the raw fields and let the
-			// generated code decode them (they are few and small).
-			off := len(start) - before
-			extRaw = append(extRaw, start[off:len(start)-len(it.b)]...)
+			if d.ext == nil {
+				d.ext = d.spare.ext
+				if d.ext == nil {
+					d.ext = &dExt{}
+				}
+			}
+			if err = d.ext.field(&f); err != nil {
+				err = fmt.Errorf("tryd extension: %w", err)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrBadRecord, err)
@@ -880,13 +894,6 @@ func (d *decoded) decode(b []byte) error {
 	}
 	if it.err != nil {
 		return fmt.Errorf("%w: %w", ErrBadRecord, it.err)
-	}
-	if len(extRaw) > 0 {
-		ext := &trydpb.Ext{}
-		if err := (proto.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(extRaw, ext); err != nil {
-			return fmt.Errorf("%w: tryd extension: %w", ErrBadRecord, err)
-		}
-		d.ext = ext
 	}
 	return nil
 }

@@ -3,9 +3,6 @@ package maintner
 import (
 	"slices"
 	"sort"
-	"strings"
-
-	"github.com/tryd-ci/tryd/maintner/trydpb"
 )
 
 // githubState is the GitHub half of the corpus.
@@ -572,99 +569,101 @@ func hashOf(s string) GitHash {
 	return h
 }
 
-func (c *Corpus) applyExt(x *trydpb.Ext) {
-	if rp := x.GetGithubRepo(); rp != nil {
-		if r := c.repo([]byte(rp.GetOwner()), []byte(rp.GetRepo())); r != nil {
-			if rp.GetId() != 0 {
-				r.ID = rp.GetId()
+// hashBytes parses a hash from a record, the zero hash if it is not one.
+func hashBytes(b []byte) GitHash {
+	h, _ := parseGitHash(b)
+	return h
+}
+
+func (c *Corpus) applyExt(x *dExt) {
+	if rp := &x.repo; rp.set {
+		if r := c.repo(rp.owner, rp.repo); r != nil {
+			if rp.id != 0 {
+				r.ID = rp.id
 			}
-			if rp.GetDefaultBranch() != "" {
-				r.DefaultBranch = c.str([]byte(rp.GetDefaultBranch()))
+			if len(rp.defaultBranch) > 0 {
+				r.DefaultBranch = c.str(rp.defaultBranch)
 			}
-			r.Private = rp.GetPrivate()
+			r.Private = rp.private
 		}
 	}
-	if p := x.GetGithubPullRequest(); p != nil {
-		c.applyPR(p)
+	if x.pr.set {
+		c.applyPR(&x.pr)
 	}
-	for _, s := range x.GetGithubStatus() {
-		c.applyStatus(s)
+	for i := range x.statuses {
+		c.applyStatus(&x.statuses[i])
 	}
-	for _, cr := range x.GetGithubCheckRun() {
-		c.applyCheckRun(cr)
+	for i := range x.checkRuns {
+		c.applyCheckRun(&x.checkRuns[i])
 	}
 }
 
-func (c *Corpus) applyPR(p *trydpb.GithubPullRequest) {
-	r := c.repo([]byte(p.GetOwner()), []byte(p.GetRepo()))
-	if r == nil || p.GetNumber() <= 0 {
+func (c *Corpus) applyPR(p *dPR) {
+	r := c.repo(p.owner, p.repo)
+	if r == nil || p.number <= 0 {
 		return
 	}
 	if r.issues == nil {
 		r.issues = make(map[int32]*GitHubIssue)
 	}
-	is := r.issues[p.GetNumber()]
+	is := r.issues[p.number]
 	if is == nil {
-		is = &GitHubIssue{Repo: r, Number: p.GetNumber()}
-		r.issues[p.GetNumber()] = is
+		is = &GitHubIssue{Repo: r, Number: p.number}
+		r.issues[p.number] = is
 	}
 	is.PullRequest = true
 	if is.PR == nil {
 		is.PR = &GitHubPullRequest{}
 	}
 	pr := is.PR
-	if s := p.GetHeadSha(); s != "" {
-		pr.HeadSHA = hashOf(s)
+	if len(p.headSHA) > 0 {
+		pr.HeadSHA = hashBytes(p.headSHA)
 	}
-	if s := p.GetHeadRef(); s != "" {
-		pr.HeadRef = c.str([]byte(s))
+	if len(p.headRef) > 0 {
+		pr.HeadRef = c.str(p.headRef)
 	}
-	if s := p.GetHeadRepo(); s != "" {
-		pr.HeadRepo = c.str([]byte(s))
+	if len(p.headRepo) > 0 {
+		pr.HeadRepo = c.str(p.headRepo)
 	}
-	if s := p.GetBaseSha(); s != "" {
-		pr.BaseSHA = hashOf(s)
+	if len(p.baseSHA) > 0 {
+		pr.BaseSHA = hashBytes(p.baseSHA)
 	}
-	if s := p.GetBaseRef(); s != "" {
-		pr.BaseRef = c.str([]byte(s))
+	if len(p.baseRef) > 0 {
+		pr.BaseRef = c.str(p.baseRef)
 	}
-	if s := p.GetMergeCommitSha(); s != "" {
-		pr.MergeCommitSHA = hashOf(s)
+	if len(p.mergeCommitSHA) > 0 {
+		pr.MergeCommitSHA = hashBytes(p.mergeCommitSHA)
 	}
-	if b := p.GetMerged(); b != nil {
-		pr.Merged = b.GetVal()
+	if p.merged.set {
+		pr.Merged = p.merged.val
 	}
-	if b := p.GetDraft(); b != nil {
-		pr.Draft = b.GetVal()
+	if p.draft.set {
+		pr.Draft = p.draft.val
 	}
-	if t := p.GetMergedAt(); t != nil {
-		pr.MergedAt = TimeOf(t.AsTime())
+	if p.mergedAt.set {
+		pr.MergedAt = p.mergedAt.time()
 	}
-	if t := p.GetUpdated(); t != nil {
-		is.Updated = max(is.Updated, TimeOf(t.AsTime()))
+	if p.updated.set {
+		is.Updated = max(is.Updated, p.updated.time())
 	}
 }
 
-func (c *Corpus) applyStatus(s *trydpb.GithubStatus) {
-	r := c.repo([]byte(s.GetOwner()), []byte(s.GetRepo()))
-	sha, err := ParseGitHash(s.GetSha())
-	if r == nil || err != nil || s.GetContext() == "" {
+func (c *Corpus) applyStatus(s *dStatus) {
+	r := c.repo(s.owner, s.repo)
+	sha, err := parseGitHash(s.sha)
+	if r == nil || err != nil || len(s.context) == 0 {
 		return
 	}
 	st := &GitHubStatus{
 		SHA:         sha,
-		Context:     c.str([]byte(s.GetContext())),
-		State:       c.str([]byte(s.GetState())),
-		Description: s.GetDescription(),
-		TargetURL:   s.GetTargetUrl(),
-		ID:          s.GetId(),
-		Creator:     c.userID(s.GetCreatorId()),
-	}
-	if t := s.GetCreated(); t != nil {
-		st.Created = TimeOf(t.AsTime())
-	}
-	if t := s.GetUpdated(); t != nil {
-		st.Updated = TimeOf(t.AsTime())
+		Context:     c.str(s.context),
+		State:       c.str(s.state),
+		Description: string(s.description),
+		TargetURL:   string(s.targetURL),
+		ID:          s.id,
+		Creator:     c.userID(s.creatorID),
+		Created:     s.created.time(),
+		Updated:     s.updated.time(),
 	}
 	if r.statuses == nil {
 		r.statuses = make(map[GitHash][]*GitHubStatus)
@@ -679,41 +678,41 @@ func (c *Corpus) applyStatus(s *trydpb.GithubStatus) {
 	r.statuses[sha] = list
 }
 
-func (c *Corpus) applyCheckRun(p *trydpb.GithubCheckRun) {
-	r := c.repo([]byte(p.GetOwner()), []byte(p.GetRepo()))
-	if r == nil || p.GetId() == 0 {
+func (c *Corpus) applyCheckRun(p *dCheckRun) {
+	r := c.repo(p.owner, p.repo)
+	if r == nil || p.id == 0 {
 		return
 	}
 	if r.checkRuns == nil {
 		r.checkRuns = make(map[int64]*GitHubCheckRun)
 	}
-	cr := r.checkRuns[p.GetId()]
+	cr := r.checkRuns[p.id]
 	if cr == nil {
-		cr = &GitHubCheckRun{ID: p.GetId()}
+		cr = &GitHubCheckRun{ID: p.id}
 		r.checkRuns[cr.ID] = cr
 	}
-	if s := p.GetHeadSha(); s != "" {
-		cr.HeadSHA = hashOf(s)
+	if len(p.headSHA) > 0 {
+		cr.HeadSHA = hashBytes(p.headSHA)
 	}
-	set := func(dst *string, v string) {
-		if v != "" {
-			*dst = c.str([]byte(v))
+	set := func(dst *string, v []byte) {
+		if len(v) > 0 {
+			*dst = c.str(v)
 		}
 	}
-	set(&cr.Name, p.GetName())
-	set(&cr.Status, p.GetStatus())
-	set(&cr.Conclusion, p.GetConclusion())
-	if v := p.GetDetailsUrl(); v != "" {
-		cr.DetailsURL = strings.Clone(v)
+	set(&cr.Name, p.name)
+	set(&cr.Status, p.status)
+	set(&cr.Conclusion, p.conclusion)
+	if len(p.detailsURL) > 0 {
+		cr.DetailsURL = string(p.detailsURL)
 	}
-	set(&cr.ExternalID, p.GetExternalId())
-	if t := p.GetStarted(); t != nil {
-		cr.Started = TimeOf(t.AsTime())
+	set(&cr.ExternalID, p.externalID)
+	if p.started.set {
+		cr.Started = p.started.time()
 	}
-	if t := p.GetCompleted(); t != nil {
-		cr.Completed = TimeOf(t.AsTime())
+	if p.completed.set {
+		cr.Completed = p.completed.time()
 	}
-	if p.GetAppId() != 0 {
-		cr.AppID = p.GetAppId()
+	if p.appID != 0 {
+		cr.AppID = p.appID
 	}
 }

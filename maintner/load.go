@@ -52,8 +52,9 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 	const (
 		batchSize = 512
 		// segBatches bounds the batches of one segment in flight:
-		// about half of a 16 MiB segment of records of realistic sizes
-		// (~30 batches). Deeper costs memory (decoded records waiting)
+		// about a quarter of a 16 MiB segment of records of realistic
+		// sizes (~30 batches). Deeper costs memory (decoded records
+		// waiting, which also makes each record's reuse a cache miss)
 		// for little: the applier catches up within a segment.
 		segBatches = 8
 	)
@@ -61,10 +62,20 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 		defer pauseGC()()
 	}
 	workers := c.opts.LoadWorkers
-	// Decoded records are recycled through free (a channel rather than a
-	// sync.Pool, which the collector empties every cycle): loading then
-	// allocates per record only what the corpus keeps.
-	free := make(chan *decoded, (workers+1)*segBatches*batchSize)
+	// Decoded records are recycled, a batch at a time, through free (a
+	// channel rather than a sync.Pool, which the collector empties
+	// every cycle): loading then allocates per record only what the
+	// corpus keeps. A recycled batch is a slice of length 0 whose
+	// backing array still holds its records.
+	free := make(chan []*decoded, (workers+1)*segBatches)
+	newBatch := func() []*decoded {
+		select {
+		case decs := <-free:
+			return decs
+		default:
+			return make([]*decoded, 0, batchSize)
+		}
+	}
 	slots := make([]chan batch, n)
 	for i := range slots {
 		slots[i] = make(chan batch, segBatches)
@@ -75,11 +86,18 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 		cancel()
 		wg.Wait()
 	}()
-	// tokens bounds how many segments are read ahead; each token carries
-	// a segment buffer for reuse.
-	tokens := make(chan []byte, workers)
-	for i := 0; i < workers; i++ {
-		tokens <- nil
+	// Worker w starts segment i (i >= workers) once segment i-workers,
+	// its previous one, is applied, and reads it into that segment's
+	// buffer, which the applier hands back through bufs[w]. That bounds
+	// the read-ahead to a segment per worker, and because the applier
+	// hands buffers back in segment order, no worker can hold one that
+	// the segment the applier waits for needs. (A shared pool of
+	// buffers could: a worker could take every buffer for segments
+	// after one another worker has not started.)
+	bufs := make([]chan []byte, workers)
+	for w := range bufs {
+		bufs[w] = make(chan []byte, 1)
+		bufs[w] <- nil
 	}
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -90,7 +108,7 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 			for i := w; i < n; i += workers {
 				var buf []byte
 				select {
-				case buf = <-tokens:
+				case buf = <-bufs[w]:
 				case <-ctx.Done():
 					return
 				}
@@ -103,13 +121,14 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 					}
 				}
 				name, data, err := read(ctx, i, buf)
-				cur := batch{}
+				cur := batch{decs: newBatch()}
 				if err == nil {
 					_, err = reclog.Scan(name, data, 0, func(off int64, payload []byte) error {
 						var d *decoded
-						select {
-						case d = <-free:
-						default:
+						if n := len(cur.decs); n < cap(cur.decs) {
+							d = cur.decs[:n+1][n] // a recycled record, or nil
+						}
+						if d == nil {
 							d = &decoded{}
 						}
 						if err := d.decode(payload); err != nil {
@@ -122,7 +141,7 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 							if !send(cur) {
 								return ctx.Err()
 							}
-							cur = batch{decs: make([]*decoded, 0, batchSize)}
+							cur = batch{decs: newBatch()}
 						}
 						return nil
 					})
@@ -136,7 +155,19 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 		}(w)
 	}
 	for i := 0; i < n; i++ {
-		for b := range slots[i] {
+		var segBuf []byte
+		for {
+			var b batch
+			var ok bool
+			select {
+			case b, ok = <-slots[i]:
+			case <-ctx.Done():
+				// Workers stop without closing their slots.
+				return ctx.Err()
+			}
+			if !ok {
+				break
+			}
 			if b.err != nil {
 				cancel()
 				return fmt.Errorf("maintner: load segment %d: %w", i, b.err)
@@ -148,19 +179,21 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 				}
 				c.applyLocked(d)
 				d.reset()
-				select {
-				case free <- d:
-				default:
-				}
 			}
 			c.cur = nil
 			c.mu.Unlock()
+			select {
+			case free <- b.decs[:0]:
+			default:
+			}
 			if b.buf != nil {
-				// Everything applied was copied or referenced by
-				// position, so the segment buffer can be reused.
-				tokens <- b.buf[:0]
+				segBuf = b.buf
 			}
 		}
+		// Everything applied was copied or referenced by position, so
+		// the segment buffer can be reused. (Sent even when nil: the
+		// worker waits for it.)
+		bufs[i%workers] <- segBuf[:0]
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

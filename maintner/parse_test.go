@@ -69,7 +69,9 @@ func TestParseRawCommit(t *testing.T) {
 }
 
 // FuzzFieldIter checks fieldIter's fast path against protowire's general
-// decoding: the same fields, values and error for any input.
+// decoding: the same fields, values and error for any input (field
+// numbers above protowire.MaxValidNumber being errors, as they are to
+// proto.Unmarshal).
 func FuzzFieldIter(f *testing.F) {
 	for _, seed := range [][]byte{
 		{0x08, 0x01, 0x12, 0x02, 'h', 'i'},
@@ -78,6 +80,7 @@ func FuzzFieldIter(f *testing.F) {
 		{0x08, 0x96, 0x01},      // two-byte varint
 		{0xa2, 0x06, 0x01, 'x'}, // field 100
 		{0x0d, 1, 2, 3, 4, 0x0b, 0x0c},
+		{0x80, 0xff, 0xff, 0xff, 0x30, 0x00}, // field number above 2^29-1
 	} {
 		f.Add(seed)
 	}
@@ -98,7 +101,7 @@ func FuzzFieldIter(f *testing.F) {
 		var slowErr bool
 		for rest := b; len(rest) > 0; {
 			num, typ, n := protowire.ConsumeTag(rest)
-			if n < 0 {
+			if n < 0 || num > protowire.MaxValidNumber {
 				slowErr = true
 				break
 			}
