@@ -6,9 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -23,24 +21,7 @@ import (
 func startTokenGitmirror(t *testing.T, token, rotated string) (string, *config.Config) {
 	t.Helper()
 	dir := t.TempDir()
-	up := filepath.Join(dir, "up.git")
-	work := filepath.Join(dir, "work")
-	gitRun := func(dir string, args ...string) {
-		t.Helper()
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v %s", args, err, out)
-		}
-	}
-	gitRun(dir, "init", "-q", "--bare", "-b", "main", up)
-	gitRun(dir, "init", "-q", "-b", "main", work)
-	if err := os.WriteFile(filepath.Join(work, "f.txt"), []byte("hello\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	gitRun(work, "add", "f.txt")
-	gitRun(work, "-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qm", "one")
-	gitRun(work, "push", "-q", up, "main")
+	up := upstreamRepo(t)
 	tokFile, toksFile := filepath.Join(dir, "gm-token"), filepath.Join(dir, "gm-tokens")
 	if err := os.WriteFile(tokFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -57,35 +38,9 @@ func startTokenGitmirror(t *testing.T, token, rotated string) (string, *config.C
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr lockedBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"gitmirror", "--config", cfgPath, "--data-dir", filepath.Join(dir, "data"),
-			"--listen", "127.0.0.1:0", "--pubsubhelper", "off", "--log-format", "json"}, &stdout, &stderr)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("exit code %d: %s", code, stderr.String())
-		}
-	})
-	addrRE := regexp.MustCompile(`"addr":"(http://[^"]+)"`)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if m := addrRE.FindStringSubmatch(stderr.String()); m != nil {
-			if resp, err := http.Get(m[1] + "/healthz"); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					return m[1], cfg
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gitmirror not healthy: %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	base, _ := startCommand(t, "gitmirror", "--config", cfgPath, "--data-dir", filepath.Join(dir, "data"),
+		"--listen", "127.0.0.1:0", "--pubsubhelper", "off")
+	return base, cfg
 }
 
 // TestGitmirrorCommandToken checks that "tryd gitmirror" with tokens

@@ -1,18 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/tryd-ci/tryd/internal/config"
 	"github.com/tryd-ci/tryd/internal/testenv"
@@ -103,87 +97,18 @@ repos:
 	}
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestGitmirrorCommand runs "tryd gitmirror" on a local repository and
 // fetches a tarball from it.
 func TestGitmirrorCommand(t *testing.T) {
 	testenv.NeedTool(t, "git")
 	dir := t.TempDir()
-	up := filepath.Join(dir, "up.git")
-	work := filepath.Join(dir, "work")
-	for _, args := range [][]string{
-		{"init", "-q", "--bare", "-b", "main", up},
-		{"init", "-q", "-b", "main", work},
-	} {
-		if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v %s", args, err, out)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(work, "f.txt"), []byte("hello\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, args := range [][]string{
-		{"add", "f.txt"},
-		{"-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qm", "one"},
-		{"push", "-q", up, "main"},
-	} {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = work
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v %s", args, err, out)
-		}
-	}
+	up := upstreamRepo(t)
 	cfgPath := filepath.Join(dir, "tryd.yaml")
 	if err := os.WriteFile(cfgPath, []byte("repos:\n  - name: demo/up\n    url: "+up+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr lockedBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"gitmirror", "--config", cfgPath, "--data-dir", filepath.Join(dir, "data"),
-			"--listen", "127.0.0.1:0", "--pubsubhelper", "off", "--log-format", "json"}, &stdout, &stderr)
-	}()
-	defer func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("exit code %d: %s", code, stderr.String())
-		}
-	}()
-	addrRE := regexp.MustCompile(`"addr":"(http://[^"]+)"`)
-	var base string
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if m := addrRE.FindStringSubmatch(stderr.String()); m != nil {
-			base = m[1]
-			if resp, err := http.Get(base + "/healthz"); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					break
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gitmirror not healthy: %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	base, stderr := startCommand(t, "gitmirror", "--config", cfgPath, "--data-dir", filepath.Join(dir, "data"),
+		"--listen", "127.0.0.1:0", "--pubsubhelper", "off")
 	resp, err := http.Get(base + "/demo/up.tar.gz?rev=refs/heads/main")
 	if err != nil {
 		t.Fatal(err)

@@ -1,54 +1,19 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
-	"time"
 )
 
 // startMaintnerdCommand runs "tryd maintnerd" with args and returns its
 // base URL once it answers /healthz; it stops at cleanup.
 func startMaintnerdCommand(t *testing.T, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr lockedBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, append([]string{"maintnerd", "--pubsubhelper", "off", "--log-format", "json"}, args...), &stdout, &stderr)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("exit code %d: %s", code, stderr.String())
-		}
-	})
-	addrRE := regexp.MustCompile(`"addr":"(http://[^"]+)"`)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if m := addrRE.FindStringSubmatch(stderr.String()); m != nil {
-			if resp, err := http.Get(m[1] + "/healthz"); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					return m[1]
-				}
-			}
-		}
-		select {
-		case code := <-done:
-			done <- code
-			t.Fatalf("maintnerd exited with %d: %s", code, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("maintnerd not healthy: %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	base, _ := startCommand(t, "maintnerd", append([]string{"--pubsubhelper", "off"}, args...)...)
+	return base
 }
 
 // TestMaintnerdAPIToken checks that with maintnerd.api_token the query

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -91,7 +90,7 @@ func TestMaintnerdServesLogAndQueries(t *testing.T) {
 
 	// tail --all prints every record; a record appended while tailing
 	// shows up too.
-	var buf syncBuffer
+	var buf lockedBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	tailDone := make(chan int, 1)
@@ -188,23 +187,6 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("parseSize(%q) = %d, %v", tc.in, got, err)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func waitFor(t *testing.T, cond func() bool) {

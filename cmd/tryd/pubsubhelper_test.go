@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -114,40 +113,8 @@ func TestPubsubhelperRefusesLiteralSecret(t *testing.T) {
 // stops at cleanup.
 func startPubsubhelperCommand(t *testing.T, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr lockedBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, append([]string{"pubsubhelper", "--listen", "127.0.0.1:0", "--log-format", "json"}, args...), &stdout, &stderr)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if code := <-done; code != 0 {
-			t.Errorf("exit code %d: %s", code, stderr.String())
-		}
-	})
-	addrRE := regexp.MustCompile(`"addr":"(http://[^"]+)"`)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if m := addrRE.FindStringSubmatch(stderr.String()); m != nil {
-			if resp, err := http.Get(m[1] + "/healthz"); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					return m[1]
-				}
-			}
-		}
-		select {
-		case code := <-done:
-			done <- code
-			t.Fatalf("pubsubhelper exited with %d: %s", code, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pubsubhelper not healthy: %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	base, _ := startCommand(t, "pubsubhelper", append([]string{"--listen", "127.0.0.1:0"}, args...)...)
+	return base
 }
 
 // TestPubsubhelperSubscriberToken checks pubsubhelper.subscriber_token:

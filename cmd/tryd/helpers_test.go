@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tryd-ci/tryd/internal/testenv"
+)
+
+// lockedBuffer is a goroutine-safe sink for a command's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// upstreamRepo returns a repository with one commit on main (f.txt:
+// "hello\n") for gitmirror to mirror.
+func upstreamRepo(t *testing.T) string {
+	t.Helper()
+	r := testenv.NewGitRepo(t)
+	r.Commit("one", map[string]string{"f.txt": "hello\n"})
+	return r.Dir
+}
+
+// addrRE finds the address a server logs (JSON logs) when it listens.
+var addrRE = regexp.MustCompile(`"addr":"(http://[^"]+)"`)
+
+// startCommand runs the server subcommand "tryd <command> <args>" in
+// process with JSON logs, and returns its base URL (the address it logs)
+// once /healthz answers 200, and its standard error. At cleanup it is
+// stopped and must exit 0.
+func startCommand(t *testing.T, command string, args ...string) (string, *lockedBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append([]string{command, "--log-format", "json"}, args...), &stdout, &stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("%s: exit code %d: %s", command, code, stderr.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := addrRE.FindStringSubmatch(stderr.String()); m != nil {
+			if resp, err := http.Get(m[1] + "/healthz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return m[1], &stderr
+				}
+			}
+		}
+		select {
+		case code := <-done:
+			done <- code
+			t.Fatalf("%s exited with %d: %s", command, code, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not healthy: %s", command, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
