@@ -25,6 +25,7 @@ type cpuTimes struct {
 	coord, workers, pg, bench time.Duration
 	commits                   float64       // batches committed
 	commitTime                time.Duration // spent committing them
+	requests                  float64       // HTTP requests the coordinators answered
 }
 
 // procCPU returns a process's CPU time from /proc/PID/stat: its own and,
@@ -63,9 +64,10 @@ func cpuOf(c *replicatest.Cluster, pgPid int) cpuTimes {
 	for _, p := range c.Coordinators() {
 		d, _ := procCPU(p.Pid(), false)
 		t.coord += d
-		n, sum := commitStats(p.URL)
+		n, sum, reqs := coordinatorStats(p.URL)
 		t.commits += n
 		t.commitTime += time.Duration(sum * float64(time.Second))
+		t.requests += reqs
 	}
 	// This process: the GCS emulator and the clients.
 	t.bench, _ = procCPU(os.Getpid(), false)
@@ -108,12 +110,13 @@ func postmaster(dsn string) int {
 	return ppid
 }
 
-// commitStats reads a coordinator's commit count and total commit time
-// (seconds) from its /metrics; zeros if it does not answer.
-func commitStats(base string) (n, sum float64) {
+// coordinatorStats reads a coordinator's commit count, total commit time
+// (seconds) and HTTP requests answered from its /metrics; zeros if it
+// does not answer.
+func coordinatorStats(base string) (n, sum, reqs float64) {
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
@@ -123,6 +126,9 @@ func commitStats(base string) (n, sum float64) {
 		if !ok || err != nil {
 			continue
 		}
+		if strings.HasPrefix(name, "tryd_http_requests_total{") {
+			reqs += f
+		}
 		switch name {
 		case "tryd_coordinator_commit_seconds_count":
 			n = f
@@ -130,5 +136,5 @@ func commitStats(base string) (n, sum float64) {
 			sum = f
 		}
 	}
-	return n, sum
+	return n, sum, reqs
 }

@@ -58,8 +58,9 @@ type result struct {
 	// tell).
 	cpuCoord, cpuWorkers, cpuPG, cpuBench time.Duration
 	// State commits per job and their mean duration.
-	commitsPerJob float64
-	commitMean    time.Duration
+	commitsPerJob  float64
+	commitMean     time.Duration
+	requestsPerJob float64
 }
 
 func run(tryd string, builds, jobs, slots int, logs bool) error {
@@ -102,8 +103,8 @@ func run(tryd string, builds, jobs, slots int, logs bool) error {
 			return fmt.Errorf("%s: %w", cfg.name, err)
 		}
 		fmt.Printf("%-11s %7.1f jobs/s  dispatch p50 %6.2fms p99 %6.2fms\n", cfg.name, r.jobsPerSec, ms(r.p50), ms(r.p99))
-		fmt.Printf("%-11s cpu/job: coordinators %4.0fus workers %4.0fus postgres %4.0fus bench (GCS emulator, clients) %4.0fus; %.2f commits/job, %.2fms each\n", "",
-			us(r.cpuCoord), us(r.cpuWorkers), us(r.cpuPG), us(r.cpuBench), r.commitsPerJob, ms(r.commitMean))
+		fmt.Printf("%-11s cpu/job: coordinators %4.0fus workers %4.0fus postgres %4.0fus bench (GCS emulator, clients) %4.0fus; %.2f commits/job, %.2fms each; %.2f requests/job\n", "",
+			us(r.cpuCoord), us(r.cpuWorkers), us(r.cpuPG), us(r.cpuBench), r.commitsPerJob, ms(r.commitMean), r.requestsPerJob)
 		res[cfg.name] = r
 	}
 	s, p1, p2 := res["sqlite-1"], res["postgres-1"], res["postgres-2"]
@@ -191,7 +192,7 @@ func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string,
 	n := time.Duration(builds * jobs)
 	r := result{jobsPerSec: float64(builds*jobs) / el.Seconds(),
 		cpuCoord: (cpu1.coord - cpu0.coord) / n, cpuWorkers: (cpu1.workers - cpu0.workers) / n, cpuBench: (cpu1.bench - cpu0.bench) / n,
-		commitsPerJob: (cpu1.commits - cpu0.commits) / float64(n)}
+		commitsPerJob: (cpu1.commits - cpu0.commits) / float64(n), requestsPerJob: (cpu1.requests - cpu0.requests) / float64(n)}
 	if dc := cpu1.commits - cpu0.commits; dc > 0 {
 		r.commitMean = (cpu1.commitTime - cpu0.commitTime) / time.Duration(dc)
 	}
