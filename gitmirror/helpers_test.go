@@ -207,6 +207,23 @@ func startMirror(t testing.TB, opts Options) *testMirror {
 	return &testMirror{Mirror: m, url: url, client: c, logs: logs}
 }
 
+// eventually calls check until it returns nil and fails the test with its
+// last error if that takes more than 20 seconds.
+func eventually(t testing.TB, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -74,20 +73,7 @@ func TestNudgeThenTarballEqualsGitArchive(t *testing.T) {
 	if err := tm.Nudge("proj"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		refs, err := tm.client.Refs(ctx, "proj", "refs/heads/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if refs["refs/heads/main"] == c {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("main is %s after nudge, want %s", refs["refs/heads/main"], c)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitRefs(t, tm, "proj", "refs/heads/main", c)
 
 	resp, body := getTarball(t, tm.url, "proj", c)
 	if resp.StatusCode != 200 {
@@ -441,17 +427,7 @@ func TestFailingFetchRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := up.push("after recovery")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := tm.Sync(ctx, "proj")
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no recovery: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually(t, func() error { return tm.Sync(ctx, "proj") })
 	if resp, body := getTarball(t, tm.url, "proj", c); resp.StatusCode != 200 {
 		t.Errorf("after recovery: %s %s", resp.Status, body)
 	}

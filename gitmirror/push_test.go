@@ -3,6 +3,7 @@ package gitmirror
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -10,7 +11,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // authGitHTTP serves bare repositories under root for push, requiring
@@ -38,17 +38,12 @@ func refNames(t testing.TB, dir string) []string {
 
 func waitPushes(t testing.TB, tm *testMirror, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		p := tm.Status().Repos[0].Push
-		if p.Pushes >= n {
-			return
+	eventually(t, func() error {
+		if p := tm.Status().Repos[0].Push; p.Pushes < n {
+			return fmt.Errorf("push mirror: %d pushes, want %d (%+v)", p.Pushes, n, p)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("push mirror: %d pushes, want %d (%+v)", p.Pushes, n, p)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestPushMirrorHeadsAndTagsOnly(t *testing.T) {
@@ -80,16 +75,15 @@ func TestPushMirrorHeadsAndTagsOnly(t *testing.T) {
 	}
 	// The next fetch retries the owed push, though nothing changed.
 	secret.Store(token)
-	deadline := time.Now().Add(20 * time.Second)
-	for tm.Status().Repos[0].Push.LastSuccess.IsZero() {
-		if err := tm.Sync(ctx, "proj"); err != nil {
-			t.Fatal(err)
+	eventually(t, func() error {
+		if tm.Status().Repos[0].Push.LastSuccess.IsZero() {
+			if err := tm.Sync(ctx, "proj"); err != nil {
+				t.Fatal(err)
+			}
+			return fmt.Errorf("push never succeeded: %+v", tm.Status().Repos[0].Push)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("push never succeeded: %+v", tm.Status().Repos[0].Push)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	pushes := tm.Status().Repos[0].Push.Pushes
 	want := []string{"refs/heads/feature", "refs/heads/main", "refs/tags/v1"}
 	if got := refNames(t, target); strings.Join(got, " ") != strings.Join(want, " ") {

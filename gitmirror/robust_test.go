@@ -158,17 +158,7 @@ func TestKilledFetchLeavesUsableMirror(t *testing.T) {
 	writeFile(t, filepath.Join(r.dir, "packed-refs.lock"), "", 0o644)
 
 	stall.Store(false)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := tm.Sync(ctx, "proj")
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("fetch after the kill: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually(t, func() error { return tm.Sync(ctx, "proj") })
 	if resp, body := getTarball(t, tm.url, "proj", b); resp.StatusCode != 200 {
 		t.Errorf("new revision after recovery: %s %s", resp.Status, body)
 	}
@@ -216,23 +206,9 @@ func TestPubsubhelperEventsNudge(t *testing.T) {
 			{Name: "github.com/owner/widget", URL: githubUp.bare, GitHubSlug: "owner/widget"},
 		},
 	})
-	ctx := ctxT(t)
 	waitRef := func(repo, want string) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			refs, err := tm.client.Refs(ctx, repo, "refs/heads/")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if refs["refs/heads/main"] == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: main = %s, want %s", repo, refs["refs/heads/main"], want)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		waitRefs(t, tm, repo, "refs/heads/main", want)
 	}
 	now := func() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 
@@ -431,23 +407,22 @@ func TestNudgesCoalesceOneFetchAtATime(t *testing.T) {
 	fetches := func() int64 { return tm.Status().Repos[0].Fetches }
 	base := fetches()
 	tm.Nudge("proj")
-	deadline := time.Now().Add(20 * time.Second)
-	for !tm.Status().Repos[0].Fetching {
-		if time.Now().After(deadline) {
-			t.Fatal("nudge did not start a fetch")
+	eventually(t, func() error {
+		if !tm.Status().Repos[0].Fetching {
+			return errors.New("nudge did not start a fetch")
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 	// Twenty nudges while that fetch runs make exactly one more fetch.
 	for range 20 {
 		tm.Nudge("proj")
 	}
-	for fetches() < base+2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d fetches after the nudges, want %d", fetches()-base, 2)
+	eventually(t, func() error {
+		if n := fetches() - base; n < 2 {
+			return fmt.Errorf("%d fetches after the nudges, want 2", n)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	time.Sleep(500 * time.Millisecond) // more than one slow fetch
 	if n := fetches() - base; n != 2 {
 		t.Errorf("%d fetches for 21 nudges during one fetch, want 2", n)

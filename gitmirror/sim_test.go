@@ -47,20 +47,16 @@ func startPubsubhelper(t testing.TB, gerritSecret, githubSecret string) string {
 func waitRefs(t testing.TB, tm *testMirror, repo, ref, want string) {
 	t.Helper()
 	ctx := ctxT(t)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	eventually(t, func() error {
 		refs, err := tm.client.Refs(ctx, repo, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if refs[ref] == want {
-			return
+		if refs[ref] != want {
+			return fmt.Errorf("%s: %s = %q, want %s", repo, ref, refs[ref], want)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s = %q, want %s", repo, ref, refs[ref], want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // checkTarball compares the mirror's tarball of rev with git archive in
