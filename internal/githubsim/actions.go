@@ -14,33 +14,27 @@ import (
 var ErrForbidden = errors.New("githubsim: forbidden")
 
 type wPREvent struct {
-	Action      string         `json:"action"`
-	Number      int            `json:"number"`
-	Before      string         `json:"before,omitempty"` // synchronize only
-	After       string         `json:"after,omitempty"`  // synchronize only
-	PullRequest *wPull         `json:"pull_request"`
-	Label       *wLabel        `json:"label,omitempty"` // labeled/unlabeled only
-	Repository  *wRepo         `json:"repository"`
-	Sender      *wUser         `json:"sender"`
-	Inst        *wInstallation `json:"installation,omitempty"`
+	Action      string  `json:"action"`
+	Number      int     `json:"number"`
+	Before      string  `json:"before,omitempty"` // synchronize only
+	After       string  `json:"after,omitempty"`  // synchronize only
+	PullRequest *wPull  `json:"pull_request"`
+	Label       *wLabel `json:"label,omitempty"` // labeled/unlabeled only
+	wEnvelope
 }
 
 type wIssuesEvent struct {
-	Action     string         `json:"action"`
-	Issue      *wIssue        `json:"issue"`
-	Label      *wLabel        `json:"label,omitempty"`
-	Repository *wRepo         `json:"repository"`
-	Sender     *wUser         `json:"sender"`
-	Inst       *wInstallation `json:"installation,omitempty"`
+	Action string  `json:"action"`
+	Issue  *wIssue `json:"issue"`
+	Label  *wLabel `json:"label,omitempty"`
+	wEnvelope
 }
 
 type wIssueCommentEvent struct {
-	Action     string         `json:"action"`
-	Issue      *wIssue        `json:"issue"`
-	Comment    *wComment      `json:"comment"`
-	Repository *wRepo         `json:"repository"`
-	Sender     *wUser         `json:"sender"`
-	Inst       *wInstallation `json:"installation,omitempty"`
+	Action  string    `json:"action"`
+	Issue   *wIssue   `json:"issue"`
+	Comment *wComment `json:"comment"`
+	wEnvelope
 }
 
 type wPushEvent struct {
@@ -61,11 +55,9 @@ type wPushEvent struct {
 }
 
 type wCheckRunEvent struct {
-	Action     string         `json:"action"`
-	CheckRun   *wCheckRun     `json:"check_run"`
-	Repository *wRepo         `json:"repository"`
-	Sender     *wUser         `json:"sender"`
-	Inst       *wInstallation `json:"installation,omitempty"`
+	Action   string     `json:"action"`
+	CheckRun *wCheckRun `json:"check_run"`
+	wEnvelope
 }
 
 // actorLocked looks up the repository and the acting user.
@@ -244,7 +236,7 @@ func (s *Sim) afterRefUpdate(ctx context.Context, r *repo, pusher *user, branch,
 		is.updated = now
 		ds = append(ds, s.emitLocked(r, "pull_request", "synchronize", nil, false, func(inst *wInstallation) any {
 			return &wPREvent{Action: "synchronize", Number: is.number, Before: before, After: sha,
-				PullRequest: s.wPullOf(r, is), Repository: s.wRepoOf(r), Sender: s.wUserOf(pusher), Inst: inst}
+				PullRequest: s.wPullOf(r, is), wEnvelope: s.envelope(r, pusher, inst)}
 		})...)
 	}
 	return ds, nil
@@ -387,7 +379,7 @@ func (s *Sim) openPR(ctx context.Context, fullName, author string, o PROptions) 
 			commits: commits, adds: adds, dels: dels, nf: nf}}
 	r.issues = append(r.issues, is)
 	ds := s.emitLocked(r, "pull_request", "opened", nil, false, func(inst *wInstallation) any {
-		return &wPREvent{Action: "opened", Number: number, PullRequest: s.wPullOf(r, is), Repository: s.wRepoOf(r), Sender: s.wUserOf(u), Inst: inst}
+		return &wPREvent{Action: "opened", Number: number, PullRequest: s.wPullOf(r, is), wEnvelope: s.envelope(r, u, inst)}
 	})
 	s.mu.Unlock()
 	return number, s.send(ctx, ds)
@@ -438,7 +430,7 @@ func (s *Sim) OpenIssue(ctx context.Context, fullName, author, title, body strin
 	is := &issue{id: s.newID(), number: len(r.issues) + 1, title: title, body: body, author: u, state: "open", created: now, updated: now}
 	r.issues = append(r.issues, is)
 	ds := s.emitLocked(r, "issues", "opened", nil, false, func(inst *wInstallation) any {
-		return &wIssuesEvent{Action: "opened", Issue: s.wIssueOf(r, is), Repository: s.wRepoOf(r), Sender: s.wUserOf(u), Inst: inst}
+		return &wIssuesEvent{Action: "opened", Issue: s.wIssueOf(r, is), wEnvelope: s.envelope(r, u, inst)}
 	})
 	s.mu.Unlock()
 	return is.number, s.send(ctx, ds)
@@ -450,7 +442,7 @@ func (s *Sim) OpenIssue(ctx context.Context, fullName, author, title, body strin
 func (s *Sim) issueEventLocked(r *repo, is *issue, actor *user, action string, l *label) []*delivery {
 	if is.pr != nil {
 		return s.emitLocked(r, "pull_request", action, nil, false, func(inst *wInstallation) any {
-			p := &wPREvent{Action: action, Number: is.number, PullRequest: s.wPullOf(r, is), Repository: s.wRepoOf(r), Sender: s.wUserOf(actor), Inst: inst}
+			p := &wPREvent{Action: action, Number: is.number, PullRequest: s.wPullOf(r, is), wEnvelope: s.envelope(r, actor, inst)}
 			if l != nil {
 				p.Label = s.wLabelOf(r, l)
 			}
@@ -458,7 +450,7 @@ func (s *Sim) issueEventLocked(r *repo, is *issue, actor *user, action string, l
 		})
 	}
 	return s.emitLocked(r, "issues", action, nil, false, func(inst *wInstallation) any {
-		p := &wIssuesEvent{Action: action, Issue: s.wIssueOf(r, is), Repository: s.wRepoOf(r), Sender: s.wUserOf(actor), Inst: inst}
+		p := &wIssuesEvent{Action: action, Issue: s.wIssueOf(r, is), wEnvelope: s.envelope(r, actor, inst)}
 		if l != nil {
 			p.Label = s.wLabelOf(r, l)
 		}
@@ -614,7 +606,7 @@ func (s *Sim) commentLocked(r *repo, is *issue, u *user, body string) (*comment,
 	is.comments++
 	is.updated = now
 	ds := s.emitLocked(r, "issue_comment", "created", nil, false, func(inst *wInstallation) any {
-		return &wIssueCommentEvent{Action: "created", Issue: s.wIssueOf(r, is), Comment: s.wCommentOf(r, c), Repository: s.wRepoOf(r), Sender: s.wUserOf(u), Inst: inst}
+		return &wIssueCommentEvent{Action: "created", Issue: s.wIssueOf(r, is), Comment: s.wCommentOf(r, c), wEnvelope: s.envelope(r, u, inst)}
 	})
 	return c, ds
 }
@@ -756,7 +748,7 @@ func (s *Sim) AddReview(ctx context.Context, fullName string, number int, login,
 	ds := s.emitLocked(r, "pull_request_review", "submitted", nil, false, func(inst *wInstallation) any {
 		w := s.wReviewOf(r, rv)
 		w.State = strings.ToLower(w.State) // webhooks spell the state in lower case
-		return &wReviewEvent{Action: "submitted", Review: w, PullRequest: s.wSimplePullOf(r, is), Repository: s.wRepoOf(r), Sender: s.wUserOf(u), Inst: inst}
+		return &wReviewEvent{Action: "submitted", Review: w, PullRequest: s.wSimplePullOf(r, is), wEnvelope: s.envelope(r, u, inst)}
 	})
 	s.mu.Unlock()
 	return rv.id, s.send(ctx, ds)
@@ -766,9 +758,7 @@ type wReviewEvent struct {
 	Action      string                     `json:"action"`
 	Review      *wReview                   `json:"review"`
 	PullRequest map[string]json.RawMessage `json:"pull_request"`
-	Repository  *wRepo                     `json:"repository"`
-	Sender      *wUser                     `json:"sender"`
-	Inst        *wInstallation             `json:"installation,omitempty"`
+	wEnvelope
 }
 
 // wSimplePullOf renders a pull request as review events carry it: the
@@ -856,7 +846,7 @@ func (s *Sim) RequestCheckRunRerun(ctx context.Context, fullName string, checkRu
 		return fmt.Errorf("githubsim: rerequest check run in %s: %w", fullName, err)
 	}
 	ds := s.emitLocked(r, "check_run", "rerequested", cr.suite.app, true, func(inst *wInstallation) any {
-		return &wCheckRunEvent{Action: "rerequested", CheckRun: s.wCheckRunOf(r, cr), Repository: s.wRepoOf(r), Sender: s.wUserOf(u), Inst: inst}
+		return &wCheckRunEvent{Action: "rerequested", CheckRun: s.wCheckRunOf(r, cr), wEnvelope: s.envelope(r, u, inst)}
 	})
 	s.mu.Unlock()
 	return s.send(ctx, ds)

@@ -1061,7 +1061,7 @@ func (s *Sim) statusEventLocked(r *repo, st *status, ci gitCommitInfo, branches 
 	ev := &wStatusEvent{ID: st.id, SHA: st.sha, Name: r.fullName(), TargetURL: sp(st.targetURL),
 		AvatarURL: fmt.Sprintf("%s/avatars/u/%d?v=4", s.base, st.creator.id), Context: st.context,
 		Description: sp(st.description), State: st.state, Commit: c, Branches: []wBranch{},
-		CreatedAt: ghTime(st.created), UpdatedAt: ghTime(st.updated), Repository: s.wRepoOf(r), Sender: s.wUserOf(st.creator), Inst: inst}
+		CreatedAt: ghTime(st.created), UpdatedAt: ghTime(st.updated), wEnvelope: s.envelope(r, st.creator, inst)}
 	for _, b := range branches {
 		ev.Branches = append(ev.Branches, wBranch{Name: b[0], Commit: wSHAURL{SHA: b[1], URL: api + "/commits/" + b[1]}})
 	}

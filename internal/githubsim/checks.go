@@ -182,7 +182,7 @@ func (s *Sim) createCheckRun(c *call) (int, any) {
 
 func (s *Sim) checkRunEventLocked(r *repo, cr *checkRun, sender *user, action string) []*delivery {
 	return s.emitLocked(r, "check_run", action, cr.suite.app, false, func(inst *wInstallation) any {
-		return &wCheckRunEvent{Action: action, CheckRun: s.wCheckRunOf(r, cr), Repository: s.wRepoOf(r), Sender: s.wUserOf(sender), Inst: inst}
+		return &wCheckRunEvent{Action: action, CheckRun: s.wCheckRunOf(r, cr), wEnvelope: s.envelope(r, sender, inst)}
 	})
 }
 
@@ -333,7 +333,7 @@ func (s *Sim) wCheckSuiteHookOf(r *repo, cs *checkSuite) *wCheckSuiteHook {
 // (GitHub sends check_suite events to the app that owns the suite).
 func (s *Sim) suiteEventLocked(r *repo, cs *checkSuite, sender *user, action string) []*delivery {
 	return s.emitLocked(r, "check_suite", action, cs.app, true, func(inst *wInstallation) any {
-		return &wCheckSuiteEvent{Action: action, CheckSuite: s.wCheckSuiteHookOf(r, cs), Repository: s.wRepoOf(r), Sender: s.wUserOf(sender), Inst: inst}
+		return &wCheckSuiteEvent{Action: action, CheckSuite: s.wCheckSuiteHookOf(r, cs), wEnvelope: s.envelope(r, sender, inst)}
 	})
 }
 

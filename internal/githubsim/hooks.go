@@ -417,12 +417,10 @@ type HookOptions struct {
 }
 
 type wPing struct {
-	Zen        string         `json:"zen"`
-	HookID     int64          `json:"hook_id"`
-	Hook       *wHook         `json:"hook"`
-	Repository *wRepo         `json:"repository"`
-	Sender     *wUser         `json:"sender"`
-	Inst       *wInstallation `json:"installation,omitempty"`
+	Zen    string `json:"zen"`
+	HookID int64  `json:"hook_id"`
+	Hook   *wHook `json:"hook"`
+	wEnvelope
 }
 
 // AddHook adds a webhook to a repository and sends it a ping, as GitHub
@@ -452,7 +450,7 @@ func (s *Sim) addHook(fullName string, o HookOptions) (int64, *delivery, error) 
 	h := &hook{id: s.newID(), repo: r, url: o.URL, secret: []byte(o.Secret), events: append([]string{}, o.Events...), created: s.opts.Now(), lastSt: "unused"}
 	r.hooks = append(r.hooks, h)
 	s.hooks[h.id] = h
-	body, err := json.Marshal(&wPing{Zen: "Keep it logically awesome.", HookID: h.id, Hook: s.wHookOf(h), Repository: s.wRepoOf(r), Sender: s.wUserOf(s.users[r.owner])})
+	body, err := json.Marshal(&wPing{Zen: "Keep it logically awesome.", HookID: h.id, Hook: s.wHookOf(h), wEnvelope: s.envelope(r, s.users[r.owner], nil)})
 	if err != nil {
 		s.mu.Unlock()
 		return 0, nil, fmt.Errorf("githubsim: add hook: %w", err)

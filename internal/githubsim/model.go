@@ -166,6 +166,16 @@ type wPushRepo struct {
 	Stargazers   int64      `json:"stargazers"`
 }
 
+// wEnvelope holds the properties every webhook payload carries, last:
+// the repository, the sender, and for a GitHub App's hook the
+// installation. Embedded at the end of a payload, its fields keep that
+// place in the JSON.
+type wEnvelope struct {
+	Repository *wRepo         `json:"repository"`
+	Sender     *wUser         `json:"sender"`
+	Inst       *wInstallation `json:"installation,omitempty"`
+}
+
 type wLabel struct {
 	ID          int64   `json:"id"`
 	NodeID      string  `json:"node_id"`
@@ -571,9 +581,7 @@ type wCheckSuiteHook struct {
 type wCheckSuiteEvent struct {
 	Action     string           `json:"action"`
 	CheckSuite *wCheckSuiteHook `json:"check_suite"`
-	Repository *wRepo           `json:"repository"`
-	Sender     *wUser           `json:"sender"`
-	Inst       *wInstallation   `json:"installation,omitempty"`
+	wEnvelope
 }
 
 type wGitActor struct {
@@ -637,7 +645,5 @@ type wStatusEvent struct {
 	Branches    []wBranch      `json:"branches"`
 	CreatedAt   ghTime         `json:"created_at"`
 	UpdatedAt   ghTime         `json:"updated_at"`
-	Repository  *wRepo         `json:"repository"`
-	Sender      *wUser         `json:"sender"`
-	Inst        *wInstallation `json:"installation,omitempty"`
+	wEnvelope
 }

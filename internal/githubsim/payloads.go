@@ -100,6 +100,12 @@ func (s *Sim) wPushRepoOf(r *repo) *wPushRepo {
 	}
 }
 
+// envelope returns the webhook properties of an event in r sent by
+// sender; inst is nil but for a GitHub App's hook.
+func (s *Sim) envelope(r *repo, sender *user, inst *wInstallation) wEnvelope {
+	return wEnvelope{Repository: s.wRepoOf(r), Sender: s.wUserOf(sender), Inst: inst}
+}
+
 func (s *Sim) wLabelOf(r *repo, l *label) *wLabel {
 	return &wLabel{
 		ID: l.id, NodeID: nodeID("Label", l.id),
