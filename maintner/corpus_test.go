@@ -288,6 +288,23 @@ func TestLoadCorruptSegmentNamesIt(t *testing.T) {
 	if c.Stats().Records == 0 {
 		t.Error("records of segment 0 were lost")
 	}
+	checkUnmapped(t, dir)
+}
+
+// checkUnmapped fails if the process still maps a file of dir: LoadFiles
+// maps sealed segments while it applies them and must release every
+// mapping, also when the load fails.
+func checkUnmapped(t *testing.T, dir string) {
+	t.Helper()
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return // not Linux: LoadFiles reads segments
+	}
+	for _, line := range strings.Split(string(maps), "\n") {
+		if strings.Contains(line, dir) {
+			t.Errorf("after the load, still mapped: %s", line)
+		}
+	}
 }
 
 func TestConcurrentReadersAndLog(t *testing.T) {

@@ -33,10 +33,14 @@ type SegmentReader func(ctx context.Context, i int, buf []byte) (name string, da
 // Text read through Load stays in memory; LoadFiles and LoadLog leave it
 // in the log (see Text).
 func (c *Corpus) Load(ctx context.Context, n int, read SegmentReader) error {
-	return c.load(ctx, n, read, false)
+	return c.load(ctx, n, read, nil, false)
 }
 
-func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool) error {
+// load applies n segments read by read. release, if set, is called once
+// segment i is applied (or will not be); it reports whether the data
+// read returned for it was not a buffer to reuse (a mapping it
+// released), which must then never be handed back to read.
+func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, release func(i int) (mapped bool), refs bool) error {
 	// Workers read and decode segments (worker w takes segments w,
 	// w+workers, ...) and hand the applier batches of decoded records
 	// through one channel per segment. A channel holds many batches, so
@@ -193,6 +197,9 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 		// Everything applied was copied or referenced by position, so
 		// the segment buffer can be reused. (Sent even when nil: the
 		// worker waits for it.)
+		if release != nil && release(i) {
+			segBuf = nil
+		}
 		bufs[i%workers] <- segBuf[:0]
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -213,6 +220,12 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, refs bool)
 // segment i of the log. Long text stays in the files, which must not
 // change while the corpus is in use (sealed segments never do); Close
 // releases them.
+//
+// Sealed segments (named as mutlog.SealedName names them) are mapped
+// into memory rather than read, where the system allows: loading then
+// neither copies the log nor faults in buffers for it. A mapping lasts
+// until its segment is applied. Growing segments, which a log may cut
+// back after a crash, are read.
 func (c *Corpus) LoadFiles(ctx context.Context, paths []string) error {
 	refs := false
 	c.mu.Lock()
@@ -221,6 +234,27 @@ func (c *Corpus) LoadFiles(ctx context.Context, paths []string) error {
 		refs = true
 	}
 	c.mu.Unlock()
+	// maps[i] is segment i's mapping until it is released; a worker
+	// sets it before sending the segment's records, the applier
+	// releases it after applying them, and whatever a failed load left
+	// is released once its workers stopped (load waits for them).
+	maps := make([][]byte, len(paths))
+	release := func(i int) bool {
+		m := maps[i]
+		if m == nil {
+			return false
+		}
+		maps[i] = nil
+		if err := unmapSegment(m); err != nil {
+			c.log.Warnf("maintner: unmap segment %s: %v", paths[i], err)
+		}
+		return true
+	}
+	defer func() {
+		for i := range maps {
+			release(i)
+		}
+	}()
 	return c.load(ctx, len(paths), func(ctx context.Context, i int, buf []byte) (string, []byte, error) {
 		name := filepath.Base(paths[i])
 		f, err := os.Open(paths[i])
@@ -232,6 +266,13 @@ func (c *Corpus) LoadFiles(ctx context.Context, paths []string) error {
 		if err != nil {
 			return name, nil, err
 		}
+		if _, _, sealed, ok := mutlog.ParseName(name); ok && sealed && st.Size() > 0 && st.Size() <= maxMapped {
+			if m, err := mapSegment(f, st.Size()); err == nil {
+				maps[i] = m
+				return name, m, nil
+			}
+			// Not mappable here: read it.
+		}
 		if int64(cap(buf)) < st.Size() {
 			// Segments are at most 16 MiB: one buffer of that size fits
 			// every later segment too.
@@ -242,8 +283,12 @@ func (c *Corpus) LoadFiles(ctx context.Context, paths []string) error {
 			return name, nil, fmt.Errorf("read %s: %w", paths[i], err)
 		}
 		return name, data, nil
-	}, refs)
+	}, release, refs)
 }
+
+// maxMapped is the largest segment file LoadFiles maps: segments are at
+// most 16 MiB, and a larger file is not one a store wrote.
+const maxMapped = 1 << 30
 
 // SegmentFiles lists the segment files of a directory laid out like a
 // disk store or a follower's cache ("0000.<sha224>.mutlog",
@@ -327,6 +372,6 @@ func (c *Corpus) LoadLog(ctx context.Context, l *mutlog.Log) (int64, error) {
 			return name, nil, fmt.Errorf("read %s: %w", name, err)
 		}
 		return name, data, nil
-	}, refs)
+	}, nil, refs)
 	return total, err
 }

@@ -57,6 +57,7 @@ func TestLoadProgress(t *testing.T) {
 	if err := c.LoadDir(context.Background(), dir); err != nil {
 		t.Fatal(err)
 	}
+	checkUnmapped(t, dir)
 	if st := c.Stats(); st.Records != int64(i) {
 		t.Errorf("loaded %d records, wrote %d", st.Records, i)
 	}
