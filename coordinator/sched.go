@@ -68,6 +68,9 @@ type job struct {
 	finished   time.Time
 	readyAt    time.Time
 	cachedFrom *api.JobResult
+	// pending is an attempt handed out ahead of the job's dependencies
+	// (see pipeline.go); nil if none.
+	pending *pendingAttempt
 }
 
 // attempt is an attempt in memory; running ones are in
@@ -92,8 +95,11 @@ type session struct {
 	lastSeen time.Time
 	polling  int // polls in progress: a polling worker is alive
 	running  map[string]*attempt
-	holds    map[string]bool
-	cancels  []string
+	// pending holds attempts handed out ahead of their dependencies
+	// (see pipeline.go); each takes a slot.
+	pending map[string]*pendingAttempt
+	holds   map[string]bool
+	cancels []string
 	// ended holds attempts this worker recently reported, so that a poll
 	// sent before the report was processed (two polls in flight, or a
 	// result posted beside a waiting poll) does not draw a cancellation.
@@ -111,7 +117,7 @@ type session struct {
 func newSession(name string, now time.Time) *session {
 	return &session{
 		id: randomID(), name: name, lastSeen: now,
-		running: map[string]*attempt{}, holds: map[string]bool{}, ended: map[string]bool{},
+		running: map[string]*attempt{}, pending: map[string]*pendingAttempt{}, holds: map[string]bool{}, ended: map[string]bool{},
 	}
 }
 
@@ -297,6 +303,7 @@ func (c *Coordinator) finishJob(j *job, st api.JobState, now time.Time) {
 			c.m.queued.Dec() // left in its queue; pick skips it
 		}
 		b := j.b
+		c.dropPending(j)
 		j.state, j.finished = st, now
 		b.remaining--
 		c.setJob(j)
@@ -317,7 +324,7 @@ func (c *Coordinator) finishJob(j *job, st api.JobState, now time.Time) {
 			if st.OK() {
 				d.waiting--
 				if d.waiting == 0 && d.state == api.JobWaiting {
-					c.enqueue(d, now)
+					c.release(d, now)
 				}
 				continue
 			}
@@ -518,16 +525,8 @@ func (c *Coordinator) assign(s *session, j *job, now time.Time) api.Assignment {
 	ev := jobEvent(api.EventJobStarted, j, now)
 	ev.AttemptID, ev.Worker = a.rec.ID, s.name
 	b.event(ev)
-	as := api.Assignment{
-		AttemptID: a.rec.ID, BuildID: b.id, Job: *j.g, TimeoutMS: timeout.Milliseconds(), MaxLogBytes: c.opts.MaxLogBytes,
-	}
-	if j.g.Mode() != graph.SourceNone {
-		as.Source = b.source
-	}
-	for _, d := range j.deps {
-		as.Deps = append(as.Deps, api.DepOutput{JobID: d.g.ID, Digest: d.output})
-		s.holds[d.output] = true
-	}
+	as := c.assignment(s, j)
+	as.AttemptID = a.rec.ID
 	return as
 }
 
@@ -538,6 +537,9 @@ func (c *Coordinator) endAttempt(a *attempt, st api.AttemptState, errMsg string,
 	delete(a.sess.running, a.rec.ID)
 	a.j.b.running--
 	c.m.running.Dec()
+	if st != api.AttemptSucceeded {
+		c.dropPendingAfter(a)
+	}
 	a.rec.State, a.rec.Error = st, errMsg
 	fin := now
 	a.rec.Finished = &fin
@@ -575,6 +577,10 @@ func (c *Coordinator) loseAttempt(a *attempt, reason string, now time.Time) {
 // replaced); its running attempts are lost except those in keep.
 func (c *Coordinator) expireSession(s *session, reason string, keep map[string]bool, now time.Time) {
 	s.gone = true
+	for id, p := range s.pending {
+		p.a.j.pending = nil
+		delete(s.pending, id)
+	}
 	delete(c.sessions, s.id)
 	if c.byName[s.name] == s {
 		delete(c.byName, s.name)

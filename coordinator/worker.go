@@ -142,6 +142,12 @@ func (c *Coordinator) readFragment(ctx context.Context, digest string) (*graph.G
 func (c *Coordinator) applyResult(worker string, p preparedResult, now time.Time) bool {
 	r := p.res
 	a := c.attempts[r.AttemptID]
+	if s := c.byName[worker]; a == nil && s != nil && s.pending[r.AttemptID] != nil && r.State != api.AttemptSucceeded {
+		// A pipelined attempt the worker gives back before it could
+		// start (e.g. shutting down): its job waits as before.
+		c.dropPending(s.pending[r.AttemptID].a.j)
+		return true
+	}
 	if a == nil || a.sess.name != worker {
 		return false
 	}
@@ -328,8 +334,20 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 	listed := map[string]bool{}
 	for _, id := range req.Running {
 		listed[id] = true
-		if a := c.attempts[id]; (a == nil || a.sess != s) && !s.ended[id] {
+		if a := c.attempts[id]; (a == nil || a.sess != s) && !s.ended[id] && s.pending[id] == nil {
 			s.cancel(id)
+		}
+	}
+	for id, p := range s.pending {
+		if listed[id] {
+			p.missed = 0
+			continue
+		}
+		// Not listed twice: the worker dropped it (it keeps its job
+		// waiting, so nothing is lost but the slot, given back here).
+		if p.missed++; p.missed >= 2 {
+			p.a.j.pending = nil
+			delete(s.pending, id)
 		}
 	}
 	for id, a := range s.running {
@@ -344,13 +362,14 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 		}
 	}
 	free := req.FreeSlots
-	if room := s.slots - len(s.running); free > room {
+	if room := s.slots - len(s.running) - len(s.pending); free > room {
 		// Never more running attempts than the worker registered slots,
 		// even if several of its polls offer the same free slot.
 		free = max(room, 0)
 	}
 	for {
 		var hint time.Duration
+		picked := 0
 		for free > 0 {
 			j, h := c.pick(s, now)
 			if j == nil {
@@ -359,12 +378,23 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 			}
 			resp.Assignments = append(resp.Assignments, c.assign(s, j, now))
 			free--
+			picked++
+		}
+		if req.Early && free > 0 {
+			// Early polls come from workers that understand After.
+			n := len(resp.Assignments)
+			c.pipeline(s, free, resp)
+			free -= len(resp.Assignments) - n
 		}
 		if len(s.cancels) > 0 {
 			resp.Cancel, s.cancels = s.cancels, nil
 		}
-		if enqueued >= 0 && c.enqueued-enqueued > len(resp.Assignments) {
+		if enqueued >= 0 && c.enqueued-enqueued > picked {
 			c.wakeAll()
+		} else if picked > 0 && s.polling > 0 && s.slots > len(s.running)+len(s.pending) {
+			// Another poll of this worker waits with room: the jobs
+			// just assigned may have dependents to pipeline there.
+			s.wakeUp()
 		}
 		enqueued = -1 // later rounds take what others made ready
 		if len(resp.Assignments) > 0 || len(resp.Cancel) > 0 || len(prepared) > 0 || !now.Before(deadline) || s.gone {

@@ -214,6 +214,56 @@ type running struct {
 	// forgotten is set when the coordinator cancelled the attempt: its
 	// result is not reported.
 	forgotten bool
+	jobID     string
+}
+
+// localResult is how an attempt of this worker ended, for the pipelined
+// assignments that wait for it (api.Assignment.After).
+type localResult struct {
+	ok     bool // succeeded, and not cancelled by the coordinator
+	jobID  string
+	digest string
+}
+
+// maxLocalResults bounds the attempts remembered for pipelined
+// assignments (a pipelined assignment arrives while the attempts it
+// waits for run, so only recent ones matter).
+const maxLocalResults = 4096
+
+// pipelined decides about a backlog assignment that waits for attempts
+// of this worker (After): start it (with its dependencies' digests
+// filled in from their results here), keep waiting, or drop it because
+// one of them failed, was cancelled or is unknown (the coordinator
+// drops it too and its job runs in the ordinary way).
+func pipelined(a *api.Assignment, done map[string]localResult, live func(id string) bool) (start, drop bool) {
+	var outs []localResult
+	for _, id := range a.After {
+		r, ok := done[id]
+		switch {
+		case !ok && live(id):
+			return false, false
+		case !ok || !r.ok:
+			return false, true
+		}
+		outs = append(outs, r)
+	}
+	deps := make([]api.DepOutput, len(a.Deps))
+	copy(deps, a.Deps)
+	for i, d := range deps {
+		if d.Digest != "" {
+			continue
+		}
+		for _, r := range outs {
+			if r.jobID == d.JobID {
+				deps[i].Digest = r.digest
+			}
+		}
+		if deps[i].Digest == "" {
+			return false, true // names a dependency it does not wait for
+		}
+	}
+	a.Deps, a.After = deps, nil
+	return true, false
 }
 
 // pollInfo describes a poll in flight.
@@ -261,6 +311,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		pollWait    time.Duration
 		runningJobs = map[string]*running{}
 		backlog     []api.Assignment // assigned but no free slot yet
+		localDone   = map[string]localResult{}
 		results     []api.AttemptResult
 		holdsSent   bool
 		evicted     []string              // evictions not yet told to the coordinator
@@ -280,7 +331,7 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	startJob := func(a api.Assignment) {
 		jctx, cancel := context.WithCancelCause(bg)
-		runningJobs[a.AttemptID] = &running{cancel: cancel}
+		runningJobs[a.AttemptID] = &running{cancel: cancel, jobID: a.Job.ID}
 		w.m.running.Inc()
 		jobs.Add(1)
 		go func() {
@@ -315,9 +366,33 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	for {
 		// Start backlog jobs in free slots.
-		for len(backlog) > 0 && len(runningJobs) < w.opts.Slots && !draining {
-			a := backlog[0]
-			backlog = backlog[1:]
+		// (in order, past pipelined ones still waiting for their
+		// dependencies here).
+		live := func(id string) bool {
+			if _, ok := runningJobs[id]; ok {
+				return true
+			}
+			for _, b := range backlog {
+				if b.AttemptID == id {
+					return true
+				}
+			}
+			return false
+		}
+		for i := 0; i < len(backlog) && len(runningJobs) < w.opts.Slots && !draining; {
+			a := backlog[i]
+			if len(a.After) > 0 {
+				start, drop := pipelined(&a, localDone, live)
+				if drop {
+					backlog = append(backlog[:i], backlog[i+1:]...)
+					continue
+				}
+				if !start {
+					i++
+					continue
+				}
+			}
+			backlog = append(backlog[:i], backlog[i+1:]...)
 			startJob(a)
 		}
 		if draining && len(runningJobs) == 0 && (len(results) == 0 && unacked == 0 || drainOver && retryAt != nil) {
@@ -436,7 +511,7 @@ func (w *Worker) Run(ctx context.Context) error {
 					case <-bg.Done():
 					}
 				}
-				if !early || len(req.Results) == 0 {
+				if !early {
 					resp, err := w.opts.Client.Poll(pctx, req)
 					answer(pollAnswer{seq: seq, resp: resp, req: req, err: err})
 					return
@@ -536,6 +611,12 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.m.running.Dec()
 			if r != nil && !r.forgotten {
 				results = append(results, res)
+			}
+			if r != nil {
+				if len(localDone) >= maxLocalResults {
+					clear(localDone)
+				}
+				localDone[res.AttemptID] = localResult{ok: res.State == api.AttemptSucceeded && !r.forgotten, jobID: r.jobID, digest: res.OutputDigest}
 			}
 		case <-retryAt:
 			retryAt = nil

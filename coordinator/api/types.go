@@ -385,6 +385,13 @@ type Assignment struct {
 	// MaxLogBytes bounds the log the coordinator keeps; the worker should
 	// truncate beyond it with a marker and set LogTruncated.
 	MaxLogBytes int64 `json:"max_log_bytes"`
+	// After, when set, lists attempts of this worker that the job
+	// waits for: the worker starts it only once each has succeeded
+	// here, taking their outputs (the Deps of those jobs have no
+	// digest) from its own results, and drops it without a result if
+	// one of them ends otherwise. Given only to workers that poll with
+	// Early. See PROTOCOL.md, "Pipelined assignments".
+	After []string `json:"after,omitempty"`
 }
 
 // SourceRef says where a job's source comes from: a git repository at a
