@@ -13,10 +13,15 @@
 //
 // The scheduler keeps its working state in memory under one lock and
 // hands every change to a group committer that writes batches to the
-// store; only acknowledgements that promise durability (a submitted
-// build's ID, a worker's results) wait for a commit. Dispatch is driven by
-// wake-ups, not polling: a worker's long-poll returns the moment a job it
-// may run becomes ready.
+// store (commits paced at most every Options.CommitInterval); only
+// acknowledgements that promise durability (a submitted build's ID, a
+// worker's results) wait for a commit, and a worker's new work does not
+// wait for the acknowledgement of its results (early answers). Dispatch
+// is driven by wake-ups, not polling: a worker's long-poll returns the
+// moment a job it may run becomes ready, and a job whose dependencies all
+// run on one worker is handed to that worker ahead of them (pipelined
+// assignments, pipeline.go), so that a chain runs without a round trip
+// between its jobs.
 //
 // The coordinator knows nothing of code review: it runs graphs.
 //

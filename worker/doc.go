@@ -9,7 +9,12 @@
 // is at once the heartbeat, the report of finished attempts and the
 // long-poll for assignments. One poll waits at a time; a second goes out
 // at once when there is news it does not carry (results, freed slots), so
-// dispatch never waits for a polling interval. Logs are appended with
+// dispatch never waits for a polling interval. With a coordinator that
+// offers them, polls ask for early answers (new work arrives before the
+// reported results are committed, the acknowledgement follows) and
+// accept pipelined assignments: the next job of a chain is held here
+// while its dependency runs and starts the moment that dependency
+// succeeds, with its output as left here. Logs are appended with
 // POST /api/worker/attempts/{id}/log in chunks; outputs and inputs travel
 // as content-addressed artifacts (/api/artifacts/{sha256}).
 //
