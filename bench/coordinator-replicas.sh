@@ -12,6 +12,22 @@
 # PostgreSQL. The jobs are trivial, so on a small machine the workers'
 # process starts, not the coordinators, bound throughput: the ratio says
 # that sharing builds between replicas costs nothing, not that it scales.
+#
+# Before the RESULT line each configuration also prints the CPU time per
+# job (user+sys from /proc, during the throughput run) of the
+# coordinators, the workers, PostgreSQL and this benchmark's own process
+# (GCS emulator and clients), and the coordinators' commits and HTTP
+# requests per job: on a shared machine wall-clock figures swing, these
+# say what a second replica costs. Session of 2026-11-21 (2 cores, load
+# average 11-17 from other work): 2 replicas 0.89-1.07x 1 replica over
+# 11 runs; per job, 2 replicas spend ~100us more coordinator CPU than 1
+# (~460 vs ~360us; the replica with one worker ~500us, the other ~410us:
+# fewer results per commit and per request, two Go runtimes waking) and
+# ~20us more PostgreSQL CPU (~0.25 vs ~0.15 commits per job). Cut this
+# session: the 50ms lease polling of calls waiting for an unheld build's
+# holder (4,000 queries a run; now woken by LISTEN tryd_held), commits
+# in one round trip instead of four, CreateBuild in one statement, claims
+# checked every 4ms instead of 20ms.
 . "$(dirname "$0")/lib.sh"
 
 dir=$(benchdir)
