@@ -51,18 +51,6 @@ func TestGitmirrorCommandToken(t *testing.T) {
 	testenv.NeedTool(t, "git")
 	const token, rotated = "current-token-0123456789", "rotated-token-0123456789"
 	base, cfg := startTokenGitmirror(t, token, rotated)
-	get := func(tok string) int {
-		req, _ := http.NewRequest(http.MethodGet, base+"/demo/up/refs", nil)
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
 	for _, tc := range []struct {
 		name, token string
 		want        int
@@ -73,7 +61,7 @@ func TestGitmirrorCommandToken(t *testing.T) {
 		{"gitmirror.tokens", rotated, http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := get(tc.token); got != tc.want {
+			if got := getStatus(t, base+"/demo/up/refs", bearer(tc.token)); got != tc.want {
 				t.Errorf("GET /demo/up/refs: %d, want %d", got, tc.want)
 			}
 		})

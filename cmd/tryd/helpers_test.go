@@ -39,6 +39,33 @@ func upstreamRepo(t *testing.T) string {
 	return r.Dir
 }
 
+// getStatus GETs url with the Authorization header auth (none if "") and
+// returns the status code.
+func getStatus(t *testing.T, url, auth string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// bearer is the Authorization header for token ("" for none).
+func bearer(token string) string {
+	if token == "" {
+		return ""
+	}
+	return "Bearer " + token
+}
+
 // addrRE finds the address a server logs (JSON logs) when it listens.
 var addrRE = regexp.MustCompile(`"addr":"(http://[^"]+)"`)
 

@@ -31,18 +31,6 @@ func TestMaintnerdAPIToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := startMaintnerdCommand(t, "--config", cfgPath, "--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0")
-	get := func(path, tok string) int {
-		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
 	for _, tc := range []struct {
 		name, path, token string
 		want              int
@@ -54,7 +42,7 @@ func TestMaintnerdAPIToken(t *testing.T) {
 		{"healthz without token", "/healthz", "", http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := get(tc.path, tc.token); got != tc.want {
+			if got := getStatus(t, base+tc.path, bearer(tc.token)); got != tc.want {
 				t.Errorf("GET %s: %d, want %d", tc.path, got, tc.want)
 			}
 		})

@@ -148,17 +148,8 @@ func TestPubsubhelperSubscriberToken(t *testing.T) {
 		{"healthz stays open", "/healthz", "", http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodGet, base+tc.path, nil)
-			if tc.auth != "" {
-				req.Header.Set("Authorization", tc.auth)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != tc.want {
-				t.Errorf("GET %s: %d, want %d", tc.path, resp.StatusCode, tc.want)
+			if got := getStatus(t, base+tc.path, tc.auth); got != tc.want {
+				t.Errorf("GET %s: %d, want %d", tc.path, got, tc.want)
 			}
 		})
 	}
