@@ -1,7 +1,6 @@
 package gitmirror
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"net/http/cgi"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -132,30 +130,12 @@ func serve(t testing.TB, h http.Handler) string {
 	return srv.URL()
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testMirror is a running Mirror with its HTTP server and a client.
 type testMirror struct {
 	*Mirror
 	url    string
 	client *client.Client
-	logs   *syncBuffer
+	logs   *testenv.Buffer
 }
 
 // startMirror creates a Mirror from opts (Dir defaults to a temporary
@@ -175,7 +155,7 @@ func startMirror(t testing.TB, opts Options) *testMirror {
 		opts.BackoffMin = 10 * time.Millisecond
 		opts.BackoffMax = 50 * time.Millisecond
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	l := logrus.New()
 	l.SetOutput(logs)
 	l.SetLevel(logrus.DebugLevel)

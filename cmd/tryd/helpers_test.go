@@ -1,34 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tryd-ci/tryd/internal/testenv"
 )
-
-// lockedBuffer is a goroutine-safe sink for a command's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // upstreamRepo returns a repository with one commit on main (f.txt:
 // "hello\n") for gitmirror to mirror.
@@ -73,10 +53,10 @@ var addrRE = regexp.MustCompile(`"addr":"(http://[^"]+)"`)
 // process with JSON logs, and returns its base URL (the address it logs)
 // once /healthz answers 200, and its standard error. At cleanup it is
 // stopped and must exit 0.
-func startCommand(t *testing.T, command string, args ...string) (string, *lockedBuffer) {
+func startCommand(t *testing.T, command string, args ...string) (string, *testenv.Buffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testenv.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, append([]string{command, "--log-format", "json"}, args...), &stdout, &stderr)

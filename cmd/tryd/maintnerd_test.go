@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tryd-ci/tryd/internal/httpserver"
+	"github.com/tryd-ci/tryd/internal/testenv"
 	"github.com/tryd-ci/tryd/maintner"
 	"github.com/tryd-ci/tryd/maintner/corpusgen"
 )
@@ -90,7 +91,7 @@ func TestMaintnerdServesLogAndQueries(t *testing.T) {
 
 	// tail --all prints every record; a record appended while tailing
 	// shows up too.
-	var buf lockedBuffer
+	var buf testenv.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	tailDone := make(chan int, 1)
