@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tryd-ci/tryd/gitmirror/client"
+	"github.com/tryd-ci/tryd/internal/gitexec"
 )
 
 // Handler returns the HTTP handler of the wire format documented in
@@ -245,14 +246,11 @@ func (m *Mirror) serveSmartHTTP(w http.ResponseWriter, r *http.Request, rp *repo
 		Path: m.opts.Git,
 		Args: []string{"http-backend"},
 		Root: "/",
-		Env: []string{
+		Env: append([]string{
 			"GIT_PROJECT_ROOT=" + m.reposDir,
 			"GIT_HTTP_EXPORT_ALL=1",
 			"GIT_CONFIG_NOSYSTEM=1",
-			"GIT_CONFIG_COUNT=1",
-			"GIT_CONFIG_KEY_0=http.receivepack",
-			"GIT_CONFIG_VALUE_0=false",
-		},
+		}, gitexec.ConfigEnv(gitexec.Config{Key: "http.receivepack", Value: "false"})...),
 		Stderr: lineWriter(func(line string) { rp.log.WithField("stderr", line).Debug("http-backend") }),
 	}
 	h.ServeHTTP(w, r)

@@ -2,12 +2,13 @@ package gitmirror
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/tryd-ci/tryd/internal/gitexec"
 )
 
 // pushRefspecs are what a push mirror receives: branches and tags only,
@@ -122,16 +123,10 @@ func (m *Mirror) pushEnv(p *PushMirror) (env []string, cleanup func(), err error
 }
 
 // basicAuthEnv returns the environment that makes git send HTTP basic
-// authentication with every request: http.extraHeader set through
-// GIT_CONFIG_* variables, so the secret is neither on a command line nor
-// in git's output.
+// authentication with every request, so that the secret is neither on a
+// command line nor in git's output.
 func basicAuthEnv(user, password string) []string {
-	basic := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
-	return []string{
-		"GIT_CONFIG_COUNT=1",
-		"GIT_CONFIG_KEY_0=http.extraHeader",
-		"GIT_CONFIG_VALUE_0=Authorization: Basic " + basic,
-	}
+	return gitexec.ConfigEnv(gitexec.BasicAuth(user, password))
 }
 
 // fetchEnv returns the environment carrying the upstream credentials.

@@ -170,3 +170,31 @@ func FuzzStderrBuffer(f *testing.F) {
 		}
 	})
 }
+
+// TestConfigEnv checks that git sees the settings ConfigEnv passes.
+func TestConfigEnv(t *testing.T) {
+	testenv.NeedTool(t, "git")
+	tests := []struct {
+		name string
+		cs   []Config
+		want string
+	}{
+		{"none", nil, ""},
+		{"one", []Config{{Key: "tryd.a", Value: "1"}}, "tryd.a=1\n"},
+		{"several, with a space and a colon", []Config{{Key: "tryd.a", Value: "x y"}, {Key: "http.https://h:1/.extraHeader", Value: "K: v"}},
+			"tryd.a=x y\nhttp.https://h:1/.extraheader=K: v\n"},
+		{"basic auth", []Config{BasicAuth("u", "p:w")}, "http.extraheader=Authorization: Basic dTpwOnc=\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := append([]string{"GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "HOME=" + t.TempDir()}, ConfigEnv(tc.cs...)...)
+			out, err := Cmd{Dir: t.TempDir(), Env: env, Args: []string{"config", "--list", "--includes"}}.Output(context.Background())
+			if err != nil && len(tc.cs) > 0 {
+				t.Fatal(err)
+			}
+			if string(out) != tc.want {
+				t.Errorf("git config --list = %q, want %q", out, tc.want)
+			}
+		})
+	}
+}

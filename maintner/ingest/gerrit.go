@@ -3,7 +3,6 @@ package ingest
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -19,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/build/maintner/maintpb"
 
+	"github.com/tryd-ci/tryd/internal/gitexec"
 	"github.com/tryd-ci/tryd/maintner"
 )
 
@@ -144,10 +144,9 @@ func NewGerrit(opts GerritOptions) (*Gerrit, error) {
 		projects: make(map[string]*gerritProject)}
 	g.env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "LC_ALL=C", "GIT_CONFIG_NOSYSTEM=1")
 	if opts.User != "" || opts.Password != "" {
-		// Credentials travel in git's environment (GIT_CONFIG_*), which
-		// other users cannot read, rather than in argv, which they can.
-		cred := base64.StdEncoding.EncodeToString([]byte(opts.User + ":" + opts.Password))
-		g.env = append(g.env, "GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=Authorization: Basic "+cred)
+		// Credentials travel in git's environment, which other users
+		// cannot read, rather than in argv, which they can.
+		g.env = append(g.env, gitexec.ConfigEnv(gitexec.BasicAuth(opts.User, opts.Password))...)
 	}
 	for _, name := range opts.Projects {
 		if !validProject(name) {

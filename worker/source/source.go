@@ -169,17 +169,14 @@ func New(opts Options) (*Store, error) {
 		opts.Sleep = sleep
 	}
 	env := append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C")
-	if len(opts.Credentials) > 0 {
-		env = append(env, fmt.Sprintf("GIT_CONFIG_COUNT=%d", len(opts.Credentials)))
-		for i, c := range opts.Credentials {
-			if err := c.validate(); err != nil {
-				return nil, err
-			}
-			env = append(env,
-				fmt.Sprintf("GIT_CONFIG_KEY_%d=http.%s.extraHeader", i, c.URLPrefix),
-				fmt.Sprintf("GIT_CONFIG_VALUE_%d=Authorization: Bearer %s", i, c.Token))
+	var headers []gitexec.Config
+	for _, c := range opts.Credentials {
+		if err := c.validate(); err != nil {
+			return nil, err
 		}
+		headers = append(headers, gitexec.Config{Key: "http." + c.URLPrefix + ".extraHeader", Value: "Authorization: Bearer " + c.Token})
 	}
+	env = append(env, gitexec.ConfigEnv(headers...)...)
 	log := opts.Log
 	if log == nil {
 		l := logrus.New()
