@@ -1,8 +1,11 @@
 package maintner
 
 import (
+	"bytes"
 	"crypto/sha1"
 	"encoding/binary"
+	"encoding/hex"
+	"strings"
 	"testing"
 )
 
@@ -69,4 +72,53 @@ func TestCommitTable(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestParseGitHash(t *testing.T) {
+	const good = "0123456789abcdefABCDEF0123456789abcdef01"
+	for _, tc := range []struct {
+		name, in string
+		ok       bool
+	}{
+		{"lower and upper case", good, true},
+		{"all zero", "0000000000000000000000000000000000000000", true},
+		{"short", good[:39], false},
+		{"long", good + "0", false},
+		{"empty", "", false},
+		{"g at start", "g" + good[1:], false},
+		{"space at end", good[:39] + " ", false},
+		{"high byte in the middle", good[:20] + "\xff" + good[21:], false},
+		{"colon (just after 9)", good[:10] + ":" + good[11:], false},
+		{"slash (just before 0)", "/" + good[1:], false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, err := ParseGitHash(tc.in)
+			if (err == nil) != tc.ok {
+				t.Fatalf("ParseGitHash(%q) error %v, want ok=%v", tc.in, err, tc.ok)
+			}
+			if tc.ok && h.String() != strings.ToLower(tc.in) {
+				t.Errorf("ParseGitHash(%q) = %s", tc.in, h)
+			}
+			if !tc.ok && h != (GitHash{}) {
+				t.Errorf("ParseGitHash(%q) failed but returned %s", tc.in, h)
+			}
+		})
+	}
+}
+
+// FuzzParseGitHash checks the table-driven hex decoding against
+// encoding/hex.
+func FuzzParseGitHash(f *testing.F) {
+	f.Add("0123456789abcdefABCDEF0123456789abcdef01")
+	f.Add("0123456789abcdefABCDEF0123456789abcdef0g")
+	f.Fuzz(func(t *testing.T, s string) {
+		h, err := ParseGitHash(s)
+		want, werr := hex.DecodeString(s)
+		if wantOK := werr == nil && len(s) == 40; (err == nil) != wantOK {
+			t.Fatalf("ParseGitHash(%q) error %v, encoding/hex error %v", s, err, werr)
+		}
+		if err == nil && !bytes.Equal(h[:], want) {
+			t.Fatalf("ParseGitHash(%q) = %x, encoding/hex %x", s, h, want)
+		}
+	})
 }

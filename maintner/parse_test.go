@@ -2,6 +2,7 @@ package maintner
 
 import (
 	"reflect"
+	"strconv"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -132,6 +133,21 @@ func FuzzFieldIter(f *testing.F) {
 		}
 		if (it.err != nil) != slowErr || !reflect.DeepEqual(fast, slow) {
 			t.Fatalf("fieldIter: %v (err %v), protowire: %v (err %v)", fast, it.err, slow, slowErr)
+		}
+	})
+}
+
+// FuzzParseDecimal checks the digits-only fast path against
+// strconv.ParseInt, which it must agree with on every input.
+func FuzzParseDecimal(f *testing.F) {
+	for _, s := range []string{"1700000000", "0", "+5", "-07", "999999999999999999", "9999999999999999999", "", "1e3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseDecimal([]byte(s))
+		want, werr := strconv.ParseInt(s, 10, 64)
+		if got != want || (err == nil) != (werr == nil) {
+			t.Fatalf("parseDecimal(%q) = %d, %v; strconv.ParseInt %d, %v", s, got, err, want, werr)
 		}
 	})
 }
