@@ -125,7 +125,11 @@ type Options struct {
 	// LoadFiles, LoadDir and LoadLog run. By default they pause it for
 	// the length of the load (see gcPause: a load allocates almost only
 	// what it keeps, so collecting during it costs a quarter of its CPU
-	// time for little memory).
+	// time for little memory). The collector belongs to the process:
+	// while it is paused, nothing else the process allocates is
+	// collected either, so a program that loads a corpus while other
+	// work allocates heavily, or that loads through a slow
+	// SegmentReader, may want to set this.
 	LoadWithGC bool
 }
 
@@ -147,12 +151,18 @@ type Options struct {
 //
 // Representation, chosen so that a large log loads fast into a small
 // heap: records are decoded straight from the wire format (no generated
-// message per record) on parallel workers; short repeated strings
-// (logins, labels, names) are interned; times are 8-byte Unix
-// nanoseconds; comments, events and reviews are sorted slices of values
-// rather than maps of pointers; long text stays in the log and is read
-// back on demand (Text); Gerrit changes are derived from their NoteDb
-// history when first read (GerritChange).
+// message per record) on parallel workers, which also build the git
+// commits (the bulk of a Gerrit log), so that the one goroutine applying
+// records in order does little more than look up and insert; commits
+// are cut from slabs and kept in a table indexed by their hash's bytes;
+// short repeated strings (logins, labels, names) are interned; times are
+// 8-byte Unix nanoseconds; comments, events and reviews are sorted
+// slices of values rather than maps of pointers; long text stays in the
+// log and is read back on demand (Text); Gerrit changes are derived from
+// their NoteDb history when first read (GerritChange). Loading pauses
+// the garbage collector, which would otherwise spend a quarter of the
+// load marking what the load keeps anyway (Options.LoadWithGC), and maps
+// sealed segment files rather than reading them (LoadFiles).
 type Corpus struct {
 	opts Options
 	log  logrus.FieldLogger
