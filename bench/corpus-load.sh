@@ -28,6 +28,12 @@
 # verdict uses the larger because each is a fair measure of the same
 # claim under the conditions that favour its accuracy.
 #
+# tryd pauses its garbage collector while it loads (the corpus's
+# default; maintner.Options.LoadWithGC turns that off), so its peak
+# resident set counts everything the load allocated, garbage included:
+# the memory figure is not flattered by it, and x/build runs with Go's
+# defaults.
+#
 # tryd derives a Gerrit change's state (status, patch sets, messages,
 # votes) from its NoteDb history when the change is first read, so after
 # the timed load each process also computes every change's current votes
