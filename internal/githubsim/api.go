@@ -429,10 +429,23 @@ func (c *call) number() (int, bool) {
 	return n, err == nil && n > 0
 }
 
+// with wraps endpoint f with the permission check need, which answers in
+// its stead when it fails.
+func with(need func(*call) (int, any), f apiFunc) apiFunc {
+	return func(c *call) (int, any) {
+		if code, v := need(c); code != 0 {
+			return code, v
+		}
+		return f(c)
+	}
+}
+
 func (s *Sim) apiMux() *http.ServeMux {
 	m := http.NewServeMux()
 	h := func(pattern string, f apiFunc) { m.Handle(pattern, s.route(f)) }
-	h("GET /user", s.getUser)
+	// What an endpoint requires of the caller, checked before it runs.
+	auth, write, admin, app := (*call).needAuth, (*call).needWrite, (*call).needAdmin, (*call).needApp
+	h("GET /user", with(auth, s.getUser))
 	m.Handle("GET /app", s.routeApp(s.getApp))
 	m.Handle("GET /app/installations", s.routeApp(s.listInstallations))
 	m.Handle("GET /app/installations/{id}", s.routeApp(s.getInstallation))
@@ -444,36 +457,33 @@ func (s *Sim) apiMux() *http.ServeMux {
 	h("GET /repos/{owner}/{repo}/issues/{number}", s.getIssue)
 	h("GET /repos/{owner}/{repo}/issues/comments", s.listRepoComments)
 	h("GET /repos/{owner}/{repo}/issues/{number}/comments", s.listIssueComments)
-	h("POST /repos/{owner}/{repo}/issues/{number}/comments", s.createComment)
+	h("POST /repos/{owner}/{repo}/issues/{number}/comments", with(auth, s.createComment))
 	h("GET /repos/{owner}/{repo}/issues/events", s.listRepoEvents)
 	h("GET /repos/{owner}/{repo}/issues/{number}/events", s.listIssueEvents)
 	h("GET /repos/{owner}/{repo}/issues/{number}/labels", s.listIssueLabels)
-	h("POST /repos/{owner}/{repo}/issues/{number}/labels", s.addIssueLabels)
-	h("DELETE /repos/{owner}/{repo}/issues/{number}/labels/{name}", s.removeIssueLabel)
+	h("POST /repos/{owner}/{repo}/issues/{number}/labels", with(write, s.addIssueLabels))
+	h("DELETE /repos/{owner}/{repo}/issues/{number}/labels/{name}", with(write, s.removeIssueLabel))
 	h("GET /repos/{owner}/{repo}/labels", s.listLabels)
 	h("GET /repos/{owner}/{repo}/milestones", s.listMilestones)
 	h("GET /repos/{owner}/{repo}/pulls", s.listPulls)
 	h("GET /repos/{owner}/{repo}/pulls/{number}", s.getPull)
 	h("GET /repos/{owner}/{repo}/pulls/{number}/reviews", s.listReviews)
-	h("POST /repos/{owner}/{repo}/check-runs", s.createCheckRun)
-	h("PATCH /repos/{owner}/{repo}/check-runs/{id}", s.updateCheckRun)
+	h("POST /repos/{owner}/{repo}/check-runs", with(app, s.createCheckRun))
+	h("PATCH /repos/{owner}/{repo}/check-runs/{id}", with(app, s.updateCheckRun))
 	h("GET /repos/{owner}/{repo}/check-runs/{id}", s.getCheckRun)
 	h("GET /repos/{owner}/{repo}/commits/{rest...}", s.commitSub)
-	h("POST /repos/{owner}/{repo}/statuses/{sha}", s.createStatus)
-	h("GET /repos/{owner}/{repo}/collaborators/{user}/permission", s.getPermission)
-	h("GET /repos/{owner}/{repo}/hooks", s.listHooks)
-	h("POST /repos/{owner}/{repo}/hooks", s.createHook)
-	h("GET /repos/{owner}/{repo}/hooks/{id}/deliveries", s.listDeliveries)
-	h("GET /repos/{owner}/{repo}/hooks/{id}/deliveries/{delivery}", s.getDelivery)
-	h("POST /repos/{owner}/{repo}/hooks/{id}/deliveries/{delivery}/attempts", s.redeliverREST)
+	h("POST /repos/{owner}/{repo}/statuses/{sha}", with(write, s.createStatus))
+	h("GET /repos/{owner}/{repo}/collaborators/{user}/permission", with(auth, s.getPermission))
+	h("GET /repos/{owner}/{repo}/hooks", with(admin, s.listHooks))
+	h("POST /repos/{owner}/{repo}/hooks", with(admin, s.createHook))
+	h("GET /repos/{owner}/{repo}/hooks/{id}/deliveries", with(admin, s.listDeliveries))
+	h("GET /repos/{owner}/{repo}/hooks/{id}/deliveries/{delivery}", with(admin, s.getDelivery))
+	h("POST /repos/{owner}/{repo}/hooks/{id}/deliveries/{delivery}/attempts", with(admin, s.redeliverREST))
 	m.Handle("/", s.route(func(*call) (int, any) { return notFound() }))
 	return m
 }
 
 func (s *Sim) getUser(c *call) (int, any) {
-	if code, v := c.needAuth(); code != 0 {
-		return code, v
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	type fullUser struct {
@@ -675,9 +685,6 @@ func (s *Sim) listIssueComments(c *call) (int, any) {
 }
 
 func (s *Sim) createComment(c *call) (int, any) {
-	if code, v := c.needAuth(); code != 0 {
-		return code, v
-	}
 	is, ok := s.issueFromPath(c)
 	if !ok {
 		return notFound()
@@ -736,9 +743,6 @@ func (s *Sim) listIssueLabels(c *call) (int, any) {
 }
 
 func (s *Sim) addIssueLabels(c *call) (int, any) {
-	if code, v := c.needWrite(); code != 0 {
-		return code, v
-	}
 	is, ok := s.issueFromPath(c)
 	if !ok {
 		return notFound()
@@ -781,9 +785,6 @@ func (s *Sim) addIssueLabels(c *call) (int, any) {
 }
 
 func (s *Sim) removeIssueLabel(c *call) (int, any) {
-	if code, v := c.needWrite(); code != 0 {
-		return code, v
-	}
 	is, ok := s.issueFromPath(c)
 	if !ok {
 		return notFound()
@@ -881,9 +882,6 @@ func (s *Sim) listReviews(c *call) (int, any) {
 }
 
 func (s *Sim) getPermission(c *call) (int, any) {
-	if code, v := c.needAuth(); code != 0 {
-		return code, v
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u, err := s.knownUserLocked(c.r.PathValue("user"))
@@ -975,9 +973,6 @@ func (s *Sim) commitSub(c *call) (int, any) {
 }
 
 func (s *Sim) createStatus(c *call) (int, any) {
-	if code, v := c.needWrite(); code != 0 {
-		return code, v
-	}
 	var in struct {
 		State       string  `json:"state"`
 		TargetURL   *string `json:"target_url"`
@@ -1115,16 +1110,9 @@ func (s *Sim) listStatuses(c *call, sha string) (int, any) {
 }
 
 func (s *Sim) listHooks(c *call) (int, any) {
-	if code, v := c.needAdmin(); code != 0 {
-		return code, v
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := []*wHook{}
-	for _, h := range c.repo.hooks {
-		out = append(out, s.wHookOf(h))
-	}
-	return http.StatusOK, out
+	return http.StatusOK, wireAll(c.repo.hooks, s.wHookOf)
 }
 
 // needAdmin guards hook endpoints; GitHub answers 404 to non-admins.
@@ -1195,9 +1183,6 @@ func flatten(h http.Header) map[string]string {
 // listDeliveries serves the hook's delivery log, newest first, with
 // GitHub's cursor pagination (cursor = the last ID seen).
 func (s *Sim) listDeliveries(c *call) (int, any) {
-	if code, v := c.needAdmin(); code != 0 {
-		return code, v
-	}
 	h := s.hookFromPath(c)
 	if h == nil {
 		return notFound()
@@ -1243,9 +1228,6 @@ func (s *Sim) deliveryFromPath(c *call) *delivery {
 }
 
 func (s *Sim) getDelivery(c *call) (int, any) {
-	if code, v := c.needAdmin(); code != 0 {
-		return code, v
-	}
 	d := s.deliveryFromPath(c)
 	if d == nil {
 		return notFound()
@@ -1258,9 +1240,6 @@ func (s *Sim) getDelivery(c *call) (int, any) {
 // redeliverREST is POST …/deliveries/{id}/attempts: 202 Accepted and an
 // asynchronous redelivery with the same GUID and body.
 func (s *Sim) redeliverREST(c *call) (int, any) {
-	if code, v := c.needAdmin(); code != 0 {
-		return code, v
-	}
 	d := s.deliveryFromPath(c)
 	if d == nil {
 		return notFound()
@@ -1275,9 +1254,6 @@ func (s *Sim) redeliverREST(c *call) (int, any) {
 // createHook is POST /repos/{o}/{r}/hooks: a "web" hook with a JSON
 // content type, answered 201 with the hook and followed by a ping.
 func (s *Sim) createHook(c *call) (int, any) {
-	if code, v := c.needAdmin(); code != 0 {
-		return code, v
-	}
 	var in struct {
 		Name   *string  `json:"name"`
 		Active *bool    `json:"active"`

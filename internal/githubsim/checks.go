@@ -128,9 +128,6 @@ func (in *checkRunInput) apply(cr *checkRun, now time.Time) (completed bool, cod
 }
 
 func (s *Sim) createCheckRun(c *call) (int, any) {
-	if code, v := c.needApp(); code != 0 {
-		return code, v
-	}
 	var in checkRunInput
 	if code, v := c.decode(&in); code != 0 {
 		return code, v
@@ -211,9 +208,6 @@ func (s *Sim) checkRunFromPath(c *call) *checkRun {
 }
 
 func (s *Sim) updateCheckRun(c *call) (int, any) {
-	if code, v := c.needApp(); code != 0 {
-		return code, v
-	}
 	var in checkRunInput
 	if code, v := c.decode(&in); code != 0 {
 		return code, v

@@ -388,6 +388,11 @@ func TestRESTErrors(t *testing.T) {
 		{"bad labels body", "POST", "repos/octo/hello/issues/1/labels", w.writeTok, `{"labels":"x"}`, 422, `"Validation Failed"`},
 		{"unknown ref", "GET", "repos/octo/hello/commits/nope/status", w.writeTok, "", 404, `No commit found for SHA: nope`},
 		{"anonymous read", "GET", "repos/octo/hello", "", "", 200, `"full_name":"octo/hello"`},
+		// Each permission an endpoint may require, checked before it runs.
+		{"anonymous user", "GET", "user", "", "", 401, `"message":"Requires authentication"`},
+		{"reader labels", "POST", "repos/octo/hello/issues/1/labels", w.rTok, `{"labels":["x"]}`, 403, `"message":"Must have push access to repository"`},
+		{"writer hooks", "GET", "repos/octo/hello/hooks", w.writeTok, "", 404, `"message":"Not Found"`},
+		{"user check run", "POST", "repos/octo/hello/check-runs", w.writeTok, `{"name":"x"}`, 403, `"message":"You must authenticate via a GitHub App."`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
