@@ -3,6 +3,7 @@ package maintner
 import (
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -148,6 +149,62 @@ func FuzzParseDecimal(f *testing.F) {
 		want, werr := strconv.ParseInt(s, 10, 64)
 		if got != want || (err == nil) != (werr == nil) {
 			t.Fatalf("parseDecimal(%q) = %d, %v; strconv.ParseInt %d, %v", s, got, err, want, werr)
+		}
+	})
+}
+
+// isMetaCommitLines is the definition isMetaCommit implements: walking
+// the lines of the last paragraph backwards.
+func isMetaCommitLines(msg []byte) bool {
+	lines := strings.Split(strings.TrimRight(string(msg), "\n"), "\n")
+	found := false
+	// The first line is the subject: even empty, it is not the blank
+	// line that starts the footer paragraph.
+	for i := len(lines) - 1; i > 0; i-- {
+		if lines[i] == "" {
+			return found
+		}
+		if strings.HasPrefix(lines[i], "Patch-set: ") {
+			found = true
+		}
+	}
+	return false // no blank line: the whole message is one paragraph
+}
+
+func TestIsMetaCommit(t *testing.T) {
+	for _, tc := range []struct {
+		name, msg string
+		want      bool
+	}{
+		{"meta", "Update patch set 1\n\nPatch Set 1: Code-Review+2\n\nPatch-set: 1\nLabel: Code-Review=+2\n", true},
+		{"footer first in paragraph", "Update\n\nPatch-set: 3", true},
+		{"footer in an earlier paragraph", "Update\n\nPatch-set: 3\n\nChange-Id: I1\n", false},
+		{"one paragraph", "Patch-set: 1\n", false},
+		{"patch set commit", "net/http: fix\n\nBody.\n\nChange-Id: I0123\n", false},
+		{"blank lines run", "a\n\n\nPatch-set: 1\n\n\n", true},
+		{"leading blank line", "\n\nPatch-set: 1", true},
+		{"footer not at line start", "a\n\nx Patch-set: 1", false},
+		{"empty", "", false},
+		{"empty subject line", "\nPatch-set: 1", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := isMetaCommit([]byte(tc.msg)); got != tc.want {
+				t.Errorf("isMetaCommit(%q) = %v, want %v", tc.msg, got, tc.want)
+			}
+			if ref := isMetaCommitLines([]byte(tc.msg)); ref != tc.want {
+				t.Errorf("reference says %v for %q: the case is wrong", ref, tc.msg)
+			}
+		})
+	}
+}
+
+func FuzzIsMetaCommit(f *testing.F) {
+	for _, s := range []string{"a\n\nPatch-set: 1\n", "a\n\n\n", "Patch-set: 1", "a\n\nb\nPatch-set: 2\n\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, msg string) {
+		if got, want := isMetaCommit([]byte(msg)), isMetaCommitLines([]byte(msg)); got != want {
+			t.Fatalf("isMetaCommit(%q) = %v, walking lines says %v", msg, got, want)
 		}
 	})
 }
