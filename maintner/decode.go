@@ -49,19 +49,31 @@ func (it *fieldIter) next(f *field) bool {
 		return false
 	}
 	// Fast path for what most fields of a record are: a one-byte tag
-	// (field numbers 1-15) and a one-byte varint or length. Anything
-	// else, including every malformed input, takes the general path.
-	if b := it.b; len(b) >= 2 && b[0] < 0x80 && b[0]>>3 != 0 && b[1] < 0x80 {
+	// (field numbers 1-15) and a one-byte varint, or a length of one or
+	// two bytes (bodies and raw commits are often longer than 127
+	// bytes). Anything else, including every malformed input, takes the
+	// general path.
+	if b := it.b; len(b) >= 2 && b[0] < 0x80 && b[0]>>3 != 0 {
 		switch typ := protowire.Type(b[0] & 7); typ {
 		case protowire.VarintType:
-			f.num, f.typ, f.x, f.b = protowire.Number(b[0]>>3), typ, uint64(b[1]), nil
-			it.b = b[2:]
-			return true
-		case protowire.BytesType:
-			if n := int(b[1]); 2+n <= len(b) {
-				f.num, f.typ, f.x, f.b = protowire.Number(b[0]>>3), typ, 0, b[2:2+n]
-				it.b = b[2+n:]
+			if b[1] < 0x80 {
+				f.num, f.typ, f.x, f.b = protowire.Number(b[0]>>3), typ, uint64(b[1]), nil
+				it.b = b[2:]
 				return true
+			}
+		case protowire.BytesType:
+			if b[1] < 0x80 {
+				if n := int(b[1]); 2+n <= len(b) {
+					f.num, f.typ, f.x, f.b = protowire.Number(b[0]>>3), typ, 0, b[2:2+n]
+					it.b = b[2+n:]
+					return true
+				}
+			} else if len(b) >= 3 && b[2] < 0x80 {
+				if n := int(b[1]&0x7f) | int(b[2])<<7; 3+n <= len(b) {
+					f.num, f.typ, f.x, f.b = protowire.Number(b[0]>>3), typ, 0, b[3:3+n]
+					it.b = b[3+n:]
+					return true
+				}
 			}
 		}
 	}

@@ -83,6 +83,8 @@ func FuzzFieldIter(f *testing.F) {
 		{0xa2, 0x06, 0x01, 'x'}, // field 100
 		{0x0d, 1, 2, 3, 4, 0x0b, 0x0c},
 		{0x80, 0xff, 0xff, 0xff, 0x30, 0x00}, // field number above 2^29-1
+		{0x12, 0x81, 0x01, 'x'},              // two-byte length, truncated
+		{0x12, 0x80, 0x00},                   // two-byte length 0 (overlong)
 	} {
 		f.Add(seed)
 	}
