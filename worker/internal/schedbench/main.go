@@ -6,6 +6,15 @@
 // three times, the median counts); then
 // the dispatch latency from submit to a job's first instruction on an idle
 // worker is sampled. It prints one "key=value" RESULT line for the script.
+//
+// For each cold run it also prints the CPU time per job of every process
+// (from /proc: the coordinator, each worker, the jobs' processes the
+// workers reaped, and this program, which watches the build's events and
+// is reported but not counted) against xargs' (its own and its
+// children's), and the coordinator's HTTP requests and state commits per
+// job: on a shared machine the wall-clock ratio swings with the others'
+// load, the CPU ratio much less. -worker-cpuprofile runs the last worker
+// in this process and profiles it.
 package main
 
 import (
