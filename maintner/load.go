@@ -28,7 +28,9 @@ type SegmentReader func(ctx context.Context, i int, buf []byte) (name string, da
 //
 // A corrupt or truncated segment, or a record that does not decode,
 // stops the load with an error naming segment and offset; records of
-// earlier segments stay applied, nothing of the bad segment is.
+// earlier segments stay applied, and so may records of the bad segment
+// before the bad one (they are applied in batches as they are decoded),
+// never the bad record or any after it.
 //
 // Text read through Load stays in memory; LoadFiles and LoadLog leave it
 // in the log (see Text).
