@@ -202,7 +202,10 @@ func (c *Coordinator) spareSlotsLocked() int {
 
 // holdSubmitted decides, right after a build is stored, whether this
 // replica runs it. When it does not, the build waits for a claim and the
-// other replicas are nudged.
+// other replicas are nudged. A claim may also have taken the build
+// already (it is stored unheld for a moment), even this replica's own
+// claim loop: then HoldBuild fails and the claimed copy is the only one
+// that runs.
 func (c *Coordinator) holdSubmitted(ctx context.Context, id int64) bool {
 	if c.rep == nil {
 		return true

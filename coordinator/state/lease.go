@@ -30,8 +30,11 @@ type Lease struct {
 // atomic: two replicas never hold one build.
 type Leaser interface {
 	// HoldBuild takes the lease of one running build for o until the
-	// given time, if nobody else holds it now; it reports whether o holds
-	// it.
+	// given time if nobody holds it now (never leased, released, or
+	// expired at now), and reports whether it took it. A lease o already
+	// holds is not taken again: a replica that submits a build and holds
+	// it must not also run it because its own claim loop claimed the
+	// build first (that ran every job of the build twice).
 	HoldBuild(ctx context.Context, id int64, o Owner, now, until time.Time) (bool, error)
 	// ClaimBuilds takes up to limit running builds that nobody holds
 	// (never leased, released, or expired at now), oldest first, and

@@ -18,7 +18,7 @@ import (
 func (s *Store) HoldBuild(ctx context.Context, id int64, o state.Owner, now, until time.Time) (bool, error) {
 	var held int
 	err := s.pool.QueryRow(ctx, `WITH h AS (UPDATE builds SET owner=$1, owner_url=$2, lease_expires=$3
-			WHERE id=$4 AND state=$5 AND (owner='' OR owner=$1 OR lease_expires<$6) RETURNING id)
+			WHERE id=$4 AND state=$5 AND (owner='' OR lease_expires<$6) RETURNING id)
 		SELECT count(*) FROM h, pg_notify($7, id::text)`,
 		o.ID, o.URL, until.UnixNano(), id, string(api.BuildRunning), now.UnixNano(), heldChannel).Scan(&held)
 	if err != nil {

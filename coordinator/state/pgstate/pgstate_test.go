@@ -163,6 +163,11 @@ func TestLeases(t *testing.T) {
 	if ok, err := s.HoldBuild(ctx, b1, b, t0, later); err != nil || ok {
 		t.Fatalf("b took a's live lease of b1: %v, %v", ok, err)
 	}
+	// Nor does a take it again: a build its claim loop claimed while a
+	// submit of it was holding it must run once.
+	if ok, err := s.HoldBuild(ctx, b1, a, t0, later); err != nil || ok {
+		t.Fatalf("a took its own live lease of b1 again: %v, %v", ok, err)
+	}
 	got, err := s.ClaimBuilds(ctx, b, 10, t0, later)
 	if err != nil || len(got) != 2 || got[0] != b2 || got[1] != b3 {
 		t.Fatalf("b claims = %v, %v; want [%d %d]", got, err, b2, b3)
