@@ -14,9 +14,9 @@ import (
 
 	"github.com/tryd-ci/tryd/gitmirror"
 	"github.com/tryd-ci/tryd/internal/config"
+	"github.com/tryd-ci/tryd/internal/gitexec"
 	"github.com/tryd-ci/tryd/internal/httpserver"
 	"github.com/tryd-ci/tryd/internal/logging"
-	"github.com/tryd-ci/tryd/trybot/postsubmit"
 )
 
 func runGitmirror(ctx context.Context, a *app, args []string) error {
@@ -258,10 +258,10 @@ func loopbackListen(addr string) bool {
 // gitmirror at gmURL (postsubmit's history clones): the client token of
 // tokenFile or gitmirror.token for URLs under gmURL; none when no token
 // is configured.
-func gitmirrorCredentials(gmURL, tokenFile string, cfg *config.Config) ([]postsubmit.Credential, error) {
+func gitmirrorCredentials(gmURL, tokenFile string, cfg *config.Config) ([]gitexec.Credential, error) {
 	token, err := gitmirrorClientToken(tokenFile, cfg)
 	if err != nil || token == "" {
 		return nil, err
 	}
-	return []postsubmit.Credential{{URLPrefix: strings.TrimSuffix(gmURL, "/") + "/", Token: token}}, nil
+	return []gitexec.Credential{{URLPrefix: strings.TrimSuffix(gmURL, "/") + "/", Token: token}}, nil
 }

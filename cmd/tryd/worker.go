@@ -12,10 +12,10 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/internal/config"
+	"github.com/tryd-ci/tryd/internal/gitexec"
 	"github.com/tryd-ci/tryd/internal/httpserver"
 	"github.com/tryd-ci/tryd/internal/logging"
 	"github.com/tryd-ci/tryd/worker"
-	"github.com/tryd-ci/tryd/worker/source"
 )
 
 // kvFlags collects repeated "key=value" flags.
@@ -165,7 +165,7 @@ unreachable. On SIGTERM it stops taking work, lets running jobs finish for
 // workerSourceCredentials gives the gitmirror token, when one is
 // configured, to git fetches of the repositories under gitmirror's URL
 // (and to nothing else).
-func workerSourceCredentials(gmURL, tokenFile string, cfg *config.Config) ([]source.Credential, error) {
+func workerSourceCredentials(gmURL, tokenFile string, cfg *config.Config) ([]gitexec.Credential, error) {
 	token, err := gitmirrorClientToken(tokenFile, cfg)
 	if err != nil || token == "" {
 		return nil, err
@@ -176,7 +176,7 @@ func workerSourceCredentials(gmURL, tokenFile string, cfg *config.Config) ([]sou
 	if gmURL == "" {
 		return nil, errors.New("worker: a gitmirror token is configured but no gitmirror URL to send it to (--gitmirror or gitmirror.url)")
 	}
-	return []source.Credential{{URLPrefix: strings.TrimSuffix(gmURL, "/") + "/", Token: token}}, nil
+	return []gitexec.Credential{{URLPrefix: strings.TrimSuffix(gmURL, "/") + "/", Token: token}}, nil
 }
 
 // defaultBaseEnv is the worker's default job environment (see

@@ -7,6 +7,10 @@
 // It owns no repository and no environment policy: callers say which git
 // binary, which directory and which environment (what git may read from the
 // host's configuration differs between a server's mirror and a simulator).
+// It does give them one way to pass settings and secrets through that
+// environment (ConfigEnv, BasicAuth, and Credential for the bearer tokens
+// of a gitmirror with tokens), so that no secret is ever on a command
+// line.
 package gitexec
 
 import (

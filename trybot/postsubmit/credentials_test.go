@@ -143,25 +143,24 @@ func TestCredentialsReachGitmirror(t *testing.T) {
 	}
 }
 
+// TestCredentialsValidated checks that New refuses what
+// gitexec.Credential.Validate refuses (its own test has the full table),
+// without showing the token.
 func TestCredentialsValidated(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		c    postsubmit.Credential
 	}{
 		{"no trailing slash", postsubmit.Credential{URLPrefix: "http://gm:8083", Token: "t0123456789abcdef"}},
-		{"user info", postsubmit.Credential{URLPrefix: "http://u:p@gm:8083/", Token: "t0123456789abcdef"}},
-		{"not http", postsubmit.Credential{URLPrefix: "file:///srv/", Token: "t0123456789abcdef"}},
-		{"query", postsubmit.Credential{URLPrefix: "http://gm:8083/?x=1/", Token: "t0123456789abcdef"}},
-		{"empty token", postsubmit.Credential{URLPrefix: "http://gm:8083/"}},
 		{"token with a newline", postsubmit.Credential{URLPrefix: "http://gm:8083/", Token: "t0123\nX-Evil: 1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cc, _ := api.NewClient("http://127.0.0.1:1", "client-token-0123456789", nil)
 			_, err := postsubmit.New(postsubmit.Options{Coordinator: cc, Planner: stepPlanner{}, Dir: t.TempDir(), Credentials: []postsubmit.Credential{tc.c}})
-			if err == nil {
-				t.Fatal("accepted")
+			if err == nil || !strings.HasPrefix(err.Error(), "postsubmit: ") {
+				t.Fatalf("New = %v, want a postsubmit: error", err)
 			}
-			if tc.c.Token != "" && strings.Contains(err.Error(), tc.c.Token) {
+			if strings.Contains(err.Error(), tc.c.Token) {
 				t.Errorf("the error shows the token: %v", err)
 			}
 		})

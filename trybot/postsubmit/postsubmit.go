@@ -40,9 +40,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -56,6 +54,7 @@ import (
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/graph"
 	"github.com/tryd-ci/tryd/internal/config"
+	"github.com/tryd-ci/tryd/internal/gitexec"
 )
 
 // Build labels (the dashboard grid's contract, see dashboard.Label*).
@@ -117,6 +116,10 @@ type Options struct {
 	Dir string
 	// Git is the git program (default "git").
 	Git string
+	// CommandTimeout bounds each git command (default 10m), so that a
+	// hung fetch cannot hold a repository's lock, and with it every
+	// later update of the repository, for ever.
+	CommandTimeout time.Duration
 	// Credentials are bearer tokens git sends to repository URLs (the
 	// gitmirror token, for Repos' gitmirror URLs). They reach git through
 	// its environment (GIT_CONFIG_COUNT, GIT_CONFIG_KEY_n,
@@ -139,48 +142,18 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Credential is a bearer token for the repository URLs under URLPrefix.
-type Credential struct {
-	// URLPrefix is an http(s) URL ending in "/" ("http://gitmirror:8083/");
-	// git matches it as it does http.<url>.* settings: same scheme, host
-	// and port, and a path under the prefix's.
-	URLPrefix string
-	// Token is sent as "Authorization: Bearer TOKEN".
-	Token string
-}
-
-func (c Credential) validate() error {
-	u, err := url.Parse(c.URLPrefix)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
-		u.User != nil || u.RawQuery != "" || u.Fragment != "" || !strings.HasSuffix(u.Path, "/") ||
-		strings.ContainsAny(c.URLPrefix, "\n\r\x00") {
-		return fmt.Errorf("postsubmit: credential URL prefix %q: want http(s)://host[:port]/path/ without user info, query or fragment", c.URLPrefix)
-	}
-	if c.Token == "" || strings.ContainsAny(c.Token, "\n\r\x00") {
-		return fmt.Errorf("postsubmit: credential for %s: empty token or one with a line break", c.URLPrefix)
-	}
-	return nil
-}
+// Credential is a bearer token git sends to the repository URLs under
+// its URLPrefix (see gitexec.Credential, which validates it).
+type Credential = gitexec.Credential
 
 // gitEnv is git's environment: the process's, without prompts or
-// system configuration, with opts' credentials as extra headers.
+// system configuration, with the credentials as extra headers.
 func gitEnv(creds []Credential) ([]string, error) {
-	env := append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C")
-	if len(creds) == 0 {
-		return env, nil
+	cenv, err := gitexec.CredentialEnv(creds)
+	if err != nil {
+		return nil, fmt.Errorf("postsubmit: %w", err)
 	}
-	// Git's stderr ends up in errors and logs: should someone turn on
-	// GIT_TRACE_CURL or GIT_CURL_VERBOSE, keep the header redacted.
-	env = append(env, "GIT_TRACE_REDACT=1", fmt.Sprintf("GIT_CONFIG_COUNT=%d", len(creds)))
-	for i, c := range creds {
-		if err := c.validate(); err != nil {
-			return nil, err
-		}
-		env = append(env,
-			fmt.Sprintf("GIT_CONFIG_KEY_%d=http.%s.extraHeader", i, c.URLPrefix),
-			fmt.Sprintf("GIT_CONFIG_VALUE_%d=Authorization: Bearer %s", i, c.Token))
-	}
-	return env, nil
+	return append(append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C"), cenv...), nil
 }
 
 // Builder submits post-submit, force and periodic builds.
@@ -215,6 +188,9 @@ func New(opts Options) (*Builder, error) {
 	}
 	if opts.Git == "" {
 		opts.Git = "git"
+	}
+	if opts.CommandTimeout <= 0 {
+		opts.CommandTimeout = 10 * time.Minute
 	}
 	if opts.Backfill <= 0 {
 		opts.Backfill = 1
@@ -532,22 +508,22 @@ func (b *Builder) gitDir(r Repo) string {
 	return filepath.Join(b.opts.Dir, safe+".git")
 }
 
+// git runs a git command in r's bare clone (made first if missing) and
+// returns its standard output. A failure wraps a *gitexec.Error, which
+// quotes git's standard error (never its arguments).
 func (b *Builder) git(ctx context.Context, r Repo, args ...string) ([]byte, error) {
 	dir := b.gitDir(r)
 	if _, err := os.Stat(filepath.Join(dir, "HEAD")); err != nil {
-		cmd := exec.CommandContext(ctx, b.opts.Git, "init", "--bare", "--quiet", dir)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("postsubmit: git init %s: %w: %s", dir, err, bytes.TrimSpace(out))
+		mk := gitexec.Cmd{Git: b.opts.Git, Env: b.gitEnv, Args: []string{"init", "--bare", "--quiet", dir}, Timeout: b.opts.CommandTimeout}
+		if err := mk.Run(ctx); err != nil {
+			return nil, fmt.Errorf("postsubmit: clone of %s: %w", r.Name, err)
 		}
 	}
-	cmd := exec.CommandContext(ctx, b.opts.Git, append([]string{"--git-dir=" + dir}, args...)...)
-	cmd.Env = b.gitEnv
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("postsubmit: git %s (%s): %w: %s", args[0], r.Name, err, clip(strings.TrimSpace(stderr.String())))
+	out, err := gitexec.Cmd{Git: b.opts.Git, Env: b.gitEnv, Args: append([]string{"--git-dir=" + dir}, args...), Timeout: b.opts.CommandTimeout}.Output(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("postsubmit: %s: %w", r.Name, err)
 	}
-	return stdout.Bytes(), nil
+	return out, nil
 }
 
 // fetchBranch fetches the branch and returns its head.

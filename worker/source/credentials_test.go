@@ -68,20 +68,22 @@ func TestCredentials(t *testing.T) {
 	}
 }
 
-// TestCredentialValidation checks that credentials that would leak or
-// break git's configuration are refused.
+// TestCredentialValidation checks that New refuses what
+// gitexec.Credential.Validate refuses (its own test has the full table)
+// with an error that names the package and not the token.
 func TestCredentialValidation(t *testing.T) {
-	for _, c := range []Credential{
-		{URLPrefix: "http://mirror:8083", Token: "t"},     // no trailing slash
-		{URLPrefix: "ftp://mirror/", Token: "t"},          // scheme
-		{URLPrefix: "http://user:pw@mirror/", Token: "t"}, // user info
-		{URLPrefix: "http://mirror/?x=1/", Token: "t"},    // query
-		{URLPrefix: "http://mirror/", Token: ""},          // empty
-		{URLPrefix: "http://mirror/", Token: "a\nb"},      // line break
-		{URLPrefix: "http://mirror/\nx=y/", Token: "t"},   // line break in key
+	for _, tc := range []struct {
+		name string
+		c    Credential
+	}{
+		{"no trailing slash", Credential{URLPrefix: "http://mirror:8083", Token: "t0123456789abcdef"}},
+		{"line break in the token", Credential{URLPrefix: "http://mirror/", Token: "t0123456789abcdef\nX-Evil: 1"}},
 	} {
-		if _, err := New(Options{Dir: t.TempDir(), Credentials: []Credential{c}}); err == nil {
-			t.Errorf("New accepted credential %+v", c)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(Options{Dir: t.TempDir(), Credentials: []Credential{tc.c}})
+			if err == nil || !strings.HasPrefix(err.Error(), "source: ") || strings.Contains(err.Error(), "t0123456789abcdef") {
+				t.Errorf("New = %v, want a source: error without the token", err)
+			}
+		})
 	}
 }

@@ -95,28 +95,9 @@ type Options struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
-// Credential is a bearer token for the repository URLs under URLPrefix.
-type Credential struct {
-	// URLPrefix is an http(s) URL ending in "/" ("http://gitmirror:8083/");
-	// git matches it as it does http.<url>.* settings: same scheme, host
-	// and port, and a path under the prefix's.
-	URLPrefix string
-	// Token is sent as "Authorization: Bearer TOKEN".
-	Token string
-}
-
-func (c Credential) validate() error {
-	u, err := url.Parse(c.URLPrefix)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
-		u.User != nil || u.RawQuery != "" || u.Fragment != "" || !strings.HasSuffix(u.Path, "/") ||
-		strings.ContainsAny(c.URLPrefix, "\n\r\x00") {
-		return fmt.Errorf("source: credential URL prefix %q: want http(s)://host[:port]/path/ without user info, query or fragment", c.URLPrefix)
-	}
-	if c.Token == "" || strings.ContainsAny(c.Token, "\n\r\x00") {
-		return fmt.Errorf("source: credential for %s: empty token or one with a line break", c.URLPrefix)
-	}
-	return nil
-}
+// Credential is a bearer token for the repository URLs under its
+// URLPrefix (see gitexec.Credential, which validates it).
+type Credential = gitexec.Credential
 
 // token returns the token for u, or "".
 func (s *Store) token(u string) string {
@@ -168,15 +149,11 @@ func New(opts Options) (*Store, error) {
 	if opts.Sleep == nil {
 		opts.Sleep = sleep
 	}
-	env := append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C")
-	var headers []gitexec.Config
-	for _, c := range opts.Credentials {
-		if err := c.validate(); err != nil {
-			return nil, err
-		}
-		headers = append(headers, gitexec.Config{Key: "http." + c.URLPrefix + ".extraHeader", Value: "Authorization: Bearer " + c.Token})
+	cenv, err := gitexec.CredentialEnv(opts.Credentials)
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
 	}
-	env = append(env, gitexec.ConfigEnv(headers...)...)
+	env := append(append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "LC_ALL=C"), cenv...)
 	log := opts.Log
 	if log == nil {
 		l := logrus.New()
