@@ -24,11 +24,12 @@ import (
 // manifest is one Kubernetes document of deploy/kubernetes, decoded as
 // far as these checks need.
 type manifest struct {
-	file string
-	Kind string                `yaml:"kind"`
-	Meta struct{ Name string } `yaml:"metadata"`
-	Data map[string]string     `yaml:"data"`
-	Spec struct {
+	file       string
+	APIVersion string                `yaml:"apiVersion"`
+	Kind       string                `yaml:"kind"`
+	Meta       struct{ Name string } `yaml:"metadata"`
+	Data       map[string]string     `yaml:"data"`
+	Spec       struct {
 		Template struct {
 			Spec podSpec `yaml:"spec"`
 		} `yaml:"template"`
@@ -126,9 +127,11 @@ func secretRefs(cfg *config.Config) map[string]config.Secret {
 }
 
 // TestDeployExamples checks the examples under deploy/ against the code
-// they configure: the tryd.yaml of the ConfigMap loads with the real
-// config loader; every server that listens off loopback is configured to
-// require its tokens; every secret file it names is created by
+// they configure: every manifest document is well-formed with a kind and
+// an apiVersion; the tryd.yaml of the ConfigMap loads with the real
+// config loader, with the shared database and artifact store (postgres,
+// gcs) that the coordinator's replicas need; every server that listens
+// off loopback is configured to require its tokens; every secret file it names is created by
 // secrets.example.yaml's command and mounted into the pods that read it;
 // and the command line of every container, and of the systemd unit,
 // parses with the real flags of its subcommand.
@@ -147,6 +150,24 @@ func TestDeployExamples(t *testing.T) {
 	if cfg == nil {
 		t.Fatal("no ConfigMap with tryd.yaml")
 	}
+
+	t.Run("documents have kind and apiVersion", func(t *testing.T) {
+		for _, m := range ms {
+			if m.Kind == "" || m.APIVersion == "" {
+				t.Errorf("%s: a document (name %q) has no kind or apiVersion", m.file, m.Meta.Name)
+			}
+		}
+	})
+	t.Run("coordinator replicas share postgres and gcs", func(t *testing.T) {
+		// The manifests run the coordinator as replicas (see
+		// coordinator/replicatest): its state and artifacts must not be
+		// local to one pod.
+		c := cfg.Coordinator
+		if c.Database != "postgres" || !c.PostgresDSN.IsSet() || c.Artifacts != "gcs" || c.GCSBucket == "" {
+			t.Errorf("coordinator config: database %q (dsn set: %v), artifacts %q, bucket %q; the manifests need postgres and gcs",
+				c.Database, c.PostgresDSN.IsSet(), c.Artifacts, c.GCSBucket)
+		}
+	})
 
 	t.Run("servers off loopback require tokens", func(t *testing.T) {
 		for _, tc := range []struct {
