@@ -396,6 +396,68 @@ func (k footerKey) name() string {
 // lookupKey matches a footer key case-insensitively (keys are ASCII
 // letters, digits and '-', see parseFooterLine).
 func lookupKey(key string) footerKey {
+	// Gerrit writes every key in its canonical spelling: a switch finds
+	// those at once; other spellings take the case-insensitive scan.
+	switch key {
+	case KeyPatchSet:
+		return kPatchSet
+	case KeyCurrent:
+		return kCurrent
+	case KeyPatchSetDescription:
+		return kPatchSetDescription
+	case KeyChangeID:
+		return kChangeID
+	case KeySubject:
+		return kSubject
+	case KeyBranch:
+		return kBranch
+	case KeyStatus:
+		return kStatus
+	case KeyTopic:
+		return kTopic
+	case KeyCommit:
+		return kCommit
+	case KeyHashtags:
+		return kHashtags
+	case KeyCustomKeyedValue:
+		return kCustomKeyedValue
+	case KeyTag:
+		return kTag
+	case KeyGroups:
+		return kGroups
+	case KeyReviewer:
+		return kReviewer
+	case KeyCC:
+		return kCC
+	case KeyRemoved:
+		return kRemoved
+	case KeyReviewerEmail:
+		return kReviewerEmail
+	case KeyCCEmail:
+		return kCCEmail
+	case KeyRemovedEmail:
+		return kRemovedEmail
+	case KeyLabel:
+		return kLabel
+	case KeyCopiedLabel:
+		return kCopiedLabel
+	case KeySubmissionID:
+		return kSubmissionID
+	case KeySubmittedWith:
+		return kSubmittedWith
+	case KeyRealUser:
+		return kRealUser
+	case KeyPrivate:
+		return kPrivate
+	case KeyWorkInProgress:
+		return kWorkInProgress
+	case KeyRevertOf:
+		return kRevertOf
+	case KeyCherryPickOf:
+		return kCherryPickOf
+	case KeyAttention:
+		return kAttention
+	}
 	for k := kPatchSet; k < numFooterKeys; k++ {
 		if n := k.name(); len(n) == len(key) && strings.EqualFold(n, key) {
 			return k

@@ -671,3 +671,40 @@ func TestReplayLegacyHistory(t *testing.T) {
 		t.Fatalf("legacy format:\n got %q\nwant %q", got, msgs[3].msg)
 	}
 }
+
+// lookupKeyScan is lookupKey's definition: a case-insensitive match
+// against every known key of the same length.
+func lookupKeyScan(key string) footerKey {
+	for k := kPatchSet; k < numFooterKeys; k++ {
+		if n := k.name(); len(n) == len(key) && strings.EqualFold(n, key) {
+			return k
+		}
+	}
+	return kUnknown
+}
+
+func TestLookupKey(t *testing.T) {
+	for k := kPatchSet; k < numFooterKeys; k++ {
+		for _, spelling := range []string{k.name(), strings.ToLower(k.name()), strings.ToUpper(k.name())} {
+			if got := lookupKey(spelling); got != k {
+				t.Errorf("lookupKey(%q) = %d (%s), want %d", spelling, got, got.name(), k)
+			}
+		}
+	}
+	for _, unknown := range []string{"", "Patch-se", "Patch-sets", "X-Custom", "Label "} {
+		if got := lookupKey(unknown); got != kUnknown {
+			t.Errorf("lookupKey(%q) = %s, want unknown", unknown, got.name())
+		}
+	}
+}
+
+func FuzzLookupKey(f *testing.F) {
+	f.Add("Patch-set")
+	f.Add("label")
+	f.Add("Tag\u212a")
+	f.Fuzz(func(t *testing.T, key string) {
+		if got, want := lookupKey(key), lookupKeyScan(key); got != want {
+			t.Fatalf("lookupKey(%q) = %d, scan says %d", key, got, want)
+		}
+	})
+}
