@@ -21,6 +21,7 @@ import (
 	"github.com/tryd-ci/tryd/coordinator/graph"
 	"github.com/tryd-ci/tryd/worker/artifact"
 	"github.com/tryd-ci/tryd/worker/proc"
+	"github.com/tryd-ci/tryd/worker/source"
 )
 
 // infraError marks a failure of the worker rather than of the job
@@ -330,7 +331,18 @@ func (w *Worker) prepareSource(ctx context.Context, src api.SourceRef, dst strin
 	switch {
 	case src.Repo != "" && src.Manifest == "":
 		_, release, err := w.sources.Checkout(ctx, src.Repo, src.Revision, dst)
-		if err != nil {
+		switch {
+		case err == nil:
+		case !errors.Is(err, source.ErrUnavailable) && (errors.Is(err, source.ErrNotFound) || errors.Is(err, source.ErrBadRevision)):
+			// The revision or repository does not exist, or is refused:
+			// the job's own fault, which another attempt elsewhere
+			// would only repeat. Transient failures were retried by
+			// worker/source already; when those retries ran out
+			// (ErrUnavailable, whose cause may be a lookup that found
+			// nothing because the fetch failed), and for local
+			// failures, the fault is the worker's: retried elsewhere.
+			return nil, fmt.Errorf("worker: cannot check out the job's source: %w", err)
+		default:
 			return nil, infra("worker: source: %w", err)
 		}
 		return release, nil
