@@ -1,9 +1,7 @@
 package trybot_test
 
 import (
-	"io"
 	"net/http/httptest"
-	"sync"
 	"testing"
 
 	"github.com/tryd-ci/tryd/internal/githubsim"
@@ -16,18 +14,6 @@ func serveAPI(t *testing.T, tb *trybot.Trybot) string {
 	srv := httptest.NewServer(tb.Handler())
 	t.Cleanup(srv.Close)
 	return srv.URL
-}
-
-// syncWriter serializes writes to w.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 func testenvInCI() bool { return testenv.InCI() }

@@ -65,15 +65,15 @@ func runChild() error {
 // child is a trybot subprocess.
 type child struct {
 	cmd *exec.Cmd
-	out *strings.Builder
+	out *testenv.Buffer
 }
 
 func startChild(t *testing.T, cfgPath, token string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "TRYBOT_CHILD_CONFIG="+cfgPath, "TRYBOT_CHILD_TOKEN="+token)
-	out := &strings.Builder{}
-	cmd.Stderr = &syncWriter{w: out}
+	out := &testenv.Buffer{}
+	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

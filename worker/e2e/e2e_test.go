@@ -571,7 +571,7 @@ func TestTryInterruptCancels(t *testing.T) {
 	graphFile := filepath.Join(dir, "g.json")
 	os.WriteFile(graphFile, []byte(`{"jobs":[{"name":"slow","source_mode":"none","commands":[{"argv":["sh","-c","sleep 300 & echo $! > `+pidFile+`.tmp; mv `+pidFile+`.tmp `+pidFile+`; wait"]}]}]}`), 0o644)
 	cmd := exec.Command(testenv.TrydBinary(t), "try", "--coordinator", e.c.URL, "--token-file", filepath.Join(e.dir, "client-token"), graphFile)
-	var out syncBuffer
+	var out testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

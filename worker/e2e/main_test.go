@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,29 +21,11 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
-// syncBuffer collects the processes' logs for failure messages.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is one test's cluster.
 type env struct {
 	t    *testing.T
 	c    *cluster.Cluster
-	logs *syncBuffer
+	logs *testenv.Buffer
 	cl   *api.Client
 	dir  string
 }
@@ -55,7 +36,7 @@ func start(t *testing.T, coordYAML string) *env {
 	testenv.Short(t)
 	testenv.NeedTool(t, "git")
 	testenv.NeedTool(t, "sh")
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
