@@ -65,7 +65,7 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, release fu
 		segBatches = 8
 	)
 	if !c.opts.LoadWithGC {
-		defer pauseGC()()
+		defer pauseGC(loadBudget(n))()
 	}
 	workers := c.opts.LoadWorkers
 	// Decoded records are recycled, a batch at a time, through free (a
