@@ -145,7 +145,7 @@ func (w *Worker) execute(ctx context.Context, a api.Assignment, logs *logStream,
 			return "", 0, fmt.Errorf("command %d: working directory: %w", i+1, err)
 		}
 		fullEnv := append(append(append([]string(nil), w.opts.BaseEnv...), "TMPDIR="+tmp, runVar+"="+w.runID), env...)
-		err = proc.Run(ctx, proc.Spec{Argv: argv, Env: fullEnv, Dir: dir, Output: logs, Stdin: w.devNull})
+		err = proc.Run(ctx, proc.Spec{Argv: argv, Env: fullEnv, Dir: dir, Output: logs, Stdin: w.devNull, Paths: w.paths})
 		if err != nil {
 			var ee *proc.ExitError
 			if errors.As(err, &ee) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/worker/artifact"
+	"github.com/tryd-ci/tryd/worker/proc"
 	"github.com/tryd-ci/tryd/worker/source"
 )
 
@@ -79,6 +80,7 @@ type Worker struct {
 	runID   string      // see runVar
 	lock    *os.File    // flock'ed: one worker per directory
 	devNull *os.File    // every command's stdin
+	paths   *proc.PathCache
 	cache   *artifact.Cache
 	sources *source.Store
 	m       *metrics
@@ -138,7 +140,7 @@ func New(opts Options) (*Worker, error) {
 		l.SetOutput(io.Discard)
 		log = l
 	}
-	w := &Worker{opts: opts, log: log, jobsDir: filepath.Join(opts.Dir, "jobs"), uploadedOK: map[string]bool{}, jobDirs: make(chan string, 2*opts.Slots)}
+	w := &Worker{opts: opts, log: log, jobsDir: filepath.Join(opts.Dir, "jobs"), uploadedOK: map[string]bool{}, jobDirs: make(chan string, 2*opts.Slots), paths: proc.NewPathCache(0, nil)}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}

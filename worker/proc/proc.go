@@ -12,9 +12,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -43,6 +41,9 @@ type Spec struct {
 	// the caller keeps open for all its commands (nil: os/exec opens
 	// /dev/null for each command).
 	Stdin *os.File
+	// Paths, if set, remembers where Argv[0] was found (see
+	// PathCache); nil searches the PATH every time.
+	Paths *PathCache
 	// WaitDelay bounds how long Run keeps reading output after the
 	// process group has been killed, for processes that escaped the
 	// group but hold the output open (default 2s).
@@ -73,7 +74,7 @@ func Run(ctx context.Context, s Spec) error {
 	if len(s.Argv) == 0 || s.Argv[0] == "" {
 		return errors.New("proc: empty argv")
 	}
-	path, err := lookPath(s.Argv[0], s.Env)
+	path, err := lookPath(s.Paths, s.Argv[0], s.Env)
 	if err != nil {
 		return fmt.Errorf("proc: %w", err)
 	}
@@ -167,34 +168,4 @@ func killGroup(pgid int) {
 	if pgid > 0 {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	}
-}
-
-// lookPath resolves name against the PATH in env, falling back to the
-// worker's own PATH, so that a job's PATH decides which program runs.
-func lookPath(name string, env []string) (string, error) {
-	for i := len(env) - 1; i >= 0; i-- {
-		if v, ok := strings.CutPrefix(env[i], "PATH="); ok {
-			return lookPathIn(name, v)
-		}
-	}
-	return lookPathIn(name, os.Getenv("PATH"))
-}
-
-// lookPathIn is exec.LookPath with an explicit PATH. A name containing a
-// slash is used as is (relative names are resolved against Spec.Dir by
-// os/exec).
-func lookPathIn(name, pathList string) (string, error) {
-	if strings.Contains(name, "/") {
-		return name, nil
-	}
-	for _, dir := range filepath.SplitList(pathList) {
-		if dir == "" {
-			dir = "."
-		}
-		p := filepath.Join(dir, name)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%q: %w", name, exec.ErrNotFound)
 }
