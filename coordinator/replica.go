@@ -460,12 +460,27 @@ func (c *Coordinator) routeToHolder(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Worker calls (most of the traffic) pass straight through.
 		path := r.URL.Path
-		if r.Header.Get(forwardedHeader) != "" || !strings.HasPrefix(path, "/api/builds/") && !strings.HasPrefix(path, "/api/attempts/") {
+		if !strings.HasPrefix(path, "/api/builds/") && !strings.HasPrefix(path, "/api/attempts/") {
 			next.ServeHTTP(w, r)
 			return
 		}
 		if p, err := c.auth.check(r); err != nil || !p.client {
 			next.ServeHTTP(w, r) // which refuses it: never forward unauthenticated calls
+			return
+		}
+		if r.Header.Get(forwardedHeader) != "" {
+			// Another replica found this one holding the build: answer
+			// here, never forward again. A claim is announced when it
+			// commits, so the build may still be resuming here: an
+			// event stream or a cancel waits for it (the claim loop
+			// wakes it) rather than fail as unavailable.
+			if m := buildPathRE.FindStringSubmatch(path); m != nil && m[2] != "" {
+				id, _ := strconv.ParseInt(m[1], 10, 64)
+				ctx, cancel := context.WithTimeout(r.Context(), resumeWait)
+				c.holderOf(ctx, id, true)
+				cancel()
+			}
+			next.ServeHTTP(w, r)
 			return
 		}
 		var id int64
@@ -503,6 +518,10 @@ func (c *Coordinator) routeToHolder(next http.Handler) http.Handler {
 // replica holds yet (submitted while every replica was busy) waits for a
 // holder.
 const unheldWait = 30 * time.Second
+
+// resumeWait bounds how long a forwarded call waits for a build this
+// replica claimed to be resumed.
+const resumeWait = 10 * time.Second
 
 // While a call waits for a build's holder, held notices (and this
 // replica's own claims) wake it; it also reads the lease every
