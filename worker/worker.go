@@ -330,20 +330,22 @@ func (w *Worker) Run(ctx context.Context) error {
 	finished := make(chan api.AttemptResult, w.opts.Slots*2+4)
 	var jobs sync.WaitGroup
 	defer jobs.Wait()
+	pool := newGoPool()
+	defer pool.close()
 
 	startJob := func(a api.Assignment) {
 		jctx, cancel := context.WithCancelCause(bg)
 		runningJobs[a.AttemptID] = &running{cancel: cancel, jobID: a.Job.ID}
 		w.m.running.Inc()
 		jobs.Add(1)
-		go func() {
+		pool.Go(func() {
 			defer jobs.Done()
 			defer cancel(nil)
 			res, cleanup := w.run(jctx, a)
 			w.m.observe(res)
 			finished <- res
 			cleanup()
-		}()
+		})
 	}
 	runningIDs := func() []string {
 		ids := make([]string, 0, len(runningJobs)+len(backlog))
@@ -504,7 +506,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			if len(req.Results) > 0 {
 				unacked++
 			}
-			go func() {
+			pool.Go(func() {
 				defer cancel()
 				// Once Run has returned (bg is done), nobody reads.
 				answer := func(a pollAnswer) {
@@ -524,7 +526,7 @@ func (w *Worker) Run(ctx context.Context) error {
 					answer(pollAnswer{seq: seq, resp: first, req: req, partial: true})
 				})
 				answer(pollAnswer{seq: seq, resp: resp, req: req, err: err, taken: taken})
-			}()
+			})
 		}
 
 		// take starts (or queues) a poll answer's work and stops what
