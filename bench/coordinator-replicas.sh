@@ -19,8 +19,10 @@
 # (GCS emulator and clients), and the coordinators' commits and HTTP
 # requests per job: on a shared machine wall-clock figures swing, these
 # say what a second replica costs. Session of 2026-11-21 (2 cores, load
-# average 11-17 from other work): 2 replicas 0.89-1.07x 1 replica over
-# 11 runs; per job, 2 replicas spend ~100us more coordinator CPU than 1
+# average 11-17 from other work): 2 replicas 0.88-1.26x 1 replica over
+# 17 runs (and one 0.50x: a forwarded event stream answered 503 while
+# the build was being resumed, since fixed), mostly below 1.0x; per job,
+# 2 replicas spend ~100us more coordinator CPU than 1
 # (~460 vs ~360us; the replica with one worker ~500us, the other ~410us:
 # fewer results per commit and per request, two Go runtimes waking) and
 # ~20us more PostgreSQL CPU (~0.25 vs ~0.15 commits per job). Cut this
