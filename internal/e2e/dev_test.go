@@ -120,7 +120,7 @@ func TestDevDemo(t *testing.T) {
 	t.Parallel()
 	testenv.Short(t)
 	testenv.NeedTool(t, "git")
-	logs := &logBuf{}
+	logs := &testenv.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("processes' output:\n%s", logs.String())
@@ -194,7 +194,7 @@ func TestDevDemo(t *testing.T) {
 
 	// Second run: the Gerrit simulator reloads its changes, the trybot
 	// its state; nothing is tried or posted again.
-	runLogs := &logBuf{}
+	runLogs := &testenv.Buffer{}
 	d = startDev(t, io.MultiWriter(logs, runLogs), data, "--demo-no-github", "--log-level", "info")
 	d.waitLine(t, "demo: Gerrit changes", 60*time.Second)
 	d.waitLine(t, "demo: every result is in", 60*time.Second)

@@ -30,7 +30,7 @@ const (
 // stack is tryd deployed as separate processes around the simulators.
 type stack struct {
 	t    *testing.T
-	logs *logBuf
+	logs *testenv.Buffer
 	dir  string
 
 	w   *gerritsimtest.World
@@ -71,7 +71,7 @@ func newWorld(t *testing.T, pubsubURL, trybotURL string, tail func(s *stack) str
 	testenv.NeedTool(t, "git")
 	testenv.NeedTool(t, "sh")
 	trydBinary(t)
-	s := &stack{t: t, logs: &logBuf{}, dir: t.TempDir()}
+	s := &stack{t: t, logs: &testenv.Buffer{}, dir: t.TempDir()}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("processes' output:\n%s", s.logs.String())

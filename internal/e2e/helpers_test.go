@@ -25,25 +25,6 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 // trydBinary is the tryd binary the tests run as processes.
 func trydBinary(t *testing.T) string { return testenv.TrydBinary(t) }
 
-// logBuf collects the processes' output; the test prints it when it
-// fails.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // prefixWriter prefixes each line with the process's name.
 type prefixWriter struct {
 	name string
