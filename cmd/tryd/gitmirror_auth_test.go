@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tryd-ci/tryd/internal/config"
+	"github.com/tryd-ci/tryd/internal/gitexec"
 	"github.com/tryd-ci/tryd/internal/testenv"
 )
 
@@ -93,11 +95,12 @@ func TestGitmirrorCommandToken(t *testing.T) {
 	}
 	withToken := *cfg
 	deadline := time.Now().Add(30 * time.Second)
+	var ge *gitexec.Error
 	for {
 		// Until gitmirror's first fetch made refs/heads/main servable,
 		// git fails.
 		err := update(&withToken)
-		if err != nil && !strings.Contains(err.Error(), "postsubmit: git") {
+		if err != nil && !errors.As(err, &ge) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -107,7 +110,7 @@ func TestGitmirrorCommandToken(t *testing.T) {
 	}
 	noToken := *cfg
 	noToken.Gitmirror.Token = config.Secret{}
-	if err := update(&noToken); err == nil || !strings.Contains(err.Error(), "postsubmit: git fetch") {
+	if err := update(&noToken); !errors.As(err, &ge) || ge.Verb != "fetch" {
 		t.Errorf("postsubmit without the token: %v, want a refused git fetch", err)
 	} else if strings.Contains(err.Error(), token) {
 		t.Errorf("the error shows the token: %v", err)
@@ -116,7 +119,7 @@ func TestGitmirrorCommandToken(t *testing.T) {
 	t.Setenv("TRYD_TEST_GM_TOKEN", rotated)
 	envCfg := *cfg
 	envCfg.Gitmirror.Token = config.EnvSecret("TRYD_TEST_GM_TOKEN")
-	if err := update(&envCfg); err == nil || strings.Contains(err.Error(), "postsubmit: git") {
+	if err := update(&envCfg); err == nil || errors.As(err, &ge) {
 		t.Errorf("postsubmit with the token in env: %v, want a coordinator error after the fetch", err)
 	}
 }
