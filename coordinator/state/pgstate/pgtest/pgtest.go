@@ -3,9 +3,10 @@
 // TRYD_TEST_POSTGRES (a database to connect to for CREATE DATABASE);
 // without it, Start runs a throwaway server of its own from the
 // PostgreSQL binaries (PATH, else /usr/lib/postgresql/*/bin): initdb into
-// a temporary directory, pg_ctl start on a free 127.0.0.1 port, stopped
-// and removed by the test's cleanup. As root, the server runs as the
-// postgres user (initdb refuses root). Missing binaries skip the test
+// a temporary directory, postgres on a free 127.0.0.1 port, stopped and
+// removed by the test's cleanup, and never left running by a killed test
+// process (see Launch). As root, the server runs as the postgres user
+// (initdb refuses root). Missing binaries skip the test
 // locally and fail it under CI=true. Programs that are not tests
 // (benchmarks) use BinDir and Launch directly.
 //
@@ -21,16 +22,19 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,64 +77,261 @@ func Start(t testing.TB) *Server {
 }
 
 // Launch starts a throwaway server from the binaries in bin (see
-// BinDir) in a new temporary directory; stop stops it and removes the
-// directory. For programs (benchmarks) that are not tests.
+// BinDir) in a new temporary directory, os.TempDir()/tryd-pg-*; stop
+// stops it and removes the directory. For programs (benchmarks) that are
+// not tests.
+//
+// A server never outlives its process for long, even one killed before
+// stop runs (test timeout, Ctrl-C, kill -9): on Linux the postmaster is a
+// child that the kernel shuts down when the process ends (Pdeathsig),
+// and the directory records its owner (PID and start time), so the next
+// Launch on the machine stops any server still running there
+// (immediate shutdown) and removes the directories of owners that are
+// gone (reapOrphans).
 func Launch(bin string) (srv *Server, stop func() error, err error) {
-	dir, err := os.MkdirTemp("", "tryd-pg-")
+	tmp := os.TempDir()
+	reapOrphans(tmp, time.Now())
+	// A port picked free may be taken before the server binds it (other
+	// tests run on the machine): try another.
+	for try := 1; ; try++ {
+		srv, _, stop, err = launch(bin, tmp)
+		if err == nil || !errors.Is(err, errPortTaken) || try == 3 {
+			return srv, stop, err
+		}
+	}
+}
+
+// dirPrefix names the directories Launch creates (and reapOrphans
+// removes) in the temporary directory.
+const dirPrefix = "tryd-pg-"
+
+// ownerFile, in a server's directory, holds "PID START" of the process
+// that launched it (see processStart).
+const ownerFile = "owner"
+
+// errPortTaken is a server failing to bind the port it was given.
+var errPortTaken = errors.New("pgtest: port taken")
+
+// launch is one try of Launch; dir is the server's directory.
+func launch(bin, tmp string) (srv *Server, dir string, stop func() error, err error) {
+	dir, err = os.MkdirTemp(tmp, dirPrefix)
 	if err != nil {
-		return nil, nil, err
+		return nil, "", nil, err
 	}
 	defer func() {
 		if err != nil {
 			os.RemoveAll(dir)
 		}
 	}()
+	// First of all, so that no other Launch mistakes the directory for
+	// an orphan.
+	self := os.Getpid()
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), fmt.Appendf(nil, "%d %s\n", self, processStart(self)), 0o644); err != nil {
+		return nil, "", nil, fmt.Errorf("pgtest: %w", err)
+	}
 	data := filepath.Join(dir, "data")
-	asUser := os.Geteuid() == 0
-	if asUser {
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
 		// initdb refuses to run as root: hand the directory to postgres.
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			return nil, nil, fmt.Errorf("pgtest: running as root and no postgres user: %w", err)
+			return nil, "", nil, fmt.Errorf("pgtest: running as root and no postgres user: %w", err)
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		if err := os.Chown(dir, uid, gid); err != nil {
-			return nil, nil, err
+			return nil, "", nil, err
 		}
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
-	run := func(name string, args ...string) error {
-		p := filepath.Join(bin, name)
-		var cmd *exec.Cmd
-		if asUser {
-			cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", p}, args...)...)
-		} else {
-			cmd = exec.Command(p, args...)
-		}
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("pgtest: %s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
-	if err := run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"); err != nil {
-		return nil, nil, err
+	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
+	// The server's user may not enter the caller's directory.
+	initdb.Dir = dir
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if out, err := initdb.CombinedOutput(); err != nil {
+		return nil, "", nil, fmt.Errorf("pgtest: initdb -D %s: %v\n%s", data, err, out)
 	}
 	port, err := freePort()
 	if err != nil {
-		return nil, nil, err
+		return nil, "", nil, err
 	}
-	// fsync off: a test database need not survive power loss, and the
-	// machine is shared. Sockets in the data directory, not /var/run.
-	opts := fmt.Sprintf("-h 127.0.0.1 -p %d -k %s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", port, data)
-	if err := run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"); err != nil {
-		return nil, nil, err
+	logPath := filepath.Join(dir, "log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	defer logf.Close()
+	// The postmaster runs in the foreground as this process's child (not
+	// daemonized by pg_ctl), so that it can die with it. fsync off: a
+	// test database need not survive power loss, and the machine is
+	// shared. Sockets in the data directory, not /var/run.
+	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-k", data,
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200")
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = serverAttr(cred)
+	exited := make(chan struct{})
+	var waitErr error
+	// Pdeathsig fires when the thread that forked the server ends, not
+	// the process: the Go runtime may end a thread, so the server is
+	// started from a goroutine locked to its thread, which lives (and
+	// waits for the server) until the server exits.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Never unlocked: the thread ends with the goroutine, after the
+		// server is gone.
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
+	if err := <-started; err != nil {
+		return nil, "", nil, fmt.Errorf("pgtest: start postgres: %w", err)
 	}
 	stop = func() error {
 		defer os.RemoveAll(dir)
-		return run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+		return shutdown(cmd.Process, exited)
 	}
-	return &Server{DSN: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)}, stop, nil
+	dsn := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	if err := awaitReady(dsn, exited, 60*time.Second); err != nil {
+		stop()
+		log, _ := os.ReadFile(logPath)
+		if strings.Contains(string(log), "could not bind") || strings.Contains(string(log), "already in use") {
+			err = fmt.Errorf("%w: %v", errPortTaken, err)
+		}
+		select {
+		case <-exited:
+			if waitErr != nil {
+				err = fmt.Errorf("%w (%v)", err, waitErr)
+			}
+		default:
+		}
+		return nil, "", nil, fmt.Errorf("pgtest: postgres on port %d: %w\n%s", port, err, log)
+	}
+	return &Server{DSN: dsn}, dir, stop, nil
+}
+
+// awaitReady waits until the server accepts connections, exits, or the
+// timeout passes.
+func awaitReady(dsn string, exited <-chan struct{}, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		conn, err := pgx.Connect(ctx, dsn)
+		if err == nil {
+			conn.Close(ctx)
+			cancel()
+			return nil
+		}
+		cancel()
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %v: %w", timeout, err)
+		}
+		select {
+		case <-exited:
+			return errors.New("server exited")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// shutdown stops a server (SIGQUIT: immediate shutdown, nothing of a
+// throwaway database is worth a checkpoint) and waits for it, killing it
+// if it lingers.
+func shutdown(p *os.Process, exited <-chan struct{}) error {
+	p.Signal(syscall.SIGQUIT)
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(30 * time.Second):
+	}
+	p.Kill()
+	select {
+	case <-exited:
+		return errors.New("pgtest: postgres ignored SIGQUIT for 30s; killed")
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("pgtest: postgres (pid %d) does not exit", p.Pid)
+	}
+}
+
+// ownerlessAge is how old a server directory without an owner file must
+// be to be reaped: one from before owner files, or from a process killed
+// between creating the directory and writing the file.
+const ownerlessAge = 10 * time.Minute
+
+// reapOrphans removes the server directories in tmp whose owner process
+// is gone, after stopping a server still running in one (a server that
+// outlived its owner: no Pdeathsig on this system, or started by an
+// older pgtest through pg_ctl). Directories it may not remove (another
+// user's) are left alone. Best effort: a test that cannot clean up after
+// another still runs.
+func reapOrphans(tmp string, now time.Time) (reaped []string) {
+	dirs, _ := filepath.Glob(filepath.Join(tmp, dirPrefix+"*"))
+	for _, dir := range dirs {
+		if !orphaned(dir, now) {
+			continue
+		}
+		if !stopOrphan(filepath.Join(dir, "data")) {
+			continue
+		}
+		if os.RemoveAll(dir) == nil {
+			reaped = append(reaped, dir)
+		}
+	}
+	return reaped
+}
+
+// orphaned reports whether dir's owner process is gone.
+func orphaned(dir string, now time.Time) bool {
+	b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		fi, err := os.Stat(dir)
+		return err == nil && fi.IsDir() && now.Sub(fi.ModTime()) > ownerlessAge
+	}
+	if err != nil {
+		return false
+	}
+	var pid int
+	var start string
+	if n, _ := fmt.Sscan(string(b), &pid, &start); n != 2 || pid <= 0 {
+		// Not ours to judge (a half-written file is a few bytes
+		// short for a moment at most).
+		return false
+	}
+	return processStart(pid) != start
+}
+
+// stopOrphan stops the server recorded in data/postmaster.pid, if it
+// still runs, and reports whether none runs there any more.
+func stopOrphan(data string) bool {
+	b, err := os.ReadFile(filepath.Join(data, "postmaster.pid"))
+	if err != nil {
+		return true // never started, or shut down cleanly
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 || processStart(pid) == "" || !isPostmaster(pid) {
+		return true
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return true
+	}
+	if p.Signal(syscall.SIGQUIT) != nil {
+		return false // another user's server
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if processStart(pid) == "" {
+			return true
+		}
+	}
+	p.Kill()
+	time.Sleep(100 * time.Millisecond)
+	return processStart(pid) == ""
 }
 
 // NewDatabase creates an empty database on the server, dropped by the
@@ -266,22 +467,24 @@ func (s *Shared) Stop() error {
 	return stop()
 }
 
-// BinDir finds the directory of initdb and pg_ctl: PATH, else the newest
-// /usr/lib/postgresql/*/bin.
+// BinDir finds the directory of initdb and postgres: PATH, else the
+// newest /usr/lib/postgresql/*/bin.
 func BinDir() (string, error) {
-	if p, err := exec.LookPath("pg_ctl"); err == nil {
-		if _, err := exec.LookPath("initdb"); err == nil {
+	if p, err := exec.LookPath("initdb"); err == nil {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(p), "postgres")); err == nil {
 			return filepath.Dir(p), nil
 		}
 	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
 	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+		_, err1 := os.Stat(filepath.Join(d, "initdb"))
+		_, err2 := os.Stat(filepath.Join(d, "postgres"))
+		if err1 == nil && err2 == nil {
 			return d, nil
 		}
 	}
-	return "", errors.New("pgtest: PostgreSQL (initdb, pg_ctl) not found in PATH or /usr/lib/postgresql/*/bin")
+	return "", errors.New("pgtest: PostgreSQL (initdb, postgres) not found in PATH or /usr/lib/postgresql/*/bin")
 }
 
 func version(binDir string) int {
