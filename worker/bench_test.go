@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/graph"
@@ -30,6 +31,6 @@ func BenchmarkExecuteTrue(b *testing.B) {
 		for _, f := range cleanup {
 			f()
 		}
-		logs.Close(context.Background())
+		logs.Close(context.Background(), 10*time.Second)
 	}
 }

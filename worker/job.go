@@ -89,9 +89,7 @@ func (w *Worker) run(ctx context.Context, a api.Assignment) (api.AttemptResult, 
 		res.State, res.Error = api.AttemptFailed, err.Error()
 		logs.Note("%v", err)
 	}
-	closeCtx, closeCancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	logs.Close(closeCtx)
-	closeCancel()
+	logs.Close(context.WithoutCancel(ctx), 10*time.Second)
 	res.LogTruncated = logs.Truncated()
 	return res, func() {
 		for i := len(cleanup) - 1; i >= 0; i-- {

@@ -165,8 +165,10 @@ func (l *logStream) flush(ctx context.Context) bool {
 }
 
 // Close stops the stream after sending what is left (retrying a few times
-// while the coordinator is briefly unreachable, within ctx).
-func (l *logStream) Close(ctx context.Context) {
+// while the coordinator is briefly unreachable, for at most timeout
+// within ctx). A stream that holds nothing to send (most trivial jobs
+// write nothing) closes without setting up a deadline.
+func (l *logStream) Close(ctx context.Context, timeout time.Duration) {
 	l.mu.Lock()
 	already, started := l.closed, l.started
 	l.closed = true
@@ -178,6 +180,14 @@ func (l *logStream) Close(ctx context.Context) {
 	if started {
 		<-l.done
 	}
+	l.mu.Lock()
+	empty := len(l.buf) == 0
+	l.mu.Unlock()
+	if empty {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	for i := 0; !l.flush(ctx) && i < 5; i++ {
 		select {
 		case <-ctx.Done():

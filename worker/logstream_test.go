@@ -64,7 +64,7 @@ func TestLogStream(t *testing.T) {
 					t.Fatalf("Write = %d, %v", n, err)
 				}
 			}
-			l.Close(context.Background())
+			l.Close(context.Background(), 10*time.Second)
 			got := s.log.String()
 			if tt.truncated {
 				marker := truncationMarker(tt.max)
@@ -95,5 +95,5 @@ func TestLogStreamGoneStopsJob(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("a 409 from the coordinator did not stop the job")
 	}
-	l.Close(context.Background())
+	l.Close(context.Background(), 10*time.Second)
 }
