@@ -28,6 +28,8 @@ type pendingAttempt struct {
 	// missed counts consecutive polls of its worker that did not list
 	// it: a worker that dropped it no longer holds its slot.
 	missed int
+	// handed is when it was handed out (see listGrace).
+	handed time.Time
 }
 
 // pipelineScan bounds the dependents one poll looks at for pipelined
@@ -89,7 +91,7 @@ func (c *Coordinator) assignPending(s *session, d *job, after []string) api.Assi
 		rec: api.Attempt{ID: randomID(), BuildID: d.b.id, JobID: d.g.ID, Worker: s.name, State: api.AttemptRunning},
 		j:   d, sess: s,
 	}
-	p := &pendingAttempt{a: a, after: after}
+	p := &pendingAttempt{a: a, after: after, handed: c.clock.Now()}
 	d.pending = p
 	s.pending[a.rec.ID] = p
 	as := c.assignment(s, d)

@@ -106,10 +106,15 @@ func TestPipelinedDroppedSched(t *testing.T) {
 		}
 	})
 	t.Run("lost", func(t *testing.T) {
-		e := newEnv(t, sqliteBackend, envOpts{})
+		// Fake time passes only while a poll waits idle, so that the
+		// assignments are older than listGrace when polls miss them.
+		clock := newFakeClock()
+		e := newEnv(t, sqliteBackend, envOpts{clock: clock})
 		w := newTestWorker(t, e, "w1", tokenW1, nil)
+		defer advanceWhileIdle(e, clock, "w1")()
 		sub := e.submit(chainABC, api.PriorityTry)
 		b := byName(w.earlyPoll(t, 2, nil).Assignments)["b"]
+		clock.Advance(listGrace)
 		// The worker forgets a (two polls without it): a is lost and
 		// requeued; b's attempt, which waited for it, is dropped.
 		var cancelled []string

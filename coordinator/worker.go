@@ -267,6 +267,19 @@ func (c *Coordinator) splice(planner *job, frag *graph.Graph, fragErr error, now
 	return nil
 }
 
+// listGrace is how long after an assignment a poll that does not list
+// the attempt is not taken as a sign that the worker forgot it. A worker
+// may build several polls before it takes the answer that carried the
+// assignment: a waiting poll's answer overtaken (in the coordinator's
+// writes, the network, the worker's goroutines) by a reporting poll's
+// early answer, after which the worker sends the next report. Two such
+// polls lost attempts the worker was about to run, which then ran twice
+// (bench/coordinator-replicas.sh's logs under load: "worker no longer
+// runs it" 8ms after the dispatch, about one run in fifteen). An attempt
+// whose answer never reached the worker is lost listGrace later than it
+// would be otherwise.
+const listGrace = 5 * time.Second
+
 // Poll is a worker's heartbeat, result report and request for work; see
 // api.PollRequest. It blocks until there is work or a cancellation for the
 // worker, or the wait ends. It answers in one part (req.Early is not
@@ -343,6 +356,9 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 			p.missed = 0
 			continue
 		}
+		if now.Sub(p.handed) < listGrace {
+			continue
+		}
 		// Not listed twice: the worker dropped it (it keeps its job
 		// waiting, so nothing is lost but the slot, given back here).
 		if p.missed++; p.missed >= 2 {
@@ -356,7 +372,11 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 			continue
 		}
 		// One miss may be a race with a result posted on the side; two
-		// mean the worker forgot the attempt.
+		// mean the worker forgot the attempt. Not so soon after the
+		// assignment (see listGrace).
+		if now.Sub(a.rec.Started) < listGrace {
+			continue
+		}
 		if a.missed++; a.missed >= 2 {
 			c.loseAttempt(a, "worker no longer runs it", now)
 		}
