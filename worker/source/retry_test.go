@@ -153,12 +153,7 @@ func startGitmirror(t *testing.T, upstreamURL string) *gitmirrorProc {
 	testenv.Short(t)
 	bin := testenv.TrydBinary(t)
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := reservePort(t) // the same across restarts, and nobody else's meanwhile
 	tok := filepath.Join(dir, "token")
 	if err := os.WriteFile(tok, []byte(mirrorToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -337,18 +332,15 @@ func TestCheckoutPermanentFailsFast(t *testing.T) {
 // after RetryFor and the error wraps ErrUnavailable; a context that ends
 // stops them at once.
 func TestCheckoutGivesUp(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gone := "http://" + ln.Addr().String() + "/proj.git"
-	ln.Close()
+	// A reserved port: refused for the whole test, never another
+	// test's server.
+	gone := "http://" + reservePort(t) + "/proj.git"
 	testenv.NeedTool(t, "git")
 
 	var pauses []time.Duration
 	s, logs := retryStore(t, Options{RetryFor: 2 * time.Second, RetryMin: 100 * time.Millisecond, RetryMax: 800 * time.Millisecond,
 		Sleep: func(ctx context.Context, d time.Duration) error { pauses = append(pauses, d); return nil }})
-	_, _, err = s.Checkout(context.Background(), gone, strings.Repeat("a", 40), filepath.Join(t.TempDir(), "src"))
+	_, _, err := s.Checkout(context.Background(), gone, strings.Repeat("a", 40), filepath.Join(t.TempDir(), "src"))
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
