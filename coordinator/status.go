@@ -253,7 +253,10 @@ func (c *Coordinator) AttemptLog(ctx context.Context, id string, offset int64, f
 	_, running := c.attempts[id]
 	c.mu.Unlock()
 	if !running {
-		if _, err := c.store.Attempt(ctx, id); err != nil {
+		// A finished attempt is in the store, or still only in memory
+		// (its result acknowledged early, the commit under way): reads
+		// see every answered write.
+		if _, err := c.store.Attempt(ctx, id); err != nil && (!errors.Is(err, state.ErrNotFound) || !c.attemptInMemory(id)) {
 			return storeErr("attempt "+id, err)
 		}
 	}
@@ -437,4 +440,23 @@ func (c *Coordinator) Workers(ctx context.Context) ([]api.Worker, error) {
 // srcSummary is a source without its file list (which can be large).
 func srcSummary(s graph.Source) graph.Source {
 	return graph.Source{Repo: s.Repo, Revision: s.Revision}
+}
+
+// attemptInMemory reports whether a build in memory has an attempt of
+// this ID (running or finished, committed or not). It looks at
+// every job of the builds in memory: only reads the store could not
+// answer come here.
+func (c *Coordinator) attemptInMemory(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, b := range c.builds {
+		for _, j := range b.order {
+			for _, a := range j.attempts {
+				if a.rec.ID == id {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
