@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -154,15 +153,13 @@ func (p *proc) stop() {
 	}
 }
 
-// freeAddr returns a loopback address nothing listens on.
+// freeAddr returns a loopback address nothing listens on, held for this
+// test (testenv.ReservePort) until it ends: components are killed and
+// restarted on their address, and no other test's server or connection
+// may take the port while one is down (or before it first starts).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return testenv.ReservePort(t)
 }
 
 func writeFile(t *testing.T, path, content string, perm os.FileMode) string {

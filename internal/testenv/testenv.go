@@ -1,7 +1,9 @@
 // Package testenv holds helpers shared by tryd's tests: locating the
-// recorded payloads in ../shared/fixtures, requiring external tools, and
+// recorded payloads in ../shared/fixtures, requiring external tools,
 // knowing whether the test runs in CI, where nothing may be skipped for a
-// missing tool or fixture.
+// missing tool or fixture, building the tryd binary once per test
+// process, and holding loopback ports for servers that restart on a fixed
+// address (HoldPort, ReservePort).
 package testenv
 
 import (

@@ -153,7 +153,7 @@ func startGitmirror(t *testing.T, upstreamURL string) *gitmirrorProc {
 	testenv.Short(t)
 	bin := testenv.TrydBinary(t)
 	dir := t.TempDir()
-	addr := reservePort(t) // the same across restarts, and nobody else's meanwhile
+	addr := testenv.ReservePort(t) // the same across restarts, and nobody else's meanwhile
 	tok := filepath.Join(dir, "token")
 	if err := os.WriteFile(tok, []byte(mirrorToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -334,7 +334,7 @@ func TestCheckoutPermanentFailsFast(t *testing.T) {
 func TestCheckoutGivesUp(t *testing.T) {
 	// A reserved port: refused for the whole test, never another
 	// test's server.
-	gone := "http://" + reservePort(t) + "/proj.git"
+	gone := "http://" + testenv.ReservePort(t) + "/proj.git"
 	testenv.NeedTool(t, "git")
 
 	var pauses []time.Duration

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/internal/testenv"
 )
 
 // Options says what to start.
@@ -48,6 +48,7 @@ type Cluster struct {
 	config      string
 	addr        string
 	tokens      map[string]string // worker name → token
+	releasePort func()            // gives back the coordinator's port
 
 	mu    sync.Mutex
 	coord *Proc
@@ -66,17 +67,6 @@ func randomToken() string {
 	b := make([]byte, 24)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// freeAddr returns a loopback address with a port that was free a moment
-// ago; the coordinator must know its URL before it starts.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // WorkerNames are the worker identities the cluster has tokens for.
@@ -110,18 +100,25 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	addr, err := freeAddr()
+	// The coordinator's address is fixed before it starts (its URL is in
+	// the config and the workers' flags) and it may be restarted there,
+	// so the port is held until Close: nobody else's server or
+	// connection takes it while the coordinator is down.
+	addr, release, err := testenv.HoldPort()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cluster: coordinator address: %w", err)
 	}
+	c.releasePort = release
 	c.addr, c.URL = addr, "http://"+addr
 	c.config = filepath.Join(opts.Dir, "tryd.yaml")
 	cfg := fmt.Sprintf("coordinator:\n  listen: %q\n  url: %q\n  worker_tokens: file:%s\n  client_token: file:%s\n%s",
 		addr, c.URL, filepath.Join(opts.Dir, "worker-tokens"), filepath.Join(opts.Dir, "client-token"), opts.CoordinatorYAML)
 	if err := os.WriteFile(c.config, []byte(cfg), 0o644); err != nil {
+		release()
 		return nil, err
 	}
 	if err := c.StartCoordinator(ctx); err != nil {
+		c.Close()
 		return nil, err
 	}
 	return c, nil
@@ -250,8 +247,12 @@ func (p *Proc) Err() error { return p.err }
 // Pid returns the process ID.
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
-// Close kills every process still running.
+// Close kills every process still running and gives back the
+// coordinator's port.
 func (c *Cluster) Close() {
+	if c.releasePort != nil {
+		defer c.releasePort()
+	}
 	c.mu.Lock()
 	procs := append([]*Proc(nil), c.procs...)
 	c.mu.Unlock()
