@@ -16,7 +16,8 @@ import "testing"
 // gitmirror was down).
 //
 // HoldPort instead keeps a socket bound to the port, but never listening,
-// for as long as the caller wants the address. On Linux and the BSDs:
+// for as long as the caller wants the address. On Linux (where tryd's
+// tests and CI run, and where TestHoldPort checks each point):
 //
 //   - Connections to the port are refused while no server listens on it
 //     (a bound socket that does not listen accepts nothing), so a server
@@ -29,8 +30,12 @@ import "testing"
 //     most one of them listens, so the server, in this process or a child,
 //     can listen on the held port, be killed, and listen again.
 //
-// A program that does not set SO_REUSEADDR (not a Go one) cannot bind
-// the held port; tryd's components are all Go programs.
+// A program that does not set SO_REUSEADDR cannot bind the held port;
+// tryd's components are Go programs (PostgreSQL sets it too). The BSDs
+// and macOS are Unix but stricter: there two sockets may bind the very
+// same address only with SO_REUSEPORT, which Go's listeners do not set,
+// so a server may fail to listen on a held port with "address already in
+// use"; the error names the port, nothing passes silently.
 
 // HoldPort reserves a 127.0.0.1 port for the caller (see above): it
 // returns the address ("127.0.0.1:PORT") and release, which gives the
