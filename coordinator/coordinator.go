@@ -180,7 +180,7 @@ type Coordinator struct {
 	pinMu sync.Mutex
 	pins  map[string]int // artifact digest → active builds needing it
 	// outputsOK holds pinned digests the artifact store confirmed while
-	// they were pinned, and when (see outputKnown); a digest's entry
+	// they were pinned, and when (see outputExists); a digest's entry
 	// goes with its last pin. unpins counts such last pins.
 	outputsOK map[string]time.Time
 	unpins    uint64
