@@ -86,7 +86,13 @@ run() {
 		fi
 	fi
 	stop_server
-	echo "$out$diag" | sed "s/^RESULT/RESULT mode=$mode round=$round/" | tee /dev/stderr
+	# The line goes to the caller and, as progress, to stderr (through
+	# the inherited descriptor: tee /dev/stderr would reopen a
+	# redirected stderr file at offset 0 and overwrite it).
+	local line
+	line=$(echo "$out$diag" | sed "s/^RESULT/RESULT mode=$mode round=$round/")
+	echo "$line" >&2
+	echo "$line"
 }
 
 results=""
