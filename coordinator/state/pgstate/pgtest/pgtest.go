@@ -338,36 +338,8 @@ func stopOrphan(data string) bool {
 // test's cleanup, and returns its DSN.
 func (s *Server) NewDatabase(t testing.TB) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, s.DSN)
-	if err != nil {
-		t.Fatalf("pgtest: connect: %v", err)
-	}
-	defer conn.Close(ctx)
-	var b [6]byte
-	rand.Read(b[:])
-	name := "tryd_test_" + hex.EncodeToString(b[:])
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("pgtest: create database: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, s.DSN)
-		if err != nil {
-			t.Errorf("pgtest: connect to drop %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("pgtest: drop %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(s.DSN)
-	if err != nil || u.Scheme == "" {
-		t.Fatalf("pgtest: %s must be a postgres:// URL: %v", EnvDSN, err)
-	}
+	name := s.create(t, "CREATE DATABASE %s", "DROP DATABASE IF EXISTS %s WITH (FORCE)")
+	u := s.url(t)
 	u.Path = "/" + name
 	return u.String()
 }
@@ -379,41 +351,58 @@ func (s *Server) NewDatabase(t testing.TB) string {
 // and advisory locks, so tests of several replicas use NewDatabase.
 func (s *Server) NewSchema(t testing.TB) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, s.DSN)
-	if err != nil {
-		t.Fatalf("pgtest: connect: %v", err)
-	}
-	defer conn.Close(ctx)
-	var b [6]byte
-	rand.Read(b[:])
-	name := "tryd_test_" + hex.EncodeToString(b[:])
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+name); err != nil {
-		t.Fatalf("pgtest: create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, s.DSN)
-		if err != nil {
-			t.Errorf("pgtest: connect to drop schema %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+name+" CASCADE"); err != nil {
-			t.Errorf("pgtest: drop schema %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(s.DSN)
-	if err != nil || u.Scheme == "" {
-		t.Fatalf("pgtest: %s must be a postgres:// URL: %v", EnvDSN, err)
-	}
+	name := s.create(t, "CREATE SCHEMA %s", "DROP SCHEMA IF EXISTS %s CASCADE")
+	u := s.url(t)
 	q := u.Query()
 	// pgx sends parameters it does not know as run-time parameters.
 	q.Set("search_path", name)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// create runs the statement create (with %s for a fresh random name) on
+// the maintenance database, registers drop (likewise) for the test's
+// cleanup, and returns the name.
+func (s *Server) create(t testing.TB, create, drop string) string {
+	t.Helper()
+	var b [6]byte
+	rand.Read(b[:])
+	name := "tryd_test_" + hex.EncodeToString(b[:])
+	if err := s.exec(fmt.Sprintf(create, name)); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.exec(fmt.Sprintf(drop, name)); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	return name
+}
+
+// exec runs one statement on its own connection to the maintenance
+// database.
+func (s *Server) exec(stmt string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.DSN)
+	if err != nil {
+		return fmt.Errorf("connect for %q: %w", stmt, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, stmt); err != nil {
+		return fmt.Errorf("%q: %w", stmt, err)
+	}
+	return nil
+}
+
+// url parses the server's DSN, which must be a postgres:// URL.
+func (s *Server) url(t testing.TB) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s.DSN)
+	if err != nil || u.Scheme == "" {
+		t.Fatalf("pgtest: %s must be a postgres:// URL: %v", EnvDSN, err)
+	}
+	return u
 }
 
 // Shared is one server for all the tests of a package: the first call of
