@@ -9,7 +9,6 @@ import (
 
 	"github.com/tryd-ci/tryd/bench/trystack"
 	"github.com/tryd-ci/tryd/internal/config"
-	"github.com/tryd-ci/tryd/trybot"
 	"github.com/tryd-ci/tryd/trybot/client"
 )
 
@@ -31,14 +30,8 @@ func TestGerritResultsAgainstBase(t *testing.T) {
 	opts := s.TrybotOptions(t.TempDir())
 	opts.Log = testLogger(t)
 	opts.Config.Trybot.PreexistingVote = 1
-	ctx, cancel := context.WithCancel(context.Background())
-	tb, err := trybot.New(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- tb.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; tb.Close() })
+	tb := runTrybot(t, opts)
+	ctx := t.Context()
 	api, err := client.New(serveAPI(t, tb), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -76,14 +76,22 @@ func startStack(t *testing.T, opts trystack.Options) *trystack.Stack {
 	return s
 }
 
-// startTrybot runs a trybot in this process until the test ends.
+// startTrybot runs a trybot with the stack's options in this process
+// until the test ends.
 func startTrybot(t *testing.T, s *trystack.Stack, dir string) *trybot.Trybot {
 	t.Helper()
 	opts := s.TrybotOptions(dir)
 	opts.Log = testLogger(t)
+	return runTrybot(t, opts)
+}
+
+// runTrybot runs a trybot with opts in this process until the test ends.
+func runTrybot(t *testing.T, opts trybot.Options) *trybot.Trybot {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	tb, err := trybot.New(ctx, opts)
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -337,14 +345,8 @@ func TestGerritInfraFailureIsNotTheChangesFault(t *testing.T) {
 	opts := s.TrybotOptions(t.TempDir())
 	opts.Log = testLogger(t)
 	opts.NoWorkerTimeout = time.Second
-	ctx, cancel := context.WithCancel(context.Background())
-	tb, err := trybot.New(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- tb.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; tb.Close() })
+	runTrybot(t, opts)
+	ctx := t.Context()
 
 	n, _, err := s.Gerrit.CreateChange(ctx, s.Project, "main", s.Owner, "infra", map[string]string{"ok.txt": "yes\n"})
 	if err != nil {
@@ -420,14 +422,8 @@ func TestGerritPostingRetriedExactlyOnce(t *testing.T) {
 	opts.Log = testLogger(t)
 	lossy := &lossyTransport{refused: 3, lost: 2}
 	opts.HTTPClient = &http.Client{Transport: lossy}
-	ctx, cancel := context.WithCancel(context.Background())
-	tb, err := trybot.New(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- tb.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; tb.Close() })
+	runTrybot(t, opts)
+	ctx := t.Context()
 
 	n, _, err := s.Gerrit.CreateChange(ctx, s.Project, "main", s.Owner, "flaky gerrit", map[string]string{"ok.txt": "yes\n"})
 	if err != nil {

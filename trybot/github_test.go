@@ -14,7 +14,6 @@ import (
 	"github.com/tryd-ci/tryd/bench/trystack"
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/internal/config"
-	"github.com/tryd-ci/tryd/trybot"
 )
 
 var ghBuilders = []config.Builder{
@@ -43,19 +42,8 @@ func startGitHubTrybotWith(t *testing.T, builders []config.Builder, app bool, rt
 	if len(rt) > 0 {
 		opts.HTTPClient = &http.Client{Transport: rt[0]}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	tb, err := trybot.New(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- tb.Run(ctx) }()
+	tb := runTrybot(t, opts)
 	s.SetAppWebhook(tb.Handler())
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		tb.Close()
-	})
 	tok, err := s.GitHub.Sim.AddUser("observer", "read")
 	if err != nil {
 		t.Fatal(err)

@@ -80,14 +80,8 @@ func TestTrustDomains(t *testing.T) {
 	cfg.Trybot.PostSubmitLabels = map[string]string{"trust": "postsubmit"}
 	opts.Config = &cfg
 	opts.Log = testLogger(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	tb, err := trybot.New(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- tb.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; tb.Close() })
+	runTrybot(t, opts)
+	ctx := t.Context()
 
 	n, _, err := s.Gerrit.CreateChange(ctx, s.Project, "main", s.Owner, "good change", map[string]string{"ok.txt": "yes\n"})
 	if err != nil {
