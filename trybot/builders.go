@@ -173,18 +173,7 @@ func (b *Builders) Plan(name string, src graph.Source) (*graph.Graph, error) {
 		if jobName == "" {
 			jobName = fmt.Sprintf("step%d", i+1)
 		}
-		cmd := graph.Command{Argv: slices.Clone(s.Run), Dir: s.Dir}
-		if s.Shell != "" {
-			cmd.Argv = []string{"sh", "-c", s.Shell}
-		}
-		keys := make([]string, 0, len(s.Env))
-		for k := range s.Env {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			cmd.Env = append(cmd.Env, k+"="+s.Env[k])
-		}
+		cmd := goplan.StepCommand(s.Run, s.Shell, s.Dir, s.Env)
 		j := &graph.Job{
 			Name:      jobName,
 			Commands:  []graph.Command{cmd},

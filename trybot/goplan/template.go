@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"time"
 
@@ -103,18 +104,7 @@ func (t *Template) Graph(labels map[string]string, timeout time.Duration) *graph
 	g := &graph.Graph{}
 	prev := ""
 	for _, s := range t.Steps {
-		cmd := graph.Command{Argv: append([]string(nil), s.Run...), Dir: s.Dir}
-		if s.Shell != "" {
-			cmd.Argv = []string{"sh", "-c", s.Shell}
-		}
-		keys := make([]string, 0, len(s.Env))
-		for k := range s.Env {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			cmd.Env = append(cmd.Env, k+"="+s.Env[k])
-		}
+		cmd := StepCommand(s.Run, s.Shell, s.Dir, s.Env)
 		j := &graph.Job{Name: s.Name, Commands: []graph.Command{cmd}, Labels: labels, Timeout: graph.Duration(timeout), Cacheable: true}
 		if prev != "" {
 			j.Deps = []string{prev}
@@ -140,4 +130,24 @@ func LoadTemplate(dir string) (t *Template, ok bool, err error) {
 	}
 	t, err = ParseTemplate(f)
 	return t, err == nil, err
+}
+
+// StepCommand is the command of a step, of a builder in tryd.yaml or of
+// a template: argv run as is, or shell run with sh -c, in dir, with env
+// in sorted order so that the job's content-derived ID does not depend
+// on map iteration.
+func StepCommand(run []string, shell, dir string, env map[string]string) graph.Command {
+	cmd := graph.Command{Argv: slices.Clone(run), Dir: dir}
+	if shell != "" {
+		cmd.Argv = []string{"sh", "-c", shell}
+	}
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		cmd.Env = append(cmd.Env, k+"="+env[k])
+	}
+	return cmd
 }
