@@ -265,80 +265,68 @@ func (n *flexInt) UnmarshalJSON(b []byte) error {
 type flexString string
 
 func (s *flexString) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		*s = ""
-		return nil
-	}
-	if len(b) > 0 && b[0] == '"' {
-		var v string
-		if err := json.Unmarshal(b, &v); err != nil {
-			return err
+	v, err := stringOr(b, func(b []byte) (string, error) {
+		var n json.Number
+		if err := json.Unmarshal(b, &n); err != nil {
+			return "", fmt.Errorf("want string or number: %w", err)
 		}
-		*s = flexString(v)
-		return nil
-	}
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err != nil {
-		return fmt.Errorf("want string or number: %w", err)
-	}
-	*s = flexString(n.String())
-	return nil
+		return n.String(), nil
+	})
+	*s = flexString(v)
+	return err
 }
 
 // gerritName is a project (or similar) written as "name" or {"name": …}.
 type gerritName string
 
 func (g *gerritName) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		*g = ""
-		return nil
-	}
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
+	v, err := stringOr(b, func(b []byte) (string, error) {
+		var o struct {
+			Name string `json:"name"`
 		}
-		*g = gerritName(s)
-		return nil
-	}
-	var o struct {
-		Name string `json:"name"`
-	}
-	if err := json.Unmarshal(b, &o); err != nil {
-		return fmt.Errorf("want string or {\"name\":…}: %w", err)
-	}
-	*g = gerritName(o.Name)
-	return nil
+		if err := json.Unmarshal(b, &o); err != nil {
+			return "", fmt.Errorf("want string or {\"name\":…}: %w", err)
+		}
+		return o.Name, nil
+	})
+	*g = gerritName(v)
+	return err
 }
 
 // gerritKey is a changeKey written as {"id": …}, {"key": …} or a string.
 type gerritKey string
 
 func (g *gerritKey) UnmarshalJSON(b []byte) error {
+	v, err := stringOr(b, func(b []byte) (string, error) {
+		var o struct {
+			ID  string `json:"id"`
+			Key string `json:"key"`
+		}
+		if err := json.Unmarshal(b, &o); err != nil {
+			return "", fmt.Errorf("want {\"id\":…} or {\"key\":…}: %w", err)
+		}
+		if o.Key != "" {
+			return o.Key, nil
+		}
+		return o.ID, nil
+	})
+	*g = gerritKey(v)
+	return err
+}
+
+// stringOr decodes the JSON value b, which Gerrit versions write either
+// as a string or in another form that other decodes: null is "", a string
+// is itself.
+func stringOr(b []byte, other func([]byte) (string, error)) (string, error) {
 	if string(b) == "null" {
-		*g = ""
-		return nil
+		return "", nil
 	}
 	if len(b) > 0 && b[0] == '"' {
 		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*g = gerritKey(s)
-		return nil
+		err := json.Unmarshal(b, &s)
+		return s, err
 	}
-	var o struct {
-		ID  string `json:"id"`
-		Key string `json:"key"`
-	}
-	if err := json.Unmarshal(b, &o); err != nil {
-		return fmt.Errorf("want {\"id\":…} or {\"key\":…}: %w", err)
-	}
-	*g = gerritKey(o.ID)
-	if o.Key != "" {
-		*g = gerritKey(o.Key)
-	}
-	return nil
+	return other(b)
 }
 
 type gerritAccount struct {
