@@ -118,6 +118,8 @@ type Store struct {
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
+
+	trees treeCache // revisions' tree listings, for CheckoutInputs
 }
 
 // New validates opts and returns a Store.
@@ -302,9 +304,18 @@ func (s *Store) Checkout(ctx context.Context, repo, rev, dst string) (commit str
 	if err := CheckRevision(rev); err != nil {
 		return "", nil, fmt.Errorf("source: %w", err)
 	}
+	return s.retrying(ctx, repo, rev, func() (string, func(), error) {
+		return s.checkoutOnce(ctx, repo, rev, dst)
+	})
+}
+
+// retrying runs one attempt of a checkout of repo at rev until it
+// succeeds, fails for a reason that will not pass, or the retries of a
+// transient failure run out (see Checkout).
+func (s *Store) retrying(ctx context.Context, repo, rev string, once func() (string, func(), error)) (string, func(), error) {
 	var waited time.Duration
 	for attempt := 1; ; attempt++ {
-		commit, release, err := s.checkoutOnce(ctx, repo, rev, dst)
+		commit, release, err := once()
 		if err == nil {
 			s.m.checkouts.WithLabelValues("ok").Inc()
 			if attempt > 1 {
@@ -390,17 +401,7 @@ func (s *Store) checkoutGit(ctx context.Context, repo, rev, dst string) (string,
 	m := s.lock(gitDir)
 	m.Lock()
 	defer m.Unlock()
-	if _, err := os.Stat(filepath.Join(gitDir, "HEAD")); err != nil {
-		tmp := gitDir + ".tmp"
-		os.RemoveAll(tmp)
-		if _, err := s.git(ctx, tmp, "init", "--bare", "--quiet"); err != nil {
-			return "", nil, err
-		}
-		if err := os.Rename(tmp, gitDir); err != nil {
-			return "", nil, err
-		}
-	}
-	commit, err := s.fetch(ctx, gitDir, repo, rev)
+	commit, err := s.update(ctx, gitDir, repo, rev)
 	if err != nil {
 		return "", nil, err
 	}
@@ -416,6 +417,23 @@ func (s *Store) checkoutGit(ctx context.Context, repo, rev, dst string) (string,
 		}
 	}
 	return commit, release, nil
+}
+
+// update creates the bare clone gitDir of repo if need be and makes rev
+// present in it (see fetch), returning its full commit hash. The caller
+// holds gitDir's lock.
+func (s *Store) update(ctx context.Context, gitDir, repo, rev string) (string, error) {
+	if _, err := os.Stat(filepath.Join(gitDir, "HEAD")); err != nil {
+		tmp := gitDir + ".tmp"
+		os.RemoveAll(tmp)
+		if _, err := s.git(ctx, tmp, "init", "--bare", "--quiet"); err != nil {
+			return "", err
+		}
+		if err := os.Rename(tmp, gitDir); err != nil {
+			return "", err
+		}
+	}
+	return s.fetch(ctx, gitDir, repo, rev)
 }
 
 // fetch makes rev present in the clone, fetching only what is missing,
