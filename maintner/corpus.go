@@ -308,7 +308,11 @@ func (c *Corpus) LogBatch(ctx context.Context, ms ...*Mutation) error {
 // Apply decodes one record payload read from the log and applies it.
 // A malformed record returns an error wrapping ErrBadRecord and changes
 // nothing.
-func (c *Corpus) Apply(payload []byte) error {
+func (c *Corpus) Apply(payload []byte) error { return c.applyAt(payload, nil) }
+
+// applyAt is Apply of a record at loc (nil when unknown: text is then
+// kept in memory).
+func (c *Corpus) applyAt(payload []byte, loc *recordLoc) error {
 	d, err := decodeRecord(payload)
 	if err != nil {
 		c.mu.Lock()
@@ -320,7 +324,9 @@ func (c *Corpus) Apply(payload []byte) error {
 		return err
 	}
 	c.mu.Lock()
+	c.cur = loc
 	c.applyLocked(d)
+	c.cur = nil
 	c.finishLocked()
 	c.mu.Unlock()
 	return nil

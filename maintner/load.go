@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/tryd-ci/tryd/maintner/internal/segmap"
 	"github.com/tryd-ci/tryd/maintner/mutlog"
 	"github.com/tryd-ci/tryd/maintner/reclog"
 )
@@ -247,7 +248,7 @@ func (c *Corpus) LoadFiles(ctx context.Context, paths []string) error {
 			return false
 		}
 		maps[i] = nil
-		if err := unmapSegment(m); err != nil {
+		if err := segmap.Unmap(m); err != nil {
 			c.log.Warnf("maintner: unmap segment %s: %v", paths[i], err)
 		}
 		return true
@@ -268,8 +269,8 @@ func (c *Corpus) LoadFiles(ctx context.Context, paths []string) error {
 		if err != nil {
 			return name, nil, err
 		}
-		if _, _, sealed, ok := mutlog.ParseName(name); ok && sealed && st.Size() > 0 && st.Size() <= maxMapped {
-			if m, err := mapSegment(f, st.Size()); err == nil {
+		if _, _, sealed, ok := mutlog.ParseName(name); ok && sealed && st.Size() > 0 && st.Size() <= segmap.MaxSize {
+			if m, err := segmap.Map(f, st.Size(), true); err == nil {
 				maps[i] = m
 				return name, m, nil
 			}
@@ -287,10 +288,6 @@ func (c *Corpus) LoadFiles(ctx context.Context, paths []string) error {
 		return name, data, nil
 	}, release, refs)
 }
-
-// maxMapped is the largest segment file LoadFiles maps: segments are at
-// most 16 MiB, and a larger file is not one a store wrote.
-const maxMapped = 1 << 30
 
 // SegmentFiles lists the segment files of a directory laid out like a
 // disk store or a follower's cache ("0000.<sha224>.mutlog",

@@ -20,12 +20,18 @@ import (
 // the heap would hold the whole text of the project's history. Text from
 // records applied without a position (Apply) is kept in memory.
 //
+// A follower (Follow) keeps references into its logsync cache the same
+// way; a reference also remembers the cache's generation, so that one
+// made before the server's history diverged fails to read (ErrText
+// wrapping logsync.ErrStale) rather than return other bytes.
+//
 // The zero Text is the empty string.
 type Text struct {
 	s   string
 	seg int32
 	off uint32 // offset in the segment; segments are at most 16 MiB
 	n   uint32 // length when in the log; 0 for in-memory text
+	gen uint32 // generation of a follower's cache (see Follow); fills padding
 }
 
 // Len returns the length of the text in bytes.
@@ -43,9 +49,10 @@ func (t Text) InMemory() bool { return t.n == 0 }
 // cost less in memory than a read.
 const textMin = 64
 
-// segmentSource reads bytes of the log a corpus was built from.
+// segmentSource reads bytes of the log a corpus was built from: those
+// of t, into p (len(p) == t.n).
 type segmentSource interface {
-	readAt(seg int, off int64, p []byte) error
+	readAt(t Text, p []byte) error
 	close() error
 }
 
@@ -63,7 +70,7 @@ func (c *Corpus) Text(t Text) (string, error) {
 		return "", fmt.Errorf("%w: no log source", ErrText)
 	}
 	buf := make([]byte, t.n)
-	if err := c.src.readAt(int(t.seg), int64(t.off), buf); err != nil {
+	if err := c.src.readAt(t, buf); err != nil {
 		return "", fmt.Errorf("%w: segment %d offset %d: %w", ErrText, t.seg, t.off, err)
 	}
 	return unsafe.String(&buf[0], len(buf)), nil
@@ -98,6 +105,7 @@ type recordLoc struct {
 	payload []byte
 	seg     int32
 	off     int64
+	gen     uint32 // see Text.gen
 }
 
 // textOf makes a Text of b, a slice of the record being applied: a
@@ -127,7 +135,7 @@ func textIn(a *arena, loc *recordLoc, b []byte) Text {
 	// Counted like text copied into memory, so that Stats.TextBytes
 	// is the same for the same log however the corpus holds it.
 	a.used += int64(len(b))
-	return Text{seg: loc.seg, off: uint32(off), n: uint32(len(b))}
+	return Text{seg: loc.seg, off: uint32(off), n: uint32(len(b)), gen: loc.gen}
 }
 
 // fileSource reads segment files.
@@ -137,7 +145,8 @@ type fileSource struct {
 	files []*os.File
 }
 
-func (s *fileSource) readAt(seg int, off int64, p []byte) error {
+func (s *fileSource) readAt(t Text, p []byte) error {
+	seg, off := int(t.seg), int64(t.off)
 	s.mu.Lock()
 	if seg < 0 || seg >= len(s.paths) {
 		s.mu.Unlock()
@@ -180,8 +189,8 @@ type SegmentStore interface {
 // storeSource reads through a SegmentStore.
 type storeSource struct{ st SegmentStore }
 
-func (s storeSource) readAt(seg int, off int64, p []byte) error {
-	rc, err := s.st.ReadSegment(context.Background(), seg, off, int64(len(p)))
+func (s storeSource) readAt(t Text, p []byte) error {
+	rc, err := s.st.ReadSegment(context.Background(), int(t.seg), int64(t.off), int64(len(p)))
 	if err != nil {
 		return err
 	}

@@ -102,9 +102,16 @@ type Follower struct {
 	segs      []cacheSeg      // cache state, by segment number
 	delivered mutlog.Position // records before this were delivered (or skipped)
 	from      mutlog.Position
-	tailNum   int       // segment whose verified bytes are in tail, or -1
-	tail      []byte    // verified bytes of segment tailNum
-	tailHash  hash.Hash // SHA-224 state over tail
+	// The tail is the growing segment whose records were all
+	// delivered, verified and cached: only its size and hash state are
+	// kept, so that new bytes are downloaded, hashed and delivered
+	// without holding (up to 16 MiB of) the segment in memory.
+	tailNum  int       // segment number, or -1
+	tailSize int64     // its verified bytes
+	tailHash hash.Hash // SHA-224 state over them
+
+	// cache is what Reader reads: the verified bytes of the cache.
+	cache *cache
 }
 
 type cacheSeg struct {
@@ -156,7 +163,7 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 		l.SetOutput(io.Discard)
 		lg = l
 	}
-	f := &Follower{opts: opts, base: base, client: opts.Client, log: lg, tailNum: -1}
+	f := &Follower{opts: opts, base: base, client: opts.Client, log: lg, tailNum: -1, cache: &cache{refs: 1}}
 	f.m = followerMetrics{
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tryd_logsync_follower_lag_bytes", Help: "Bytes the server has listed that the follower has not yet delivered."}),
@@ -189,12 +196,13 @@ func NewFollower(opts FollowerOptions) (*Follower, error) {
 	return f, nil
 }
 
-// Close releases the cache directory.
+// Close releases the cache directory. Readers (see Reader) stay usable
+// until they are closed.
 func (f *Follower) Close() error {
 	if f.lock == nil {
 		return nil
 	}
-	err := f.lock.Close()
+	err := errors.Join(f.lock.Close(), f.cache.release())
 	f.lock = nil
 	return err
 }
@@ -224,7 +232,7 @@ func (f *Follower) run(ctx context.Context, from mutlog.Position, fn mutlog.Func
 		return err
 	}
 	f.delivered, f.from = mutlog.Position{}, from
-	f.tailNum, f.tail, f.tailHash = -1, nil, nil
+	f.clearTail()
 	wait := int64(-1)
 	backoff := f.opts.RetryMin
 	for {
@@ -424,7 +432,7 @@ func (f *Follower) apply(ctx context.Context, srv []SegmentJSON, srvSum int64, f
 			}
 			continue
 		}
-		data, err := f.segmentBytes(ctx, i, s)
+		data, base, err := f.segmentBytes(ctx, i, s)
 		if err != nil {
 			return err
 		}
@@ -433,7 +441,7 @@ func (f *Follower) apply(ctx context.Context, srv []SegmentJSON, srvSum int64, f
 				return err
 			}
 		}
-		if err := f.deliver(i, data, fn); err != nil {
+		if err := f.deliver(i, data, base, fn); err != nil {
 			return err
 		}
 	}
@@ -458,33 +466,44 @@ func (f *Follower) deliveredBytes(srv []SegmentJSON) int64 {
 	return n
 }
 
-// segmentBytes returns segment i's verified bytes (s.Size of them),
-// downloading what the cache lacks and repairing the cache.
-func (f *Follower) segmentBytes(ctx context.Context, i int, s SegmentJSON) ([]byte, error) {
+// segmentBytes verifies segment i against the server's s, downloading
+// what the cache lacks and repairing the cache, and returns the
+// segment's bytes from offset base on (s.Size-base of them). base is
+// 0 except for the tail, whose earlier bytes were delivered already.
+func (f *Follower) segmentBytes(ctx context.Context, i int, s SegmentJSON) (data []byte, base int64, err error) {
+	if f.tailNum == i && !f.segs[i].sealed && f.tailSize < s.Size && !f.delivered.Less(mutlog.Position{Segment: i, Offset: f.tailSize}) {
+		more, err := f.download(ctx, s, f.tailSize)
+		if err != nil {
+			return nil, 0, err
+		}
+		h := cloneHash(f.tailHash)
+		h.Write(more)
+		if hex.EncodeToString(h.Sum(nil)) == s.SHA224 {
+			base := f.tailSize
+			if err := f.appendCache(i, more, h); err != nil {
+				return nil, 0, err
+			}
+			return more, base, nil
+		}
+		// The server's segment no longer starts with the tail: see
+		// below where it differs.
+	}
 	var have []byte
-	verified := false
 	if i < len(f.segs) && f.segs[i].path != "" {
 		c := f.segs[i]
-		switch {
-		case f.tailNum == i:
-			have, verified = f.tail, true
-		default:
-			b, err := os.ReadFile(c.path)
-			if err != nil {
-				return nil, fmt.Errorf("logsync: cache: %w", err)
-			}
-			have = b
-			if c.sealed {
-				sum := sha256.Sum224(b)
-				if hex.EncodeToString(sum[:]) != c.sha {
-					f.log.WithField("file", c.path).Warn("logsync: cached segment does not match its checksum; refetching")
-					if err := f.dropFrom(i); err != nil {
-						return nil, err
-					}
-					have = nil
-				} else {
-					verified = true
+		b, err := os.ReadFile(c.path)
+		if err != nil {
+			return nil, 0, fmt.Errorf("logsync: cache: %w", err)
+		}
+		have = b
+		if c.sealed {
+			sum := sha256.Sum224(b)
+			if hex.EncodeToString(sum[:]) != c.sha {
+				f.log.WithField("file", c.path).Warn("logsync: cached segment does not match its checksum; refetching")
+				if err := f.dropFrom(i, 0); err != nil {
+					return nil, 0, err
 				}
+				have = nil
 			}
 		}
 	}
@@ -494,78 +513,64 @@ func (f *Follower) segmentBytes(ctx context.Context, i int, s SegmentJSON) ([]by
 			at = s.Size
 		}
 		if err := f.diverge(i, at, fmt.Sprintf("cached segment %d has %d bytes, server lists %d", i, len(have), s.Size)); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		have, verified = nil, false
+		have = nil
 	}
 	if have != nil {
-		var h hash.Hash
-		if verified && f.tailNum == i {
-			h = cloneHash(f.tailHash)
-		} else {
-			h = sha256.New224()
-			h.Write(have)
-		}
+		h := sha256.New224()
+		h.Write(have)
 		var more []byte
 		if int64(len(have)) < s.Size {
 			b, err := f.download(ctx, s, int64(len(have)))
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			more = b
 			h.Write(more)
 		}
 		if hex.EncodeToString(h.Sum(nil)) == s.SHA224 {
 			if err := f.storeCache(i, have, more, h); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
-			return f.tailOr(i, have, more), nil
+			return append(have, more...), 0, nil
 		}
 		// The cached prefix plus the new bytes do not hash right:
 		// fetch the whole segment to see which side changed.
 		full, err := f.download(ctx, s, 0)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if sum := sha256.Sum224(full); hex.EncodeToString(sum[:]) != s.SHA224 {
-			return nil, fmt.Errorf("logsync: segment %d: download does not match the server's sha224", i)
+			return nil, 0, fmt.Errorf("logsync: segment %d: download does not match the server's sha224", i)
 		}
 		at := int64(0)
 		for at < int64(len(have)) && have[at] == full[at] {
 			at++
 		}
 		if err := f.diverge(i, at, fmt.Sprintf("cached bytes of segment %d differ from the server's at offset %d", i, at)); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		h = sha256.New224()
 		h.Write(full)
 		if err := f.storeCache(i, nil, full, h); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		return f.tailOr(i, nil, full), nil
+		return full, 0, nil
 	}
 	full, err := f.download(ctx, s, 0)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	h := sha256.New224()
 	h.Write(full)
 	if hex.EncodeToString(h.Sum(nil)) != s.SHA224 {
-		return nil, fmt.Errorf("logsync: segment %d: download does not match the server's sha224", i)
+		return nil, 0, fmt.Errorf("logsync: segment %d: download does not match the server's sha224", i)
 	}
 	if err := f.storeCache(i, nil, full, h); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return f.tailOr(i, nil, full), nil
-}
-
-// tailOr returns the bytes of segment i after storeCache: the in-memory
-// tail when i is the tail segment.
-func (f *Follower) tailOr(i int, have, more []byte) []byte {
-	if f.tailNum == i {
-		return f.tail
-	}
-	return append(have, more...)
+	return full, 0, nil
 }
 
 func cloneHash(h hash.Hash) hash.Hash {
@@ -618,71 +623,88 @@ func (f *Follower) download(ctx context.Context, s SegmentJSON, off int64) ([]by
 
 // storeCache records segment i as have+more (verified, hashing to h) in
 // the cache: appending more to the growing file when have is already
-// there, rewriting it otherwise. The segment becomes the in-memory tail.
+// there, rewriting it otherwise. The segment becomes the tail.
 func (f *Follower) storeCache(i int, have, more []byte, h hash.Hash) error {
 	sum := hex.EncodeToString(h.Sum(nil))
 	size := int64(len(have) + len(more))
 	if i < len(f.segs) && f.segs[i].sealed && f.segs[i].sha == sum {
-		f.setTail(i, have, more, h)
+		if err := f.cache.verified(i, f.segs[i].path, size, true); err != nil {
+			return err
+		}
+		f.setTail(i, size, h)
 		return nil
 	}
-	path := filepath.Join(f.opts.CacheDir, mutlog.GrowingName(i))
 	if have != nil && i < len(f.segs) && !f.segs[i].sealed && f.segs[i].size == int64(len(have)) {
-		if len(more) > 0 {
-			fh, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o644)
-			if err != nil {
-				return fmt.Errorf("logsync: cache: %w", err)
-			}
-			_, err = fh.Write(more)
-			if cerr := fh.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("logsync: cache: %w", err)
-			}
-		}
-	} else {
-		if i < len(f.segs) && f.segs[i].path != "" {
-			os.Remove(f.segs[i].path)
-		}
-		tmp, err := os.CreateTemp(f.opts.CacheDir, "tmp-segment-")
-		if err != nil {
-			return fmt.Errorf("logsync: cache: %w", err)
-		}
-		_, err = tmp.Write(have)
-		if err == nil {
-			_, err = tmp.Write(more)
-		}
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(tmp.Name(), path)
-		}
-		if err != nil {
-			os.Remove(tmp.Name())
-			return fmt.Errorf("logsync: cache: %w", err)
-		}
+		return f.appendCache(i, more, h)
 	}
-	c := cacheSeg{size: size, sha: sum, path: path}
+	path := filepath.Join(f.opts.CacheDir, mutlog.GrowingName(i))
+	if i < len(f.segs) && f.segs[i].path != "" {
+		// The file is replaced: bytes past have may differ.
+		if err := f.cache.drop(i, int64(len(have))); err != nil {
+			return err
+		}
+		os.Remove(f.segs[i].path)
+	}
+	tmp, err := os.CreateTemp(f.opts.CacheDir, "tmp-segment-")
+	if err != nil {
+		return fmt.Errorf("logsync: cache: %w", err)
+	}
+	_, err = tmp.Write(have)
+	if err == nil {
+		_, err = tmp.Write(more)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("logsync: cache: %w", err)
+	}
 	for len(f.segs) <= i {
 		f.segs = append(f.segs, cacheSeg{})
 	}
-	f.segs[i] = c
-	f.setTail(i, have, more, h)
+	f.segs[i] = cacheSeg{size: size, sha: sum, path: path}
+	if err := f.cache.verified(i, path, size, false); err != nil {
+		return err
+	}
+	f.setTail(i, size, h)
 	return nil
 }
 
-func (f *Follower) setTail(i int, have, more []byte, h hash.Hash) {
-	// have is either the tail itself or a buffer this follower owns
-	// (read from the cache), so appending in place is safe.
-	if f.tailNum == i && len(have) == len(f.tail) {
-		f.tail = append(f.tail, more...)
-	} else {
-		f.tail = append(have, more...)
+// appendCache appends more to the growing cache file of segment i,
+// whose bytes with more hash to h, and makes it the tail.
+func (f *Follower) appendCache(i int, more []byte, h hash.Hash) error {
+	c := &f.segs[i]
+	if len(more) > 0 {
+		fh, err := os.OpenFile(c.path, os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("logsync: cache: %w", err)
+		}
+		_, err = fh.Write(more)
+		if cerr := fh.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("logsync: cache: %w", err)
+		}
 	}
-	f.tailNum, f.tailHash = i, h
+	c.size += int64(len(more))
+	c.sha = hex.EncodeToString(h.Sum(nil))
+	if err := f.cache.verified(i, c.path, c.size, false); err != nil {
+		return err
+	}
+	f.setTail(i, c.size, h)
+	return nil
 }
+
+func (f *Follower) setTail(i int, size int64, h hash.Hash) {
+	f.tailNum, f.tailSize, f.tailHash = i, size, h
+}
+
+func (f *Follower) clearTail() { f.tailNum, f.tailSize, f.tailHash = -1, 0, nil }
 
 // sealCache renames cached segment i to its sealed name.
 func (f *Follower) sealCache(i int) error {
@@ -694,8 +716,9 @@ func (f *Follower) sealCache(i int) error {
 		}
 		f.segs[i].sealed, f.segs[i].path = true, to
 	}
+	f.cache.sealed(i)
 	if f.tailNum == i {
-		f.tailNum, f.tail, f.tailHash = -1, nil, nil
+		f.clearTail()
 	}
 	return nil
 }
@@ -706,7 +729,7 @@ func (f *Follower) sealCache(i int) error {
 // simply refetched.
 func (f *Follower) diverge(i int, at int64, reason string) error {
 	f.m.diverged.Inc()
-	if err := f.dropFrom(i); err != nil {
+	if err := f.dropFrom(i, at); err != nil {
 		return err
 	}
 	pos := mutlog.Position{Segment: i, Offset: at}
@@ -718,8 +741,13 @@ func (f *Follower) diverge(i int, at int64, reason string) error {
 	return nil
 }
 
-// dropFrom deletes cached segments i and later.
-func (f *Follower) dropFrom(i int) error {
+// dropFrom deletes cached segments i and later, whose bytes from
+// offset at of segment i on differ from the server's. Readers' references
+// to them become stale.
+func (f *Follower) dropFrom(i int, at int64) error {
+	if err := f.cache.drop(i, at); err != nil {
+		return err
+	}
 	for j := i; j < len(f.segs); j++ {
 		if f.segs[j].path == "" {
 			continue
@@ -732,25 +760,30 @@ func (f *Follower) dropFrom(i int) error {
 		f.segs = f.segs[:i]
 	}
 	if f.tailNum >= i {
-		f.tailNum, f.tail, f.tailHash = -1, nil, nil
+		f.clearTail()
 	}
 	return nil
 }
 
-// deliver passes the undelivered records of segment i (whose verified
-// bytes are data) to fn.
-func (f *Follower) deliver(i int, data []byte, fn mutlog.Func) error {
+// deliver passes the undelivered records of segment i to fn: data is
+// the segment's verified bytes from offset base on, and records before
+// base were delivered.
+func (f *Follower) deliver(i int, data []byte, base int64, fn mutlog.Func) error {
 	start := int64(0)
 	if f.delivered.Segment == i {
 		start = f.delivered.Offset
 	} else if f.delivered.Segment > i {
 		return nil
 	}
-	if start >= int64(len(data)) {
+	if start < base {
+		return &fatalError{fmt.Errorf("logsync: internal error: segment %d delivered to %d, bytes from %d", i, start, base)}
+	}
+	end := base + int64(len(data))
+	if start >= end {
 		return nil
 	}
 	name := fmt.Sprintf("%04d", i)
-	_, err := reclog.Scan(name, data[start:], start, func(off int64, p []byte) error {
+	_, err := reclog.Scan(name, data[start-base:], start, func(off int64, p []byte) error {
 		pos := mutlog.Position{Segment: i, Offset: off}
 		if !pos.Less(f.from) {
 			if err := fn(pos, p); err != nil {
@@ -771,6 +804,6 @@ func (f *Follower) deliver(i int, data []byte, fn mutlog.Func) error {
 		return &fatalError{fmt.Errorf("logsync: server log is corrupt: %w: %w", mutlog.ErrCorrupt, err)}
 	}
 	// A segment the server moved on from is complete.
-	f.delivered = mutlog.Position{Segment: i, Offset: int64(len(data))}
+	f.delivered = mutlog.Position{Segment: i, Offset: end}
 	return nil
 }
