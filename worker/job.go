@@ -112,7 +112,7 @@ func (w *Worker) execute(ctx context.Context, a api.Assignment, logs *logStream,
 
 	if a.Source != nil {
 		dirs.Source = filepath.Join(jobDir, "src")
-		release, err := w.prepareSource(ctx, *a.Source, dirs.Source)
+		release, err := w.prepareSource(ctx, *a.Source, &a.Job, dirs.Source)
 		if err != nil {
 			return "", 0, err
 		}
@@ -324,13 +324,33 @@ func writeFile(jobDir string, wf *graph.WriteFile) error {
 }
 
 // prepareSource fills dst with the job's source and returns a function
-// that releases it.
-func (w *Worker) prepareSource(ctx context.Context, src api.SourceRef, dst string) (func(), error) {
+// that releases it. A job with source_mode inputs gets only its inputs,
+// each verified against the source first (see source.CheckoutInputs and
+// source.SelectFiles): its result is cached under an ID that covers only
+// them, so it must neither read anything else nor run on content its
+// digests do not describe. A refused or mismatched input fails the job
+// for good; another worker would find the same.
+func (w *Worker) prepareSource(ctx context.Context, src api.SourceRef, job *graph.Job, dst string) (func(), error) {
+	var inputs []graph.Input
+	if job.Mode() == graph.SourceInputs {
+		inputs = job.Inputs
+		if len(inputs) == 0 {
+			return nil, fmt.Errorf("worker: job %q has source_mode inputs but no inputs", job.Name)
+		}
+	}
 	switch {
 	case src.Repo != "" && src.Manifest == "":
-		_, release, err := w.sources.Checkout(ctx, src.Repo, src.Revision, dst)
+		var release func()
+		var err error
+		if inputs != nil {
+			_, release, err = w.sources.CheckoutInputs(ctx, src.Repo, src.Revision, dst, inputs)
+		} else {
+			_, release, err = w.sources.Checkout(ctx, src.Repo, src.Revision, dst)
+		}
 		switch {
 		case err == nil:
+		case errors.Is(err, source.ErrInputMismatch) || errors.Is(err, source.ErrBadInput):
+			return nil, fmt.Errorf("worker: the job's inputs do not match its source: %w", err)
 		case !errors.Is(err, source.ErrUnavailable) && (errors.Is(err, source.ErrNotFound) || errors.Is(err, source.ErrBadRevision)):
 			// The revision or repository does not exist, or is refused:
 			// the job's own fault, which another attempt elsewhere
@@ -345,7 +365,7 @@ func (w *Worker) prepareSource(ctx context.Context, src api.SourceRef, dst strin
 		}
 		return release, nil
 	case src.Manifest != "" && src.Repo == "":
-		if err := w.writeUploaded(ctx, src.Manifest, dst); err != nil {
+		if err := w.writeUploaded(ctx, src.Manifest, inputs, dst); err != nil {
 			return nil, err
 		}
 		return func() {}, nil
@@ -354,8 +374,9 @@ func (w *Worker) prepareSource(ctx context.Context, src api.SourceRef, dst strin
 }
 
 // writeUploaded writes the files of an uploaded source's manifest into
-// dst, each fetched by digest (through the local cache).
-func (w *Worker) writeUploaded(ctx context.Context, manifest, dst string) error {
+// dst, each fetched by digest (through the local cache); only those
+// under inputs when inputs is not nil (see source.SelectFiles).
+func (w *Worker) writeUploaded(ctx context.Context, manifest string, inputs []graph.Input, dst string) error {
 	f, err := w.fetch(ctx, manifest)
 	if err != nil {
 		return infra("worker: source manifest: %w", err)
@@ -364,6 +385,11 @@ func (w *Worker) writeUploaded(ctx context.Context, manifest, dst string) error 
 	f.Close()
 	if err != nil {
 		return fmt.Errorf("worker: source manifest %s: %w", manifest, err)
+	}
+	if inputs != nil {
+		if files, err = source.SelectFiles(files, inputs); err != nil {
+			return fmt.Errorf("worker: the job's inputs do not match its uploaded source %s: %w", manifest, err)
+		}
 	}
 	if err := os.Mkdir(dst, 0o755); err != nil {
 		return infra("worker: source: %w", err)
