@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -292,6 +293,11 @@ func (f *Follower) loadCache() error {
 	byNum := map[int]cacheSeg{}
 	maxNum := -1
 	for _, de := range des {
+		if strings.HasPrefix(de.Name(), tmpPrefix) {
+			// Left by a follower killed while writing it.
+			os.Remove(filepath.Join(f.opts.CacheDir, de.Name()))
+			continue
+		}
 		num, sum, sealed, ok := mutlog.ParseName(de.Name())
 		if !ok || !de.Type().IsRegular() {
 			continue
@@ -320,6 +326,9 @@ func (f *Follower) loadCache() error {
 	}
 	return nil
 }
+
+// tmpPrefix starts the names of cache files being written.
+const tmpPrefix = "tmp-segment-"
 
 var sha224Rx = regexp.MustCompile(`^[0-9a-f]{56}$`)
 
@@ -645,7 +654,7 @@ func (f *Follower) storeCache(i int, have, more []byte, h hash.Hash) error {
 		}
 		os.Remove(f.segs[i].path)
 	}
-	tmp, err := os.CreateTemp(f.opts.CacheDir, "tmp-segment-")
+	tmp, err := os.CreateTemp(f.opts.CacheDir, tmpPrefix+"*")
 	if err != nil {
 		return fmt.Errorf("logsync: cache: %w", err)
 	}
