@@ -54,6 +54,9 @@ func testLogger(t testing.TB) logrus.FieldLogger {
 	return l
 }
 
+// trybotAPIToken is the token the test trybot's API requires.
+const trybotAPIToken = "trybot-api-token-for-the-dashboard"
+
 func startEnv(t *testing.T) *env {
 	t.Helper()
 	testenv.NeedTool(t, "git")
@@ -71,6 +74,9 @@ func startEnv(t *testing.T) *env {
 	// The trybot, in process, serving its API on loopback.
 	topts := s.TrybotOptions(filepath.Join(dir, "trybot"))
 	topts.Log = testLogger(t)
+	// The trybot's API requires a token (trybot.api_token), as in a
+	// deployment: every page that shows runs goes through it.
+	topts.APITokens = []string{trybotAPIToken}
 	tctx, tcancel := context.WithCancel(context.Background())
 	tb, err := trybot.New(tctx, topts)
 	if err != nil {
@@ -84,6 +90,7 @@ func startEnv(t *testing.T) *env {
 	if e.runs, err = tbclient.New(turl, nil); err != nil {
 		t.Fatal(err)
 	}
+	e.runs = e.runs.WithToken(trybotAPIToken)
 
 	planner, err := trybot.NewBuilders(testBuilders, nil)
 	if err != nil {

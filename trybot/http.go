@@ -13,11 +13,12 @@ import (
 )
 
 // Handler serves the try run API (see package client for the wire
-// format) and a plain-text index at /.
+// format), behind Options.APITokens when set, the GitHub App webhook
+// (authenticated by its signature) and a plain-text index at /.
 func (t *Trybot) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/runs", t.serveRuns)
-	mux.HandleFunc("GET /api/runs/{id}", t.serveRun)
+	mux.HandleFunc("GET /api/runs", t.auth.wrap(t.serveRuns))
+	mux.HandleFunc("GET /api/runs/{id}", t.auth.wrap(t.serveRun))
 	mux.HandleFunc("POST /github-app-webhook", t.serveAppWebhook)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

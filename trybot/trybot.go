@@ -64,6 +64,12 @@ type Options struct {
 	// WebhookBodyTimeout bounds reading a GitHub App webhook delivery's
 	// body (default DefaultWebhookBodyTimeout).
 	WebhookBodyTimeout time.Duration
+	// APITokens, when not empty, are the bearer tokens the try run API
+	// (GET /api/runs, /api/runs/{id}) requires, each at least
+	// MinAPITokenLength characters (several allow rotation); without
+	// them the API is open. The GitHub App webhook authenticates by its
+	// signature and never needs one.
+	APITokens []string
 	// Log receives the trybot's logs (default: discarded).
 	Log logrus.FieldLogger
 	// Registry receives tryd_trybot_* metrics (default: a private one).
@@ -87,6 +93,7 @@ const (
 // coordinator and posts the results.
 type Trybot struct {
 	opts     Options
+	auth     *apiAuth // nil: the try run API is open
 	log      logrus.FieldLogger
 	store    *store
 	builders *Builders
@@ -199,8 +206,13 @@ func New(ctx context.Context, opts Options) (*Trybot, error) {
 	if opts.NoWorkerTimeout <= 0 {
 		opts.NoWorkerTimeout = 10 * time.Minute
 	}
+	auth, err := newAPIAuth(opts.APITokens)
+	if err != nil {
+		return nil, err
+	}
 	cfg := opts.Config
 	t := &Trybot{
+		auth:    auth,
 		opts:    opts,
 		log:     opts.Log,
 		trigger: or(cfg.Trybot.TriggerLabel, DefaultTriggerLabel),
@@ -217,7 +229,6 @@ func New(ctx context.Context, opts Options) (*Trybot, error) {
 	if cfg.Trybot.FlakyRetries != nil {
 		t.flakyRetries = max(0, *cfg.Trybot.FlakyRetries)
 	}
-	var err error
 	// Try runs (and their reruns and base builds) run in the try trust
 	// domain: on workers with trybot.try_labels.
 	if t.builders, err = NewBuilders(WithLabels(cfg.Builders, cfg.Trybot.TryLabels), cfg.Trybot.Aliases); err != nil {

@@ -179,6 +179,8 @@ func TestDeployExamples(t *testing.T) {
 			{"gitmirror (gitmirror.token or tokens)", cfg.Gitmirror.Listen, cfg.Gitmirror.Token.IsSet() || cfg.Gitmirror.Tokens.IsSet()},
 			{"coordinator workers (coordinator.worker_tokens)", cfg.Coordinator.Listen, cfg.Coordinator.WorkerTokens.IsSet()},
 			{"coordinator clients (coordinator.client_token)", cfg.Coordinator.Listen, cfg.Coordinator.ClientToken.IsSet()},
+			// The trybot's address is a flag (it has no listen: key).
+			{"trybot try run API (trybot.api_token or public_api)", flagValue(t, ms, "trybot", "--listen"), cfg.Trybot.APIToken.IsSet() || cfg.Trybot.PublicAPI},
 		} {
 			if tc.listen != "" && !loopbackListen(tc.listen) && !tc.ok {
 				t.Errorf("%s listens on %s without a token", tc.name, tc.listen)
@@ -227,9 +229,9 @@ func TestDeployExamples(t *testing.T) {
 		"pubsubhelper": {"pubsubhelper.subscriber_token"},
 		"coordinator":  {"coordinator.worker_tokens", "coordinator.client_token"},
 		"worker":       {"gitmirror.token"},
-		"trybot":       {"coordinator.client_token", "gitmirror.token"},
+		"trybot":       {"coordinator.client_token", "gitmirror.token", "trybot.api_token"},
 		"postsubmit":   {"coordinator.client_token", "gitmirror.token"},
-		"dashboard":    {"coordinator.client_token", "maintnerd.api_token", "dashboard.admin_token"},
+		"dashboard":    {"coordinator.client_token", "maintnerd.api_token", "trybot.api_token", "dashboard.admin_token"},
 	}
 	seen := map[string]bool{}
 	for _, m := range ms {
@@ -378,4 +380,23 @@ func podMounts(pod podSpec, mounts []struct {
 		}
 	}
 	return false
+}
+
+// flagValue returns the value of flag (written --flag=value) on the
+// command line of the container running "tryd command", or "".
+func flagValue(t *testing.T, ms []manifest, command, flag string) string {
+	for _, m := range ms {
+		for _, c := range m.Spec.Template.Spec.Containers {
+			argv := containerArgv(t, c.Command, c.Args)
+			if len(argv) == 0 || argv[0] != command {
+				continue
+			}
+			for _, a := range argv[1:] {
+				if v, ok := strings.CutPrefix(a, flag+"="); ok {
+					return v
+				}
+			}
+		}
+	}
+	return ""
 }

@@ -42,6 +42,9 @@ import (
 //	maintnerd-api-token   the token maintnerd's query API requires of the
 //	                      dashboard (0600), unless the config sets
 //	                      maintnerd.api_token or maintnerd.public_api
+//	trybot-api-token      the token the trybot's try run API requires of
+//	                      the dashboard (0600), unless the config sets
+//	                      trybot.api_token or trybot.public_api
 //	pubsubhelper-token    the token pubsubhelper's subscriber endpoints
 //	                      require of maintnerd and gitmirror (0600),
 //	                      unless the config sets pubsubhelper.subscriber_token
@@ -381,6 +384,11 @@ func (d *dev) writeTokens() error {
 			return fmt.Errorf("dev: maintnerd api token: %w", err)
 		}
 	}
+	if d.trybotTokenFile() != "" {
+		if _, err := readOrCreateSecret(d.trybotTokenFile()); err != nil {
+			return fmt.Errorf("dev: trybot api token: %w", err)
+		}
+	}
 	if d.pubsubhelperTokenFile() != "" {
 		if _, err := readOrCreateSecret(d.pubsubhelperTokenFile()); err != nil {
 			return fmt.Errorf("dev: pubsubhelper subscriber token: %w", err)
@@ -428,6 +436,18 @@ func (d *dev) maintnerdTokenFile() string {
 	return filepath.Join(d.dir, "maintnerd-api-token")
 }
 
+// trybotTokenFile is the token the trybot's try run API requires,
+// generated into <data-dir>/dev, or "" when the config sets
+// trybot.api_token (the dashboard then reads it from there) or makes the
+// API public. dev uses one even on loopback: --trybot-listen may put the
+// trybot where a GitHub App's webhook reaches it.
+func (d *dev) trybotTokenFile() string {
+	if tc := d.a.cfg.Trybot; tc.APIToken.IsSet() || tc.PublicAPI {
+		return ""
+	}
+	return filepath.Join(d.dir, "trybot-api-token")
+}
+
 // pubsubhelperTokenFile is the subscriber token pubsubhelper requires,
 // generated into <data-dir>/dev, or "" when the config sets
 // pubsubhelper.subscriber_token (its components then read it from
@@ -451,10 +471,16 @@ func (d *dev) pubsubhelperArgs(flag string) []string {
 
 // maintnerdArgs gives a component flag the generated query API token.
 func (d *dev) maintnerdArgs(flag string) []string {
-	if f := d.maintnerdTokenFile(); f != "" {
-		return []string{flag, f}
+	return fileFlag(flag, d.maintnerdTokenFile())
+}
+
+// fileFlag is flag with a generated token file, or nothing when there is
+// none (file is "": the config names the secret).
+func fileFlag(flag, file string) []string {
+	if file == "" {
+		return nil
 	}
-	return nil
+	return []string{flag, file}
 }
 
 // adminArgs gives the dashboard and postsubmit the admin token that
@@ -507,6 +533,7 @@ func (d *dev) start(ctx context.Context, dm *demo) error {
 			args = append(args, "--maintnerd", d.urls["maintnerd"], "--coordinator", d.urls["coordinator"],
 				"--coordinator-token-file", filepath.Join(d.dir, "client-token"), "--gitmirror", d.urls["gitmirror"])
 			args = append(args, d.gitmirrorArgs("--gitmirror-token-file")...)
+			args = append(args, fileFlag("--api-token-file", d.trybotTokenFile())...)
 		case "postsubmit":
 			run = runPostsubmit
 			args = append(args, "--maintnerd", d.urls["maintnerd"], "--coordinator", d.urls["coordinator"],
@@ -517,6 +544,7 @@ func (d *dev) start(ctx context.Context, dm *demo) error {
 			run = runDashboard
 			args = append(args, dashboardArgs(d)...)
 			args = append(args, d.maintnerdArgs("--maintnerd-token-file")...)
+			args = append(args, fileFlag("--trybot-token-file", d.trybotTokenFile())...)
 			args = append(args, d.adminArgs()...)
 		}
 		p := d.spawn(name, run, args)
@@ -611,6 +639,9 @@ func (d *dev) printURLs(dm *demo) {
 		}
 	}
 	fmt.Fprintf(w, "  try runs (JSON)  %s/api/runs\n", d.urls["trybot"])
+	if f := d.trybotTokenFile(); f != "" {
+		fmt.Fprintf(w, "                   (send the token in %s as \"Authorization: Bearer TOKEN\")\n", f)
+	}
 	fmt.Fprintf(w, "  corpus API       %s/api/stats  (log: %s/logs)\n", d.urls["maintnerd"], d.urls["maintnerd"])
 	if f := d.maintnerdTokenFile(); f != "" {
 		fmt.Fprintf(w, "                   (send the token in %s as \"Authorization: Bearer TOKEN\", or: tryd corpus ls --server %s --token-file %s repos)\n", f, d.urls["maintnerd"], f)

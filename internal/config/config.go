@@ -190,6 +190,15 @@ type Trybot struct {
 	// cannot poison the caches post-submit builds use. Default: none.
 	TryLabels        map[string]string `yaml:"try_labels"`
 	PostSubmitLabels map[string]string `yaml:"postsubmit_labels"`
+	// APIToken is the bearer token the try run API (/api/runs) requires
+	// and its clients (dashboard) send (a secret reference): runs name
+	// changes, repositories and failure text of private repositories.
+	// The GitHub App webhook, /healthz and /metrics never require it.
+	APIToken Secret `yaml:"api_token"`
+	// PublicAPI serves the try run API without a token on a non-loopback
+	// listen address; without it (or APIToken) the trybot refuses to
+	// start there.
+	PublicAPI bool `yaml:"public_api"`
 }
 
 // Endpoint is where a component listens and how others reach it.

@@ -31,6 +31,9 @@ func TestExampleConfigLoads(t *testing.T) {
 	if got := cfg.Gitmirror.Token.String() + " " + cfg.Gitmirror.Tokens.String(); got != "file:/etc/tryd/gitmirror-token file:/etc/tryd/gitmirror-tokens" {
 		t.Errorf("gitmirror token refs = %q", got)
 	}
+	if got := cfg.Trybot.APIToken.String(); got != "file:/etc/tryd/trybot-api-token" || cfg.Trybot.PublicAPI {
+		t.Errorf("trybot api_token = %q, public_api %v", got, cfg.Trybot.PublicAPI)
+	}
 	// Every listen address of the example binds all interfaces
 	// explicitly, as a production deployment behind a network boundary
 	// does; the built-in defaults are loopback.

@@ -12,8 +12,9 @@
 // A Run is a try run: one change (Gerrit) or pull request (GitHub) at one
 // revision, the builders it runs, one coordinator build per builder and
 // the outcome. Times are RFC 3339, durations milliseconds (*_ms). Errors
-// are {"error": "message"} with 400 (bad query), 404 (no such run), 500
-// or 503 (store trouble: retry).
+// are {"error": "message"} with 400 (bad query), 401 (the server requires
+// "Authorization: Bearer TOKEN", trybot.api_token, and got none or a
+// wrong one), 404 (no such run), 500 or 503 (store trouble: retry).
 //
 // A run lists in "report_errors" ({"what", "status", "error", "at"}) the
 // posts that Gerrit or GitHub refused for good (see ReportError).
@@ -301,16 +302,29 @@ func ParseListOptions(q url.Values) (ListOptions, error) {
 }
 
 // Error kinds returned by the client (wrapped; test with errors.Is).
+// ErrUnauthorized: the server requires a token (trybot.api_token) and
+// the client sent none or a wrong one.
 var (
-	ErrNotFound    = errors.New("trybot: not found")
-	ErrBadRequest  = errors.New("trybot: bad request")
-	ErrUnavailable = errors.New("trybot: unavailable")
+	ErrNotFound     = errors.New("trybot: not found")
+	ErrBadRequest   = errors.New("trybot: bad request")
+	ErrUnauthorized = errors.New("trybot: unauthorized")
+	ErrUnavailable  = errors.New("trybot: unavailable")
 )
 
 // Client talks to one trybot server.
 type Client struct {
-	base string
-	hc   *http.Client
+	base  string
+	hc    *http.Client
+	token string
+}
+
+// WithToken returns a copy of c that sends token, as "Authorization:
+// Bearer TOKEN", with every request: for a trybot whose API requires
+// one (trybot.api_token). An empty token sends none.
+func (c *Client) WithToken(token string) *Client {
+	c2 := *c
+	c2.token = token
+	return &c2
 }
 
 // New returns a client for the trybot at baseURL (e.g.
@@ -349,6 +363,9 @@ func (c *Client) get(ctx context.Context, path string, out any) error {
 	if err != nil {
 		return fmt.Errorf("trybot client: %w", err)
 	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("trybot client: GET %s: %w: %w", path, ErrUnavailable, err)
@@ -366,6 +383,8 @@ func (c *Client) get(ctx context.Context, path string, out any) error {
 			kind = ErrNotFound
 		case resp.StatusCode == http.StatusBadRequest:
 			kind = ErrBadRequest
+		case resp.StatusCode == http.StatusUnauthorized:
+			kind = ErrUnauthorized
 		}
 		return fmt.Errorf("trybot client: GET %s: %d %s: %w", path, resp.StatusCode, eb.Error, kind)
 	}
