@@ -342,9 +342,12 @@ func (w *Worker) prepareSource(ctx context.Context, src api.SourceRef, job *grap
 	case src.Repo != "" && src.Manifest == "":
 		var release func()
 		var err error
-		if inputs != nil {
+		switch {
+		case inputs != nil && goplanJob(job):
+			_, release, err = w.sources.CheckoutVerified(ctx, src.Repo, src.Revision, dst, inputs)
+		case inputs != nil:
 			_, release, err = w.sources.CheckoutInputs(ctx, src.Repo, src.Revision, dst, inputs)
-		} else {
+		default:
 			_, release, err = w.sources.Checkout(ctx, src.Repo, src.Revision, dst)
 		}
 		switch {
@@ -371,6 +374,23 @@ func (w *Worker) prepareSource(ctx context.Context, src api.SourceRef, job *grap
 		return func() {}, nil
 	}
 	return nil, fmt.Errorf("worker: assignment source must have either repo or manifest")
+}
+
+// goplanJob reports whether trybot/goplan planned the job (its commands
+// carry TRYD_GOPLAN_GOVERSION). Such a job gets the whole tree, its
+// inputs verified, instead of only its inputs, until goplan lists every
+// file its jobs read: today a package's tests may read files outside
+// its directory (../testdata), and the module root's test job lists the
+// planner checkout's .git file, which no revision holds.
+func goplanJob(job *graph.Job) bool {
+	for _, c := range job.Commands {
+		for _, e := range c.Env {
+			if strings.HasPrefix(e, "TRYD_GOPLAN_GOVERSION=") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // writeUploaded writes the files of an uploaded source's manifest into

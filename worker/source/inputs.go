@@ -73,10 +73,8 @@ func CheckInputPath(p string) error {
 	case p == "." || path.Clean(p) != p:
 		return fmt.Errorf("input path %q is not clean: %w", p, ErrBadInput)
 	}
-	for _, part := range strings.Split(p, "/") {
-		if strings.EqualFold(part, ".git") {
-			return fmt.Errorf("input path %q names a .git directory: %w", p, ErrBadInput)
-		}
+	if hasGitComponent(p) {
+		return fmt.Errorf("input path %q names a .git directory: %w", p, ErrBadInput)
 	}
 	return nil
 }
@@ -278,54 +276,69 @@ func parseTree(out []byte) (tree, error) {
 	return t, nil
 }
 
-// writeInputs verifies inputs against commit's tree and writes them into
-// dst.
-func (s *Store) writeInputs(ctx context.Context, gitDir, commit string, inputs []graph.Input, dst string) error {
+// inputPlan is what verifying inputs against a revision's tree found:
+// what to write, and the SHA-256 sums still to check as blobs are read.
+type inputPlan struct {
+	files   tree              // blobs and gitlinks under the inputs, by path
+	dirs    []string          // directory inputs, made even if empty
+	wantSum map[string]string // blob ID → the SHA-256 its content must have
+	sumFor  map[string]string // blob ID → the input that stated that sum
+}
+
+// planInputs checks every input against commit's tree: it must exist
+// and its digest must be the object ID of its entry, or, for a blob,
+// a SHA-256 (checked when the blob is read: see inputWriter.write).
+func (s *Store) planInputs(ctx context.Context, gitDir, commit string, inputs []graph.Input) (*inputPlan, error) {
 	t, err := s.listTree(ctx, gitDir, commit)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var (
-		files   tree     // blobs and gitlinks to write, by path
-		dirs    []string // directory inputs, made even if empty
-		seen    = map[string]bool{}
-		wantSum = map[string]string{} // blob ID → SHA-256 its content must have
-		sumFor  = map[string]string{} // blob ID → the input that stated it
-	)
+	p := &inputPlan{wantSum: map[string]string{}, sumFor: map[string]string{}}
+	seen := map[string]bool{}
 	add := func(e treeEntry) {
 		if e.typ != "tree" && !seen[e.path] {
 			seen[e.path] = true
-			files = append(files, e)
+			p.files = append(p.files, e)
 		}
 	}
 	for _, in := range inputs {
 		i := t.find(in.Path)
 		if i < 0 {
-			return fmt.Errorf("input %q does not exist at %s: %w", in.Path, commit, ErrInputMismatch)
+			return nil, fmt.Errorf("input %q does not exist at %s: %w", in.Path, commit, ErrInputMismatch)
 		}
 		e := t[i]
 		switch {
 		case in.Digest == e.oid:
 		case e.typ == "blob" && isSHA256(in.Digest):
-			if prev, ok := wantSum[e.oid]; ok && prev != in.Digest {
+			if prev, ok := p.wantSum[e.oid]; ok && prev != in.Digest {
 				// Two inputs with the same content, stated differently:
-				// one of them is wrong; the check below names it.
-				return fmt.Errorf("input %q: digest %s, but input %q has the same content and digest %s: %w",
-					in.Path, in.Digest, sumFor[e.oid], prev, ErrInputMismatch)
+				// one of them is wrong.
+				return nil, fmt.Errorf("input %q: digest %s, but input %q has the same content and digest %s: %w",
+					in.Path, in.Digest, p.sumFor[e.oid], prev, ErrInputMismatch)
 			}
-			wantSum[e.oid], sumFor[e.oid] = in.Digest, in.Path
+			p.wantSum[e.oid], p.sumFor[e.oid] = in.Digest, in.Path
 		default:
-			return fmt.Errorf("input %q: digest %s does not match its content at %s (a %s, git object %s; want that object ID or, for a file, the hex SHA-256 of its content): %w",
+			return nil, fmt.Errorf("input %q: digest %s does not match its content at %s (a %s, git object %s; want that object ID or, for a file, the hex SHA-256 of its content): %w",
 				in.Path, in.Digest, commit, e.typ, e.oid, ErrInputMismatch)
 		}
 		if e.typ == "tree" {
-			dirs = append(dirs, e.path)
+			p.dirs = append(p.dirs, e.path)
 			for _, sub := range t.under(e.path) {
 				add(sub)
 			}
 		} else {
 			add(e)
 		}
+	}
+	return p, nil
+}
+
+// writeInputs verifies inputs against commit's tree and writes them into
+// dst.
+func (s *Store) writeInputs(ctx context.Context, gitDir, commit string, inputs []graph.Input, dst string) error {
+	p, err := s.planInputs(ctx, gitDir, commit, inputs)
+	if err != nil {
+		return err
 	}
 	if err := os.Mkdir(dst, 0o755); err != nil {
 		return err
@@ -335,14 +348,14 @@ func (s *Store) writeInputs(ctx context.Context, gitDir, commit string, inputs [
 		return err
 	}
 	defer root.Close()
-	for _, d := range dirs {
+	for _, d := range p.dirs {
 		if err := root.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
 	}
-	w := &inputWriter{root: root, paths: map[string][]treeEntry{}, wantSum: wantSum, sumFor: sumFor}
+	w := &inputWriter{root: root, paths: map[string][]treeEntry{}, wantSum: p.wantSum, sumFor: p.sumFor}
 	var oids []string
-	for _, e := range files {
+	for _, e := range p.files {
 		if e.typ == "commit" {
 			// A submodule: git leaves an empty directory.
 			if err := root.MkdirAll(e.path, 0o755); err != nil {
@@ -358,15 +371,73 @@ func (s *Store) writeInputs(ctx context.Context, gitDir, commit string, inputs [
 		}
 		w.paths[e.oid] = append(w.paths[e.oid], e)
 	}
-	if len(oids) == 0 {
-		return nil
-	}
 	return s.catBlobs(ctx, gitDir, oids, w.write)
+}
+
+// verifyInputs checks inputs against commit's tree without writing
+// anything: the blobs whose SHA-256 an input states are read and hashed.
+func (s *Store) verifyInputs(ctx context.Context, gitDir, commit string, inputs []graph.Input) error {
+	p, err := s.planInputs(ctx, gitDir, commit, inputs)
+	if err != nil {
+		return err
+	}
+	oids := make([]string, 0, len(p.wantSum))
+	for oid := range p.wantSum {
+		oids = append(oids, oid)
+	}
+	sort.Strings(oids)
+	w := &inputWriter{wantSum: p.wantSum, sumFor: p.sumFor}
+	return s.catBlobs(ctx, gitDir, oids, w.write)
+}
+
+// CheckoutVerified is Checkout (the whole tree of repo at rev, a git
+// worktree) for a job with source_mode inputs whose inputs are known to
+// be incomplete, so that it must see more than them: every input is
+// verified against the revision first, as CheckoutInputs does, and a
+// mismatch fails with ErrInputMismatch naming it. Inputs with a .git
+// component are not verified: git never stores such a path, and a
+// planner that listed a worktree's files sees its .git file (whose
+// content names the worktree, not the source).
+func (s *Store) CheckoutVerified(ctx context.Context, repo, rev, dst string, inputs []graph.Input) (commit string, release func(), err error) {
+	var checked []graph.Input
+	for _, in := range inputs {
+		if !hasGitComponent(in.Path) {
+			checked = append(checked, in)
+		}
+	}
+	if len(checked) > 0 {
+		if err := checkInputs(checked, true); err != nil {
+			return "", nil, fmt.Errorf("source: %w", err)
+		}
+	}
+	commit, release, err = s.Checkout(ctx, repo, rev, dst)
+	if err != nil || len(checked) == 0 {
+		return commit, release, err
+	}
+	if err := s.verifyInputs(ctx, s.clonePath(repo), commit, checked); err != nil {
+		release()
+		return "", nil, fmt.Errorf("source: inputs of %s at %s: %w", repo, commit, err)
+	}
+	return commit, release, nil
+}
+
+// hasGitComponent reports whether a slash-separated path has a component
+// named .git, in any case.
+func hasGitComponent(p string) bool {
+	for _, part := range strings.Split(p, "/") {
+		if strings.EqualFold(part, ".git") {
+			return true
+		}
+	}
+	return false
 }
 
 // catBlobs streams the contents of the blobs oids through one
 // `git cat-file --batch`, calling f with each in order.
 func (s *Store) catBlobs(ctx context.Context, gitDir string, oids []string, f func(oid string, size int64, r io.Reader) error) error {
+	if len(oids) == 0 {
+		return nil
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pr, pw := io.Pipe()
@@ -432,9 +503,10 @@ func readBatch(r io.Reader, oids []string, f func(oid string, size int64, r io.R
 }
 
 // inputWriter writes each blob read from git to the paths that hold it,
-// verifying its SHA-256 where an input stated one.
+// verifying its SHA-256 where an input stated one; with no root it only
+// verifies.
 type inputWriter struct {
-	root    *os.Root
+	root    *os.Root               // nil: verify only
 	paths   map[string][]treeEntry // blob ID → entries with that content
 	wantSum map[string]string
 	sumFor  map[string]string
@@ -445,6 +517,13 @@ func (w *inputWriter) write(oid string, size int64, r io.Reader) error {
 	if _, ok := w.wantSum[oid]; ok {
 		h = sha256.New()
 		r = io.TeeReader(r, h)
+	}
+	if w.root == nil {
+		// Verifying only.
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return err
+		}
+		return w.checkSum(oid, h)
 	}
 	entries := w.paths[oid]
 	links := false
@@ -483,6 +562,11 @@ func (w *inputWriter) write(oid string, size int64, r io.Reader) error {
 			}
 		}
 	}
+	return w.checkSum(oid, h)
+}
+
+// checkSum compares the SHA-256 h of blob oid, if one was wanted.
+func (w *inputWriter) checkSum(oid string, h hash.Hash) error {
 	if h != nil {
 		if got := hex.EncodeToString(h.Sum(nil)); got != w.wantSum[oid] {
 			return fmt.Errorf("input %q: digest %s does not match its content at the revision (SHA-256 %s): %w",
