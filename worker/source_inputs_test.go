@@ -124,7 +124,17 @@ func TestSourceInputsGit(t *testing.T) {
 	}, "cat a/a.go; test ! -e secret.txt")
 	dir := listSource("dir", []graph.Input{{Path: "a/testdata", Digest: r.Git("rev-parse", rev+":a/testdata")}}, "cat a/testdata/s/y.txt")
 	stale := listSource("stale", []graph.Input{{Path: "a/a.go", Digest: sha256Hex("package old\n")}}, "true")
-	b, logs := c.run(&graph.Graph{Source: graph.Source{Repo: r.URL(), Revision: rev}, Jobs: []*graph.Job{files, dir, stale}}, nil)
+	// goplan's jobs read more than their inputs: they get the whole tree
+	// (see goplanJob), and their inputs are verified all the same.
+	goplanEnv := []string{"TRYD_GOPLAN_GOVERSION=go1.x"}
+	planned := listSource("planned", []graph.Input{{Path: "a/a.go", Digest: sha256Hex(inputsRepoFiles["a/a.go"])}}, "cat secret.txt")
+	planned.Commands[0].Env = goplanEnv
+	plannedStale := listSource("planned-stale", []graph.Input{{Path: "a/a.go", Digest: sha256Hex("package old\n")}}, "true")
+	plannedStale.Commands[0].Env = goplanEnv
+	b, logs := c.run(&graph.Graph{Source: graph.Source{Repo: r.URL(), Revision: rev}, Jobs: []*graph.Job{files, dir, stale, planned, plannedStale}}, nil)
+	if j := jobNamed(b, "planned"); j.State != api.JobSucceeded || !strings.Contains(logs["planned"], "not an input") {
+		t.Errorf("goplan's job: %s (%s), want the whole tree:\n%s", j.State, j.Error, logs["planned"])
+	}
 
 	for _, tc := range []struct {
 		job, want string
@@ -138,12 +148,14 @@ func TestSourceInputsGit(t *testing.T) {
 			t.Errorf("job %s saw:\n%s\nwant:\n%s", tc.job, logs[tc.job], tc.want)
 		}
 	}
-	j := jobNamed(b, "stale")
-	if j.State != api.JobFailed || len(j.Attempts) != 1 {
-		t.Errorf("stale job: %s after %d attempts, want failed after 1 (error %q)", j.State, len(j.Attempts), j.Error)
-	}
-	if !strings.Contains(j.Error, `input "a/a.go"`) || !strings.Contains(j.Error, "does not match") {
-		t.Errorf("stale job's error %q does not name the input and the mismatch", j.Error)
+	for _, name := range []string{"stale", "planned-stale"} {
+		j := jobNamed(b, name)
+		if j.State != api.JobFailed || len(j.Attempts) != 1 {
+			t.Errorf("%s job: %s after %d attempts, want failed after 1 (error %q)", name, j.State, len(j.Attempts), j.Error)
+		}
+		if !strings.Contains(j.Error, `input "a/a.go"`) || !strings.Contains(j.Error, "does not match") {
+			t.Errorf("%s job's error %q does not name the input and the mismatch", name, j.Error)
+		}
 	}
 }
 
