@@ -90,10 +90,13 @@ func (r *CacheReader) ReadAt(p []byte, gen uint32, seg int, off int64) error {
 			return fmt.Errorf("%w: segment %d bytes %d-%d of generation %d: cache dropped from %v on", ErrStale, seg, off, end.Offset, gen, d)
 		}
 	}
-	if seg < 0 || seg >= len(c.segs) || off < 0 || end.Offset > c.segs[seg].size {
-		return fmt.Errorf("%w: segment %d bytes %d-%d", ErrNotCached, seg, off, end.Offset)
+	if seg < 0 || seg >= len(c.segs) {
+		return fmt.Errorf("%w: segment %d", ErrNotCached, seg)
 	}
 	s := &c.segs[seg]
+	if n := int64(len(p)); off < 0 || n > s.size || off > s.size-n {
+		return fmt.Errorf("%w: segment %d bytes %d-%d", ErrNotCached, seg, off, end.Offset)
+	}
 	if s.m != nil {
 		copy(p, s.m[off:])
 		return nil
