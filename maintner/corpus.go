@@ -101,7 +101,8 @@ type Appender interface {
 // Options configures a Corpus. All fields are optional.
 type Options struct {
 	// Appender makes the corpus a leader: Log appends through it. Nil
-	// makes a read-only corpus (a follower), fed by Apply and Load.
+	// makes a read-only corpus (a follower), fed by Follow, Apply and
+	// Load.
 	Appender Appender
 	// Logger receives warnings about records that cannot be applied;
 	// nil discards them.
@@ -139,9 +140,9 @@ type Options struct {
 //
 // Writing: a leader (maintnerd) creates the corpus with an Appender and
 // records every mutation with Log or LogBatch, which append durably and
-// then apply. A follower applies records read from a log with Load,
-// LoadFiles, LoadLog or Apply. Watch tells either kind of reader when
-// something changed.
+// then apply. A follower applies records read from a log with Follow
+// (a maintnerd's /logs), Load, LoadFiles, LoadLog or Apply. Watch tells
+// either kind of reader when something changed.
 //
 // Reading: a Corpus is safe for concurrent use. Readers hold RLock while
 // they walk it (the accessor methods do not lock); writers take the write

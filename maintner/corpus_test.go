@@ -44,16 +44,7 @@ func apply(t testing.TB, c *maintner.Corpus, ms []*maintner.Mutation) {
 // openLog opens a real disk log in a temporary directory.
 func openLog(t testing.TB, dir string) *mutlog.Log {
 	t.Helper()
-	st, err := mutlog.NewDiskStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := mutlog.Open(context.Background(), mutlog.Options{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return l
+	return segLog(t, dir, 0)
 }
 
 func TestSampleGitHub(t *testing.T) {

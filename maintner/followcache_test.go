@@ -104,7 +104,8 @@ func generated(t testing.TB, size int64, seed uint64, gerritShare float64) [][]b
 	return out
 }
 
-// segLog opens a disk log in dir with segments of at most maxSeg bytes.
+// segLog opens a disk log in dir with segments of at most maxSeg bytes
+// (0: the default).
 func segLog(t testing.TB, dir string, maxSeg int64) *mutlog.Log {
 	t.Helper()
 	st, err := mutlog.NewDiskStore(dir)
@@ -140,20 +141,32 @@ func newFollower(t testing.TB, url, dir string, caughtUp func(mutlog.Position)) 
 	return f
 }
 
-// following is a Follow running in the background.
+// following is a Follow running in the background: once finished is
+// closed, err is what it returned.
 type following struct {
-	c    *maintner.Corpus
-	stop context.CancelFunc
-	done chan error
+	c        *maintner.Corpus
+	stop     context.CancelFunc
+	finished chan struct{}
+	err      error
 }
 
 func startFollow(t testing.TB, c *maintner.Corpus, f *logsync.Follower) *following {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	fl := &following{c: c, stop: cancel, done: make(chan error, 1)}
-	go func() { fl.done <- c.Follow(ctx, f) }()
-	t.Cleanup(func() { cancel(); <-fl.done })
+	fl := &following{c: c, stop: cancel, finished: make(chan struct{})}
+	go func() {
+		fl.err = c.Follow(ctx, f)
+		close(fl.finished)
+	}()
+	t.Cleanup(func() { fl.end() })
 	return fl
+}
+
+// end stops Follow and returns what it returned.
+func (fl *following) end() error {
+	fl.stop()
+	<-fl.finished
+	return fl.err
 }
 
 // waitRecords waits until the corpus has applied n records (or Follow
@@ -171,9 +184,8 @@ func (fl *following) waitRecords(t testing.TB, n int64) {
 		}
 		select {
 		case <-changed:
-		case err := <-fl.done:
-			fl.done <- err
-			t.Fatalf("Follow returned %v after %d of %d records", err, fl.c.Stats().Records, n)
+		case <-fl.finished:
+			t.Fatalf("Follow returned %v after %d of %d records", fl.err, fl.c.Stats().Records, n)
 		case <-deadline:
 			t.Fatalf("follower has %d records, want %d", fl.c.Stats().Records, n)
 		}
@@ -264,6 +276,22 @@ func sameTexts(t testing.TB, what string, got map[string]string, gotRefs int, wa
 	}
 }
 
+// likeLoadDir checks that c, a follower of the log in dir, has the stats
+// and reads every text as a LoadDir of dir, and returns those texts.
+func likeLoadDir(t testing.TB, what string, c *maintner.Corpus, dir string) (texts map[string]string, refs int) {
+	t.Helper()
+	want, wantRefs, wantStats := loadDirTexts(t, dir)
+	got, gotRefs, failed := corpusTexts(c)
+	for k, err := range failed {
+		t.Errorf("%s: %s: %v", what, k, err)
+	}
+	sameTexts(t, what, got, gotRefs, want, wantRefs)
+	if s := c.Stats(); s != wantStats {
+		t.Errorf("%s stats %+v, LoadDir %+v", what, s, wantStats)
+	}
+	return want, wantRefs
+}
+
 // TestFollowTextMatchesLoadDir follows a log that grows across many
 // segment seals (the follower's growing cache file is renamed each time)
 // and checks that every text the follower reads back is the text a
@@ -294,24 +322,14 @@ func TestFollowTextMatchesLoadDir(t *testing.T) {
 		t.Fatalf("the log has %d segments, want many seals", n)
 	}
 
-	want, wantRefs, wantStats := loadDirTexts(t, logDir)
-	got, gotRefs, failed := corpusTexts(c)
-	for k, err := range failed {
-		t.Errorf("follower: %s: %v", k, err)
-	}
-	sameTexts(t, "follower", got, gotRefs, want, wantRefs)
-	if s := c.Stats(); s != wantStats {
-		t.Errorf("follower stats %+v, LoadDir %+v", s, wantStats)
-	}
+	want, wantRefs := likeLoadDir(t, "follower", c, logDir)
 
 	// The text stays readable after Follow returns and the follower is
 	// closed (the corpus holds its own reader), until the corpus is
 	// closed.
-	fl.stop()
-	if err := <-fl.done; !errors.Is(err, context.Canceled) {
+	if err := fl.end(); !errors.Is(err, context.Canceled) {
 		t.Errorf("Follow returned %v", err)
 	}
-	fl.done <- nil
 	f.Close()
 	if got, _, failed := corpusTexts(c); len(failed) > 0 || len(got) != len(want) {
 		t.Errorf("after the follower closed: %d texts, %d unreadable", len(got), len(failed))
@@ -381,7 +399,7 @@ func TestFollowHeap(t *testing.T) {
 		}
 		return loaded
 	})
-	wantTexts, wantRefs, wantStats := loadDirTexts(t, logDir)
+	wantTexts, _, wantStats := loadDirTexts(t, logDir)
 	loaded.Close()
 	loaded = nil
 	followIn, followAlloc := liveHeap(func() any {
@@ -389,11 +407,7 @@ func TestFollowHeap(t *testing.T) {
 		follow(func(ctx context.Context, f *logsync.Follower) error { return followed.Follow(ctx, f) })
 		return followed
 	})
-	got, gotRefs, failed := corpusTexts(followed)
-	for k, err := range failed {
-		t.Errorf("follower: %s: %v", k, err)
-	}
-	sameTexts(t, "follower", got, gotRefs, wantTexts, wantRefs)
+	likeLoadDir(t, "follower", followed, logDir)
 	followed.Close()
 	followed = nil
 	applyIn, applyAlloc := liveHeap(func() any {
@@ -462,8 +476,8 @@ func TestFollowDivergence(t *testing.T) {
 			}
 			var err error
 			select {
-			case err = <-fl.done:
-				fl.done <- err
+			case <-fl.finished:
+				err = fl.err
 			case <-time.After(30 * time.Second):
 				t.Fatal("Follow did not notice the new history")
 			}
@@ -507,12 +521,7 @@ func TestFollowDivergence(t *testing.T) {
 			fresh := newCorpus(t, maintner.Options{})
 			fl2 := startFollow(t, fresh, f)
 			fl2.waitRecords(t, int64(tc.common+len(other)))
-			want, wantRefs, _ := loadDirTexts(t, dir2)
-			got, gotRefs, failed := corpusTexts(fresh)
-			for k, err := range failed {
-				t.Errorf("new corpus: %s: %v", k, err)
-			}
-			sameTexts(t, "new corpus", got, gotRefs, want, wantRefs)
+			likeLoadDir(t, "new corpus", fresh, dir2)
 
 			readable, stale, notCached = check("after following the new history")
 			t.Logf("after refetch: of %d texts in the cache, %d readable, %d stale", refs, readable, stale)
@@ -635,15 +644,7 @@ func TestFollowAfterKill9(t *testing.T) {
 	f := newFollower(t, url, cacheDir, nil)
 	c := newCorpus(t, maintner.Options{})
 	startFollow(t, c, f).waitRecords(t, int64(len(payloads)))
-	want, wantRefs, wantStats := loadDirTexts(t, logDir)
-	got, gotRefs, failed := corpusTexts(c)
-	for k, err := range failed {
-		t.Errorf("restarted follower: %s: %v", k, err)
-	}
-	sameTexts(t, "restarted follower", got, gotRefs, want, wantRefs)
-	if s := c.Stats(); s != wantStats {
-		t.Errorf("restarted follower stats %+v, LoadDir %+v", s, wantStats)
-	}
+	likeLoadDir(t, "restarted follower", c, logDir)
 	if tmp, _ := filepath.Glob(filepath.Join(cacheDir, "tmp-*")); len(tmp) > 0 {
 		t.Errorf("cache keeps temporary files %q", tmp)
 	}

@@ -19,6 +19,13 @@
 //   - GET /logs/K returns segment K's bytes (as of the request), with HTTP
 //     Range support (http.ServeContent) and an ETag of its SHA-224, so a
 //     follower fetches only what it lacks: Range: bytes=<have>-<size-1>.
+//
+// The Follower keeps what it downloads in a cache directory laid out as
+// mutlog.DiskStore lays out a log, and its CacheReader reads delivered
+// records back from there (by segment number, with a generation that
+// makes references from before a divergence fail instead of reading
+// other bytes), so that consumers such as maintner.Corpus.Follow keep
+// references rather than copies.
 package logsync
 
 import (
