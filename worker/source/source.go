@@ -7,6 +7,17 @@
 // (files named by content digest) are written from blobs the caller
 // fetches.
 //
+// A job with source_mode inputs promises to read only its inputs, and its
+// result is cached under an ID that covers only their paths and digests.
+// CheckoutInputs gives it exactly those (from one cached `git ls-tree` of
+// the revision and one `git cat-file --batch`, with no worktree), after
+// verifying each input's digest against the revision, so that a graph
+// stating the digest of other content cannot get a result cached for
+// content the job never saw (ErrInputMismatch; a refused path or a
+// missing digest: ErrBadInput). SelectFiles does the same for an
+// uploaded manifest; CheckoutVerified verifies the inputs of a whole
+// checkout.
+//
 // Revisions are validated before they reach git: 4 to 64 hex digits, or a
 // refs/... name of safe characters. Repository URLs must be http, https
 // or file URLs.
