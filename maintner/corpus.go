@@ -309,11 +309,12 @@ func (c *Corpus) LogBatch(ctx context.Context, ms ...*Mutation) error {
 // Apply decodes one record payload read from the log and applies it.
 // A malformed record returns an error wrapping ErrBadRecord and changes
 // nothing.
-func (c *Corpus) Apply(payload []byte) error { return c.applyAt(payload, nil) }
+func (c *Corpus) Apply(payload []byte) error { return c.applyAt(payload, nil, nil) }
 
-// applyAt is Apply of a record at loc (nil when unknown: text is then
-// kept in memory).
-func (c *Corpus) applyAt(payload []byte, loc *recordLoc) error {
+// applyAt is Apply of a record at loc in the log src reads: its text is
+// left there while the corpus still reads from src (it is kept in
+// memory when loc is nil, or after Close).
+func (c *Corpus) applyAt(payload []byte, loc *recordLoc, src segmentSource) error {
 	d, err := decodeRecord(payload)
 	if err != nil {
 		c.mu.Lock()
@@ -325,7 +326,9 @@ func (c *Corpus) applyAt(payload []byte, loc *recordLoc) error {
 		return err
 	}
 	c.mu.Lock()
-	c.cur = loc
+	if loc != nil && c.src == src {
+		c.cur = loc
+	}
 	c.applyLocked(d)
 	c.cur = nil
 	c.finishLocked()

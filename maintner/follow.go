@@ -57,7 +57,7 @@ func (c *Corpus) Follow(ctx context.Context, f *logsync.Follower) error {
 			off:     pos.Offset + int64(reclog.HeaderLen(pos.Offset, len(payload))),
 			gen:     r.Generation(),
 		}
-		if err := c.applyAt(payload, &loc); err != nil {
+		if err := c.applyAt(payload, &loc, src); err != nil {
 			return fmt.Errorf("maintner: follow: record at %s: %w", pos, err)
 		}
 		return nil

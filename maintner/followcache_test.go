@@ -649,3 +649,38 @@ func TestFollowAfterKill9(t *testing.T) {
 		t.Errorf("cache keeps temporary files %q", tmp)
 	}
 }
+
+// TestFollowCorpusClosed closes a corpus while it follows: what it
+// applied before reads from the cache until then (and fails after), and
+// what it applies after keeps its text in memory, readable.
+func TestFollowCorpusClosed(t *testing.T) {
+	l := segLog(t, t.TempDir(), 64<<10)
+	payloads := generated(t, 300<<10, 9, 0.4)
+	half := len(payloads) / 2
+	appendAll(t, l, payloads[:half])
+	f := newFollower(t, serveLogs(t, l), t.TempDir(), nil)
+	c := newCorpus(t, maintner.Options{})
+	fl := startFollow(t, c, f)
+	fl.waitRecords(t, int64(half))
+	before, refs, _ := corpusTexts(c)
+	if refs == 0 {
+		t.Fatal("no text left in the cache")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	appendAll(t, l, payloads[half:])
+	fl.waitRecords(t, int64(len(payloads)))
+	after, _, failed := corpusTexts(c)
+	if len(failed) != refs {
+		t.Errorf("after Close, %d texts fail to read, want the %d left in the cache before", len(failed), refs)
+	}
+	for k, err := range failed {
+		if _, ok := before[k]; !ok || !errors.Is(err, maintner.ErrText) {
+			t.Errorf("%s: %v", k, err)
+		}
+	}
+	if len(after)+len(failed) <= len(before) {
+		t.Errorf("%d texts readable after Close, %d before: none applied since", len(after), len(before))
+	}
+}
