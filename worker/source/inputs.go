@@ -172,6 +172,26 @@ type treeEntry struct {
 	mode string // 100644, 100755, 120000, 160000 or 040000
 	typ  string // blob, tree or commit
 	oid  string
+	// unsafe marks a path the worker will not write (see safeTreePath);
+	// an input cannot name it, and a directory input holding it fails.
+	unsafe bool
+}
+
+// safeTreePath reports whether a path from a revision's tree may be
+// written below a checkout: relative, with no empty, ".", ".." or .git
+// component and no NUL. Git allows more than inputs may name (a
+// backslash, a line break, invalid UTF-8): those are written when they
+// are under a directory input.
+func safeTreePath(p string) bool {
+	if p == "" || strings.HasPrefix(p, "/") || strings.ContainsRune(p, 0) || hasGitComponent(p) {
+		return false
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == "" || part == "." || part == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 // tree is the listing of a revision's whole tree, sorted by path, so
@@ -248,8 +268,9 @@ func (s *Store) listTree(ctx context.Context, gitDir, commit string) (tree, erro
 }
 
 // parseTree parses the output of `git ls-tree -r -t -z`: entries
-// "<mode> SP <type> SP <object> TAB <path> NUL". Every path must pass
-// CheckInputPath, so that no entry can be written outside the checkout.
+// "<mode> SP <type> SP <object> TAB <path> NUL". A path that is not
+// safeTreePath is kept, marked unsafe, so that no entry can be written
+// outside the checkout while the rest of the revision stays usable.
 func parseTree(out []byte) (tree, error) {
 	var t tree
 	for len(out) > 0 {
@@ -264,13 +285,10 @@ func parseTree(out []byte) (tree, error) {
 		if !ok || len(f) != 3 || !isHex(f[2]) {
 			return nil, fmt.Errorf("ls-tree: bad entry %q", rec)
 		}
-		if err := CheckInputPath(p); err != nil {
-			return nil, fmt.Errorf("the revision holds a path the worker refuses: %w", err)
-		}
 		if len(t) == maxTreeEntries {
 			return nil, fmt.Errorf("ls-tree: more than %d entries", maxTreeEntries)
 		}
-		t = append(t, treeEntry{path: p, mode: f[0], typ: f[1], oid: f[2]})
+		t = append(t, treeEntry{path: p, mode: f[0], typ: f[1], oid: f[2], unsafe: !safeTreePath(p)})
 	}
 	sort.Slice(t, func(i, j int) bool { return t[i].path < t[j].path })
 	return t, nil
@@ -295,15 +313,19 @@ func (s *Store) planInputs(ctx context.Context, gitDir, commit string, inputs []
 	}
 	p := &inputPlan{wantSum: map[string]string{}, sumFor: map[string]string{}}
 	seen := map[string]bool{}
-	add := func(e treeEntry) {
+	add := func(e treeEntry) error {
+		if e.unsafe {
+			return fmt.Errorf("the revision holds %q, which the worker refuses to write: %w", e.path, ErrBadInput)
+		}
 		if e.typ != "tree" && !seen[e.path] {
 			seen[e.path] = true
 			p.files = append(p.files, e)
 		}
+		return nil
 	}
 	for _, in := range inputs {
 		i := t.find(in.Path)
-		if i < 0 {
+		if i < 0 || t[i].unsafe {
 			return nil, fmt.Errorf("input %q does not exist at %s: %w", in.Path, commit, ErrInputMismatch)
 		}
 		e := t[i]
@@ -324,10 +346,12 @@ func (s *Store) planInputs(ctx context.Context, gitDir, commit string, inputs []
 		if e.typ == "tree" {
 			p.dirs = append(p.dirs, e.path)
 			for _, sub := range t.under(e.path) {
-				add(sub)
+				if err := add(sub); err != nil {
+					return nil, fmt.Errorf("input %q: %w", in.Path, err)
+				}
 			}
-		} else {
-			add(e)
+		} else if err := add(e); err != nil {
+			return nil, err
 		}
 	}
 	return p, nil

@@ -43,6 +43,7 @@ var inputsFiles = map[string]string{
 	"-dash.txt":          "dash\n",
 	":(glob)*":           "magic\n",
 	"star*.txt":          "star\n",
+	"w/a\\b":             "backslash\n", // no input may name it; a directory input brings it
 }
 
 func newInputsRepo(t *testing.T) *inputsRepo {
@@ -141,6 +142,11 @@ func TestCheckoutInputs(t *testing.T) {
 			inputs: []graph.Input{{Path: "-dash.txt", Digest: sha("dash\n")}, {Path: ":(glob)*", Digest: sha("magic\n")},
 				{Path: "star*.txt", Digest: sha("star\n")}},
 			want: []string{"-dash.txt", ":(glob)*", "star*.txt"},
+		},
+		{
+			name:   "directory holding a name no input may have",
+			inputs: []graph.Input{{Path: "w", Digest: r.object("HEAD", "w")}},
+			want:   []string{"w/", "w/a\\b"},
 		},
 		{
 			name:   "executable keeps its mode",
@@ -351,11 +357,12 @@ func FuzzCheckInputPath(f *testing.F) {
 	})
 }
 
-// FuzzParseTree: parseTree never panics, and every entry it returns has
-// a path CheckInputPath accepts, in sorted order.
+// FuzzParseTree: parseTree never panics, marks unsafe every entry whose
+// path could leave the checkout, and returns entries in sorted order.
 func FuzzParseTree(f *testing.F) {
 	f.Add([]byte("100644 blob 0123456789abcdef0123456789abcdef01234567\ta/b.go\x00040000 tree 0123456789abcdef0123456789abcdef01234567\ta\x00"))
 	f.Add([]byte("100644 blob 01234567\t../x\x00"))
+	f.Add([]byte("100644 blob 01234567\ta/.git/x\x00100644 blob 01234567\ta\\b\x00"))
 	f.Add([]byte("100644 blob zz\tx\x00"))
 	f.Add([]byte("100644 blob 0123\tx"))
 	f.Fuzz(func(t *testing.T, out []byte) {
@@ -364,8 +371,11 @@ func FuzzParseTree(f *testing.F) {
 			return
 		}
 		for i, e := range tr {
-			if CheckInputPath(e.path) != nil || !isHex(e.oid) {
+			if !isHex(e.oid) {
 				t.Errorf("accepted entry %+v", e)
+			}
+			if !e.unsafe && (!filepath.IsLocal(e.path) || strings.Contains(e.path, "\x00") || hasGitComponent(e.path)) {
+				t.Errorf("entry %q not marked unsafe", e.path)
 			}
 			if i > 0 && tr[i-1].path > e.path {
 				t.Errorf("entries out of order: %q before %q", tr[i-1].path, e.path)
