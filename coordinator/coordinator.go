@@ -176,6 +176,10 @@ type Coordinator struct {
 	// enqueued counts jobs made ready (see enqueue), so that a poll can
 	// tell whether it left ready jobs for other workers.
 	enqueued int
+	// prefetchedN counts the prefetched attempts of all sessions (see
+	// prefetch.go), so that enqueue looks for ones to take back only
+	// when there are some.
+	prefetchedN int
 
 	pinMu sync.Mutex
 	pins  map[string]int // artifact digest → active builds needing it

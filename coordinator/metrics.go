@@ -16,6 +16,9 @@ type metrics struct {
 	commitSeconds   prometheus.Histogram
 	commitErrors    prometheus.Counter
 	buildsSubmitted prometheus.Counter
+	// prefetched counts prefetched assignments by outcome: handed out,
+	// started, taken back (see prefetch.go).
+	prefetched *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -52,10 +55,13 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		buildsSubmitted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tryd_coordinator_builds_submitted_total", Help: "Graphs submitted.",
 		}),
+		prefetched: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tryd_coordinator_prefetched_total", Help: "Prefetched assignments: handed out, started by their worker, taken back.",
+		}, []string{"event"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.dispatched, m.dispatchLatency, m.jobsFinished, m.attemptsLost, m.queued, m.running,
-			m.workers, m.commitSeconds, m.commitErrors, m.buildsSubmitted)
+			m.workers, m.commitSeconds, m.commitErrors, m.buildsSubmitted, m.prefetched)
 	}
 	return m
 }

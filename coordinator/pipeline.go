@@ -87,10 +87,7 @@ func (c *Coordinator) pipelinable(s *session, d *job) ([]string, bool) {
 
 // assignPending creates a pending attempt of d on s and its assignment.
 func (c *Coordinator) assignPending(s *session, d *job, after []string) api.Assignment {
-	a := &attempt{
-		rec: api.Attempt{ID: randomID(), BuildID: d.b.id, JobID: d.g.ID, Worker: s.name, State: api.AttemptRunning},
-		j:   d, sess: s,
-	}
+	a := c.newAttempt(s, d)
 	p := &pendingAttempt{a: a, after: after, handed: c.clock.Now()}
 	d.pending = p
 	s.pending[a.rec.ID] = p
@@ -152,26 +149,8 @@ func (c *Coordinator) activate(p *pendingAttempt, now time.Time) {
 	a, j, s := p.a, p.a.j, p.a.sess
 	delete(s.pending, a.rec.ID)
 	j.pending = nil
-	timeout := j.g.EffectiveTimeout(c.opts.DefaultTimeout)
-	a.rec.Started = now
-	a.deadline = now.Add(timeout + max(30*time.Second, timeout/10))
-	c.attempts[a.rec.ID] = a
-	s.running[a.rec.ID] = a
-	j.attempts = append(j.attempts, a)
-	j.state, j.worker = api.JobRunning, s.name
-	if j.started.IsZero() {
-		j.started = now
-	}
 	j.readyAt = now
-	j.b.running++
-	c.m.running.Inc()
-	c.m.dispatched.Inc()
-	c.m.dispatchLatency.Observe(0)
-	c.commit.attempt(a.rec)
-	c.setJob(j)
-	ev := jobEvent(api.EventJobStarted, j, now)
-	ev.AttemptID, ev.Worker = a.rec.ID, s.name
-	j.b.event(ev)
+	c.startAttempt(a, now)
 	for _, d := range j.deps {
 		s.holds[d.output] = true
 	}

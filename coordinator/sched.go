@@ -71,6 +71,9 @@ type job struct {
 	// pending is an attempt handed out ahead of the job's dependencies
 	// (see pipeline.go); nil if none.
 	pending *pendingAttempt
+	// prefetched is an attempt of the queued job that a worker holds
+	// beyond its free slots (see prefetch.go); nil if none.
+	prefetched *pendingAttempt
 }
 
 // attempt is an attempt in memory; running ones are in
@@ -98,8 +101,11 @@ type session struct {
 	// pending holds attempts handed out ahead of their dependencies
 	// (see pipeline.go); each takes a slot.
 	pending map[string]*pendingAttempt
-	holds   map[string]bool
-	cancels []string
+	// prefetched holds attempts handed out beyond the worker's slots
+	// (see prefetch.go); they take no slot until the worker starts them.
+	prefetched map[string]*pendingAttempt
+	holds      map[string]bool
+	cancels    []string
 	// ended holds attempts this worker recently reported, so that a poll
 	// sent before the report was processed (two polls in flight, or a
 	// result posted beside a waiting poll) does not draw a cancellation.
@@ -117,7 +123,7 @@ type session struct {
 func newSession(name string, now time.Time) *session {
 	return &session{
 		id: randomID(), name: name, lastSeen: now,
-		running: map[string]*attempt{}, pending: map[string]*pendingAttempt{}, holds: map[string]bool{}, ended: map[string]bool{},
+		running: map[string]*attempt{}, pending: map[string]*pendingAttempt{}, prefetched: map[string]*pendingAttempt{}, holds: map[string]bool{}, ended: map[string]bool{},
 	}
 }
 
@@ -276,6 +282,7 @@ func (c *Coordinator) enqueue(j *job, now time.Time) {
 	c.m.queued.Inc()
 	c.setJob(j)
 	b.event(jobEvent(api.EventJobQueued, j, now))
+	c.yieldPrefetched(b.rank)
 }
 
 // wakeAll wakes every polling worker (they re-check for work).
@@ -304,6 +311,7 @@ func (c *Coordinator) finishJob(j *job, st api.JobState, now time.Time) {
 		}
 		b := j.b
 		c.dropPending(j)
+		c.dropPrefetched(j, false)
 		j.state, j.finished = st, now
 		b.remaining--
 		c.setJob(j)
@@ -501,13 +509,29 @@ func (c *Coordinator) localityWait(j *job, s *session, now time.Time) time.Durat
 
 // assign starts an attempt of j on s and returns the assignment.
 func (c *Coordinator) assign(s *session, j *job, now time.Time) api.Assignment {
-	b := j.b
-	timeout := j.g.EffectiveTimeout(c.opts.DefaultTimeout)
-	a := &attempt{
-		rec: api.Attempt{ID: randomID(), BuildID: b.id, JobID: j.g.ID, Worker: s.name, State: api.AttemptRunning, Started: now},
+	a := c.newAttempt(s, j)
+	c.m.queued.Dec()
+	c.startAttempt(a, now)
+	as := c.assignment(s, j)
+	as.AttemptID = a.rec.ID
+	return as
+}
+
+// newAttempt is a new attempt of j on s, not started yet.
+func (c *Coordinator) newAttempt(s *session, j *job) *attempt {
+	return &attempt{
+		rec: api.Attempt{ID: randomID(), BuildID: j.b.id, JobID: j.g.ID, Worker: s.name, State: api.AttemptRunning},
 		j:   j, sess: s,
-		deadline: now.Add(timeout + max(30*time.Second, timeout/10)),
 	}
+}
+
+// startAttempt makes a running attempt of a (its job runs from now on:
+// the attempt counts, its timeout runs, job_started is sent).
+func (c *Coordinator) startAttempt(a *attempt, now time.Time) {
+	j, s, b := a.j, a.sess, a.j.b
+	timeout := j.g.EffectiveTimeout(c.opts.DefaultTimeout)
+	a.rec.Started = now
+	a.deadline = now.Add(timeout + max(30*time.Second, timeout/10))
 	c.attempts[a.rec.ID] = a
 	s.running[a.rec.ID] = a
 	j.attempts = append(j.attempts, a)
@@ -516,18 +540,14 @@ func (c *Coordinator) assign(s *session, j *job, now time.Time) api.Assignment {
 		j.started = now
 	}
 	b.running++
-	c.m.queued.Dec()
 	c.m.running.Inc()
 	c.m.dispatched.Inc()
-	c.m.dispatchLatency.Observe(now.Sub(j.readyAt).Seconds())
+	c.m.dispatchLatency.Observe(max(now.Sub(j.readyAt), 0).Seconds())
 	c.commit.attempt(a.rec)
 	c.setJob(j)
 	ev := jobEvent(api.EventJobStarted, j, now)
 	ev.AttemptID, ev.Worker = a.rec.ID, s.name
 	b.event(ev)
-	as := c.assignment(s, j)
-	as.AttemptID = a.rec.ID
-	return as
 }
 
 // endAttempt takes a running attempt out of the running set and records
@@ -580,6 +600,9 @@ func (c *Coordinator) expireSession(s *session, reason string, keep map[string]b
 	for id, p := range s.pending {
 		p.a.j.pending = nil
 		delete(s.pending, id)
+	}
+	for _, p := range s.prefetched {
+		c.dropPrefetched(p.a.j, true)
 	}
 	delete(c.sessions, s.id)
 	if c.byName[s.name] == s {

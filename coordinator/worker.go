@@ -84,6 +84,7 @@ func (c *Coordinator) Register(ctx context.Context, name string, req api.Registe
 		HeartbeatIntervalMS: (c.opts.HeartbeatTimeout / 3).Milliseconds(),
 		PollTimeoutMS:       c.opts.PollTimeout.Milliseconds(),
 		EarlyAssignments:    true,
+		PrefetchAssignments: true,
 	}, nil
 }
 
@@ -183,6 +184,17 @@ func (c *Coordinator) applyResult(worker string, p preparedResult, now time.Time
 		// start (e.g. shutting down): its job waits as before.
 		c.dropPending(s.pending[r.AttemptID].a.j)
 		return true
+	}
+	if s := c.byName[worker]; a == nil && s != nil && s.prefetched[r.AttemptID] != nil {
+		if r.State == api.AttemptError {
+			// Given back unstarted (a worker reports a start before
+			// the result): the job is queued again, no attempt used.
+			c.dropPrefetched(s.prefetched[r.AttemptID].a.j, true)
+			return true
+		}
+		// A result without its start: the attempt ran.
+		c.startPrefetched(s, r.AttemptID, now.Add(-time.Duration(r.DurationMS)*time.Millisecond), now)
+		a = c.attempts[r.AttemptID]
 	}
 	if a == nil || a.sess.name != worker {
 		return false
@@ -338,6 +350,9 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 	if req.FreeSlots < 0 || req.FreeSlots > maxSlots {
 		return nil, badRequest(fmt.Errorf("poll: free_slots %d out of range", req.FreeSlots))
 	}
+	if req.Prefetch < 0 || req.Prefetch > maxPrefetchPerSlot*maxSlots {
+		return nil, badRequest(fmt.Errorf("poll: prefetch %d out of range", req.Prefetch))
+	}
 	for _, r := range req.Results {
 		switch r.State {
 		case api.AttemptSucceeded, api.AttemptFailed, api.AttemptTimedOut, api.AttemptError:
@@ -369,6 +384,11 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 	for _, d := range req.Evicted {
 		delete(s.holds, d)
 	}
+	// Starts before results: a result may be of an attempt started
+	// since the last poll.
+	for _, st := range req.Started {
+		c.startPrefetched(s, st.AttemptID, now.Add(-time.Duration(max(st.AgoMS, 0))*time.Millisecond), now)
+	}
 	// Jobs that the results (or lost attempts) make ready and that
 	// this poll does not take are offered to the waiting polls below.
 	enqueued := c.enqueued
@@ -383,7 +403,7 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 	listed := map[string]bool{}
 	for _, id := range req.Running {
 		listed[id] = true
-		if a := c.attempts[id]; (a == nil || a.sess != s) && !s.ended[id] && s.pending[id] == nil {
+		if a := c.attempts[id]; (a == nil || a.sess != s) && !s.ended[id] && s.pending[id] == nil && s.prefetched[id] == nil {
 			s.cancel(id)
 		}
 	}
@@ -400,6 +420,15 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 		if p.missed++; p.missed >= 2 {
 			p.a.j.pending = nil
 			delete(s.pending, id)
+		}
+	}
+	for id, p := range s.prefetched {
+		if listed[id] {
+			p.missed = 0
+		} else if now.Sub(p.handed) >= listGrace {
+			if p.missed++; p.missed >= 2 {
+				c.dropPrefetched(p.a.j, true)
+			}
 		}
 	}
 	for id, a := range s.running {
@@ -423,11 +452,18 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 		// even if several of its polls offer the same free slot.
 		free = max(room, 0)
 	}
+	prefetch, steals := req.Prefetch, free
 	for {
 		var hint time.Duration
 		picked := 0
 		for free > 0 {
 			j, h := c.pick(s, now)
+			if j == nil && steals > 0 && c.stealPrefetched(s) {
+				// Nothing else to run: take a job another worker
+				// holds beyond its slots.
+				steals--
+				continue
+			}
 			if j == nil {
 				hint = h
 				break
@@ -442,6 +478,11 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 			c.pipeline(s, free, resp)
 			free -= len(resp.Assignments) - n
 		}
+		if prefetch > 0 {
+			n := len(resp.Assignments)
+			c.prefetch(s, prefetch, resp, now)
+			prefetch -= len(resp.Assignments) - n
+		}
 		if len(s.cancels) > 0 {
 			resp.Cancel, s.cancels = s.cancels, nil
 		}
@@ -453,7 +494,7 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 			s.wakeUp()
 		}
 		enqueued = -1 // later rounds take what others made ready
-		if len(resp.Assignments) > 0 || len(resp.Cancel) > 0 || len(prepared) > 0 || !now.Before(deadline) || s.gone {
+		if len(resp.Assignments) > 0 || len(resp.Cancel) > 0 || len(prepared) > 0 || len(req.Started) > 0 || !now.Before(deadline) || s.gone {
 			break
 		}
 		// Nothing to do: wait for work, a cancellation, the end of a
@@ -538,6 +579,12 @@ func (c *Coordinator) Result(ctx context.Context, worker string, r api.AttemptRe
 func (c *Coordinator) AppendLog(ctx context.Context, worker, attemptID string, offset int64, data []byte) (int64, error) {
 	c.mu.Lock()
 	a := c.attempts[attemptID]
+	if s := c.byName[worker]; a == nil && s != nil && s.prefetched[attemptID] != nil {
+		// A log implies the start, which the worker reports later.
+		now := c.clock.Now()
+		c.startPrefetched(s, attemptID, now, now)
+		a = c.attempts[attemptID]
+	}
 	c.mu.Unlock()
 	if a == nil || a.sess.name != worker {
 		return 0, fmt.Errorf("attempt %s is not a current attempt of worker %s: %w", truncate(attemptID), worker, api.ErrConflict)

@@ -62,6 +62,15 @@ type Options struct {
 	// (defaults 64 KiB and 100ms).
 	LogChunkBytes    int
 	LogFlushInterval time.Duration
+	// Prefetch is how many assignments beyond its free slots the worker
+	// asks for and queues, when the coordinator offers prefetching, so
+	// that it can report results in batches without idle slots (default
+	// 2 x Slots; negative: none).
+	Prefetch int
+	// ReportDelay is how long a finished job's result may wait to be
+	// reported with others while the worker holds more than half its
+	// Prefetch queued (default 5ms). Results go out at once otherwise.
+	ReportDelay time.Duration
 	// MinBackoff and MaxBackoff bound the delay between attempts to reach
 	// the coordinator (defaults 100ms and 5s).
 	MinBackoff, MaxBackoff time.Duration
@@ -127,6 +136,12 @@ func New(opts Options) (*Worker, error) {
 	}
 	if opts.LogFlushInterval <= 0 {
 		opts.LogFlushInterval = 100 * time.Millisecond
+	}
+	if opts.Prefetch == 0 {
+		opts.Prefetch = 2 * opts.Slots
+	}
+	if opts.ReportDelay <= 0 {
+		opts.ReportDelay = 5 * time.Millisecond
 	}
 	if opts.MinBackoff <= 0 {
 		opts.MinBackoff = 100 * time.Millisecond
@@ -270,9 +285,10 @@ func pipelined(a *api.Assignment, done map[string]localResult, live func(id stri
 
 // pollInfo describes a poll in flight.
 type pollInfo struct {
-	free    int  // slots it asked for
-	waits   bool // it carries no results, so it may wait for work
-	dropped bool // replaced by a newer poll; its failure is expected
+	free     int  // slots it asked for
+	prefetch int  // prefetched assignments it asked for
+	waits    bool // it carries no results, so it may wait for work
+	dropped  bool // replaced by a newer poll; its failure is expected
 	// answered is set when the first part of an early answer arrived:
 	// the poll only waits for its results' acknowledgement.
 	answered bool
@@ -309,7 +325,12 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	var (
 		workerID    string
-		early       bool // the coordinator answers work before results are durable
+		early       bool        // the coordinator answers work before results are durable
+		prefetch    int         // assignments to hold beyond free slots (0: the coordinator does not prefetch)
+		started     []startedAt // prefetched attempts started, not yet reported
+		firstReport time.Time   // when the oldest unreported result or start came
+		reportTimer *time.Timer
+		reportAt    <-chan time.Time
 		pollWait    time.Duration
 		runningJobs = map[string]*running{}
 		backlog     []api.Assignment // assigned but no free slot yet
@@ -334,6 +355,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer pool.close()
 
 	startJob := func(a api.Assignment) {
+		if a.Prefetched {
+			if len(results) == 0 && len(started) == 0 {
+				firstReport = time.Now()
+			}
+			started = append(started, startedAt{id: a.AttemptID, at: time.Now()})
+		}
 		jctx, cancel := context.WithCancelCause(bg)
 		runningJobs[a.AttemptID] = &running{cancel: cancel, jobID: a.Job.ID}
 		w.m.running.Inc()
@@ -383,8 +410,18 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			return false
 		}
-		for i := 0; i < len(backlog) && len(runningJobs) < w.opts.Slots && !draining; {
+		// Prefetched assignments start after the others (which the
+		// coordinator counts as running already).
+		for i, pass := 0, 0; pass < 2 && len(runningJobs) < w.opts.Slots && !draining; {
+			if i == len(backlog) {
+				i, pass = 0, pass+1
+				continue
+			}
 			a := backlog[i]
+			if a.Prefetched != (pass == 1) {
+				i++
+				continue
+			}
 			if len(a.After) > 0 {
 				start, drop := pipelined(&a, localDone, live)
 				if drop {
@@ -429,6 +466,10 @@ func (w *Worker) Run(ctx context.Context) error {
 				fail(err)
 			default:
 				workerID, backoff, early = resp.WorkerID, 0, resp.EarlyAssignments
+				prefetch, started = 0, nil
+				if resp.PrefetchAssignments && early && w.opts.Prefetch > 0 {
+					prefetch = w.opts.Prefetch
+				}
 				pollWait = time.Duration(min(resp.PollTimeoutMS, resp.HeartbeatIntervalMS)) * time.Millisecond
 				holdsSent = false
 				w.uploadedMu.Lock()
@@ -446,9 +487,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		// nothing; cancellations are sent again). One that asked for
 		// some stays until it returns, leaving slots freed meanwhile
 		// idle at most until then.
-		free := max(w.opts.Slots-len(runningJobs)-len(backlog), 0)
+		queued := 0 // prefetched assignments not started
+		for _, a := range backlog {
+			if a.Prefetched {
+				queued++
+			}
+		}
+		free := max(w.opts.Slots-len(runningJobs)-(len(backlog)-queued), 0)
+		room := max(prefetch-queued, 0)
 		if draining {
-			free = 0
+			free, room = 0, 0
 		}
 		var waiting *pollInfo
 		reporting := 0
@@ -463,7 +511,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		send := false
 		switch {
 		case workerID == "" || retryAt != nil:
-		case len(results) > 0:
+		case (len(results) > 0 || len(started) > 0) && queued > prefetch/2 && !draining && time.Since(firstReport) < w.opts.ReportDelay:
+			// Enough prefetched work queued to keep the slots busy:
+			// let results (and starts) batch up for a while
+			// (ReportDelay at most).
+			if reportAt == nil {
+				reportTimer = time.NewTimer(w.opts.ReportDelay - time.Since(firstReport))
+				reportAt = reportTimer.C
+			}
+		case len(results) > 0 || len(started) > 0:
 			// One report at a time (results batch up meanwhile): the
 			// coordinator takes an attempt missing from two consecutive
 			// polls' running lists as lost, so no more than one poll
@@ -481,13 +537,23 @@ func (w *Worker) Run(ctx context.Context) error {
 			send = true
 		}
 		if send {
-			offer := free
-			if len(results) > 0 && waiting != nil && !waiting.dropped {
+			offer, offerPrefetch := free, room
+			if (len(results) > 0 || len(started) > 0) && waiting != nil && !waiting.dropped {
 				// Never offer a slot the waiting poll already offers.
 				offer = max(free-waiting.free, 0)
+				offerPrefetch = max(room-waiting.prefetch, 0)
+			}
+			if reportTimer != nil {
+				reportTimer.Stop()
+				reportTimer, reportAt = nil, nil
 			}
 			evicted = append(evicted, w.cache.TakeEvicted()...)
-			req := api.PollRequest{WorkerID: workerID, FreeSlots: offer, Running: runningIDs(), Results: results, Evicted: evicted}
+			req := api.PollRequest{WorkerID: workerID, FreeSlots: offer, Prefetch: offerPrefetch, Running: runningIDs(), Results: results, Evicted: evicted}
+			now := time.Now()
+			for _, st := range started {
+				req.Started = append(req.Started, api.StartedAttempt{AttemptID: st.id, AgoMS: now.Sub(st.at).Milliseconds()})
+			}
+			started = nil
 			evicted = nil
 			if pollWait > 0 {
 				req.WaitMS = pollWait.Milliseconds()
@@ -502,7 +568,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			pollSeq++
 			seq := pollSeq
 			pctx, cancel := context.WithTimeout(bg, pollWait+30*time.Second)
-			inFlight[seq] = &pollInfo{free: offer, waits: len(req.Results) == 0, cancel: cancel}
+			// A poll that reports starts is answered at once, like one
+			// with results.
+			inFlight[seq] = &pollInfo{free: offer, prefetch: offerPrefetch, waits: len(req.Results) == 0 && len(req.Started) == 0, cancel: cancel}
 			if len(req.Results) > 0 {
 				unacked++
 			}
@@ -574,6 +642,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			if ans.err != nil {
 				// What the poll was to tell goes out with the next one.
 				evicted = append(ans.req.Evicted, evicted...)
+				started = append(startsOf(ans.req), started...)
 				if ans.req.Holds != nil {
 					holdsSent = false
 				}
@@ -614,6 +683,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			delete(runningJobs, res.AttemptID)
 			w.m.running.Dec()
 			if r != nil && !r.forgotten {
+				if len(results) == 0 && len(started) == 0 {
+					firstReport = time.Now()
+				}
 				results = append(results, res)
 			}
 			if r != nil {
@@ -622,6 +694,8 @@ func (w *Worker) Run(ctx context.Context) error {
 				}
 				localDone[res.AttemptID] = localResult{ok: res.State == api.AttemptSucceeded && !r.forgotten, jobID: r.jobID, digest: res.OutputDigest}
 			}
+		case <-reportAt:
+			reportTimer, reportAt = nil, nil
 		case <-retryAt:
 			retryAt = nil
 		case <-drainTimer:
@@ -650,6 +724,24 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// startedAt is a prefetched attempt the worker started, for
+// api.PollRequest.Started.
+type startedAt struct {
+	id string
+	at time.Time
+}
+
+// startsOf returns the starts a failed poll was to report, to report
+// again (at their original times).
+func startsOf(req api.PollRequest) []startedAt {
+	now := time.Now()
+	out := make([]startedAt, len(req.Started))
+	for i, st := range req.Started {
+		out[i] = startedAt{id: st.AttemptID, at: now.Add(-time.Duration(st.AgoMS) * time.Millisecond)}
+	}
+	return out
 }
 
 // giveBack cancels every running job (used when the worker must stop at

@@ -309,6 +309,11 @@ type RegisterResponse struct {
 	// PollRequest.Early (coordinators before it refuse the unknown
 	// field, so a worker sends it only when this is set).
 	EarlyAssignments bool `json:"early_assignments,omitempty"`
+	// PrefetchAssignments says that the coordinator accepts
+	// PollRequest.Prefetch and PollRequest.Started (a worker sends them
+	// only when this is set). See PROTOCOL.md, "Prefetched
+	// assignments".
+	PrefetchAssignments bool `json:"prefetch_assignments,omitempty"`
 }
 
 // PollRequest is the body of POST /api/worker/poll: a heartbeat, a
@@ -339,6 +344,23 @@ type PollRequest struct {
 	// only to a coordinator whose RegisterResponse.EarlyAssignments is
 	// set.
 	Early bool `json:"early,omitempty"`
+	// Prefetch asks for up to that many assignments beyond FreeSlots,
+	// which the worker queues and starts by itself when slots free
+	// (Assignment.Prefetched), so that it can report results in
+	// batches without leaving slots idle. Send it only to a
+	// coordinator whose RegisterResponse.PrefetchAssignments is set.
+	Prefetch int `json:"prefetch,omitempty"`
+	// Started lists prefetched attempts the worker started since its
+	// last acknowledged poll (sent again after a failed poll: a
+	// repeated or unknown one is ignored).
+	Started []StartedAttempt `json:"started,omitempty"`
+}
+
+// StartedAttempt says that the worker started a prefetched attempt,
+// AgoMS milliseconds before it sent the poll.
+type StartedAttempt struct {
+	AttemptID string `json:"attempt_id"`
+	AgoMS     int64  `json:"ago_ms,omitempty"`
 }
 
 // PollResponse carries new work and attempts to stop.
@@ -392,6 +414,12 @@ type Assignment struct {
 	// one of them ends otherwise. Given only to workers that poll with
 	// Early. See PROTOCOL.md, "Pipelined assignments".
 	After []string `json:"after,omitempty"`
+	// Prefetched marks an assignment beyond the poll's free slots: the
+	// worker queues it, starts it when a slot frees (after the
+	// assignments that are not prefetched) and says so in
+	// PollRequest.Started; until then the coordinator may take it back
+	// (Cancel). Given only to workers that poll with Prefetch.
+	Prefetched bool `json:"prefetched,omitempty"`
 }
 
 // SourceRef says where a job's source comes from: a git repository at a

@@ -1,0 +1,183 @@
+package coordinator
+
+import (
+	"time"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+)
+
+// Prefetched assignments (api.Assignment.Prefetched). A worker that polls
+// with Prefetch may be handed ready jobs beyond its free slots, which it
+// queues and starts by itself the moment a slot frees; it reports the
+// starts (PollRequest.Started) with its results. So it can report
+// results in batches, a few jobs at a time, without leaving a slot idle
+// for the round trip: on a wide graph of short jobs, one request per job
+// each way was most of the coordinator's and the workers' own CPU.
+//
+// Until the worker says it started one, a prefetched attempt is like a
+// pending one (see pipeline.go): its job stays queued (out of its ready
+// queue), nothing is committed, no event is sent and no attempt is
+// charged; it takes no slot. It is taken back (its job queued again at
+// the front, the worker told in Cancel) when the worker's session ends,
+// when the worker stops listing it, when another worker has a free slot
+// and nothing else to run, and when a job of a higher priority becomes
+// ready. A job that finishes meanwhile (cancelled build) drops it.
+
+// maxPrefetchPerSlot bounds a worker's prefetched attempts: at most that
+// many per registered slot.
+const maxPrefetchPerSlot = 4
+
+// prefetch hands s up to n prefetched attempts (in resp) of ready jobs,
+// as long as more jobs are ready than the other workers have free slots
+// for, so that no idle worker waits for what s holds.
+func (c *Coordinator) prefetch(s *session, n int, resp *api.PollResponse, now time.Time) {
+	n = min(n, maxPrefetchPerSlot*s.slots-len(s.prefetched))
+	if n <= 0 {
+		return
+	}
+	spare := c.readyJobs() - c.freeSlotsElsewhere(s)
+	for ; n > 0 && spare > 0; n, spare = n-1, spare-1 {
+		j, _ := c.pick(s, now)
+		if j == nil {
+			return
+		}
+		a := c.newAttempt(s, j)
+		p := &pendingAttempt{a: a, handed: now}
+		j.prefetched = p
+		s.prefetched[a.rec.ID] = p
+		c.prefetchedN++
+		c.m.prefetched.WithLabelValues("handed_out").Inc()
+		as := c.assignment(s, j)
+		as.AttemptID, as.Prefetched = a.rec.ID, true
+		resp.Assignments = append(resp.Assignments, as)
+	}
+}
+
+// readyJobs counts the jobs in ready queues (an upper bound: finished
+// jobs leave their queues lazily).
+func (c *Coordinator) readyJobs() int {
+	n := 0
+	for rank := range c.ready {
+		for b := range c.ready[rank] {
+			for _, q := range b.queues {
+				n += len(q.jobs) - q.head
+			}
+		}
+	}
+	return n
+}
+
+// freeSlotsElsewhere counts the free slots of the workers other than s.
+func (c *Coordinator) freeSlotsElsewhere(s *session) int {
+	n := 0
+	for _, o := range c.sessions {
+		if o != s && !o.gone {
+			n += max(o.slots-len(o.running)-len(o.pending), 0)
+		}
+	}
+	return n
+}
+
+// startPrefetched makes the prefetched attempt id of s a running
+// attempt, started at at (as the worker said; within the time since it
+// was handed out). It reports false if s holds no such attempt.
+func (c *Coordinator) startPrefetched(s *session, id string, at, now time.Time) bool {
+	p := s.prefetched[id]
+	if p == nil {
+		return false
+	}
+	j := p.a.j
+	c.forgetPrefetched(p)
+	if j.state != api.JobQueued || c.builds[j.b.id] != j.b {
+		s.cancel(id) // cannot happen: such jobs drop their prefetched attempt
+		return false
+	}
+	if at.Before(p.handed) {
+		at = p.handed
+	}
+	if at.After(now) {
+		at = now
+	}
+	c.m.queued.Dec()
+	c.m.prefetched.WithLabelValues("started").Inc()
+	c.startAttempt(p.a, at)
+	return true
+}
+
+// forgetPrefetched removes a prefetched attempt from its job and session.
+func (c *Coordinator) forgetPrefetched(p *pendingAttempt) {
+	p.a.j.prefetched = nil
+	delete(p.a.sess.prefetched, p.a.rec.ID)
+	c.prefetchedN--
+}
+
+// dropPrefetched takes back j's prefetched attempt, if any: its worker
+// is told to forget it and, with requeue, the job (still queued) goes
+// back to the front of its ready queue.
+func (c *Coordinator) dropPrefetched(j *job, requeue bool) {
+	p := j.prefetched
+	if p == nil {
+		return
+	}
+	c.forgetPrefetched(p)
+	c.m.prefetched.WithLabelValues("taken_back").Inc()
+	if s := p.a.sess; !s.gone {
+		s.cancel(p.a.rec.ID)
+	}
+	b := j.b
+	if !requeue || j.state != api.JobQueued || c.builds[b.id] != b {
+		return
+	}
+	key := labelKey(j.g.Labels)
+	q := b.queues[key]
+	if q == nil {
+		q = &readyQueue{labels: j.g.Labels}
+		b.queues[key] = q
+	}
+	if q.head > 0 {
+		q.head--
+		q.jobs[q.head] = j
+	} else {
+		q.jobs = append(q.jobs, nil)
+		copy(q.jobs[1:], q.jobs)
+		q.jobs[0] = j
+	}
+	c.ready[b.rank][b] = true
+	c.wakeAll()
+}
+
+// stealPrefetched takes back one prefetched attempt of another worker
+// that s could run (s has a free slot and nothing else to run), and
+// reports whether it did.
+func (c *Coordinator) stealPrefetched(s *session) bool {
+	if c.prefetchedN == 0 {
+		return false
+	}
+	for _, o := range c.sessions {
+		if o == s {
+			continue
+		}
+		for _, p := range o.prefetched {
+			if matches(s.labels, p.a.j.g.Labels) {
+				c.dropPrefetched(p.a.j, true)
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// yieldPrefetched takes back the prefetched attempts of builds of a
+// lower priority than rank (a job of rank just became ready).
+func (c *Coordinator) yieldPrefetched(rank int) {
+	if c.prefetchedN == 0 {
+		return
+	}
+	for _, s := range c.sessions {
+		for _, p := range s.prefetched {
+			if p.a.j.b.rank > rank {
+				c.dropPrefetched(p.a.j, true)
+			}
+		}
+	}
+}

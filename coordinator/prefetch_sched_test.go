@@ -1,0 +1,220 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+)
+
+// prefetchPoll polls as a worker that prefetches: Early, up to prefetch
+// assignments beyond free, reporting started prefetched attempts.
+func (w *testWorker) prefetchPoll(t *testing.T, free, prefetch int, running, started []string, results ...api.AttemptResult) *api.PollResponse {
+	t.Helper()
+	req := api.PollRequest{WorkerID: w.id, FreeSlots: free, Prefetch: prefetch, Running: running, Results: results, WaitMS: 300}
+	for _, id := range started {
+		req.Started = append(req.Started, api.StartedAttempt{AttemptID: id})
+	}
+	resp, err := w.c.PollEarly(context.Background(), req, func(*api.PollResponse) {})
+	if err != nil {
+		t.Fatalf("poll %s: %v", w.name, err)
+	}
+	return resp
+}
+
+// wideGraph is n independent jobs writing one file each.
+func wideGraph(prefix string, n int) string {
+	var jobs []string
+	for i := range n {
+		jobs = append(jobs, fmt.Sprintf(`{"name": "%s%d", "source_mode": "none", "commands": [{"write_file": {"path": "o", "content": "%s%d"}}]}`, prefix, i, prefix, i))
+	}
+	return `{"jobs": [` + strings.Join(jobs, ",") + `]}`
+}
+
+// split returns the assignments that are prefetched and those that are not.
+func split(as []api.Assignment) (prefetched, running []api.Assignment) {
+	for _, a := range as {
+		if a.Prefetched {
+			prefetched = append(prefetched, a)
+		} else {
+			running = append(running, a)
+		}
+	}
+	return prefetched, running
+}
+
+func ids(as []api.Assignment) []string {
+	var out []string
+	for _, a := range as {
+		out = append(out, a.AttemptID)
+	}
+	return out
+}
+
+func attemptsOf(t *testing.T, e *env, buildID int64, name string) (api.JobState, int) {
+	t.Helper()
+	j := jobByName(e.build(buildID), name)
+	return j.State, len(j.Attempts)
+}
+
+// TestPrefetchedAttempts follows prefetched attempts through their
+// lifecycle: handed out beyond the free slots, invisible until started,
+// started by the worker's report or by their result, given back
+// unstarted without using an attempt, and cancelled when the worker
+// registers again without having started them.
+func TestPrefetchedAttempts(t *testing.T) { forEachBackend(t, testPrefetchedAttempts) }
+
+func testPrefetchedAttempts(t *testing.T, be backend) {
+	e := newEnv(t, be, envOpts{})
+	w := newTestWorker(t, e, "w1", tokenW1, nil)
+	sub := e.submit(wideGraph("j", 7), api.PriorityTry)
+
+	pre, run := split(w.prefetchPoll(t, 2, 4, nil, nil).Assignments)
+	if len(run) != 2 || len(pre) != 4 {
+		t.Fatalf("2 free slots, prefetch 4: %d running and %d prefetched assignments", len(run), len(pre))
+	}
+	b := e.build(sub.BuildID)
+	if b.Counts[api.JobRunning] != 2 || b.Counts[api.JobQueued] != 5 {
+		t.Fatalf("after the first poll: %v", b.Counts)
+	}
+	for _, a := range pre {
+		if st, n := attemptsOf(t, e, sub.BuildID, a.Job.Name); st != api.JobQueued || n != 0 {
+			t.Fatalf("prefetched %s: %s with %d attempts", a.Job.Name, st, n)
+		}
+	}
+	all := append(ids(run), ids(pre)...)
+
+	// pre[0] started and reported; pre[1]'s result comes without a start.
+	w.prefetchPoll(t, 0, 0, all, []string{pre[0].AttemptID}, w.output(run[0]), w.output(run[1]))
+	if st, n := attemptsOf(t, e, sub.BuildID, pre[0].Job.Name); st != api.JobRunning || n != 1 {
+		t.Fatalf("started prefetched attempt: %s, %d attempts", st, n)
+	}
+	resp := w.prefetchPoll(t, 0, 0, all[2:], nil, w.output(pre[1]))
+	if len(resp.Rejected) != 0 {
+		t.Fatalf("result of a prefetched attempt rejected: %+v", resp)
+	}
+	if st, n := attemptsOf(t, e, sub.BuildID, pre[1].Job.Name); st != api.JobSucceeded || n != 1 {
+		t.Fatalf("prefetched attempt reported without its start: %s, %d attempts", st, n)
+	}
+	// pre[2] is given back unstarted (as a draining worker does): its
+	// job is queued again, with no attempt used.
+	w.prefetchPoll(t, 0, 0, []string{pre[0].AttemptID, pre[3].AttemptID}, nil,
+		api.AttemptResult{AttemptID: pre[2].AttemptID, State: api.AttemptError, Error: "worker shutting down"})
+	if st, n := attemptsOf(t, e, sub.BuildID, pre[2].Job.Name); st != api.JobQueued || n != 0 {
+		t.Fatalf("prefetched attempt given back: %s, %d attempts", st, n)
+	}
+	// The worker registers again running pre[0] and listing pre[3]
+	// (prefetched, not started as far as the coordinator knows): pre[3]
+	// is cancelled and its job queued again.
+	w.register([]string{pre[0].AttemptID, pre[3].AttemptID})
+	resp = w.prefetchPoll(t, 0, 0, []string{pre[0].AttemptID, pre[3].AttemptID}, nil)
+	if !slices.Contains(resp.Cancel, pre[3].AttemptID) || slices.Contains(resp.Cancel, pre[0].AttemptID) {
+		t.Fatalf("after registering again: cancel %v, want %s (not %s)", resp.Cancel, pre[3].AttemptID, pre[0].AttemptID)
+	}
+	if st, n := attemptsOf(t, e, sub.BuildID, pre[3].Job.Name); st != api.JobQueued || n != 0 {
+		t.Fatalf("prefetched attempt of the old session: %s, %d attempts", st, n)
+	}
+	w.prefetchPoll(t, 0, 0, nil, nil, w.output(pre[0]))
+
+	// A log chunk of a prefetched attempt implies its start (the
+	// worker reports starts with its next poll; a 409 would kill the job).
+	pre, _ = split(w.prefetchPoll(t, 0, 1, nil, nil).Assignments)
+	if len(pre) != 1 {
+		t.Fatalf("prefetch 1: %d prefetched", len(pre))
+	}
+	if _, err := w.c.AppendLog(context.Background(), pre[0].AttemptID, 0, []byte("hello\n")); err != nil {
+		t.Fatalf("log of a prefetched attempt: %v", err)
+	}
+	if st, n := attemptsOf(t, e, sub.BuildID, pre[0].Job.Name); st != api.JobRunning || n != 1 {
+		t.Fatalf("prefetched attempt after a log chunk: %s, %d attempts", st, n)
+	}
+	w.prefetchPoll(t, 0, 0, nil, []string{pre[0].AttemptID}, w.output(pre[0]))
+	w.drain(e, sub.BuildID, nil)
+	b = e.build(sub.BuildID)
+	if b.State != api.BuildSucceeded {
+		t.Fatalf("build %s: %v", b.State, b.Counts)
+	}
+	for _, j := range b.Jobs {
+		if len(j.Attempts) != 1 {
+			t.Errorf("%s: %d attempts, want 1", j.Name, len(j.Attempts))
+		}
+	}
+}
+
+// TestPrefetchTakenBack covers the ways the scheduler takes prefetched
+// attempts back from a worker that has not started them: another worker
+// with a free slot and nothing else to run, a job of a higher priority,
+// a cancelled build; and that nothing is prefetched while other workers
+// have free slots for the ready jobs.
+func TestPrefetchTakenBack(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// takeBack does something after w1 holds prefetched attempts
+		// of build 1 (w2 is registered, with free slots) and returns
+		// the attempts w1 must be told to cancel (run is the one it
+		// runs).
+		takeBack func(t *testing.T, e *env, w2 *testWorker, buildID int64, run, pre []api.Assignment) []string
+	}{
+		{"idle worker takes one", func(t *testing.T, e *env, w2 *testWorker, _ int64, _, pre []api.Assignment) []string {
+			resp := w2.prefetchPoll(t, 1, 0, nil, nil)
+			if len(resp.Assignments) != 1 || resp.Assignments[0].Prefetched {
+				t.Fatalf("idle w2 got %+v", resp.Assignments)
+			}
+			got := resp.Assignments[0].Job.Name
+			for _, a := range pre {
+				if a.Job.Name == got {
+					return []string{a.AttemptID}
+				}
+			}
+			t.Fatalf("w2 got %s, not a job w1 held", got)
+			return nil
+		}},
+		{"higher priority", func(t *testing.T, e *env, _ *testWorker, _ int64, _, pre []api.Assignment) []string {
+			e.submit(wideGraph("urgent", 1), api.PriorityTry)
+			return ids(pre)
+		}},
+		{"build cancelled", func(t *testing.T, e *env, _ *testWorker, buildID int64, run, pre []api.Assignment) []string {
+			if err := e.client.Cancel(context.Background(), buildID); err != nil {
+				t.Fatal(err)
+			}
+			return append(ids(run), ids(pre)...)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, sqliteBackend, envOpts{})
+			w1 := newTestWorker(t, e, "w1", tokenW1, nil)
+			sub := e.submit(wideGraph("p", 3), api.PriorityPeriodic)
+			pre, run := split(w1.prefetchPoll(t, 1, 4, nil, nil).Assignments)
+			if len(run) != 1 || len(pre) != 2 {
+				t.Fatalf("w1: %d running and %d prefetched", len(run), len(pre))
+			}
+			w2 := newTestWorker(t, e, "w2", tokenW2, nil)
+			want := tc.takeBack(t, e, w2, sub.BuildID, run, pre)
+			resp := w1.prefetchPoll(t, 0, 0, append(ids(run), ids(pre)...), nil)
+			slices.Sort(resp.Cancel)
+			slices.Sort(want)
+			if !slices.Equal(resp.Cancel, want) {
+				t.Fatalf("w1 told to cancel %v, want %v", resp.Cancel, want)
+			}
+			for _, a := range pre {
+				if st, n := attemptsOf(t, e, sub.BuildID, a.Job.Name); n != 0 && st != api.JobRunning {
+					t.Errorf("%s: %s with %d attempts", a.Job.Name, st, n)
+				}
+			}
+		})
+	}
+
+	t.Run("others have free slots", func(t *testing.T) {
+		e := newEnv(t, sqliteBackend, envOpts{})
+		w1 := newTestWorker(t, e, "w1", tokenW1, nil)
+		newTestWorker(t, e, "w2", tokenW2, nil) // 64 free slots
+		e.submit(wideGraph("p", 10), api.PriorityTry)
+		pre, run := split(w1.prefetchPoll(t, 1, 4, nil, nil).Assignments)
+		if len(run) != 1 || len(pre) != 0 {
+			t.Fatalf("w1: %d running and %d prefetched, want 1 and 0", len(run), len(pre))
+		}
+	})
+}
