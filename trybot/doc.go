@@ -76,6 +76,15 @@
 // tryd_trybot_posts_total{result="refused"} and recorded, so that a
 // restart does not retry it either; the run goes on to its end.
 //
+// A GitHub 404 is such a refusal only when the repository is still
+// there for the trybot's credentials (GET /repos/{owner}/{repo} answers):
+// otherwise the GitHub App lost access to it (uninstalled, the repository
+// taken out of its installation), the post is recorded as "not
+// reported: the GitHub App has no access to owner/repo" (logged once per
+// repository, result="no_access"), and every such post is made again
+// when access comes back: on the App's installation_repositories "added"
+// webhook or the next post to the repository that succeeds (access.go).
+//
 // Failures that are not the change's fault (no connected worker with a
 // builder's labels for Options.NoWorkerTimeout, a lost worker, an
 // unavailable source, a refused graph, a build cancelled by someone else)

@@ -345,3 +345,48 @@ func (s *store) mark(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+// extNoAccess is the ext of a post recorded because the review server's
+// credentials had no access to the repository (see noAccessError): done
+// for now, but to post again when access comes back.
+const extNoAccess = "noaccess"
+
+// postRef names one recorded post.
+type postRef struct {
+	run  int64
+	what string
+}
+
+// noAccessPosts returns the posts of repo's runs recorded as extNoAccess,
+// oldest run first.
+func (s *store) noAccessPosts(ctx context.Context, repo string) ([]postRef, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT p.run_id, p.what FROM posts p JOIN runs r ON r.id = p.run_id
+		WHERE p.ext = ? AND r.repo = ? ORDER BY p.run_id`, extNoAccess, repo)
+	if err != nil {
+		return nil, fmt.Errorf("trybot: store: %w", err)
+	}
+	defer rows.Close()
+	var out []postRef
+	for rows.Next() {
+		var p postRef
+		if err := rows.Scan(&p.run, &p.what); err != nil {
+			return nil, fmt.Errorf("trybot: store: %w", err)
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("trybot: store: %w", err)
+	}
+	return out, nil
+}
+
+// forgetNoAccess removes the record of a post recorded as extNoAccess,
+// so that it is posted again; it reports whether there was one.
+func (s *store) forgetNoAccess(ctx context.Context, p postRef) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM posts WHERE run_id = ? AND what = ? AND ext = ?`, p.run, p.what, extNoAccess)
+	if err != nil {
+		return false, fmt.Errorf("trybot: store: forget post %s of run %d: %w", p.what, p.run, err)
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}

@@ -123,6 +123,9 @@ type Trybot struct {
 	active map[string]*activeRun // by change key (changeKey)
 	wg     sync.WaitGroup
 	perms  map[string]permEntry // GitHub "owner/repo\x00login" → permission
+	// noAccess holds the repositories (by name) whose GitHub
+	// credentials were last found without access (see access.go).
+	noAccess map[string]bool
 	// known caches run keys the store has, so that a scan asks the
 	// store only about new requests.
 	known map[string]bool
@@ -212,18 +215,19 @@ func New(ctx context.Context, opts Options) (*Trybot, error) {
 	}
 	cfg := opts.Config
 	t := &Trybot{
-		auth:    auth,
-		opts:    opts,
-		log:     opts.Log,
-		trigger: or(cfg.Trybot.TriggerLabel, DefaultTriggerLabel),
-		result:  or(cfg.Trybot.ResultLabel, DefaultResultLabel),
-		ghLabel: or(cfg.Trybot.GitHubLabel, DefaultGitHubLabel),
-		command: or(cfg.Trybot.Command, DefaultCommand),
-		public:  strings.TrimSuffix(cfg.Trybot.PublicURL, "/"),
-		scanCh:  make(chan struct{}, 1),
-		active:  map[string]*activeRun{},
-		perms:   map[string]permEntry{},
-		known:   map[string]bool{},
+		auth:     auth,
+		opts:     opts,
+		log:      opts.Log,
+		trigger:  or(cfg.Trybot.TriggerLabel, DefaultTriggerLabel),
+		result:   or(cfg.Trybot.ResultLabel, DefaultResultLabel),
+		ghLabel:  or(cfg.Trybot.GitHubLabel, DefaultGitHubLabel),
+		command:  or(cfg.Trybot.Command, DefaultCommand),
+		public:   strings.TrimSuffix(cfg.Trybot.PublicURL, "/"),
+		scanCh:   make(chan struct{}, 1),
+		active:   map[string]*activeRun{},
+		perms:    map[string]permEntry{},
+		noAccess: map[string]bool{},
+		known:    map[string]bool{},
 	}
 	t.flakyRetries, t.preexistingVote = DefaultFlakyRetries, cfg.Trybot.PreexistingVote
 	if cfg.Trybot.FlakyRetries != nil {
@@ -252,7 +256,7 @@ func New(ctx context.Context, opts Options) (*Trybot, error) {
 func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	m := &metrics{
 		runs:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tryd_trybot_runs_total", Help: "Try runs by review system and final state."}, []string{"review", "state"}),
-		posts:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tryd_trybot_posts_total", Help: "Posts to review systems by review system, kind and result (ok; error: retried; refused: a permanent 4xx, not retried)."}, []string{"review", "kind", "result"}),
+		posts:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tryd_trybot_posts_total", Help: "Posts to review systems by review system, kind and result (ok; error: retried; refused: a permanent 4xx, not retried; no_access: GitHub 404 for a repository the credentials cannot see, posted again when access is back)."}, []string{"review", "kind", "result"}),
 		scans:   prometheus.NewCounter(prometheus.CounterOpts{Name: "tryd_trybot_scans_total", Help: "Scans of the corpus for work."}),
 		scanDur: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tryd_trybot_scan_seconds", Help: "Time of one scan of the corpus.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}),
 		startLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tryd_trybot_submit_seconds", Help: "Time from a run's creation to all its builds being submitted.",
@@ -355,6 +359,9 @@ func (t *Trybot) Run(ctx context.Context) error {
 	t.mu.Lock()
 	t.runCtx = ctx
 	t.mu.Unlock()
+	if err := t.markNoAccessFromStore(ctx); err != nil {
+		return err
+	}
 	runs, err := t.store.unfinished(ctx)
 	if err != nil {
 		return err
@@ -1206,8 +1213,18 @@ func (t *Trybot) postOnce(ctx context.Context, ar *activeRun, what string, post 
 		ext, err := post(ctx, cloneRun(ar.run))
 		if err != nil {
 			if rf := asRefusal(err); rf != nil {
-				t.metrics.posts.WithLabelValues(ar.run.Review, kind, "refused").Inc()
-				return permanent{rf}
+				err := t.classifyNotFound(ctx, ar.repo, rf)
+				var na *noAccessError
+				switch {
+				case errors.As(err, &na):
+					t.metrics.posts.WithLabelValues(ar.run.Review, kind, "no_access").Inc()
+					return permanent{na}
+				case err == error(rf):
+					t.metrics.posts.WithLabelValues(ar.run.Review, kind, "refused").Inc()
+					return permanent{rf}
+				}
+				t.metrics.posts.WithLabelValues(ar.run.Review, kind, "error").Inc()
+				return err
 			}
 			t.metrics.posts.WithLabelValues(ar.run.Review, kind, "error").Inc()
 			return err
@@ -1215,6 +1232,13 @@ func (t *Trybot) postOnce(ctx context.Context, ar *activeRun, what string, post 
 		t.metrics.posts.WithLabelValues(ar.run.Review, kind, "ok").Inc()
 		return t.store.recordPost(ctx, ar.run.ID, what, ext)
 	})
+	if err == nil && ar.repo.review == client.ReviewGitHub {
+		t.accessBack(ar.repo, "a post succeeded")
+	}
+	var na *noAccessError
+	if errors.As(err, &na) {
+		return t.recordNoAccess(ctx, ar, what, na)
+	}
 	var rf *refusal
 	if !errors.As(err, &rf) {
 		return err

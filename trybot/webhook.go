@@ -24,7 +24,9 @@ import (
 //	    older SHA-1 X-Hub-Signature alone is refused) verified with the
 //	    webhook_secret of any configured GitHub server; check_run and
 //	    check_suite "rerequested" start a run of the builders concerned
-//	    on that head; every other event is acknowledged and ignored.
+//	    on that head; installation_repositories "added" makes the posts
+//	    not reported for want of access to those repositories again
+//	    (access.go); every other event is acknowledged and ignored.
 //
 // The run is recorded before the 2xx, so an acknowledged request is
 // never lost; a redelivery (same X-GitHub-Delivery) starts nothing more.
@@ -155,6 +157,20 @@ func (t *Trybot) serveAppWebhook(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		repo, sender, sha = e.GetRepo(), e.GetSender(), e.GetCheckSuite().GetHeadSHA()
+	case *github.InstallationRepositoriesEvent:
+		// The App was given access to repositories (again): report
+		// what could not be reported there (see access.go).
+		if e.GetAction() == "added" {
+			for _, added := range e.RepositoriesAdded {
+				for _, ri := range t.repos {
+					if ri.review == client.ReviewGitHub && strings.EqualFold(ri.cfg.Slug, added.GetFullName()) {
+						t.accessBack(ri, "installation_repositories added")
+					}
+				}
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
 	default:
 		w.WriteHeader(http.StatusNoContent)
 		return

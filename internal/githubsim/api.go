@@ -152,6 +152,9 @@ func (s *Sim) serve(f apiFunc, appOnly bool) http.Handler {
 		if owner, name := r.PathValue("owner"), r.PathValue("repo"); owner != "" {
 			s.mu.Lock()
 			c.repo = s.repos[owner+"/"+name]
+			if c.repo != nil && (!installedLocked(u, c.repo) || (jwtApp != nil && jwtApp.excluded[c.repo])) {
+				c.repo = nil // outside the caller's installation: not found
+			}
 			s.mu.Unlock()
 			if c.repo == nil {
 				s.rateCount(key, u).setHeaders(w.Header())

@@ -150,11 +150,12 @@ type wAppInstallation struct {
 }
 
 // wInstallationOf renders the app's one installation, which covers every
-// repository of the simulator; its account is the app's owner.
+// repository of the simulator but those RemoveFromInstallation took out;
+// its account is the app's owner.
 func (s *Sim) wInstallationOf(a *app) *wAppInstallation {
 	wa := s.wAppOf(a)
 	return &wAppInstallation{
-		ID: a.installationID, Account: s.wUserOf(a.owner), RepositorySelection: "all",
+		ID: a.installationID, Account: s.wUserOf(a.owner), RepositorySelection: selection(a),
 		AccessTokensURL: fmt.Sprintf("%s/app/installations/%d/access_tokens", s.api(), a.installationID),
 		RepositoriesURL: s.api() + "/installation/repositories",
 		HTMLURL:         fmt.Sprintf("%s/settings/installations/%d", s.base, a.installationID),
@@ -221,6 +222,6 @@ func (s *Sim) createInstallationToken(c *call) (int, any) {
 	s.tokens[tok] = c.app.bot
 	s.tokenExp[tok] = exp
 	return http.StatusCreated, map[string]any{
-		"token": tok, "expires_at": ghTime(exp), "permissions": s.wAppOf(c.app).Permissions, "repository_selection": "all",
+		"token": tok, "expires_at": ghTime(exp), "permissions": s.wAppOf(c.app).Permissions, "repository_selection": selection(c.app),
 	}
 }

@@ -285,6 +285,9 @@ func (s *Sim) emitLocked(r *repo, event, action string, owner *app, onlyApp bool
 		if onlyApp && a != owner {
 			continue
 		}
+		if a.excluded[r] {
+			continue // outside the installation: its events are not the app's
+		}
 		targets = append(targets, a.hook)
 	}
 	var out []*delivery

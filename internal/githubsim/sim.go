@@ -143,6 +143,9 @@ type app struct {
 	created        time.Time
 	events         []string
 	key            *rsa.PrivateKey // signs the app's JWTs; made by AppCredentials
+	// excluded are the repositories outside the installation (see
+	// RemoveFromInstallation); nil: it covers every repository.
+	excluded map[*repo]bool
 }
 
 type repo struct {
