@@ -92,7 +92,7 @@ type replicas struct {
 	waitMu  sync.Mutex
 	waiters map[int64]map[chan struct{}]bool
 
-	claimed, dropped prometheus.Counter
+	claimed, dropped, forwarded prometheus.Counter
 }
 
 func newReplicas(opts ReplicaOptions, l state.Leaser, reg *prometheus.Registry) *replicas {
@@ -104,9 +104,12 @@ func newReplicas(opts ReplicaOptions, l state.Leaser, reg *prometheus.Registry) 
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tryd_coordinator_builds_dropped_total", Help: "Running builds this replica lost to another one (it failed to renew their leases in time).",
 		}),
+		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tryd_coordinator_forwarded_total", Help: "Client calls this replica forwarded to the replica holding their build.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(r.claimed, r.dropped)
+		reg.MustRegister(r.claimed, r.dropped, r.forwarded)
 	}
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -223,8 +226,8 @@ func (c *Coordinator) holdSubmitted(ctx context.Context, id int64) bool {
 			c.log.WithError(err).WithField("build", id).Warn("hold submitted build; leaving it to a claim")
 		}
 	}
-	if err := c.rep.leases.NudgeClaims(ctx); err != nil {
-		c.log.WithError(err).Warn("nudge replicas to claim a build")
+	if err := c.rep.leases.OfferBuild(ctx, id, c.rep.opts.ID); err != nil {
+		c.log.WithError(err).Warn("offer build to the replicas")
 	}
 	return false
 }
@@ -510,6 +513,7 @@ func (c *Coordinator) routeToHolder(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		c.rep.forwarded.Inc()
 		c.rep.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ownerKey{}, u)))
 	})
 }

@@ -26,6 +26,19 @@ type cpuTimes struct {
 	commits                   float64       // batches committed
 	commitTime                time.Duration // spent committing them
 	requests                  float64       // HTTP requests the coordinators answered
+	// replicas are the figures of each coordinator.
+	replicas []replicaStats
+}
+
+// replicaStats are one coordinator's counters so far.
+type replicaStats struct {
+	cpu                                               time.Duration
+	commits, requests, dispatched, claimed, forwarded float64
+}
+
+func (r replicaStats) sub(o replicaStats) replicaStats {
+	return replicaStats{cpu: r.cpu - o.cpu, commits: r.commits - o.commits, requests: r.requests - o.requests,
+		dispatched: r.dispatched - o.dispatched, claimed: r.claimed - o.claimed, forwarded: r.forwarded - o.forwarded}
 }
 
 // procCPU returns a process's CPU time from /proc/PID/stat: its own and,
@@ -64,10 +77,13 @@ func cpuOf(c *replicatest.Cluster, pgPid int) cpuTimes {
 	for _, p := range c.Coordinators() {
 		d, _ := procCPU(p.Pid(), false)
 		t.coord += d
-		n, sum, reqs := coordinatorStats(p.URL)
-		t.commits += n
-		t.commitTime += time.Duration(sum * float64(time.Second))
-		t.requests += reqs
+		m := coordinatorStats(p.URL)
+		t.commits += m["tryd_coordinator_commit_seconds_count"]
+		t.commitTime += time.Duration(m["tryd_coordinator_commit_seconds_sum"] * float64(time.Second))
+		t.requests += m["tryd_http_requests_total"]
+		t.replicas = append(t.replicas, replicaStats{cpu: d, commits: m["tryd_coordinator_commit_seconds_count"], requests: m["tryd_http_requests_total"],
+			dispatched: m["tryd_coordinator_dispatched_total"], claimed: m["tryd_coordinator_builds_claimed_total"],
+			forwarded: m["tryd_coordinator_forwarded_total"]})
 	}
 	// This process: the GCS emulator and the clients.
 	t.bench, _ = procCPU(os.Getpid(), false)
@@ -110,31 +126,24 @@ func postmaster(dsn string) int {
 	return ppid
 }
 
-// coordinatorStats reads a coordinator's commit count, total commit time
-// (seconds) and HTTP requests answered from its /metrics; zeros if it
-// does not answer.
-func coordinatorStats(base string) (n, sum, reqs float64) {
+// coordinatorStats reads a coordinator's metrics (the sums over their
+// labels) from its /metrics; none if it does not answer.
+func coordinatorStats(base string) map[string]float64 {
+	m := map[string]float64{}
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
-		return 0, 0, 0
+		return m
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		name, v, ok := strings.Cut(sc.Text(), " ")
 		f, err := strconv.ParseFloat(v, 64)
-		if !ok || err != nil {
+		if !ok || err != nil || strings.HasPrefix(name, "#") {
 			continue
 		}
-		if strings.HasPrefix(name, "tryd_http_requests_total{") {
-			reqs += f
-		}
-		switch name {
-		case "tryd_coordinator_commit_seconds_count":
-			n = f
-		case "tryd_coordinator_commit_seconds_sum":
-			sum = f
-		}
+		name, _, _ = strings.Cut(name, "{")
+		m[name] += f
 	}
-	return n, sum, reqs
+	return m
 }

@@ -25,6 +25,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
@@ -44,8 +45,9 @@ func main() {
 	jobs := flag.Int("jobs", 50, "jobs per build")
 	slots := flag.Int("slots", 4, "slots per worker (3 workers)")
 	logs := flag.Bool("logs", false, "show the processes' logs")
+	profiles := flag.String("cpuprofile", "", "write CPU profiles of the coordinators to this directory (CONFIG-coordN.pprof, over each process's life)")
 	flag.Parse()
-	if err := run(*tryd, *builds, *jobs, *slots, *logs); err != nil {
+	if err := run(*tryd, *builds, *jobs, *slots, *logs, *profiles); err != nil {
 		fmt.Fprintln(os.Stderr, "replicas:", err)
 		os.Exit(1)
 	}
@@ -61,9 +63,11 @@ type result struct {
 	commitsPerJob  float64
 	commitMean     time.Duration
 	requestsPerJob float64
+	// replicas are each coordinator's figures in the throughput run.
+	replicas []replicaStats
 }
 
-func run(tryd string, builds, jobs, slots int, logs bool) error {
+func run(tryd string, builds, jobs, slots int, logs bool, profiles string) error {
 	if tryd == "" {
 		return errors.New("-tryd is required")
 	}
@@ -98,13 +102,26 @@ func run(tryd string, builds, jobs, slots int, logs bool) error {
 				return err
 			}
 		}
-		r, err := measure(tryd, db, cfg.replicas, builds, jobs, slots, fmt.Sprintf("r%d", i), logs, postmaster(dsn))
+		var prof string
+		if profiles != "" {
+			prof = filepath.Join(profiles, cfg.name)
+			if err := os.MkdirAll(prof, 0o755); err != nil {
+				return err
+			}
+		}
+		r, err := measure(tryd, db, cfg.replicas, builds, jobs, slots, fmt.Sprintf("r%d", i), logs, postmaster(dsn), prof)
 		if err != nil {
 			return fmt.Errorf("%s: %w", cfg.name, err)
 		}
 		fmt.Printf("%-11s %7.1f jobs/s  dispatch p50 %6.2fms p99 %6.2fms\n", cfg.name, r.jobsPerSec, ms(r.p50), ms(r.p99))
 		fmt.Printf("%-11s cpu/job: coordinators %4.0fus workers %4.0fus postgres %4.0fus bench (GCS emulator, clients) %4.0fus; %.2f commits/job, %.2fms each; %.2f requests/job\n", "",
 			us(r.cpuCoord), us(r.cpuWorkers), us(r.cpuPG), us(r.cpuBench), r.commitsPerJob, ms(r.commitMean), r.requestsPerJob)
+		if len(r.replicas) > 1 {
+			for k, rs := range r.replicas {
+				fmt.Printf("%-11s replica %d: %4.0f jobs dispatched, %2.0f builds claimed, %2.0f calls forwarded; per job dispatched: cpu %4.0fus, %.2f commits, %.2f requests\n", "",
+					k, rs.dispatched, rs.claimed, rs.forwarded, us(rs.cpu)/max(rs.dispatched, 1), rs.commits/max(rs.dispatched, 1), rs.requests/max(rs.dispatched, 1))
+			}
+		}
 		res[cfg.name] = r
 	}
 	s, p1, p2 := res["sqlite-1"], res["postgres-1"], res["postgres-2"]
@@ -144,7 +161,7 @@ func graphOf(prefix string, n int) graph.Graph {
 	return g
 }
 
-func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string, logs bool, pgPid int) (result, error) {
+func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string, logs bool, pgPid int, profiles string) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "tryd-replicas-")
@@ -152,7 +169,7 @@ func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string,
 		return result{}, err
 	}
 	defer os.RemoveAll(dir)
-	opts := replicatest.Options{Tryd: tryd, Dir: dir, DSN: dsn, Replicas: replicas}
+	opts := replicatest.Options{Tryd: tryd, Dir: dir, DSN: dsn, Replicas: replicas, CPUProfileDir: profiles}
 	if logs {
 		opts.Log = os.Stderr
 	}
@@ -193,6 +210,9 @@ func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string,
 	r := result{jobsPerSec: float64(builds*jobs) / el.Seconds(),
 		cpuCoord: (cpu1.coord - cpu0.coord) / n, cpuWorkers: (cpu1.workers - cpu0.workers) / n, cpuBench: (cpu1.bench - cpu0.bench) / n,
 		commitsPerJob: (cpu1.commits - cpu0.commits) / float64(n), requestsPerJob: (cpu1.requests - cpu0.requests) / float64(n)}
+	for k := range cpu1.replicas {
+		r.replicas = append(r.replicas, cpu1.replicas[k].sub(cpu0.replicas[k]))
+	}
 	if dc := cpu1.commits - cpu0.commits; dc > 0 {
 		r.commitMean = (cpu1.commitTime - cpu0.commitTime) / time.Duration(dc)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -35,8 +36,16 @@ coordinator.artifacts gcs, artifacts live in a GCS bucket.`)
 	locality := fs.Duration("locality-wait", 250*time.Millisecond, "how long a ready job waits for a worker holding its dependencies' outputs before any worker may take it")
 	sync := fs.String("sqlite-synchronous", "NORMAL", "SQLite synchronous mode: NORMAL (survives a process crash) or FULL (also power loss)")
 	so := a.scaleOutFlags(fs)
+	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of this process to this file until it exits (for benchmarks: bench/replicas -cpuprofile)")
 	if err := a.parse(fs, cf, args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	cc := a.cfg.Coordinator
 	if *listen == "" {
@@ -123,6 +132,23 @@ coordinator.artifacts gcs, artifacts live in a GCS bucket.`)
 		return err
 	}
 	return srv.Serve(ctx)
+}
+
+// startCPUProfile writes a CPU profile of this process to path until
+// stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // loadWorkerTokens reads the worker token file named by the flag, or the

@@ -54,6 +54,9 @@ type Options struct {
 	// Log receives the processes' stderr, each line prefixed with the
 	// process name; nil discards it.
 	Log io.Writer
+	// CPUProfileDir, if set, receives a CPU profile of each coordinator
+	// process over its life (coord0.pprof, ...), written when it exits.
+	CPUProfileDir string
 }
 
 // Cluster is a running set of replicas and workers.
@@ -195,10 +198,14 @@ func (c *Cluster) startCoordinator(ctx context.Context, i int) error {
 	}
 	url := "http://" + addr
 	name := fmt.Sprintf("coord%d", i)
-	p, err := c.start(name, []string{
+	args := []string{
 		"coordinator", "--config", c.config, "--data-dir", filepath.Join(c.opts.Dir, name), "--listen", addr,
 		"--advertise-url", url, "--lease-ttl", c.opts.LeaseTTL.String(), "--log-level", "info",
-	})
+	}
+	if c.opts.CPUProfileDir != "" {
+		args = append(args, "--cpu-profile", filepath.Join(c.opts.CPUProfileDir, name+".pprof"))
+	}
+	p, err := c.start(name, args)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,13 @@ type Lease struct {
 	Owner Owner
 }
 
+// OwnFirst is how long ClaimBuilds prefers the builds a replica offered
+// over older ones offered by other replicas. Within it, a build follows
+// its submitter, which saves forwarding its calls; past it, builds are
+// claimed oldest first whoever offered them, so that a replica without
+// spare workers does not delay its builds much.
+const OwnFirst = 5 * time.Second
+
 // Leaser is implemented by stores that several coordinator replicas share
 // (PostgreSQL). Each running build is run by one replica at a time, the
 // one holding its lease; a replica renews its leases while it lives, and
@@ -37,8 +44,11 @@ type Leaser interface {
 	// build first (that ran every job of the build twice).
 	HoldBuild(ctx context.Context, id int64, o Owner, now, until time.Time) (bool, error)
 	// ClaimBuilds takes up to limit running builds that nobody holds
-	// (never leased, released, or expired at now), oldest first, and
-	// returns their IDs.
+	// (never leased, released, or expired at now) and returns their
+	// IDs. Builds o offered (OfferBuild) come first, then the others,
+	// oldest first within each; but a build created OwnFirst or longer
+	// before now counts as o's own, so that no build waits long for its
+	// submitter.
 	ClaimBuilds(ctx context.Context, o Owner, limit int, now, until time.Time) ([]int64, error)
 	// RenewBuilds extends every lease ownerID holds on a running build
 	// and returns those builds' IDs; a build missing from the answer was
@@ -50,11 +60,14 @@ type Leaser interface {
 	// BuildLease reads a build's lease at now (a zero now ignores
 	// expiry); ErrNotFound if there is no such build.
 	BuildLease(ctx context.Context, id int64, now time.Time) (Lease, error)
-	// NudgeClaims tells every replica that builds may be waiting for an
-	// owner.
-	NudgeClaims(ctx context.Context) error
+	// OfferBuild records that running build id, submitted to the
+	// replica with ID by, waits for a claim (by did not hold it), and
+	// nudges every replica. by's own claims prefer it: a client follows
+	// a build through the replica it submitted it to, which forwards
+	// every call (and each event of a stream) to another holder.
+	OfferBuild(ctx context.Context, id int64, by string) error
 	// ClaimNudges returns a channel that receives (coalesced) when some
-	// replica called NudgeClaims or ReleaseBuilds, until ctx ends.
+	// replica called OfferBuild or ReleaseBuilds, until ctx ends.
 	ClaimNudges(ctx context.Context) <-chan struct{}
 	// HeldNotices returns a channel that receives the ID of every build
 	// some replica took (HoldBuild, ClaimBuilds), until ctx ends, so

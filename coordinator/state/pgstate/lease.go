@@ -31,17 +31,18 @@ func (s *Store) HoldBuild(ctx context.Context, id int64, o state.Owner, now, unt
 // concurrently without waiting on each other's candidates, and without
 // ever both taking one build. Each claimed build is announced on
 // heldChannel by the same statement (pg_notify in FROM runs once per
-// row; notifications are sent at commit).
+// row; notifications are sent at commit). The candidates are the few
+// running builds without a live lease: sorting them is cheap.
 func (s *Store) ClaimBuilds(ctx context.Context, o state.Owner, limit int, now, until time.Time) ([]int64, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
 	rows, err := s.pool.Query(ctx, `WITH c AS (UPDATE builds SET owner=$1, owner_url=$2, lease_expires=$3
 			WHERE id IN (SELECT id FROM builds WHERE state=$4 AND (owner='' OR lease_expires<$5)
-				ORDER BY id LIMIT $6 FOR UPDATE SKIP LOCKED)
+				ORDER BY (offered_by=$1 OR created<=$8) DESC, id LIMIT $6 FOR UPDATE SKIP LOCKED)
 			RETURNING id)
 		SELECT id FROM c, pg_notify($7, id::text)`,
-		o.ID, o.URL, until.UnixNano(), string(api.BuildRunning), now.UnixNano(), limit, heldChannel)
+		o.ID, o.URL, until.UnixNano(), string(api.BuildRunning), now.UnixNano(), limit, heldChannel, now.Add(-state.OwnFirst).UnixNano())
 	if err != nil {
 		return nil, fmt.Errorf("pgstate: claim builds: %w", err)
 	}
@@ -107,10 +108,13 @@ func (s *Store) BuildLease(ctx context.Context, id int64, now time.Time) (state.
 	return l, nil
 }
 
-// NudgeClaims implements state.Leaser.
-func (s *Store) NudgeClaims(ctx context.Context) error {
-	if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, notifyChannel); err != nil {
-		return fmt.Errorf("pgstate: notify: %w", err)
+// OfferBuild implements state.Leaser: one statement records the offer
+// and sends the nudge (delivered at its commit, so a woken replica sees
+// the offer).
+func (s *Store) OfferBuild(ctx context.Context, id int64, by string) error {
+	if _, err := s.pool.Exec(ctx, `WITH o AS (UPDATE builds SET offered_by=$1 WHERE id=$2)
+		SELECT pg_notify($3, '')`, by, id, notifyChannel); err != nil {
+		return fmt.Errorf("pgstate: offer build %d: %w", id, err)
 	}
 	return nil
 }

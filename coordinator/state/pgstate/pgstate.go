@@ -100,6 +100,9 @@ var migrations = []string{
 		version TEXT NOT NULL,
 		last_seen BIGINT NOT NULL
 	);`,
+	// Version 2: the replica that offered a build it did not hold
+	// (Store.OfferBuild), whose claims prefer it.
+	`ALTER TABLE builds ADD COLUMN offered_by TEXT NOT NULL DEFAULT '';`,
 }
 
 // SchemaVersion is the schema version this tryd writes.

@@ -224,6 +224,52 @@ func TestLeases(t *testing.T) {
 	}
 }
 
+// TestClaimsPreferOwnOffers: a replica claims the builds it offered
+// before older ones other replicas offered, unless those were created
+// state.OwnFirst or longer ago; the offer nudges every replica.
+func TestClaimsPreferOwnOffers(t *testing.T) {
+	s := open(t, sharedPG.Server(t).NewSchema(t))
+	ctx := context.Background()
+	t0 := time.Unix(1_700_000_000, 0)
+	nudges := s.ClaimNudges(t.Context())
+	time.Sleep(200 * time.Millisecond) // let LISTEN start
+	offer := func(created time.Time, by string) int64 {
+		t.Helper()
+		id, err := s.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: []byte("{}"), State: api.BuildRunning, Created: created}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.OfferBuild(ctx, id, by); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	fromB := offer(t0, "b")
+	select {
+	case <-nudges:
+	case <-time.After(10 * time.Second):
+		t.Error("no nudge after an offer")
+	}
+	fromA1 := offer(t0.Add(time.Second), "a")
+	fromA2 := offer(t0.Add(2*time.Second), "a")
+	a := state.Owner{ID: "a", URL: "http://a"}
+	tests := []struct {
+		name string
+		now  time.Time
+		want int64
+	}{
+		{"own offer before an older other's", t0.Add(3 * time.Second), fromA1},
+		{"other's offer past OwnFirst before a newer own", t0.Add(state.OwnFirst), fromB},
+		{"own offer last", t0.Add(state.OwnFirst), fromA2},
+	}
+	for _, tt := range tests {
+		got, err := s.ClaimBuilds(ctx, a, 1, tt.now, tt.now.Add(time.Minute))
+		if err != nil || len(got) != 1 || got[0] != tt.want {
+			t.Errorf("%s: a claims %v, %v; want [%d]", tt.name, got, err, tt.want)
+		}
+	}
+}
+
 // TestCommitIsAtomic: the statements of a batch run in one (implicit)
 // transaction, so a failing one undoes those before it; duplicate
 // records in a batch are allowed, the last one wins.
