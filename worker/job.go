@@ -329,7 +329,10 @@ func writeFile(jobDir string, wf *graph.WriteFile) error {
 // source.SelectFiles): its result is cached under an ID that covers only
 // them, so it must neither read anything else nor run on content its
 // digests do not describe. A refused or mismatched input fails the job
-// for good; another worker would find the same.
+// for good; another worker would find the same. Jobs of trybot/goplan
+// get the whole source for now (see goplanJob): from git with their
+// inputs verified; uploaded, whole (the coordinator computed their
+// inputs' digests from the manifest).
 func (w *Worker) prepareSource(ctx context.Context, src api.SourceRef, job *graph.Job, dst string) (func(), error) {
 	var inputs []graph.Input
 	if job.Mode() == graph.SourceInputs {
@@ -368,6 +371,9 @@ func (w *Worker) prepareSource(ctx context.Context, src api.SourceRef, job *grap
 		}
 		return release, nil
 	case src.Manifest != "" && src.Repo == "":
+		if goplanJob(job) {
+			inputs = nil
+		}
 		if err := w.writeUploaded(ctx, src.Manifest, inputs, dst); err != nil {
 			return nil, err
 		}
