@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/state"
@@ -61,7 +62,8 @@ func TestRefusesNewerSchema(t *testing.T) {
 }
 
 func TestBadOptions(t *testing.T) {
-	for name, o := range map[string]Options{"no path": {}, "bad sync": {Path: "x", Synchronous: "OFF"}} {
+	for name, o := range map[string]Options{"no path": {}, "bad sync": {Path: "x", Synchronous: "OFF"},
+		"negative idle": {Path: "x", CheckpointIdle: -1}, "negative max delay": {Path: "x", CheckpointMaxDelay: -time.Second}} {
 		if _, err := Open(context.Background(), o); err == nil {
 			t.Errorf("%s: Open succeeded", name)
 		}
@@ -99,5 +101,54 @@ func TestReleasedSchemasLoad(t *testing.T) {
 			t.Errorf("v%d: results = %v, %v", v, res, err)
 		}
 		s.Close()
+	}
+}
+
+// TestCheckpointsWaitForQuiet: the WAL is copied into the database when
+// writes pause, not while they go on (a checkpoint's fsync stalls the
+// commits made meanwhile), unless they never pause for
+// CheckpointMaxDelay.
+func TestCheckpointsWaitForQuiet(t *testing.T) {
+	tests := []struct {
+		name            string
+		idle, maxDelay  time.Duration
+		writeFor        time.Duration
+		duringWrites    bool // a checkpoint happens while writes go on
+		afterWritesStop bool
+	}{
+		// Longer than the 1s period of checkpoints that did not wait.
+		{"quiet moment", 3 * time.Second, time.Hour, 1500 * time.Millisecond, false, true},
+		{"max delay under constant writes", time.Hour, 200 * time.Millisecond, 10 * time.Second, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			s, err := Open(ctx, Options{Path: filepath.Join(t.TempDir(), "state.db"), CheckpointIdle: tt.idle, CheckpointMaxDelay: tt.maxDelay})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			// Writes every 10ms; with duringWrites, until a checkpoint.
+			end := time.Now().Add(tt.writeFor)
+			for time.Now().Before(end) && !(tt.duringWrites && s.checkpointed.Load() > 0) {
+				if _, err := s.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: []byte("{}"), State: api.BuildRunning}, nil); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := s.checkpointed.Load() > 0; got != tt.duringWrites {
+				t.Fatalf("checkpointed while writing = %v, want %v", got, tt.duringWrites)
+			}
+			if !tt.afterWritesStop {
+				return
+			}
+			deadline := time.Now().Add(tt.idle + 10*time.Second)
+			for s.checkpointed.Load() == 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("no checkpoint after writes stopped")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
 	}
 }
