@@ -3,7 +3,6 @@ package trybot_test
 import (
 	"context"
 	"maps"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,8 +12,8 @@ import (
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/graph"
 	"github.com/tryd-ci/tryd/internal/config"
+	"github.com/tryd-ci/tryd/internal/testcluster"
 	"github.com/tryd-ci/tryd/trybot"
-	"github.com/tryd-ci/tryd/worker"
 )
 
 func TestWithLabels(t *testing.T) {
@@ -125,16 +124,7 @@ func TestTrustDomains(t *testing.T) {
 		}
 	}
 	// A post-submit worker joins and runs it, from scratch.
-	wc, _ := api.NewClient(s.CoordinatorURL, s.WorkerTokens["w2"], nil)
-	w, err := worker.New(worker.Options{Client: wc, Dir: filepath.Join(t.TempDir(), "w2"), Slots: 2,
-		Labels: map[string]string{"trust": "postsubmit"}, DrainTimeout: -1, Log: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wctx, wcancel := context.WithCancel(context.Background())
-	wdone := make(chan struct{})
-	go func() { defer close(wdone); w.Run(wctx) }()
-	t.Cleanup(func() { wcancel(); <-wdone; w.Close() })
+	testcluster.StartWorker(t, s.CoordinatorURL, "w2", s.WorkerTokens["w2"], testcluster.WorkerOptions{Slots: 2, Labels: map[string]string{"trust": "postsubmit"}})
 	wait, wcancel2 := context.WithTimeout(ctx, 60*time.Second)
 	defer wcancel2()
 	b, err = cc.Wait(wait, sub.BuildID, nil)

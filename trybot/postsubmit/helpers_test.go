@@ -2,67 +2,32 @@ package postsubmit_test
 
 import (
 	"context"
-	"github.com/tryd-ci/tryd/internal/testenv"
-	"net/http/httptest"
-	"path/filepath"
+	"os"
 	"testing"
 	"time"
 
-	"github.com/tryd-ci/tryd/coordinator"
 	"github.com/tryd-ci/tryd/coordinator/api"
-	"github.com/tryd-ci/tryd/coordinator/artifacts"
 	"github.com/tryd-ci/tryd/coordinator/graph"
-	"github.com/tryd-ci/tryd/coordinator/state/sqlite"
 	"github.com/tryd-ci/tryd/internal/config"
-	"github.com/tryd-ci/tryd/worker"
+	"github.com/tryd-ci/tryd/internal/testcluster"
+	"github.com/tryd-ci/tryd/internal/testenv"
 )
 
-const (
-	workerToken = "worker-token-0123456789"
-	clientToken = "client-token-0123456789"
-)
+// clientToken is a client token for clients that never reach a
+// coordinator.
+const clientToken = "client-token-0123456789"
 
-// startStack runs a real coordinator (in-process, behind HTTP on
-// loopback) and one real worker, and returns the client API.
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+// startStack runs a real coordinator and one real worker, as tryd
+// processes on loopback, and returns the client API.
 func startStack(t *testing.T) *api.Client {
 	t.Helper()
-	dir := t.TempDir()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(dir, "state.db")})
+	c := testcluster.Start(t, testcluster.Options{Slots: 4})
+	cc, err := api.NewClient(c.URL, c.ClientToken, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{Dir: filepath.Join(dir, "artifacts")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := coordinator.New(ctx, coordinator.Options{Store: st, Artifacts: arts, Dir: dir,
-		WorkerTokens: map[string]string{"w1": workerToken}, ClientToken: clientToken})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(c.Handler())
-	wc, _ := api.NewClient(srv.URL, workerToken, nil)
-	w, err := worker.New(worker.Options{Client: wc, Dir: filepath.Join(dir, "worker"), Slots: 4, DrainTimeout: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- w.Run(wctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("worker did not stop")
-		}
-		w.Close()
-		srv.Close()
-		c.Close()
-		st.Close()
-	})
-	cc, _ := api.NewClient(srv.URL, clientToken, nil)
 	return cc
 }
 
