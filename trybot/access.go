@@ -98,7 +98,7 @@ func (t *Trybot) recordNoAccess(ctx context.Context, ar *activeRun, what string,
 	}
 	now := t.opts.Now().UTC()
 	if err := t.save(ctx, ar, func(r *client.Run) {
-		r.ReportErrors = append(r.ReportErrors, client.ReportError{What: what, Status: http.StatusNotFound, Error: na.message(), At: now})
+		r.ReportErrors = append(r.ReportErrors, client.ReportError{What: what, Status: http.StatusNotFound, Error: na.message(), At: now, AwaitingAccess: true})
 	}); err != nil {
 		return err
 	}
@@ -225,7 +225,7 @@ func (t *Trybot) repost(ctx context.Context, ri *repoInfo, rep reporter, id int6
 	}
 	if err := t.save(ctx, ar, func(r *client.Run) {
 		r.ReportErrors = slices.DeleteFunc(r.ReportErrors, func(e client.ReportError) bool {
-			return slices.Contains(whats, e.What) && strings.HasPrefix(e.Error, "not reported: ")
+			return e.AwaitingAccess && slices.Contains(whats, e.What)
 		})
 	}); err != nil {
 		return err

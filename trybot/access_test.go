@@ -78,7 +78,7 @@ func TestGitHubAppLosesAccess(t *testing.T) {
 		t.Fatalf("run %s, report errors %+v; want succeeded with two (done posts: %v ok, %v refused, %v no_access, %v error)", run.State, run.ReportErrors, postsCounted(t, reg, "done", "ok"), postsCounted(t, reg, "done", "refused"), postsCounted(t, reg, "done", "no_access"), postsCounted(t, reg, "done", "error"))
 	}
 	for _, re := range run.ReportErrors {
-		if !strings.HasPrefix(re.What, "done:") || re.Status != 404 || re.Error != want {
+		if !strings.HasPrefix(re.What, "done:") || re.Status != 404 || re.Error != want || !re.AwaitingAccess {
 			t.Errorf("report error %+v, want done:* 404 %q", re, want)
 		}
 	}

@@ -129,7 +129,7 @@ func TestGitHubRefusesMissingCommit(t *testing.T) {
 				t.Fatalf("run %s, report errors %+v; want succeeded with one", run.State, run.ReportErrors)
 			}
 			re := run.ReportErrors[0]
-			if re.What != "done:check" || re.Status != 422 || !strings.Contains(re.Error, "No commit found for SHA: "+run.Revision) || re.At.IsZero() {
+			if re.What != "done:check" || re.Status != 422 || !strings.Contains(re.Error, "No commit found for SHA: "+run.Revision) || re.At.IsZero() || re.AwaitingAccess {
 				t.Errorf("report error %+v", re)
 			}
 			if strings.Contains(re.Error, "http") {

@@ -16,8 +16,10 @@
 // "Authorization: Bearer TOKEN", trybot.api_token, and got none or a
 // wrong one), 404 (no such run), 500 or 503 (store trouble: retry).
 //
-// A run lists in "report_errors" ({"what", "status", "error", "at"}) the
-// posts that Gerrit or GitHub refused for good (see ReportError).
+// A run lists in "report_errors" ({"what", "status", "error", "at",
+// "awaiting_access"}) the posts that Gerrit or GitHub refused for good,
+// and those waiting for GitHub access to the repository (see
+// ReportError).
 //
 // A failed job of a failed build carries "classification" once the trybot
 // has compared it with a rerun and with the base revision: "new" (passes
@@ -123,9 +125,16 @@ type ReportError struct {
 	What string `json:"what"`
 	// Status is the HTTP status of the refusal.
 	Status int `json:"status"`
-	// Error is the review system's message.
+	// Error is the review system's message, or why the post was not
+	// made.
 	Error string    `json:"error"`
 	At    time.Time `json:"at"`
+	// AwaitingAccess marks a post not made because the trybot's GitHub
+	// credentials had lost access to the repository (the App
+	// uninstalled, or the repository taken out of its installation):
+	// unlike the other entries it is made once access is back, and the
+	// entry then goes.
+	AwaitingAccess bool `json:"awaiting_access,omitempty"`
 }
 
 // BuildState is the state of one builder's build within a run: the
