@@ -144,9 +144,18 @@ func (s *Store) CheckoutInputs(ctx context.Context, repo, rev, dst string, input
 	release = func() { os.RemoveAll(dst) }
 	if err := s.writeInputs(ctx, gitDir, commit, inputs, dst); err != nil {
 		release()
-		return "", nil, fmt.Errorf("source: inputs of %s at %s: %w", repo, commit, err)
+		return "", nil, s.inputsError(repo, commit, err)
 	}
 	return commit, release, nil
+}
+
+// inputsError wraps a failure to check out or verify the inputs of
+// repo at commit, counting refused inputs.
+func (s *Store) inputsError(repo, commit string, err error) error {
+	if errors.Is(err, ErrInputMismatch) || errors.Is(err, ErrBadInput) {
+		s.m.checkouts.WithLabelValues("bad_inputs").Inc()
+	}
+	return fmt.Errorf("source: inputs of %s at %s: %w", repo, commit, err)
 }
 
 // checkInputs checks every input's path and, when needDigest, that it
@@ -440,7 +449,7 @@ func (s *Store) CheckoutVerified(ctx context.Context, repo, rev, dst string, inp
 	}
 	if err := s.verifyInputs(ctx, s.clonePath(repo), commit, checked); err != nil {
 		release()
-		return "", nil, fmt.Errorf("source: inputs of %s at %s: %w", repo, commit, err)
+		return "", nil, s.inputsError(repo, commit, err)
 	}
 	return commit, release, nil
 }

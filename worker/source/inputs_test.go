@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tryd-ci/tryd/coordinator/graph"
 	"github.com/tryd-ci/tryd/internal/testenv"
 )
@@ -428,5 +430,45 @@ func TestCheckoutVerified(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestInputsMetric: a refused inputs checkout is counted as bad_inputs.
+func TestInputsMetric(t *testing.T) {
+	r := newInputsRepo(t)
+	reg := prometheus.NewRegistry()
+	s, err := New(Options{Dir: t.TempDir(), Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	good := []graph.Input{{Path: "README", Digest: sha("read me\n")}}
+	bad := []graph.Input{{Path: "README", Digest: sha("other\n")}}
+	for i, in := range [][]graph.Input{good, bad, bad} {
+		dst := filepath.Join(t.TempDir(), "src")
+		checkout := s.CheckoutInputs
+		if i == 2 {
+			checkout = s.CheckoutVerified
+		}
+		if _, release, err := checkout(ctx, r.URL(), r.rev, dst, in); err == nil {
+			release()
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got float64
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if mf.GetName() == "tryd_worker_source_checkouts_total" && l.GetValue() == "bad_inputs" {
+					got = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if got != 2 {
+		t.Errorf("tryd_worker_source_checkouts_total{result=bad_inputs} = %v, want 2", got)
 	}
 }

@@ -135,7 +135,7 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 		}),
 		checkouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tryd_worker_source_checkouts_total",
-			Help: "Source checkouts by result: ok, unavailable (transient failures until the retries ran out), failed (permanent failure).",
+			Help: "Source checkouts by result: ok, unavailable (transient failures until the retries ran out), failed (permanent failure); bad_inputs counts, besides, checkouts of source_mode inputs jobs refused because an input did not match the revision or was refused.",
 		}, []string{"result"}),
 	}
 	if reg == nil {
