@@ -93,7 +93,10 @@
 // # HTTP
 //
 // Handler serves the try run API whose wire format package client owns
-// (GET /api/runs, GET /api/runs/{id}) and the App webhook.
+// (GET /api/runs, GET /api/runs/{id}), behind a bearer token when
+// Options.APITokens are set (trybot.api_token: runs name changes and
+// show failure text of private repositories; see auth.go), and the App
+// webhook, which authenticates by its signature instead.
 //
 // It imports the maintner follower and corpus, the coordinator client and
 // graph types and the gitmirror client, and talks to Gerrit with go-gerrit
