@@ -20,7 +20,8 @@
 //
 // Each job gets a clean directory with out/ ({{OUTPUT_DIR}}), tmp/
 // (TMPDIR), src/ ({{SOURCE_DIR}}: a git worktree of the exact revision, see
-// package source, or the uploaded files) and deps/<n>/ ({{DEP:<id>}} of
+// package source, or the uploaded files; for source_mode inputs only the
+// job's inputs, verified against the revision) and deps/<n>/ ({{DEP:<id>}} of
 // the job's n-th dependency, from 0: its unpacked outputs, from a
 // size-bounded local cache). Outputs are packed and checked by package artifact, so that a
 // hostile job cannot reach outside its directories through them.
