@@ -52,8 +52,8 @@ const (
 // CheckInputPath accepts a slash-separated, clean, relative path of at
 // most graph.MaxNameLen bytes of valid UTF-8, without "..", NUL, a
 // backslash, a line break, or a component named .git (in any case: git
-// never checks one out). The same rules hold for every path an inputs
-// checkout writes, including those listed in the repository's trees.
+// never checks one out). (A path under a directory input is written if
+// it is merely safe: see safeTreePath.)
 //
 // Paths never reach git's command line (CheckoutInputs lists the whole
 // tree of the revision and matches paths itself), so a path that looks
