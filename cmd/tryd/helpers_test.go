@@ -46,6 +46,25 @@ func bearer(token string) string {
 	return "Bearer " + token
 }
 
+// tokenCase is a GET of path with a bearer token ("" for none) and the
+// status it must answer.
+type tokenCase struct {
+	name, path, token string
+	want              int
+}
+
+// checkTokens runs each case against the server at base, as a subtest.
+func checkTokens(t *testing.T, base string, cases []tokenCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := getStatus(t, base+tc.path, bearer(tc.token)); got != tc.want {
+				t.Errorf("GET %s: %d, want %d", tc.path, got, tc.want)
+			}
+		})
+	}
+}
+
 // addrRE finds the address a server logs (JSON logs) when it listens.
 var addrRE = regexp.MustCompile(`"addr":"(http://[^"]+)"`)
 

@@ -31,22 +31,13 @@ func TestMaintnerdAPIToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := startMaintnerdCommand(t, "--config", cfgPath, "--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0")
-	for _, tc := range []struct {
-		name, path, token string
-		want              int
-	}{
+	checkTokens(t, base, []tokenCase{
 		{"api without token", "/api/stats", "", http.StatusUnauthorized},
 		{"api with a wrong token", "/api/github/repos", "wrong-token-0123456789", http.StatusUnauthorized},
 		{"api with the token", "/api/stats", token, http.StatusOK},
 		{"logs without token", "/logs", "", http.StatusOK},
 		{"healthz without token", "/healthz", "", http.StatusOK},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := getStatus(t, base+tc.path, bearer(tc.token)); got != tc.want {
-				t.Errorf("GET %s: %d, want %d", tc.path, got, tc.want)
-			}
-		})
-	}
+	})
 	t.Run("corpus CLI", func(t *testing.T) {
 		if code, out, errOut := runTryd(t, "corpus", "stats", "--config", cfgPath, "--server", base); code != 0 || !strings.Contains(out, "records") {
 			t.Errorf("with maintnerd.api_token: exit %d\n%s\n%s", code, out, errOut)

@@ -35,10 +35,7 @@ func TestTrybotAPIToken(t *testing.T) {
 	} {
 		t.Run(how.name, func(t *testing.T) {
 			base, _ := startCommand(t, "trybot", append(trybotArgs(t.TempDir()), how.flag, how.value, "--listen", "127.0.0.1:0")...)
-			for _, tc := range []struct {
-				name, path, token string
-				want              int
-			}{
+			checkTokens(t, base, []tokenCase{
 				{"runs without token", "/api/runs", "", http.StatusUnauthorized},
 				{"runs with a wrong token", "/api/runs", "wrong-token-0123456789", http.StatusUnauthorized},
 				{"runs with the token", "/api/runs", token, http.StatusOK},
@@ -46,13 +43,7 @@ func TestTrybotAPIToken(t *testing.T) {
 				{"a run with the token", "/api/runs/1", token, http.StatusNotFound},
 				{"healthz without token", "/healthz", "", http.StatusOK},
 				{"metrics without token", "/metrics", "", http.StatusOK},
-			} {
-				t.Run(tc.name, func(t *testing.T) {
-					if got := getStatus(t, base+tc.path, bearer(tc.token)); got != tc.want {
-						t.Errorf("GET %s: %d, want %d", tc.path, got, tc.want)
-					}
-				})
-			}
+			})
 		})
 	}
 }
