@@ -207,6 +207,16 @@ func TestPrefetchTakenBack(t *testing.T) {
 		})
 	}
 
+	t.Run("worker that does not prefetch", func(t *testing.T) {
+		e := newEnv(t, sqliteBackend, envOpts{})
+		w1 := newTestWorker(t, e, "w1", tokenW1, nil)
+		e.submit(wideGraph("p", 10), api.PriorityTry)
+		as := w1.earlyPoll(t, 1, nil).Assignments
+		if len(as) != 1 || as[0].Prefetched {
+			t.Fatalf("poll without prefetch: %+v", as)
+		}
+	})
+
 	t.Run("others have free slots", func(t *testing.T) {
 		e := newEnv(t, sqliteBackend, envOpts{})
 		w1 := newTestWorker(t, e, "w1", tokenW1, nil)

@@ -65,7 +65,7 @@ type Options struct {
 	// Prefetch is how many assignments beyond its free slots the worker
 	// asks for and queues, when the coordinator offers prefetching, so
 	// that it can report results in batches without idle slots (default
-	// 2 x Slots; negative: none).
+	// 4 x Slots, the most a coordinator hands out; negative: none).
 	Prefetch int
 	// ReportDelay is how long a finished job's result may wait to be
 	// reported with others while the worker holds more than half its
@@ -138,7 +138,7 @@ func New(opts Options) (*Worker, error) {
 		opts.LogFlushInterval = 100 * time.Millisecond
 	}
 	if opts.Prefetch == 0 {
-		opts.Prefetch = 2 * opts.Slots
+		opts.Prefetch = 4 * opts.Slots
 	}
 	if opts.ReportDelay <= 0 {
 		opts.ReportDelay = 5 * time.Millisecond
