@@ -43,7 +43,9 @@ var ErrNotCached = errors.New("logsync: bytes are not in the follower's cache")
 // record is delivered); ReadAt of a reference covering dropped bytes
 // then fails with ErrStale, loudly, instead of returning whatever the
 // cache holds at that position now. References wholly before the point
-// of divergence stay readable.
+// of divergence stay readable (those in the segment where it diverged
+// once the follower has fetched that segment again; until then ReadAt
+// fails with ErrNotCached).
 type CacheReader struct {
 	c      *cache
 	closed atomic.Bool
