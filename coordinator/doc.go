@@ -21,7 +21,10 @@
 // moment a job it may run becomes ready, and a job whose dependencies all
 // run on one worker is handed to that worker ahead of them (pipelined
 // assignments, pipeline.go), so that a chain runs without a round trip
-// between its jobs.
+// between its jobs. When more jobs are ready than the workers have free
+// slots, a worker may hold a few beyond its slots and start them itself
+// as slots free (prefetched assignments, prefetch.go), so that it
+// reports results in batches instead of one request per job.
 //
 // The coordinator knows nothing of code review: it runs graphs.
 //

@@ -14,7 +14,10 @@
 // reported results are committed, the acknowledgement follows) and
 // accept pipelined assignments: the next job of a chain is held here
 // while its dependency runs and starts the moment that dependency
-// succeeds, with its output as left here. Logs are appended with
+// succeeds, with its output as left here. It also asks for prefetched
+// assignments (up to Options.Prefetch beyond its free slots), starts
+// them itself as slots free and reports results and starts in batches
+// (Options.ReportDelay) while enough of them are queued. Logs are appended with
 // POST /api/worker/attempts/{id}/log in chunks; outputs and inputs travel
 // as content-addressed artifacts (/api/artifacts/{sha256}).
 //
