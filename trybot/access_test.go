@@ -1,7 +1,6 @@
 package trybot_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,24 +56,7 @@ func testLosesAccess(t *testing.T, restart bool) {
 		opts.Log = log
 		opts.RetryMin, opts.RetryMax = 10*time.Millisecond, 50*time.Millisecond
 		opts.Registry = prometheus.NewRegistry()
-		ctx, cancel := context.WithCancel(context.Background())
-		tb, err := trybot.New(ctx, opts)
-		if err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- tb.Run(ctx) }()
-		stopped := false
-		stop := func() {
-			if !stopped {
-				stopped = true
-				cancel()
-				<-done
-				tb.Close()
-			}
-		}
-		t.Cleanup(stop)
+		tb, stop := runStoppable(t, opts)
 		s.SetAppWebhook(tb.Handler())
 		return tb, opts.Registry, hook, stop
 	}

@@ -88,6 +88,15 @@ func startTrybot(t *testing.T, s *trystack.Stack, dir string) *trybot.Trybot {
 // runTrybot runs a trybot with opts in this process until the test ends.
 func runTrybot(t *testing.T, opts trybot.Options) *trybot.Trybot {
 	t.Helper()
+	tb, _ := runStoppable(t, opts)
+	return tb
+}
+
+// runStoppable runs a trybot with opts in this process until stop is
+// called (at most once takes effect) or the test ends, and checks Run's
+// error.
+func runStoppable(t *testing.T, opts trybot.Options) (tb *trybot.Trybot, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	tb, err := trybot.New(ctx, opts)
 	if err != nil {
@@ -96,14 +105,18 @@ func runTrybot(t *testing.T, opts trybot.Options) *trybot.Trybot {
 	}
 	done := make(chan error, 1)
 	go func() { done <- tb.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("trybot.Run: %v", err)
-		}
-		tb.Close()
-	})
-	return tb
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("trybot.Run: %v", err)
+			}
+			tb.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return tb, stop
 }
 
 // change returns a copy of what the corpus knows of change n.

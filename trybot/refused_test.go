@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -75,16 +74,7 @@ func TestGitHubRefusesMissingCommit(t *testing.T) {
 				opts.RetryMin, opts.RetryMax = 10*time.Millisecond, 50*time.Millisecond
 				reg := prometheus.NewRegistry()
 				opts.Registry = reg
-				ctx, cancel := context.WithCancel(context.Background())
-				tb, err := trybot.New(ctx, opts)
-				if err != nil {
-					t.Fatal(err)
-				}
-				done := make(chan error, 1)
-				go func() { done <- tb.Run(ctx) }()
-				var once sync.Once
-				stop := func() { once.Do(func() { cancel(); <-done; tb.Close() }) }
-				t.Cleanup(stop)
+				tb, stop := runStoppable(t, opts)
 				return tb, reg, stop
 			}
 			tb, reg, stop := start()
