@@ -117,11 +117,23 @@ func TestDevTokens(t *testing.T) {
 	if got := read("worker-tokens"); got != "dev-worker "+wt {
 		t.Errorf("worker-tokens = %q, want the worker's token", got)
 	}
+	tt := read("trybot-api-token")
+	if len(tt) < 32 || tt == ct {
+		t.Errorf("weak or reused trybot API token: %q", tt)
+	}
 	if err := d.writeTokens(); err != nil {
 		t.Fatal(err)
 	}
-	if read("worker-token") != wt || read("client-token") != ct {
+	if read("worker-token") != wt || read("client-token") != ct || read("trybot-api-token") != tt {
 		t.Error("a second run changed the tokens")
+	}
+	// A configured trybot.api_token (or a public API) is the config's
+	// business: dev generates none.
+	for _, tc := range []config.Trybot{{APIToken: config.FileSecret("/etc/tryd/trybot-api-token")}, {PublicAPI: true}} {
+		d := newTestDev(t, t.TempDir(), &config.Config{Trybot: tc})
+		if f := d.trybotTokenFile(); f != "" {
+			t.Errorf("with %+v: dev generates %s", tc, f)
+		}
 	}
 }
 
