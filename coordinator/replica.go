@@ -28,12 +28,16 @@ import (
 // than slots); otherwise the build waits in the store, every replica is
 // nudged (LISTEN/NOTIFY), and the first with spare slots claims it, as do
 // replicas whose workers become idle. So builds flow to the replicas
-// whose workers are free, whichever replica clients submit to. Replicas renew
-// their leases every LeaseTTL/3; when a replica dies, its leases expire
-// and replicas with workers claim its builds (SELECT ... FOR UPDATE SKIP
-// LOCKED: never two at once) and resume them from the store exactly as a
-// restarted coordinator would (running attempts are adopted when their
-// workers re-register, or lost after the heartbeat timeout).
+// whose workers are free, whichever replica clients submit to; but a
+// replica claims the builds submitted to it before others' newer than
+// state.OwnFirst, since calls about a build (a client following its
+// events) reach the replica it was submitted to, which otherwise
+// forwards each of them. Replicas renew their leases every LeaseTTL/3;
+// when a replica dies, its leases expire and replicas with workers claim
+// its builds (SELECT ... FOR UPDATE SKIP LOCKED: never two at once) and
+// resume them from the store exactly as a restarted coordinator would
+// (running attempts are adopted when their workers re-register, or lost
+// after the heartbeat timeout).
 //
 // A worker may connect to any replica (e.g. through a load balancer with
 // session affinity) and runs the jobs of the builds that replica holds.

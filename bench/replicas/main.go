@@ -14,9 +14,11 @@
 // (user+sys, from /proc) the coordinators, the workers (with their jobs'
 // processes), PostgreSQL and this process (the GCS emulator, the
 // clients) spent per job during the throughput run, and the
-// coordinators' state commits per job (from their /metrics):
-// wall-clock figures swing with the machine's other load, CPU per job
-// says what a replica costs.
+// coordinators' state commits per job (from their /metrics), and for
+// two replicas each one's jobs, claims, forwarded calls, and CPU,
+// commits and requests per job it dispatched: wall-clock figures swing
+// with the machine's other load, CPU per job says what a replica costs.
+// -cpuprofile writes the coordinators' CPU profiles.
 package main
 
 import (
@@ -38,6 +40,9 @@ import (
 	"github.com/tryd-ci/tryd/coordinator/replicatest"
 	"github.com/tryd-ci/tryd/coordinator/state/pgstate/pgtest"
 )
+
+// slowSamples prints the dispatch latency samples over 3ms, in order.
+var slowSamples = flag.Bool("slow-samples", false, "print each configuration's dispatch latency samples over 3ms, in the order taken (to stderr)")
 
 func main() {
 	tryd := flag.String("tryd", "", "tryd binary")
@@ -204,6 +209,15 @@ func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string,
 			return result{}, err
 		}
 		lat = append(lat, d)
+	}
+	if *slowSamples {
+		// Which samples were slow, in order: a spike in the first ones
+		// follows the throughput run (background work it left).
+		for i, d := range lat {
+			if d > 3*time.Millisecond {
+				fmt.Fprintf(os.Stderr, "%s: latency sample %d: %.2fms\n", prefix, i, ms(d))
+			}
+		}
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	n := time.Duration(builds * jobs)

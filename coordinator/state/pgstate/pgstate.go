@@ -7,7 +7,8 @@
 // refuses a database whose schema is newer (state.ErrSchemaTooNew).
 //
 // It also implements state.Leaser: each running build carries an owner
-// (replica ID and URL) and a lease expiry. Claims use
+// (replica ID and URL), a lease expiry, and the replica that offered it
+// unheld (offered_by, which its claims prefer). Claims use
 // SELECT ... FOR UPDATE SKIP LOCKED, so concurrent replicas never take the
 // same build, and replicas nudge each other with LISTEN/NOTIFY on the
 // channel "tryd_builds" when builds wait for an owner, and announce on
