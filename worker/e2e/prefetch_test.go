@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -96,4 +97,63 @@ func coordinatorMetrics(t *testing.T, url string) map[string]float64 {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestPrefetchYieldsToPriority: two workers prefetch jobs of a periodic
+// build; a try build submitted meanwhile takes the slots first (the
+// prefetched periodic jobs are taken back) and finishes first, and
+// every job of both runs exactly one attempt.
+func TestPrefetchYieldsToPriority(t *testing.T) {
+	t.Parallel()
+	e := start(t, "")
+	e.worker("w1", "--slots", "2")
+	e.worker("w2", "--slots", "2")
+	wide := func(prefix string) graph.Graph {
+		g := graph.Graph{}
+		for i := range 400 {
+			g.Jobs = append(g.Jobs, &graph.Job{Name: prefix + strconv.Itoa(i), SourceMode: graph.SourceNone,
+				Commands: []graph.Command{{Argv: []string{"true", prefix + strconv.Itoa(i)}}}})
+		}
+		return g
+	}
+	ctx := context.Background()
+	periodic, err := e.cl.Submit(ctx, api.SubmitRequest{Graph: wide("p"), Priority: api.PriorityPeriodic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Let the periodic build run (and the workers prefetch its jobs).
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		b, err := e.cl.Build(ctx, periodic.BuildID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Counts[api.JobSucceeded] >= 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("periodic build does not progress: %v", b.Counts)
+		}
+	}
+	try, err := e.cl.Submit(ctx, api.SubmitRequest{Graph: wide("t"), Priority: api.PriorityTry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, pb := e.wait(try.BuildID), e.wait(periodic.BuildID)
+	for _, b := range []*api.Build{tb, pb} {
+		if b.State != api.BuildSucceeded {
+			t.Fatalf("build %d %s: %v", b.ID, b.State, b.Counts)
+		}
+		for _, j := range b.Jobs {
+			if len(j.Attempts) != 1 {
+				t.Errorf("build %d: %s ran %d attempts: %+v", b.ID, j.Name, len(j.Attempts), j.Attempts)
+			}
+		}
+	}
+	if tb.Finished == nil || pb.Finished == nil || !tb.Finished.Before(*pb.Finished) {
+		t.Errorf("try build finished at %v, not before the periodic build (%v)", tb.Finished, pb.Finished)
+	}
+	m := coordinatorMetrics(t, e.c.URL)
+	if m[`tryd_coordinator_prefetched_total{event="taken_back"}`] == 0 {
+		t.Errorf("no prefetched attempt was taken back: %v", m)
+	}
 }
