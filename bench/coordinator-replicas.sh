@@ -42,6 +42,35 @@
 # the logs (about one run in eight: a worker's reports overtaking the
 # waiting poll's answer that carried a claimed build's jobs) is gone
 # with coordinator.listGrace.
+#
+# Session of 2026-11-21 afternoon (load average 17-34 from other work
+# throughout: wall-clock ratios swung 0.80-1.74 between identical runs,
+# so changes were judged by CPU per job of binaries built from one tree,
+# interleaved). bench/replicas now prints each replica's jobs, claims,
+# forwarded calls and CPU/commits/requests per job, and -cpuprofile
+# (tryd coordinator --cpu-profile) profiles the coordinators. Found:
+# clients follow each build through the replica they submitted it to,
+# and builds went to whichever replica claimed first, so ~60% of builds'
+# event streams were forwarded (73 forwarded calls per 120 builds):
+# each event read and written again, two runtimes woken. Replicas now
+# claim the builds offered to them first (pgstate schema v2,
+# builds.offered_by; others' after state.OwnFirst): 13-26 forwarded
+# calls per 120 builds, 2 replicas' coordinator CPU per job ~240 ->
+# ~223us against ~185us for 1 replica. With the workers' prefetch and
+# batched reports (issue 7, same day) per-job costs fell in every
+# configuration: coordinators ~145us (1 replica) vs ~185us (2), 0.05
+# vs 0.08 commits/job, 0.23 requests/job each; this script: 1.14x,
+# 1.07x, 1.00x (load 17-21). What remains of the second replica's
+# cost, by profile: its own Go runtime (GC mark +~11us/job, scheduler
+# wake-ups +~11us/job) and its commits (each replica's group commit is
+# bounded by its commit latency, so 2 replicas commit ~2x as often; a
+# committer that also waits for a number of records, tried out of tree
+# at 64 records or 20ms, evened commits/job at 0.04-0.06). SQLite's
+# dispatch p99: its WAL checkpoint ran every second, and a commit made
+# during a checkpoint's fsync stalled (0.2ms -> up to 37ms, measured in
+# state/sqlite); checkpoints now wait for writes to pause
+# (sqlite.Options.CheckpointIdle). Its p99 is still the largest of 60
+# samples, so one stall of any kind (a loaded machine) sets it.
 . "$(dirname "$0")/lib.sh"
 
 dir=$(benchdir)
