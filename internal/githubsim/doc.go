@@ -38,13 +38,17 @@
 // AppCredentials calls the /app endpoints and exchanges itself for a
 // one-hour installation token (POST /app/installations/{id}/access_tokens). Pushes
 // create a check suite for every app subscribed to check_suite and send
-// it check_suite requested, as GitHub does.
+// it check_suite requested, as GitHub does. An installation covers every
+// repository until RemoveFromInstallation takes one out (AddToInstallation
+// puts it back): the installation's token then gets 404 "Not Found" for
+// it, exactly as for a repository that does not exist (install.go).
 //
 // Events sent: ping, push, pull_request (opened, synchronize, labeled,
 // unlabeled, closed, reopened), pull_request_review submitted,
 // issue_comment created, issues (opened, labeled, unlabeled, closed,
-// reopened), status, check_run (created, completed, rerequested) and
-// check_suite (requested, completed, rerequested).
+// reopened), status, check_run (created, completed, rerequested),
+// check_suite (requested, completed, rerequested) and, to apps,
+// installation_repositories (added, removed).
 //
 // Issues, pull requests, users and hooks live in memory; only the git
 // repositories are on disk, so each Sim needs a fresh Options.Dir.
