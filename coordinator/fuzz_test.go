@@ -22,6 +22,8 @@ func FuzzAPIBodies(f *testing.F) {
 	f.Add(2, `{"slots": 9999, "labels": {"a,b": "c"}}`)
 	f.Add(3, `{"attempt_id": "x", "state": "bogus"}`)
 	f.Add(4, `{"digests": ["../x"]}`)
+	f.Add(1, `{"worker_id": "nope", "free_slots": 1, "prefetch": -3, "started": [{"attempt_id": "x", "ago_ms": -5}]}`)
+	f.Add(1, `{"worker_id": "nope", "free_slots": 0, "prefetch": 4, "started": [{"attempt_id": "0123456789abcdef", "ago_ms": 99999999999}]}`)
 	f.Fuzz(func(t *testing.T, which int, body string) {
 		paths := []struct{ path, token string }{
 			{"/api/graphs", clientToken},
