@@ -181,19 +181,25 @@ func (c *Coordinator) kickClaims() {
 	}
 }
 
-// spareSlotsLocked is the slots of this replica's connected workers
-// (placeholder sessions of restored attempts have none) minus the jobs
-// already queued here: positive when the workers would soon be idle
-// without more builds. Running jobs do not count, so that a replica
-// keeps about one round of work queued and its workers never wait for a
-// claim.
-func (c *Coordinator) spareSlotsLocked() int {
-	spare := 0
+// workerSlotsLocked is the slots of this replica's connected workers
+// (placeholder sessions of restored attempts have none).
+func (c *Coordinator) workerSlotsLocked() int {
+	slots := 0
 	for _, s := range c.sessions {
 		if !s.gone && s.slots > 0 {
-			spare += s.slots
+			slots += s.slots
 		}
 	}
+	return slots
+}
+
+// spareSlotsLocked is the slots of this replica's connected workers
+// minus the jobs already queued here: positive when the workers would
+// soon be idle without more builds. Running jobs do not count, so that
+// a replica keeps about one round of work queued and its workers never
+// wait for a claim.
+func (c *Coordinator) spareSlotsLocked() int {
+	spare := c.workerSlotsLocked()
 	if spare == 0 {
 		return 0
 	}
@@ -406,19 +412,22 @@ func (c *Coordinator) dropBuildLocked(b *build) {
 }
 
 // claimBuilds takes builds nobody holds, one at a time, while this
-// replica has spare slots, and resumes them. It reports whether builds
-// may still be waiting (it stopped for lack of spare slots, or after an
-// error).
+// replica has spare slots, and resumes them. It reports whether it
+// should look again soon: builds may still be waiting, and it stopped
+// for lack of spare slots that its workers will free, or after an
+// error. A replica without workers need not look until one registers
+// (which kicks the claim loop): it would wake every spareCheck for
+// nothing while builds wait for other replicas.
 func (c *Coordinator) claimBuilds() bool {
 	for range 16 {
 		if c.ctx.Err() != nil {
 			return false
 		}
 		c.mu.Lock()
-		spare := c.spareSlotsLocked()
+		spare, slots := c.spareSlotsLocked(), c.workerSlotsLocked()
 		c.mu.Unlock()
 		if spare <= 0 {
-			return true
+			return slots > 0
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, c.rep.opts.LeaseTTL/2)
 		now := c.clock.Now()

@@ -293,3 +293,50 @@ func TestLostLeaseDropsBuild(t *testing.T) {
 }
 
 func stateOwner(id, url string) state.Owner { return state.Owner{ID: id, URL: url} }
+
+// countingClock is the real clock, counting the waits shorter than
+// 10ms asked of it (a replica's checks for spare slots).
+type countingClock struct{ short atomic.Int64 }
+
+func (*countingClock) Now() time.Time { return time.Now() }
+
+func (c *countingClock) After(d time.Duration) <-chan time.Time {
+	if d < 10*time.Millisecond {
+		c.short.Add(1)
+	}
+	return time.After(d)
+}
+
+// TestReplicaWithoutWorkersDoesNotSpin: while a build waits for a
+// holder, a replica without workers does not check for spare slots
+// every few milliseconds (it has none to free); a worker registering
+// makes it claim the build at once.
+func TestReplicaWithoutWorkersDoesNotSpin(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &countingClock{}
+	a := newReplicaClock(t, dsn, "replica-a", arts, clock)
+	sub, err := a.client(t, inClientToken).Submit(t.Context(), inGraph("waiting"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	// Checking every 4ms would be over 100 waits.
+	if n := clock.short.Load(); n > 5 {
+		t.Errorf("a replica without workers waited %d times for less than 10ms while a build waited", n)
+	}
+	wcl := a.client(t, inWorkerToken)
+	reg, err := wcl.Register(t.Context(), api.RegisterRequest{Name: "w1", Slots: 1, Labels: map[string]string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := pollUntil(t, wcl, api.PollRequest{WorkerID: reg.WorkerID, FreeSlots: 1}, "an assignment",
+		func(r *api.PollResponse) bool { return len(r.Assignments) == 1 })
+	if resp.Assignments[0].BuildID != sub.BuildID {
+		t.Errorf("assignment of build %d, want %d", resp.Assignments[0].BuildID, sub.BuildID)
+	}
+}
