@@ -132,6 +132,12 @@ type Options struct {
 	// work allocates heavily, or that loads through a slow
 	// SegmentReader, may want to set this.
 	LoadWithGC bool
+	// FollowSkipsBad makes Follow log a record that does not decode
+	// (counted in Stats and tryd_corpus_records_bad_total) and go on
+	// with the next, instead of stopping. Long-running followers that
+	// must keep serving (the trybot) want this: one record they cannot
+	// read should cost that record, not every later one.
+	FollowSkipsBad bool
 }
 
 // Corpus is the in-memory model of everything the mutation log says:

@@ -18,8 +18,9 @@ var ErrNotEmpty = errors.New("maintner: follow needs an empty corpus")
 // Follow keeps a read-only corpus in step with a maintnerd: it applies
 // every record the follower delivers, from the start of the log, and
 // then each new record as the server commits it, until ctx ends (it
-// returns ctx.Err()), a record does not decode, or the server's history
-// diverges from what was applied (logsync.ErrDiverged). Use Watch to
+// returns ctx.Err()), a record does not decode (unless
+// Options.FollowSkipsBad), or the server's history diverges from what
+// was applied (logsync.ErrDiverged). Use Watch to
 // learn about changes. The corpus must be new (ErrNotEmpty otherwise).
 //
 // Long text stays in the follower's cache, as LoadDir leaves it in the
@@ -58,6 +59,10 @@ func (c *Corpus) Follow(ctx context.Context, f *logsync.Follower) error {
 			gen:     r.Generation(),
 		}
 		if err := c.applyAt(payload, &loc, src); err != nil {
+			if c.opts.FollowSkipsBad {
+				c.log.WithError(err).WithField("pos", pos).Warn("maintner: follow: record skipped")
+				return nil
+			}
 			return fmt.Errorf("maintner: follow: record at %s: %w", pos, err)
 		}
 		return nil

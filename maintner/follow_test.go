@@ -55,3 +55,55 @@ func TestFollowerCorpusTracksLeader(t *testing.T) {
 		t.Errorf("Follow returned %v", err)
 	}
 }
+
+// TestFollowBadRecord: a record that does not decode stops Follow, unless
+// the corpus was made with FollowSkipsBad, which counts it and applies
+// the records after it.
+func TestFollowBadRecord(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	good := corpusgen.Sample(false)
+	payloads := make([][]byte, 0, len(good)+1)
+	for i, m := range good {
+		b, err := m.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 3 {
+			// A truncated varint: no protobuf decoder accepts it.
+			payloads = append(payloads, []byte{0x0a, 0xff})
+		}
+		payloads = append(payloads, b)
+	}
+	appendAll(t, l, payloads)
+	url := serveLogs(t, l)
+
+	for _, tc := range []struct {
+		name string
+		skip bool
+	}{
+		{"stops", false},
+		{"skips", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCorpus(t, maintner.Options{FollowSkipsBad: tc.skip})
+			fl := startFollow(t, c, newFollower(t, url, t.TempDir(), nil))
+			if !tc.skip {
+				<-fl.finished
+				if fl.err == nil || errors.Is(fl.err, context.Canceled) {
+					t.Fatalf("Follow returned %v, want the bad record's error", fl.err)
+				}
+				if st := c.Stats(); st.Records != 3 || st.BadRecords != 1 {
+					t.Errorf("stats %+v, want the 3 records before the bad one and 1 bad", st)
+				}
+				return
+			}
+			fl.waitRecords(t, int64(len(good)))
+			if st := c.Stats(); st.BadRecords != 1 {
+				t.Errorf("stats %+v, want 1 bad record", st)
+			}
+			if err := fl.end(); !errors.Is(err, context.Canceled) {
+				t.Errorf("Follow returned %v", err)
+			}
+		})
+	}
+}
