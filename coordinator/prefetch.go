@@ -44,6 +44,7 @@ func (c *Coordinator) prefetch(s *session, n int, resp *api.PollResponse, now ti
 		a := c.newAttempt(s, j)
 		p := &pendingAttempt{a: a, handed: now}
 		j.prefetched = p
+		j.b.prefetched++
 		s.prefetched[a.rec.ID] = p
 		c.prefetchedN++
 		c.m.prefetched.WithLabelValues("handed_out").Inc()
@@ -107,6 +108,7 @@ func (c *Coordinator) startPrefetched(s *session, id string, at, now time.Time) 
 // forgetPrefetched removes a prefetched attempt from its job and session.
 func (c *Coordinator) forgetPrefetched(p *pendingAttempt) {
 	p.a.j.prefetched = nil
+	p.a.j.b.prefetched--
 	delete(p.a.sess.prefetched, p.a.rec.ID)
 	c.prefetchedN--
 }

@@ -222,6 +222,23 @@ func TestPrefetchTakenBack(t *testing.T) {
 		}
 	})
 
+	t.Run("fair across builds", func(t *testing.T) {
+		// Prefetched jobs count as running for fairness: one poll's
+		// prefetched jobs come from both builds of equal priority.
+		e := newEnv(t, sqliteBackend, envOpts{})
+		w1 := newTestWorker(t, e, "w1", tokenW1, nil)
+		a := e.submit(wideGraph("a", 10), api.PriorityTry)
+		b := e.submit(wideGraph("b", 10), api.PriorityTry)
+		pre, _ := split(w1.prefetchPoll(t, 0, 4, nil, nil).Assignments)
+		per := map[int64]int{}
+		for _, as := range pre {
+			per[as.BuildID]++
+		}
+		if len(pre) != 4 || per[a.BuildID] != 2 || per[b.BuildID] != 2 {
+			t.Fatalf("prefetched per build: %v (%d in all), want 2 of each", per, len(pre))
+		}
+	})
+
 	t.Run("others have free slots", func(t *testing.T) {
 		e := newEnv(t, sqliteBackend, envOpts{})
 		w1 := newTestWorker(t, e, "w1", tokenW1, nil)

@@ -35,6 +35,7 @@ type build struct {
 	order      []*job
 	queues     map[string]*readyQueue // by required-label key
 	running    int
+	prefetched int // jobs of the build prefetched by workers (see prefetch.go)
 	remaining  int
 	events     []api.Event
 	eventData  int64         // bytes of log data held in events
@@ -391,15 +392,15 @@ func (c *Coordinator) pick(s *session, now time.Time) (j *job, hint time.Duratio
 		if len(c.ready[rank]) == 0 {
 			continue
 		}
-		// Fairness: the build with the fewest running jobs first, then
-		// the oldest.
+		// Fairness: the build with the fewest running (or prefetched)
+		// jobs first, then the oldest.
 		bs := make([]*build, 0, len(c.ready[rank]))
 		for b := range c.ready[rank] {
 			bs = append(bs, b)
 		}
 		sort.Slice(bs, func(i, k int) bool {
-			if bs[i].running != bs[k].running {
-				return bs[i].running < bs[k].running
+			if ni, nk := bs[i].running+bs[i].prefetched, bs[k].running+bs[k].prefetched; ni != nk {
+				return ni < nk
 			}
 			return bs[i].id < bs[k].id
 		})
