@@ -387,14 +387,25 @@ func (t *Trybot) Run(ctx context.Context) error {
 // after every batch, restarting from scratch if the server's history
 // diverges.
 func (t *Trybot) follow(ctx context.Context) error {
+	var prev *maintner.Corpus
 	for {
-		c, err := maintner.New(maintner.Options{Logger: t.log})
+		// Text stays in the follower's cache (Follow), so the trybot's
+		// heap does not grow with the project's history; a record it
+		// cannot read is logged and skipped rather than stopping every
+		// later try run.
+		c, err := maintner.New(maintner.Options{Logger: t.log, FollowSkipsBad: true})
 		if err != nil {
 			return err
 		}
 		t.corpusMu.Lock()
 		t.corpus = c
 		t.corpusMu.Unlock()
+		if prev != nil {
+			// A diverged corpus, replaced: Close waits for its
+			// readers (they hold its read lock) and frees its files.
+			prev.Close()
+			prev = nil
+		}
 		f, err := logsync.NewFollower(logsync.FollowerOptions{
 			URL: t.opts.LogsURL, CacheDir: filepath.Join(t.opts.Dir, "logcache"), Log: t.log,
 			CaughtUp: func(mutlog.Position) {
@@ -406,15 +417,11 @@ func (t *Trybot) follow(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("trybot: %w", err)
 		}
-		err = f.Run(ctx, mutlog.Position{}, func(pos mutlog.Position, payload []byte) error {
-			if err := c.Apply(payload); err != nil {
-				t.log.WithError(err).WithField("pos", pos).Warn("trybot: corpus record skipped")
-			}
-			return nil
-		})
+		err = c.Follow(ctx, f)
 		f.Close()
 		if errors.Is(err, logsync.ErrDiverged) {
 			t.log.WithError(err).Warn("trybot: corpus log diverged; reloading")
+			prev = c
 			continue
 		}
 		if ctx.Err() != nil {
