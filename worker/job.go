@@ -329,10 +329,9 @@ func writeFile(jobDir string, wf *graph.WriteFile) error {
 // source.SelectFiles): its result is cached under an ID that covers only
 // them, so it must neither read anything else nor run on content its
 // digests do not describe. A refused or mismatched input fails the job
-// for good; another worker would find the same. Jobs of trybot/goplan
-// get the whole source for now (see goplanJob): from git with their
-// inputs verified; uploaded, whole (the coordinator computed their
-// inputs' digests from the manifest).
+// for good; another worker would find the same. Every such job is
+// treated alike, trybot/goplan's included (it lists every file its jobs
+// may read).
 func (w *Worker) prepareSource(ctx context.Context, src api.SourceRef, job *graph.Job, dst string) (func(), error) {
 	var inputs []graph.Input
 	if job.Mode() == graph.SourceInputs {
@@ -345,12 +344,9 @@ func (w *Worker) prepareSource(ctx context.Context, src api.SourceRef, job *grap
 	case src.Repo != "" && src.Manifest == "":
 		var release func()
 		var err error
-		switch {
-		case inputs != nil && goplanJob(job):
-			_, release, err = w.sources.CheckoutVerified(ctx, src.Repo, src.Revision, dst, inputs)
-		case inputs != nil:
+		if inputs != nil {
 			_, release, err = w.sources.CheckoutInputs(ctx, src.Repo, src.Revision, dst, inputs)
-		default:
+		} else {
 			_, release, err = w.sources.Checkout(ctx, src.Repo, src.Revision, dst)
 		}
 		switch {
@@ -371,32 +367,12 @@ func (w *Worker) prepareSource(ctx context.Context, src api.SourceRef, job *grap
 		}
 		return release, nil
 	case src.Manifest != "" && src.Repo == "":
-		if goplanJob(job) {
-			inputs = nil
-		}
 		if err := w.writeUploaded(ctx, src.Manifest, inputs, dst); err != nil {
 			return nil, err
 		}
 		return func() {}, nil
 	}
 	return nil, fmt.Errorf("worker: assignment source must have either repo or manifest")
-}
-
-// goplanJob reports whether trybot/goplan planned the job (its commands
-// carry TRYD_GOPLAN_GOVERSION). Such a job gets the whole tree, its
-// inputs verified, instead of only its inputs, until goplan lists every
-// file its jobs read: today a package's tests may read files outside
-// its directory (../testdata), and the module root's test job lists the
-// planner checkout's .git file, which no revision holds.
-func goplanJob(job *graph.Job) bool {
-	for _, c := range job.Commands {
-		for _, e := range c.Env {
-			if strings.HasPrefix(e, "TRYD_GOPLAN_GOVERSION=") {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // writeUploaded writes the files of an uploaded source's manifest into
