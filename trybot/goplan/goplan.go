@@ -21,25 +21,49 @@
 // depends only on import paths and numbers of files: editing files never
 // moves a package to another shard.
 //
-// # Job IDs
+// # Job IDs and inputs
 //
 // Every job (of either plan) uses source mode "inputs" and lists every
-// file of the module it reads: the package's own files (tests included,
-// which vet checks), the source files of every package of the module
-// it imports, directly or not (its build compiles them), including
-// through its tests, go.mod and go.sum (which pin everything outside the
-// module), and for the test job also the package directory's other files
-// and its testdata/ tree.
-// Its ID is derived from those files' contents and from the IDs of the
-// jobs it depends on (the vet jobs of the packages it imports), so a
-// package whose files and dependencies are unchanged keeps its IDs from
-// one revision to the next and its results come from the cache. Test
-// imports are inputs rather than dependencies because an external test
-// may import a package that imports the package under test. The Go
-// version planned with is part of every command
-// (TRYD_GOPLAN_GOVERSION), so a new toolchain reruns everything.
-// Packages of other modules are not listed: go.sum pins them (a replace
-// directive pointing at a local directory is not followed).
+// file of the module it may read; the worker gives it those files and
+// nothing else, each verified against the revision, and the job's ID
+// is derived from their contents (and from the IDs of the jobs it
+// depends on: the vet jobs of the packages it imports), so a job whose
+// files are unchanged keeps its ID from one revision to the next and
+// its result comes from the cache. The inputs are:
+//
+//   - for every job, go.mod and go.sum (which pin everything outside the
+//     module), go.work and go.work.sum when present, and the whole
+//     vendor/ tree when vendor/modules.txt is present (the go command
+//     then builds from it);
+//   - for the vet job of a package, its own files (Go, assembly, cgo and
+//     the like, tests included, since vet compiles the test packages, and
+//     the embed files of the package and of its tests) and the source
+//     files, embed files included, of every package of the module it
+//     imports, directly or not, including through its tests (an external
+//     test may import a package that imports the package under test, so
+//     test imports are inputs rather than dependencies);
+//   - for the test job, the same plus every other file of the module:
+//     every file that is not the Go source of a package (a .go file
+//     outside directories named testdata or starting with "_" or ".").
+//     Go's own test cache records the files a test opens; the planner
+//     cannot know them before the test runs, and tests do read files
+//     outside their package (../testdata/..., ../test.txt), so it is
+//     conservative. The trade-off: editing a README or any testdata
+//     reruns every test job (not the vet jobs), while editing one
+//     package's Go file reruns only the jobs of the packages that
+//     import it.
+//
+// Nothing under a directory or file named .git is ever an input (no
+// revision holds one; a worktree's .git file names the planner's
+// checkout). A symbolic link is listed as git stores it: its digest is
+// the SHA-256 of its target path (the content of its git blob), and a
+// target inside the module (a file, or everything under a directory) is
+// an input too, so the link resolves in the job's checkout; a target
+// outside the module is not covered. Packages of other modules are not
+// listed: go.sum pins them (a replace directive pointing at a local
+// directory is not followed). The Go version planned with is part of
+// every command (TRYD_GOPLAN_GOVERSION), so a new toolchain reruns
+// everything. A shard's inputs are the union of its packages'.
 //
 // # Planner job
 //
@@ -64,8 +88,6 @@ package goplan
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,6 +101,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tryd-ci/tryd/coordinator/graph"
 	"github.com/tryd-ci/tryd/internal/config"
@@ -163,10 +186,12 @@ type Package struct {
 }
 
 // FS reads the module's files: paths are slash-separated and relative to
-// the module root.
+// the module root. Symbolic links are read as links (os.DirFS and
+// fstest.MapFS do).
 type FS interface {
 	fs.ReadFileFS
 	fs.ReadDirFS
+	fs.ReadLinkFS
 }
 
 // Run lists the packages of the module in dir with the go command and
@@ -303,7 +328,7 @@ func checkPackage(p *Package) error {
 }
 
 func validRel(p string) bool {
-	return p != "" && len(p) <= graph.MaxNameLen && !strings.ContainsAny(p, "\x00\\\n\r") && path.Clean(p) == p &&
+	return p != "" && len(p) <= graph.MaxNameLen && utf8.ValidString(p) && !strings.ContainsAny(p, "\x00\\\n\r") && path.Clean(p) == p &&
 		!path.IsAbs(p) && p != "." && p != ".." && !strings.HasPrefix(p, "../")
 }
 
@@ -319,8 +344,7 @@ type pkgInfo struct {
 	p     *Package
 	rel   string          // directory relative to the module root, "." for the root
 	src   map[string]bool // non-test files a dependent's build reads
-	own   map[string]bool // src plus test files: what vet reads of the package
-	test  map[string]bool // own plus the directory's other files and testdata
+	own   map[string]bool // src plus test files and test embeds: what vet reads of the package
 	clos  map[string]bool // src of the package and everything it imports
 	state int             // 0 new, 1 computing clos, 2 done
 	vet   *graph.Job
@@ -332,11 +356,10 @@ type pkgInfo struct {
 func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Graph, error) {
 	byPath := map[string]*pkgInfo{}
 	var order []*pkgInfo
-	// go.mod and go.sum pin the dependencies outside the module: every
-	// job reads them.
-	modFiles := []string{"go.mod"}
-	if _, err := fs.Stat(fsys, "go.sum"); err == nil {
-		modFiles = append(modFiles, "go.sum")
+	// What pins the dependencies outside the module: every job reads it.
+	modFiles, err := moduleFiles(fsys)
+	if err != nil {
+		return nil, err
 	}
 	for _, p := range pkgs {
 		rel, err := filepath.Rel(moduleDir, p.Dir)
@@ -348,10 +371,7 @@ func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Grap
 		if nGo == 0 && (p.Error == nil || strings.Contains(p.Error.Err, "build constraints exclude all Go files")) {
 			continue
 		}
-		info := &pkgInfo{p: p, rel: rel, src: map[string]bool{}}
-		for _, f := range modFiles {
-			info.src[f] = true
-		}
+		info := &pkgInfo{p: p, rel: rel, src: maps(modFiles)}
 		add := func(m map[string]bool, lists ...[]string) {
 			for _, l := range lists {
 				for _, f := range l {
@@ -362,12 +382,7 @@ func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Grap
 		add(info.src, p.GoFiles, p.CgoFiles, p.CFiles, p.CXXFiles, p.MFiles, p.HFiles, p.FFiles, p.SFiles,
 			p.SwigFiles, p.SwigCXXFiles, p.SysoFiles, p.EmbedFiles)
 		info.own = maps(info.src)
-		add(info.own, p.TestGoFiles, p.XTestGoFiles, p.IgnoredGoFiles)
-		info.test = maps(info.own)
-		add(info.test, p.TestEmbedFiles, p.XTestEmbedFiles)
-		if err := dirFiles(fsys, rel, info.test); err != nil {
-			return nil, err
-		}
+		add(info.own, p.TestGoFiles, p.XTestGoFiles, p.IgnoredGoFiles, p.TestEmbedFiles, p.XTestEmbedFiles)
 		byPath[p.ImportPath] = info
 		order = append(order, info)
 	}
@@ -403,55 +418,32 @@ func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Grap
 		}
 	}
 
-	digestOf := map[string]string{}
-	inputs := func(sets ...map[string]bool) ([]graph.Input, error) {
-		all := map[string]bool{}
-		for _, set := range sets {
-			for f := range set {
-				all[f] = true
-			}
+	// data: what a test may read besides the Go source of packages,
+	// listed only when a job runs tests.
+	var data map[string]bool
+	if !opts.NoTests {
+		if data, err = dataFiles(fsys); err != nil {
+			return nil, err
 		}
-		names := make([]string, 0, len(all))
-		for f := range all {
-			names = append(names, f)
-		}
-		sort.Strings(names)
-		out := make([]graph.Input, 0, len(names))
-		for _, n := range names {
-			d, ok := digestOf[n]
-			if !ok {
-				var err error
-				d, err = fileDigest(fsys, n)
-				if errors.Is(err, fs.ErrNotExist) {
-					// go list may name files that are not regular
-					// files here; they cannot be inputs.
-					digestOf[n] = ""
-					continue
-				}
-				if err != nil {
-					return nil, err
-				}
-				digestOf[n] = d
-			}
-			if d != "" {
-				out = append(out, graph.Input{Path: n, Digest: d})
-			}
-		}
-		return out, nil
 	}
-	// testClosures returns the closures of the package's test imports.
-	testClosures := func(pi *pkgInfo) []map[string]bool {
-		var sets []map[string]bool
+	files := newFileSet(fsys)
+	// sets returns what pi's vet job (and with tests, its test job)
+	// reads: its own files, its imports' closure and its test imports'.
+	sets := func(pi *pkgInfo, tests bool) []map[string]bool {
+		s := []map[string]bool{pi.own, pi.clos}
 		for _, t := range local(append(slices.Clone(pi.p.TestImports), pi.p.XTestImports...), byPath, pi.p.ImportPath) {
-			sets = append(sets, t.clos)
+			s = append(s, t.clos)
 		}
-		return sets
+		if tests {
+			s = append(s, data)
+		}
+		return s
 	}
 
 	g := &graph.Graph{}
 	env := []string{"TRYD_GOPLAN_GOVERSION=" + opts.GoVersion}
 	if sharded(order, opts) {
-		return planShards(order, inputs, testClosures, env, opts)
+		return planShards(order, files, sets, env, opts)
 	}
 	var vetJob func(*pkgInfo) (*graph.Job, error)
 	vetJob = func(pi *pkgInfo) (*graph.Job, error) {
@@ -466,7 +458,7 @@ func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Grap
 			}
 			deps = append(deps, d.Name)
 		}
-		in, err := inputs(append([]map[string]bool{pi.own, pi.clos}, testClosures(pi)...)...)
+		in, err := files.inputs(sets(pi, false)...)
 		if err != nil {
 			return nil, err
 		}
@@ -491,14 +483,14 @@ func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Grap
 	}
 	if !opts.NoTests {
 		for _, pi := range order {
-			if len(pi.p.TestGoFiles)+len(pi.p.XTestGoFiles) == 0 {
+			if !hasTests(pi) {
 				continue
 			}
 			deps := []string{pi.vet.Name}
 			for _, t := range local(append(slices.Clone(pi.p.TestImports), pi.p.XTestImports...), byPath, pi.p.ImportPath) {
 				deps = append(deps, t.vet.Name)
 			}
-			in, err := inputs(append([]map[string]bool{pi.test, pi.clos}, testClosures(pi)...)...)
+			in, err := files.inputs(sets(pi, true)...)
 			if err != nil {
 				return nil, err
 			}
@@ -554,8 +546,8 @@ func hasTests(pi *pkgInfo) bool { return len(pi.p.TestGoFiles)+len(pi.p.XTestGoF
 // a change to one shard rerun every shard after it. The assignment
 // depends only on the packages' import paths and numbers of files, so
 // editing files keeps every package in its shard.
-func planShards(order []*pkgInfo, inputs func(...map[string]bool) ([]graph.Input, error),
-	testClosures func(*pkgInfo) []map[string]bool, env []string, opts Options) (*graph.Graph, error) {
+func planShards(order []*pkgInfo, files *fileSet, setsOf func(*pkgInfo, bool) []map[string]bool,
+	env []string, opts Options) (*graph.Graph, error) {
 	k := opts.Shards
 	if k <= 0 {
 		k = DefaultShards
@@ -590,16 +582,11 @@ func planShards(order []*pkgInfo, inputs func(...map[string]bool) ([]graph.Input
 		var sets []map[string]bool
 		var pats, names []string
 		for _, pi := range members {
-			if opts.NoTests || !hasTests(pi) {
-				sets = append(sets, pi.own, pi.clos)
-			} else {
-				sets = append(sets, pi.test, pi.clos)
-			}
-			sets = append(sets, testClosures(pi)...)
+			sets = append(sets, setsOf(pi, !opts.NoTests && hasTests(pi))...)
 			pats = append(pats, pattern(pi.rel))
 			names = append(names, pi.p.ImportPath)
 		}
-		in, err := inputs(sets...)
+		in, err := files.inputs(sets...)
 		if err != nil {
 			return nil, err
 		}
@@ -677,56 +664,6 @@ func maps(m map[string]bool) map[string]bool {
 		c[k] = true
 	}
 	return c
-}
-
-// dirFiles adds the regular files directly in dir and everything under
-// dir/testdata: what a package's tests may read besides its sources.
-func dirFiles(fsys FS, dir string, into map[string]bool) error {
-	ents, err := fsys.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("goplan: read %s: %w", dir, err)
-	}
-	for _, e := range ents {
-		if e.Type().IsRegular() {
-			into[join(dir, e.Name())] = true
-		}
-	}
-	td := join(dir, "testdata")
-	err = fs.WalkDir(fsys, td, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == td && errors.Is(err, fs.ErrNotExist) {
-				return fs.SkipAll
-			}
-			return err
-		}
-		if d.Type().IsRegular() {
-			into[p] = true
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("goplan: read %s: %w", td, err)
-	}
-	return nil
-}
-
-func fileDigest(fsys FS, name string) (string, error) {
-	st, err := fs.Stat(fsys, name)
-	if err != nil {
-		return "", fmt.Errorf("goplan: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return "", fmt.Errorf("goplan: %s is not a regular file: %w", name, fs.ErrNotExist)
-	}
-	if st.Size() > MaxFileBytes {
-		return "", fmt.Errorf("goplan: %s is larger than %d bytes", name, MaxFileBytes)
-	}
-	b, err := fsys.ReadFile(name)
-	if err != nil {
-		return "", fmt.Errorf("goplan: %w", err)
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
 }
 
 // PlannerOptions configures the planner job of a builder.

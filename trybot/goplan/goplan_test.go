@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -19,8 +20,10 @@ import (
 )
 
 // module is a small real module: a leaf a, b importing a, c importing b
-// (with an external test importing a), an independent d, and a command
-// at the root importing c.
+// (with an external test importing a), an independent d whose test
+// reads ../testdata (outside its package, as klauspost/compress's tests
+// do), and a command at the root importing c, with a test (in a
+// worktree checkout, the root directory also holds the .git file).
 var module = map[string]string{
 	"go.mod":       "module example.com/m\n\ngo 1.21\n",
 	"a/a.go":       "package a\n\nfunc A() int { return 1 }\n",
@@ -31,8 +34,13 @@ var module = map[string]string{
 	"c/testdata/x": "golden\n",
 	"d/d.go":       "package d\n\n// D is independent.\nfunc D() string { return \"d\" }\n",
 	"d/d_test.go":  "package d\n\nimport \"testing\"\n\nfunc TestD(t *testing.T) {\n\tif D() != \"d\" {\n\t\tt.Fatal(D())\n\t}\n}\n",
-	"main.go":      "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/m/c\"\n)\n\nfunc main() { fmt.Println(c.C()) }\n",
-	"README":       "not go\n",
+	"d/shared_test.go": "package d\n\nimport (\n\t\"os\"\n\t\"strings\"\n\t\"testing\"\n)\n\n" +
+		"func TestShared(t *testing.T) {\n\tb, err := os.ReadFile(\"../testdata/shared.txt\")\n" +
+		"\tif err != nil || !strings.HasPrefix(string(b), \"shared\") {\n\t\tt.Fatalf(\"%q, %v\", b, err)\n\t}\n}\n",
+	"testdata/shared.txt": "shared\n",
+	"main.go":             "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/m/c\"\n)\n\nfunc main() { fmt.Println(c.C()) }\n",
+	"main_test.go":        "package main\n\nimport \"testing\"\n\nfunc TestRun(t *testing.T) { main() }\n",
+	"README":              "not go\n",
 }
 
 // runBuild submits the planner graph of rev and waits for the build,
@@ -87,7 +95,7 @@ func TestIncremental(t *testing.T) {
 	states := runBuild(t, cc, repo.URL(), rev1)
 	run, cached := ran(states)
 	want := []string{
-		"test example.com/m/a", "test example.com/m/c", "test example.com/m/d",
+		"test example.com/m", "test example.com/m/a", "test example.com/m/c", "test example.com/m/d",
 		"vet example.com/m", "vet example.com/m/a", "vet example.com/m/b", "vet example.com/m/c", "vet example.com/m/d",
 	}
 	if strings.Join(run, ",") != strings.Join(want, ",") || cached != 0 {
@@ -104,23 +112,33 @@ func TestIncremental(t *testing.T) {
 			name:       "leaf package d changed",
 			files:      map[string]string{"d/d.go": "package d\n\n// D is still independent.\nfunc D() string { return \"d\" }\n"},
 			wantRun:    []string{"test example.com/m/d", "vet example.com/m/d"},
-			wantCached: 6,
-		},
-		{
-			name:       "unrelated file",
-			files:      map[string]string{"README": "still not go\n"},
-			wantCached: 8,
-		},
-		{
-			name:       "testdata of c",
-			files:      map[string]string{"c/testdata/x": "golden 2\n"},
-			wantRun:    []string{"test example.com/m/c"},
 			wantCached: 7,
+		},
+		{
+			// Any test may read any file that is not Go source: every
+			// test reruns (the planner's conservative trade-off); no
+			// vet job does.
+			name:       "file outside packages",
+			files:      map[string]string{"README": "still not go\n"},
+			wantRun:    []string{"test example.com/m", "test example.com/m/a", "test example.com/m/c", "test example.com/m/d"},
+			wantCached: 5,
+		},
+		{
+			name:       "root testdata, which d's test reads as ../testdata",
+			files:      map[string]string{"testdata/shared.txt": "shared 2\n"},
+			wantRun:    []string{"test example.com/m", "test example.com/m/a", "test example.com/m/c", "test example.com/m/d"},
+			wantCached: 5,
+		},
+		{
+			name:       "Go file of c: d's test stays cached",
+			files:      map[string]string{"c/c.go": "package c\n\nimport \"example.com/m/b\"\n\n// C is three.\nfunc C() int { return b.B() + 1 }\n"},
+			wantRun:    []string{"test example.com/m", "test example.com/m/c", "vet example.com/m", "vet example.com/m/c"},
+			wantCached: 5,
 		},
 		{
 			name:  "a changed: everything importing it reruns",
 			files: map[string]string{"a/a.go": "package a\n\n// A is one.\nfunc A() int { return 1 }\n"},
-			wantRun: []string{"test example.com/m/a", "test example.com/m/c",
+			wantRun: []string{"test example.com/m", "test example.com/m/a", "test example.com/m/c",
 				"vet example.com/m", "vet example.com/m/a", "vet example.com/m/b", "vet example.com/m/c"},
 			wantCached: 2,
 		},
@@ -251,7 +269,9 @@ func TestShardedIncremental(t *testing.T) {
 	}{
 		{"leaf p7 changed: its shard", "p7/p7.go", []string{shard(6, 7)}, 3},
 		{"p0 changed: its shard and p5's", "p0/p0.go", []string{shard(0, 1), shard(4, 5)}, 2},
-		{"new file outside packages", "NOTES", nil, 4},
+		// Every shard runs tests, and any test may read any file that is
+		// not Go source.
+		{"new file outside packages: every shard", "NOTES", []string{shard(0, 1), shard(2, 3), shard(4, 5), shard(6, 7)}, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -290,5 +310,68 @@ func TestShardedIncremental(t *testing.T) {
 	}
 	if b.State != api.BuildFailed || !slices.Equal(failed, []string{shard(2, 3)}) {
 		t.Errorf("build %s with failed jobs %q; want failed with only %q", b.State, failed, shard(2, 3))
+	}
+}
+
+// TestRunInputs plans module in two worktree checkouts of one revision,
+// in different directories, where .git is a file naming the worktree:
+// every job gets the same ID in both (nothing of .git is an input), d's
+// test lists the ../testdata file it reads, and no vet job lists data.
+func TestRunInputs(t *testing.T) {
+	testenv.NeedTool(t, "git")
+	testenv.NeedTool(t, "go")
+	repo := newRepo(t)
+	rev := repo.Commit("first", module)
+	env := append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off")
+	var ids []map[string]string
+	var last *graph.Graph
+	for _, name := range []string{"one", "two"} {
+		dir := filepath.Join(t.TempDir(), name)
+		repo.Git("worktree", "add", "--detach", dir, rev)
+		if st, err := os.Lstat(filepath.Join(dir, ".git")); err != nil || !st.Mode().IsRegular() {
+			t.Fatalf("worktree %s: .git is not a file: %v", dir, err)
+		}
+		g, err := goplan.Run(context.Background(), dir, "", env, goplan.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]string{}
+		for _, j := range g.Jobs {
+			m[j.Name] = graph.ComputeID(j, "")
+			for _, in := range j.Inputs {
+				if in.Path == ".git" || strings.HasPrefix(in.Path, ".git/") {
+					t.Errorf("job %q lists %s", j.Name, in.Path)
+				}
+			}
+		}
+		ids, last = append(ids, m), g
+	}
+	if len(ids[0]) != 9 || !reflect.DeepEqual(ids[0], ids[1]) {
+		t.Errorf("job IDs differ between checkouts:\n%v\n%v", ids[0], ids[1])
+	}
+	has := func(job, path string) bool {
+		j := last.Job(job)
+		if j == nil {
+			t.Fatalf("no job %q", job)
+		}
+		return slices.ContainsFunc(j.Inputs, func(in graph.Input) bool { return in.Path == path })
+	}
+	tests := []struct {
+		job, path string
+		want      bool
+	}{
+		{"test example.com/m/d", "testdata/shared.txt", true},
+		{"test example.com/m/d", "README", true},
+		{"test example.com/m/d", "c/c.go", false},
+		{"test example.com/m/a", "c/testdata/x", true},
+		{"vet example.com/m/d", "testdata/shared.txt", false},
+		{"vet example.com/m/d", "d/shared_test.go", true},
+		{"vet example.com/m", "c/c.go", true},
+		{"test example.com/m", "main_test.go", true},
+	}
+	for _, tc := range tests {
+		if got := has(tc.job, tc.path); got != tc.want {
+			t.Errorf("job %q lists %s: %v, want %v", tc.job, tc.path, got, tc.want)
+		}
 	}
 }

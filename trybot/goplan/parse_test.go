@@ -2,6 +2,7 @@ package goplan
 
 import (
 	"errors"
+	"io/fs"
 	"slices"
 	"strings"
 	"testing"
@@ -15,7 +16,7 @@ const goodList = `{"ImportPath":"fmt","Standard":true}
 {"ImportPath":"example.com/other","Dir":"/mod/other","Module":{"Path":"example.com/other","Dir":"/mod/other"}}
 {"ImportPath":"example.com/m/a","Dir":"/src/a","Module":{"Path":"example.com/m","Main":true,"Dir":"/src"},"GoFiles":["a.go"],"Imports":["fmt"]}
 {"ImportPath":"example.com/m","Dir":"/src","Module":{"Path":"example.com/m","Main":true,"Dir":"/src"},"GoFiles":["m.go"],"TestGoFiles":["m_test.go"]}
-{"ImportPath":"example.com/m/b","Dir":"/src/b","Module":{"Path":"example.com/m","Main":true,"Dir":"/src"},"GoFiles":["b.go"],"TestGoFiles":["b_test.go"],"Imports":["example.com/m/a"],"TestImports":["testing"]}
+{"ImportPath":"example.com/m/b","Dir":"/src/b","Module":{"Path":"example.com/m","Main":true,"Dir":"/src"},"GoFiles":["b.go"],"TestGoFiles":["b_test.go"],"TestEmbedFiles":["testdata/deep/gold"],"Imports":["example.com/m/a"],"TestImports":["testing"]}
 `
 
 func TestParseList(t *testing.T) {
@@ -51,6 +52,9 @@ func TestParseList(t *testing.T) {
 	}
 }
 
+// testFS is the module goodList describes, as a planner's worktree
+// checkout sees it: a .git file at the root, a .git directory below,
+// testdata at the root and a symbolic link in b's testdata.
 func testFS() fstest.MapFS {
 	return fstest.MapFS{
 		"go.mod":                {Data: []byte("module example.com/m\n")},
@@ -61,11 +65,26 @@ func testFS() fstest.MapFS {
 		"b/b.go":                {Data: []byte("package b\n")},
 		"b/b_test.go":           {Data: []byte("package b\n")},
 		"b/testdata/deep/gold":  {Data: []byte("x")},
+		"b/testdata/link":       {Data: []byte("../../testdata/root.txt"), Mode: fs.ModeSymlink},
 		"b/notes.txt":           {Data: []byte("n")},
 		"b/sub/unrelated.go":    {Data: []byte("package sub\n")},
 		"a/testdata/ignored.go": {Data: []byte("x")},
+		"testdata/root.txt":     {Data: []byte("read by ../testdata")},
+		".git":                  {Data: []byte("gitdir: /w/.git/worktrees/p1\n")},
+		"x/.GIT/HEAD":           {Data: []byte("ref: refs/heads/main\n")},
 	}
 }
+
+// Inputs of the jobs of goodList over testFS: every test job reads the
+// module's data (every file but the Go source of packages and .git).
+const (
+	dataInputs = "a/testdata/ignored.go b/notes.txt b/testdata/deep/gold b/testdata/link go.mod go.sum testdata/root.txt"
+	rootInputs = "a/testdata/ignored.go b/notes.txt b/testdata/deep/gold b/testdata/link go.mod go.sum m.go m_test.go testdata/root.txt"
+	bInputs    = "a/a.go a/testdata/ignored.go b/b.go b/b_test.go b/notes.txt b/testdata/deep/gold b/testdata/link go.mod go.sum testdata/root.txt"
+	vetMInputs = "go.mod go.sum m.go m_test.go"
+	vetAInputs = "a/a.go go.mod go.sum"
+	vetBInputs = "a/a.go b/b.go b/b_test.go b/testdata/deep/gold go.mod go.sum"
+)
 
 func TestPlan(t *testing.T) {
 	pkgs, err := ParseList(strings.NewReader(goodList))
@@ -86,11 +105,11 @@ func TestPlan(t *testing.T) {
 	tests := []struct {
 		job, inputs, deps, argv string
 	}{
-		{"vet example.com/m/a", "a/a.go go.mod go.sum", "", "go vet -trimpath ./a"},
-		{"vet example.com/m/b", "a/a.go b/b.go b/b_test.go go.mod go.sum", "vet example.com/m/a", "go vet -trimpath ./b"},
-		{"test example.com/m/b", "a/a.go b/b.go b/b_test.go b/notes.txt b/testdata/deep/gold go.mod go.sum", "vet example.com/m/b", "go test -trimpath -short ./b"},
-		{"vet example.com/m", "go.mod go.sum m.go m_test.go", "", "go vet -trimpath ."},
-		{"test example.com/m", "go.mod go.sum m.go m_test.go", "vet example.com/m", "go test -trimpath -short ."},
+		{"vet example.com/m/a", vetAInputs, "", "go vet -trimpath ./a"},
+		{"vet example.com/m/b", vetBInputs, "vet example.com/m/a", "go vet -trimpath ./b"},
+		{"test example.com/m/b", bInputs, "vet example.com/m/b", "go test -trimpath -short ./b"},
+		{"vet example.com/m", vetMInputs, "", "go vet -trimpath ."},
+		{"test example.com/m", rootInputs, "vet example.com/m", "go test -trimpath -short ."},
 	}
 	if len(g.Jobs) != len(tests) {
 		t.Fatalf("%d jobs, want %d", len(g.Jobs), len(tests))
@@ -185,10 +204,6 @@ func TestPlanShards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const (
-		rootInputs = "go.mod go.sum m.go m_test.go"
-		abInputs   = "a/a.go b/b.go b/b_test.go b/notes.txt b/testdata/deep/gold go.mod go.sum"
-	)
 	// Weights (1 + files): m 3, a 2, b 3; two shards cut at 4 of 8.
 	tests := []struct {
 		name string
@@ -199,11 +214,11 @@ func TestPlanShards(t *testing.T) {
 			name: "small module planned per package",
 			opts: Options{},
 			want: []string{
-				"vet example.com/m|" + rootInputs + "|go vet -trimpath .",
-				"vet example.com/m/a|a/a.go go.mod go.sum|go vet -trimpath ./a",
-				"vet example.com/m/b|a/a.go b/b.go b/b_test.go go.mod go.sum|go vet -trimpath ./b",
+				"vet example.com/m|" + vetMInputs + "|go vet -trimpath .",
+				"vet example.com/m/a|" + vetAInputs + "|go vet -trimpath ./a",
+				"vet example.com/m/b|" + vetBInputs + "|go vet -trimpath ./b",
 				"test example.com/m|" + rootInputs + "|go test -trimpath -short .",
-				"test example.com/m/b|" + abInputs + "|go test -trimpath -short ./b",
+				"test example.com/m/b|" + bInputs + "|go test -trimpath -short ./b",
 			},
 		},
 		{
@@ -211,7 +226,7 @@ func TestPlanShards(t *testing.T) {
 			opts: Options{MaxPackageJobs: 4, Shards: 2},
 			want: []string{
 				"test example.com/m|" + rootInputs + "|go test -trimpath -vet=all -short .",
-				"test example.com/m/a example.com/m/b|" + abInputs + "|go test -trimpath -vet=all -short ./a ./b",
+				"test example.com/m/a example.com/m/b|" + bInputs + "|go test -trimpath -vet=all -short ./a ./b",
 			},
 		},
 		{
@@ -219,15 +234,15 @@ func TestPlanShards(t *testing.T) {
 			opts: Options{MaxPackageJobs: 1, Shards: 10},
 			want: []string{
 				"test example.com/m|" + rootInputs + "|go test -trimpath -vet=all -short .",
-				"test example.com/m/a|a/a.go go.mod go.sum|go test -trimpath -vet=all -short ./a",
-				"test example.com/m/b|" + abInputs + "|go test -trimpath -vet=all -short ./b",
+				"test example.com/m/a|" + vetAInputs + "|go test -trimpath -vet=all -short ./a",
+				"test example.com/m/b|" + bInputs + "|go test -trimpath -vet=all -short ./b",
 			},
 		},
 		{
 			name: "vet flags: vet then test without vet",
 			opts: Options{MaxPackageJobs: 1, Shards: 1, VetFlags: []string{"-printf=false"}},
 			want: []string{
-				"test example.com/m example.com/m/a example.com/m/b|" + abInputs + " m.go m_test.go|go vet -trimpath -printf=false . ./a ./b|go test -trimpath -vet=off -short . ./a ./b",
+				"test example.com/m example.com/m/a example.com/m/b|a/a.go a/testdata/ignored.go b/b.go b/b_test.go b/notes.txt b/testdata/deep/gold b/testdata/link go.mod go.sum m.go m_test.go testdata/root.txt|go vet -trimpath -printf=false . ./a ./b|go test -trimpath -vet=off -short . ./a ./b",
 			},
 		},
 		{
@@ -235,19 +250,19 @@ func TestPlanShards(t *testing.T) {
 			opts: Options{MaxPackageJobs: 2, Shards: 2, NoTests: true},
 			want: []string{
 				// Weights without tests: m 2, a 2, b 2; cut at 3 of 6.
-				"vet example.com/m|" + rootInputs + "|go vet -trimpath .",
-				"vet example.com/m/a example.com/m/b|a/a.go b/b.go b/b_test.go go.mod go.sum|go vet -trimpath ./a ./b",
+				"vet example.com/m|" + vetMInputs + "|go vet -trimpath .",
+				"vet example.com/m/a example.com/m/b|" + vetBInputs + "|go vet -trimpath ./a ./b",
 			},
 		},
 		{
 			name: "per package forced",
 			opts: Options{MaxPackageJobs: -1, Shards: 1},
 			want: []string{
-				"vet example.com/m|" + rootInputs + "|go vet -trimpath .",
-				"vet example.com/m/a|a/a.go go.mod go.sum|go vet -trimpath ./a",
-				"vet example.com/m/b|a/a.go b/b.go b/b_test.go go.mod go.sum|go vet -trimpath ./b",
+				"vet example.com/m|" + vetMInputs + "|go vet -trimpath .",
+				"vet example.com/m/a|" + vetAInputs + "|go vet -trimpath ./a",
+				"vet example.com/m/b|" + vetBInputs + "|go vet -trimpath ./b",
 				"test example.com/m|" + rootInputs + "|go test -trimpath -short .",
-				"test example.com/m/b|" + abInputs + "|go test -trimpath -short ./b",
+				"test example.com/m/b|" + bInputs + "|go test -trimpath -short ./b",
 			},
 		},
 	}
@@ -316,9 +331,12 @@ func TestShardIDs(t *testing.T) {
 	}{
 		{"root file", "m.go", []string{"test example.com/m"}},
 		{"leaf a: its shard (b imports a)", "a/a.go", []string{"test example.com/m/a example.com/m/b"}},
-		{"testdata of b", "b/testdata/deep/gold", []string{"test example.com/m/a example.com/m/b"}},
+		{"testdata of b: every test (any test may read it)", "b/testdata/deep/gold", []string{"test example.com/m", "test example.com/m/a example.com/m/b"}},
+		{"root testdata: every test", "testdata/root.txt", []string{"test example.com/m", "test example.com/m/a example.com/m/b"}},
 		{"go.mod: everything", "go.mod", []string{"test example.com/m", "test example.com/m/a example.com/m/b"}},
-		{"not read by any package", "a/testdata/ignored.go", nil},
+		{"Go file of no package", "b/sub/unrelated.go", nil},
+		{"the worktree's .git file", ".git", nil},
+		{"a .git directory", "x/.GIT/HEAD", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
