@@ -407,53 +407,6 @@ func (s *Store) writeInputs(ctx context.Context, gitDir, commit string, inputs [
 	return s.catBlobs(ctx, gitDir, oids, w.write)
 }
 
-// verifyInputs checks inputs against commit's tree without writing
-// anything: the blobs whose SHA-256 an input states are read and hashed.
-func (s *Store) verifyInputs(ctx context.Context, gitDir, commit string, inputs []graph.Input) error {
-	p, err := s.planInputs(ctx, gitDir, commit, inputs)
-	if err != nil {
-		return err
-	}
-	oids := make([]string, 0, len(p.wantSum))
-	for oid := range p.wantSum {
-		oids = append(oids, oid)
-	}
-	sort.Strings(oids)
-	w := &inputWriter{wantSum: p.wantSum, sumFor: p.sumFor}
-	return s.catBlobs(ctx, gitDir, oids, w.write)
-}
-
-// CheckoutVerified is Checkout (the whole tree of repo at rev, a git
-// worktree) for a job with source_mode inputs whose inputs are known to
-// be incomplete, so that it must see more than them: every input is
-// verified against the revision first, as CheckoutInputs does, and a
-// mismatch fails with ErrInputMismatch naming it. Inputs with a .git
-// component are not verified: git never stores such a path, and a
-// planner that listed a worktree's files sees its .git file (whose
-// content names the worktree, not the source).
-func (s *Store) CheckoutVerified(ctx context.Context, repo, rev, dst string, inputs []graph.Input) (commit string, release func(), err error) {
-	var checked []graph.Input
-	for _, in := range inputs {
-		if !hasGitComponent(in.Path) {
-			checked = append(checked, in)
-		}
-	}
-	if len(checked) > 0 {
-		if err := checkInputs(checked, true); err != nil {
-			return "", nil, fmt.Errorf("source: %w", err)
-		}
-	}
-	commit, release, err = s.Checkout(ctx, repo, rev, dst)
-	if err != nil || len(checked) == 0 {
-		return commit, release, err
-	}
-	if err := s.verifyInputs(ctx, s.clonePath(repo), commit, checked); err != nil {
-		release()
-		return "", nil, s.inputsError(repo, commit, err)
-	}
-	return commit, release, nil
-}
-
 // hasGitComponent reports whether a slash-separated path has a component
 // named .git, in any case.
 func hasGitComponent(p string) bool {
@@ -536,10 +489,9 @@ func readBatch(r io.Reader, oids []string, f func(oid string, size int64, r io.R
 }
 
 // inputWriter writes each blob read from git to the paths that hold it,
-// verifying its SHA-256 where an input stated one; with no root it only
-// verifies.
+// verifying its SHA-256 where an input stated one.
 type inputWriter struct {
-	root    *os.Root               // nil: verify only
+	root    *os.Root
 	paths   map[string][]treeEntry // blob ID → entries with that content
 	wantSum map[string]string
 	sumFor  map[string]string
@@ -550,13 +502,6 @@ func (w *inputWriter) write(oid string, size int64, r io.Reader) error {
 	if _, ok := w.wantSum[oid]; ok {
 		h = sha256.New()
 		r = io.TeeReader(r, h)
-	}
-	if w.root == nil {
-		// Verifying only.
-		if _, err := io.Copy(io.Discard, r); err != nil {
-			return err
-		}
-		return w.checkSum(oid, h)
 	}
 	entries := w.paths[oid]
 	links := false

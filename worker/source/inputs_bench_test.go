@@ -24,8 +24,6 @@ import (
 // flate, zlib, gzip and internal, plus go.mod and go.sum):
 //
 //   - whole: what a job got before, `git worktree add` of the revision;
-//   - whole-verified: CheckoutVerified, the same with the inputs verified
-//     (what trybot/goplan's jobs get for now);
 //   - inputs: CheckoutInputs (a cached ls-tree, one cat-file --batch,
 //     digests verified);
 //   - worktree-pathspec: `git worktree add --no-checkout`, then
@@ -108,10 +106,6 @@ func BenchmarkCheckoutInputs(b *testing.B) {
 	}{
 		{"whole", func(dst string) (func(), error) {
 			_, release, err := s.Checkout(ctx, url, rev, dst)
-			return release, err
-		}},
-		{"whole-verified", func(dst string) (func(), error) {
-			_, release, err := s.CheckoutVerified(ctx, url, rev, dst, inputs)
 			return release, err
 		}},
 		{"inputs", func(dst string) (func(), error) {

@@ -386,53 +386,6 @@ func FuzzParseTree(f *testing.F) {
 	})
 }
 
-// TestCheckoutVerified checks the whole-tree checkout of a job whose
-// inputs are incomplete: everything is there, the inputs are verified
-// (a stale digest fails naming the input, leaving nothing behind), and
-// an input naming .git (a planner's view of a worktree) is not checked.
-func TestCheckoutVerified(t *testing.T) {
-	r := newInputsRepo(t)
-	s := newStore(t)
-	tests := []struct {
-		name    string
-		inputs  []graph.Input
-		wantErr string // "" for success
-	}{
-		{name: "good digests", inputs: []graph.Input{{Path: "a/a.go", Digest: sha("package a\n")}, {Path: "a/testdata", Digest: r.object("HEAD", "a/testdata")}}},
-		{name: ".git is not checked", inputs: []graph.Input{{Path: ".git", Digest: sha("gitdir: /elsewhere\n")}, {Path: "README", Digest: sha("read me\n")}}},
-		{name: "stale digest", inputs: []graph.Input{{Path: "go.mod", Digest: sha("module example.com/old\n")}}, wantErr: `input "go.mod"`},
-		{name: "escaping path", inputs: []graph.Input{{Path: "../x", Digest: sha("")}}, wantErr: "../x"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			dst := filepath.Join(t.TempDir(), "src")
-			_, release, err := s.CheckoutVerified(context.Background(), r.URL(), r.rev, dst, tc.inputs)
-			if tc.wantErr != "" {
-				if err == nil {
-					release()
-					t.Fatal("CheckoutVerified succeeded")
-				}
-				if !strings.Contains(err.Error(), tc.wantErr) || !(errors.Is(err, ErrInputMismatch) || errors.Is(err, ErrBadInput)) {
-					t.Errorf("error %q, want ErrInputMismatch or ErrBadInput mentioning %q", err, tc.wantErr)
-				}
-				if _, err := os.Lstat(dst); !errors.Is(err, fs.ErrNotExist) {
-					t.Errorf("a failed checkout left %s: %v", dst, err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer release()
-			for _, p := range []string{"README", "b/b.go", "a/testdata/s/y.txt", "run.sh", ".git"} {
-				if _, err := os.Lstat(filepath.Join(dst, p)); err != nil {
-					t.Errorf("the whole tree lacks %s: %v", p, err)
-				}
-			}
-		})
-	}
-}
-
 // TestInputsMetric: a refused inputs checkout is counted as bad_inputs.
 func TestInputsMetric(t *testing.T) {
 	r := newInputsRepo(t)
@@ -444,13 +397,9 @@ func TestInputsMetric(t *testing.T) {
 	ctx := context.Background()
 	good := []graph.Input{{Path: "README", Digest: sha("read me\n")}}
 	bad := []graph.Input{{Path: "README", Digest: sha("other\n")}}
-	for i, in := range [][]graph.Input{good, bad, bad} {
+	for _, in := range [][]graph.Input{good, bad, bad} {
 		dst := filepath.Join(t.TempDir(), "src")
-		checkout := s.CheckoutInputs
-		if i == 2 {
-			checkout = s.CheckoutVerified
-		}
-		if _, release, err := checkout(ctx, r.URL(), r.rev, dst, in); err == nil {
+		if _, release, err := s.CheckoutInputs(ctx, r.URL(), r.rev, dst, in); err == nil {
 			release()
 		}
 	}

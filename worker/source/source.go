@@ -15,8 +15,7 @@
 // stating the digest of other content cannot get a result cached for
 // content the job never saw (ErrInputMismatch; a refused path or a
 // missing digest: ErrBadInput). SelectFiles does the same for an
-// uploaded manifest; CheckoutVerified verifies the inputs of a whole
-// checkout.
+// uploaded manifest.
 //
 // Revisions are validated before they reach git: 4 to 64 hex digits, or a
 // refs/... name of safe characters. Repository URLs must be http, https
