@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/tryd-ci/tryd/gitmirror/client"
+	"github.com/tryd-ci/tryd/internal/bearer"
 )
 
 // Options configures a Mirror. Dir and Repos are required; every other
@@ -57,8 +58,10 @@ type Options struct {
 	// which is how git sends credentials), since the mirrors may hold
 	// private repositories and a request for an unknown revision makes
 	// the mirror fetch upstream. Several may be accepted at once so that
-	// a token can be rotated. With none, the mirror is open to anyone
-	// who can reach it: listen on loopback or a private network only.
+	// a token can be rotated. Each must pass bearer.Validate (16
+	// characters or more, no white space). With none, the mirror is open
+	// to anyone who can reach it: listen on loopback or a private network
+	// only.
 	Tokens []string
 
 	// Git is the git executable (default: "git" from PATH).
@@ -197,8 +200,8 @@ func (o *Options) validate() error {
 		}
 	}
 	for i, t := range o.Tokens {
-		if len(t) < 16 {
-			errs = append(errs, fmt.Errorf("Tokens[%d] is shorter than 16 characters", i))
+		if err := bearer.Validate(t); err != nil {
+			errs = append(errs, fmt.Errorf("Tokens[%d]: %w", i, err))
 		}
 	}
 	if o.BackoffMax < o.BackoffMin {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
+	// Aliased: the package's tests have a helper named bearer.
+	tokens "github.com/tryd-ci/tryd/internal/bearer"
 	"github.com/tryd-ci/tryd/pubsubhelper/journal"
 	"github.com/tryd-ci/tryd/pubsubhelper/pubsubtypes"
 	"github.com/tryd-ci/tryd/pubsubhelper/webhook"
@@ -89,9 +90,11 @@ type Server struct {
 	log     logrus.FieldLogger
 	intake  *prometheus.CounterVec
 	handler http.Handler
-	// Digests of the secrets, compared instead of the secrets (see
-	// matchSecret).
-	github, gerrit, subscribers []secretDigest
+	// The Gerrit shared secrets (gerritServers[i] names the server of
+	// the i-th) and the subscriber tokens, kept as digests by
+	// internal/bearer.
+	gerrit, subscribers *tokens.Set
+	gerritServers       []string
 	// bodies recycles webhook body buffers (*bytes.Buffer): a body is
 	// garbage once journaled (Append copies it), and at thousands of
 	// deliveries a second, 10-30 KB each, bodies would be most of what
@@ -114,32 +117,17 @@ const (
 // SubscriberTokens nor OpenSubscribers.
 var ErrNoSubscriberToken = errors.New("pubsubhelper: no subscriber token: /waitevent and /recent would be open to anyone (set Options.SubscriberTokens, or OpenSubscribers for a server only trusted hosts reach)")
 
-// secretDigest is a secret's SHA-256 and the server it names.
-type secretDigest struct {
-	server string
-	sum    [sha256.Size]byte
-}
-
-func digests(secrets []Secret) []secretDigest {
-	out := make([]secretDigest, len(secrets))
+// tokenSet returns secrets as a Set of internal/bearer, which compares
+// a presented secret with every one of them in constant time, and the
+// server of each. Secrets are taken as they are (New only refuses
+// empty ones): a Gerrit webhook secret is the Gerrit administrator's
+// choice, and subscriber tokens have never had rules of length.
+func tokenSet(secrets []Secret) (*tokens.Set, []string) {
+	values, servers := make([]string, len(secrets)), make([]string, len(secrets))
 	for i, s := range secrets {
-		out[i] = secretDigest{server: s.Server, sum: sha256.Sum256(s.Value)}
+		values[i], servers[i] = string(s.Value), s.Server
 	}
-	return out
-}
-
-// matchSecret compares given with every secret in constant time: it
-// compares SHA-256 digests, so that neither the time nor the length of
-// the comparison depends on how much of a secret given gets right, and
-// it looks at every secret whichever matches.
-func matchSecret(given []byte, secrets []secretDigest) (server string, ok bool) {
-	sum := sha256.Sum256(given)
-	for _, s := range secrets {
-		if subtle.ConstantTimeCompare(sum[:], s.sum[:]) == 1 && !ok {
-			server, ok = s.server, true
-		}
-	}
-	return server, ok
+	return tokens.NewUnchecked(values), servers
 }
 
 // New validates opts and returns a Server.
@@ -178,8 +166,9 @@ func New(opts Options) (*Server, error) {
 		l.SetOutput(io.Discard)
 		log = l
 	}
-	s := &Server{opts: opts, j: opts.Journal, log: log,
-		github: digests(opts.GitHubSecrets), gerrit: digests(opts.GerritSecrets), subscribers: digests(opts.SubscriberTokens)}
+	s := &Server{opts: opts, j: opts.Journal, log: log}
+	s.gerrit, s.gerritServers = tokenSet(opts.GerritSecrets)
+	s.subscribers, _ = tokenSet(opts.SubscriberTokens)
 	s.intake = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tryd_pubsubhelper_webhooks_total",
 		Help: "Webhook deliveries, by source (github, gerrit) and result (ok, duplicate, unauthorized, malformed, too_large, unsupported, error).",
@@ -408,19 +397,14 @@ func (s *Server) serveGitHub(w http.ResponseWriter, r *http.Request) {
 }
 
 // gerritAuth checks the shared secret, sent as "Authorization: Bearer
-// SECRET" or as the password of basic auth (any user name), in constant
-// time against every configured secret.
+// SECRET" or as the password of basic auth (any user name), against
+// every configured secret, and returns the server it names.
 func (s *Server) gerritAuth(r *http.Request) (server string, ok bool) {
-	var given string
-	if _, pass, isBasic := r.BasicAuth(); isBasic {
-		given = pass
-	} else if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		given = strings.TrimSpace(h[7:])
-	}
-	if given == "" {
+	i, err := s.gerrit.CheckBasic(r)
+	if err != nil {
 		return "", false
 	}
-	return matchSecret([]byte(given), s.gerrit)
+	return s.gerritServers[i], true
 }
 
 // serveGerrit handles POST /gerrit-webhook: 401 (with a Basic challenge)
@@ -472,25 +456,19 @@ type subscription struct {
 // OpenSubscribers and no tokens, refuses raw payloads. It answers
 // 401/403 itself and returns false when it did.
 func (s *Server) subscriberAuth(w http.ResponseWriter, r *http.Request, raw bool) bool {
-	if len(s.subscribers) == 0 {
+	if s.subscribers.Len() == 0 {
 		if raw {
 			http.Error(w, "raw payloads need a subscriber token (configure one on the server)", http.StatusForbidden)
 			return false
 		}
 		return true
 	}
-	h := r.Header.Get("Authorization")
-	ok := false
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		if given := strings.TrimSpace(h[7:]); given != "" {
-			_, ok = matchSecret([]byte(given), s.subscribers)
-		}
-	}
-	if !ok {
+	if _, err := s.subscribers.Check(r); err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tryd pubsubhelper"`)
 		http.Error(w, "missing or bad subscriber token", http.StatusUnauthorized)
+		return false
 	}
-	return ok
+	return true
 }
 
 func (s *Server) parseQuery(r *http.Request) (subscription, error) {
