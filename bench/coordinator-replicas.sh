@@ -59,13 +59,16 @@
 # ~223us against ~185us for 1 replica. With the workers' prefetch and
 # batched reports (issue 7, same day) per-job costs fell in every
 # configuration: coordinators ~145us (1 replica) vs ~185us (2), 0.05
-# vs 0.08 commits/job, 0.23 requests/job each; this script: 1.14x,
-# 1.07x, 1.00x (load 17-21). What remains of the second replica's
-# cost, by profile: its own Go runtime (GC mark +~11us/job, scheduler
+# vs 0.08 commits/job, 0.23 requests/job each; this script, six runs
+# at load 17-21: 1.14x, 1.07x, 1.00x, 0.97x, 0.96x, 1.06x. What remains
+# of the second replica's cost, by profile (~35-40us/job of
+# coordinator CPU): its own Go runtime (GC mark +~11us/job, scheduler
 # wake-ups +~11us/job) and its commits (each replica's group commit is
-# bounded by its commit latency, so 2 replicas commit ~2x as often; a
-# committer that also waits for a number of records, tried out of tree
-# at 64 records or 20ms, evened commits/job at 0.04-0.06). SQLite's
+# bounded by its commit latency, so 2 replicas commit ~2x as often).
+# Tried out of tree, no gain in CPU per job or ratio: a committer that
+# also waits for 64 records or 20ms (commits/job 0.03 vs 0.05), one
+# PostgreSQL statement per commit instead of three (more CPU on both
+# sides), claiming at two rounds of slots instead of one. SQLite's
 # dispatch p99: its WAL checkpoint ran every second, and a commit made
 # during a checkpoint's fsync stalled (0.2ms -> up to 37ms, measured in
 # state/sqlite); checkpoints now wait for writes to pause
