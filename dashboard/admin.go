@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/internal/bearer"
 )
 
 // admin checks the admin token and keeps signed-in sessions without
@@ -21,7 +21,7 @@ import (
 // a key derived from the token, and a session's CSRF token is another
 // HMAC of its nonce. Changing the token signs everybody out.
 type admin struct {
-	token string
+	token *bearer.Set
 	key   []byte
 }
 
@@ -35,10 +35,6 @@ func (s *Server) limitBody(w http.ResponseWriter, r *http.Request) {
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
 }
 
-// minAdminToken is the shortest admin token accepted, as for the
-// coordinator's tokens.
-const minAdminToken = 16
-
 // secureRequest reports whether the browser reached the dashboard over
 // HTTPS, directly or through a TLS-terminating proxy that says so. The
 // header is only used to mark cookies Secure, which can only make them
@@ -47,22 +43,18 @@ func secureRequest(r *http.Request) bool {
 	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 
+// newAdmin returns the admin of token, which New has checked with
+// bearer.Validate: /login takes guesses without limit, so a short token
+// would be found.
 func newAdmin(token string) *admin {
 	k := sha256.Sum256([]byte("tryd dashboard admin v1\x00" + token))
-	return &admin{token: token, key: k[:]}
+	return &admin{token: bearer.NewUnchecked([]string{token}), key: k[:]}
 }
 
 func (a *admin) mac(kind, nonce string) string {
 	m := hmac.New(sha256.New, a.key)
 	m.Write([]byte(kind + "\x00" + nonce))
 	return hex.EncodeToString(m.Sum(nil))
-}
-
-// tokenOK compares a presented token with the admin token in constant
-// time.
-func (a *admin) tokenOK(t string) bool {
-	x, y := sha256.Sum256([]byte(t)), sha256.Sum256([]byte(a.token))
-	return subtle.ConstantTimeCompare(x[:], y[:]) == 1
 }
 
 // session returns the nonce of a valid session cookie.
@@ -88,11 +80,11 @@ func (a *admin) authorize(r *http.Request) error {
 	if a == nil {
 		return fmt.Errorf("%w: force builds are not enabled (no admin token configured)", errForbidden)
 	}
-	if h := r.Header.Get("Authorization"); h != "" {
-		if t, ok := strings.CutPrefix(h, "Bearer "); ok && a.tokenOK(t) {
-			return nil
+	if r.Header.Get("Authorization") != "" {
+		if _, err := a.token.Check(r); err != nil {
+			return fmt.Errorf("%w: bad admin token", errForbidden)
 		}
-		return fmt.Errorf("%w: bad admin token", errForbidden)
+		return nil
 	}
 	nonce, ok := a.session(r)
 	if !ok {
@@ -135,7 +127,7 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%w: cross-site request", errForbidden)
 	}
 	next := safeNext(r.PostFormValue("next"))
-	if !s.admin.tokenOK(r.PostFormValue("token")) {
+	if _, ok := s.admin.token.Match(r.PostFormValue("token")); !ok {
 		w.WriteHeader(http.StatusForbidden)
 		s.render(w, r, http.StatusForbidden, "login", "Sign in", loginView{Enabled: true, Error: "wrong token", Next: next})
 		return nil

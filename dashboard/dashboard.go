@@ -20,6 +20,7 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/internal/bearer"
 	"github.com/tryd-ci/tryd/maintner/query"
 	tbclient "github.com/tryd-ci/tryd/trybot/client"
 )
@@ -61,7 +62,8 @@ type Options struct {
 	// token (signed in through /login, or sending it as a bearer token)
 	// may rebuild a builder at a build's source. Without either, no
 	// force-build button is shown and POSTs are refused. The token must
-	// have at least 16 characters: /login accepts guesses without limit.
+	// pass bearer.Validate (at least 16 characters, no white space):
+	// /login accepts guesses without limit.
 	Planner    Planner
 	AdminToken string
 	// TryPlanner, when set, plans force builds of try builds (kind "try"
@@ -136,8 +138,8 @@ func New(opts Options) (*Server, error) {
 		s.grid = &CoordinatorGrid{Client: opts.Coordinator}
 	}
 	if opts.AdminToken != "" {
-		if len(opts.AdminToken) < minAdminToken {
-			return nil, fmt.Errorf("dashboard: Options.AdminToken is shorter than %d characters", minAdminToken)
+		if err := bearer.Validate(opts.AdminToken); err != nil {
+			return nil, fmt.Errorf("dashboard: Options.AdminToken: %w", err)
 		}
 		s.admin = newAdmin(opts.AdminToken)
 	}
