@@ -19,15 +19,16 @@ func runDashboard(ctx context.Context, a *app, args []string) error {
 and workers, each also as JSON (?format=json).
 
 It reads builds, logs and workers from the coordinator (--coordinator, with
-the client token), try runs from the trybot (--trybot, optional) and the
-corpus's repositories from maintnerd (--maintnerd, optional), sending
-their API tokens when configured (trybot.api_token, maintnerd.api_token).
+the client token), try runs from the trybot (--trybot or trybot.url,
+optional) and the corpus's repositories from maintnerd (--maintnerd or
+maintnerd.url, optional), sending their API tokens when configured
+(trybot.api_token, maintnerd.api_token).
 With an admin token (dashboard.admin_token or --admin-token-file) and
 builders in the config, signed-in admins can force builds.`)
 	listen := fs.String("listen", "", "address to serve HTTP on (default: dashboard.listen from the config, else 127.0.0.1:8080; set listen: \":8080\" to serve every interface)")
 	coord := fs.String("coordinator", "", "coordinator URL (default: coordinator.url from the config)")
 	tokenFile := fs.String("coordinator-token-file", "", "file holding the coordinator's client token (default: coordinator.client_token from the config)")
-	tb := fs.String("trybot", "", "trybot URL for try runs (optional)")
+	tb := fs.String("trybot", "", "trybot URL for try runs (default: trybot.url from the config; optional)")
 	trybotTokenFile := fs.String("trybot-token-file", "", "file holding the trybot's try run API token (default: trybot.api_token from the config)")
 	maintnerd := fs.String("maintnerd", "", "maintnerd URL for the corpus's repositories (default: maintnerd.url from the config; optional)")
 	adminFile := fs.String("admin-token-file", "", "file holding the admin token that allows force builds (default: dashboard.admin_token from the config)")
@@ -49,6 +50,9 @@ builders in the config, signed-in admins can force builds.`)
 	}
 	if *maintnerd == "" {
 		*maintnerd = a.cfg.Maintnerd.URL
+	}
+	if *tb == "" {
+		*tb = a.cfg.Trybot.URL
 	}
 	token, err := secretOrFile(*tokenFile, a.cfg.Coordinator.ClientToken)
 	if err != nil {

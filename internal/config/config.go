@@ -163,6 +163,11 @@ type Step struct {
 
 // Trybot configures triggers and reporting.
 type Trybot struct {
+	// URL is the trybot's base URL, from which the dashboard reads try
+	// runs (its /api/runs, with APIToken), e.g. http://trybot:8085. The
+	// trybot itself listens on its --listen flag (it has no listen key).
+	// Not to be confused with PublicURL, the dashboard's external URL.
+	URL string `yaml:"url"`
 	// TriggerLabel is the Gerrit label whose +1 asks for a try run
 	// (default Run-TryBot); ResultLabel is the label tryd votes (default
 	// TryBot-Result).
@@ -711,6 +716,9 @@ func (v *validator) validate(c *Config) {
 		if e.ep.URL != "" {
 			v.checkURL([]any{e.key, "url"}, e.ep.URL, true)
 		}
+	}
+	if c.Trybot.URL != "" {
+		v.checkURL([]any{"trybot", "url"}, c.Trybot.URL, true)
 	}
 	if c.Worker.Coordinator != "" {
 		v.checkURL([]any{"worker", "coordinator"}, c.Worker.Coordinator, true)

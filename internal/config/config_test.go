@@ -34,6 +34,9 @@ func TestExampleConfigLoads(t *testing.T) {
 	if got := cfg.Trybot.APIToken.String(); got != "file:/etc/tryd/trybot-api-token" || cfg.Trybot.PublicAPI {
 		t.Errorf("trybot api_token = %q, public_api %v", got, cfg.Trybot.PublicAPI)
 	}
+	if cfg.Trybot.URL != "http://trybot.internal:8085" {
+		t.Errorf("trybot url = %q", cfg.Trybot.URL)
+	}
 	// Every listen address of the example binds all interfaces
 	// explicitly, as a production deployment behind a network boundary
 	// does; the built-in defaults are loopback.
@@ -99,6 +102,7 @@ func TestBadConfigs(t *testing.T) {
 		{"bad vote", "trybot:\n  preexisting_vote: 2\n", []string{"line 2", "-1, 0 or 1"}},
 		{"bad store", "maintnerd:\n  store: s3\n", []string{"line 2", `unknown store "s3"`}},
 		{"bad url", "gerrit:\n  - name: g\n    url: review.example.com\n", []string{"line 3", "bad URL"}},
+		{"bad trybot url", "trybot:\n  trigger_label: Run-TryBot\n  url: trybot:8085\n", []string{"line 3", "trybot.url", "bad URL"}},
 		{"postgres without dsn", "coordinator:\n  database: postgres\n", []string{"line 1", "coordinator.postgres_dsn"}},
 		{"malformed yaml", "repos: [\n", []string{"tryd.yaml"}},
 		{"wrong type", "worker:\n  slots: many\n", []string{"line 2"}},
