@@ -390,6 +390,11 @@ func (c *Coordinator) dropBuildLocked(b *build) {
 	c.log.WithField("build", b.id).Warn("lost the lease of a running build to another replica; dropping it")
 	c.rep.dropped.Inc()
 	for _, j := range b.order {
+		// Attempts handed out ahead of their dependencies or beyond
+		// the worker's slots are dropped too: a worker starting one
+		// would run a job the new holder runs.
+		c.dropPending(j)
+		c.dropPrefetched(j, false)
 		for _, a := range j.attempts {
 			if _, ok := c.attempts[a.rec.ID]; ok && a.rec.State == api.AttemptRunning {
 				delete(c.attempts, a.rec.ID)

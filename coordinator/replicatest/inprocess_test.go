@@ -292,6 +292,53 @@ func TestLostLeaseDropsBuild(t *testing.T) {
 	}
 }
 
+// TestLostLeaseDropsPrefetched: a replica that loses the lease of a
+// build tells its worker at once to forget the build's prefetched and
+// pipelined attempts too, not only its running ones (it no longer holds
+// the build: a worker starting one would run a job the new holder runs).
+func TestLostLeaseDropsPrefetched(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newReplica(t, dsn, "replica-a", arts)
+	wcl := a.client(t, inWorkerToken)
+	reg, err := wcl.Register(t.Context(), api.RegisterRequest{Name: "w1", Slots: 1, Labels: map[string]string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := a.client(t, inClientToken).Submit(t.Context(), api.SubmitRequest{Graph: graphOf("prefetched", 4)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := pollUntil(t, wcl, api.PollRequest{WorkerID: reg.WorkerID, FreeSlots: 1, Prefetch: 3}, "a running and prefetched assignments",
+		func(r *api.PollResponse) bool { return len(r.Assignments) == 4 })
+	var ids []string
+	for _, as := range resp.Assignments {
+		ids = append(ids, as.AttemptID)
+	}
+
+	ok, err := a.store.HoldBuild(t.Context(), sub.BuildID, stateOwner("thief", "http://127.0.0.1:1"), time.Now().Add(time.Hour), time.Now().Add(2*time.Hour))
+	if err != nil || !ok {
+		t.Fatalf("steal lease = %v, %v", ok, err)
+	}
+	cancelled := map[string]bool{}
+	pollUntil(t, wcl, api.PollRequest{WorkerID: reg.WorkerID, Running: ids}, "cancels of every attempt",
+		func(r *api.PollResponse) bool {
+			for _, id := range r.Cancel {
+				cancelled[id] = true
+			}
+			return len(cancelled) == len(ids)
+		})
+	for _, id := range ids {
+		if !cancelled[id] {
+			t.Errorf("attempt %s not cancelled", id)
+		}
+	}
+}
+
 func stateOwner(id, url string) state.Owner { return state.Owner{ID: id, URL: url} }
 
 // countingClock is the real clock, counting the waits shorter than
