@@ -483,7 +483,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		// is answered at once and goes out whenever there are results
 		// and no other report is in flight.
 		// A waiting poll that asked for no slots is replaced when slots
-		// free up (it cannot have been given work, so dropping it loses
+		// free up (cancelled if it asked for no prefetched work either:
+		// then it cannot have been given work, so dropping it loses
 		// nothing; cancellations are sent again). One that asked for
 		// some stays until it returns, leaving slots freed meanwhile
 		// idle at most until then.
@@ -533,7 +534,13 @@ func (w *Worker) Run(ctx context.Context) error {
 			send = true
 		case waiting.free == 0 && free > 0:
 			waiting.dropped = true
-			waiting.cancel()
+			if waiting.prefetch == 0 {
+				waiting.cancel()
+			}
+			// Else it may carry prefetched work, lost if cancelled (its
+			// jobs stuck as held by this worker until the coordinator
+			// takes them back, 5s and two polls later): it is answered
+			// at once when the new poll waits, and taken as usual.
 			send = true
 		}
 		if send {

@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -155,5 +158,84 @@ func TestPrefetchYieldsToPriority(t *testing.T) {
 	m := coordinatorMetrics(t, e.c.URL)
 	if m[`tryd_coordinator_prefetched_total{event="taken_back"}`] == 0 {
 		t.Errorf("no prefetched attempt was taken back: %v", m)
+	}
+}
+
+// delayPrefetch is a proxy in front of the coordinator that holds back
+// for delay the poll answers carrying prefetched assignments (a slow
+// network), so that the worker decides on its next poll meanwhile.
+func delayPrefetch(t *testing.T, upstream string, delay time.Duration) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, err := http.NewRequestWithContext(r.Context(), r.Method, upstream+r.URL.RequestURI(), r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		if r.URL.Path == "/api/worker/poll" && bytes.Contains(body, []byte(`"prefetched":true`)) {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return // the worker dropped the poll: its answer is lost
+			}
+		}
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// TestPrefetchAnswerNotDropped: a worker whose waiting poll asked for
+// prefetched work but no slot (its one slot busy) does not cancel that
+// poll when the slot frees: the poll may carry prefetched assignments
+// (here held back by a slow link), and one cancelled loses them, its
+// jobs stuck on the coordinator as held by the worker until it takes
+// them back, 5s and two polls later.
+func TestPrefetchAnswerNotDropped(t *testing.T) {
+	t.Parallel()
+	e := start(t, "")
+	e.worker("w1", "--slots", "1", "--coordinator", delayPrefetch(t, e.c.URL, 2*time.Second))
+	ctx := context.Background()
+	first, _ := e.submit(&graph.Graph{Jobs: []*graph.Job{sh("first", "sleep 1")}})
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		b, err := e.cl.Build(ctx, first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Counts[api.JobRunning] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("first job does not start: %v", b.Counts)
+		}
+	}
+	// Prefetched on w1 (its slot is busy), answered 2s later.
+	second, _ := e.submit(&graph.Graph{Jobs: []*graph.Job{sh("second", "true")}})
+	fb, sb := e.wait(first), e.wait(second)
+	if fb.State != api.BuildSucceeded || sb.State != api.BuildSucceeded {
+		t.Fatalf("builds %s, %s", fb.State, sb.State)
+	}
+	if d := sb.Finished.Sub(*fb.Finished); d > 4*time.Second {
+		t.Errorf("second build finished %v after the first, want within 4s (its prefetched answer was lost)", d)
+	}
+	m := coordinatorMetrics(t, e.c.URL)
+	if m[`tryd_coordinator_prefetched_total{event="handed_out"}`] == 0 || m[`tryd_coordinator_prefetched_total{event="taken_back"}`] != 0 {
+		t.Errorf("prefetched assignments: %v (want some handed out, none taken back)", m)
 	}
 }
