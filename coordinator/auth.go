@@ -3,7 +3,6 @@ package coordinator
 import (
 	"bufio"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/internal/bearer"
 )
 
 var workerNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
@@ -64,7 +64,7 @@ func hashToken(tok string) string {
 // dropped after New.
 type auth struct {
 	workers map[string]string // token hash → worker name
-	client  string            // token hash, or "" for none
+	client  *bearer.Set       // empty for none
 }
 
 func newAuth(workers map[string]string, client string) *auth {
@@ -72,9 +72,11 @@ func newAuth(workers map[string]string, client string) *auth {
 	for name, tok := range workers {
 		a.workers[hashToken(tok)] = name
 	}
+	var clients []string
 	if client != "" {
-		a.client = hashToken(client)
+		clients = []string{client}
 	}
+	a.client = bearer.NewUnchecked(clients)
 	return a
 }
 
@@ -94,18 +96,16 @@ type principal struct {
 
 // check returns the principal of r, or ErrUnauthorized.
 func (a *auth) check(r *http.Request) (principal, error) {
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || tok == "" {
+	tok, ok := bearer.Token(r)
+	if !ok {
 		return principal{}, fmt.Errorf("missing bearer token: %w", api.ErrUnauthorized)
 	}
-	hash := hashToken(strings.TrimSpace(tok))
-	if a.client != "" && subtle.ConstantTimeCompare([]byte(hash), []byte(a.client)) == 1 {
+	if _, ok := a.client.Match(tok); ok {
 		return principal{client: true}, nil
 	}
 	// A map lookup by hash leaks nothing useful about the token: the
 	// attacker would have to find a SHA-256 preimage.
-	if name, ok := a.workers[hash]; ok {
+	if name, ok := a.workers[hashToken(tok)]; ok {
 		return principal{worker: name}, nil
 	}
 	return principal{}, fmt.Errorf("unknown token: %w", api.ErrUnauthorized)
