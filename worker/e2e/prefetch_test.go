@@ -239,3 +239,74 @@ func TestPrefetchAnswerNotDropped(t *testing.T) {
 		t.Errorf("prefetched assignments: %v (want some handed out, none taken back)", m)
 	}
 }
+
+// TestCoordinatorRestartWithPrefetched: the coordinator is killed with
+// SIGKILL while its one worker (one slot) holds prefetched attempts,
+// and the worker starts some of them during the outage. They were never
+// recorded, so the restarted coordinator has the worker cancel them; the
+// build completes with every job succeeding by exactly one attempt, its
+// output and log those of that attempt.
+func TestCoordinatorRestartWithPrefetched(t *testing.T) {
+	t.Parallel()
+	e := start(t, "")
+	e.worker("w1", "--slots", "1")
+	dir := t.TempDir()
+	g := &graph.Graph{}
+	for i := range 8 {
+		n := strconv.Itoa(i)
+		j := sh("j"+n, `touch "$0/started-$1-$$"; sleep 0.4; echo "job $1 pid $$"; echo "$1 $$" > "$2/out"`)
+		j.Commands[0].Argv = append(j.Commands[0].Argv, dir, n, "{{OUTPUT_DIR}}")
+		g.Jobs = append(g.Jobs, j)
+	}
+	id, ids := e.submit(g)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		started, _ := filepath.Glob(filepath.Join(dir, "started-*"))
+		m := coordinatorMetrics(t, e.c.URL)
+		if len(started) >= 1 && m[`tryd_coordinator_prefetched_total{event="handed_out"}`] > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("jobs did not start on w1 with prefetched ones\n%s", e.logs)
+		}
+	}
+	e.c.Coordinator().Kill()
+	time.Sleep(1500 * time.Millisecond) // prefetched jobs start meanwhile
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := e.c.StartCoordinator(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := e.wait(id)
+	if b.State != api.BuildSucceeded {
+		t.Fatalf("build %s after coordinator restart: %v", b.State, b.Counts)
+	}
+	runs, _ := filepath.Glob(filepath.Join(dir, "started-*"))
+	t.Logf("%d runs of %d jobs", len(runs), len(b.Jobs))
+	for _, j := range b.Jobs {
+		succeeded := 0
+		for _, a := range j.Attempts {
+			if a.State == api.AttemptSucceeded {
+				succeeded++
+			}
+			if a.State == api.AttemptRunning {
+				t.Errorf("%s: attempt %s still running in a finished build", j.Name, a.ID)
+			}
+		}
+		if succeeded != 1 {
+			t.Errorf("%s: %d succeeded attempts, want 1: %+v", j.Name, succeeded, j.Attempts)
+			continue
+		}
+		n := strings.TrimPrefix(j.Name, "j")
+		out := readFile(t, filepath.Join(e.output(ids[j.Name]), "out"))
+		num, pid, _ := strings.Cut(strings.TrimSpace(out), " ")
+		if num != n {
+			t.Errorf("%s: output %q", j.Name, out)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "started-"+n+"-"+pid)); err != nil {
+			t.Errorf("%s: output of a run that never started: %v", j.Name, err)
+		}
+		if log := e.log(ids[j.Name]); log != "job "+n+" pid "+pid+"\n" {
+			t.Errorf("%s: log %q, want the run whose output counted (pid %s)", j.Name, log, pid)
+		}
+	}
+}
