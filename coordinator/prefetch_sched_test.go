@@ -2,7 +2,9 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -249,4 +251,72 @@ func TestPrefetchTakenBack(t *testing.T) {
 			t.Fatalf("w1: %d running and %d prefetched, want 1 and 0", len(run), len(pre))
 		}
 	})
+}
+
+// TestPrefetchStolenRunRefused: a prefetched attempt taken back by an
+// idle worker while its first worker starts it (the take-back crosses
+// the start): the first worker's start, log chunks and result are all
+// refused, and the job counts only the other worker's attempt, with its
+// log.
+func TestPrefetchStolenRunRefused(t *testing.T) { forEachBackend(t, testPrefetchStolenRunRefused) }
+
+func testPrefetchStolenRunRefused(t *testing.T, be backend) {
+	ctx := context.Background()
+	e := newEnv(t, be, envOpts{})
+	w1 := newTestWorker(t, e, "w1", tokenW1, nil)
+	sub := e.submit(wideGraph("p", 3), api.PriorityTry)
+	pre, run := split(w1.prefetchPoll(t, 1, 4, nil, nil).Assignments)
+	if len(run) != 1 || len(pre) != 2 {
+		t.Fatalf("w1: %d running and %d prefetched", len(run), len(pre))
+	}
+	w2 := newTestWorker(t, e, "w2", tokenW2, nil)
+	got := w2.prefetchPoll(t, 1, 0, nil, nil).Assignments
+	if len(got) != 1 {
+		t.Fatalf("idle w2 got %+v", got)
+	}
+	other := got[0]
+	var stolen, kept api.Assignment
+	for _, a := range pre {
+		if a.Job.ID == other.Job.ID {
+			stolen = a
+		} else {
+			kept = a
+		}
+	}
+	if stolen.AttemptID == "" {
+		t.Fatalf("w2 got %s, not a job w1 held", other.Job.Name)
+	}
+
+	// w1 ran it anyway: its log, start and result are refused.
+	if _, err := w1.c.AppendLog(ctx, stolen.AttemptID, 0, []byte("w1 ran it\n")); !errors.Is(err, api.ErrConflict) {
+		t.Errorf("log chunk of the stolen attempt: %v, want ErrConflict", err)
+	}
+	resp := w1.prefetchPoll(t, 0, 0, []string{run[0].AttemptID, stolen.AttemptID, kept.AttemptID},
+		[]string{stolen.AttemptID, kept.AttemptID}, w1.output(stolen), w1.output(run[0]), w1.output(kept))
+	if !slices.Equal(resp.Rejected, []string{stolen.AttemptID}) {
+		t.Errorf("w1's results rejected: %v, want only the stolen attempt's", resp.Rejected)
+	}
+	if !slices.Contains(resp.Cancel, stolen.AttemptID) {
+		t.Errorf("w1 not told to cancel the stolen attempt: %v", resp.Cancel)
+	}
+	if _, err := w2.c.AppendLog(ctx, other.AttemptID, 0, []byte("w2 ran it\n")); err != nil {
+		t.Fatal(err)
+	}
+	if resp := w2.prefetchPoll(t, 0, 0, nil, nil, w2.output(other)); len(resp.Rejected) != 0 {
+		t.Fatalf("w2's result rejected: %+v", resp)
+	}
+	b := e.build(sub.BuildID)
+	succeededOnce(t, b)
+	j := jobByName(b, stolen.Job.Name)
+	if len(j.Attempts) != 1 || j.Attempts[0].ID != other.AttemptID || j.Attempts[0].Worker != "w2" {
+		t.Errorf("stolen job's attempts: %+v, want w2's only", j.Attempts)
+	}
+	rc, err := e.client.JobLog(ctx, stolen.Job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if log, _ := io.ReadAll(rc); string(log) != "w2 ran it\n" {
+		t.Errorf("stolen job's log %q, want w2's", log)
+	}
 }
