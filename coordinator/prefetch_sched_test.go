@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 )
@@ -318,5 +319,54 @@ func testPrefetchStolenRunRefused(t *testing.T, be backend) {
 	defer rc.Close()
 	if log, _ := io.ReadAll(rc); string(log) != "w2 ran it\n" {
 		t.Errorf("stolen job's log %q, want w2's", log)
+	}
+}
+
+// TestPrefetchedTimeout: a prefetched attempt's timeout runs from when
+// its worker started it (ago_ms before the poll that says so), not from
+// when it was handed out: held unstarted past its timeout, it is not
+// timed out, and once started it is, its timeout and grace later.
+func TestPrefetchedTimeout(t *testing.T) { forEachBackend(t, testPrefetchedTimeout) }
+
+func testPrefetchedTimeout(t *testing.T, be backend) {
+	clock := newFakeClock()
+	e := newEnv(t, be, envOpts{clock: clock, mod: func(o *Options) { o.HeartbeatTimeout = time.Hour }})
+	w := newTestWorker(t, e, "w1", tokenW1, nil)
+	sub := e.submit(`{"jobs": [
+		{"name": "a", "source_mode": "none", "timeout": "1m", "commands": [{"argv": ["sleep", "1000"]}]},
+		{"name": "b", "source_mode": "none", "timeout": "1m", "commands": [{"argv": ["sleep", "1001"]}]}]}`, api.PriorityTry)
+	pre, run := split(w.prefetchPoll(t, 1, 4, nil, nil).Assignments)
+	if len(run) != 1 || len(pre) != 1 {
+		t.Fatalf("%d running and %d prefetched, want 1 and 1", len(run), len(pre))
+	}
+	p := pre[0]
+	clock.Advance(100 * time.Second) // past 1m and its 30s grace
+	e.c.checkTimeouts()
+	if st, n := attemptsOf(t, e, sub.BuildID, p.Job.Name); st != api.JobQueued || n != 0 {
+		t.Fatalf("prefetched %s held past its timeout: %s with %d attempts, want queued with none", p.Job.Name, st, n)
+	}
+	// Started 20s before this poll.
+	resp, err := w.c.PollEarly(context.Background(), api.PollRequest{WorkerID: w.id, Running: []string{run[0].AttemptID, p.AttemptID},
+		Started: []api.StartedAttempt{{AttemptID: p.AttemptID, AgoMS: 20_000}}, WaitMS: 1}, func(*api.PollResponse) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(resp.Cancel, p.AttemptID) {
+		t.Fatalf("started prefetched attempt cancelled: %+v", resp)
+	}
+	j := jobByName(e.build(sub.BuildID), p.Job.Name)
+	if j.State != api.JobRunning || len(j.Attempts) != 1 || !j.Attempts[0].Started.Equal(clock.Now().Add(-20*time.Second)) {
+		t.Fatalf("%s after its start: %s, attempts %+v (want started at %v)", j.Name, j.State, j.Attempts, clock.Now().Add(-20*time.Second))
+	}
+	clock.Advance(65 * time.Second) // 85s since the start
+	e.c.checkTimeouts()
+	if st, _ := attemptsOf(t, e, sub.BuildID, p.Job.Name); st != api.JobRunning {
+		t.Fatalf("%s %s 85s after its start, within 1m and 30s", p.Job.Name, st)
+	}
+	clock.Advance(10 * time.Second)
+	e.c.checkTimeouts()
+	j = jobByName(e.build(sub.BuildID), p.Job.Name)
+	if j.State != api.JobFailed || j.Attempts[0].State != api.AttemptTimedOut {
+		t.Errorf("%s 95s after its start: %s, attempts %+v; want timed out", j.Name, j.State, j.Attempts)
 	}
 }
