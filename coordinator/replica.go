@@ -194,15 +194,16 @@ func (c *Coordinator) workerSlotsLocked() int {
 }
 
 // spareSlotsLocked is the slots of this replica's connected workers
-// minus the jobs already queued here: positive when the workers would
-// soon be idle without more builds. Running jobs do not count, so that
-// a replica keeps about one round of work queued and its workers never
-// wait for a claim.
+// minus the jobs already queued here (in ready queues or prefetched by
+// the workers): positive when the workers would soon be idle without
+// more builds. Running jobs do not count, so that a replica keeps about
+// one round of work queued and its workers never wait for a claim.
 func (c *Coordinator) spareSlotsLocked() int {
 	spare := c.workerSlotsLocked()
 	if spare == 0 {
 		return 0
 	}
+	spare -= c.prefetchedN
 	for rank := range c.ready {
 		for b := range c.ready[rank] {
 			for _, q := range b.queues {

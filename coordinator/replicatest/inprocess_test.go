@@ -26,6 +26,8 @@ import (
 const (
 	inClientToken = "client-token-0123456789"
 	inWorkerToken = "worker-token-0123456789"
+	// inWorker2Token is the token of worker w2.
+	inWorker2Token = "worker-token-2123456789"
 )
 
 // replica is an in-process coordinator replica served on loopback.
@@ -83,7 +85,7 @@ func newReplicaClock(t *testing.T, dsn, id string, arts artifacts.Store, clock c
 	c, err := coordinator.New(ctx, coordinator.Options{
 		Registry: reg,
 		Store:    st, Artifacts: arts, Dir: t.TempDir(),
-		WorkerTokens: map[string]string{"w1": inWorkerToken}, ClientToken: inClientToken,
+		WorkerTokens: map[string]string{"w1": inWorkerToken, "w2": inWorker2Token}, ClientToken: inClientToken,
 		PollTimeout: time.Second,
 		Clock:       clock,
 		Replica:     &coordinator.ReplicaOptions{ID: id, URL: url, LeaseTTL: 600 * time.Millisecond},
@@ -335,6 +337,58 @@ func TestLostLeaseDropsPrefetched(t *testing.T) {
 	for _, id := range ids {
 		if !cancelled[id] {
 			t.Errorf("attempt %s not cancelled", id)
+		}
+	}
+}
+
+// TestPrefetchedJobsAreNotSpareSlots: jobs that a replica's workers
+// hold prefetched are queued work like those in its ready queues. A
+// replica whose one worker runs a job and holds four more did count its
+// slot as spare (its ready queue was empty) and took the next build
+// submitted to it, which then waited there while another replica's
+// worker idled; it offers the build instead, and the idle worker runs it.
+func TestPrefetchedJobsAreNotSpareSlots(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newReplica(t, dsn, "replica-a", arts)
+	b := newReplica(t, dsn, "replica-b", arts)
+	w1 := a.client(t, inWorkerToken)
+	reg1, err := w1.Register(t.Context(), api.RegisterRequest{Name: "w1", Slots: 1, Labels: map[string]string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac := a.client(t, inClientToken)
+	if _, err := ac.Submit(t.Context(), api.SubmitRequest{Graph: graphOf("busy", 5)}); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, w1, api.PollRequest{WorkerID: reg1.WorkerID, FreeSlots: 1, Prefetch: 4}, "a running and four prefetched assignments",
+		func(r *api.PollResponse) bool { return len(r.Assignments) == 5 })
+
+	w2 := b.client(t, inWorker2Token)
+	reg2, err := w2.Register(t.Context(), api.RegisterRequest{Name: "w2", Slots: 1, Labels: map[string]string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := ac.Submit(t.Context(), api.SubmitRequest{Graph: graphOf("next", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := w2.Poll(t.Context(), api.PollRequest{WorkerID: reg2.WorkerID, FreeSlots: 1, WaitMS: 200})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Assignments) == 1 && resp.Assignments[0].BuildID == sub.BuildID {
+			break
+		}
+		if time.Now().After(deadline) {
+			l, _ := a.store.BuildLease(t.Context(), sub.BuildID, time.Time{})
+			t.Fatalf("idle w2 (replica b) not given build %d within 5s; held by %q", sub.BuildID, l.Owner.ID)
 		}
 	}
 }
