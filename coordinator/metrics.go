@@ -17,7 +17,8 @@ type metrics struct {
 	commitErrors    prometheus.Counter
 	buildsSubmitted prometheus.Counter
 	// prefetched counts prefetched assignments by outcome: handed out,
-	// started, taken back (see prefetch.go).
+	// started, taken back, started by the worker after being taken back
+	// (see prefetch.go).
 	prefetched *prometheus.CounterVec
 }
 
@@ -56,7 +57,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "tryd_coordinator_builds_submitted_total", Help: "Graphs submitted.",
 		}),
 		prefetched: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tryd_coordinator_prefetched_total", Help: "Prefetched assignments: handed out, started by their worker, taken back.",
+			Name: "tryd_coordinator_prefetched_total", Help: "Prefetched assignments: handed out, started by their worker, taken back, started by their worker after being taken back (that run is cancelled and its result refused).",
 		}, []string{"event"}),
 	}
 	if reg != nil {

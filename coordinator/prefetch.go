@@ -125,6 +125,10 @@ func (c *Coordinator) dropPrefetched(j *job, requeue bool) {
 	c.m.prefetched.WithLabelValues("taken_back").Inc()
 	if s := p.a.sess; !s.gone {
 		s.cancel(p.a.rec.ID)
+		if len(s.takenBack) >= 4096 {
+			clear(s.takenBack)
+		}
+		s.takenBack[p.a.rec.ID] = true
 	}
 	b := j.b
 	if !requeue || j.state != api.JobQueued || c.builds[b.id] != b {

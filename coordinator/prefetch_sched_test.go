@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/tryd-ci/tryd/coordinator/api"
 )
 
@@ -299,6 +301,13 @@ func testPrefetchStolenRunRefused(t *testing.T, be backend) {
 	}
 	if !slices.Contains(resp.Cancel, stolen.AttemptID) {
 		t.Errorf("w1 not told to cancel the stolen attempt: %v", resp.Cancel)
+	}
+	var m dto.Metric
+	if err := e.c.m.prefetched.WithLabelValues("started_after_take_back").Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.GetCounter().GetValue(); n != 1 {
+		t.Errorf("starts after a take-back counted %v, want 1", n)
 	}
 	if _, err := w2.c.AppendLog(ctx, other.AttemptID, 0, []byte("w2 ran it\n")); err != nil {
 		t.Fatal(err)

@@ -105,8 +105,13 @@ type session struct {
 	// prefetched holds attempts handed out beyond the worker's slots
 	// (see prefetch.go); they take no slot until the worker starts them.
 	prefetched map[string]*pendingAttempt
-	holds      map[string]bool
-	cancels    []string
+	// takenBack holds prefetched attempts recently taken back from
+	// this worker, so that one it reports started anyway (the take-back
+	// crossed its start: the job runs twice, one result counts) shows in
+	// the metrics and the log.
+	takenBack map[string]bool
+	holds     map[string]bool
+	cancels   []string
 	// ended holds attempts this worker recently reported, so that a poll
 	// sent before the report was processed (two polls in flight, or a
 	// result posted beside a waiting poll) does not draw a cancellation.
@@ -124,7 +129,7 @@ type session struct {
 func newSession(name string, now time.Time) *session {
 	return &session{
 		id: randomID(), name: name, lastSeen: now,
-		running: map[string]*attempt{}, pending: map[string]*pendingAttempt{}, prefetched: map[string]*pendingAttempt{}, holds: map[string]bool{}, ended: map[string]bool{},
+		running: map[string]*attempt{}, pending: map[string]*pendingAttempt{}, prefetched: map[string]*pendingAttempt{}, takenBack: map[string]bool{}, holds: map[string]bool{}, ended: map[string]bool{},
 	}
 }
 

@@ -387,7 +387,11 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 	// Starts before results: a result may be of an attempt started
 	// since the last poll.
 	for _, st := range req.Started {
-		c.startPrefetched(s, st.AttemptID, now.Add(-time.Duration(max(st.AgoMS, 0))*time.Millisecond), now)
+		if !c.startPrefetched(s, st.AttemptID, now.Add(-time.Duration(max(st.AgoMS, 0))*time.Millisecond), now) && s.takenBack[st.AttemptID] {
+			delete(s.takenBack, st.AttemptID)
+			c.m.prefetched.WithLabelValues("started_after_take_back").Inc()
+			c.log.WithFields(map[string]any{"worker": worker, "attempt": st.AttemptID}).Info("worker started a prefetched attempt after it was taken back; it is cancelled and its result refused")
+		}
 	}
 	// Jobs that the results (or lost attempts) make ready and that
 	// this poll does not take are offered to the waiting polls below.
