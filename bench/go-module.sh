@@ -26,7 +26,13 @@
 # the one-file change reruns the planner and zlib's shard. The cold try
 # build still pays what the direct command does not: the worker's first
 # fetch of the repository (48 MB; most of the planner job's 8-10 s) and
-# a full checkout per job (0.5-0.9 s here).
+# a checkout per job. Each shard gets only its inputs (source_mode
+# inputs: its packages' Go closures plus, since its tests may read any of
+# them, every non-Go file of the module, e.g. the root's testdata/ that
+# flate, zstd and others read as ../testdata): 320-394 of the module's
+# 474 files and most of its bytes (the testdata), each verified by
+# SHA-256, which costs about what a full `git worktree add` does (0.3 s
+# per shard here, measured on this module).
 #
 # Last runs (2 shared cores, load average 11-14, so noisy; 4 shards):
 #   cold 1.03x (45.8 s vs 44.3 s), change 0.11 of cold: ok
@@ -36,8 +42,15 @@
 # (6 shards, once: cold 1.06x, change 0.07.) The cold figure is near the
 # target: shards running at the same time compile the same dependencies
 # (the Go build cache does not share a compile in progress), and every
-# job pays a full checkout.
+# job pays a checkout of most of the module's bytes.
 # Before sharding (54 jobs): cold 1.72x-4.14x (MISS), change 0.06-0.12.
+# Inputs-only checkouts for the shards (before, goplan's jobs got the
+# whole tree): seven A/B pairs back to back, 2 shared cores, load
+# average 4.4-10.7, cold ratio / change:
+#   whole tree:  1.10 1.35 1.24 1.04 1.35 1.26 1.00 (median 1.24) / 0.06-0.09
+#   inputs only: 1.23 1.18 2.06 1.14 0.99 1.63 0.94 (median 1.18) / 0.05-0.08
+# with the same CPU time (user+sys of the whole script 51-69 s on both
+# sides, pair by pair within 3 %): the swings are the machine's load.
 . "$(dirname "$0")/lib.sh"
 
 dir=$(benchdir)
