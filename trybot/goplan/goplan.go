@@ -93,6 +93,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -371,7 +372,7 @@ func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Grap
 		if nGo == 0 && (p.Error == nil || strings.Contains(p.Error.Err, "build constraints exclude all Go files")) {
 			continue
 		}
-		info := &pkgInfo{p: p, rel: rel, src: maps(modFiles)}
+		info := &pkgInfo{p: p, rel: rel, src: maps.Clone(modFiles)}
 		add := func(m map[string]bool, lists ...[]string) {
 			for _, l := range lists {
 				for _, f := range l {
@@ -381,7 +382,7 @@ func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Grap
 		}
 		add(info.src, p.GoFiles, p.CgoFiles, p.CFiles, p.CXXFiles, p.MFiles, p.HFiles, p.FFiles, p.SFiles,
 			p.SwigFiles, p.SwigCXXFiles, p.SysoFiles, p.EmbedFiles)
-		info.own = maps(info.src)
+		info.own = maps.Clone(info.src)
 		add(info.own, p.TestGoFiles, p.XTestGoFiles, p.IgnoredGoFiles, p.TestEmbedFiles, p.XTestEmbedFiles)
 		byPath[p.ImportPath] = info
 		order = append(order, info)
@@ -399,7 +400,7 @@ func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Grap
 			return pi.clos, nil
 		}
 		pi.state = 1
-		c := maps(pi.src)
+		c := maps.Clone(pi.src)
 		for _, imp := range local(pi.p.Imports, byPath, "") {
 			ic, err := closure(imp)
 			if err != nil {
@@ -656,14 +657,6 @@ func join(dir, f string) string {
 		return f
 	}
 	return dir + "/" + f
-}
-
-func maps(m map[string]bool) map[string]bool {
-	c := make(map[string]bool, len(m))
-	for k := range m {
-		c[k] = true
-	}
-	return c
 }
 
 // PlannerOptions configures the planner job of a builder.

@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/tryd-ci/tryd/coordinator/graph"
@@ -170,13 +171,8 @@ func (s *fileSet) inputs(sets ...map[string]bool) ([]graph.Input, error) {
 			add(f)
 		}
 	}
-	names := make([]string, 0, len(all))
-	for p := range all {
-		names = append(names, p)
-	}
-	sort.Strings(names)
-	out := make([]graph.Input, 0, len(names))
-	for _, p := range names {
+	out := make([]graph.Input, 0, len(all))
+	for _, p := range slices.Sorted(maps.Keys(all)) {
 		if d := s.seen[p].digest; d != "" {
 			out = append(out, graph.Input{Path: p, Digest: d})
 		}

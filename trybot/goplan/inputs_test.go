@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io/fs"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -100,11 +101,7 @@ func TestDataFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for p := range got {
-		names = append(names, p)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(got))
 	want := "_tools/gen.go absolute chain/1 chain/2 dangling dir fixtures/a.txt fixtures/b/c.txt fixtures/b/loop gitlink go.mod l/.hidden.go outside self testdata/x.go via"
 	if strings.Join(names, " ") != want {
 		t.Errorf("data files\n%q\nwant\n%q", strings.Join(names, " "), want)
@@ -132,11 +129,7 @@ func TestModuleFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var names []string
-			for p := range got {
-				names = append(names, p)
-			}
-			slices.Sort(names)
+			names := slices.Sorted(maps.Keys(got))
 			if strings.Join(names, " ") != tc.want {
 				t.Errorf("got %q, want %q", strings.Join(names, " "), tc.want)
 			}
