@@ -50,7 +50,8 @@
 #   whole tree:  1.10 1.35 1.24 1.04 1.35 1.26 1.00 (median 1.24) / 0.06-0.09
 #   inputs only: 1.23 1.18 2.06 1.14 0.99 1.63 0.94 (median 1.18) / 0.05-0.08
 # with the same CPU time (user+sys of the whole script 51-69 s on both
-# sides, pair by pair within 3 %): the swings are the machine's load.
+# sides, pair by pair within 3 % but one, where inputs-only used 7 %
+# less): the swings are the machine's load.
 . "$(dirname "$0")/lib.sh"
 
 dir=$(benchdir)
