@@ -175,7 +175,7 @@ func TestWALBoundedUnderConstantWrites(t *testing.T) {
 	}
 	var early int64
 	start := time.Now()
-	for time.Since(start) < 4*time.Second {
+	for time.Since(start) < 5*time.Second {
 		if _, err := s.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: make([]byte, 2000), State: api.BuildRunning}, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -184,11 +184,11 @@ func TestWALBoundedUnderConstantWrites(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	// The WAL file keeps its largest size; growing on it would be
-	// about 4x by now.
+	// The WAL file keeps its largest size; growing on, it would be
+	// about 5x by now.
 	late := walSize()
-	t.Logf("WAL: %d bytes after 1s of writes, %d after 4s", early, late)
-	if late > 2*early {
-		t.Errorf("WAL grew from %d bytes after 1s to %d after 4s of writes", early, late)
+	t.Logf("WAL: %d bytes after 1s of writes, %d after 5s", early, late)
+	if late > 3*early {
+		t.Errorf("WAL grew from %d bytes after 1s to %d after 5s of writes", early, late)
 	}
 }
