@@ -102,6 +102,30 @@ func newReplicaClock(t *testing.T, dsn, id string, arts artifacts.Store, clock c
 	return &replica{c: c, store: st, url: url, reg: reg}
 }
 
+// sharedStores returns a new database on the test PostgreSQL server and
+// an artifact store on disk, for replicas to share.
+func sharedStores(t *testing.T) (dsn string, arts artifacts.Store) {
+	t.Helper()
+	dsn = pgtest.Start(t).NewDatabase(t)
+	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dsn, arts
+}
+
+// register registers worker name (with token) on r, with one slot, and
+// returns its client and worker ID.
+func (r *replica) register(t *testing.T, name, token string) (*api.Client, string) {
+	t.Helper()
+	cl := r.client(t, token)
+	reg, err := cl.Register(t.Context(), api.RegisterRequest{Name: name, Slots: 1, Labels: map[string]string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl, reg.WorkerID
+}
+
 func (r *replica) client(t *testing.T, token string) *api.Client {
 	cl, err := api.NewClient(r.url, token, nil)
 	if err != nil {
@@ -136,24 +160,15 @@ func inGraph(name string) api.SubmitRequest {
 // workers is not run there: the replica with a worker claims it at once
 // (LISTEN/NOTIFY), runs it, and the first replica answers its status.
 func TestUnheldBuildIsClaimed(t *testing.T) {
-	srv := pgtest.Start(t)
-	dsn := srv.NewDatabase(t)
-	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn, arts := sharedStores(t)
 	a := newReplica(t, dsn, "replica-a", arts)
 	b := newReplica(t, dsn, "replica-b", arts)
-	wcl := b.client(t, inWorkerToken)
-	reg, err := wcl.Register(t.Context(), api.RegisterRequest{Name: "w1", Slots: 1, Labels: map[string]string{}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	wcl, reg := b.register(t, "w1", inWorkerToken)
 	sub, err := a.client(t, inClientToken).Submit(t.Context(), inGraph("claimed"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp := pollUntil(t, wcl, api.PollRequest{WorkerID: reg.WorkerID, FreeSlots: 1}, "an assignment",
+	resp := pollUntil(t, wcl, api.PollRequest{WorkerID: reg, FreeSlots: 1}, "an assignment",
 		func(r *api.PollResponse) bool { return len(r.Assignments) == 1 })
 	as := resp.Assignments[0]
 	if as.BuildID != sub.BuildID {
@@ -199,12 +214,7 @@ func (frozenClock) After(time.Duration) <-chan time.Time { return nil }
 // clock is frozen, so its fallback lease polls never fire: only the held
 // notice (LISTEN tryd_held) can wake the waiting call.
 func TestEventsFollowTheClaimingReplica(t *testing.T) {
-	srv := pgtest.Start(t)
-	dsn := srv.NewDatabase(t)
-	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn, arts := sharedStores(t)
 	a := newReplicaClock(t, dsn, "replica-a", arts, frozenClock{time.Now()})
 	b := newReplica(t, dsn, "replica-b", arts)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
@@ -226,12 +236,8 @@ func TestEventsFollowTheClaimingReplica(t *testing.T) {
 		done <- waited{final, n, err}
 	}()
 	time.Sleep(300 * time.Millisecond) // let the call wait for a holder
-	wcl := b.client(t, inWorkerToken)
-	reg, err := wcl.Register(ctx, api.RegisterRequest{Name: "w1", Slots: 1, Labels: map[string]string{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp := pollUntil(t, wcl, api.PollRequest{WorkerID: reg.WorkerID, FreeSlots: 1}, "an assignment",
+	wcl, reg := b.register(t, "w1", inWorkerToken)
+	resp := pollUntil(t, wcl, api.PollRequest{WorkerID: reg, FreeSlots: 1}, "an assignment",
 		func(r *api.PollResponse) bool { return len(r.Assignments) == 1 })
 	as := resp.Assignments[0]
 	out := []byte("output")
@@ -258,23 +264,14 @@ func TestEventsFollowTheClaimingReplica(t *testing.T) {
 // tells its worker to stop the attempt, and forwards calls about the
 // build to the new holder (here unreachable: 503, retry).
 func TestLostLeaseDropsBuild(t *testing.T) {
-	srv := pgtest.Start(t)
-	dsn := srv.NewDatabase(t)
-	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn, arts := sharedStores(t)
 	a := newReplica(t, dsn, "replica-a", arts)
-	wcl := a.client(t, inWorkerToken)
-	reg, err := wcl.Register(t.Context(), api.RegisterRequest{Name: "w1", Slots: 1, Labels: map[string]string{}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	wcl, reg := a.register(t, "w1", inWorkerToken)
 	sub, err := a.client(t, inClientToken).Submit(t.Context(), inGraph("stolen"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp := pollUntil(t, wcl, api.PollRequest{WorkerID: reg.WorkerID, FreeSlots: 1}, "an assignment",
+	resp := pollUntil(t, wcl, api.PollRequest{WorkerID: reg, FreeSlots: 1}, "an assignment",
 		func(r *api.PollResponse) bool { return len(r.Assignments) == 1 })
 	id := resp.Assignments[0].AttemptID
 
@@ -283,7 +280,7 @@ func TestLostLeaseDropsBuild(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("steal lease = %v, %v", ok, err)
 	}
-	pollUntil(t, wcl, api.PollRequest{WorkerID: reg.WorkerID, Running: []string{id}}, "a cancel",
+	pollUntil(t, wcl, api.PollRequest{WorkerID: reg, Running: []string{id}}, "a cancel",
 		func(r *api.PollResponse) bool { return len(r.Cancel) == 1 && r.Cancel[0] == id })
 	_, err = a.client(t, inClientToken).Build(t.Context(), sub.BuildID)
 	if !errors.Is(err, api.ErrUnavailable) {
@@ -299,23 +296,14 @@ func TestLostLeaseDropsBuild(t *testing.T) {
 // pipelined attempts too, not only its running ones (it no longer holds
 // the build: a worker starting one would run a job the new holder runs).
 func TestLostLeaseDropsPrefetched(t *testing.T) {
-	srv := pgtest.Start(t)
-	dsn := srv.NewDatabase(t)
-	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn, arts := sharedStores(t)
 	a := newReplica(t, dsn, "replica-a", arts)
-	wcl := a.client(t, inWorkerToken)
-	reg, err := wcl.Register(t.Context(), api.RegisterRequest{Name: "w1", Slots: 1, Labels: map[string]string{}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	wcl, reg := a.register(t, "w1", inWorkerToken)
 	sub, err := a.client(t, inClientToken).Submit(t.Context(), api.SubmitRequest{Graph: graphOf("prefetched", 4)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp := pollUntil(t, wcl, api.PollRequest{WorkerID: reg.WorkerID, FreeSlots: 1, Prefetch: 3}, "a running and prefetched assignments",
+	resp := pollUntil(t, wcl, api.PollRequest{WorkerID: reg, FreeSlots: 1, Prefetch: 3}, "a running and prefetched assignments",
 		func(r *api.PollResponse) bool { return len(r.Assignments) == 4 })
 	var ids []string
 	for _, as := range resp.Assignments {
@@ -327,7 +315,7 @@ func TestLostLeaseDropsPrefetched(t *testing.T) {
 		t.Fatalf("steal lease = %v, %v", ok, err)
 	}
 	cancelled := map[string]bool{}
-	pollUntil(t, wcl, api.PollRequest{WorkerID: reg.WorkerID, Running: ids}, "cancels of every attempt",
+	pollUntil(t, wcl, api.PollRequest{WorkerID: reg, Running: ids}, "cancels of every attempt",
 		func(r *api.PollResponse) bool {
 			for _, id := range r.Cancel {
 				cancelled[id] = true
@@ -348,38 +336,25 @@ func TestLostLeaseDropsPrefetched(t *testing.T) {
 // submitted to it, which then waited there while another replica's
 // worker idled; it offers the build instead, and the idle worker runs it.
 func TestPrefetchedJobsAreNotSpareSlots(t *testing.T) {
-	srv := pgtest.Start(t)
-	dsn := srv.NewDatabase(t)
-	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn, arts := sharedStores(t)
 	a := newReplica(t, dsn, "replica-a", arts)
 	b := newReplica(t, dsn, "replica-b", arts)
-	w1 := a.client(t, inWorkerToken)
-	reg1, err := w1.Register(t.Context(), api.RegisterRequest{Name: "w1", Slots: 1, Labels: map[string]string{}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w1, reg1 := a.register(t, "w1", inWorkerToken)
 	ac := a.client(t, inClientToken)
 	if _, err := ac.Submit(t.Context(), api.SubmitRequest{Graph: graphOf("busy", 5)}); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, w1, api.PollRequest{WorkerID: reg1.WorkerID, FreeSlots: 1, Prefetch: 4}, "a running and four prefetched assignments",
+	pollUntil(t, w1, api.PollRequest{WorkerID: reg1, FreeSlots: 1, Prefetch: 4}, "a running and four prefetched assignments",
 		func(r *api.PollResponse) bool { return len(r.Assignments) == 5 })
 
-	w2 := b.client(t, inWorker2Token)
-	reg2, err := w2.Register(t.Context(), api.RegisterRequest{Name: "w2", Slots: 1, Labels: map[string]string{}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w2, reg2 := b.register(t, "w2", inWorker2Token)
 	sub, err := ac.Submit(t.Context(), api.SubmitRequest{Graph: graphOf("next", 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		resp, err := w2.Poll(t.Context(), api.PollRequest{WorkerID: reg2.WorkerID, FreeSlots: 1, WaitMS: 200})
+		resp, err := w2.Poll(t.Context(), api.PollRequest{WorkerID: reg2, FreeSlots: 1, WaitMS: 200})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -413,12 +388,7 @@ func (c *countingClock) After(d time.Duration) <-chan time.Time {
 // every few milliseconds (it has none to free); a worker registering
 // makes it claim the build at once.
 func TestReplicaWithoutWorkersDoesNotSpin(t *testing.T) {
-	srv := pgtest.Start(t)
-	dsn := srv.NewDatabase(t)
-	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dsn, arts := sharedStores(t)
 	clock := &countingClock{}
 	a := newReplicaClock(t, dsn, "replica-a", arts, clock)
 	sub, err := a.client(t, inClientToken).Submit(t.Context(), inGraph("waiting"))
@@ -430,12 +400,8 @@ func TestReplicaWithoutWorkersDoesNotSpin(t *testing.T) {
 	if n := clock.short.Load(); n > 5 {
 		t.Errorf("a replica without workers waited %d times for less than 10ms while a build waited", n)
 	}
-	wcl := a.client(t, inWorkerToken)
-	reg, err := wcl.Register(t.Context(), api.RegisterRequest{Name: "w1", Slots: 1, Labels: map[string]string{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp := pollUntil(t, wcl, api.PollRequest{WorkerID: reg.WorkerID, FreeSlots: 1}, "an assignment",
+	wcl, reg := a.register(t, "w1", inWorkerToken)
+	resp := pollUntil(t, wcl, api.PollRequest{WorkerID: reg, FreeSlots: 1}, "an assignment",
 		func(r *api.PollResponse) bool { return len(r.Assignments) == 1 })
 	if resp.Assignments[0].BuildID != sub.BuildID {
 		t.Errorf("assignment of build %d, want %d", resp.Assignments[0].BuildID, sub.BuildID)
