@@ -427,13 +427,7 @@ func TestCoordinatorRestart(t *testing.T) {
 	for _, err := os.Stat(filepath.Join(dir, "started")); err != nil && time.Now().Before(deadline); _, err = os.Stat(filepath.Join(dir, "started")) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	e.c.Coordinator().Kill()
-	time.Sleep(500 * time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := e.c.StartCoordinator(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.killCoordinator(500 * time.Millisecond)
 	b := e.wait(id)
 	if b.State != api.BuildSucceeded {
 		t.Fatalf("build %s after coordinator restart: %+v", b.State, b.Jobs)
@@ -461,13 +455,7 @@ func TestResultDuringCoordinatorOutage(t *testing.T) {
 	for _, err := os.Stat(filepath.Join(dir, "started")); err != nil && time.Now().Before(deadline); _, err = os.Stat(filepath.Join(dir, "started")) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	e.c.Coordinator().Kill()
-	time.Sleep(2500 * time.Millisecond) // the job finishes meanwhile
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := e.c.StartCoordinator(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.killCoordinator(2500 * time.Millisecond) // the job finishes meanwhile
 	b := e.wait(id)
 	js := jobByName(b, "job")
 	if b.State != api.BuildSucceeded || len(js.Attempts) != 1 {

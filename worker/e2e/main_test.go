@@ -54,6 +54,19 @@ func start(t *testing.T, coordYAML string) *env {
 	return e
 }
 
+// killCoordinator kills the coordinator with SIGKILL and starts it
+// again after outage.
+func (e *env) killCoordinator(outage time.Duration) {
+	e.t.Helper()
+	e.c.Coordinator().Kill()
+	time.Sleep(outage)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := e.c.StartCoordinator(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // worker starts a worker and waits until the coordinator lists it.
 func (e *env) worker(name string, args ...string) *cluster.Proc {
 	e.t.Helper()

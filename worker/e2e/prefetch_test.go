@@ -269,13 +269,7 @@ func TestCoordinatorRestartWithPrefetched(t *testing.T) {
 			t.Fatalf("jobs did not start on w1 with prefetched ones\n%s", e.logs)
 		}
 	}
-	e.c.Coordinator().Kill()
-	time.Sleep(1500 * time.Millisecond) // prefetched jobs start meanwhile
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := e.c.StartCoordinator(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.killCoordinator(1500 * time.Millisecond) // prefetched jobs start meanwhile
 	b := e.wait(id)
 	if b.State != api.BuildSucceeded {
 		t.Fatalf("build %s after coordinator restart: %v", b.State, b.Counts)
