@@ -180,6 +180,10 @@ type Coordinator struct {
 	// prefetch.go), so that enqueue looks for ones to take back only
 	// when there are some.
 	prefetchedN int
+	// prefetchedRank counts them by their builds' priority rank, so
+	// that a poll looks for one of a higher priority than the job it
+	// picked only when there is one (see stealPrefetched).
+	prefetchedRank [3]int
 
 	pinMu sync.Mutex
 	pins  map[string]int // artifact digest → active builds needing it

@@ -20,8 +20,10 @@ import (
 // charged; it takes no slot. It is taken back (its job queued again at
 // the front, the worker told in Cancel) when the worker's session ends,
 // when the worker stops listing it, when another worker has a free slot
-// and nothing else to run, and when a job of a higher priority becomes
-// ready. A job that finishes meanwhile (cancelled build) drops it.
+// and nothing else to run (or only jobs of a lower priority), when a job
+// of a higher priority becomes ready, and when the replica loses the
+// build's lease. A job that finishes meanwhile (cancelled build) drops
+// it.
 
 // maxPrefetchPerSlot bounds a worker's prefetched attempts: at most that
 // many per registered slot.
@@ -47,6 +49,7 @@ func (c *Coordinator) prefetch(s *session, n int, resp *api.PollResponse, now ti
 		j.b.prefetched++
 		s.prefetched[a.rec.ID] = p
 		c.prefetchedN++
+		c.prefetchedRank[j.b.rank]++
 		c.m.prefetched.WithLabelValues("handed_out").Inc()
 		as := c.assignment(s, j)
 		as.AttemptID, as.Prefetched = a.rec.ID, true
@@ -111,6 +114,7 @@ func (c *Coordinator) forgetPrefetched(p *pendingAttempt) {
 	p.a.j.b.prefetched--
 	delete(p.a.sess.prefetched, p.a.rec.ID)
 	c.prefetchedN--
+	c.prefetchedRank[p.a.j.b.rank]--
 }
 
 // dropPrefetched takes back j's prefetched attempt, if any: its worker
@@ -130,8 +134,16 @@ func (c *Coordinator) dropPrefetched(j *job, requeue bool) {
 		}
 		s.takenBack[p.a.rec.ID] = true
 	}
+	if requeue {
+		c.requeueFront(j)
+	}
+}
+
+// requeueFront puts queued job j, out of its ready queue, back at the
+// front of it (unless it is no longer queued or its build is gone).
+func (c *Coordinator) requeueFront(j *job) {
 	b := j.b
-	if !requeue || j.state != api.JobQueued || c.builds[b.id] != b {
+	if j.state != api.JobQueued || c.builds[b.id] != b {
 		return
 	}
 	key := labelKey(j.g.Labels)
@@ -153,24 +165,34 @@ func (c *Coordinator) dropPrefetched(j *job, requeue bool) {
 }
 
 // stealPrefetched takes back one prefetched attempt of another worker
-// that s could run (s has a free slot and nothing else to run), and
-// reports whether it did.
-func (c *Coordinator) stealPrefetched(s *session) bool {
-	if c.prefetchedN == 0 {
+// that s could run, of a build whose priority rank is below below (s
+// has a free slot and, to fill it, a job of rank below, or nothing with
+// below = len(c.ready)), the highest priority first, and reports whether
+// it did.
+func (c *Coordinator) stealPrefetched(s *session, below int) bool {
+	some := false
+	for rank := range below {
+		some = some || c.prefetchedRank[rank] > 0
+	}
+	if !some {
 		return false
 	}
+	var best *pendingAttempt
 	for _, o := range c.sessions {
 		if o == s {
 			continue
 		}
 		for _, p := range o.prefetched {
-			if matches(s.labels, p.a.j.g.Labels) {
-				c.dropPrefetched(p.a.j, true)
-				return true
+			if r := p.a.j.b.rank; r < below && (best == nil || r < best.a.j.b.rank) && matches(s.labels, p.a.j.g.Labels) {
+				best = p
 			}
 		}
 	}
-	return false
+	if best == nil {
+		return false
+	}
+	c.dropPrefetched(best.a.j, true)
+	return true
 }
 
 // yieldPrefetched takes back the prefetched attempts of builds of a

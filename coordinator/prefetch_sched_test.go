@@ -379,3 +379,36 @@ func testPrefetchedTimeout(t *testing.T, be backend) {
 		t.Errorf("%s 95s after its start: %s, attempts %+v; want timed out", j.Name, j.State, j.Attempts)
 	}
 }
+
+// TestPrefetchedHigherPriorityTaken: a worker with a free slot takes a
+// job of a higher priority that another worker holds prefetched rather
+// than start a ready job of a lower priority (try > periodic holds
+// across workers, not only within one worker's queue).
+func TestPrefetchedHigherPriorityTaken(t *testing.T) {
+	e := newEnv(t, sqliteBackend, envOpts{})
+	w1 := newTestWorker(t, e, "w1", tokenW1, nil)
+	// w2 has one slot, free: w1 may prefetch all but one ready job.
+	c2, err := api.NewClient(e.url, tokenW2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := c2.Register(context.Background(), api.RegisterRequest{Name: "w2", Slots: 1, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2 := &testWorker{t: t, c: c2, name: "w2", id: reg.WorkerID}
+	e.submit(wideGraph("p", 3), api.PriorityPeriodic)
+	try := e.submit(wideGraph("t", 1), api.PriorityTry)
+	pre, _ := split(w1.prefetchPoll(t, 0, 4, nil, nil).Assignments)
+	if len(pre) != 3 || pre[0].BuildID != try.BuildID {
+		t.Fatalf("w1 prefetched %d jobs, first of build %d; want 3, first the try build's (%d)", len(pre), pre[0].BuildID, try.BuildID)
+	}
+	got := w2.prefetchPoll(t, 1, 0, nil, nil).Assignments
+	if len(got) != 1 || got[0].BuildID != try.BuildID {
+		t.Fatalf("w2 with a free slot got %+v, want the try build's job", got)
+	}
+	resp := w1.prefetchPoll(t, 0, 0, ids(pre), nil)
+	if !slices.Equal(resp.Cancel, []string{pre[0].AttemptID}) {
+		t.Errorf("w1 told to cancel %v, want the try job's attempt %s", resp.Cancel, pre[0].AttemptID)
+	}
+}

@@ -462,11 +462,21 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 		picked := 0
 		for free > 0 {
 			j, h := c.pick(s, now)
-			if j == nil && steals > 0 && c.stealPrefetched(s) {
-				// Nothing else to run: take a job another worker
-				// holds beyond its slots.
-				steals--
-				continue
+			if steals > 0 && c.prefetchedN > 0 {
+				below := len(c.ready) // nothing else to run: any
+				if j != nil {
+					below = j.b.rank
+				}
+				if c.stealPrefetched(s, below) {
+					// Rather a job of a higher priority (or any,
+					// with nothing else to run) that another worker
+					// holds beyond its slots.
+					if j != nil {
+						c.requeueFront(j)
+					}
+					steals--
+					continue
+				}
 			}
 			if j == nil {
 				hint = h
