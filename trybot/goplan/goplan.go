@@ -63,7 +63,14 @@
 // listed: go.sum pins them (a replace directive pointing at a local
 // directory is not followed). The Go version planned with is part of
 // every command (TRYD_GOPLAN_GOVERSION), so a new toolchain reruns
-// everything. A shard's inputs are the union of its packages'.
+// everything.
+//
+// Because the worker gives a job only its inputs, a file the planner
+// leaves out (a name no input may have, such as one with a backslash or
+// a line break; a link's target outside the module) cannot make a
+// cached result stale: the job never sees it, so at worst it fails or a
+// test skips. The planner reads every file of the module once per plan
+// to hash it.
 //
 // # Planner job
 //
