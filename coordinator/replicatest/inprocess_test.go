@@ -330,7 +330,7 @@ func TestLostLeaseDropsPrefetched(t *testing.T) {
 }
 
 // TestPrefetchedJobsAreNotSpareSlots: jobs that a replica's workers
-// hold prefetched are queued work like those in its ready queues. A
+// hold prefetched are queued work (a full prefetch queue, a round). A
 // replica whose one worker runs a job and holds four more did count its
 // slot as spare (its ready queue was empty) and took the next build
 // submitted to it, which then waited there while another replica's
