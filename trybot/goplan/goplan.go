@@ -55,9 +55,17 @@
 //
 // Nothing under a directory or file named .git is ever an input (no
 // revision holds one; a worktree's .git file names the planner's
-// checkout). A symbolic link is listed as git stores it: its digest is
-// the SHA-256 of its target path (the content of its git blob), and a
-// target inside the module (a file, or everything under a directory) is
+// checkout). An input's digest is its git blob ID at HEAD when the
+// module is the top level of a git work tree with no change against
+// HEAD (the planner job's checkout of the revision: one `git ls-tree`
+// states them all, and the worker verifies them by comparing IDs,
+// reading no content), else the SHA-256 of its content (an uploaded
+// source, a file git does not track). Either describes the same content,
+// so a job's ID is the same in every clean checkout of a revision, but
+// not between a git checkout and an upload of the same files. A
+// symbolic link is listed as git stores it: its digest is its blob ID
+// or the SHA-256 of its target path (the content of its git blob), and
+// a target inside the module (a file, or everything under a directory) is
 // an input too, so the link resolves in the job's checkout; a target
 // outside the module is not covered. Packages of other modules are not
 // listed: go.sum pins them (a replace directive pointing at a local
@@ -69,8 +77,8 @@
 // leaves out (a name no input may have, such as one with a backslash or
 // a line break; a link's target outside the module) cannot make a
 // cached result stale: the job never sees it, so at worst it fails or a
-// test skips. The planner reads every file of the module once per plan
-// to hash it.
+// test skips. Outside a clean git checkout the planner reads every file
+// of the module once per plan to hash it.
 //
 // # Planner job
 //
@@ -208,6 +216,10 @@ type FS interface {
 //
 // A TemplateFile at the root of dir takes precedence: its steps are the
 // graph (see Template).
+//
+// When dir is the top level of a git work tree with no change against
+// HEAD, the inputs' digests are their git blob IDs at HEAD (see
+// gitBlobs); otherwise, and for files git does not track, SHA-256.
 func Run(ctx context.Context, dir, goCmd string, env []string, opts Options) (*graph.Graph, error) {
 	if goCmd == "" {
 		goCmd = "go"
@@ -241,7 +253,7 @@ func Run(ctx context.Context, dir, goCmd string, env []string, opts Options) (*g
 	if err != nil {
 		return nil, fmt.Errorf("goplan: %w", err)
 	}
-	return Plan(pkgs, abs, os.DirFS(abs).(FS), opts)
+	return plan(pkgs, abs, os.DirFS(abs).(FS), gitBlobs(ctx, abs), opts)
 }
 
 func goOutput(ctx context.Context, dir, goCmd string, env []string, args ...string) ([]byte, error) {
@@ -361,7 +373,15 @@ type pkgInfo struct {
 // Plan returns the graph fragment for pkgs (from ParseList) of the module
 // whose root is moduleDir, reading file contents through fsys (rooted at
 // moduleDir).
+// Every input's digest is the SHA-256 of its content (see Run for
+// git blob IDs).
 func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Graph, error) {
+	return plan(pkgs, moduleDir, fsys, nil, opts)
+}
+
+// plan is Plan, stating the digests of the files in blobs as their blob
+// IDs.
+func plan(pkgs []*Package, moduleDir string, fsys FS, blobs map[string]blob, opts Options) (*graph.Graph, error) {
 	byPath := map[string]*pkgInfo{}
 	var order []*pkgInfo
 	// What pins the dependencies outside the module: every job reads it.
@@ -434,7 +454,7 @@ func Plan(pkgs []*Package, moduleDir string, fsys FS, opts Options) (*graph.Grap
 			return nil, err
 		}
 	}
-	files := newFileSet(fsys)
+	files := newFileSet(fsys, blobs)
 	// sets returns what pi's vet job (and with tests, its test job)
 	// reads: its own files, its imports' closure and its test imports'.
 	sets := func(pi *pkgInfo, tests bool) []map[string]bool {

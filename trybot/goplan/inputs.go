@@ -127,16 +127,24 @@ func hasGitElement(p string) bool {
 // fileSet computes the inputs of jobs, reading each file once.
 type fileSet struct {
 	fsys FS
-	seen map[string]*fileEntry
+	// blobs are HEAD's blobs when fsys is a clean git checkout of it
+	// (see gitBlobs), else nil: a file or link found there gets its blob
+	// ID as digest instead of being read and hashed.
+	blobs map[string]blob
+	seen  map[string]*fileEntry
 }
 
-func newFileSet(fsys FS) *fileSet { return &fileSet{fsys: fsys, seen: map[string]*fileEntry{}} }
+func newFileSet(fsys FS, blobs map[string]blob) *fileSet {
+	return &fileSet{fsys: fsys, blobs: blobs, seen: map[string]*fileEntry{}}
+}
 
 // fileEntry is what the planner found at a path.
 type fileEntry struct {
-	// digest is the hex SHA-256 of a file's content or of a symbolic
-	// link's target (the content of the link's git blob, which the
-	// worker verifies); "" when the path is neither, and so no input.
+	// digest is the git blob ID of the path at HEAD when the checkout
+	// is clean and git lists it as a file or link alike, else the hex
+	// SHA-256 of a file's content or of a symbolic link's target (the
+	// content of the link's git blob): the worker verifies either; ""
+	// when the path is neither, and so no input.
 	digest string
 	// follow are the paths a link's target brings in (see resolve).
 	follow []string
@@ -195,6 +203,10 @@ func (s *fileSet) entry(p string) (*fileEntry, error) {
 		if st.Size() > MaxFileBytes {
 			return nil, fmt.Errorf("goplan: %s is larger than %d bytes", p, MaxFileBytes)
 		}
+		if b, ok := s.blobs[p]; ok && !b.link {
+			e.digest = b.oid
+			break
+		}
 		b, err := s.fsys.ReadFile(p)
 		if err != nil {
 			return nil, fmt.Errorf("goplan: %w", err)
@@ -209,6 +221,9 @@ func (s *fileSet) entry(p string) (*fileEntry, error) {
 			return nil, fmt.Errorf("goplan: symbolic link %s: target longer than %d bytes", p, maxLinkTarget)
 		}
 		e.digest = sha256Hex([]byte(target))
+		if b, ok := s.blobs[p]; ok && b.link {
+			e.digest = b.oid
+		}
 		if e.follow, err = s.resolve(p, target); err != nil {
 			return nil, err
 		}

@@ -71,7 +71,7 @@ func TestFileSetInputs(t *testing.T) {
 			for _, f := range tc.files {
 				set[f] = true
 			}
-			in, err := newFileSet(fsys).inputs(set)
+			in, err := newFileSet(fsys, nil).inputs(set)
 			if err != nil {
 				t.Fatal(err)
 			}

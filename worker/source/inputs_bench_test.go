@@ -25,7 +25,9 @@ import (
 //
 //   - whole: what a job got before, `git worktree add` of the revision;
 //   - inputs: CheckoutInputs (a cached ls-tree, one cat-file --batch,
-//     digests verified);
+//     digests verified), with SHA-256 digests;
+//   - inputs-blobids: the same with git blob IDs as digests (compared
+//     with the tree listing, no content hashed);
 //   - worktree-pathspec: `git worktree add --no-checkout`, then
 //     `git checkout <commit> --pathspec-from-file` with literal pathspecs;
 //   - archive: `git archive <commit> -- paths` unpacked by artifact.Unpack.
@@ -85,6 +87,19 @@ func BenchmarkCheckoutInputs(b *testing.B) {
 	git(repo, "add", "-A")
 	git(repo, "commit", "-q", "-m", "m")
 	rev := git(repo, "rev-parse", "HEAD")
+	// The same inputs stated by git blob ID, as goplan states them in a
+	// clean checkout: verified by comparing IDs, no content hashed.
+	oids := map[string]string{}
+	for _, line := range strings.Split(git(repo, "ls-tree", "-r", "HEAD"), "\n") {
+		meta, p, _ := strings.Cut(line, "\t")
+		if f := strings.Fields(meta); len(f) == 3 {
+			oids[p] = f[2]
+		}
+	}
+	blobInputs := make([]graph.Input, len(inputs))
+	for i, in := range inputs {
+		blobInputs[i] = graph.Input{Path: in.Path, Digest: oids[in.Path]}
+	}
 	s, err := New(Options{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
@@ -110,6 +125,10 @@ func BenchmarkCheckoutInputs(b *testing.B) {
 		}},
 		{"inputs", func(dst string) (func(), error) {
 			_, release, err := s.CheckoutInputs(ctx, url, rev, dst, inputs)
+			return release, err
+		}},
+		{"inputs-blobids", func(dst string) (func(), error) {
+			_, release, err := s.CheckoutInputs(ctx, url, rev, dst, blobInputs)
 			return release, err
 		}},
 		{"worktree-pathspec", func(dst string) (func(), error) {

@@ -292,6 +292,80 @@ func TestCheckoutInputsConcurrent(t *testing.T) {
 	wg.Wait()
 }
 
+// TestCheckoutInputsBlobIDs checks that inputs stated by their git blob
+// IDs (as goplan states them in a clean checkout) are verified against
+// the tree listing alone: no blob is left to hash as it is read, where
+// SHA-256 digests leave every blob. A wrong blob ID (another file's)
+// fails naming the input.
+func TestCheckoutInputsBlobIDs(t *testing.T) {
+	r := newInputsRepo(t)
+	s := newStore(t)
+	ctx := context.Background()
+	var byID, bySum []graph.Input
+	blobs := map[string]bool{}
+	for _, rec := range strings.Split(r.Git("ls-tree", "-r", "-z", r.rev), "\x00") {
+		meta, p, ok := strings.Cut(rec, "\t")
+		f := strings.Fields(meta)
+		if !ok || len(f) != 3 || CheckInputPath(p) != nil {
+			continue
+		}
+		byID = append(byID, graph.Input{Path: p, Digest: f[2]})
+		bySum = append(bySum, graph.Input{Path: p, Digest: sha(r.Git("cat-file", "blob", f[2]) + "\n")})
+		blobs[f[2]] = true
+	}
+	// r.Git trims the output: fix the digests of contents without a
+	// final newline (the link's target).
+	for i, in := range bySum {
+		if in.Path == "link" {
+			bySum[i].Digest = sha("a/a.go")
+		}
+	}
+	if len(byID) < 10 {
+		t.Fatalf("only %d inputs", len(byID))
+	}
+	dst := filepath.Join(t.TempDir(), "src")
+	_, release, err := s.CheckoutInputs(ctx, r.URL(), r.rev, dst, byID)
+	if err != nil {
+		t.Fatalf("CheckoutInputs by blob ID: %v", err)
+	}
+	release()
+	tests := []struct {
+		name    string
+		inputs  []graph.Input
+		toHash  int
+		wantErr string
+	}{
+		{name: "blob IDs", inputs: byID, toHash: 0},
+		{name: "SHA-256", inputs: bySum, toHash: len(blobs)},
+		{name: "another file's blob ID", inputs: []graph.Input{byID[0], {Path: "README", Digest: r.object(r.rev, "go.mod")}},
+			wantErr: `input "README": digest ` + r.object(r.rev, "go.mod")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := s.planInputs(ctx, s.clonePath(r.URL()), r.rev, tc.inputs)
+			if tc.wantErr != "" {
+				if !errors.Is(err, ErrInputMismatch) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want %v mentioning %q", err, ErrInputMismatch, tc.wantErr)
+				}
+				_, _, err := s.CheckoutInputs(ctx, r.URL(), r.rev, filepath.Join(t.TempDir(), "src"), tc.inputs)
+				if !errors.Is(err, ErrInputMismatch) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("CheckoutInputs: error %v, want %v mentioning %q", err, ErrInputMismatch, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.wantSum) != tc.toHash {
+				t.Errorf("%d blobs to hash, want %d", len(p.wantSum), tc.toHash)
+			}
+			if len(p.files) != len(tc.inputs) {
+				t.Errorf("%d files to write, want %d", len(p.files), len(tc.inputs))
+			}
+		})
+	}
+}
+
 func TestSelectFiles(t *testing.T) {
 	files := []graph.File{
 		{Path: "z.go", Digest: sha("z")},

@@ -1,0 +1,120 @@
+package goplan
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tryd-ci/tryd/internal/gitexec"
+)
+
+// gitTimeout bounds each git command that lists the planner's checkout.
+const gitTimeout = time.Minute
+
+// blob is a file or symbolic link of HEAD's tree, as git lists it.
+type blob struct {
+	link bool   // mode 120000: the blob's content is the link's target
+	oid  string // the blob's object ID, in the repository's hash
+}
+
+// gitBlobs returns the blobs of HEAD by path relative to dir, when dir is
+// the top level of a git work tree whose files match HEAD (the planner's
+// checkout of a revision); otherwise nil, and the planner hashes every
+// file.
+//
+// A blob ID is a digest the worker verifies without reading the content
+// (it compares it with its own listing of the revision's tree), and the
+// planner gets all of them from one `git ls-tree`, where SHA-256 costs
+// reading and hashing every file of the module on both sides. It is the
+// content git stores, which is what the worker writes for the job (no
+// .gitattributes conversion), so it is the right digest even where the
+// checkout converted a file's line endings.
+//
+// Only the top level: a directory below it may be an uploaded source the
+// worker unpacked somewhere inside an unrelated repository, whose inputs
+// must be stated by SHA-256 (the coordinator checks them against the
+// upload's manifest). Any change against HEAD (`git diff HEAD`: staged or
+// not) makes it give up altogether, as does any failure of git: blob IDs
+// are an optimisation, and hashing is always right.
+func gitBlobs(ctx context.Context, dir string) map[string]blob {
+	git := func(args ...string) ([]byte, error) {
+		return gitexec.Cmd{Dir: dir, Args: args, Timeout: gitTimeout}.Output(ctx)
+	}
+	top, err := git("rev-parse", "--show-toplevel")
+	if err != nil || !sameDir(strings.TrimSuffix(string(top), "\n"), dir) {
+		return nil
+	}
+	// Exit status 1 is a difference; --no-optional-locks: reading the
+	// checkout must not write its index.
+	if _, err := git("--no-optional-locks", "diff", "--quiet", "--no-ext-diff", "--no-textconv", "HEAD", "--"); err != nil {
+		return nil
+	}
+	out, err := git("ls-tree", "-r", "-z", "--full-tree", "HEAD")
+	if err != nil {
+		return nil
+	}
+	blobs, err := parseLsTree(out)
+	if err != nil {
+		return nil
+	}
+	return blobs
+}
+
+// sameDir reports whether a and b name the same directory.
+func sameDir(a, b string) bool {
+	ra, err1 := filepath.EvalSymlinks(a)
+	rb, err2 := filepath.EvalSymlinks(b)
+	return err1 == nil && err2 == nil && ra == rb
+}
+
+// parseLsTree parses `git ls-tree -r -z` output, entries
+// "<mode> SP <type> SP <object> TAB <path> NUL", keeping the blobs of
+// regular files (modes 100644 and 100755) and symbolic links (120000);
+// submodules and anything else are left out, so the planner hashes what
+// it finds there.
+func parseLsTree(out []byte) (map[string]blob, error) {
+	m := map[string]blob{}
+	for len(out) > 0 {
+		rec, rest, ok := bytes.Cut(out, []byte{0})
+		if !ok {
+			return nil, errors.New("goplan: ls-tree: unterminated entry")
+		}
+		out = rest
+		meta, p, ok := strings.Cut(string(rec), "\t")
+		f := strings.Split(meta, " ")
+		if !ok || len(f) != 3 || p == "" || !isObjectID(f[2]) {
+			return nil, fmt.Errorf("goplan: ls-tree: bad entry %q", trunc(string(rec)))
+		}
+		if len(m) == maxModuleFiles {
+			return nil, fmt.Errorf("goplan: ls-tree: more than %d files", maxModuleFiles)
+		}
+		if f[1] != "blob" {
+			continue
+		}
+		switch f[0] {
+		case "100644", "100755":
+			m[p] = blob{oid: f[2]}
+		case "120000":
+			m[p] = blob{link: true, oid: f[2]}
+		}
+	}
+	return m, nil
+}
+
+// isObjectID reports whether s is a git object ID: 40 (SHA-1) or 64
+// (SHA-256) lower-case hex digits.
+func isObjectID(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
