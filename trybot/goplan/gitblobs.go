@@ -27,12 +27,18 @@ type blob struct {
 // file.
 //
 // A blob ID is a digest the worker verifies without reading the content
-// (it compares it with its own listing of the revision's tree), and the
-// planner gets all of them from one `git ls-tree`, where SHA-256 costs
-// reading and hashing every file of the module on both sides. It is the
-// content git stores, which is what the worker writes for the job (no
-// .gitattributes conversion), so it is the right digest even where the
-// checkout converted a file's line endings.
+// (it compares it with its own listing of the revision's tree), where a
+// SHA-256 makes it hash every input blob of every job as it writes it
+// (about 45 ms of a shard's 280 ms checkout CPU on klauspost/compress).
+// The planner saves nothing: `git diff HEAD` reads every file whose
+// stat data the index cannot vouch for, and in a fresh checkout that is
+// all of them (git counts a file written in the same second as the
+// index as possibly changed), with a slower hash than SHA-256, so a
+// plan of that module costs about 60 ms more CPU (0.19-0.22 s against
+// 0.13-0.15 s, go list included), once per build against 4 shards'
+// 45 ms each. A blob ID names the content git stores, which is what the
+// worker writes for the job (no .gitattributes conversion), so it is the
+// right digest even where the checkout converted a file's line endings.
 //
 // Only the top level: a directory below it may be an uploaded source the
 // worker unpacked somewhere inside an unrelated repository, whose inputs
