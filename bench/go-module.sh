@@ -40,8 +40,8 @@
 # it replaces (git re-reads a fresh checkout's files), once per build.
 # End to end that is lost in the noise: four A/B pairs back to back, load
 # average 0.8-10, cold ratio SHA-256 / blob IDs: 0.85/0.75, 1.34/1.20,
-# 1.39/1.33, 1.29/1.35; user+sys of the whole script within 3 % pair by
-# pair (e.g. 55.8 s / 55.9 s, 50.5 s / 53.2 s on the quiet pairs).
+# 1.39/1.33, 1.29/1.35; user+sys of the whole script 54.5/53.7 s,
+# 52.3/52.0 s, 55.8/55.9 s, 49.5/53.2 s: no difference beyond the noise.
 #
 # Last runs (2 shared cores, load average 11-14, so noisy; 4 shards):
 #   cold 1.03x (45.8 s vs 44.3 s), change 0.11 of cold: ok
