@@ -1,9 +1,7 @@
 package goplan
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -77,50 +75,26 @@ func sameDir(a, b string) bool {
 	return err1 == nil && err2 == nil && ra == rb
 }
 
-// parseLsTree parses `git ls-tree -r -z` output, entries
-// "<mode> SP <type> SP <object> TAB <path> NUL", keeping the blobs of
+// parseLsTree parses `git ls-tree -r -z` output, keeping the blobs of
 // regular files (modes 100644 and 100755) and symbolic links (120000);
 // submodules and anything else are left out, so the planner hashes what
 // it finds there.
 func parseLsTree(out []byte) (map[string]blob, error) {
-	m := map[string]blob{}
-	for len(out) > 0 {
-		rec, rest, ok := bytes.Cut(out, []byte{0})
-		if !ok {
-			return nil, errors.New("goplan: ls-tree: unterminated entry")
-		}
-		out = rest
-		meta, p, ok := strings.Cut(string(rec), "\t")
-		f := strings.Split(meta, " ")
-		if !ok || len(f) != 3 || p == "" || !isObjectID(f[2]) {
-			return nil, fmt.Errorf("goplan: ls-tree: bad entry %q", trunc(string(rec)))
-		}
-		if len(m) == maxModuleFiles {
-			return nil, fmt.Errorf("goplan: ls-tree: more than %d files", maxModuleFiles)
-		}
-		if f[1] != "blob" {
+	entries, err := gitexec.ParseLsTree(out, maxModuleFiles)
+	if err != nil {
+		return nil, fmt.Errorf("goplan: %w", err)
+	}
+	m := make(map[string]blob, len(entries))
+	for _, e := range entries {
+		if e.Type != "blob" {
 			continue
 		}
-		switch f[0] {
+		switch e.Mode {
 		case "100644", "100755":
-			m[p] = blob{oid: f[2]}
+			m[e.Path] = blob{oid: e.OID}
 		case "120000":
-			m[p] = blob{link: true, oid: f[2]}
+			m[e.Path] = blob{link: true, oid: e.OID}
 		}
 	}
 	return m, nil
-}
-
-// isObjectID reports whether s is a git object ID: 40 (SHA-1) or 64
-// (SHA-256) lower-case hex digits.
-func isObjectID(s string) bool {
-	if len(s) != 40 && len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }

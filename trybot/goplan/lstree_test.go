@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/tryd-ci/tryd/internal/gitexec"
 )
 
 const (
@@ -64,7 +66,7 @@ func FuzzParseLsTree(f *testing.F) {
 			return
 		}
 		for p, b := range m {
-			if p == "" || !isObjectID(b.oid) {
+			if p == "" || !gitexec.IsObjectID(b.oid) {
 				t.Fatalf("entry %q: %+v", p, b)
 			}
 		}

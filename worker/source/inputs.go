@@ -281,23 +281,13 @@ func (s *Store) listTree(ctx context.Context, gitDir, commit string) (tree, erro
 // safeTreePath is kept, marked unsafe, so that no entry can be written
 // outside the checkout while the rest of the revision stays usable.
 func parseTree(out []byte) (tree, error) {
-	var t tree
-	for len(out) > 0 {
-		end := strings.IndexByte(string(out), 0)
-		if end < 0 {
-			return nil, errors.New("ls-tree: unterminated entry")
-		}
-		rec := string(out[:end])
-		out = out[end+1:]
-		meta, p, ok := strings.Cut(rec, "\t")
-		f := strings.Fields(meta)
-		if !ok || len(f) != 3 || !isHex(f[2]) {
-			return nil, fmt.Errorf("ls-tree: bad entry %q", rec)
-		}
-		if len(t) == maxTreeEntries {
-			return nil, fmt.Errorf("ls-tree: more than %d entries", maxTreeEntries)
-		}
-		t = append(t, treeEntry{path: p, mode: f[0], typ: f[1], oid: f[2], unsafe: !safeTreePath(p)})
+	entries, err := gitexec.ParseLsTree(out, maxTreeEntries)
+	if err != nil {
+		return nil, err
+	}
+	t := make(tree, len(entries))
+	for i, e := range entries {
+		t[i] = treeEntry{path: e.Path, mode: e.Mode, typ: e.Type, oid: e.OID, unsafe: !safeTreePath(e.Path)}
 	}
 	sort.Slice(t, func(i, j int) bool { return t[i].path < t[j].path })
 	return t, nil
