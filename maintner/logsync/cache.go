@@ -69,7 +69,7 @@ func (f *Follower) Reader() *CacheReader {
 func (r *CacheReader) Generation() uint32 {
 	r.c.mu.RLock()
 	defer r.c.mu.RUnlock()
-	return r.c.gen
+	return r.c.gen()
 }
 
 // ReadAt fills p with the bytes at offset off of segment seg, as they
@@ -84,8 +84,8 @@ func (r *CacheReader) ReadAt(p []byte, gen uint32, seg int, off int64) error {
 		return fmt.Errorf("logsync: cache reader: %w", os.ErrClosed)
 	}
 	end := mutlog.Position{Segment: seg, Offset: off + int64(len(p))}
-	if gen > c.gen {
-		return fmt.Errorf("%w: segment %d offset %d: generation %d is newer than the cache's %d", ErrNotCached, seg, off, gen, c.gen)
+	if gen > c.gen() {
+		return fmt.Errorf("%w: segment %d offset %d: generation %d is newer than the cache's %d", ErrNotCached, seg, off, gen, c.gen())
 	}
 	for _, d := range c.drops[gen:] {
 		if d.Less(end) {
@@ -124,10 +124,9 @@ func (r *CacheReader) Close() error {
 type cache struct {
 	mu   sync.RWMutex
 	segs []cachedSeg // by segment number
-	gen  uint32      // len(drops)
 	// drops[g] is where the cache dropped bytes that were verified
 	// while the generation was g or earlier: the drop that ended
-	// generation g.
+	// generation g. The current generation is len(drops).
 	drops []mutlog.Position
 	refs  int // the follower and open readers
 }
@@ -219,13 +218,16 @@ func (c *cache) drop(i int, at int64) error {
 	c.segs = c.segs[:i]
 	if had {
 		c.drops = append(c.drops, mutlog.Position{Segment: i, Offset: at})
-		c.gen++
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("logsync: cache: %w", err)
 	}
 	return nil
 }
+
+// gen is the current generation: the number of drops so far. The
+// caller holds mu.
+func (c *cache) gen() uint32 { return uint32(len(c.drops)) }
 
 // release drops a reference; the last one closes every file.
 func (c *cache) release() error {
