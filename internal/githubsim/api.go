@@ -149,18 +149,21 @@ func (s *Sim) serve(f apiFunc, appOnly bool) http.Handler {
 			return
 		}
 		c := &call{s: s, r: r, u: u, app: jwtApp, hdr: w.Header()}
-		if owner, name := r.PathValue("owner"), r.PathValue("repo"); owner != "" {
-			s.mu.Lock()
+		owner, name := r.PathValue("owner"), r.PathValue("repo")
+		s.mu.Lock()
+		if owner != "" {
 			c.repo = s.repos[owner+"/"+name]
-			if c.repo != nil && (!installedLocked(u, c.repo) || (jwtApp != nil && jwtApp.excluded[c.repo])) {
-				c.repo = nil // outside the caller's installation: not found
-			}
-			s.mu.Unlock()
-			if c.repo == nil {
-				s.rateCount(key, u).setHeaders(w.Header())
-				writeJSON(w, http.StatusNotFound, errBody("Not Found"))
-				return
-			}
+		}
+		code, deny := http.StatusNotFound, errBody("Not Found")
+		if c.repo != nil || owner == "" {
+			// What the installation lets the caller do (install.go).
+			code, deny = installGateLocked(u, jwtApp, c.repo, r.Method)
+		}
+		s.mu.Unlock()
+		if deny != nil {
+			s.rateCount(key, u).setHeaders(w.Header())
+			writeJSON(w, code, deny)
+			return
 		}
 		code, v := f(c)
 		var body []byte

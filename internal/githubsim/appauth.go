@@ -147,6 +147,7 @@ type wAppInstallation struct {
 	UpdatedAt           ghTime            `json:"updated_at"`
 	SingleFileName      *string           `json:"single_file_name"`
 	SuspendedAt         *ghTime           `json:"suspended_at"`
+	SuspendedBy         *wUser            `json:"suspended_by"`
 }
 
 // wInstallationOf renders the app's one installation, which covers every
@@ -154,14 +155,20 @@ type wAppInstallation struct {
 // its account is the app's owner.
 func (s *Sim) wInstallationOf(a *app) *wAppInstallation {
 	wa := s.wAppOf(a)
-	return &wAppInstallation{
+	inst := &wAppInstallation{
 		ID: a.installationID, Account: s.wUserOf(a.owner), RepositorySelection: selection(a),
 		AccessTokensURL: fmt.Sprintf("%s/app/installations/%d/access_tokens", s.api(), a.installationID),
 		RepositoriesURL: s.api() + "/installation/repositories",
 		HTMLURL:         fmt.Sprintf("%s/settings/installations/%d", s.base, a.installationID),
 		AppID:           a.id, AppSlug: a.slug, TargetID: a.owner.id, TargetType: a.owner.typ,
 		Permissions: wa.Permissions, Events: wa.Events, CreatedAt: ghTime(a.created), UpdatedAt: ghTime(a.created),
+		SuspendedAt: tp(a.suspended),
 	}
+	if !a.suspended.IsZero() {
+		// Suspended by the account's owner, in its settings.
+		inst.SuspendedBy = s.wUserOf(a.owner)
+	}
+	return inst
 }
 
 func (s *Sim) getApp(c *call) (int, any) {
@@ -174,12 +181,17 @@ func (s *Sim) listInstallations(c *call) (int, any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c.page(1)
+	if c.app.uninstalled {
+		return http.StatusOK, []*wAppInstallation{}
+	}
 	return http.StatusOK, []*wAppInstallation{s.wInstallationOf(c.app)}
 }
 
 func (c *call) installationID() (int64, bool) {
 	id, err := strconv.ParseInt(c.r.PathValue("id"), 10, 64)
-	return id, err == nil && id == c.app.installationID
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	return id, err == nil && id == c.app.installationID && !c.app.uninstalled
 }
 
 func (s *Sim) getInstallation(c *call) (int, any) {
@@ -217,6 +229,10 @@ func (s *Sim) createInstallationToken(c *call) (int, any) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !c.app.suspended.IsZero() {
+		return http.StatusForbidden, &errorBody{Message: "This installation has been suspended",
+			DocumentationURL: "https://docs.github.com/rest/reference/apps#create-an-installation-access-token-for-an-app", Status: "403"}
+	}
 	tok := "ghs_" + randomHex(18)
 	exp := s.opts.Now().Add(time.Hour).Truncate(time.Second)
 	s.tokens[tok] = c.app.bot

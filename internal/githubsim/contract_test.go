@@ -83,6 +83,10 @@ func scenario(t *testing.T) *world {
 		t.Fatalf("%d check suites for %s, want 1", len(suites.CheckSuites), head)
 	}
 	check(s.RequestCheckSuiteRerun(ctx, w.repo, suites.CheckSuites[0].GetID(), "wendy"))
+	// The App uninstalled and installed again.
+	check(s.DeleteInstallation(ctx, "tryd"))
+	_, err = s.CreateInstallation(ctx, "tryd")
+	check(err)
 	check(s.Flush(ctx))
 	return w
 }
@@ -137,6 +141,10 @@ func TestWebhookContract(t *testing.T) {
 		{name: "check_suite requested", event: "check_suite", action: "requested", app: true, ignore: checkSuiteIgnore, fixtures: []fixture{{"check_suite/requested.payload.json", false}}},
 		{name: "check_suite completed", event: "check_suite", action: "completed", app: true, ignore: checkSuiteIgnore, fixtures: []fixture{{"check_suite/completed.payload.json", false}}},
 		{name: "check_suite rerequested", event: "check_suite", action: "rerequested", app: true, ignore: checkSuiteIgnore, fixtures: []fixture{{"check_suite/rerequested.payload.json", false}}},
+		{name: "installation created", event: "installation", action: "created", app: true, ignore: []string{
+			// A map keyed by the permissions the app was granted.
+			"installation.permissions",
+		}, fixtures: []fixture{{"installation/created.payload.json", false}}},
 		{name: "check_run rerequested", event: "check_run", action: "rerequested", app: true, ignore: checkRunIgnore, fixtures: []fixture{{"check_run/rerequested.payload.json", true}}},
 	}
 	for _, tc := range cases {

@@ -285,8 +285,8 @@ func (s *Sim) emitLocked(r *repo, event, action string, owner *app, onlyApp bool
 		if onlyApp && a != owner {
 			continue
 		}
-		if a.excluded[r] {
-			continue // outside the installation: its events are not the app's
+		if a.excluded[r] || a.uninstalled || !a.suspended.IsZero() {
+			continue // outside the installation, or none: its events are not the app's
 		}
 		targets = append(targets, a.hook)
 	}

@@ -146,6 +146,11 @@ type app struct {
 	// excluded are the repositories outside the installation (see
 	// RemoveFromInstallation); nil: it covers every repository.
 	excluded map[*repo]bool
+	// suspended is when the installation was suspended (zero: it is
+	// not); uninstalled is set between DeleteInstallation and
+	// CreateInstallation (see install.go).
+	suspended   time.Time
+	uninstalled bool
 }
 
 type repo struct {
@@ -170,6 +175,9 @@ type repo struct {
 	// forgotten holds commits the simulator answers for as GitHub does
 	// for a commit it does not have (see ForgetCommit), under Sim.mu.
 	forgotten map[string]bool
+	// public repositories stay readable by an installation's token
+	// outside the installation (SetPublic), under Sim.mu.
+	public bool
 }
 
 func (r *repo) fullName() string { return r.owner + "/" + r.name }
