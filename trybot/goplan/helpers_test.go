@@ -17,7 +17,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 // offline.
 func startStack(t *testing.T, slots int) *api.Client {
 	t.Helper()
-	c := testcluster.Start(t, testcluster.Options{Slots: slots, Env: []string{"GOFLAGS=-mod=mod", "GOPROXY=off"}})
+	c := testcluster.Start(t, testcluster.Options{Workers: []testcluster.WorkerOptions{{Slots: slots, Env: []string{"GOFLAGS=-mod=mod", "GOPROXY=off"}}}})
 	cc, err := api.NewClient(c.URL, c.ClientToken, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 // processes on loopback, and returns the client API.
 func startStack(t *testing.T) *api.Client {
 	t.Helper()
-	c := testcluster.Start(t, testcluster.Options{Slots: 4})
+	c := testcluster.Start(t, testcluster.Options{Workers: []testcluster.WorkerOptions{{Slots: 4}}})
 	cc, err := api.NewClient(c.URL, c.ClientToken, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/internal/testcluster"
 	"github.com/tryd-ci/tryd/internal/testenv"
 )
 
@@ -469,7 +470,7 @@ func TestResultDuringCoordinatorOutage(t *testing.T) {
 func TestBadTokensRefused(t *testing.T) {
 	t.Parallel()
 	e := start(t, "")
-	p, err := e.c.StartWorker("bad")
+	p, err := e.c.StartWorker(testcluster.BadWorker, testcluster.WorkerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

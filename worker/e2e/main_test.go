@@ -14,8 +14,8 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/internal/testcluster"
 	"github.com/tryd-ci/tryd/internal/testenv"
-	"github.com/tryd-ci/tryd/worker/internal/cluster"
 	"github.com/tryd-ci/tryd/worker/try"
 )
 
@@ -24,13 +24,15 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 // env is one test's cluster.
 type env struct {
 	t    *testing.T
-	c    *cluster.Cluster
+	c    *testcluster.Cluster
 	logs *testenv.Buffer
 	cl   *api.Client
 	dir  string
 }
 
-// start starts a coordinator (with extra config YAML) for the test.
+// start starts a coordinator (with extra config YAML) for the test; its
+// processes are killed when the test ends, and their logs shown if it
+// failed.
 func start(t *testing.T, coordYAML string) *env {
 	t.Helper()
 	testenv.Short(t)
@@ -38,20 +40,12 @@ func start(t *testing.T, coordYAML string) *env {
 	testenv.NeedTool(t, "sh")
 	logs := &testenv.Buffer{}
 	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	c, err := cluster.Start(ctx, cluster.Options{Tryd: testenv.TrydBinary(t), Dir: dir, Log: logs, CoordinatorYAML: coordYAML})
+	c := testcluster.Start(t, testcluster.Options{Dir: dir, Log: logs, CoordinatorYAML: coordYAML, StopTimeout: -1})
+	cl, err := api.NewClient(c.URL, c.ClientToken, nil)
 	if err != nil {
-		t.Fatalf("start cluster: %v\n%s", err, logs)
+		t.Fatal(err)
 	}
-	e := &env{t: t, c: c, logs: logs, cl: c.Client(), dir: dir}
-	t.Cleanup(func() {
-		c.Close()
-		if t.Failed() {
-			t.Logf("process logs:\n%s", logs)
-		}
-	})
-	return e
+	return &env{t: t, c: c, logs: logs, cl: cl, dir: dir}
 }
 
 // killCoordinator kills the coordinator with SIGKILL and starts it
@@ -67,10 +61,11 @@ func (e *env) killCoordinator(outage time.Duration) {
 	}
 }
 
-// worker starts a worker and waits until the coordinator lists it.
-func (e *env) worker(name string, args ...string) *cluster.Proc {
+// worker starts a worker with extra flags (e.g. --slots 2, --label
+// pool=x) and waits until the coordinator lists it.
+func (e *env) worker(name string, args ...string) *testcluster.Proc {
 	e.t.Helper()
-	p, err := e.c.StartWorker(name, args...)
+	p, err := e.c.StartWorker(name, testcluster.WorkerOptions{Args: args})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -86,11 +81,11 @@ func (e *env) worker(name string, args ...string) *cluster.Proc {
 		}
 		select {
 		case <-p.Done():
-			e.t.Fatalf("worker %s exited: %v\n%s", name, p.Err(), e.logs)
+			e.t.Fatalf("worker %s exited: %v", name, p.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	e.t.Fatalf("worker %s never connected\n%s", name, e.logs)
+	e.t.Fatalf("worker %s never connected", name)
 	return nil
 }
 

@@ -34,7 +34,7 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/graph"
-	"github.com/tryd-ci/tryd/worker/internal/cluster"
+	"github.com/tryd-ci/tryd/internal/testcluster"
 )
 
 var (
@@ -66,11 +66,11 @@ func run(tryd string, n, workers, slots, samples int, budget time.Duration, verb
 		return err
 	}
 	defer os.RemoveAll(dir)
-	opts := cluster.Options{Tryd: tryd, Dir: dir}
+	opts := testcluster.Options{Tryd: tryd, Dir: dir, StopTimeout: -1}
 	if verbose {
 		opts.Log = os.Stderr
 	}
-	c, err := cluster.Start(ctx, opts)
+	c, err := testcluster.Launch(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -80,21 +80,24 @@ func run(tryd string, n, workers, slots, samples int, budget time.Duration, verb
 	names, pids = append(names, "bench client"), append(pids, os.Getpid())
 	for i := 0; i < workers; i++ {
 		if *profile != "" && i == workers-1 {
-			stop, err := inProcessWorker(c, cluster.WorkerNames[i], slots, dir, *profile)
+			stop, err := inProcessWorker(c, testcluster.WorkerNames[i], slots, dir, *profile)
 			if err != nil {
 				return err
 			}
 			defer stop()
 			continue
 		}
-		p, err := c.StartWorker(cluster.WorkerNames[i], "--slots", strconv.Itoa(slots), "--log-level", *logLevel)
+		p, err := c.StartWorker(testcluster.WorkerNames[i], testcluster.WorkerOptions{Slots: slots, Args: []string{"--log-level", *logLevel}})
 		if err != nil {
 			return err
 		}
-		names, pids = append(names, "worker "+cluster.WorkerNames[i]), append(pids, p.Pid())
+		names, pids = append(names, "worker "+testcluster.WorkerNames[i]), append(pids, p.Pid())
 	}
 	cpu := newCPUMeter(c.URL, names, pids, clientAt)
-	cl := c.Client()
+	cl, err := api.NewClient(c.URL, c.ClientToken, nil)
+	if err != nil {
+		return err
+	}
 	if err := waitWorkers(ctx, cl, workers); err != nil {
 		return err
 	}

@@ -5,12 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
-	"strings"
 	"time"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/internal/testcluster"
 	"github.com/tryd-ci/tryd/worker"
-	"github.com/tryd-ci/tryd/worker/internal/cluster"
 )
 
 // inProcessWorker runs the worker named name in this process (instead of
@@ -18,12 +17,8 @@ import (
 // profile until stop is called, so that the worker's own costs can be
 // read with go tool pprof (focus on the worker packages: the profile
 // also holds this program's client).
-func inProcessWorker(c *cluster.Cluster, name string, slots int, dir, profile string) (stop func(), err error) {
-	tok, err := os.ReadFile(c.TokenFile(name))
-	if err != nil {
-		return nil, err
-	}
-	cl, err := api.NewClient(c.URL, strings.TrimSpace(string(tok)), nil)
+func inProcessWorker(c *testcluster.Cluster, name string, slots int, dir, profile string) (stop func(), err error) {
+	cl, err := api.NewClient(c.URL, c.WorkerTokens[name], nil)
 	if err != nil {
 		return nil, err
 	}

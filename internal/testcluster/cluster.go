@@ -1,0 +1,354 @@
+package testcluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tryd-ci/tryd/internal/testenv"
+)
+
+// WorkerNames are the worker identities a launched coordinator has
+// tokens for.
+var WorkerNames = []string{"w1", "w2", "w3", "w4"}
+
+// BadWorker names a token no coordinator knows: TokenFile(BadWorker) and
+// StartWorker(BadWorker, ...) test that the coordinator refuses it.
+const BadWorker = "bad"
+
+// Options say what to start. The zero value of every field but Tryd and
+// Dir is usable.
+type Options struct {
+	// Tryd is the tryd binary (required by Launch; Start uses
+	// testenv.TrydBinary).
+	Tryd string
+	// Dir holds every process's data and the token files (required by
+	// Launch; Start uses a t.TempDir()). Its layout: tryd.yaml,
+	// worker-tokens, client-token, NAME.token per worker name,
+	// coord/ (the coordinator's data directory), worker-NAME/ (a
+	// worker's job directory, --dir) and worker-NAME-data/.
+	Dir string
+	// Log receives the processes' standard error line by line, each line
+	// prefixed with the process's name. Launch discards it when nil;
+	// Start then keeps it to show in the test's log if the test fails.
+	Log io.Writer
+	// LogLevel is the processes' TRYD_LOG_LEVEL (default "info"; a
+	// worker's "--log-level" in WorkerOptions.Args overrides it).
+	LogLevel string
+	// CoordinatorYAML is extra YAML under the configuration's
+	// "coordinator:" key, indented two spaces: e.g.
+	// "  heartbeat_timeout: 2s\n", or another state backend
+	// ("  database: postgres\n  postgres_dsn: env:NAME\n").
+	CoordinatorYAML string
+	// Workers are started once the coordinator is up, the i-th named
+	// WorkerNames[i].
+	Workers []WorkerOptions
+	// StopTimeout is how long Close waits for each process to exit after
+	// SIGTERM before it kills it (default 10s); negative kills every
+	// process at once.
+	StopTimeout time.Duration
+}
+
+// WorkerOptions say how to run one "tryd worker".
+type WorkerOptions struct {
+	// Slots is the worker's job slots (0: tryd worker's default, the
+	// number of CPUs).
+	Slots int
+	// Labels are the worker's labels.
+	Labels map[string]string
+	// Env is added to the base environment of every job of the worker
+	// (KEY=VALUE), e.g. GOFLAGS=-mod=mod.
+	Env []string
+	// Drain is how long the worker lets running jobs finish when it is
+	// stopped before giving them back (0: tryd worker's default, 10s).
+	Drain time.Duration
+	// Args are more flags, passed after the others so that they win:
+	// e.g. "--log-level", "warn", or "--coordinator" naming a proxy.
+	Args []string
+}
+
+// Cluster is a coordinator process and the worker processes started
+// against it. Its methods are safe for concurrent use.
+type Cluster struct {
+	// URL is the coordinator's base URL; ClientToken its client token.
+	URL, ClientToken string
+	// WorkerTokens are the tokens of the worker names (WorkerNames for a
+	// launched coordinator), by name.
+	WorkerTokens map[string]string
+
+	opts        Options
+	config      string // tryd.yaml; "" when the coordinator is not ours (Join)
+	addr        string
+	releasePort func() // gives back the coordinator's held port
+
+	mu     sync.Mutex
+	coord  *Proc
+	procs  []*Proc // in start order
+	closed bool
+}
+
+// Launch writes the configuration (tokens of WorkerNames, a client
+// token), starts the coordinator on a port held for the cluster's
+// lifetime, waits until it answers /healthz, and starts opts.Workers. The
+// caller must Close the cluster.
+func Launch(ctx context.Context, opts Options) (*Cluster, error) {
+	if len(opts.Workers) > len(WorkerNames) {
+		return nil, fmt.Errorf("testcluster: %d workers asked for, tokens for %d", len(opts.Workers), len(WorkerNames))
+	}
+	c, err := newCluster(opts, nil)
+	if err != nil {
+		return nil, err
+	}
+	// The coordinator's address is fixed before it starts (it is in the
+	// configuration and the workers' flags) and the coordinator may be
+	// restarted there, so the port is held until Close: nobody else's
+	// server or connection takes it while the coordinator is down.
+	addr, release, err := testenv.HoldPort()
+	if err != nil {
+		return nil, fmt.Errorf("testcluster: coordinator address: %w", err)
+	}
+	c.releasePort = release
+	c.addr, c.URL = addr, "http://"+addr
+	c.config = filepath.Join(opts.Dir, "tryd.yaml")
+	cfg := fmt.Sprintf("coordinator:\n  listen: %q\n  url: %q\n  worker_tokens: file:%s\n  client_token: file:%s\n%s",
+		addr, c.URL, filepath.Join(opts.Dir, "worker-tokens"), c.ClientTokenFile(), opts.CoordinatorYAML)
+	if err := os.WriteFile(c.config, []byte(cfg), 0o600); err != nil {
+		release()
+		return nil, fmt.Errorf("testcluster: %w", err)
+	}
+	if err := c.StartCoordinator(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	for i, w := range opts.Workers {
+		if _, err := c.StartWorker(WorkerNames[i], w); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Join returns a cluster for starting workers against a coordinator the
+// caller runs at coordinatorURL, which knows tokens (worker name →
+// token). It starts nothing; the caller must Close it to stop the
+// workers.
+func Join(opts Options, coordinatorURL string, tokens map[string]string) (*Cluster, error) {
+	c, err := newCluster(opts, tokens)
+	if err != nil {
+		return nil, err
+	}
+	c.URL = coordinatorURL
+	return c, nil
+}
+
+// namePattern is what a worker name may be: it names files in Dir.
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// newCluster validates opts, fills in defaults and writes the token
+// files: those of tokens, or new ones for WorkerNames when tokens is nil.
+func newCluster(opts Options, tokens map[string]string) (*Cluster, error) {
+	if opts.Tryd == "" || opts.Dir == "" {
+		return nil, errors.New("testcluster: Options.Tryd and Options.Dir are required")
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	if opts.LogLevel == "" {
+		opts.LogLevel = "info"
+	}
+	if opts.StopTimeout == 0 {
+		opts.StopTimeout = 10 * time.Second
+	}
+	c := &Cluster{opts: opts, WorkerTokens: map[string]string{}}
+	if tokens == nil {
+		c.ClientToken = randomToken()
+		for _, n := range WorkerNames {
+			c.WorkerTokens[n] = randomToken()
+		}
+	} else {
+		maps.Copy(c.WorkerTokens, tokens)
+	}
+	c.WorkerTokens[BadWorker] = randomToken()
+	var list []string
+	for _, n := range slices.Sorted(maps.Keys(c.WorkerTokens)) {
+		if !namePattern.MatchString(n) {
+			return nil, fmt.Errorf("testcluster: bad worker name %q", n)
+		}
+		if err := writeSecret(c.TokenFile(n), c.WorkerTokens[n]); err != nil {
+			return nil, err
+		}
+		if n != BadWorker {
+			list = append(list, n+" "+c.WorkerTokens[n])
+		}
+	}
+	delete(c.WorkerTokens, BadWorker)
+	if tokens == nil {
+		if err := writeSecret(filepath.Join(opts.Dir, "worker-tokens"), strings.Join(list, "\n")); err != nil {
+			return nil, err
+		}
+		if err := writeSecret(c.ClientTokenFile(), c.ClientToken); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// StartCoordinator starts (or, after its process was killed or
+// stopped, restarts) the coordinator on the cluster's address and data
+// directory and waits until it answers /healthz (at most 60 s).
+func (c *Cluster) StartCoordinator(ctx context.Context) error {
+	if c.config == "" {
+		return errors.New("testcluster: the coordinator is not this cluster's to start")
+	}
+	p, err := c.start("coordinator", "coordinator", "--config", c.config,
+		"--data-dir", filepath.Join(c.opts.Dir, "coord"), "--listen", c.addr)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.coord = p
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	hc := &http.Client{Timeout: 5 * time.Second}
+	for {
+		err := healthy(ctx, hc, c.URL)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("testcluster: coordinator exited before it was healthy: %v", p.err)
+		case <-ctx.Done():
+			return fmt.Errorf("testcluster: coordinator at %s not healthy: %w (last: %v)", c.URL, ctx.Err(), err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// healthy asks url's /healthz once.
+func healthy(ctx context.Context, hc *http.Client, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/healthz: %s", resp.Status)
+	}
+	return nil
+}
+
+// Coordinator returns the coordinator process last started (nil for a
+// joined cluster).
+func (c *Cluster) Coordinator() *Proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.coord
+}
+
+// TokenFile returns the file holding the token of a worker name
+// (BadWorker: a token the coordinator does not know).
+func (c *Cluster) TokenFile(name string) string {
+	return filepath.Join(c.opts.Dir, name+".token")
+}
+
+// ClientTokenFile returns the file holding the client token, e.g. for
+// "tryd try --token-file" (a launched coordinator's only).
+func (c *Cluster) ClientTokenFile() string {
+	return filepath.Join(c.opts.Dir, "client-token")
+}
+
+// StartWorker starts "tryd worker" named name (a name the cluster has a
+// token for, or BadWorker) against the cluster's coordinator. Its job
+// directory is Dir/worker-NAME; starting a name again after its process
+// exited reuses it. It returns once the process runs, not once it has
+// connected.
+func (c *Cluster) StartWorker(name string, o WorkerOptions) (*Proc, error) {
+	if _, ok := c.WorkerTokens[name]; !ok && name != BadWorker {
+		return nil, fmt.Errorf("testcluster: no token for worker %q", name)
+	}
+	args := []string{"worker", "--coordinator", c.URL, "--token-file", c.TokenFile(name), "--name", name,
+		"--dir", filepath.Join(c.opts.Dir, "worker-"+name), "--data-dir", filepath.Join(c.opts.Dir, "worker-"+name+"-data")}
+	if o.Slots != 0 {
+		args = append(args, "--slots", strconv.Itoa(o.Slots))
+	}
+	if o.Drain != 0 {
+		args = append(args, "--drain", o.Drain.String())
+	}
+	for _, k := range slices.Sorted(maps.Keys(o.Labels)) {
+		args = append(args, "--label", k+"="+o.Labels[k])
+	}
+	for _, e := range o.Env {
+		args = append(args, "--env", e)
+	}
+	return c.start(name, append(args, o.Args...)...)
+}
+
+// start runs "tryd args..." as the cluster's process name.
+func (c *Cluster) start(name string, args ...string) (*Proc, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, fmt.Errorf("testcluster: start %s: cluster closed", name)
+	}
+	p, err := startProc(c.opts.Tryd, name, c.opts.LogLevel, c.opts.Log, args...)
+	if err != nil {
+		return nil, err
+	}
+	c.procs = append(c.procs, p)
+	return p, nil
+}
+
+// Close stops every process still running, the last started first (the
+// workers before their coordinator, so that they can give their jobs
+// back), each with SIGTERM and Options.StopTimeout, and gives back the
+// coordinator's port. Calling it again does nothing.
+func (c *Cluster) Close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	procs := slices.Clone(c.procs)
+	c.mu.Unlock()
+	for _, p := range slices.Backward(procs) {
+		_ = p.Stop(c.opts.StopTimeout)
+	}
+	if c.releasePort != nil {
+		c.releasePort()
+	}
+}
+
+func writeSecret(path, content string) error {
+	if err := os.WriteFile(path, []byte(content+"\n"), 0o600); err != nil {
+		return fmt.Errorf("testcluster: %w", err)
+	}
+	return nil
+}
+
+func randomToken() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
