@@ -41,14 +41,20 @@
 // it check_suite requested, as GitHub does. An installation covers every
 // repository until RemoveFromInstallation takes one out (AddToInstallation
 // puts it back): the installation's token then gets 404 "Not Found" for
-// it, exactly as for a repository that does not exist (install.go).
+// it, exactly as for a repository that does not exist (install.go); a
+// public repository (SetPublic) stays readable, and writes to it get 403
+// "Resource not accessible by integration". The installation's lifecycle
+// is modelled too: SuspendInstallation, UnsuspendInstallation,
+// DeleteInstallation and CreateInstallation (a new installation ID; the
+// old one's tokens are revoked), each announced by an installation event.
 //
 // Events sent: ping, push, pull_request (opened, synchronize, labeled,
 // unlabeled, closed, reopened), pull_request_review submitted,
 // issue_comment created, issues (opened, labeled, unlabeled, closed,
 // reopened), status, check_run (created, completed, rerequested),
 // check_suite (requested, completed, rerequested) and, to apps,
-// installation_repositories (added, removed).
+// installation_repositories (added, removed) and installation (created,
+// deleted, suspend, unsuspend).
 //
 // Issues, pull requests, users and hooks live in memory; only the git
 // repositories are on disk, so each Sim needs a fresh Options.Dir.
