@@ -187,11 +187,6 @@ type Coordinator struct {
 
 	pinMu sync.Mutex
 	pins  map[string]int // artifact digest → active builds needing it
-	// outputsOK holds pinned digests the artifact store confirmed while
-	// they were pinned, and when (see outputExists); a digest's entry
-	// goes with its last pin. unpins counts such last pins.
-	outputsOK map[string]time.Time
-	unpins    uint64
 }
 
 // New restores unfinished builds from the store and returns a running
@@ -212,22 +207,21 @@ func New(ctx context.Context, opts Options) (*Coordinator, error) {
 		return nil, err
 	}
 	c := &Coordinator{
-		opts:      opts,
-		log:       log,
-		store:     opts.Store,
-		arts:      opts.Artifacts,
-		clock:     opts.Clock,
-		auth:      newAuth(opts.WorkerTokens, opts.ClientToken),
-		logs:      logs,
-		m:         newMetrics(opts.Registry),
-		epoch:     randomID(),
-		builds:    map[int64]*build{},
-		sessions:  map[string]*session{},
-		byName:    map[string]*session{},
-		attempts:  map[string]*attempt{},
-		results:   map[string]state.Result{},
-		pins:      map[string]int{},
-		outputsOK: map[string]time.Time{},
+		opts:     opts,
+		log:      log,
+		store:    opts.Store,
+		arts:     opts.Artifacts,
+		clock:    opts.Clock,
+		auth:     newAuth(opts.WorkerTokens, opts.ClientToken),
+		logs:     logs,
+		m:        newMetrics(opts.Registry),
+		epoch:    randomID(),
+		builds:   map[int64]*build{},
+		sessions: map[string]*session{},
+		byName:   map[string]*session{},
+		attempts: map[string]*attempt{},
+		results:  map[string]state.Result{},
+		pins:     map[string]int{},
 	}
 	for i := range c.ready {
 		c.ready[i] = map[*build]bool{}
@@ -331,8 +325,6 @@ func (c *Coordinator) pin(digests []string, delta int) {
 		c.pins[d] += delta
 		if c.pins[d] <= 0 {
 			delete(c.pins, d)
-			delete(c.outputsOK, d)
-			c.unpins++
 		}
 	}
 }

@@ -124,40 +124,14 @@ func (c *Coordinator) prepareResults(ctx context.Context, results []api.AttemptR
 	return out
 }
 
-// outputCheckTTL bounds how long a confirmed output stands in for a Stat
-// (see outputExists).
-const outputCheckTTL = 10 * time.Second
-
 // outputExists reports whether a result's output is in the artifact
-// store. A Stat per result was a quarter of a replica's CPU with GCS
-// artifacts (bench/coordinator-replicas.sh), where results mostly name
-// outputs that running builds already hold (identical outputs). So a
-// digest the store confirmed while it was pinned, and that has stayed
-// pinned since, needs no Stat for outputCheckTTL: the disk store never
-// evicts a pinned blob, and the TTL bounds what a GCS lifecycle rule
-// (deleting objects months old) could remove unseen.
+// store. Stores answer cheaply for outputs they hold: the disk store from
+// its index, the GCS store from the blobs it found recently
+// (gcsartifacts.Options.StatTTL), since results mostly name outputs seen
+// moments before (identical outputs).
 func (c *Coordinator) outputExists(ctx context.Context, digest string) bool {
-	now := c.clock.Now()
-	c.pinMu.Lock()
-	at, known := c.outputsOK[digest]
-	pinned, unpins := c.pins[digest] > 0, c.unpins
-	c.pinMu.Unlock()
-	if known && pinned && now.Sub(at) < outputCheckTTL {
-		return true
-	}
-	if _, err := c.arts.Stat(ctx, digest); err != nil {
-		return false
-	}
-	if pinned {
-		c.pinMu.Lock()
-		// Pinned throughout the Stat (no last pin went meanwhile): it
-		// cannot have been evicted since it was seen.
-		if c.unpins == unpins && c.pins[digest] > 0 {
-			c.outputsOK[digest] = now
-		}
-		c.pinMu.Unlock()
-	}
-	return true
+	_, err := c.arts.Stat(ctx, digest)
+	return err == nil
 }
 
 // readFragment reads a planner's graph.json from its output archive.

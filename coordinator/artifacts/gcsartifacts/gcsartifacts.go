@@ -14,6 +14,14 @@
 // the coordinator hands to workers (HTTP 307 from GET /api/artifacts/…)
 // so that outputs travel from GCS to workers directly instead of through
 // the coordinator.
+//
+// Stat remembers the blobs it found for StatTTL: a coordinator checks the
+// output of every result it accepts, and with identical outputs (most
+// jobs' outputs are) one request per result was the largest part of a
+// busy coordinator's CPU and of GCS's load. Objects are immutable and
+// leave the bucket only through this Store's Delete (which forgets them)
+// or lifecycle rules that delete objects days old, so an answer a few
+// seconds old is as good as a fresh one.
 package gcsartifacts
 
 import (
@@ -26,6 +34,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"cloud.google.com/go/storage"
@@ -52,7 +61,13 @@ type Options struct {
 	Sign *storage.SignedURLOptions
 	// URLExpiry is how long a signed URL stays valid (default 15m).
 	URLExpiry time.Duration
-	// Now is the clock for URL expiry; nil means time.Now.
+	// StatTTL is how long Stat answers for a blob it found without
+	// asking GCS again (default 10s; negative: always ask). It must be
+	// far shorter than any lifecycle rule's age, and blobs deleted
+	// other than through this Store may be reported present for up to
+	// this long.
+	StatTTL time.Duration
+	// Now is the clock for URL expiry and StatTTL; nil means time.Now.
 	Now func() time.Time
 }
 
@@ -60,7 +75,21 @@ type Options struct {
 type Store struct {
 	opts   Options
 	bucket *storage.BucketHandle
+
+	mu sync.Mutex
+	// found holds blobs Stat or Put saw in the bucket: their size and
+	// when. Expired entries are swept when it doubles in size.
+	found     map[string]foundBlob
+	sweepSize int
 }
+
+type foundBlob struct {
+	size int64
+	at   time.Time
+}
+
+// minSweep is the size of found below which it is not swept.
+const minSweep = 1024
 
 var _ artifacts.Store = (*Store)(nil)
 
@@ -79,10 +108,54 @@ func New(opts Options) (*Store, error) {
 	if opts.URLExpiry == 0 {
 		opts.URLExpiry = 15 * time.Minute
 	}
+	if opts.StatTTL == 0 {
+		opts.StatTTL = 10 * time.Second
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{opts: opts, bucket: opts.Client.Bucket(opts.Bucket)}, nil
+	return &Store{opts: opts, bucket: opts.Client.Bucket(opts.Bucket), found: map[string]foundBlob{}, sweepSize: minSweep}, nil
+}
+
+// remembered returns the size of a blob found less than StatTTL ago.
+func (s *Store) remembered(digest string) (int64, bool) {
+	if s.opts.StatTTL < 0 {
+		return 0, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.found[digest]
+	if !ok || s.opts.Now().Sub(f.at) >= s.opts.StatTTL {
+		return 0, false
+	}
+	return f.size, true
+}
+
+// remember records that the bucket holds a blob.
+func (s *Store) remember(digest string, size int64) {
+	if s.opts.StatTTL < 0 {
+		return
+	}
+	now := s.opts.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.found[digest] = foundBlob{size: size, at: now}
+	if len(s.found) < s.sweepSize {
+		return
+	}
+	for d, f := range s.found {
+		if now.Sub(f.at) >= s.opts.StatTTL {
+			delete(s.found, d)
+		}
+	}
+	s.sweepSize = max(minSweep, 2*len(s.found))
+}
+
+// forget drops a blob from what Stat remembers.
+func (s *Store) forget(digest string) {
+	s.mu.Lock()
+	delete(s.found, digest)
+	s.mu.Unlock()
 }
 
 func (s *Store) object(digest string) (*storage.ObjectHandle, error) {
@@ -117,7 +190,10 @@ func (s *Store) Put(ctx context.Context, digest string, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.Stat(ctx, digest); err == nil {
+	// Asked of GCS, not remembered: a blob deleted behind this Store's
+	// back is uploaded again.
+	if size, err := s.attrs(ctx, obj, digest); err == nil {
+		s.remember(digest, size)
 		// Already there; still verify and consume what the caller sent.
 		hr := &hashReader{r: r, h: sha256.New(), want: digest}
 		if _, err := io.Copy(io.Discard, hr); err != nil {
@@ -151,6 +227,7 @@ func (s *Store) Put(ctx context.Context, digest string, r io.Reader) error {
 		}
 		return fmt.Errorf("gcsartifacts: put %s: %w", digest, err)
 	}
+	s.remember(digest, w.Attrs().Size)
 	return nil
 }
 
@@ -181,6 +258,19 @@ func (s *Store) Stat(ctx context.Context, digest string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if size, ok := s.remembered(digest); ok {
+		return size, nil
+	}
+	size, err := s.attrs(ctx, obj, digest)
+	if err != nil {
+		return 0, err
+	}
+	s.remember(digest, size)
+	return size, nil
+}
+
+// attrs asks GCS for a blob's size.
+func (s *Store) attrs(ctx context.Context, obj *storage.ObjectHandle, digest string) (int64, error) {
 	attrs, err := obj.Attrs(ctx)
 	if errors.Is(err, storage.ErrObjectNotExist) {
 		return 0, fmt.Errorf("gcsartifacts: stat %s: %w", digest, artifacts.ErrNotFound)
@@ -197,7 +287,9 @@ func (s *Store) Delete(ctx context.Context, digest string) error {
 	if err != nil {
 		return err
 	}
-	if err := obj.Delete(ctx); err != nil && !errors.Is(err, storage.ErrObjectNotExist) {
+	err = obj.Delete(ctx)
+	s.forget(digest)
+	if err != nil && !errors.Is(err, storage.ErrObjectNotExist) {
 		return fmt.Errorf("gcsartifacts: delete %s: %w", digest, err)
 	}
 	return nil

@@ -76,6 +76,87 @@ func TestOptions(t *testing.T) {
 	}
 }
 
+// TestStatRemembers: Stat answers for a blob found less than StatTTL ago
+// without asking GCS, so a blob another replica deleted still reads as
+// present until then; this Store's own Delete forgets at once, Put asks
+// GCS (a blob deleted elsewhere is uploaded again), and a negative
+// StatTTL always asks.
+func TestStatRemembers(t *testing.T) {
+	ctx := context.Background()
+	data := []byte("remembered")
+	d := storetest.Digest(data)
+	type step struct {
+		name string
+		do   func(a, b *Store, advance func()) error
+		// found is whether a's Stat then reports the blob.
+		found bool
+	}
+	put := func(s *Store) error { return s.Put(ctx, d, bytes.NewReader(data)) }
+	tests := []struct {
+		name  string
+		ttl   time.Duration
+		steps []step
+	}{
+		{"deleted by another replica", 0, []step{
+			{"put", func(a, b *Store, _ func()) error { return put(a) }, true},
+			{"deleted elsewhere", func(a, b *Store, _ func()) error { return b.Delete(ctx, d) }, true},
+			{"ttl passed", func(a, b *Store, advance func()) error { advance(); return nil }, false},
+		}},
+		{"found by stat", 0, []step{
+			{"put elsewhere", func(a, b *Store, _ func()) error { return put(b) }, true},
+			{"deleted elsewhere", func(a, b *Store, _ func()) error { return b.Delete(ctx, d) }, true},
+			{"ttl passed", func(a, b *Store, advance func()) error { advance(); return nil }, false},
+		}},
+		{"own delete", 0, []step{
+			{"put", func(a, b *Store, _ func()) error { return put(a) }, true},
+			{"deleted here", func(a, b *Store, _ func()) error { return a.Delete(ctx, d) }, false},
+		}},
+		{"put uploads again", 0, []step{
+			{"put", func(a, b *Store, _ func()) error { return put(a) }, true},
+			{"deleted elsewhere", func(a, b *Store, _ func()) error { return b.Delete(ctx, d) }, true},
+			{"put again", func(a, b *Store, _ func()) error {
+				if err := put(a); err != nil {
+					return err
+				}
+				_, err := b.Stat(ctx, d) // b remembers nothing: asks GCS
+				return err
+			}, true},
+		}},
+		{"not remembered", -1, []step{
+			{"put", func(a, b *Store, _ func()) error { return put(a) }, true},
+			{"deleted elsewhere", func(a, b *Store, _ func()) error { return b.Delete(ctx, d) }, false},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := fakeGCS(t, "b", false)
+			now := time.Unix(1e9, 0)
+			clock := func() time.Time { return now }
+			a, err := New(Options{Client: srv.Client(), Bucket: "b", StatTTL: tt.ttl, Now: clock})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := New(Options{Client: srv.Client(), Bucket: "b", StatTTL: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			advance := func() { now = now.Add(a.opts.StatTTL) }
+			for _, st := range tt.steps {
+				if err := st.do(a, b, advance); err != nil {
+					t.Fatalf("%s: %v", st.name, err)
+				}
+				size, err := a.Stat(ctx, d)
+				switch {
+				case st.found && (err != nil || size != int64(len(data))):
+					t.Fatalf("%s: Stat = %d, %v; want %d", st.name, size, err, len(data))
+				case !st.found && !errors.Is(err, artifacts.ErrNotFound):
+					t.Fatalf("%s: Stat = %d, %v; want ErrNotFound", st.name, size, err)
+				}
+			}
+		})
+	}
+}
+
 // TestObjectLayout checks the object names and that a mismatched upload
 // left no object behind (not even under another name).
 func TestObjectLayout(t *testing.T) {
