@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/google/go-github/v60/github"
 	"github.com/sirupsen/logrus"
 
 	"github.com/tryd-ci/tryd/trybot/client"
@@ -16,26 +17,65 @@ import (
 // Lost access to a GitHub repository
 //
 // GitHub answers 404 both for what does not exist (a deleted pull
-// request) and for a repository the credentials cannot see: a GitHub App
-// uninstalled, or the repository taken out of its installation, and
-// briefly an installation token that does not cover it yet. Only the
-// first is a refusal retrying cannot change. So a 404 from GitHub is
-// checked with the same credentials (GET /repos/{owner}/{repo}): when the
-// repository answers, the 404 was about the post and is a refusal as
-// before; when it is not found either, the post is recorded as not
-// reported for want of access (extNoAccess), shown on the run ("not
-// reported: the GitHub App has no access to owner/repo") and logged
-// once per repository, not retried one by one. When access comes back
-// (the App's installation_repositories "added" webhook, or the next post
-// to the repository that succeeds) every post not reported that way is
-// made again, in order, and its entry leaves the run's report errors.
+// request) and for a private repository the credentials cannot see: a
+// GitHub App uninstalled, or the repository taken out of its
+// installation, and briefly an installation token that does not cover it
+// yet. For a public repository outside the installation it answers
+// writes with 403 "Resource not accessible by integration" instead, the
+// status it also gives for a permission the App lacks and, with
+// X-RateLimit-Remaining: 0 or a Retry-After, for a rate limit. A
+// suspended installation gets 403 "This installation has been
+// suspended", from minting a token as from using one; an uninstalled
+// one's tokens get 401 and minting its tokens 404.
+//
+// So a GitHub 404, a 403 that is not a rate limit (rate limits are
+// retried after the delay GitHub gives, see retryAfter), a 401 and a
+// failure to mint an installation token are checked (access): with App
+// credentials, the App's JWT asks for the repository's installation
+// (GET /repos/{owner}/{repo}/installation), which is there, suspended,
+// or not found; with a token, GET /repos/{owner}/{repo} answers or not.
+//
+//   - The installation is there under another ID (the App was installed
+//     again): the trybot uses it from now on, and the post is retried.
+//   - It is there: a 404 was about the post itself and is a refusal; a
+//     403 or 401 is retried (a permission an operator grants).
+//   - It is not (or suspended): the post is recorded as not reported for
+//     want of access (extNoAccess), shown on the run ("not reported: the
+//     GitHub App has no access to owner/repo", "... was uninstalled",
+//     "... installation for owner/repo is suspended") and logged
+//     once per repository, not retried one by one.
+//
+// When access comes back (the App's installation_repositories "added"
+// or installation "created" or "unsuspend" webhook, or the next post to
+// the repository that succeeds) every post not reported that way is made
+// again, in order, and its entry leaves the run's report errors. The
+// installation webhook's "deleted" and "suspend" mark the account's
+// repositories out of reach at once, and "created" switches to the new
+// installation ID before any post fails for want of it.
 
-// noAccessError is a GitHub 404 for a repository the credentials do
-// not see.
+// access is what the trybot's credentials may do in a repository.
+type access int
+
+const (
+	accessOK access = iota
+	// accessNone: the repository is not visible (a token), or not in
+	// the App's installation.
+	accessNone
+	// accessUninstalled: the installation the trybot used is gone (the
+	// App was uninstalled).
+	accessUninstalled
+	// accessSuspended: the App's installation is suspended.
+	accessSuspended
+)
+
+// noAccessError is a post refused because the credentials lost access to
+// the repository.
 type noAccessError struct {
-	slug string
-	app  bool // the credentials are a GitHub App's
-	err  error
+	slug   string
+	app    bool // the credentials are a GitHub App's
+	access access
+	status int // GitHub's answer to the post
+	err    error
 }
 
 func (e *noAccessError) Error() string { return e.err.Error() }
@@ -43,43 +83,133 @@ func (e *noAccessError) Unwrap() error { return e.err }
 
 // message is what the run's report error says.
 func (e *noAccessError) message() string {
-	who := "the GitHub token"
-	if e.app {
-		who = "the GitHub App"
+	owner, _, _ := strings.Cut(e.slug, "/")
+	switch {
+	case !e.app:
+		return fmt.Sprintf("not reported: the GitHub token has no access to %s", e.slug)
+	case e.access == accessSuspended:
+		return fmt.Sprintf("not reported: the GitHub App's installation for %s is suspended", e.slug)
+	case e.access == accessUninstalled:
+		return fmt.Sprintf("not reported: the GitHub App was uninstalled (from %s's account)", owner)
 	}
-	return fmt.Sprintf("not reported: %s has no access to %s", who, e.slug)
+	return fmt.Sprintf("not reported: the GitHub App has no access to %s", e.slug)
 }
 
-// hasAccess asks GitHub, with the trybot's credentials, whether they see
-// ri's repository: false after a 404, an error when GitHub could not
-// tell (the caller retries).
-func (t *Trybot) hasAccess(ctx context.Context, ri *repoInfo) (bool, error) {
-	_, resp, err := ri.github.c.Repositories.Get(ctx, ri.owner, ri.name)
+// checkAccess asks GitHub what the trybot's credentials may do in ri's
+// repository (see above); changed reports that the App's installation ID
+// changed to the one GitHub gave. An error means GitHub could not tell
+// (the caller retries).
+func (t *Trybot) checkAccess(ctx context.Context, ri *repoInfo) (a access, changed bool, err error) {
+	g := ri.github
+	if g.app == nil {
+		_, resp, err := g.c.Repositories.Get(ctx, ri.owner, ri.name)
+		switch {
+		case err == nil:
+			return accessOK, false, nil
+		case resp != nil && resp.StatusCode == http.StatusNotFound:
+			return accessNone, false, nil
+		}
+		return 0, false, fmt.Errorf("github: check access to %s: %w", ri.cfg.Slug, err)
+	}
+	inst, resp, err := g.app.Apps.FindRepositoryInstallation(ctx, ri.owner, ri.name)
 	switch {
+	case err == nil && inst.SuspendedAt != nil:
+		return accessSuspended, false, nil
 	case err == nil:
-		return true, nil
-	case resp != nil && resp.StatusCode == http.StatusNotFound:
-		return false, nil
+		old := g.inst.ID()
+		if changed = g.inst.use(inst.GetID(), false); changed {
+			t.log.WithFields(logrus.Fields{"repo": ri.cfg.Slug, "old": old, "new": inst.GetID()}).
+				Warn("trybot: the GitHub App's installation changed (installed again); using the new one")
+		}
+		return accessOK, changed, nil
+	case resp == nil || resp.StatusCode != http.StatusNotFound:
+		return 0, false, fmt.Errorf("github: installation of %s: %w", ri.cfg.Slug, err)
 	}
-	return false, fmt.Errorf("github: check access to %s: %w", ri.cfg.Slug, err)
+	// Not installed on the repository: is the installation the trybot
+	// uses still there at all?
+	if _, resp, err := g.app.Apps.GetInstallation(ctx, g.inst.ID()); err != nil && resp != nil && resp.StatusCode == http.StatusNotFound {
+		return accessUninstalled, false, nil
+	}
+	return accessNone, false, nil
 }
 
-// classifyNotFound turns a 404 refusal of a post to ri into a
-// *noAccessError when the repository is gone for the credentials; it
-// returns rf itself when the repository is there, and an error to retry
-// when GitHub could not say.
-func (t *Trybot) classifyNotFound(ctx context.Context, ri *repoInfo, rf *refusal) error {
-	if rf.status != http.StatusNotFound || ri.review != client.ReviewGitHub {
-		return rf
-	}
-	ok, err := t.hasAccess(ctx, ri)
-	switch {
-	case err != nil:
+// classifyPostError decides what a failed post to ri means: a *refusal
+// (not retried), a *noAccessError (recorded as not reported until access
+// comes back), or an error to retry (err itself, or with why GitHub
+// could not tell).
+func (t *Trybot) classifyPostError(ctx context.Context, ri *repoInfo, err error) error {
+	rf := asRefusal(err)
+	if ri.review != client.ReviewGitHub {
+		if rf != nil {
+			return rf
+		}
 		return err
-	case ok:
+	}
+	app := ri.github.app != nil
+	status := githubStatus(err)
+	var te *installationTokenError
+	switch {
+	case errors.As(err, &te):
+		// Minting the token failed: its 404 or 403 is about the
+		// installation, not a refusal of the post.
+		rf = nil
+	case rateLimited(err):
+		return err
+	case status == http.StatusNotFound:
+	case app && status == http.StatusUnauthorized:
+		// The token was revoked (the App uninstalled): mint another,
+		// for whatever installation is current.
+		ri.github.inst.use(ri.github.inst.ID(), true)
+	case app && status == http.StatusForbidden:
+	default:
+		if rf != nil {
+			return rf
+		}
+		return err
+	}
+	a, changed, cerr := t.checkAccess(ctx, ri)
+	switch {
+	case cerr != nil:
+		return fmt.Errorf("%w (access unknown: %v)", err, cerr)
+	case a != accessOK:
+		return &noAccessError{slug: ri.cfg.Slug, app: ri.github.checks, access: a, status: status, err: err}
+	case !changed && rf != nil:
 		return rf
 	}
-	return &noAccessError{slug: ri.cfg.Slug, app: ri.github.checks, err: rf.err}
+	return err
+}
+
+// githubStatus is the HTTP status of GitHub's answer in err, or 0.
+func githubStatus(err error) int {
+	var ge *github.ErrorResponse
+	if errors.As(err, &ge) && ge.Response != nil {
+		return ge.Response.StatusCode
+	}
+	return 0
+}
+
+// rateLimited reports whether err is GitHub saying to slow down: a
+// primary rate limit (403 or 429 with X-RateLimit-Remaining: 0) or a
+// secondary one (403 or 429 with Retry-After, or saying so), whether or
+// not go-github recognised it.
+func rateLimited(err error) bool {
+	var rl *github.RateLimitError
+	var ab *github.AbuseRateLimitError
+	if errors.As(err, &rl) || errors.As(err, &ab) {
+		return true
+	}
+	var ge *github.ErrorResponse
+	if !errors.As(err, &ge) || ge.Response == nil {
+		return false
+	}
+	switch ge.Response.StatusCode {
+	case http.StatusForbidden, http.StatusTooManyRequests:
+	default:
+		return false
+	}
+	h := ge.Response.Header
+	return h.Get("Retry-After") != "" || h.Get("X-RateLimit-Remaining") == "0" ||
+		strings.Contains(strings.ToLower(ge.Message), "rate limit")
 }
 
 // recordNoAccess records a post not made for want of access: in the
@@ -98,7 +228,7 @@ func (t *Trybot) recordNoAccess(ctx context.Context, ar *activeRun, what string,
 	}
 	now := t.opts.Now().UTC()
 	if err := t.save(ctx, ar, func(r *client.Run) {
-		r.ReportErrors = append(r.ReportErrors, client.ReportError{What: what, Status: http.StatusNotFound, Error: na.message(), At: now, AwaitingAccess: true})
+		r.ReportErrors = append(r.ReportErrors, client.ReportError{What: what, Status: na.status, Error: na.message(), At: now, AwaitingAccess: true})
 	}); err != nil {
 		return err
 	}
@@ -128,8 +258,8 @@ func (t *Trybot) accessBack(ri *repoInfo, why string) {
 	log := t.log.WithFields(logrus.Fields{"repo": ri.cfg.Slug, "why": why})
 	go func() {
 		defer t.wg.Done()
-		ok, err := t.hasAccess(ctx, ri)
-		if err != nil || !ok {
+		a, _, err := t.checkAccess(ctx, ri)
+		if err != nil || a != accessOK {
 			log.WithError(err).Debug("trybot: still no access to the repository")
 			return
 		}

@@ -3,9 +3,13 @@ package trybot
 import (
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/google/go-github/v60/github"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	gmclient "github.com/tryd-ci/tryd/gitmirror/client"
@@ -13,30 +17,35 @@ import (
 	"github.com/tryd-ci/tryd/internal/githubsim"
 )
 
-// TestClassifyNotFound checks, against the GitHub simulator over HTTP,
-// that a GitHub 404 stays a refusal while the credentials see the
-// repository (a 404 about the post itself) and becomes "no access" once
-// the repository is out of their installation, and that other statuses
-// are left alone.
-func TestClassifyNotFound(t *testing.T) {
-	sim := githubsim.StartForTest(t, githubsim.Options{})
-	ctx := t.Context()
-	if err := sim.CreateRepo(ctx, "o/r"); err != nil {
-		t.Fatal(err)
-	}
-	tok, err := sim.AddApp(githubsim.AppOptions{Slug: "tryd"})
-	if err != nil {
-		t.Fatal(err)
-	}
+// newAccessTrybot returns a trybot (not running) whose repository "r" is
+// o/r on sim, with the App's JWT credentials when app is set, else with
+// the App's installation token as a plain token.
+func newAccessTrybot(t *testing.T, sim *githubsim.Sim, app bool) *Trybot {
+	t.Helper()
 	dir := t.TempDir()
-	tokFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokFile, []byte(tok+"\n"), 0o600); err != nil {
-		t.Fatal(err)
+	srv := config.GitHubServer{Name: "gh", APIURL: sim.APIURL()}
+	if app {
+		creds, err := sim.AppCredentials("tryd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyFile := filepath.Join(dir, "app.pem")
+		if err := os.WriteFile(keyFile, creds.PrivateKeyPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		srv.AppID, srv.InstallationID, srv.AppKey = creds.ID, creds.InstallationID, config.FileSecret(keyFile)
+	} else {
+		tok, err := sim.AddApp(githubsim.AppOptions{Slug: "tryd"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokFile := filepath.Join(dir, "token")
+		if err := os.WriteFile(tokFile, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		srv.Token = config.FileSecret(tokFile)
 	}
-	cfg := &config.Config{
-		GitHub: []config.GitHubServer{{Name: "gh", APIURL: sim.APIURL(), Token: config.FileSecret(tokFile)}},
-		Repos:  []config.Repo{{Name: "r", GitHub: "gh", Slug: "o/r"}},
-	}
+	cfg := &config.Config{GitHub: []config.GitHubServer{srv}, Repos: []config.Repo{{Name: "r", GitHub: "gh", Slug: "o/r"}}}
 	cc, _ := api.NewClient("http://127.0.0.1:1", "x", nil)
 	gm, _ := gmclient.New("http://127.0.0.1:1", nil)
 	tb, err := New(context.Background(), Options{Config: cfg, LogsURL: "http://127.0.0.1:1/logs", Coordinator: cc, Gitmirror: gm, Dir: filepath.Join(dir, "state")})
@@ -44,35 +53,177 @@ func TestClassifyNotFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tb.Close() })
-	ri := tb.repo("r")
+	return tb
+}
+
+// githubErr is GitHub's answer code with header h, as go-github reports
+// it.
+func githubErr(code int, h http.Header, msg string) error {
+	if h == nil {
+		h = http.Header{}
+	}
+	return &github.ErrorResponse{Response: &http.Response{StatusCode: code, Header: h}, Message: msg}
+}
+
+// TestClassifyPostError checks, against the GitHub simulator over HTTP,
+// how a failed post is classified once the trybot asked GitHub what its
+// credentials may do: a 404 stays a refusal while the credentials see
+// the repository and becomes "no access" once it is out of their
+// installation; with an App, a 403 on a public repository outside the
+// installation is lost access too, while a rate limit's 403 stays a
+// retry whatever the access, and so does a 403 with access (a missing
+// permission); other statuses are left alone.
+func TestClassifyPostError(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	primary := http.Header{"X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {"1"}}
+	secondary := http.Header{"Retry-After": {"30"}}
+	const retry, refused, noAccess = "retry", "refused", "no access"
 	for _, tc := range []struct {
-		name     string
-		removed  bool
-		status   int
-		noAccess bool
+		name    string
+		app     bool
+		public  bool
+		removed bool
+		err     error
+		want    string
+		msg     string
 	}{
-		{"404 with access", false, 404, false},
-		{"422 with access", false, 422, false},
-		{"404 without access", true, 404, true},
-		{"422 without access", true, 422, false},
+		{name: "token/404 with access", err: githubErr(404, nil, "Not Found"), want: refused},
+		{name: "token/422 with access", err: githubErr(422, nil, "No commit found for SHA"), want: refused},
+		{name: "token/403 with access", err: githubErr(403, nil, "Forbidden"), want: retry},
+		{name: "token/404 without access", removed: true, err: githubErr(404, nil, "Not Found"), want: noAccess, msg: "not reported: the GitHub token has no access to o/r"},
+		{name: "token/422 without access", removed: true, err: githubErr(422, nil, "Validation Failed"), want: refused},
+		{name: "app/404 with access", app: true, err: githubErr(404, nil, "Not Found"), want: refused},
+		{name: "app/403 with access", app: true, err: githubErr(403, nil, "Resource not accessible by integration"), want: retry},
+		{name: "app/404 without access", app: true, removed: true, err: githubErr(404, nil, "Not Found"), want: noAccess, msg: "not reported: the GitHub App has no access to o/r"},
+		{name: "app/403 public without access", app: true, public: true, removed: true, err: githubErr(403, nil, "Resource not accessible by integration"), want: noAccess, msg: "not reported: the GitHub App has no access to o/r"},
+		{name: "app/403 primary rate limit without access", app: true, public: true, removed: true, err: githubErr(403, primary, "API rate limit exceeded"), want: retry},
+		{name: "app/403 secondary rate limit without access", app: true, public: true, removed: true, err: githubErr(403, secondary, "You have exceeded a secondary rate limit"), want: retry},
+		{name: "app/429 without access", app: true, public: true, removed: true, err: githubErr(429, secondary, "Too Many Requests"), want: retry},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sim := githubsim.StartForTest(t, githubsim.Options{})
+			if err := sim.CreateRepo(ctx, "o/r"); err != nil {
+				t.Fatal(err)
+			}
+			if tc.app {
+				if _, err := sim.AddApp(githubsim.AppOptions{Slug: "tryd"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tb := newAccessTrybot(t, sim, tc.app)
+			if err := sim.SetPublic("o/r", tc.public); err != nil {
+				t.Fatal(err)
+			}
 			if tc.removed {
 				if err := sim.RemoveFromInstallation(ctx, "tryd", "o/r"); err != nil {
 					t.Fatal(err)
 				}
 			}
-			rf := &refusal{status: tc.status, err: errors.New("refused")}
-			err := tb.classifyNotFound(ctx, ri, rf)
+			err := tb.classifyPostError(ctx, tb.repo("r"), tc.err)
 			var na *noAccessError
+			var rf *refusal
+			got := retry
 			switch {
-			case tc.noAccess && !errors.As(err, &na):
-				t.Errorf("got %v, want no access", err)
-			case tc.noAccess && na.message() != "not reported: the GitHub token has no access to o/r":
-				t.Errorf("message %q", na.message())
-			case !tc.noAccess && err != error(rf):
-				t.Errorf("got %v, want the refusal itself", err)
+			case errors.As(err, &na):
+				got = noAccess
+			case errors.As(err, &rf):
+				got = refused
+			}
+			if got != tc.want {
+				t.Fatalf("got %v (%s), want %s", err, got, tc.want)
+			}
+			if got == noAccess && na.message() != tc.msg {
+				t.Errorf("message %q, want %q", na.message(), tc.msg)
+			}
+			if got == retry && err != tc.err {
+				t.Errorf("retry with %v, want the error itself", err)
 			}
 		})
+	}
+}
+
+// TestRetryAfterRateLimits checks that a rate limit's retry waits as
+// long as GitHub said, also when go-github did not recognise it.
+func TestRetryAfterRateLimits(t *testing.T) {
+	now := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name string
+		err  error
+		want time.Duration
+	}{
+		{"403 Retry-After", githubErr(403, http.Header{"Retry-After": {"30"}}, "You have exceeded a secondary rate limit"), 30 * time.Second},
+		{"429 Retry-After", githubErr(429, http.Header{"Retry-After": {"12"}}, "Too Many Requests"), 12 * time.Second},
+		{"403 remaining 0", githubErr(403, http.Header{"X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {"1100"}}, "API rate limit exceeded"), 101 * time.Second},
+		{"403 permission", githubErr(403, http.Header{"Retry-After": {"bogus"}}, "Resource not accessible by integration"), time.Second},
+		{"plain 403", githubErr(403, nil, "Resource not accessible by integration"), time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := retryAfter(tc.err, time.Second, now); got != tc.want {
+				t.Errorf("retryAfter = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestClassifyInstallationLifecycle checks the classification through an
+// installation's life on the simulator: suspended and uninstalled are
+// lost access with their own messages, and once the App is installed
+// again (a new installation ID) a refused token or a failed mint is
+// retried with the new installation, which the trybot uses from then on.
+func TestClassifyInstallationLifecycle(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	sim := githubsim.StartForTest(t, githubsim.Options{})
+	if err := sim.CreateRepo(ctx, "o/r"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sim.AddApp(githubsim.AppOptions{Slug: "tryd"}); err != nil {
+		t.Fatal(err)
+	}
+	tb := newAccessTrybot(t, sim, true)
+	ri := tb.repo("r")
+	oldID := ri.github.inst.ID()
+	classify := func(err error) (string, error) {
+		err = tb.classifyPostError(ctx, ri, err)
+		var na *noAccessError
+		if errors.As(err, &na) {
+			return na.message(), err
+		}
+		return "", err
+	}
+	if err := sim.SuspendInstallation(ctx, "tryd"); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := classify(githubErr(403, nil, "This installation has been suspended")); msg != "not reported: the GitHub App's installation for o/r is suspended" {
+		t.Errorf("suspended: %q (%v)", msg, err)
+	}
+	if err := sim.UnsuspendInstallation(ctx, "tryd"); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := classify(githubErr(403, nil, "Resource not accessible by integration")); msg != "" {
+		t.Errorf("unsuspended: %q (%v), want a retry", msg, err)
+	}
+	if err := sim.DeleteInstallation(ctx, "tryd"); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := classify(githubErr(401, nil, "Bad credentials")); msg != "not reported: the GitHub App was uninstalled (from o's account)" {
+		t.Errorf("deleted: %q (%v)", msg, err)
+	}
+	newID, err := sim.CreateInstallation(ctx, "tryd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mint := &installationTokenError{id: oldID, err: githubErr(404, nil, "Not Found")}
+	if msg, err := classify(mint); msg != "" || err != error(mint) {
+		t.Errorf("installed again: %q (%v), want the mint error retried", msg, err)
+	}
+	if got := ri.github.inst.ID(); got != newID {
+		t.Fatalf("installation ID %d after reinstalling, want the new %d", got, newID)
+	}
+	// The retried post works with the new installation's token.
+	if _, _, err := ri.github.c.Repositories.Get(ctx, "o", "r"); err != nil {
+		t.Errorf("with the new installation: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package trybot_test
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,26 +28,40 @@ import (
 // on the installation_repositories "added" webhook, or, when the webhook
 // was missed (the trybot was down), on the next successful post of a
 // restarted trybot.
+//
+// On a public repository GitHub answers the App's writes with 403
+// "Resource not accessible by integration" instead of 404 (it may still
+// read the repository), which is lost access just the same.
 func TestGitHubAppLosesAccess(t *testing.T) {
 	t.Parallel()
-	for _, restart := range []bool{false, true} {
-		name := "webhook"
-		if restart {
-			name = "restart and next success"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		restart, public bool
+	}{
+		{"webhook", false, false},
+		{"restart and next success", true, false},
+		{"public repository", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			testLosesAccess(t, restart)
+			testLosesAccess(t, tc.restart, tc.public)
 		})
 	}
 }
 
-func testLosesAccess(t *testing.T, restart bool) {
+func testLosesAccess(t *testing.T, restart, public bool) {
 	marker := filepath.Join(t.TempDir(), "go")
 	wait := config.Step{Name: "wait", Shell: "while [ ! -e " + marker + " ]; do sleep 0.05; done"}
 	builders := []config.Builder{{Name: "one", Steps: []config.Step{wait}}, {Name: "two", Steps: []config.Step{wait}}}
 	s := startStack(t, trystack.Options{GitHub: true, Builders: builders})
 	g := s.GitHub
+	if err := g.Sim.SetPublic(g.Slug(), public); err != nil {
+		t.Fatal(err)
+	}
+	status := http.StatusNotFound
+	if public {
+		status = http.StatusForbidden
+	}
 	dir := t.TempDir()
 	start := func() (*trybot.Trybot, *prometheus.Registry, *logtest.Hook, func()) {
 		opts := s.TrybotOptions(dir)
@@ -102,8 +117,8 @@ func testLosesAccess(t *testing.T, restart bool) {
 		t.Fatalf("run %s, report errors %+v; want succeeded with two", run.State, run.ReportErrors)
 	}
 	for _, re := range run.ReportErrors {
-		if !strings.HasPrefix(re.What, "done:") || re.Status != 404 || re.Error != want || !re.AwaitingAccess {
-			t.Errorf("report error %+v, want done:* 404 %q awaiting access", re, want)
+		if !strings.HasPrefix(re.What, "done:") || re.Status != status || re.Error != want || !re.AwaitingAccess {
+			t.Errorf("report error %+v, want done:* %d %q awaiting access", re, status, want)
 		}
 	}
 	if got, refused := postsCounted(t, reg, "done", "no_access"), postsCounted(t, reg, "done", "refused"); got != 2 || refused != 0 {

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-github/v60/github"
@@ -35,6 +36,12 @@ type githubServer struct {
 	// checks says whether the credentials are a GitHub App's, which
 	// may create check runs; with a token, commit statuses are used.
 	checks bool
+	// With App credentials, app calls the /app endpoints with the App's
+	// JWT and inst mints the installation's tokens (for whichever
+	// installation is current: see access.go).
+	app   *github.Client
+	inst  *installationTokens
+	appID int64
 }
 
 // webBase returns the web root for a GitHub REST base URL: github.com for
@@ -73,8 +80,8 @@ func newGitHubServer(ctx context.Context, s config.GitHubServer, hc *http.Client
 		if err != nil {
 			return nil, fmt.Errorf("trybot: github server %s: %w", s.Name, err)
 		}
-		ts := oauth2.ReuseTokenSource(nil, &installationTokens{c: appClient, id: s.InstallationID})
-		if g.c, err = mk(oauth2.NewClient(ctx, ts)); err != nil {
+		g.app, g.inst, g.appID = appClient, &installationTokens{c: appClient, id: s.InstallationID}, s.AppID
+		if g.c, err = mk(oauth2.NewClient(ctx, g.inst)); err != nil {
 			return nil, fmt.Errorf("trybot: github server %s: %w", s.Name, err)
 		}
 		g.checks = true
@@ -146,20 +153,75 @@ func (j *jwtTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return j.base.RoundTrip(r)
 }
 
-// installationTokens exchanges the app's JWT for installation tokens.
+// installationTokens exchanges the app's JWT for tokens of its
+// installation, and keeps the current one until shortly before it
+// expires. The installation ID changes when the App is installed again
+// (see access.go): the cached token is then dropped, since tokens of
+// the old installation were revoked with it.
 type installationTokens struct {
 	c  *github.Client
+	mu sync.Mutex
 	id int64
+	// tok is the current token of installation id, or nil.
+	tok *oauth2.Token
 }
 
+// installationTokenError is a failure to mint an installation token:
+// the installation may be gone (404) or suspended (403), which the
+// trybot checks (access.go) rather than retry blindly.
+type installationTokenError struct {
+	id  int64
+	err error
+}
+
+func (e *installationTokenError) Error() string {
+	return fmt.Sprintf("github app: token of installation %d: %v", e.id, e.err)
+}
+func (e *installationTokenError) Unwrap() error { return e.err }
+
+// Token implements oauth2.TokenSource.
 func (s *installationTokens) Token() (*oauth2.Token, error) {
+	s.mu.Lock()
+	id, tok := s.id, s.tok
+	s.mu.Unlock()
+	// Refreshed a minute early: a token must not expire between being
+	// handed out and being used.
+	if tok != nil && time.Until(tok.Expiry) > time.Minute {
+		return tok, nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tok, _, err := s.c.Apps.CreateInstallationToken(ctx, s.id, nil)
+	it, _, err := s.c.Apps.CreateInstallationToken(ctx, id, nil)
 	if err != nil {
-		return nil, fmt.Errorf("github app: installation token: %w", err)
+		return nil, &installationTokenError{id: id, err: err}
 	}
-	return &oauth2.Token{AccessToken: tok.GetToken(), TokenType: "token", Expiry: tok.GetExpiresAt().Time}, nil
+	tok = &oauth2.Token{AccessToken: it.GetToken(), TokenType: "token", Expiry: it.GetExpiresAt().Time}
+	s.mu.Lock()
+	if s.id == id {
+		s.tok = tok
+	}
+	s.mu.Unlock()
+	return tok, nil
+}
+
+// ID returns the current installation ID.
+func (s *installationTokens) ID() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.id
+}
+
+// use makes id the current installation and reports whether it changed.
+// The cached token is dropped either way when forget is set (GitHub
+// refused it).
+func (s *installationTokens) use(id int64, forget bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changed := id != s.id
+	if changed || forget {
+		s.id, s.tok = id, nil
+	}
+	return changed
 }
 
 // canWrite reports whether login has write (or maintain, admin)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/google/go-github/v60/github"
@@ -100,6 +101,21 @@ func retryAfter(err error, d time.Duration, now time.Time) time.Duration {
 	var ab *github.AbuseRateLimitError
 	if errors.As(err, &ab) && ab.RetryAfter != nil && *ab.RetryAfter > d {
 		return min(*ab.RetryAfter, maxRateLimitWait)
+	}
+	// A rate limit go-github does not recognise (a 429, or a 403 whose
+	// documentation_url it does not know) still says when.
+	var ge *github.ErrorResponse
+	if rateLimited(err) && errors.As(err, &ge) && ge.Response != nil {
+		h := ge.Response.Header
+		if s, perr := strconv.Atoi(h.Get("Retry-After")); perr == nil && s >= 0 {
+			if w := time.Duration(s) * time.Second; w > d {
+				return min(w, maxRateLimitWait)
+			}
+		} else if reset, perr := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64); perr == nil && h.Get("X-RateLimit-Remaining") == "0" {
+			if w := time.Unix(reset, 0).Sub(now) + time.Second; w > d {
+				return min(w, maxRateLimitWait)
+			}
+		}
 	}
 	return d
 }

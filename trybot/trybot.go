@@ -1219,19 +1219,16 @@ func (t *Trybot) postOnce(ctx context.Context, ar *activeRun, what string, post 
 		}
 		ext, err := post(ctx, cloneRun(ar.run))
 		if err != nil {
-			if rf := asRefusal(err); rf != nil {
-				err := t.classifyNotFound(ctx, ar.repo, rf)
-				var na *noAccessError
-				switch {
-				case errors.As(err, &na):
-					t.metrics.posts.WithLabelValues(ar.run.Review, kind, "no_access").Inc()
-					return permanent{na}
-				case err == error(rf):
-					t.metrics.posts.WithLabelValues(ar.run.Review, kind, "refused").Inc()
-					return permanent{rf}
-				}
-				t.metrics.posts.WithLabelValues(ar.run.Review, kind, "error").Inc()
-				return err
+			err = t.classifyPostError(ctx, ar.repo, err)
+			var na *noAccessError
+			var rf *refusal
+			switch {
+			case errors.As(err, &na):
+				t.metrics.posts.WithLabelValues(ar.run.Review, kind, "no_access").Inc()
+				return permanent{na}
+			case errors.As(err, &rf):
+				t.metrics.posts.WithLabelValues(ar.run.Review, kind, "refused").Inc()
+				return permanent{rf}
 			}
 			t.metrics.posts.WithLabelValues(ar.run.Review, kind, "error").Inc()
 			return err

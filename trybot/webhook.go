@@ -26,7 +26,10 @@ import (
 //	    check_suite "rerequested" start a run of the builders concerned
 //	    on that head; installation_repositories "added" makes the posts
 //	    not reported for want of access to those repositories again
-//	    (access.go); every other event is acknowledged and ignored.
+//	    (access.go), and so do installation "created" (using the new
+//	    installation's ID from then on) and "unsuspend", while
+//	    "deleted" and "suspend" mark the account's repositories out of
+//	    reach; every other event is acknowledged and ignored.
 //
 // The run is recorded before the 2xx, so an acknowledged request is
 // never lost; a redelivery (same X-GitHub-Delivery) starts nothing more.
@@ -171,6 +174,10 @@ func (t *Trybot) serveAppWebhook(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(http.StatusNoContent)
 		return
+	case *github.InstallationEvent:
+		t.installationEvent(e)
+		w.WriteHeader(http.StatusNoContent)
+		return
 	default:
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -250,4 +257,36 @@ func (t *Trybot) rerequest(ctx context.Context, slug, login, sha string, builder
 			Change: last.Change, Revision: sha, Branch: last.Branch, ChangeURL: last.ChangeURL,
 			Trigger: "rerequest", RequestedBy: login, Builders: sortedTerms(known), Unknown: unknown}}
 	return t.consider(ctx, w)
+}
+
+// installationEvent follows the App's installation for the configured
+// repositories of its account (see access.go): a new installation's ID
+// is used from now on and, like an unsuspended one, makes the posts not
+// reported for want of access again; a deleted or suspended one marks
+// the repositories out of reach, so that their posts are not retried one
+// by one.
+func (t *Trybot) installationEvent(e *github.InstallationEvent) {
+	inst := e.GetInstallation()
+	action := e.GetAction()
+	for _, ri := range t.repos {
+		g := ri.github
+		if ri.review != client.ReviewGitHub || g.inst == nil || !strings.EqualFold(ri.owner, inst.GetAccount().GetLogin()) ||
+			(g.appID != 0 && inst.GetAppID() != 0 && inst.GetAppID() != g.appID) {
+			continue
+		}
+		log := t.log.WithFields(map[string]any{"repo": ri.cfg.Slug, "installation": inst.GetID(), "action": action})
+		switch action {
+		case "created", "unsuspend", "new_permissions_accepted":
+			if action == "created" && g.inst.use(inst.GetID(), false) {
+				log.Warn("trybot: the GitHub App was installed again; using the new installation")
+			}
+			t.accessBack(ri, "installation "+action)
+		case "deleted", "suspend":
+			log.Warn("trybot: the GitHub App's installation was " + map[string]string{"deleted": "deleted", "suspend": "suspended"}[action] +
+				"; results are not reported there until it is back")
+			t.mu.Lock()
+			t.noAccess[ri.cfg.Name] = true
+			t.mu.Unlock()
+		}
+	}
 }

@@ -165,6 +165,14 @@ func (s *Sim) serve(f apiFunc, appOnly bool) http.Handler {
 			writeJSON(w, code, deny)
 			return
 		}
+		if s.throttle(r.Method, w.Header()) {
+			s.rateCount(key, u).setHeaders(w.Header())
+			writeJSON(w, http.StatusForbidden, &errorBody{
+				Message:          "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID " + w.Header().Get("X-GitHub-Request-Id") + ".",
+				DocumentationURL: "https://docs.github.com/free-pro-team@latest/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+			})
+			return
+		}
 		code, v := f(c)
 		var body []byte
 		if v != nil {
@@ -1297,4 +1305,31 @@ func (s *Sim) createHook(c *call) (int, any) {
 	out := s.wHookOf(s.hooks[id])
 	c.hdr.Set("Location", out.URL)
 	return http.StatusCreated, out
+}
+
+// SecondaryRateLimit makes the next n writes (requests other than GET
+// and HEAD), whoever sends them, fail as GitHub's secondary rate limit
+// does: 403 with a Retry-After header of retryAfter (whole seconds) and
+// a message and documentation_url saying so. X-RateLimit-Remaining is
+// not 0: the primary limit is not the reason.
+func (s *Sim) SecondaryRateLimit(n int, retryAfter time.Duration) {
+	s.mu.Lock()
+	s.throttled, s.retryAfter = n, retryAfter
+	s.mu.Unlock()
+}
+
+// throttle reports whether a request with method is refused for the
+// secondary rate limit, setting its Retry-After.
+func (s *Sim) throttle(method string, h http.Header) bool {
+	if method == http.MethodGet || method == http.MethodHead {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.throttled <= 0 {
+		return false
+	}
+	s.throttled--
+	h.Set("Retry-After", strconv.Itoa(int(s.retryAfter.Round(time.Second)/time.Second)))
+	return true
 }

@@ -511,3 +511,29 @@ func TestRateLimitExhaustion(t *testing.T) {
 		})
 	}
 }
+
+// TestSecondaryRateLimit checks the secondary rate limit as GitHub
+// sends it: 403 with Retry-After and the documentation_url go-github
+// recognises (an *AbuseRateLimitError with RetryAfter), on writes only,
+// and X-RateLimit-Remaining not 0.
+func TestSecondaryRateLimit(t *testing.T) {
+	w := newWorld(t, Options{})
+	ctx := ctxT(t)
+	c := client(t, w.s, w.writeTok)
+	w.s.SecondaryRateLimit(1, 7*time.Second)
+	if _, _, err := c.Repositories.Get(ctx, "octo", "hello"); err != nil {
+		t.Errorf("a read under the secondary limit: %v", err)
+	}
+	head := lsRemote(t, w.s.GitURL(w.repo))["refs/heads/main"]
+	st := &github.RepoStatus{State: github.String("success"), Context: github.String("x")}
+	_, resp, err := c.Repositories.CreateStatus(ctx, "octo", "hello", head, st)
+	var ab *github.AbuseRateLimitError
+	if !errors.As(err, &ab) || ab.RetryAfter == nil || *ab.RetryAfter != 7*time.Second || resp.StatusCode != http.StatusForbidden ||
+		resp.Header.Get("X-RateLimit-Remaining") == "0" {
+		t.Errorf("write: %v (%+v); want 403 secondary rate limit with Retry-After 7s", err, resp)
+	}
+	// (go-github itself holds back c until the Retry-After has passed.)
+	if _, _, err := client(t, w.s, w.writeTok).Repositories.CreateStatus(ctx, "octo", "hello", head, st); err != nil {
+		t.Errorf("the next write: %v", err)
+	}
+}

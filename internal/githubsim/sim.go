@@ -114,6 +114,10 @@ type Sim struct {
 	delivery []*delivery // all deliveries, in order
 	drop     func(Delivery) bool
 	rates    map[string]*rateState
+	// throttled writes left to refuse for a secondary rate limit, and
+	// the Retry-After they carry (SecondaryRateLimit).
+	throttled  int
+	retryAfter time.Duration
 
 	q      deliveryQueue
 	srv    *httpserver.Server
