@@ -34,11 +34,16 @@ type cpuTimes struct {
 type replicaStats struct {
 	cpu                                               time.Duration
 	commits, requests, dispatched, claimed, forwarded float64
+	// allocated is the bytes its Go runtime allocated; gcs its GC
+	// cycles (GC work follows allocation, so a replica that allocates
+	// more per job pays for it again in marking).
+	allocated, gcs float64
 }
 
 func (r replicaStats) sub(o replicaStats) replicaStats {
 	return replicaStats{cpu: r.cpu - o.cpu, commits: r.commits - o.commits, requests: r.requests - o.requests,
-		dispatched: r.dispatched - o.dispatched, claimed: r.claimed - o.claimed, forwarded: r.forwarded - o.forwarded}
+		dispatched: r.dispatched - o.dispatched, claimed: r.claimed - o.claimed, forwarded: r.forwarded - o.forwarded,
+		allocated: r.allocated - o.allocated, gcs: r.gcs - o.gcs}
 }
 
 // procCPU returns a process's CPU time from /proc/PID/stat: its own and,
@@ -83,7 +88,8 @@ func cpuOf(c *replicatest.Cluster, pgPid int) cpuTimes {
 		t.requests += m["tryd_http_requests_total"]
 		t.replicas = append(t.replicas, replicaStats{cpu: d, commits: m["tryd_coordinator_commit_seconds_count"], requests: m["tryd_http_requests_total"],
 			dispatched: m["tryd_coordinator_dispatched_total"], claimed: m["tryd_coordinator_builds_claimed_total"],
-			forwarded: m["tryd_coordinator_forwarded_total"]})
+			forwarded: m["tryd_coordinator_forwarded_total"],
+			allocated: m["go_memstats_alloc_bytes_total"], gcs: m["go_gc_duration_seconds_count"]})
 	}
 	// This process: the GCS emulator and the clients.
 	t.bench, _ = procCPU(os.Getpid(), false)

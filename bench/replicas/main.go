@@ -121,11 +121,9 @@ func run(tryd string, builds, jobs, slots int, logs bool, profiles string) error
 		fmt.Printf("%-11s %7.1f jobs/s  dispatch p50 %6.2fms p99 %6.2fms\n", cfg.name, r.jobsPerSec, ms(r.p50), ms(r.p99))
 		fmt.Printf("%-11s cpu/job: coordinators %4.0fus workers %4.0fus postgres %4.0fus bench (GCS emulator, clients) %4.0fus; %.2f commits/job, %.2fms each; %.2f requests/job\n", "",
 			us(r.cpuCoord), us(r.cpuWorkers), us(r.cpuPG), us(r.cpuBench), r.commitsPerJob, ms(r.commitMean), r.requestsPerJob)
-		if len(r.replicas) > 1 {
-			for k, rs := range r.replicas {
-				fmt.Printf("%-11s replica %d: %4.0f jobs dispatched, %2.0f builds claimed, %2.0f calls forwarded; per job dispatched: cpu %4.0fus, %.2f commits, %.2f requests\n", "",
-					k, rs.dispatched, rs.claimed, rs.forwarded, us(rs.cpu)/max(rs.dispatched, 1), rs.commits/max(rs.dispatched, 1), rs.requests/max(rs.dispatched, 1))
-			}
+		for k, rs := range r.replicas {
+			fmt.Printf("%-11s replica %d: %4.0f jobs dispatched, %2.0f builds claimed, %2.0f calls forwarded, %3.0f GCs; per job dispatched: cpu %4.0fus, %.2f commits, %.2f requests, %.1f KiB allocated\n", "",
+				k, rs.dispatched, rs.claimed, rs.forwarded, rs.gcs, us(rs.cpu)/max(rs.dispatched, 1), rs.commits/max(rs.dispatched, 1), rs.requests/max(rs.dispatched, 1), rs.allocated/1024/max(rs.dispatched, 1))
 		}
 		res[cfg.name] = r
 	}

