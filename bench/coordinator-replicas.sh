@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # bench/coordinator-replicas.sh: coordinator throughput with replicas. The
-# same graphs (60 builds x 50 trivial jobs, "true <name>", all submitted at
-# once, alternately to the replicas) run on 1 coordinator on SQLite (the
-# baseline), 1 on PostgreSQL and 2 replicas sharing one PostgreSQL, each
-# time with the same 3 real workers (4 slots each) and artifacts in a GCS
-# emulator; then dispatch latency (submit to job start, idle cluster, 60
-# single-job builds) is sampled on each. PostgreSQL is the server named by
-# TRYD_TEST_POSTGRES, else a throwaway one (initdb/pg_ctl).
+# same graphs (100 builds x 50 trivial jobs, "true <name>", all submitted
+# at once, alternately to the replicas) run on 1 coordinator on SQLite
+# (the baseline), 1 on PostgreSQL and 2 replicas sharing one PostgreSQL,
+# each time with the same 3 real workers (4 slots each) and artifacts in a
+# GCS emulator; then dispatch latency (submit to job start, idle cluster,
+# 60 single-job builds) is sampled on each. Each configuration runs 4
+# times, in rounds of alternating order (ABC CBA ABC CBA), each run on a
+# database of its own dropped afterwards; jobs/s is total jobs over total
+# time, latency percentiles over all samples. PostgreSQL is the server
+# named by TRYD_TEST_POSTGRES, else a throwaway one (initdb/pg_ctl).
 #
 # Target: 2 replicas dispatch at least as many jobs/s as 1 replica on
 # PostgreSQL. The jobs are trivial, so on a small machine the workers'
@@ -79,7 +82,7 @@
 dir=$(benchdir)
 go build -o "$dir/tryd" ./cmd/tryd
 go build -o "$dir/replicas" ./bench/replicas
-"$dir/replicas" -tryd "$dir/tryd" -builds "${REPLICAS_BUILDS:-60}" -jobs 50 -slots 4 | tee "$dir/out"
+"$dir/replicas" -tryd "$dir/tryd" -rounds "${REPLICAS_ROUNDS:-4}" -builds "${REPLICAS_BUILDS:-100}" -jobs 50 -slots 4 | tee "$dir/out"
 result=$(grep '^RESULT ' "$dir/out")
 get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$result"; }
 sq=$(get sqlite1) pg1=$(get pg1) pg2=$(get pg2) r=$(get ratio_pg2_pg1) rs=$(get ratio_pg1_sqlite)
@@ -87,5 +90,5 @@ p99s=$(get p99_sqlite1_ms) p991=$(get p99_pg1_ms) p992=$(get p99_pg2_ms)
 
 pass=1
 le 1.0 "$r" || pass=0
-figure="2 replicas ${pg2} jobs/s = ${r}x 1 replica (${pg1} jobs/s; SQLite ${sq} jobs/s, PostgreSQL ${rs}x it); dispatch p99 ${p992}/${p991}/${p99s} ms (2 pg/1 pg/sqlite), $(get jobs) jobs"
+figure="2 replicas ${pg2} jobs/s = ${r}x 1 replica (${pg1} jobs/s; SQLite ${sq} jobs/s, PostgreSQL ${rs}x it); dispatch p99 ${p992}/${p991}/${p99s} ms (2 pg/1 pg/sqlite), $(get rounds) runs of $(get jobs) jobs each"
 report coordinator-replicas "$figure" ">=1.0x 1 replica" "$pass"

@@ -30,6 +30,33 @@ type cpuTimes struct {
 	replicas []replicaStats
 }
 
+// sub returns the times and counts spent between o and t.
+func (t cpuTimes) sub(o cpuTimes) cpuTimes {
+	d := cpuTimes{coord: t.coord - o.coord, workers: t.workers - o.workers, pg: t.pg - o.pg, bench: t.bench - o.bench,
+		commits: t.commits - o.commits, commitTime: t.commitTime - o.commitTime, requests: t.requests - o.requests}
+	for k := range t.replicas {
+		d.replicas = append(d.replicas, t.replicas[k].sub(o.replicas[k]))
+	}
+	return d
+}
+
+// add sums the times and counts of two runs of one configuration.
+func (t cpuTimes) add(o cpuTimes) cpuTimes {
+	s := cpuTimes{coord: t.coord + o.coord, workers: t.workers + o.workers, pg: t.pg + o.pg, bench: t.bench + o.bench,
+		commits: t.commits + o.commits, commitTime: t.commitTime + o.commitTime, requests: t.requests + o.requests}
+	for k := range max(len(t.replicas), len(o.replicas)) {
+		var a, b replicaStats
+		if k < len(t.replicas) {
+			a = t.replicas[k]
+		}
+		if k < len(o.replicas) {
+			b = o.replicas[k]
+		}
+		s.replicas = append(s.replicas, a.add(b))
+	}
+	return s
+}
+
 // replicaStats are one coordinator's counters so far.
 type replicaStats struct {
 	cpu                                               time.Duration
@@ -38,6 +65,12 @@ type replicaStats struct {
 	// cycles (GC work follows allocation, so a replica that allocates
 	// more per job pays for it again in marking).
 	allocated, gcs float64
+}
+
+func (r replicaStats) add(o replicaStats) replicaStats {
+	return replicaStats{cpu: r.cpu + o.cpu, commits: r.commits + o.commits, requests: r.requests + o.requests,
+		dispatched: r.dispatched + o.dispatched, claimed: r.claimed + o.claimed, forwarded: r.forwarded + o.forwarded,
+		allocated: r.allocated + o.allocated, gcs: r.gcs + o.gcs}
 }
 
 func (r replicaStats) sub(o replicaStats) replicaStats {

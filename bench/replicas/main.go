@@ -6,7 +6,10 @@
 // two workers prefer replica 0 and one replica 1) and artifacts in a GCS
 // emulator. Builds are submitted alternately to the replicas, all at
 // once; jobs/s is jobs over the time from the first submit to the last
-// build's end. Dispatch latency is measured afterwards on the idle
+// build's end. Each configuration runs -rounds times, the rounds in
+// alternating order (so that a drift in the machine's load weighs on all
+// alike), each on a fresh database dropped afterwards (so that one run's
+// dead rows are not vacuumed during the next); figures are over all runs. Dispatch latency is measured afterwards on the idle
 // cluster: single-job builds submitted one at a time (alternately to the
 // replicas), from the client's submit to the job_started event's time (one
 // clock: everything runs on this machine). It prints one "key=value"
@@ -28,7 +31,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -46,33 +49,69 @@ var slowSamples = flag.Bool("slow-samples", false, "print each configuration's d
 
 func main() {
 	tryd := flag.String("tryd", "", "tryd binary")
+	rounds := flag.Int("rounds", 2, "runs of each configuration, in alternating order")
 	builds := flag.Int("builds", 60, "builds per run")
 	jobs := flag.Int("jobs", 50, "jobs per build")
 	slots := flag.Int("slots", 4, "slots per worker (3 workers)")
 	logs := flag.Bool("logs", false, "show the processes' logs")
-	profiles := flag.String("cpuprofile", "", "write CPU profiles of the coordinators to this directory (CONFIG-coordN.pprof, over each process's life)")
+	profiles := flag.String("cpuprofile", "", "write CPU profiles of the coordinators to this directory (CONFIG-roundR/coordN.pprof, over each process's life)")
 	flag.Parse()
-	if err := run(*tryd, *builds, *jobs, *slots, *logs, *profiles); err != nil {
+	if err := runAll(*tryd, *rounds, *builds, *jobs, *slots, *logs, *profiles); err != nil {
 		fmt.Fprintln(os.Stderr, "replicas:", err)
 		os.Exit(1)
 	}
 }
 
-type result struct {
-	jobsPerSec float64
-	p50, p99   time.Duration
-	// CPU time per job of the throughput run (zero where /proc did not
-	// tell).
-	cpuCoord, cpuWorkers, cpuPG, cpuBench time.Duration
-	// State commits per job and their mean duration.
-	commitsPerJob  float64
-	commitMean     time.Duration
-	requestsPerJob float64
-	// replicas are each coordinator's figures in the throughput run.
-	replicas []replicaStats
+// config is one way of running the coordinators.
+type config struct {
+	name     string
+	postgres bool
+	replicas int
 }
 
-func run(tryd string, builds, jobs, slots int, logs bool, profiles string) error {
+var configs = []config{
+	{"sqlite-1", false, 1},
+	{"postgres-1", true, 1},
+	{"postgres-2", true, 2},
+}
+
+// run is what one throughput run and its latency samples measured.
+type run struct {
+	jobs    int
+	elapsed time.Duration
+	// cpu is the CPU time and counters spent during the throughput run.
+	cpu cpuTimes
+	lat []time.Duration
+}
+
+// total sums a configuration's runs.
+type total struct {
+	jobs    int
+	elapsed time.Duration
+	cpu     cpuTimes
+	lat     []time.Duration
+}
+
+func (t *total) add(r run) {
+	t.jobs += r.jobs
+	t.elapsed += r.elapsed
+	t.cpu = t.cpu.add(r.cpu)
+	t.lat = append(t.lat, r.lat...)
+}
+
+func (t *total) jobsPerSec() float64 { return float64(t.jobs) / t.elapsed.Seconds() }
+
+// percentile returns the p-th percentile of the latency samples.
+func (t *total) percentile(p int) time.Duration {
+	if len(t.lat) == 0 {
+		return 0
+	}
+	l := slices.Clone(t.lat)
+	slices.Sort(l)
+	return l[len(l)*p/100]
+}
+
+func runAll(tryd string, rounds, builds, jobs, slots int, logs bool, profiles string) error {
 	if tryd == "" {
 		return errors.New("-tryd is required")
 	}
@@ -89,48 +128,81 @@ func run(tryd string, builds, jobs, slots int, logs bool, profiles string) error
 		defer stop()
 		dsn = srv.DSN
 	}
-	configs := []struct {
-		name     string
-		postgres bool
-		replicas int
-	}{
-		{"sqlite-1", false, 1},
-		{"postgres-1", true, 1},
-		{"postgres-2", true, 2},
+	pgPid := postmaster(dsn)
+	totals := map[string]*total{}
+	for _, cfg := range configs {
+		totals[cfg.name] = &total{}
 	}
-	res := map[string]result{}
-	for i, cfg := range configs {
-		var db string
-		if cfg.postgres {
-			var err error
-			if db, err = createDB(dsn, fmt.Sprintf("tryd_bench_%d_%d", os.Getpid(), i)); err != nil {
-				return err
+	// Rounds alternate the order of the configurations (ABC CBA ...), so
+	// that a drift of the machine's load during the benchmark weighs on
+	// each alike.
+	for round := range rounds {
+		order := slices.Clone(configs)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, cfg := range order {
+			r, err := measureConfig(cfg, round, dsn, pgPid, tryd, builds, jobs, slots, logs, profiles)
+			if err != nil {
+				return fmt.Errorf("%s (round %d): %w", cfg.name, round+1, err)
 			}
+			fmt.Printf("round %d %-11s %7.1f jobs/s\n", round+1, cfg.name, float64(r.jobs)/r.elapsed.Seconds())
+			totals[cfg.name].add(r)
 		}
-		var prof string
-		if profiles != "" {
-			prof = filepath.Join(profiles, cfg.name)
-			if err := os.MkdirAll(prof, 0o755); err != nil {
-				return err
-			}
-		}
-		r, err := measure(tryd, db, cfg.replicas, builds, jobs, slots, fmt.Sprintf("r%d", i), logs, postmaster(dsn), prof)
-		if err != nil {
-			return fmt.Errorf("%s: %w", cfg.name, err)
-		}
-		fmt.Printf("%-11s %7.1f jobs/s  dispatch p50 %6.2fms p99 %6.2fms\n", cfg.name, r.jobsPerSec, ms(r.p50), ms(r.p99))
-		fmt.Printf("%-11s cpu/job: coordinators %4.0fus workers %4.0fus postgres %4.0fus bench (GCS emulator, clients) %4.0fus; %.2f commits/job, %.2fms each; %.2f requests/job\n", "",
-			us(r.cpuCoord), us(r.cpuWorkers), us(r.cpuPG), us(r.cpuBench), r.commitsPerJob, ms(r.commitMean), r.requestsPerJob)
-		for k, rs := range r.replicas {
-			fmt.Printf("%-11s replica %d: %4.0f jobs dispatched, %2.0f builds claimed, %2.0f calls forwarded, %3.0f GCs; per job dispatched: cpu %4.0fus, %.2f commits, %.2f requests, %.1f KiB allocated\n", "",
-				k, rs.dispatched, rs.claimed, rs.forwarded, rs.gcs, us(rs.cpu)/max(rs.dispatched, 1), rs.commits/max(rs.dispatched, 1), rs.requests/max(rs.dispatched, 1), rs.allocated/1024/max(rs.dispatched, 1))
-		}
-		res[cfg.name] = r
 	}
-	s, p1, p2 := res["sqlite-1"], res["postgres-1"], res["postgres-2"]
-	fmt.Printf("RESULT jobs=%d sqlite1=%.1f pg1=%.1f pg2=%.1f ratio_pg2_pg1=%.2f ratio_pg1_sqlite=%.2f p99_sqlite1_ms=%.2f p99_pg1_ms=%.2f p99_pg2_ms=%.2f\n",
-		builds*jobs, s.jobsPerSec, p1.jobsPerSec, p2.jobsPerSec, p2.jobsPerSec/p1.jobsPerSec, p1.jobsPerSec/s.jobsPerSec, ms(s.p99), ms(p1.p99), ms(p2.p99))
+	fmt.Println()
+	for _, cfg := range configs {
+		printTotal(cfg.name, totals[cfg.name])
+	}
+	s, p1, p2 := totals["sqlite-1"], totals["postgres-1"], totals["postgres-2"]
+	fmt.Printf("RESULT jobs=%d rounds=%d sqlite1=%.1f pg1=%.1f pg2=%.1f ratio_pg2_pg1=%.2f ratio_pg1_sqlite=%.2f p99_sqlite1_ms=%.2f p99_pg1_ms=%.2f p99_pg2_ms=%.2f\n",
+		builds*jobs, rounds, s.jobsPerSec(), p1.jobsPerSec(), p2.jobsPerSec(), p2.jobsPerSec()/p1.jobsPerSec(), p1.jobsPerSec()/s.jobsPerSec(),
+		ms(s.percentile(99)), ms(p1.percentile(99)), ms(p2.percentile(99)))
 	return nil
+}
+
+// measureConfig runs cfg once, on a database of its own that is dropped
+// afterwards: what a run leaves (dead rows for autovacuum) must not cost
+// the next one.
+func measureConfig(cfg config, round int, dsn string, pgPid int, tryd string, builds, jobs, slots int, logs bool, profiles string) (run, error) {
+	prefix := fmt.Sprintf("r%d%s", round, cfg.name[:1]) + strconv.Itoa(cfg.replicas)
+	var db string
+	if cfg.postgres {
+		name := fmt.Sprintf("tryd_bench_%d_%s", os.Getpid(), prefix)
+		var err error
+		if db, err = createDB(dsn, name); err != nil {
+			return run{}, err
+		}
+		defer dropDB(dsn, name)
+	} else {
+		pgPid = 0
+	}
+	var prof string
+	if profiles != "" {
+		prof = filepath.Join(profiles, fmt.Sprintf("%s-round%d", cfg.name, round+1))
+		if err := os.MkdirAll(prof, 0o755); err != nil {
+			return run{}, err
+		}
+	}
+	return measure(tryd, db, cfg.replicas, builds, jobs, slots, prefix, logs, pgPid, prof)
+}
+
+// printTotal prints a configuration's figures over all rounds.
+func printTotal(name string, t *total) {
+	n := float64(t.jobs)
+	per := func(d time.Duration) float64 { return us(d) / n }
+	c := t.cpu
+	fmt.Printf("%-11s %7.1f jobs/s  dispatch p50 %6.2fms p99 %6.2fms (%d samples)\n", name, t.jobsPerSec(), ms(t.percentile(50)), ms(t.percentile(99)), len(t.lat))
+	commitMean := 0.0
+	if c.commits > 0 {
+		commitMean = ms(c.commitTime) / c.commits
+	}
+	fmt.Printf("%-11s cpu/job: coordinators %4.0fus workers %4.0fus postgres %4.0fus bench (GCS emulator, clients) %4.0fus; %.2f commits/job, %.2fms each; %.2f requests/job\n", "",
+		per(c.coord), per(c.workers), per(c.pg), per(c.bench), c.commits/n, commitMean, c.requests/n)
+	for k, rs := range c.replicas {
+		fmt.Printf("%-11s replica %d: %4.0f jobs dispatched, %2.0f builds claimed, %2.0f calls forwarded, %3.0f GCs; per job dispatched: cpu %4.0fus, %.2f commits, %.2f requests, %.1f KiB allocated\n", "",
+			k, rs.dispatched, rs.claimed, rs.forwarded, rs.gcs, us(rs.cpu)/max(rs.dispatched, 1), rs.commits/max(rs.dispatched, 1), rs.requests/max(rs.dispatched, 1), rs.allocated/1024/max(rs.dispatched, 1))
+	}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -154,6 +226,22 @@ func createDB(dsn, name string) (string, error) {
 	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name), nil
 }
 
+// dropDB drops a database the benchmark made (its coordinators are gone;
+// FORCE ends any connection left).
+func dropDB(dsn, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "replicas: drop database:", err)
+		return
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+		fmt.Fprintln(os.Stderr, "replicas: drop database:", err)
+	}
+}
+
 func graphOf(prefix string, n int) graph.Graph {
 	var g graph.Graph
 	for i := range n {
@@ -164,12 +252,12 @@ func graphOf(prefix string, n int) graph.Graph {
 	return g
 }
 
-func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string, logs bool, pgPid int, profiles string) (result, error) {
+func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string, logs bool, pgPid int, profiles string) (run, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "tryd-replicas-")
 	if err != nil {
-		return result{}, err
+		return run{}, err
 	}
 	defer os.RemoveAll(dir)
 	opts := replicatest.Options{Tryd: tryd, Dir: dir, DSN: dsn, Replicas: replicas, CPUProfileDir: profiles}
@@ -178,25 +266,25 @@ func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string,
 	}
 	c, err := replicatest.Start(ctx, opts)
 	if err != nil {
-		return result{}, err
+		return run{}, err
 	}
 	defer c.Close()
 	for i, prefer := range []int{0, 1, 0} {
 		if _, err := c.StartWorker(replicatest.WorkerNames[i], prefer%replicas, slots); err != nil {
-			return result{}, err
+			return run{}, err
 		}
 	}
 	if err := waitWorkers(ctx, c, replicas, 3); err != nil {
-		return result{}, err
+		return run{}, err
 	}
 	// Warm up: connections, prepared plans, worker caches.
 	if err := runBuilds(ctx, c, replicas, 2, 10, prefix+"warm"); err != nil {
-		return result{}, err
+		return run{}, err
 	}
 	cpu0 := cpuOf(c, pgPid)
 	t0 := time.Now()
 	if err := runBuilds(ctx, c, replicas, builds, jobs, prefix); err != nil {
-		return result{}, err
+		return run{}, err
 	}
 	el := time.Since(t0)
 	cpu1 := cpuOf(c, pgPid)
@@ -204,7 +292,7 @@ func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string,
 	for i := range samples {
 		d, err := dispatchLatency(ctx, c.Client(i%replicas), fmt.Sprintf("%s-lat%d", prefix, i))
 		if err != nil {
-			return result{}, err
+			return run{}, err
 		}
 		lat = append(lat, d)
 	}
@@ -217,24 +305,7 @@ func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string,
 			}
 		}
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	n := time.Duration(builds * jobs)
-	r := result{jobsPerSec: float64(builds*jobs) / el.Seconds(),
-		cpuCoord: (cpu1.coord - cpu0.coord) / n, cpuWorkers: (cpu1.workers - cpu0.workers) / n, cpuBench: (cpu1.bench - cpu0.bench) / n,
-		commitsPerJob: (cpu1.commits - cpu0.commits) / float64(n), requestsPerJob: (cpu1.requests - cpu0.requests) / float64(n)}
-	for k := range cpu1.replicas {
-		r.replicas = append(r.replicas, cpu1.replicas[k].sub(cpu0.replicas[k]))
-	}
-	if dc := cpu1.commits - cpu0.commits; dc > 0 {
-		r.commitMean = (cpu1.commitTime - cpu0.commitTime) / time.Duration(dc)
-	}
-	if dsn != "" {
-		r.cpuPG = (cpu1.pg - cpu0.pg) / n
-	}
-	if len(lat) > 0 {
-		r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
-	}
-	return r, nil
+	return run{jobs: builds * jobs, elapsed: el, cpu: cpu1.sub(cpu0), lat: lat}, nil
 }
 
 // runBuilds submits the builds alternately to the replicas at once and
