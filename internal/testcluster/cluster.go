@@ -147,6 +147,9 @@ func Launch(ctx context.Context, opts Options) (*Cluster, error) {
 // token). It starts nothing; the caller must Close it to stop the
 // workers.
 func Join(opts Options, coordinatorURL string, tokens map[string]string) (*Cluster, error) {
+	if len(tokens) == 0 {
+		return nil, errors.New("testcluster: Join needs the tokens of the workers to start")
+	}
 	c, err := newCluster(opts, tokens)
 	if err != nil {
 		return nil, err
@@ -180,6 +183,9 @@ func newCluster(opts Options, tokens map[string]string) (*Cluster, error) {
 			c.WorkerTokens[n] = randomToken()
 		}
 	} else {
+		if _, ok := tokens[BadWorker]; ok {
+			return nil, fmt.Errorf("testcluster: worker name %q is reserved for an unknown token", BadWorker)
+		}
 		maps.Copy(c.WorkerTokens, tokens)
 	}
 	c.WorkerTokens[BadWorker] = randomToken()

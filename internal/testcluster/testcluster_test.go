@@ -62,7 +62,7 @@ func TestLaunchGivesUpWithItsContext(t *testing.T) {
 }
 
 func TestJoinRejectsBadNames(t *testing.T) {
-	for _, name := range []string{"", "../w", "a/b", ".hidden"} {
+	for _, name := range []string{"", "../w", "a/b", ".hidden", testcluster.BadWorker} {
 		_, err := testcluster.Join(testcluster.Options{Tryd: "tryd", Dir: t.TempDir()}, "http://127.0.0.1:1", map[string]string{name: "tok"})
 		if err == nil {
 			t.Errorf("Join with worker name %q succeeded", name)
