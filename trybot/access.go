@@ -156,11 +156,9 @@ func (t *Trybot) classifyPostError(ctx context.Context, ri *repoInfo, err error)
 	case rateLimited(err):
 		return err
 	case status == http.StatusNotFound:
-	case app && status == http.StatusUnauthorized:
-		// The token was revoked (the App uninstalled): mint another,
-		// for whatever installation is current.
-		ri.github.inst.use(ri.github.inst.ID(), true)
-	case app && status == http.StatusForbidden:
+	case app && (status == http.StatusUnauthorized || status == http.StatusForbidden):
+		// 401: the token was revoked (the App uninstalled; the next
+		// request mints another, see forgetRevoked).
 	default:
 		if rf != nil {
 			return rf
@@ -217,8 +215,8 @@ func rateLimited(err error) bool {
 // only the first time the repository is found out of reach.
 func (t *Trybot) recordNoAccess(ctx context.Context, ar *activeRun, what string, na *noAccessError) error {
 	t.mu.Lock()
-	first := !t.noAccess[ar.repo.cfg.Name]
-	t.noAccess[ar.repo.cfg.Name] = true
+	first := t.noAccess[ar.repo.cfg.Name] != na.message()
+	t.noAccess[ar.repo.cfg.Name] = na.message()
 	t.mu.Unlock()
 	log := t.log.WithFields(logrus.Fields{"repo": ar.repo.cfg.Slug, "run": ar.run.ID, "what": what})
 	if first {
@@ -245,7 +243,7 @@ func (t *Trybot) recordNoAccess(ctx context.Context, ar *activeRun, what string,
 // earlier check is still answering 404 is not lost.
 func (t *Trybot) accessBack(ri *repoInfo, why string) {
 	t.mu.Lock()
-	marked := t.noAccess[ri.cfg.Name]
+	marked := t.noAccess[ri.cfg.Name] != ""
 	ctx := t.runCtx
 	running := ctx != nil && ctx.Err() == nil
 	if marked && running {
@@ -264,7 +262,7 @@ func (t *Trybot) accessBack(ri *repoInfo, why string) {
 			return
 		}
 		t.mu.Lock()
-		claimed := t.noAccess[ri.cfg.Name]
+		claimed := t.noAccess[ri.cfg.Name] != ""
 		delete(t.noAccess, ri.cfg.Name)
 		t.mu.Unlock()
 		if !claimed {
@@ -291,7 +289,7 @@ func (t *Trybot) markNoAccessFromStore(ctx context.Context) error {
 		}
 		if len(ps) > 0 {
 			t.mu.Lock()
-			t.noAccess[ri.cfg.Name] = true
+			t.noAccess[ri.cfg.Name] = "posts not reported for want of access (earlier process)"
 			t.mu.Unlock()
 		}
 	}

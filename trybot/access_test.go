@@ -1,9 +1,10 @@
 package trybot_test
 
 import (
-	"net/http"
+	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,52 +16,82 @@ import (
 
 	"github.com/tryd-ci/tryd/bench/trystack"
 	"github.com/tryd-ci/tryd/internal/config"
+	"github.com/tryd-ci/tryd/internal/githubsim"
 	"github.com/tryd-ci/tryd/trybot"
 	"github.com/tryd-ci/tryd/trybot/client"
 )
 
 // TestGitHubAppLosesAccess checks that when the GitHub App loses access
-// to the repository in the middle of a run (taken out of its
-// installation: GitHub answers 404 for everything there), the posts are
-// recorded as not reported for want of access, shown on the run, logged
+// to the repository in the middle of a run, the posts are recorded as
+// not reported for want of access, shown on the run with why, logged
 // once and not retried one by one, and that when access comes back they
 // are made after all (the check runs complete, the report errors go):
-// on the installation_repositories "added" webhook, or, when the webhook
-// was missed (the trybot was down), on the next successful post of a
-// restarted trybot.
+// on the App's webhook, or, when the webhook was missed (the trybot was
+// down, or the delivery failed), on the next post that succeeds.
 //
-// On a public repository GitHub answers the App's writes with 403
-// "Resource not accessible by integration" instead of 404 (it may still
-// read the repository), which is lost access just the same.
+// Access is lost in each way GitHub has: the repository taken out of
+// the installation (404 on a private repository; 403 "Resource not
+// accessible by integration" on a public one, which the App may still
+// read), the installation suspended (403 "This installation has been
+// suspended"), and the App uninstalled (its tokens revoked: 401) and
+// installed again under a new installation ID, whose tokens the trybot
+// must then use.
 func TestGitHubAppLosesAccess(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name            string
-		restart, public bool
-	}{
-		{"webhook", false, false},
-		{"restart and next success", true, false},
-		{"public repository", false, true},
+	type sim = githubsim.Sim
+	removed := func(ctx context.Context, g *sim, slug string) error {
+		return g.RemoveFromInstallation(ctx, "tryd", slug)
+	}
+	added := func(ctx context.Context, g *sim, slug string) error { return g.AddToInstallation(ctx, "tryd", slug) }
+	suspended := func(ctx context.Context, g *sim, _ string) error { return g.SuspendInstallation(ctx, "tryd") }
+	unsuspended := func(ctx context.Context, g *sim, _ string) error { return g.UnsuspendInstallation(ctx, "tryd") }
+	deleted := func(ctx context.Context, g *sim, _ string) error { return g.DeleteInstallation(ctx, "tryd") }
+	created := func(ctx context.Context, g *sim, _ string) error {
+		_, err := g.CreateInstallation(ctx, "tryd")
+		return err
+	}
+	const noAccess = "not reported: the GitHub App has no access to org/repo"
+	for _, tc := range []accessCase{
+		{name: "webhook", lose: removed, restore: added, status: []int{404}, msg: noAccess},
+		{name: "restart and next success", lose: removed, restore: added, missed: "restart", status: []int{404}, msg: noAccess},
+		{name: "public repository", public: true, lose: removed, restore: added, status: []int{403}, msg: noAccess},
+		{name: "suspended", lose: suspended, restore: unsuspended, status: []int{403}, msg: "not reported: the GitHub App's installation for org/repo is suspended"},
+		// The cached token is refused (401), then minting one for the
+		// old installation fails (404).
+		{name: "uninstalled and installed again", lose: deleted, restore: created, status: []int{401, 404}, msg: "not reported: the GitHub App was uninstalled (from org's account)"},
+		{name: "installed again, webhook missed", lose: deleted, restore: created, missed: "delivery", status: []int{401, 404}, msg: "not reported: the GitHub App was uninstalled (from org's account)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			testLosesAccess(t, tc.restart, tc.public)
+			testLosesAccess(t, tc)
 		})
 	}
 }
 
-func testLosesAccess(t *testing.T, restart, public bool) {
+// accessCase is a way of losing access to the repository and of getting
+// it back.
+type accessCase struct {
+	name          string
+	public        bool
+	lose, restore func(ctx context.Context, g *githubsim.Sim, slug string) error
+	// missed, if set, is how the trybot misses the webhook of restore:
+	// "restart" (it is down) or "delivery" (the delivery fails); it
+	// then learns from its next post, of another pull request.
+	missed string
+	// status is what GitHub may answer the posts, msg what the run
+	// shows.
+	status []int
+	msg    string
+}
+
+func testLosesAccess(t *testing.T, tc accessCase) {
 	marker := filepath.Join(t.TempDir(), "go")
 	wait := config.Step{Name: "wait", Shell: "while [ ! -e " + marker + " ]; do sleep 0.05; done"}
 	builders := []config.Builder{{Name: "one", Steps: []config.Step{wait}}, {Name: "two", Steps: []config.Step{wait}}}
 	s := startStack(t, trystack.Options{GitHub: true, Builders: builders})
 	g := s.GitHub
-	if err := g.Sim.SetPublic(g.Slug(), public); err != nil {
+	if err := g.Sim.SetPublic(g.Slug(), tc.public); err != nil {
 		t.Fatal(err)
-	}
-	status := http.StatusNotFound
-	if public {
-		status = http.StatusForbidden
 	}
 	dir := t.TempDir()
 	start := func() (*trybot.Trybot, *prometheus.Registry, *logtest.Hook, func()) {
@@ -76,6 +107,13 @@ func testLosesAccess(t *testing.T, restart, public bool) {
 		return tb, opts.Registry, hook, stop
 	}
 	tb, reg, hook, stop := start()
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, e := range hook.AllEntries() {
+				t.Logf("trybot log: %s %s %v", e.Level, e.Message, e.Data)
+			}
+		}
+	})
 	runs, err := client.New(serveAPI(t, tb), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +131,7 @@ func testLosesAccess(t *testing.T, restart, public bool) {
 	}
 	n := openPR("feature")
 	waitFor(t, "the builds to start", 60*time.Second, func() bool { return postsCounted(t, reg, "started", "ok") == 2 })
-	if err := g.Sim.RemoveFromInstallation(ctx, "tryd", g.Slug()); err != nil {
+	if err := tc.lose(ctx, g.Sim, g.Slug()); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(marker, nil, 0o644); err != nil {
@@ -112,13 +150,13 @@ func testLosesAccess(t *testing.T, restart, public bool) {
 		return *r
 	}
 	waitFor(t, "the run to finish", 60*time.Second, func() bool { run = get(); return run.State.Finished() })
-	want := "not reported: the GitHub App has no access to " + g.Slug()
+	want := tc.msg
 	if run.State != client.StateSucceeded || len(run.ReportErrors) != 2 {
 		t.Fatalf("run %s, report errors %+v; want succeeded with two", run.State, run.ReportErrors)
 	}
 	for _, re := range run.ReportErrors {
-		if !strings.HasPrefix(re.What, "done:") || re.Status != status || re.Error != want || !re.AwaitingAccess {
-			t.Errorf("report error %+v, want done:* %d %q awaiting access", re, status, want)
+		if !strings.HasPrefix(re.What, "done:") || !slices.Contains(tc.status, re.Status) || re.Error != want || !re.AwaitingAccess {
+			t.Errorf("report error %+v, want done:* %v %q awaiting access", re, tc.status, want)
 		}
 	}
 	if got, refused := postsCounted(t, reg, "done", "no_access"), postsCounted(t, reg, "done", "refused"); got != 2 || refused != 0 {
@@ -126,7 +164,7 @@ func testLosesAccess(t *testing.T, restart, public bool) {
 	}
 	var errorLines int
 	for _, e := range hook.AllEntries() {
-		if e.Level <= logrus.ErrorLevel && strings.Contains(e.Message, "no access to "+g.Slug()) {
+		if e.Level <= logrus.ErrorLevel && strings.Contains(e.Message, strings.TrimPrefix(want, "not reported: ")) {
 			errorLines++
 		}
 	}
@@ -134,11 +172,12 @@ func testLosesAccess(t *testing.T, restart, public bool) {
 		t.Errorf("%d error log lines about the lost access, want 1", errorLines)
 	}
 
-	if restart {
+	switch tc.missed {
+	case "restart":
 		// Access comes back while the trybot is down: it misses the
 		// webhook, and learns it from its next post that succeeds.
 		stop()
-		if err := g.Sim.AddToInstallation(ctx, "tryd", g.Slug()); err != nil {
+		if err := tc.restore(ctx, g.Sim, g.Slug()); err != nil {
 			t.Fatal(err)
 		}
 		tb, reg, _, _ = start()
@@ -146,11 +185,27 @@ func testLosesAccess(t *testing.T, restart, public bool) {
 			t.Fatal(err)
 		}
 		openPR("second")
-	} else if err := g.Sim.AddToInstallation(ctx, "tryd", g.Slug()); err != nil {
-		t.Fatal(err)
+	case "delivery":
+		// The webhook's delivery fails.
+		s.SetAppWebhook(nil)
+		if err := tc.restore(ctx, g.Sim, g.Slug()); err != nil {
+			t.Fatal(err)
+		}
+		s.SetAppWebhook(tb.Handler())
+		openPR("second")
+	default:
+		if err := tc.restore(ctx, g.Sim, g.Slug()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	waitFor(t, "the report errors to go", 60*time.Second, func() bool { return len(get().ReportErrors) == 0 })
-	gc, err := github.NewClient(nil).WithEnterpriseURLs(g.Sim.APIURL(), g.Sim.APIURL())
+	// As a user, whose rate limit an anonymous client's 60 an hour
+	// would not survive the polling.
+	tok, err := os.ReadFile(g.TokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc, err := github.NewClient(nil).WithAuthToken(strings.TrimSpace(string(tok))).WithEnterpriseURLs(g.Sim.APIURL(), g.Sim.APIURL())
 	if err != nil {
 		t.Fatal(err)
 	}

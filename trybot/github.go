@@ -81,7 +81,10 @@ func newGitHubServer(ctx context.Context, s config.GitHubServer, hc *http.Client
 			return nil, fmt.Errorf("trybot: github server %s: %w", s.Name, err)
 		}
 		g.app, g.inst, g.appID = appClient, &installationTokens{c: appClient, id: s.InstallationID}, s.AppID
-		if g.c, err = mk(oauth2.NewClient(ctx, g.inst)); err != nil {
+		// Not oauth2.NewClient: it would cache tokens itself, out of
+		// reach of forgetRevoked and of an installation change.
+		oc := &http.Client{Timeout: hc.Timeout, Transport: &forgetRevoked{base: &oauth2.Transport{Source: g.inst, Base: transportOf(hc)}, inst: g.inst}}
+		if g.c, err = mk(oc); err != nil {
 			return nil, fmt.Errorf("trybot: github server %s: %w", s.Name, err)
 		}
 		g.checks = true
@@ -159,9 +162,12 @@ func (j *jwtTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // (see access.go): the cached token is then dropped, since tokens of
 // the old installation were revoked with it.
 type installationTokens struct {
-	c  *github.Client
-	mu sync.Mutex
-	id int64
+	c *github.Client
+	// repos are the server's configured repositories (owner, name),
+	// whose installation is looked up when the current one is gone.
+	repos [][2]string
+	mu    sync.Mutex
+	id    int64
 	// tok is the current token of installation id, or nil.
 	tok *oauth2.Token
 }
@@ -191,7 +197,16 @@ func (s *installationTokens) Token() (*oauth2.Token, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	it, _, err := s.c.Apps.CreateInstallationToken(ctx, id, nil)
+	it, resp, err := s.c.Apps.CreateInstallationToken(ctx, id, nil)
+	if err != nil && resp != nil && resp.StatusCode == http.StatusNotFound {
+		// The installation is gone: the App may have been installed
+		// again, under another ID, whose webhook was missed.
+		if nid := s.find(ctx); nid != 0 && nid != id {
+			s.use(nid, false)
+			id = nid
+			it, _, err = s.c.Apps.CreateInstallationToken(ctx, id, nil)
+		}
+	}
 	if err != nil {
 		return nil, &installationTokenError{id: id, err: err}
 	}
@@ -202,6 +217,33 @@ func (s *installationTokens) Token() (*oauth2.Token, error) {
 	}
 	s.mu.Unlock()
 	return tok, nil
+}
+
+// find returns the ID of the installation of the first configured
+// repository that has one, or 0.
+func (s *installationTokens) find(ctx context.Context) int64 {
+	for _, r := range s.repos {
+		if inst, _, err := s.c.Apps.FindRepositoryInstallation(ctx, r[0], r[1]); err == nil {
+			return inst.GetID()
+		}
+	}
+	return 0
+}
+
+// forgetRevoked drops the cached installation token when GitHub answers
+// 401 (the token was revoked: the App uninstalled), so that the next
+// request mints one, for whatever installation is current then.
+type forgetRevoked struct {
+	base http.RoundTripper
+	inst *installationTokens
+}
+
+func (f *forgetRevoked) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := f.base.RoundTrip(r)
+	if err == nil && resp.StatusCode == http.StatusUnauthorized {
+		f.inst.use(f.inst.ID(), true)
+	}
+	return resp, err
 }
 
 // ID returns the current installation ID.

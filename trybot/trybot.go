@@ -124,8 +124,10 @@ type Trybot struct {
 	wg     sync.WaitGroup
 	perms  map[string]permEntry // GitHub "owner/repo\x00login" → permission
 	// noAccess holds the repositories (by name) whose GitHub
-	// credentials were last found without access (see access.go).
-	noAccess map[string]bool
+	// credentials were last found without access (see access.go), with
+	// why (the report error's message, or what said so), so that each
+	// loss is logged once.
+	noAccess map[string]string
 	// known caches run keys the store has, so that a scan asks the
 	// store only about new requests.
 	known map[string]bool
@@ -226,7 +228,7 @@ func New(ctx context.Context, opts Options) (*Trybot, error) {
 		scanCh:   make(chan struct{}, 1),
 		active:   map[string]*activeRun{},
 		perms:    map[string]permEntry{},
-		noAccess: map[string]bool{},
+		noAccess: map[string]string{},
 		known:    map[string]bool{},
 	}
 	t.flakyRetries, t.preexistingVote = DefaultFlakyRetries, cfg.Trybot.PreexistingVote
@@ -337,6 +339,9 @@ func resolveRepos(ctx context.Context, cfg *config.Config, hc *http.Client) ([]*
 				return nil, fmt.Errorf("trybot: repo %q: bad slug %q", r.Name, r.Slug)
 			}
 			ri.review, ri.github, ri.owner, ri.name = client.ReviewGitHub, g, owner, name
+			if g.inst != nil {
+				g.inst.repos = append(g.inst.repos, [2]string{owner, name})
+			}
 		default:
 			continue // not reviewed: nothing to try
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -270,8 +271,14 @@ func (t *Trybot) installationEvent(e *github.InstallationEvent) {
 	action := e.GetAction()
 	for _, ri := range t.repos {
 		g := ri.github
-		if ri.review != client.ReviewGitHub || g.inst == nil || !strings.EqualFold(ri.owner, inst.GetAccount().GetLogin()) ||
-			(g.appID != 0 && inst.GetAppID() != 0 && inst.GetAppID() != g.appID) {
+		if ri.review != client.ReviewGitHub || g.inst == nil || (g.appID != 0 && inst.GetAppID() != 0 && inst.GetAppID() != g.appID) {
+			continue
+		}
+		// The installation is the repository's when it is the one in
+		// use, lists it, or belongs to its account.
+		ours := inst.GetID() == g.inst.ID() || strings.EqualFold(ri.owner, inst.GetAccount().GetLogin()) ||
+			slices.ContainsFunc(e.Repositories, func(r *github.Repository) bool { return strings.EqualFold(r.GetFullName(), ri.cfg.Slug) })
+		if !ours {
 			continue
 		}
 		log := t.log.WithFields(map[string]any{"repo": ri.cfg.Slug, "installation": inst.GetID(), "action": action})
@@ -285,7 +292,7 @@ func (t *Trybot) installationEvent(e *github.InstallationEvent) {
 			log.Warn("trybot: the GitHub App's installation was " + map[string]string{"deleted": "deleted", "suspend": "suspended"}[action] +
 				"; results are not reported there until it is back")
 			t.mu.Lock()
-			t.noAccess[ri.cfg.Name] = true
+			t.noAccess[ri.cfg.Name] = "installation " + action
 			t.mu.Unlock()
 		}
 	}
