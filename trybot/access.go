@@ -149,12 +149,14 @@ func (t *Trybot) classifyPostError(ctx context.Context, ri *repoInfo, err error)
 	status := githubStatus(err)
 	var te *installationTokenError
 	switch {
+	case rateLimited(err):
+		// Retried after GitHub's delay (retryAfter), also when it was
+		// minting the token that was limited.
+		return err
 	case errors.As(err, &te):
 		// Minting the token failed: its 404 or 403 is about the
 		// installation, not a refusal of the post.
 		rf = nil
-	case rateLimited(err):
-		return err
 	case status == http.StatusNotFound:
 	case app && (status == http.StatusUnauthorized || status == http.StatusForbidden):
 		// 401: the token was revoked (the App uninstalled; the next

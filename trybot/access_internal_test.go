@@ -85,8 +85,11 @@ func TestClassifyPostError(t *testing.T) {
 		public  bool
 		removed bool
 		err     error
-		want    string
-		msg     string
+		// throttle: err is the answer of the simulator's secondary
+		// rate limit to a post.
+		throttle bool
+		want     string
+		msg      string
 	}{
 		{name: "token/404 with access", err: githubErr(404, nil, "Not Found"), want: refused},
 		{name: "token/422 with access", err: githubErr(422, nil, "No commit found for SHA"), want: refused},
@@ -100,6 +103,9 @@ func TestClassifyPostError(t *testing.T) {
 		{name: "app/403 primary rate limit without access", app: true, public: true, removed: true, err: githubErr(403, primary, "API rate limit exceeded"), want: retry},
 		{name: "app/403 secondary rate limit without access", app: true, public: true, removed: true, err: githubErr(403, secondary, "You have exceeded a secondary rate limit"), want: retry},
 		{name: "app/429 without access", app: true, public: true, removed: true, err: githubErr(429, secondary, "Too Many Requests"), want: retry},
+		// The simulator's own secondary rate limit, through go-github:
+		// the first write, minting the installation token, is limited.
+		{name: "app/real secondary rate limit without access", app: true, public: true, removed: true, throttle: true, want: retry},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -119,6 +125,14 @@ func TestClassifyPostError(t *testing.T) {
 			if tc.removed {
 				if err := sim.RemoveFromInstallation(ctx, "tryd", "o/r"); err != nil {
 					t.Fatal(err)
+				}
+			}
+			if tc.throttle {
+				sim.SecondaryRateLimit(1, 30*time.Second)
+				st := &github.RepoStatus{State: github.String("success"), Context: github.String("x")}
+				_, _, tc.err = tb.repo("r").github.c.Repositories.CreateStatus(ctx, "o", "r", "main", st)
+				if w := retryAfter(tc.err, time.Second, time.Now()); w != 30*time.Second {
+					t.Errorf("retry after %v, want GitHub's 30s (%v)", w, tc.err)
 				}
 			}
 			err := tb.classifyPostError(ctx, tb.repo("r"), tc.err)

@@ -148,6 +148,14 @@ func (s *Sim) serve(f apiFunc, appOnly bool) http.Handler {
 			})
 			return
 		}
+		if s.throttle(r.Method, w.Header()) {
+			s.rateCount(key, u).setHeaders(w.Header())
+			writeJSON(w, http.StatusForbidden, &errorBody{
+				Message:          "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID " + w.Header().Get("X-GitHub-Request-Id") + ".",
+				DocumentationURL: "https://docs.github.com/free-pro-team@latest/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+			})
+			return
+		}
 		c := &call{s: s, r: r, u: u, app: jwtApp, hdr: w.Header()}
 		owner, name := r.PathValue("owner"), r.PathValue("repo")
 		s.mu.Lock()
@@ -163,14 +171,6 @@ func (s *Sim) serve(f apiFunc, appOnly bool) http.Handler {
 		if deny != nil {
 			s.rateCount(key, u).setHeaders(w.Header())
 			writeJSON(w, code, deny)
-			return
-		}
-		if s.throttle(r.Method, w.Header()) {
-			s.rateCount(key, u).setHeaders(w.Header())
-			writeJSON(w, http.StatusForbidden, &errorBody{
-				Message:          "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID " + w.Header().Get("X-GitHub-Request-Id") + ".",
-				DocumentationURL: "https://docs.github.com/free-pro-team@latest/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
-			})
 			return
 		}
 		code, v := f(c)
