@@ -77,13 +77,24 @@
 // restart does not retry it either; the run goes on to its end.
 //
 // A GitHub 404 is such a refusal only when the repository is still
-// there for the trybot's credentials (GET /repos/{owner}/{repo} answers):
-// otherwise the GitHub App lost access to it (uninstalled, the repository
-// taken out of its installation), the post is recorded as "not
-// reported: the GitHub App has no access to owner/repo" (logged once per
-// repository, result="no_access"), and every such post is made again
-// when access comes back: on the App's installation_repositories "added"
-// webhook or the next post to the repository that succeeds (access.go).
+// there for the trybot's credentials; a GitHub 404, 401, a 403 that is
+// not a rate limit (rate limits, 403 or 429 with X-RateLimit-Remaining: 0
+// or Retry-After, are retried after GitHub's delay) and a failure to
+// mint an installation token are checked against what the credentials
+// may do (with an App, GET /repos/{owner}/{repo}/installation with its
+// JWT). When the App lost access (the repository taken out of its
+// installation: 404, or 403 on a public repository; the installation
+// suspended or uninstalled), the post is recorded as "not reported: the
+// GitHub App has no access to owner/repo" (or "...'s installation for
+// owner/repo is suspended", "... was uninstalled"), logged once per
+// repository, result="no_access", and every such post is made again
+// when access comes back: on the App's installation_repositories
+// "added" or installation "created" / "unsuspend" webhook, or the next
+// post to the repository that succeeds (access.go). An App installed
+// again has a new installation ID: the trybot takes it from the
+// "created" webhook, or finds it (GET /repos/{owner}/{repo}/installation)
+// when minting a token for the old one fails, and drops a token GitHub
+// answers 401 for.
 //
 // Failures that are not the change's fault (no connected worker with a
 // builder's labels for Options.NoWorkerTimeout, a lost worker, an
