@@ -22,6 +22,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/url"
@@ -51,6 +52,9 @@ const EnvDSN = "TRYD_TEST_POSTGRES"
 type Server struct {
 	// DSN connects to the server's maintenance database.
 	DSN string
+	// own is the server's process if this process launched it (nil for
+	// the CI server).
+	own *postmaster
 }
 
 // Start returns the CI server named by TRYD_TEST_POSTGRES, or starts a
@@ -76,6 +80,91 @@ func Start(t testing.TB) *Server {
 	return srv
 }
 
+// StartOwn starts a throwaway server of the test's own, even in CI, for
+// a test that stops and starts it (Stop, Start): a database outage. It
+// acknowledges a commit only once its WAL is written, so that nothing
+// acknowledged is lost by a stop, even an immediate one.
+func StartOwn(t testing.TB) *Server {
+	t.Helper()
+	bin, err := BinDir()
+	if err != nil {
+		fail(t, "%v", err)
+	}
+	reapOrphans(os.TempDir(), time.Now())
+	var srv *Server
+	var stop func() error
+	for try := 1; ; try++ {
+		srv, _, stop, err = launch(bin, os.TempDir(), true)
+		if err == nil || !errors.Is(err, errPortTaken) || try == 3 {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return srv
+}
+
+// ShutdownMode is how Stop shuts a server down (PostgreSQL's shutdown
+// modes, as pg_ctl stop -m names them).
+type ShutdownMode int
+
+const (
+	// Fast shutdown (SIGINT): the server ends every session, writes a
+	// checkpoint and exits, as an operator's restart does.
+	Fast ShutdownMode = iota
+	// Immediate shutdown (SIGQUIT): the server exits at once and
+	// recovers from its WAL at the next start, as after a crash.
+	Immediate
+)
+
+// Stop shuts the server down; Start starts it again on the same data
+// directory and port. Only a server this process launched (StartOwn,
+// Launch) can be stopped; stopping a stopped server does nothing.
+func (s *Server) Stop(mode ShutdownMode) error {
+	if s.own == nil {
+		return errors.New("pgtest: Stop: the server was not launched by this process")
+	}
+	sig := syscall.SIGINT
+	if mode == Immediate {
+		sig = syscall.SIGQUIT
+	}
+	return s.own.stop(sig)
+}
+
+// Start starts a server that Stop stopped, on the same data directory
+// and port, and waits until it accepts connections. It fails if another
+// program took the port meanwhile.
+func (s *Server) Start() error {
+	if s.own == nil {
+		return errors.New("pgtest: Start: the server was not launched by this process")
+	}
+	return s.own.start()
+}
+
+// TerminateBackends ends every session connected to database (with
+// pg_terminate_backend, as an operator or a connection-killing proxy
+// does) and returns how many there were.
+func (s *Server) TerminateBackends(ctx context.Context, database string) (int, error) {
+	conn, err := pgx.Connect(ctx, s.DSN)
+	if err != nil {
+		return 0, fmt.Errorf("pgtest: terminate backends: %w", err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	// FILTER runs the function only on the rows WHERE keeps.
+	if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = $1 AND pid <> pg_backend_pid()`, database).Scan(&n); err != nil {
+		return 0, fmt.Errorf("pgtest: terminate backends of %s: %w", database, err)
+	}
+	return n, nil
+}
+
 // Launch starts a throwaway server from the binaries in bin (see
 // BinDir) in a new temporary directory, os.TempDir()/tryd-pg-*; stop
 // stops it and removes the directory. For programs (benchmarks) that are
@@ -94,7 +183,7 @@ func Launch(bin string) (srv *Server, stop func() error, err error) {
 	// A port picked free may be taken before the server binds it (other
 	// tests run on the machine): try another.
 	for try := 1; ; try++ {
-		srv, _, stop, err = launch(bin, tmp)
+		srv, _, stop, err = launch(bin, tmp, false)
 		if err == nil || !errors.Is(err, errPortTaken) || try == 3 {
 			return srv, stop, err
 		}
@@ -113,7 +202,7 @@ const ownerFile = "owner"
 var errPortTaken = errors.New("pgtest: port taken")
 
 // launch is one try of Launch; dir is the server's directory.
-func launch(bin, tmp string) (srv *Server, dir string, stop func() error, err error) {
+func launch(bin, tmp string, durable bool) (srv *Server, dir string, stop func() error, err error) {
 	dir, err = os.MkdirTemp(tmp, dirPrefix)
 	if err != nil {
 		return nil, "", nil, err
@@ -129,8 +218,7 @@ func launch(bin, tmp string) (srv *Server, dir string, stop func() error, err er
 	if err := os.WriteFile(filepath.Join(dir, ownerFile), fmt.Appendf(nil, "%d %s\n", self, processStart(self)), 0o644); err != nil {
 		return nil, "", nil, fmt.Errorf("pgtest: %w", err)
 	}
-	data := filepath.Join(dir, "data")
-	var cred *syscall.Credential
+	p := &postmaster{bin: bin, dir: dir, data: filepath.Join(dir, "data"), durable: durable}
 	if os.Geteuid() == 0 {
 		// initdb refuses to run as root: hand the directory to postgres.
 		u, err := user.Lookup("postgres")
@@ -142,41 +230,87 @@ func launch(bin, tmp string) (srv *Server, dir string, stop func() error, err er
 		if err := os.Chown(dir, uid, gid); err != nil {
 			return nil, "", nil, err
 		}
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		p.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
-	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
+	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", p.data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
 	// The server's user may not enter the caller's directory.
 	initdb.Dir = dir
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
 	if out, err := initdb.CombinedOutput(); err != nil {
-		return nil, "", nil, fmt.Errorf("pgtest: initdb -D %s: %v\n%s", data, err, out)
+		return nil, "", nil, fmt.Errorf("pgtest: initdb -D %s: %v\n%s", p.data, err, out)
 	}
-	port, err := freePort()
-	if err != nil {
+	if p.port, err = freePort(); err != nil {
 		return nil, "", nil, err
 	}
-	logPath := filepath.Join(dir, "log")
-	logf, err := os.Create(logPath)
-	if err != nil {
+	if err := p.start(); err != nil {
 		return nil, "", nil, err
+	}
+	stop = func() error {
+		defer os.RemoveAll(dir)
+		return p.stop(syscall.SIGQUIT)
+	}
+	return &Server{DSN: p.dsn(), own: p}, dir, stop, nil
+}
+
+// postmaster is a server this process launched: its data directory and
+// port, and the running process, if any.
+type postmaster struct {
+	bin, dir, data string
+	port           int
+	cred           *syscall.Credential // the postgres user's, when run as root
+
+	// durable servers acknowledge a commit once its WAL is written
+	// (synchronous_commit on), so that they may be stopped and started
+	// again without losing one.
+	durable bool
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd     // nil while stopped
+	exited chan struct{} // closed when cmd has exited
+}
+
+func (p *postmaster) dsn() string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", p.port)
+}
+
+// start runs the postmaster on p's data directory and port, and waits
+// until it accepts connections.
+func (p *postmaster) start() error {
+	p.mu.Lock()
+	running := p.cmd != nil
+	p.mu.Unlock()
+	if running {
+		return errors.New("pgtest: server already running")
+	}
+	logPath := filepath.Join(p.dir, "log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
 	}
 	defer logf.Close()
+	logStart, _ := logf.Seek(0, io.SeekEnd)
 	// The postmaster runs in the foreground as this process's child (not
 	// daemonized by pg_ctl), so that it can die with it. fsync off: a
 	// test database need not survive power loss, and the machine is
 	// shared. Sockets in the data directory, not /var/run.
-	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-k", data,
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200")
-	cmd.Dir = dir
+	args := []string{"-D", p.data, "-h", "127.0.0.1", "-p", strconv.Itoa(p.port), "-k", p.data,
+		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=200"}
+	if !p.durable {
+		// Commits acknowledged before their WAL is written: lost if
+		// the server stops (immediate shutdown) within ~0.6s.
+		args = append(args, "-c", "synchronous_commit=off")
+	}
+	cmd := exec.Command(filepath.Join(p.bin, "postgres"), args...)
+	cmd.Dir = p.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = serverAttr(cred)
+	cmd.SysProcAttr = serverAttr(p.cred)
 	exited := make(chan struct{})
-	var waitErr error
 	// Pdeathsig fires when the thread that forked the server ends, not
 	// the process: the Go runtime may end a thread, so the server is
 	// started from a goroutine locked to its thread, which lives (and
 	// waits for the server) until the server exits.
 	started := make(chan error, 1)
+	var waitErr error
 	go func() {
 		runtime.LockOSThread()
 		// Never unlocked: the thread ends with the goroutine, after the
@@ -190,17 +324,16 @@ func launch(bin, tmp string) (srv *Server, dir string, stop func() error, err er
 		close(exited)
 	}()
 	if err := <-started; err != nil {
-		return nil, "", nil, fmt.Errorf("pgtest: start postgres: %w", err)
+		return fmt.Errorf("pgtest: start postgres: %w", err)
 	}
-	stop = func() error {
-		defer os.RemoveAll(dir)
-		return shutdown(cmd.Process, exited)
-	}
-	dsn := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
-	if err := awaitReady(dsn, exited, 60*time.Second); err != nil {
-		stop()
-		log, _ := os.ReadFile(logPath)
-		if strings.Contains(string(log), "could not bind") || strings.Contains(string(log), "already in use") {
+	p.mu.Lock()
+	p.cmd, p.exited = cmd, exited
+	p.mu.Unlock()
+	if err := awaitReady(p.dsn(), exited, 60*time.Second); err != nil {
+		p.stop(syscall.SIGQUIT)
+		b, _ := os.ReadFile(logPath)
+		log := string(b[min(int(logStart), len(b)):])
+		if strings.Contains(log, "could not bind") || strings.Contains(log, "already in use") {
 			err = fmt.Errorf("%w: %v", errPortTaken, err)
 		}
 		select {
@@ -210,9 +343,23 @@ func launch(bin, tmp string) (srv *Server, dir string, stop func() error, err er
 			}
 		default:
 		}
-		return nil, "", nil, fmt.Errorf("pgtest: postgres on port %d: %w\n%s", port, err, log)
+		return fmt.Errorf("pgtest: postgres on port %d: %w\n%s", p.port, err, log)
 	}
-	return &Server{DSN: dsn}, dir, stop, nil
+	return nil
+}
+
+// stop shuts the postmaster down with sig (SIGQUIT: immediate, SIGINT:
+// fast, see ShutdownMode) and waits for it; stopping a stopped server
+// does nothing.
+func (p *postmaster) stop(sig syscall.Signal) error {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.cmd = nil
+	p.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	return shutdown(cmd.Process, sig, exited)
 }
 
 // awaitReady waits until the server accepts connections, exits, or the
@@ -239,11 +386,11 @@ func awaitReady(dsn string, exited <-chan struct{}, timeout time.Duration) error
 	}
 }
 
-// shutdown stops a server (SIGQUIT: immediate shutdown, nothing of a
-// throwaway database is worth a checkpoint) and waits for it, killing it
-// if it lingers.
-func shutdown(p *os.Process, exited <-chan struct{}) error {
-	p.Signal(syscall.SIGQUIT)
+// shutdown stops a server with sig (SIGQUIT, immediate shutdown, for a
+// throwaway database: nothing of it is worth a checkpoint) and waits for
+// it, killing it if it lingers.
+func shutdown(p *os.Process, sig syscall.Signal, exited <-chan struct{}) error {
+	p.Signal(sig)
 	select {
 	case <-exited:
 		return nil

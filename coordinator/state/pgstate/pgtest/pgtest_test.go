@@ -22,7 +22,7 @@ const helperEnv = "PGTEST_HELPER_LAUNCH"
 
 func TestMain(m *testing.M) {
 	if bin := os.Getenv(helperEnv); bin != "" {
-		srv, dir, _, err := launch(bin, os.TempDir())
+		srv, dir, _, err := launch(bin, os.TempDir(), false)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
@@ -148,7 +148,7 @@ func TestKilledOwnerLeavesNoServer(t *testing.T) {
 // without an owner file are removed once old.
 func TestReapOrphans(t *testing.T) {
 	bin := binDir(t)
-	srv, dir, stop, err := launch(bin, os.TempDir())
+	srv, dir, stop, err := launch(bin, os.TempDir(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,5 +201,82 @@ func TestReapOrphans(t *testing.T) {
 				t.Errorf("removed = %v, want %v", gone, tc.reap)
 			}
 		})
+	}
+}
+
+// TestStopStart: a server of the test's own stops (either mode) and
+// starts again on the same port, keeping every acknowledged commit, and
+// TerminateBackends ends the sessions of a database.
+func TestStopStart(t *testing.T) {
+	srv := StartOwn(t)
+	dsn := srv.NewDatabase(t)
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `CREATE TABLE t (n INT)`); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	tests := []struct {
+		name string
+		mode ShutdownMode
+	}{
+		{"fast", Fast},
+		{"immediate", Immediate},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(context.Background())
+			if _, err := conn.Exec(ctx, `INSERT INTO t VALUES ($1)`, i); err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.Stop(tc.mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := ping(dsn); err == nil {
+				t.Fatal("a stopped server answers")
+			}
+			if err := conn.Ping(ctx); err == nil {
+				t.Fatal("a session survived the stop")
+			}
+			if err := srv.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.Start(); err == nil {
+				t.Error("Start of a running server succeeded")
+			}
+			c2, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c2.Close(context.Background())
+			var n int
+			if err := c2.QueryRow(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != i+1 {
+				t.Errorf("rows after restart: %d, %v; want %d", n, err, i+1)
+			}
+		})
+	}
+
+	conn, err = pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	n, err := srv.TerminateBackends(ctx, conn.Config().Database)
+	if err != nil || n != 1 {
+		t.Fatalf("TerminateBackends = %d, %v; want 1", n, err)
+	}
+	if err := conn.Ping(ctx); err == nil {
+		t.Error("a terminated session still answers")
+	}
+
+	if err := (&Server{DSN: dsn}).Stop(Fast); err == nil {
+		t.Error("Stop of a server not launched here succeeded")
 	}
 }
