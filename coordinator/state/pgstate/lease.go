@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -196,4 +197,48 @@ func (s *Store) listen(ctx context.Context, channel string, notify func(payload 
 		}
 		notify(n.Payload)
 	}
+}
+
+// CommitHeld is Commit fenced by ownerID's leases, for a replica whose
+// leases may have expired unseen (its renewals failed while the database
+// was unreachable): the records of a build (its update, jobs, attempts
+// and results) are written only if ownerID is the build's owner, its
+// last holder, and the IDs of the builds another replica took are
+// returned, their records skipped. Another replica claims a build only
+// after taking its row FOR UPDATE, which the fence's FOR KEY SHARE holds
+// off until the commit ends: so a claimer resuming a build from the
+// store never misses a commit of the replica that held it, nor sees one
+// after it. (KEY SHARE, not SHARE: renewals and the commit's own build
+// updates, FOR NO KEY UPDATE, pass it without waiting, and a renewal
+// locking many rows could otherwise deadlock with a fence.) Records of
+// other kinds (workers, deleted results) are written in any case.
+func (s *Store) CommitHeld(ctx context.Context, ownerID string, b *state.Batch) (foreign []int64, err error) {
+	if ownerID == "" {
+		return nil, errors.New("pgstate: CommitHeld: empty owner")
+	}
+	return s.commit(ctx, b, ownerID)
+}
+
+// batchBuilds returns the IDs of the builds a batch has records of,
+// sorted.
+func batchBuilds(b *state.Batch) []int64 {
+	seen := map[int64]bool{}
+	for _, u := range b.Builds {
+		seen[u.ID] = true
+	}
+	for _, j := range b.Jobs {
+		seen[j.BuildID] = true
+	}
+	for _, a := range b.Attempts {
+		seen[a.BuildID] = true
+	}
+	for _, r := range b.Results {
+		seen[r.BuildID] = true
+	}
+	ids := make([]int64, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
 }

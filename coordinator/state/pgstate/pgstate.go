@@ -330,15 +330,33 @@ func lastByKey[T any, K comparable](xs []T, key func(T) K) []T {
 // coordinator commits after every burst of job transitions, so each
 // round trip saved is saved per job.
 func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
+	_, err := s.commit(ctx, b, "")
+	return err
+}
+
+// commit is Commit, fenced by owner's leases unless owner is empty (see
+// CommitHeld). Every statement over a build's records carries the
+// fence's condition, true at once for an empty owner: one statement
+// text for both.
+func (s *Store) commit(ctx context.Context, b *state.Batch, owner string) (foreign []int64, err error) {
 	if b.Empty() {
-		return nil
+		return nil, nil
 	}
 	var batch pgx.Batch
+	var fenced []int64
+	if owner != "" {
+		fenced = batchBuilds(b)
+		if len(fenced) > 0 {
+			// In ID order, so that two fences never wait on each
+			// other crosswise.
+			batch.Queue(`SELECT id, owner FROM builds WHERE id = ANY($1) ORDER BY id FOR KEY SHARE`, fenced)
+		}
+	}
 	for _, u := range b.Builds {
 		if u.Graph != nil {
-			batch.Queue(`UPDATE builds SET state=$1, error=$2, finished=$3, graph=$4 WHERE id=$5`, string(u.State), u.Error, sqlrow.Nanos(u.Finished), u.Graph, u.ID)
+			batch.Queue(`UPDATE builds SET state=$1, error=$2, finished=$3, graph=$4 WHERE id=$5 AND ($6 = '' OR owner = $6)`, string(u.State), u.Error, sqlrow.Nanos(u.Finished), u.Graph, u.ID, owner)
 		} else {
-			batch.Queue(`UPDATE builds SET state=$1, error=$2, finished=$3 WHERE id=$4`, string(u.State), u.Error, sqlrow.Nanos(u.Finished), u.ID)
+			batch.Queue(`UPDATE builds SET state=$1, error=$2, finished=$3 WHERE id=$4 AND ($5 = '' OR owner = $5)`, string(u.State), u.Error, sqlrow.Nanos(u.Finished), u.ID, owner)
 		}
 	}
 	if len(b.Jobs) > 0 {
@@ -348,10 +366,11 @@ func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 		}
 		j := jobArrays(lastByKey(b.Jobs, func(j state.Job) key { return key{j.BuildID, j.JobID} }), 0)
 		batch.Queue(`INSERT INTO jobs (build_id, job_id, name, seq, state, worker, output_digest, exit_code, error, started, finished)
-			SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::bigint[], $11::bigint[])
+			SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::bigint[], $11::bigint[]) AS u(b)
+			WHERE $12 = '' OR u.b IN (SELECT id FROM builds WHERE id = ANY($1) AND owner = $12)
 			ON CONFLICT (build_id, job_id) DO UPDATE SET name=excluded.name, seq=excluded.seq, state=excluded.state, worker=excluded.worker,
 			output_digest=excluded.output_digest, exit_code=excluded.exit_code, error=excluded.error, started=excluded.started, finished=excluded.finished`,
-			j.bids, j.ids, j.names, j.seqs, j.states, j.workers, j.outputs, j.exits, j.errs, j.starts, j.fins)
+			j.bids, j.ids, j.names, j.seqs, j.states, j.workers, j.outputs, j.exits, j.errs, j.starts, j.fins, owner)
 	}
 	if len(b.Attempts) > 0 {
 		atts := lastByKey(b.Attempts, func(a state.Attempt) string { return a.ID })
@@ -364,10 +383,11 @@ func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 			exits[i], errs[i], outs[i], logBytes[i], truncated[i] = int32p(a.ExitCode), a.Error, a.OutputDigest, a.LogBytes, a.LogTruncated
 		}
 		batch.Queue(`INSERT INTO attempts (id, build_id, job_id, worker, state, started, finished, exit_code, error, output_digest, log_bytes, log_truncated)
-			SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::int[], $9::text[], $10::text[], $11::bigint[], $12::bool[])
+			SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::int[], $9::text[], $10::text[], $11::bigint[], $12::bool[]) AS u(i, b)
+			WHERE $13 = '' OR u.b IN (SELECT id FROM builds WHERE id = ANY($2) AND owner = $13)
 			ON CONFLICT (id) DO UPDATE SET worker=excluded.worker, state=excluded.state, finished=excluded.finished, exit_code=excluded.exit_code,
 			error=excluded.error, output_digest=excluded.output_digest, log_bytes=excluded.log_bytes, log_truncated=excluded.log_truncated`,
-			ids, bids, jobIDs, workers, states, starts, fins, exits, errs, outs, logBytes, truncated)
+			ids, bids, jobIDs, workers, states, starts, fins, exits, errs, outs, logBytes, truncated, owner)
 	}
 	if len(b.Results) > 0 {
 		rs := lastByKey(b.Results, func(r state.Result) string { return r.JobID })
@@ -378,9 +398,10 @@ func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 			ids[i], outs[i], atts[i], bids[i], fins[i] = r.JobID, r.OutputDigest, r.AttemptID, r.BuildID, sqlrow.Nanos(r.Finished)
 		}
 		batch.Queue(`INSERT INTO results (job_id, output_digest, attempt_id, build_id, finished)
-			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS u(j, o, a, b)
+			WHERE $6 = '' OR u.b IN (SELECT id FROM builds WHERE id = ANY($4) AND owner = $6)
 			ON CONFLICT (job_id) DO UPDATE SET output_digest=excluded.output_digest, attempt_id=excluded.attempt_id, build_id=excluded.build_id, finished=excluded.finished`,
-			ids, outs, atts, bids, fins)
+			ids, outs, atts, bids, fins, owner)
 	}
 	if len(b.DeleteResults) > 0 {
 		batch.Queue(`DELETE FROM results WHERE job_id = ANY($1)`, b.DeleteResults)
@@ -390,10 +411,25 @@ func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 			ON CONFLICT (name) DO UPDATE SET token_hash=excluded.token_hash, labels=excluded.labels, slots=excluded.slots, version=excluded.version, last_seen=excluded.last_seen`,
 			w.Name, w.TokenHash, sqlrow.EncodeLabels(w.Labels), w.Slots, w.Version, sqlrow.Nanos(w.LastSeen))
 	}
-	if err := s.pool.SendBatch(ctx, &batch).Close(); err != nil {
-		return fmt.Errorf("pgstate: commit: %w", err)
+	br := s.pool.SendBatch(ctx, &batch)
+	if len(fenced) > 0 {
+		var id int64
+		var o string
+		rows, _ := br.Query()
+		_, err = pgx.ForEachRow(rows, []any{&id, &o}, func() error {
+			if o != owner {
+				foreign = append(foreign, id)
+			}
+			return nil
+		})
 	}
-	return nil
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: commit: %w", err)
+	}
+	return foreign, nil
 }
 
 // Build implements state.Store.

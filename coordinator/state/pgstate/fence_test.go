@@ -1,0 +1,105 @@
+package pgstate
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/state"
+)
+
+// TestCommitHeld: a fenced commit writes the records of the builds its
+// replica still owns, skips (and names) those another replica claimed
+// after the lease expired, and writes records of other kinds; an
+// unfenced Commit writes everything.
+func TestCommitHeld(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, sharedPG.Server(t).NewDatabase(t))
+	a, b := state.Owner{ID: "a", URL: "http://a"}, state.Owner{ID: "b", URL: "http://b"}
+	now := time.Unix(1000, 0)
+	var mine, lost int64
+	for _, id := range []*int64{&mine, &lost} {
+		var err error
+		*id, err = s.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: []byte("{}"), State: api.BuildRunning}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.HoldBuild(ctx, *id, a, now, now.Add(time.Second)); !ok || err != nil {
+			t.Fatalf("HoldBuild(%d) = %v, %v", *id, ok, err)
+		}
+	}
+	// a's lease of lost expires unrenewed, and b claims it; a's lease of
+	// mine is still valid.
+	later := now.Add(2 * time.Second)
+	if _, err := s.pool.Exec(ctx, `UPDATE builds SET lease_expires=$1 WHERE id=$2`, later.Add(time.Hour).UnixNano(), mine); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := s.ClaimBuilds(ctx, b, 10, later, later.Add(time.Second))
+	if err != nil || !slices.Equal(ids, []int64{lost}) {
+		t.Fatalf("b claimed %v, %v; want [%d]", ids, err, lost)
+	}
+
+	records := func(build int64, tag string) state.Batch {
+		return state.Batch{
+			Builds:   []state.BuildUpdate{{ID: build, State: api.BuildSucceeded, Finished: later}},
+			Jobs:     []state.Job{{BuildID: build, JobID: "j" + tag, Name: "j", State: api.JobSucceeded}},
+			Attempts: []state.Attempt{{ID: "at" + tag, BuildID: build, JobID: "j" + tag, Worker: "w", State: api.AttemptSucceeded, Started: now}},
+			Results:  []state.Result{{JobID: "j" + tag, OutputDigest: "d", AttemptID: "at" + tag, BuildID: build, Finished: later}},
+		}
+	}
+	batch := records(mine, "1")
+	other := records(lost, "2")
+	batch.Builds = append(batch.Builds, other.Builds...)
+	batch.Jobs = append(batch.Jobs, other.Jobs...)
+	batch.Attempts = append(batch.Attempts, other.Attempts...)
+	batch.Results = append(batch.Results, other.Results...)
+	batch.Workers = []state.Worker{{Name: "w", TokenHash: "h", Slots: 1}}
+	foreign, err := s.CommitHeld(ctx, "a", &batch)
+	if err != nil || !slices.Equal(foreign, []int64{lost}) {
+		t.Fatalf("CommitHeld = %v, %v; want foreign [%d]", foreign, err, lost)
+	}
+
+	tests := []struct {
+		name  string
+		build int64
+		tag   string
+		want  bool
+	}{
+		{"owned build", mine, "1", true},
+		{"build another replica took", lost, "2", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sb, err := s.Build(ctx, tc.build)
+			if err != nil {
+				t.Fatal(err)
+			}
+			jobs, _ := s.Jobs(ctx, tc.build)
+			atts, _ := s.Attempts(ctx, tc.build)
+			rs, _ := s.Results(ctx, []string{"j" + tc.tag})
+			got := []bool{sb.State == api.BuildSucceeded, len(jobs) == 1, len(atts) == 1, len(rs) == 1}
+			for i, what := range []string{"build update", "job", "attempt", "result"} {
+				if got[i] != tc.want {
+					t.Errorf("%s written = %v, want %v", what, got[i], tc.want)
+				}
+			}
+		})
+	}
+	ws, err := s.Workers(ctx)
+	if err != nil || len(ws) != 1 {
+		t.Errorf("workers = %v, %v; want the one of the batch", ws, err)
+	}
+
+	// Unfenced, the same records are written.
+	if err := s.Commit(ctx, &other); err != nil {
+		t.Fatal(err)
+	}
+	if atts, _ := s.Attempts(ctx, lost); len(atts) != 1 {
+		t.Errorf("unfenced Commit wrote %d attempts, want 1", len(atts))
+	}
+	if _, err := s.CommitHeld(ctx, "", &other); err == nil {
+		t.Error("CommitHeld with an empty owner succeeded")
+	}
+}
