@@ -58,7 +58,7 @@ func (t *Trybot) gerritWants(c *maintner.Corpus, ri *repoInfo, wants []want, cur
 			continue
 		}
 		ck := changeKey(ri.cfg.Name, ch.Number)
-		cur[ck] = current{revision: ps.Commit.String(), open: ch.Status == "new"}
+		cur[ck] = current{revision: ps.Commit.String(), open: ch.Status == "new", order: int64(ch.CurrentPatchSet)}
 		if ch.Status != "new" {
 			continue
 		}

@@ -345,7 +345,7 @@ func (t *Trybot) githubWants(c *maintner.Corpus, ri *repoInfo, wants []want, cur
 		}
 		head := is.PR.HeadSHA.String()
 		ck := changeKey(ri.cfg.Name, is.Number)
-		cur[ck] = current{revision: head, open: !is.Closed}
+		cur[ck] = current{revision: head, open: !is.Closed, order: int64(is.LastModified())}
 		if is.Closed {
 			continue
 		}

@@ -111,8 +111,8 @@ type Trybot struct {
 	flakyRetries    int
 	preexistingVote int
 
-	corpusMu sync.Mutex
-	corpus   *maintner.Corpus
+	corpusMu sync.RWMutex
+	corpus   *maintner.Corpus // nil until caught up (see follow)
 
 	scanCh chan struct{}
 	// runCtx is Run's context: runs live as long as Run, whatever
@@ -162,6 +162,11 @@ type activeRun struct {
 	// fresh is set for runs created by this process: they cannot have
 	// builds submitted by an earlier one, so no lookup is needed.
 	fresh bool
+	// seen is the latest order (see current) at which a scan found the
+	// change at the run's revision, under Trybot.mu: a corpus showing
+	// the change at another revision but in an older state (a log
+	// replaced by an older history, see follow) does not supersede it.
+	seen int64
 }
 
 type metrics struct {
@@ -390,9 +395,16 @@ func (t *Trybot) Run(ctx context.Context) error {
 
 // follow applies the corpus log to a local corpus and asks for a scan
 // after every batch, restarting from scratch if the server's history
-// diverges.
+// diverges (maintnerd restored from an older copy, or restarted on a
+// fresh data directory).
+//
+// A corpus is scanned only once it has caught up with the server: while
+// a new one replays the log, scans see no corpus rather than an old
+// state of the changes (a new patch set not there yet would supersede
+// its running try run, an old request no longer in force would start
+// one). A diverged corpus is closed as soon as it is replaced, and the
+// last one when follow returns.
 func (t *Trybot) follow(ctx context.Context) error {
-	var prev *maintner.Corpus
 	for {
 		// Text stays in the follower's cache (Follow), so the trybot's
 		// heap does not grow with the project's history; a record it
@@ -402,31 +414,25 @@ func (t *Trybot) follow(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		t.corpusMu.Lock()
-		t.corpus = c
-		t.corpusMu.Unlock()
-		if prev != nil {
-			// A diverged corpus, replaced: Close waits for its
-			// readers (they hold its read lock) and frees its files.
-			prev.Close()
-			prev = nil
-		}
 		f, err := logsync.NewFollower(logsync.FollowerOptions{
 			URL: t.opts.LogsURL, CacheDir: filepath.Join(t.opts.Dir, "logcache"), Log: t.log,
 			CaughtUp: func(mutlog.Position) {
+				t.setCorpus(c)
 				if t.opts.PollInterval <= 0 {
 					t.kick()
 				}
 			},
 		})
 		if err != nil {
+			c.Close()
 			return fmt.Errorf("trybot: %w", err)
 		}
 		err = c.Follow(ctx, f)
 		f.Close()
+		t.setCorpus(nil)
+		c.Close()
 		if errors.Is(err, logsync.ErrDiverged) {
 			t.log.WithError(err).Warn("trybot: corpus log diverged; reloading")
-			prev = c
 			continue
 		}
 		if ctx.Err() != nil {
@@ -434,6 +440,15 @@ func (t *Trybot) follow(ctx context.Context) error {
 		}
 		return fmt.Errorf("trybot: follow corpus: %w", err)
 	}
+}
+
+// setCorpus makes c the corpus scans read (nil: none), waiting for a
+// scan of the previous one to end, so that a corpus about to be closed
+// is read no more.
+func (t *Trybot) setCorpus(c *maintner.Corpus) {
+	t.corpusMu.Lock()
+	t.corpus = c
+	t.corpusMu.Unlock()
 }
 
 // kick asks the scan loop for a scan.
@@ -499,10 +514,13 @@ type want struct {
 	replyTo    int32
 }
 
-// current is where a change stands now, for superseding.
+// current is where a change stands now, for superseding. order says how
+// recent that state is, comparably across corpora: the current patch set
+// number (Gerrit), the pull request's last modification (GitHub).
 type current struct {
 	revision string
 	open     bool
+	order    int64
 }
 
 // changeKey identifies a change or pull request across patch sets.
@@ -517,10 +535,12 @@ func runKeyOf(r *client.Run) string {
 // scan looks at the corpus once: it supersedes runs whose change moved
 // on and starts the runs asked for.
 func (t *Trybot) scan(ctx context.Context) error {
-	t.corpusMu.Lock()
+	// The corpus is read under corpusMu's read lock: setCorpus waits
+	// for the scan before the corpus it replaces is closed.
+	t.corpusMu.RLock()
 	c := t.corpus
-	t.corpusMu.Unlock()
 	if c == nil {
+		t.corpusMu.RUnlock()
 		return nil
 	}
 	var wants []want
@@ -535,14 +555,23 @@ func (t *Trybot) scan(ctx context.Context) error {
 		}
 	}
 	c.RUnlock()
+	t.corpusMu.RUnlock()
 
-	// Supersede runs whose change has a new revision or was closed.
+	// Supersede runs whose change has a new revision or was closed
+	// since the state their run was seen in.
 	t.mu.Lock()
 	var stale []*activeRun
 	for k, ar := range t.active {
 		st, ok := cur[k]
-		if ok && (st.revision != ar.run.Revision || !st.open) {
+		switch {
+		case !ok:
+		case st.revision == ar.run.Revision && st.open:
+			ar.seen = max(ar.seen, st.order)
+		case st.order >= ar.seen:
 			stale = append(stale, ar)
+		default:
+			t.log.WithFields(logrus.Fields{"run": ar.run.ID, "repo": ar.run.Repo, "change": ar.run.Change}).
+				Debug("trybot: the corpus shows the change in an older state than its run; not superseding")
 		}
 	}
 	t.mu.Unlock()
@@ -647,7 +676,7 @@ func (t *Trybot) start(ri *repoInfo, ck string, r *client.Run, fresh bool) {
 	base := t.runCtx
 	t.mu.Unlock()
 	rctx, cancel := context.WithCancel(base)
-	ar := &activeRun{run: r, cancel: cancel, done: make(chan struct{}), repo: ri, key: ck, fresh: fresh}
+	ar := &activeRun{run: r, cancel: cancel, done: make(chan struct{}), repo: ri, key: ck, fresh: fresh, seen: int64(r.PatchSet)}
 	t.mu.Lock()
 	if old := t.active[ck]; old != nil && old.run.ID != r.ID {
 		t.mu.Unlock()
