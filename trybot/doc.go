@@ -9,6 +9,13 @@
 // A logsync follower copies maintnerd's log into Dir/logcache and applies
 // every record to a local maintner.Corpus; after each batch (the follower's
 // CaughtUp) the trybot scans the corpus, so there is no polling interval.
+// When maintnerd's history diverges from what was followed (restored
+// from a backup, restarted on a fresh data directory), the corpus is
+// closed and built again from the new history, and scanned once it has
+// caught up; a change the new corpus shows in an older state than its
+// running try run saw (a lower patch set; an earlier last modification
+// of the pull request) does not supersede the run, and what was already
+// posted stays posted (runs are keyed by their request, in the store).
 // A scan:
 //
 //   - Gerrit: an open change whose current patch set has Run-TryBot+1 and
