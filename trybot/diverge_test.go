@@ -118,15 +118,22 @@ func TestCorpusDiverges(t *testing.T) {
 	if err := restored.ing.Sync(ctx, s.Project, b); err != nil {
 		t.Fatal(err)
 	}
-	c, _, err := s.Gerrit.CreateChange(ctx, s.Project, "main", s.Owner, "after", map[string]string{"fast.txt": "c\n"})
-	if err != nil {
-		t.Fatal(err)
+	// fastChange creates a change that passes at once, votes it and
+	// waits for its result, with m ingesting it.
+	fastChange := func(m *restoredMaintnerd, subject string) int {
+		t.Helper()
+		n, _, err := s.Gerrit.CreateChange(ctx, s.Project, "main", s.Owner, subject, map[string]string{"fast.txt": subject + "\n"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vote(n, 1)
+		if err := m.ing.Sync(ctx, s.Project, n); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "TryBot-Result on change "+subject, 60*time.Second, func() bool { return resultVote(s, n, 1) != 0 })
+		return n
 	}
-	vote(c, 1)
-	if err := restored.ing.Sync(ctx, s.Project, c); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "TryBot-Result on the change voted on the new history", 60*time.Second, func() bool { return resultVote(s, c, 1) != 0 })
+	c := fastChange(restored, "after")
 	if err := os.WriteFile(marker, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -161,15 +168,7 @@ func TestCorpusDiverges(t *testing.T) {
 	// be closed, leaving each mapped once, by the new corpus's cache.
 	backup2 := filepath.Join(t.TempDir(), "backup2")
 	copyLog(t, sw.URL+"/logs", backup2)
-	d, _, err := s.Gerrit.CreateChange(ctx, s.Project, "main", s.Owner, "lost", map[string]string{"fast.txt": "d\n"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vote(d, 1)
-	if err := restored.ing.Sync(ctx, s.Project, d); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "TryBot-Result on the fourth change", 60*time.Second, func() bool { return resultVote(s, d, 1) != 0 })
+	fastChange(restored, "lost")
 	cache := filepath.Join(dir, "logcache")
 	sealed := mappedSegments(t, cache)
 	if len(sealed) == 0 {
