@@ -228,6 +228,10 @@ func FuzzAppWebhook(f *testing.F) {
 	f.Add("check_run", []byte(`{"action":"rerequested","check_run":{"name":"tryd/b","head_sha":"x"},"repository":{"full_name":"o/r"}}`))
 	f.Add("check_suite", []byte(`{"action":"rerequested","check_suite":{"head_sha":"x"}}`))
 	f.Add("issues", []byte(`[]`))
+	f.Add("installation", []byte(`{"action":"created","installation":{"id":7,"app_id":1,"account":{"login":"o"},"created_at":1557933591,"suspended_at":null},"repositories":[{"full_name":"o/r"}]}`))
+	f.Add("installation", []byte(`{"action":"suspend","installation":{"id":7,"account":null,"suspended_at":"2026-01-02T03:04:05Z"},"repositories":null}`))
+	f.Add("installation", []byte(`{"action":"deleted","installation":null}`))
+	f.Add("installation_repositories", []byte(`{"action":"added","repositories_added":[{"full_name":"o/r"},null]}`))
 	tb := newIdle(f)
 	h := tb.Handler()
 	f.Fuzz(func(t *testing.T, event string, body []byte) {
