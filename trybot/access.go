@@ -117,7 +117,7 @@ func (t *Trybot) checkAccess(ctx context.Context, ri *repoInfo) (a access, chang
 		return accessSuspended, false, nil
 	case err == nil:
 		old := g.inst.ID()
-		if changed = g.inst.use(inst.GetID(), false); changed {
+		if changed = g.inst.use(inst.GetID()); changed {
 			t.log.WithFields(logrus.Fields{"repo": ri.cfg.Slug, "old": old, "new": inst.GetID()}).
 				Warn("trybot: the GitHub App's installation changed (installed again); using the new one")
 		}

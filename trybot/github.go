@@ -202,7 +202,7 @@ func (s *installationTokens) Token() (*oauth2.Token, error) {
 		// The installation is gone: the App may have been installed
 		// again, under another ID, whose webhook was missed.
 		if nid := s.find(ctx); nid != 0 && nid != id {
-			s.use(nid, false)
+			s.use(nid)
 			id = nid
 			it, _, err = s.c.Apps.CreateInstallationToken(ctx, id, nil)
 		}
@@ -241,7 +241,7 @@ type forgetRevoked struct {
 func (f *forgetRevoked) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := f.base.RoundTrip(r)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
-		f.inst.use(f.inst.ID(), true)
+		f.inst.forget()
 	}
 	return resp, err
 }
@@ -253,17 +253,23 @@ func (s *installationTokens) ID() int64 {
 	return s.id
 }
 
-// use makes id the current installation and reports whether it changed.
-// The cached token is dropped either way when forget is set (GitHub
-// refused it).
-func (s *installationTokens) use(id int64, forget bool) bool {
+// use makes id the current installation and reports whether it changed
+// (its token is then dropped: it was the old installation's).
+func (s *installationTokens) use(id int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	changed := id != s.id
-	if changed || forget {
+	if changed {
 		s.id, s.tok = id, nil
 	}
 	return changed
+}
+
+// forget drops the cached token (GitHub refused it).
+func (s *installationTokens) forget() {
+	s.mu.Lock()
+	s.tok = nil
+	s.mu.Unlock()
 }
 
 // canWrite reports whether login has write (or maintain, admin)

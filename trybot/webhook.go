@@ -284,7 +284,7 @@ func (t *Trybot) installationEvent(e *github.InstallationEvent) {
 		log := t.log.WithFields(map[string]any{"repo": ri.cfg.Slug, "installation": inst.GetID(), "action": action})
 		switch action {
 		case "created", "unsuspend", "new_permissions_accepted":
-			if action == "created" && g.inst.use(inst.GetID(), false) {
+			if action == "created" && g.inst.use(inst.GetID()) {
 				log.Warn("trybot: the GitHub App was installed again; using the new installation")
 			}
 			t.accessBack(ri, "installation "+action)
