@@ -104,13 +104,24 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (*api.S
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: encode graph: %w", err)
 	}
-	// Only the build (with its graph) is written before the answer: the
-	// jobs' initial states follow from the graph and the result cache, so
-	// their rows go through the group committer and a restore derives the
-	// states of jobs that have no row yet.
+	// The build is written before the answer with its graph and its
+	// cached jobs, which are final: a store may keep them in one record
+	// (SQLite writes a set of 10,000 cached jobs for a twentieth of the
+	// CPU of 10,000 rows). The other jobs' initial states follow from the
+	// graph, so their rows go through the group committer and a restore
+	// derives the states of jobs that have no row yet.
+	var cachedRows []state.Job
+	if len(cached) > 0 {
+		cachedRows = make([]state.Job, 0, len(cached))
+		for _, j := range b.order {
+			if j.state == api.JobCached {
+				cachedRows = append(cachedRows, b.record(j))
+			}
+		}
+	}
 	id, err := c.store.CreateBuild(ctx, &state.Build{
 		Priority: prio, Labels: req.Labels, Graph: gjson, State: api.BuildRunning, Created: now,
-	}, nil)
+	}, cachedRows)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: store build: %w: %w", api.ErrUnavailable, err)
 	}
@@ -131,13 +142,15 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (*api.S
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.builds[id] = b
-	rows := make([]state.Job, 0, len(b.order))
+	var rows []state.Job
 	for _, j := range b.order {
-		if j.state == api.JobCached || j.waiting > 0 {
+		if j.waiting > 0 {
 			rows = append(rows, b.record(j))
 		}
 	}
-	c.commit.jobList(rows)
+	if len(rows) > 0 {
+		c.commit.jobList(rows)
+	}
 	b.events = slices.Grow(b.events, len(b.order))
 	for _, j := range b.order {
 		switch {

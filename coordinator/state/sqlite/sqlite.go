@@ -5,11 +5,13 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,6 +90,15 @@ var migrations = []string{
 		version TEXT NOT NULL,
 		last_seen INTEGER NOT NULL
 	);`,
+	// Version 2: the finished jobs a build is created with, one row per
+	// build and state (see jobset.go).
+	`CREATE TABLE job_sets (
+		build_id INTEGER NOT NULL REFERENCES builds(id),
+		state TEXT NOT NULL,
+		n INTEGER NOT NULL,
+		jobs BLOB NOT NULL,
+		PRIMARY KEY (build_id, state)
+	);`,
 }
 
 // SchemaVersion is the schema version this tryd writes.
@@ -137,6 +148,9 @@ type Store struct {
 	// checkpointed counts the WAL frames background checkpoints copied
 	// (for tests).
 	checkpointed atomic.Int64
+	// sets knows which builds have job sets and which jobs they hold
+	// (guarded by writeMu).
+	sets *setIndex
 	// Statements prepared once: preparing costs more than executing
 	// the small writes of a batch.
 	upsertJob, upsertJobChunk, upsertAttempt, upsertResult, deleteResult, upsertWorker, updateBuild, updateBuildGraph, insertLabel *sql.Stmt
@@ -223,7 +237,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	// One writer at a time is SQLite's model; a few connections let
 	// reads proceed beside it in WAL mode.
 	db.SetMaxOpenConns(4)
-	s := &Store{db: db, stop: make(chan struct{})}
+	s := &Store{db: db, stop: make(chan struct{}), sets: newSetIndex(maxSetIndex)}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: %s: %w", opts.Path, err)
@@ -366,13 +380,185 @@ func (s *Store) CreateBuild(ctx context.Context, b *state.Build, jobs []state.Jo
 			return 0, fmt.Errorf("sqlite: create build labels: %w", err)
 		}
 	}
-	if err := s.upsertJobs(ctx, tx, id, jobs); err != nil {
+	rows, sets, hashes := s.splitCreated(jobs)
+	if err := s.upsertJobs(ctx, tx, id, rows); err != nil {
 		return 0, err
+	}
+	for _, set := range sets {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO job_sets (build_id, state, n, jobs) VALUES (?, ?, ?, ?)`,
+			id, string(set[0].State), len(set), encodeJobSet(set)); err != nil {
+			return 0, fmt.Errorf("sqlite: create build: write %d %s jobs: %w", len(set), set[0].State, err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("sqlite: create build: %w", err)
 	}
+	s.sets.put(id, hashes)
 	return id, nil
+}
+
+// splitCreated divides the jobs a build is created with into those
+// written as rows (unfinished: they will change) and sets of finished
+// ones by state, in order, and returns the sorted hashes of the sets' job
+// IDs for the index. A job ID given twice counts once, as its last record
+// (as the rows' upsert has it).
+func (s *Store) splitCreated(jobs []state.Job) (rows []state.Job, sets [][]state.Job, hashes []uint64) {
+	hashes = make([]uint64, len(jobs))
+	same := true // every job finished, in one state (a cached resubmission)
+	for i, j := range jobs {
+		hashes[i] = s.sets.hash(j.JobID)
+		same = same && j.State.Finished() && j.State == jobs[0].State
+	}
+	slices.Sort(hashes)
+	if len(slices.Compact(slices.Clone(hashes))) < len(jobs) {
+		// A hash given twice: rarely a collision, usually a job.
+		last := make(map[string]int, len(jobs))
+		for i, j := range jobs {
+			last[j.JobID] = i
+		}
+		var kept []state.Job
+		for i, j := range jobs {
+			if last[j.JobID] == i {
+				kept = append(kept, j)
+			}
+		}
+		if len(kept) < len(jobs) {
+			return s.splitCreated(kept)
+		}
+	}
+	if same {
+		if len(jobs) == 0 {
+			return nil, nil, nil
+		}
+		return nil, [][]state.Job{jobs}, hashes
+	}
+	hashes = hashes[:0]
+	for _, j := range jobs {
+		if !j.State.Finished() {
+			rows = append(rows, j)
+			continue
+		}
+		hashes = append(hashes, s.sets.hash(j.JobID))
+		k := slices.IndexFunc(sets, func(set []state.Job) bool { return set[0].State == j.State })
+		if k < 0 {
+			k = len(sets)
+			sets = append(sets, nil)
+		}
+		sets[k] = append(sets[k], j)
+	}
+	slices.Sort(hashes)
+	return rows, sets, hashes
+}
+
+// setHashes returns the hashes of the job IDs in a build's sets, reading
+// the sets if the index does not know the build.
+func (s *Store) setHashes(ctx context.Context, q querier, buildID int64) ([]uint64, error) {
+	if hs, ok := s.sets.lookup(buildID); ok {
+		return hs, nil
+	}
+	sets, err := s.readSets(ctx, q, buildID)
+	if err != nil {
+		return nil, err
+	}
+	var hs []uint64
+	for _, set := range sets {
+		for _, j := range set.jobs {
+			hs = append(hs, s.sets.hash(j.JobID))
+		}
+	}
+	slices.Sort(hs)
+	s.sets.put(buildID, hs)
+	return hs, nil
+}
+
+// querier is a *sql.DB or *sql.Tx.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// storedSet is one row of job_sets, decoded.
+type storedSet struct {
+	state api.JobState
+	jobs  []state.Job
+}
+
+// readSets returns a build's job sets.
+func (s *Store) readSets(ctx context.Context, q querier, buildID int64) ([]storedSet, error) {
+	rows, err := q.QueryContext(ctx, `SELECT state, jobs FROM job_sets WHERE build_id=?`, buildID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: job sets of build %d: %w", buildID, err)
+	}
+	defer rows.Close()
+	var out []storedSet
+	for rows.Next() {
+		var st string
+		var blob []byte
+		if err := rows.Scan(&st, &blob); err != nil {
+			return nil, fmt.Errorf("sqlite: job sets of build %d: %w", buildID, err)
+		}
+		jobs, err := decodeJobSet(blob, buildID, api.JobState(st))
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: job set %s of build %d: %w", st, buildID, err)
+		}
+		out = append(out, storedSet{api.JobState(st), jobs})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: job sets of build %d: %w", buildID, err)
+	}
+	return out, nil
+}
+
+// takeFromSets removes from their builds' sets the jobs that the batch
+// writes as rows (keeping the invariant: a job is in one place). It
+// returns the builds whose sets changed. The coordinator never writes a
+// job of a set again (they are finished), so this finds nothing but
+// costs a lookup per build of the batch.
+func (s *Store) takeFromSets(ctx context.Context, tx *sql.Tx, jobs []state.Job) ([]int64, error) {
+	var hit map[int64]map[string]bool
+	var hs []uint64
+	last := int64(-1)
+	for _, j := range jobs {
+		if j.BuildID != last {
+			var err error
+			if hs, err = s.setHashes(ctx, tx, j.BuildID); err != nil {
+				return nil, err
+			}
+			last = j.BuildID
+		}
+		if s.sets.mayHold(hs, j.JobID) {
+			if hit == nil {
+				hit = map[int64]map[string]bool{}
+			}
+			if hit[j.BuildID] == nil {
+				hit[j.BuildID] = map[string]bool{}
+			}
+			hit[j.BuildID][j.JobID] = true
+		}
+	}
+	var changed []int64
+	for bid, ids := range hit {
+		sets, err := s.readSets(ctx, tx, bid)
+		if err != nil {
+			return nil, err
+		}
+		for _, set := range sets {
+			kept := slices.DeleteFunc(slices.Clone(set.jobs), func(j state.Job) bool { return ids[j.JobID] })
+			var err error
+			switch {
+			case len(kept) == len(set.jobs):
+				continue
+			case len(kept) == 0:
+				_, err = tx.ExecContext(ctx, `DELETE FROM job_sets WHERE build_id=? AND state=?`, bid, string(set.state))
+			default:
+				_, err = tx.ExecContext(ctx, `UPDATE job_sets SET n=?, jobs=? WHERE build_id=? AND state=?`, len(kept), encodeJobSet(kept), bid, string(set.state))
+			}
+			if err != nil {
+				return nil, fmt.Errorf("sqlite: rewrite job set %s of build %d: %w", set.state, bid, err)
+			}
+			changed = append(changed, bid)
+		}
+	}
+	return changed, nil
 }
 
 // jobChunk is how many job rows one multi-row statement writes: a build
@@ -380,6 +566,16 @@ func (s *Store) CreateBuild(ctx context.Context, b *state.Build, jobs []state.Jo
 const jobChunk = 256
 
 func (s *Store) upsertJobs(ctx context.Context, tx *sql.Tx, buildID int64, jobs []state.Job) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	// In key order, each row lands next to the previous one in the
+	// primary key's index instead of at a random place (a quarter less
+	// CPU for a batch of thousands).
+	if !slices.IsSortedFunc(jobs, compareJobKeys) {
+		jobs = slices.Clone(jobs)
+		slices.SortFunc(jobs, compareJobKeys)
+	}
 	args := make([]any, 0, 11*min(len(jobs), jobChunk))
 	for len(jobs) > 0 {
 		n := min(len(jobs), jobChunk)
@@ -409,6 +605,13 @@ func (s *Store) upsertJobs(ctx context.Context, tx *sql.Tx, buildID int64, jobs 
 	return nil
 }
 
+func compareJobKeys(a, b state.Job) int {
+	if c := cmp.Compare(a.BuildID, b.BuildID); c != 0 {
+		return c
+	}
+	return strings.Compare(a.JobID, b.JobID)
+}
+
 // Commit implements state.Store.
 func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 	if b.Empty() {
@@ -433,6 +636,17 @@ func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 			return fmt.Errorf("sqlite: update build %d: %w", u.ID, err)
 		}
 	}
+	taken, err := s.takeFromSets(ctx, tx, b.Jobs)
+	if err != nil {
+		return err
+	}
+	// Whether the commit succeeds or not, the index must read these
+	// builds' sets again.
+	defer func() {
+		for _, id := range taken {
+			s.sets.forget(id)
+		}
+	}()
 	if err := s.upsertJobs(ctx, tx, 0, b.Jobs); err != nil {
 		return err
 	}
@@ -496,6 +710,15 @@ func (s *Store) Jobs(ctx context.Context, buildID int64) ([]state.Job, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: jobs of build %d: %w", buildID, err)
 	}
+	rows.Close()
+	sets, err := s.readSets(ctx, s.db, buildID)
+	if err != nil || len(sets) == 0 {
+		return out, err
+	}
+	for _, set := range sets {
+		out = append(out, set.jobs...)
+	}
+	slices.SortStableFunc(out, func(a, b state.Job) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
 }
 
@@ -596,7 +819,10 @@ func (s *Store) JobCounts(ctx context.Context, buildIDs []int64) (map[int64]map[
 			args[i] = id
 		}
 		buildIDs = buildIDs[n:]
-		rows, err := s.db.QueryContext(ctx, `SELECT build_id, state, COUNT(*) FROM jobs WHERE build_id IN (?`+strings.Repeat(",?", n-1)+`) GROUP BY build_id, state`, args...)
+		in := `build_id IN (?` + strings.Repeat(",?", n-1) + `)`
+		rows, err := s.db.QueryContext(ctx, `SELECT build_id, state, SUM(n) FROM (
+			SELECT build_id, state, COUNT(*) AS n FROM jobs WHERE `+in+` GROUP BY build_id, state
+			UNION ALL SELECT build_id, state, n FROM job_sets WHERE `+in+`) GROUP BY build_id, state`, append(args, args...)...)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: job counts: %w", err)
 		}

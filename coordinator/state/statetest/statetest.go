@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +33,7 @@ func Run(t *testing.T, newStore func(t *testing.T) state.Store) {
 		{"Results", testResults},
 		{"Workers", testWorkers},
 		{"ConcurrentCommits", testConcurrent},
+		{"CreatedJobsRewritten", testCreatedJobsRewritten},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -300,5 +302,73 @@ func testConcurrent(t *testing.T, s state.Store) {
 	jobs, err := s.Jobs(ctx, bid)
 	if err != nil || len(jobs) != 80 {
 		t.Errorf("Jobs = %d, %v; want 80", len(jobs), err)
+	}
+}
+
+// testCreatedJobsRewritten: the jobs a build is created with, finished
+// or not, in any number (a store may keep finished ones in one record),
+// read back whole and counted; a later write of any of them replaces it.
+func testCreatedJobsRewritten(t *testing.T, s state.Store) {
+	ctx := context.Background()
+	const n = 1000
+	var jobs []state.Job
+	for i := range n {
+		j := state.Job{JobID: fmt.Sprintf("%064x", i), Name: fmt.Sprint("j", i), Seq: i, State: api.JobCached,
+			OutputDigest: id('d'), Finished: ts(1)}
+		switch i % 4 {
+		case 1:
+			j.State, j.Worker, j.ExitCode, j.Error, j.Started = api.JobFailed, "w1", intp(-3), "exit -3\nwith ünïcode", ts(0)
+		case 2:
+			j.State, j.OutputDigest, j.Finished = api.JobWaiting, "", time.Time{}
+		}
+		jobs = append(jobs, j)
+	}
+	bid := newBuild(t, s, nil, jobs...)
+	other := newBuild(t, s, nil, jobs[:3]...)
+	want := slices.Clone(jobs)
+	for i := range want {
+		want[i].BuildID = bid
+	}
+	check := func(step string) {
+		t.Helper()
+		got, err := s.Jobs(ctx, bid)
+		if err != nil {
+			t.Fatalf("%s: Jobs: %v", step, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%s: Jobs = %d jobs, want %d", step, len(got), len(want))
+		}
+		counts := map[api.JobState]int{}
+		for i := range want {
+			counts[want[i].State]++
+			if !reflect.DeepEqual(got[i], want[i]) {
+				t.Errorf("%s: job %d = %+v, want %+v", step, i, got[i], want[i])
+			}
+		}
+		if jc, ok := s.(state.JobCounter); ok {
+			got, err := jc.JobCounts(ctx, []int64{bid})
+			if err != nil || !reflect.DeepEqual(got[bid], counts) {
+				t.Errorf("%s: JobCounts = %v, %v; want %v", step, got, err, counts)
+			}
+		}
+	}
+	check("created")
+	// Rewrite a cached, a failed and a waiting job, twice.
+	for round, st := range []api.JobState{api.JobSucceeded, api.JobCancelled} {
+		var batch state.Batch
+		for _, i := range []int{4, 5, 6} {
+			want[i].State, want[i].Worker, want[i].ExitCode, want[i].Error = st, "w2", intp(round), ""
+			want[i].Started, want[i].Finished = ts(2), ts(3+round)
+			batch.Jobs = append(batch.Jobs, want[i])
+		}
+		if err := s.Commit(ctx, &batch); err != nil {
+			t.Fatal(err)
+		}
+		check(fmt.Sprint("rewrite ", round))
+	}
+	// The other build's jobs of the same IDs are its own.
+	got, err := s.Jobs(ctx, other)
+	if err != nil || len(got) != 3 || got[0].State != api.JobCached || got[1].State != api.JobFailed || got[2].State != api.JobWaiting {
+		t.Errorf("other build's Jobs = %+v, %v", got, err)
 	}
 }
