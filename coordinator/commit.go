@@ -29,6 +29,14 @@ type committer struct {
 	// interval is the least time between the starts of two commits
 	// (Options.CommitInterval).
 	interval time.Duration
+	// write commits a batch (default: the store's Commit; a replica's
+	// is fenced by its leases, see Coordinator.commitHeld).
+	write func(context.Context, *state.Batch) error
+	// timeout bounds one commit, so that a database that stopped
+	// answering (not refusing) is retried, not waited for forever.
+	timeout time.Duration
+	// failures logs a run of failed commits once (see failureLog).
+	failures failureLog
 
 	mu   sync.Mutex
 	kick chan struct{}
@@ -50,10 +58,23 @@ type jobKey struct {
 }
 
 func newCommitter(store state.Store, log logrus.FieldLogger, m *metrics) *committer {
-	c := &committer{store: store, log: log, m: m, kick: make(chan struct{}, 1), urgent: make(chan struct{}, 1)}
+	c := &committer{store: store, log: log, m: m, kick: make(chan struct{}, 1), urgent: make(chan struct{}, 1),
+		write: store.Commit, timeout: defaultCommitTimeout, failures: failureLog{log: log, what: "commit state"}}
 	c.reset()
 	return c
 }
+
+// defaultCommitTimeout bounds a commit (committer.timeout).
+const defaultCommitTimeout = 30 * time.Second
+
+// Failed commits are retried after commitRetryMin, doubling up to
+// commitRetryMax: a store that is down for a while (a database restart
+// or failover) is asked a few times a second at first, then every few
+// seconds, not hammered with connection attempts.
+const (
+	commitRetryMin = 50 * time.Millisecond
+	commitRetryMax = 2 * time.Second
+)
 
 func (c *committer) reset() {
 	c.builds = map[int64]state.BuildUpdate{}
@@ -116,6 +137,32 @@ func (c *committer) worker(w state.Worker) ticket {
 	return c.kickLocked()
 }
 
+// forget discards the pending changes of a build this replica no longer
+// holds (another replica took it), which must not be written over the
+// new holder's: a fenced commit would skip them, unless this replica
+// took the build back meanwhile. A batch being written already is left
+// to the fence.
+func (c *committer) forget(build int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.builds, build)
+	for k := range c.jobs {
+		if k.build == build {
+			delete(c.jobs, k)
+		}
+	}
+	for id, a := range c.attempts {
+		if a.BuildID == build {
+			delete(c.attempts, id)
+		}
+	}
+	for id, r := range c.results {
+		if r.BuildID == build {
+			delete(c.results, id)
+		}
+	}
+}
+
 // current returns the ticket of the changes added so far.
 func (c *committer) current() ticket {
 	c.mu.Lock()
@@ -175,9 +222,10 @@ func (c *committer) take() (*state.Batch, chan struct{}) {
 	return b, done
 }
 
-// run commits until ctx ends. A failed commit is retried (its changes are
-// merged back unless newer ones replaced them) so that a transient store
-// error loses nothing.
+// run commits until ctx ends. A failed commit is retried with backoff
+// (its changes are merged back unless newer ones replaced them, and its
+// tickets stay open until a commit succeeds) so that a store that is
+// down for a while loses nothing acknowledged.
 func (c *committer) run(ctx context.Context) {
 	var last time.Time // start of the last commit
 	for {
@@ -199,7 +247,7 @@ func (c *committer) run(ctx context.Context) {
 			}
 		}
 		last = time.Now()
-		for {
+		for backoff := commitRetryMin; ; backoff = min(2*backoff, commitRetryMax) {
 			err := c.commitOnce(context.Background())
 			if err == nil {
 				break
@@ -207,7 +255,7 @@ func (c *committer) run(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(backoff):
 			}
 		}
 	}
@@ -220,17 +268,20 @@ func (c *committer) commitOnce(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
-	err := c.store.Commit(ctx, b)
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	err := c.write(ctx, b)
+	cancel()
 	c.m.commitSeconds.Observe(time.Since(start).Seconds())
 	c.mu.Lock()
 	c.err = err
 	c.mu.Unlock()
 	if err != nil {
 		c.m.commitErrors.Inc()
-		c.log.WithError(err).Error("commit state; will retry")
+		c.failures.fail(err)
 		c.requeue(b, done)
 		return err
 	}
+	c.failures.ok()
 	close(done)
 	return nil
 }
@@ -293,4 +344,36 @@ func wait(ctx context.Context, t ticket) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// failureLog logs a run of failures of a repeated operation (a commit, a
+// lease renewal, a claim) once when it starts and once when it ends,
+// with the count and duration, instead of once per attempt: a database
+// down for a minute would otherwise fill the log with hundreds of lines
+// saying the same. Attempts in between are logged at debug level. Each
+// failureLog is used by one goroutine at a time.
+type failureLog struct {
+	log   logrus.FieldLogger
+	what  string
+	n     int // failures in the current run
+	since time.Time
+}
+
+func (f *failureLog) fail(err error) {
+	if f.n == 0 {
+		f.since = time.Now()
+		f.log.WithError(err).Error(f.what + " failed; retrying (logged again once it succeeds)")
+	} else {
+		f.log.WithError(err).Debug(f.what + " failed again")
+	}
+	f.n++
+}
+
+// ok ends a run of failures.
+func (f *failureLog) ok() {
+	if f.n == 0 {
+		return
+	}
+	f.log.WithFields(logrus.Fields{"failures": f.n, "for": time.Since(f.since).Round(time.Millisecond).String()}).Warn(f.what + " succeeds again")
+	f.n = 0
 }

@@ -2,14 +2,20 @@ package coordinator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/state"
 	"github.com/tryd-ci/tryd/internal/logging"
+	"github.com/tryd-ci/tryd/internal/testenv"
 )
 
 // flakyStore fails commits while failing is set, like a full disk.
@@ -67,5 +73,47 @@ func testCommitFailuresAreRetriedAndReported(t *testing.T, be backend) {
 	b, err := inner.Build(ctx, bid)
 	if err != nil || b.State != api.BuildFailed || b.Error != "newer" {
 		t.Errorf("build after retry = %+v, %v", b, err)
+	}
+}
+
+// TestFailureLogOncePerRun: a run of failures (a database outage) is
+// logged when it starts and when it ends, whatever the number of
+// attempts; the attempts between are at debug level.
+func TestFailureLogOncePerRun(t *testing.T) {
+	tests := []struct {
+		name     string
+		failures int
+		want     []string // messages at info level and above
+	}{
+		{"no failure", 0, nil},
+		{"one failure", 1, []string{"commit state failed; retrying (logged again once it succeeds)", "commit state succeeds again"}},
+		{"an outage", 50, []string{"commit state failed; retrying (logged again once it succeeds)", "commit state succeeds again"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l := logrus.New()
+			var buf testenv.Buffer
+			l.SetOutput(&buf)
+			l.SetFormatter(&logrus.JSONFormatter{})
+			f := failureLog{log: l, what: "commit state"}
+			for range 2 { // two runs
+				for range tc.failures {
+					f.fail(errors.New("connection refused"))
+				}
+				f.ok()
+				f.ok()
+			}
+			var got []string
+			for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+				var e struct{ Msg string }
+				if line != "" && json.Unmarshal([]byte(line), &e) == nil {
+					got = append(got, e.Msg)
+				}
+			}
+			want := append(append([]string(nil), tc.want...), tc.want...)
+			if !slices.Equal(got, want) {
+				t.Errorf("logged %q, want %q", got, want)
+			}
+		})
 	}
 }

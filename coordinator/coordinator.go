@@ -235,8 +235,12 @@ func New(ctx context.Context, opts Options) (*Coordinator, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.rep = newReplicas(*opts.Replica, l, opts.Registry)
-		c.log = c.log.WithField("replica", c.rep.opts.ID)
+		c.log = c.log.WithField("replica", opts.Replica.ID)
+		c.rep = newReplicas(*opts.Replica, l, opts.Registry, c.log)
+		c.commit.log = c.log
+		c.commit.failures.log = c.log
+		c.commit.write = c.commitHeld
+		c.commit.timeout = c.rep.opts.LeaseTTL
 	}
 	if err := c.registerWorkers(ctx); err != nil {
 		return nil, err

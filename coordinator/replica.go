@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/state"
@@ -90,6 +91,18 @@ type replicas struct {
 	// orphans are builds the last renewal found leased to this replica
 	// but not in memory (used by leaseLoop only).
 	orphans map[int64]bool
+	// renewed is when the last successful renewal started: this
+	// replica's leases are good until renewed+LeaseTTL, by its clock.
+	// expired are the builds it dropped when that time neared without
+	// a renewal, whose leases it releases once the store answers again
+	// (after committing what it recorded of them). leaseLoop only.
+	renewed time.Time
+	expired map[int64]bool
+	// renewFailures and claimFailures log runs of failed renewals and
+	// claims once (leaseLoop only).
+	renewFailures, claimFailures failureLog
+	// fenced is the store's fenced commit, if it has one.
+	fenced heldCommitter
 
 	// waiters are the calls waiting for a holder of a build (holderOf),
 	// woken by held notices and by this replica's own claims.
@@ -99,9 +112,12 @@ type replicas struct {
 	claimed, dropped, forwarded prometheus.Counter
 }
 
-func newReplicas(opts ReplicaOptions, l state.Leaser, reg *prometheus.Registry) *replicas {
+func newReplicas(opts ReplicaOptions, l state.Leaser, reg *prometheus.Registry, log logrus.FieldLogger) *replicas {
 	r := &replicas{opts: opts, leases: l, self: state.Owner{ID: opts.ID, URL: opts.URL}, kick: make(chan struct{}, 1),
-		waiters: map[int64]map[chan struct{}]bool{},
+		waiters:       map[int64]map[chan struct{}]bool{},
+		expired:       map[int64]bool{},
+		renewFailures: failureLog{log: log, what: "renew build leases"},
+		claimFailures: failureLog{log: log, what: "claim builds"},
 		claimed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tryd_coordinator_builds_claimed_total", Help: "Builds this replica took from the store (left unheld at submit, or of a dead replica).",
 		}),
@@ -115,6 +131,7 @@ func newReplicas(opts ReplicaOptions, l state.Leaser, reg *prometheus.Registry) 
 	if reg != nil {
 		reg.MustRegister(r.claimed, r.dropped, r.forwarded)
 	}
+	r.fenced, _ = l.(heldCommitter)
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			target := pr.In.Context().Value(ownerKey{}).(*url.URL)
@@ -263,7 +280,9 @@ const spareCheck = 4 * time.Millisecond
 // builds nobody holds, until Close. Builds may be waiting after a nudge
 // (a build left unheld, leases released) or a renewal period (leases
 // expire silently); they are claimed as soon as there are spare slots,
-// until the store has none left.
+// until the store has none left. While the store fails, renewals are
+// retried every renewRetry and claims with backoff (claimRetryMin to
+// renewEvery), each run of failures logged once.
 func (c *Coordinator) leaseLoop() {
 	nudges := c.rep.leases.ClaimNudges(c.ctx)
 	// Held notices wake the calls waiting for a build's holder.
@@ -282,20 +301,37 @@ func (c *Coordinator) leaseLoop() {
 	}()
 	defer func() { <-notices }()
 	renewEvery := c.rep.opts.LeaseTTL / 3
-	var renewed time.Time
-	pending := true
+	renewRetry := c.rep.opts.LeaseTTL / 12
+	var renewed, claimAt time.Time
+	c.rep.renewed = c.clock.Now()
+	pending, renewOK := true, true
+	claimBackoff := time.Duration(0)
 	for {
-		if now := c.clock.Now(); now.Sub(renewed) >= renewEvery {
+		now := c.clock.Now()
+		if every := renewEvery; now.Sub(renewed) >= every || (!renewOK && now.Sub(renewed) >= renewRetry) {
 			renewed = now
-			c.renewLeases()
+			renewOK = c.renewLeases()
 			pending = true
 		}
-		if pending {
-			pending = c.claimBuilds()
+		if pending && !now.Before(claimAt) {
+			var err error
+			pending, err = c.claimBuilds()
+			if err != nil {
+				c.rep.claimFailures.fail(err)
+				claimBackoff = min(max(2*claimBackoff, claimRetryMin), renewEvery)
+				claimAt = c.clock.Now().Add(claimBackoff)
+				pending = true
+			} else {
+				c.rep.claimFailures.ok()
+				claimBackoff = 0
+			}
 		}
 		wait := renewEvery
+		if !renewOK {
+			wait = renewRetry
+		}
 		if pending {
-			wait = min(wait, spareCheck)
+			wait = min(wait, max(spareCheck, claimAt.Sub(c.clock.Now())))
 		}
 		select {
 		case <-c.ctx.Done():
@@ -308,6 +344,10 @@ func (c *Coordinator) leaseLoop() {
 		}
 	}
 }
+
+// claimRetryMin is the first wait after a failed claim; it doubles up to
+// a renewal period while claims fail (the store is unreachable).
+const claimRetryMin = 50 * time.Millisecond
 
 // releaseLeases gives up every lease of this replica (at Close, after the
 // last commit).
@@ -327,17 +367,28 @@ func (c *Coordinator) releaseLeases() {
 // Submit holds a build in the store before adding it to memory, so a
 // renewal racing with it sees a lease without a build, or a build
 // missing from an answer computed just before: each case is confirmed
-// before anything is dropped or released.
-func (c *Coordinator) renewLeases() {
+// before anything is dropped or released. It reports whether the
+// renewal succeeded; while renewals fail, it drops the running builds
+// before their leases may expire (expireLeases), and once the store
+// answers again it releases them before renewing anything.
+func (c *Coordinator) renewLeases() bool {
 	ctx, cancel := context.WithTimeout(c.ctx, c.rep.opts.LeaseTTL/2)
 	defer cancel()
-	held, err := c.rep.leases.RenewBuilds(ctx, c.rep.opts.ID, c.clock.Now().Add(c.rep.opts.LeaseTTL))
+	start := c.clock.Now()
+	err := c.releaseExpired(ctx)
+	var held []int64
+	if err == nil {
+		held, err = c.rep.leases.RenewBuilds(ctx, c.rep.opts.ID, start.Add(c.rep.opts.LeaseTTL))
+	}
 	if err != nil {
 		if c.ctx.Err() == nil {
-			c.log.WithError(err).Warn("renew build leases")
+			c.rep.renewFailures.fail(err)
+			c.expireLeases(start)
 		}
-		return
+		return false
 	}
+	c.rep.renewFailures.ok()
+	c.rep.renewed = start
 	keep := make(map[int64]bool, len(held))
 	for _, id := range held {
 		keep[id] = true
@@ -383,18 +434,114 @@ func (c *Coordinator) renewLeases() {
 		}
 		c.mu.Lock()
 		if b, here := c.builds[id]; here && b.state == api.BuildRunning {
+			c.log.WithField("build", id).Warn("lost the lease of a running build to another replica; dropping it")
 			c.dropBuildLocked(b)
+			c.commit.forget(id)
 		}
 		c.mu.Unlock()
 	}
+	return true
+}
+
+// leaseMargin is how long before its leases expire a replica that
+// cannot renew them stops running their builds (a fraction of
+// LeaseTTL): it must stop before another replica may claim them, and
+// renewals are retried every LeaseTTL/12.
+func leaseMargin(ttl time.Duration) time.Duration { return ttl / 4 }
+
+// expireLeases drops every running build once this replica's leases are
+// about to expire unrenewed (the store has been unreachable for most of
+// LeaseTTL): from their expiry on, another replica may claim and run
+// them, and this one must not keep running them. Their attempts are
+// stopped on the workers; what was recorded of them stays pending in the
+// committer, and releaseExpired gives their leases back once it is
+// stored. They resume from the store on whichever replica claims them,
+// this one included, as after a crash.
+func (c *Coordinator) expireLeases(now time.Time) {
+	if now.Sub(c.rep.renewed) < c.rep.opts.LeaseTTL-leaseMargin(c.rep.opts.LeaseTTL) {
+		return
+	}
+	c.mu.Lock()
+	var ids []int64
+	for id, b := range c.builds {
+		if b.state == api.BuildRunning {
+			ids = append(ids, id)
+			c.rep.expired[id] = true
+			c.dropBuildLocked(b)
+		}
+	}
+	c.mu.Unlock()
+	if len(ids) > 0 {
+		c.log.WithFields(logrus.Fields{"builds": len(ids), "since": now.Sub(c.rep.renewed).Round(time.Millisecond).String()}).
+			Error("build leases not renewed before they expire: stopped running their builds, which resume from the store once it answers")
+	}
+}
+
+// releaseExpired gives back the leases of the builds expireLeases
+// dropped, once everything recorded of them is committed (otherwise a
+// claimer would resume them without it; the fenced commit keeps a late
+// write of it from mixing with the claimer's run).
+func (c *Coordinator) releaseExpired(ctx context.Context) error {
+	if len(c.rep.expired) == 0 {
+		return nil
+	}
+	if err := wait(ctx, c.commit.current()); err != nil {
+		return fmt.Errorf("coordinator: commit before releasing expired leases: %w", err)
+	}
+	ids := make([]int64, 0, len(c.rep.expired))
+	for id := range c.rep.expired {
+		ids = append(ids, id)
+	}
+	if err := c.rep.leases.ReleaseBuilds(ctx, c.rep.opts.ID, ids); err != nil {
+		return err
+	}
+	c.log.WithField("builds", len(ids)).Info("released the leases of the builds dropped while the store was unreachable")
+	clear(c.rep.expired)
+	return nil
+}
+
+// heldCommitter is implemented by a state.Leaser whose commits can be
+// fenced by a replica's leases (pgstate.Store.CommitHeld): the records
+// of builds another replica took are skipped, and those builds named.
+// A replica commits through it, so that what it recorded while its
+// leases expired unseen (the store was unreachable) never mixes with the
+// run of a replica that claimed the build meanwhile.
+type heldCommitter interface {
+	CommitHeld(ctx context.Context, ownerID string, b *state.Batch) (foreign []int64, err error)
+}
+
+// commitHeld is the committer's write in replica mode: a fenced commit
+// if the store has one, after which the builds another replica took are
+// dropped here.
+func (c *Coordinator) commitHeld(ctx context.Context, b *state.Batch) error {
+	if c.rep.fenced == nil {
+		return c.store.Commit(ctx, b)
+	}
+	foreign, err := c.rep.fenced.CommitHeld(ctx, c.rep.opts.ID, b)
+	if err != nil || len(foreign) == 0 {
+		return err
+	}
+	c.log.WithField("builds", foreign).Warn("not stored: changes of builds another replica took; dropping them")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, id := range foreign {
+		if b, ok := c.builds[id]; ok {
+			if b.state == api.BuildRunning {
+				c.dropBuildLocked(b)
+			} else {
+				delete(c.builds, id)
+			}
+		}
+		c.commit.forget(id)
+	}
+	return nil
 }
 
 // dropBuildLocked forgets a running build whose lease another replica
-// took (this one was too slow to renew): it records nothing more about
-// it, since the new holder owns its state, and tells workers to stop its
-// attempts.
+// took (this one was too slow to renew), or may take (expireLeases): it
+// records nothing more about it, since the new holder owns its state,
+// and tells workers to stop its attempts.
 func (c *Coordinator) dropBuildLocked(b *build) {
-	c.log.WithField("build", b.id).Warn("lost the lease of a running build to another replica; dropping it")
 	c.rep.dropped.Inc()
 	for _, j := range b.order {
 		// Attempts handed out ahead of their dependencies or beyond
@@ -426,30 +573,35 @@ func (c *Coordinator) dropBuildLocked(b *build) {
 // claimBuilds takes builds nobody holds, one at a time, while this
 // replica has spare slots, and resumes them. It reports whether it
 // should look again soon: builds may still be waiting, and it stopped
-// for lack of spare slots that its workers will free, or after an
-// error. A replica without workers need not look until one registers
-// (which kicks the claim loop): it would wake every spareCheck for
-// nothing while builds wait for other replicas.
-func (c *Coordinator) claimBuilds() bool {
+// for lack of spare slots that its workers will free. A replica without
+// workers need not look until one registers (which kicks the claim
+// loop): it would wake every spareCheck for nothing while builds wait
+// for other replicas. Nor does one that has leases to release after an
+// outage (expireLeases): it would resume them from the store before
+// what it recorded of them is stored.
+func (c *Coordinator) claimBuilds() (bool, error) {
+	if len(c.rep.expired) > 0 {
+		return false, nil
+	}
 	for range 16 {
 		if c.ctx.Err() != nil {
-			return false
+			return false, nil
 		}
 		c.mu.Lock()
 		spare, slots := c.spareSlotsLocked(), c.workerSlotsLocked()
 		c.mu.Unlock()
 		if spare <= 0 {
-			return slots > 0
+			return slots > 0, nil
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, c.rep.opts.LeaseTTL/2)
 		now := c.clock.Now()
 		ids, err := c.rep.leases.ClaimBuilds(ctx, c.rep.self, 1, now, now.Add(c.rep.opts.LeaseTTL))
 		if err != nil {
 			cancel()
-			if c.ctx.Err() == nil {
-				c.log.WithError(err).Warn("claim builds")
+			if c.ctx.Err() != nil {
+				return false, nil
 			}
-			return true
+			return true, err
 		}
 		c.mu.Lock()
 		for _, id := range ids {
@@ -469,10 +621,10 @@ func (c *Coordinator) claimBuilds() bool {
 		c.mu.Unlock()
 		cancel()
 		if len(ids) == 0 {
-			return false
+			return false, nil
 		}
 	}
-	return true
+	return true, nil
 }
 
 // buildPathRE matches the client calls about one build that the holder

@@ -182,6 +182,13 @@ func (c *Coordinator) Events(ctx context.Context, id int64, from int, epoch stri
 	}
 	for {
 		c.mu.Lock()
+		if c.builds[id] != b && !b.state.Finished() {
+			// Dropped: another replica took the build (this one's
+			// lease expired). The stream ends without build_finished,
+			// and the client reconnects to the new holder.
+			c.mu.Unlock()
+			return fmt.Errorf("coordinator: build %d moved to another replica: %w", id, api.ErrUnavailable)
+		}
 		var evs []api.Event
 		if from < len(b.events) {
 			evs = append(evs, b.events[from:]...)

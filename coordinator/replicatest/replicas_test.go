@@ -42,16 +42,16 @@ type setup struct {
 func start(t *testing.T) *setup {
 	t.Helper()
 	testenv.Short(t)
-	srv := pgtest.Start(t)
-	dsn := srv.NewDatabase(t)
+	return startOn(t, pgtest.Start(t).NewDatabase(t))
+}
+
+// startOn starts two replicas on database dsn and three workers.
+func startOn(t *testing.T, dsn string) *setup {
+	t.Helper()
 	tryd := buildTryd(t)
-	var logw *os.File
-	if testing.Verbose() {
-		logw = os.Stderr
-	}
 	opts := Options{Tryd: tryd, Dir: t.TempDir(), DSN: dsn, Replicas: 2}
-	if logw != nil {
-		opts.Log = logw
+	if testing.Verbose() {
+		opts.Log = os.Stderr
 	}
 	c, err := Start(t.Context(), opts)
 	if err != nil {

@@ -158,23 +158,40 @@ func (s *Store) HeldNotices(ctx context.Context) <-chan int64 {
 }
 
 // listenLoop delivers the payloads of the notifications on channel until
-// ctx ends, reconnecting after errors; reconnected is called after each
-// reconnection (notifications may have been missed meanwhile).
+// ctx ends, reconnecting after errors with backoff (100ms doubling up to
+// 5s); reconnected is called each time LISTEN is in effect again
+// (notifications may have been missed meanwhile). A run of failures (the database is down)
+// is logged when it starts and when it ends, not at every attempt.
 func (s *Store) listenLoop(ctx context.Context, channel string, notify func(payload string), reconnected func()) {
 	backoff := 100 * time.Millisecond
+	log := s.log.WithField("channel", channel)
+	var failures int
+	var since time.Time
 	for ctx.Err() == nil {
-		err := s.listen(ctx, channel, notify, func() { backoff = 100 * time.Millisecond })
+		err := s.listen(ctx, channel, notify, func() {
+			backoff = 100 * time.Millisecond
+			if failures > 0 {
+				log.WithField("failures", failures).WithField("for", time.Since(since).Round(time.Millisecond).String()).Warn("pgstate: LISTEN connection restored")
+				failures = 0
+			}
+			reconnected()
+		})
 		if ctx.Err() != nil {
 			return
 		}
-		s.log.WithError(err).WithField("channel", channel).Warn("pgstate: LISTEN connection lost; reconnecting")
+		if failures == 0 {
+			since = time.Now()
+			log.WithError(err).Warn("pgstate: LISTEN connection lost; reconnecting (logged again once restored)")
+		} else {
+			log.WithError(err).Debug("pgstate: LISTEN reconnection failed")
+		}
+		failures++
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
-		reconnected()
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -120,6 +121,10 @@ const notifyChannel = "tryd_builds"
 // took the build whose decimal ID is the payload.
 const heldChannel = "tryd_held"
 
+// defaultConnectTimeout bounds a new connection when the DSN sets no
+// connect_timeout.
+const defaultConnectTimeout = 5 * time.Second
+
 // Options configure a Store.
 type Options struct {
 	// DSN is the connection string (required), e.g.
@@ -157,6 +162,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		// The parse error may quote the DSN, password included.
 		return nil, errors.New("pgstate: malformed DSN")
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// A database that does not answer (not one that refuses) fails
+		// a call after this, rather than hanging it (connect_timeout in
+		// the DSN overrides it).
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
 	cfg.MaxConns = 10
 	if opts.MaxConns > 0 {
