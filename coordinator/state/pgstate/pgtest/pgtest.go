@@ -68,16 +68,7 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		fail(t, "%v, and %s is not set", err, EnvDSN)
 	}
-	srv, stop, err := Launch(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	return srv
+	return startLaunched(t, bin, false)
 }
 
 // StartOwn starts a throwaway server of the test's own, even in CI, for
@@ -90,15 +81,14 @@ func StartOwn(t testing.TB) *Server {
 	if err != nil {
 		fail(t, "%v", err)
 	}
-	reapOrphans(os.TempDir(), time.Now())
-	var srv *Server
-	var stop func() error
-	for try := 1; ; try++ {
-		srv, _, stop, err = launch(bin, os.TempDir(), true)
-		if err == nil || !errors.Is(err, errPortTaken) || try == 3 {
-			break
-		}
-	}
+	return startLaunched(t, bin, true)
+}
+
+// startLaunched launches a server (see launchRetrying) that t's cleanup
+// stops.
+func startLaunched(t testing.TB, bin string, durable bool) *Server {
+	t.Helper()
+	srv, stop, err := launchRetrying(bin, durable)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,12 +168,18 @@ func (s *Server) TerminateBackends(ctx context.Context, database string) (int, e
 // (immediate shutdown) and removes the directories of owners that are
 // gone (reapOrphans).
 func Launch(bin string) (srv *Server, stop func() error, err error) {
+	return launchRetrying(bin, false)
+}
+
+// launchRetrying is Launch, of a durable server if durable (see
+// postmaster.durable).
+func launchRetrying(bin string, durable bool) (srv *Server, stop func() error, err error) {
 	tmp := os.TempDir()
 	reapOrphans(tmp, time.Now())
 	// A port picked free may be taken before the server binds it (other
 	// tests run on the machine): try another.
 	for try := 1; ; try++ {
-		srv, _, stop, err = launch(bin, tmp, false)
+		srv, _, stop, err = launch(bin, tmp, durable)
 		if err == nil || !errors.Is(err, errPortTaken) || try == 3 {
 			return srv, stop, err
 		}
