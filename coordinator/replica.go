@@ -40,6 +40,19 @@ import (
 // (running attempts are adopted when their workers re-register, or lost
 // after the heartbeat timeout).
 //
+// When the database goes away (a restart, a failover, sessions killed),
+// replicas keep running their builds while their leases last: changes
+// wait in the group committer (retried with backoff; results are
+// acknowledged to workers only once stored), submits fail as
+// unavailable (503) and /healthz says unhealthy. A replica whose leases
+// are about to expire unrenewed stops running their builds (another
+// replica may claim them from then on); once the database answers, it
+// stores what it recorded of them, releases their leases, and the builds
+// resume from the store wherever they are claimed. Its commits are
+// fenced by its leases (state stores that support it, PostgreSQL): what
+// it recorded of a build another replica claimed meanwhile is never
+// written over the new holder's run.
+//
 // A worker may connect to any replica (e.g. through a load balancer with
 // session affinity) and runs the jobs of the builds that replica holds.
 // Client calls about a build (status, events, cancel, attempt logs) may
@@ -308,7 +321,7 @@ func (c *Coordinator) leaseLoop() {
 	claimBackoff := time.Duration(0)
 	for {
 		now := c.clock.Now()
-		if every := renewEvery; now.Sub(renewed) >= every || (!renewOK && now.Sub(renewed) >= renewRetry) {
+		if since := now.Sub(renewed); since >= renewEvery || (!renewOK && since >= renewRetry) {
 			renewed = now
 			renewOK = c.renewLeases()
 			pending = true

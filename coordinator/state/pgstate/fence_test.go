@@ -103,3 +103,7 @@ func TestCommitHeld(t *testing.T) {
 		t.Error("CommitHeld with an empty owner succeeded")
 	}
 }
+
+// BenchmarkCommitHeldJobs is BenchmarkCommitJobs with the commits a
+// replica makes, fenced by its leases.
+func BenchmarkCommitHeldJobs(b *testing.B) { benchCommitJobs(b, "r1") }

@@ -495,13 +495,24 @@ func TestReleasedSchemasLoad(t *testing.T) {
 // of a busy cluster, in batches of two jobs as a replica's group commit
 // does: the jobs start (job rows and new attempts), then finish (job
 // rows, attempts and results). One op is one job.
-func BenchmarkCommitJobs(b *testing.B) {
+func BenchmarkCommitJobs(b *testing.B) { benchCommitJobs(b, "") }
+
+// benchCommitJobs runs BenchmarkCommitJobs, with commits fenced by
+// owner's leases (CommitHeld) unless owner is empty.
+func benchCommitJobs(b *testing.B, owner string) {
 	ctx := context.Background()
 	s, err := Open(ctx, Options{DSN: sharedPG.Server(b).NewSchema(b)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
+	write := s.Commit
+	if owner != "" {
+		write = func(ctx context.Context, batch *state.Batch) error {
+			_, err := s.CommitHeld(ctx, owner, batch)
+			return err
+		}
+	}
 	const perBuild, perBatch = 50, 2
 	t0 := time.Unix(1_700_000_000, 0).UTC()
 	var bid int64
@@ -515,6 +526,11 @@ func BenchmarkCommitJobs(b *testing.B) {
 			}
 			if bid, err = s.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: []byte("{}"), State: api.BuildRunning}, jobs); err != nil {
 				b.Fatal(err)
+			}
+			if owner != "" {
+				if ok, err := s.HoldBuild(ctx, bid, state.Owner{ID: owner, URL: "http://" + owner}, t0, t0.Add(time.Hour)); !ok || err != nil {
+					b.Fatalf("HoldBuild = %v, %v", ok, err)
+				}
 			}
 		}
 		var start, end state.Batch
@@ -530,10 +546,10 @@ func BenchmarkCommitJobs(b *testing.B) {
 			end.Jobs, end.Attempts = append(end.Jobs, j), append(end.Attempts, a)
 			end.Results = append(end.Results, state.Result{JobID: j.JobID, OutputDigest: "d", AttemptID: a.ID, BuildID: bid, Finished: fin})
 		}
-		if err := s.Commit(ctx, &start); err != nil {
+		if err := write(ctx, &start); err != nil {
 			b.Fatal(err)
 		}
-		if err := s.Commit(ctx, &end); err != nil {
+		if err := write(ctx, &end); err != nil {
 			b.Fatal(err)
 		}
 	}
