@@ -120,6 +120,18 @@ type JobCounter interface {
 	JobCounts(ctx context.Context, buildIDs []int64) (map[int64]map[api.JobState]int, error)
 }
 
+// JobSetter is an optional interface of a Store that keeps the finished
+// jobs given to CreateBuild as one record per build (a job set) rather
+// than a row each, so that creating a build with thousands of them costs
+// little more than creating it without. The coordinator passes such a
+// store the cached jobs of a submission with the build, where it commits
+// them to other stores after its answer (as rows, thousands of them for
+// a resubmitted graph, which would lengthen the submission).
+type JobSetter interface {
+	// KeepsJobSets reports whether the store keeps job sets.
+	KeepsJobSets() bool
+}
+
 // Store is the coordinator's durable state. Implementations are safe for
 // concurrent use.
 type Store interface {

@@ -198,7 +198,12 @@ func (s *Store) prepare(ctx context.Context) error {
 var (
 	_ state.Store      = (*Store)(nil)
 	_ state.JobCounter = (*Store)(nil)
+	_ state.JobSetter  = (*Store)(nil)
 )
+
+// KeepsJobSets implements state.JobSetter: the finished jobs a build is
+// created with are kept in job_sets (see jobset.go).
+func (s *Store) KeepsJobSets() bool { return true }
 
 // Open opens (creating if needed) and migrates the database.
 func Open(ctx context.Context, opts Options) (*Store, error) {
