@@ -466,9 +466,9 @@ func leaseMargin(ttl time.Duration) time.Duration { return ttl / 4 }
 // about to expire unrenewed (the store has been unreachable for most of
 // LeaseTTL): from their expiry on, another replica may claim and run
 // them, and this one must not keep running them. Their attempts are
-// stopped on the workers; what was recorded of them stays pending in the
-// committer, and releaseExpired gives their leases back once it is
-// stored. They resume from the store on whichever replica claims them,
+// stopped on the workers and recorded lost; what was recorded of them
+// stays pending in the committer, and releaseExpired gives their leases
+// back once it is stored. They resume from the store on whichever replica claims them,
 // this one included, as after a crash.
 func (c *Coordinator) expireLeases(now time.Time) {
 	if now.Sub(c.rep.renewed) < c.rep.opts.LeaseTTL-leaseMargin(c.rep.opts.LeaseTTL) {
@@ -476,12 +476,26 @@ func (c *Coordinator) expireLeases(now time.Time) {
 	}
 	c.mu.Lock()
 	var ids []int64
+	fin := now
 	for id, b := range c.builds {
-		if b.state == api.BuildRunning {
-			ids = append(ids, id)
-			c.rep.expired[id] = true
-			c.dropBuildLocked(b)
+		if b.state != api.BuildRunning {
+			continue
 		}
+		// Their attempts are recorded lost, so that the next holder
+		// runs their jobs again at once rather than wait the
+		// heartbeat timeout for workers that were told to stop them.
+		for _, j := range b.order {
+			for _, a := range j.attempts {
+				if _, ok := c.attempts[a.rec.ID]; ok && a.rec.State == api.AttemptRunning {
+					rec := a.rec
+					rec.State, rec.Error, rec.Finished = api.AttemptLost, "stopped: the replica's lease expired while the database was unreachable", &fin
+					c.commit.attempt(rec)
+				}
+			}
+		}
+		ids = append(ids, id)
+		c.rep.expired[id] = true
+		c.dropBuildLocked(b)
 	}
 	c.mu.Unlock()
 	if len(ids) > 0 {
