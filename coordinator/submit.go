@@ -75,7 +75,7 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (*api.S
 	if err != nil {
 		return nil, err
 	}
-	var outPins []string
+	outPins := make([]string, 0, len(cached))
 	for _, r := range cached {
 		outPins = append(outPins, r.OutputDigest)
 	}
@@ -210,7 +210,9 @@ func (c *Coordinator) checkFiles(ctx context.Context, g *graph.Graph) error {
 // lookupResults returns the cached results usable by the build's
 // cacheable jobs: known to the cache and with their output still stored.
 func (c *Coordinator) lookupResults(ctx context.Context, b *build) (map[string]state.Result, error) {
-	found := map[string]state.Result{}
+	// Sized for a resubmission, where every job is found: growing a map
+	// of 10,000 results cost more than filling it.
+	found := make(map[string]state.Result, len(b.order))
 	var ask []string
 	c.mu.Lock()
 	for _, j := range b.order {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,11 +90,11 @@ func TestReleasedSchemasLoad(t *testing.T) {
 		db.Close()
 		s := open(t, path)
 		b, err := s.Build(context.Background(), 1)
-		if err != nil || b.State != api.BuildSucceeded {
+		if err != nil || b.State != api.BuildSucceeded || !strings.Contains(string(b.Graph), `"name":"hello"`) {
 			t.Errorf("v%d: build 1 = %+v, %v", v, b, err)
 		}
 		jobs, err := s.Jobs(context.Background(), 1)
-		if err != nil || len(jobs) != 1 || jobs[0].Name != "hello" {
+		if err != nil || len(jobs) != 1 || jobs[0].Name != "hello" || jobs[0].OutputDigest != strings.Repeat("d", 64) {
 			t.Errorf("v%d: jobs = %+v, %v", v, jobs, err)
 		}
 		res, err := s.Results(context.Background(), []string{jobs[0].JobID})
