@@ -180,9 +180,9 @@ const (
 	deleteResultSQL = `DELETE FROM results WHERE job_id=?`
 	upsertWorkerSQL = `INSERT INTO workers (name, token_hash, labels, slots, version, last_seen) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET token_hash=excluded.token_hash, labels=excluded.labels, slots=excluded.slots, version=excluded.version, last_seen=excluded.last_seen`
-	updateBuildSQL      = `UPDATE builds SET state=?, error=?, finished=? WHERE id=?`
-	updateGraphSQL      = `UPDATE build_graphs SET graph=? WHERE build_id=?`
-	insertLabelSQL      = `INSERT INTO build_labels (build_id, key, value) VALUES (?, ?, ?)`
+	updateBuildSQL = `UPDATE builds SET state=?, error=?, finished=? WHERE id=?`
+	updateGraphSQL = `UPDATE build_graphs SET graph=? WHERE build_id=?`
+	insertLabelSQL = `INSERT INTO build_labels (build_id, key, value) VALUES (?, ?, ?)`
 )
 
 func (s *Store) prepare(ctx context.Context) error {
