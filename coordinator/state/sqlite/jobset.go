@@ -165,9 +165,11 @@ func decodeJobSet(b []byte, buildID int64, st api.JobState) ([]state.Job, error)
 // setIndex knows, for the builds a store has written or read lately,
 // which job IDs their sets hold, as sorted 64-bit hashes: a commit finds
 // the jobs it must take out of a set without reading the set (a hash
-// that matches is confirmed against the set itself). Its methods are
-// called under the store's writeMu; the store is the database's only
-// writer, so what it remembers stays true.
+// that matches is confirmed against the set itself). A set is made with
+// its build and only loses jobs afterwards, so what the index remembers
+// can only hold too much, never miss a job, even if another process
+// writes the database too. Its methods are called under the store's
+// writeMu.
 type setIndex struct {
 	seed maphash.Seed
 	// builds maps a build to its sets' hashes; an empty slice says the

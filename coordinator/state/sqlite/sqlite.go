@@ -713,35 +713,47 @@ func (s *Store) Build(ctx context.Context, id int64) (*state.Build, error) {
 	return b, nil
 }
 
-// Jobs implements state.Store.
+// Jobs implements state.Store. Rows and sets are read by one statement,
+// from one snapshot: a commit that moves a job from a set to a row
+// meanwhile cannot make it appear twice or not at all.
 func (s *Store) Jobs(ctx context.Context, buildID int64) ([]state.Job, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+sqlrow.JobCols+` FROM jobs WHERE build_id=? ORDER BY seq`, buildID)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+sqlrow.JobCols+`, NULL FROM jobs WHERE build_id=?1
+		UNION ALL SELECT build_id, '', '', 0, state, '', '', NULL, '', 0, 0, jobs FROM job_sets WHERE build_id=?1`, buildID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: jobs of build %d: %w", buildID, err)
 	}
 	defer rows.Close()
 	var out []state.Job
 	for rows.Next() {
-		j, err := sqlrow.ScanJob(rows)
+		var set []byte
+		j, err := sqlrow.ScanJob(withSet{rows, &set})
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: jobs of build %d: %w", buildID, err)
 		}
-		out = append(out, j)
+		if set == nil {
+			out = append(out, j)
+			continue
+		}
+		jobs, err := decodeJobSet(set, buildID, j.State)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: job set %s of build %d: %w", j.State, buildID, err)
+		}
+		out = append(out, jobs...)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: jobs of build %d: %w", buildID, err)
 	}
-	rows.Close()
-	sets, err := s.readSets(ctx, s.db, buildID)
-	if err != nil || len(sets) == 0 {
-		return out, err
-	}
-	for _, set := range sets {
-		out = append(out, set.jobs...)
-	}
 	slices.SortStableFunc(out, func(a, b state.Job) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
 }
+
+// withSet scans sqlrow.JobCols and then a job set (NULL for a row).
+type withSet struct {
+	rows *sql.Rows
+	set  *[]byte
+}
+
+func (w withSet) Scan(dest ...any) error { return w.rows.Scan(append(dest, w.set)...) }
 
 func (s *Store) queryAttempts(ctx context.Context, what, q string, args ...any) ([]state.Attempt, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+sqlrow.AttemptCols+` FROM attempts `+q, args...)
