@@ -2,6 +2,11 @@
 // (modernc.org/sqlite, pure Go) in WAL mode. The schema is versioned: Open
 // applies the migrations this tryd knows in order, each in its own
 // transaction, and refuses a database whose schema is newer.
+//
+// Jobs are rows of jobs, except the finished jobs a build is created with
+// (a submission's cached jobs), which are kept as one job set per build
+// and state (jobset.go); graphs are kept apart from the builds' other
+// columns, which change.
 package sqlite
 
 import (
