@@ -92,18 +92,13 @@ func (d *setDecoder) fail(what string) {
 	d.b = nil
 }
 
-func (d *setDecoder) uvarint(what string) uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail(what)
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
+func (d *setDecoder) uvarint(what string) uint64 { return readNum(d, what, binary.Uvarint) }
 
-func (d *setDecoder) varint(what string) int64 {
-	v, n := binary.Varint(d.b)
+func (d *setDecoder) varint(what string) int64 { return readNum(d, what, binary.Varint) }
+
+// readNum reads one varint with read (binary.Uvarint or binary.Varint).
+func readNum[T int64 | uint64](d *setDecoder, what string, read func([]byte) (T, int)) T {
+	v, n := read(d.b)
 	if n <= 0 {
 		d.fail(what)
 		return 0
