@@ -3,105 +3,57 @@ package trystack
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/tryd-ci/tryd/internal/testcluster"
+	"github.com/tryd-ci/tryd/internal/testenv"
 )
 
-// Proc is a tryd process.
-type Proc struct {
-	Name string
-	URL  string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
+// Proc is a tryd process the stack started (internal/testcluster's).
+type Proc = testcluster.Proc
 
-// Kill sends SIGKILL to the process group and waits for the process.
-func (p *Proc) Kill() {
-	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.done
-}
+// stopTimeout is how long Close lets each process exit after SIGTERM
+// before it kills its group.
+const stopTimeout = 10 * time.Second
 
-// Stop sends SIGTERM and waits (SIGKILL after 10 s).
-func (p *Proc) Stop() {
-	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.Kill()
-	}
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-// StartProc runs "tryd args..." and, if addr is set, waits for its
-// /healthz on it.
+// StartProc runs "tryd args..." as process name, in its own process
+// group, at log level warn, its standard error copied to
+// Options.ProcLog. If addr is set, the process serves there and StartProc
+// waits for its /healthz (see testcluster.Proc.WaitHealthy). Close stops
+// it.
 func (s *Stack) StartProc(ctx context.Context, name, addr string, args ...string) (*Proc, error) {
-	cmd := exec.Command(s.opts.Tryd, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Env = append(os.Environ(), "TRYD_LOG_LEVEL=warn")
-	out := s.opts.ProcLog
-	if out == nil {
-		out = io.Discard
+	url := ""
+	if addr != "" {
+		url = "http://" + addr
 	}
-	cmd.Stderr = prefixWriter{name: name, w: out}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("trystack: start %s: %w", name, err)
+	p, err := testcluster.StartProc(testcluster.ProcOptions{Binary: s.opts.Tryd, Name: name, Args: args,
+		Env: []string{"TRYD_LOG_LEVEL=warn"}, Log: s.opts.ProcLog, URL: url})
+	if err != nil {
+		return nil, fmt.Errorf("trystack: %w", err)
 	}
-	p := &Proc{Name: name, cmd: cmd, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(p.done) }()
-	s.closers = append(s.closers, p.Stop)
-	if addr == "" {
+	s.closers = append(s.closers, func() { _ = p.Stop(stopTimeout) })
+	if url == "" {
 		return p, nil
 	}
-	p.URL = "http://" + addr
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(p.URL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, nil
-			}
-		}
-		select {
-		case <-p.done:
-			return nil, fmt.Errorf("trystack: %s exited", name)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("trystack: %s not healthy after 60s", name)
-		}
+	if err := p.WaitHealthy(ctx); err != nil {
+		return nil, fmt.Errorf("trystack: %w", err)
 	}
+	return p, nil
 }
 
-type prefixWriter struct {
-	name string
-	w    io.Writer
-}
-
-func (p prefixWriter) Write(b []byte) (int, error) {
-	for _, line := range strings.SplitAfter(string(b), "\n") {
-		if line != "" {
-			fmt.Fprintf(p.w, "%s: %s", p.name, line)
-		}
+// holdAddr holds a loopback port until Close (see testenv.HoldPort), so
+// that no other server or connection takes it before the process that
+// will serve there listens, or while it restarts.
+func (s *Stack) holdAddr() (string, error) {
+	addr, release, err := testenv.HoldPort()
+	if err != nil {
+		return "", fmt.Errorf("trystack: %w", err)
 	}
-	return len(b), nil
+	s.closers = append(s.closers, release)
+	return addr, nil
 }
 
 // startProcesses runs gitmirror, the coordinator and the workers as tryd
@@ -133,7 +85,7 @@ func (s *Stack) startProcesses(ctx context.Context) error {
 	if err := os.WriteFile(gmCfg, []byte(fmt.Sprintf("repos:\n  - name: %s\n    url: %q\n", s.Project, s.Gerrit.GitURL(s.Project))), 0o644); err != nil {
 		return err
 	}
-	addr, err := freeAddr()
+	addr, err := s.holdAddr()
 	if err != nil {
 		return err
 	}
@@ -143,7 +95,7 @@ func (s *Stack) startProcesses(ctx context.Context) error {
 		return err
 	}
 	s.GitmirrorURL = gm.URL
-	if addr, err = freeAddr(); err != nil {
+	if addr, err = s.holdAddr(); err != nil {
 		return err
 	}
 	co, err := s.StartProc(ctx, "coordinator", addr, "coordinator", "--data-dir", filepath.Join(dir, "coordinator"), "--listen", addr,
@@ -193,7 +145,7 @@ func (s *Stack) StartTrybotProcess(ctx context.Context, dir, buildersYAML string
 	if err != nil {
 		return nil, err
 	}
-	addr, err := freeAddr()
+	addr, err := s.holdAddr()
 	if err != nil {
 		return nil, err
 	}

@@ -10,10 +10,13 @@
 // replica, else the next one that accepts): the behaviour of a load
 // balancer with session affinity in front of the replicas. Killing a
 // replica (SIGKILL) moves its workers' new connections to the others.
+//
+// The processes are internal/testcluster's (StartProc): each in its own
+// process group, its standard error copied to Options.Log with its name
+// in front.
 package replicatest
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -21,19 +24,18 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/internal/testcluster"
+	"github.com/tryd-ci/tryd/internal/testenv"
 )
 
 // Options say what to start.
@@ -70,31 +72,16 @@ type Cluster struct {
 	coords  []*Proc
 	workers []*Proc
 	proxies []*failover
-	wg      sync.WaitGroup
+	release []func() // give back the coordinators' held ports
 }
 
-// Proc is one tryd process.
-type Proc struct {
-	Name string
-	// URL is a coordinator's base URL (empty for workers).
-	URL  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-}
+// Proc is one tryd process: a coordinator (named coordN, with its URL)
+// or a worker (named by its worker name, no URL).
+type Proc = testcluster.Proc
 
-// Exited reports whether the process has ended.
-func (p *Proc) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// Pid returns the process's ID.
-func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+// stopTimeout is how long Close lets each process exit after SIGTERM
+// before it kills its group.
+const stopTimeout = 10 * time.Second
 
 // Workers returns the worker processes started so far.
 func (c *Cluster) Workers() []*Proc {
@@ -117,15 +104,6 @@ func randomToken() string {
 	b := make([]byte, 24)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // Start writes the configuration and starts the coordinators, waiting
@@ -192,10 +170,15 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 }
 
 func (c *Cluster) startCoordinator(ctx context.Context, i int) error {
-	addr, err := freeAddr()
+	// Held until Close, so that a killed replica's address refuses
+	// connections rather than reaching whoever took the port meanwhile.
+	addr, release, err := testenv.HoldPort()
 	if err != nil {
-		return err
+		return fmt.Errorf("replicatest: %w", err)
 	}
+	c.mu.Lock()
+	c.release = append(c.release, release)
+	c.mu.Unlock()
 	url := "http://" + addr
 	name := fmt.Sprintf("coord%d", i)
 	args := []string{
@@ -205,34 +188,17 @@ func (c *Cluster) startCoordinator(ctx context.Context, i int) error {
 	if c.opts.CPUProfileDir != "" {
 		args = append(args, "--cpu-profile", filepath.Join(c.opts.CPUProfileDir, name+".pprof"))
 	}
-	p, err := c.start(name, args)
+	p, err := c.start(name, url, args)
 	if err != nil {
 		return err
 	}
-	p.URL = url
 	c.mu.Lock()
 	c.coords = append(c.coords, p)
 	c.mu.Unlock()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("replicatest: %s exited: %v", name, p.err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("replicatest: %s not healthy after 60s: %v", name, err)
-		}
+	if err := p.WaitHealthy(ctx); err != nil {
+		return fmt.Errorf("replicatest: %w", err)
 	}
+	return nil
 }
 
 // Coordinator returns coordinator process i.
@@ -251,11 +217,10 @@ func (c *Cluster) Client(i int) *api.Client {
 	return cl
 }
 
-// Kill sends SIGKILL to coordinator i and waits for it to end.
+// Kill sends SIGKILL to coordinator i's process group and waits for it
+// to end.
 func (c *Cluster) Kill(i int) {
-	p := c.Coordinator(i)
-	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.done
+	c.Coordinator(i).Kill()
 }
 
 // StartWorker starts worker name (one of WorkerNames) with slots, which
@@ -275,7 +240,7 @@ func (c *Cluster) StartWorker(name string, prefer, slots int) (*Proc, error) {
 	c.mu.Lock()
 	c.proxies = append(c.proxies, fo)
 	c.mu.Unlock()
-	p, err := c.start(name, []string{
+	p, err := c.start(name, "", []string{
 		"worker", "--coordinator", "http://" + fo.addr(), "--token-file", filepath.Join(c.opts.Dir, name+".token"),
 		"--dir", filepath.Join(c.opts.Dir, "worker-"+name), "--data-dir", filepath.Join(c.opts.Dir, "worker-"+name+"-data"),
 		"--slots", strconv.Itoa(slots), "--log-level", "warn",
@@ -289,58 +254,39 @@ func (c *Cluster) StartWorker(name string, prefer, slots int) (*Proc, error) {
 	return p, nil
 }
 
-func (c *Cluster) start(name string, args []string) (*Proc, error) {
-	cmd := exec.Command(c.opts.Tryd, args...)
-	cmd.Env = append(os.Environ(), "STORAGE_EMULATOR_HOST="+strings.TrimPrefix(c.gcs.URL(), "http://"))
+// start runs "tryd args..." as process name, serving at url ("" for
+// none), with the GCS emulator's and the database's environment.
+func (c *Cluster) start(name, url string, args []string) (*Proc, error) {
+	env := []string{"STORAGE_EMULATOR_HOST=" + strings.TrimPrefix(c.gcs.URL(), "http://")}
 	if c.opts.DSN != "" {
-		cmd.Env = append(cmd.Env, "TRYD_REPLICATEST_DSN="+c.opts.DSN)
+		env = append(env, "TRYD_REPLICATEST_DSN="+c.opts.DSN)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := cmd.StderrPipe()
+	p, err := testcluster.StartProc(testcluster.ProcOptions{Binary: c.opts.Tryd, Name: name, Args: args, Env: env, Log: c.opts.Log, URL: url})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("replicatest: %w", err)
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("replicatest: start %s: %w", name, err)
-	}
-	p := &Proc{Name: name, cmd: cmd, done: make(chan struct{})}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			fmt.Fprintf(c.opts.Log, "%s: %s\n", name, sc.Text())
-		}
-		io.Copy(io.Discard, stderr)
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	return p, nil
 }
 
-// Close stops every process (SIGTERM, then SIGKILL after 10s), the
-// proxies and the GCS emulator.
+// Close stops every process, all at once (SIGTERM, then SIGKILL to its
+// group after 10s), then the proxies, the coordinators' ports and the GCS
+// emulator.
 func (c *Cluster) Close() {
 	c.mu.Lock()
 	procs := append(append([]*Proc{}, c.workers...), c.coords...)
-	proxies := c.proxies
+	proxies, release := c.proxies, c.release
 	c.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, p := range procs {
-		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+		wg.Go(func() { _ = p.Stop(stopTimeout) })
 	}
-	for _, p := range procs {
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
-	}
+	wg.Wait()
 	for _, f := range proxies {
 		f.close()
 	}
-	c.wg.Wait()
+	for _, r := range release {
+		r()
+	}
 	c.gcs.Stop()
 }
 

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -215,12 +214,12 @@ func newCluster(opts Options, tokens map[string]string) (*Cluster, error) {
 
 // StartCoordinator starts (or, after its process was killed or
 // stopped, restarts) the coordinator on the cluster's address and data
-// directory and waits until it answers /healthz (at most 60 s).
+// directory and waits until it answers /healthz (see Proc.WaitHealthy).
 func (c *Cluster) StartCoordinator(ctx context.Context) error {
 	if c.config == "" {
 		return errors.New("testcluster: the coordinator is not this cluster's to start")
 	}
-	p, err := c.start("coordinator", "coordinator", "--config", c.config,
+	p, err := c.start("coordinator", c.URL, "coordinator", "--config", c.config,
 		"--data-dir", filepath.Join(c.opts.Dir, "coord"), "--listen", c.addr)
 	if err != nil {
 		return err
@@ -228,40 +227,7 @@ func (c *Cluster) StartCoordinator(ctx context.Context) error {
 	c.mu.Lock()
 	c.coord = p
 	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	hc := &http.Client{Timeout: 5 * time.Second}
-	for {
-		err := healthy(ctx, hc, c.URL)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("testcluster: coordinator exited before it was healthy: %v", p.err)
-		case <-ctx.Done():
-			return fmt.Errorf("testcluster: coordinator at %s not healthy: %w (last: %v)", c.URL, ctx.Err(), err)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// healthy asks url's /healthz once.
-func healthy(ctx context.Context, hc *http.Client, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/healthz", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("/healthz: %s", resp.Status)
-	}
-	return nil
+	return p.WaitHealthy(ctx)
 }
 
 // Coordinator returns the coordinator process last started (nil for a
@@ -307,17 +273,19 @@ func (c *Cluster) StartWorker(name string, o WorkerOptions) (*Proc, error) {
 	for _, e := range o.Env {
 		args = append(args, "--env", e)
 	}
-	return c.start(name, append(args, o.Args...)...)
+	return c.start(name, "", append(args, o.Args...)...)
 }
 
-// start runs "tryd args..." as the cluster's process name.
-func (c *Cluster) start(name string, args ...string) (*Proc, error) {
+// start runs "tryd args..." as the cluster's process name, serving at
+// url ("" for none).
+func (c *Cluster) start(name, url string, args ...string) (*Proc, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, fmt.Errorf("testcluster: start %s: cluster closed", name)
 	}
-	p, err := startProc(c.opts.Tryd, name, c.opts.LogLevel, c.opts.Log, args...)
+	p, err := StartProc(ProcOptions{Binary: c.opts.Tryd, Name: name, Args: args, URL: url,
+		Env: []string{"TRYD_LOG_LEVEL=" + c.opts.LogLevel}, Log: c.opts.Log})
 	if err != nil {
 		return nil, err
 	}

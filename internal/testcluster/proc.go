@@ -2,63 +2,146 @@ package testcluster
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"syscall"
 	"time"
 )
 
-// Proc is one tryd process, started in its own process group.
-type Proc struct {
-	// Name is the process's name in the log ("coordinator", or the
-	// worker's name).
+// HealthTimeout is how long Proc.WaitHealthy waits at most for a process
+// to answer /healthz: long enough for a coordinator to migrate its
+// database on a loaded machine.
+const HealthTimeout = 60 * time.Second
+
+// ProcOptions say how StartProc runs one process. Binary and Name are
+// required; the zero value of every other field is usable.
+type ProcOptions struct {
+	// Binary is the program to run: a tryd binary for every caller in
+	// the tree.
+	Binary string
+	// Name names the process in the log and in errors: "coordinator",
+	// a worker's name, "gitmirror".
 	Name string
+	// Args are the program's arguments (for tryd, the subcommand first).
+	Args []string
+	// Env is added to this process's environment (KEY=VALUE; an entry
+	// here wins over the inherited one): e.g. TRYD_LOG_LEVEL=warn, or a
+	// DSN that must not appear in the arguments.
+	Env []string
+	// Log receives the process's standard error line by line, each line
+	// prefixed with "Name: " (so that the lines of several processes
+	// sharing one log stay apart); nil discards it. Writes to Log come
+	// from one goroutine per process: a Log shared by several processes
+	// must be safe for concurrent use (testenv.Buffer, os.Stderr).
+	Log io.Writer
+	// URL is the base URL the process serves HTTP at ("http://" and its
+	// --listen address), which WaitHealthy polls; empty for a process
+	// that serves none (a worker).
+	URL string
+}
+
+// Proc is one process StartProc started, in its own process group.
+type Proc struct {
+	// Name is the process's name in the log (ProcOptions.Name).
+	Name string
+	// URL is its base URL (ProcOptions.URL; empty if it serves none).
+	URL  string
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error // set before done is closed
 }
 
-// startProc runs "tryd args..." in its own process group, with
-// TRYD_LOG_LEVEL=logLevel, copying its standard error to log line by line,
-// each line prefixed with name (so that the lines of several processes
-// sharing one log stay apart).
-func startProc(tryd, name, logLevel string, log io.Writer, args ...string) (*Proc, error) {
-	cmd := exec.Command(tryd, args...)
-	cmd.Env = append(os.Environ(), "TRYD_LOG_LEVEL="+logLevel)
+// StartProc runs o.Binary with o.Args in its own process group, with
+// o.Env added to the environment, copying its standard error to o.Log.
+// Its standard output is discarded. It returns once the process runs;
+// WaitHealthy waits until it serves. The caller must end it (Stop or
+// Kill), which also ends what it left in its group.
+func StartProc(o ProcOptions) (*Proc, error) {
+	if o.Binary == "" || o.Name == "" {
+		return nil, errors.New("testcluster: ProcOptions.Binary and ProcOptions.Name are required")
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	cmd := exec.Command(o.Binary, o.Args...)
+	cmd.Env = append(os.Environ(), o.Env...)
 	// Its own group, so that Kill also ends the processes it started
 	// (a worker's git and jobs' processes left in its group).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stdout = io.Discard
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		return nil, fmt.Errorf("testcluster: start %s: %w", name, err)
+		return nil, fmt.Errorf("testcluster: start %s: %w", o.Name, err)
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("testcluster: start %s: %w", name, err)
+		return nil, fmt.Errorf("testcluster: start %s: %w", o.Name, err)
 	}
-	p := &Proc{Name: name, cmd: cmd, done: make(chan struct{})}
-	copied := make(chan struct{})
+	p := &Proc{Name: o.Name, URL: o.URL, cmd: cmd, done: make(chan struct{})}
 	go func() {
-		defer close(copied)
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
-			fmt.Fprintf(log, "%s: %s\n", name, sc.Text())
+			fmt.Fprintf(o.Log, "%s: %s\n", o.Name, sc.Text())
 		}
 		// A line over 1 MiB stops the scanner; the rest is drained so
 		// that the process never blocks on a full pipe.
 		_, _ = io.Copy(io.Discard, stderr)
-	}()
-	go func() {
 		// Wait closes the pipe, so it may run only once the copy has
-		// read everything.
-		<-copied
+		// read everything; done is closed after the last line is
+		// written, so that a caller that saw the process exit has its
+		// whole log.
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// WaitHealthy waits until the process's /healthz (at URL) answers 200
+// OK, polling every 20 ms for at most HealthTimeout or until ctx ends. It
+// fails at once if the process exits first, with its exit error.
+func (p *Proc) WaitHealthy(ctx context.Context) error {
+	if p.URL == "" {
+		return fmt.Errorf("testcluster: %s serves no URL to check", p.Name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, HealthTimeout)
+	defer cancel()
+	hc := &http.Client{Timeout: 5 * time.Second}
+	for {
+		err := healthy(ctx, hc, p.URL)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("testcluster: %s exited before it was healthy: %v", p.Name, p.err)
+		case <-ctx.Done():
+			return fmt.Errorf("testcluster: %s at %s not healthy: %w (last: %v)", p.Name, p.URL, ctx.Err(), err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// healthy asks url's /healthz once.
+func healthy(ctx context.Context, hc *http.Client, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/healthz: %s", resp.Status)
+	}
+	return nil
 }
 
 // Kill sends SIGKILL to the process's whole group and waits for it to
@@ -113,5 +196,6 @@ func (p *Proc) Err() error {
 	}
 }
 
-// Pid returns the process ID.
+// Pid returns the process ID (that of its group too), e.g. to read its
+// CPU time from /proc.
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }

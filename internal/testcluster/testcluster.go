@@ -5,8 +5,17 @@
 // to end, the trybot's, whose dependency rules forbid importing the
 // coordinator or the worker themselves) and the scheduling benchmark.
 //
-// It has two layers. The core, for any program, takes a context and
-// returns errors: Launch writes the configuration and token files under
+// Its process layer is the tree's one way to run a tryd process for a
+// test or a benchmark: StartProc starts one in its own process group and
+// copies its standard error, line by line with its name in front, to a
+// log; Proc.WaitHealthy waits for its /healthz; Proc stops it (SIGTERM,
+// then SIGKILL to its group), kills it, or says when it exited and its
+// process ID. The clusters below use it, and so do the coordinator
+// replica harness (coordinator/replicatest) and the benchmark stack
+// (bench/trystack), which start other processes than this package's.
+//
+// It has two layers above that. The core, for any program, takes a
+// context and returns errors: Launch writes the configuration and token files under
 // Options.Dir, holds a loopback port for the coordinator (so that a test
 // may kill it and StartCoordinator restarts it on the same address and
 // data directory), and waits for /healthz; Cluster.StartWorker starts
