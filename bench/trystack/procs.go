@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/tryd-ci/tryd/internal/testcluster"
@@ -56,29 +55,11 @@ func (s *Stack) holdAddr() (string, error) {
 	return addr, nil
 }
 
-// startProcesses runs gitmirror, the coordinator and the workers as tryd
-// processes.
+// startProcesses runs gitmirror, then the coordinator and the workers
+// as a testcluster cluster, as tryd processes.
 func (s *Stack) startProcesses(ctx context.Context) error {
 	dir := filepath.Join(s.opts.Dir, "procs")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	s.ClientToken = token()
-	s.ClientTokenFile = filepath.Join(dir, "client-token")
-	s.WorkerTokens = map[string]string{}
-	var lines []string
-	for i := 1; i <= 4; i++ {
-		n := fmt.Sprintf("w%d", i)
-		s.WorkerTokens[n] = token()
-		lines = append(lines, n+" "+s.WorkerTokens[n])
-		if err := os.WriteFile(filepath.Join(dir, n+".token"), []byte(s.WorkerTokens[n]+"\n"), 0o600); err != nil {
-			return err
-		}
-	}
-	if err := os.WriteFile(s.ClientTokenFile, []byte(s.ClientToken+"\n"), 0o600); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "worker-tokens"), []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
 	gmCfg := filepath.Join(dir, "gitmirror.yaml")
@@ -95,26 +76,18 @@ func (s *Stack) startProcesses(ctx context.Context) error {
 		return err
 	}
 	s.GitmirrorURL = gm.URL
-	if addr, err = s.holdAddr(); err != nil {
-		return err
+	var workers []testcluster.WorkerOptions
+	for range min(s.opts.Workers, len(testcluster.WorkerNames)) {
+		workers = append(workers, testcluster.WorkerOptions{Slots: s.opts.WorkerSlots, Labels: s.opts.WorkerLabels})
 	}
-	co, err := s.StartProc(ctx, "coordinator", addr, "coordinator", "--data-dir", filepath.Join(dir, "coordinator"), "--listen", addr,
-		"--worker-tokens", filepath.Join(dir, "worker-tokens"), "--client-token-file", s.ClientTokenFile, "--heartbeat-timeout", "5s")
+	c, err := testcluster.Launch(ctx, testcluster.Options{Tryd: s.opts.Tryd, Dir: dir, Log: s.opts.ProcLog, LogLevel: "warn",
+		CoordinatorYAML: "  heartbeat_timeout: 5s\n", Workers: workers, StopTimeout: stopTimeout})
 	if err != nil {
-		return err
+		return fmt.Errorf("trystack: %w", err)
 	}
-	s.CoordinatorURL = co.URL
-	for i := 1; i <= s.opts.Workers && i <= 4; i++ {
-		n := fmt.Sprintf("w%d", i)
-		args := []string{"worker", "--coordinator", s.CoordinatorURL, "--token-file", filepath.Join(dir, n+".token"),
-			"--dir", filepath.Join(dir, "worker-"+n), "--data-dir", filepath.Join(dir, "worker-"+n+"-data"), "--slots", fmt.Sprint(s.opts.WorkerSlots)}
-		for k, v := range s.opts.WorkerLabels {
-			args = append(args, "--label", k+"="+v)
-		}
-		if _, err := s.StartProc(ctx, n, "", args...); err != nil {
-			return err
-		}
-	}
+	s.closers = append(s.closers, c.Close)
+	s.CoordinatorURL, s.ClientToken, s.ClientTokenFile = c.URL, c.ClientToken, c.ClientTokenFile()
+	s.WorkerTokens = c.WorkerTokens
 	return nil
 }
 
