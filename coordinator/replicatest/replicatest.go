@@ -18,8 +18,6 @@ package replicatest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -65,6 +63,7 @@ type Options struct {
 type Cluster struct {
 	opts        Options
 	ClientToken string
+	tokens      *testcluster.Tokens
 	config      string
 	gcs         *fakestorage.Server
 
@@ -97,14 +96,9 @@ func (c *Cluster) Coordinators() []*Proc {
 	return append([]*Proc(nil), c.coords...)
 }
 
-// WorkerNames are the worker identities the cluster has tokens for.
-var WorkerNames = []string{"w1", "w2", "w3", "w4"}
-
-func randomToken() string {
-	b := make([]byte, 24)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
+// WorkerNames are the worker identities the cluster has tokens for
+// (testcluster's, whose token files it writes).
+var WorkerNames = testcluster.WorkerNames
 
 // Start writes the configuration and starts the coordinators, waiting
 // until each answers /healthz.
@@ -132,33 +126,22 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("replicatest: GCS emulator: %w", err)
 	}
 	gcs.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "tryd-artifacts"})
-	c := &Cluster{opts: opts, ClientToken: randomToken(), gcs: gcs}
-	var lines []string
-	for _, n := range WorkerNames {
-		tok := randomToken()
-		lines = append(lines, n+" "+tok)
-		if err := os.WriteFile(filepath.Join(opts.Dir, n+".token"), []byte(tok+"\n"), 0o600); err != nil {
-			return nil, err
-		}
+	tokens, err := testcluster.WriteTokens(opts.Dir)
+	if err != nil {
+		gcs.Stop()
+		return nil, fmt.Errorf("replicatest: %w", err)
 	}
-	files := map[string]string{
-		"worker-tokens": strings.Join(lines, "\n") + "\n",
-		"client-token":  c.ClientToken + "\n",
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(opts.Dir, name), []byte(content), 0o600); err != nil {
-			return nil, err
-		}
-	}
+	c := &Cluster{opts: opts, ClientToken: tokens.Client, tokens: tokens, gcs: gcs}
 	db := "  database: sqlite\n"
 	if opts.DSN != "" {
 		db = "  database: postgres\n  postgres_dsn: env:TRYD_REPLICATEST_DSN\n"
 	}
 	cfg := fmt.Sprintf("coordinator:\n  worker_tokens: file:%s\n  client_token: file:%s\n  heartbeat_timeout: %s\n  artifacts: gcs\n  gcs_bucket: tryd-artifacts\n%s",
-		filepath.Join(opts.Dir, "worker-tokens"), filepath.Join(opts.Dir, "client-token"), opts.HeartbeatTimeout, db)
+		tokens.WorkerTokensFile(), tokens.ClientTokenFile(), opts.HeartbeatTimeout, db)
 	c.config = filepath.Join(opts.Dir, "tryd.yaml")
 	if err := os.WriteFile(c.config, []byte(cfg), 0o644); err != nil {
-		return nil, err
+		gcs.Stop()
+		return nil, fmt.Errorf("replicatest: %w", err)
 	}
 	for i := range opts.Replicas {
 		if err := c.startCoordinator(ctx, i); err != nil {
@@ -241,7 +224,7 @@ func (c *Cluster) StartWorker(name string, prefer, slots int) (*Proc, error) {
 	c.proxies = append(c.proxies, fo)
 	c.mu.Unlock()
 	p, err := c.start(name, "", []string{
-		"worker", "--coordinator", "http://" + fo.addr(), "--token-file", filepath.Join(c.opts.Dir, name+".token"),
+		"worker", "--coordinator", "http://" + fo.addr(), "--token-file", c.tokens.TokenFile(name),
 		"--dir", filepath.Join(c.opts.Dir, "worker-"+name), "--data-dir", filepath.Join(c.opts.Dir, "worker-"+name+"-data"),
 		"--slots", strconv.Itoa(slots), "--log-level", "warn",
 	})

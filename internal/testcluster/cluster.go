@@ -2,27 +2,19 @@ package testcluster
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/tryd-ci/tryd/internal/testenv"
 )
-
-// WorkerNames are the worker identities a launched coordinator has
-// tokens for.
-var WorkerNames = []string{"w1", "w2", "w3", "w4"}
 
 // BadWorker names a token no coordinator knows: TokenFile(BadWorker) and
 // StartWorker(BadWorker, ...) test that the coordinator refuses it.
@@ -35,9 +27,8 @@ type Options struct {
 	// testenv.TrydBinary).
 	Tryd string
 	// Dir holds every process's data and the token files (required by
-	// Launch; Start uses a t.TempDir()). Its layout: tryd.yaml,
-	// worker-tokens, client-token, NAME.token per worker name,
-	// coord/ (the coordinator's data directory), worker-NAME/ (a
+	// Launch; Start uses a t.TempDir()). Its layout: tryd.yaml, the
+	// token files (see Tokens), coord/ (the coordinator's data directory), worker-NAME/ (a
 	// worker's job directory, --dir) and worker-NAME-data/.
 	Dir string
 	// Log receives the processes' standard error line by line, each line
@@ -123,7 +114,7 @@ func Launch(ctx context.Context, opts Options) (*Cluster, error) {
 	c.addr, c.URL = addr, "http://"+addr
 	c.config = filepath.Join(opts.Dir, "tryd.yaml")
 	cfg := fmt.Sprintf("coordinator:\n  listen: %q\n  url: %q\n  worker_tokens: file:%s\n  client_token: file:%s\n%s",
-		addr, c.URL, filepath.Join(opts.Dir, "worker-tokens"), c.ClientTokenFile(), opts.CoordinatorYAML)
+		addr, c.URL, (&Tokens{Dir: opts.Dir}).WorkerTokensFile(), c.ClientTokenFile(), opts.CoordinatorYAML)
 	if err := os.WriteFile(c.config, []byte(cfg), 0o600); err != nil {
 		release()
 		return nil, fmt.Errorf("testcluster: %w", err)
@@ -157,11 +148,10 @@ func Join(opts Options, coordinatorURL string, tokens map[string]string) (*Clust
 	return c, nil
 }
 
-// namePattern is what a worker name may be: it names files in Dir.
-var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-
 // newCluster validates opts, fills in defaults and writes the token
-// files: those of tokens, or new ones for WorkerNames when tokens is nil.
+// files: those of tokens, or new ones for WorkerNames (WriteTokens) when
+// tokens is nil; and a token of BadWorker's the coordinator does not
+// know.
 func newCluster(opts Options, tokens map[string]string) (*Cluster, error) {
 	if opts.Tryd == "" || opts.Dir == "" {
 		return nil, errors.New("testcluster: Options.Tryd and Options.Dir are required")
@@ -177,37 +167,24 @@ func newCluster(opts Options, tokens map[string]string) (*Cluster, error) {
 	}
 	c := &Cluster{opts: opts, WorkerTokens: map[string]string{}}
 	if tokens == nil {
-		c.ClientToken = randomToken()
-		for _, n := range WorkerNames {
-			c.WorkerTokens[n] = randomToken()
+		ts, err := WriteTokens(opts.Dir)
+		if err != nil {
+			return nil, err
 		}
+		c.ClientToken, c.WorkerTokens = ts.Client, ts.Workers
 	} else {
 		if _, ok := tokens[BadWorker]; ok {
 			return nil, fmt.Errorf("testcluster: worker name %q is reserved for an unknown token", BadWorker)
 		}
+		for _, n := range slices.Sorted(maps.Keys(tokens)) {
+			if err := writeTokenFile(opts.Dir, n, tokens[n]); err != nil {
+				return nil, err
+			}
+		}
 		maps.Copy(c.WorkerTokens, tokens)
 	}
-	c.WorkerTokens[BadWorker] = randomToken()
-	var list []string
-	for _, n := range slices.Sorted(maps.Keys(c.WorkerTokens)) {
-		if !namePattern.MatchString(n) {
-			return nil, fmt.Errorf("testcluster: bad worker name %q", n)
-		}
-		if err := writeSecret(c.TokenFile(n), c.WorkerTokens[n]); err != nil {
-			return nil, err
-		}
-		if n != BadWorker {
-			list = append(list, n+" "+c.WorkerTokens[n])
-		}
-	}
-	delete(c.WorkerTokens, BadWorker)
-	if tokens == nil {
-		if err := writeSecret(filepath.Join(opts.Dir, "worker-tokens"), strings.Join(list, "\n")); err != nil {
-			return nil, err
-		}
-		if err := writeSecret(c.ClientTokenFile(), c.ClientToken); err != nil {
-			return nil, err
-		}
+	if err := writeTokenFile(opts.Dir, BadWorker, randomToken()); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -241,13 +218,13 @@ func (c *Cluster) Coordinator() *Proc {
 // TokenFile returns the file holding the token of a worker name
 // (BadWorker: a token the coordinator does not know).
 func (c *Cluster) TokenFile(name string) string {
-	return filepath.Join(c.opts.Dir, name+".token")
+	return tokenFile(c.opts.Dir, name)
 }
 
 // ClientTokenFile returns the file holding the client token, e.g. for
 // "tryd try --token-file" (a launched coordinator's only).
 func (c *Cluster) ClientTokenFile() string {
-	return filepath.Join(c.opts.Dir, "client-token")
+	return (&Tokens{Dir: c.opts.Dir}).ClientTokenFile()
 }
 
 // StartWorker starts "tryd worker" named name (a name the cluster has a
@@ -312,17 +289,4 @@ func (c *Cluster) Close() {
 	if c.releasePort != nil {
 		c.releasePort()
 	}
-}
-
-func writeSecret(path, content string) error {
-	if err := os.WriteFile(path, []byte(content+"\n"), 0o600); err != nil {
-		return fmt.Errorf("testcluster: %w", err)
-	}
-	return nil
-}
-
-func randomToken() string {
-	b := make([]byte, 24)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails
-	return hex.EncodeToString(b)
 }

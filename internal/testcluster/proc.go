@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -39,6 +40,14 @@ type ProcOptions struct {
 	// from one goroutine per process: a Log shared by several processes
 	// must be safe for concurrent use (testenv.Buffer, os.Stderr).
 	Log io.Writer
+	// Stdout receives the process's standard output line by line,
+	// unprefixed, one line (with its newline) per Write, from one
+	// goroutine per process; nil discards it. A test that waits for what
+	// a program prints (tryd dev's "tryd dev is running") reads it here.
+	Stdout io.Writer
+	// Dir is the process's working directory; empty means this
+	// process's.
+	Dir string
 	// URL is the base URL the process serves HTTP at ("http://" and its
 	// --listen address), which WaitHealthy polls; empty for a process
 	// that serves none (a worker).
@@ -58,7 +67,7 @@ type Proc struct {
 
 // StartProc runs o.Binary with o.Args in its own process group, with
 // o.Env added to the environment, copying its standard error to o.Log.
-// Its standard output is discarded. It returns once the process runs;
+// Its standard output goes to o.Stdout. It returns once the process runs;
 // WaitHealthy waits until it serves. The caller must end it (Stop or
 // Kill), which also ends what it left in its group.
 func StartProc(o ProcOptions) (*Proc, error) {
@@ -70,35 +79,52 @@ func StartProc(o ProcOptions) (*Proc, error) {
 	}
 	cmd := exec.Command(o.Binary, o.Args...)
 	cmd.Env = append(os.Environ(), o.Env...)
+	cmd.Dir = o.Dir
 	// Its own group, so that Kill also ends the processes it started
 	// (a worker's git and jobs' processes left in its group).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Stdout = io.Discard
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
+		return nil, fmt.Errorf("testcluster: start %s: %w", o.Name, err)
+	}
+	var stdout io.Reader
+	if o.Stdout == nil {
+		cmd.Stdout = io.Discard
+	} else if stdout, err = cmd.StdoutPipe(); err != nil {
 		return nil, fmt.Errorf("testcluster: start %s: %w", o.Name, err)
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("testcluster: start %s: %w", o.Name, err)
 	}
 	p := &Proc{Name: o.Name, URL: o.URL, cmd: cmd, done: make(chan struct{})}
+	var copies sync.WaitGroup
+	copies.Go(func() { copyLines(o.Log, o.Name+": ", stderr) })
+	if stdout != nil {
+		copies.Go(func() { copyLines(o.Stdout, "", stdout) })
+	}
 	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			fmt.Fprintf(o.Log, "%s: %s\n", o.Name, sc.Text())
-		}
-		// A line over 1 MiB stops the scanner; the rest is drained so
-		// that the process never blocks on a full pipe.
-		_, _ = io.Copy(io.Discard, stderr)
-		// Wait closes the pipe, so it may run only once the copy has
-		// read everything; done is closed after the last line is
+		// Wait closes the pipes, so it may run only once the copies
+		// have read everything; done is closed after the last line is
 		// written, so that a caller that saw the process exit has its
-		// whole log.
+		// whole output.
+		copies.Wait()
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// copyLines writes each line read from r to w with prefix in front, one
+// Write a line.
+func copyLines(w io.Writer, prefix string, r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fmt.Fprintf(w, "%s%s\n", prefix, sc.Text())
+	}
+	// A line over 1 MiB stops the scanner; the rest is drained so that
+	// the process never blocks on a full pipe.
+	_, _ = io.Copy(io.Discard, r)
 }
 
 // WaitHealthy waits until the process's /healthz (at URL) answers 200
@@ -180,6 +206,18 @@ func (p *Proc) Stop(timeout time.Duration) error {
 		p.Kill()
 	}
 	return p.err
+}
+
+// Signal sends sig to the process alone (not its group), e.g.
+// os.Interrupt to stop "tryd dev" as Ctrl-C does. It does nothing once
+// the process has exited.
+func (p *Proc) Signal(sig os.Signal) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(sig)
 }
 
 // Done is closed when the process has exited.

@@ -60,6 +60,53 @@ func TestStartProc(t *testing.T) {
 			t.Errorf("log = %q, want %q", got, want)
 		}
 	})
+	t.Run("standard output and working directory", func(t *testing.T) {
+		dir, log, out := t.TempDir(), &testenv.Buffer{}, &testenv.Buffer{}
+		p, err := testcluster.StartProc(testcluster.ProcOptions{Binary: sh, Name: "printer", Log: log, Stdout: out, Dir: dir,
+			Args: []string{"-c", `pwd; echo err >&2; printf 'no newline'`}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-p.Done()
+		if err := p.Err(); err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+		if got, want := out.String(), dir+"\nno newline\n"; got != want {
+			t.Errorf("standard output = %q, want %q", got, want)
+		}
+		if got, want := log.String(), "printer: err\n"; got != want {
+			t.Errorf("log = %q, want %q", got, want)
+		}
+	})
+	t.Run("signal", func(t *testing.T) {
+		out := &testenv.Buffer{}
+		p, err := testcluster.StartProc(testcluster.ProcOptions{Binary: sh, Name: "trapper", Stdout: out,
+			Args: []string{"-c", `trap 'echo interrupted; exit 0' INT; echo ready; while :; do sleep 0.05; done`}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Kill)
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(out.String(), "ready") {
+			if time.Now().After(deadline) {
+				t.Fatal("sh never printed ready")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		p.Signal(os.Interrupt)
+		select {
+		case <-p.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("sh did not exit after SIGINT")
+		}
+		if err := p.Err(); err != nil {
+			t.Errorf("exit after SIGINT: %v, want a clean exit", err)
+		}
+		if got, want := out.String(), "ready\ninterrupted\n"; got != want {
+			t.Errorf("standard output = %q, want %q", got, want)
+		}
+		p.Signal(os.Interrupt) // after the exit: nothing happens
+	})
 	t.Run("exit error", func(t *testing.T) {
 		p, err := testcluster.StartProc(testcluster.ProcOptions{Binary: sh, Name: "failer", Args: []string{"-c", "exit 3"}})
 		if err != nil {
