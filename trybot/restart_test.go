@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -91,32 +90,13 @@ func (c *child) kill() {
 	c.cmd.Wait()
 }
 
+// writeChildConfig writes the child trybot's configuration: the stack's
+// (trystack.WriteTrybotConfig, which names every URL the child reads from
+// it) with builders.
 func writeChildConfig(t *testing.T, s *trystack.Stack, builders string) string {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := fmt.Sprintf(`data_dir: %q
-gerrit:
-  - name: sim
-    url: %q
-    user: %s
-    password: file:%s
-repos:
-  - name: %s
-    gerrit: sim
-    project: %s
-builders:
-%s
-trybot:
-  public_url: https://tryd.example
-maintnerd:
-  url: %q
-coordinator:
-  url: %q
-gitmirror:
-  url: %q
-`, filepath.Join(dir, "state"), s.Gerrit.URL(), s.BotUser, s.BotPasswordFile, s.Project, s.Project, builders, s.MaintnerdURL, s.CoordinatorURL, s.GitmirrorURL)
-	path := filepath.Join(dir, "tryd.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+	path, err := s.WriteTrybotConfig(t.TempDir(), builders)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := config.Load(path); err != nil {

@@ -91,10 +91,13 @@ func (s *Stack) startProcesses(ctx context.Context) error {
 	return nil
 }
 
-// WriteTrybotConfig writes a tryd.yaml for "tryd trybot" against the
-// stack and returns its path.
+// WriteTrybotConfig writes a tryd.yaml for a trybot against the stack
+// (its Gerrit project with buildersYAML's builders, data_dir dir/data and
+// the URLs of maintnerd, the coordinator and gitmirror, as a trybot
+// started from the configuration alone needs them) and returns its path.
 func (s *Stack) WriteTrybotConfig(dir, buildersYAML string) (string, error) {
-	cfg := fmt.Sprintf(`gerrit:
+	cfg := fmt.Sprintf(`data_dir: %q
+gerrit:
   - name: sim
     url: %q
     user: %s
@@ -107,9 +110,19 @@ builders:
 %s
 trybot:
   public_url: %s
-`, s.Gerrit.URL(), s.BotUser, s.BotPasswordFile, s.Project, s.Project, buildersYAML, s.opts.PublicURL)
+maintnerd:
+  url: %q
+coordinator:
+  url: %q
+gitmirror:
+  url: %q
+`, filepath.Join(dir, "data"), s.Gerrit.URL(), s.BotUser, s.BotPasswordFile, s.Project, s.Project, buildersYAML, s.opts.PublicURL,
+		s.MaintnerdURL, s.CoordinatorURL, s.GitmirrorURL)
 	path := filepath.Join(dir, "tryd.yaml")
-	return path, os.WriteFile(path, []byte(cfg), 0o644)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return "", fmt.Errorf("trystack: %w", err)
+	}
+	return path, nil
 }
 
 // StartTrybotProcess runs "tryd trybot" against the stack.

@@ -1,75 +1,63 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tryd-ci/tryd/internal/testcluster"
 	"github.com/tryd-ci/tryd/internal/testenv"
 )
 
 // devRun is a "tryd dev" process.
 type devRun struct {
-	cmd  *exec.Cmd
-	done chan struct{}
+	p    *testcluster.Proc
+	logs io.Writer
 
 	mu    sync.Mutex
 	lines []string
 	seen  chan string // every stdout line
 }
 
+// startDev runs "tryd dev --data-dir dataDir extra..." in an empty
+// working directory, its standard error and output in logs; its process
+// group is killed when the test ends.
 func startDev(t *testing.T, logs io.Writer, dataDir string, extra ...string) *devRun {
 	t.Helper()
-	args := append([]string{"dev", "--data-dir", dataDir}, extra...)
-	cmd := exec.Command(trydBinary(t), args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// No tryd.yaml in the working directory may turn the demo off.
-	cmd.Dir = t.TempDir()
-	cmd.Stderr = &prefixWriter{name: "dev", w: logs}
-	stdout, err := cmd.StdoutPipe()
+	d := &devRun{logs: logs, seen: make(chan string, 1000)}
+	p, err := testcluster.StartProc(testcluster.ProcOptions{Binary: trydBinary(t), Name: "dev", Log: logs, Stdout: d,
+		Args: append([]string{"dev", "--data-dir", dataDir}, extra...),
+		// No tryd.yaml in the working directory may turn the demo off.
+		Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d := &devRun{cmd: cmd, done: make(chan struct{}), seen: make(chan string, 1000)}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintf(logs, "dev stdout: %s\n", line)
-			d.mu.Lock()
-			d.lines = append(d.lines, line)
-			d.mu.Unlock()
-			select {
-			case d.seen <- line:
-			default:
-			}
-		}
-		cmd.Wait()
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-d.done:
-		default:
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-d.done
-		}
-	})
+	d.p = p
+	t.Cleanup(p.Kill)
 	return d
+}
+
+// Write takes one line of tryd dev's standard output (testcluster
+// writes one a call): it is logged, kept and offered to waitLine.
+func (d *devRun) Write(b []byte) (int, error) {
+	line := strings.TrimSuffix(string(b), "\n")
+	fmt.Fprintf(d.logs, "dev stdout: %s\n", line)
+	d.mu.Lock()
+	d.lines = append(d.lines, line)
+	d.mu.Unlock()
+	select {
+	case d.seen <- line:
+	default:
+	}
+	return len(b), nil
 }
 
 // waitLine waits for a stdout line starting with prefix.
@@ -83,8 +71,8 @@ func (d *devRun) waitLine(t *testing.T, prefix string, timeout time.Duration) {
 			if strings.HasPrefix(line, prefix) {
 				return
 			}
-		case <-d.done:
-			t.Fatalf("tryd dev exited (%v) before printing %q", d.cmd.ProcessState, prefix)
+		case <-d.p.Done():
+			t.Fatalf("tryd dev exited (%v) before printing %q", d.p.Err(), prefix)
 		case <-timer.C:
 			t.Fatalf("tryd dev did not print %q within %v", prefix, timeout)
 		}
@@ -94,19 +82,19 @@ func (d *devRun) waitLine(t *testing.T, prefix string, timeout time.Duration) {
 // interrupt sends SIGINT (Ctrl-C) and requires a clean exit.
 func (d *devRun) interrupt(t *testing.T) {
 	t.Helper()
-	d.cmd.Process.Signal(os.Interrupt)
+	d.p.Signal(os.Interrupt)
 	select {
-	case <-d.done:
+	case <-d.p.Done():
 	case <-time.After(60 * time.Second):
 		t.Fatal("tryd dev did not stop within 60s of SIGINT")
 	}
-	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("tryd dev exited with status %d after SIGINT", code)
+	if err := d.p.Err(); err != nil {
+		t.Fatalf("tryd dev exited with %v after SIGINT", err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if last := d.lines[len(d.lines)-1]; last != "tryd dev: stopped" {
-		t.Fatalf("last line of tryd dev is %q, want %q", last, "tryd dev: stopped")
+	if len(d.lines) == 0 || d.lines[len(d.lines)-1] != "tryd dev: stopped" {
+		t.Fatalf("last lines of tryd dev are %q, want them to end with %q", d.lines[max(0, len(d.lines)-3):], "tryd dev: stopped")
 	}
 }
 

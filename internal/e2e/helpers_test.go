@@ -8,14 +8,13 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tryd-ci/tryd/internal/testcluster"
 	"github.com/tryd-ci/tryd/internal/testenv"
 )
 
@@ -24,49 +23,31 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 // trydBinary is the tryd binary the tests run as processes.
 func trydBinary(t *testing.T) string { return testenv.TrydBinary(t) }
 
-// prefixWriter prefixes each line with the process's name.
-type prefixWriter struct {
-	name string
-	w    io.Writer
-	mu   sync.Mutex
-	part []byte
-}
-
-func (p *prefixWriter) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.part = append(p.part, b...)
-	for {
-		i := bytes.IndexByte(p.part, '\n')
-		if i < 0 {
-			break
-		}
-		fmt.Fprintf(p.w, "%s: %s", p.name, p.part[:i+1])
-		p.part = p.part[i+1:]
-	}
-	return len(b), nil
-}
-
-// proc is a tryd subcommand running as its own process group.
+// proc is a program the test runs as a testcluster process (in its own
+// process group, its standard error in the test's log with its name in
+// front); restart runs it again with the same options after kill9.
 type proc struct {
-	t    *testing.T
-	name string
-	bin  string
-	args []string
-	env  []string
-	url  string // base URL whose /healthz says it is up ("" for none)
-	out  io.Writer
+	t         *testing.T
+	name, url string // its name in the log; its base URL ("" for none)
+	opts      testcluster.ProcOptions
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	mu sync.Mutex
+	p  *testcluster.Proc
 }
 
-// startProc runs "tryd args..." and waits until url/healthz answers 200.
-// The process is stopped when the test ends.
+// startProc runs "tryd args..." as name, logging to out, and waits until
+// url/healthz answers 200 (url "" for a process serving none). The
+// process is stopped when the test ends.
 func startProc(t *testing.T, out io.Writer, name, url string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, bin: trydBinary(t), args: args, url: url, out: out}
+	return runProc(t, testcluster.ProcOptions{Binary: trydBinary(t), Name: name, Args: args, URL: url, Log: out})
+}
+
+// runProc starts o (and waits for its /healthz if it has a URL); the
+// process is stopped when the test ends.
+func runProc(t *testing.T, o testcluster.ProcOptions) *proc {
+	t.Helper()
+	p := &proc{t: t, name: o.Name, url: o.URL, opts: o}
 	p.start()
 	t.Cleanup(p.stop)
 	return p
@@ -74,82 +55,48 @@ func startProc(t *testing.T, out io.Writer, name, url string, args ...string) *p
 
 func (p *proc) start() {
 	p.t.Helper()
-	cmd := exec.Command(p.bin, p.args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Env = append(os.Environ(), p.env...)
-	w := &prefixWriter{name: p.name, w: p.out}
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		p.t.Fatalf("start %s: %v", p.name, err)
+	tp, err := testcluster.StartProc(p.opts)
+	if err != nil {
+		p.t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
 	p.mu.Lock()
-	p.cmd, p.done = cmd, done
+	p.p = tp
 	p.mu.Unlock()
-	if p.url != "" {
+	if p.opts.URL != "" {
 		start := time.Now()
-		p.waitHealthy()
+		if err := tp.WaitHealthy(p.t.Context()); err != nil {
+			p.t.Fatal(err)
+		}
 		p.t.Logf("%s healthy after %v", p.name, time.Since(start).Round(time.Millisecond))
 	}
 }
 
-func (p *proc) waitHealthy() {
-	p.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(p.url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-p.done:
-			p.t.Fatalf("%s exited during startup: %v", p.name, p.cmd.ProcessState)
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%s not healthy at %s after 60s", p.name, p.url)
-		}
-	}
+// current returns the process last started.
+func (p *proc) current() *testcluster.Proc {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.p
 }
 
 // kill9 sends SIGKILL to the process group and waits for the process.
-func (p *proc) kill9() {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	<-done
-}
+func (p *proc) kill9() { p.current().Kill() }
 
-// restart starts the process again with the same arguments.
+// restart starts the process again with the same options.
 func (p *proc) restart() {
 	p.t.Helper()
 	p.start()
 }
 
-// stop sends SIGTERM and waits up to 20 s, then SIGKILL.
-func (p *proc) stop() {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	if cmd == nil {
-		return
-	}
+// stop sends SIGTERM and waits up to 20 s, then kills the group.
+func (p *proc) stop() { _ = p.current().Stop(20 * time.Second) }
+
+// exited reports whether the process last started has ended.
+func (p *proc) exited() bool {
 	select {
-	case <-done:
-		return
+	case <-p.current().Done():
+		return true
 	default:
-	}
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
+		return false
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tryd-ci/tryd/internal/testcluster"
 	"github.com/tryd-ci/tryd/maintner"
 )
 
@@ -114,13 +115,11 @@ func startXfollow(t *testing.T, s *stack, bin, logsURL string) *xfollower {
 	t.Helper()
 	dir := t.TempDir()
 	x := &xfollower{out: filepath.Join(dir, "snapshot.json")}
-	x.p = &proc{t: t, name: "xfollow", bin: bin, out: s.logs,
-		args: []string{"-logs", logsURL, "-out", x.out, "-cache", filepath.Join(dir, "cache"), "-tail", "-retry", "500ms", "-v"}}
 	if err := os.Mkdir(filepath.Join(dir, "cache"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	x.p.start()
-	t.Cleanup(x.p.stop)
+	x.p = runProc(t, testcluster.ProcOptions{Binary: bin, Name: "xfollow", Log: s.logs,
+		Args: []string{"-logs", logsURL, "-out", x.out, "-cache", filepath.Join(dir, "cache"), "-tail", "-retry", "500ms", "-v"}})
 	return x
 }
 
@@ -141,17 +140,7 @@ func (x *xfollower) snapshot(t *testing.T) *xSnapshot {
 
 // exited reports whether the xfollow process has ended (it does only on
 // x/build's ErrSplit or a bad command line).
-func (x *xfollower) exited() bool {
-	x.p.mu.Lock()
-	done := x.p.done
-	x.p.mu.Unlock()
-	select {
-	case <-done:
-		return true
-	default:
-		return false
-	}
-}
+func (x *xfollower) exited() bool { return x.p.exited() }
 
 // trydView is what tryd's corpus c holds, in xfollow's terms: the changes
 // of Gerrit project proj (named "host:port/project" in tryd's corpus) as
