@@ -1,6 +1,8 @@
 package coordinator
 
 import (
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
@@ -96,16 +98,73 @@ func (c *Coordinator) startPrefetched(s *session, id string, at, now time.Time) 
 		s.cancel(id) // cannot happen: such jobs drop their prefetched attempt
 		return false
 	}
-	if at.Before(p.handed) {
-		at = p.handed
-	}
-	if at.After(now) {
-		at = now
-	}
+	at = startedAt(at, p.handed, now)
 	c.m.queued.Dec()
 	c.m.prefetched.WithLabelValues("started").Inc()
 	c.startAttempt(p.a, at)
 	return true
+}
+
+// takenBack is a prefetched attempt taken back from its worker, while
+// the worker may still start it (see session.takenBack).
+type takenBack struct {
+	rec    api.Attempt
+	handed time.Time
+}
+
+// abandonTakenBack records a prefetched attempt of s that the worker
+// started although it had been taken back (the take-back crossed the
+// start: the job runs twice, and the other run is the one that counts)
+// as an abandoned attempt of its job, started at at, so that the run
+// shows in the job's history without using one of its attempts. Its
+// log and result stay refused (it is not a running attempt). Nothing
+// happens if s holds no such attempt, or has reported it already.
+func (c *Coordinator) abandonTakenBack(s *session, id string, at, now time.Time) {
+	tb, ok := s.takenBack[id]
+	if !ok {
+		return
+	}
+	delete(s.takenBack, id)
+	c.m.prefetched.WithLabelValues("started_after_take_back").Inc()
+	log := c.log.WithFields(map[string]any{"worker": s.name, "attempt": id, "build": tb.rec.BuildID})
+	var j *job
+	if b := c.builds[tb.rec.BuildID]; b != nil {
+		j = b.jobs[tb.rec.JobID]
+	}
+	if j == nil {
+		// The build left this coordinator (dropped with its lease,
+		// or evicted once finished): its history is not ours to add to.
+		log.Info("worker started a prefetched attempt after it was taken back; it is cancelled and its result refused")
+		return
+	}
+	a := &attempt{rec: tb.rec, j: j, sess: s}
+	at = startedAt(at, tb.handed, now)
+	fin := now
+	a.rec.State, a.rec.Started, a.rec.Finished = api.AttemptAbandoned, at, &fin
+	a.rec.Error = fmt.Sprintf("worker %s started it after the coordinator had taken it back to run elsewhere; the run is not counted and its result is refused", s.name)
+	// Oldest first, as the store lists them.
+	i, _ := slices.BinarySearchFunc(j.attempts, at, func(x *attempt, t time.Time) int {
+		if x.rec.Started.After(t) {
+			return 1
+		}
+		return -1
+	})
+	j.attempts = slices.Insert(j.attempts, i, a)
+	c.commit.attempt(a.rec)
+	log.WithField("job", j.g.Name).Info("worker started a prefetched attempt after it was taken back; recorded as abandoned, its result refused")
+}
+
+// startedAt is when a prefetched attempt handed out at handed started,
+// by its worker's report at (the worker's clock and the network may put
+// at outside the time since then, where the start must be).
+func startedAt(at, handed, now time.Time) time.Time {
+	if at.Before(handed) {
+		at = handed
+	}
+	if at.After(now) {
+		at = now
+	}
+	return at
 }
 
 // forgetPrefetched removes a prefetched attempt from its job and session.
@@ -132,7 +191,7 @@ func (c *Coordinator) dropPrefetched(j *job, requeue bool) {
 		if len(s.takenBack) >= 4096 {
 			clear(s.takenBack)
 		}
-		s.takenBack[p.a.rec.ID] = true
+		s.takenBack[p.a.rec.ID] = takenBack{rec: p.a.rec, handed: p.handed}
 	}
 	if requeue {
 		c.requeueFront(j)

@@ -258,9 +258,9 @@ func TestPrefetchTakenBack(t *testing.T) {
 
 // TestPrefetchStolenRunRefused: a prefetched attempt taken back by an
 // idle worker while its first worker starts it (the take-back crosses
-// the start): the first worker's start, log chunks and result are all
-// refused, and the job counts only the other worker's attempt, with its
-// log.
+// the start): the first worker's log chunks and result are refused, its
+// run is recorded as an abandoned attempt (see abandoned_test.go), and
+// the job's result and log are the other worker's.
 func TestPrefetchStolenRunRefused(t *testing.T) { forEachBackend(t, testPrefetchStolenRunRefused) }
 
 func testPrefetchStolenRunRefused(t *testing.T, be backend) {
@@ -316,10 +316,18 @@ func testPrefetchStolenRunRefused(t *testing.T, be backend) {
 		t.Fatalf("w2's result rejected: %+v", resp)
 	}
 	b := e.build(sub.BuildID)
-	succeededOnce(t, b)
 	j := jobByName(b, stolen.Job.Name)
-	if len(j.Attempts) != 1 || j.Attempts[0].ID != other.AttemptID || j.Attempts[0].Worker != "w2" {
-		t.Errorf("stolen job's attempts: %+v, want w2's only", j.Attempts)
+	if b.State != api.BuildSucceeded || len(j.Attempts) != 2 {
+		t.Fatalf("build %s, stolen job's attempts %+v; want succeeded, w1's abandoned and w2's", b.State, j.Attempts)
+	}
+	for _, a := range j.Attempts {
+		if a.ID == stolen.AttemptID && (a.State != api.AttemptAbandoned || a.Worker != "w1") ||
+			a.ID == other.AttemptID && (a.State != api.AttemptSucceeded || a.Worker != "w2") {
+			t.Errorf("stolen job's attempt %+v", a)
+		}
+	}
+	if l := api.LatestAttempt(j.Attempts); l.ID != other.AttemptID {
+		t.Errorf("latest attempt of the stolen job %s, want w2's %s", l.ID, other.AttemptID)
 	}
 	rc, err := e.client.JobLog(ctx, stolen.Job.ID)
 	if err != nil {

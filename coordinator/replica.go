@@ -466,7 +466,8 @@ func leaseMargin(ttl time.Duration) time.Duration { return ttl / 4 }
 // about to expire unrenewed (the store has been unreachable for most of
 // LeaseTTL): from their expiry on, another replica may claim and run
 // them, and this one must not keep running them. Their attempts are
-// stopped on the workers and recorded lost; what was recorded of them
+// stopped on the workers and recorded abandoned (not counted against
+// MaxAttempts: an outage is no fault of the jobs); what was recorded of them
 // stays pending in the committer, and releaseExpired gives their leases
 // back once it is stored. They resume from the store on whichever replica claims them,
 // this one included, as after a crash.
@@ -481,14 +482,16 @@ func (c *Coordinator) expireLeases(now time.Time) {
 		if b.state != api.BuildRunning {
 			continue
 		}
-		// Their attempts are recorded lost, so that the next holder
+		// Their attempts are recorded ended, so that the next holder
 		// runs their jobs again at once rather than wait the
-		// heartbeat timeout for workers that were told to stop them.
+		// heartbeat timeout for workers that were told to stop them;
+		// abandoned, so that repeated outages do not use up the
+		// jobs' attempts.
 		for _, j := range b.order {
 			for _, a := range j.attempts {
 				if _, ok := c.attempts[a.rec.ID]; ok && a.rec.State == api.AttemptRunning {
 					rec := a.rec
-					rec.State, rec.Error, rec.Finished = api.AttemptLost, "stopped: the replica's lease expired while the database was unreachable", &fin
+					rec.State, rec.Error, rec.Finished = api.AttemptAbandoned, "stopped: the replica's lease expired while the database was unreachable", &fin
 					c.commit.attempt(rec)
 				}
 			}

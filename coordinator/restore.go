@@ -13,7 +13,9 @@ import (
 // restore loads every unfinished build from the store and resumes it:
 // queued jobs are queued again, running attempts wait for their worker to
 // re-register (listing them) or are lost after the heartbeat timeout, and
-// jobs whose dependencies already failed are skipped.
+// jobs whose dependencies already failed are skipped. Jobs keep their
+// attempts as stored, so abandoned ones still do not count against
+// MaxAttempts (job.charged).
 func (c *Coordinator) restore(ctx context.Context) error {
 	ids, err := c.store.UnfinishedBuilds(ctx)
 	if err != nil {
@@ -132,11 +134,14 @@ func (c *Coordinator) restoreBuild(ctx context.Context, id int64, t time.Time) e
 				continue
 			}
 		}
-		// Attempts still marked running without a live record are lost.
+		// Attempts still marked running of a job not recorded
+		// running are abandoned: the coordinator runs the job again
+		// (and cancels the attempt if its worker comes back with it)
+		// through no fault of the job or the worker.
 		for _, a := range j.attempts {
 			if a.rec.State == api.AttemptRunning {
 				fin := t
-				a.rec.State, a.rec.Error, a.rec.Finished = api.AttemptLost, "coordinator restarted", &fin
+				a.rec.State, a.rec.Error, a.rec.Finished = api.AttemptAbandoned, "coordinator restarted without a record of the job running", &fin
 				c.commit.attempt(a.rec)
 			}
 		}

@@ -98,7 +98,12 @@ type session struct {
 	version  string
 	lastSeen time.Time
 	polling  int // polls in progress: a polling worker is alive
-	running  map[string]*attempt
+	// committing counts the worker's requests waiting for the commit
+	// of their results: the worker is alive, however long the store
+	// takes (commits are retried for as long as a database outage
+	// lasts).
+	committing int
+	running    map[string]*attempt
 	// pending holds attempts handed out ahead of their dependencies
 	// (see pipeline.go); each takes a slot.
 	pending map[string]*pendingAttempt
@@ -107,9 +112,10 @@ type session struct {
 	prefetched map[string]*pendingAttempt
 	// takenBack holds prefetched attempts recently taken back from
 	// this worker, so that one it reports started anyway (the take-back
-	// crossed its start: the job runs twice, one result counts) shows in
-	// the metrics and the log.
-	takenBack map[string]bool
+	// crossed its start: the job runs twice, one result counts) is
+	// recorded as an abandoned attempt of its job (abandonTakenBack).
+	// Records, not pointers, so that they keep no build in memory.
+	takenBack map[string]takenBack
 	holds     map[string]bool
 	cancels   []string
 	// ended holds attempts this worker recently reported, so that a poll
@@ -129,7 +135,7 @@ type session struct {
 func newSession(name string, now time.Time) *session {
 	return &session{
 		id: randomID(), name: name, lastSeen: now,
-		running: map[string]*attempt{}, pending: map[string]*pendingAttempt{}, prefetched: map[string]*pendingAttempt{}, takenBack: map[string]bool{}, holds: map[string]bool{}, ended: map[string]bool{},
+		running: map[string]*attempt{}, pending: map[string]*pendingAttempt{}, prefetched: map[string]*pendingAttempt{}, takenBack: map[string]takenBack{}, holds: map[string]bool{}, ended: map[string]bool{},
 	}
 }
 
@@ -572,14 +578,30 @@ func (c *Coordinator) endAttempt(a *attempt, st api.AttemptState, errMsg string,
 	c.commit.attempt(a.rec)
 }
 
+// charged counts the attempts of j that count against MaxAttempts (all
+// but abandoned ones; see api.AttemptState.Charged). Restored builds
+// hold their attempts as stored, states included, so the count is the
+// same after a restart.
+func (j *job) charged() int {
+	n := 0
+	for _, a := range j.attempts {
+		if a.rec.State.Charged() {
+			n++
+		}
+	}
+	return n
+}
+
 // retryOrFail requeues a job whose attempt was lost or could not run, up
-// to MaxAttempts, and fails it after that.
+// to MaxAttempts (abandoned attempts not counted), and fails it after
+// that.
 func (c *Coordinator) retryOrFail(a *attempt, reason string, now time.Time) {
 	j := a.j
 	if j.state.Finished() {
 		return
 	}
-	if len(j.attempts) < c.opts.MaxAttempts && !j.b.cancelled {
+	n := j.charged()
+	if n < c.opts.MaxAttempts && !j.b.cancelled {
 		j.worker = ""
 		c.enqueue(j, now)
 		ev := jobEvent(api.EventJobRequeued, j, now)
@@ -587,7 +609,7 @@ func (c *Coordinator) retryOrFail(a *attempt, reason string, now time.Time) {
 		j.b.event(ev)
 		return
 	}
-	j.errMsg = fmt.Sprintf("gave up after %d attempts: %s", len(j.attempts), reason)
+	j.errMsg = fmt.Sprintf("gave up after %d attempts: %s", n, reason)
 	c.finishJob(j, api.JobFailed, now)
 }
 

@@ -312,7 +312,8 @@ func (c *Coordinator) AttemptLog(ctx context.Context, id string, offset int64, f
 }
 
 // latestAttempt returns the attempt whose log and output stand for a job
-// ID: the latest successful one, else the latest.
+// ID: the latest successful one, else the latest not abandoned (see
+// api.LatestAttempt).
 func (c *Coordinator) latestAttempt(ctx context.Context, jobID string) (*api.Attempt, error) {
 	if !graph.IsID(jobID) {
 		return nil, fmt.Errorf("job %q: %w", truncate(jobID), api.ErrNotFound)
@@ -352,7 +353,7 @@ func (c *Coordinator) latestAttempt(ctx context.Context, jobID string) (*api.Att
 			return &atts[i], nil
 		}
 	}
-	return &atts[len(atts)-1], nil
+	return api.LatestAttempt(atts), nil
 }
 
 // JobLog writes the log of a job ID's latest attempt.

@@ -170,6 +170,12 @@ func (c *Coordinator) applyResult(worker string, p preparedResult, now time.Time
 		c.startPrefetched(s, r.AttemptID, now.Add(-time.Duration(r.DurationMS)*time.Millisecond), now)
 		a = c.attempts[r.AttemptID]
 	}
+	if s := c.byName[worker]; a == nil && s != nil && r.State != api.AttemptError {
+		// A result implies the start: a taken-back prefetched attempt
+		// reported without its start ran all the same (an error may be
+		// one given back unstarted).
+		c.abandonTakenBack(s, r.AttemptID, now.Add(-time.Duration(r.DurationMS)*time.Millisecond), now)
+	}
 	if a == nil || a.sess.name != worker {
 		return false
 	}
@@ -361,10 +367,9 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 	// Starts before results: a result may be of an attempt started
 	// since the last poll.
 	for _, st := range req.Started {
-		if !c.startPrefetched(s, st.AttemptID, now.Add(-time.Duration(max(st.AgoMS, 0))*time.Millisecond), now) && s.takenBack[st.AttemptID] {
-			delete(s.takenBack, st.AttemptID)
-			c.m.prefetched.WithLabelValues("started_after_take_back").Inc()
-			c.log.WithFields(map[string]any{"worker": worker, "attempt": st.AttemptID}).Info("worker started a prefetched attempt after it was taken back; it is cancelled and its result refused")
+		at := now.Add(-time.Duration(max(st.AgoMS, 0)) * time.Millisecond)
+		if !c.startPrefetched(s, st.AttemptID, at, now) {
+			c.abandonTakenBack(s, st.AttemptID, at, now)
 		}
 	}
 	// Jobs that the results (or lost attempts) make ready and that
@@ -515,6 +520,10 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 		}
 	}
 	gone := s.gone
+	if len(prepared) > 0 {
+		s.committing++ // until the results are durable (below)
+		defer c.committed(s)
+	}
 	c.mu.Unlock()
 	if gone && len(resp.Assignments) == 0 {
 		return nil, fmt.Errorf("poll: session of worker %s ended: %w", worker, api.ErrUnknownWorker)
@@ -554,11 +563,24 @@ func (c *Coordinator) Result(ctx context.Context, worker string, r api.AttemptRe
 	prepared := c.prepareResults(ctx, []api.AttemptResult{r})
 	c.mu.Lock()
 	ok := c.applyResult(worker, prepared[0], c.clock.Now())
+	if s := c.byName[worker]; ok && s != nil {
+		s.committing++
+		defer c.committed(s)
+	}
 	c.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("attempt %s is not a current attempt of worker %s: %w", truncate(r.AttemptID), worker, api.ErrConflict)
 	}
 	return wait(ctx, c.commit.currentUrgent())
+}
+
+// committed ends a wait of s for the commit of its results (see
+// session.committing): the worker was alive until now.
+func (c *Coordinator) committed(s *session) {
+	c.mu.Lock()
+	s.committing--
+	s.lastSeen = c.clock.Now()
+	c.mu.Unlock()
 }
 
 // AppendLog appends a chunk to a running attempt's log at offset and
@@ -640,7 +662,7 @@ func (c *Coordinator) checkTimeouts() {
 	defer c.mu.Unlock()
 	now := c.clock.Now()
 	for _, s := range c.sessions {
-		if s.polling == 0 && now.Sub(s.lastSeen) > c.opts.HeartbeatTimeout {
+		if s.polling == 0 && s.committing == 0 && now.Sub(s.lastSeen) > c.opts.HeartbeatTimeout {
 			c.log.WithField("worker", s.name).Warn("worker stopped heartbeating")
 			c.expireSession(s, fmt.Sprintf("worker %s stopped heartbeating", s.name), nil, now)
 		}

@@ -94,6 +94,16 @@ type AttemptState string
 // or re-registered without it; the job is then requeued (up to the
 // attempt limit). Infrastructure errors (the worker could not fetch source
 // or upload outputs) are retried like losses.
+//
+// An attempt is abandoned when the coordinator ended it for reasons of
+// its own, not of the worker or the job: the replica running its build
+// lost the build's lease while the database was unreachable, or the
+// worker started a prefetched attempt that the coordinator had just
+// taken back (its run is recorded, its result refused). An abandoned
+// attempt does not count against the attempt limit (see Charged), so
+// that database outages cannot fail a job that never failed; a worker
+// that disappears (a job that kills its worker) still loses its
+// attempts, which count.
 const (
 	AttemptRunning   AttemptState = "running"
 	AttemptSucceeded AttemptState = "succeeded"
@@ -102,7 +112,31 @@ const (
 	AttemptLost      AttemptState = "lost"
 	AttemptError     AttemptState = "error"
 	AttemptCancelled AttemptState = "cancelled"
+	AttemptAbandoned AttemptState = "abandoned"
 )
+
+// Charged reports whether an attempt in this state counts against its
+// job's attempt limit: every state but abandoned.
+func (s AttemptState) Charged() bool { return s != AttemptAbandoned }
+
+// LatestAttempt returns the attempt that stands for a job among its
+// attempts (oldest first, as in JobStatus.Attempts): the last one that
+// was not abandoned, else the last; nil if there is none. An abandoned
+// run may have started after the attempt that decided the job (a worker
+// started it as the coordinator gave the job to another), so the last
+// attempt is not always the one whose state, log and error explain the
+// job's.
+func LatestAttempt(atts []Attempt) *Attempt {
+	for i := len(atts) - 1; i >= 0; i-- {
+		if atts[i].State != AttemptAbandoned {
+			return &atts[i]
+		}
+	}
+	if len(atts) == 0 {
+		return nil
+	}
+	return &atts[len(atts)-1]
+}
 
 // ---- Client API ----
 
