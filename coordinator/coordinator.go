@@ -54,6 +54,8 @@ type Options struct {
 	HeartbeatTimeout time.Duration
 	// MaxAttempts bounds the attempts of a job whose worker was lost or
 	// failed to run it (default 3). Command failures are never retried.
+	// Attempts the coordinator abandoned (api.AttemptAbandoned) do not
+	// count.
 	MaxAttempts int
 	// DefaultTimeout applies to jobs without a timeout (default 1h).
 	DefaultTimeout time.Duration

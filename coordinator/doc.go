@@ -26,6 +26,15 @@
 // as slots free (prefetched assignments, prefetch.go), so that it
 // reports results in batches instead of one request per job.
 //
+// Every attempt to run a job is recorded. Attempts lost with their
+// worker (it stopped heartbeating, or came back without them) or that
+// the worker could not run are retried up to Options.MaxAttempts;
+// attempts the coordinator abandons for reasons of its own (a replica's
+// lease expiring during a database outage, a worker starting a
+// prefetched attempt that was just taken back) are recorded as
+// api.AttemptAbandoned and do not count, so that outages and scheduling
+// races never fail a job.
+//
 // The coordinator knows nothing of code review: it runs graphs.
 //
 // This package imports nothing else of tryd.

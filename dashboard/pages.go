@@ -222,7 +222,8 @@ type buildView struct {
 type jobView struct {
 	api.JobStatus
 	DurationMS int64 `json:"duration_ms"`
-	// LastAttempt is the latest attempt's ID (its log).
+	// LastAttempt is the ID of the attempt that stands for the job (its
+	// log): the latest not abandoned (api.LatestAttempt).
 	LastAttempt string   `json:"last_attempt,omitempty"`
 	Cached      bool     `json:"cached"`
 	DepNames    []string `json:"-"`
@@ -281,8 +282,8 @@ func makeBuildView(b *api.Build, now time.Time) buildView {
 			}
 			jv.DurationMS = max(0, e.Sub(*j.Started).Milliseconds())
 		}
-		if n := len(j.Attempts); n > 0 {
-			jv.LastAttempt = j.Attempts[n-1].ID
+		if a := api.LatestAttempt(j.Attempts); a != nil {
+			jv.LastAttempt = a.ID
 		}
 		for _, d := range j.Deps {
 			if n, ok := names[d]; ok {
@@ -435,12 +436,12 @@ func (s *Server) failedJobs(ctx context.Context, b tbclient.Build) []failedJobVi
 			continue
 		}
 		for _, j := range build.Jobs {
-			if j.ID != f.JobID || len(j.Attempts) == 0 {
+			a := api.LatestAttempt(j.Attempts)
+			if j.ID != f.JobID || a == nil {
 				continue
 			}
-			a := j.Attempts[len(j.Attempts)-1]
 			out[i].Attempt = a.ID
-			tail, terr := s.logTail(ctx, a)
+			tail, terr := s.logTail(ctx, *a)
 			out[i].Tail = tail
 			if terr != nil {
 				out[i].TailError = terr.Error()

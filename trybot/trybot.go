@@ -1164,8 +1164,9 @@ func (t *Trybot) classify(b *api.Build) (client.BuildState, []client.FailedJob, 
 		}
 		fj := client.FailedJob{Name: j.Name, JobID: j.ID, State: string(j.State), Error: j.Error}
 		infra := j.State == api.JobCancelled
-		if n := len(j.Attempts); n > 0 {
-			a := j.Attempts[n-1]
+		// The attempt that decided the job: an abandoned run (a
+		// scheduling race) may have started after it.
+		if a := api.LatestAttempt(j.Attempts); a != nil {
 			fj.LogURL = t.logURL(a.ID)
 			switch a.State {
 			case api.AttemptFailed, api.AttemptTimedOut:

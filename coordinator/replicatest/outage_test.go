@@ -142,14 +142,14 @@ func (s *setup) checkSettled(t *testing.T, ids []int64) {
 	if running != 0 || attempts != 0 {
 		t.Errorf("after the run: %d builds not succeeded, %d attempts still running", running, attempts)
 	}
-	rows, err := conn.Query(ctx, `SELECT error, count(*) FROM attempts WHERE build_id = ANY($1) AND state = 'lost' GROUP BY error`, ids)
+	rows, err := conn.Query(ctx, `SELECT state, error, count(*) FROM attempts WHERE build_id = ANY($1) AND state IN ('lost', 'abandoned') GROUP BY state, error`, ids)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var why string
+	var st, why string
 	var n int
-	pgx.ForEachRow(rows, []any{&why, &n}, func() error {
-		t.Logf("%d attempts lost: %s", n, why)
+	pgx.ForEachRow(rows, []any{&st, &why, &n}, func() error {
+		t.Logf("%d attempts %s: %s", n, st, why)
 		return nil
 	})
 }

@@ -155,8 +155,8 @@ func jobStates(b *api.Build) map[string]api.JobState {
 	m := make(map[string]api.JobState, len(b.Jobs))
 	for _, j := range b.Jobs {
 		if j.State == api.JobFailed {
-			n := len(j.Attempts)
-			if n == 0 || (j.Attempts[n-1].State != api.AttemptFailed && j.Attempts[n-1].State != api.AttemptTimedOut) {
+			a := api.LatestAttempt(j.Attempts)
+			if a == nil || (a.State != api.AttemptFailed && a.State != api.AttemptTimedOut) {
 				continue
 			}
 		}
