@@ -13,6 +13,9 @@
 // process ID. The clusters below use it, and so do the coordinator
 // replica harness (coordinator/replicatest) and the benchmark stack
 // (bench/trystack), which start other processes than this package's.
+// WriteTokens writes the token files of a coordinator and its workers
+// (Tokens names them); Launch writes its own with it, and so does
+// coordinator/replicatest for its replicas.
 //
 // It has two layers above that. The core, for any program, takes a
 // context and returns errors: Launch writes the configuration and token files under
