@@ -328,13 +328,13 @@ func report(ctx context.Context, o Options, b *api.Build) {
 	fmt.Fprintf(o.Out, "\nbuild %d %s: %s\n", b.ID, strings.ToUpper(string(b.State)), summary(b.Counts))
 }
 
-// logTail returns the last n lines of a job's latest attempt's log.
+// logTail returns the last n lines of the log of the attempt that stands
+// for a job (api.LatestAttempt).
 func logTail(ctx context.Context, c *api.Client, j api.JobStatus, n int) ([]string, error) {
 	const maxTail = 256 << 10
 	var rc io.ReadCloser
 	var err error
-	if len(j.Attempts) > 0 {
-		last := j.Attempts[len(j.Attempts)-1]
+	if last := api.LatestAttempt(j.Attempts); last != nil {
 		rc, err = c.AttemptLog(ctx, last.ID, max(last.LogBytes-maxTail, 0), false)
 	} else {
 		rc, err = c.JobLog(ctx, j.ID)
