@@ -279,3 +279,30 @@ func TestOutageAbandonsAttempts(t *testing.T) {
 		t.Errorf("abandoned attempt's error %q does not say why", j.Attempts[0].Error)
 	}
 }
+
+// TestSilentWorkersStillCount: attempts lost with workers that stop
+// heartbeating (a job that kills its worker) count as before: the job
+// gives up after MaxAttempts of them.
+func TestSilentWorkersStillCount(t *testing.T) { forEachBackend(t, testSilentWorkersStillCount) }
+
+func testSilentWorkersStillCount(t *testing.T, be backend) {
+	clock := newFakeClock()
+	e := newEnv(t, be, envOpts{clock: clock, mod: func(o *Options) { o.MaxAttempts = 2; o.HeartbeatTimeout = 15 * time.Second }})
+	sub := e.submit(`{"jobs": [{"name": "killer", "source_mode": "none", "commands": [{"argv": ["kill", "-9", "$PPID"]}]}]}`, api.PriorityTry)
+	for i, name := range []string{"w1", "w2"} {
+		w := newTestWorker(t, e, name, map[string]string{"w1": tokenW1, "w2": tokenW2}[name], nil)
+		if r := w.mustPoll(1, nil); len(r.Assignments) != 1 {
+			t.Fatalf("%s: %+v", name, r)
+		}
+		clock.Advance(16 * time.Second) // the worker died with the job
+		e.c.checkTimeouts()
+		j := jobByName(e.build(sub.BuildID), "killer")
+		if want := []api.JobState{api.JobQueued, api.JobFailed}[i]; j.State != want {
+			t.Fatalf("after %d silent workers: job %s %q, want %s", i+1, j.State, j.Error, want)
+		}
+	}
+	j := jobByName(e.build(sub.BuildID), "killer")
+	if !slices.Equal(attemptStates(j), []api.AttemptState{api.AttemptLost, api.AttemptLost}) || !strings.Contains(j.Error, "gave up after 2 attempts") {
+		t.Errorf("job %q, attempts %v; want two lost, gave up after 2 attempts", j.Error, attemptStates(j))
+	}
+}
