@@ -306,3 +306,65 @@ func testSilentWorkersStillCount(t *testing.T, be backend) {
 		t.Errorf("job %q, attempts %v; want two lost, gave up after 2 attempts", j.Error, attemptStates(j))
 	}
 }
+
+// TestClaimedAttemptAbandoned: a replica that claims a build from
+// another adopts its running attempts for their workers; an attempt
+// whose worker never comes to it (it is connected to the other replica,
+// which stopped the attempt when its lease expired, the commit saying so
+// fenced off by the claim) is abandoned, not lost: the job survives a
+// loss of its next worker with MaxAttempts 2.
+func TestClaimedAttemptAbandoned(t *testing.T) {
+	db := postgresBackend.newDB(t)
+	replica := func(id string) func(*Options) {
+		return func(o *Options) {
+			o.MaxAttempts, o.HeartbeatTimeout = 2, 15*time.Second
+			o.Replica = &ReplicaOptions{ID: id, URL: "http://127.0.0.1:1", LeaseTTL: 3 * time.Second}
+		}
+	}
+	e1 := newEnv(t, postgresBackend, envOpts{db: db, mod: replica("r1")})
+	w1 := newTestWorker(t, e1, "w1", tokenW1, nil)
+	sub := e1.submit(`{"jobs": [{"name": "j", "source_mode": "none", "commands": [{"write_file": {"path": "o", "content": "o"}}]}]}`, api.PriorityTry)
+	if r := w1.mustPoll(1, nil); len(r.Assignments) != 1 {
+		t.Fatalf("w1: %+v", r)
+	}
+	e1.stop() // stores the running attempt and releases the lease
+
+	clock := newFakeClock()
+	e2 := newEnv(t, postgresBackend, envOpts{db: db, clock: clock, mod: replica("r2")})
+	w2 := newTestWorker(t, e2, "w2", tokenW2, nil) // a worker: r2 claims the build
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e2.c.mu.Lock()
+		_, held := e2.c.builds[sub.BuildID]
+		e2.c.mu.Unlock()
+		if held {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("r2 did not claim the build")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	clock.Advance(16 * time.Second) // w1 never comes to r2
+	e2.c.checkTimeouts()
+	w2.register(nil)
+	if j := jobByName(e2.build(sub.BuildID), "j"); j.State != api.JobQueued || !slices.Equal(attemptStates(j), []api.AttemptState{api.AttemptAbandoned}) {
+		t.Fatalf("after w1's heartbeat timeout on r2: job %s, attempts %+v; want queued, abandoned", j.State, j.Attempts)
+	}
+	if r := w2.mustPoll(1, nil); len(r.Assignments) != 1 {
+		t.Fatalf("w2: %+v", r)
+	}
+	loseByReregistering(w2)
+	j := jobByName(e2.build(sub.BuildID), "j")
+	if j.State != api.JobQueued || !slices.Equal(attemptStates(j), []api.AttemptState{api.AttemptAbandoned, api.AttemptLost}) {
+		t.Fatalf("after w2's loss: job %s %q, attempts %v; want queued (1 of 2 attempts used)", j.State, j.Error, attemptStates(j))
+	}
+	r := w2.mustPoll(1, nil)
+	if len(r.Assignments) != 1 {
+		t.Fatalf("w2: %+v", r)
+	}
+	w2.mustPoll(0, nil, w2.output(r.Assignments[0]))
+	if b := e2.build(sub.BuildID); b.State != api.BuildSucceeded {
+		t.Errorf("build %s", b.State)
+	}
+}

@@ -37,8 +37,9 @@ import (
 // when a replica dies, its leases expire and replicas with workers claim
 // its builds (SELECT ... FOR UPDATE SKIP LOCKED: never two at once) and
 // resume them from the store exactly as a restarted coordinator would
-// (running attempts are adopted when their workers re-register, or lost
-// after the heartbeat timeout).
+// (running attempts are adopted when their workers re-register, or
+// abandoned after the heartbeat timeout: the worker may be connected to
+// the replica that lost the build, which stopped them).
 //
 // When the database goes away (a restart, a failover, sessions killed),
 // replicas keep running their builds while their leases last: changes
@@ -638,7 +639,7 @@ func (c *Coordinator) claimBuilds() (bool, error) {
 			if _, ok := c.builds[id]; ok {
 				continue
 			}
-			if err := c.restoreBuild(ctx, id, now); err != nil {
+			if err := c.restoreBuild(ctx, id, now, true); err != nil {
 				// Leave it to the lease's expiry and another try.
 				c.log.WithError(err).WithField("build", id).Error("resume claimed build")
 				continue

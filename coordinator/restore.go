@@ -25,7 +25,7 @@ func (c *Coordinator) restore(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, id := range ids {
-		if err := c.restoreBuild(ctx, id, now); err != nil {
+		if err := c.restoreBuild(ctx, id, now, false); err != nil {
 			return fmt.Errorf("coordinator: restore build %d: %w", id, err)
 		}
 	}
@@ -35,7 +35,9 @@ func (c *Coordinator) restore(ctx context.Context) error {
 	return nil
 }
 
-func (c *Coordinator) restoreBuild(ctx context.Context, id int64, t time.Time) error {
+// restoreBuild loads build id from the store and resumes it. claimed
+// says that this replica claimed it from another (see adoptRunning).
+func (c *Coordinator) restoreBuild(ctx context.Context, id int64, t time.Time, claimed bool) error {
 	sb, err := c.store.Build(ctx, id)
 	if err != nil {
 		return err
@@ -130,7 +132,7 @@ func (c *Coordinator) restoreBuild(ctx context.Context, id int64, t time.Time) e
 			continue
 		}
 		if j.state == api.JobRunning {
-			if a := c.adoptRunning(j, t); a != nil {
+			if a := c.adoptRunning(j, t, claimed); a != nil {
 				continue
 			}
 		}
@@ -176,8 +178,10 @@ func (c *Coordinator) restoreBuild(ctx context.Context, id int64, t time.Time) e
 
 // adoptRunning keeps a job's running attempt alive for its worker, which
 // is expected to re-register listing it; without that, the heartbeat
-// timeout loses it like any silent worker's attempt.
-func (c *Coordinator) adoptRunning(j *job, t time.Time) *attempt {
+// timeout loses it like any silent worker's attempt. With claimed (the
+// build was claimed from another replica), an attempt its worker never
+// confirms is abandoned rather than lost (see attempt.claimed).
+func (c *Coordinator) adoptRunning(j *job, t time.Time, claimed bool) *attempt {
 	var a *attempt
 	for _, x := range j.attempts {
 		if x.rec.State == api.AttemptRunning {
@@ -197,7 +201,7 @@ func (c *Coordinator) adoptRunning(j *job, t time.Time) *attempt {
 		c.sessions[s.id] = s
 	}
 	timeout := j.g.EffectiveTimeout(c.opts.DefaultTimeout)
-	a.sess, a.deadline = s, t.Add(timeout+max(30*time.Second, timeout/10))
+	a.sess, a.deadline, a.claimed = s, t.Add(timeout+max(30*time.Second, timeout/10)), claimed
 	a.logSize = c.logs.size(a.rec.ID)
 	a.rec.LogBytes = a.logSize
 	c.attempts[a.rec.ID] = a

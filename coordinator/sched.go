@@ -85,6 +85,14 @@ type attempt struct {
 	sess     *session
 	deadline time.Time
 	missed   int // consecutive polls of its worker that did not list it
+	// claimed marks an attempt adopted with a build claimed from
+	// another replica, until its worker confirms it (registers here
+	// listing it). The worker may never come: it is connected to the
+	// other replica, which stopped the attempt when its lease expired
+	// in a database outage, the commit saying so fenced off by the
+	// claim. Such an attempt is abandoned, not lost (loseAttempt), so
+	// that an outage does not use up the job's attempts.
+	claimed bool
 
 	logMu   sync.Mutex // serializes appends to the log file
 	logSize int64      // under logMu
@@ -615,9 +623,14 @@ func (c *Coordinator) retryOrFail(a *attempt, reason string, now time.Time) {
 
 // loseAttempt handles an attempt whose worker vanished or forgot it.
 func (c *Coordinator) loseAttempt(a *attempt, reason string, now time.Time) {
-	c.m.attemptsLost.Inc()
-	c.endAttempt(a, api.AttemptLost, reason, now)
-	c.log.WithFields(map[string]any{"attempt": a.rec.ID, "worker": a.rec.Worker, "job": a.j.g.Name, "build": a.j.b.id}).Warn("attempt lost: " + reason)
+	st := api.AttemptLost
+	if a.claimed {
+		st, reason = api.AttemptAbandoned, reason+" (adopted with the build from another replica, never confirmed by the worker)"
+	} else {
+		c.m.attemptsLost.Inc()
+	}
+	c.endAttempt(a, st, reason, now)
+	c.log.WithFields(map[string]any{"attempt": a.rec.ID, "worker": a.rec.Worker, "job": a.j.g.Name, "build": a.j.b.id}).Warn("attempt " + string(st) + ": " + reason)
 	c.retryOrFail(a, reason, now)
 }
 

@@ -61,7 +61,7 @@ func (c *Coordinator) Register(ctx context.Context, name string, req api.Registe
 		for id, a := range old.running {
 			if keep[id] {
 				delete(old.running, id)
-				a.sess, a.missed = s, 0
+				a.sess, a.missed, a.claimed = s, 0, false
 				s.running[id] = a
 			}
 		}

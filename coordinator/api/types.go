@@ -97,9 +97,11 @@ type AttemptState string
 //
 // An attempt is abandoned when the coordinator ended it for reasons of
 // its own, not of the worker or the job: the replica running its build
-// lost the build's lease while the database was unreachable, or the
-// worker started a prefetched attempt that the coordinator had just
-// taken back (its run is recorded, its result refused). An abandoned
+// lost the build's lease while the database was unreachable (or, on the
+// replica that claimed the build then, the worker never confirmed the
+// attempt), or the worker started a prefetched attempt that the
+// coordinator had just taken back (its run is recorded, its result
+// refused). An abandoned
 // attempt does not count against the attempt limit (see Charged), so
 // that database outages cannot fail a job that never failed; a worker
 // that disappears (a job that kills its worker) still loses its
