@@ -65,18 +65,24 @@ type replicaStats struct {
 	// cycles (GC work follows allocation, so a replica that allocates
 	// more per job pays for it again in marking).
 	allocated, gcs float64
+	// prefetched are attempts handed out beyond free slots, takenBack
+	// those taken back, and restarted those a worker had started when
+	// they were taken back: runs thrown away.
+	prefetched, takenBack, wasted float64
 }
 
 func (r replicaStats) add(o replicaStats) replicaStats {
 	return replicaStats{cpu: r.cpu + o.cpu, commits: r.commits + o.commits, requests: r.requests + o.requests,
 		dispatched: r.dispatched + o.dispatched, claimed: r.claimed + o.claimed, forwarded: r.forwarded + o.forwarded,
-		allocated: r.allocated + o.allocated, gcs: r.gcs + o.gcs}
+		allocated: r.allocated + o.allocated, gcs: r.gcs + o.gcs,
+		prefetched: r.prefetched + o.prefetched, takenBack: r.takenBack + o.takenBack, wasted: r.wasted + o.wasted}
 }
 
 func (r replicaStats) sub(o replicaStats) replicaStats {
 	return replicaStats{cpu: r.cpu - o.cpu, commits: r.commits - o.commits, requests: r.requests - o.requests,
 		dispatched: r.dispatched - o.dispatched, claimed: r.claimed - o.claimed, forwarded: r.forwarded - o.forwarded,
-		allocated: r.allocated - o.allocated, gcs: r.gcs - o.gcs}
+		allocated: r.allocated - o.allocated, gcs: r.gcs - o.gcs,
+		prefetched: r.prefetched - o.prefetched, takenBack: r.takenBack - o.takenBack, wasted: r.wasted - o.wasted}
 }
 
 // procCPU returns a process's CPU time from /proc/PID/stat: its own and,
@@ -122,7 +128,9 @@ func cpuOf(c *replicatest.Cluster, pgPid int) cpuTimes {
 		t.replicas = append(t.replicas, replicaStats{cpu: d, commits: m["tryd_coordinator_commit_seconds_count"], requests: m["tryd_http_requests_total"],
 			dispatched: m["tryd_coordinator_dispatched_total"], claimed: m["tryd_coordinator_builds_claimed_total"],
 			forwarded: m["tryd_coordinator_forwarded_total"],
-			allocated: m["go_memstats_alloc_bytes_total"], gcs: m["go_gc_duration_seconds_count"]})
+			allocated: m["go_memstats_alloc_bytes_total"], gcs: m["go_gc_duration_seconds_count"],
+			prefetched: m[`tryd_coordinator_prefetched_total{event="handed_out"}`], takenBack: m[`tryd_coordinator_prefetched_total{event="taken_back"}`],
+			wasted: m[`tryd_coordinator_prefetched_total{event="started_after_take_back"}`]})
 	}
 	// This process: the GCS emulator and the clients.
 	t.bench, _ = procCPU(os.Getpid(), false)
@@ -165,8 +173,9 @@ func postmaster(dsn string) int {
 	return ppid
 }
 
-// coordinatorStats reads a coordinator's metrics (the sums over their
-// labels) from its /metrics; none if it does not answer.
+// coordinatorStats reads a coordinator's metrics from its /metrics, by
+// name (the sum over their labels) and by name with labels as written
+// there; none if it does not answer.
 func coordinatorStats(base string) map[string]float64 {
 	m := map[string]float64{}
 	resp, err := http.Get(base + "/metrics")
@@ -181,8 +190,10 @@ func coordinatorStats(base string) map[string]float64 {
 		if !ok || err != nil || strings.HasPrefix(name, "#") {
 			continue
 		}
-		name, _, _ = strings.Cut(name, "{")
-		m[name] += f
+		m[name] += f // with its labels
+		if base, _, ok := strings.Cut(name, "{"); ok {
+			m[base] += f
+		}
 	}
 	return m
 }
