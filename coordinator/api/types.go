@@ -101,11 +101,10 @@ type AttemptState string
 // replica that claimed the build then, the worker never confirmed the
 // attempt), or the worker started a prefetched attempt that the
 // coordinator had just taken back (its run is recorded, its result
-// refused). An abandoned
-// attempt does not count against the attempt limit (see Charged), so
-// that database outages cannot fail a job that never failed; a worker
-// that disappears (a job that kills its worker) still loses its
-// attempts, which count.
+// refused). An abandoned attempt does not count against the attempt
+// limit (see Charged), so that database outages cannot fail a job that
+// never failed; a worker that disappears (a job that kills its worker)
+// still loses its attempts, which count.
 const (
 	AttemptRunning   AttemptState = "running"
 	AttemptSucceeded AttemptState = "succeeded"
