@@ -77,6 +77,28 @@
 # state/sqlite); checkpoints now wait for writes to pause
 # (sqlite.Options.CheckpointIdle). Its p99 is still the largest of 60
 # samples, so one stall of any kind (a loaded machine) sets it.
+#
+# Session 4 (2026-11-21). On a quiet machine the alternating rounds give
+# a steady figure: 0.94x and 0.95x (pg2 1433-1488 jobs/s in every round
+# against pg1 1527-1574), and the ratio matches the CPU per job of the
+# whole machine (1247 vs 1319us: it is CPU-bound). Under load single
+# runs had read 0.88-1.16x. What the second replica costs per job, quiet:
+# coordinators +31us (the replica with one worker 186us/job against
+# 126us: its own runtime waking for less work each time, and it writes
+# the event streams of half the builds while running a third of the
+# jobs), workers +25us, PostgreSQL +11us (0.13 vs 0.10 commits/job),
+# this process +5us. Fixed this session: a replica holding few builds
+# dropped its output pins between builds and asked GCS again for the
+# same output (gcsartifacts now remembers blobs it found for 10s:
+# ~30us/job of coordinator + emulator CPU with 2 replicas); digests are
+# checked by a loop instead of two regexps. Ruled out, measured:
+# GOGC=400 (the one-worker replica still 174us/job), a replica's idle
+# cost (2ms CPU/s), the 4ms spare-slot check (40ms: queues ran dry, more
+# requests/job), take-backs crossing a start (<0.5% of jobs);
+# GOMAXPROCS=1 for every process gave 0.98x once (2 rounds), i.e. part
+# of the cost is Go's scheduler waking a second P for little work. Fenced
+# commits (database outage work, FOR KEY SHARE on the batch's builds)
+# cost ~45us of PostgreSQL CPU per commit in both configurations.
 . "$(dirname "$0")/lib.sh"
 
 dir=$(benchdir)
