@@ -30,7 +30,11 @@
 // hostile job cannot reach outside its directories through them.
 //
 // The worker survives coordinator restarts (it re-registers with backoff,
-// listing what still runs and what it has not reported) and shuts down
+// listing what still runs and what it has not reported). While its
+// reports fail it starts none of the prefetched or pipelined assignments
+// it holds, which a restarted coordinator never knew; it starts them once
+// a poll is answered again, or drops them when it must register again
+// (PROTOCOL.md, "Assignments held during an outage"). It shuts down
 // gracefully: on cancellation of Run's context it stops taking work, lets
 // running jobs finish for Options.DrainTimeout and gives back the rest.
 //

@@ -346,6 +346,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		draining    bool
 		drainTimer  <-chan time.Time
 		drainOver   bool // the drain timeout passed: stop trying to report
+		// unconfirmed is set while reports to the coordinator fail: a
+		// poll failed, and no poll sent since (seq > unconfirmedSeq) has
+		// been answered. Meanwhile held assignments (prefetched, or
+		// pipelined behind attempts here) are not started: a restarted
+		// coordinator knows nothing of them and would refuse their runs
+		// (PROTOCOL.md, "Assignments held during an outage").
+		unconfirmed    bool
+		unconfirmedSeq int
 	)
 	answers := make(chan pollAnswer, 4)
 	finished := make(chan api.AttemptResult, w.opts.Slots*2+4)
@@ -383,6 +391,20 @@ func (w *Worker) Run(ctx context.Context) error {
 			ids = append(ids, a.AttemptID)
 		}
 		return ids
+	}
+	reportsFail := func() {
+		if !unconfirmed {
+			n := 0
+			for _, a := range backlog {
+				if held(a) {
+					n++
+				}
+			}
+			if n > 0 {
+				w.log.WithField("held", n).Warn("reports to the coordinator fail: not starting held (prefetched or pipelined) assignments until it answers")
+			}
+		}
+		unconfirmed, unconfirmedSeq = true, pollSeq
 	}
 	fail := func(err error) {
 		if backoff == 0 {
@@ -433,6 +455,10 @@ func (w *Worker) Run(ctx context.Context) error {
 					continue
 				}
 			}
+			if unconfirmed && held(backlog[i]) {
+				i++
+				continue
+			}
 			backlog = append(backlog[:i], backlog[i+1:]...)
 			startJob(a)
 		}
@@ -447,6 +473,20 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		// Register when needed.
 		if retryAt == nil && workerID == "" && len(inFlight) == 0 {
+			// Registering again takes back every held assignment (a
+			// restarted coordinator never knew them): drop them, and
+			// leave them out of the registration's running list.
+			kept := backlog[:0]
+			for _, a := range backlog {
+				if !held(a) {
+					kept = append(kept, a)
+				}
+			}
+			if n := len(backlog) - len(kept); n > 0 {
+				w.log.WithField("dropped", n).Info("dropping held (prefetched or pipelined) assignments: registering again takes them back")
+			}
+			clear(backlog[len(kept):])
+			backlog = kept
 			rctx, cancel := context.WithTimeout(bg, 30*time.Second)
 			// Attempts that finished while the coordinator was away
 			// count as running until their results are reported, so
@@ -463,6 +503,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				w.giveBack(runningJobs, stop)
 				return fmt.Errorf("worker: register: %w", err)
 			case err != nil:
+				reportsFail()
 				fail(err)
 			default:
 				workerID, backoff, early = resp.WorkerID, 0, resp.EarlyAssignments
@@ -488,11 +529,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		// nothing; cancellations are sent again). One that asked for
 		// some stays until it returns, leaving slots freed meanwhile
 		// idle at most until then.
-		queued := 0 // prefetched assignments not started
+		queued := 0      // prefetched assignments not started
+		confirm := false // held assignments wait for an answer of the coordinator
 		for _, a := range backlog {
 			if a.Prefetched {
 				queued++
 			}
+			confirm = confirm || unconfirmed && held(a)
 		}
 		free := max(w.opts.Slots-len(runningJobs)-(len(backlog)-queued), 0)
 		room := max(prefetch-queued, 0)
@@ -565,8 +608,11 @@ func (w *Worker) Run(ctx context.Context) error {
 			if pollWait > 0 {
 				req.WaitMS = pollWait.Milliseconds()
 			}
-			if draining && len(runningJobs) == 0 {
-				req.WaitMS = 1 // only reporting results
+			if draining && len(runningJobs) == 0 || confirm {
+				// Only reporting results, or asking whether held
+				// assignments are still this worker's: the answer
+				// should come at once, not when there is work.
+				req.WaitMS = 1
 			}
 			if !holdsSent {
 				req.Holds, holdsSent = w.cache.Digests(), true
@@ -577,7 +623,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			pctx, cancel := context.WithTimeout(bg, pollWait+30*time.Second)
 			// A poll that reports starts is answered at once, like one
 			// with results.
-			inFlight[seq] = &pollInfo{free: offer, prefetch: offerPrefetch, waits: len(req.Results) == 0 && len(req.Started) == 0, cancel: cancel}
+			inFlight[seq] = &pollInfo{free: offer, prefetch: offerPrefetch, waits: len(req.Results) == 0 && len(req.Started) == 0 && !confirm, cancel: cancel}
 			if len(req.Results) > 0 {
 				unacked++
 			}
@@ -639,6 +685,9 @@ func (w *Worker) Run(ctx context.Context) error {
 				backoff = 0
 				inFlight[ans.seq].answered = true
 				take(ans.resp)
+				if ans.seq > unconfirmedSeq {
+					unconfirmed = false // after its cancellations
+				}
 				continue
 			}
 			dropped := inFlight[ans.seq].dropped
@@ -660,6 +709,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			if ans.err != nil {
 				// Results not acknowledged go out again.
 				results = append(ans.req.Results, results...)
+				reportsFail()
 				if errors.Is(ans.err, api.ErrUnknownWorker) {
 					w.log.Info("coordinator no longer knows this worker; registering again")
 					workerID = ""
@@ -683,6 +733,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			backoff = 0
 			if !ans.taken {
 				take(ans.resp)
+			}
+			if ans.seq > unconfirmedSeq {
+				unconfirmed = false // after its cancellations
 			}
 		case res := <-finished:
 			w.log.WithFields(logrus.Fields{"attempt": res.AttemptID, "state": res.State, "ms": res.DurationMS}).Debug("job finished")
@@ -731,6 +784,15 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// held reports whether an assignment is one the coordinator has not
+// committed: prefetched, or pipelined behind attempts of this worker
+// (pending on the coordinator). A restarted coordinator has forgotten
+// such assignments, so the worker starts none of them while its reports
+// fail, and drops them when it registers again.
+func held(a api.Assignment) bool {
+	return a.Prefetched || len(a.After) > 0
 }
 
 // startedAt is a prefetched attempt the worker started, for

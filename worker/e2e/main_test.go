@@ -54,6 +54,12 @@ func (e *env) killCoordinator(outage time.Duration) {
 	e.t.Helper()
 	e.c.Coordinator().Kill()
 	time.Sleep(outage)
+	e.restartCoordinator()
+}
+
+// restartCoordinator starts the coordinator again after a kill.
+func (e *env) restartCoordinator() {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := e.c.StartCoordinator(ctx); err != nil {

@@ -1,0 +1,238 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/graph"
+)
+
+// TestNoPrefetchedStartsDuringOutage: the coordinator is killed with
+// SIGKILL while its one worker (one slot) holds a full queue of
+// prefetched assignments, and stays down for some seconds, long enough
+// for several of them to run. The worker starts none of them while its
+// reports fail (a restarted coordinator never knew them and would
+// refuse their runs: the work would be done twice), drops them when it
+// registers again, and every job still succeeds by exactly one charged
+// attempt.
+func TestNoPrefetchedStartsDuringOutage(t *testing.T) {
+	t.Parallel()
+	e := start(t, "")
+	e.worker("w1", "--slots", "1")
+	dir := t.TempDir()
+	const jobs = 12
+	id, _ := e.submit(touchJobs(dir, jobs))
+	e.waitHolding(dir)
+	e.c.Coordinator().Kill()
+	killed := time.Now()
+	const outage = 3 * time.Second // about ten jobs' time
+	time.Sleep(outage)
+	restarted := time.Now()
+	if during := startsBetween(t, dir, killed, restarted); len(during) > 0 {
+		t.Errorf("%d jobs started during the %v outage: %v", len(during), outage, during)
+	}
+	e.restartCoordinator()
+	b := e.wait(id)
+	if b.State != api.BuildSucceeded {
+		t.Fatalf("build %s after coordinator restart: %v", b.State, b.Counts)
+	}
+	runs, _ := filepath.Glob(filepath.Join(dir, "started-*"))
+	t.Logf("%d runs of %d jobs", len(runs), len(b.Jobs))
+	// Runs twice: at most the one job running at the kill and one
+	// started as the kill came (one slot), whose starts the restarted
+	// coordinator never heard of.
+	if len(runs) > jobs+2 {
+		t.Errorf("%d runs of %d jobs, want at most %d", len(runs), jobs, jobs+2)
+	}
+	for _, j := range b.Jobs {
+		if n := counted(j.Attempts); n != 1 || api.LatestAttempt(j.Attempts).State != api.AttemptSucceeded {
+			t.Errorf("%s: %d charged attempts, want 1 succeeded: %+v", j.Name, n, j.Attempts)
+		}
+	}
+}
+
+// blipProxy is a proxy in front of the coordinator whose link can be cut
+// (a network blip): while down it drops every connection, also those of
+// requests in progress, and the coordinator stays up.
+type blipProxy struct {
+	upstream string
+	mu       sync.Mutex
+	down     bool
+	cut      context.Context // done when the link goes down
+	cutNow   context.CancelFunc
+}
+
+func newBlipProxy(t *testing.T, upstream string) (*blipProxy, string) {
+	t.Helper()
+	p := &blipProxy{upstream: upstream}
+	p.cut, p.cutNow = context.WithCancel(context.Background())
+	srv := httptest.NewServer(p)
+	t.Cleanup(func() {
+		// Before the worker stops: its requests end now.
+		p.set(true)
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	return p, srv.URL
+}
+
+// set takes the link down or brings it back.
+func (p *blipProxy) set(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	if down {
+		p.cutNow()
+	} else {
+		p.cut, p.cutNow = context.WithCancel(context.Background())
+	}
+}
+
+func (p *blipProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	down, cut := p.down, p.cut
+	p.mu.Unlock()
+	if down {
+		panic(http.ErrAbortHandler) // the connection breaks
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(cut, cancel)
+	defer stop()
+	resp, body, err := forward(ctx, p.upstream, r)
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	answer(w, resp, body)
+}
+
+// forward sends r to upstream under ctx and reads the whole answer.
+func forward(ctx context.Context, upstream string, r *http.Request) (*http.Response, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, r.Method, upstream+r.URL.RequestURI(), r.Body)
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header = r.Header.Clone()
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return resp, body, nil
+}
+
+// answer writes an answer read by forward.
+func answer(w http.ResponseWriter, resp *http.Response, body []byte) {
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	w.Write(body)
+}
+
+// TestPrefetchedHeldThroughBlip: the link between a worker holding
+// prefetched assignments and the coordinator breaks for some seconds
+// while the coordinator stays up (its session with the worker survives).
+// The worker starts none of them while its polls fail, and once a poll
+// is answered again it starts them: they are still its own, so none is
+// taken back, and every job runs exactly once.
+func TestPrefetchedHeldThroughBlip(t *testing.T) {
+	t.Parallel()
+	e := start(t, "")
+	link, url := newBlipProxy(t, e.c.URL)
+	e.worker("w1", "--slots", "1", "--coordinator", url)
+	dir := t.TempDir()
+	const jobs = 12
+	id, _ := e.submit(touchJobs(dir, jobs))
+	e.waitHolding(dir)
+	link.set(true)
+	cut := time.Now()
+	const blip = 2 * time.Second
+	time.Sleep(blip)
+	back := time.Now()
+	if during := startsBetween(t, dir, cut, back); len(during) > 0 {
+		t.Errorf("%d jobs started during the %v blip: %v", len(during), blip, during)
+	}
+	link.set(false)
+	b := e.wait(id)
+	if b.State != api.BuildSucceeded {
+		t.Fatalf("build %s after the blip: %v", b.State, b.Counts)
+	}
+	for _, j := range b.Jobs {
+		if n := counted(j.Attempts); n != 1 || api.LatestAttempt(j.Attempts).State != api.AttemptSucceeded {
+			t.Errorf("%s: %d charged attempts, want 1 succeeded: %+v", j.Name, n, j.Attempts)
+		}
+	}
+	if runs, _ := filepath.Glob(filepath.Join(dir, "started-*")); len(runs) != jobs {
+		t.Errorf("%d runs of %d jobs, want one each", len(runs), jobs)
+	}
+	m := coordinatorMetrics(t, e.c.URL)
+	if m[`tryd_coordinator_prefetched_total{event="taken_back"}`] != 0 {
+		t.Errorf("prefetched attempts taken back after a blip: %v", m)
+	}
+}
+
+// startsBetween lists the jobs that started (by their started-* files in
+// dir) between from, give or take the moment the worker needs to notice
+// (a slot may free and a prefetched job start just before its poll
+// fails), and to.
+func startsBetween(t *testing.T, dir string, from, to time.Time) []string {
+	t.Helper()
+	const notice = 150 * time.Millisecond
+	var out []string
+	runs, _ := filepath.Glob(filepath.Join(dir, "started-*"))
+	for _, r := range runs {
+		fi, err := os.Stat(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at := fi.ModTime(); at.After(from.Add(notice)) && at.Before(to) {
+			out = append(out, filepath.Base(r)+" at +"+at.Sub(from).Round(time.Millisecond).String())
+		}
+	}
+	return out
+}
+
+// touchJobs is a graph of n independent jobs j0..j<n-1>, each creating
+// dir/started-<i>-<pid> and sleeping 0.3s. They have no output and no
+// log: such a job ends without the coordinator (an upload would wait
+// for it), so a slot frees while the coordinator is away.
+func touchJobs(dir string, n int) *graph.Graph {
+	g := &graph.Graph{}
+	for i := range n {
+		j := sh("j"+strconv.Itoa(i), `touch "$0/started-$1-$$"; sleep 0.3`)
+		j.Commands[0].Argv = append(j.Commands[0].Argv, dir, strconv.Itoa(i))
+		g.Jobs = append(g.Jobs, j)
+	}
+	return g
+}
+
+// waitHolding waits until a worker of one slot running touchJobs in dir
+// has started a prefetched job by itself (the second to start) and
+// holds more (the coordinator hands out 4 per slot).
+func (e *env) waitHolding(dir string) {
+	e.t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		started, _ := filepath.Glob(filepath.Join(dir, "started-*"))
+		m := coordinatorMetrics(e.t, e.c.URL)
+		if len(started) >= 2 && m[`tryd_coordinator_prefetched_total{event="handed_out"}`] >= 5 {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("jobs did not start on the worker with prefetched ones\n%s", e.logs)
+		}
+	}
+}
