@@ -37,9 +37,7 @@ func TestNoPrefetchedStartsDuringOutage(t *testing.T) {
 	const outage = 3 * time.Second // about ten jobs' time
 	time.Sleep(outage)
 	restarted := time.Now()
-	if during := startsBetween(t, dir, killed, restarted); len(during) > 0 {
-		t.Errorf("%d jobs started during the %v outage: %v", len(during), outage, during)
-	}
+	checkNoStarts(t, dir, killed, restarted, "outage")
 	e.restartCoordinator()
 	b := e.wait(id)
 	if b.State != api.BuildSucceeded {
@@ -163,9 +161,7 @@ func TestPrefetchedHeldThroughBlip(t *testing.T) {
 	const blip = 2 * time.Second
 	time.Sleep(blip)
 	back := time.Now()
-	if during := startsBetween(t, dir, cut, back); len(during) > 0 {
-		t.Errorf("%d jobs started during the %v blip: %v", len(during), blip, during)
-	}
+	checkNoStarts(t, dir, cut, back, "blip")
 	link.set(false)
 	b := e.wait(id)
 	if b.State != api.BuildSucceeded {
@@ -185,25 +181,31 @@ func TestPrefetchedHeldThroughBlip(t *testing.T) {
 	}
 }
 
-// startsBetween lists the jobs that started (by their started-* files in
-// dir) between from, give or take the moment the worker needs to notice
-// (a slot may free and a prefetched job start just before its poll
-// fails), and to.
-func startsBetween(t *testing.T, dir string, from, to time.Time) []string {
+// checkNoStarts fails the test if a job of a one-slot worker (by the
+// started-* files in dir) started while its coordinator was unreachable,
+// from from to to. One start near from is allowed: the slot may have
+// freed, and a prefetched job started, just before the worker's poll
+// failed (its shell may touch the file some moments later on a loaded
+// machine); a second start cannot be that.
+func checkNoStarts(t *testing.T, dir string, from, to time.Time, what string) {
 	t.Helper()
-	const notice = 150 * time.Millisecond
-	var out []string
+	const notice = time.Second
+	var during []string
+	late := false
 	runs, _ := filepath.Glob(filepath.Join(dir, "started-*"))
 	for _, r := range runs {
 		fi, err := os.Stat(r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if at := fi.ModTime(); at.After(from.Add(notice)) && at.Before(to) {
-			out = append(out, filepath.Base(r)+" at +"+at.Sub(from).Round(time.Millisecond).String())
+		if at := fi.ModTime(); at.After(from) && at.Before(to) {
+			during = append(during, filepath.Base(r)+" at +"+at.Sub(from).Round(time.Millisecond).String())
+			late = late || at.After(from.Add(notice))
 		}
 	}
-	return out
+	if len(during) > 1 || late {
+		t.Errorf("%d jobs started during the %s: %v", len(during), what, during)
+	}
 }
 
 // touchJobs is a graph of n independent jobs j0..j<n-1>, each creating
