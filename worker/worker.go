@@ -719,13 +719,11 @@ func (w *Worker) Run(ctx context.Context) error {
 					w.giveBack(runningJobs, stop)
 					return fmt.Errorf("worker: poll: %w", ans.err)
 				}
-				live := 0
-				for _, p := range inFlight {
-					if !p.dropped {
-						live++
-					}
-				}
-				if live == 0 {
+				// Back off even if another poll is still in flight: a
+				// waiting poll may hang on a broken link for long while
+				// new requests fail at once, and resending at once
+				// would spin (thousands of requests a second).
+				if retryAt == nil {
 					fail(ans.err)
 				}
 				continue

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,6 +66,8 @@ type blipProxy struct {
 	upstream string
 	mu       sync.Mutex
 	down     bool
+	keep     bool            // while down, let requests in progress finish
+	refused  atomic.Int64    // requests refused while down
 	cut      context.Context // done when the link goes down
 	cutNow   context.CancelFunc
 }
@@ -88,7 +91,7 @@ func (p *blipProxy) set(down bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.down = down
-	if down {
+	if down && !p.keep {
 		p.cutNow()
 	} else {
 		p.cut, p.cutNow = context.WithCancel(context.Background())
@@ -100,6 +103,7 @@ func (p *blipProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	down, cut := p.down, p.cut
 	p.mu.Unlock()
 	if down {
+		p.refused.Add(1)
 		panic(http.ErrAbortHandler) // the connection breaks
 	}
 	ctx, cancel := context.WithCancel(r.Context())
@@ -143,41 +147,62 @@ func answer(w http.ResponseWriter, resp *http.Response, body []byte) {
 
 // TestPrefetchedHeldThroughBlip: the link between a worker holding
 // prefetched assignments and the coordinator breaks for some seconds
-// while the coordinator stays up (its session with the worker survives).
-// The worker starts none of them while its polls fail, and once a poll
-// is answered again it starts them: they are still its own, so none is
+// while the coordinator stays up (its session with the worker survives):
+// every connection is cut, or only new requests fail while the worker's
+// waiting poll, already through, goes on waiting. The worker starts none
+// of its prefetched assignments while its polls fail, and its failing
+// reports back off (before, with a waiting poll alive, each was sent
+// again at once: thousands of requests a second). Once a poll is
+// answered again it starts them: they are still its own, so none is
 // taken back, and every job runs exactly once.
 func TestPrefetchedHeldThroughBlip(t *testing.T) {
 	t.Parallel()
-	e := start(t, "")
-	link, url := newBlipProxy(t, e.c.URL)
-	e.worker("w1", "--slots", "1", "--coordinator", url)
-	dir := t.TempDir()
-	const jobs = 12
-	id, _ := e.submit(touchJobs(dir, jobs))
-	e.waitHolding(dir)
-	link.set(true)
-	cut := time.Now()
-	const blip = 2 * time.Second
-	time.Sleep(blip)
-	back := time.Now()
-	checkNoStarts(t, dir, cut, back, "blip")
-	link.set(false)
-	b := e.wait(id)
-	if b.State != api.BuildSucceeded {
-		t.Fatalf("build %s after the blip: %v", b.State, b.Counts)
-	}
-	for _, j := range b.Jobs {
-		if n := counted(j.Attempts); n != 1 || api.LatestAttempt(j.Attempts).State != api.AttemptSucceeded {
-			t.Errorf("%s: %d charged attempts, want 1 succeeded: %+v", j.Name, n, j.Attempts)
-		}
-	}
-	if runs, _ := filepath.Glob(filepath.Join(dir, "started-*")); len(runs) != jobs {
-		t.Errorf("%d runs of %d jobs, want one each", len(runs), jobs)
-	}
-	m := coordinatorMetrics(t, e.c.URL)
-	if m[`tryd_coordinator_prefetched_total{event="taken_back"}`] != 0 {
-		t.Errorf("prefetched attempts taken back after a blip: %v", m)
+	for _, tc := range []struct {
+		name string
+		keep bool // requests in progress go on
+	}{
+		{"cut", false},
+		{"half broken", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := start(t, "")
+			link, url := newBlipProxy(t, e.c.URL)
+			link.keep = tc.keep
+			e.worker("w1", "--slots", "1", "--coordinator", url)
+			dir := t.TempDir()
+			const jobs = 12
+			id, _ := e.submit(touchJobs(dir, jobs))
+			e.waitHolding(dir)
+			link.set(true)
+			cut := time.Now()
+			const blip = 2 * time.Second
+			time.Sleep(blip)
+			back := time.Now()
+			link.set(false)
+			checkNoStarts(t, dir, cut, back, "blip")
+			// Backoff from 100ms, doubling: a handful of tries in 2s.
+			t.Logf("%d requests refused during the blip", link.refused.Load())
+			if n := link.refused.Load(); n > 30 {
+				t.Errorf("%d requests refused during the %v blip, want a few (backoff)", n, blip)
+			}
+			b := e.wait(id)
+			if b.State != api.BuildSucceeded {
+				t.Fatalf("build %s after the blip: %v", b.State, b.Counts)
+			}
+			for _, j := range b.Jobs {
+				if n := counted(j.Attempts); n != 1 || api.LatestAttempt(j.Attempts).State != api.AttemptSucceeded {
+					t.Errorf("%s: %d charged attempts, want 1 succeeded: %+v", j.Name, n, j.Attempts)
+				}
+			}
+			if runs, _ := filepath.Glob(filepath.Join(dir, "started-*")); len(runs) != jobs {
+				t.Errorf("%d runs of %d jobs, want one each", len(runs), jobs)
+			}
+			m := coordinatorMetrics(t, e.c.URL)
+			if m[`tryd_coordinator_prefetched_total{event="taken_back"}`] != 0 {
+				t.Errorf("prefetched attempts taken back after a blip: %v", m)
+			}
+		})
 	}
 }
 
