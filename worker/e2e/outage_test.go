@@ -33,17 +33,7 @@ func TestNoPrefetchedStartsDuringOutage(t *testing.T) {
 	const jobs = 12
 	id, _ := e.submit(touchJobs(dir, jobs))
 	e.waitHolding(dir)
-	e.c.Coordinator().Kill()
-	killed := time.Now()
-	const outage = 3 * time.Second // about ten jobs' time
-	time.Sleep(outage)
-	restarted := time.Now()
-	checkNoStarts(t, dir, killed, restarted, "outage")
-	e.restartCoordinator()
-	b := e.wait(id)
-	if b.State != api.BuildSucceeded {
-		t.Fatalf("build %s after coordinator restart: %v", b.State, b.Counts)
-	}
+	b := e.outageWithoutStarts(dir, id, 3*time.Second) // about ten jobs' time
 	runs, _ := filepath.Glob(filepath.Join(dir, "started-*"))
 	t.Logf("%d runs of %d jobs", len(runs), len(b.Jobs))
 	// Runs twice: at most the one job running at the kill and one
@@ -52,11 +42,43 @@ func TestNoPrefetchedStartsDuringOutage(t *testing.T) {
 	if len(runs) > jobs+2 {
 		t.Errorf("%d runs of %d jobs, want at most %d", len(runs), jobs, jobs+2)
 	}
-	for _, j := range b.Jobs {
-		if n := counted(j.Attempts); n != 1 || api.LatestAttempt(j.Attempts).State != api.AttemptSucceeded {
-			t.Errorf("%s: %d charged attempts, want 1 succeeded: %+v", j.Name, n, j.Attempts)
+	checkOnce(t, b)
+}
+
+// TestNoPipelinedStartDuringOutage: the coordinator is killed with
+// SIGKILL while its worker runs a job of a chain and holds the next one
+// pipelined behind it. That one is pending on the coordinator (never
+// committed), so the worker does not start it when the running job ends
+// during the outage; after the restart every job of the chain succeeds
+// by exactly one charged attempt.
+func TestNoPipelinedStartDuringOutage(t *testing.T) {
+	t.Parallel()
+	e := start(t, "")
+	e.worker("w1", "--slots", "2")
+	dir := t.TempDir()
+	g := &graph.Graph{}
+	const jobs = 4
+	for i := range jobs {
+		// Long enough that the job running at the kill ends, and the
+		// next would start, well after the worker noticed the outage.
+		j := sh("c"+strconv.Itoa(i), `touch "$0/started-$1-$$"; sleep 1.5`)
+		j.Commands[0].Argv = append(j.Commands[0].Argv, dir, strconv.Itoa(i))
+		if i > 0 {
+			j.Deps = []string{"c" + strconv.Itoa(i-1)}
+		}
+		g.Jobs = append(g.Jobs, j)
+	}
+	id, _ := e.submit(g)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if started, _ := filepath.Glob(filepath.Join(dir, "started-1-*")); len(started) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the chain does not progress\n%s", e.logs)
 		}
 	}
+	b := e.outageWithoutStarts(dir, id, 3*time.Second) // c1 ends meanwhile
+	checkOnce(t, b)
 }
 
 // blipProxy is a proxy in front of the coordinator whose link can be cut
@@ -190,11 +212,7 @@ func TestPrefetchedHeldThroughBlip(t *testing.T) {
 			if b.State != api.BuildSucceeded {
 				t.Fatalf("build %s after the blip: %v", b.State, b.Counts)
 			}
-			for _, j := range b.Jobs {
-				if n := counted(j.Attempts); n != 1 || api.LatestAttempt(j.Attempts).State != api.AttemptSucceeded {
-					t.Errorf("%s: %d charged attempts, want 1 succeeded: %+v", j.Name, n, j.Attempts)
-				}
-			}
+			checkOnce(t, b)
 			if runs, _ := filepath.Glob(filepath.Join(dir, "started-*")); len(runs) != jobs {
 				t.Errorf("%d runs of %d jobs, want one each", len(runs), jobs)
 			}
@@ -204,6 +222,23 @@ func TestPrefetchedHeldThroughBlip(t *testing.T) {
 			}
 		})
 	}
+}
+
+// outageWithoutStarts kills the coordinator with SIGKILL, checks that
+// no job (by the started-* files in dir) starts while it stays down for
+// outage, starts it again and returns build id once it succeeded.
+func (e *env) outageWithoutStarts(dir string, id int64, outage time.Duration) *api.Build {
+	e.t.Helper()
+	e.c.Coordinator().Kill()
+	killed := time.Now()
+	time.Sleep(outage)
+	checkNoStarts(e.t, dir, killed, time.Now(), "outage")
+	e.restartCoordinator()
+	b := e.wait(id)
+	if b.State != api.BuildSucceeded {
+		e.t.Fatalf("build %s after coordinator restart: %v", b.State, b.Counts)
+	}
+	return b
 }
 
 // checkNoStarts fails the test if a job of a one-slot worker (by the
@@ -260,6 +295,17 @@ func (e *env) waitHolding(dir string) {
 		}
 		if time.Now().After(deadline) {
 			e.t.Fatalf("jobs did not start on the worker with prefetched ones\n%s", e.logs)
+		}
+	}
+}
+
+// checkOnce fails the test unless every job of b succeeded by exactly one
+// charged attempt (abandoned ones, the coordinator's own, do not count).
+func checkOnce(t *testing.T, b *api.Build) {
+	t.Helper()
+	for _, j := range b.Jobs {
+		if n := counted(j.Attempts); n != 1 || api.LatestAttempt(j.Attempts).State != api.AttemptSucceeded {
+			t.Errorf("%s: %d charged attempts, want 1 succeeded: %+v", j.Name, n, j.Attempts)
 		}
 	}
 }
