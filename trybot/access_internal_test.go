@@ -207,25 +207,25 @@ func TestClassifyInstallationLifecycle(t *testing.T) {
 		}
 		return "", err
 	}
-	if err := sim.SuspendInstallation(ctx, "tryd"); err != nil {
+	if err := sim.SuspendInstallation(ctx, "tryd", "o"); err != nil {
 		t.Fatal(err)
 	}
 	if msg, err := classify(githubErr(403, nil, "This installation has been suspended")); msg != "not reported: the GitHub App's installation for o/r is suspended" {
 		t.Errorf("suspended: %q (%v)", msg, err)
 	}
-	if err := sim.UnsuspendInstallation(ctx, "tryd"); err != nil {
+	if err := sim.UnsuspendInstallation(ctx, "tryd", "o"); err != nil {
 		t.Fatal(err)
 	}
 	if msg, err := classify(githubErr(403, nil, "Resource not accessible by integration")); msg != "" {
 		t.Errorf("unsuspended: %q (%v), want a retry", msg, err)
 	}
-	if err := sim.DeleteInstallation(ctx, "tryd"); err != nil {
+	if err := sim.DeleteInstallation(ctx, "tryd", "o"); err != nil {
 		t.Fatal(err)
 	}
 	if msg, err := classify(githubErr(401, nil, "Bad credentials")); msg != "not reported: the GitHub App was uninstalled (from o's account)" {
 		t.Errorf("deleted: %q (%v)", msg, err)
 	}
-	newID, err := sim.CreateInstallation(ctx, "tryd")
+	newID, err := sim.CreateInstallation(ctx, "tryd", "o")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,11 +43,19 @@ func TestGitHubAppLosesAccess(t *testing.T) {
 		return g.RemoveFromInstallation(ctx, "tryd", slug)
 	}
 	added := func(ctx context.Context, g *sim, slug string) error { return g.AddToInstallation(ctx, "tryd", slug) }
-	suspended := func(ctx context.Context, g *sim, _ string) error { return g.SuspendInstallation(ctx, "tryd") }
-	unsuspended := func(ctx context.Context, g *sim, _ string) error { return g.UnsuspendInstallation(ctx, "tryd") }
-	deleted := func(ctx context.Context, g *sim, _ string) error { return g.DeleteInstallation(ctx, "tryd") }
-	created := func(ctx context.Context, g *sim, _ string) error {
-		_, err := g.CreateInstallation(ctx, "tryd")
+	// The installation steps act on the account of slug's owner.
+	account := func(slug string) string { owner, _, _ := strings.Cut(slug, "/"); return owner }
+	suspended := func(ctx context.Context, g *sim, slug string) error {
+		return g.SuspendInstallation(ctx, "tryd", account(slug))
+	}
+	unsuspended := func(ctx context.Context, g *sim, slug string) error {
+		return g.UnsuspendInstallation(ctx, "tryd", account(slug))
+	}
+	deleted := func(ctx context.Context, g *sim, slug string) error {
+		return g.DeleteInstallation(ctx, "tryd", account(slug))
+	}
+	created := func(ctx context.Context, g *sim, slug string) error {
+		_, err := g.CreateInstallation(ctx, "tryd", account(slug))
 		return err
 	}
 	const noAccess = "not reported: the GitHub App has no access to org/repo"

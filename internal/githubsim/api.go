@@ -93,10 +93,13 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // call is one REST request being served.
 type call struct {
-	s    *Sim
-	r    *http.Request
-	u    *user // nil when anonymous
-	app  *app  // set when authenticated with an app's JWT (u is its bot)
+	s   *Sim
+	r   *http.Request
+	u   *user // nil when anonymous
+	app *app  // set when authenticated with an app's JWT (u is its bot)
+	// inst is the installation of the caller's installation token (nil
+	// for any other caller, and for AddApp's token).
+	inst *installation
 	hdr  http.Header
 	repo *repo
 }
@@ -115,7 +118,7 @@ func (s *Sim) serve(f apiFunc, appOnly bool) http.Handler {
 		w.Header().Set("X-GitHub-Media-Type", "github.v3; format=json")
 		w.Header().Set("X-GitHub-Api-Version-Selected", "2022-11-28")
 		w.Header().Set("X-GitHub-Request-Id", strings.ToUpper(randomHex(8)))
-		u, jwtApp, msg := s.authenticate(r)
+		u, ti, jwtApp, msg := s.authenticate(r)
 		switch {
 		case msg != "":
 		case appOnly && jwtApp == nil:
@@ -156,7 +159,7 @@ func (s *Sim) serve(f apiFunc, appOnly bool) http.Handler {
 			})
 			return
 		}
-		c := &call{s: s, r: r, u: u, app: jwtApp, hdr: w.Header()}
+		c := &call{s: s, r: r, u: u, app: jwtApp, inst: ti, hdr: w.Header()}
 		owner, name := r.PathValue("owner"), r.PathValue("repo")
 		s.mu.Lock()
 		if owner != "" {
@@ -165,7 +168,7 @@ func (s *Sim) serve(f apiFunc, appOnly bool) http.Handler {
 		code, deny := http.StatusNotFound, errBody("Not Found")
 		if c.repo != nil || owner == "" {
 			// What the installation lets the caller do (install.go).
-			code, deny = installGateLocked(u, jwtApp, c.repo, r.Method)
+			code, deny = s.installGateLocked(u, ti, jwtApp, c.repo, r.Method)
 		}
 		s.mu.Unlock()
 		if deny != nil {
@@ -225,10 +228,10 @@ func etagMatch(header, etag string) bool {
 // authenticate maps the Authorization header (token, Bearer, or Basic with
 // the token as password) to a user, or to an app for a JWT. msg is the
 // 401 message for bad credentials; no header means anonymous.
-func (s *Sim) authenticate(r *http.Request) (u *user, jwtApp *app, msg string) {
+func (s *Sim) authenticate(r *http.Request) (u *user, ti *installation, jwtApp *app, msg string) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return nil, nil, ""
+		return nil, nil, nil, ""
 	}
 	scheme, cred, _ := strings.Cut(h, " ")
 	var tok string
@@ -238,26 +241,26 @@ func (s *Sim) authenticate(r *http.Request) (u *user, jwtApp *app, msg string) {
 	case "basic":
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
 		if err != nil {
-			return nil, nil, "Bad credentials"
+			return nil, nil, nil, "Bad credentials"
 		}
 		_, tok, _ = strings.Cut(string(raw), ":")
 	default:
-		return nil, nil, "Bad credentials"
+		return nil, nil, nil, "Bad credentials"
 	}
 	if strings.Count(tok, ".") == 2 {
 		a, msg := s.verifyAppJWT(tok)
-		return nil, a, msg
+		return nil, nil, a, msg
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u, ok := s.tokens[tok]
 	if !ok || tok == "" {
-		return nil, nil, "Bad credentials"
+		return nil, nil, nil, "Bad credentials"
 	}
 	if exp, ok := s.tokenExp[tok]; ok && !s.opts.Now().Before(exp) {
-		return nil, nil, "Bad credentials"
+		return nil, nil, nil, "Bad credentials"
 	}
-	return u, nil, ""
+	return u, s.tokenInst[tok], nil, ""
 }
 
 // rateState is one user's core rate-limit window.
@@ -465,6 +468,7 @@ func (s *Sim) apiMux() *http.ServeMux {
 	m.Handle("GET /app/installations/{id}", s.routeApp(s.getInstallation))
 	m.Handle("POST /app/installations/{id}/access_tokens", s.routeApp(s.createInstallationToken))
 	m.Handle("GET /repos/{owner}/{repo}/installation", s.routeApp(s.getRepoInstallation))
+	h("GET /installation/repositories", s.listInstallationRepos)
 	h("GET /rate_limit", s.getRateLimit)
 	h("GET /repos/{owner}/{repo}", s.getRepo)
 	h("GET /repos/{owner}/{repo}/issues", s.listIssues)
@@ -1169,7 +1173,7 @@ func (s *Sim) wDeliveryOf(d *delivery, full bool) *wHookDelivery {
 		w.Status = "OK"
 	}
 	if d.hook.app != nil {
-		id := d.hook.app.installationID
+		id := d.instID
 		w.InstallationID = &id
 	}
 	if full {

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
+	"sort"
 	"strconv"
 	"time"
 
@@ -24,8 +25,12 @@ import (
 // AppCredentials is what a GitHub App's operator configures: its IDs and
 // PEM private key.
 type AppCredentials struct {
-	Slug           string
-	ID             int64
+	Slug string
+	ID   int64
+	// InstallationID is the app's first installation (on the account
+	// whose repository was created first; 0 when there is none): the
+	// one to configure when the app is used on one account.
+	// Sim.InstallationID gives the others.
 	InstallationID int64
 	// PrivateKeyPEM is the app's RSA key in PKCS#1 PEM form, as GitHub
 	// lets one download it.
@@ -56,7 +61,14 @@ func (s *Sim) AppCredentials(slug string) (AppCredentials, error) {
 		a.key = key
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(a.key)})
-	return AppCredentials{Slug: a.slug, ID: a.id, InstallationID: a.installationID, PrivateKeyPEM: keyPEM}, nil
+	creds := AppCredentials{Slug: a.slug, ID: a.id, PrivateKeyPEM: keyPEM}
+	for _, in := range sortedInsts(a) {
+		if !in.uninstalled {
+			creds.InstallationID = in.id
+			break
+		}
+	}
+	return creds, nil
 }
 
 // maxJWTBytes bounds a JWT before it is parsed.
@@ -150,23 +162,28 @@ type wAppInstallation struct {
 	SuspendedBy         *wUser            `json:"suspended_by"`
 }
 
-// wInstallationOf renders the app's one installation, which covers every
-// repository of the simulator but those RemoveFromInstallation took out;
-// its account is the app's owner.
-func (s *Sim) wInstallationOf(a *app) *wAppInstallation {
+// wInstallationOf renders installation in; its account is the owner of
+// the repositories it covers, a user or an organization, and its
+// html_url the account's settings page for it, as on GitHub.
+func (s *Sim) wInstallationOf(in *installation) *wAppInstallation {
+	a := in.app
 	wa := s.wAppOf(a)
-	inst := &wAppInstallation{
-		ID: a.installationID, Account: s.wUserOf(a.owner), RepositorySelection: selection(a),
-		AccessTokensURL: fmt.Sprintf("%s/app/installations/%d/access_tokens", s.api(), a.installationID),
-		RepositoriesURL: s.api() + "/installation/repositories",
-		HTMLURL:         fmt.Sprintf("%s/settings/installations/%d", s.base, a.installationID),
-		AppID:           a.id, AppSlug: a.slug, TargetID: a.owner.id, TargetType: a.owner.typ,
-		Permissions: wa.Permissions, Events: wa.Events, CreatedAt: ghTime(a.created), UpdatedAt: ghTime(a.created),
-		SuspendedAt: tp(a.suspended),
+	html := fmt.Sprintf("%s/settings/installations/%d", s.base, in.id)
+	if in.account.typ == "Organization" {
+		html = fmt.Sprintf("%s/organizations/%s/settings/installations/%d", s.base, in.account.login, in.id)
 	}
-	if !a.suspended.IsZero() {
-		// Suspended by the account's owner, in its settings.
-		inst.SuspendedBy = s.wUserOf(a.owner)
+	inst := &wAppInstallation{
+		ID: in.id, Account: s.wUserOf(in.account), RepositorySelection: selection(in),
+		AccessTokensURL: fmt.Sprintf("%s/app/installations/%d/access_tokens", s.api(), in.id),
+		RepositoriesURL: s.api() + "/installation/repositories",
+		HTMLURL:         html,
+		AppID:           a.id, AppSlug: a.slug, TargetID: in.account.id, TargetType: s.wUserOf(in.account).Type,
+		Permissions: wa.Permissions, Events: wa.Events, CreatedAt: ghTime(in.created), UpdatedAt: ghTime(in.created),
+		SuspendedAt: tp(in.suspended),
+	}
+	if !in.suspended.IsZero() {
+		// Suspended by whoever manages the installation.
+		inst.SuspendedBy = s.wUserOf(s.adminLocked(in))
 	}
 	return inst
 }
@@ -177,42 +194,90 @@ func (s *Sim) getApp(c *call) (int, any) {
 	return http.StatusOK, s.wAppOf(c.app)
 }
 
+// listInstallations lists the app's installations by ID, a page at a
+// time; uninstalled ones are gone.
 func (s *Sim) listInstallations(c *call) (int, any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c.page(1)
-	if c.app.uninstalled {
-		return http.StatusOK, []*wAppInstallation{}
+	var live []*installation
+	for _, in := range sortedInsts(c.app) {
+		if !in.uninstalled {
+			live = append(live, in)
+		}
 	}
-	return http.StatusOK, []*wAppInstallation{s.wInstallationOf(c.app)}
+	return http.StatusOK, pageOf(c, live, s.wInstallationOf)
 }
 
-func (c *call) installationID() (int64, bool) {
+// installationOf returns the app's installation whose ID is in the path,
+// or nil when it has none by that ID (or it was uninstalled).
+func (c *call) installationOf() *installation {
 	id, err := strconv.ParseInt(c.r.PathValue("id"), 10, 64)
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
-	return id, err == nil && id == c.app.installationID && !c.app.uninstalled
+	if err != nil {
+		return nil
+	}
+	for _, in := range c.app.insts {
+		if in.id == id && !in.uninstalled {
+			return in
+		}
+	}
+	return nil
 }
 
 func (s *Sim) getInstallation(c *call) (int, any) {
-	if _, ok := c.installationID(); !ok {
+	in := c.installationOf()
+	if in == nil {
 		return notFound()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return http.StatusOK, s.wInstallationOf(c.app)
+	return http.StatusOK, s.wInstallationOf(in)
 }
 
 func (s *Sim) getRepoInstallation(c *call) (int, any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return http.StatusOK, s.wInstallationOf(c.app)
+	return http.StatusOK, s.wInstallationOf(s.instLocked(c.app, c.repo))
+}
+
+// listInstallationRepos answers GET /installation/repositories: the
+// repositories the caller's installation covers, by name, a page at a
+// time (AddApp's token: those of every installation of its app).
+func (s *Sim) listInstallationRepos(c *call) (int, any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.u == nil || c.u.app == nil {
+		return http.StatusForbidden, &errorBody{Message: "You must authenticate with an installation access token in order to list repositories for an installation.",
+			DocumentationURL: "https://docs.github.com/rest/apps/installations#list-repositories-accessible-to-the-app-installation", Status: "403"}
+	}
+	insts := []*installation{c.inst}
+	sel := "all"
+	if c.inst == nil {
+		insts = sortedInsts(c.u.app)
+	}
+	var list []*repo
+	for _, in := range insts {
+		if !in.uninstalled {
+			list = append(list, s.installedReposLocked(in)...)
+			if selection(in) != "all" {
+				sel = "selected"
+			}
+		}
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].fullName() < list[j].fullName() })
+	return http.StatusOK, &struct {
+		TotalCount          int      `json:"total_count"`
+		RepositorySelection string   `json:"repository_selection"`
+		Repositories        []*wRepo `json:"repositories"`
+	}{len(list), sel, pageOf(c, list, s.wRepoOf)}
 }
 
 // createInstallationToken mints an installation token valid for one hour
 // for the app's bot user.
 func (s *Sim) createInstallationToken(c *call) (int, any) {
-	if _, ok := c.installationID(); !ok {
+	in := c.installationOf()
+	if in == nil {
 		return notFound()
 	}
 	if c.r.ContentLength != 0 {
@@ -229,7 +294,7 @@ func (s *Sim) createInstallationToken(c *call) (int, any) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !c.app.suspended.IsZero() {
+	if !in.suspended.IsZero() {
 		return http.StatusForbidden, &errorBody{Message: "This installation has been suspended",
 			DocumentationURL: "https://docs.github.com/rest/reference/apps#create-an-installation-access-token-for-an-app", Status: "403"}
 	}
@@ -237,7 +302,8 @@ func (s *Sim) createInstallationToken(c *call) (int, any) {
 	exp := s.opts.Now().Add(time.Hour).Truncate(time.Second)
 	s.tokens[tok] = c.app.bot
 	s.tokenExp[tok] = exp
+	s.tokenInst[tok] = in
 	return http.StatusCreated, map[string]any{
-		"token": tok, "expires_at": ghTime(exp), "permissions": s.wAppOf(c.app).Permissions, "repository_selection": selection(c.app),
+		"token": tok, "expires_at": ghTime(exp), "permissions": s.wAppOf(c.app).Permissions, "repository_selection": selection(in),
 	}
 }

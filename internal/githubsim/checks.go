@@ -347,7 +347,7 @@ func (s *Sim) suiteCompletedLocked(r *repo, cs *checkSuite, sender *user) []*del
 func (s *Sim) requestSuitesLocked(r *repo, pusher *user, branch, before string, head gitCommitInfo) []*delivery {
 	var ds []*delivery
 	for _, a := range s.sortedApps() {
-		if a.hook == nil || a.uninstalled || !a.suspended.IsZero() || !a.hook.wants("check_suite") || s.suiteForLocked(r, a, head.sha) != nil {
+		if in := s.instLocked(a, r); a.hook == nil || in.uninstalled || !in.suspended.IsZero() || !a.hook.wants("check_suite") || s.suiteForLocked(r, a, head.sha) != nil {
 			continue
 		}
 		now := s.opts.Now()

@@ -84,8 +84,8 @@ func scenario(t *testing.T) *world {
 	}
 	check(s.RequestCheckSuiteRerun(ctx, w.repo, suites.CheckSuites[0].GetID(), "wendy"))
 	// The App uninstalled and installed again.
-	check(s.DeleteInstallation(ctx, "tryd"))
-	_, err = s.CreateInstallation(ctx, "tryd")
+	check(s.DeleteInstallation(ctx, "tryd", "octo"))
+	_, err = s.CreateInstallation(ctx, "tryd", "octo")
 	check(err)
 	check(s.Flush(ctx))
 	return w

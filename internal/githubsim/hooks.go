@@ -83,6 +83,7 @@ type delivery struct {
 	Delivery
 	hook     *hook
 	repoID   int64
+	instID   int64 // the installation an app's delivery is for
 	reqHdr   http.Header
 	respHdr  http.Header
 	respBody string
@@ -229,6 +230,9 @@ func (s *Sim) newDeliveryLocked(h *hook, r *repo, event, action, guid string, bo
 	if r != nil {
 		d.Repo = r.fullName()
 		d.repoID = r.id
+		if h.app != nil {
+			d.instID = s.instLocked(h.app, r).id
+		}
 	}
 	hdr := http.Header{}
 	hdr.Set("Content-Type", "application/json")
@@ -285,7 +289,7 @@ func (s *Sim) emitLocked(r *repo, event, action string, owner *app, onlyApp bool
 		if onlyApp && a != owner {
 			continue
 		}
-		if a.excluded[r] || a.uninstalled || !a.suspended.IsZero() {
+		if in := s.instLocked(a, r); in.excluded[r] || in.uninstalled || !in.suspended.IsZero() {
 			continue // outside the installation, or none: its events are not the app's
 		}
 		targets = append(targets, a.hook)
@@ -294,7 +298,8 @@ func (s *Sim) emitLocked(r *repo, event, action string, owner *app, onlyApp bool
 	for _, h := range targets {
 		var inst *wInstallation
 		if h.app != nil {
-			inst = &wInstallation{ID: h.app.installationID, NodeID: nodeID("Installation", h.app.installationID)}
+			id := s.instLocked(h.app, r).id
+			inst = &wInstallation{ID: id, NodeID: nodeID("Installation", id)}
 		}
 		body, err := json.Marshal(mk(inst))
 		if err != nil {
@@ -405,7 +410,9 @@ func (s *Sim) redeliverLocked(orig *delivery) *delivery {
 	if orig.Repo != "" {
 		r = s.repos[orig.Repo]
 	}
-	return s.newDeliveryLocked(orig.hook, r, orig.Event, orig.Action, orig.GUID, orig.Payload, true)
+	d := s.newDeliveryLocked(orig.hook, r, orig.Event, orig.Action, orig.GUID, orig.Payload, true)
+	d.instID = orig.instID // the installation the payload names
+	return d
 }
 
 // HookOptions describes a repository webhook.

@@ -4,15 +4,22 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 	"time"
 )
 
-// Installation access, as GitHub models it: an App's installation covers
-// every repository of its account ("repository_selection": "all") until
-// the account's owner narrows it to selected repositories. A repository
-// outside the installation does not exist for the installation's token:
+// Installation access, as GitHub models it: an App is installed on
+// accounts (users and organizations), once on each; an installation
+// covers every repository of its account ("repository_selection": "all")
+// until the account's owner narrows it to selected repositories. The
+// simulator installs each app on the account of every repository there
+// is (AddApp, CreateRepo), in the order the accounts' first repositories
+// were created; the installation's account is that owner, with its type
+// ("User" or "Organization", AddOrg). A repository outside the
+// installation its token belongs to does not exist for that token:
 // every /repos/{owner}/{repo}/... call answers 404 {"message": "Not
 // Found"}, exactly as for a repository that does not exist (GitHub's
 // answer for a private repository; the simulator's repositories are
@@ -21,17 +28,68 @@ import (
 // app's webhook. Each change is announced to the app's webhook with an
 // installation_repositories event ("removed" or "added"), which GitHub
 // sends to every App whatever events it subscribed to.
+//
+// GET /app/installations (the app's JWT) lists the installations by ID
+// and GET /installation/repositories (an installation token) the
+// repositories an installation covers, by name; both page as every list
+// endpoint (per_page default 30, at most 100; a Link header with
+// rel="next", "last", "first", "prev").
 
-// RemoveFromInstallation takes repository fullName out of the
-// installation of app slug (as its owner unticking it in the
+// instLocked returns app a's installation on the account of repository
+// r, installing it there if it is not yet.
+func (s *Sim) instLocked(a *app, r *repo) *installation {
+	if in := a.insts[r.owner]; in != nil {
+		return in
+	}
+	in := &installation{id: s.newID(), app: a, account: s.userLocked(r.owner), created: s.opts.Now()}
+	a.insts[r.owner] = in
+	return in
+}
+
+// sortedInsts returns a's installations by ID.
+func sortedInsts(a *app) []*installation {
+	out := make([]*installation, 0, len(a.insts))
+	for _, in := range a.insts {
+		out = append(out, in)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// InstallationID returns the ID of app slug's installation on account
+// (a user or an organization that owns a repository).
+func (s *Sim) InstallationID(slug, account string) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, err := s.installationLocked(slug, account)
+	if err != nil {
+		return 0, fmt.Errorf("githubsim: %w", err)
+	}
+	return in.id, nil
+}
+
+func (s *Sim) installationLocked(slug, account string) (*installation, error) {
+	a := s.apps[slug]
+	if a == nil {
+		return nil, fmt.Errorf("installation of app %q: %w", slug, ErrNotFound)
+	}
+	in := a.insts[account]
+	if in == nil {
+		return nil, fmt.Errorf("installation of app %s on %q (no repository of that account): %w", slug, account, ErrNotFound)
+	}
+	return in, nil
+}
+
+// RemoveFromInstallation takes repository fullName out of app slug's
+// installation on the repository's account (as its owner unticking it in the
 // installation's settings, or removing the App from the repository), and
 // delivers installation_repositories "removed".
 func (s *Sim) RemoveFromInstallation(ctx context.Context, slug, fullName string) error {
 	return s.setInstalled(ctx, slug, fullName, false)
 }
 
-// AddToInstallation gives the installation of app slug access to
-// repository fullName again and delivers installation_repositories
+// AddToInstallation gives app slug's installation on the account of
+// repository fullName access to it again and delivers installation_repositories
 // "added".
 func (s *Sim) AddToInstallation(ctx context.Context, slug, fullName string) error {
 	return s.setInstalled(ctx, slug, fullName, true)
@@ -47,24 +105,26 @@ func (s *Sim) setInstalled(ctx context.Context, slug, fullName string, in bool) 
 	case r == nil:
 		s.mu.Unlock()
 		return fmt.Errorf("githubsim: installation of app %s: repository %q: %w", slug, fullName, ErrNotFound)
-	case a.excluded[r] == !in:
+	}
+	inst := s.instLocked(a, r)
+	if inst.excluded[r] == !in {
 		s.mu.Unlock()
 		return nil // already so: GitHub sends nothing either
 	}
-	if a.excluded == nil {
-		a.excluded = map[*repo]bool{}
+	if inst.excluded == nil {
+		inst.excluded = map[*repo]bool{}
 	}
 	if in {
-		delete(a.excluded, r)
+		delete(inst.excluded, r)
 	} else {
-		a.excluded[r] = true
+		inst.excluded[r] = true
 	}
 	var ds []*delivery
 	if a.hook != nil {
 		ev := &wInstallationRepositoriesEvent{
-			Action: "added", Installation: s.wInstallationOf(a), RepositorySelection: selection(a),
+			Action: "added", Installation: s.wInstallationOf(inst), RepositorySelection: selection(inst),
 			RepositoriesAdded: []*wInstallationRepo{}, RepositoriesRemoved: []*wInstallationRepo{},
-			Sender: s.wUserOf(a.owner),
+			Sender: s.wUserOf(s.adminLocked(inst)),
 		}
 		ir := wInstallationRepoOf(r)
 		if in {
@@ -84,9 +144,24 @@ func (s *Sim) setInstalled(ctx context.Context, slug, fullName string, in bool) 
 	return s.send(ctx, ds)
 }
 
+// adminLocked is who manages installation in on GitHub, the sender of
+// its events: the account itself for a user, an organization's first
+// member (by login) for an organization (or the app's owner when it has
+// none).
+func (s *Sim) adminLocked(in *installation) *user {
+	if in.account.typ != "Organization" {
+		return in.account
+	}
+	members := slices.Sorted(maps.Keys(s.orgs[in.account.login]))
+	if len(members) == 0 {
+		return in.app.owner
+	}
+	return s.users[members[0]]
+}
+
 // selection is the installation's repository_selection.
-func selection(a *app) string {
-	if len(a.excluded) > 0 {
+func selection(in *installation) string {
+	if len(in.excluded) > 0 {
 		return "selected"
 	}
 	return "all"
@@ -98,27 +173,35 @@ func selection(a *app) string {
 //
 //   - a suspended installation's tokens get 403 "This installation has
 //     been suspended" everywhere;
-//   - a repository outside the installation (RemoveFromInstallation, or
-//     any after DeleteInstallation) does not exist for the installation's
-//     token (404 "Not Found") when it is private; when it is public
-//     (SetPublic) it can be read like by anyone, and writes get 403
-//     "Resource not accessible by integration";
+//   - a repository outside the installation (another account's,
+//     RemoveFromInstallation, or any after DeleteInstallation) does not
+//     exist for the installation's token (404 "Not Found") when it is
+//     private; when it is public (SetPublic) it can be read like by
+//     anyone, and writes get 403 "Resource not accessible by
+//     integration";
 //   - the app's JWT finds no installation for such a repository (404).
 //
-// u is the caller (nil: anonymous), jwtApp the app whose JWT
-// authenticated it, r the repository of the path (nil: none).
-func installGateLocked(u *user, jwtApp *app, r *repo, method string) (int, *errorBody) {
+// u is the caller (nil: anonymous), ti the installation of its token
+// (nil: AddApp's token, which acts for the installation on the
+// repository's account), jwtApp the app whose JWT authenticated it, r
+// the repository of the path (nil: none).
+func (s *Sim) installGateLocked(u *user, ti *installation, jwtApp *app, r *repo, method string) (int, *errorBody) {
 	switch {
 	case jwtApp != nil:
-		if r != nil && (jwtApp.uninstalled || jwtApp.excluded[r]) {
-			return notFoundBody()
+		if r != nil {
+			if in := s.instLocked(jwtApp, r); in.uninstalled || in.excluded[r] {
+				return notFoundBody()
+			}
 		}
 	case u != nil && u.app != nil:
-		a := u.app
-		if !a.suspended.IsZero() {
+		in := ti
+		if in == nil && r != nil {
+			in = s.instLocked(u.app, r)
+		}
+		if in != nil && !in.suspended.IsZero() {
 			return http.StatusForbidden, &errorBody{Message: "This installation has been suspended", DocumentationURL: docsURL, Status: "403"}
 		}
-		if r == nil || (!a.uninstalled && !a.excluded[r]) {
+		if r == nil || (in.account.login == r.owner && !in.uninstalled && !in.excluded[r]) {
 			return 0, nil
 		}
 		if !r.public {
@@ -149,110 +232,116 @@ func (s *Sim) SetPublic(fullName string, public bool) error {
 	return nil
 }
 
-// Installation lifecycle. GitHub sends the App's webhook an
-// "installation" event for each step, whatever events the App
-// subscribed to:
+// Installation lifecycle, of an app's installation on one account.
+// GitHub sends the App's webhook an "installation" event for each step,
+// whatever events the App subscribed to:
 //
-//   - "deleted" (DeleteInstallation): the App is uninstalled; its
-//     installation tokens are revoked (401 "Bad credentials"), the
-//     installation is gone for the JWT (404 on
+//   - "deleted" (DeleteInstallation): the App is uninstalled from the
+//     account; the installation's tokens (and AddApp's) are revoked (401
+//     "Bad credentials"), the installation is gone for the JWT (404 on
 //     /app/installations/{id}, its access_tokens and
-//     /repos/{owner}/{repo}/installation), and no more events are sent;
+//     /repos/{owner}/{repo}/installation of the account's
+//     repositories), and no more of the account's events are sent;
 //   - "created" (CreateInstallation): installed again, under a new
-//     installation ID, covering every repository; tokens are minted for
-//     the new ID only;
+//     installation ID, covering every repository of the account; tokens
+//     are minted for the new ID only;
 //   - "suspend" (SuspendInstallation): the installation stays listed
 //     (with suspended_at), but minting a token and every call with one
 //     answers 403 "This installation has been suspended", and no events
 //     are sent;
 //   - "unsuspend" (UnsuspendInstallation): back to normal.
 
-// DeleteInstallation uninstalls app slug and delivers installation
-// "deleted".
-func (s *Sim) DeleteInstallation(ctx context.Context, slug string) error {
-	return s.installStep(ctx, slug, "deleted", func(a *app) bool {
-		if a.uninstalled {
+// DeleteInstallation uninstalls app slug from account and delivers
+// installation "deleted".
+func (s *Sim) DeleteInstallation(ctx context.Context, slug, account string) error {
+	return s.installStep(ctx, slug, account, "deleted", func(in *installation) bool {
+		if in.uninstalled {
 			return false
 		}
-		a.uninstalled, a.suspended = true, time.Time{}
+		in.uninstalled, in.suspended = true, time.Time{}
 		for tok, u := range s.tokens {
-			if u == a.bot {
+			if ti, minted := s.tokenInst[tok]; u == in.app.bot && (ti == in || !minted) {
 				delete(s.tokens, tok)
 				delete(s.tokenExp, tok)
+				delete(s.tokenInst, tok)
 			}
 		}
 		return true
 	})
 }
 
-// CreateInstallation installs app slug again (after
+// CreateInstallation installs app slug on account again (after
 // DeleteInstallation) under a new installation ID, which it returns,
 // and delivers installation "created".
-func (s *Sim) CreateInstallation(ctx context.Context, slug string) (int64, error) {
+func (s *Sim) CreateInstallation(ctx context.Context, slug, account string) (int64, error) {
 	var id int64
-	err := s.installStep(ctx, slug, "created", func(a *app) bool {
-		if !a.uninstalled {
+	err := s.installStep(ctx, slug, account, "created", func(in *installation) bool {
+		if !in.uninstalled {
 			return false
 		}
-		a.uninstalled, a.excluded = false, nil
-		a.installationID = s.newID()
-		id = a.installationID
+		in.uninstalled, in.excluded = false, nil
+		in.id, in.created = s.newID(), s.opts.Now()
+		id = in.id
 		return true
 	})
 	return id, err
 }
 
-// SuspendInstallation suspends app slug's installation and delivers
-// installation "suspend".
-func (s *Sim) SuspendInstallation(ctx context.Context, slug string) error {
-	return s.installStep(ctx, slug, "suspend", func(a *app) bool {
-		if a.uninstalled || !a.suspended.IsZero() {
+// SuspendInstallation suspends app slug's installation on account and
+// delivers installation "suspend".
+func (s *Sim) SuspendInstallation(ctx context.Context, slug, account string) error {
+	return s.installStep(ctx, slug, account, "suspend", func(in *installation) bool {
+		if in.uninstalled || !in.suspended.IsZero() {
 			return false
 		}
-		a.suspended = s.opts.Now()
+		in.suspended = s.opts.Now()
 		return true
 	})
 }
 
 // UnsuspendInstallation lifts the suspension and delivers installation
 // "unsuspend".
-func (s *Sim) UnsuspendInstallation(ctx context.Context, slug string) error {
-	return s.installStep(ctx, slug, "unsuspend", func(a *app) bool {
-		if a.uninstalled || a.suspended.IsZero() {
+func (s *Sim) UnsuspendInstallation(ctx context.Context, slug, account string) error {
+	return s.installStep(ctx, slug, account, "unsuspend", func(in *installation) bool {
+		if in.uninstalled || in.suspended.IsZero() {
 			return false
 		}
-		a.suspended = time.Time{}
+		in.suspended = time.Time{}
 		return true
 	})
 }
 
-// installStep applies step to app slug and, when it changed anything,
-// delivers the installation event action to the app's webhook.
-func (s *Sim) installStep(ctx context.Context, slug, action string, step func(a *app) bool) error {
+// installStep applies step to app slug's installation on account and,
+// when it changed anything, delivers the installation event action to
+// the app's webhook.
+func (s *Sim) installStep(ctx context.Context, slug, account, action string, step func(in *installation) bool) error {
 	s.mu.Lock()
-	a := s.apps[slug]
-	if a == nil {
+	in, err := s.installationLocked(slug, account)
+	if err != nil {
 		s.mu.Unlock()
-		return fmt.Errorf("githubsim: installation of app %q: %w", slug, ErrNotFound)
+		return fmt.Errorf("githubsim: %w", err)
 	}
-	inst := s.wInstallationOf(a) // "deleted" describes the installation that was
-	if !step(a) {
+	a := in.app
+	inst := s.wInstallationOf(in) // "deleted" describes the installation that was
+	if !step(in) {
 		s.mu.Unlock()
 		return nil // already so: GitHub sends nothing either
 	}
 	if action != "deleted" {
-		inst = s.wInstallationOf(a)
+		inst = s.wInstallationOf(in)
 	}
 	var ds []*delivery
 	if a.hook != nil {
 		ev := &wInstallationEvent{Action: action, Installation: hookInstallation{inst, inst.CreatedAt.unix(), inst.UpdatedAt.unix()},
-			Repositories: s.installedReposLocked(a), Sender: s.wUserOf(a.owner)}
+			Repositories: wireAll(s.installedReposLocked(in), wInstallationRepoOf), Sender: s.wUserOf(s.adminLocked(in))}
 		body, err := json.Marshal(ev)
 		if err != nil {
 			s.mu.Unlock()
 			return fmt.Errorf("githubsim: installation payload: %w", err)
 		}
-		ds = append(ds, s.newDeliveryLocked(a.hook, nil, "installation", action, newGUID(), body, false))
+		d := s.newDeliveryLocked(a.hook, nil, "installation", action, newGUID(), body, false)
+		d.instID = inst.ID
+		ds = append(ds, d)
 	}
 	s.mu.Unlock()
 	return s.send(ctx, ds)
@@ -260,17 +349,17 @@ func (s *Sim) installStep(ctx context.Context, slug, action string, step func(a 
 
 // installedReposLocked lists the repositories the installation covers,
 // by name.
-func (s *Sim) installedReposLocked(a *app) []*wInstallationRepo {
-	out := []*wInstallationRepo{}
+func (s *Sim) installedReposLocked(in *installation) []*repo {
 	names := make([]string, 0, len(s.repos))
-	for n := range s.repos {
-		names = append(names, n)
+	for n, r := range s.repos {
+		if r.owner == in.account.login && !in.excluded[r] {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
+	out := make([]*repo, 0, len(names))
 	for _, n := range names {
-		if r := s.repos[n]; !a.excluded[r] {
-			out = append(out, wInstallationRepoOf(r))
-		}
+		out = append(out, s.repos[n])
 	}
 	return out
 }

@@ -192,7 +192,7 @@ func TestInstallationLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(w.s.SuspendInstallation(ctx, "tryd"))
+	must(w.s.SuspendInstallation(ctx, "tryd", "octo"))
 	if _, _, err := tok.Repositories.Get(ctx, "octo", "hello"); !isStatus(err, 403) || !strings.Contains(err.Error(), "This installation has been suspended") {
 		t.Errorf("suspended: token call = %v, want 403 suspended", err)
 	}
@@ -208,12 +208,12 @@ func TestInstallationLifecycle(t *testing.T) {
 	if pushes() != before {
 		t.Errorf("a suspended App got a push event")
 	}
-	must(w.s.UnsuspendInstallation(ctx, "tryd"))
+	must(w.s.UnsuspendInstallation(ctx, "tryd", "octo"))
 	if _, _, err := tok.Repositories.Get(ctx, "octo", "hello"); err != nil {
 		t.Errorf("unsuspended: token call = %v", err)
 	}
 
-	must(w.s.DeleteInstallation(ctx, "tryd"))
+	must(w.s.DeleteInstallation(ctx, "tryd", "octo"))
 	if _, _, err := tok.Repositories.Get(ctx, "octo", "hello"); !isStatus(err, 401) {
 		t.Errorf("deleted: old token = %v, want 401", err)
 	}
@@ -232,7 +232,7 @@ func TestInstallationLifecycle(t *testing.T) {
 		t.Errorf("an uninstalled App got a push event")
 	}
 
-	newID, err := w.s.CreateInstallation(ctx, "tryd")
+	newID, err := w.s.CreateInstallation(ctx, "tryd", "octo")
 	must(err)
 	if newID == creds.InstallationID || newID == 0 {
 		t.Fatalf("reinstalled under ID %d, the old one was %d", newID, creds.InstallationID)

@@ -106,14 +106,18 @@ type Sim struct {
 	nextID   int64
 	users    map[string]*user // by login
 	tokens   map[string]*user
-	tokenExp map[string]time.Time       // expiry of installation tokens minted with a JWT
-	orgs     map[string]map[string]bool // org login -> member logins
-	repos    map[string]*repo           // by "owner/name"
-	apps     map[string]*app            // by slug
-	hooks    map[int64]*hook
-	delivery []*delivery // all deliveries, in order
-	drop     func(Delivery) bool
-	rates    map[string]*rateState
+	tokenExp map[string]time.Time // expiry of installation tokens minted with a JWT
+	// tokenInst is the installation of each token minted with a JWT;
+	// AddApp's long-lived token has none (it acts for every
+	// installation of its app).
+	tokenInst map[string]*installation
+	orgs      map[string]map[string]bool // org login -> member logins
+	repos     map[string]*repo           // by "owner/name"
+	apps      map[string]*app            // by slug
+	hooks     map[int64]*hook
+	delivery  []*delivery // all deliveries, in order
+	drop      func(Delivery) bool
+	rates     map[string]*rateState
 	// throttled writes left to refuse for a secondary rate limit, and
 	// the Retry-After they carry (SecondaryRateLimit).
 	throttled  int
@@ -138,17 +142,28 @@ type user struct {
 }
 
 type app struct {
-	id             int64
-	installationID int64
-	slug, name     string
-	owner          *user
-	bot            *user
-	hook           *hook
-	created        time.Time
-	events         []string
-	key            *rsa.PrivateKey // signs the app's JWTs; made by AppCredentials
-	// excluded are the repositories outside the installation (see
-	// RemoveFromInstallation); nil: it covers every repository.
+	id         int64
+	slug, name string
+	owner      *user
+	bot        *user
+	hook       *hook
+	created    time.Time
+	events     []string
+	key        *rsa.PrivateKey // signs the app's JWTs; made by AppCredentials
+	// insts are the app's installations by account login: one on
+	// every account that owns a repository (see install.go).
+	insts map[string]*installation
+}
+
+// installation is an app's installation on one account (a user or an
+// organization): it covers the account's repositories.
+type installation struct {
+	id      int64
+	app     *app
+	account *user
+	created time.Time
+	// excluded are the account's repositories outside the installation
+	// (see RemoveFromInstallation); nil: it covers all of them.
 	excluded map[*repo]bool
 	// suspended is when the installation was suspended (zero: it is
 	// not); uninstalled is set between DeleteInstallation and
@@ -370,22 +385,23 @@ func New(opts Options) (*Sim, error) {
 		}
 	}
 	s := &Sim{
-		opts:     opts,
-		log:      logging.For(log, "githubsim"),
-		gitPath:  gitPath,
-		client:   client,
-		base:     strings.TrimRight(opts.BaseURL, "/"),
-		nextID:   1000,
-		users:    map[string]*user{},
-		tokens:   map[string]*user{},
-		tokenExp: map[string]time.Time{},
-		orgs:     map[string]map[string]bool{},
-		repos:    map[string]*repo{},
-		apps:     map[string]*app{},
-		hooks:    map[int64]*hook{},
-		drop:     opts.Drop,
-		rates:    map[string]*rateState{},
-		done:     make(chan struct{}),
+		opts:      opts,
+		log:       logging.For(log, "githubsim"),
+		gitPath:   gitPath,
+		client:    client,
+		base:      strings.TrimRight(opts.BaseURL, "/"),
+		nextID:    1000,
+		users:     map[string]*user{},
+		tokens:    map[string]*user{},
+		tokenExp:  map[string]time.Time{},
+		tokenInst: map[string]*installation{},
+		orgs:      map[string]map[string]bool{},
+		repos:     map[string]*repo{},
+		apps:      map[string]*app{},
+		hooks:     map[int64]*hook{},
+		drop:      opts.Drop,
+		rates:     map[string]*rateState{},
+		done:      make(chan struct{}),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -607,9 +623,18 @@ func (s *Sim) AddApp(o AppOptions) (string, error) {
 		return "", fmt.Errorf("githubsim: add app %s: %w: exists", o.Slug, ErrInvalid)
 	}
 	now := s.opts.Now()
-	a := &app{id: s.newID(), slug: o.Slug, name: o.Name, created: now, events: o.Events}
-	a.installationID = s.newID()
+	a := &app{id: s.newID(), slug: o.Slug, name: o.Name, created: now, events: o.Events, insts: map[string]*installation{}}
 	a.owner = s.userLocked("github")
+	// Installed on the account of every repository there is, in the
+	// order the accounts' first repositories were created.
+	rs := make([]*repo, 0, len(s.repos))
+	for _, r := range s.repos {
+		rs = append(rs, r)
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].id < rs[j].id })
+	for _, r := range rs {
+		s.instLocked(a, r)
+	}
 	bot := &user{id: s.newID(), login: o.Slug + "[bot]", perm: PermWrite, typ: "Bot", app: a, joined: now}
 	a.bot = bot
 	s.users[bot.login] = bot
@@ -680,7 +705,11 @@ func (s *Sim) CreateRepo(ctx context.Context, fullName string) error {
 	if u.typ == "User" && u.perm == PermRead {
 		u.perm = PermAdmin
 	}
-	s.repos[fullName] = &repo{id: s.newID(), owner: owner, name: name, dir: dir, created: now, pushed: now, defaultBranch: "main"}
+	r := &repo{id: s.newID(), owner: owner, name: name, dir: dir, created: now, pushed: now, defaultBranch: "main"}
+	s.repos[fullName] = r
+	for _, a := range s.sortedApps() {
+		s.instLocked(a, r)
+	}
 	return nil
 }
 
