@@ -111,13 +111,14 @@ func (t *Trybot) checkAccess(ctx context.Context, ri *repoInfo) (a access, chang
 		}
 		return 0, false, fmt.Errorf("github: check access to %s: %w", ri.cfg.Slug, err)
 	}
+	it := g.insts.of(ri.owner)
 	inst, resp, err := g.app.Apps.FindRepositoryInstallation(ctx, ri.owner, ri.name)
 	switch {
 	case err == nil && inst.SuspendedAt != nil:
 		return accessSuspended, false, nil
 	case err == nil:
-		old := g.inst.ID()
-		if changed = g.inst.use(inst.GetID()); changed {
+		old := it.ID()
+		if changed = it.use(inst.GetID()); changed {
 			t.log.WithFields(logrus.Fields{"repo": ri.cfg.Slug, "old": old, "new": inst.GetID()}).
 				Warn("trybot: the GitHub App's installation changed (installed again); using the new one")
 		}
@@ -127,7 +128,7 @@ func (t *Trybot) checkAccess(ctx context.Context, ri *repoInfo) (a access, chang
 	}
 	// Not installed on the repository: is the installation the trybot
 	// uses still there at all?
-	if _, resp, err := g.app.Apps.GetInstallation(ctx, g.inst.ID()); err != nil && resp != nil && resp.StatusCode == http.StatusNotFound {
+	if _, resp, err := g.app.Apps.GetInstallation(ctx, it.ID()); err != nil && resp != nil && resp.StatusCode == http.StatusNotFound {
 		return accessUninstalled, false, nil
 	}
 	return accessNone, false, nil

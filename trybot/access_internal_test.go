@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +22,16 @@ import (
 // o/r on sim, with the App's JWT credentials when app is set, else with
 // the App's installation token as a plain token.
 func newAccessTrybot(t *testing.T, sim *githubsim.Sim, app bool) *Trybot {
+	t.Helper()
+	return newGitHubTrybot(t, sim, app, "", "o/r")
+}
+
+// newGitHubTrybot returns a trybot (not running) with a repository for
+// each of slugs on sim, named by the slug's repository name. With app
+// set it has the App's JWT credentials and installation ID (that of the
+// App's first installation), else the App's installation token as a
+// plain token; a webhookSecret, if set, verifies the App's webhook.
+func newGitHubTrybot(t *testing.T, sim *githubsim.Sim, app bool, webhookSecret string, slugs ...string) *Trybot {
 	t.Helper()
 	dir := t.TempDir()
 	srv := config.GitHubServer{Name: "gh", APIURL: sim.APIURL()}
@@ -45,7 +56,18 @@ func newAccessTrybot(t *testing.T, sim *githubsim.Sim, app bool) *Trybot {
 		}
 		srv.Token = config.FileSecret(tokFile)
 	}
-	cfg := &config.Config{GitHub: []config.GitHubServer{srv}, Repos: []config.Repo{{Name: "r", GitHub: "gh", Slug: "o/r"}}}
+	if webhookSecret != "" {
+		secretFile := filepath.Join(dir, "webhook-secret")
+		if err := os.WriteFile(secretFile, []byte(webhookSecret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		srv.WebhookSecret = config.FileSecret(secretFile)
+	}
+	cfg := &config.Config{GitHub: []config.GitHubServer{srv}}
+	for _, slug := range slugs {
+		_, name, _ := strings.Cut(slug, "/")
+		cfg.Repos = append(cfg.Repos, config.Repo{Name: name, GitHub: "gh", Slug: slug})
+	}
 	cc, _ := api.NewClient("http://127.0.0.1:1", "x", nil)
 	gm, _ := gmclient.New("http://127.0.0.1:1", nil)
 	tb, err := New(context.Background(), Options{Config: cfg, LogsURL: "http://127.0.0.1:1/logs", Coordinator: cc, Gitmirror: gm, Dir: filepath.Join(dir, "state")})
@@ -198,7 +220,7 @@ func TestClassifyInstallationLifecycle(t *testing.T) {
 	}
 	tb := newAccessTrybot(t, sim, true)
 	ri := tb.repo("r")
-	oldID := ri.github.inst.ID()
+	oldID := ri.github.insts.of("o").ID()
 	classify := func(err error) (string, error) {
 		err = tb.classifyPostError(ctx, ri, err)
 		var na *noAccessError
@@ -233,7 +255,7 @@ func TestClassifyInstallationLifecycle(t *testing.T) {
 	if msg, err := classify(mint); msg != "" || err != error(mint) {
 		t.Errorf("installed again: %q (%v), want the mint error retried", msg, err)
 	}
-	if got := ri.github.inst.ID(); got != newID {
+	if got := ri.github.insts.of("o").ID(); got != newID {
 		t.Fatalf("installation ID %d after reinstalling, want the new %d", got, newID)
 	}
 	// The retried post works with the new installation's token.

@@ -101,7 +101,13 @@
 // again has a new installation ID: the trybot takes it from the
 // "created" webhook, or finds it (GET /repos/{owner}/{repo}/installation)
 // when minting a token for the old one fails, and drops a token GitHub
-// answers 401 for.
+// answers 401 for. GitHub installs an App once per account, so each
+// repository owner (user or organization) has its own installation and
+// tokens: a request is authenticated with the token of the installation
+// on the account in its /repos/{owner}/ path, the configured
+// installation_id is where an owner starts until the first token minted
+// for it finds the installation on its account, and installation
+// webhooks act on the repositories of the installation's account.
 //
 // Failures that are not the change's fault (no connected worker with a
 // builder's labels for Options.NoWorkerTimeout, a lost worker, an

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,10 +38,11 @@ type githubServer struct {
 	// may create check runs; with a token, commit statuses are used.
 	checks bool
 	// With App credentials, app calls the /app endpoints with the App's
-	// JWT and inst mints the installation's tokens (for whichever
-	// installation is current: see access.go).
+	// JWT and insts mints the tokens of the App's installation on each
+	// repository owner's account (whichever installation is current
+	// there: see access.go).
 	app   *github.Client
-	inst  *installationTokens
+	insts *appInstallations
 	appID int64
 }
 
@@ -80,10 +82,11 @@ func newGitHubServer(ctx context.Context, s config.GitHubServer, hc *http.Client
 		if err != nil {
 			return nil, fmt.Errorf("trybot: github server %s: %w", s.Name, err)
 		}
-		g.app, g.inst, g.appID = appClient, &installationTokens{c: appClient, id: s.InstallationID}, s.AppID
+		g.app, g.insts, g.appID = appClient, newAppInstallations(appClient, s.InstallationID), s.AppID
 		// Not oauth2.NewClient: it would cache tokens itself, out of
-		// reach of forgetRevoked and of an installation change.
-		oc := &http.Client{Timeout: hc.Timeout, Transport: &forgetRevoked{base: &oauth2.Transport{Source: g.inst, Base: transportOf(hc)}, inst: g.inst}}
+		// reach of a revoked token and of an installation change, and
+		// it has one token for every repository.
+		oc := &http.Client{Timeout: hc.Timeout, Transport: &installationTransport{insts: g.insts, base: transportOf(hc)}}
 		if g.c, err = mk(oc); err != nil {
 			return nil, fmt.Errorf("trybot: github server %s: %w", s.Name, err)
 		}
@@ -156,18 +159,102 @@ func (j *jwtTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return j.base.RoundTrip(r)
 }
 
+// appInstallations are a GitHub App's installations on the accounts
+// that own the configured repositories. GitHub installs an App once per
+// account (a user or an organization), and an installation's token
+// covers that account's repositories only, so each owner has its own
+// installation and tokens. The configured installation ID is where each
+// owner starts; the first token minted for an owner looks up the
+// installation on its account (GET /repos/{owner}/{repo}/installation of
+// one of its repositories, whose account must be the owner) and uses that
+// from then on.
+type appInstallations struct {
+	c          *github.Client // the App's JWT
+	configured int64
+	mu         sync.Mutex
+	owners     map[string]*installationTokens // by lower-cased login
+}
+
+func newAppInstallations(c *github.Client, configured int64) *appInstallations {
+	return &appInstallations{c: c, configured: configured, owners: map[string]*installationTokens{}}
+}
+
+// of returns the installation tokens of owner's account (GitHub logins
+// are case-insensitive).
+func (a *appInstallations) of(owner string) *installationTokens {
+	key := strings.ToLower(owner)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	it := a.owners[key]
+	if it == nil {
+		it = &installationTokens{c: a.c, owner: owner, id: a.configured}
+		a.owners[key] = it
+	}
+	return it
+}
+
+// add records repository owner/name, whose installation is the owner's.
+func (a *appInstallations) add(owner, name string) {
+	it := a.of(owner)
+	it.mu.Lock()
+	it.repos = append(it.repos, name)
+	it.mu.Unlock()
+}
+
+// installationTransport authenticates each request with the token of
+// the installation on the account that owns the repository in its path
+// (/repos/{owner}/...; other paths get the configured installation's),
+// and drops that token when GitHub answers 401 (it was revoked: the App
+// uninstalled), so that the next request mints one, for whatever
+// installation is current then.
+type installationTransport struct {
+	insts *appInstallations
+	base  http.RoundTripper
+}
+
+func (t *installationTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	it := t.insts.of(repoOwner(r.URL.Path))
+	tok, err := it.Token()
+	if err != nil {
+		if r.Body != nil {
+			r.Body.Close() // a RoundTripper closes the body, even on errors
+		}
+		return nil, err
+	}
+	r2 := r.Clone(r.Context())
+	tok.SetAuthHeader(r2)
+	resp, err := t.base.RoundTrip(r2)
+	if err == nil && resp.StatusCode == http.StatusUnauthorized {
+		it.forget()
+	}
+	return resp, err
+}
+
+// repoOwner returns the owner in a REST path's /repos/{owner}/..., or "".
+func repoOwner(path string) string {
+	_, rest, ok := strings.Cut(path, "/repos/")
+	if !ok {
+		return ""
+	}
+	owner, _, _ := strings.Cut(rest, "/")
+	return owner
+}
+
 // installationTokens exchanges the app's JWT for tokens of its
-// installation, and keeps the current one until shortly before it
-// expires. The installation ID changes when the App is installed again
-// (see access.go): the cached token is then dropped, since tokens of
-// the old installation were revoked with it.
+// installation on one account, and keeps the current one until shortly
+// before it expires. The installation ID changes when the App is
+// installed again (see access.go): the cached token is then dropped,
+// since tokens of the old installation were revoked with it.
 type installationTokens struct {
-	c *github.Client
-	// repos are the server's configured repositories (owner, name),
-	// whose installation is looked up when the current one is gone.
-	repos [][2]string
+	c     *github.Client
+	owner string // the account's login ("": the configured installation's)
 	mu    sync.Mutex
+	// repos are the names of the account's configured repositories,
+	// whose installation is looked up.
+	repos []string
 	id    int64
+	// found is set once the installation on the account was looked up.
+	found bool
 	// tok is the current token of installation id, or nil.
 	tok *oauth2.Token
 }
@@ -188,7 +275,7 @@ func (e *installationTokenError) Unwrap() error { return e.err }
 // Token implements oauth2.TokenSource.
 func (s *installationTokens) Token() (*oauth2.Token, error) {
 	s.mu.Lock()
-	id, tok := s.id, s.tok
+	id, tok, found := s.id, s.tok, s.found
 	s.mu.Unlock()
 	// Refreshed a minute early: a token must not expire between being
 	// handed out and being used.
@@ -197,13 +284,18 @@ func (s *installationTokens) Token() (*oauth2.Token, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if !found {
+		// The configured installation may be another account's.
+		if nid := s.find(ctx); nid != 0 {
+			id = s.settle(id, nid)
+		}
+	}
 	it, resp, err := s.c.Apps.CreateInstallationToken(ctx, id, nil)
 	if err != nil && resp != nil && resp.StatusCode == http.StatusNotFound {
 		// The installation is gone: the App may have been installed
 		// again, under another ID, whose webhook was missed.
 		if nid := s.find(ctx); nid != 0 && nid != id {
-			s.use(nid)
-			id = nid
+			id = s.settle(id, nid)
 			it, _, err = s.c.Apps.CreateInstallationToken(ctx, id, nil)
 		}
 	}
@@ -219,31 +311,33 @@ func (s *installationTokens) Token() (*oauth2.Token, error) {
 	return tok, nil
 }
 
-// find returns the ID of the installation of the first configured
-// repository that has one, or 0.
+// find returns the ID of the installation on the account, as GitHub
+// gives it for the first of its configured repositories that has one,
+// or 0.
 func (s *installationTokens) find(ctx context.Context) int64 {
-	for _, r := range s.repos {
-		if inst, _, err := s.c.Apps.FindRepositoryInstallation(ctx, r[0], r[1]); err == nil {
+	s.mu.Lock()
+	repos := slices.Clone(s.repos)
+	s.mu.Unlock()
+	for _, name := range repos {
+		inst, _, err := s.c.Apps.FindRepositoryInstallation(ctx, s.owner, name)
+		if err == nil && strings.EqualFold(inst.GetAccount().GetLogin(), s.owner) {
 			return inst.GetID()
 		}
 	}
 	return 0
 }
 
-// forgetRevoked drops the cached installation token when GitHub answers
-// 401 (the token was revoked: the App uninstalled), so that the next
-// request mints one, for whatever installation is current then.
-type forgetRevoked struct {
-	base http.RoundTripper
-	inst *installationTokens
-}
-
-func (f *forgetRevoked) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := f.base.RoundTrip(r)
-	if err == nil && resp.StatusCode == http.StatusUnauthorized {
-		f.inst.forget()
+// settle makes nid the current installation, found by looking it up,
+// unless the ID changed since it was old (a webhook said which is
+// current meanwhile), and returns the current one.
+func (s *installationTokens) settle(old, nid int64) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.found = true
+	if s.id == old && nid != old {
+		s.id, s.tok = nid, nil
 	}
-	return resp, err
+	return s.id
 }
 
 // ID returns the current installation ID.
@@ -258,6 +352,7 @@ func (s *installationTokens) ID() int64 {
 func (s *installationTokens) use(id int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.found = true
 	changed := id != s.id
 	if changed {
 		s.id, s.tok = id, nil

@@ -344,8 +344,8 @@ func resolveRepos(ctx context.Context, cfg *config.Config, hc *http.Client) ([]*
 				return nil, fmt.Errorf("trybot: repo %q: bad slug %q", r.Name, r.Slug)
 			}
 			ri.review, ri.github, ri.owner, ri.name = client.ReviewGitHub, g, owner, name
-			if g.inst != nil {
-				g.inst.repos = append(g.inst.repos, [2]string{owner, name})
+			if g.insts != nil {
+				g.insts.add(owner, name)
 			}
 		default:
 			continue // not reviewed: nothing to try

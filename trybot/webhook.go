@@ -260,31 +260,33 @@ func (t *Trybot) rerequest(ctx context.Context, slug, login, sha string, builder
 	return t.consider(ctx, w)
 }
 
-// installationEvent follows the App's installation for the configured
-// repositories of its account (see access.go): a new installation's ID
-// is used from now on and, like an unsuspended one, makes the posts not
-// reported for want of access again; a deleted or suspended one marks
-// the repositories out of reach, so that their posts are not retried one
-// by one.
+// installationEvent follows the App's installation on the account of
+// the configured repositories (see access.go): a new installation's ID
+// is used from now on for the account's repositories and, like an
+// unsuspended one, makes the posts not reported for want of access again;
+// a deleted or suspended one marks the account's repositories out of
+// reach, so that their posts are not retried one by one. Installations
+// on other accounts leave them alone.
 func (t *Trybot) installationEvent(e *github.InstallationEvent) {
 	inst := e.GetInstallation()
 	action := e.GetAction()
 	for _, ri := range t.repos {
 		g := ri.github
-		if ri.review != client.ReviewGitHub || g.inst == nil || (g.appID != 0 && inst.GetAppID() != 0 && inst.GetAppID() != g.appID) {
+		if ri.review != client.ReviewGitHub || g.insts == nil || (g.appID != 0 && inst.GetAppID() != 0 && inst.GetAppID() != g.appID) {
 			continue
 		}
-		// The installation is the repository's when it is the one in
-		// use, lists it, or belongs to its account.
-		ours := inst.GetID() == g.inst.ID() || strings.EqualFold(ri.owner, inst.GetAccount().GetLogin()) ||
+		it := g.insts.of(ri.owner)
+		// The installation is the repository's when it is on its
+		// owner's account, is the one in use there, or lists it.
+		ours := strings.EqualFold(ri.owner, inst.GetAccount().GetLogin()) || inst.GetID() == it.ID() ||
 			slices.ContainsFunc(e.Repositories, func(r *github.Repository) bool { return strings.EqualFold(r.GetFullName(), ri.cfg.Slug) })
 		if !ours {
 			continue
 		}
-		log := t.log.WithFields(map[string]any{"repo": ri.cfg.Slug, "installation": inst.GetID(), "action": action})
+		log := t.log.WithFields(map[string]any{"repo": ri.cfg.Slug, "installation": inst.GetID(), "account": inst.GetAccount().GetLogin(), "action": action})
 		switch action {
 		case "created", "unsuspend", "new_permissions_accepted":
-			if action == "created" && g.inst.use(inst.GetID()) {
+			if action == "created" && it.use(inst.GetID()) {
 				log.Warn("trybot: the GitHub App was installed again; using the new installation")
 			}
 			t.accessBack(ri, "installation "+action)

@@ -38,15 +38,21 @@
 // AppCredentials calls the /app endpoints and exchanges itself for a
 // one-hour installation token (POST /app/installations/{id}/access_tokens). Pushes
 // create a check suite for every app subscribed to check_suite and send
-// it check_suite requested, as GitHub does. An installation covers every
-// repository until RemoveFromInstallation takes one out (AddToInstallation
+// it check_suite requested, as GitHub does. An app is installed once on
+// each account (user or organization) that owns a repository, and the
+// installation's account is that owner (Sim.InstallationID; GET
+// /app/installations and GET /installation/repositories page like every
+// list). An installation's token sees its account's repositories only.
+// An installation covers every repository of its account until
+// RemoveFromInstallation takes one out (AddToInstallation
 // puts it back): the installation's token then gets 404 "Not Found" for
 // it, exactly as for a repository that does not exist (install.go); a
 // public repository (SetPublic) stays readable, and writes to it get 403
 // "Resource not accessible by integration". The installation's lifecycle
-// is modelled too: SuspendInstallation, UnsuspendInstallation,
-// DeleteInstallation and CreateInstallation (a new installation ID; the
-// old one's tokens are revoked), each announced by an installation event.
+// is modelled too, per account: SuspendInstallation,
+// UnsuspendInstallation, DeleteInstallation and CreateInstallation (a new
+// installation ID; the old one's tokens are revoked), each announced by an
+// installation event.
 //
 // Events sent: ping, push, pull_request (opened, synchronize, labeled,
 // unlabeled, closed, reopened), pull_request_review submitted,

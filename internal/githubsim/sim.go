@@ -580,7 +580,8 @@ func (s *Sim) AddOrg(login string, members ...string) error {
 }
 
 // AppOptions describes a GitHub App. Apps are the only clients allowed to
-// create check runs, as on GitHub; they are installed on every repository.
+// create check runs, as on GitHub; they are installed on every account
+// that owns a repository, one installation each (install.go).
 type AppOptions struct {
 	// Slug names the app; its bot user is "<slug>[bot]".
 	Slug string
@@ -597,9 +598,11 @@ type AppOptions struct {
 	Events []string
 }
 
-// AddApp registers a GitHub App installed on every repository and returns
-// a long-lived installation access token for it (write permission, may
-// create check runs). Clients that authenticate as GitHub Apps do (a JWT
+// AddApp registers a GitHub App installed on every account that owns a
+// repository (and on those that will) and returns a long-lived
+// installation access token for it (write permission, may create check
+// runs) that acts for each installation, on the repository's account;
+// DeleteInstallation revokes it. Clients that authenticate as GitHub Apps do (a JWT
 // signed with the app's key, exchanged for an installation token) get the
 // key and IDs from AppCredentials.
 func (s *Sim) AddApp(o AppOptions) (string, error) {
