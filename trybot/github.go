@@ -409,22 +409,17 @@ func (g *githubServer) canWrite(ctx context.Context, t *Trybot, ri *repoInfo, lo
 // labelActor returns who last added label to pull request n, and the
 // event's ID.
 func (g *githubServer) labelActor(ctx context.Context, ri *repoInfo, n int32, label string) (string, int64, error) {
-	opts := &github.ListOptions{PerPage: 100}
 	login, id := "", int64(0)
-	for {
-		evs, resp, err := g.c.Issues.ListIssueEvents(ctx, ri.owner, ri.name, int(n), opts)
-		if err != nil {
-			return "", 0, fmt.Errorf("github: events of %s#%d: %w", ri.cfg.Slug, n, err)
+	err := eachPage(func(o *github.ListOptions) ([]*github.IssueEvent, *github.Response, error) {
+		return g.c.Issues.ListIssueEvents(ctx, ri.owner, ri.name, int(n), o)
+	}, func(ev *github.IssueEvent) bool {
+		if ev.GetEvent() == "labeled" && ev.GetLabel().GetName() == label {
+			login, id = ev.GetActor().GetLogin(), ev.GetID()
 		}
-		for _, ev := range evs {
-			if ev.GetEvent() == "labeled" && ev.GetLabel().GetName() == label {
-				login, id = ev.GetActor().GetLogin(), ev.GetID()
-			}
-		}
-		if resp.NextPage == 0 {
-			break
-		}
-		opts.Page = resp.NextPage
+		return true
+	})
+	if err != nil {
+		return "", 0, fmt.Errorf("github: events of %s#%d: %w", ri.cfg.Slug, n, err)
 	}
 	if login == "" {
 		return "", 0, fmt.Errorf("github: %s#%d: no labeled event for %q", ri.cfg.Slug, n, label)
@@ -551,21 +546,41 @@ func (t *Trybot) refuse(ctx context.Context, w want) error {
 
 // hasComment reports whether PR n has a comment containing marker.
 func (g *githubServer) hasComment(ctx context.Context, ri *repoInfo, n int32, marker string) (bool, error) {
-	opts := &github.IssueListCommentsOptions{ListOptions: github.ListOptions{PerPage: 100}}
+	found := false
+	opts := &github.IssueListCommentsOptions{}
+	err := eachPage(func(o *github.ListOptions) ([]*github.IssueComment, *github.Response, error) {
+		opts.ListOptions = *o
+		return g.c.Issues.ListComments(ctx, ri.owner, ri.name, int(n), opts)
+	}, func(c *github.IssueComment) bool {
+		found = strings.Contains(c.GetBody(), marker)
+		return !found
+	})
+	if err != nil {
+		return false, fmt.Errorf("github: list comments of %s#%d: %w", ri.cfg.Slug, n, err)
+	}
+	return found, nil
+}
+
+// eachPage calls f with each item of a GitHub listing, page after page
+// (100 items each, the most GitHub gives, following the next page its
+// Link header names) until f returns false or the last page. list asks
+// for the page o names.
+func eachPage[T any](list func(o *github.ListOptions) ([]T, *github.Response, error), f func(T) bool) error {
+	o := &github.ListOptions{PerPage: 100}
 	for {
-		cs, resp, err := g.c.Issues.ListComments(ctx, ri.owner, ri.name, int(n), opts)
+		items, resp, err := list(o)
 		if err != nil {
-			return false, fmt.Errorf("github: list comments of %s#%d: %w", ri.cfg.Slug, n, err)
+			return err
 		}
-		for _, c := range cs {
-			if strings.Contains(c.GetBody(), marker) {
-				return true, nil
+		for _, it := range items {
+			if !f(it) {
+				return nil
 			}
 		}
 		if resp.NextPage == 0 {
-			return false, nil
+			return nil
 		}
-		opts.Page = resp.NextPage
+		o.Page = resp.NextPage
 	}
 }
 
@@ -595,25 +610,27 @@ func (g *githubReporter) checkRun(ctx context.Context, r *client.Run, builder st
 // than leave it queued forever next to its own).
 func (g *githubReporter) checkRuns(ctx context.Context, r *client.Run, builder string) (mine, stale *github.CheckRun, err error) {
 	name := checkName(builder)
-	opts := &github.ListCheckRunsOptions{CheckName: &name, Filter: github.String("all"), ListOptions: github.ListOptions{PerPage: 100}}
-	for {
+	opts := &github.ListCheckRunsOptions{CheckName: &name, Filter: github.String("all")}
+	err = eachPage(func(o *github.ListOptions) ([]*github.CheckRun, *github.Response, error) {
+		opts.ListOptions = *o
 		res, resp, err := g.ri.github.c.Checks.ListCheckRunsForRef(ctx, g.ri.owner, g.ri.name, r.Revision, opts)
-		if err != nil {
-			return nil, nil, fmt.Errorf("github: list check runs of %s@%s: %w", g.ri.cfg.Slug, r.Revision, err)
+		if res == nil {
+			return nil, resp, err
 		}
-		for _, cr := range res.CheckRuns {
-			switch {
-			case cr.GetExternalID() == externalID(r, builder):
-				mine = cr
-			case cr.GetStatus() != "completed" && strings.HasPrefix(cr.GetExternalID(), "tryd-run-") && cr.GetApp() != nil:
-				stale = cr
-			}
+		return res.CheckRuns, resp, err
+	}, func(cr *github.CheckRun) bool {
+		switch {
+		case cr.GetExternalID() == externalID(r, builder):
+			mine = cr
+		case cr.GetStatus() != "completed" && strings.HasPrefix(cr.GetExternalID(), "tryd-run-") && cr.GetApp() != nil:
+			stale = cr
 		}
-		if resp.NextPage == 0 {
-			return mine, stale, nil
-		}
-		opts.Page = resp.NextPage
+		return true
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("github: list check runs of %s@%s: %w", g.ri.cfg.Slug, r.Revision, err)
 	}
+	return mine, stale, nil
 }
 
 func (g *githubReporter) comment(ctx context.Context, r *client.Run, what, text string) error {
