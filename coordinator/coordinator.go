@@ -182,6 +182,9 @@ type Coordinator struct {
 	// prefetch.go), so that enqueue looks for ones to take back only
 	// when there are some.
 	prefetchedN int
+	// prefetchSeq numbers prefetched attempts in the order they are
+	// handed out (pendingAttempt.seq).
+	prefetchSeq uint64
 	// prefetchedRank counts them by their builds' priority rank, so
 	// that a poll looks for one of a higher priority than the job it
 	// picked only when there is one (see stealPrefetched).

@@ -30,6 +30,9 @@ type pendingAttempt struct {
 	missed int
 	// handed is when it was handed out (see listGrace).
 	handed time.Time
+	// seq orders prefetched attempts as they were handed out (several
+	// are at once), which is the order their worker starts them in.
+	seq uint64
 }
 
 // pipelineScan bounds the dependents one poll looks at for pipelined

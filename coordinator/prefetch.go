@@ -46,7 +46,8 @@ func (c *Coordinator) prefetch(s *session, n int, resp *api.PollResponse, now ti
 			return
 		}
 		a := c.newAttempt(s, j)
-		p := &pendingAttempt{a: a, handed: now}
+		c.prefetchSeq++
+		p := &pendingAttempt{a: a, handed: now, seq: c.prefetchSeq}
 		j.prefetched = p
 		j.b.prefetched++
 		s.prefetched[a.rec.ID] = p
@@ -227,14 +228,25 @@ func (c *Coordinator) requeueFront(j *job) {
 // that s could run, of a build whose priority rank is below below (s
 // has a free slot and, to fill it, a job of rank below, or nothing with
 // below = len(c.ready)), the highest priority first, and reports whether
-// it did.
-func (c *Coordinator) stealPrefetched(s *session, below int) bool {
+// it did. Of those, it takes the one handed out last: a worker starts
+// its prefetched attempts in the order it got them and reports starts
+// in batches, so the older ones may well be running already, and taking
+// one back would run its job twice.
+//
+// With nothing else to run (idle), s takes only an attempt its worker
+// has held for stealAge, and otherwise returns how long until one will
+// have been: prefetched work that short is being started. Taken at
+// once, a steal crossed a start almost every time on
+// bench/coordinator-replicas.sh (1-4% of the jobs ran twice). What idle
+// workers need to take is work held behind long jobs, which waits far
+// longer.
+func (c *Coordinator) stealPrefetched(s *session, below int, idle bool, now time.Time) (stole bool, retry time.Duration) {
 	some := false
 	for rank := range below {
 		some = some || c.prefetchedRank[rank] > 0
 	}
 	if !some {
-		return false
+		return false, 0
 	}
 	var best *pendingAttempt
 	for _, o := range c.sessions {
@@ -242,17 +254,34 @@ func (c *Coordinator) stealPrefetched(s *session, below int) bool {
 			continue
 		}
 		for _, p := range o.prefetched {
-			if r := p.a.j.b.rank; r < below && (best == nil || r < best.a.j.b.rank) && matches(s.labels, p.a.j.g.Labels) {
+			r := p.a.j.b.rank
+			if r >= below || !matches(s.labels, p.a.j.g.Labels) {
+				continue
+			}
+			if idle {
+				if wait := stealAge - now.Sub(p.handed); wait > 0 {
+					if retry == 0 || wait < retry {
+						retry = wait
+					}
+					continue
+				}
+			}
+			if best == nil || r < best.a.j.b.rank || (r == best.a.j.b.rank && p.seq > best.seq) {
 				best = p
 			}
 		}
 	}
 	if best == nil {
-		return false
+		return false, retry
 	}
 	c.dropPrefetched(best.a.j, true)
-	return true
+	return true, 0
 }
+
+// stealAge is how long a worker must have held a prefetched attempt
+// before a worker with nothing else to run takes it (see
+// stealPrefetched).
+const stealAge = 100 * time.Millisecond
 
 // yieldPrefetched takes back the prefetched attempts of builds of a
 // lower priority than rank (a job of rank just became ready).

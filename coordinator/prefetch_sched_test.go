@@ -420,3 +420,55 @@ func TestPrefetchedHigherPriorityTaken(t *testing.T) {
 		t.Errorf("w1 told to cancel %v, want the try job's attempt %s", resp.Cancel, pre[0].AttemptID)
 	}
 }
+
+// TestIdleStealWaitsForAge: a worker with nothing to run takes another
+// worker's prefetched attempt only once that worker has held it for
+// stealAge (younger ones are being started: taking them back ran jobs
+// twice), its waiting poll answering then; and it takes the one handed
+// out last, which its worker would start last.
+func TestIdleStealWaitsForAge(t *testing.T) {
+	clk := newFakeClock()
+	e := newEnv(t, sqliteBackend, envOpts{clock: clk})
+	w1 := newTestWorker(t, e, "w1", tokenW1, nil)
+	e.submit(wideGraph("p", 3), api.PriorityTry)
+	pre, run := split(w1.prefetchPoll(t, 1, 4, nil, nil).Assignments)
+	if len(run) != 1 || len(pre) != 2 {
+		t.Fatalf("w1: %d running and %d prefetched, want 1 and 2", len(run), len(pre))
+	}
+	w2 := newTestWorker(t, e, "w2", tokenW2, nil)
+	polled := make(chan *api.PollResponse, 1)
+	go func() {
+		req := api.PollRequest{WorkerID: w2.id, FreeSlots: 1, WaitMS: 60_000}
+		resp, err := w2.c.PollEarly(context.Background(), req, func(*api.PollResponse) {})
+		if err != nil {
+			t.Errorf("poll w2: %v", err)
+		}
+		polled <- resp
+	}()
+	select {
+	case resp := <-polled:
+		t.Fatalf("idle w2 answered before w1 held its prefetched attempts for %v: %+v", stealAge, resp)
+	case <-time.After(300 * time.Millisecond):
+	}
+	clk.Advance(stealAge / 2)
+	select {
+	case resp := <-polled:
+		t.Fatalf("idle w2 answered after %v: %+v", stealAge/2, resp)
+	case <-time.After(300 * time.Millisecond):
+	}
+	clk.Advance(stealAge / 2)
+	var resp *api.PollResponse
+	select {
+	case resp = <-polled:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("idle w2 got nothing once w1 had held its prefetched attempts for %v", stealAge)
+	}
+	newest := pre[len(pre)-1]
+	if resp == nil || len(resp.Assignments) != 1 || resp.Assignments[0].Job.Name != newest.Job.Name {
+		t.Fatalf("idle w2 got %+v, want %s (w1's newest prefetched)", resp, newest.Job.Name)
+	}
+	cancel := w1.prefetchPoll(t, 0, 0, append(ids(run), ids(pre)...), nil).Cancel
+	if !slices.Equal(cancel, []string{newest.AttemptID}) {
+		t.Errorf("w1 told to cancel %v, want %s", cancel, newest.AttemptID)
+	}
+}

@@ -446,7 +446,8 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 				if j != nil {
 					below = j.b.rank
 				}
-				if c.stealPrefetched(s, below) {
+				stole, retry := c.stealPrefetched(s, below, j == nil, now)
+				if stole {
 					// Rather a job of a higher priority (or any,
 					// with nothing else to run) that another worker
 					// holds beyond its slots.
@@ -455,6 +456,9 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 					}
 					steals--
 					continue
+				}
+				if j == nil && retry > 0 && (h == 0 || retry < h) {
+					h = retry // look again once one may be taken
 				}
 			}
 			if j == nil {
