@@ -21,7 +21,12 @@
 // two replicas each one's jobs, claims, forwarded calls, and CPU,
 // commits and requests per job it dispatched: wall-clock figures swing
 // with the machine's other load, CPU per job says what a replica costs.
-// -cpuprofile writes the coordinators' CPU profiles.
+// -limit C adds two configurations, 1 and 2 replicas on PostgreSQL with
+// each coordinator in a cgroup of its own limited to C CPUs, as if on a
+// machine of its own (their figures go on a RESULT_LIMITED line): there
+// the coordinators, not the workers, bound throughput, and the ratio
+// says what a second replica adds. -cpuprofile writes the coordinators'
+// CPU profiles, -only runs one configuration.
 package main
 
 import (
@@ -55,7 +60,19 @@ func main() {
 	slots := flag.Int("slots", 4, "slots per worker (3 workers)")
 	logs := flag.Bool("logs", false, "show the processes' logs")
 	profiles := flag.String("cpuprofile", "", "write CPU profiles of the coordinators to this directory (CONFIG-roundR/coordN.pprof, over each process's life)")
+	flag.Float64Var(&limitCPUs, "limit", 0, "also run 1 and 2 replicas on PostgreSQL with each coordinator limited to this many CPUs (a cgroup each; needs root); 0: not")
+	only := flag.String("only", "", "run only this configuration (for profiling; no RESULT line)")
 	flag.Parse()
+	if limitCPUs > 0 {
+		configs = append(configs, config{"pg-1-limited", true, 1, true}, config{"pg-2-limited", true, 2, true})
+	}
+	if *only != "" {
+		configs = slices.DeleteFunc(configs, func(c config) bool { return c.name != *only })
+		if len(configs) == 0 {
+			fmt.Fprintf(os.Stderr, "replicas: no configuration %q\n", *only)
+			os.Exit(2)
+		}
+	}
 	if err := runAll(*tryd, *rounds, *builds, *jobs, *slots, *logs, *profiles); err != nil {
 		fmt.Fprintln(os.Stderr, "replicas:", err)
 		os.Exit(1)
@@ -67,13 +84,20 @@ type config struct {
 	name     string
 	postgres bool
 	replicas int
+	// limited runs each coordinator in a cgroup of its own limited to
+	// limitCPUs; the dispatch latency is not sampled.
+	limited bool
 }
 
 var configs = []config{
-	{"sqlite-1", false, 1},
-	{"postgres-1", true, 1},
-	{"postgres-2", true, 2},
+	{"sqlite-1", false, 1, false},
+	{"postgres-1", true, 1, false},
+	{"postgres-2", true, 2, false},
 }
+
+// limitCPUs is the CPU limit of each coordinator of the limited
+// configurations (-limit).
+var limitCPUs float64
 
 // run is what one throughput run and its latency samples measured.
 type run struct {
@@ -146,7 +170,7 @@ func runAll(tryd string, rounds, builds, jobs, slots int, logs bool, profiles st
 			if err != nil {
 				return fmt.Errorf("%s (round %d): %w", cfg.name, round+1, err)
 			}
-			fmt.Printf("round %d %-11s %7.1f jobs/s\n", round+1, cfg.name, float64(r.jobs)/r.elapsed.Seconds())
+			fmt.Printf("round %d %-12s %7.1f jobs/s\n", round+1, cfg.name, float64(r.jobs)/r.elapsed.Seconds())
 			totals[cfg.name].add(r)
 		}
 	}
@@ -154,10 +178,17 @@ func runAll(tryd string, rounds, builds, jobs, slots int, logs bool, profiles st
 	for _, cfg := range configs {
 		printTotal(cfg.name, totals[cfg.name])
 	}
+	if len(configs) == 1 {
+		return nil
+	}
 	s, p1, p2 := totals["sqlite-1"], totals["postgres-1"], totals["postgres-2"]
 	fmt.Printf("RESULT jobs=%d rounds=%d sqlite1=%.1f pg1=%.1f pg2=%.1f ratio_pg2_pg1=%.2f ratio_pg1_sqlite=%.2f p99_sqlite1_ms=%.2f p99_pg1_ms=%.2f p99_pg2_ms=%.2f\n",
 		builds*jobs, rounds, s.jobsPerSec(), p1.jobsPerSec(), p2.jobsPerSec(), p2.jobsPerSec()/p1.jobsPerSec(), p1.jobsPerSec()/s.jobsPerSec(),
 		ms(s.percentile(99)), ms(p1.percentile(99)), ms(p2.percentile(99)))
+	if limitCPUs > 0 {
+		l1, l2 := totals["pg-1-limited"], totals["pg-2-limited"]
+		fmt.Printf("RESULT_LIMITED limit_cpus=%.2f pg1=%.1f pg2=%.1f ratio_pg2_pg1=%.2f\n", limitCPUs, l1.jobsPerSec(), l2.jobsPerSec(), l2.jobsPerSec()/l1.jobsPerSec())
+	}
 	return nil
 }
 
@@ -166,6 +197,9 @@ func runAll(tryd string, rounds, builds, jobs, slots int, logs bool, profiles st
 // the next one.
 func measureConfig(cfg config, round int, dsn string, pgPid int, tryd string, builds, jobs, slots int, logs bool, profiles string) (run, error) {
 	prefix := fmt.Sprintf("r%d%s", round, cfg.name[:1]) + strconv.Itoa(cfg.replicas)
+	if cfg.limited {
+		prefix += "l"
+	}
 	var db string
 	if cfg.postgres {
 		name := fmt.Sprintf("tryd_bench_%d_%s", os.Getpid(), prefix)
@@ -184,7 +218,7 @@ func measureConfig(cfg config, round int, dsn string, pgPid int, tryd string, bu
 			return run{}, err
 		}
 	}
-	return measure(tryd, db, cfg.replicas, builds, jobs, slots, prefix, logs, pgPid, prof)
+	return measure(tryd, db, cfg, builds, jobs, slots, prefix, logs, pgPid, prof)
 }
 
 // printTotal prints a configuration's figures over all rounds.
@@ -252,7 +286,8 @@ func graphOf(prefix string, n int) graph.Graph {
 	return g
 }
 
-func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string, logs bool, pgPid int, profiles string) (run, error) {
+func measure(tryd, dsn string, cfg config, builds, jobs, slots int, prefix string, logs bool, pgPid int, profiles string) (run, error) {
+	replicas := cfg.replicas
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "tryd-replicas-")
@@ -268,7 +303,25 @@ func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string,
 	if err != nil {
 		return run{}, err
 	}
-	defer c.Close()
+	var limits []*cpuLimit
+	defer func() {
+		c.Close() // the coordinators exit, so their cgroups can go
+		for _, l := range limits {
+			l.close()
+		}
+	}()
+	if cfg.limited {
+		for i, p := range c.Coordinators() {
+			l, err := newCPULimit(fmt.Sprintf("tryd-bench-%d-%s-%d", os.Getpid(), prefix, i), limitCPUs)
+			if err != nil {
+				return run{}, err
+			}
+			limits = append(limits, l)
+			if err := l.add(p.Pid()); err != nil {
+				return run{}, err
+			}
+		}
+	}
 	for i, prefer := range []int{0, 1, 0} {
 		if _, err := c.StartWorker(replicatest.WorkerNames[i], prefer%replicas, slots); err != nil {
 			return run{}, err
@@ -290,6 +343,9 @@ func measure(tryd, dsn string, replicas, builds, jobs, slots int, prefix string,
 	cpu1 := cpuOf(c, pgPid)
 	var lat []time.Duration
 	for i := range samples {
+		if cfg.limited {
+			break
+		}
 		d, err := dispatchLatency(ctx, c.Client(i%replicas), fmt.Sprintf("%s-lat%d", prefix, i))
 		if err != nil {
 			return run{}, err
