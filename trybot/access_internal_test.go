@@ -78,6 +78,29 @@ func newGitHubTrybot(t *testing.T, sim *githubsim.Sim, app bool, webhookSecret s
 	return tb
 }
 
+// simWithRepos starts a GitHub simulator with repositories slugs, each
+// with a commit on main, and returns it and each one's head.
+func simWithRepos(t *testing.T, slugs ...string) (*githubsim.Sim, map[string]string) {
+	t.Helper()
+	sim := githubsim.StartForTest(t, githubsim.Options{})
+	heads := map[string]string{}
+	for _, slug := range slugs {
+		fatalIf(t, sim.CreateRepo(t.Context(), slug))
+		head, err := sim.Push(t.Context(), slug, "main", map[string]string{"go.mod": "module example.com/x\n"})
+		fatalIf(t, err)
+		heads[slug] = head
+	}
+	return sim, heads
+}
+
+// fatalIf stops the test when err is not nil.
+func fatalIf(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // githubErr is GitHub's answer code with header h, as go-github reports
 // it.
 func githubErr(code int, h http.Header, msg string) error {

@@ -22,32 +22,19 @@ import (
 func TestGitHubAppInstallationPerAccount(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	sim := githubsim.StartForTest(t, githubsim.Options{})
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(sim.AddOrg("gophers", "wendy"))
-	heads := map[string]string{}
-	for _, slug := range []string{"alice/one", "gophers/two"} {
-		must(sim.CreateRepo(ctx, slug))
-		head, err := sim.Push(ctx, slug, "main", map[string]string{"go.mod": "module example.com/x\n"})
-		must(err)
-		heads[slug] = head
-	}
+	sim, heads := simWithRepos(t, "alice/one", "gophers/two")
+	fatalIf(t, sim.AddOrg("gophers", "wendy"))
 	const secret = "app-webhook-secret"
 	var tb *Trybot
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { tb.Handler().ServeHTTP(w, r) }))
 	t.Cleanup(hook.Close)
 	_, err := sim.AddApp(githubsim.AppOptions{Slug: "tryd", WebhookURL: hook.URL + "/github-app-webhook", WebhookSecret: secret})
-	must(err)
+	fatalIf(t, err)
 	tb = newGitHubTrybot(t, sim, true, secret, "alice/one", "gophers/two")
 	aliceID, err := sim.InstallationID("tryd", "alice")
-	must(err)
+	fatalIf(t, err)
 	gophersID, err := sim.InstallationID("tryd", "gophers")
-	must(err)
+	fatalIf(t, err)
 	if creds, err := sim.AppCredentials("tryd"); err != nil || creds.InstallationID != aliceID {
 		t.Fatalf("configured installation %d, %v; want alice's %d", creds.InstallationID, err, aliceID)
 	}
@@ -85,8 +72,8 @@ func TestGitHubAppInstallationPerAccount(t *testing.T) {
 
 	// Uninstalled from the organization: its repository is out of
 	// reach, the user's is not.
-	must(sim.DeleteInstallation(ctx, "tryd", "gophers"))
-	must(sim.Flush(ctx))
+	fatalIf(t, sim.DeleteInstallation(ctx, "tryd", "gophers"))
+	fatalIf(t, sim.Flush(ctx))
 	if got := noAccess(); got["two"] != "installation deleted" || got["one"] != "" {
 		t.Errorf("after gophers' installation was deleted: no access %v, want two only", got)
 	}
@@ -100,8 +87,8 @@ func TestGitHubAppInstallationPerAccount(t *testing.T) {
 	// Installed again on the organization, under a new ID, which the
 	// trybot uses there only.
 	newID, err := sim.CreateInstallation(ctx, "tryd", "gophers")
-	must(err)
-	must(sim.Flush(ctx))
+	fatalIf(t, err)
+	fatalIf(t, sim.Flush(ctx))
 	checkIDs("installed again", aliceID, newID)
 	for _, ri := range []*repoInfo{one, two} {
 		if err := post(ri); err != nil {

@@ -19,22 +19,13 @@ import (
 func TestGitHubListingsPaged(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	sim := githubsim.StartForTest(t, githubsim.Options{})
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(sim.CreateRepo(ctx, "o/r"))
-	_, err := sim.Push(ctx, "o/r", "main", map[string]string{"go.mod": "module example.com/r\n"})
-	must(err)
+	sim, _ := simWithRepos(t, "o/r")
 	for _, login := range []string{"wendy", "walt"} {
 		_, err := sim.AddUser(login, githubsim.PermWrite)
-		must(err)
+		fatalIf(t, err)
 	}
 	n, err := sim.OpenPR(ctx, "o/r", "wendy", githubsim.PROptions{Head: "feature", Title: "Add a", Files: map[string]string{"a.txt": "a\n"}})
-	must(err)
+	fatalIf(t, err)
 	tb := newGitHubTrybot(t, sim, false, "", "o/r")
 	ri := tb.repo("r")
 	g := ri.github
@@ -46,7 +37,7 @@ func TestGitHubListingsPaged(t *testing.T) {
 			body += "\n\n" + marker
 		}
 		_, err := sim.Comment(ctx, "o/r", n, "walt", body)
-		must(err)
+		fatalIf(t, err)
 	}
 	for _, tc := range []struct {
 		marker string
@@ -58,19 +49,19 @@ func TestGitHubListingsPaged(t *testing.T) {
 	}
 
 	for range 60 {
-		must(sim.AddLabel(ctx, "o/r", n, "walt", "run-trybot"))
-		must(sim.RemoveLabel(ctx, "o/r", n, "walt", "run-trybot"))
+		fatalIf(t, sim.AddLabel(ctx, "o/r", n, "walt", "run-trybot"))
+		fatalIf(t, sim.RemoveLabel(ctx, "o/r", n, "walt", "run-trybot"))
 	}
-	must(sim.AddLabel(ctx, "o/r", n, "wendy", "run-trybot"))
+	fatalIf(t, sim.AddLabel(ctx, "o/r", n, "wendy", "run-trybot"))
 	login, id, err := g.labelActor(ctx, ri, int32(n), "run-trybot")
 	evs, _, lerr := g.c.Issues.ListIssueEvents(ctx, "o", "r", n, &github.ListOptions{PerPage: 100, Page: 2})
-	must(lerr)
+	fatalIf(t, lerr)
 	if err != nil || login != "wendy" || len(evs) == 0 || id != evs[len(evs)-1].GetID() {
 		t.Errorf("labelActor after 121 label events = %s, %d, %v; want wendy and the last event", login, id, err)
 	}
 
 	pr, _, err := g.c.PullRequests.Get(ctx, "o", "r", n)
-	must(err)
+	fatalIf(t, err)
 	head := pr.GetHead().GetSHA()
 	run := &client.Run{ID: 7, Change: int32(n), Revision: head}
 	for i := range 250 {
@@ -80,7 +71,7 @@ func TestGitHubListingsPaged(t *testing.T) {
 		}
 		_, _, err := g.c.Checks.CreateCheckRun(ctx, "o", "r", github.CreateCheckRunOptions{Name: checkName("linux"), HeadSHA: head,
 			ExternalID: github.String(ext), Status: github.String("completed"), Conclusion: github.String("success")})
-		must(err)
+		fatalIf(t, err)
 	}
 	rep := &githubReporter{t: tb, ri: ri}
 	if cr, err := rep.checkRun(ctx, run, "linux"); err != nil || cr.GetExternalID() != externalID(run, "linux") {
