@@ -347,6 +347,14 @@ func (s *installationTokens) ID() int64 {
 	return s.id
 }
 
+// is reports whether id is the installation found on the account (not
+// merely the configured one, which may be another account's).
+func (s *installationTokens) is(id int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.found && s.id == id
+}
+
 // use makes id the current installation and reports whether it changed
 // (its token is then dropped: it was the old installation's).
 func (s *installationTokens) use(id int64) bool {

@@ -18,11 +18,14 @@ import (
 // both accounts' repositories with their own installation's tokens, and
 // the App's installation webhooks for the organization ("deleted",
 // "created" under a new ID) change what the trybot does for the
-// organization's repository only, matched by the installation's account.
+// organization's repository only, matched by the installation's account;
+// the user's installation suspended leaves alone a third account's
+// repository whose installation the trybot has not looked up yet (its
+// ID is still the configured one, the user's).
 func TestGitHubAppInstallationPerAccount(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	sim, heads := simWithRepos(t, "alice/one", "gophers/two")
+	sim, heads := simWithRepos(t, "alice/one", "gophers/two", "carol/three")
 	fatalIf(t, sim.AddOrg("gophers", "wendy"))
 	const secret = "app-webhook-secret"
 	var tb *Trybot
@@ -30,7 +33,7 @@ func TestGitHubAppInstallationPerAccount(t *testing.T) {
 	t.Cleanup(hook.Close)
 	_, err := sim.AddApp(githubsim.AppOptions{Slug: "tryd", WebhookURL: hook.URL + "/github-app-webhook", WebhookSecret: secret})
 	fatalIf(t, err)
-	tb = newGitHubTrybot(t, sim, true, secret, "alice/one", "gophers/two")
+	tb = newGitHubTrybot(t, sim, true, secret, "alice/one", "gophers/two", "carol/three")
 	aliceID, err := sim.InstallationID("tryd", "alice")
 	fatalIf(t, err)
 	gophersID, err := sim.InstallationID("tryd", "gophers")
@@ -95,6 +98,19 @@ func TestGitHubAppInstallationPerAccount(t *testing.T) {
 			t.Errorf("post to %s after reinstalling: %v", ri.cfg.Slug, err)
 		}
 	}
+
+	// Suspended on the user's account: carol's repository, whose
+	// installation the trybot has not looked up yet (it still has the
+	// configured ID, alice's), stays in reach.
+	fatalIf(t, sim.SuspendInstallation(ctx, "tryd", "alice"))
+	fatalIf(t, sim.Flush(ctx))
+	if got := noAccess(); got["one"] != "installation suspend" || got["three"] != "" {
+		t.Errorf("after alice's installation was suspended: no access %v, want one (and two) only", got)
+	}
+	if err := post(tb.repo("three")); err != nil {
+		t.Errorf("post to carol/three with alice's installation suspended: %v", err)
+	}
+
 	for _, d := range sim.Deliveries("") {
 		if d.Event == "installation" && d.StatusCode != http.StatusNoContent {
 			t.Errorf("installation %s delivery answered %d, want 204", d.Action, d.StatusCode)

@@ -277,8 +277,8 @@ func (t *Trybot) installationEvent(e *github.InstallationEvent) {
 		}
 		it := g.insts.of(ri.owner)
 		// The installation is the repository's when it is on its
-		// owner's account, is the one in use there, or lists it.
-		ours := strings.EqualFold(ri.owner, inst.GetAccount().GetLogin()) || inst.GetID() == it.ID() ||
+		// owner's account, is the one found there, or lists it.
+		ours := strings.EqualFold(ri.owner, inst.GetAccount().GetLogin()) || it.is(inst.GetID()) ||
 			slices.ContainsFunc(e.Repositories, func(r *github.Repository) bool { return strings.EqualFold(r.GetFullName(), ri.cfg.Slug) })
 		if !ours {
 			continue
