@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"net/url"
 	"slices"
 	"sort"
@@ -31,6 +32,10 @@ func (s *Sim) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		switch {
+		case strings.HasPrefix(p, "/api/v3/") && path.Clean(p) != strings.TrimSuffix(p, "/"):
+			// Dot segments or empty ones: not an endpoint (ServeMux
+			// would redirect to the cleaned path instead).
+			writeJSON(w, http.StatusNotFound, errBody("Not Found"))
 		case strings.HasPrefix(p, "/api/v3/"):
 			api.ServeHTTP(w, r)
 		case isGitPath(p):

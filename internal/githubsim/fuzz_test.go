@@ -31,6 +31,9 @@ func FuzzREST(f *testing.F) {
 		{"GET", "/api/v3/app", "Bearer eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiIxMDA5In0.AAAA", "", ""},
 		{"POST", "/api/v3/app/installations/1/access_tokens", "Bearer a.b.c", `{"repositories":`, ""},
 		{"GET", "/octo/hello.git/../../../etc/passwd", "", "", ""},
+		{"GET", "/api/v3/installation/repositories?per_page=1000&page=-3", "app", "", ""},
+		{"GET", "/api/v3/installation/repositories", "token", "", ""},
+		{"GET", "/api/v3/app/installations?per_page=x&page=99999999999999999999", "Bearer a.b.c", "", ""},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.path, s.auth, s.body, s.inm)
