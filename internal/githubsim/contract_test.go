@@ -2,6 +2,7 @@ package githubsim
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -144,6 +145,9 @@ func TestWebhookContract(t *testing.T) {
 		{name: "installation created", event: "installation", action: "created", app: true, ignore: []string{
 			// A map keyed by the permissions the app was granted.
 			"installation.permissions",
+			// Sent in newer payloads (the REST API has it), not in the
+			// 2019 sample.
+			"installation.app_slug",
 		}, fixtures: []fixture{{"installation/created.payload.json", false}}},
 		{name: "check_run rerequested", event: "check_run", action: "rerequested", app: true, ignore: checkRunIgnore, fixtures: []fixture{{"check_run/rerequested.payload.json", true}}},
 	}
@@ -167,7 +171,12 @@ func TestWebhookContract(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				ms, err := jsonshape.Compare(want, got.body, jsonshape.Options{Ignore: append(tc.ignore, contractIgnore...), AllowExtra: f.allowExtra})
+				ignore := append(tc.ignore, contractIgnore...)
+				if tc.event == "installation" {
+					// The event's subject, compared like the rest.
+					ignore = slices.DeleteFunc(ignore, func(p string) bool { return p == "installation" })
+				}
+				ms, err := jsonshape.Compare(want, got.body, jsonshape.Options{Ignore: ignore, AllowExtra: f.allowExtra})
 				if err != nil {
 					t.Fatal(err)
 				}
