@@ -2,94 +2,15 @@ package sqlite
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"reflect"
 	"testing"
-	"time"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/state"
+	"github.com/tryd-ci/tryd/coordinator/state/internal/jobset"
 )
-
-func TestJobSetRoundTrip(t *testing.T) {
-	code := -1
-	tests := []struct {
-		name string
-		jobs []state.Job
-	}{
-		{"empty", nil},
-		{"one", []state.Job{{JobID: "a", Name: "hello", OutputDigest: "d"}}},
-		{"every field", []state.Job{
-			{JobID: "x", Name: "naïve\n\x00", Seq: -5, Worker: "w", OutputDigest: "sha256:00", ExitCode: &code, Error: "boom",
-				Started: time.Unix(0, 1).UTC(), Finished: time.Unix(1_700_000_000, 999).UTC()},
-			{JobID: "y", Seq: 1 << 40},
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			for i := range tt.jobs {
-				tt.jobs[i].BuildID, tt.jobs[i].State = 7, api.JobFailed
-			}
-			got, err := decodeJobSet(encodeJobSet(tt.jobs), 7, api.JobFailed)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(got) != len(tt.jobs) || (len(got) > 0 && !reflect.DeepEqual(got, tt.jobs)) {
-				t.Errorf("decoded %+v, want %+v", got, tt.jobs)
-			}
-		})
-	}
-}
-
-func TestJobSetCorrupt(t *testing.T) {
-	good := encodeJobSet([]state.Job{{JobID: "a", Name: "hello"}})
-	tests := []struct {
-		name string
-		b    []byte
-	}{
-		{"empty", nil},
-		{"unknown version", append([]byte{2}, good[1:]...)},
-		{"truncated", good[:len(good)-1]},
-		{"trailing bytes", append(good, 0)},
-		{"huge count", []byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f}},
-		{"bad exit tag", func() []byte {
-			b := encodeJobSet([]state.Job{{}})
-			b[2+5] = 7 // after the count and five empty fields
-			return b
-		}()},
-		{"string past the end", []byte{1, 1, 0x7f}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if _, err := decodeJobSet(tt.b, 1, api.JobCached); !errors.Is(err, errBadJobSet) {
-				t.Errorf("decode = %v, want errBadJobSet", err)
-			}
-		})
-	}
-}
-
-func FuzzDecodeJobSet(f *testing.F) {
-	code := 3
-	f.Add(encodeJobSet(nil))
-	f.Add(encodeJobSet([]state.Job{{JobID: "a", Name: "b", Seq: 2, ExitCode: &code, Error: "e", Finished: time.Unix(5, 0)}}))
-	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		jobs, err := decodeJobSet(b, 1, api.JobCached)
-		if err != nil {
-			if !errors.Is(err, errBadJobSet) {
-				t.Fatalf("error %v does not wrap errBadJobSet", err)
-			}
-			return
-		}
-		// What decodes encodes back to a set that decodes the same.
-		again, err := decodeJobSet(encodeJobSet(jobs), 1, api.JobCached)
-		if err != nil || len(again) != len(jobs) || (len(jobs) > 0 && !reflect.DeepEqual(again, jobs)) {
-			t.Fatalf("re-decoded %+v, %v; want %+v", again, err, jobs)
-		}
-	})
-}
 
 // TestJobSetsAfterReopen: a store that did not write a build's sets (a
 // restarted coordinator's) finds them when a commit rewrites one of their
@@ -113,7 +34,7 @@ func TestJobSetsAfterReopen(t *testing.T) {
 	s.Close()
 	s = open(t, path)
 	defer s.Close()
-	s.sets = newSetIndex(60) // room for one build's hashes at a time
+	s.sets = jobset.NewIndex(60) // room for one build's hashes at a time
 	for round := range 2 {
 		for _, id := range ids {
 			j := jobs[round*10+int(id)]
@@ -137,8 +58,8 @@ func TestJobSetsAfterReopen(t *testing.T) {
 			t.Errorf("build %d: Jobs = %d jobs, %v", id, len(got), err)
 		}
 	}
-	if s.sets.size > 60 {
-		t.Errorf("index holds %d, more than its bound", s.sets.size)
+	if s.sets.Size() > 60 {
+		t.Errorf("index holds %d, more than its bound", s.sets.Size())
 	}
 }
 
