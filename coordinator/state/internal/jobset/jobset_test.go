@@ -88,7 +88,6 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-
 // TestCandidates: a commit reads the sets of the builds the index does
 // not know and of the jobs whose hashes it holds, and no others.
 func TestCandidates(t *testing.T) {
