@@ -14,14 +14,20 @@ import (
 	"github.com/tryd-ci/tryd/coordinator/state"
 )
 
-// HoldBuild implements state.Leaser. The notice to the other replicas
-// goes in the same statement: one round trip.
+// HoldBuild implements state.Leaser: it takes only a build no replica
+// has ever held (holds = 0), so it is safe by construction where a
+// claim needs the row lock that fences the commits of a build's last
+// holder (see CommitHeld): a build never held has no such commits. A
+// claim racing it for the new build waits for its row lock and finds
+// the build held, or took it first (holds = 1) and HoldBuild fails. The
+// notice to the other replicas goes in the same statement: one round
+// trip.
 func (s *Store) HoldBuild(ctx context.Context, id int64, o state.Owner, now, until time.Time) (bool, error) {
 	var held int
-	err := s.pool.QueryRow(ctx, `WITH h AS (UPDATE builds SET owner=$1, owner_url=$2, lease_expires=$3
-			WHERE id=$4 AND state=$5 AND (owner='' OR lease_expires<$6) RETURNING id)
-		SELECT count(*) FROM h, pg_notify($7, id::text)`,
-		o.ID, o.URL, until.UnixNano(), id, string(api.BuildRunning), now.UnixNano(), heldChannel).Scan(&held)
+	err := s.pool.QueryRow(ctx, `WITH h AS (UPDATE builds SET owner=$1, owner_url=$2, lease_expires=$3, holds=holds+1
+			WHERE id=$4 AND state=$5 AND holds=0 RETURNING id)
+		SELECT count(*) FROM h, pg_notify($6, id::text)`,
+		o.ID, o.URL, until.UnixNano(), id, string(api.BuildRunning), heldChannel).Scan(&held)
 	if err != nil {
 		return false, fmt.Errorf("pgstate: hold build %d: %w", id, err)
 	}
@@ -33,24 +39,41 @@ func (s *Store) HoldBuild(ctx context.Context, id int64, o state.Owner, now, unt
 // ever both taking one build. Each claimed build is announced on
 // heldChannel by the same statement (pg_notify in FROM runs once per
 // row; notifications are sent at commit). The candidates are the few
-// running builds without a live lease: sorting them is cheap.
+// running builds without a live lease: sorting them is cheap. The same
+// statement tells which claimed builds have job sets, so that the
+// commits of those without (most) need not read the sets first.
 func (s *Store) ClaimBuilds(ctx context.Context, o state.Owner, limit int, now, until time.Time) ([]int64, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, `WITH c AS (UPDATE builds SET owner=$1, owner_url=$2, lease_expires=$3
+	rows, err := s.pool.Query(ctx, `WITH c AS (UPDATE builds SET owner=$1, owner_url=$2, lease_expires=$3, holds=holds+1
 			WHERE id IN (SELECT id FROM builds WHERE state=$4 AND (owner='' OR lease_expires<$5)
 				ORDER BY (offered_by=$1 OR created<=$8) DESC, id LIMIT $6 FOR UPDATE SKIP LOCKED)
 			RETURNING id)
-		SELECT id FROM c, pg_notify($7, id::text)`,
+		SELECT id, EXISTS (SELECT 1 FROM job_sets WHERE build_id = id) FROM c, pg_notify($7, id::text)`,
 		o.ID, o.URL, until.UnixNano(), string(api.BuildRunning), now.UnixNano(), limit, heldChannel, now.Add(-state.OwnFirst).UnixNano())
 	if err != nil {
 		return nil, fmt.Errorf("pgstate: claim builds: %w", err)
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
+	var ids, without []int64
+	var id int64
+	var hasSets bool
+	if _, err := pgx.ForEachRow(rows, []any{&id, &hasSets}, func() error {
+		ids = append(ids, id)
+		if !hasSets {
+			without = append(without, id)
+		}
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("pgstate: claim builds: %w", err)
 	}
+	s.setsMu.Lock()
+	for _, id := range without {
+		if _, known := s.sets.Lookup(id); !known {
+			s.sets.Put(id, nil) // it exists: its sets would have been created with it
+		}
+	}
+	s.setsMu.Unlock()
 	return ids, nil
 }
 

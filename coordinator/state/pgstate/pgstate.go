@@ -16,11 +16,13 @@
 package pgstate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,6 +31,7 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/state"
+	"github.com/tryd-ci/tryd/coordinator/state/internal/jobset"
 	"github.com/tryd-ci/tryd/coordinator/state/internal/sqlrow"
 )
 
@@ -105,6 +108,28 @@ var migrations = []string{
 	// Version 2: the replica that offered a build it did not hold
 	// (Store.OfferBuild), whose claims prefer it.
 	`ALTER TABLE builds ADD COLUMN offered_by TEXT NOT NULL DEFAULT '';`,
+	// Version 3: the finished jobs a build is created with as one job
+	// set per build and state (state/internal/jobset) instead of a row
+	// each; graphs apart from the builds' other columns, which change
+	// (every lease renewal writes a new version of a build's row, and
+	// a graph of a few KB is kept in the row); holds, how many times a
+	// replica took the build's lease (HoldBuild takes only a build never
+	// held: the builds that exist now count as held once).
+	`CREATE TABLE job_sets (
+		build_id BIGINT NOT NULL REFERENCES builds(id),
+		state TEXT NOT NULL,
+		n INTEGER NOT NULL,
+		jobs BYTEA NOT NULL,
+		PRIMARY KEY (build_id, state)
+	);
+	CREATE TABLE build_graphs (
+		build_id BIGINT PRIMARY KEY REFERENCES builds(id),
+		graph BYTEA NOT NULL
+	);
+	INSERT INTO build_graphs (build_id, graph) SELECT id, graph FROM builds;
+	ALTER TABLE builds DROP COLUMN graph;
+	ALTER TABLE builds ADD COLUMN holds BIGINT NOT NULL DEFAULT 1;
+	ALTER TABLE builds ALTER COLUMN holds SET DEFAULT 0;`,
 }
 
 // SchemaVersion is the schema version this tryd writes.
@@ -142,13 +167,27 @@ type Options struct {
 type Store struct {
 	pool *pgxpool.Pool
 	log  logrus.FieldLogger
+
+	// setsMu guards sets, which knows which builds have job sets and
+	// which jobs they hold (see jobset.Index): a commit reads and
+	// rewrites sets (in a transaction of several round trips instead of
+	// one) only for the builds it does not know or whose sets may hold
+	// one of its jobs.
+	setsMu sync.Mutex
+	sets   *jobset.Index
 }
 
 var (
 	_ state.Store      = (*Store)(nil)
 	_ state.Leaser     = (*Store)(nil)
 	_ state.JobCounter = (*Store)(nil)
+	_ state.JobSetter  = (*Store)(nil)
 )
+
+// KeepsJobSets implements state.JobSetter: the finished jobs a build is
+// created with are kept in job_sets, in the statement that creates the
+// build (see state/internal/jobset).
+func (s *Store) KeepsJobSets() bool { return true }
 
 // Open connects, and creates or migrates the schema.
 func Open(ctx context.Context, opts Options) (*Store, error) {
@@ -169,6 +208,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		// the DSN overrides it).
 		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
+	// pgxpool pings a connection idle for over a second before handing
+	// it out; one idle less long whose session the server ended (an
+	// operator's pg_terminate_backend, a restart) failed its next
+	// statement, a retryable error for a client. Pinged too if its
+	// socket shows the end (a check without a round trip).
+	cfg.ShouldPing = func(_ context.Context, p pgxpool.ShouldPingParams) bool {
+		return p.IdleDuration > time.Second || peerClosed(p.Conn.PgConn().Conn())
+	}
 	cfg.MaxConns = 10
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
@@ -183,7 +230,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgstate: connect to %s: %w", cfg.ConnConfig.Host, err)
 	}
-	s := &Store{pool: pool, log: log}
+	s := &Store{pool: pool, log: log, sets: jobset.NewIndex(jobset.MaxIndex)}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("pgstate: %w", err)
@@ -259,30 +306,50 @@ func int32p(p *int) *int32 {
 }
 
 // CreateBuild implements state.Store in one statement (one round trip,
-// atomic on its own): the build, its labels and its jobs are inserted by
+// atomic on its own): the build, its graph, its labels, its unfinished
+// jobs (rows) and its finished ones (job sets) are inserted by
 // data-modifying CTEs that share the new build's ID.
 func (s *Store) CreateBuild(ctx context.Context, b *state.Build, jobs []state.Job) (int64, error) {
 	var keys, values []string
 	for k, v := range b.Labels {
 		keys, values = append(keys, k), append(values, v)
 	}
-	j := jobArrays(jobs, 0)
+	s.setsMu.Lock()
+	rows, sets, hashes := s.sets.Split(jobs)
+	s.setsMu.Unlock()
+	j := jobArrays(rows, 0)
+	setStates, setSizes, setJobs := make([]string, len(sets)), make([]int32, len(sets)), make([][]byte, len(sets))
+	for i, set := range sets {
+		setStates[i], setSizes[i], setJobs[i] = string(set[0].State), int32(len(set)), jobset.Encode(set)
+	}
+	graph := b.Graph
+	if graph == nil {
+		graph = []byte{} // NOT NULL
+	}
 	var id int64
 	err := s.pool.QueryRow(ctx, `WITH b AS (
-			INSERT INTO builds (priority, labels, graph, state, error, created, finished) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id
+			INSERT INTO builds (priority, labels, state, error, created, finished) VALUES ($1, $2, $4, $5, $6, $7) RETURNING id
+		), g AS (
+			INSERT INTO build_graphs (build_id, graph) SELECT id, $3 FROM b
 		), l AS (
 			INSERT INTO build_labels (build_id, key, value) SELECT b.id, l.k, l.v FROM b, unnest($8::text[], $9::text[]) AS l(k, v)
 		), j AS (
 			INSERT INTO jobs (build_id, job_id, name, seq, state, worker, output_digest, exit_code, error, started, finished)
 			SELECT b.id, j.* FROM b, unnest($10::text[], $11::text[], $12::int[], $13::text[], $14::text[], $15::text[], $16::int[], $17::text[], $18::bigint[], $19::bigint[]) AS j
+		), s AS (
+			INSERT INTO job_sets (build_id, state, n, jobs) SELECT b.id, s.* FROM b, unnest($20::text[], $21::int[], $22::bytea[]) AS s
 		)
 		SELECT id FROM b`,
-		string(b.Priority), sqlrow.EncodeLabels(b.Labels), b.Graph, string(b.State), b.Error, sqlrow.Nanos(b.Created), sqlrow.Nanos(b.Finished),
+		string(b.Priority), sqlrow.EncodeLabels(b.Labels), graph, string(b.State), b.Error, sqlrow.Nanos(b.Created), sqlrow.Nanos(b.Finished),
 		keys, values,
-		j.ids, j.names, j.seqs, j.states, j.workers, j.outputs, j.exits, j.errs, j.starts, j.fins).Scan(&id)
+		j.ids, j.names, j.seqs, j.states, j.workers, j.outputs, j.exits, j.errs, j.starts, j.fins,
+		setStates, setSizes, setJobs).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("pgstate: create build: %w", err)
 	}
+	s.setsMu.Lock()
+	s.sets.Put(id, hashes)
+	s.setsMu.Unlock()
 	return id, nil
 }
 
@@ -348,34 +415,195 @@ func (s *Store) Commit(ctx context.Context, b *state.Batch) error {
 // commit is Commit, fenced by owner's leases unless owner is empty (see
 // CommitHeld). Every statement over a build's records carries the
 // fence's condition, true at once for an empty owner: one statement
-// text for both.
+// text for both. A batch that writes a job that may be in a job set
+// takes the transaction of commitWithSets instead.
 func (s *Store) commit(ctx context.Context, b *state.Batch, owner string) (foreign []int64, err error) {
 	if b.Empty() {
 		return nil, nil
 	}
-	var batch pgx.Batch
 	var fenced []int64
 	if owner != "" {
 		fenced = batchBuilds(b)
+	}
+	type key struct {
+		build int64
+		job   string
+	}
+	jobs := lastByKey(b.Jobs, func(j state.Job) key { return key{j.BuildID, j.JobID} })
+	s.setsMu.Lock()
+	cands := s.sets.Candidates(jobs)
+	s.setsMu.Unlock()
+	if len(cands) > 0 {
+		return s.commitWithSets(ctx, b, jobs, owner, fenced, cands)
+	}
+	var batch pgx.Batch
+	if len(fenced) > 0 {
+		batch.Queue(fenceSQL, fenced)
+	}
+	queueWrites(&batch, b, jobs, owner)
+	br := s.pool.SendBatch(ctx, &batch)
+	if len(fenced) > 0 {
+		foreign, err = readFence(br, owner)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: commit: %w", err)
+	}
+	return foreign, nil
+}
+
+// fenceSQL locks the rows of the builds of a fenced commit (see
+// CommitHeld) in ID order, so that two fences never wait on each other
+// crosswise, and reads their owners.
+const fenceSQL = `SELECT id, owner FROM builds WHERE id = ANY($1) ORDER BY id FOR KEY SHARE`
+
+// readFence reads the answer to fenceSQL: the builds owner does not own.
+func readFence(br pgx.BatchResults, owner string) (foreign []int64, err error) {
+	var id int64
+	var o string
+	rows, _ := br.Query()
+	_, err = pgx.ForEachRow(rows, []any{&id, &o}, func() error {
+		if o != owner {
+			foreign = append(foreign, id)
+		}
+		return nil
+	})
+	return foreign, err
+}
+
+// commitWithSets is commit for a batch some of whose jobs may be in job
+// sets (cands: by build, the IDs of those jobs), in a transaction: the
+// fence if any, then the sets of the candidate builds the fence leaves,
+// read FOR UPDATE (so that concurrent rewrites of a set, by any replica,
+// apply one after the other), the jobs of the batch taken out of them,
+// and the batch's writes. The coordinator writes a job of a set only
+// when it runs a cached job again, so this runs about once per build
+// this process did not create or claim (to learn that it has no sets).
+func (s *Store) commitWithSets(ctx context.Context, b *state.Batch, jobs []state.Job, owner string, fenced []int64, cands map[int64]map[string]bool) (foreign []int64, err error) {
+	type storedSet struct {
+		state api.JobState
+		jobs  []state.Job
+	}
+	var read map[int64][]storedSet     // as read, for the index; an entry for every candidate build that exists
+	var rewritten map[int64][]storedSet // as written, if the commit succeeds
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if len(fenced) > 0 {
-			// In ID order, so that two fences never wait on each
-			// other crosswise.
-			batch.Queue(`SELECT id, owner FROM builds WHERE id = ANY($1) ORDER BY id FOR KEY SHARE`, fenced)
+			var batch pgx.Batch
+			batch.Queue(fenceSQL, fenced)
+			br := tx.SendBatch(ctx, &batch)
+			foreign, err = readFence(br, owner)
+			if cerr := br.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		}
+		ids := make([]int64, 0, len(cands))
+		for id := range cands {
+			if !slices.Contains(foreign, id) {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		var batch pgx.Batch
+		batch.Queue(`SELECT build_id, state, jobs FROM job_sets WHERE build_id = ANY($1) ORDER BY build_id, state FOR UPDATE`, ids)
+		batch.Queue(`SELECT id FROM builds WHERE id = ANY($1)`, ids)
+		br := tx.SendBatch(ctx, &batch)
+		sets := map[int64][]storedSet{}
+		var bid int64
+		var st string
+		var blob []byte
+		rows, _ := br.Query()
+		_, err := pgx.ForEachRow(rows, []any{&bid, &st, &blob}, func() error {
+			jobs, err := jobset.Decode(blob, bid, api.JobState(st))
+			if err != nil {
+				return fmt.Errorf("job set %s of build %d: %w", st, bid, err)
+			}
+			sets[bid] = append(sets[bid], storedSet{api.JobState(st), jobs})
+			return nil
+		})
+		if err == nil {
+			rows, _ = br.Query()
+			_, err = pgx.ForEachRow(rows, []any{&bid}, func() error {
+				if sets[bid] == nil {
+					sets[bid] = []storedSet{} // exists, without sets
+				}
+				return nil
+			})
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		read = sets
+		var writes pgx.Batch
+		for bid, bsets := range sets {
+			var after []storedSet
+			changed := false
+			for _, set := range bsets {
+				kept, removed := jobset.Remove(set.jobs, cands[bid])
+				switch {
+				case !removed:
+				case len(kept) == 0:
+					writes.Queue(`DELETE FROM job_sets WHERE build_id=$1 AND state=$2`, bid, string(set.state))
+				default:
+					writes.Queue(`UPDATE job_sets SET n=$1, jobs=$2 WHERE build_id=$3 AND state=$4`, len(kept), jobset.Encode(kept), bid, string(set.state))
+				}
+				changed = changed || removed
+				if len(kept) > 0 {
+					after = append(after, storedSet{set.state, kept})
+				}
+			}
+			if changed {
+				if rewritten == nil {
+					rewritten = map[int64][]storedSet{}
+				}
+				rewritten[bid] = after
+			}
+		}
+		queueWrites(&writes, b, jobs, owner)
+		return tx.SendBatch(ctx, &writes).Close()
+	})
+	// What was read holds at least what the sets hold from then on,
+	// whatever became of the commit; what was written, once committed.
+	put := func(m map[int64][]storedSet) {
+		for bid, sets := range m {
+			all := make([][]state.Job, len(sets))
+			for i, set := range sets {
+				all[i] = set.jobs
+			}
+			s.sets.PutJobs(bid, all...)
 		}
 	}
+	s.setsMu.Lock()
+	put(read)
+	if err == nil {
+		put(rewritten)
+	}
+	s.setsMu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("pgstate: commit: %w", err)
+	}
+	return foreign, nil
+}
+
+// queueWrites queues the statements of a batch (jobs: its jobs, the last
+// record of each), each conditioned on owner's leases unless owner is
+// empty.
+func queueWrites(batch *pgx.Batch, b *state.Batch, jobs []state.Job, owner string) {
 	for _, u := range b.Builds {
+		batch.Queue(`UPDATE builds SET state=$1, error=$2, finished=$3 WHERE id=$4 AND ($5 = '' OR owner = $5)`, string(u.State), u.Error, sqlrow.Nanos(u.Finished), u.ID, owner)
 		if u.Graph != nil {
-			batch.Queue(`UPDATE builds SET state=$1, error=$2, finished=$3, graph=$4 WHERE id=$5 AND ($6 = '' OR owner = $6)`, string(u.State), u.Error, sqlrow.Nanos(u.Finished), u.Graph, u.ID, owner)
-		} else {
-			batch.Queue(`UPDATE builds SET state=$1, error=$2, finished=$3 WHERE id=$4 AND ($5 = '' OR owner = $5)`, string(u.State), u.Error, sqlrow.Nanos(u.Finished), u.ID, owner)
+			batch.Queue(`UPDATE build_graphs SET graph=$1 WHERE build_id=$2 AND ($3 = '' OR build_id IN (SELECT id FROM builds WHERE id = $2 AND owner = $3))`, u.Graph, u.ID, owner)
 		}
 	}
-	if len(b.Jobs) > 0 {
-		type key struct {
-			build int64
-			job   string
-		}
-		j := jobArrays(lastByKey(b.Jobs, func(j state.Job) key { return key{j.BuildID, j.JobID} }), 0)
+	if len(jobs) > 0 {
+		j := jobArrays(jobs, 0)
 		batch.Queue(`INSERT INTO jobs (build_id, job_id, name, seq, state, worker, output_digest, exit_code, error, started, finished)
 			SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::bigint[], $11::bigint[]) AS u(b)
 			WHERE $12 = '' OR u.b IN (SELECT id FROM builds WHERE id = ANY($1) AND owner = $12)
@@ -422,30 +650,11 @@ func (s *Store) commit(ctx context.Context, b *state.Batch, owner string) (forei
 			ON CONFLICT (name) DO UPDATE SET token_hash=excluded.token_hash, labels=excluded.labels, slots=excluded.slots, version=excluded.version, last_seen=excluded.last_seen`,
 			w.Name, w.TokenHash, sqlrow.EncodeLabels(w.Labels), w.Slots, w.Version, sqlrow.Nanos(w.LastSeen))
 	}
-	br := s.pool.SendBatch(ctx, &batch)
-	if len(fenced) > 0 {
-		var id int64
-		var o string
-		rows, _ := br.Query()
-		_, err = pgx.ForEachRow(rows, []any{&id, &o}, func() error {
-			if o != owner {
-				foreign = append(foreign, id)
-			}
-			return nil
-		})
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("pgstate: commit: %w", err)
-	}
-	return foreign, nil
 }
 
 // Build implements state.Store.
 func (s *Store) Build(ctx context.Context, id int64) (*state.Build, error) {
-	b, err := sqlrow.ScanBuild(s.pool.QueryRow(ctx, `SELECT `+sqlrow.BuildCols+`, graph FROM builds WHERE id=$1`, id), true)
+	b, err := sqlrow.ScanBuild(s.pool.QueryRow(ctx, `SELECT `+sqlrow.BuildCols+`, COALESCE(graph, '') FROM builds LEFT JOIN build_graphs ON build_id = id WHERE id=$1`, id), true)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("pgstate: build %d: %w", id, state.ErrNotFound)
 	}
@@ -455,16 +664,38 @@ func (s *Store) Build(ctx context.Context, id int64) (*state.Build, error) {
 	return b, nil
 }
 
-// Jobs implements state.Store.
+// Jobs implements state.Store. Rows and sets are read by one statement,
+// from one snapshot: a commit that moves a job from a set to a row
+// meanwhile cannot make it appear twice or not at all. The sets read
+// tell the index what they hold (a restored build's, say).
 func (s *Store) Jobs(ctx context.Context, buildID int64) ([]state.Job, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+sqlrow.JobCols+` FROM jobs WHERE build_id=$1 ORDER BY seq`, buildID)
+	rows, err := s.pool.Query(ctx, `SELECT `+sqlrow.JobCols+`, NULL::bytea FROM jobs WHERE build_id=$1
+		UNION ALL SELECT build_id, '', '', 0, state, '', '', NULL, '', 0, 0, jobs FROM job_sets WHERE build_id=$1`, buildID)
 	if err != nil {
 		return nil, fmt.Errorf("pgstate: jobs of build %d: %w", buildID, err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.Job, error) { return sqlrow.ScanJob(r) })
-	if err != nil {
+	defer rows.Close()
+	var out []state.Job
+	var sets [][]state.Job
+	for rows.Next() {
+		jobs, isSet, err := jobset.ScanJobs(rows)
+		if err != nil {
+			return nil, fmt.Errorf("pgstate: jobs of build %d: %w", buildID, err)
+		}
+		if isSet {
+			sets = append(sets, jobs)
+		}
+		out = append(out, jobs...)
+	}
+	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("pgstate: jobs of build %d: %w", buildID, err)
 	}
+	if len(sets) > 0 {
+		s.setsMu.Lock()
+		s.sets.PutJobs(buildID, sets...)
+		s.setsMu.Unlock()
+	}
+	slices.SortStableFunc(out, func(a, b state.Job) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
 }
 
@@ -546,13 +777,15 @@ func (s *Store) ListBuilds(ctx context.Context, f state.Filter) ([]state.Build, 
 }
 
 // JobCounts implements state.JobCounter, in one query for any number of
-// builds.
+// builds (a set's count is a column).
 func (s *Store) JobCounts(ctx context.Context, buildIDs []int64) (map[int64]map[api.JobState]int, error) {
 	out := map[int64]map[api.JobState]int{}
 	if len(buildIDs) == 0 {
 		return out, nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT build_id, state, count(*) FROM jobs WHERE build_id = ANY($1) GROUP BY build_id, state`, buildIDs)
+	rows, err := s.pool.Query(ctx, `SELECT build_id, state, sum(n)::bigint FROM (
+			SELECT build_id, state, count(*) AS n FROM jobs WHERE build_id = ANY($1) GROUP BY build_id, state
+			UNION ALL SELECT build_id, state, n FROM job_sets WHERE build_id = ANY($1)) c GROUP BY build_id, state`, buildIDs)
 	if err != nil {
 		return nil, fmt.Errorf("pgstate: job counts: %w", err)
 	}

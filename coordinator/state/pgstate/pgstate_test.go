@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -467,7 +468,7 @@ func TestReleasedSchemasLoad(t *testing.T) {
 			}
 			s := open(t, dsn)
 			b, err := s.Build(ctx, 1)
-			if err != nil || b.State != api.BuildSucceeded || b.Labels["repo"] != "x" {
+			if err != nil || b.State != api.BuildSucceeded || b.Labels["repo"] != "x" || !strings.Contains(string(b.Graph), `"name":"hello"`) {
 				t.Errorf("build 1 = %+v, %v", b, err)
 			}
 			jobs, err := s.Jobs(ctx, 1)

@@ -643,7 +643,7 @@ func (s *Store) Jobs(ctx context.Context, buildID int64) ([]state.Job, error) {
 	defer rows.Close()
 	var out []state.Job
 	for rows.Next() {
-		jobs, err := jobset.ScanJobs(rows)
+		jobs, _, err := jobset.ScanJobs(rows)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: jobs of build %d: %w", buildID, err)
 		}

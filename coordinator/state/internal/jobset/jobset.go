@@ -159,21 +159,22 @@ func Decode(b []byte, buildID int64, st api.JobState) ([]state.Job, error) {
 // ScanJobs scans one row of a query that reads a build's jobs rows and
 // sets together (one statement, one snapshot): sqlrow.JobCols and then a
 // set, NULL for a row; a set's row holds its build ID and state in those
-// columns. It returns the row's job or the set's jobs.
-func ScanJobs(sc sqlrow.Scanner) ([]state.Job, error) {
+// columns. It returns the row's job or the set's jobs, and whether the
+// row was a set.
+func ScanJobs(sc sqlrow.Scanner) (jobs []state.Job, isSet bool, err error) {
 	var set []byte
 	j, err := sqlrow.ScanJob(withSet{sc, &set})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if set == nil {
-		return []state.Job{j}, nil
+		return []state.Job{j}, false, nil
 	}
-	jobs, err := Decode(set, j.BuildID, j.State)
+	jobs, err = Decode(set, j.BuildID, j.State)
 	if err != nil {
-		return nil, fmt.Errorf("job set %s of build %d: %w", j.State, j.BuildID, err)
+		return nil, true, fmt.Errorf("job set %s of build %d: %w", j.State, j.BuildID, err)
 	}
-	return jobs, nil
+	return jobs, true, nil
 }
 
 // withSet scans sqlrow.JobCols and then a job set.
