@@ -486,7 +486,7 @@ func (s *Store) commitWithSets(ctx context.Context, b *state.Batch, jobs []state
 		state api.JobState
 		jobs  []state.Job
 	}
-	var read map[int64][]storedSet     // as read, for the index; an entry for every candidate build that exists
+	var read map[int64][]storedSet      // as read, for the index; an entry for every candidate build that exists
 	var rewritten map[int64][]storedSet // as written, if the commit succeeds
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if len(fenced) > 0 {
