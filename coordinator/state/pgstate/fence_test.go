@@ -3,6 +3,7 @@ package pgstate
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -107,3 +108,136 @@ func TestCommitHeld(t *testing.T) {
 // BenchmarkCommitHeldJobs is BenchmarkCommitJobs with the commits a
 // replica makes, fenced by its leases.
 func BenchmarkCommitHeldJobs(b *testing.B) { benchCommitJobs(b, "r1") }
+
+// TestHoldBuildOnlyNeverHeld: HoldBuild takes only a build no replica
+// ever held, so that it never takes a build from a holder whose lease
+// expired while that holder's fenced commits may be in flight (claims
+// do, after the row lock that waits for them); a claim racing holds of
+// new builds never takes one a hold took, nor the reverse.
+func TestHoldBuildOnlyNeverHeld(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, sharedPG.Server(t).NewDatabase(t))
+	a, b := state.Owner{ID: "a", URL: "http://a"}, state.Owner{ID: "b", URL: "http://b"}
+	t0 := time.Unix(1_700_000_000, 0)
+	later := t0.Add(time.Hour)
+	newBuild := func() int64 {
+		t.Helper()
+		id, err := s.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: []byte("{}"), State: api.BuildRunning}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	hold := func(id int64, o state.Owner, now time.Time) bool {
+		t.Helper()
+		ok, err := s.HoldBuild(ctx, id, o, now, now.Add(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	tests := []struct {
+		name  string
+		setup func(id int64) // before b holds the build at later
+		want  bool
+	}{
+		{"never held", func(int64) {}, true},
+		{"held by another", func(id int64) { hold(id, a, later) }, false},
+		{"held by itself", func(id int64) { hold(id, b, later) }, false},
+		{"another's lease expired", func(id int64) { hold(id, a, t0) }, false},
+		{"released", func(id int64) {
+			hold(id, a, later)
+			if err := s.ReleaseBuilds(ctx, "a", []int64{id}); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"claimed", func(id int64) {
+			if ids, err := s.ClaimBuilds(ctx, a, 1000, t0, t0.Add(time.Second)); err != nil || !slices.Contains(ids, id) {
+				t.Fatalf("claims = %v, %v", ids, err)
+			}
+		}, false},
+		{"finished", func(id int64) {
+			if err := s.Commit(ctx, &state.Batch{Builds: []state.BuildUpdate{{ID: id, State: api.BuildSucceeded, Finished: t0}}}); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			id := newBuild()
+			tc.setup(id)
+			if got := hold(id, b, later); got != tc.want {
+				t.Errorf("HoldBuild = %v, want %v", got, tc.want)
+			}
+		})
+	}
+
+	t.Run("racing claims", func(t *testing.T) {
+		// Finish what the cases left running, so that claims see only
+		// the new builds.
+		ids, err := s.UnfinishedBuilds(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var done state.Batch
+		for _, id := range ids {
+			done.Builds = append(done.Builds, state.BuildUpdate{ID: id, State: api.BuildCancelled, Finished: t0})
+		}
+		if err := s.Commit(ctx, &done); err != nil {
+			t.Fatal(err)
+		}
+		const n = 100
+		var mu sync.Mutex
+		taken := map[int64][]string{}
+		var wg sync.WaitGroup
+		created := make(chan int64, n)
+		wg.Add(2)
+		go func() { // a creates builds and holds them
+			defer wg.Done()
+			defer close(created)
+			for range n {
+				id, err := s.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: []byte("{}"), State: api.BuildRunning}, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				created <- id
+				ok, err := s.HoldBuild(ctx, id, a, later, later.Add(time.Hour))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if ok {
+					mu.Lock()
+					taken[id] = append(taken[id], "a")
+					mu.Unlock()
+				}
+			}
+		}()
+		go func() { // b claims whatever is unheld
+			defer wg.Done()
+			for open := true; open; {
+				_, open = <-created
+				got, err := s.ClaimBuilds(ctx, b, 10, later, later.Add(time.Hour))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				for _, id := range got {
+					taken[id] = append(taken[id], "b")
+				}
+				mu.Unlock()
+			}
+		}()
+		wg.Wait()
+		if len(taken) != n {
+			t.Errorf("%d builds taken, want %d", len(taken), n)
+		}
+		for id, by := range taken {
+			if len(by) != 1 {
+				t.Errorf("build %d taken by %v", id, by)
+			}
+		}
+	})
+}

@@ -139,7 +139,9 @@ func (s *Server) Start() error {
 
 // TerminateBackends ends every session connected to database (with
 // pg_terminate_backend, as an operator or a connection-killing proxy
-// does) and returns how many there were.
+// does) and returns how many there were. It returns once their
+// processes have exited (up to 10s each; PostgreSQL 14 or later), so
+// that their clients' sockets already show the end.
 func (s *Server) TerminateBackends(ctx context.Context, database string) (int, error) {
 	conn, err := pgx.Connect(ctx, s.DSN)
 	if err != nil {
@@ -148,7 +150,7 @@ func (s *Server) TerminateBackends(ctx context.Context, database string) (int, e
 	defer conn.Close(ctx)
 	var n int
 	// FILTER runs the function only on the rows WHERE keeps.
-	if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+	if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000)) FROM pg_stat_activity
 		WHERE datname = $1 AND pid <> pg_backend_pid()`, database).Scan(&n); err != nil {
 		return 0, fmt.Errorf("pgtest: terminate backends of %s: %w", database, err)
 	}

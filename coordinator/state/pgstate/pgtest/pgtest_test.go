@@ -268,9 +268,11 @@ func TestStopStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
+	// At least conn's session; those of the connections closed above
+	// may not have exited yet.
 	n, err := srv.TerminateBackends(ctx, conn.Config().Database)
-	if err != nil || n != 1 {
-		t.Fatalf("TerminateBackends = %d, %v; want 1", n, err)
+	if err != nil || n < 1 {
+		t.Fatalf("TerminateBackends = %d, %v; want at least 1", n, err)
 	}
 	if err := conn.Ping(ctx); err == nil {
 		t.Error("a terminated session still answers")
