@@ -6,13 +6,30 @@
 // an advisory lock (so replicas starting together migrate once), and
 // refuses a database whose schema is newer (state.ErrSchemaTooNew).
 //
+// Jobs are rows of jobs, except the finished jobs a build is created with
+// (a submission's cached jobs), which are kept as one job set per build
+// and state (job_sets, state/internal/jobset): a resubmitted graph of
+// 10,000 cached jobs is one statement writing one set instead of 10,000
+// rows (BenchmarkCachedBuild). A commit that writes a job of a set takes
+// it out of the set in the same transaction, with the set's row locked
+// FOR UPDATE, so that replicas rewriting a set at once lose nothing.
+// Graphs are kept in build_graphs, apart from the builds' other columns,
+// which change.
+//
 // It also implements state.Leaser: each running build carries an owner
-// (replica ID and URL), a lease expiry, and the replica that offered it
-// unheld (offered_by, which its claims prefer). Claims use
+// (replica ID and URL), a lease expiry, how many times it was taken
+// (holds: HoldBuild takes only a build never held), and the replica that
+// offered it unheld (offered_by, which its claims prefer). Claims use
 // SELECT ... FOR UPDATE SKIP LOCKED, so concurrent replicas never take the
 // same build, and replicas nudge each other with LISTEN/NOTIFY on the
 // channel "tryd_builds" when builds wait for an owner, and announce on
 // "tryd_held" (payload: the build's decimal ID) each build they take.
+//
+// A pooled connection whose session the server ended (an operator's
+// pg_terminate_backend, a restart) is replaced before use: pgxpool pings
+// a connection idle for over a second, and the store has it ping one
+// whose socket shows the server's end as well (a check without a round
+// trip), so that the next statement does not fail on it.
 package pgstate
 
 import (
