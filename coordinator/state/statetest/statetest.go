@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore func(t *testing.T) state.Store) {
 		{"Workers", testWorkers},
 		{"ConcurrentCommits", testConcurrent},
 		{"CreatedJobsRewritten", testCreatedJobsRewritten},
+		{"CreatedJobsFailedCommit", testCreatedJobsFailedCommit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -370,5 +371,48 @@ func testCreatedJobsRewritten(t *testing.T, s state.Store) {
 	got, err := s.Jobs(ctx, other)
 	if err != nil || len(got) != 3 || got[0].State != api.JobCached || got[1].State != api.JobFailed || got[2].State != api.JobWaiting {
 		t.Errorf("other build's Jobs = %+v, %v", got, err)
+	}
+}
+
+// testCreatedJobsFailedCommit: a commit that rewrites a job a build was
+// created with and fails (another of its jobs belongs to no build)
+// changes nothing, and the job is rewritten by the next commit that
+// succeeds (a store that keeps the job in a set still finds it there).
+func testCreatedJobsFailedCommit(t *testing.T, s state.Store) {
+	ctx := context.Background()
+	jobs := []state.Job{
+		{JobID: id('a'), Name: "a", Seq: 0, State: api.JobCached, OutputDigest: id('d'), Finished: ts(1)},
+		{JobID: id('b'), Name: "b", Seq: 1, State: api.JobCached, OutputDigest: id('d'), Finished: ts(1)},
+	}
+	bid := newBuild(t, s, nil, jobs...)
+	rerun := jobs[0]
+	rerun.BuildID, rerun.State, rerun.Worker, rerun.Started, rerun.Finished = bid, api.JobSucceeded, "w1", ts(2), ts(3)
+	orphan := state.Job{BuildID: bid + 1000, JobID: id('c'), Name: "c", State: api.JobQueued}
+	counts := func(step string, want api.JobState) {
+		t.Helper()
+		if jc, ok := s.(state.JobCounter); ok {
+			want := map[api.JobState]int{want: 1}
+			want[api.JobCached]++
+			got, err := jc.JobCounts(ctx, []int64{bid})
+			if err != nil || !reflect.DeepEqual(got[bid], want) {
+				t.Errorf("%s: JobCounts = %v, %v; want %v", step, got[bid], err, want)
+			}
+		}
+	}
+	// No Jobs between the commits: it would show the store the job
+	// where it is.
+	for range 2 {
+		if err := s.Commit(ctx, &state.Batch{Jobs: []state.Job{rerun, orphan}}); err == nil {
+			t.Fatal("commit of a job of a missing build succeeded")
+		}
+		counts("after a failed commit", api.JobCached)
+	}
+	if err := s.Commit(ctx, &state.Batch{Jobs: []state.Job{rerun}}); err != nil {
+		t.Fatal(err)
+	}
+	counts("after a commit", api.JobSucceeded)
+	got, err := s.Jobs(ctx, bid)
+	if err != nil || len(got) != 2 || !reflect.DeepEqual(got[0], rerun) || got[1].State != api.JobCached {
+		t.Errorf("Jobs = %+v, %v; want a rerun, b cached", got, err)
 	}
 }
