@@ -3,23 +3,19 @@ package pgstate
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/state"
 	"github.com/tryd-ci/tryd/coordinator/state/internal/jobset"
+	"github.com/tryd-ci/tryd/coordinator/state/statetest"
 )
 
 // cachedJobs returns n cached jobs.
@@ -186,82 +182,33 @@ func TestClaimLearnsJobSets(t *testing.T) {
 	}
 }
 
-// BenchmarkCachedBuild writes a new build whose 10,000 jobs were all
-// cached, with a graph of 1.5 MB, as a fully cached resubmission does:
-// "set" passes the jobs to CreateBuild (one job set, what the coordinator
-// does with a state.JobSetter), "rows" creates the build without them and
-// commits them as rows afterwards, in the arbitrary order of the
-// coordinator's group commit (what it did on PostgreSQL before job sets).
-// cpu-ms/op is this process's CPU time per build, server-cpu-ms/op that
-// of the server process serving the store's one connection (read from
-// /proc: a local server only; PostgreSQL's background writers are not
-// counted).
+// BenchmarkCachedBuild: see statetest.BenchCachedBuild. The store has
+// one connection, whose server process's CPU time is read from /proc (a
+// local server only; PostgreSQL's background writers are not counted).
 func BenchmarkCachedBuild(b *testing.B) {
-	const n = 10000
-	now := time.Now()
-	jobs := make([]state.Job, n)
-	for i := range jobs {
-		sum := sha256.Sum256([]byte(strconv.Itoa(i)))
-		jobs[i] = state.Job{JobID: hex.EncodeToString(sum[:]), Name: "j" + strconv.Itoa(i), Seq: i, State: api.JobCached,
-			OutputDigest: "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", Finished: now}
-	}
-	graph := bytes.Repeat([]byte("x"), 1500<<10)
-	shuffled := slices.Clone(jobs)
-	rand.New(rand.NewPCG(1, 2)).Shuffle(n, func(i, k int) { shuffled[i], shuffled[k] = shuffled[k], shuffled[i] })
-	for _, mode := range []string{"set", "rows"} {
-		b.Run(mode, func(b *testing.B) {
-			ctx := context.Background()
-			s, err := Open(ctx, Options{DSN: sharedPG.Server(b).NewSchema(b), MaxConns: 1})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+	statetest.BenchCachedBuild(b, func(b *testing.B) state.Store {
+		s, err := Open(context.Background(), Options{DSN: sharedPG.Server(b).NewSchema(b), MaxConns: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}, func(b *testing.B, st state.Store) func() (time.Duration, bool) {
+		s := st.(*Store)
+		pid := func() int {
 			var pid int
-			if err := s.pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+			if err := s.pool.QueryRow(context.Background(), `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
 				b.Fatal(err)
 			}
-			server0, serverOK := procCPU(pid)
-			cpu0 := processCPU(b)
-			b.ResetTimer()
-			for range b.N {
-				created := jobs
-				if mode == "rows" {
-					created = nil
-				}
-				bid, err := s.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: graph, State: api.BuildRunning, Created: now}, created)
-				if err != nil {
-					b.Fatal(err)
-				}
-				batch := &state.Batch{Builds: []state.BuildUpdate{{ID: bid, State: api.BuildSucceeded, Finished: now}}}
-				if mode == "rows" {
-					batch.Jobs = slices.Clone(shuffled)
-					for i := range batch.Jobs {
-						batch.Jobs[i].BuildID = bid
-					}
-				}
-				if err := s.Commit(ctx, batch); err != nil {
-					b.Fatal(err)
-				}
+			return pid
+		}
+		first := pid()
+		return func() (time.Duration, bool) {
+			if pid() != first {
+				return 0, false // the connection was replaced
 			}
-			b.StopTimer()
-			b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/1e3/float64(b.N), "cpu-ms/op")
-			var again int
-			if err := s.pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&again); err == nil && again == pid && serverOK {
-				if server1, ok := procCPU(pid); ok {
-					b.ReportMetric(float64((server1-server0).Microseconds())/1e3/float64(b.N), "server-cpu-ms/op")
-				}
-			}
-		})
-	}
-}
-
-// processCPU returns the CPU time (user+sys) this process has used.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+			return procCPU(first)
+		}
+	})
 }
 
 // procCPU returns the CPU time (user+sys) of process pid from
