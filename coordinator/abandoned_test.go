@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/graph"
 	"github.com/tryd-ci/tryd/coordinator/state/pgstate/pgtest"
 )
 
@@ -366,5 +367,117 @@ func TestClaimedAttemptAbandoned(t *testing.T) {
 	w2.mustPoll(0, nil, w2.output(r.Assignments[0]))
 	if b := e2.build(sub.BuildID); b.State != api.BuildSucceeded {
 		t.Errorf("build %s", b.State)
+	}
+}
+
+// forgottenStart polls as w with one forgotten start: attempt id of
+// as's build and job, started ago before the poll.
+func forgottenStart(t *testing.T, w *testWorker, id string, as api.Assignment, ago time.Duration, running ...string) *api.PollResponse {
+	t.Helper()
+	resp, err := w.c.PollEarly(context.Background(), api.PollRequest{WorkerID: w.id, Running: running, WaitMS: 1,
+		Started: []api.StartedAttempt{{AttemptID: id, AgoMS: ago.Milliseconds(), BuildID: as.BuildID, JobID: as.Job.ID}}}, func(*api.PollResponse) {})
+	if err != nil {
+		t.Fatalf("poll %s: %v", w.name, err)
+	}
+	return resp
+}
+
+// TestForgottenStartRecorded: a worker started a prefetched attempt
+// and its session ended before the start was reported (here it
+// registers again; the same goes for a restarted coordinator). The
+// registration cancels the attempt (unknown), and the start, sent with
+// the new session with its build and job, is recorded as an abandoned
+// attempt of the job (started when the worker said, by that worker,
+// with an error saying why), once, committed, not counted; starts of
+// unknown builds, jobs or malformed IDs are ignored.
+func TestForgottenStartRecorded(t *testing.T) { forEachBackend(t, testForgottenStartRecorded) }
+
+func testForgottenStartRecorded(t *testing.T, be backend) {
+	ctx := context.Background()
+	dir, db := t.TempDir(), be.newDB(t)
+	clock := newFakeClock()
+	mod := func(o *Options) { o.MaxAttempts = 1; o.HeartbeatTimeout = time.Hour }
+	e := newEnv(t, be, envOpts{dir: dir, db: db, clock: clock, mod: mod})
+	w1 := newTestWorker(t, e, "w1", tokenW1, nil)
+	sub := e.submit(wideGraph("f", 2), api.PriorityTry)
+	pre, run := split(w1.prefetchPoll(t, 1, 4, nil, nil).Assignments)
+	if len(run) != 1 || len(pre) != 1 {
+		t.Fatalf("w1: %d running and %d prefetched", len(run), len(pre))
+	}
+	mine := pre[0]
+	clock.Advance(2 * time.Second)
+	// w1 started it 1s ago, then registered again before reporting it.
+	reg, err := w1.c.Register(ctx, api.RegisterRequest{Name: "w1", Slots: 64, Running: []string{run[0].AttemptID, mine.AttemptID}})
+	if err != nil || !reg.ForgottenStarts {
+		t.Fatalf("register: %+v, %v; want forgotten_starts", reg, err)
+	}
+	w1.id = reg.WorkerID
+	if j := jobByName(e.build(sub.BuildID), mine.Job.Name); j.State != api.JobQueued || len(j.Attempts) != 0 {
+		t.Fatalf("after the session ended: job %s, attempts %+v; want queued, none", j.State, j.Attempts)
+	}
+	resp := forgottenStart(t, w1, mine.AttemptID, mine, time.Second, run[0].AttemptID)
+	if !slices.Contains(resp.Cancel, mine.AttemptID) || len(resp.StartsLater) != 0 {
+		t.Errorf("answer to the forgotten start: %+v; want it cancelled, nothing later", resp)
+	}
+	// Again (a poll whose answer was lost), and starts to ignore.
+	forgottenStart(t, w1, mine.AttemptID, mine, time.Second, run[0].AttemptID)
+	other := mine
+	other.BuildID = sub.BuildID + 1000
+	for _, tc := range []struct {
+		id string
+		as api.Assignment
+	}{
+		{"00000000000000aa", other},
+		{"00000000000000AA", mine},
+		{strings.Repeat("a", 65), mine},
+	} {
+		if r := forgottenStart(t, w1, tc.id, tc.as, time.Second, run[0].AttemptID); len(r.StartsLater) != 0 {
+			t.Errorf("start of %q in build %d: later %v", tc.id, tc.as.BuildID, r.StartsLater)
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		j := jobByName(e.build(sub.BuildID), mine.Job.Name)
+		if len(j.Attempts) != 1 {
+			t.Fatalf("%s: attempts %+v, want the forgotten run only", when, j.Attempts)
+		}
+		a := j.Attempts[0]
+		if a.ID != mine.AttemptID || a.State != api.AttemptAbandoned || a.Worker != "w1" || !a.Started.Equal(clock.Now().Add(-time.Second)) ||
+			a.Finished == nil || !strings.Contains(a.Error, "forgot") {
+			t.Fatalf("%s: the forgotten run is not recorded as w1's abandoned attempt started at %v: %+v", when, clock.Now().Add(-time.Second), a)
+		}
+	}
+	check("after the forgotten start")
+	e.stop()
+	e = newEnv(t, be, envOpts{dir: dir, db: db, clock: clock, mod: mod})
+	check("after a restart")
+	// Not counted: with MaxAttempts 1 the job still runs, and succeeds
+	// (beside the other one, which w1 still runs).
+	if w1.c, err = api.NewClient(e.url, tokenW1, nil); err != nil {
+		t.Fatal(err)
+	}
+	w1.register([]string{run[0].AttemptID}) // it still runs the other job
+	r := w1.mustPoll(1, []string{run[0].AttemptID})
+	if len(r.Assignments) != 1 || r.Assignments[0].Job.ID != mine.Job.ID {
+		t.Fatalf("after the restart: %+v, want %s", r.Assignments, mine.Job.Name)
+	}
+	w1.mustPoll(0, nil, w1.output(run[0]), w1.output(r.Assignments[0]))
+	b := e.build(sub.BuildID)
+	if j := jobByName(b, mine.Job.Name); b.State != api.BuildSucceeded ||
+		!slices.Equal(attemptStates(j), []api.AttemptState{api.AttemptAbandoned, api.AttemptSucceeded}) {
+		t.Errorf("build %s, %s's attempts %v; want succeeded after the abandoned run", b.State, j.Name, attemptStates(j))
+	}
+}
+
+// TestForgottenStartLater: a replica asks for a forgotten start of a
+// build it does not hold again later (it may claim the build).
+func TestForgottenStartLater(t *testing.T) {
+	e := newEnv(t, postgresBackend, envOpts{mod: func(o *Options) {
+		o.Replica = &ReplicaOptions{ID: "r1", URL: "http://127.0.0.1:1", LeaseTTL: 3 * time.Second}
+	}})
+	w := newTestWorker(t, e, "w1", tokenW1, nil)
+	as := api.Assignment{BuildID: 4242, Job: graph.Job{ID: strings.Repeat("c", 64)}}
+	if r := forgottenStart(t, w, "00000000000000bb", as, time.Second); !slices.Equal(r.StartsLater, []string{"00000000000000bb"}) {
+		t.Errorf("start of a build the replica does not hold: later %v, want it", r.StartsLater)
 	}
 }

@@ -118,12 +118,13 @@ type takenBack struct {
 // start: the job runs twice, and the other run is the one that counts)
 // as an abandoned attempt of its job, started at at, so that the run
 // shows in the job's history without using one of its attempts. Its
-// log and result stay refused (it is not a running attempt). Nothing
-// happens if s holds no such attempt, or has reported it already.
-func (c *Coordinator) abandonTakenBack(s *session, id string, at, now time.Time) {
+// log and result stay refused (it is not a running attempt). It
+// reports false if s holds no such attempt; nothing is recorded if s
+// has reported it already.
+func (c *Coordinator) abandonTakenBack(s *session, id string, at, now time.Time) bool {
 	tb, ok := s.takenBack[id]
 	if !ok {
-		return
+		return false
 	}
 	delete(s.takenBack, id)
 	c.m.prefetched.WithLabelValues("started_after_take_back").Inc()
@@ -136,13 +137,76 @@ func (c *Coordinator) abandonTakenBack(s *session, id string, at, now time.Time)
 		// The build left this coordinator (dropped with its lease,
 		// or evicted once finished): its history is not ours to add to.
 		log.Info("worker started a prefetched attempt after it was taken back; it is cancelled and its result refused")
-		return
+		return true
 	}
-	a := &attempt{rec: tb.rec, j: j, sess: s}
-	at = startedAt(at, tb.handed, now)
+	c.recordAbandoned(s, j, tb.rec, startedAt(at, tb.handed, now), now,
+		fmt.Sprintf("worker %s started it after the coordinator had taken it back to run elsewhere; the run is not counted and its result is refused", s.name))
+	log.WithField("job", j.g.Name).Info("worker started a prefetched attempt after it was taken back; recorded as abandoned, its result refused")
+	return true
+}
+
+// maxForgottenID bounds the attempt IDs of forgotten starts (the
+// coordinator's own are 16 hex digits).
+const maxForgottenID = 64
+
+// abandonForgotten records the start of a prefetched attempt that this
+// coordinator knows nothing of (api.StartedAttempt with BuildID and
+// JobID): the coordinator that handed it out forgot it (a restart, a
+// replica that died, or the worker's session ended) before it heard of
+// the start, and the worker sends it with its new session so that the
+// run shows in the job's history, as an abandoned attempt (the job was
+// queued again and runs elsewhere; this run never counts). It reports
+// false when the start should be sent again later: in replica mode, of
+// a build this replica does not hold (it may claim it once its holder's
+// lease expires). A start of an attempt the job already lists, or of a
+// build or job this coordinator does not know, is ignored.
+func (c *Coordinator) abandonForgotten(s *session, st api.StartedAttempt, at, now time.Time) bool {
+	if len(st.AttemptID) > maxForgottenID || !isLowerHex(st.AttemptID) || c.attempts[st.AttemptID] != nil {
+		return true
+	}
+	b := c.builds[st.BuildID]
+	if b == nil {
+		return c.rep == nil
+	}
+	j := b.jobs[st.JobID]
+	if j == nil {
+		return true
+	}
+	for _, a := range j.attempts {
+		if a.rec.ID == st.AttemptID {
+			return true
+		}
+	}
+	c.m.prefetched.WithLabelValues("started_forgotten").Inc()
+	rec := api.Attempt{ID: st.AttemptID, BuildID: b.id, JobID: j.g.ID, Worker: s.name}
+	c.recordAbandoned(s, j, rec, startedAt(at, b.created, now), now,
+		fmt.Sprintf("worker %s started this prefetched attempt, but the coordinator that handed it out forgot it (it restarted, or the worker's session ended) before hearing of the start; the job was queued again, and this run is not counted", s.name))
+	c.log.WithFields(map[string]any{"worker": s.name, "attempt": st.AttemptID, "build": b.id, "job": j.g.Name}).Info("worker started a prefetched attempt its coordinator forgot; recorded as abandoned")
+	return true
+}
+
+// isLowerHex reports whether s is a non-empty string of lower-case hex
+// digits.
+func isLowerHex(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if (r < '0' || r > '9') && (r < 'a' || r > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// recordAbandoned adds to j's history an abandoned attempt rec of s's
+// worker (a run the coordinator does not count), started at at and ended now, and
+// commits it. Its log and result stay refused: it is not a running
+// attempt.
+func (c *Coordinator) recordAbandoned(s *session, j *job, rec api.Attempt, at, now time.Time, why string) {
+	a := &attempt{rec: rec, j: j, sess: s}
 	fin := now
-	a.rec.State, a.rec.Started, a.rec.Finished = api.AttemptAbandoned, at, &fin
-	a.rec.Error = fmt.Sprintf("worker %s started it after the coordinator had taken it back to run elsewhere; the run is not counted and its result is refused", s.name)
+	a.rec.State, a.rec.Started, a.rec.Finished, a.rec.Error = api.AttemptAbandoned, at, &fin, why
 	// Oldest first, as the store lists them.
 	i, _ := slices.BinarySearchFunc(j.attempts, at, func(x *attempt, t time.Time) int {
 		if x.rec.Started.After(t) {
@@ -152,7 +216,6 @@ func (c *Coordinator) abandonTakenBack(s *session, id string, at, now time.Time)
 	})
 	j.attempts = slices.Insert(j.attempts, i, a)
 	c.commit.attempt(a.rec)
-	log.WithField("job", j.g.Name).Info("worker started a prefetched attempt after it was taken back; recorded as abandoned, its result refused")
 }
 
 // startedAt is when a prefetched attempt handed out at handed started,

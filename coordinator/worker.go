@@ -85,6 +85,7 @@ func (c *Coordinator) Register(ctx context.Context, name string, req api.Registe
 		PollTimeoutMS:       c.opts.PollTimeout.Milliseconds(),
 		EarlyAssignments:    true,
 		PrefetchAssignments: true,
+		ForgottenStarts:     true,
 	}, nil
 }
 
@@ -366,10 +367,19 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 	}
 	// Starts before results: a result may be of an attempt started
 	// since the last poll.
+	forgotten := 0
 	for _, st := range req.Started {
 		at := now.Add(-time.Duration(max(st.AgoMS, 0)) * time.Millisecond)
-		if !c.startPrefetched(s, st.AttemptID, at, now) {
-			c.abandonTakenBack(s, st.AttemptID, at, now)
+		switch {
+		case c.startPrefetched(s, st.AttemptID, at, now), c.abandonTakenBack(s, st.AttemptID, at, now):
+		case st.BuildID == 0 || st.JobID == "":
+		case forgotten >= maxPrefetchPerSlot*s.slots:
+			// More than the worker could have held: ignored.
+		default:
+			forgotten++
+			if !c.abandonForgotten(s, st, at, now) {
+				resp.StartsLater = append(resp.StartsLater, st.AttemptID)
+			}
 		}
 	}
 	// Jobs that the results (or lost attempts) make ready and that

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -293,6 +294,9 @@ type pollInfo struct {
 	// the poll only waits for its results' acknowledgement.
 	answered bool
 	cancel   context.CancelFunc
+	// starts are the prefetched attempts' starts it reports, to report
+	// again if it fails (at their original times).
+	starts []startedAt
 }
 
 // pollAnswer is the outcome of one poll request, or the first part of
@@ -324,11 +328,19 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer stop()
 
 	var (
-		workerID    string
-		early       bool        // the coordinator answers work before results are durable
-		prefetch    int         // assignments to hold beyond free slots (0: the coordinator does not prefetch)
-		started     []startedAt // prefetched attempts started, not yet reported
-		firstReport time.Time   // when the oldest unreported result or start came
+		workerID string
+		early    bool        // the coordinator answers work before results are durable
+		prefetch int         // assignments to hold beyond free slots (0: the coordinator does not prefetch)
+		started  []startedAt // prefetched attempts started, not yet reported
+		// forgottenOK is set when the coordinator records starts it
+		// does not know (api.RegisterResponse.ForgottenStarts): then
+		// starts not reported when the session ended go to the next
+		// one, and later holds those it could not record yet, sent
+		// again with the polls that go out anyway.
+		forgottenOK bool
+		later       []startedAt
+		laterSent   time.Time // when later went out last: once per pollWait
+		firstReport time.Time // when the oldest unreported result or start came
 		reportTimer *time.Timer
 		reportAt    <-chan time.Time
 		pollWait    time.Duration
@@ -367,7 +379,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			if len(results) == 0 && len(started) == 0 {
 				firstReport = time.Now()
 			}
-			started = append(started, startedAt{id: a.AttemptID, at: time.Now()})
+			started = append(started, startedAt{id: a.AttemptID, at: time.Now(), build: a.BuildID, job: a.Job.ID})
 		}
 		jctx, cancel := context.WithCancelCause(bg)
 		runningJobs[a.AttemptID] = &running{cancel: cancel, jobID: a.Job.ID}
@@ -507,7 +519,17 @@ func (w *Worker) Run(ctx context.Context) error {
 				fail(err)
 			default:
 				workerID, backoff, early = resp.WorkerID, 0, resp.EarlyAssignments
-				prefetch, started = 0, nil
+				prefetch, forgottenOK = 0, resp.ForgottenStarts && early
+				if !forgottenOK {
+					// A coordinator that cannot record them: the
+					// runs are missing from their jobs' histories.
+					started, later = nil, nil
+				} else if n := len(started) + len(later); n > 0 {
+					// Runs of prefetched attempts the new session
+					// does not know (its registration cancels them):
+					// they go to the coordinator to be recorded.
+					w.log.WithField("starts", n).Info("reporting prefetched attempts started before registering again, to be recorded as abandoned")
+				}
 				if resp.PrefetchAssignments && early && w.opts.Prefetch > 0 {
 					prefetch = w.opts.Prefetch
 				}
@@ -573,6 +595,16 @@ func (w *Worker) Run(ctx context.Context) error {
 			send = reporting == 0
 		case reporting > 0:
 			// Wait for the results' answers (they may bring work).
+		case confirm && waiting != nil:
+			// Held assignments wait for an answer of the coordinator,
+			// which the waiting poll gives only when its wait ends
+			// (up to pollWait), or never if it hangs on a link that
+			// broke: ask at once instead. The waiting poll is left
+			// to end by itself (it may carry prefetched work, taken
+			// as usual when it comes); the coordinator answers it at
+			// once when this poll waits.
+			waiting.dropped = true
+			send = true
 		case waiting == nil:
 			send = true
 		case waiting.free == 0 && free > 0:
@@ -600,8 +632,18 @@ func (w *Worker) Run(ctx context.Context) error {
 			evicted = append(evicted, w.cache.TakeEvicted()...)
 			req := api.PollRequest{WorkerID: workerID, FreeSlots: offer, Prefetch: offerPrefetch, Running: runningIDs(), Results: results, Evicted: evicted}
 			now := time.Now()
-			for _, st := range started {
-				req.Started = append(req.Started, api.StartedAttempt{AttemptID: st.id, AgoMS: now.Sub(st.at).Milliseconds()})
+			starts := started
+			if len(later) > 0 && now.Sub(laterSent) >= max(pollWait, time.Second) {
+				// A poll with starts is answered at once: not more
+				// often than a waiting poll's round.
+				starts, later, laterSent = append(starts, later...), nil, now
+			}
+			for _, st := range starts {
+				s := api.StartedAttempt{AttemptID: st.id, AgoMS: now.Sub(st.at).Milliseconds()}
+				if forgottenOK {
+					s.BuildID, s.JobID = st.build, st.job
+				}
+				req.Started = append(req.Started, s)
 			}
 			started = nil
 			evicted = nil
@@ -620,10 +662,10 @@ func (w *Worker) Run(ctx context.Context) error {
 			results = nil
 			pollSeq++
 			seq := pollSeq
-			pctx, cancel := context.WithTimeout(bg, pollWait+30*time.Second)
+			pctx, cancel := context.WithTimeout(bg, pollTimeout(pollWait, len(req.Results) > 0))
 			// A poll that reports starts is answered at once, like one
 			// with results.
-			inFlight[seq] = &pollInfo{free: offer, prefetch: offerPrefetch, waits: len(req.Results) == 0 && len(req.Started) == 0 && !confirm, cancel: cancel}
+			inFlight[seq] = &pollInfo{free: offer, prefetch: offerPrefetch, waits: len(req.Results) == 0 && len(req.Started) == 0 && !confirm, cancel: cancel, starts: starts}
 			if len(req.Results) > 0 {
 				unacked++
 			}
@@ -690,7 +732,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				}
 				continue
 			}
-			dropped := inFlight[ans.seq].dropped
+			dropped, starts := inFlight[ans.seq].dropped, inFlight[ans.seq].starts
 			delete(inFlight, ans.seq)
 			if len(ans.req.Results) > 0 {
 				unacked--
@@ -698,7 +740,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			if ans.err != nil {
 				// What the poll was to tell goes out with the next one.
 				evicted = append(ans.req.Evicted, evicted...)
-				started = append(startsOf(ans.req), started...)
+				started = append(starts, started...)
 				if ans.req.Holds != nil {
 					holdsSent = false
 				}
@@ -732,6 +774,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			if !ans.taken {
 				take(ans.resp)
 			}
+			later = append(later, startsLater(starts, ans.resp.StartsLater, w.log)...)
 			if ans.seq > unconfirmedSeq {
 				unconfirmed = false // after its cancellations
 			}
@@ -796,19 +839,52 @@ func held(a api.Assignment) bool {
 // startedAt is a prefetched attempt the worker started, for
 // api.PollRequest.Started.
 type startedAt struct {
-	id string
-	at time.Time
+	id    string
+	at    time.Time
+	build int64  // the assignment's build
+	job   string // and job
 }
 
-// startsOf returns the starts a failed poll was to report, to report
-// again (at their original times).
-func startsOf(req api.PollRequest) []startedAt {
-	now := time.Now()
-	out := make([]startedAt, len(req.Started))
-	for i, st := range req.Started {
-		out[i] = startedAt{id: st.AttemptID, at: now.Add(-time.Duration(st.AgoMS) * time.Millisecond)}
+// maxStartAge bounds how long the worker keeps sending a start the
+// coordinator could not record yet (api.PollResponse.StartsLater): a
+// replica claims a dead replica's build once its lease expired (15s by
+// default) and it has spare slots, which may take a while under load.
+const maxStartAge = 10 * time.Minute
+
+// startsLater returns the starts of sent that the coordinator asked to
+// have again later (ids), except those older than maxStartAge, which
+// are given up with a warning.
+func startsLater(sent []startedAt, ids []string, log logrus.FieldLogger) []startedAt {
+	var out []startedAt
+	for _, st := range sent {
+		if !slices.Contains(ids, st.id) {
+			continue
+		}
+		if time.Since(st.at) > maxStartAge {
+			log.WithFields(logrus.Fields{"attempt": st.id, "build": st.build}).Warn("giving up reporting a prefetched attempt's start: no coordinator records it")
+			continue
+		}
+		out = append(out, st)
 	}
 	return out
+}
+
+// waitSlack is how long past its wait a poll that carries no results
+// may stay unanswered before the worker takes its link as broken and
+// polls again. The coordinator answers such a poll when its wait ends;
+// a link that drops packets silently (a lost NAT mapping, a dead peer)
+// would otherwise be noticed only at the general timeout, 30s later,
+// slots idle meanwhile and the session expired.
+const waitSlack = 5 * time.Second
+
+// pollTimeout bounds a poll of wait pollWait: one carrying results may
+// wait for them to be stored (a database outage retries until it ends),
+// others are answered within their wait.
+func pollTimeout(pollWait time.Duration, results bool) time.Duration {
+	if results || pollWait <= 0 {
+		return pollWait + 30*time.Second
+	}
+	return pollWait + waitSlack
 }
 
 // giveBack cancels every running job (used when the worker must stop at

@@ -349,6 +349,14 @@ type RegisterResponse struct {
 	// only when this is set). See PROTOCOL.md, "Prefetched
 	// assignments".
 	PrefetchAssignments bool `json:"prefetch_assignments,omitempty"`
+	// ForgottenStarts says that the coordinator accepts BuildID and
+	// JobID in PollRequest.Started and records the start of a
+	// prefetched attempt it does not know (its session, or the
+	// coordinator that handed it out, is gone) as an abandoned attempt
+	// of that job; see PollResponse.StartsLater and PROTOCOL.md,
+	// "Assignments held during an outage". A worker sends those fields
+	// only when this is set.
+	ForgottenStarts bool `json:"forgotten_starts,omitempty"`
 }
 
 // PollRequest is the body of POST /api/worker/poll: a heartbeat, a
@@ -396,6 +404,12 @@ type PollRequest struct {
 type StartedAttempt struct {
 	AttemptID string `json:"attempt_id"`
 	AgoMS     int64  `json:"ago_ms,omitempty"`
+	// BuildID and JobID name the attempt's build and job (from its
+	// Assignment), so that a coordinator that no longer knows the
+	// attempt can still record its run (see
+	// RegisterResponse.ForgottenStarts).
+	BuildID int64  `json:"build_id,omitempty"`
+	JobID   string `json:"job_id,omitempty"`
 }
 
 // PollResponse carries new work and attempts to stop.
@@ -407,6 +421,11 @@ type PollResponse struct {
 	// Rejected lists attempt IDs of Results the coordinator did not
 	// accept (unknown or no longer current); nothing is to be done.
 	Rejected []string `json:"rejected,omitempty"`
+	// StartsLater lists attempt IDs of PollRequest.Started entries of
+	// attempts the coordinator does not know, which it could not record
+	// yet: their build is held by another replica or waits to be claimed.
+	// The worker sends them again with a later poll.
+	StartsLater []string `json:"starts_later,omitempty"`
 	// More is set on the first part of an answer to an Early poll:
 	// the poll's Results are not durable yet, and a second JSON
 	// object follows in the same body, PollAck, once they are (or

@@ -1,13 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -83,7 +86,9 @@ func TestNoPipelinedStartDuringOutage(t *testing.T) {
 
 // blipProxy is a proxy in front of the coordinator whose link can be cut
 // (a network blip): while down it drops every connection, also those of
-// requests in progress, and the coordinator stays up.
+// requests in progress, and the coordinator stays up. It can also make
+// the requests in progress hang silently (hangInFlight), and go down
+// by itself when a request matches (trip).
 type blipProxy struct {
 	upstream string
 	mu       sync.Mutex
@@ -92,6 +97,25 @@ type blipProxy struct {
 	refused  atomic.Int64    // requests refused while down
 	cut      context.Context // done when the link goes down
 	cutNow   context.CancelFunc
+	hangs    int // hangInFlight calls: requests in progress at one never answer
+	// trip, if set, sees each request's path and body before it is
+	// forwarded; when it returns true the link goes down (set(true))
+	// and the request breaks, never reaching the coordinator.
+	trip func(path string, body []byte) bool
+	// registers counts registration requests; polls, poll requests.
+	registers, polls atomic.Int64
+	// pollsIn counts poll requests in progress; swallowed, answers
+	// dropped by hangInFlight.
+	pollsIn, swallowed atomic.Int64
+}
+
+// hangInFlight makes every request in progress hang without an answer
+// (a link dropping packets silently) until its client gives up; new
+// requests go through.
+func (p *blipProxy) hangInFlight() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hangs++
 }
 
 func newBlipProxy(t *testing.T, upstream string) (*blipProxy, string) {
@@ -121,8 +145,24 @@ func (p *blipProxy) set(down bool) {
 }
 
 func (p *blipProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	reqBody, err := io.ReadAll(r.Body)
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(reqBody))
+	switch r.URL.Path {
+	case "/api/worker/register":
+		p.registers.Add(1)
+	case "/api/worker/poll":
+		p.polls.Add(1)
+		p.pollsIn.Add(1)
+		defer p.pollsIn.Add(-1)
+	}
+	if p.trip != nil && p.trip(r.URL.Path, reqBody) {
+		p.set(true)
+	}
 	p.mu.Lock()
-	down, cut := p.down, p.cut
+	down, cut, hangs := p.down, p.cut, p.hangs
 	p.mu.Unlock()
 	if down {
 		p.refused.Add(1)
@@ -134,6 +174,14 @@ func (p *blipProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer stop()
 	resp, body, err := forward(ctx, p.upstream, r)
 	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	p.mu.Lock()
+	hung := p.hangs != hangs
+	p.mu.Unlock()
+	if hung {
+		p.swallowed.Add(1)
+		<-r.Context().Done() // the answer never comes
 		panic(http.ErrAbortHandler)
 	}
 	answer(w, resp, body)
@@ -307,5 +355,119 @@ func checkOnce(t *testing.T, b *api.Build) {
 		if n := counted(j.Attempts); n != 1 || api.LatestAttempt(j.Attempts).State != api.AttemptSucceeded {
 			t.Errorf("%s: %d charged attempts, want 1 succeeded: %+v", j.Name, n, j.Attempts)
 		}
+	}
+}
+
+// TestForgottenStartRecorded: a worker of one slot started a prefetched
+// assignment, and the poll that was to report the start (with the
+// result of the job before) never reached the coordinator: the link
+// broke for longer than the heartbeat timeout, so the session ended.
+// Registering again, the worker gives that run up (the coordinator,
+// which took the assignment back, cancels it) and reports its start
+// with the new session, with its build and job: the run is in the
+// job's history as an abandoned attempt. The history is true: every
+// run of every job (by the started-* files) is one of its attempts,
+// and every job succeeded by exactly one.
+func TestForgottenStartRecorded(t *testing.T) {
+	t.Parallel()
+	e := start(t, "  heartbeat_timeout: 2s\n")
+	link, url := newBlipProxy(t, e.c.URL)
+	var tripped atomic.Bool
+	link.trip = func(path string, body []byte) bool {
+		if path != "/api/worker/poll" || tripped.Load() {
+			return false
+		}
+		var req api.PollRequest
+		if json.Unmarshal(body, &req) != nil || len(req.Started) == 0 {
+			return false
+		}
+		tripped.Store(true)
+		return true
+	}
+	e.worker("w1", "--slots", "1", "--coordinator", url)
+	dir := t.TempDir()
+	const jobs = 8
+	id, _ := e.submit(touchJobs(dir, jobs))
+	for deadline := time.Now().Add(60 * time.Second); !tripped.Load(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no prefetched assignment started\n%s", e.logs)
+		}
+	}
+	// Past the heartbeat timeout: the coordinator ends the session and
+	// takes the prefetched assignments back.
+	time.Sleep(3 * time.Second)
+	link.set(false)
+	b := e.wait(id)
+	if b.State != api.BuildSucceeded {
+		t.Fatalf("build %s: %v", b.State, b.Counts)
+	}
+	if n := link.registers.Load(); n != 2 {
+		t.Errorf("%d registrations, want 2 (the session ended once)", n)
+	}
+	forgotten := 0
+	for _, j := range b.Jobs {
+		succeeded := 0
+		for _, a := range j.Attempts {
+			switch {
+			case a.State == api.AttemptSucceeded:
+				succeeded++
+			case a.State == api.AttemptAbandoned && strings.Contains(a.Error, "forgot"):
+				forgotten++
+			}
+		}
+		runs, _ := filepath.Glob(filepath.Join(dir, "started-"+strings.TrimPrefix(j.Name, "j")+"-*"))
+		if succeeded != 1 || len(runs) != len(j.Attempts) {
+			t.Errorf("%s: %d runs, attempts %+v; want one attempt a run, one succeeded", j.Name, len(runs), j.Attempts)
+		}
+	}
+	if forgotten != 1 {
+		t.Errorf("%d forgotten starts recorded, want 1", forgotten)
+	}
+}
+
+// TestSilentlyHungPoll: the worker's waiting poll hangs on a link that
+// drops its answer silently (new connections still go through). The
+// worker gives it up once it is overdue by a few seconds past its
+// wait and polls again, well within the heartbeat timeout: its session
+// survives (one registration), and a build submitted then runs at
+// once. Before, it waited 30s past the wait, the session expired
+// meanwhile.
+func TestSilentlyHungPoll(t *testing.T) {
+	t.Parallel()
+	e := start(t, "") // heartbeat timeout 15s: polls wait 5s
+	link, url := newBlipProxy(t, e.c.URL)
+	e.worker("w1", "--slots", "1", "--coordinator", url)
+	// A waiting poll is in flight once the worker idles.
+	for deadline := time.Now().Add(30 * time.Second); link.pollsIn.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no poll waits")
+		}
+	}
+	before := link.polls.Load()
+	link.hangInFlight()
+	hung := time.Now()
+	for link.polls.Load() == before {
+		if time.Since(hung) > 20*time.Second {
+			t.Fatalf("no poll within %v of the hang", time.Since(hung))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The poll's wait (5s) and waitSlack (5s), with room for a loaded
+	// machine; before, 35s.
+	took := time.Since(hung)
+	t.Logf("next poll %v after the hang", took.Round(time.Millisecond))
+	if took > 13*time.Second {
+		t.Errorf("next poll %v after the hang, want within about 10s", took)
+	}
+	dir := t.TempDir()
+	id, _ := e.submit(touchJobs(dir, 1))
+	if b := e.wait(id); b.State != api.BuildSucceeded {
+		t.Fatalf("build %s: %v", b.State, b.Counts)
+	}
+	if n := link.registers.Load(); n != 1 {
+		t.Errorf("%d registrations, want 1 (the session survives)", n)
+	}
+	if link.swallowed.Load() == 0 {
+		t.Error("no answer was swallowed: the test tested nothing")
 	}
 }
