@@ -14,6 +14,10 @@ type metrics struct {
 	running prometheus.Gauge
 	jobs    *prometheus.CounterVec
 	seconds *prometheus.HistogramVec
+	// heldPrefetched and heldPipelined count the held assignments
+	// queued (see held): the work a coordinator crash or an outage
+	// holds up.
+	heldPrefetched, heldPipelined prometheus.Gauge
 }
 
 func newMetrics(reg *prometheus.Registry, cache *artifact.Cache) (*metrics, error) {
@@ -29,13 +33,17 @@ func newMetrics(reg *prometheus.Registry, cache *artifact.Cache) (*metrics, erro
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 12),
 		}, []string{"state"}),
 	}
+	held := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tryd_worker_held_assignments", Help: "Assignments queued on this worker that the coordinator has not committed (not started while reports to it fail), by kind: prefetched or pipelined.",
+	}, []string{"kind"})
+	m.heldPrefetched, m.heldPipelined = held.WithLabelValues("prefetched"), held.WithLabelValues("pipelined")
 	if reg == nil {
 		return m, nil
 	}
 	cacheBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tryd_worker_cache_bytes", Help: "Bytes held in the local artifact cache.",
 	}, func() float64 { return float64(cache.Size()) })
-	for _, c := range []prometheus.Collector{m.running, m.jobs, m.seconds, cacheBytes} {
+	for _, c := range []prometheus.Collector{m.running, m.jobs, m.seconds, held, cacheBytes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("worker: register metrics: %w", err)
 		}

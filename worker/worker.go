@@ -552,13 +552,18 @@ func (w *Worker) Run(ctx context.Context) error {
 		// some stays until it returns, leaving slots freed meanwhile
 		// idle at most until then.
 		queued := 0      // prefetched assignments not started
+		pipelinedN := 0  // pipelined assignments waiting here
 		confirm := false // held assignments wait for an answer of the coordinator
 		for _, a := range backlog {
 			if a.Prefetched {
 				queued++
+			} else if len(a.After) > 0 {
+				pipelinedN++
 			}
 			confirm = confirm || unconfirmed && held(a)
 		}
+		w.m.heldPrefetched.Set(float64(queued))
+		w.m.heldPipelined.Set(float64(pipelinedN))
 		free := max(w.opts.Slots-len(runningJobs)-(len(backlog)-queued), 0)
 		room := max(prefetch-queued, 0)
 		if draining {

@@ -207,8 +207,9 @@ func (c *Cluster) Kill(i int) {
 }
 
 // StartWorker starts worker name (one of WorkerNames) with slots, which
-// reaches coordinator prefer first through its failover proxy.
-func (c *Cluster) StartWorker(name string, prefer, slots int) (*Proc, error) {
+// reaches coordinator prefer first through its failover proxy; args are
+// more flags of "tryd worker" (e.g. "--label", "pool=x").
+func (c *Cluster) StartWorker(name string, prefer, slots int, args ...string) (*Proc, error) {
 	var backends []string
 	c.mu.Lock()
 	n := len(c.coords)
@@ -223,11 +224,11 @@ func (c *Cluster) StartWorker(name string, prefer, slots int) (*Proc, error) {
 	c.mu.Lock()
 	c.proxies = append(c.proxies, fo)
 	c.mu.Unlock()
-	p, err := c.start(name, "", []string{
+	p, err := c.start(name, "", append([]string{
 		"worker", "--coordinator", "http://" + fo.addr(), "--token-file", c.tokens.TokenFile(name),
 		"--dir", filepath.Join(c.opts.Dir, "worker-"+name), "--data-dir", filepath.Join(c.opts.Dir, "worker-"+name+"-data"),
 		"--slots", strconv.Itoa(slots), "--log-level", "warn",
-	})
+	}, args...))
 	if err != nil {
 		return nil, err
 	}
