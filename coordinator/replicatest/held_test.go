@@ -2,11 +2,18 @@ package replicatest
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,13 +24,16 @@ import (
 )
 
 // markedJobs is a graph of jobs name-0..name-<n-1> needing worker label
-// pool, each creating dir/<job name>.<pid> as it starts (a run) and
+// pool (if not empty), each creating dir/<job name>.<pid> as it starts (a run) and
 // then sleeping for sleep; with chain, each depends on the one before.
 func markedJobs(dir, name, pool string, n int, sleep string, chain bool) graph.Graph {
 	var g graph.Graph
 	for i := range n {
-		j := &graph.Job{Name: name + "-" + strconv.Itoa(i), SourceMode: graph.SourceNone, Labels: map[string]string{"pool": pool},
+		j := &graph.Job{Name: name + "-" + strconv.Itoa(i), SourceMode: graph.SourceNone,
 			Commands: []graph.Command{{Argv: []string{"sh", "-c", `touch "$0/$1.$$"; sleep ` + sleep, dir}}}}
+		if pool != "" {
+			j.Labels = map[string]string{"pool": pool}
+		}
 		j.Commands[0].Argv = append(j.Commands[0].Argv, j.Name)
 		if chain && i > 0 {
 			j.Deps = []string{name + "-" + strconv.Itoa(i-1)}
@@ -172,4 +182,134 @@ func TestKillReplicaHeldAssignments(t *testing.T) {
 		}
 	}
 	t.Logf("%d runs not recorded (started as replica 0 died), %d forgotten starts recorded as abandoned", unrecorded, forgotten)
+}
+
+// tripProxy is an HTTP proxy for one worker in front of the replicas:
+// it forwards each request to the first replica that accepts the
+// connection (as the failover proxy does), and calls trip, once, for
+// the first poll that reports starts of prefetched attempts: that poll
+// then breaks without reaching any replica.
+type tripProxy struct {
+	backends []string // replica URLs, preferred first
+	trip     func()
+	tripped  atomic.Bool
+}
+
+func (p *tripProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if r.URL.Path == "/api/worker/poll" && !p.tripped.Load() {
+		var req api.PollRequest
+		if json.Unmarshal(body, &req) == nil && len(req.Started) > 0 && p.tripped.CompareAndSwap(false, true) {
+			p.trip()
+			panic(http.ErrAbortHandler)
+		}
+	}
+	for _, b := range p.backends {
+		out, err := http.NewRequestWithContext(r.Context(), r.Method, b+r.URL.RequestURI(), bytes.NewReader(body))
+		if err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		out.Header = r.Header.Clone()
+		resp, err := http.DefaultTransport.RoundTrip(out)
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			continue // that replica is down: the next one
+		}
+		if err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		// Streamed: an early poll answer comes in two parts.
+		rc := http.NewResponseController(w)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := resp.Body.Read(buf)
+			if n > 0 {
+				w.Write(buf[:n])
+				rc.Flush()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// TestKillReplicaForgottenStart: a worker of one slot, on replica 0,
+// started a prefetched assignment, and replica 0 is killed (SIGKILL)
+// before the poll reporting that start reaches it. The worker fails
+// over to replica 1, registering again (which cancels the attempt);
+// replica 1 does not hold the build yet, so it asks for the start again
+// later (starts_later), and records it as an abandoned attempt once it
+// claimed the build. The history is true: every run of every job is
+// one of its attempts, every job succeeded by exactly one, nothing is
+// left running.
+func TestKillReplicaForgottenStart(t *testing.T) {
+	testenv.Short(t)
+	testenv.NeedTool(t, "sh")
+	dsn := pgtest.Start(t).NewDatabase(t)
+	opts := Options{Tryd: buildTryd(t), Dir: t.TempDir(), DSN: dsn, Replicas: 2}
+	if testing.Verbose() {
+		opts.Log = os.Stderr
+	}
+	c, err := Start(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	s := &setup{c: c, dsn: dsn}
+	killed := make(chan time.Time, 1)
+	proxy := &tripProxy{backends: []string{c.Coordinator(0).URL, c.Coordinator(1).URL}, trip: func() {
+		c.Kill(0)
+		killed <- time.Now()
+	}}
+	srv := httptest.NewServer(proxy)
+	t.Cleanup(srv.Close)
+	// Its own --coordinator (the last flag wins): the trip proxy.
+	if _, err := c.StartWorker(WorkerNames[0], 0, 1, "--coordinator", srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	waitWorkers(t, c, 1)
+	dir := t.TempDir()
+	resp, err := c.Client(0).Submit(t.Context(), api.SubmitRequest{Graph: markedJobs(dir, "wide", "", 12, "0.3", false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []int64{resp.BuildID}
+	select {
+	case at := <-killed:
+		t.Logf("killed replica 0 as the worker reported a start, %v", at.Format(time.StampMilli))
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the worker reported no start of a prefetched attempt")
+	}
+	s.waitAll(t, 1, ids, 3*time.Minute)
+	s.checkExactlyOnce(t, ids, 12)
+	s.checkSettled(t, ids)
+	b, err := c.Client(1).Build(t.Context(), ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgotten := 0
+	for _, j := range b.Jobs {
+		runs, _ := filepath.Glob(filepath.Join(dir, j.Name+".*"))
+		for _, a := range j.Attempts {
+			if a.State == api.AttemptAbandoned && strings.Contains(a.Error, "forgot") {
+				forgotten++
+			}
+		}
+		if len(runs) != len(j.Attempts) {
+			t.Errorf("%s: %d runs, attempts %+v; want one attempt a run", j.Name, len(runs), j.Attempts)
+		}
+	}
+	if forgotten != 1 {
+		t.Errorf("%d forgotten starts recorded, want 1", forgotten)
+	}
 }
