@@ -28,6 +28,17 @@ func attemptStates(j api.JobStatus) []api.AttemptState {
 	return out
 }
 
+// runOnePrefetchOne polls as w for one slot and prefetched work, of a
+// build of two ready jobs: it must get one of each.
+func runOnePrefetchOne(t *testing.T, w *testWorker) (run, pre api.Assignment) {
+	t.Helper()
+	p, r := split(w.prefetchPoll(t, 1, 4, nil, nil).Assignments)
+	if len(r) != 1 || len(p) != 1 {
+		t.Fatalf("%s: %d running and %d prefetched", w.name, len(r), len(p))
+	}
+	return r[0], p[0]
+}
+
 // loseByReregistering makes w register again without its running
 // attempts (as a worker whose machine restarted): they are lost, and
 // count.
@@ -51,17 +62,14 @@ func testTakenBackRunRecorded(t *testing.T, be backend) {
 	w1 := newTestWorker(t, e, "w1", tokenW1, nil)
 	sub := e.submit(wideGraph("p", 2), api.PriorityTry)
 	handed := clock.Now()
-	pre, run := split(w1.prefetchPoll(t, 1, 4, nil, nil).Assignments)
-	if len(run) != 1 || len(pre) != 1 {
-		t.Fatalf("w1: %d running and %d prefetched", len(run), len(pre))
-	}
+	run, pre := runOnePrefetchOne(t, w1)
 	w2 := newTestWorker(t, e, "w2", tokenW2, nil)
 	clock.Advance(3 * time.Second)
 	got := w2.prefetchPoll(t, 1, 0, nil, nil).Assignments
 	if len(got) != 1 {
 		t.Fatalf("idle w2 got %+v", got)
 	}
-	stolen, mine := got[0].Job, pre[0]
+	stolen, mine := got[0].Job, pre
 	if mine.Job.ID != stolen.ID {
 		t.Fatalf("w2 got %s, not the job w1 held", stolen.Name)
 	}
@@ -69,7 +77,7 @@ func testTakenBackRunRecorded(t *testing.T, be backend) {
 	// w1 started it 2s after it was handed out, 1s before the take-back,
 	// and says so 2s later; its result is refused.
 	clock.Advance(2 * time.Second)
-	resp, err := w1.c.PollEarly(ctx, api.PollRequest{WorkerID: w1.id, Running: []string{run[0].AttemptID, mine.AttemptID},
+	resp, err := w1.c.PollEarly(ctx, api.PollRequest{WorkerID: w1.id, Running: []string{run.AttemptID, mine.AttemptID},
 		Started: []api.StartedAttempt{{AttemptID: mine.AttemptID, AgoMS: 3000}}, WaitMS: 1}, func(*api.PollResponse) {})
 	if err != nil {
 		t.Fatal(err)
@@ -400,14 +408,11 @@ func testForgottenStartRecorded(t *testing.T, be backend) {
 	e := newEnv(t, be, envOpts{dir: dir, db: db, clock: clock, mod: mod})
 	w1 := newTestWorker(t, e, "w1", tokenW1, nil)
 	sub := e.submit(wideGraph("f", 2), api.PriorityTry)
-	pre, run := split(w1.prefetchPoll(t, 1, 4, nil, nil).Assignments)
-	if len(run) != 1 || len(pre) != 1 {
-		t.Fatalf("w1: %d running and %d prefetched", len(run), len(pre))
-	}
-	mine := pre[0]
+	run, pre := runOnePrefetchOne(t, w1)
+	mine := pre
 	clock.Advance(2 * time.Second)
 	// w1 started it 1s ago, then registered again before reporting it.
-	reg, err := w1.c.Register(ctx, api.RegisterRequest{Name: "w1", Slots: 64, Running: []string{run[0].AttemptID, mine.AttemptID}})
+	reg, err := w1.c.Register(ctx, api.RegisterRequest{Name: "w1", Slots: 64, Running: []string{run.AttemptID, mine.AttemptID}})
 	if err != nil || !reg.ForgottenStarts {
 		t.Fatalf("register: %+v, %v; want forgotten_starts", reg, err)
 	}
@@ -415,12 +420,12 @@ func testForgottenStartRecorded(t *testing.T, be backend) {
 	if j := jobByName(e.build(sub.BuildID), mine.Job.Name); j.State != api.JobQueued || len(j.Attempts) != 0 {
 		t.Fatalf("after the session ended: job %s, attempts %+v; want queued, none", j.State, j.Attempts)
 	}
-	resp := forgottenStart(t, w1, mine.AttemptID, mine, time.Second, run[0].AttemptID)
+	resp := forgottenStart(t, w1, mine.AttemptID, mine, time.Second, run.AttemptID)
 	if !slices.Contains(resp.Cancel, mine.AttemptID) || len(resp.StartsLater) != 0 {
 		t.Errorf("answer to the forgotten start: %+v; want it cancelled, nothing later", resp)
 	}
 	// Again (a poll whose answer was lost), and starts to ignore.
-	forgottenStart(t, w1, mine.AttemptID, mine, time.Second, run[0].AttemptID)
+	forgottenStart(t, w1, mine.AttemptID, mine, time.Second, run.AttemptID)
 	other := mine
 	other.BuildID = sub.BuildID + 1000
 	for _, tc := range []struct {
@@ -431,7 +436,7 @@ func testForgottenStartRecorded(t *testing.T, be backend) {
 		{"00000000000000AA", mine},
 		{strings.Repeat("a", 65), mine},
 	} {
-		if r := forgottenStart(t, w1, tc.id, tc.as, time.Second, run[0].AttemptID); len(r.StartsLater) != 0 {
+		if r := forgottenStart(t, w1, tc.id, tc.as, time.Second, run.AttemptID); len(r.StartsLater) != 0 {
 			t.Errorf("start of %q in build %d: later %v", tc.id, tc.as.BuildID, r.StartsLater)
 		}
 	}
@@ -456,12 +461,12 @@ func testForgottenStartRecorded(t *testing.T, be backend) {
 	if w1.c, err = api.NewClient(e.url, tokenW1, nil); err != nil {
 		t.Fatal(err)
 	}
-	w1.register([]string{run[0].AttemptID}) // it still runs the other job
-	r := w1.mustPoll(1, []string{run[0].AttemptID})
+	w1.register([]string{run.AttemptID}) // it still runs the other job
+	r := w1.mustPoll(1, []string{run.AttemptID})
 	if len(r.Assignments) != 1 || r.Assignments[0].Job.ID != mine.Job.ID {
 		t.Fatalf("after the restart: %+v, want %s", r.Assignments, mine.Job.Name)
 	}
-	w1.mustPoll(0, nil, w1.output(run[0]), w1.output(r.Assignments[0]))
+	w1.mustPoll(0, nil, w1.output(run), w1.output(r.Assignments[0]))
 	b := e.build(sub.BuildID)
 	if j := jobByName(b, mine.Job.Name); b.State != api.BuildSucceeded ||
 		!slices.Equal(attemptStates(j), []api.AttemptState{api.AttemptAbandoned, api.AttemptSucceeded}) {

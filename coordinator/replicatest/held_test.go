@@ -84,17 +84,8 @@ func workerGauges(addr string) map[string]float64 {
 func TestKillReplicaHeldAssignments(t *testing.T) {
 	testenv.Short(t)
 	testenv.NeedTool(t, "sh")
-	dsn := pgtest.Start(t).NewDatabase(t)
-	opts := Options{Tryd: buildTryd(t), Dir: t.TempDir(), DSN: dsn, Replicas: 2}
-	if testing.Verbose() {
-		opts.Log = os.Stderr
-	}
-	c, err := Start(t.Context(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	s := &setup{c: c, dsn: dsn}
+	s := replicasOn(t, pgtest.Start(t).NewDatabase(t))
+	c := s.c
 	var metrics []string
 	for i, pool := range []string{"wide", "chain"} {
 		addr := testenv.ReservePort(t)
@@ -255,17 +246,8 @@ func (p *tripProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestKillReplicaForgottenStart(t *testing.T) {
 	testenv.Short(t)
 	testenv.NeedTool(t, "sh")
-	dsn := pgtest.Start(t).NewDatabase(t)
-	opts := Options{Tryd: buildTryd(t), Dir: t.TempDir(), DSN: dsn, Replicas: 2}
-	if testing.Verbose() {
-		opts.Log = os.Stderr
-	}
-	c, err := Start(t.Context(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	s := &setup{c: c, dsn: dsn}
+	s := replicasOn(t, pgtest.Start(t).NewDatabase(t))
+	c := s.c
 	killed := make(chan time.Time, 1)
 	proxy := &tripProxy{backends: []string{c.Coordinator(0).URL, c.Coordinator(1).URL}, trip: func() {
 		c.Kill(0)

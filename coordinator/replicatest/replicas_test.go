@@ -48,8 +48,22 @@ func start(t *testing.T) *setup {
 // startOn starts two replicas on database dsn and three workers.
 func startOn(t *testing.T, dsn string) *setup {
 	t.Helper()
-	tryd := buildTryd(t)
-	opts := Options{Tryd: tryd, Dir: t.TempDir(), DSN: dsn, Replicas: 2}
+	s := replicasOn(t, dsn)
+	// Three workers: two prefer replica 0, one replica 1.
+	for i, prefer := range []int{0, 1, 0} {
+		if _, err := s.c.StartWorker(WorkerNames[i], prefer, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitWorkers(t, s.c, 3)
+	return s
+}
+
+// replicasOn starts two replicas on database dsn, without workers,
+// stopped when t ends (their logs on standard error with -v).
+func replicasOn(t *testing.T, dsn string) *setup {
+	t.Helper()
+	opts := Options{Tryd: buildTryd(t), Dir: t.TempDir(), DSN: dsn, Replicas: 2}
 	if testing.Verbose() {
 		opts.Log = os.Stderr
 	}
@@ -58,13 +72,6 @@ func startOn(t *testing.T, dsn string) *setup {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	// Three workers: two prefer replica 0, one replica 1.
-	for i, prefer := range []int{0, 1, 0} {
-		if _, err := c.StartWorker(WorkerNames[i], prefer, 2); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitWorkers(t, c, 3)
 	return &setup{c: c, dsn: dsn}
 }
 
