@@ -34,7 +34,14 @@
 // reports fail it starts none of the prefetched or pipelined assignments
 // it holds, which a restarted coordinator never knew; it starts them once
 // a poll is answered again, or drops them when it must register again
-// (PROTOCOL.md, "Assignments held during an outage"). It shuts down
+// (PROTOCOL.md, "Assignments held during an outage"). A prefetched
+// attempt it started whose start the coordinator never heard of (the
+// session ended first) is reported to the next session with its build
+// and job, where the coordinator offers that, so that the run is in the
+// job's history as abandoned. A poll without results that stays
+// unanswered 5s past its wait is taken as lost on a broken link and sent
+// again. The tryd_worker_held_assignments gauge counts what it holds.
+// It shuts down
 // gracefully: on cancellation of Run's context it stops taking work, lets
 // running jobs finish for Options.DrainTimeout and gives back the rest.
 //
