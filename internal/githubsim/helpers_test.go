@@ -2,6 +2,7 @@ package githubsim
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,7 +20,7 @@ type received struct {
 }
 
 // receiver is a real HTTP server on 127.0.0.1:0 that records webhook
-// deliveries and answers with code.
+// deliveries from sim and answers with code.
 type receiver struct {
 	srv  *httptest.Server
 	mu   sync.Mutex
@@ -27,7 +28,13 @@ type receiver struct {
 	code int
 }
 
-func newReceiver(t testing.TB) *receiver {
+// newReceiver starts a receiver for sim's deliveries. Its cleanup first
+// waits for the deliveries sim has queued (REST calls queue theirs
+// without waiting, as GitHub answers before delivering), so that none
+// arrives while it closes: httptest's Close closes idle keep-alive
+// connections, and a request whose headers were just read on one would
+// find its body cut ("use of closed network connection").
+func newReceiver(t testing.TB, sim *Sim) *receiver {
 	t.Helper()
 	rc := &receiver{code: http.StatusOK}
 	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -41,7 +48,14 @@ func newReceiver(t testing.TB) *receiver {
 		rc.mu.Unlock()
 		w.WriteHeader(code)
 	}))
-	t.Cleanup(rc.srv.Close)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := sim.Flush(ctx); err != nil && !errors.Is(err, ErrClosed) {
+			t.Errorf("receiver: wait for deliveries: %v", err)
+		}
+		rc.srv.Close()
+	})
 	return rc
 }
 
@@ -122,8 +136,8 @@ func newWorld(t testing.TB, opts Options) *world {
 	must(s.CreateRepo(ctx, w.repo))
 	_, err = s.Push(ctx, w.repo, "main", map[string]string{"README.md": "hello\n", "go.mod": "module example.com/hello\n"})
 	must(err)
-	w.hookRC = newReceiver(t)
-	w.appRC = newReceiver(t)
+	w.hookRC = newReceiver(t, s)
+	w.appRC = newReceiver(t, s)
 	w.hookID, err = s.AddHook(ctx, w.repo, HookOptions{URL: w.hookRC.srv.URL + "/hook", Secret: w.secret, Events: []string{"*"}})
 	must(err)
 	w.appTok, err = s.AddApp(AppOptions{Slug: "tryd", WebhookURL: w.appRC.srv.URL + "/app", WebhookSecret: "app-secret"})

@@ -145,7 +145,7 @@ func TestDeliveryHeadersAndSignatures(t *testing.T) {
 
 func TestHookWithoutSecretIsUnsigned(t *testing.T) {
 	w := newWorld(t, Options{})
-	rc := newReceiver(t)
+	rc := newReceiver(t, w.s)
 	if _, err := w.s.AddHook(ctxT(t), w.repo, HookOptions{URL: rc.srv.URL, Events: []string{"push"}}); err != nil {
 		t.Fatal(err)
 	}

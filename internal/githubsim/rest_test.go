@@ -302,7 +302,7 @@ func TestRESTThroughGoGitHub(t *testing.T) {
 		if err != nil || len(hooks) != 1 || hooks[0].GetID() != w.hookID || hooks[0].Config.GetURL() == "" {
 			t.Fatalf("hooks = %v, %v", hooks, err)
 		}
-		rc := newReceiver(t)
+		rc := newReceiver(t, w.s)
 		created, _, err := admin.Repositories.CreateHook(ctx, o, r, &github.Hook{
 			Events: []string{"issues"},
 			Config: &github.HookConfig{URL: github.String(rc.srv.URL), ContentType: github.String("json"), Secret: github.String("s3")},

@@ -128,7 +128,10 @@ type Sim struct {
 	served chan struct{}
 	cancel context.CancelFunc
 	done   chan struct{}
-	closed bool
+	// stopped is closed when the delivery goroutine has returned: after
+	// Close, nothing more is sent.
+	stopped chan struct{}
+	closed  bool
 }
 
 type user struct {
@@ -402,11 +405,15 @@ func New(opts Options) (*Sim, error) {
 		drop:      opts.Drop,
 		rates:     map[string]*rateState{},
 		done:      make(chan struct{}),
+		stopped:   make(chan struct{}),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.q.init()
-	go s.deliverLoop(ctx)
+	go func() {
+		defer close(s.stopped)
+		s.deliverLoop(ctx)
+	}()
 	return s, nil
 }
 
@@ -454,8 +461,10 @@ func (s *Sim) Start(ctx context.Context, addr string) error {
 	return nil
 }
 
-// Close stops serving and delivering; deliveries still queued are
-// recorded as failed. It waits for the server to stop.
+// Close stops serving and delivering; a delivery in progress is
+// cancelled and those still queued are recorded as failed. It waits for
+// the server and the delivery goroutine to stop, so that no webhook is
+// sent after it returns.
 func (s *Sim) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -471,6 +480,7 @@ func (s *Sim) Close() error {
 	if served != nil {
 		<-served
 	}
+	<-s.stopped
 	return nil
 }
 
