@@ -379,7 +379,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			if len(results) == 0 && len(started) == 0 {
 				firstReport = time.Now()
 			}
-			started = append(started, startedAt{id: a.AttemptID, at: time.Now(), build: a.BuildID, job: a.Job.ID})
+			started = append(started, startedAt{id: a.AttemptID, at: time.Now(), build: a.BuildID, job: a.Job.ID, session: workerID})
 		}
 		jctx, cancel := context.WithCancelCause(bg)
 		runningJobs[a.AttemptID] = &running{cancel: cancel, jobID: a.Job.ID}
@@ -645,7 +645,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			for _, st := range starts {
 				s := api.StartedAttempt{AttemptID: st.id, AgoMS: now.Sub(st.at).Milliseconds()}
-				if forgottenOK {
+				if forgottenOK && st.session != workerID {
+					// Of an earlier session: this one knows
+					// nothing of it.
 					s.BuildID, s.JobID = st.build, st.job
 				}
 				req.Started = append(req.Started, s)
@@ -844,10 +846,11 @@ func held(a api.Assignment) bool {
 // startedAt is a prefetched attempt the worker started, for
 // api.PollRequest.Started.
 type startedAt struct {
-	id    string
-	at    time.Time
-	build int64  // the assignment's build
-	job   string // and job
+	id      string
+	at      time.Time
+	build   int64  // the assignment's build
+	job     string // and job
+	session string // the worker ID it was assigned to
 }
 
 // maxStartAge bounds how long the worker keeps sending a start the
