@@ -2,8 +2,10 @@ package pgstate
 
 import (
 	"context"
+	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -83,5 +85,71 @@ func TestTerminatedSessionsNotUsed(t *testing.T) {
 				t.Errorf("round %d: %s: %v", round, st.name, err)
 			}
 		}
+	}
+}
+
+// TestPeerClosed checks the socket check on a real TCP connection: alive
+// while the peer is silent, also with a read of another goroutine in
+// progress (it must not wait for it); gone once the peer sent something
+// unasked or closed.
+func TestPeerClosed(t *testing.T) {
+	tests := []struct {
+		name    string
+		peer    func(t *testing.T, c net.Conn)
+		reading bool // another goroutine reads the connection meanwhile
+		want    bool
+	}{
+		{"silent peer", func(*testing.T, net.Conn) {}, false, false},
+		{"silent peer, a read in progress", func(*testing.T, net.Conn) {}, true, false},
+		{"peer sent a message", func(t *testing.T, c net.Conn) {
+			if _, err := c.Write([]byte("E")); err != nil {
+				t.Fatal(err)
+			}
+		}, false, true},
+		{"peer closed", func(t *testing.T, c net.Conn) { c.Close() }, false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			c, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			peer, err := l.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			if tc.reading {
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					c.Read(make([]byte, 1)) // until the cleanup closes c
+				}()
+				defer func() { c.Close(); <-done }()
+				time.Sleep(10 * time.Millisecond) // let it block
+			}
+			tc.peer(t, peer)
+			if !tc.want {
+				// Alive, and stays so.
+				for end := time.Now().Add(100 * time.Millisecond); time.Now().Before(end); time.Sleep(time.Millisecond) {
+					if peerClosed(c) {
+						t.Fatal("peerClosed = true for a live connection")
+					}
+				}
+				return
+			}
+			// Gone, once the peer's bytes arrive.
+			for end := time.Now().Add(5 * time.Second); !peerClosed(c); time.Sleep(time.Millisecond) {
+				if time.Now().After(end) {
+					t.Fatal("peerClosed = false, want true")
+				}
+			}
+		})
 	}
 }
