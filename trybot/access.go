@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-github/v60/github"
 	"github.com/sirupsen/logrus"
 
+	"github.com/tryd-ci/tryd/internal/ghapp"
 	"github.com/tryd-ci/tryd/trybot/client"
 )
 
@@ -111,14 +112,14 @@ func (t *Trybot) checkAccess(ctx context.Context, ri *repoInfo) (a access, chang
 		}
 		return 0, false, fmt.Errorf("github: check access to %s: %w", ri.cfg.Slug, err)
 	}
-	it := g.insts.of(ri.owner)
+	it := g.insts.Account(ri.owner)
 	inst, resp, err := g.app.Apps.FindRepositoryInstallation(ctx, ri.owner, ri.name)
 	switch {
 	case err == nil && inst.SuspendedAt != nil:
 		return accessSuspended, false, nil
 	case err == nil:
 		old := it.ID()
-		if changed = it.use(inst.GetID()); changed {
+		if changed = it.Use(inst.GetID()); changed {
 			t.log.WithFields(logrus.Fields{"repo": ri.cfg.Slug, "old": old, "new": inst.GetID()}).
 				Warn("trybot: the GitHub App's installation changed (installed again); using the new one")
 		}
@@ -148,7 +149,7 @@ func (t *Trybot) classifyPostError(ctx context.Context, ri *repoInfo, err error)
 	}
 	app := ri.github.app != nil
 	status := githubStatus(err)
-	var te *installationTokenError
+	var te *ghapp.TokenError
 	switch {
 	case rateLimited(err):
 		// Retried after GitHub's delay (retryAfter), also when it was

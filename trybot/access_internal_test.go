@@ -15,6 +15,7 @@ import (
 	"github.com/tryd-ci/tryd/coordinator/api"
 	gmclient "github.com/tryd-ci/tryd/gitmirror/client"
 	"github.com/tryd-ci/tryd/internal/config"
+	"github.com/tryd-ci/tryd/internal/ghapp"
 	"github.com/tryd-ci/tryd/internal/githubsim"
 )
 
@@ -243,7 +244,7 @@ func TestClassifyInstallationLifecycle(t *testing.T) {
 	}
 	tb := newAccessTrybot(t, sim, true)
 	ri := tb.repo("r")
-	oldID := ri.github.insts.of("o").ID()
+	oldID := ri.github.insts.Account("o").ID()
 	classify := func(err error) (string, error) {
 		err = tb.classifyPostError(ctx, ri, err)
 		var na *noAccessError
@@ -274,11 +275,11 @@ func TestClassifyInstallationLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mint := &installationTokenError{id: oldID, err: githubErr(404, nil, "Not Found")}
+	mint := &ghapp.TokenError{Owner: "o", ID: oldID, Err: githubErr(404, nil, "Not Found")}
 	if msg, err := classify(mint); msg != "" || err != error(mint) {
 		t.Errorf("installed again: %q (%v), want the mint error retried", msg, err)
 	}
-	if got := ri.github.insts.of("o").ID(); got != newID {
+	if got := ri.github.insts.Account("o").ID(); got != newID {
 		t.Fatalf("installation ID %d after reinstalling, want the new %d", got, newID)
 	}
 	// The retried post works with the new installation's token.

@@ -2,27 +2,17 @@ package trybot
 
 import (
 	"context"
-	"crypto"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/go-github/v60/github"
 	"golang.org/x/oauth2"
 
 	"github.com/tryd-ci/tryd/internal/config"
+	"github.com/tryd-ci/tryd/internal/ghapp"
 	"github.com/tryd-ci/tryd/maintner"
 	"github.com/tryd-ci/tryd/trybot/client"
 )
@@ -42,7 +32,7 @@ type githubServer struct {
 	// repository owner's account (whichever installation is current
 	// there: see access.go).
 	app   *github.Client
-	insts *appInstallations
+	insts *ghapp.App
 	appID int64
 }
 
@@ -74,20 +64,21 @@ func newGitHubServer(ctx context.Context, s config.GitHubServer, hc *http.Client
 		if err != nil {
 			return nil, fmt.Errorf("trybot: github server %s: app key: %w", s.Name, err)
 		}
-		key, err := parseRSAKey([]byte(pemKey))
-		if err != nil {
-			return nil, fmt.Errorf("trybot: github server %s: app key: %w", s.Name, err)
-		}
-		appClient, err := mk(&http.Client{Timeout: hc.Timeout, Transport: &jwtTransport{appID: s.AppID, key: key, base: transportOf(hc)}})
+		// Not oauth2.NewClient: it would cache tokens itself, out of
+		// reach of a revoked token and of an installation change, and
+		// it has one token for every repository; ghapp keeps one per
+		// repository owner's installation.
+		plain, err := mk(hc)
 		if err != nil {
 			return nil, fmt.Errorf("trybot: github server %s: %w", s.Name, err)
 		}
-		g.app, g.insts, g.appID = appClient, newAppInstallations(appClient, s.InstallationID), s.AppID
-		// Not oauth2.NewClient: it would cache tokens itself, out of
-		// reach of a revoked token and of an installation change, and
-		// it has one token for every repository.
-		oc := &http.Client{Timeout: hc.Timeout, Transport: &installationTransport{insts: g.insts, base: transportOf(hc)}}
-		if g.c, err = mk(oc); err != nil {
+		app, err := ghapp.New(ghapp.Options{AppID: s.AppID, KeyPEM: []byte(pemKey), InstallationID: s.InstallationID,
+			BaseURL: plain.BaseURL, Transport: transportOf(hc), Timeout: hc.Timeout})
+		if err != nil {
+			return nil, fmt.Errorf("trybot: github server %s: %w", s.Name, err)
+		}
+		g.app, g.insts, g.appID = app.Client(), app, s.AppID
+		if g.c, err = mk(&http.Client{Timeout: hc.Timeout, Transport: app.Transport(transportOf(hc))}); err != nil {
 			return nil, fmt.Errorf("trybot: github server %s: %w", s.Name, err)
 		}
 		g.checks = true
@@ -113,266 +104,6 @@ func transportOf(hc *http.Client) http.RoundTripper {
 		return hc.Transport
 	}
 	return http.DefaultTransport
-}
-
-func parseRSAKey(b []byte) (*rsa.PrivateKey, error) {
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, errors.New("not a PEM block")
-	}
-	if k, err := x509.ParsePKCS1PrivateKey(blk.Bytes); err == nil {
-		return k, nil
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("parse private key: %w", err)
-	}
-	rk, ok := k.(*rsa.PrivateKey)
-	if !ok {
-		return nil, errors.New("not an RSA key")
-	}
-	return rk, nil
-}
-
-// jwtTransport authenticates as a GitHub App: an RS256 JWT with iss = the
-// app ID, valid for 9 minutes (backdated 60 s for clock drift), as GitHub
-// documents.
-type jwtTransport struct {
-	appID int64
-	key   *rsa.PrivateKey
-	base  http.RoundTripper
-}
-
-func (j *jwtTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	now := time.Now()
-	enc := base64.RawURLEncoding
-	hdr, _ := json.Marshal(map[string]string{"alg": "RS256", "typ": "JWT"})
-	claims, _ := json.Marshal(map[string]any{"iat": now.Add(-60 * time.Second).Unix(), "exp": now.Add(9 * time.Minute).Unix(), "iss": strconv.FormatInt(j.appID, 10)})
-	signing := enc.EncodeToString(hdr) + "." + enc.EncodeToString(claims)
-	sum := sha256.Sum256([]byte(signing))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, j.key, crypto.SHA256, sum[:])
-	if err != nil {
-		return nil, fmt.Errorf("github app: sign JWT: %w", err)
-	}
-	r := req.Clone(req.Context())
-	r.Header.Set("Authorization", "Bearer "+signing+"."+enc.EncodeToString(sig))
-	return j.base.RoundTrip(r)
-}
-
-// appInstallations are a GitHub App's installations on the accounts
-// that own the configured repositories. GitHub installs an App once per
-// account (a user or an organization), and an installation's token
-// covers that account's repositories only, so each owner has its own
-// installation and tokens. The configured installation ID is where each
-// owner starts; the first token minted for an owner looks up the
-// installation on its account (GET /repos/{owner}/{repo}/installation of
-// one of its repositories, whose account must be the owner) and uses that
-// from then on.
-type appInstallations struct {
-	c          *github.Client // the App's JWT
-	configured int64
-	mu         sync.Mutex
-	owners     map[string]*installationTokens // by lower-cased login
-}
-
-func newAppInstallations(c *github.Client, configured int64) *appInstallations {
-	return &appInstallations{c: c, configured: configured, owners: map[string]*installationTokens{}}
-}
-
-// of returns the installation tokens of owner's account (GitHub logins
-// are case-insensitive).
-func (a *appInstallations) of(owner string) *installationTokens {
-	key := strings.ToLower(owner)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	it := a.owners[key]
-	if it == nil {
-		it = &installationTokens{c: a.c, owner: owner, id: a.configured}
-		a.owners[key] = it
-	}
-	return it
-}
-
-// add records repository owner/name, whose installation is the owner's.
-func (a *appInstallations) add(owner, name string) {
-	it := a.of(owner)
-	it.mu.Lock()
-	it.repos = append(it.repos, name)
-	it.mu.Unlock()
-}
-
-// installationTransport authenticates each request with the token of
-// the installation on the account that owns the repository in its path
-// (/repos/{owner}/...; other paths get the configured installation's),
-// and drops that token when GitHub answers 401 (it was revoked: the App
-// uninstalled), so that the next request mints one, for whatever
-// installation is current then.
-type installationTransport struct {
-	insts *appInstallations
-	base  http.RoundTripper
-}
-
-func (t *installationTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	it := t.insts.of(repoOwner(r.URL.Path))
-	tok, err := it.Token()
-	if err != nil {
-		if r.Body != nil {
-			r.Body.Close() // a RoundTripper closes the body, even on errors
-		}
-		return nil, err
-	}
-	r2 := r.Clone(r.Context())
-	tok.SetAuthHeader(r2)
-	resp, err := t.base.RoundTrip(r2)
-	if err == nil && resp.StatusCode == http.StatusUnauthorized {
-		it.forget()
-	}
-	return resp, err
-}
-
-// repoOwner returns the owner in a REST path's /repos/{owner}/..., or "".
-func repoOwner(path string) string {
-	_, rest, ok := strings.Cut(path, "/repos/")
-	if !ok {
-		return ""
-	}
-	owner, _, _ := strings.Cut(rest, "/")
-	return owner
-}
-
-// installationTokens exchanges the app's JWT for tokens of its
-// installation on one account, and keeps the current one until shortly
-// before it expires. The installation ID changes when the App is
-// installed again (see access.go): the cached token is then dropped,
-// since tokens of the old installation were revoked with it.
-type installationTokens struct {
-	c     *github.Client
-	owner string // the account's login ("": the configured installation's)
-	mu    sync.Mutex
-	// repos are the names of the account's configured repositories,
-	// whose installation is looked up.
-	repos []string
-	id    int64
-	// found is set once the installation on the account was looked up.
-	found bool
-	// tok is the current token of installation id, or nil.
-	tok *oauth2.Token
-}
-
-// installationTokenError is a failure to mint an installation token:
-// the installation may be gone (404) or suspended (403), which the
-// trybot checks (access.go) rather than retry blindly.
-type installationTokenError struct {
-	id  int64
-	err error
-}
-
-func (e *installationTokenError) Error() string {
-	return fmt.Sprintf("github app: token of installation %d: %v", e.id, e.err)
-}
-func (e *installationTokenError) Unwrap() error { return e.err }
-
-// Token implements oauth2.TokenSource.
-func (s *installationTokens) Token() (*oauth2.Token, error) {
-	s.mu.Lock()
-	id, tok, found := s.id, s.tok, s.found
-	s.mu.Unlock()
-	// Refreshed a minute early: a token must not expire between being
-	// handed out and being used.
-	if tok != nil && time.Until(tok.Expiry) > time.Minute {
-		return tok, nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if !found {
-		// The configured installation may be another account's.
-		if nid := s.find(ctx); nid != 0 {
-			id = s.settle(id, nid)
-		}
-	}
-	it, resp, err := s.c.Apps.CreateInstallationToken(ctx, id, nil)
-	if err != nil && resp != nil && resp.StatusCode == http.StatusNotFound {
-		// The installation is gone: the App may have been installed
-		// again, under another ID, whose webhook was missed.
-		if nid := s.find(ctx); nid != 0 && nid != id {
-			id = s.settle(id, nid)
-			it, _, err = s.c.Apps.CreateInstallationToken(ctx, id, nil)
-		}
-	}
-	if err != nil {
-		return nil, &installationTokenError{id: id, err: err}
-	}
-	tok = &oauth2.Token{AccessToken: it.GetToken(), TokenType: "token", Expiry: it.GetExpiresAt().Time}
-	s.mu.Lock()
-	if s.id == id {
-		s.tok = tok
-	}
-	s.mu.Unlock()
-	return tok, nil
-}
-
-// find returns the ID of the installation on the account, as GitHub
-// gives it for the first of its configured repositories that has one,
-// or 0.
-func (s *installationTokens) find(ctx context.Context) int64 {
-	s.mu.Lock()
-	repos := slices.Clone(s.repos)
-	s.mu.Unlock()
-	for _, name := range repos {
-		inst, _, err := s.c.Apps.FindRepositoryInstallation(ctx, s.owner, name)
-		if err == nil && strings.EqualFold(inst.GetAccount().GetLogin(), s.owner) {
-			return inst.GetID()
-		}
-	}
-	return 0
-}
-
-// settle makes nid the current installation, found by looking it up,
-// unless the ID changed since it was old (a webhook said which is
-// current meanwhile), and returns the current one.
-func (s *installationTokens) settle(old, nid int64) int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.found = true
-	if s.id == old && nid != old {
-		s.id, s.tok = nid, nil
-	}
-	return s.id
-}
-
-// ID returns the current installation ID.
-func (s *installationTokens) ID() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.id
-}
-
-// is reports whether id is the installation found on the account (not
-// merely the configured one, which may be another account's).
-func (s *installationTokens) is(id int64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.found && s.id == id
-}
-
-// use makes id the current installation and reports whether it changed
-// (its token is then dropped: it was the old installation's).
-func (s *installationTokens) use(id int64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.found = true
-	changed := id != s.id
-	if changed {
-		s.id, s.tok = id, nil
-	}
-	return changed
-}
-
-// forget drops the cached token (GitHub refused it).
-func (s *installationTokens) forget() {
-	s.mu.Lock()
-	s.tok = nil
-	s.mu.Unlock()
 }
 
 // canWrite reports whether login has write (or maintain, admin)

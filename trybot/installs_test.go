@@ -55,10 +55,10 @@ func TestGitHubAppInstallationPerAccount(t *testing.T) {
 	}
 	checkIDs := func(step string, wantOne, wantTwo int64) {
 		t.Helper()
-		if got := one.github.insts.of("alice").ID(); got != wantOne {
+		if got := one.github.insts.Account("alice").ID(); got != wantOne {
 			t.Errorf("%s: alice's installation %d, want %d", step, got, wantOne)
 		}
-		if got := two.github.insts.of("gophers").ID(); got != wantTwo {
+		if got := two.github.insts.Account("gophers").ID(); got != wantTwo {
 			t.Errorf("%s: gophers' installation %d, want %d", step, got, wantTwo)
 		}
 	}

@@ -345,7 +345,7 @@ func resolveRepos(ctx context.Context, cfg *config.Config, hc *http.Client) ([]*
 			}
 			ri.review, ri.github, ri.owner, ri.name = client.ReviewGitHub, g, owner, name
 			if g.insts != nil {
-				g.insts.add(owner, name)
+				g.insts.AddRepo(owner, name)
 			}
 		default:
 			continue // not reviewed: nothing to try

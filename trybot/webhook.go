@@ -275,10 +275,10 @@ func (t *Trybot) installationEvent(e *github.InstallationEvent) {
 		if ri.review != client.ReviewGitHub || g.insts == nil || (g.appID != 0 && inst.GetAppID() != 0 && inst.GetAppID() != g.appID) {
 			continue
 		}
-		it := g.insts.of(ri.owner)
+		it := g.insts.Account(ri.owner)
 		// The installation is the repository's when it is on its
 		// owner's account, is the one found there, or lists it.
-		ours := strings.EqualFold(ri.owner, inst.GetAccount().GetLogin()) || it.is(inst.GetID()) ||
+		ours := strings.EqualFold(ri.owner, inst.GetAccount().GetLogin()) || it.Found(inst.GetID()) ||
 			slices.ContainsFunc(e.Repositories, func(r *github.Repository) bool { return strings.EqualFold(r.GetFullName(), ri.cfg.Slug) })
 		if !ours {
 			continue
@@ -286,7 +286,7 @@ func (t *Trybot) installationEvent(e *github.InstallationEvent) {
 		log := t.log.WithFields(map[string]any{"repo": ri.cfg.Slug, "installation": inst.GetID(), "account": inst.GetAccount().GetLogin(), "action": action})
 		switch action {
 		case "created", "unsuspend", "new_permissions_accepted":
-			if action == "created" && it.use(inst.GetID()) {
+			if action == "created" && it.Use(inst.GetID()) {
 				log.Warn("trybot: the GitHub App was installed again; using the new installation")
 			}
 			t.accessBack(ri, "installation "+action)

@@ -20,7 +20,13 @@
 // GET requests are conditional (ETag/If-None-Match; a 304 does not count
 // against GitHub's rate limit) and paginated; a 403/429 rate-limit answer
 // stops the repository's work until the reset time given by GitHub,
-// waiting on the injected Clock, never spinning.
+// waiting on the injected Clock, never spinning. With GitHub App
+// credentials each repository is read with a token of the App's
+// installation on its owner's account (internal/ghapp), so one App
+// serves the repositories of several users and organizations; a
+// repository out of the App's reach (uninstalled from its account,
+// suspended, or not in the installation) fails with ErrNoAccess, counted
+// as result "no_access", while the others' syncs go on.
 //
 // Gerrit: each project is mirrored into a bare git repository with
 // forced refspecs for refs/heads/*, refs/tags/* and refs/changes/*

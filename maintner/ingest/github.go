@@ -17,6 +17,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tryd-ci/tryd/internal/ghapp"
 	"github.com/tryd-ci/tryd/maintner"
 	"github.com/tryd-ci/tryd/maintner/trydpb"
 )
@@ -25,11 +26,24 @@ import (
 // syncer does not track.
 var ErrUnknownTarget = errors.New("ingest: repository or project not tracked")
 
-// GitHubApp authenticates as a GitHub App installation: a JWT signed
-// with the app's key is exchanged for an installation token, renewed
-// before it expires.
+// ErrNoAccess is wrapped by the error of a sync that GitHub refused
+// because the credentials do not reach the repository: it answers 404
+// for it (gone, or private and out of reach: for a GitHub App, not in
+// its installation on the owner's account), or the App is not installed
+// on the owner's account (uninstalled) or its installation there is
+// suspended. The other repositories' syncs go on.
+var ErrNoAccess = errors.New("ingest: no access to the GitHub repository")
+
+// GitHubApp authenticates as a GitHub App (internal/ghapp): each
+// repository is read with a token of the App's installation on its
+// owner's account (GitHub installs an App once per account, and an
+// installation's token reaches that account's repositories only),
+// renewed before it expires.
 type GitHubApp struct {
-	AppID          int64
+	AppID int64
+	// InstallationID is where each owner starts before its own
+	// installation is looked up (it may be another account's); 0 looks
+	// each owner's up on first use.
 	InstallationID int64
 	// KeyPEM is the app's RSA private key (PKCS#1 or PKCS#8 PEM).
 	KeyPEM []byte
@@ -85,6 +99,9 @@ type GitHub struct {
 	m      *metrics
 	repos  map[string]*ghRepo // by lower-case "owner/name"
 	sorted []*ghRepo
+	// app says the credentials are a GitHub App's, whose installation
+	// may not cover a repository (see syncRepoMeta).
+	app bool
 }
 
 // ghRepo is one tracked repository.
@@ -173,11 +190,18 @@ func NewGitHub(opts GitHubOptions) (*GitHub, error) {
 	case opts.Token != "":
 		rt = &oauth2.Transport{Base: rt, Source: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: opts.Token})}
 	case opts.App != nil:
-		ts, err := newAppTokenSource(opts.App, base, rt, opts.Clock)
+		// The App's own requests (installation lookups, minting) go
+		// through the rate gate too.
+		app, err := ghapp.New(ghapp.Options{AppID: opts.App.AppID, KeyPEM: opts.App.KeyPEM, InstallationID: opts.App.InstallationID,
+			BaseURL: base, Transport: rt, Now: opts.Clock.Now, Timeout: opts.RequestTimeout})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("ingest: %w", err)
 		}
-		rt = &oauth2.Transport{Base: rt, Source: oauth2.ReuseTokenSource(nil, ts)}
+		for _, r := range g.sorted {
+			app.AddRepo(r.owner, r.name)
+		}
+		rt = app.Transport(rt)
+		g.app = true
 	}
 	g.hc = &http.Client{Transport: rt, Timeout: opts.RequestTimeout}
 	return g, nil
@@ -266,6 +290,9 @@ func (g *GitHub) syncRepo(ctx context.Context, r *ghRepo, w work) (err error) {
 	defer r.mu.Unlock()
 	start := g.clock.Now()
 	defer func() {
+		if errors.Is(err, ghapp.ErrNotInstalled) || errors.Is(err, ghapp.ErrSuspended) {
+			err = fmt.Errorf("%w %s: %w", ErrNoAccess, r.fullName(), err)
+		}
 		g.m.observe("github", start, g.clock.Now(), err)
 		if err != nil {
 			if until := g.gate.closedUntil(); !until.IsZero() {
@@ -325,10 +352,26 @@ func (g *GitHub) logMut(ctx context.Context, ms ...*maintner.Mutation) error {
 	return nil
 }
 
-func (g *GitHub) syncRepoMeta(ctx context.Context, cl *github.Client, r *ghRepo) error {
+// getRepo returns the repository, or an error that wraps ErrNoAccess
+// when GitHub answers 404.
+func (g *GitHub) getRepo(ctx context.Context, cl *github.Client, r *ghRepo) (*github.Repository, error) {
 	gr, _, err := cl.Repositories.Get(ctx, r.owner, r.name)
+	switch {
+	case isNotFound(err) && g.app:
+		return nil, fmt.Errorf("%w %s (GitHub answers 404: it is gone, or not in the GitHub App's installation on %s's account): %w",
+			ErrNoAccess, r.fullName(), r.owner, err)
+	case isNotFound(err):
+		return nil, fmt.Errorf("%w %s (GitHub answers 404: it is gone, or private and out of the token's reach): %w", ErrNoAccess, r.fullName(), err)
+	case err != nil:
+		return nil, fmt.Errorf("ingest: GitHub %s: get repository: %w", r.fullName(), err)
+	}
+	return gr, nil
+}
+
+func (g *GitHub) syncRepoMeta(ctx context.Context, cl *github.Client, r *ghRepo) error {
+	gr, err := g.getRepo(ctx, cl, r)
 	if err != nil {
-		return fmt.Errorf("ingest: GitHub %s: get repository: %w", r.fullName(), err)
+		return err
 	}
 	var labels []*github.Label
 	opt := &github.ListOptions{PerPage: 100}
@@ -518,6 +561,13 @@ func (g *GitHub) syncIssueAssuming(ctx context.Context, cl *github.Client, r *gh
 			return g.syncIssueAssuming(ctx, cl, r, n, false)
 		}
 		return err
+	}
+	if notExist {
+		// A repository out of reach answers 404 for each of its
+		// issues: the issue is gone only if the repository is there.
+		if _, err := g.getRepo(ctx, cl, r); err != nil {
+			return err
+		}
 	}
 	if notExist || gi.GetNumber() != n {
 		// Deleted, or transferred (the answer names another number).

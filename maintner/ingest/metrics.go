@@ -21,7 +21,7 @@ type metrics struct {
 func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	m := &metrics{
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tryd_ingest_syncs_total",
-			Help: "Sync passes (nudges and reconciliations), by source (github, gerrit) and result (ok, error)."}, []string{"source", "result"}),
+			Help: "Sync passes (nudges and reconciliations), by source (github, gerrit) and result (ok, error, no_access: GitHub refused the repository to the credentials, see the log)."}, []string{"source", "result"}),
 		syncDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tryd_ingest_sync_seconds",
 			Help: "Duration of sync passes, by source.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}, []string{"source"}),
 		mutations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tryd_ingest_mutations_total",
@@ -71,7 +71,10 @@ func register[C prometheus.Collector](reg *prometheus.Registry, c C) (C, error) 
 
 func (m *metrics) observe(source string, start, end time.Time, err error) {
 	result := "ok"
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrNoAccess):
+		result = "no_access"
+	case err != nil:
 		result = "error"
 	}
 	m.syncs.WithLabelValues(source, result).Inc()
