@@ -79,8 +79,13 @@ type GitHubServer struct {
 	// Token is a personal or installation access token (a secret
 	// reference). Either Token or the App fields are used.
 	Token Secret `yaml:"token"`
-	// AppID, InstallationID and AppKey configure GitHub App
-	// authentication; AppKey is the PEM private key (a secret reference).
+	// AppID and AppKey configure GitHub App authentication; AppKey is
+	// the PEM private key (a secret reference). GitHub installs an App
+	// once per account, so each repository is reached with the
+	// installation on its owner's account, found by asking GitHub.
+	// InstallationID is optional: 0 or absent (the default) finds every
+	// owner's; a configured one is only where each owner starts (it may
+	// be any account's).
 	AppID          int64  `yaml:"app_id"`
 	InstallationID int64  `yaml:"installation_id"`
 	AppKey         Secret `yaml:"app_key"`
@@ -563,8 +568,14 @@ func (v *validator) validate(c *Config) {
 		if s.Token.IsSet() && s.AppKey.IsSet() {
 			v.errorf(p, "set either token or app_key, not both")
 		}
-		if s.AppKey.IsSet() && (s.AppID == 0 || s.InstallationID == 0) {
-			v.errorf(p, "app_key needs app_id and installation_id")
+		if s.AppKey.IsSet() && s.AppID <= 0 {
+			v.errorf(p, "app_key needs app_id (the GitHub App's ID)")
+		}
+		if s.AppID < 0 || s.InstallationID < 0 {
+			v.errorf(p, "app_id and installation_id must not be negative")
+		}
+		if !s.AppKey.IsSet() && s.InstallationID != 0 {
+			v.errorf(append(p, "installation_id"), "needs app_key (installation_id belongs to a GitHub App)")
 		}
 	}
 	repos := map[string]bool{}

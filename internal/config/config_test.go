@@ -107,6 +107,9 @@ func TestBadConfigs(t *testing.T) {
 		{"malformed yaml", "repos: [\n", []string{"tryd.yaml"}},
 		{"wrong type", "worker:\n  slots: many\n", []string{"line 2"}},
 		{"literal gitmirror token", "gitmirror:\n  token: abcdefghijklmnopq\n", []string{"line 2", "reference"}},
+		{"app_key without app_id", "github:\n  - name: gh\n    installation_id: 7\n    app_key: file:/k.pem\n", []string{"line 2", "github[0]", "app_key needs app_id"}},
+		{"negative installation_id", "github:\n  - name: gh\n    app_id: 1\n    installation_id: -7\n    app_key: file:/k.pem\n", []string{"line 2", "must not be negative"}},
+		{"installation_id without app_key", "github:\n  - name: gh\n    token: env:T\n    installation_id: 7\n", []string{"line 4", "installation_id", "needs app_key"}},
 		{"known_hosts with a newline", "repos:\n  - name: r\n    url: https://x/y\n    push_mirror:\n      url: ssh://m/y\n      known_hosts: \"a\\nb\"\n", []string{"line 6", "push_mirror.known_hosts"}},
 	}
 	for _, tt := range tests {
@@ -119,6 +122,33 @@ func TestBadConfigs(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not contain %q", err, w)
 				}
+			}
+		})
+	}
+}
+
+// TestGitHubAppInstallationOptional checks that a GitHub App needs its
+// app_id and app_key, and installation_id only optionally: without it
+// (or 0) the installation of each repository owner's account is found;
+// with it, it is only where each owner starts.
+func TestGitHubAppInstallationOptional(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		yaml string
+		want int64
+	}{
+		{"absent", "github:\n  - name: gh\n    app_id: 12345\n    app_key: file:/etc/tryd/app.pem\n", 0},
+		{"zero", "github:\n  - name: gh\n    app_id: 12345\n    installation_id: 0\n    app_key: file:/etc/tryd/app.pem\n", 0},
+		{"given", "github:\n  - name: gh\n    app_id: 12345\n    installation_id: 67890\n    app_key: file:/etc/tryd/app.pem\n", 67890},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse("tryd.yaml", []byte(tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := cfg.GitHub[0]
+			if s.AppID != 12345 || s.InstallationID != tc.want || s.AppKey.String() != "file:/etc/tryd/app.pem" {
+				t.Errorf("decoded app_id %d installation_id %d app_key %q", s.AppID, s.InstallationID, s.AppKey.String())
 			}
 		})
 	}
