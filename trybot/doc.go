@@ -104,10 +104,11 @@
 // answers 401 for. GitHub installs an App once per account, so each
 // repository owner (user or organization) has its own installation and
 // tokens: a request is authenticated with the token of the installation
-// on the account in its /repos/{owner}/ path, the configured
-// installation_id is where an owner starts until the first token minted
-// for it finds the installation on its account, and installation
-// webhooks act on the repositories of the installation's account.
+// on the account in its /repos/{owner}/ path (internal/ghapp, shared
+// with maintner's ingestion), the configured installation_id (optional)
+// is where an owner starts until the first token minted for it finds
+// the installation on its account, and installation webhooks act on the
+// repositories of the installation's account.
 //
 // Failures that are not the change's fault (no connected worker with a
 // builder's labels for Options.NoWorkerTimeout, a lost worker, an
