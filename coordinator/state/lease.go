@@ -36,14 +36,12 @@ const OwnFirst = 5 * time.Second
 // claimed by another replica, which resumes it from the store. Claims are
 // atomic: two replicas never hold one build.
 type Leaser interface {
-	// HoldBuild takes the lease of one running build that no replica
-	// has ever held (one just created, by the replica that submitted
-	// it) for o until the given time, and reports whether it took it.
-	// A build held once, even if released or expired since, is taken
-	// by ClaimBuilds only, which fences the commits of its last holder;
-	// and a replica that submits a build and holds it must not also run
-	// it because its own claim loop claimed the build first (that ran
-	// every job of the build twice).
+	// HoldBuild takes the lease of one running build for o until the
+	// given time if nobody holds it now (never leased, released, or
+	// expired at now), and reports whether it took it. A lease o already
+	// holds is not taken again: a replica that submits a build and holds
+	// it must not also run it because its own claim loop claimed the
+	// build first (that ran every job of the build twice).
 	HoldBuild(ctx context.Context, id int64, o Owner, now, until time.Time) (bool, error)
 	// ClaimBuilds takes up to limit running builds that nobody holds
 	// (never leased, released, or expired at now) and returns their
