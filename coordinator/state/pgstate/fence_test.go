@@ -109,12 +109,13 @@ func TestCommitHeld(t *testing.T) {
 // replica makes, fenced by its leases.
 func BenchmarkCommitHeldJobs(b *testing.B) { benchCommitJobs(b, "r1") }
 
-// TestHoldBuildOnlyNeverHeld: HoldBuild takes only a build no replica
-// ever held, so that it never takes a build from a holder whose lease
-// expired while that holder's fenced commits may be in flight (claims
-// do, after the row lock that waits for them); a claim racing holds of
-// new builds never takes one a hold took, nor the reverse.
-func TestHoldBuildOnlyNeverHeld(t *testing.T) {
+// TestHoldBuildFenced: HoldBuild takes a build nobody holds (never
+// held, released, or expired), not one held live, even by its own
+// replica; like a claim, it waits for the fence of a commit in flight of
+// the build's last holder, so that it never takes the build in the
+// middle of that commit; and a claim racing holds of new builds never
+// takes one a hold took, nor the reverse.
+func TestHoldBuildFenced(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, sharedPG.Server(t).NewDatabase(t))
 	a, b := state.Owner{ID: "a", URL: "http://a"}, state.Owner{ID: "b", URL: "http://b"}
@@ -144,18 +145,13 @@ func TestHoldBuildOnlyNeverHeld(t *testing.T) {
 		{"never held", func(int64) {}, true},
 		{"held by another", func(id int64) { hold(id, a, later) }, false},
 		{"held by itself", func(id int64) { hold(id, b, later) }, false},
-		{"another's lease expired", func(id int64) { hold(id, a, t0) }, false},
+		{"another's lease expired", func(id int64) { hold(id, a, t0) }, true},
 		{"released", func(id int64) {
 			hold(id, a, later)
 			if err := s.ReleaseBuilds(ctx, "a", []int64{id}); err != nil {
 				t.Fatal(err)
 			}
-		}, false},
-		{"claimed", func(id int64) {
-			if ids, err := s.ClaimBuilds(ctx, a, 1000, t0, t0.Add(time.Second)); err != nil || !slices.Contains(ids, id) {
-				t.Fatalf("claims = %v, %v", ids, err)
-			}
-		}, false},
+		}, true},
 		{"finished", func(id int64) {
 			if err := s.Commit(ctx, &state.Batch{Builds: []state.BuildUpdate{{ID: id, State: api.BuildSucceeded, Finished: t0}}}); err != nil {
 				t.Fatal(err)
@@ -171,6 +167,46 @@ func TestHoldBuildOnlyNeverHeld(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("waits for a fenced commit", func(t *testing.T) {
+		id := newBuild()
+		hold(id, a, t0) // expires at t0+1s
+		// a's fenced commit in flight: its fence taken, its writes to
+		// come.
+		tx, err := s.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.Exec(ctx, fenceSQL, []int64{id}); err != nil {
+			t.Fatal(err)
+		}
+		held := make(chan bool, 1)
+		go func() {
+			ok, err := s.HoldBuild(ctx, id, b, later, later.Add(time.Second))
+			if err != nil {
+				t.Error(err)
+			}
+			held <- ok
+		}()
+		select {
+		case ok := <-held:
+			t.Fatalf("HoldBuild = %v during the commit, want it to wait", ok)
+		case <-time.After(300 * time.Millisecond):
+		}
+		if _, err := tx.Exec(ctx, `UPDATE builds SET error='a was here' WHERE id=$1 AND owner='a'`, id); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if ok := <-held; !ok {
+			t.Error("HoldBuild after the commit = false, want true")
+		}
+		if sb, err := s.Build(ctx, id); err != nil || sb.Error != "a was here" {
+			t.Errorf("build = %+v, %v; want a's commit in", sb, err)
+		}
+	})
 
 	t.Run("racing claims", func(t *testing.T) {
 		// Finish what the cases left running, so that claims see only

@@ -14,20 +14,20 @@ import (
 	"github.com/tryd-ci/tryd/coordinator/state"
 )
 
-// HoldBuild implements state.Leaser: it takes only a build no replica
-// has ever held (holds = 0), so it is safe by construction where a
-// claim needs the row lock that fences the commits of a build's last
-// holder (see CommitHeld): a build never held has no such commits. A
-// claim racing it for the new build waits for its row lock and finds
-// the build held, or took it first (holds = 1) and HoldBuild fails. The
-// notice to the other replicas goes in the same statement: one round
-// trip.
+// HoldBuild implements state.Leaser. It takes the build's row FOR
+// UPDATE first, as claims do: the fence of a fenced commit of the
+// build's last holder (FOR KEY SHARE, see CommitHeld) holds it off until
+// that commit ends, so that a build whose lease expired is never taken
+// in the middle of its last holder's commit (an UPDATE alone takes a
+// lock the fence does not conflict with). The notice to the other
+// replicas goes in the same statement: one round trip.
 func (s *Store) HoldBuild(ctx context.Context, id int64, o state.Owner, now, until time.Time) (bool, error) {
 	var held int
-	err := s.pool.QueryRow(ctx, `WITH h AS (UPDATE builds SET owner=$1, owner_url=$2, lease_expires=$3, holds=holds+1
-			WHERE id=$4 AND state=$5 AND holds=0 RETURNING id)
-		SELECT count(*) FROM h, pg_notify($6, id::text)`,
-		o.ID, o.URL, until.UnixNano(), id, string(api.BuildRunning), heldChannel).Scan(&held)
+	err := s.pool.QueryRow(ctx, `WITH h AS (UPDATE builds SET owner=$1, owner_url=$2, lease_expires=$3
+			WHERE id IN (SELECT id FROM builds WHERE id=$4 AND state=$5 AND (owner='' OR lease_expires<$6) FOR UPDATE)
+			RETURNING id)
+		SELECT count(*) FROM h, pg_notify($7, id::text)`,
+		o.ID, o.URL, until.UnixNano(), id, string(api.BuildRunning), now.UnixNano(), heldChannel).Scan(&held)
 	if err != nil {
 		return false, fmt.Errorf("pgstate: hold build %d: %w", id, err)
 	}
@@ -46,7 +46,7 @@ func (s *Store) ClaimBuilds(ctx context.Context, o state.Owner, limit int, now, 
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, `WITH c AS (UPDATE builds SET owner=$1, owner_url=$2, lease_expires=$3, holds=holds+1
+	rows, err := s.pool.Query(ctx, `WITH c AS (UPDATE builds SET owner=$1, owner_url=$2, lease_expires=$3
 			WHERE id IN (SELECT id FROM builds WHERE state=$4 AND (owner='' OR lease_expires<$5)
 				ORDER BY (offered_by=$1 OR created<=$8) DESC, id LIMIT $6 FOR UPDATE SKIP LOCKED)
 			RETURNING id)
@@ -244,11 +244,11 @@ func (s *Store) listen(ctx context.Context, channel string, notify func(payload 
 // was unreachable): the records of a build (its update, jobs, attempts
 // and results) are written only if ownerID is the build's owner, its
 // last holder, and the IDs of the builds another replica took are
-// returned, their records skipped. Another replica claims a build only
-// after taking its row FOR UPDATE, which the fence's FOR KEY SHARE holds
-// off until the commit ends: so a claimer resuming a build from the
-// store never misses a commit of the replica that held it, nor sees one
-// after it. (KEY SHARE, not SHARE: renewals and the commit's own build
+// returned, their records skipped. Another replica claims (or holds) a
+// build only after taking its row FOR UPDATE, which the fence's FOR KEY
+// SHARE holds off until the commit ends: so a claimer resuming a build
+// from the store never misses a commit of the replica that held it, nor
+// sees one after it. (KEY SHARE, not SHARE: renewals and the commit's own build
 // updates, FOR NO KEY UPDATE, pass it without waiting, and a renewal
 // locking many rows could otherwise deadlock with a fence.) Records of
 // other kinds (workers, deleted results) are written in any case.

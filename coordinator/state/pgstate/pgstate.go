@@ -17,9 +17,8 @@
 // which change.
 //
 // It also implements state.Leaser: each running build carries an owner
-// (replica ID and URL), a lease expiry, how many times it was taken
-// (holds: HoldBuild takes only a build never held), and the replica that
-// offered it unheld (offered_by, which its claims prefer). Claims use
+// (replica ID and URL), a lease expiry, and the replica that offered it
+// unheld (offered_by, which its claims prefer). Claims use
 // SELECT ... FOR UPDATE SKIP LOCKED, so concurrent replicas never take the
 // same build, and replicas nudge each other with LISTEN/NOTIFY on the
 // channel "tryd_builds" when builds wait for an owner, and announce on
@@ -129,10 +128,7 @@ var migrations = []string{
 	// set per build and state (state/internal/jobset) instead of a row
 	// each; graphs apart from the builds' other columns, which change
 	// (every lease renewal writes a new version of a build's row, and
-	// a graph of a few KB is kept in the row); holds, how many times a
-	// replica took the build's lease (HoldBuild takes only a build never
-	// held: the builds that exist now count as held once). Sets and
-	// graphs are compressed with lz4 where the server has it (a build of
+	// a graph of a few KB is kept in the row). Sets and graphs are compressed with lz4 where the server has it (a build of
 	// 10,000 cached jobs: 8 ms of server CPU instead of pglz's 35 ms,
 	// BenchmarkCachedBuild), else sets are stored uncompressed (15 ms).
 	`CREATE TABLE job_sets (
@@ -148,8 +144,6 @@ var migrations = []string{
 	);
 	INSERT INTO build_graphs (build_id, graph) SELECT id, graph FROM builds;
 	ALTER TABLE builds DROP COLUMN graph;
-	ALTER TABLE builds ADD COLUMN holds BIGINT NOT NULL DEFAULT 1;
-	ALTER TABLE builds ALTER COLUMN holds SET DEFAULT 0;
 	DO $$ BEGIN
 		EXECUTE 'ALTER TABLE job_sets ALTER COLUMN jobs SET COMPRESSION lz4';
 		EXECUTE 'ALTER TABLE build_graphs ALTER COLUMN graph SET COMPRESSION lz4';

@@ -15,8 +15,7 @@ finished BIGINT NOT NULL DEFAULT 0,
 owner TEXT NOT NULL DEFAULT '',
 owner_url TEXT NOT NULL DEFAULT '',
 lease_expires BIGINT NOT NULL DEFAULT 0,
-offered_by TEXT NOT NULL DEFAULT '',
-holds BIGINT NOT NULL DEFAULT 0
+offered_by TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX builds_state ON builds(state, id);
 CREATE INDEX builds_owner ON builds(owner) WHERE state = 'running';
@@ -82,7 +81,7 @@ slots INTEGER NOT NULL,
 version TEXT NOT NULL,
 last_seen BIGINT NOT NULL
 );
-INSERT INTO builds (id, priority, labels, state, error, created, finished, owner, owner_url, lease_expires, offered_by, holds) VALUES (1, 'try', '{"repo":"x"}', 'succeeded', '', 1700000000000000000, 1700000001000000000, '0123abcd', 'http://10.0.0.5:8084', 1700000016000000000, '4567cdef', 1);
+INSERT INTO builds (id, priority, labels, state, error, created, finished, owner, owner_url, lease_expires, offered_by) VALUES (1, 'try', '{"repo":"x"}', 'succeeded', '', 1700000000000000000, 1700000001000000000, '0123abcd', 'http://10.0.0.5:8084', 1700000016000000000, '4567cdef');
 INSERT INTO build_graphs VALUES (1, convert_to('{"source":{},"jobs":[{"id":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","name":"hello","source_mode":"none","commands":[{"argv":["echo","hi"]}],"cacheable":true}]}', 'UTF8'));
 SELECT setval('builds_id_seq', 1);
 INSERT INTO build_labels VALUES (1, 'repo', 'x');
