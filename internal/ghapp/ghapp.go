@@ -316,8 +316,10 @@ func (e *TokenError) Error() string {
 		acct = "the configured installation (the request names no repository)"
 	}
 	switch {
-	case e.ID == 0:
+	case e.ID == 0 && e.Err == ErrNotInstalled:
 		return fmt.Sprintf("ghapp: the GitHub App is not installed on %s", acct)
+	case e.ID == 0:
+		return fmt.Sprintf("ghapp: the GitHub App's installation on %s: %v", acct, e.Err)
 	case errors.Is(e, ErrNotInstalled):
 		return fmt.Sprintf("ghapp: the GitHub App is not installed on %s (installation %d: %v)", acct, e.ID, e.Err)
 	case errors.Is(e, ErrSuspended):
@@ -370,21 +372,30 @@ func (in *Installation) Token(ctx context.Context) (string, error) {
 	in.mu.Unlock()
 	if !found {
 		// The configured installation may be another account's.
-		if nid := in.find(ctx); nid != 0 {
+		nid, ferr := in.find(ctx)
+		switch {
+		case nid != 0:
 			id = in.settle(id, nid)
+		case id == 0 && ferr != nil:
+			return "", &TokenError{Owner: in.owner, Err: ferr} // GitHub could not tell
+		case id == 0:
+			return "", &TokenError{Owner: in.owner, Err: ErrNotInstalled}
 		}
-	}
-	if id == 0 {
-		return "", &TokenError{Owner: in.owner, Err: ErrNotInstalled}
 	}
 	c := in.app.client
 	it, resp, err := c.Apps.CreateInstallationToken(ctx, id, nil)
 	if err != nil && resp != nil && resp.StatusCode == http.StatusNotFound {
 		// The installation is gone: the App may have been installed
 		// again, under another ID, whose webhook was missed.
-		if nid := in.find(ctx); nid != 0 && nid != id {
+		nid, ferr := in.find(ctx)
+		switch {
+		case nid != 0 && nid != id:
 			id = in.settle(id, nid)
 			it, _, err = c.Apps.CreateInstallationToken(ctx, id, nil)
+		case nid == 0 && ferr != nil:
+			// Whether it was installed again, GitHub could not tell:
+			// not "not installed".
+			err = fmt.Errorf("installation %d not found, and looking for another failed: %w", id, ferr)
 		}
 	}
 	if err != nil {
@@ -410,18 +421,24 @@ func (in *Installation) current() (string, bool) {
 
 // find returns the ID of the installation on the account, as GitHub
 // gives it for the first of its repositories that has one whose account
-// is the owner, or 0.
-func (in *Installation) find(ctx context.Context) int64 {
+// is the owner, or 0 and the last error other than GitHub's 404 (none:
+// the App is not installed on the account, or not on these
+// repositories).
+func (in *Installation) find(ctx context.Context) (int64, error) {
 	in.mu.Lock()
 	repos := slices.Clone(in.repos)
 	in.mu.Unlock()
+	var last error
 	for _, name := range repos {
-		inst, _, err := in.app.client.Apps.FindRepositoryInstallation(ctx, in.owner, name)
-		if err == nil && strings.EqualFold(inst.GetAccount().GetLogin(), in.owner) {
-			return inst.GetID()
+		inst, resp, err := in.app.client.Apps.FindRepositoryInstallation(ctx, in.owner, name)
+		switch {
+		case err == nil && strings.EqualFold(inst.GetAccount().GetLogin(), in.owner):
+			return inst.GetID(), nil
+		case err != nil && (resp == nil || resp.StatusCode != http.StatusNotFound):
+			last = fmt.Errorf("installation of %s/%s: %w", in.owner, name, err)
 		}
 	}
-	return 0
+	return 0, last
 }
 
 // settle makes nid the current installation, found by looking it up,

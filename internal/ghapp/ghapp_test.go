@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -52,14 +53,25 @@ func newWorld(t *testing.T, now func() time.Time) *world {
 	return w
 }
 
-// countingTransport counts the installation tokens minted through it.
+// countingTransport counts the installation tokens minted through it
+// and, while lookupDown is set, answers installation lookups 503 as
+// GitHub does when it is unavailable.
 type countingTransport struct {
-	mints atomic.Int64
+	mints      atomic.Int64
+	lookupDown atomic.Bool
 }
 
 func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/access_tokens") {
 		c.mints.Add(1)
+	}
+	if c.lookupDown.Load() && strings.HasSuffix(r.URL.Path, "/installation") {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		body := `{"message":"Service Unavailable"}`
+		return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: r}, nil
 	}
 	return http.DefaultTransport.RoundTrip(r)
 }
@@ -259,6 +271,27 @@ func TestAccountLifecycle(t *testing.T) {
 	_, _, err = c.Apps.ListRepos(ctx, nil)
 	if !errors.As(err, &te) || te.ID != 0 || !errors.Is(err, ErrNotInstalled) {
 		t.Errorf("no owner, none configured: %v, want ErrNotInstalled", err)
+	}
+}
+
+// TestLookupUnavailable checks that an installation GitHub could not
+// look up (a 503) is not reported as not installed, and that the next
+// request looks again.
+func TestLookupUnavailable(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, nil)
+	ctx := t.Context()
+	ct := &countingTransport{}
+	ct.lookupDown.Store(true)
+	_, c := w.app(t, 0, nil, ct)
+	err := getRepo(ctx, c, "alice/one")
+	var te *TokenError
+	if !errors.As(err, &te) || errors.Is(err, ErrNotInstalled) || errors.Is(err, ErrSuspended) || !strings.Contains(err.Error(), "503") {
+		t.Errorf("lookup unavailable: %v, want a TokenError with the 503, not ErrNotInstalled", err)
+	}
+	ct.lookupDown.Store(false)
+	if err := getRepo(ctx, c, "alice/one"); err != nil {
+		t.Errorf("lookup back: %v", err)
 	}
 }
 
