@@ -100,7 +100,7 @@ type GitHub struct {
 	repos  map[string]*ghRepo // by lower-case "owner/name"
 	sorted []*ghRepo
 	// app says the credentials are a GitHub App's, whose installation
-	// may not cover a repository (see syncRepoMeta).
+	// may not cover a repository (see getRepo).
 	app bool
 }
 
