@@ -316,7 +316,7 @@ func (e *TokenError) Error() string {
 		acct = "the configured installation (the request names no repository)"
 	}
 	switch {
-	case e.ID == 0 && e.Err == ErrNotInstalled:
+	case e.ID == 0 && errors.Is(e.Err, ErrNotInstalled):
 		return fmt.Sprintf("ghapp: the GitHub App is not installed on %s", acct)
 	case e.ID == 0:
 		return fmt.Sprintf("ghapp: the GitHub App's installation on %s: %v", acct, e.Err)
