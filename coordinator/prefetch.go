@@ -22,10 +22,10 @@ import (
 // charged; it takes no slot. It is taken back (its job queued again at
 // the front, the worker told in Cancel) when the worker's session ends,
 // when the worker stops listing it, when another worker has a free slot
-// and nothing else to run (or only jobs of a lower priority), when a job
-// of a higher priority becomes ready, and when the replica loses the
-// build's lease. A job that finishes meanwhile (cancelled build) drops
-// it.
+// and nothing else to run (once held for stealAge) or only jobs of a
+// lower priority, when a job of a higher priority becomes ready, and
+// when the replica loses the build's lease. A job that finishes
+// meanwhile (cancelled build) drops it.
 
 // maxPrefetchPerSlot bounds a worker's prefetched attempts: at most that
 // many per registered slot.
