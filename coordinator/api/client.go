@@ -249,7 +249,13 @@ func (c *Client) Wait(ctx context.Context, id int64, fn func(Event)) (*Build, er
 			return nil
 		})
 		if err == nil {
-			return c.Build(ctx, id)
+			b, err := c.Build(ctx, id)
+			if !errors.Is(err, ErrUnavailable) {
+				return b, err
+			}
+			// The build finished, but its status cannot be read
+			// now (a database outage): retry, as for a dropped
+			// stream.
 		}
 		if ctx.Err() != nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrUnauthorized) {
 			return nil, err
