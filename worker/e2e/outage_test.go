@@ -393,9 +393,10 @@ func TestForgottenStartRecorded(t *testing.T) {
 			t.Fatalf("no prefetched assignment started\n%s", e.logs)
 		}
 	}
-	// Past the heartbeat timeout: the coordinator ends the session and
-	// takes the prefetched assignments back.
-	time.Sleep(3 * time.Second)
+	// Well past the heartbeat timeout (checked every 400ms): the
+	// coordinator ends the session and takes the prefetched assignments
+	// back.
+	time.Sleep(4 * time.Second)
 	link.set(false)
 	b := e.wait(id)
 	if b.State != api.BuildSucceeded {
