@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // DiskStore keeps segments as files in one directory:
@@ -145,15 +146,28 @@ func (s *DiskStore) ReadSegment(ctx context.Context, num int, off, n int64) (io.
 	}{io.NewSectionReader(f, off, n), f}, nil
 }
 
-// OpenWriter implements Store: it takes an exclusive, non-blocking flock on
-// dir/LOCK, which the kernel releases if the process dies.
+// OpenWriter implements Store: it takes an exclusive flock on dir/LOCK,
+// which the kernel releases if the process dies. A lock that stays held
+// for lockWait is ErrLocked.
 func (s *DiskStore) OpenWriter(ctx context.Context) (Writer, error) {
 	path := filepath.Join(s.dir, "LOCK")
 	lf, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("mutlog: disk store: %w", err)
 	}
-	if err := lockFile(lf); err != nil {
+	// A lock released a moment ago may still be held: a process forked
+	// from the one that held it (to run a git command, say) shares its
+	// descriptor until it execs, which closes it. So a busy lock is
+	// tried again for a while before it is taken for another writer's.
+	deadline := time.Now().Add(lockWait)
+	for {
+		err = lockFile(lf)
+		if !errors.Is(err, errWouldBlock) || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(lockRetry)
+	}
+	if err != nil {
 		holder, _ := os.ReadFile(path)
 		lf.Close()
 		if errors.Is(err, errWouldBlock) {
@@ -166,6 +180,12 @@ func (s *DiskStore) OpenWriter(ctx context.Context) (Writer, error) {
 	}
 	return &diskWriter{dir: s.dir, lock: lf, num: -1}, nil
 }
+
+// lockWait is how long OpenWriter tries a busy lock, every lockRetry.
+const (
+	lockWait  = time.Second
+	lockRetry = 10 * time.Millisecond
+)
 
 type diskWriter struct {
 	dir  string
