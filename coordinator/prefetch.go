@@ -149,12 +149,14 @@ func (c *Coordinator) abandonTakenBack(s *session, id string, at, now time.Time)
 // coordinator's own are 16 hex digits).
 const maxForgottenID = 64
 
-// abandonForgotten records the start of a prefetched attempt that this
-// coordinator knows nothing of (api.StartedAttempt with BuildID and
-// JobID): the coordinator that handed it out forgot it (a restart, a
-// replica that died, or the worker's session ended) before it heard of
-// the start, and the worker sends it with its new session so that the
-// run shows in the job's history, as an abandoned attempt (the job was
+// abandonForgotten records the run of an attempt that this coordinator
+// knows nothing of (api.StartedAttempt with BuildID and JobID, sent by
+// a worker with its new session for every run of the old one): the
+// coordinator that handed it out forgot it before it recorded it (a
+// prefetched attempt whose start it never heard of before a restart,
+// the death of its replica or the end of the worker's session; or any
+// attempt dispatched within a commit's time before a crash). The run
+// shows in the job's history as an abandoned attempt (the job was
 // queued again and runs elsewhere; this run never counts). It reports
 // false when the start should be sent again later: in replica mode, of
 // a build this replica does not hold (it may claim it once its holder's
@@ -180,8 +182,8 @@ func (c *Coordinator) abandonForgotten(s *session, st api.StartedAttempt, at, no
 	c.m.prefetched.WithLabelValues("started_forgotten").Inc()
 	rec := api.Attempt{ID: st.AttemptID, BuildID: b.id, JobID: j.g.ID, Worker: s.name}
 	c.recordAbandoned(s, j, rec, startedAt(at, b.created, now), now,
-		fmt.Sprintf("worker %s started this prefetched attempt, but the coordinator that handed it out forgot it (it restarted, or the worker's session ended) before hearing of the start; the job was queued again, and this run is not counted", s.name))
-	c.log.WithFields(map[string]any{"worker": s.name, "attempt": st.AttemptID, "build": b.id, "job": j.g.Name}).Info("worker started a prefetched attempt its coordinator forgot; recorded as abandoned")
+		fmt.Sprintf("worker %s ran this attempt, but the coordinator that handed it out forgot it before recording it (it restarted or died, or the worker's session ended before the start was reported); the job was queued again, and this run is not counted", s.name))
+	c.log.WithFields(map[string]any{"worker": s.name, "attempt": st.AttemptID, "build": b.id, "job": j.g.Name}).Info("worker ran an attempt its coordinator forgot; recorded as abandoned")
 	return true
 }
 

@@ -373,8 +373,9 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 		switch {
 		case c.startPrefetched(s, st.AttemptID, at, now), c.abandonTakenBack(s, st.AttemptID, at, now):
 		case st.BuildID == 0 || st.JobID == "":
-		case forgotten >= maxPrefetchPerSlot*s.slots:
-			// More than the worker could have held: ignored.
+		case forgotten >= 2*maxPrefetchPerSlot*s.slots:
+			// Far more than the worker could have run (its slots,
+			// its prefetched attempts, unreported results): ignored.
 		default:
 			forgotten++
 			if !c.abandonForgotten(s, st, at, now) {

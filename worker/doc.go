@@ -34,10 +34,11 @@
 // reports fail it starts none of the prefetched or pipelined assignments
 // it holds, which a restarted coordinator never knew; it starts them once
 // a poll is answered again, or drops them when it must register again
-// (PROTOCOL.md, "Assignments held during an outage"). A prefetched
-// attempt it started whose start the coordinator never heard of (the
-// session ended first) is reported to the next session with its build
-// and job, where the coordinator offers that, so that the run is in the
+// (PROTOCOL.md, "Assignments held during an outage"). The runs of a
+// session that ended (running, or with results not acknowledged, or
+// prefetched starts not reported) are reported to the next session with
+// their builds and jobs, where the coordinator offers that, so that a
+// run it forgot (a crash before it recorded the attempt) is in the
 // job's history as abandoned. A poll without results that stays
 // unanswered 5s past its wait is taken as lost on a broken link and sent
 // again. The tryd_worker_held_assignments gauge counts what it holds.

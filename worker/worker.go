@@ -233,6 +233,7 @@ type running struct {
 	// result is not reported.
 	forgotten bool
 	jobID     string
+	run       startedAt
 }
 
 // localResult is how an attempt of this worker ended, for the pipelined
@@ -339,6 +340,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		// again with the polls that go out anyway.
 		forgottenOK bool
 		later       []startedAt
+		// unreported are the runs whose results are not acknowledged
+		// yet (see forgottenRuns).
+		unreported  = map[string]startedAt{}
 		laterSent   time.Time // when later went out last: once per pollWait
 		firstReport time.Time // when the oldest unreported result or start came
 		reportTimer *time.Timer
@@ -375,14 +379,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer pool.close()
 
 	startJob := func(a api.Assignment) {
+		run := startedAt{id: a.AttemptID, at: time.Now(), build: a.BuildID, job: a.Job.ID, session: workerID}
 		if a.Prefetched {
 			if len(results) == 0 && len(started) == 0 {
 				firstReport = time.Now()
 			}
-			started = append(started, startedAt{id: a.AttemptID, at: time.Now(), build: a.BuildID, job: a.Job.ID, session: workerID})
+			started = append(started, run)
 		}
 		jctx, cancel := context.WithCancelCause(bg)
-		runningJobs[a.AttemptID] = &running{cancel: cancel, jobID: a.Job.ID}
+		runningJobs[a.AttemptID] = &running{cancel: cancel, jobID: a.Job.ID, run: run}
 		w.m.running.Inc()
 		jobs.Add(1)
 		pool.Go(func() {
@@ -524,11 +529,8 @@ func (w *Worker) Run(ctx context.Context) error {
 					// A coordinator that cannot record them: the
 					// runs are missing from their jobs' histories.
 					started, later = nil, nil
-				} else if n := len(started) + len(later); n > 0 {
-					// Runs of prefetched attempts the new session
-					// does not know (its registration cancels them):
-					// they go to the coordinator to be recorded.
-					w.log.WithField("starts", n).Info("reporting prefetched attempts started before registering again, to be recorded as abandoned")
+				} else if started = forgottenRuns(started, later, runningJobs, unreported); len(started)+len(later) > 0 {
+					w.log.WithField("starts", len(started)+len(later)).Debug("reporting the runs of the previous session, for the coordinator to record those it does not know as abandoned")
 				}
 				if resp.PrefetchAssignments && early && w.opts.Prefetch > 0 {
 					prefetch = w.opts.Prefetch
@@ -781,6 +783,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			if !ans.taken {
 				take(ans.resp)
 			}
+			for _, r := range ans.req.Results {
+				delete(unreported, r.AttemptID)
+			}
 			later = append(later, startsLater(starts, ans.resp.StartsLater, w.log)...)
 			if ans.seq > unconfirmedSeq {
 				unconfirmed = false // after its cancellations
@@ -795,6 +800,7 @@ func (w *Worker) Run(ctx context.Context) error {
 					firstReport = time.Now()
 				}
 				results = append(results, res)
+				unreported[res.AttemptID] = r.run
 			}
 			if r != nil {
 				if len(localDone) >= maxLocalResults {
@@ -851,6 +857,37 @@ type startedAt struct {
 	build   int64  // the assignment's build
 	job     string // and job
 	session string // the worker ID it was assigned to
+}
+
+// forgottenRuns returns started with the runs of an ended session
+// added that it does not hold yet (nor later does): those running and
+// those whose results are not acknowledged. The next session is told
+// all of them: the coordinator ignores those it knows, and records the
+// others (prefetched attempts whose start it never heard of, or any
+// attempt a crashed coordinator handed out without recording it) as
+// abandoned attempts of their jobs, so that every run is in the
+// history.
+func forgottenRuns(started, later []startedAt, running map[string]*running, unreported map[string]startedAt) []startedAt {
+	have := map[string]bool{}
+	for _, st := range started {
+		have[st.id] = true
+	}
+	for _, st := range later {
+		have[st.id] = true
+	}
+	add := func(st startedAt) {
+		if !have[st.id] {
+			have[st.id] = true
+			started = append(started, st)
+		}
+	}
+	for _, r := range running {
+		add(r.run)
+	}
+	for _, st := range unreported {
+		add(st)
+	}
+	return started
 }
 
 // maxStartAge bounds how long the worker keeps sending a start the

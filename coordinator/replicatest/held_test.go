@@ -79,8 +79,8 @@ func workerGauges(addr string) map[string]float64 {
 // between the kill and the claim (replica 1 hands those jobs out again
 // once it holds them); and every run of a job (by its marker files) is
 // one of its recorded attempts (an abandoned one for a run the
-// replicas could not count), except runs that started within a second
-// of the kill, which replica 0 may have dispatched without committing.
+// replicas could not count: a prefetched start replica 0 never heard
+// of, or an attempt it dispatched without committing it).
 func TestKillReplicaHeldAssignments(t *testing.T) {
 	testenv.Short(t)
 	testenv.NeedTool(t, "sh")
@@ -132,8 +132,7 @@ func TestKillReplicaHeldAssignments(t *testing.T) {
 	s.checkSettled(t, ids)
 
 	// Runs against recorded attempts.
-	const window = time.Second
-	unrecorded, forgotten := 0, 0
+	forgotten := 0
 	for _, id := range ids {
 		b, err := c.Client(1).Build(t.Context(), id)
 		if err != nil {
@@ -141,18 +140,17 @@ func TestKillReplicaHeldAssignments(t *testing.T) {
 		}
 		for _, j := range b.Jobs {
 			runs, _ := filepath.Glob(filepath.Join(dir, j.Name+".*"))
-			near := false
 			for _, r := range runs {
 				fi, err := os.Stat(r)
 				if err != nil {
 					t.Fatal(err)
 				}
-				at := fi.ModTime()
-				near = near || at.After(killed.Add(-window)) && at.Before(killed.Add(window))
 				// Replica 0's leases are renewed every second (TTL
 				// 3s): none expires within 2s of the kill, so no
-				// replica holds its builds' jobs then.
-				if !strings.HasPrefix(j.Name, "after-") && at.After(killed.Add(window)) && at.Before(killed.Add(2*time.Second)) {
+				// replica holds its builds' jobs then (a start
+				// within 1s of the kill may have been on its way).
+				at := fi.ModTime()
+				if !strings.HasPrefix(j.Name, "after-") && at.After(killed.Add(time.Second)) && at.Before(killed.Add(2*time.Second)) {
 					t.Errorf("%s started %v after the kill, before replica 1 could hold it", j.Name, at.Sub(killed).Round(time.Millisecond))
 				}
 			}
@@ -161,18 +159,17 @@ func TestKillReplicaHeldAssignments(t *testing.T) {
 					forgotten++
 				}
 			}
+			// Attempts may outnumber runs (one whose assignment
+			// died with replica 0), never the other way.
 			if len(runs) > len(j.Attempts) {
-				unrecorded += len(runs) - len(j.Attempts)
-				if !near {
-					t.Errorf("%s: %d runs, %d attempts, none within %v of the kill: %+v", j.Name, len(runs), len(j.Attempts), window, j.Attempts)
-				}
+				t.Errorf("%s: %d runs, %d attempts: %+v", j.Name, len(runs), len(j.Attempts), j.Attempts)
 			}
 			if len(runs) == 0 {
 				t.Errorf("%s never ran", j.Name)
 			}
 		}
 	}
-	t.Logf("%d runs not recorded (started as replica 0 died), %d forgotten starts recorded as abandoned", unrecorded, forgotten)
+	t.Logf("%d runs the replicas forgot, recorded as abandoned", forgotten)
 }
 
 // tripProxy is an HTTP proxy for one worker in front of the replicas:
