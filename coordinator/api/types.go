@@ -350,12 +350,13 @@ type RegisterResponse struct {
 	// assignments".
 	PrefetchAssignments bool `json:"prefetch_assignments,omitempty"`
 	// ForgottenStarts says that the coordinator accepts BuildID and
-	// JobID in PollRequest.Started and records the start of a
-	// prefetched attempt it does not know (its session, or the
-	// coordinator that handed it out, is gone) as an abandoned attempt
-	// of that job; see PollResponse.StartsLater and PROTOCOL.md,
-	// "Assignments held during an outage". A worker sends those fields
-	// only when this is set.
+	// JobID in PollRequest.Started and records the run of an attempt it
+	// does not know (the coordinator that handed it out forgot it: a
+	// crash, or the worker's session ended before the start was
+	// reported) as an abandoned attempt of that job; see
+	// PollResponse.StartsLater and PROTOCOL.md, "Assignments held
+	// during an outage". A worker sends those fields only when this is
+	// set.
 	ForgottenStarts bool `json:"forgotten_starts,omitempty"`
 }
 

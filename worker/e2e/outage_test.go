@@ -46,6 +46,7 @@ func TestNoPrefetchedStartsDuringOutage(t *testing.T) {
 		t.Errorf("%d runs of %d jobs, want at most %d", len(runs), jobs, jobs+2)
 	}
 	checkOnce(t, b)
+	checkRunsRecorded(t, dir, b)
 }
 
 // TestNoPipelinedStartDuringOutage: the coordinator is killed with
@@ -82,6 +83,7 @@ func TestNoPipelinedStartDuringOutage(t *testing.T) {
 	}
 	b := e.outageWithoutStarts(dir, id, 3*time.Second) // c1 ends meanwhile
 	checkOnce(t, b)
+	checkRunsRecorded(t, dir, b)
 }
 
 // blipProxy is a proxy in front of the coordinator whose link can be cut
@@ -343,6 +345,21 @@ func (e *env) waitHolding(dir string) {
 		}
 		if time.Now().After(deadline) {
 			e.t.Fatalf("jobs did not start on the worker with prefetched ones\n%s", e.logs)
+		}
+	}
+}
+
+// checkRunsRecorded fails the test unless every run of every job of b
+// (by the started-<i>-* files in dir of job <letter><i>) is one of the
+// job's attempts: a run the coordinator forgot in a crash (a
+// prefetched start it never heard of, an attempt it had not committed)
+// is recorded as abandoned once the worker registers again.
+func checkRunsRecorded(t *testing.T, dir string, b *api.Build) {
+	t.Helper()
+	for _, j := range b.Jobs {
+		runs, _ := filepath.Glob(filepath.Join(dir, "started-"+j.Name[1:]+"-*"))
+		if len(runs) > len(j.Attempts) {
+			t.Errorf("%s: %d runs, attempts %+v; want each run recorded", j.Name, len(runs), j.Attempts)
 		}
 	}
 }
