@@ -131,6 +131,9 @@ var migrations = []string{
 	// a graph of a few KB is kept in the row). Sets and graphs are compressed with lz4 where the server has it (a build of
 	// 10,000 cached jobs: 8 ms of server CPU instead of pglz's 35 ms,
 	// BenchmarkCachedBuild), else sets are stored uncompressed (15 ms).
+	// Copying the graphs takes a while on a large database, and an
+	// older replica still running fails to create builds afterwards
+	// (builds.graph is gone): upgrade the replicas together.
 	`CREATE TABLE job_sets (
 		build_id BIGINT NOT NULL REFERENCES builds(id),
 		state TEXT NOT NULL,
