@@ -307,6 +307,12 @@ func (s *Store) migrateOnce(ctx context.Context) (bool, error) {
 	if err := tx.Commit(ctx); err != nil {
 		return false, fmt.Errorf("migrate to version %d: %w", v+1, err)
 	}
+	// Replicas of an older tryd still running against the database no
+	// longer understand it (deploy/README.md: upgrades that change the
+	// schema replace every replica at once).
+	if v > 0 {
+		s.log.WithFields(logrus.Fields{"from": v, "to": v + 1}).Warn("pgstate: migrated the database schema; replicas of an older tryd must stop")
+	}
 	return false, nil
 }
 
