@@ -31,7 +31,9 @@
 // the worker could not run are retried up to Options.MaxAttempts;
 // attempts the coordinator abandons for reasons of its own (a replica's
 // lease expiring during a database outage, a worker starting a
-// prefetched attempt that was just taken back) are recorded as
+// prefetched attempt that was just taken back, a run the worker reports
+// after registering again that the coordinator forgot: it restarted, or
+// the replica that handed it out died) are recorded as
 // api.AttemptAbandoned and do not count, so that outages and scheduling
 // races never fail a job.
 //
