@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tryd-ci/tryd/coordinator/replicatest"
+	"github.com/tryd-ci/tryd/internal/testcluster"
 )
 
 // userHZ is the unit of the times in /proc/PID/stat (USER_HZ, 100 on
@@ -173,27 +172,12 @@ func postmaster(dsn string) int {
 	return ppid
 }
 
-// coordinatorStats reads a coordinator's metrics from its /metrics, by
-// name (the sum over their labels) and by name with labels as written
-// there; none if it does not answer.
+// coordinatorStats reads a coordinator's metrics (testcluster.Metrics);
+// none if it does not answer.
 func coordinatorStats(base string) map[string]float64 {
-	m := map[string]float64{}
-	resp, err := http.Get(base + "/metrics")
+	m, err := testcluster.Metrics(context.Background(), base)
 	if err != nil {
-		return m
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		name, v, ok := strings.Cut(sc.Text(), " ")
-		f, err := strconv.ParseFloat(v, 64)
-		if !ok || err != nil || strings.HasPrefix(name, "#") {
-			continue
-		}
-		m[name] += f // with its labels
-		if base, _, ok := strings.Cut(name, "{"); ok {
-			m[base] += f
-		}
+		return map[string]float64{}
 	}
 	return m
 }

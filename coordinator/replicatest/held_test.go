@@ -1,8 +1,8 @@
 package replicatest
 
 import (
-	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -20,6 +20,7 @@ import (
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/graph"
 	"github.com/tryd-ci/tryd/coordinator/state/pgstate/pgtest"
+	"github.com/tryd-ci/tryd/internal/testcluster"
 	"github.com/tryd-ci/tryd/internal/testenv"
 )
 
@@ -47,21 +48,9 @@ func markedJobs(dir, name, pool string, n int, sleep string, chain bool) graph.G
 // worker serving /metrics at addr, by kind.
 func workerGauges(addr string) map[string]float64 {
 	out := map[string]float64{}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return out
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		series, value, ok := strings.Cut(sc.Text(), " ")
-		kind, found := strings.CutPrefix(series, `tryd_worker_held_assignments{kind="`)
-		if !ok || !found {
-			continue
-		}
-		if v, err := strconv.ParseFloat(value, 64); err == nil {
-			out[strings.TrimSuffix(kind, `"}`)] = v
-		}
+	m, _ := testcluster.Metrics(context.Background(), "http://"+addr)
+	for _, kind := range []string{"prefetched", "pipelined"} {
+		out[kind] = m[`tryd_worker_held_assignments{kind="`+kind+`"}`]
 	}
 	return out
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/internal/testcluster"
 )
 
 // TestPrefetchingWorkerKilled: a worker with one slot holds prefetched
@@ -61,30 +61,15 @@ func TestPrefetchingWorkerKilled(t *testing.T) {
 	}
 }
 
-// coordinatorMetrics reads the coordinator's tryd_coordinator_prefetched_total
-// counters from /metrics, by series.
+// coordinatorMetrics reads the coordinator's metrics, by series
+// (testcluster.Metrics).
 func coordinatorMetrics(t *testing.T, url string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(url + "/metrics")
+	m, err := testcluster.Metrics(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		series, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok || !strings.HasPrefix(series, "tryd_coordinator_prefetched_total") {
-			continue
-		}
-		if v, err := strconv.ParseFloat(value, 64); err == nil {
-			out[series] = v
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return m
 }
 
 // TestPrefetchYieldsToPriority: two workers prefetch jobs of a periodic

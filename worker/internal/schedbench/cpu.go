@@ -1,13 +1,14 @@
 package main
 
 import (
-	"bufio"
+	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tryd-ci/tryd/internal/testcluster"
 )
 
 // clockTick is the unit of /proc/<pid>/stat's times (USER_HZ, 100 on
@@ -102,30 +103,9 @@ func perJobUS(d time.Duration, jobs int) float64 {
 // counters reads the coordinator's /metrics and sums the samples of a few
 // counters: HTTP requests served and state commits.
 func counters(url string) (requests, commits float64) {
-	resp, err := http.Get(url + "/metrics")
+	m, err := testcluster.Metrics(context.Background(), url)
 	if err != nil {
 		return 0, 0
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		name, rest, _ := strings.Cut(line, " ")
-		if i := strings.IndexByte(name, '{'); i >= 0 {
-			name = line[:i]
-			_, rest, _ = strings.Cut(line[i:], "} ")
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-		if err != nil {
-			continue
-		}
-		switch name {
-		case "tryd_http_requests_total":
-			requests += v
-		case "tryd_coordinator_commit_seconds_count":
-			commits += v
-		}
-	}
-	return requests, commits
+	return m["tryd_http_requests_total"], m["tryd_coordinator_commit_seconds_count"]
 }
