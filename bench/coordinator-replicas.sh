@@ -54,6 +54,16 @@
 # slots. GOMAXPROCS=1 for every process read 0.98x once (Go's scheduler
 # waking a second P for little work); not adopted.
 #
+# First quiet figures of the new targets (session 5, two runs of the
+# script): limited 1.52x (MISS) and 1.64x; sharing 0.95x and 0.93x. The
+# limited ratio swings between rounds (1.24-1.87x): pg-1-limited ran
+# 497-651 jobs/s at one CPU/job (92us), i.e. the bandwidth limit does not
+# give a process the same CPU every round. Each limited replica used its
+# whole quota; the one with one worker spent 136us/job against 92us for
+# a lone replica (claims, commits that carry fewer jobs, the event
+# streams it forwards for builds the other replica runs), which is the
+# gap between ~1.5x and 2.0x.
+#
 # Before the RESULT lines each configuration also prints the CPU time
 # per job (user+sys from /proc, during the throughput run) of the
 # coordinators, the workers, PostgreSQL and this benchmark's own process
