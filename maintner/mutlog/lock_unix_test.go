@@ -52,4 +52,3 @@ func TestLockHeldByForkedChild(t *testing.T) {
 		t.Errorf("ErrLocked after %v, want after %v of retries", d, lockWait)
 	}
 }
-
