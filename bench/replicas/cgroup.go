@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -35,7 +36,7 @@ func newCPULimit(name string, cpus float64) (*cpuLimit, error) {
 	}
 	period := max(minPeriodMicros, int(1000/cpus+0.5))
 	quota := int(cpus*float64(period) + 0.5)
-	if ctrl, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil && hasWord(string(ctrl), "cpu") {
+	if ctrl, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil && slices.Contains(strings.Fields(string(ctrl)), "cpu") {
 		// Children get the cpu controller only when it is enabled
 		// for them (already, or now).
 		_ = os.WriteFile("/sys/fs/cgroup/cgroup.subtree_control", []byte("+cpu"), 0)
@@ -75,29 +76,6 @@ func (l *cpuLimit) add(pid int) error {
 	return l.write("cgroup.procs", strconv.Itoa(pid))
 }
 
-// throttled returns how long the cgroup's processes waited for CPU
-// because of the limit.
-func (l *cpuLimit) throttled() (micros int64) {
-	b, err := os.ReadFile(filepath.Join(l.dir, "cpu.stat"))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 2 {
-			continue
-		}
-		n, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "throttled_usec": // v2
-			return n
-		case "throttled_time": // v1, nanoseconds
-			return n / 1000
-		}
-	}
-	return 0
-}
-
 // close removes the cgroup; its processes must have exited.
 func (l *cpuLimit) close() {
 	if err := os.Remove(l.dir); err != nil {
@@ -110,13 +88,4 @@ func (l *cpuLimit) write(file, value string) error {
 		return fmt.Errorf("cgroup %s: %w", l.dir, err)
 	}
 	return nil
-}
-
-func hasWord(s, w string) bool {
-	for _, f := range strings.Fields(s) {
-		if f == w {
-			return true
-		}
-	}
-	return false
 }
