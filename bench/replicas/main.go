@@ -38,6 +38,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +51,8 @@ import (
 )
 
 // slowSamples prints the dispatch latency samples over 3ms, in order.
+var perRun = flag.Bool("per-run", false, "print each run's CPU and counters, not only each configuration's over all runs")
+
 var slowSamples = flag.Bool("slow-samples", false, "print each configuration's dispatch latency samples over 3ms, in the order taken (to stderr)")
 
 func main() {
@@ -170,8 +173,17 @@ func runAll(tryd string, rounds, builds, jobs, slots int, logs bool, profiles st
 			if err != nil {
 				return fmt.Errorf("%s (round %d): %w", cfg.name, round+1, err)
 			}
-			fmt.Printf("round %d %-12s %7.1f jobs/s\n", round+1, cfg.name, float64(r.jobs)/r.elapsed.Seconds())
+			var used []string
+			for _, rs := range r.cpu.replicas {
+				used = append(used, fmt.Sprintf("%.3f", rs.cpu.Seconds()/r.elapsed.Seconds()))
+			}
+			fmt.Printf("round %d %-12s %7.1f jobs/s (coordinators used %s CPUs)\n", round+1, cfg.name, float64(r.jobs)/r.elapsed.Seconds(), strings.Join(used, ", "))
 			totals[cfg.name].add(r)
+			if *perRun {
+				var t total
+				t.add(r)
+				printTotal(cfg.name, &t)
+			}
 		}
 	}
 	fmt.Println()

@@ -36,7 +36,7 @@ coordinator.artifacts gcs, artifacts live in a GCS bucket.`)
 	locality := fs.Duration("locality-wait", 250*time.Millisecond, "how long a ready job waits for a worker holding its dependencies' outputs before any worker may take it")
 	sync := fs.String("sqlite-synchronous", "NORMAL", "SQLite synchronous mode: NORMAL (survives a process crash) or FULL (also power loss)")
 	so := a.scaleOutFlags(fs)
-	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of this process to this file until it exits (for benchmarks: bench/replicas -cpuprofile)")
+	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of this process to this file until it exits, and its allocations to FILE.allocs (for benchmarks: bench/replicas -cpuprofile)")
 	if err := a.parse(fs, cf, args); err != nil {
 		return err
 	}
@@ -135,7 +135,8 @@ coordinator.artifacts gcs, artifacts live in a GCS bucket.`)
 }
 
 // startCPUProfile writes a CPU profile of this process to path until
-// stop is called.
+// stop is called, which also writes the allocation profile to
+// path+".allocs".
 func startCPUProfile(path string) (stop func(), err error) {
 	f, err := os.Create(path)
 	if err != nil {
@@ -148,6 +149,11 @@ func startCPUProfile(path string) (stop func(), err error) {
 	return func() {
 		pprof.StopCPUProfile()
 		f.Close()
+		// Where a busy coordinator's GC work comes from.
+		if a, err := os.Create(path + ".allocs"); err == nil {
+			pprof.Lookup("allocs").WriteTo(a, 0)
+			a.Close()
+		}
 	}, nil
 }
 

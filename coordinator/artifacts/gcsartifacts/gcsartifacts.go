@@ -25,6 +25,7 @@
 package gcsartifacts
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -213,7 +214,20 @@ func (s *Store) Put(ctx context.Context, digest string, r io.Reader) error {
 	// Blobs are immutable: let caches keep them.
 	w.CacheControl = "private, max-age=31536000, immutable"
 	hr := &hashReader{r: r, h: sha256.New(), want: digest}
-	if _, err := io.Copy(w, hr); err != nil {
+	// The writer allocates a whole chunk (16 MiB by default) for every
+	// upload, however small, and most blobs (logs, manifests, outputs of
+	// tests) are small: for a busy coordinator those buffers were most
+	// of what it allocated, and so of its GC work. A blob that fits in
+	// the smallest chunk goes in one request from a chunk of that size,
+	// which, unlike ChunkSize 0, the writer can still retry.
+	head, err := io.ReadAll(io.LimitReader(hr, googleapi.MinUploadChunkSize+1))
+	if err == nil && len(head) <= googleapi.MinUploadChunkSize {
+		w.ChunkSize = googleapi.MinUploadChunkSize
+	}
+	if err == nil {
+		_, err = io.Copy(w, io.MultiReader(bytes.NewReader(head), hr))
+	}
+	if err != nil {
 		cancel()
 		w.Close()
 		if errors.Is(err, errMismatch) {

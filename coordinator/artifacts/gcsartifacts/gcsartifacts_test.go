@@ -12,12 +12,15 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/storage"
 	"github.com/fsouza/fake-gcs-server/fakestorage"
+	"google.golang.org/api/googleapi"
 
 	"github.com/tryd-ci/tryd/coordinator/artifacts"
 	"github.com/tryd-ci/tryd/coordinator/artifacts/storetest"
@@ -249,5 +252,59 @@ func TestSignedURL(t *testing.T) {
 	plain, _ := New(Options{Client: srv.Client(), Bucket: "b"})
 	if _, err := plain.SignedURL(ctx, d); !errors.Is(err, ErrNoSigning) {
 		t.Errorf("SignedURL without SignedURLs = %v", err)
+	}
+}
+
+// TestPutSizes uploads blobs on both sides of the one-chunk limit, and
+// checks that small ones do not cost the writer's default 16 MiB buffer
+// each: they are most uploads, and those buffers were most of what a
+// busy coordinator allocated.
+func TestPutSizes(t *testing.T) {
+	srv := fakeGCS(t, "b", false)
+	s, err := New(Options{Client: srv.Client(), Bucket: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, size := range []int{0, 1, 1000, googleapi.MinUploadChunkSize, googleapi.MinUploadChunkSize + 1, 3 << 20} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			data := make([]byte, size)
+			rand.Read(data)
+			d := storetest.Digest(data)
+			if size > 0 {
+				bad := bytes.Clone(data)
+				bad[size-1]++
+				if err := s.Put(ctx, d, bytes.NewReader(bad)); !errors.Is(err, artifacts.ErrDigestMismatch) {
+					t.Fatalf("Put of mismatched content = %v, want ErrDigestMismatch", err)
+				}
+			}
+			if err := s.Put(ctx, d, bytes.NewReader(data)); err != nil {
+				t.Fatal(err)
+			}
+			rc, n, err := s.Open(ctx, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || n != int64(size) || !bytes.Equal(got, data) {
+				t.Fatalf("Open = %d bytes (size %d), err %v; want the %d bytes put", len(got), n, err, size)
+			}
+		})
+	}
+
+	const puts = 20
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range puts {
+		data := []byte(fmt.Sprintf("small blob %d", i))
+		if err := s.Put(ctx, storetest.Digest(data), bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	// Including the in-process emulator's allocations.
+	if per := (after.TotalAlloc - before.TotalAlloc) / puts; per > 2<<20 {
+		t.Errorf("a small Put allocated %d KiB, want at most 2 MiB", per>>10)
 	}
 }
