@@ -34,7 +34,9 @@ import (
 // failure to mint an installation token are checked (access): with App
 // credentials, the App's JWT asks for the repository's installation
 // (GET /repos/{owner}/{repo}/installation), which is there, suspended,
-// or not found; with a token, GET /repos/{owner}/{repo} answers or not.
+// or not found, and then whether the App is installed on the owner's
+// account at all (GET /app/installations); with a token, GET
+// /repos/{owner}/{repo} answers or not.
 //
 //   - The installation is there under another ID (the App was installed
 //     again): the trybot uses it from now on, and the post is retried.
@@ -42,9 +44,13 @@ import (
 //     403 or 401 is retried (a permission an operator grants).
 //   - It is not (or suspended): the post is recorded as not reported for
 //     want of access (extNoAccess), shown on the run ("not reported: the
-//     GitHub App has no access to owner/repo", "... was uninstalled",
-//     "... installation for owner/repo is suspended") and logged
-//     once per repository, not retried one by one.
+//     GitHub App has no access to owner/repo" when it is installed on
+//     the owner's account without the repository, "... is not installed
+//     on owner's account" when it has no installation there and the
+//     trybot never found one, "... was uninstalled from owner's
+//     account" when the installation the trybot found there is gone,
+//     "... installation for owner/repo is suspended") and logged once
+//     per repository, not retried one by one.
 //
 // When access comes back (the App's installation_repositories "added"
 // or installation "created" or "unsuspend" webhook, or the next post to
@@ -62,9 +68,15 @@ const (
 	// accessNone: the repository is not visible (a token), or not in
 	// the App's installation.
 	accessNone
-	// accessUninstalled: the installation the trybot used is gone (the
-	// App was uninstalled).
+	// accessUninstalled: the installation the trybot found and used on
+	// the owner's account is gone (the App was uninstalled there, its
+	// tokens revoked).
 	accessUninstalled
+	// accessNotInstalled: the App has no installation on the owner's
+	// account and the trybot never found one there: never installed
+	// (or removed before the trybot could see it), which is not an
+	// uninstallation to report.
+	accessNotInstalled
 	// accessSuspended: the App's installation is suspended.
 	accessSuspended
 )
@@ -91,7 +103,9 @@ func (e *noAccessError) message() string {
 	case e.access == accessSuspended:
 		return fmt.Sprintf("not reported: the GitHub App's installation for %s is suspended", e.slug)
 	case e.access == accessUninstalled:
-		return fmt.Sprintf("not reported: the GitHub App was uninstalled (from %s's account)", owner)
+		return fmt.Sprintf("not reported: the GitHub App was uninstalled from %s's account (its installation there is gone)", owner)
+	case e.access == accessNotInstalled:
+		return fmt.Sprintf("not reported: the GitHub App is not installed on %s's account", owner)
 	}
 	return fmt.Sprintf("not reported: the GitHub App has no access to %s", e.slug)
 }
@@ -127,12 +141,47 @@ func (t *Trybot) checkAccess(ctx context.Context, ri *repoInfo) (a access, chang
 	case resp == nil || resp.StatusCode != http.StatusNotFound:
 		return 0, false, fmt.Errorf("github: installation of %s: %w", ri.cfg.Slug, err)
 	}
-	// Not installed on the repository: is the installation the trybot
-	// uses still there at all?
-	if _, resp, err := g.app.Apps.GetInstallation(ctx, it.ID()); err != nil && resp != nil && resp.StatusCode == http.StatusNotFound {
+	// Not installed on the repository: is the App installed on the
+	// owner's account at all? Only an installation the trybot found
+	// there and that is gone now was uninstalled: with none known (ID 0,
+	// or the configured one, which may be another account's) the App is
+	// merely not installed there.
+	onAccount, err := accountInstallation(ctx, g.app, ri.owner)
+	switch {
+	case err != nil:
+		return 0, false, fmt.Errorf("github: installation of %s: %w", ri.cfg.Slug, err)
+	case onAccount != nil && onAccount.SuspendedAt != nil:
+		return accessSuspended, false, nil
+	case onAccount != nil:
+		return accessNone, false, nil
+	case it.ID() != 0 && it.Found(it.ID()):
 		return accessUninstalled, false, nil
 	}
-	return accessNone, false, nil
+	return accessNotInstalled, false, nil
+}
+
+// accountInstallation returns the App's installation on owner's account,
+// or nil when it has none, from the App's list of installations (GET
+// /app/installations, the one way to ask that GitHub documents for
+// users and organizations alike). It is only asked when a repository's
+// own installation was not found, so the listing is rare.
+func accountInstallation(ctx context.Context, app *github.Client, owner string) (*github.Installation, error) {
+	opts := &github.ListOptions{PerPage: 100}
+	for {
+		list, resp, err := app.Apps.ListInstallations(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("list the GitHub App's installations: %w", err)
+		}
+		for _, in := range list {
+			if strings.EqualFold(in.GetAccount().GetLogin(), owner) {
+				return in, nil
+			}
+		}
+		if resp.NextPage == 0 {
+			return nil, nil
+		}
+		opts.Page = resp.NextPage
+	}
 }
 
 // classifyPostError decides what a failed post to ri means: a *refusal

@@ -34,6 +34,21 @@ func newAccessTrybot(t *testing.T, sim *githubsim.Sim, app bool) *Trybot {
 // plain token; a webhookSecret, if set, verifies the App's webhook.
 func newGitHubTrybot(t *testing.T, sim *githubsim.Sim, app bool, webhookSecret string, slugs ...string) *Trybot {
 	t.Helper()
+	return startGitHubTrybot(t, sim, app, webhookSecret, nil, slugs...)
+}
+
+// newAppTrybot is newGitHubTrybot with the App's credentials and
+// installation_id set to installationID (0: none, each owner's
+// installation is looked up).
+func newAppTrybot(t *testing.T, sim *githubsim.Sim, installationID int64, slugs ...string) *Trybot {
+	t.Helper()
+	return startGitHubTrybot(t, sim, true, "", &installationID, slugs...)
+}
+
+// startGitHubTrybot is newGitHubTrybot, with installationID, if not nil,
+// configured instead of the App's first installation.
+func startGitHubTrybot(t *testing.T, sim *githubsim.Sim, app bool, webhookSecret string, installationID *int64, slugs ...string) *Trybot {
+	t.Helper()
 	dir := t.TempDir()
 	srv := config.GitHubServer{Name: "gh", APIURL: sim.APIURL()}
 	if app {
@@ -46,6 +61,9 @@ func newGitHubTrybot(t *testing.T, sim *githubsim.Sim, app bool, webhookSecret s
 			t.Fatal(err)
 		}
 		srv.AppID, srv.InstallationID, srv.AppKey = creds.ID, creds.InstallationID, config.FileSecret(keyFile)
+		if installationID != nil {
+			srv.InstallationID = *installationID
+		}
 	} else {
 		tok, err := sim.AddApp(githubsim.AppOptions{Slug: "tryd"})
 		if err != nil {
@@ -268,7 +286,7 @@ func TestClassifyInstallationLifecycle(t *testing.T) {
 	if err := sim.DeleteInstallation(ctx, "tryd", "o"); err != nil {
 		t.Fatal(err)
 	}
-	if msg, err := classify(githubErr(401, nil, "Bad credentials")); msg != "not reported: the GitHub App was uninstalled (from o's account)" {
+	if msg, err := classify(githubErr(401, nil, "Bad credentials")); msg != "not reported: the GitHub App was uninstalled from o's account (its installation there is gone)" {
 		t.Errorf("deleted: %q (%v)", msg, err)
 	}
 	newID, err := sim.CreateInstallation(ctx, "tryd", "o")
@@ -285,5 +303,98 @@ func TestClassifyInstallationLifecycle(t *testing.T) {
 	// The retried post works with the new installation's token.
 	if _, _, err := ri.github.c.Repositories.Get(ctx, "o", "r"); err != nil {
 		t.Errorf("with the new installation: %v", err)
+	}
+}
+
+// TestNotInstalledOrUninstalled checks that lost access with an App says
+// what is true of the owner's account, also when no installation_id is
+// configured (each owner's installation is looked up) or the configured
+// one is another account's: "not installed on" an account where the
+// trybot never found an installation of the App (never installed, or
+// removed before the trybot saw it: GitHub's API cannot tell them
+// apart), "uninstalled from" one where the installation it found and
+// used is gone, and "no access to" the repository when the App is
+// installed on the account without it. Posts are made over HTTP to the
+// simulator through internal/ghapp, and their real errors classified.
+func TestNotInstalledOrUninstalled(t *testing.T) {
+	t.Parallel()
+	type sim = githubsim.Sim
+	uninstall := func(account string) func(context.Context, *sim) error {
+		return func(ctx context.Context, s *sim) error { return s.DeleteInstallation(ctx, "tryd", account) }
+	}
+	for _, tc := range []struct {
+		name string
+		// repos are created in order (the App's first installation is
+		// the first one's owner's); the trybot serves the last one.
+		repos []string
+		orgs  []string
+		// configured is the account whose installation ID is
+		// installation_id ("": none).
+		configured string
+		// before runs before the trybot's first post, which succeeds
+		// when used is set; after runs after it.
+		before func(context.Context, *sim) error
+		used   bool
+		after  func(context.Context, *sim) error
+		want   string
+	}{
+		{name: "user never installed, no installation_id", repos: []string{"o/r"}, before: uninstall("o"),
+			want: "not reported: the GitHub App is not installed on o's account"},
+		{name: "organization never installed, another account's installation_id", repos: []string{"alice/one", "gophers/two"}, orgs: []string{"gophers"},
+			configured: "alice", before: uninstall("gophers"),
+			want: "not reported: the GitHub App is not installed on gophers's account"},
+		{name: "uninstalled after use, no installation_id", repos: []string{"o/r"}, used: true, after: uninstall("o"),
+			want: "not reported: the GitHub App was uninstalled from o's account (its installation there is gone)"},
+		{name: "organization uninstalled after use, another account's installation_id", repos: []string{"alice/one", "gophers/two"}, orgs: []string{"gophers"},
+			configured: "alice", used: true, after: uninstall("gophers"),
+			want: "not reported: the GitHub App was uninstalled from gophers's account (its installation there is gone)"},
+		{name: "installed on the account without the repository, no installation_id", repos: []string{"o/r"},
+			before: func(ctx context.Context, s *sim) error { return s.RemoveFromInstallation(ctx, "tryd", "o/r") },
+			want:   "not reported: the GitHub App has no access to o/r"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			s, heads := simWithRepos(t, tc.repos...)
+			for _, org := range tc.orgs {
+				fatalIf(t, s.AddOrg(org))
+			}
+			_, err := s.AddApp(githubsim.AppOptions{Slug: "tryd"})
+			fatalIf(t, err)
+			var configured int64
+			if tc.configured != "" {
+				configured, err = s.InstallationID("tryd", tc.configured)
+				fatalIf(t, err)
+			}
+			slug := tc.repos[len(tc.repos)-1]
+			tb := newAppTrybot(t, s, configured, slug)
+			_, name, _ := strings.Cut(slug, "/")
+			ri := tb.repo(name)
+			post := func() error {
+				_, _, err := ri.github.c.Checks.CreateCheckRun(ctx, ri.owner, ri.name, github.CreateCheckRunOptions{Name: "tryd/linux-amd64", HeadSHA: heads[slug]})
+				return err
+			}
+			if tc.before != nil {
+				fatalIf(t, tc.before(ctx, s))
+			}
+			if tc.used {
+				fatalIf(t, post())
+			}
+			if tc.after != nil {
+				fatalIf(t, tc.after(ctx, s))
+			}
+			perr := post()
+			if perr == nil {
+				t.Fatal("the post succeeded, want it refused for want of access")
+			}
+			err = tb.classifyPostError(ctx, ri, perr)
+			var na *noAccessError
+			if !errors.As(err, &na) {
+				t.Fatalf("post error %v classified as %v, want no access", perr, err)
+			}
+			if got := na.message(); got != tc.want {
+				t.Errorf("message %q, want %q (post error: %v)", got, tc.want, perr)
+			}
+		})
 	}
 }

@@ -66,8 +66,8 @@ func TestGitHubAppLosesAccess(t *testing.T) {
 		{name: "suspended", lose: suspended, restore: unsuspended, status: []int{403}, msg: "not reported: the GitHub App's installation for org/repo is suspended"},
 		// The cached token is refused (401), then minting one for the
 		// old installation fails (404).
-		{name: "uninstalled and installed again", lose: deleted, restore: created, status: []int{401, 404}, msg: "not reported: the GitHub App was uninstalled (from org's account)"},
-		{name: "installed again, webhook missed", lose: deleted, restore: created, missed: "delivery", status: []int{401, 404}, msg: "not reported: the GitHub App was uninstalled (from org's account)"},
+		{name: "uninstalled and installed again", lose: deleted, restore: created, status: []int{401, 404}, msg: "not reported: the GitHub App was uninstalled from org's account (its installation there is gone)"},
+		{name: "installed again, webhook missed", lose: deleted, restore: created, missed: "delivery", status: []int{401, 404}, msg: "not reported: the GitHub App was uninstalled from org's account (its installation there is gone)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -93,7 +93,9 @@
 // installation: 404, or 403 on a public repository; the installation
 // suspended or uninstalled), the post is recorded as "not reported: the
 // GitHub App has no access to owner/repo" (or "...'s installation for
-// owner/repo is suspended", "... was uninstalled"), logged once per
+// owner/repo is suspended", "... was uninstalled from owner's account"
+// for an installation the trybot had found there, "... is not installed
+// on owner's account" when it never found one), logged once per
 // repository, result="no_access", and every such post is made again
 // when access comes back: on the App's installation_repositories
 // "added" or installation "created" / "unsuspend" webhook, or the next
