@@ -259,26 +259,23 @@ func (s *Store) CommitHeld(ctx context.Context, ownerID string, b *state.Batch) 
 	return s.commit(ctx, b, ownerID)
 }
 
-// batchBuilds returns the IDs of the builds a batch has records of,
+// batchBuilds sets ids to the IDs of the builds a batch has records of,
 // sorted.
-func batchBuilds(b *state.Batch) []int64 {
-	seen := map[int64]bool{}
-	for _, u := range b.Builds {
-		seen[u.ID] = true
+func batchBuilds(b *state.Batch, ids *column[pgInt8]) {
+	ids.reset(len(b.Builds) + len(b.Jobs) + len(b.Attempts) + len(b.Results))
+	v := ids.v[:0]
+	for i := range b.Builds {
+		v = append(v, pgInt8(b.Builds[i].ID))
 	}
-	for _, j := range b.Jobs {
-		seen[j.BuildID] = true
+	for i := range b.Jobs {
+		v = append(v, pgInt8(b.Jobs[i].BuildID))
 	}
-	for _, a := range b.Attempts {
-		seen[a.BuildID] = true
+	for i := range b.Attempts {
+		v = append(v, pgInt8(b.Attempts[i].BuildID))
 	}
-	for _, r := range b.Results {
-		seen[r.BuildID] = true
+	for i := range b.Results {
+		v = append(v, pgInt8(b.Results[i].BuildID))
 	}
-	ids := make([]int64, 0, len(seen))
-	for id := range seen {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
+	slices.Sort(v)
+	ids.v = slices.Compact(v)
 }

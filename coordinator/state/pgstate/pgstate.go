@@ -198,6 +198,9 @@ type Store struct {
 	// one of its jobs.
 	setsMu sync.Mutex
 	sets   *jobset.Index
+
+	// bufs keeps the columns of commits for the next ones.
+	bufs bufPool
 }
 
 var (
@@ -326,14 +329,6 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
-func int32p(p *int) *int32 {
-	if p == nil {
-		return nil
-	}
-	v := int32(*p)
-	return &v
-}
-
 // CreateBuild implements state.Store in one statement (one round trip,
 // atomic on its own): the build, its graph, its labels, its unfinished
 // jobs (rows) and its finished ones (job sets) are inserted by
@@ -346,7 +341,10 @@ func (s *Store) CreateBuild(ctx context.Context, b *state.Build, jobs []state.Jo
 	s.setsMu.Lock()
 	rows, sets, hashes := s.sets.Split(jobs)
 	s.setsMu.Unlock()
-	j := jobArrays(rows, 0)
+	cb := s.bufs.get()
+	defer s.bufs.put(cb)
+	j := &cb.jobs
+	j.set(rows)
 	setStates, setSizes, setJobs := make([]string, len(sets)), make([]int32, len(sets)), make([][]byte, len(sets))
 	for i, set := range sets {
 		setStates[i], setSizes[i], setJobs[i] = string(set[0].State), int32(len(set)), jobset.Encode(set)
@@ -371,7 +369,7 @@ func (s *Store) CreateBuild(ctx context.Context, b *state.Build, jobs []state.Jo
 		SELECT id FROM b`,
 		string(b.Priority), sqlrow.EncodeLabels(b.Labels), graph, string(b.State), b.Error, sqlrow.Nanos(b.Created), sqlrow.Nanos(b.Finished),
 		keys, values,
-		j.ids, j.names, j.seqs, j.states, j.workers, j.outputs, j.exits, j.errs, j.starts, j.fins,
+		&j.ids, &j.names, &j.seqs, &j.states, &j.workers, &j.outputs, &j.exits, &j.errs, &j.starts, &j.fins,
 		setStates, setSizes, setJobs).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("pgstate: create build: %w", err)
@@ -382,51 +380,55 @@ func (s *Store) CreateBuild(ctx context.Context, b *state.Build, jobs []state.Jo
 	return id, nil
 }
 
-// jobCols are the columns of jobs as arrays, for statements over
-// unnest: any number of rows cost one statement.
-type jobCols struct {
-	bids                                       []int64
-	ids, names, states, workers, outputs, errs []string
-	seqs                                       []int32
-	exits                                      []*int32
-	starts, fins                               []int64
-}
-
-// jobArrays returns jobs as columns; buildID, if not 0, replaces their
-// BuildID.
-func jobArrays(jobs []state.Job, buildID int64) jobCols {
-	n := len(jobs)
-	c := jobCols{
-		bids: make([]int64, n),
-		ids:  make([]string, n), names: make([]string, n), states: make([]string, n), workers: make([]string, n), outputs: make([]string, n), errs: make([]string, n),
-		seqs:   make([]int32, n),
-		exits:  make([]*int32, n),
-		starts: make([]int64, n), fins: make([]int64, n),
-	}
-	for i, j := range jobs {
-		c.bids[i] = j.BuildID
-		if buildID != 0 {
-			c.bids[i] = buildID
-		}
-		c.ids[i], c.names[i], c.seqs[i], c.states[i], c.workers[i], c.outputs[i] = j.JobID, j.Name, int32(j.Seq), string(j.State), j.Worker, j.OutputDigest
-		c.exits[i], c.errs[i], c.starts[i], c.fins[i] = int32p(j.ExitCode), j.Error, sqlrow.Nanos(j.Started), sqlrow.Nanos(j.Finished)
-	}
-	return c
-}
+// smallBatch is the number of records up to which lastByKey compares
+// keys pairwise rather than through a map: fewer than a map's
+// insertions for the few records of most commits.
+const smallBatch = 16
 
 // lastByKey returns xs without the elements whose key a later element
 // repeats: an upsert over unnest may not change one row twice, and in a
-// batch the last change of a record wins.
-func lastByKey[T any, K comparable](xs []T, key func(T) K) []T {
-	seen := make(map[K]bool, len(xs))
-	out := make([]T, 0, len(xs))
-	for i := len(xs) - 1; i >= 0; i-- {
-		if k := key(xs[i]); !seen[k] {
-			seen[k] = true
+// batch the last change of a record wins. Without repeats (most
+// batches), it returns xs itself. seen is a scratch map.
+func lastByKey[T any, K comparable](xs []T, key func(*T) K, seen map[K]int) []T {
+	n := len(xs)
+	last := func(i int) bool { // xs[i] is its key's last element
+		k := key(&xs[i])
+		for j := i + 1; j < n; j++ {
+			if key(&xs[j]) == k {
+				return false
+			}
+		}
+		return true
+	}
+	if n <= smallBatch {
+		i := 0
+		for i < n && last(i) {
+			i++
+		}
+		if i == n {
+			return xs
+		}
+		out := append(make([]T, 0, n), xs[:i]...)
+		for ; i < n; i++ {
+			if last(i) {
+				out = append(out, xs[i])
+			}
+		}
+		return out
+	}
+	clear(seen)
+	for i := range xs {
+		seen[key(&xs[i])] = i
+	}
+	if len(seen) == n {
+		return xs
+	}
+	out := make([]T, 0, len(seen))
+	for i := range xs {
+		if seen[key(&xs[i])] == i {
 			out = append(out, xs[i])
 		}
 	}
-	slices.Reverse(out)
 	return out
 }
 
@@ -450,28 +452,27 @@ func (s *Store) commit(ctx context.Context, b *state.Batch, owner string) (forei
 	if b.Empty() {
 		return nil, nil
 	}
-	var fenced []int64
+	cb := s.bufs.get()
+	defer s.bufs.put(cb)
+	cb.owner = pgText(owner)
+	cb.fenced.reset(0)
 	if owner != "" {
-		fenced = batchBuilds(b)
+		batchBuilds(b, &cb.fenced)
 	}
-	type key struct {
-		build int64
-		job   string
-	}
-	jobs := lastByKey(b.Jobs, func(j state.Job) key { return key{j.BuildID, j.JobID} })
+	jobs := lastByKey(b.Jobs, func(j *state.Job) jobKey { return jobKey{j.BuildID, j.JobID} }, cb.jobSeen)
 	s.setsMu.Lock()
 	cands := s.sets.Candidates(jobs)
 	s.setsMu.Unlock()
 	if len(cands) > 0 {
-		return s.commitWithSets(ctx, b, jobs, owner, fenced, cands)
+		return s.commitWithSets(ctx, cb, b, jobs, cands)
 	}
 	var batch pgx.Batch
-	if len(fenced) > 0 {
-		batch.Queue(fenceSQL, fenced)
+	if len(cb.fenced.v) > 0 {
+		batch.Queue(fenceSQL, &cb.fenced)
 	}
-	queueWrites(&batch, b, jobs, owner)
+	queueWrites(&batch, cb, b, jobs)
 	br := s.pool.SendBatch(ctx, &batch)
-	if len(fenced) > 0 {
+	if len(cb.fenced.v) > 0 {
 		foreign, err = readFence(br, owner)
 	}
 	if cerr := br.Close(); err == nil {
@@ -510,7 +511,8 @@ func readFence(br pgx.BatchResults, owner string) (foreign []int64, err error) {
 // and the batch's writes. The coordinator writes a job of a set only
 // when it runs a cached job again, so this runs about once per build
 // this process did not create or claim (to learn that it has no sets).
-func (s *Store) commitWithSets(ctx context.Context, b *state.Batch, jobs []state.Job, owner string, fenced []int64, cands map[int64]map[string]bool) (foreign []int64, err error) {
+func (s *Store) commitWithSets(ctx context.Context, cb *commitBuf, b *state.Batch, jobs []state.Job, cands map[int64]map[string]bool) (foreign []int64, err error) {
+	owner := string(cb.owner)
 	type storedSet struct {
 		state api.JobState
 		jobs  []state.Job
@@ -518,9 +520,9 @@ func (s *Store) commitWithSets(ctx context.Context, b *state.Batch, jobs []state
 	var read map[int64][]storedSet      // as read, for the index; an entry for every candidate build that exists
 	var rewritten map[int64][]storedSet // as written, if the commit succeeds
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if len(fenced) > 0 {
+		if len(cb.fenced.v) > 0 {
 			var batch pgx.Batch
-			batch.Queue(fenceSQL, fenced)
+			batch.Queue(fenceSQL, &cb.fenced)
 			br := tx.SendBatch(ctx, &batch)
 			foreign, err = readFence(br, owner)
 			if cerr := br.Close(); err == nil {
@@ -595,7 +597,7 @@ func (s *Store) commitWithSets(ctx context.Context, b *state.Batch, jobs []state
 				rewritten[bid] = after
 			}
 		}
-		queueWrites(&writes, b, jobs, owner)
+		queueWrites(&writes, cb, b, jobs)
 		return tx.SendBatch(ctx, &writes).Close()
 	})
 	// What was read holds at least what the sets hold from then on,
@@ -622,9 +624,10 @@ func (s *Store) commitWithSets(ctx context.Context, b *state.Batch, jobs []state
 }
 
 // queueWrites queues the statements of a batch (jobs: its jobs, the last
-// record of each), each conditioned on owner's leases unless owner is
-// empty.
-func queueWrites(batch *pgx.Batch, b *state.Batch, jobs []state.Job, owner string) {
+// record of each) in cb's columns, each conditioned on cb.owner's leases
+// unless cb.owner is empty.
+func queueWrites(batch *pgx.Batch, cb *commitBuf, b *state.Batch, jobs []state.Job) {
+	owner := string(cb.owner)
 	for _, u := range b.Builds {
 		batch.Queue(`UPDATE builds SET state=$1, error=$2, finished=$3 WHERE id=$4 AND ($5 = '' OR owner = $5)`, string(u.State), u.Error, sqlrow.Nanos(u.Finished), u.ID, owner)
 		if u.Graph != nil {
@@ -632,44 +635,36 @@ func queueWrites(batch *pgx.Batch, b *state.Batch, jobs []state.Job, owner strin
 		}
 	}
 	if len(jobs) > 0 {
-		j := jobArrays(jobs, 0)
+		j := &cb.jobs
+		j.set(jobs)
+		cb.jobArgs = [...]any{&j.bids, &j.ids, &j.names, &j.seqs, &j.states, &j.workers, &j.outputs, &j.exits, &j.errs, &j.starts, &j.fins, &cb.owner}
 		batch.Queue(`INSERT INTO jobs (build_id, job_id, name, seq, state, worker, output_digest, exit_code, error, started, finished)
 			SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::bigint[], $11::bigint[]) AS u(b)
 			WHERE $12 = '' OR u.b IN (SELECT id FROM builds WHERE id = ANY($1) AND owner = $12)
 			ON CONFLICT (build_id, job_id) DO UPDATE SET name=excluded.name, seq=excluded.seq, state=excluded.state, worker=excluded.worker,
 			output_digest=excluded.output_digest, exit_code=excluded.exit_code, error=excluded.error, started=excluded.started, finished=excluded.finished`,
-			j.bids, j.ids, j.names, j.seqs, j.states, j.workers, j.outputs, j.exits, j.errs, j.starts, j.fins, owner)
+			cb.jobArgs[:]...)
 	}
 	if len(b.Attempts) > 0 {
-		atts := lastByKey(b.Attempts, func(a state.Attempt) string { return a.ID })
-		n := len(atts)
-		ids, jobIDs, workers, states, errs, outs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		bids, starts, fins, logBytes := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-		exits, truncated := make([]*int32, n), make([]bool, n)
-		for i, a := range atts {
-			ids[i], bids[i], jobIDs[i], workers[i], states[i], starts[i], fins[i] = a.ID, a.BuildID, a.JobID, a.Worker, string(a.State), sqlrow.Nanos(a.Started), sqlrow.NanosPtr(a.Finished)
-			exits[i], errs[i], outs[i], logBytes[i], truncated[i] = int32p(a.ExitCode), a.Error, a.OutputDigest, a.LogBytes, a.LogTruncated
-		}
+		a := &cb.atts
+		a.set(lastByKey(b.Attempts, func(a *state.Attempt) string { return a.ID }, cb.strSeen))
+		cb.attArgs = [...]any{&a.ids, &a.bids, &a.jobIDs, &a.workers, &a.states, &a.starts, &a.fins, &a.exits, &a.errs, &a.outs, &a.logBytes, &a.truncated, &cb.owner}
 		batch.Queue(`INSERT INTO attempts (id, build_id, job_id, worker, state, started, finished, exit_code, error, output_digest, log_bytes, log_truncated)
 			SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::int[], $9::text[], $10::text[], $11::bigint[], $12::bool[]) AS u(i, b)
 			WHERE $13 = '' OR u.b IN (SELECT id FROM builds WHERE id = ANY($2) AND owner = $13)
 			ON CONFLICT (id) DO UPDATE SET worker=excluded.worker, state=excluded.state, finished=excluded.finished, exit_code=excluded.exit_code,
 			error=excluded.error, output_digest=excluded.output_digest, log_bytes=excluded.log_bytes, log_truncated=excluded.log_truncated`,
-			ids, bids, jobIDs, workers, states, starts, fins, exits, errs, outs, logBytes, truncated, owner)
+			cb.attArgs[:]...)
 	}
 	if len(b.Results) > 0 {
-		rs := lastByKey(b.Results, func(r state.Result) string { return r.JobID })
-		n := len(rs)
-		ids, outs, atts := make([]string, n), make([]string, n), make([]string, n)
-		bids, fins := make([]int64, n), make([]int64, n)
-		for i, r := range rs {
-			ids[i], outs[i], atts[i], bids[i], fins[i] = r.JobID, r.OutputDigest, r.AttemptID, r.BuildID, sqlrow.Nanos(r.Finished)
-		}
+		r := &cb.res
+		r.set(lastByKey(b.Results, func(r *state.Result) string { return r.JobID }, cb.strSeen))
+		cb.resArgs = [...]any{&r.ids, &r.outs, &r.atts, &r.bids, &r.fins, &cb.owner}
 		batch.Queue(`INSERT INTO results (job_id, output_digest, attempt_id, build_id, finished)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS u(j, o, a, b)
 			WHERE $6 = '' OR u.b IN (SELECT id FROM builds WHERE id = ANY($4) AND owner = $6)
 			ON CONFLICT (job_id) DO UPDATE SET output_digest=excluded.output_digest, attempt_id=excluded.attempt_id, build_id=excluded.build_id, finished=excluded.finished`,
-			ids, outs, atts, bids, fins, owner)
+			cb.resArgs[:]...)
 	}
 	if len(b.DeleteResults) > 0 {
 		batch.Queue(`DELETE FROM results WHERE job_id = ANY($1)`, b.DeleteResults)
