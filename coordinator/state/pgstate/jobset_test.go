@@ -192,23 +192,27 @@ func BenchmarkCachedBuild(b *testing.B) {
 			b.Fatal(err)
 		}
 		return s
-	}, func(b *testing.B, st state.Store) func() (time.Duration, bool) {
-		s := st.(*Store)
-		pid := func() int {
-			var pid int
-			if err := s.pool.QueryRow(context.Background(), `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
-				b.Fatal(err)
-			}
-			return pid
+	}, func(b *testing.B, st state.Store) func() (time.Duration, bool) { return backendCPU(b, st.(*Store)) })
+}
+
+// backendCPU returns a function that reads the CPU time used so far by
+// the server process of s's connection (a store of one connection);
+// false if it cannot be read, or if the connection was replaced.
+func backendCPU(b *testing.B, s *Store) func() (time.Duration, bool) {
+	pid := func() int {
+		var pid int
+		if err := s.pool.QueryRow(context.Background(), `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+			b.Fatal(err)
 		}
-		first := pid()
-		return func() (time.Duration, bool) {
-			if pid() != first {
-				return 0, false // the connection was replaced
-			}
-			return procCPU(first)
+		return pid
+	}
+	first := pid()
+	return func() (time.Duration, bool) {
+		if pid() != first {
+			return 0, false // the connection was replaced
 		}
-	})
+		return procCPU(first)
+	}
 }
 
 // procCPU returns the CPU time (user+sys) of process pid from

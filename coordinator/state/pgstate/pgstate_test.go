@@ -495,18 +495,21 @@ func TestReleasedSchemasLoad(t *testing.T) {
 // BenchmarkCommitJobs commits what the coordinator commits for each job
 // of a busy cluster, in batches of two jobs as a replica's group commit
 // does: the jobs start (job rows and new attempts), then finish (job
-// rows, attempts and results). One op is one job.
+// rows, attempts and results). One op is one job. cpu-us/op is this
+// process's CPU time per job (the store's and the benchmark's own),
+// server-cpu-us/op the server's (its connection's process).
 func BenchmarkCommitJobs(b *testing.B) { benchCommitJobs(b, "") }
 
 // benchCommitJobs runs BenchmarkCommitJobs, with commits fenced by
 // owner's leases (CommitHeld) unless owner is empty.
 func benchCommitJobs(b *testing.B, owner string) {
 	ctx := context.Background()
-	s, err := Open(ctx, Options{DSN: sharedPG.Server(b).NewSchema(b)})
+	s, err := Open(ctx, Options{DSN: sharedPG.Server(b).NewSchema(b), MaxConns: 1})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
+	server := backendCPU(b, s)
 	write := s.Commit
 	if owner != "" {
 		write = func(ctx context.Context, batch *state.Batch) error {
@@ -519,6 +522,8 @@ func benchCommitJobs(b *testing.B, owner string) {
 	var bid int64
 	var jobs []state.Job
 	b.ResetTimer()
+	cpu0 := statetest.ProcessCPU(b)
+	server0, serverOK := server()
 	for i := 0; i < b.N; i += perBatch {
 		if i%perBuild == 0 {
 			jobs = jobs[:0]
@@ -553,5 +558,10 @@ func benchCommitJobs(b *testing.B, owner string) {
 		if err := write(ctx, &end); err != nil {
 			b.Fatal(err)
 		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((statetest.ProcessCPU(b)-cpu0).Nanoseconds())/1e3/float64(b.N), "cpu-us/op")
+	if server1, ok := server(); ok && serverOK {
+		b.ReportMetric(float64((server1-server0).Nanoseconds())/1e3/float64(b.N), "server-cpu-us/op")
 	}
 }
