@@ -123,6 +123,14 @@ type replicas struct {
 	waitMu  sync.Mutex
 	waiters map[int64]map[chan struct{}]bool
 
+	// adopting are the attempts that workers failing over to this
+	// replica run for builds it does not hold, by attempt ID (see
+	// pendingAdoption); resent are those whose kept results were
+	// applied when they were adopted, by attempt ID to worker, so that
+	// the worker's sending them again is acknowledged. Under c.mu.
+	adopting map[string]*pendingAdoption
+	resent   map[string]string
+
 	claimed, dropped, forwarded prometheus.Counter
 }
 
@@ -130,6 +138,8 @@ func newReplicas(opts ReplicaOptions, l state.Leaser, reg *prometheus.Registry, 
 	r := &replicas{opts: opts, leases: l, self: state.Owner{ID: opts.ID, URL: opts.URL}, kick: make(chan struct{}, 1),
 		waiters:       map[int64]map[chan struct{}]bool{},
 		expired:       map[int64]bool{},
+		adopting:      map[string]*pendingAdoption{},
+		resent:        map[string]string{},
 		renewFailures: failureLog{log: log, what: "renew build leases"},
 		claimFailures: failureLog{log: log, what: "claim builds"},
 		claimed: prometheus.NewCounter(prometheus.CounterOpts{
@@ -320,6 +330,12 @@ func (c *Coordinator) leaseLoop() {
 	c.rep.renewed = c.clock.Now()
 	pending, renewOK := true, true
 	claimBackoff := time.Duration(0)
+	// Attempts waiting for their build's claim are looked at every
+	// adoptEvery: soon after the dead holder's lease expires, this
+	// replica claims the build.
+	adoptEvery := c.rep.opts.LeaseTTL / 12
+	var adoptAt time.Time
+	adopting := false
 	for {
 		now := c.clock.Now()
 		if since := now.Sub(renewed); since >= renewEvery || (!renewOK && since >= renewRetry) {
@@ -340,9 +356,19 @@ func (c *Coordinator) leaseLoop() {
 				claimBackoff = 0
 			}
 		}
+		if now := c.clock.Now(); !now.Before(adoptAt) {
+			// Without attempts waiting this is a look at a map, on
+			// every round (a registration kicks the loop).
+			if adopting = c.checkAdoptions(); adopting {
+				adoptAt = now.Add(adoptEvery)
+			}
+		}
 		wait := renewEvery
 		if !renewOK {
 			wait = renewRetry
+		}
+		if adopting {
+			wait = min(wait, max(adoptAt.Sub(c.clock.Now()), spareCheck))
 		}
 		if pending {
 			wait = min(wait, max(spareCheck, claimAt.Sub(c.clock.Now())))
@@ -790,3 +816,307 @@ func (c *Coordinator) holderOf(ctx context.Context, id int64, wait bool) (state.
 }
 
 var attemptLogRE = regexp.MustCompile(`^/api/attempts/([0-9a-f]{1,64})/log$`)
+
+// pendingAdoption is a running attempt that a worker listed when it
+// registered here, of a build this replica does not hold: the worker
+// failed over from the replica that held the build (which died, or
+// which the worker can no longer reach). Cancelling it at once ran the
+// job twice: the replica that claims the build once the dead holder's
+// lease expires adopts its running attempts, and found this one's
+// worker no longer running it. So the attempt is held here until the
+// build's fate is known (checkAdoptions):
+//
+//   - this replica claims the build (it claims such a build itself the
+//     moment its lease expires, spare slots or not: its workers run the
+//     build's attempts): restoreBuild adopts the attempt into the
+//     worker's session, as after a coordinator restart
+//     (settleAdoptions), and applies the result the worker reported
+//     meanwhile, if any;
+//   - the build finishes, another replica claims it, or the replica
+//     holding it is alive (its lease is still held by it adoptLive
+//     after it was first seen: a dead replica's lease expires within
+//     LeaseTTL, a live one renews it), or adoptionBound passes: the
+//     attempt is cancelled (its worker is not connected to the holder,
+//     which cannot hear of the run; the holder runs the job again
+//     after the heartbeat timeout).
+//
+// Meanwhile the worker's polls do not draw a cancellation for it, its
+// log chunks are answered 503 (retry) and its result is kept and
+// answered in PollResponse.ResultsLater (not acknowledged).
+type pendingAdoption struct {
+	worker string
+	build  int64
+	// since is when the worker registered with it here; owner is the
+	// build's lease holder then ("" if nobody held it).
+	since time.Time
+	owner string
+	// result is the worker's result, reported before the claim.
+	result *preparedResult
+}
+
+// adoptLive is how long after an attempt was first held for adoption
+// its build's lease may still be held by the replica that held it then
+// before that replica counts as alive (it renewed the lease, which
+// would have expired within LeaseTTL had it died); the margin is for
+// the replicas' clocks.
+func (r *replicas) adoptLive() time.Duration { return r.opts.LeaseTTL + r.opts.LeaseTTL/2 }
+
+// adoptionBound is how long an attempt may wait for its build's claim
+// at the most: two lease periods (the dead holder's lease expires, and
+// a claim follows) plus the heartbeat timeout.
+func (c *Coordinator) adoptionBound() time.Duration {
+	return 2*c.rep.opts.LeaseTTL + c.opts.HeartbeatTimeout
+}
+
+// maxAdoptionLookups bounds the attempts of one registration looked up
+// in the store, per registered slot (a worker lists its running
+// attempts and its unreported results, at most about two a slot).
+const maxAdoptionLookups = 4
+
+// adoptionCandidates looks up, in the store, the attempts that worker
+// lists in running at registration and that this replica does not run:
+// those recorded as running by that worker, of a build still running,
+// may be held for adoption (see pendingAdoption). c.mu is not held.
+func (c *Coordinator) adoptionCandidates(ctx context.Context, worker string, running []string, slots int) map[string]*pendingAdoption {
+	if c.rep == nil || len(running) == 0 {
+		return nil
+	}
+	var unknown []string
+	c.mu.Lock()
+	for _, id := range running {
+		if c.attempts[id] == nil && attemptIDRE.MatchString(id) && len(unknown) < maxAdoptionLookups*slots {
+			unknown = append(unknown, id)
+		}
+	}
+	c.mu.Unlock()
+	if len(unknown) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.rep.opts.LeaseTTL/2)
+	defer cancel()
+	now := c.clock.Now()
+	leases := map[int64]*state.Lease{}
+	out := map[string]*pendingAdoption{}
+	for _, id := range unknown {
+		a, err := c.store.Attempt(ctx, id)
+		if err != nil || a.State != api.AttemptRunning || a.Worker != worker {
+			continue
+		}
+		l, ok := leases[a.BuildID]
+		if !ok {
+			got, err := c.rep.leases.BuildLease(ctx, a.BuildID, now)
+			if err == nil {
+				l = &got
+			}
+			leases[a.BuildID] = l
+		}
+		if l == nil || !l.Running {
+			continue
+		}
+		p := &pendingAdoption{worker: worker, build: a.BuildID, since: now}
+		if l.Held {
+			p.owner = l.Owner.ID
+		}
+		out[id] = p
+	}
+	return out
+}
+
+// holdForAdoption decides, at worker's registration (under c.mu),
+// whether its attempt id, unknown here, waits for its build's claim
+// rather than being cancelled: it does if it already waited (an
+// earlier registration) or cand says so and the build is not held here
+// (then the attempt would be running here).
+func (c *Coordinator) holdForAdoption(worker, id string, cand *pendingAdoption) bool {
+	if c.rep == nil {
+		return false
+	}
+	if p := c.rep.adopting[id]; p != nil && p.worker == worker {
+		return true
+	}
+	if cand == nil || c.builds[cand.build] != nil {
+		return false
+	}
+	c.rep.adopting[id] = cand
+	c.log.WithFields(logrus.Fields{"worker": worker, "attempt": id, "build": cand.build, "holder": cand.owner}).
+		Info("worker runs an attempt of a build this replica does not hold: keeping it for adoption when the build is claimed")
+	return true
+}
+
+// forgetAdoptions drops the attempts held for adoption of worker that
+// it no longer lists (it registered again without them); under c.mu.
+func (c *Coordinator) forgetAdoptions(worker string, listed map[string]bool) {
+	if c.rep == nil {
+		return
+	}
+	for id, p := range c.rep.adopting {
+		if p.worker == worker && !listed[id] {
+			delete(c.rep.adopting, id)
+		}
+	}
+}
+
+// adoptionPending reports whether attempt id of worker waits for its
+// build's claim (under c.mu).
+func (c *Coordinator) adoptionPending(worker, id string) bool {
+	if c.rep == nil {
+		return false
+	}
+	p := c.rep.adopting[id]
+	return p != nil && p.worker == worker
+}
+
+// keepForAdoption keeps the result of an attempt that waits for its
+// build's claim, to be applied once the build is claimed here (under
+// c.mu); it reports whether it did. The worker is told to send it again
+// later (PollResponse.ResultsLater): it is not stored yet.
+func (c *Coordinator) keepForAdoption(worker string, r preparedResult) bool {
+	if !c.adoptionPending(worker, r.res.AttemptID) {
+		return false
+	}
+	c.rep.adopting[r.res.AttemptID].result = &r
+	return true
+}
+
+// resentAdopted reports whether a result that applyResult refused is
+// the worker sending again one that was applied when the attempt was
+// adopted (settleAdoptions): it is acknowledged (once stored) rather
+// than rejected. Under c.mu.
+func (c *Coordinator) resentAdopted(worker, id string) bool {
+	if c.rep == nil || c.rep.resent[id] != worker {
+		return false
+	}
+	delete(c.rep.resent, id)
+	return true
+}
+
+// dropAdoption cancels an attempt that waited for its build's claim
+// (under c.mu).
+func (c *Coordinator) dropAdoption(id string, p *pendingAdoption, why string) {
+	delete(c.rep.adopting, id)
+	if s := c.byName[p.worker]; s != nil && !s.gone {
+		s.cancel(id)
+	}
+	c.log.WithFields(logrus.Fields{"worker": p.worker, "attempt": id, "build": p.build}).
+		Info("cancelling an attempt a worker ran for another replica: " + why)
+}
+
+// settleAdoptions ends the wait of the attempts held for adoption of
+// build b, which this replica just resumed (claimed, under c.mu): those
+// restoreBuild adopted into their worker's session are confirmed (the
+// worker listed them when it registered), and the results reported
+// meanwhile applied; the others (not running in the store any more)
+// are cancelled.
+func (c *Coordinator) settleAdoptions(b *build, now time.Time) {
+	if c.rep == nil {
+		return
+	}
+	for id, p := range c.rep.adopting {
+		if p.build != b.id {
+			continue
+		}
+		a := c.attempts[id]
+		if a == nil || a.sess.name != p.worker || a.sess.slots == 0 {
+			c.dropAdoption(id, p, "the build was resumed here without it running")
+			continue
+		}
+		delete(c.rep.adopting, id)
+		a.claimed, a.missed = false, 0
+		c.log.WithFields(logrus.Fields{"worker": p.worker, "attempt": id, "build": b.id}).
+			Info("adopted an attempt its worker ran through the failover")
+		// A planner's fragment was not read with its result (the
+		// attempt was unknown then): the worker sends it again.
+		if p.result != nil && !a.j.g.Planner && c.applyResult(p.worker, *p.result, now) {
+			if len(c.rep.resent) >= 4096 {
+				clear(c.rep.resent)
+			}
+			c.rep.resent[id] = p.worker
+		}
+	}
+}
+
+// checkAdoptions decides the fate of the attempts waiting for their
+// build's claim (see pendingAdoption), from the builds' leases; it
+// claims such a build itself once nobody holds it. It reports whether
+// attempts still wait. leaseLoop only.
+func (c *Coordinator) checkAdoptions() bool {
+	c.mu.Lock()
+	if len(c.rep.adopting) == 0 {
+		c.mu.Unlock()
+		return false
+	}
+	now := c.clock.Now()
+	builds := map[int64]bool{}
+	for id, p := range c.rep.adopting {
+		s := c.byName[p.worker]
+		switch {
+		case s == nil || s.gone:
+			delete(c.rep.adopting, id) // the worker left: nothing to tell it
+		case now.Sub(p.since) >= c.adoptionBound():
+			c.dropAdoption(id, p, "its build was not claimed here in time")
+		case c.builds[p.build] != nil:
+			c.dropAdoption(id, p, "the build was resumed here without it running")
+		default:
+			builds[p.build] = true
+		}
+	}
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(c.ctx, c.rep.opts.LeaseTTL/2)
+	defer cancel()
+	for id := range builds {
+		l, err := c.rep.leases.BuildLease(ctx, id, now)
+		switch {
+		case errors.Is(err, state.ErrNotFound):
+			c.dropAdoptions(id, "the build is not in the store", nil)
+		case err != nil:
+			// The store fails: wait (adoptionBound still applies).
+		case !l.Running:
+			c.dropAdoptions(id, "the build finished", nil)
+		case l.Held && l.Owner.ID == c.rep.opts.ID:
+			// Claimed here, being resumed: settleAdoptions decides.
+		case l.Held:
+			c.dropAdoptions(id, "replica "+l.Owner.ID+" holds the build", func(p *pendingAdoption) bool {
+				return p.owner != l.Owner.ID || now.Sub(p.since) >= c.rep.adoptLive()
+			})
+		case len(c.rep.expired) == 0:
+			c.claimForAdoption(ctx, id, now)
+		}
+	}
+	return true
+}
+
+// dropAdoptions cancels the attempts of build id waiting for its claim
+// that match (all if match is nil).
+func (c *Coordinator) dropAdoptions(id int64, why string, match func(*pendingAdoption) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for aid, p := range c.rep.adopting {
+		if p.build == id && (match == nil || match(p)) {
+			c.dropAdoption(aid, p, why)
+		}
+	}
+}
+
+// claimForAdoption claims build id, whose lease expired, and resumes it
+// here, adopting the attempts its workers ran through the failover.
+// Unlike claimBuilds it does not wait for spare slots: the build's
+// attempts run on this replica's workers already.
+func (c *Coordinator) claimForAdoption(ctx context.Context, id int64, now time.Time) {
+	ok, err := c.rep.leases.HoldBuild(ctx, id, c.rep.self, now, now.Add(c.rep.opts.LeaseTTL))
+	if err != nil || !ok {
+		return // someone else's (seen next time), or the store fails
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.builds[id]; ok {
+		return
+	}
+	if err := c.restoreBuild(ctx, id, now, true); err != nil {
+		c.log.WithError(err).WithField("build", id).Error("resume claimed build")
+		return
+	}
+	c.log.WithField("build", id).Info("claimed build, whose attempts this replica's workers run")
+	c.rep.claimed.Inc()
+	c.rep.heldNow(id)
+	c.wakeAll()
+}

@@ -173,6 +173,11 @@ func (c *Coordinator) restoreBuild(ctx context.Context, id int64, t time.Time, c
 	if b.remaining == 0 && b.state == api.BuildRunning {
 		c.finishBuild(b, t)
 	}
+	if claimed {
+		// Attempts of the build that workers failing over to this
+		// replica kept running (see pendingAdoption).
+		c.settleAdoptions(b, t)
+	}
 	return nil
 }
 
@@ -180,7 +185,9 @@ func (c *Coordinator) restoreBuild(ctx context.Context, id int64, t time.Time, c
 // is expected to re-register listing it; without that, the heartbeat
 // timeout loses it like any silent worker's attempt. With claimed (the
 // build was claimed from another replica), an attempt its worker never
-// confirms is abandoned rather than lost (see attempt.claimed).
+// confirms is abandoned rather than lost (see attempt.claimed); one
+// its worker listed when it registered here, before the claim, is
+// confirmed by settleAdoptions.
 func (c *Coordinator) adoptRunning(j *job, t time.Time, claimed bool) *attempt {
 	var a *attempt
 	for _, x := range j.attempts {

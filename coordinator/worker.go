@@ -46,6 +46,10 @@ func (c *Coordinator) Register(ctx context.Context, name string, req api.Registe
 	if len(req.Version) > 200 {
 		return nil, badRequest(fmt.Errorf("register: version too long"))
 	}
+	// In replica mode, attempts of builds another replica held may be
+	// kept for adoption (see pendingAdoption): looked up first, without
+	// the lock.
+	cands := c.adoptionCandidates(ctx, name, req.Running, req.Slots)
 	now := c.clock.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -68,10 +72,11 @@ func (c *Coordinator) Register(ctx context.Context, name string, req api.Registe
 		c.expireSession(old, "worker re-registered without it", nil, now)
 	}
 	for id := range keep {
-		if _, ok := s.running[id]; !ok {
+		if _, ok := s.running[id]; !ok && !c.holdForAdoption(name, id, cands[id]) {
 			s.cancel(id)
 		}
 	}
+	c.forgetAdoptions(name, keep)
 	c.sessions[s.id] = s
 	c.byName[name] = s
 	c.m.workers.Set(float64(len(c.sessions)))
@@ -373,6 +378,9 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 		switch {
 		case c.startPrefetched(s, st.AttemptID, at, now), c.abandonTakenBack(s, st.AttemptID, at, now):
 		case st.BuildID == 0 || st.JobID == "":
+		case c.adoptionPending(worker, st.AttemptID):
+			// Its build's claim here adopts it, or it is
+			// cancelled and the holder records it.
 		case forgotten >= 2*maxPrefetchPerSlot*s.slots:
 			// Far more than the worker could have run (its slots,
 			// its prefetched attempts, unreported results): ignored.
@@ -389,7 +397,11 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 	reported := map[string]bool{}
 	for _, p := range prepared {
 		reported[p.res.AttemptID] = true
-		if !c.applyResult(worker, p, now) {
+		switch {
+		case c.keepForAdoption(worker, p):
+			resp.ResultsLater = append(resp.ResultsLater, p.res.AttemptID)
+		case c.applyResult(worker, p, now), c.resentAdopted(worker, p.res.AttemptID):
+		default:
 			resp.Rejected = append(resp.Rejected, p.res.AttemptID)
 		}
 	}
@@ -397,7 +409,7 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 	listed := map[string]bool{}
 	for _, id := range req.Running {
 		listed[id] = true
-		if a := c.attempts[id]; (a == nil || a.sess != s) && !s.ended[id] && s.pending[id] == nil && s.prefetched[id] == nil {
+		if a := c.attempts[id]; (a == nil || a.sess != s) && !s.ended[id] && s.pending[id] == nil && s.prefetched[id] == nil && !c.adoptionPending(worker, id) {
 			s.cancel(id)
 		}
 	}
@@ -577,6 +589,10 @@ func (c *Coordinator) Result(ctx context.Context, worker string, r api.AttemptRe
 	}
 	prepared := c.prepareResults(ctx, []api.AttemptResult{r})
 	c.mu.Lock()
+	if c.adoptionPending(worker, r.AttemptID) {
+		c.mu.Unlock()
+		return fmt.Errorf("attempt %s: %w", truncate(r.AttemptID), errAdoptionPending)
+	}
 	ok := c.applyResult(worker, prepared[0], c.clock.Now())
 	if s := c.byName[worker]; ok && s != nil {
 		s.committing++
@@ -604,6 +620,10 @@ func (c *Coordinator) committed(s *session) {
 func (c *Coordinator) AppendLog(ctx context.Context, worker, attemptID string, offset int64, data []byte) (int64, error) {
 	c.mu.Lock()
 	a := c.attempts[attemptID]
+	if a == nil && c.adoptionPending(worker, attemptID) {
+		c.mu.Unlock()
+		return 0, fmt.Errorf("log of attempt %s: %w", truncate(attemptID), errAdoptionPending)
+	}
 	if s := c.byName[worker]; a == nil && s != nil && s.prefetched[attemptID] != nil {
 		// A log implies the start, which the worker reports later.
 		now := c.clock.Now()
@@ -617,6 +637,15 @@ func (c *Coordinator) AppendLog(ctx context.Context, worker, attemptID string, o
 	a.logMu.Lock()
 	defer a.logMu.Unlock()
 	size := a.logSize
+	if offset > size && c.rep != nil && offset <= c.opts.MaxLogBytes {
+		// In replica mode the log may have begun on another
+		// replica's disk (the build was claimed from it): the part
+		// this replica never received becomes a notice.
+		if err := c.logs.appendAt(attemptID, size, logGap(offset-size)); err != nil {
+			return size, err
+		}
+		size = offset
+	}
 	if offset > size || offset < 0 {
 		return size, fmt.Errorf("log of attempt %s: offset %d, but %d bytes received: %w", attemptID, offset, size, api.ErrConflict)
 	}
@@ -655,6 +684,21 @@ func (c *Coordinator) AppendLog(ctx context.Context, worker, attemptID string, o
 	}
 	c.mu.Unlock()
 	return a.logSize, nil
+}
+
+// errAdoptionPending answers a result or log of an attempt that waits
+// for its build's claim (see pendingAdoption): retry later.
+var errAdoptionPending = fmt.Errorf("its build is not held by this replica yet (the worker failed over from the replica that held it); send it again later: %w", api.ErrUnavailable)
+
+// logGap is what stands in an attempt's log for n bytes that another
+// replica received (see AppendLog): a notice, cut or padded with
+// spaces to n bytes, ending in a newline.
+func logGap(n int64) []byte {
+	gap := []byte(strings.Repeat(" ", int(n)))
+	notice := fmt.Sprintf("[tryd: %d bytes of this log went to a coordinator replica that is gone]", n)
+	copy(gap, notice[:min(len(notice), max(len(gap)-1, 0))])
+	gap[len(gap)-1] = '\n'
+	return gap
 }
 
 // monitor expires silent workers and overdue attempts until Close.

@@ -340,6 +340,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		// again with the polls that go out anyway.
 		forgottenOK bool
 		later       []startedAt
+		// laterResults are results the coordinator could not record
+		// yet (api.PollResponse.ResultsLater: this worker failed over
+		// to a replica that has not claimed their build yet): listed
+		// as running and sent again with later polls, like later.
+		laterResults []api.AttemptResult
 		// unreported are the runs whose results are not acknowledged
 		// yet (see forgottenRuns).
 		unreported  = map[string]startedAt{}
@@ -406,6 +411,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		for _, a := range backlog {
 			ids = append(ids, a.AttemptID)
+		}
+		for _, r := range laterResults {
+			ids = append(ids, r.AttemptID)
 		}
 		return ids
 	}
@@ -479,12 +487,13 @@ func (w *Worker) Run(ctx context.Context) error {
 			backlog = append(backlog[:i], backlog[i+1:]...)
 			startJob(a)
 		}
-		if draining && len(runningJobs) == 0 && (len(results) == 0 && unacked == 0 || drainOver && retryAt != nil) {
+		if draining && len(runningJobs) == 0 && (len(results) == 0 && unacked == 0 && (len(laterResults) == 0 || drainOver) || drainOver && retryAt != nil) {
 			// Everything is reported (waiting polls end with stop), or
-			// the coordinator stayed unreachable for the whole drain:
-			// what it has not heard of, it will requeue.
-			if len(results) > 0 {
-				w.log.WithField("results", len(results)).Warn("exiting with unreported results; the coordinator will run those jobs again")
+			// the coordinator stayed unreachable (or could not record
+			// results) for the whole drain: what it has not heard of,
+			// it will requeue.
+			if n := len(results) + len(laterResults); n > 0 {
+				w.log.WithField("results", n).Warn("exiting with unreported results; the coordinator will run those jobs again")
 			}
 			return nil
 		}
@@ -640,10 +649,11 @@ func (w *Worker) Run(ctx context.Context) error {
 			req := api.PollRequest{WorkerID: workerID, FreeSlots: offer, Prefetch: offerPrefetch, Running: runningIDs(), Results: results, Evicted: evicted}
 			now := time.Now()
 			starts := started
-			if len(later) > 0 && now.Sub(laterSent) >= max(pollWait, time.Second) {
-				// A poll with starts is answered at once: not more
-				// often than a waiting poll's round.
+			if len(later)+len(laterResults) > 0 && now.Sub(laterSent) >= max(pollWait, time.Second) {
+				// A poll with starts or results is answered at once:
+				// not more often than a waiting poll's round.
 				starts, later, laterSent = append(starts, later...), nil, now
+				req.Results, laterResults = append(req.Results, laterResults...), nil
 			}
 			for _, st := range starts {
 				s := api.StartedAttempt{AttemptID: st.id, AgoMS: now.Sub(st.at).Milliseconds()}
@@ -715,6 +725,9 @@ func (w *Worker) Run(ctx context.Context) error {
 						break
 					}
 				}
+				// A result the coordinator could not record: the
+				// run was given up (the build went elsewhere).
+				laterResults = slices.DeleteFunc(laterResults, func(r api.AttemptResult) bool { return r.AttemptID == id })
 			}
 			for _, a := range resp.Assignments {
 				if _, dup := runningJobs[a.AttemptID]; dup {
@@ -784,6 +797,10 @@ func (w *Worker) Run(ctx context.Context) error {
 				take(ans.resp)
 			}
 			for _, r := range ans.req.Results {
+				if slices.Contains(ans.resp.ResultsLater, r.AttemptID) {
+					laterResults = append(laterResults, r)
+					continue
+				}
 				delete(unreported, r.AttemptID)
 			}
 			later = append(later, startsLater(starts, ans.resp.StartsLater, w.log)...)

@@ -427,6 +427,14 @@ type PollResponse struct {
 	// yet: their build is held by another replica or waits to be claimed.
 	// The worker sends them again with a later poll.
 	StartsLater []string `json:"starts_later,omitempty"`
+	// ResultsLater lists attempt IDs of Results the coordinator could
+	// not record yet: attempts the worker ran for a replica that died
+	// (it failed over here), whose build this replica has not claimed
+	// yet (PROTOCOL.md, "Failover between replicas"). They are not
+	// acknowledged: the worker keeps them, lists them in
+	// PollRequest.Running and sends them again with a later poll,
+	// until they are acknowledged, rejected or cancelled.
+	ResultsLater []string `json:"results_later,omitempty"`
 	// More is set on the first part of an answer to an Early poll:
 	// the poll's Results are not durable yet, and a second JSON
 	// object follows in the same body, PollAck, once they are (or

@@ -55,40 +55,47 @@ func workerGauges(addr string) map[string]float64 {
 	return out
 }
 
-// TestKillReplicaHeldAssignments: two replicas, two workers that reach
-// replica 0 first (so it runs every build; replica 1, without workers,
-// claims none): w1 runs a wide build and holds prefetched assignments
-// of it, w2 runs a chain and holds its next job pipelined behind the
-// running one. Replica 0 is killed with SIGKILL while both hold work;
-// the workers fail over to replica 1 (through their proxies), which
-// claims the builds once replica 0's leases expire. What users rely on
-// holds: every acknowledged build (also one submitted to replica 1
-// after the kill) succeeds, every job has exactly one succeeded
-// attempt, no attempt is left running; no held assignment starts
-// between the kill and the claim (replica 1 hands those jobs out again
-// once it holds them); and every run of a job (by its marker files) is
-// one of its recorded attempts (an abandoned one for a run the
-// replicas could not count: a prefetched start replica 0 never heard
-// of, or an attempt it dispatched without committing it).
+// TestKillReplicaHeldAssignments: two replicas, three workers that
+// reach replica 0 first (so it runs every build; replica 1, without
+// workers, claims none): w1 runs a wide build and holds prefetched
+// assignments of it, w2 runs a chain and holds its next job pipelined
+// behind the running one, w3 runs two long jobs (4s each, logging
+// before and after). Replica 0 is killed with SIGKILL while all hold
+// or run work; the workers fail over to replica 1 (through their
+// proxies), which claims the builds once replica 0's leases expire.
+// What users rely on holds: every acknowledged build (also one
+// submitted to replica 1 after the kill) succeeds, every job has
+// exactly one succeeded attempt, no attempt is left running; no held
+// assignment starts between the kill and the claim (replica 1 hands
+// those jobs out again once it holds them); every run of a job (by its
+// marker files) is one of its recorded attempts (an abandoned one for
+// a run the replicas could not count: a prefetched start replica 0
+// never heard of, or an attempt it dispatched without committing it);
+// and the long jobs, running at the kill, ran once: replica 1 adopted
+// their attempts when it claimed their build (their workers listed
+// them when they registered with it) instead of cancelling them and
+// running the jobs again.
 func TestKillReplicaHeldAssignments(t *testing.T) {
 	testenv.Short(t)
 	testenv.NeedTool(t, "sh")
 	s := replicasOn(t, pgtest.Start(t).NewDatabase(t))
 	c := s.c
 	var metrics []string
-	for i, pool := range []string{"wide", "chain"} {
+	for i, pool := range []string{"wide", "chain", "long"} {
 		addr := testenv.ReservePort(t)
 		if _, err := c.StartWorker(WorkerNames[i], 0, 2, "--label", "pool="+pool, "--listen", addr); err != nil {
 			t.Fatal(err)
 		}
 		metrics = append(metrics, addr)
 	}
-	waitWorkers(t, c, 2)
+	waitWorkers(t, c, 3)
 
 	dir := t.TempDir()
 	var ids []int64
 	jobs := 0
 	for _, g := range []graph.Graph{
+		// Logging before and after the sleep.
+		markedJobs(dir, "long", "long", 2, "0; echo start; sleep 4; echo end", false),
 		markedJobs(dir, "wide", "wide", 40, "0.2", false),
 		markedJobs(dir, "chain", "chain", 20, "0.3", true),
 	} {
@@ -100,7 +107,8 @@ func TestKillReplicaHeldAssignments(t *testing.T) {
 		jobs += len(g.Jobs)
 	}
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if workerGauges(metrics[0])["prefetched"] > 0 && workerGauges(metrics[1])["pipelined"] > 0 {
+		long, _ := filepath.Glob(filepath.Join(dir, "long-*"))
+		if workerGauges(metrics[0])["prefetched"] > 0 && workerGauges(metrics[1])["pipelined"] > 0 && len(long) == 2 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -155,6 +163,25 @@ func TestKillReplicaHeldAssignments(t *testing.T) {
 			}
 			if len(runs) == 0 {
 				t.Errorf("%s never ran", j.Name)
+			}
+			if strings.HasPrefix(j.Name, "long-") {
+				// Running at the kill (4s from a start before it):
+				// adopted by replica 1, never run again.
+				if len(runs) == 1 {
+					if fi, err := os.Stat(runs[0]); err == nil && fi.ModTime().Before(killed.Add(-4*time.Second)) {
+						t.Errorf("%s started %v before the kill: it was not running then", j.Name, killed.Sub(fi.ModTime()))
+					}
+				}
+				if len(runs) != 1 || len(j.Attempts) != 1 || j.Attempts[0].State != api.AttemptSucceeded {
+					t.Errorf("%s, running at the kill: %d runs, attempts %+v; want one run, its attempt succeeded", j.Name, len(runs), j.Attempts)
+				} else if rc, err := c.Client(1).AttemptLog(t.Context(), j.Attempts[0].ID, 0, false); err == nil {
+					// Its start went to replica 0's disk: a notice
+					// stands for it (unless the end came before the
+					// claim and its retries gave up).
+					log, _ := io.ReadAll(rc)
+					rc.Close()
+					t.Logf("%s's log on replica 1: %q", j.Name, log)
+				}
 			}
 		}
 	}
