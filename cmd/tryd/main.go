@@ -15,10 +15,16 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/tryd-ci/tryd/internal/heapfloor"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if os.Getenv("GOGC") == "" {
+		// Every subcommand keeps little live and allocates much.
+		go heapfloor.Run(ctx, heapfloor.DefaultFloor)
+	}
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
