@@ -50,6 +50,13 @@ func (c *column[E]) reset(n int) {
 	c.v = c.v[:n]
 }
 
+// resetColumns resets each of cols for n elements.
+func resetColumns(n int, cols ...interface{ reset(n int) }) {
+	for _, c := range cols {
+		c.reset(n)
+	}
+}
+
 // drop empties c, dropping the references of its elements.
 func (c *column[E]) drop() {
 	clear(c.v)
@@ -111,18 +118,7 @@ type jobCols struct {
 
 // set fills c with jobs.
 func (c *jobCols) set(jobs []state.Job) {
-	n := len(jobs)
-	c.bids.reset(n)
-	c.ids.reset(n)
-	c.names.reset(n)
-	c.states.reset(n)
-	c.workers.reset(n)
-	c.outputs.reset(n)
-	c.errs.reset(n)
-	c.seqs.reset(n)
-	c.exits.reset(n)
-	c.starts.reset(n)
-	c.fins.reset(n)
+	resetColumns(len(jobs), &c.bids, &c.ids, &c.names, &c.states, &c.workers, &c.outputs, &c.errs, &c.seqs, &c.exits, &c.starts, &c.fins)
 	for i := range jobs {
 		j := &jobs[i]
 		c.bids.v[i], c.ids.v[i], c.names.v[i], c.seqs.v[i], c.states.v[i] = pgInt8(j.BuildID), pgText(j.JobID), pgText(j.Name), pgInt4{n: int32(j.Seq)}, pgText(j.State)
@@ -141,19 +137,7 @@ type attemptCols struct {
 
 // set fills c with atts.
 func (c *attemptCols) set(atts []state.Attempt) {
-	n := len(atts)
-	c.ids.reset(n)
-	c.jobIDs.reset(n)
-	c.workers.reset(n)
-	c.states.reset(n)
-	c.errs.reset(n)
-	c.outs.reset(n)
-	c.bids.reset(n)
-	c.starts.reset(n)
-	c.fins.reset(n)
-	c.logBytes.reset(n)
-	c.exits.reset(n)
-	c.truncated.reset(n)
+	resetColumns(len(atts), &c.ids, &c.jobIDs, &c.workers, &c.states, &c.errs, &c.outs, &c.bids, &c.starts, &c.fins, &c.logBytes, &c.exits, &c.truncated)
 	for i := range atts {
 		a := &atts[i]
 		c.ids.v[i], c.bids.v[i], c.jobIDs.v[i], c.workers.v[i], c.states.v[i] = pgText(a.ID), pgInt8(a.BuildID), pgText(a.JobID), pgText(a.Worker), pgText(a.State)
@@ -170,12 +154,7 @@ type resultCols struct {
 
 // set fills c with rs.
 func (c *resultCols) set(rs []state.Result) {
-	n := len(rs)
-	c.ids.reset(n)
-	c.outs.reset(n)
-	c.atts.reset(n)
-	c.bids.reset(n)
-	c.fins.reset(n)
+	resetColumns(len(rs), &c.ids, &c.outs, &c.atts, &c.bids, &c.fins)
 	for i := range rs {
 		r := &rs[i]
 		c.ids.v[i], c.outs.v[i], c.atts.v[i], c.bids.v[i], c.fins.v[i] = pgText(r.JobID), pgText(r.OutputDigest), pgText(r.AttemptID), pgInt8(r.BuildID), pgInt8(sqlrow.Nanos(r.Finished))
