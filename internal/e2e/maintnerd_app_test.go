@@ -46,7 +46,7 @@ func TestMaintnerdGitHubAppWithoutInstallationID(t *testing.T) {
 	_, err = gh.AddUser("wendy", githubsim.PermWrite)
 	must(t, err)
 	must(t, gh.AddOrg("gophers", "wendy"))
-	// The repositories, by their issues' author.
+	// The repositories, and who opens their issues.
 	repos := []string{"alice/one", "gophers/two"}
 	author := map[string]string{"alice/one": "alice", "gophers/two": "wendy"}
 	want := map[string][]string{}
