@@ -10,6 +10,7 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/state"
+	"github.com/tryd-ci/tryd/coordinator/state/statetest"
 )
 
 // lastByKeyRef is lastByKey's definition: the last element of each key,
@@ -184,5 +185,60 @@ func TestCommitColumns(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkRestoreBuild reads what a replica reads to resume a build
+// it claims (the build, its jobs and its attempts): a build of 200
+// jobs, half of them run. One op is one build.
+func BenchmarkRestoreBuild(b *testing.B) {
+	ctx := context.Background()
+	s, err := Open(ctx, Options{DSN: sharedPG.Server(b).NewSchema(b), MaxConns: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const n = 200
+	t0 := time.Unix(1_700_000_000, 0).UTC()
+	var jobs []state.Job
+	for i := range n {
+		jobs = append(jobs, state.Job{JobID: fmt.Sprintf("%064x", i), Name: fmt.Sprint("job", i), Seq: i, State: api.JobQueued})
+	}
+	bid, err := s.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: make([]byte, 20<<10), State: api.BuildRunning, Created: t0}, jobs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var batch state.Batch
+	zero := 0
+	for i := range n / 2 {
+		fin := t0.Add(time.Second)
+		j := jobs[i]
+		j.BuildID, j.State, j.Worker, j.OutputDigest, j.ExitCode, j.Started, j.Finished = bid, api.JobSucceeded, "w1", "sha256:d", &zero, t0, fin
+		batch.Jobs = append(batch.Jobs, j)
+		batch.Attempts = append(batch.Attempts, state.Attempt{ID: fmt.Sprint(bid, "-", i), BuildID: bid, JobID: j.JobID, Worker: "w1",
+			State: api.AttemptSucceeded, Started: t0, Finished: &fin, ExitCode: &zero, OutputDigest: "sha256:d"})
+	}
+	if err := s.Commit(ctx, &batch); err != nil {
+		b.Fatal(err)
+	}
+	server := backendCPU(b, s)
+	b.ResetTimer()
+	cpu0 := statetest.ProcessCPU(b)
+	server0, serverOK := server()
+	for range b.N {
+		if _, err := s.Build(ctx, bid); err != nil {
+			b.Fatal(err)
+		}
+		if js, err := s.Jobs(ctx, bid); err != nil || len(js) != n {
+			b.Fatalf("Jobs: %d, %v", len(js), err)
+		}
+		if as, err := s.Attempts(ctx, bid); err != nil || len(as) != n/2 {
+			b.Fatalf("Attempts: %d, %v", len(as), err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((statetest.ProcessCPU(b)-cpu0).Nanoseconds())/1e3/float64(b.N), "cpu-us/op")
+	if server1, ok := server(); ok && serverOK {
+		b.ReportMetric(float64((server1-server0).Nanoseconds())/1e3/float64(b.N), "server-cpu-us/op")
 	}
 }

@@ -701,15 +701,33 @@ func (s *Store) Jobs(ctx context.Context, buildID int64) ([]state.Job, error) {
 	defer rows.Close()
 	var out []state.Job
 	var sets [][]state.Job
+	// Each row is scanned into the same variables, appended to out
+	// (what jobset.ScanJobs does, without its allocations per row: a
+	// replica resuming a build reads all its jobs).
+	var (
+		j                      state.Job
+		st                     string
+		seq, started, finished int64
+		exit                   *int64
+		set                    []byte
+	)
+	dest := []any{&j.BuildID, &j.JobID, &j.Name, &seq, &st, &j.Worker, &j.OutputDigest, &exit, &j.Error, &started, &finished, &set}
 	for rows.Next() {
-		jobs, isSet, err := jobset.ScanJobs(rows)
-		if err != nil {
+		j, exit, set = state.Job{}, nil, nil
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("pgstate: jobs of build %d: %w", buildID, err)
 		}
-		if isSet {
+		if set != nil {
+			jobs, err := jobset.Decode(set, j.BuildID, api.JobState(st))
+			if err != nil {
+				return nil, fmt.Errorf("pgstate: jobs of build %d: job set %s: %w", buildID, st, err)
+			}
 			sets = append(sets, jobs)
+			out = append(out, jobs...)
+			continue
 		}
-		out = append(out, jobs...)
+		j.Seq, j.State, j.ExitCode, j.Started, j.Finished = int(seq), api.JobState(st), sqlrow.Int(exit), sqlrow.Time(started), sqlrow.Time(finished)
+		out = append(out, j)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("pgstate: jobs of build %d: %w", buildID, err)
@@ -728,7 +746,21 @@ func (s *Store) queryAttempts(ctx context.Context, what, q string, args ...any) 
 	if err != nil {
 		return nil, fmt.Errorf("pgstate: attempts of %s: %w", what, err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (state.Attempt, error) { return sqlrow.ScanAttempt(r) })
+	// Each row is scanned into the same variables (what
+	// sqlrow.ScanAttempt does, without its allocations per row).
+	var (
+		out               []state.Attempt
+		a                 state.Attempt
+		st                string
+		started, finished int64
+		exit              *int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&a.ID, &a.BuildID, &a.JobID, &a.Worker, &st, &started, &finished, &exit, &a.Error, &a.OutputDigest, &a.LogBytes, &a.LogTruncated}, func() error {
+		a.State, a.Started, a.Finished, a.ExitCode = api.AttemptState(st), sqlrow.Time(started), sqlrow.TimePtr(finished), sqlrow.Int(exit)
+		out = append(out, a)
+		exit = nil
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("pgstate: attempts of %s: %w", what, err)
 	}
