@@ -10,7 +10,6 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/state"
-	"github.com/tryd-ci/tryd/coordinator/state/statetest"
 )
 
 // lastByKeyRef is lastByKey's definition: the last element of each key,
@@ -221,10 +220,8 @@ func BenchmarkRestoreBuild(b *testing.B) {
 	if err := s.Commit(ctx, &batch); err != nil {
 		b.Fatal(err)
 	}
-	server := backendCPU(b, s)
 	b.ResetTimer()
-	cpu0 := statetest.ProcessCPU(b)
-	server0, serverOK := server()
+	stop := reportCPU(b, s)
 	for range b.N {
 		if _, err := s.Build(ctx, bid); err != nil {
 			b.Fatal(err)
@@ -236,9 +233,5 @@ func BenchmarkRestoreBuild(b *testing.B) {
 			b.Fatalf("Attempts: %d, %v", len(as), err)
 		}
 	}
-	b.StopTimer()
-	b.ReportMetric(float64((statetest.ProcessCPU(b)-cpu0).Nanoseconds())/1e3/float64(b.N), "cpu-us/op")
-	if server1, ok := server(); ok && serverOK {
-		b.ReportMetric(float64((server1-server0).Nanoseconds())/1e3/float64(b.N), "server-cpu-us/op")
-	}
+	stop()
 }

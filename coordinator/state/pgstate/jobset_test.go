@@ -215,6 +215,23 @@ func backendCPU(b *testing.B, s *Store) func() (time.Duration, bool) {
 	}
 }
 
+// reportCPU starts counting the CPU time of this process and of the
+// server process of s's connection (a store of one connection); the
+// function it returns stops the timer and reports them per op, as
+// cpu-us/op and server-cpu-us/op.
+func reportCPU(b *testing.B, s *Store) (stop func()) {
+	server := backendCPU(b, s)
+	cpu0 := statetest.ProcessCPU(b)
+	server0, serverOK := server()
+	return func() {
+		b.StopTimer()
+		b.ReportMetric(float64((statetest.ProcessCPU(b)-cpu0).Nanoseconds())/1e3/float64(b.N), "cpu-us/op")
+		if server1, ok := server(); ok && serverOK {
+			b.ReportMetric(float64((server1-server0).Nanoseconds())/1e3/float64(b.N), "server-cpu-us/op")
+		}
+	}
+}
+
 // procCPU returns the CPU time (user+sys) of process pid from
 // /proc/pid/stat, in clock ticks of 10ms; false if it cannot be read.
 func procCPU(pid int) (time.Duration, bool) {

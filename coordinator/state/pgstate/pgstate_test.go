@@ -509,7 +509,6 @@ func benchCommitJobs(b *testing.B, owner string) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	server := backendCPU(b, s)
 	write := s.Commit
 	if owner != "" {
 		write = func(ctx context.Context, batch *state.Batch) error {
@@ -522,8 +521,7 @@ func benchCommitJobs(b *testing.B, owner string) {
 	var bid int64
 	var jobs []state.Job
 	b.ResetTimer()
-	cpu0 := statetest.ProcessCPU(b)
-	server0, serverOK := server()
+	stop := reportCPU(b, s)
 	for i := 0; i < b.N; i += perBatch {
 		if i%perBuild == 0 {
 			jobs = jobs[:0]
@@ -559,9 +557,5 @@ func benchCommitJobs(b *testing.B, owner string) {
 			b.Fatal(err)
 		}
 	}
-	b.StopTimer()
-	b.ReportMetric(float64((statetest.ProcessCPU(b)-cpu0).Nanoseconds())/1e3/float64(b.N), "cpu-us/op")
-	if server1, ok := server(); ok && serverOK {
-		b.ReportMetric(float64((server1-server0).Nanoseconds())/1e3/float64(b.N), "server-cpu-us/op")
-	}
+	stop()
 }
