@@ -56,6 +56,18 @@ import (
 //
 // A worker may connect to any replica (e.g. through a load balancer with
 // session affinity) and runs the jobs of the builds that replica holds.
+// When its replica dies, the worker registers with another one, listing
+// the attempts it still runs: those of builds the dead replica held are
+// not cancelled but wait for their build's claim (pendingAdoption). The
+// replica claims such a build itself as soon as the dead holder's lease
+// expires, adopts the attempts into their workers' sessions and applies
+// the results they reported meanwhile (answered "later", see
+// api.PollResponse.ResultsLater), so the jobs running at the death run
+// once. It cancels them instead when another replica claims the build,
+// when the build finishes, when the holder turns out alive (it still
+// holds the lease 1.5 LeaseTTL after the attempt was listed, which a
+// dead replica's lease does not outlive), or after 2 LeaseTTL plus the
+// heartbeat timeout (see api/PROTOCOL.md, "Failover between replicas").
 // Client calls about a build (status, events, cancel, attempt logs) may
 // reach any replica: one that does not hold the build forwards the call
 // to the holder's URL, so a build's event stream works from every
