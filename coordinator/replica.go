@@ -674,17 +674,7 @@ func (c *Coordinator) claimBuilds() (bool, error) {
 		}
 		c.mu.Lock()
 		for _, id := range ids {
-			if _, ok := c.builds[id]; ok {
-				continue
-			}
-			if err := c.restoreBuild(ctx, id, now, true); err != nil {
-				// Leave it to the lease's expiry and another try.
-				c.log.WithError(err).WithField("build", id).Error("resume claimed build")
-				continue
-			}
-			c.log.WithField("build", id).Info("claimed build")
-			c.rep.claimed.Inc()
-			c.rep.heldNow(id)
+			c.resumeClaimed(ctx, id, now, "claimed build")
 		}
 		c.wakeAll()
 		c.mu.Unlock()
@@ -1120,15 +1110,22 @@ func (c *Coordinator) claimForAdoption(ctx context.Context, id int64, now time.T
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.resumeClaimed(ctx, id, now, "claimed build, whose attempts this replica's workers run")
+	c.wakeAll()
+}
+
+// resumeClaimed resumes build id, which this replica just claimed, unless
+// it runs here already (under c.mu); msg is logged.
+func (c *Coordinator) resumeClaimed(ctx context.Context, id int64, now time.Time, msg string) {
 	if _, ok := c.builds[id]; ok {
 		return
 	}
 	if err := c.restoreBuild(ctx, id, now, true); err != nil {
+		// Leave it to the lease's expiry and another try.
 		c.log.WithError(err).WithField("build", id).Error("resume claimed build")
 		return
 	}
-	c.log.WithField("build", id).Info("claimed build, whose attempts this replica's workers run")
+	c.log.WithField("build", id).Info(msg)
 	c.rep.claimed.Inc()
 	c.rep.heldNow(id)
-	c.wakeAll()
 }

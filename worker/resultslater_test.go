@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -17,9 +16,7 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator"
 	"github.com/tryd-ci/tryd/coordinator/api"
-	"github.com/tryd-ci/tryd/coordinator/artifacts"
 	"github.com/tryd-ci/tryd/coordinator/graph"
-	"github.com/tryd-ci/tryd/coordinator/state/sqlite"
 	"github.com/tryd-ci/tryd/internal/testenv"
 	"github.com/tryd-ci/tryd/worker"
 )
@@ -85,36 +82,17 @@ func (p *laterProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // The job runs once.
 func TestResultsLater(t *testing.T) {
 	testenv.NeedTool(t, "sh")
-	dir := t.TempDir()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(dir, "state.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	arts, err := artifacts.OpenDisk(artifacts.DiskOptions{Dir: filepath.Join(dir, "artifacts")})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Polls every second: the worker sends a later result again once
 	// per poll wait.
-	c, err := coordinator.New(ctx, coordinator.Options{Store: st, Artifacts: arts, Dir: dir, PollTimeout: time.Second,
-		WorkerTokens: map[string]string{"w1": workerToken}, ClientToken: clientToken})
-	if err != nil {
-		t.Fatal(err)
-	}
-	csrv := httptest.NewServer(c.Handler())
-	u, _ := url.Parse(csrv.URL)
+	curl := startCoordinatorWith(t, coordinator.Options{PollTimeout: time.Second})
+	u, _ := url.Parse(curl)
 	proxy := &laterProxy{next: httputil.NewSingleHostReverseProxy(u)}
 	psrv := httptest.NewServer(proxy)
-	t.Cleanup(func() {
-		psrv.Close()
-		csrv.Close()
-		c.Close()
-		st.Close()
-	})
+	t.Cleanup(psrv.Close)
 
 	wc, _ := api.NewClient(psrv.URL, workerToken, nil)
-	cc, _ := api.NewClient(csrv.URL, clientToken, nil)
+	cc, _ := api.NewClient(curl, clientToken, nil)
 	w, err := worker.New(worker.Options{Client: wc, Dir: t.TempDir(), Slots: 1, DrainTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -28,6 +28,13 @@ const (
 // under the race detector (the end-to-end tests run separate processes).
 func startCoordinator(t *testing.T) string {
 	t.Helper()
+	return startCoordinatorWith(t, coordinator.Options{})
+}
+
+// startCoordinatorWith is startCoordinator with more options (its store,
+// artifacts, directory and tokens are set here).
+func startCoordinatorWith(t *testing.T, o coordinator.Options) string {
+	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(dir, "state.db")})
@@ -38,8 +45,9 @@ func startCoordinator(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := coordinator.New(ctx, coordinator.Options{Store: st, Artifacts: arts, Dir: dir,
-		WorkerTokens: map[string]string{"w1": workerToken}, ClientToken: clientToken})
+	o.Store, o.Artifacts, o.Dir = st, arts, dir
+	o.WorkerTokens, o.ClientToken = map[string]string{"w1": workerToken}, clientToken
+	c, err := coordinator.New(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
