@@ -87,10 +87,10 @@ get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$result"; }
 getl() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$limited"; }
 sq=$(get sqlite1) pg1=$(get pg1) pg2=$(get pg2) r=$(get ratio_pg2_pg1) rs=$(get ratio_pg1_sqlite)
 p99s=$(get p99_sqlite1_ms) p991=$(get p99_pg1_ms) p992=$(get p99_pg2_ms)
-l1=$(getl pg1) l2=$(getl pg2) rl=$(getl ratio_pg2_pg1)
+l1=$(getl pg1) l2=$(getl pg2) rl=$(getl ratio_pg2_pg1) rmin=$(getl round_min) rmax=$(getl round_max)
 
 pass=1
 le 1.6 "$rl" || pass=0
 le 0.9 "$r" || pass=0
-figure="2 replicas limited to 0.05 CPU each ${l2} jobs/s = ${rl}x 1 (${l1} jobs/s); sharing 2 cores: 2 replicas ${pg2} jobs/s = ${r}x 1 (${pg1} jobs/s; SQLite ${sq} jobs/s, PostgreSQL ${rs}x it); dispatch p99 ${p992}/${p991}/${p99s} ms (2 pg/1 pg/sqlite), $(get rounds) runs of $(get jobs) jobs each"
+figure="2 replicas limited to 0.05 CPU each ${l2} jobs/s = ${rl}x 1 (${l1} jobs/s; rounds ${rmin}-${rmax}x); sharing 2 cores: 2 replicas ${pg2} jobs/s = ${r}x 1 (${pg1} jobs/s; SQLite ${sq} jobs/s, PostgreSQL ${rs}x it); dispatch p99 ${p992}/${p991}/${p99s} ms (2 pg/1 pg/sqlite), $(get rounds) runs of $(get jobs) jobs each"
 report coordinator-replicas "$figure" "$target" "$pass"

@@ -157,6 +157,8 @@ func runAll(tryd string, rounds, builds, jobs, slots int, logs bool, profiles st
 	}
 	pgPid := postmaster(dsn)
 	totals := map[string]*total{}
+	// rate is each configuration's jobs/s in each round.
+	rate := map[string][]float64{}
 	for _, cfg := range configs {
 		totals[cfg.name] = &total{}
 	}
@@ -179,6 +181,7 @@ func runAll(tryd string, rounds, builds, jobs, slots int, logs bool, profiles st
 			}
 			fmt.Printf("round %d %-12s %7.1f jobs/s (coordinators used %s CPUs)\n", round+1, cfg.name, float64(r.jobs)/r.elapsed.Seconds(), strings.Join(used, ", "))
 			totals[cfg.name].add(r)
+			rate[cfg.name] = append(rate[cfg.name], float64(r.jobs)/r.elapsed.Seconds())
 			if *perRun {
 				var t total
 				t.add(r)
@@ -199,7 +202,13 @@ func runAll(tryd string, rounds, builds, jobs, slots int, logs bool, profiles st
 		ms(s.percentile(99)), ms(p1.percentile(99)), ms(p2.percentile(99)))
 	if limitCPUs > 0 {
 		l1, l2 := totals["pg-1-limited"], totals["pg-2-limited"]
-		fmt.Printf("RESULT_LIMITED limit_cpus=%.2f pg1=%.1f pg2=%.1f ratio_pg2_pg1=%.2f\n", limitCPUs, l1.jobsPerSec(), l2.jobsPerSec(), l2.jobsPerSec()/l1.jobsPerSec())
+		// The ratio within each round (run next to each other), to
+		// show how far one round's reading may stray.
+		var rounds []float64
+		for i, r2 := range rate["pg-2-limited"] {
+			rounds = append(rounds, r2/rate["pg-1-limited"][i])
+		}
+		fmt.Printf("RESULT_LIMITED limit_cpus=%.2f pg1=%.1f pg2=%.1f ratio_pg2_pg1=%.2f round_min=%.2f round_max=%.2f\n", limitCPUs, l1.jobsPerSec(), l2.jobsPerSec(), l2.jobsPerSec()/l1.jobsPerSec(), slices.Min(rounds), slices.Max(rounds))
 	}
 	return nil
 }
