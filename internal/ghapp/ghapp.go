@@ -317,7 +317,10 @@ func (e *TokenError) Error() string {
 	}
 	switch {
 	case e.ID == 0 && errors.Is(e.Err, ErrNotInstalled):
-		return fmt.Sprintf("ghapp: the GitHub App is not installed on %s", acct)
+		// GitHub names an installation only for a repository it
+		// covers: one on the account that covers none of the
+		// repositories asked about looks the same.
+		return fmt.Sprintf("ghapp: the GitHub App is not installed on %s, or not for any of the repositories asked about", acct)
 	case e.ID == 0:
 		return fmt.Sprintf("ghapp: the GitHub App's installation on %s: %v", acct, e.Err)
 	case errors.Is(e, ErrNotInstalled):
