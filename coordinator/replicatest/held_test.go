@@ -155,6 +155,12 @@ func TestKillReplicaHeldAssignments(t *testing.T) {
 				if a.State == api.AttemptAbandoned && strings.Contains(a.Error, "forgot") {
 					forgotten++
 				}
+				// Every attempt replica 0 recorded running was
+				// listed by its worker when it registered with
+				// replica 1, which adopted it at the claim.
+				if a.State == api.AttemptAbandoned && strings.Contains(a.Error, "never confirmed") {
+					t.Errorf("%s: attempt %s of a worker that failed over was not adopted: %s", j.Name, a.ID, a.Error)
+				}
 			}
 			// Attempts may outnumber runs (one whose assignment
 			// died with replica 0), never the other way.
