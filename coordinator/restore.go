@@ -208,7 +208,7 @@ func (c *Coordinator) adoptRunning(j *job, t time.Time, claimed bool) *attempt {
 		c.sessions[s.id] = s
 	}
 	timeout := j.g.EffectiveTimeout(c.opts.DefaultTimeout)
-	a.sess, a.deadline, a.claimed = s, t.Add(timeout+max(30*time.Second, timeout/10)), claimed
+	a.sess, a.deadline, a.claimed, a.logElsewhere = s, t.Add(timeout+max(30*time.Second, timeout/10)), claimed, claimed
 	a.logSize = c.logs.size(a.rec.ID)
 	a.rec.LogBytes = a.logSize
 	c.attempts[a.rec.ID] = a

@@ -96,6 +96,11 @@ type attempt struct {
 
 	logMu   sync.Mutex // serializes appends to the log file
 	logSize int64      // under logMu
+	// logElsewhere marks an attempt adopted with a claimed build until
+	// its first log chunk here (under logMu): its log began on the disk
+	// of the replica that dispatched it, so that chunk may start beyond
+	// what this replica has (see AppendLog). Any other gap is an error.
+	logElsewhere bool
 }
 
 // session is a registered worker.

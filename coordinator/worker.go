@@ -637,15 +637,16 @@ func (c *Coordinator) AppendLog(ctx context.Context, worker, attemptID string, o
 	a.logMu.Lock()
 	defer a.logMu.Unlock()
 	size := a.logSize
-	if offset > size && c.rep != nil && offset <= c.opts.MaxLogBytes {
-		// In replica mode the log may have begun on another
-		// replica's disk (the build was claimed from it): the part
-		// this replica never received becomes a notice.
+	if offset > size && a.logElsewhere && offset <= c.opts.MaxLogBytes {
+		// The log began on the disk of the replica the build was
+		// claimed from: the part this replica never received becomes
+		// a notice.
 		if err := c.logs.appendAt(attemptID, size, logGap(offset-size)); err != nil {
 			return size, err
 		}
 		size = offset
 	}
+	a.logElsewhere = false
 	if offset > size || offset < 0 {
 		return size, fmt.Errorf("log of attempt %s: offset %d, but %d bytes received: %w", attemptID, offset, size, api.ErrConflict)
 	}

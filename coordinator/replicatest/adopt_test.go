@@ -48,6 +48,10 @@ func failOver(t *testing.T, holder string, hold time.Duration) *failedOver {
 	if _, err := wa.AppendLog(t.Context(), id, 0, []byte("start\n")); err != nil {
 		t.Fatal(err)
 	}
+	// A gap in the log of an attempt a dispatched itself is refused.
+	if _, err := wa.AppendLog(t.Context(), id, 100, []byte("gap\n")); !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("log with a gap on the replica that dispatched it: %v, want ErrConflict", err)
+	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if at, err := a.store.Attempt(t.Context(), id); err == nil && at.State == api.AttemptRunning {
 			break
@@ -164,6 +168,11 @@ func TestFailoverAdoptsRunningAttempt(t *testing.T) {
 				rc.Close()
 				if len(log) != 10 || !strings.HasSuffix(string(log), "\nend\n") {
 					t.Errorf("log = %q, want 6 bytes standing for the dead replica's part, then end", log)
+				}
+				// Only the part before the first chunk here stood
+				// elsewhere: a later gap is the worker's error.
+				if _, err := f.cl.AppendLog(t.Context(), f.attempt, 20, []byte("gap\n")); !errors.Is(err, api.ErrConflict) {
+					t.Errorf("log with a gap after the first chunk here: %v, want ErrConflict", err)
 				}
 				if resp := f.poll(t, f.result(t)); len(resp.Rejected)+len(resp.ResultsLater) > 0 {
 					t.Errorf("result after the claim: %+v", resp)
