@@ -33,6 +33,16 @@ type pendingAttempt struct {
 	// seq orders prefetched attempts as they were handed out (several
 	// are at once), which is the order their worker starts them in.
 	seq uint64
+	// releasable marks a prefetched attempt whose worker answers
+	// release requests (api.PollRequest.AnswersRelease).
+	releasable bool
+	// thief, when set, is the idle worker for which the coordinator
+	// asked the holder to release this prefetched attempt (see
+	// stealPrefetched): until the holder answers, it is neither taken
+	// back nor stolen again. releaseSent is when the request went out
+	// last (zero: not yet).
+	thief       *session
+	releaseSent time.Time
 }
 
 // pipelineScan bounds the dependents one poll looks at for pipelined

@@ -26,6 +26,22 @@ import (
 // lower priority, when a job of a higher priority becomes ready, and
 // when the replica loses the build's lease. A job that finishes
 // meanwhile (cancelled build) drops it.
+//
+// Releases. A worker that cannot run anything else takes the
+// prefetched attempt of another worker that has held it for stealAge,
+// but the holder may have started it already, its report not processed
+// yet (a coordinator slow to process reports: CPU-starved); taken back
+// then, the job ran twice. So when the holder answers release requests
+// (api.PollRequest.AnswersRelease), the steal is in two phases: the
+// coordinator asks the holder to release the attempt (in
+// api.PollResponse.Release, waking its waiting poll) and marks it
+// (pendingAttempt.thief), which keeps it from being taken back or
+// stolen again; the holder answers that it released it
+// (api.PollRequest.Released: dropped unstarted, never to start), and
+// only then is its job queued again, at the front, waking the waiting
+// polls (the idle worker's takes it); or it reports its start as usual
+// and the attempt simply runs. Holders of the previous protocol version
+// have it taken back at once, as before.
 
 // maxPrefetchPerSlot bounds a worker's prefetched attempts: at most that
 // many per registered slot.
@@ -34,7 +50,8 @@ const maxPrefetchPerSlot = 4
 // prefetch hands s up to n prefetched attempts (in resp) of ready jobs,
 // as long as more jobs are ready than the other workers have free slots
 // for, so that no idle worker waits for what s holds.
-func (c *Coordinator) prefetch(s *session, n int, resp *api.PollResponse, now time.Time) {
+// releasable says that s answers release requests for them.
+func (c *Coordinator) prefetch(s *session, n int, releasable bool, resp *api.PollResponse, now time.Time) {
 	n = min(n, maxPrefetchPerSlot*s.slots-len(s.prefetched))
 	if n <= 0 {
 		return
@@ -47,7 +64,7 @@ func (c *Coordinator) prefetch(s *session, n int, resp *api.PollResponse, now ti
 		}
 		a := c.newAttempt(s, j)
 		c.prefetchSeq++
-		p := &pendingAttempt{a: a, handed: now, seq: c.prefetchSeq}
+		p := &pendingAttempt{a: a, handed: now, seq: c.prefetchSeq, releasable: releasable}
 		j.prefetched = p
 		j.b.prefetched++
 		s.prefetched[a.rec.ID] = p
@@ -102,6 +119,11 @@ func (c *Coordinator) startPrefetched(s *session, id string, at, now time.Time) 
 	at = startedAt(at, p.handed, now)
 	c.m.queued.Dec()
 	c.m.prefetched.WithLabelValues("started").Inc()
+	if p.thief != nil {
+		// The release request crossed the start: the attempt runs
+		// here, once.
+		c.m.prefetched.WithLabelValues("started_while_releasing").Inc()
+	}
 	c.startAttempt(p.a, at)
 	return true
 }
@@ -240,6 +262,10 @@ func (c *Coordinator) forgetPrefetched(p *pendingAttempt) {
 	delete(p.a.sess.prefetched, p.a.rec.ID)
 	c.prefetchedN--
 	c.prefetchedRank[p.a.j.b.rank]--
+	if p.thief != nil {
+		// Its idle worker may look for another one to take.
+		p.thief.wakeUp()
+	}
 }
 
 // dropPrefetched takes back j's prefetched attempt, if any: its worker
@@ -304,21 +330,51 @@ func (c *Coordinator) requeueFront(j *job) {
 // once, a steal crossed a start almost every time on
 // bench/coordinator-replicas.sh (1-4% of the jobs ran twice). What idle
 // workers need to take is work held behind long jobs, which waits far
-// longer.
-func (c *Coordinator) stealPrefetched(s *session, below int, idle bool, now time.Time) (stole bool, retry time.Duration) {
+// longer. And an idle s asks a holder that answers release requests to
+// release the attempt instead (see "Releases" above), for up to free
+// attempts at a time: it takes nothing now (stole is false) and its
+// poll waits for the answers.
+func (c *Coordinator) stealPrefetched(s *session, below int, idle bool, free int, now time.Time) (stole bool, retry time.Duration) {
+	for {
+		best, asked, wait := c.stealCandidate(s, below, idle, now)
+		if best == nil {
+			return false, wait
+		}
+		if !idle || !best.releasable {
+			c.dropPrefetched(best.a.j, true)
+			return true, 0
+		}
+		if asked >= free {
+			return false, wait
+		}
+		best.thief, best.releaseSent = s, time.Time{}
+		c.m.prefetched.WithLabelValues("release_requested").Inc()
+		best.a.sess.wakeUp()
+	}
+}
+
+// stealCandidate returns the prefetched attempt stealPrefetched takes
+// (nil if none), how many attempts are being released for s, and how
+// long until a younger one may be taken.
+func (c *Coordinator) stealCandidate(s *session, below int, idle bool, now time.Time) (best *pendingAttempt, asked int, retry time.Duration) {
 	some := false
 	for rank := range below {
 		some = some || c.prefetchedRank[rank] > 0
 	}
 	if !some {
-		return false, 0
+		return nil, 0, 0
 	}
-	var best *pendingAttempt
 	for _, o := range c.sessions {
 		if o == s {
 			continue
 		}
 		for _, p := range o.prefetched {
+			if p.thief != nil {
+				if p.thief == s {
+					asked++
+				}
+				continue // being released
+			}
 			r := p.a.j.b.rank
 			if r >= below || !matches(s.labels, p.a.j.g.Labels) {
 				continue
@@ -336,11 +392,40 @@ func (c *Coordinator) stealPrefetched(s *session, below int, idle bool, now time
 			}
 		}
 	}
-	if best == nil {
-		return false, retry
+	return best, asked, retry
+}
+
+// releaseRetry is how long the coordinator waits for the answer to a
+// release request before it asks again (the answer carrying it may have
+// been lost with its poll).
+const releaseRetry = time.Second
+
+// releaseRequests returns the prefetched attempts of s whose release
+// the coordinator asks for in the answer being built (api.PollResponse.Release):
+// those not asked for yet, or not answered for releaseRetry.
+func (c *Coordinator) releaseRequests(s *session, now time.Time) []string {
+	var ids []string
+	for id, p := range s.prefetched {
+		if p.thief != nil && (p.releaseSent.IsZero() || now.Sub(p.releaseSent) >= releaseRetry) {
+			p.releaseSent = now
+			ids = append(ids, id)
+		}
 	}
-	c.dropPrefetched(best.a.j, true)
-	return true, 0
+	return ids
+}
+
+// released handles a prefetched attempt of s that its worker released
+// (api.PollRequest.Released: dropped unstarted): its job is queued again
+// at the front, for the waiting polls to take. An attempt s no longer
+// holds is ignored.
+func (c *Coordinator) released(s *session, id string) {
+	p := s.prefetched[id]
+	if p == nil {
+		return
+	}
+	c.forgetPrefetched(p)
+	c.m.prefetched.WithLabelValues("released").Inc()
+	c.requeueFront(p.a.j)
 }
 
 // stealAge is how long a worker must have held a prefetched attempt
@@ -356,7 +441,8 @@ func (c *Coordinator) yieldPrefetched(rank int) {
 	}
 	for _, s := range c.sessions {
 		for _, p := range s.prefetched {
-			if p.a.j.b.rank > rank {
+			// One being released comes back, or runs where it is.
+			if p.a.j.b.rank > rank && p.thief == nil {
 				c.dropPrefetched(p.a.j, true)
 			}
 		}

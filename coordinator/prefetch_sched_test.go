@@ -472,3 +472,151 @@ func TestIdleStealWaitsForAge(t *testing.T) {
 		t.Errorf("w1 told to cancel %v, want %s", cancel, newest.AttemptID)
 	}
 }
+
+// TestIdleStealRelease: an idle worker's steal of a prefetched attempt
+// whose holder has started it already, its start report processed after
+// the coordinator decided to steal (a coordinator slow to process
+// reports). A holder that answers release requests is asked to release
+// the attempt first: its start report makes the attempt run there,
+// once, and the idle worker gets the next attempt it releases
+// unstarted instead; no run is abandoned. A holder of the previous
+// protocol has the attempt taken back at once, and its run is recorded
+// as abandoned (today's behaviour for old workers).
+func TestIdleStealRelease(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		releases bool
+	}{
+		{"holder answers releases", true},
+		{"old holder", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newFakeClock()
+			e := newEnv(t, sqliteBackend, envOpts{clock: clk})
+			w1 := newTestWorker(t, e, "w1", tokenW1, nil)
+			sub := e.submit(wideGraph("p", 3), api.PriorityTry)
+			poll1 := func(req api.PollRequest) *api.PollResponse {
+				t.Helper()
+				req.WorkerID, req.AnswersRelease, req.WaitMS = w1.id, tc.releases, 60_000
+				resp, err := w1.c.PollEarly(context.Background(), req, func(*api.PollResponse) {})
+				if err != nil {
+					t.Fatalf("poll w1: %v", err)
+				}
+				return resp
+			}
+			pre, run := split(poll1(api.PollRequest{FreeSlots: 1, Prefetch: 4}).Assignments)
+			if len(run) != 1 || len(pre) != 2 {
+				t.Fatalf("w1: %d running and %d prefetched, want 1 and 2", len(run), len(pre))
+			}
+			older, newest := pre[0], pre[1]
+			w2 := newTestWorker(t, e, "w2", tokenW2, nil)
+			polled := make(chan *api.PollResponse, 1)
+			go func() {
+				req := api.PollRequest{WorkerID: w2.id, FreeSlots: 1, WaitMS: 60_000}
+				resp, err := w2.c.PollEarly(context.Background(), req, func(*api.PollResponse) {})
+				if err != nil {
+					t.Errorf("poll w2: %v", err)
+				}
+				polled <- resp
+			}()
+			clk.Advance(stealAge)
+			all := append(ids(run), ids(pre)...)
+			var got api.Assignment
+			if tc.releases {
+				// w1's waiting poll is asked to release the newest.
+				resp := poll1(api.PollRequest{Running: all})
+				if !slices.Equal(resp.Release, []string{newest.AttemptID}) || len(resp.Cancel) != 0 {
+					t.Fatalf("w1 asked to release %v and cancel %v, want release %s", resp.Release, resp.Cancel, newest.AttemptID)
+				}
+				select {
+				case resp := <-polled:
+					t.Fatalf("idle w2 answered before w1 released anything: %+v", resp)
+				case <-time.After(200 * time.Millisecond):
+				}
+				// It had started it: its start report arrives now. The
+				// attempt runs on w1, and w2 waits for the older one,
+				// which w1 releases.
+				resp = poll1(api.PollRequest{Running: all, Started: []api.StartedAttempt{{AttemptID: newest.AttemptID}}})
+				if len(resp.Cancel) != 0 {
+					t.Fatalf("w1 told to cancel %v after its start", resp.Cancel)
+				}
+				if !slices.Equal(resp.Release, []string{older.AttemptID}) {
+					resp = poll1(api.PollRequest{Running: all})
+				}
+				if !slices.Equal(resp.Release, []string{older.AttemptID}) {
+					t.Fatalf("w1 asked to release %v, want %s", resp.Release, older.AttemptID)
+				}
+				if st, n := attemptsOf(t, e, sub.BuildID, older.Job.Name); st != api.JobQueued || n != 0 {
+					t.Fatalf("%s being released: %s with %d attempts", older.Job.Name, st, n)
+				}
+				poll1(api.PollRequest{Running: all, Released: []string{older.AttemptID}})
+				got = (<-polled).Assignments[0]
+				if got.Job.Name != older.Job.Name {
+					t.Fatalf("idle w2 got %s, want %s (released by w1)", got.Job.Name, older.Job.Name)
+				}
+			} else {
+				resp := <-polled
+				if len(resp.Assignments) != 1 || resp.Assignments[0].Job.Name != newest.Job.Name {
+					t.Fatalf("idle w2 got %+v, want %s", resp.Assignments, newest.Job.Name)
+				}
+				got = resp.Assignments[0]
+				// w1 had started it: too late.
+				resp = poll1(api.PollRequest{Running: all, Started: []api.StartedAttempt{{AttemptID: newest.AttemptID}}})
+				if !slices.Equal(resp.Cancel, []string{newest.AttemptID}) || len(resp.Release) != 0 {
+					t.Fatalf("old w1 told to cancel %v and release %v, want cancel %s", resp.Cancel, resp.Release, newest.AttemptID)
+				}
+			}
+			// Everything finishes: w1 runs the rest (a result implies
+			// the start).
+			var results []api.AttemptResult
+			for _, a := range append(run, pre...) {
+				if a.Job.Name != got.Job.Name {
+					results = append(results, w1.output(a))
+				}
+			}
+			if resp := poll1(api.PollRequest{Results: results}); len(resp.Rejected) != 0 {
+				t.Fatalf("w1's results rejected: %v", resp.Rejected)
+			}
+			if resp := w2.prefetchPoll(t, 0, 0, nil, nil, w2.output(got)); len(resp.Rejected) != 0 {
+				t.Fatalf("w2's result rejected: %+v", resp)
+			}
+			if !tc.releases {
+				if resp := poll1(api.PollRequest{Results: []api.AttemptResult{w1.output(newest)}}); !slices.Equal(resp.Rejected, []string{newest.AttemptID}) {
+					t.Fatalf("old w1's result of the stolen attempt: rejected %v", resp.Rejected)
+				}
+			}
+			b := e.build(sub.BuildID)
+			if b.State != api.BuildSucceeded {
+				t.Fatalf("build %s: %v", b.State, b.Counts)
+			}
+			abandoned := 0
+			for _, j := range b.Jobs {
+				n := 0
+				for _, a := range j.Attempts {
+					if a.State.Charged() {
+						n++
+					}
+				}
+				if n != 1 {
+					t.Errorf("%s: attempts %+v", j.Name, j.Attempts)
+				}
+				for _, a := range j.Attempts {
+					if a.State == api.AttemptAbandoned {
+						abandoned++
+					}
+				}
+			}
+			var m dto.Metric
+			if err := e.c.m.prefetched.WithLabelValues("started_after_take_back").Write(&m); err != nil {
+				t.Fatal(err)
+			}
+			want := 1
+			if tc.releases {
+				want = 0
+			}
+			if abandoned != want || int(m.GetCounter().GetValue()) != want {
+				t.Errorf("%d abandoned runs, %v starts after a take-back; want %d", abandoned, m.GetCounter().GetValue(), want)
+			}
+		})
+	}
+}

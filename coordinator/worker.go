@@ -91,6 +91,7 @@ func (c *Coordinator) Register(ctx context.Context, name string, req api.Registe
 		EarlyAssignments:    true,
 		PrefetchAssignments: true,
 		ForgottenStarts:     true,
+		ReleaseRequests:     true,
 	}, nil
 }
 
@@ -391,6 +392,9 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 			}
 		}
 	}
+	for _, id := range req.Released {
+		c.released(s, id)
+	}
 	// Jobs that the results (or lost attempts) make ready and that
 	// this poll does not take are offered to the waiting polls below.
 	enqueued := c.enqueued
@@ -469,7 +473,7 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 				if j != nil {
 					below = j.b.rank
 				}
-				stole, retry := c.stealPrefetched(s, below, j == nil, now)
+				stole, retry := c.stealPrefetched(s, below, j == nil, free, now)
 				if stole {
 					// Rather a job of a higher priority (or any,
 					// with nothing else to run) that another worker
@@ -500,12 +504,13 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 		}
 		if prefetch > 0 {
 			n := len(resp.Assignments)
-			c.prefetch(s, prefetch, resp, now)
+			c.prefetch(s, prefetch, req.AnswersRelease, resp, now)
 			prefetch -= len(resp.Assignments) - n
 		}
 		if len(s.cancels) > 0 {
 			resp.Cancel, s.cancels = s.cancels, nil
 		}
+		resp.Release = append(resp.Release, c.releaseRequests(s, now)...)
 		if enqueued >= 0 && c.enqueued-enqueued > picked {
 			c.wakeAll()
 		} else if picked > 0 && s.polling > 0 && s.slots > len(s.running)+len(s.pending) {
@@ -514,7 +519,7 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 			s.wakeUp()
 		}
 		enqueued = -1 // later rounds take what others made ready
-		if len(resp.Assignments) > 0 || len(resp.Cancel) > 0 || len(prepared) > 0 || len(req.Started) > 0 || !now.Before(deadline) || s.gone {
+		if len(resp.Assignments) > 0 || len(resp.Cancel) > 0 || len(resp.Release) > 0 || len(prepared) > 0 || len(req.Started) > 0 || len(req.Released) > 0 || !now.Before(deadline) || s.gone {
 			break
 		}
 		// Nothing to do: wait for work, a cancellation, the end of a

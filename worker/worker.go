@@ -340,6 +340,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		// again with the polls that go out anyway.
 		forgottenOK bool
 		later       []startedAt
+		// releaseOK is set when the coordinator asks for releases of
+		// prefetched attempts (api.RegisterResponse.ReleaseRequests);
+		// released are those dropped unstarted on its request, to
+		// tell it at once (api.PollRequest.Released); flush sends the
+		// starts at once too: the coordinator waits for the answer.
+		releaseOK bool
+		released  []string
+		flush     bool
 		// laterResults are results the coordinator could not record
 		// yet (api.PollResponse.ResultsLater: this worker failed over
 		// to a replica that has not claimed their build yet): listed
@@ -544,6 +552,9 @@ func (w *Worker) Run(ctx context.Context) error {
 				if resp.PrefetchAssignments && early && w.opts.Prefetch > 0 {
 					prefetch = w.opts.Prefetch
 				}
+				// The old session's releases: registering again took
+				// back what it held.
+				releaseOK, released = resp.ReleaseRequests && prefetch > 0, nil
 				pollWait = time.Duration(min(resp.PollTimeoutMS, resp.HeartbeatIntervalMS)) * time.Millisecond
 				holdsSent = false
 				w.uploadedMu.Lock()
@@ -593,7 +604,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		send := false
 		switch {
 		case workerID == "" || retryAt != nil:
-		case (len(results) > 0 || len(started) > 0) && queued > prefetch/2 && !draining && time.Since(firstReport) < w.opts.ReportDelay:
+		case (len(results) > 0 || len(started) > 0) && len(released) == 0 && !flush && queued > prefetch/2 && !draining && time.Since(firstReport) < w.opts.ReportDelay:
 			// Enough prefetched work queued to keep the slots busy:
 			// let results (and starts) batch up for a while
 			// (ReportDelay at most).
@@ -601,7 +612,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				reportTimer = time.NewTimer(w.opts.ReportDelay - time.Since(firstReport))
 				reportAt = reportTimer.C
 			}
-		case len(results) > 0 || len(started) > 0:
+		case len(results) > 0 || len(started) > 0 || len(released) > 0:
 			// One report at a time (results batch up meanwhile): the
 			// coordinator takes an attempt missing from two consecutive
 			// polls' running lists as lost, so no more than one poll
@@ -636,7 +647,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		if send {
 			offer, offerPrefetch := free, room
-			if (len(results) > 0 || len(started) > 0) && waiting != nil && !waiting.dropped {
+			if (len(results) > 0 || len(started) > 0 || len(released) > 0) && waiting != nil && !waiting.dropped {
 				// Never offer a slot the waiting poll already offers.
 				offer = max(free-waiting.free, 0)
 				offerPrefetch = max(room-waiting.prefetch, 0)
@@ -646,7 +657,9 @@ func (w *Worker) Run(ctx context.Context) error {
 				reportTimer, reportAt = nil, nil
 			}
 			evicted = append(evicted, w.cache.TakeEvicted()...)
-			req := api.PollRequest{WorkerID: workerID, FreeSlots: offer, Prefetch: offerPrefetch, Running: runningIDs(), Results: results, Evicted: evicted}
+			req := api.PollRequest{WorkerID: workerID, FreeSlots: offer, Prefetch: offerPrefetch, Running: runningIDs(), Results: results, Evicted: evicted,
+				AnswersRelease: releaseOK, Released: released}
+			released, flush = nil, false
 			now := time.Now()
 			starts := started
 			if len(later)+len(laterResults) > 0 && now.Sub(laterSent) >= max(pollWait, time.Second) {
@@ -682,9 +695,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			pollSeq++
 			seq := pollSeq
 			pctx, cancel := context.WithTimeout(bg, pollTimeout(pollWait, len(req.Results) > 0))
-			// A poll that reports starts is answered at once, like one
-			// with results.
-			inFlight[seq] = &pollInfo{free: offer, prefetch: offerPrefetch, waits: len(req.Results) == 0 && len(req.Started) == 0 && !confirm, cancel: cancel, starts: starts}
+			// A poll that reports starts or releases is answered at
+			// once, like one with results.
+			inFlight[seq] = &pollInfo{free: offer, prefetch: offerPrefetch, waits: len(req.Results) == 0 && len(req.Started) == 0 && len(req.Released) == 0 && !confirm, cancel: cancel, starts: starts}
 			if len(req.Results) > 0 {
 				unacked++
 			}
@@ -729,6 +742,14 @@ func (w *Worker) Run(ctx context.Context) error {
 				// run was given up (the build went elsewhere).
 				laterResults = slices.DeleteFunc(laterResults, func(r api.AttemptResult) bool { return r.AttemptID == id })
 			}
+			if len(resp.Release) > 0 {
+				var ids []string
+				backlog, ids = release(backlog, resp.Release)
+				released = append(released, ids...)
+				for _, st := range started {
+					flush = flush || slices.Contains(resp.Release, st.id)
+				}
+			}
 			for _, a := range resp.Assignments {
 				if _, dup := runningJobs[a.AttemptID]; dup {
 					continue
@@ -763,6 +784,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				// What the poll was to tell goes out with the next one.
 				evicted = append(ans.req.Evicted, evicted...)
 				started = append(starts, started...)
+				released = append(ans.req.Released, released...)
 				if ans.req.Holds != nil {
 					holdsSent = false
 				}
@@ -864,6 +886,26 @@ func (w *Worker) Run(ctx context.Context) error {
 // fail, and drops them when it registers again.
 func held(a api.Assignment) bool {
 	return a.Prefetched || len(a.After) > 0
+}
+
+// release answers a release request of the coordinator
+// (api.PollResponse.Release): it drops from backlog the prefetched
+// assignments that ids names, which the worker has not started and now
+// never will, and returns the backlog left and their IDs, for
+// api.PollRequest.Released. Those not in backlog are not released: the
+// worker started them (their starts, reported as usual, answer the
+// request) or no longer holds them.
+func release(backlog []api.Assignment, ids []string) (kept []api.Assignment, released []string) {
+	kept = backlog[:0]
+	for _, a := range backlog {
+		if a.Prefetched && slices.Contains(ids, a.AttemptID) {
+			released = append(released, a.AttemptID)
+			continue
+		}
+		kept = append(kept, a)
+	}
+	clear(backlog[len(kept):])
+	return kept, released
 }
 
 // startedAt is a prefetched attempt the worker started, for

@@ -358,6 +358,14 @@ type RegisterResponse struct {
 	// during an outage". A worker sends those fields only when this is
 	// set.
 	ForgottenStarts bool `json:"forgotten_starts,omitempty"`
+	// ReleaseRequests says that the coordinator accepts
+	// PollRequest.AnswersRelease and PollRequest.Released: a worker
+	// that polls with AnswersRelease is asked to release a prefetched
+	// attempt (PollResponse.Release) before another worker gets its
+	// job, instead of having it taken back at once, so that a take-back
+	// never crosses a start. A worker sends those fields only when this
+	// is set. See PROTOCOL.md, "Releasing prefetched assignments".
+	ReleaseRequests bool `json:"release_requests,omitempty"`
 }
 
 // PollRequest is the body of POST /api/worker/poll: a heartbeat, a
@@ -398,6 +406,15 @@ type PollRequest struct {
 	// last acknowledged poll (sent again after a failed poll: a
 	// repeated or unknown one is ignored).
 	Started []StartedAttempt `json:"started,omitempty"`
+	// AnswersRelease says that the worker answers PollResponse.Release
+	// for the prefetched assignments this poll gets. Send it only to a
+	// coordinator whose RegisterResponse.ReleaseRequests is set.
+	AnswersRelease bool `json:"answers_release,omitempty"`
+	// Released lists prefetched attempts that the worker dropped
+	// unstarted when PollResponse.Release asked for them: it will never
+	// start them (sent again after a failed poll). A poll with Released
+	// is answered at once, like one with Started.
+	Released []string `json:"released,omitempty"`
 }
 
 // StartedAttempt says that the worker started a prefetched attempt,
@@ -435,6 +452,14 @@ type PollResponse struct {
 	// PollRequest.Running and sends them again with a later poll,
 	// until they are acknowledged, rejected or cancelled.
 	ResultsLater []string `json:"results_later,omitempty"`
+	// Release asks the worker (one that polled with AnswersRelease) to
+	// release these prefetched attempts: one not started yet it drops
+	// and lists in PollRequest.Released of its next poll, sent at once;
+	// one started already it keeps running and reports its start as
+	// usual (in Started, or implied by its result). An attempt it does
+	// not hold any more is ignored. The coordinator may ask again for
+	// an attempt whose answer it has not seen after a while.
+	Release []string `json:"release,omitempty"`
 	// More is set on the first part of an answer to an Early poll:
 	// the poll's Results are not durable yet, and a second JSON
 	// object follows in the same body, PollAck, once they are (or
