@@ -51,6 +51,8 @@ import (
 )
 
 // slowSamples prints the dispatch latency samples over 3ms, in order.
+var workers = flag.Int("workers", 3, "workers (at most 4), connected to the replicas in turn")
+
 var perRun = flag.Bool("per-run", false, "print each run's CPU and counters, not only each configuration's over all runs")
 
 var slowSamples = flag.Bool("slow-samples", false, "print each configuration's dispatch latency samples over 3ms, in the order taken (to stderr)")
@@ -60,12 +62,16 @@ func main() {
 	rounds := flag.Int("rounds", 2, "runs of each configuration, in alternating order")
 	builds := flag.Int("builds", 60, "builds per run")
 	jobs := flag.Int("jobs", 50, "jobs per build")
-	slots := flag.Int("slots", 4, "slots per worker (3 workers)")
+	slots := flag.Int("slots", 4, "slots per worker")
 	logs := flag.Bool("logs", false, "show the processes' logs")
 	profiles := flag.String("cpuprofile", "", "write CPU profiles of the coordinators to this directory (CONFIG-roundR/coordN.pprof, over each process's life)")
 	flag.Float64Var(&limitCPUs, "limit", 0, "also run 1 and 2 replicas on PostgreSQL with each coordinator limited to this many CPUs (a cgroup each; needs root); 0: not")
 	only := flag.String("only", "", "run only this configuration (for profiling; no RESULT line)")
 	flag.Parse()
+	if *workers < 1 || *workers > len(replicatest.WorkerNames) {
+		fmt.Fprintf(os.Stderr, "replicas: -workers %d: 1 to %d\n", *workers, len(replicatest.WorkerNames))
+		os.Exit(2)
+	}
 	if limitCPUs > 0 {
 		configs = append(configs, config{"pg-1-limited", true, 1, true}, config{"pg-2-limited", true, 2, true})
 	}
@@ -343,12 +349,13 @@ func measure(tryd, dsn string, cfg config, builds, jobs, slots int, prefix strin
 			}
 		}
 	}
-	for i, prefer := range []int{0, 1, 0} {
-		if _, err := c.StartWorker(replicatest.WorkerNames[i], prefer%replicas, slots); err != nil {
+	// Workers connect to the replicas in turn (w1 and w3 to the first).
+	for i := range *workers {
+		if _, err := c.StartWorker(replicatest.WorkerNames[i], i%replicas, slots); err != nil {
 			return run{}, err
 		}
 	}
-	if err := waitWorkers(ctx, c, replicas, 3); err != nil {
+	if err := waitWorkers(ctx, c, replicas, *workers); err != nil {
 		return run{}, err
 	}
 	// Warm up: connections, prepared plans, worker caches.
