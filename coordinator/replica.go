@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/graph"
 	"github.com/tryd-ci/tryd/coordinator/state"
 )
 
@@ -143,7 +144,100 @@ type replicas struct {
 	adopting map[string]*pendingAdoption
 	resent   map[string]string
 
-	claimed, dropped, forwarded prometheus.Counter
+	// freshClaims is the store's claim that tells fresh builds, if it
+	// has one; offered keeps the builds this replica offered, for
+	// claiming them back fresh (see offeredBuild).
+	freshClaims freshClaimer
+	offered     offeredBuilds
+
+	claimed, claimedOffered, dropped, forwarded prometheus.Counter
+}
+
+// freshClaimer is implemented by a state.Leaser whose claims tell which
+// claimed builds no replica ever held before (pgstate.Store
+// .ClaimBuildsFresh): only a holder writes a build's records, so the
+// store holds nothing of such a build but what CreateBuild wrote.
+type freshClaimer interface {
+	ClaimBuildsFresh(ctx context.Context, o state.Owner, limit int, now, until time.Time) (ids []int64, fresh []bool, err error)
+}
+
+// offeredBuild is what a replica keeps of a build it offered
+// (holdSubmitted): the normalized graph and the build's other columns,
+// and the job records CreateBuild stored with it (the cached jobs, in a
+// store that keeps job sets). Claiming the build back fresh, the
+// replica resumes it from these rather than read the build, its jobs
+// and its attempts back from the store and decode its graph again
+// (about half of a claim's CPU; in bench/coordinator-replicas.sh half
+// the builds are offered, most claimed back by the replica that offered
+// them).
+type offeredBuild struct {
+	g       *graph.Graph
+	prio    api.Priority
+	labels  map[string]string
+	created time.Time
+	rows    []state.Job
+}
+
+// maxOfferedJobs bounds the jobs of the builds a replica keeps offered
+// (a few KB each at most): offered builds may wait in the store by the
+// thousand, and one not kept is read back from the store as any other.
+const maxOfferedJobs = 20000
+
+// offeredBuilds keeps offered builds by ID, up to maxOfferedJobs jobs,
+// forgetting the oldest first. A build is taken out when this replica
+// claims it (kept or not, it is never needed again: a later claim
+// finds it held before).
+type offeredBuilds struct {
+	mu    sync.Mutex
+	byID  map[int64]*offeredBuild
+	order []int64 // oldest first; may name builds already taken
+	jobs  int
+}
+
+// put keeps build id.
+func (o *offeredBuilds) put(id int64, b *offeredBuild) {
+	n := len(b.g.Jobs)
+	if n > maxOfferedJobs {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.byID == nil {
+		o.byID = map[int64]*offeredBuild{}
+	}
+	for o.jobs+n > maxOfferedJobs {
+		old := o.order[0]
+		o.order = o.order[1:]
+		if x := o.byID[old]; x != nil {
+			o.jobs -= len(x.g.Jobs)
+			delete(o.byID, old)
+		}
+	}
+	if len(o.order) > 2*len(o.byID)+64 {
+		// Mostly builds already taken: keep the others only.
+		kept := make([]int64, 0, len(o.byID)+1)
+		for _, x := range o.order {
+			if o.byID[x] != nil {
+				kept = append(kept, x)
+			}
+		}
+		o.order = kept
+	}
+	o.byID[id] = b
+	o.order = append(o.order, id)
+	o.jobs += n
+}
+
+// take returns build id if it is kept, and forgets it.
+func (o *offeredBuilds) take(id int64) *offeredBuild {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	b := o.byID[id]
+	if b != nil {
+		delete(o.byID, id)
+		o.jobs -= len(b.g.Jobs)
+	}
+	return b
 }
 
 func newReplicas(opts ReplicaOptions, l state.Leaser, reg *prometheus.Registry, log logrus.FieldLogger) *replicas {
@@ -157,6 +251,9 @@ func newReplicas(opts ReplicaOptions, l state.Leaser, reg *prometheus.Registry, 
 		claimed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tryd_coordinator_builds_claimed_total", Help: "Builds this replica took from the store (left unheld at submit, or of a dead replica).",
 		}),
+		claimedOffered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tryd_coordinator_builds_claimed_offered_total", Help: "Claimed builds this replica resumed from what it kept when it offered them (no replica held them meanwhile), without reading them back from the store.",
+		}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tryd_coordinator_builds_dropped_total", Help: "Running builds this replica lost to another one (it failed to renew their leases in time).",
 		}),
@@ -165,9 +262,10 @@ func newReplicas(opts ReplicaOptions, l state.Leaser, reg *prometheus.Registry, 
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(r.claimed, r.dropped, r.forwarded)
+		reg.MustRegister(r.claimed, r.claimedOffered, r.dropped, r.forwarded)
 	}
 	r.fenced, _ = l.(heldCommitter)
+	r.freshClaims, _ = l.(freshClaimer)
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			target := pr.In.Context().Value(ownerKey{}).(*url.URL)
@@ -279,7 +377,11 @@ func (c *Coordinator) spareSlotsLocked() int {
 // already (it is stored unheld for a moment), even this replica's own
 // claim loop: then HoldBuild fails and the claimed copy is the only one
 // that runs.
-func (c *Coordinator) holdSubmitted(ctx context.Context, id int64) bool {
+//
+// A build left to a claim is kept in memory first (offered, when the
+// store tells fresh claims): this replica's own claim may follow the
+// offer at once.
+func (c *Coordinator) holdSubmitted(ctx context.Context, id int64, offered *offeredBuild) bool {
 	if c.rep == nil {
 		return true
 	}
@@ -295,6 +397,9 @@ func (c *Coordinator) holdSubmitted(ctx context.Context, id int64) bool {
 		if err != nil {
 			c.log.WithError(err).WithField("build", id).Warn("hold submitted build; leaving it to a claim")
 		}
+	}
+	if c.rep.freshClaims != nil {
+		c.rep.offered.put(id, offered)
 	}
 	if err := c.rep.leases.OfferBuild(ctx, id, c.rep.opts.ID); err != nil {
 		c.log.WithError(err).Warn("offer build to the replicas")
@@ -662,28 +767,44 @@ func (c *Coordinator) claimBuilds() (bool, error) {
 		if spare <= 0 {
 			return slots > 0, nil
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, c.rep.opts.LeaseTTL/2)
-		now := c.clock.Now()
-		ids, err := c.rep.leases.ClaimBuilds(ctx, c.rep.self, 1, now, now.Add(c.rep.opts.LeaseTTL))
+		n, err := c.claimOne()
 		if err != nil {
-			cancel()
 			if c.ctx.Err() != nil {
 				return false, nil
 			}
 			return true, err
 		}
-		c.mu.Lock()
-		for _, id := range ids {
-			c.resumeClaimed(ctx, id, now, "claimed build")
-		}
-		c.wakeAll()
-		c.mu.Unlock()
-		cancel()
-		if len(ids) == 0 {
+		if n == 0 {
 			return false, nil
 		}
 	}
 	return true, nil
+}
+
+// claimOne claims one build nobody holds, if any, and resumes it; it
+// returns how many it claimed.
+func (c *Coordinator) claimOne() (int, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.rep.opts.LeaseTTL/2)
+	defer cancel()
+	now := c.clock.Now()
+	var ids []int64
+	var fresh []bool
+	var err error
+	if c.rep.freshClaims != nil {
+		ids, fresh, err = c.rep.freshClaims.ClaimBuildsFresh(ctx, c.rep.self, 1, now, now.Add(c.rep.opts.LeaseTTL))
+	} else {
+		ids, err = c.rep.leases.ClaimBuilds(ctx, c.rep.self, 1, now, now.Add(c.rep.opts.LeaseTTL))
+	}
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, id := range ids {
+		c.resumeClaimed(ctx, id, now, i < len(fresh) && fresh[i], "claimed build")
+	}
+	c.wakeAll()
+	return len(ids), nil
 }
 
 // buildPathRE matches the client calls about one build that the holder
@@ -1110,22 +1231,39 @@ func (c *Coordinator) claimForAdoption(ctx context.Context, id int64, now time.T
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.resumeClaimed(ctx, id, now, "claimed build, whose attempts this replica's workers run")
+	c.resumeClaimed(ctx, id, now, false, "claimed build, whose attempts this replica's workers run")
 	c.wakeAll()
 }
 
 // resumeClaimed resumes build id, which this replica just claimed, unless
-// it runs here already (under c.mu); msg is logged.
-func (c *Coordinator) resumeClaimed(ctx context.Context, id int64, now time.Time, msg string) {
+// it runs here already (under c.mu); msg is logged. With fresh (no
+// replica held the build before this claim), a build this replica
+// offered is resumed from what it kept (offeredBuild), which is what
+// the store holds of it; otherwise from the store.
+func (c *Coordinator) resumeClaimed(ctx context.Context, id int64, now time.Time, fresh bool, msg string) {
+	var offered *offeredBuild
+	if c.rep.freshClaims != nil {
+		offered = c.rep.offered.take(id)
+	}
 	if _, ok := c.builds[id]; ok {
 		return
 	}
-	if err := c.restoreBuild(ctx, id, now, true); err != nil {
+	kept := fresh && offered != nil
+	var err error
+	if kept {
+		err = c.resumeOffered(ctx, id, offered, now)
+	} else {
+		err = c.restoreBuild(ctx, id, now, true)
+	}
+	if err != nil {
 		// Leave it to the lease's expiry and another try.
 		c.log.WithError(err).WithField("build", id).Error("resume claimed build")
 		return
 	}
 	c.log.WithField("build", id).Info(msg)
 	c.rep.claimed.Inc()
+	if kept {
+		c.rep.claimedOffered.Inc()
+	}
 	c.rep.heldNow(id)
 }

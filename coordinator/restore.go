@@ -8,6 +8,7 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/coordinator/state"
 )
 
 // restore loads every unfinished build from the store and resumes it:
@@ -56,6 +57,24 @@ func (c *Coordinator) restoreBuild(ctx context.Context, id int64, t time.Time, c
 	}
 	b := newBuild(&g, sb.Priority, sb.Labels, sb.Created)
 	b.id, b.err = id, sb.Error
+	return c.resumeBuild(ctx, b, rows, atts, t, claimed)
+}
+
+// resumeOffered resumes build id, which this replica offered and just
+// claimed fresh (no replica held it before): the store holds of it only
+// what Submit stored, which o kept (see offeredBuild), so nothing is
+// read back but the result cache, which may have gained results of its
+// jobs meanwhile.
+func (c *Coordinator) resumeOffered(ctx context.Context, id int64, o *offeredBuild, t time.Time) error {
+	b := newBuild(o.g, o.prio, o.labels, o.created)
+	b.id = id
+	return c.resumeBuild(ctx, b, o.rows, nil, t, true)
+}
+
+// resumeBuild resumes build b, new from newBuild, whose jobs' stored
+// records are rows and attempts atts (under c.mu).
+func (c *Coordinator) resumeBuild(ctx context.Context, b *build, rows []state.Job, atts []state.Attempt, t time.Time, claimed bool) error {
+	id := b.id
 	hasRow := map[*job]bool{}
 	for _, r := range rows {
 		j := b.jobs[r.JobID]
@@ -107,7 +126,7 @@ func (c *Coordinator) restoreBuild(ctx context.Context, id int64, t time.Time, c
 	}
 	if b.source != nil && b.source.Manifest != "" {
 		b.pinned = append(b.pinned, b.source.Manifest)
-		for _, f := range g.Source.Files {
+		for _, f := range b.g.Source.Files {
 			b.pinned = append(b.pinned, f.Digest)
 		}
 	}

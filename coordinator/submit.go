@@ -141,7 +141,7 @@ func (c *Coordinator) Submit(ctx context.Context, req api.SubmitRequest) (*api.S
 	for _, j := range g.Jobs {
 		resp.Jobs[j.Name] = j.ID
 	}
-	if !c.holdSubmitted(ctx, id) {
+	if !c.holdSubmitted(ctx, id, &offeredBuild{g: g, prio: prio, labels: req.Labels, created: now, rows: cachedRows}) {
 		// Another replica runs it (see ReplicaOptions).
 		c.log.WithFields(map[string]any{"build": id, "jobs": len(b.order)}).Info("build submitted; left for another replica")
 		return resp, nil

@@ -43,29 +43,44 @@ func (s *Store) HoldBuild(ctx context.Context, id int64, o state.Owner, now, unt
 // statement tells which claimed builds have job sets, so that the
 // commits of those without (most) need not read the sets first.
 func (s *Store) ClaimBuilds(ctx context.Context, o state.Owner, limit int, now, until time.Time) ([]int64, error) {
+	ids, _, err := s.ClaimBuildsFresh(ctx, o, limit, now, until)
+	return ids, err
+}
+
+// ClaimBuildsFresh is ClaimBuilds that also tells, for each claimed
+// build, whether this claim is the first time any replica took its
+// lease (fresh[i] for ids[i]). Only a build's holder writes its
+// records (jobs, attempts, graph, state; commits are fenced by the
+// lease, see CommitHeld), so a fresh build's records are still exactly
+// what CreateBuild wrote: a replica that kept what it created need not
+// read them back. The count of holds is the builds.holds column, which
+// a trigger increments whenever an owner is set, and which the claim's
+// UPDATE returns as it left it (concurrent claims of one build are
+// serialized by its row lock).
+func (s *Store) ClaimBuildsFresh(ctx context.Context, o state.Owner, limit int, now, until time.Time) (ids []int64, fresh []bool, err error) {
 	if limit <= 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	rows, err := s.pool.Query(ctx, `WITH c AS (UPDATE builds SET owner=$1, owner_url=$2, lease_expires=$3
 			WHERE id IN (SELECT id FROM builds WHERE state=$4 AND (owner='' OR lease_expires<$5)
 				ORDER BY (offered_by=$1 OR created<=$8) DESC, id LIMIT $6 FOR UPDATE SKIP LOCKED)
-			RETURNING id)
-		SELECT id, EXISTS (SELECT 1 FROM job_sets WHERE build_id = id) FROM c, pg_notify($7, id::text)`,
+			RETURNING id, holds)
+		SELECT id, EXISTS (SELECT 1 FROM job_sets WHERE build_id = id), holds = 1 FROM c, pg_notify($7, id::text)`,
 		o.ID, o.URL, until.UnixNano(), string(api.BuildRunning), now.UnixNano(), limit, heldChannel, now.Add(-state.OwnFirst).UnixNano())
 	if err != nil {
-		return nil, fmt.Errorf("pgstate: claim builds: %w", err)
+		return nil, nil, fmt.Errorf("pgstate: claim builds: %w", err)
 	}
-	var ids, without []int64
+	var without []int64
 	var id int64
-	var hasSets bool
-	if _, err := pgx.ForEachRow(rows, []any{&id, &hasSets}, func() error {
-		ids = append(ids, id)
+	var hasSets, first bool
+	if _, err := pgx.ForEachRow(rows, []any{&id, &hasSets, &first}, func() error {
+		ids, fresh = append(ids, id), append(fresh, first)
 		if !hasSets {
 			without = append(without, id)
 		}
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("pgstate: claim builds: %w", err)
+		return nil, nil, fmt.Errorf("pgstate: claim builds: %w", err)
 	}
 	s.setsMu.Lock()
 	for _, id := range without {
@@ -74,7 +89,7 @@ func (s *Store) ClaimBuilds(ctx context.Context, o state.Owner, limit int, now, 
 		}
 	}
 	s.setsMu.Unlock()
-	return ids, nil
+	return ids, fresh, nil
 }
 
 // RenewBuilds implements state.Leaser.

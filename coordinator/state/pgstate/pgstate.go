@@ -153,6 +153,21 @@ var migrations = []string{
 	EXCEPTION WHEN OTHERS THEN -- no lz4 here (or before PostgreSQL 14)
 		ALTER TABLE job_sets ALTER COLUMN jobs SET STORAGE EXTERNAL;
 	END $$;`,
+	// Version 4: how many times a replica took a build's lease
+	// (HoldBuild, ClaimBuilds), counted by a trigger on every update
+	// that sets an owner, whichever tryd makes it: a claim that takes
+	// a build first (holds becomes 1) finds it exactly as CreateBuild
+	// wrote it, since only a holder writes a build's records
+	// (ClaimBuildsFresh). Running builds of before count as held.
+	`ALTER TABLE builds ADD COLUMN holds INTEGER NOT NULL DEFAULT 0;
+	UPDATE builds SET holds = 1 WHERE state = 'running';
+	CREATE FUNCTION tryd_count_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		NEW.holds := OLD.holds + 1;
+		RETURN NEW;
+	END $$;
+	CREATE TRIGGER builds_count_hold BEFORE UPDATE OF owner ON builds
+		FOR EACH ROW WHEN (NEW.owner <> '') EXECUTE FUNCTION tryd_count_hold();`,
 }
 
 // SchemaVersion is the schema version this tryd writes.

@@ -559,3 +559,76 @@ func benchCommitJobs(b *testing.B, owner string) {
 	}
 	stop()
 }
+
+// TestClaimBuildsFresh: a claim tells a build fresh only when no
+// replica took its lease before: not after a hold (at submit) or a
+// claim, whether the lease was released or expired, and not when its
+// own holder takes it again after expiry.
+func TestClaimBuildsFresh(t *testing.T) {
+	s := open(t, sharedPG.Server(t).NewSchema(t))
+	ctx := context.Background()
+	a, b := state.Owner{ID: "a", URL: "http://a"}, state.Owner{ID: "b", URL: "http://b"}
+	t0 := time.Unix(1_700_000_000, 0)
+	newBuild := func() int64 {
+		id, err := s.CreateBuild(ctx, &state.Build{Priority: api.PriorityTry, Graph: []byte("{}"), State: api.BuildRunning}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	claim := func(o state.Owner, now time.Time) (int64, bool) {
+		t.Helper()
+		ids, fresh, err := s.ClaimBuildsFresh(ctx, o, 1, now, now.Add(10*time.Second))
+		if err != nil || len(ids) != 1 || len(fresh) != 1 {
+			t.Fatalf("claim = %v %v, %v; want one build", ids, fresh, err)
+		}
+		return ids[0], fresh[0]
+	}
+	tests := []struct {
+		name string
+		// before takes and gives up the build's lease (or not) and
+		// returns when it may be claimed.
+		before  func(id int64) time.Time
+		claimer state.Owner
+		fresh   bool
+	}{
+		{"never held", func(int64) time.Time { return t0 }, a, true},
+		{"claimed and released", func(id int64) time.Time {
+			if got, _ := claim(b, t0); got != id {
+				t.Fatalf("claimed %d, want %d", got, id)
+			}
+			if err := s.ReleaseBuilds(ctx, "b", []int64{id}); err != nil {
+				t.Fatal(err)
+			}
+			return t0
+		}, a, false},
+		{"held at submit, expired", func(id int64) time.Time {
+			if ok, err := s.HoldBuild(ctx, id, b, t0, t0.Add(time.Second)); err != nil || !ok {
+				t.Fatalf("hold = %v, %v", ok, err)
+			}
+			return t0.Add(time.Minute)
+		}, a, false},
+		{"own lease expired", func(id int64) time.Time {
+			claim(a, t0)
+			return t0.Add(time.Minute)
+		}, a, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := newBuild()
+			now := tt.before(id)
+			got, fresh := claim(tt.claimer, now)
+			if got != id || fresh != tt.fresh {
+				t.Errorf("claim = build %d fresh %v; want build %d fresh %v", got, fresh, id, tt.fresh)
+			}
+			// Whatever it was, it is held now: a second claim after
+			// expiry is never fresh.
+			if _, fresh := claim(b, now.Add(time.Hour)); fresh {
+				t.Error("claim after the lease expired is fresh")
+			}
+			if err := s.Commit(ctx, &state.Batch{Builds: []state.BuildUpdate{{ID: id, State: api.BuildCancelled}}}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

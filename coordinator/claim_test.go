@@ -1,0 +1,158 @@
+package coordinator
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
+)
+
+// twoJobs is a graph of two independent jobs that are not cacheable, so
+// that a job resumed without its record (waiting again) runs again
+// rather than being found in the result cache.
+const twoJobs = `{"jobs": [
+	{"name": "a", "source_mode": "none", "commands": [{"write_file": {"path": "o", "content": "a"}}]},
+	{"name": "b", "source_mode": "none", "commands": [{"write_file": {"path": "o", "content": "b"}}]}]}`
+
+// newReplicaEnv starts replica id on the PostgreSQL database db (one
+// of the package's schemas), with a lease of ttl. Its URL is never
+// called: the tests ask each replica about the builds it holds.
+func newReplicaEnv(t *testing.T, db, id string, ttl time.Duration) *env {
+	t.Helper()
+	return newEnv(t, postgresBackend, envOpts{db: db, mod: func(o *Options) {
+		o.Replica = &ReplicaOptions{ID: id, URL: "http://127.0.0.1:1", LeaseTTL: ttl}
+	}})
+}
+
+// count returns a counter's value.
+func count(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
+}
+
+// TestClaimBackOfferedBuild: a build a replica offered (no workers when
+// it was submitted) and claims back once a worker registers, no replica
+// having held it meanwhile, is resumed from what the replica kept, not
+// read back from the store, and runs as any other.
+func TestClaimBackOfferedBuild(t *testing.T) {
+	db := postgresBackend.newDB(t)
+	a := newReplicaEnv(t, db, "a", time.Minute)
+	sub := a.submit(twoJobs, api.PriorityTry)
+	a.c.rep.offered.mu.Lock()
+	_, kept := a.c.rep.offered.byID[sub.BuildID]
+	a.c.rep.offered.mu.Unlock()
+	if !kept {
+		t.Fatalf("build %d was not kept when offered", sub.BuildID)
+	}
+	w := newTestWorker(t, a, "w1", tokenW1, nil)
+	waitFor(t, func() bool { return count(a.c.rep.claimed) == 1 })
+	if n := count(a.c.rep.claimedOffered); n != 1 {
+		t.Errorf("claimed back %v builds from memory, want 1", n)
+	}
+	if b := a.c.rep.offered.take(sub.BuildID); b != nil {
+		t.Error("the claimed build is still kept")
+	}
+	w.drain(a, sub.BuildID, nil)
+	if st := a.build(sub.BuildID); st.State != api.BuildSucceeded || len(names(st.Jobs, api.JobSucceeded)) != 2 {
+		t.Fatalf("build = %+v", st)
+	}
+}
+
+// TestClaimBackAfterAnotherReplicaRan: a build offered by replica a,
+// claimed and partly run by replica b, which then stops (releasing its
+// leases), is claimed by a and resumed from the store, not from what a
+// kept when it offered the build: the job b finished stays finished
+// (one attempt, on b's worker), and only the other job runs on a.
+func TestClaimBackAfterAnotherReplicaRan(t *testing.T) {
+	db := postgresBackend.newDB(t)
+	a := newReplicaEnv(t, db, "a", time.Minute)
+	b := newReplicaEnv(t, db, "b", time.Minute)
+	sub := a.submit(twoJobs, api.PriorityTry)
+	wb := newTestWorker(t, b, "w2", tokenW2, nil)
+	var as api.Assignment
+	waitFor(t, func() bool {
+		r, err := wb.poll(1, nil)
+		if err != nil || len(r.Assignments) == 0 {
+			return false
+		}
+		as = r.Assignments[0]
+		return true
+	})
+	wb.mustPoll(0, []string{}, wb.output(as))
+	ctx := context.Background()
+	waitFor(t, func() bool {
+		rows, err := b.c.store.Jobs(ctx, sub.BuildID)
+		for _, r := range rows {
+			if err == nil && r.Name == as.Job.Name && r.State == api.JobSucceeded {
+				return true
+			}
+		}
+		return false
+	})
+	b.stop()
+
+	wa := newTestWorker(t, a, "w1", tokenW1, nil)
+	waitFor(t, func() bool { return count(a.c.rep.claimed) == 1 })
+	if n := count(a.c.rep.claimedOffered); n != 0 {
+		t.Errorf("a resumed %v builds from memory, want 0 (b held the build)", n)
+	}
+	order := wa.drain(a, sub.BuildID, nil)
+	if len(order) != 1 || order[0] == as.Job.Name {
+		t.Errorf("a ran %v; want only the job b did not run (b ran %s)", order, as.Job.Name)
+	}
+	st := a.build(sub.BuildID)
+	if st.State != api.BuildSucceeded {
+		t.Fatalf("build = %+v", st)
+	}
+	done := jobByName(st, as.Job.Name)
+	if done.State != api.JobSucceeded || len(done.Attempts) != 1 || done.Attempts[0].Worker != "w2" {
+		t.Errorf("job %s that b ran = %+v; want succeeded with b's one attempt", as.Job.Name, done)
+	}
+}
+
+// TestCancelledOfferedBuildStaysCancelled: a build offered by replica
+// a, claimed by replica b and cancelled there, is not resurrected from
+// what a kept when it offered it: once a has a worker (and b stopped),
+// a claims nothing and runs nothing, and the build stays cancelled.
+func TestCancelledOfferedBuildStaysCancelled(t *testing.T) {
+	db := postgresBackend.newDB(t)
+	a := newReplicaEnv(t, db, "a", time.Minute)
+	b := newReplicaEnv(t, db, "b", time.Minute)
+	sub := a.submit(twoJobs, api.PriorityTry)
+	newTestWorker(t, b, "w2", tokenW2, nil)
+	waitFor(t, func() bool { return count(b.c.rep.claimed) == 1 })
+	if err := b.client.Cancel(context.Background(), sub.BuildID); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	waitFor(t, func() bool {
+		sb, err := a.c.store.Build(ctx, sub.BuildID)
+		return err == nil && sb.State == api.BuildCancelled
+	})
+	b.stop()
+
+	wa := newTestWorker(t, a, "w1", tokenW1, nil)
+	wa.waitMS = 1000
+	if r := wa.mustPoll(4, nil); len(r.Assignments) != 0 {
+		t.Errorf("a assigned %+v of the cancelled build", r.Assignments)
+	}
+	if n := count(a.c.rep.claimed); n != 0 {
+		t.Errorf("a claimed %v builds, want 0", n)
+	}
+	if st := a.build(sub.BuildID); st.State != api.BuildCancelled {
+		t.Errorf("cancelled build is %s on a", st.State)
+	}
+	a.c.mu.Lock()
+	_, here := a.c.builds[sub.BuildID]
+	a.c.mu.Unlock()
+	if here {
+		t.Error("a resumed the cancelled build")
+	}
+}
