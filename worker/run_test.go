@@ -46,7 +46,10 @@ func startCoordinatorWith(t *testing.T, o coordinator.Options) string {
 		t.Fatal(err)
 	}
 	o.Store, o.Artifacts, o.Dir = st, arts, dir
-	o.WorkerTokens, o.ClientToken = map[string]string{"w1": workerToken}, clientToken
+	if o.WorkerTokens == nil {
+		o.WorkerTokens = map[string]string{}
+	}
+	o.WorkerTokens["w1"], o.ClientToken = workerToken, clientToken
 	c, err := coordinator.New(ctx, o)
 	if err != nil {
 		t.Fatal(err)
