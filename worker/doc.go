@@ -17,7 +17,10 @@
 // succeeds, with its output as left here. It also asks for prefetched
 // assignments (up to Options.Prefetch beyond its free slots), starts
 // them itself as slots free and reports results and starts in batches
-// (Options.ReportDelay) while enough of them are queued. Logs are appended with
+// (Options.ReportDelay) while enough of them are queued; asked to
+// release one for an idle worker, it drops it if it has not started it
+// and says so at once (PROTOCOL.md, "Releasing prefetched
+// assignments"). Logs are appended with
 // POST /api/worker/attempts/{id}/log in chunks; outputs and inputs travel
 // as content-addressed artifacts (/api/artifacts/{sha256}).
 //
