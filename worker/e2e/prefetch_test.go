@@ -273,3 +273,51 @@ func counted(atts []api.Attempt) int {
 	}
 	return n
 }
+
+// TestIdleWorkerGetsReleased: a worker of one slot holds all the jobs
+// it does not run as prefetched assignments (5 jobs: one running, 4
+// held); a second worker joins with nothing else to run and takes held
+// ones through release requests (the holder drops one it has not
+// started, or keeps one it has). Every job runs exactly once, on one
+// worker: no run is abandoned and none crossed a take-back.
+func TestIdleWorkerGetsReleased(t *testing.T) {
+	t.Parallel()
+	e := start(t, "")
+	e.worker("w1", "--slots", "1")
+	dir := t.TempDir()
+	id, _ := e.submit(touchJobs(dir, 5))
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		started, _ := filepath.Glob(filepath.Join(dir, "started-*"))
+		if len(started) >= 2 && coordinatorMetrics(t, e.c.URL)[`tryd_coordinator_prefetched_total{event="handed_out"}`] == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("w1 did not start a prefetched job\n%s", e.logs)
+		}
+	}
+	e.worker("w2", "--slots", "1")
+	b := e.wait(id)
+	if b.State != api.BuildSucceeded {
+		t.Fatalf("build %s: %v", b.State, b.Counts)
+	}
+	checkOnce(t, b)
+	workers := map[string]bool{}
+	for _, j := range b.Jobs {
+		runs, _ := filepath.Glob(filepath.Join(dir, "started-"+j.Name[1:]+"-*"))
+		if len(runs) != 1 || len(j.Attempts) != 1 {
+			t.Errorf("%s: %d runs, attempts %+v; want one run, one attempt", j.Name, len(runs), j.Attempts)
+		}
+		for _, a := range j.Attempts {
+			workers[a.Worker] = true
+		}
+	}
+	m := coordinatorMetrics(t, e.c.URL)
+	if m[`tryd_coordinator_prefetched_total{event="release_requested"}`] == 0 || !workers["w2"] {
+		t.Errorf("the idle worker asked for no release (ran on %v): %v", workers, m)
+	}
+	for _, ev := range []string{"taken_back", "started_after_take_back"} {
+		if n := m[`tryd_coordinator_prefetched_total{event="`+ev+`"}`]; n != 0 {
+			t.Errorf("prefetched %s: %v, want 0", ev, n)
+		}
+	}
+}
