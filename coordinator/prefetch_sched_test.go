@@ -421,6 +421,21 @@ func TestPrefetchedHigherPriorityTaken(t *testing.T) {
 	}
 }
 
+// idlePoll starts a waiting poll of w with one free slot and nothing
+// else (an idle worker) and returns where its answer arrives.
+func (w *testWorker) idlePoll(t *testing.T) <-chan *api.PollResponse {
+	polled := make(chan *api.PollResponse, 1)
+	go func() {
+		req := api.PollRequest{WorkerID: w.id, FreeSlots: 1, WaitMS: 60_000}
+		resp, err := w.c.PollEarly(context.Background(), req, func(*api.PollResponse) {})
+		if err != nil {
+			t.Errorf("poll %s: %v", w.name, err)
+		}
+		polled <- resp
+	}()
+	return polled
+}
+
 // TestIdleStealWaitsForAge: a worker with nothing to run takes another
 // worker's prefetched attempt only once that worker has held it for
 // stealAge (younger ones are being started: taking them back ran jobs
@@ -436,15 +451,7 @@ func TestIdleStealWaitsForAge(t *testing.T) {
 		t.Fatalf("w1: %d running and %d prefetched, want 1 and 2", len(run), len(pre))
 	}
 	w2 := newTestWorker(t, e, "w2", tokenW2, nil)
-	polled := make(chan *api.PollResponse, 1)
-	go func() {
-		req := api.PollRequest{WorkerID: w2.id, FreeSlots: 1, WaitMS: 60_000}
-		resp, err := w2.c.PollEarly(context.Background(), req, func(*api.PollResponse) {})
-		if err != nil {
-			t.Errorf("poll w2: %v", err)
-		}
-		polled <- resp
-	}()
+	polled := w2.idlePoll(t)
 	select {
 	case resp := <-polled:
 		t.Fatalf("idle w2 answered before w1 held its prefetched attempts for %v: %+v", stealAge, resp)
@@ -510,15 +517,7 @@ func TestIdleStealRelease(t *testing.T) {
 			}
 			older, newest := pre[0], pre[1]
 			w2 := newTestWorker(t, e, "w2", tokenW2, nil)
-			polled := make(chan *api.PollResponse, 1)
-			go func() {
-				req := api.PollRequest{WorkerID: w2.id, FreeSlots: 1, WaitMS: 60_000}
-				resp, err := w2.c.PollEarly(context.Background(), req, func(*api.PollResponse) {})
-				if err != nil {
-					t.Errorf("poll w2: %v", err)
-				}
-				polled <- resp
-			}()
+			polled := w2.idlePoll(t)
 			clk.Advance(stealAge)
 			all := append(ids(run), ids(pre)...)
 			var got api.Assignment

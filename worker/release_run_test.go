@@ -16,6 +16,26 @@ import (
 	"github.com/tryd-ci/tryd/worker"
 )
 
+// runWorker runs a worker with opts until the test ends, then checks
+// that it stopped cleanly.
+func runWorker(t *testing.T, opts worker.Options) {
+	t.Helper()
+	w, err := worker.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("worker: %v", err)
+		}
+		w.Close()
+	})
+}
+
 // metricValue is the value of the series name with label value label
 // in reg (0 if absent).
 func metricValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
@@ -53,20 +73,7 @@ func TestReleaseOnRequest(t *testing.T) {
 	wc, _ := api.NewClient(curl, workerToken, nil)
 	cc, _ := api.NewClient(curl, clientToken, nil)
 	wreg := prometheus.NewRegistry()
-	w, err := worker.New(worker.Options{Client: wc, Dir: t.TempDir(), Slots: 1, DrainTimeout: 5 * time.Second, Registry: wreg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- w.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	}()
+	runWorker(t, worker.Options{Client: wc, Dir: t.TempDir(), Slots: 1, DrainTimeout: 5 * time.Second, Registry: wreg})
 
 	dir := t.TempDir()
 	goFile := filepath.Join(dir, "go")

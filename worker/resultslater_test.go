@@ -93,19 +93,7 @@ func TestResultsLater(t *testing.T) {
 
 	wc, _ := api.NewClient(psrv.URL, workerToken, nil)
 	cc, _ := api.NewClient(curl, clientToken, nil)
-	w, err := worker.New(worker.Options{Client: wc, Dir: t.TempDir(), Slots: 1, DrainTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- w.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	}()
+	runWorker(t, worker.Options{Client: wc, Dir: t.TempDir(), Slots: 1, DrainTimeout: 5 * time.Second})
 
 	g := graph.Graph{Jobs: []*graph.Job{{Name: "once", SourceMode: graph.SourceNone,
 		Commands: []graph.Command{{Argv: []string{"sh", "-c", "echo ran"}}}}}}
