@@ -1253,7 +1253,7 @@ func (c *Coordinator) resumeClaimed(ctx context.Context, id int64, now time.Time
 	if kept {
 		err = c.resumeOffered(ctx, id, offered, now)
 	} else {
-		err = c.restoreBuild(ctx, id, now, true)
+		err = c.restoreBuild(ctx, id, now, true, fresh)
 	}
 	if err != nil {
 		// Leave it to the lease's expiry and another try.

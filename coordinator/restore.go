@@ -26,7 +26,7 @@ func (c *Coordinator) restore(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, id := range ids {
-		if err := c.restoreBuild(ctx, id, now, false); err != nil {
+		if err := c.restoreBuild(ctx, id, now, false, false); err != nil {
 			return fmt.Errorf("coordinator: restore build %d: %w", id, err)
 		}
 	}
@@ -37,8 +37,10 @@ func (c *Coordinator) restore(ctx context.Context) error {
 }
 
 // restoreBuild loads build id from the store and resumes it. claimed
-// says that this replica claimed it from another (see adoptRunning).
-func (c *Coordinator) restoreBuild(ctx context.Context, id int64, t time.Time, claimed bool) error {
+// says that this replica claimed it from another (see adoptRunning);
+// fresh, that no replica held it before this claim (see freshClaimer):
+// then it has no attempts to read.
+func (c *Coordinator) restoreBuild(ctx context.Context, id int64, t time.Time, claimed, fresh bool) error {
 	sb, err := c.store.Build(ctx, id)
 	if err != nil {
 		return err
@@ -47,9 +49,11 @@ func (c *Coordinator) restoreBuild(ctx context.Context, id int64, t time.Time, c
 	if err != nil {
 		return err
 	}
-	atts, err := c.store.Attempts(ctx, id)
-	if err != nil {
-		return err
+	var atts []state.Attempt
+	if !fresh {
+		if atts, err = c.store.Attempts(ctx, id); err != nil {
+			return err
+		}
 	}
 	var g graph.Graph
 	if err := json.Unmarshal(sb.Graph, &g); err != nil {
