@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tryd-ci/tryd/coordinator/api"
+	"github.com/tryd-ci/tryd/coordinator/graph"
 )
 
 // twoJobs is a graph of two independent jobs that are not cacheable, so
@@ -154,5 +156,57 @@ func TestCancelledOfferedBuildStaysCancelled(t *testing.T) {
 	a.c.mu.Unlock()
 	if here {
 		t.Error("a resumed the cancelled build")
+	}
+}
+
+// TestOfferedBuildsBound: the builds a replica keeps offered stay under
+// maxOfferedJobs jobs, the oldest forgotten first; a build taken is
+// forgotten, and one larger than the bound is never kept.
+func TestOfferedBuildsBound(t *testing.T) {
+	withJobs := func(n int) *offeredBuild {
+		g := &graph.Graph{Jobs: make([]*graph.Job, n)}
+		return &offeredBuild{g: g}
+	}
+	tests := []struct {
+		name  string
+		sizes []int // builds 1, 2, ... put in order
+		take  []int64
+		kept  []int64
+	}{
+		{"under the bound", []int{10, 20}, nil, []int64{1, 2}},
+		{"oldest forgotten", []int{maxOfferedJobs / 2, maxOfferedJobs / 2, 1}, nil, []int64{2, 3}},
+		{"taken ones make room", []int{maxOfferedJobs / 2, maxOfferedJobs / 2, maxOfferedJobs / 2}, []int64{2}, []int64{1, 3}},
+		{"too large", []int{maxOfferedJobs + 1, 1}, nil, []int64{2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var o offeredBuilds
+			for i, n := range tt.sizes {
+				if slices.Contains(tt.take, int64(i)) {
+					o.take(int64(i))
+				}
+				o.put(int64(i+1), withJobs(n))
+			}
+			var kept []int64
+			jobs := 0
+			for id := int64(1); id <= int64(len(tt.sizes)); id++ {
+				if b := o.byID[id]; b != nil {
+					kept = append(kept, id)
+					jobs += len(b.g.Jobs)
+				}
+			}
+			if !slices.Equal(kept, tt.kept) || jobs != o.jobs || o.jobs > maxOfferedJobs {
+				t.Errorf("kept %v (%d jobs, counted %d); want %v", kept, jobs, o.jobs, tt.kept)
+			}
+		})
+	}
+	// Builds taken as fast as they are put leave no trail.
+	var o offeredBuilds
+	for id := range int64(10000) {
+		o.put(id, withJobs(1))
+		o.take(id)
+	}
+	if len(o.order) > 100 || o.jobs != 0 {
+		t.Errorf("after 10000 builds put and taken: %d in order, %d jobs", len(o.order), o.jobs)
 	}
 }

@@ -34,7 +34,10 @@ import (
 // replica claims the builds submitted to it before others' newer than
 // state.OwnFirst, since calls about a build (a client following its
 // events) reach the replica it was submitted to, which otherwise
-// forwards each of them. Replicas renew their leases every LeaseTTL/3;
+// forwards each of them. A replica keeps what it offers in memory
+// (bounded, see offeredBuild): claiming back a build that no replica
+// held meanwhile (the store tells, see freshClaimer), it resumes it from
+// that rather than read it back. Replicas renew their leases every LeaseTTL/3;
 // when a replica dies, its leases expire and replicas with workers claim
 // its builds (SELECT ... FOR UPDATE SKIP LOCKED: never two at once) and
 // resume them from the store exactly as a restarted coordinator would

@@ -17,8 +17,10 @@
 // which change.
 //
 // It also implements state.Leaser: each running build carries an owner
-// (replica ID and URL), a lease expiry, and the replica that offered it
-// unheld (offered_by, which its claims prefer). Claims use
+// (replica ID and URL), a lease expiry, the replica that offered it
+// unheld (offered_by, which its claims prefer), and how many times a
+// replica took its lease (holds, counted by a trigger), so that a claim
+// tells a build no replica held before (ClaimBuildsFresh). Claims use
 // SELECT ... FOR UPDATE SKIP LOCKED, so concurrent replicas never take the
 // same build, and replicas nudge each other with LISTEN/NOTIFY on the
 // channel "tryd_builds" when builds wait for an owner, and announce on
