@@ -69,6 +69,11 @@ func FuzzAPIBodies(f *testing.F) {
 		// A prefetched attempt given back unstarted, its result
 		// reported before its start, results of unknown attempts.
 		{1, `{"worker_id": "$WORKER", "free_slots": 1, "running": ["$RUNNING"], "results": [{"attempt_id": "$PREFETCHED", "state": "error", "error": "worker shutting down"}, {"attempt_id": "$PREFETCHED2", "state": "succeeded", "exit_code": 0, "output_digest": "0000000000000000000000000000000000000000000000000000000000000000", "output_size": -1}, {"attempt_id": "nope", "state": "timed_out"}]}`},
+		// Releases (PollRequest.Released) of prefetched attempts never
+		// asked for, twice, of the running attempt, of unknown ones,
+		// with a start of the same attempt in the same poll.
+		{1, `{"worker_id": "$WORKER", "free_slots": 0, "answers_release": true, "released": ["$PREFETCHED", "$PREFETCHED", "$RUNNING", "nope", ""]}`},
+		{1, `{"worker_id": "$WORKER", "free_slots": 1, "prefetch": 2, "answers_release": true, "started": [{"attempt_id": "$PREFETCHED2"}], "released": ["$PREFETCHED2", "$PREFETCHED"]}`},
 		// The result endpoint, for the running attempt.
 		{3, `{"attempt_id": "$RUNNING", "state": "succeeded", "exit_code": 0, "output_digest": "../x", "output_size": 1}`},
 		{3, `{"attempt_id": "$PREFETCHED", "state": "failed", "exit_code": -1, "duration_ms": -7}`},
