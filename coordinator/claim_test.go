@@ -67,55 +67,79 @@ func TestClaimBackOfferedBuild(t *testing.T) {
 	}
 }
 
-// TestClaimBackAfterAnotherReplicaRan: a build offered by replica a,
-// claimed and partly run by replica b, which then stops (releasing its
-// leases), is claimed by a and resumed from the store, not from what a
-// kept when it offered the build: the job b finished stays finished
-// (one attempt, on b's worker), and only the other job runs on a.
-func TestClaimBackAfterAnotherReplicaRan(t *testing.T) {
-	db := postgresBackend.newDB(t)
-	a := newReplicaEnv(t, db, "a", time.Minute)
-	b := newReplicaEnv(t, db, "b", time.Minute)
-	sub := a.submit(twoJobs, api.PriorityTry)
-	wb := newTestWorker(t, b, "w2", tokenW2, nil)
-	var as api.Assignment
-	waitFor(t, func() bool {
-		r, err := wb.poll(1, nil)
-		if err != nil || len(r.Assignments) == 0 {
-			return false
-		}
-		as = r.Assignments[0]
-		return true
-	})
-	wb.mustPoll(0, []string{}, wb.output(as))
-	ctx := context.Background()
-	waitFor(t, func() bool {
-		rows, err := b.c.store.Jobs(ctx, sub.BuildID)
-		for _, r := range rows {
-			if err == nil && r.Name == as.Job.Name && r.State == api.JobSucceeded {
-				return true
-			}
-		}
-		return false
-	})
-	b.stop()
+// skewedClock is the real clock moved by d: a replica whose clock is
+// ahead sees the others' leases expire early.
+type skewedClock struct{ d time.Duration }
 
-	wa := newTestWorker(t, a, "w1", tokenW1, nil)
-	waitFor(t, func() bool { return count(a.c.rep.claimed) == 1 })
-	if n := count(a.c.rep.claimedOffered); n != 0 {
-		t.Errorf("a resumed %v builds from memory, want 0 (b held the build)", n)
-	}
-	order := wa.drain(a, sub.BuildID, nil)
-	if len(order) != 1 || order[0] == as.Job.Name {
-		t.Errorf("a ran %v; want only the job b did not run (b ran %s)", order, as.Job.Name)
-	}
-	st := a.build(sub.BuildID)
-	if st.State != api.BuildSucceeded {
-		t.Fatalf("build = %+v", st)
-	}
-	done := jobByName(st, as.Job.Name)
-	if done.State != api.JobSucceeded || len(done.Attempts) != 1 || done.Attempts[0].Worker != "w2" {
-		t.Errorf("job %s that b ran = %+v; want succeeded with b's one attempt", as.Job.Name, done)
+func (s skewedClock) Now() time.Time                       { return time.Now().Add(s.d) }
+func (skewedClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// TestClaimBackAfterAnotherReplicaRan: a build offered by replica a,
+// claimed and partly run by replica b, which then gives it up (it stops,
+// releasing its leases, or its lease expires: a's clock is ahead), is
+// claimed by a and resumed from the store, not from what a kept when it
+// offered the build: the job b finished stays finished (one attempt, on
+// b's worker), and only the other job runs on a.
+func TestClaimBackAfterAnotherReplicaRan(t *testing.T) {
+	const ttl = time.Minute
+	for _, tt := range []struct {
+		name   string
+		aClock Clock
+		bStops bool
+	}{
+		{"b stops", nil, true},
+		{"b's lease expires", skewedClock{2 * ttl}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			db := postgresBackend.newDB(t)
+			a := newEnv(t, postgresBackend, envOpts{db: db, clock: tt.aClock, mod: func(o *Options) {
+				o.Replica = &ReplicaOptions{ID: "a", URL: "http://127.0.0.1:1", LeaseTTL: ttl}
+			}})
+			b := newReplicaEnv(t, db, "b", ttl)
+			sub := a.submit(twoJobs, api.PriorityTry)
+			wb := newTestWorker(t, b, "w2", tokenW2, nil)
+			var as api.Assignment
+			waitFor(t, func() bool {
+				r, err := wb.poll(1, nil)
+				if err != nil || len(r.Assignments) == 0 {
+					return false
+				}
+				as = r.Assignments[0]
+				return true
+			})
+			wb.mustPoll(0, []string{}, wb.output(as))
+			ctx := context.Background()
+			waitFor(t, func() bool {
+				rows, err := b.c.store.Jobs(ctx, sub.BuildID)
+				for _, r := range rows {
+					if err == nil && r.Name == as.Job.Name && r.State == api.JobSucceeded {
+						return true
+					}
+				}
+				return false
+			})
+			if tt.bStops {
+				b.stop()
+			}
+
+			wa := newTestWorker(t, a, "w1", tokenW1, nil)
+			waitFor(t, func() bool { return count(a.c.rep.claimed) == 1 })
+			if n := count(a.c.rep.claimedOffered); n != 0 {
+				t.Errorf("a resumed %v builds from memory, want 0 (b held the build)", n)
+			}
+			order := wa.drain(a, sub.BuildID, nil)
+			if len(order) != 1 || order[0] == as.Job.Name {
+				t.Errorf("a ran %v; want only the job b did not run (b ran %s)", order, as.Job.Name)
+			}
+			st := a.build(sub.BuildID)
+			if st.State != api.BuildSucceeded {
+				t.Fatalf("build = %+v", st)
+			}
+			done := jobByName(st, as.Job.Name)
+			if done.State != api.JobSucceeded || len(done.Attempts) != 1 || done.Attempts[0].Worker != "w2" {
+				t.Errorf("job %s that b ran = %+v; want succeeded with b's one attempt", as.Job.Name, done)
+			}
+		})
 	}
 }
 
