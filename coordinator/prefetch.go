@@ -40,8 +40,12 @@ import (
 // (api.PollRequest.Released: dropped unstarted, never to start), and
 // only then is its job queued again, at the front, waking the waiting
 // polls (the idle worker's takes it); or it reports its start as usual
-// and the attempt simply runs. Holders of the previous protocol version
-// have it taken back at once, as before.
+// and the attempt simply runs. A job of a higher priority that becomes
+// ready has the holder's prefetched attempts of lower priorities
+// released the same way. Holders of the previous protocol version have
+// them taken back at once, as before, and so does every holder for the
+// other take-backs (a worker with only jobs of a lower priority to run
+// takes at once: it has a slot to fill now).
 
 // maxPrefetchPerSlot bounds a worker's prefetched attempts: at most that
 // many per registered slot.
@@ -347,10 +351,17 @@ func (c *Coordinator) stealPrefetched(s *session, below int, idle bool, free int
 		if asked >= free {
 			return false, wait
 		}
-		best.thief, best.releaseSent = s, time.Time{}
-		c.m.prefetched.WithLabelValues("release_requested").Inc()
-		best.a.sess.wakeUp()
+		c.askRelease(best, s)
 	}
+}
+
+// askRelease asks p's worker to release it, for thief (see "Releases"
+// above): the request goes out with the worker's next answer, and its
+// waiting poll is woken for it.
+func (c *Coordinator) askRelease(p *pendingAttempt, thief *session) {
+	p.thief, p.releaseSent = thief, time.Time{}
+	c.m.prefetched.WithLabelValues("release_requested").Inc()
+	p.a.sess.wakeUp()
 }
 
 // stealCandidate returns the prefetched attempt stealPrefetched takes
@@ -434,7 +445,10 @@ func (c *Coordinator) released(s *session, id string) {
 const stealAge = 100 * time.Millisecond
 
 // yieldPrefetched takes back the prefetched attempts of builds of a
-// lower priority than rank (a job of rank just became ready).
+// lower priority than rank (a job of rank just became ready), or asks
+// their workers to release them (see "Releases" above; the worker
+// itself stands for the thief: whoever polls first takes the job of
+// the higher priority, and a released job goes back to its queue).
 func (c *Coordinator) yieldPrefetched(rank int) {
 	if c.prefetchedN == 0 {
 		return
@@ -442,7 +456,12 @@ func (c *Coordinator) yieldPrefetched(rank int) {
 	for _, s := range c.sessions {
 		for _, p := range s.prefetched {
 			// One being released comes back, or runs where it is.
-			if p.a.j.b.rank > rank && p.thief == nil {
+			if p.a.j.b.rank <= rank || p.thief != nil {
+				continue
+			}
+			if p.releasable {
+				c.askRelease(p, s)
+			} else {
 				c.dropPrefetched(p.a.j, true)
 			}
 		}

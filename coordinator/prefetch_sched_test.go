@@ -619,3 +619,45 @@ func TestIdleStealRelease(t *testing.T) {
 		})
 	}
 }
+
+// TestYieldRelease: a job of a higher priority becomes ready while a
+// worker that answers release requests holds prefetched attempts of a
+// lower priority: it is asked to release them (not told to cancel
+// them); one it had started runs there, once, and one it releases goes
+// back to its queue with no attempt used. (An old worker has them
+// taken back: TestPrefetchTakenBack.)
+func TestYieldRelease(t *testing.T) {
+	e := newEnv(t, sqliteBackend, envOpts{})
+	w1 := newTestWorker(t, e, "w1", tokenW1, nil)
+	sub := e.submit(wideGraph("p", 3), api.PriorityPeriodic)
+	poll := func(req api.PollRequest) *api.PollResponse {
+		t.Helper()
+		req.WorkerID, req.AnswersRelease, req.WaitMS = w1.id, true, 300
+		resp, err := w1.c.PollEarly(context.Background(), req, func(*api.PollResponse) {})
+		if err != nil {
+			t.Fatalf("poll w1: %v", err)
+		}
+		return resp
+	}
+	pre, run := split(poll(api.PollRequest{FreeSlots: 1, Prefetch: 4}).Assignments)
+	if len(run) != 1 || len(pre) != 2 {
+		t.Fatalf("w1: %d running and %d prefetched, want 1 and 2", len(run), len(pre))
+	}
+	e.submit(wideGraph("urgent", 1), api.PriorityTry)
+	resp := poll(api.PollRequest{Running: append(ids(run), ids(pre)...)})
+	slices.Sort(resp.Release)
+	want := ids(pre)
+	slices.Sort(want)
+	if !slices.Equal(resp.Release, want) || len(resp.Cancel) != 0 {
+		t.Fatalf("w1 asked to release %v and cancel %v, want release %v", resp.Release, resp.Cancel, want)
+	}
+	started, released := pre[0], pre[1]
+	poll(api.PollRequest{Running: []string{run[0].AttemptID, started.AttemptID},
+		Started: []api.StartedAttempt{{AttemptID: started.AttemptID}}, Released: []string{released.AttemptID}})
+	if st, n := attemptsOf(t, e, sub.BuildID, started.Job.Name); st != api.JobRunning || n != 1 {
+		t.Errorf("%s, started before its release was asked for: %s with %d attempts, want running with 1", started.Job.Name, st, n)
+	}
+	if st, n := attemptsOf(t, e, sub.BuildID, released.Job.Name); st != api.JobQueued || n != 0 {
+		t.Errorf("%s, released: %s with %d attempts, want queued with none", released.Job.Name, st, n)
+	}
+}
