@@ -57,7 +57,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "tryd_coordinator_builds_submitted_total", Help: "Graphs submitted.",
 		}),
 		prefetched: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tryd_coordinator_prefetched_total", Help: "Prefetched assignments: handed out, started by their worker, taken back, started by their worker after being taken back (that run is cancelled and its result refused), started_forgotten (a start reported after the worker registered again, which this coordinator never handed out or forgot: recorded as abandoned), release_requested (an idle worker's steal asked the holder to release it), released (the holder dropped it unstarted: its job went back to the queue), started_while_releasing (the holder had started it: it runs there).",
+			Name: "tryd_coordinator_prefetched_total", Help: "Prefetched assignments: handed out, started by their worker, taken back, started by their worker after being taken back (that run is cancelled and its result refused), started_forgotten (a start reported after the worker registered again, which this coordinator never handed out or forgot: recorded as abandoned), release_requested (an idle worker's steal, or a job of a higher priority, asked the holder to release it), released (the holder dropped it unstarted: its job went back to the queue), started_while_releasing (the holder had started it: it runs there).",
 		}, []string{"event"}),
 	}
 	if reg != nil {
