@@ -234,3 +234,37 @@ func TestOfferedBuildsBound(t *testing.T) {
 		t.Errorf("after 10000 builds put and taken: %d in order, %d jobs", len(o.order), o.jobs)
 	}
 }
+
+// TestCancelUnheldBuild: cancelling a build that waits for a claim (no
+// replica has spare workers) cancels it: the replica called takes it,
+// records it cancelled, and no replica runs it later.
+func TestCancelUnheldBuild(t *testing.T) {
+	db := postgresBackend.newDB(t)
+	a := newReplicaEnv(t, db, "a", time.Minute)
+	b := newReplicaEnv(t, db, "b", time.Minute)
+	sub := a.submit(twoJobs, api.PriorityTry)
+	ctx := context.Background()
+	// Called on b, which never saw the build.
+	if err := b.c.Cancel(ctx, sub.BuildID); err != nil {
+		t.Fatalf("cancel: %v", err)
+	}
+	waitFor(t, func() bool {
+		sb, err := a.c.store.Build(ctx, sub.BuildID)
+		return err == nil && sb.State == api.BuildCancelled
+	})
+	wa := newTestWorker(t, a, "w1", tokenW1, nil)
+	wa.waitMS = 500
+	if r := wa.mustPoll(4, nil); len(r.Assignments) != 0 {
+		t.Errorf("a assigned %+v of the cancelled build", r.Assignments)
+	}
+	if n := count(a.c.rep.claimed); n != 0 {
+		t.Errorf("a claimed %v builds, want 0", n)
+	}
+	if st := b.build(sub.BuildID); st.State != api.BuildCancelled || len(names(st.Jobs, api.JobCancelled))+len(names(st.Jobs, api.JobSkipped)) != 2 {
+		t.Errorf("build on b = %s, jobs %+v", st.State, st.Jobs)
+	}
+	// Cancelling again, or a finished build, does nothing.
+	if err := a.c.Cancel(ctx, sub.BuildID); err != nil {
+		t.Errorf("second cancel: %v", err)
+	}
+}

@@ -296,7 +296,11 @@ func truncate(s string) string {
 	return s
 }
 
-// Cancel cancels a build. Cancelling a finished build does nothing.
+// Cancel cancels a build. Cancelling a finished build does nothing. A
+// replica cancels a running build that no replica holds (offered, and
+// still waiting for spare workers) by taking it: it resumes the build
+// and cancels it, so that the cancellation is recorded like any other
+// (before, the call answered success and the build ran later anyway).
 func (c *Coordinator) Cancel(ctx context.Context, id int64) error {
 	c.mu.Lock()
 	b, ok := c.builds[id]
@@ -306,10 +310,30 @@ func (c *Coordinator) Cancel(ctx context.Context, id int64) error {
 		return nil
 	}
 	c.mu.Unlock()
-	if _, err := c.store.Build(ctx, id); err != nil {
+	sb, err := c.store.Build(ctx, id)
+	if err != nil {
 		return storeErr(fmt.Sprintf("build %d", id), err)
 	}
-	return nil // finished long ago
+	if sb.State != api.BuildRunning || c.rep == nil {
+		return nil // finished long ago
+	}
+	now := c.clock.Now()
+	held, err := c.rep.leases.HoldBuild(ctx, id, c.rep.self, now, now.Add(c.rep.opts.LeaseTTL))
+	if err != nil {
+		return storeErr(fmt.Sprintf("build %d", id), err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if held {
+		c.resumeClaimed(ctx, id, now, false, "claimed build to cancel it")
+	}
+	if b, ok := c.builds[id]; ok {
+		c.cancelBuild(b, now)
+		return nil
+	}
+	// Another replica holds it (the call was forwarded to one that
+	// lost it meanwhile), or resuming it failed: the client retries.
+	return fmt.Errorf("coordinator: cancel build %d: not held here: %w", id, api.ErrUnavailable)
 }
 
 // storeErr maps a store error to an API error kind.
