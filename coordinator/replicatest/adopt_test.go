@@ -100,7 +100,9 @@ func (f *failedOver) result(t *testing.T) api.AttemptResult {
 
 // waitClaimed polls (listing the attempt) until b holds the build (or
 // it finished there: a result kept for the claim finishes it); no
-// answer may cancel the attempt.
+// answer may cancel the attempt. b holds the lease in the store a
+// moment before it has resumed the build: it counts the claim once it
+// has.
 func (f *failedOver) waitClaimed(t *testing.T) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; {
@@ -108,7 +110,7 @@ func (f *failedOver) waitClaimed(t *testing.T) {
 			t.Fatal("the attempt was cancelled while its build waited for the claim")
 		}
 		l, err := f.b.store.BuildLease(t.Context(), f.build, time.Now())
-		if err == nil && (l.Held && l.Owner.ID == "replica-b" || !l.Running) {
+		if err == nil && (l.Held && l.Owner.ID == "replica-b" && f.b.counter(t, "tryd_coordinator_builds_claimed_total") > 0 || !l.Running) {
 			return
 		}
 		if time.Now().After(deadline) {
