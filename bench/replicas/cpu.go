@@ -68,20 +68,24 @@ type replicaStats struct {
 	// those taken back, and restarted those a worker had started when
 	// they were taken back: runs thrown away.
 	prefetched, takenBack, wasted float64
+	// released are attempts their worker released on request (for an
+	// idle worker, or a job of a higher priority) instead of their
+	// being taken back.
+	released float64
 }
 
 func (r replicaStats) add(o replicaStats) replicaStats {
 	return replicaStats{cpu: r.cpu + o.cpu, commits: r.commits + o.commits, requests: r.requests + o.requests,
 		dispatched: r.dispatched + o.dispatched, claimed: r.claimed + o.claimed, forwarded: r.forwarded + o.forwarded,
 		allocated: r.allocated + o.allocated, gcs: r.gcs + o.gcs,
-		prefetched: r.prefetched + o.prefetched, takenBack: r.takenBack + o.takenBack, wasted: r.wasted + o.wasted}
+		prefetched: r.prefetched + o.prefetched, takenBack: r.takenBack + o.takenBack, wasted: r.wasted + o.wasted, released: r.released + o.released}
 }
 
 func (r replicaStats) sub(o replicaStats) replicaStats {
 	return replicaStats{cpu: r.cpu - o.cpu, commits: r.commits - o.commits, requests: r.requests - o.requests,
 		dispatched: r.dispatched - o.dispatched, claimed: r.claimed - o.claimed, forwarded: r.forwarded - o.forwarded,
 		allocated: r.allocated - o.allocated, gcs: r.gcs - o.gcs,
-		prefetched: r.prefetched - o.prefetched, takenBack: r.takenBack - o.takenBack, wasted: r.wasted - o.wasted}
+		prefetched: r.prefetched - o.prefetched, takenBack: r.takenBack - o.takenBack, wasted: r.wasted - o.wasted, released: r.released - o.released}
 }
 
 // procCPU returns a process's CPU time from /proc/PID/stat: its own and,
@@ -129,7 +133,8 @@ func cpuOf(c *replicatest.Cluster, pgPid int) cpuTimes {
 			forwarded: m["tryd_coordinator_forwarded_total"],
 			allocated: m["go_memstats_alloc_bytes_total"], gcs: m["go_gc_duration_seconds_count"],
 			prefetched: m[`tryd_coordinator_prefetched_total{event="handed_out"}`], takenBack: m[`tryd_coordinator_prefetched_total{event="taken_back"}`],
-			wasted: m[`tryd_coordinator_prefetched_total{event="started_after_take_back"}`]})
+			wasted:   m[`tryd_coordinator_prefetched_total{event="started_after_take_back"}`],
+			released: m[`tryd_coordinator_prefetched_total{event="released"}`]})
 	}
 	// This process: the GCS emulator and the clients.
 	t.bench, _ = procCPU(os.Getpid(), false)
