@@ -143,6 +143,30 @@ func TestClaimBackAfterAnotherReplicaRan(t *testing.T) {
 	}
 }
 
+// awaitCancelled waits until build id is stored cancelled.
+func awaitCancelled(t *testing.T, e *env, id int64) {
+	t.Helper()
+	waitFor(t, func() bool {
+		sb, err := e.c.store.Build(context.Background(), id)
+		return err == nil && sb.State == api.BuildCancelled
+	})
+}
+
+// checkNotRun registers a worker on replica e, which has claimed
+// nothing, and checks that it is assigned nothing for a second and
+// that e still claims nothing.
+func checkNotRun(t *testing.T, e *env) {
+	t.Helper()
+	w := newTestWorker(t, e, "w1", tokenW1, nil)
+	w.waitMS = 1000
+	if r := w.mustPoll(4, nil); len(r.Assignments) != 0 {
+		t.Errorf("assigned %+v of the cancelled build", r.Assignments)
+	}
+	if n := count(e.c.rep.claimed); n != 0 {
+		t.Errorf("claimed %v builds, want 0", n)
+	}
+}
+
 // TestCancelledOfferedBuildStaysCancelled: a build offered by replica
 // a, claimed by replica b and cancelled there, is not resurrected from
 // what a kept when it offered it: once a has a worker (and b stopped),
@@ -157,21 +181,9 @@ func TestCancelledOfferedBuildStaysCancelled(t *testing.T) {
 	if err := b.client.Cancel(context.Background(), sub.BuildID); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	waitFor(t, func() bool {
-		sb, err := a.c.store.Build(ctx, sub.BuildID)
-		return err == nil && sb.State == api.BuildCancelled
-	})
+	awaitCancelled(t, a, sub.BuildID)
 	b.stop()
-
-	wa := newTestWorker(t, a, "w1", tokenW1, nil)
-	wa.waitMS = 1000
-	if r := wa.mustPoll(4, nil); len(r.Assignments) != 0 {
-		t.Errorf("a assigned %+v of the cancelled build", r.Assignments)
-	}
-	if n := count(a.c.rep.claimed); n != 0 {
-		t.Errorf("a claimed %v builds, want 0", n)
-	}
+	checkNotRun(t, a)
 	if st := a.build(sub.BuildID); st.State != api.BuildCancelled {
 		t.Errorf("cancelled build is %s on a", st.State)
 	}
@@ -248,18 +260,8 @@ func TestCancelUnheldBuild(t *testing.T) {
 	if err := b.c.Cancel(ctx, sub.BuildID); err != nil {
 		t.Fatalf("cancel: %v", err)
 	}
-	waitFor(t, func() bool {
-		sb, err := a.c.store.Build(ctx, sub.BuildID)
-		return err == nil && sb.State == api.BuildCancelled
-	})
-	wa := newTestWorker(t, a, "w1", tokenW1, nil)
-	wa.waitMS = 500
-	if r := wa.mustPoll(4, nil); len(r.Assignments) != 0 {
-		t.Errorf("a assigned %+v of the cancelled build", r.Assignments)
-	}
-	if n := count(a.c.rep.claimed); n != 0 {
-		t.Errorf("a claimed %v builds, want 0", n)
-	}
+	awaitCancelled(t, a, sub.BuildID)
+	checkNotRun(t, a)
 	if st := b.build(sub.BuildID); st.State != api.BuildCancelled || len(names(st.Jobs, api.JobCancelled))+len(names(st.Jobs, api.JobSkipped)) != 2 {
 		t.Errorf("build on b = %s, jobs %+v", st.State, st.Jobs)
 	}
