@@ -72,20 +72,23 @@ type replicaStats struct {
 	// idle worker, or a job of a higher priority) instead of their
 	// being taken back.
 	released float64
+	// claimedBack are the claimed builds resumed from memory (this
+	// replica had offered them, and none held them since).
+	claimedBack float64
 }
 
 func (r replicaStats) add(o replicaStats) replicaStats {
 	return replicaStats{cpu: r.cpu + o.cpu, commits: r.commits + o.commits, requests: r.requests + o.requests,
 		dispatched: r.dispatched + o.dispatched, claimed: r.claimed + o.claimed, forwarded: r.forwarded + o.forwarded,
 		allocated: r.allocated + o.allocated, gcs: r.gcs + o.gcs,
-		prefetched: r.prefetched + o.prefetched, takenBack: r.takenBack + o.takenBack, wasted: r.wasted + o.wasted, released: r.released + o.released}
+		prefetched: r.prefetched + o.prefetched, takenBack: r.takenBack + o.takenBack, wasted: r.wasted + o.wasted, released: r.released + o.released, claimedBack: r.claimedBack + o.claimedBack}
 }
 
 func (r replicaStats) sub(o replicaStats) replicaStats {
 	return replicaStats{cpu: r.cpu - o.cpu, commits: r.commits - o.commits, requests: r.requests - o.requests,
 		dispatched: r.dispatched - o.dispatched, claimed: r.claimed - o.claimed, forwarded: r.forwarded - o.forwarded,
 		allocated: r.allocated - o.allocated, gcs: r.gcs - o.gcs,
-		prefetched: r.prefetched - o.prefetched, takenBack: r.takenBack - o.takenBack, wasted: r.wasted - o.wasted, released: r.released - o.released}
+		prefetched: r.prefetched - o.prefetched, takenBack: r.takenBack - o.takenBack, wasted: r.wasted - o.wasted, released: r.released - o.released, claimedBack: r.claimedBack - o.claimedBack}
 }
 
 // procCPU returns a process's CPU time from /proc/PID/stat: its own and,
@@ -129,7 +132,7 @@ func cpuOf(c *replicatest.Cluster, pgPid int) cpuTimes {
 		t.commitTime += time.Duration(m["tryd_coordinator_commit_seconds_sum"] * float64(time.Second))
 		t.requests += m["tryd_http_requests_total"]
 		t.replicas = append(t.replicas, replicaStats{cpu: d, commits: m["tryd_coordinator_commit_seconds_count"], requests: m["tryd_http_requests_total"],
-			dispatched: m["tryd_coordinator_dispatched_total"], claimed: m["tryd_coordinator_builds_claimed_total"],
+			dispatched: m["tryd_coordinator_dispatched_total"], claimed: m["tryd_coordinator_builds_claimed_total"], claimedBack: m["tryd_coordinator_builds_claimed_offered_total"],
 			forwarded: m["tryd_coordinator_forwarded_total"],
 			allocated: m["go_memstats_alloc_bytes_total"], gcs: m["go_gc_duration_seconds_count"],
 			prefetched: m[`tryd_coordinator_prefetched_total{event="handed_out"}`], takenBack: m[`tryd_coordinator_prefetched_total{event="taken_back"}`],
