@@ -73,14 +73,20 @@
 # (internal/heapfloor): 0-1 cycles a run, ~10-25% more jobs/s in every
 # PostgreSQL configuration, sharing 0.93-0.96x; but the limited ratio
 # did not rise (GC cost the same per job with one replica and two, so
-# it had diluted the pair's own costs). Quiet readings: 1.60x (rounds
-# 1.52-1.71x) and 1.55x (1.50-1.61x), a lone replica ~85us/job, the
-# pair ~96 and ~124us (the replica with one worker). Measured and ruled
-# out: a 20ms commit interval, event streams to a forwarding replica
-# flushed every 50ms (+1%, noise). What remains of the gap per job, for
-# the pair against the lone replica: +0.05 commits (~5us), claims of
-# builds offered to the store (~3us), the rest spread over the second
-# runtime's scheduler wake-ups and HTTP writes.
+# it had diluted the pair's own costs). Later the same session: idle
+# workers get prefetched jobs through release requests (no take-back
+# crossed a start since: 0 of 80,000 jobs, against 23-63 per 20,000
+# before), and a replica claiming back a build it offered resumes it
+# from memory. Quiet readings over the session: 1.60x (rounds
+# 1.52-1.71x), 1.55x (1.50-1.61x), then 1.62x (1.48-1.75x) and 1.55x
+# (1.49-1.64x); a lone replica ~85-92us/job, the pair ~96-110 and
+# ~115-131us (the replica with one worker). With 4 workers of 3 slots
+# (two per replica; -workers 4 -slots 3, not the benchmark's setup) the
+# pair read 1.65x, ~105us/job each: the replica with one worker of three
+# explains part of the gap, fewer workers per replica (less batched per
+# commit and wake-up) the rest. Measured and ruled out: a 20ms commit
+# interval, a commit interval as long as the last commit took, event
+# streams to a forwarding replica flushed every 50ms (+1%, noise).
 #
 # Before the RESULT lines each configuration also prints the CPU time
 # per job (user+sys from /proc, during the throughput run) of the
