@@ -270,3 +270,24 @@ func TestCancelUnheldBuild(t *testing.T) {
 		t.Errorf("second cancel: %v", err)
 	}
 }
+
+// TestCancelUnheldBuildOverHTTP: over HTTP too, a replica cancels a
+// build no replica holds at once, rather than wait for a holder (up to
+// unheldWait) as an event stream does.
+func TestCancelUnheldBuildOverHTTP(t *testing.T) {
+	db := postgresBackend.newDB(t)
+	a := newReplicaEnv(t, db, "a", time.Minute)
+	b := newReplicaEnv(t, db, "b", time.Minute)
+	sub := a.submit(twoJobs, api.PriorityTry)
+	ctx := context.Background()
+	if l, err := b.c.rep.leases.BuildLease(ctx, sub.BuildID, time.Now()); err != nil || l.Held {
+		t.Fatalf("lease = %+v, %v; want unheld", l, err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, unheldWait/3)
+	defer cancel()
+	if err := b.client.Cancel(hctx, sub.BuildID); err != nil {
+		t.Fatalf("cancel over HTTP: %v", err)
+	}
+	awaitCancelled(t, a, sub.BuildID)
+	checkNotRun(t, a)
+}

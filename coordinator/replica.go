@@ -850,8 +850,10 @@ func (c *Coordinator) routeToHolder(next http.Handler) http.Handler {
 		wait := true
 		if m := buildPathRE.FindStringSubmatch(path); m != nil {
 			id, _ = strconv.ParseInt(m[1], 10, 64)
-			// A status answers at once, from the store if need be.
-			wait = m[2] != ""
+			// A status answers at once, from the store if need be, and
+			// so does a cancel (Cancel takes an unheld build to cancel
+			// it): only an event stream waits for the build to run.
+			wait = m[2] == "/events"
 		} else if m := attemptLogRE.FindStringSubmatch(path); m != nil {
 			if a, err := c.store.Attempt(r.Context(), m[1]); err == nil && a.State == api.AttemptRunning {
 				id = a.BuildID
