@@ -46,9 +46,12 @@ func Percent(live, floor uint64) int {
 // the setting it found. Callers skip it when the environment sets GOGC:
 // an operator's choice stands.
 func Run(ctx context.Context, floor uint64) {
-	samples := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/gc/heap/live:bytes"}}
-	orig := debug.SetGCPercent(100)
-	debug.SetGCPercent(orig)
+	samples := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/gc/heap/live:bytes"}, {Name: "/gc/gogc:percent"}}
+	metrics.Read(samples)
+	if samples[2].Value.Kind() != metrics.KindUint64 {
+		return
+	}
+	orig := int(samples[2].Value.Uint64())
 	defer debug.SetGCPercent(orig)
 	var cycles uint64
 	set := orig
