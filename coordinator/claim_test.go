@@ -249,45 +249,44 @@ func TestOfferedBuildsBound(t *testing.T) {
 
 // TestCancelUnheldBuild: cancelling a build that waits for a claim (no
 // replica has spare workers) cancels it: the replica called takes it,
-// records it cancelled, and no replica runs it later.
-func TestCancelUnheldBuild(t *testing.T) {
-	db := postgresBackend.newDB(t)
-	a := newReplicaEnv(t, db, "a", time.Minute)
-	b := newReplicaEnv(t, db, "b", time.Minute)
-	sub := a.submit(twoJobs, api.PriorityTry)
-	ctx := context.Background()
-	// Called on b, which never saw the build.
-	if err := b.c.Cancel(ctx, sub.BuildID); err != nil {
-		t.Fatalf("cancel: %v", err)
-	}
-	awaitCancelled(t, a, sub.BuildID)
-	checkNotRun(t, a)
-	if st := b.build(sub.BuildID); st.State != api.BuildCancelled || len(names(st.Jobs, api.JobCancelled))+len(names(st.Jobs, api.JobSkipped)) != 2 {
-		t.Errorf("build on b = %s, jobs %+v", st.State, st.Jobs)
-	}
-	// Cancelling again, or a finished build, does nothing.
-	if err := a.c.Cancel(ctx, sub.BuildID); err != nil {
-		t.Errorf("second cancel: %v", err)
-	}
-}
-
-// TestCancelUnheldBuildOverHTTP: over HTTP too, a replica cancels a
-// build no replica holds at once, rather than wait for a holder (up to
+// records it cancelled, and no replica runs it later. Over HTTP the
+// replica answers at once, rather than wait for a holder (up to
 // unheldWait) as an event stream does.
-func TestCancelUnheldBuildOverHTTP(t *testing.T) {
-	db := postgresBackend.newDB(t)
-	a := newReplicaEnv(t, db, "a", time.Minute)
-	b := newReplicaEnv(t, db, "b", time.Minute)
-	sub := a.submit(twoJobs, api.PriorityTry)
-	ctx := context.Background()
-	if l, err := b.c.rep.leases.BuildLease(ctx, sub.BuildID, time.Now()); err != nil || l.Held {
-		t.Fatalf("lease = %+v, %v; want unheld", l, err)
+func TestCancelUnheldBuild(t *testing.T) {
+	tests := []struct {
+		name   string
+		cancel func(ctx context.Context, b *env, id int64) error
+	}{
+		{"method", func(ctx context.Context, b *env, id int64) error { return b.c.Cancel(ctx, id) }},
+		{"HTTP", func(ctx context.Context, b *env, id int64) error {
+			ctx, cancel := context.WithTimeout(ctx, unheldWait/3)
+			defer cancel()
+			return b.client.Cancel(ctx, id)
+		}},
 	}
-	hctx, cancel := context.WithTimeout(ctx, unheldWait/3)
-	defer cancel()
-	if err := b.client.Cancel(hctx, sub.BuildID); err != nil {
-		t.Fatalf("cancel over HTTP: %v", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := postgresBackend.newDB(t)
+			a := newReplicaEnv(t, db, "a", time.Minute)
+			b := newReplicaEnv(t, db, "b", time.Minute)
+			sub := a.submit(twoJobs, api.PriorityTry)
+			ctx := context.Background()
+			if l, err := b.c.rep.leases.BuildLease(ctx, sub.BuildID, time.Now()); err != nil || l.Held {
+				t.Fatalf("lease = %+v, %v; want unheld", l, err)
+			}
+			// Called on b, which never saw the build.
+			if err := tt.cancel(ctx, b, sub.BuildID); err != nil {
+				t.Fatalf("cancel: %v", err)
+			}
+			awaitCancelled(t, a, sub.BuildID)
+			checkNotRun(t, a)
+			if st := b.build(sub.BuildID); st.State != api.BuildCancelled || len(names(st.Jobs, api.JobCancelled))+len(names(st.Jobs, api.JobSkipped)) != 2 {
+				t.Errorf("build on b = %s, jobs %+v", st.State, st.Jobs)
+			}
+			// Cancelling again, or a finished build, does nothing.
+			if err := a.c.Cancel(ctx, sub.BuildID); err != nil {
+				t.Errorf("second cancel: %v", err)
+			}
+		})
 	}
-	awaitCancelled(t, a, sub.BuildID)
-	checkNotRun(t, a)
 }
