@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+
+	"github.com/tryd-ci/tryd/coordinator/api"
 )
 
 // attemptIDRE is the form of attempt IDs (randomID), checked before an ID
@@ -55,6 +57,60 @@ func (l *logStore) appendAt(id string, off int64, data []byte) error {
 		return fmt.Errorf("coordinator: log %s: %w", id, err)
 	}
 	return nil
+}
+
+// logAppend is what appendChunk did to an attempt's log.
+type logAppend struct {
+	// size is where the stored log ends now, also after a failed
+	// append (a notice may have been written); elsewhere is whether
+	// the next chunk may still start beyond it.
+	size      int64
+	elsewhere bool
+	// data is what was written of the chunk, at offset at (empty if
+	// nothing new was); truncated reports bytes dropped beyond the
+	// limit.
+	data      []byte
+	at        int64
+	truncated bool
+}
+
+// appendChunk stores a chunk that a worker sent at offset in the log of
+// attempt id, whose stored part ends at size, keeping at most limit
+// bytes. A chunk overlapping what is stored (a retry) is trimmed; one
+// starting beyond the end is a conflict, except the first chunk of a
+// log that began on another replica's disk (elsewhere: an attempt
+// adopted with a claimed build, or one waiting for its build's claim):
+// the bytes this replica never received stand as a notice (logGap).
+// The caller serializes the appends of one attempt.
+func (l *logStore) appendChunk(id string, size int64, elsewhere bool, limit, offset int64, data []byte) (logAppend, error) {
+	r := logAppend{size: size, elsewhere: elsewhere}
+	if offset > r.size && r.elsewhere && offset <= limit {
+		if err := l.appendAt(id, r.size, logGap(offset-r.size)); err != nil {
+			return r, err
+		}
+		r.size = offset
+	}
+	r.elsewhere = false
+	if offset > r.size || offset < 0 {
+		return r, fmt.Errorf("log of attempt %s: offset %d, but %d bytes received: %w", id, offset, r.size, api.ErrConflict)
+	}
+	if skip := r.size - offset; skip > 0 {
+		if skip >= int64(len(data)) {
+			return r, nil
+		}
+		data = data[skip:]
+	}
+	if room := limit - r.size; int64(len(data)) > room {
+		data, r.truncated = data[:max(room, 0)], true
+	}
+	if len(data) > 0 {
+		if err := l.appendAt(id, r.size, data); err != nil {
+			return r, err
+		}
+		r.data, r.at = data, r.size
+		r.size += int64(len(data))
+	}
+	return r, nil
 }
 
 // open returns the log from offset on; a missing log reads as empty.

@@ -969,8 +969,11 @@ var attemptLogRE = regexp.MustCompile(`^/api/attempts/([0-9a-f]{1,64})/log$`)
 //     after the heartbeat timeout).
 //
 // Meanwhile the worker's polls do not draw a cancellation for it, its
-// log chunks are answered 503 (retry) and its result is kept and
-// answered in PollResponse.ResultsLater (not acknowledged).
+// log chunks are stored here as an adopted attempt's would be
+// (appendPendingLog: a job that ends while it waits keeps the end of
+// its log, which the worker sends before its result and retries only
+// briefly), and its result is kept and answered in
+// PollResponse.ResultsLater (not acknowledged).
 type pendingAdoption struct {
 	worker string
 	build  int64
@@ -980,6 +983,20 @@ type pendingAdoption struct {
 	owner string
 	// result is the worker's result, reported before the claim.
 	result *preparedResult
+
+	// logMu serializes the appends to the attempt's log while it waits
+	// and the end of the wait (endWait, under c.mu: lock order c.mu,
+	// then logMu). logSize and logElsewhere are the log's stored end
+	// and whether its next chunk may start beyond it (attempt's fields
+	// of the same names), logTruncated whether bytes beyond the limit
+	// were dropped; ended is set when the wait is over (adopted or
+	// cancelled): a chunk that found it waiting is answered "again
+	// later", and sent again finds the adopted attempt, or none.
+	logMu        sync.Mutex
+	logSize      int64
+	logElsewhere bool
+	logTruncated bool
+	ended        bool
 }
 
 // adoptLive is how long after an attempt was first held for adoption
@@ -1041,7 +1058,10 @@ func (c *Coordinator) adoptionCandidates(ctx context.Context, worker string, run
 		if l == nil || !l.Running {
 			continue
 		}
-		p := &pendingAdoption{worker: worker, build: a.BuildID, since: now}
+		// The log began on the disk of the replica that dispatched
+		// the attempt; this one may hold a part from before (it
+		// waited here already, or this replica held the build once).
+		p := &pendingAdoption{worker: worker, build: a.BuildID, since: now, logSize: c.logs.size(id), logElsewhere: true}
 		if l.Held {
 			p.owner = l.Owner.ID
 		}
@@ -1079,19 +1099,77 @@ func (c *Coordinator) forgetAdoptions(worker string, listed map[string]bool) {
 	}
 	for id, p := range c.rep.adopting {
 		if p.worker == worker && !listed[id] {
-			delete(c.rep.adopting, id)
+			c.endWait(id, p)
 		}
 	}
+}
+
+// endWait ends the wait of attempt id for its build's claim (under
+// c.mu): log chunks no longer land in p (see pendingAdoption.ended).
+func (c *Coordinator) endWait(id string, p *pendingAdoption) {
+	delete(c.rep.adopting, id)
+	p.logMu.Lock()
+	p.ended = true
+	p.logMu.Unlock()
+}
+
+// waitingFor returns attempt id of worker if it waits for its build's
+// claim, else nil (under c.mu).
+func (c *Coordinator) waitingFor(worker, id string) *pendingAdoption {
+	if c.rep == nil {
+		return nil
+	}
+	if p := c.rep.adopting[id]; p != nil && p.worker == worker {
+		return p
+	}
+	return nil
 }
 
 // adoptionPending reports whether attempt id of worker waits for its
 // build's claim (under c.mu).
 func (c *Coordinator) adoptionPending(worker, id string) bool {
+	return c.waitingFor(worker, id) != nil
+}
+
+// pendingLog decides, in replica mode, what becomes of a log chunk of
+// attempt id, which this replica does not run, from worker (under
+// c.mu): with keep, appendPendingLog takes it. It does when the
+// attempt waits for its build's claim (p), and also, answering "again
+// later", when the worker has not registered here (no session, or only
+// the placeholder of attempts adopted with a claimed build): a worker
+// failing over from a dead replica may send chunks here before its
+// registration, which may hold the attempt for adoption. A conflict
+// would have stopped the job.
+func (c *Coordinator) pendingLog(worker, id string) (p *pendingAdoption, keep bool) {
 	if c.rep == nil {
-		return false
+		return nil, false
 	}
-	p := c.rep.adopting[id]
-	return p != nil && p.worker == worker
+	if p := c.waitingFor(worker, id); p != nil {
+		return p, true
+	}
+	s := c.byName[worker]
+	return nil, s == nil || s.slots == 0
+}
+
+// appendPendingLog stores a chunk of the log of attempt id, which waits
+// for its build's claim (p; nil: its worker has not registered yet, see
+// pendingLog), in this replica's log store: the attempt, once adopted,
+// continues it (settleAdoptions). So a job that ends before the claim
+// keeps the end of its log. Offsets follow the rules of an adopted
+// attempt's log (logStore.appendChunk).
+func (c *Coordinator) appendPendingLog(p *pendingAdoption, id string, offset int64, data []byte) (int64, error) {
+	if p == nil {
+		return 0, fmt.Errorf("log of attempt %s: the worker has not registered with this replica: %w", truncate(id), api.ErrUnavailable)
+	}
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	if p.ended {
+		return p.logSize, fmt.Errorf("log of attempt %s: the wait for its build's claim just ended: %w", truncate(id), api.ErrUnavailable)
+	}
+	r, err := c.logs.appendChunk(id, p.logSize, p.logElsewhere, c.opts.MaxLogBytes, offset, data)
+	p.logSize, p.logElsewhere = r.size, r.elsewhere
+	p.logTruncated = p.logTruncated || r.truncated
+	return p.logSize, err
 }
 
 // keepForAdoption keeps the result of an attempt that waits for its
@@ -1099,10 +1177,11 @@ func (c *Coordinator) adoptionPending(worker, id string) bool {
 // c.mu); it reports whether it did. The worker is told to send it again
 // later (PollResponse.ResultsLater): it is not stored yet.
 func (c *Coordinator) keepForAdoption(worker string, r preparedResult) bool {
-	if !c.adoptionPending(worker, r.res.AttemptID) {
+	p := c.waitingFor(worker, r.res.AttemptID)
+	if p == nil {
 		return false
 	}
-	c.rep.adopting[r.res.AttemptID].result = &r
+	p.result = &r
 	return true
 }
 
@@ -1121,7 +1200,7 @@ func (c *Coordinator) resentAdopted(worker, id string) bool {
 // dropAdoption cancels an attempt that waited for its build's claim
 // (under c.mu).
 func (c *Coordinator) dropAdoption(id string, p *pendingAdoption, why string) {
-	delete(c.rep.adopting, id)
+	c.endWait(id, p)
 	if s := c.byName[p.worker]; s != nil && !s.gone {
 		s.cancel(id)
 	}
@@ -1148,8 +1227,12 @@ func (c *Coordinator) settleAdoptions(b *build, now time.Time) {
 			c.dropAdoption(id, p, "the build was resumed here without it running")
 			continue
 		}
-		delete(c.rep.adopting, id)
+		c.endWait(id, p)
 		a.claimed, a.missed = false, 0
+		// Its log goes on from what arrived while it waited. a is
+		// out of AppendLog's reach until c.mu is released.
+		a.logSize, a.logElsewhere = p.logSize, p.logElsewhere
+		a.rec.LogBytes, a.rec.LogTruncated = a.logSize, a.rec.LogTruncated || p.logTruncated
 		c.log.WithFields(logrus.Fields{"worker": p.worker, "attempt": id, "build": b.id}).
 			Info("adopted an attempt its worker ran through the failover")
 		// A planner's fragment was not read with its result (the
@@ -1179,7 +1262,7 @@ func (c *Coordinator) checkAdoptions() bool {
 		s := c.byName[p.worker]
 		switch {
 		case s == nil || s.gone:
-			delete(c.rep.adopting, id) // the worker left: nothing to tell it
+			c.endWait(id, p) // the worker left: nothing to tell it
 		case now.Sub(p.since) >= c.adoptionBound():
 			c.dropAdoption(id, p, "its build was not claimed here in time")
 		case c.builds[p.build] != nil:

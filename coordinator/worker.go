@@ -621,13 +621,15 @@ func (c *Coordinator) committed(s *session) {
 
 // AppendLog appends a chunk to a running attempt's log at offset and
 // returns the log's size. A chunk overlapping what was received (a retry)
-// is trimmed; one starting beyond the end is a conflict.
+// is trimmed; one starting beyond the end is a conflict (see
+// logStore.appendChunk). In replica mode, chunks of an attempt waiting
+// for its build's claim are stored too (see pendingLog).
 func (c *Coordinator) AppendLog(ctx context.Context, worker, attemptID string, offset int64, data []byte) (int64, error) {
 	c.mu.Lock()
 	a := c.attempts[attemptID]
-	if a == nil && c.adoptionPending(worker, attemptID) {
+	if p, kept := c.pendingLog(worker, attemptID); a == nil && kept {
 		c.mu.Unlock()
-		return 0, fmt.Errorf("log of attempt %s: %w", truncate(attemptID), errAdoptionPending)
+		return c.appendPendingLog(p, attemptID, offset, data)
 	}
 	if s := c.byName[worker]; a == nil && s != nil && s.prefetched[attemptID] != nil {
 		// A log implies the start, which the worker reports later.
@@ -641,49 +643,24 @@ func (c *Coordinator) AppendLog(ctx context.Context, worker, attemptID string, o
 	}
 	a.logMu.Lock()
 	defer a.logMu.Unlock()
-	size := a.logSize
-	if offset > size && a.logElsewhere && offset <= c.opts.MaxLogBytes {
-		// The log began on the disk of the replica the build was
-		// claimed from: the part this replica never received becomes
-		// a notice.
-		if err := c.logs.appendAt(attemptID, size, logGap(offset-size)); err != nil {
-			return size, err
-		}
-		size = offset
+	r, err := c.logs.appendChunk(attemptID, a.logSize, a.logElsewhere, c.opts.MaxLogBytes, offset, data)
+	a.logSize, a.logElsewhere = r.size, r.elsewhere
+	if err != nil {
+		return a.logSize, err
 	}
-	a.logElsewhere = false
-	if offset > size || offset < 0 {
-		return size, fmt.Errorf("log of attempt %s: offset %d, but %d bytes received: %w", attemptID, offset, size, api.ErrConflict)
-	}
-	if skip := size - offset; skip > 0 {
-		if skip >= int64(len(data)) {
-			return size, nil
-		}
-		data = data[skip:]
-	}
-	truncated := false
-	if room := c.opts.MaxLogBytes - size; int64(len(data)) > room {
-		data, truncated = data[:max(room, 0)], true
-	}
-	if len(data) > 0 {
-		if err := c.logs.appendAt(attemptID, size, data); err != nil {
-			return size, err
-		}
-	}
-	a.logSize = size + int64(len(data))
 	now := c.clock.Now()
 	c.mu.Lock()
 	a.rec.LogBytes = a.logSize
-	a.rec.LogTruncated = a.rec.LogTruncated || truncated
-	if len(data) > 0 {
+	a.rec.LogTruncated = a.rec.LogTruncated || r.truncated
+	if len(r.data) > 0 {
 		const maxEventData = 64 << 10
 		ev := jobEvent(api.EventLog, a.j, now)
-		ev.AttemptID, ev.Offset, ev.Worker = attemptID, size, worker
+		ev.AttemptID, ev.Offset, ev.Worker = attemptID, r.at, worker
 		// Live log data rides in events up to a budget per build; past
 		// it (and once the build finished) events carry only offsets
 		// and clients read the log itself.
 		if b := a.j.b; b.eventData < maxBuildEventData {
-			ev.Data = string(data[:min(len(data), maxEventData)])
+			ev.Data = string(r.data[:min(len(r.data), maxEventData)])
 			b.eventData += int64(len(ev.Data))
 		}
 		a.j.b.event(ev)

@@ -119,6 +119,21 @@ func (f *failedOver) waitClaimed(t *testing.T) {
 	}
 }
 
+// log reads the attempt's log from b.
+func (f *failedOver) log(t *testing.T) string {
+	t.Helper()
+	rc, err := f.b.client(t, inClientToken).AttemptLog(t.Context(), f.attempt, 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	log, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(log)
+}
+
 // checkOneRun checks that the build succeeded with the attempt, its
 // only one.
 func (f *failedOver) checkOneRun(t *testing.T) {
@@ -137,9 +152,10 @@ func (f *failedOver) checkOneRun(t *testing.T) {
 // the dead replica's lease still holds. The attempt is not cancelled:
 // once the lease expires the new replica claims the build and adopts
 // it, and the job runs once. Its log continues (the part the dead
-// replica received is a notice), and a result reported before the
-// claim is answered "later", applied at the claim, and acknowledged
-// when sent again.
+// replica received is a notice), also what it sent before the claim:
+// a job that ends before the claim keeps the end of its log. A result
+// reported before the claim is answered "later", applied at the claim,
+// and acknowledged when sent again.
 func TestFailoverAdoptsRunningAttempt(t *testing.T) {
 	tests := []struct {
 		name string
@@ -154,22 +170,18 @@ func TestFailoverAdoptsRunningAttempt(t *testing.T) {
 			// The dead replica's lease expires before b could take
 			// it for a live one (adoptLive, 900ms).
 			f := failOver(t, "dead", 600*time.Millisecond)
+			// Before the claim: stored, the dead replica's 6 bytes
+			// standing as a notice.
+			if n, err := f.cl.AppendLog(t.Context(), f.attempt, 6, []byte("end\n")); err != nil || n != 10 {
+				t.Fatalf("log before the claim = %d, %v; want 10 bytes", n, err)
+			}
 			if !tt.early {
-				if _, err := f.cl.AppendLog(t.Context(), f.attempt, 6, []byte("end\n")); !errors.Is(err, api.ErrUnavailable) {
-					t.Errorf("log before the claim: %v, want ErrUnavailable (retry)", err)
-				}
 				f.waitClaimed(t)
-				if n, err := f.cl.AppendLog(t.Context(), f.attempt, 6, []byte("end\n")); err != nil || n != 10 {
-					t.Fatalf("log after the claim = %d, %v; want 10 bytes", n, err)
+				if n, err := f.cl.AppendLog(t.Context(), f.attempt, 10, []byte("more\n")); err != nil || n != 15 {
+					t.Fatalf("log after the claim = %d, %v; want 15 bytes", n, err)
 				}
-				rc, err := f.b.client(t, inClientToken).AttemptLog(t.Context(), f.attempt, 0, false)
-				if err != nil {
-					t.Fatal(err)
-				}
-				log, _ := io.ReadAll(rc)
-				rc.Close()
-				if len(log) != 10 || !strings.HasSuffix(string(log), "\nend\n") {
-					t.Errorf("log = %q, want 6 bytes standing for the dead replica's part, then end", log)
+				if log := f.log(t); len(log) != 15 || !strings.HasSuffix(log, "\nend\nmore\n") {
+					t.Errorf("log = %q, want 6 bytes standing for the dead replica's part, then end, more", log)
 				}
 				// Only the part before the first chunk here stood
 				// elsewhere: a later gap is the worker's error.
@@ -188,6 +200,9 @@ func TestFailoverAdoptsRunningAttempt(t *testing.T) {
 			}
 			f.waitClaimed(t)
 			f.checkOneRun(t) // applied at the claim
+			if log := f.log(t); len(log) != 10 || !strings.HasSuffix(log, "\nend\n") {
+				t.Errorf("log = %q, want 6 bytes standing for the dead replica's part, then its end", log)
+			}
 			// Sent again: acknowledged, not rejected.
 			if resp := f.poll(t, f.result(t)); len(resp.Rejected)+len(resp.ResultsLater)+len(resp.Cancel) > 0 {
 				t.Errorf("result sent again after the claim: %+v", resp)
@@ -228,6 +243,10 @@ func TestFailoverAttemptOfHeldBuild(t *testing.T) {
 			pollUntil(t, f.cl, api.PollRequest{WorkerID: f.worker, Running: []string{f.attempt}}, "a cancel",
 				func(r *api.PollResponse) bool { return slices.Contains(r.Cancel, f.attempt) })
 			t.Logf("cancelled %v after the registration", time.Since(start).Round(time.Millisecond))
+			// Its worker stops it on a conflict.
+			if _, err := f.cl.AppendLog(t.Context(), f.attempt, 6, []byte("end\n")); !errors.Is(err, api.ErrConflict) {
+				t.Errorf("log after the cancel: %v, want ErrConflict", err)
+			}
 			if n := f.b.counter(t, "tryd_coordinator_builds_claimed_total"); n != 0 {
 				t.Errorf("b claimed %v builds, want 0", n)
 			}
