@@ -23,6 +23,9 @@ type logStream struct {
 	// gone is called once when the coordinator answers that the attempt
 	// is no longer current (409): the job should stop.
 	gone func()
+	// retryWait is the first wait between Close's sends of what is
+	// left (then twice it, ... up to closeMaxWait).
+	retryWait time.Duration
 
 	mu        sync.Mutex
 	buf       []byte
@@ -47,7 +50,7 @@ func newLogStream(send func(context.Context, int64, []byte) (int64, error), max 
 	}
 	// The sending goroutine starts with the first write: most trivial
 	// jobs write nothing, and a goroutine per job is not free.
-	return &logStream{send: send, max: max, chunk: chunk, interval: interval, gone: gone, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	return &logStream{send: send, max: max, chunk: chunk, interval: interval, gone: gone, retryWait: 200 * time.Millisecond, wake: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // Write accepts p (reporting it all written even when dropped, so that a
@@ -113,7 +116,7 @@ func (l *logStream) loop() {
 				t.Stop()
 			}
 		}
-		if l.flush(context.Background()) && l.isClosed() {
+		if empty, _ := l.flush(context.Background()); empty && l.isClosed() {
 			return
 		}
 	}
@@ -126,13 +129,14 @@ func (l *logStream) isClosed() bool {
 }
 
 // flush sends what is buffered, in chunks; it reports whether the buffer
-// is empty afterwards. Failed sends keep the data for the next flush.
-func (l *logStream) flush(ctx context.Context) bool {
+// is empty afterwards, and if not, why the send failed. Failed sends
+// keep the data for the next flush.
+func (l *logStream) flush(ctx context.Context) (bool, error) {
 	for {
 		l.mu.Lock()
 		if len(l.buf) == 0 {
 			l.mu.Unlock()
-			return true
+			return true, nil
 		}
 		n := min(len(l.buf), l.chunk)
 		chunk := append([]byte(nil), l.buf[:n]...)
@@ -156,18 +160,27 @@ func (l *logStream) flush(ctx context.Context) bool {
 			if l.gone != nil {
 				l.gone()
 			}
-			return true
+			return true, nil
 		default:
 			l.mu.Unlock()
-			return false
+			if err == nil {
+				err = fmt.Errorf("log: the coordinator holds %d bytes, %d sent", size, off+int64(n))
+			}
+			return false, err
 		}
 	}
 }
 
-// Close stops the stream after sending what is left (retrying a few times
-// while the coordinator is briefly unreachable, for at most timeout
-// within ctx). A stream that holds nothing to send (most trivial jobs
-// write nothing) closes without setting up a deadline.
+// Close stops the stream after sending what is left, for at most timeout
+// within ctx: retrying a few times (closeTries) while the coordinator is
+// unreachable, and until timeout while it answers "again later" (503).
+// That is the answer of a coordinator replica this worker failed over
+// to, before the worker's registration there (see coordinator/api
+// PROTOCOL.md, "Failover between replicas"), which takes a poll's
+// backoff: the end of a job's log, sent before its result, must wait
+// for it rather than be dropped. A stream that holds nothing to send
+// (most trivial jobs write nothing) closes without setting up a
+// deadline.
 func (l *logStream) Close(ctx context.Context, timeout time.Duration) {
 	l.mu.Lock()
 	already, started := l.closed, l.started
@@ -188,11 +201,25 @@ func (l *logStream) Close(ctx context.Context, timeout time.Duration) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	for i := 0; !l.flush(ctx) && i < 5; i++ {
+	wait := l.retryWait
+	for i := 1; ; i++ {
+		empty, err := l.flush(ctx)
+		if empty || i >= closeTries && !errors.Is(err, api.ErrUnavailable) {
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Duration(i+1) * 200 * time.Millisecond):
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, closeMaxWait)
 	}
 }
+
+// closeTries is how many times Close sends what is left while the
+// coordinator is unreachable; closeMaxWait bounds its waits between
+// sends.
+const (
+	closeTries   = 6
+	closeMaxWait = time.Second
+)

@@ -17,7 +17,8 @@ type sink struct {
 	mu     sync.Mutex
 	log    bytes.Buffer
 	calls  int
-	failN  int // fail the next n sends
+	failN  int   // fail the next n sends
+	failE  error // with this error (default: a timeout, unreachable)
 	gone   bool
 	chunks []int
 }
@@ -31,6 +32,9 @@ func (s *sink) send(ctx context.Context, off int64, chunk []byte) (int64, error)
 	}
 	if s.failN > 0 {
 		s.failN--
+		if s.failE != nil {
+			return 0, s.failE
+		}
 		return 0, context.DeadlineExceeded
 	}
 	if off != int64(s.log.Len()) {
@@ -47,18 +51,24 @@ func TestLogStream(t *testing.T) {
 		max       int64
 		writes    []string
 		failN     int
+		failE     error
 		want      string
 		truncated bool
 	}{
 		{name: "small", max: 1000, writes: []string{"hello ", "world\n"}, want: "hello world\n"},
 		{name: "chunked", max: 1000, writes: []string{strings.Repeat("x", 25)}, want: strings.Repeat("x", 25)},
 		{name: "retried after errors", max: 1000, writes: []string{"abc"}, failN: 2, want: "abc"},
+		// A replica the worker failed over to answers 503 until the
+		// worker registers there: the end of the log waits for it.
+		{name: "retried while unavailable", max: 1000, writes: []string{"abc"}, failN: closeTries + 3, failE: api.ErrUnavailable, want: "abc"},
+		{name: "given up while unreachable", max: 1000, writes: []string{"abc"}, failN: 1000, want: ""},
 		{name: "truncated", max: 150, writes: []string{strings.Repeat("y", 40), strings.Repeat("z", 200)}, truncated: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := &sink{failN: tt.failN}
+			s := &sink{failN: tt.failN, failE: tt.failE}
 			l := newLogStream(s.send, tt.max, 10, 5*time.Millisecond, nil)
+			l.retryWait = time.Millisecond
 			for _, w := range tt.writes {
 				if n, err := l.Write([]byte(w)); n != len(w) || err != nil {
 					t.Fatalf("Write = %d, %v", n, err)

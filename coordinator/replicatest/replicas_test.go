@@ -140,6 +140,13 @@ func (s *setup) waitAll(t *testing.T, via int, ids []int64, timeout time.Duratio
 
 // checkExactlyOnce reads the shared database: every job of the builds
 // succeeded, and no job has more than one succeeded attempt.
+//
+// A replica answers a build's status from memory, before the commit
+// that stores its end: waitAll may see the last builds finished while
+// the records of their last jobs are still on their way to the
+// database (once, 1,996 of 2,000 job rows succeeded). A build's end is
+// committed with or after its jobs' records, so the check first waits
+// (bounded) for the database to say every build finished.
 func (s *setup) checkExactlyOnce(t *testing.T, ids []int64, wantJobs int) {
 	t.Helper()
 	ctx := context.Background()
@@ -148,12 +155,40 @@ func (s *setup) checkExactlyOnce(t *testing.T, ids []int64, wantJobs int) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
+	start, late := time.Now(), 0
+	for deadline := start.Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var running int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM builds WHERE id = ANY($1) AND state = 'running'`, ids).Scan(&running); err != nil {
+			t.Fatal(err)
+		}
+		late = max(late, running)
+		if running == 0 {
+			if late > 0 {
+				t.Logf("%d builds were still running in the database when their status said finished; stored %v later", late, time.Since(start).Round(time.Millisecond))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%d builds still running in the database 30s after their status said finished", running)
+			break
+		}
+	}
 	var jobs, ok int
 	if err := conn.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE state='succeeded') FROM jobs WHERE build_id = ANY($1)`, ids).Scan(&jobs, &ok); err != nil {
 		t.Fatal(err)
 	}
 	if jobs != wantJobs || ok != wantJobs {
 		t.Errorf("%d jobs, %d succeeded; want %d", jobs, ok, wantJobs)
+		rows, err := conn.Query(ctx, `SELECT build_id, name, state, error FROM jobs WHERE build_id = ANY($1) AND state <> 'succeeded' ORDER BY build_id, name LIMIT 20`, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var build int64
+		var name, st, why string
+		pgx.ForEachRow(rows, []any{&build, &name, &st, &why}, func() error {
+			t.Logf("build %d job %s: %s %q", build, name, st, why)
+			return nil
+		})
 	}
 	var dup int
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM (SELECT build_id, job_id FROM attempts WHERE state='succeeded' AND build_id = ANY($1)
