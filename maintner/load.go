@@ -22,15 +22,15 @@ import (
 type SegmentReader func(ctx context.Context, i int, buf []byte) (name string, data []byte, err error)
 
 // Load applies every record of n segments, in order. Segments are read
-// and decoded in parallel (Options.LoadWorkers at a time) while the
-// records of earlier segments are applied, so loading is bound by the
-// slower of the two rather than their sum. Gerrit changes are derived
-// when first read (see GerritChange).
+// ahead (Options.LoadWorkers at a time) and their records decoded in
+// parallel while earlier records are applied, so loading is bound by
+// the slower of the two rather than their sum. Gerrit changes are
+// derived when first read (see GerritChange).
 //
 // A corrupt or truncated segment, or a record that does not decode,
 // stops the load with an error naming segment and offset; records of
 // earlier segments stay applied, and so may records of the bad segment
-// before the bad one (they are applied in batches as they are decoded),
+// before the bad one (they are applied in chunks as they are decoded),
 // never the bad record or any after it.
 //
 // Text read through Load stays in memory; LoadFiles and LoadLog leave it
@@ -39,184 +39,280 @@ func (c *Corpus) Load(ctx context.Context, n int, read SegmentReader) error {
 	return c.load(ctx, n, read, nil, false)
 }
 
+// Loading is a pipeline of four stages:
+//
+//   - readers (LoadWorkers of them) read segments, reader r segments r,
+//     r+readers, ...; reader r starts a segment once its previous one is
+//     applied, and reads it into that segment's buffer, which the
+//     applier hands back through bufs[r]. That bounds the read-ahead to
+//     a segment per reader, and because the applier hands buffers back
+//     in segment order, no reader can hold one that the segment the
+//     applier waits for needs. (A shared pool of buffers could: a reader
+//     could take every buffer for segments after one another reader has
+//     not started.)
+//   - the splitter takes the segments in order, checks their framing
+//     (reclog.Scan) and cuts their records into chunks of chunkRecords,
+//     which it queues, in log order, both to the decoders and to the
+//     applier;
+//   - decoders (LoadWorkers of them) take the next chunk from the queue,
+//     decode its records and build their commits (prebuilder);
+//   - the applier takes chunks in log order, waits for each to be
+//     decoded, and applies it.
+//
+// The unit of parallel work is a chunk, not a segment: every decoder
+// works on the chunks just ahead of the applier, so all of them are busy
+// until the last chunk and the applier rarely waits. (Decoding a segment
+// per worker, as loading once did, left a decoder idle whenever it was
+// further ahead than its share of buffered records allowed, and only
+// one decoding the last segment: a quarter of a load ran on one core.)
+// The queue holds loadWindow records, which bounds the decoded records
+// in memory; they are recycled a chunk at a time.
+const (
+	// chunkRecords is how many records a chunk holds: small enough that
+	// the decoders' last chunks end together, large enough that handing
+	// a chunk over (a few channel operations, the corpus lock) costs
+	// little next to decoding it (a few µs per record).
+	chunkRecords = 256
+	// loadWindow bounds the records queued ahead of the applier (about
+	// half a 16 MiB segment of records of realistic sizes).
+	loadWindow = 8192
+)
+
+// chunk is a run of consecutive records of one segment.
+type chunk struct {
+	seg  int
+	name string // the segment's name, for errors
+	recs []chunkRec
+	// decs are the decoded records, set by a decoder. The backing array
+	// past len holds recycled records for the next decoder to reuse.
+	decs []*decoded
+	// err is a read or framing error after recs (set by the splitter),
+	// or an error decoding one of recs (set by a decoder): the load
+	// stops at it.
+	err error
+	// last marks the last chunk of a segment, which carries the
+	// segment's data, handed back to its reader once applied.
+	last bool
+	data []byte
+	// done gets a value once decs and err are set.
+	done chan struct{}
+}
+
+type chunkRec struct {
+	off     int64
+	payload []byte
+}
+
 // load applies n segments read by read. release, if set, is called once
 // segment i is applied (or will not be); it reports whether the data
 // read returned for it was not a buffer to reuse (a mapping it
 // released), which must then never be handed back to read.
 func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, release func(i int) (mapped bool), refs bool) error {
-	// Workers read and decode segments (worker w takes segments w,
-	// w+workers, ...) and hand the applier batches of decoded records
-	// through one channel per segment. A channel holds many batches, so
-	// a worker keeps decoding while the applier waits for a CPU, and the
-	// applier then finds records ready: on a busy machine, where any
-	// goroutine may wait a while to run, a shallow pipeline (it used to
-	// hold four batches) stalls each stage on the other.
-	type batch struct {
-		decs []*decoded
-		buf  []byte // the segment buffer, in the last batch only
-		err  error
-	}
-	const (
-		batchSize = 512
-		// segBatches bounds the batches of one segment in flight:
-		// about a quarter of a 16 MiB segment of records of realistic
-		// sizes (~30 batches). Deeper costs memory (decoded records
-		// waiting, which also makes each record's reuse a cache miss)
-		// for little: the applier catches up within a segment.
-		segBatches = 8
-	)
 	if !c.opts.LoadWithGC {
 		defer pauseGC(loadBudget(n))()
 	}
 	workers := c.opts.LoadWorkers
-	// Decoded records are recycled, a batch at a time, through free (a
-	// channel rather than a sync.Pool, which the collector empties
-	// every cycle): loading then allocates per record only what the
-	// corpus keeps. A recycled batch is a slice of length 0 whose
-	// backing array still holds its records.
-	free := make(chan []*decoded, (workers+1)*segBatches)
-	newBatch := func() []*decoded {
-		select {
-		case decs := <-free:
-			return decs
-		default:
-			return make([]*decoded, 0, batchSize)
-		}
-	}
-	slots := make([]chan batch, n)
-	for i := range slots {
-		slots[i] = make(chan batch, segBatches)
-	}
+	window := loadWindow / chunkRecords
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
 		cancel()
 		wg.Wait()
 	}()
-	// Worker w starts segment i (i >= workers) once segment i-workers,
-	// its previous one, is applied, and reads it into that segment's
-	// buffer, which the applier hands back through bufs[w]. That bounds
-	// the read-ahead to a segment per worker, and because the applier
-	// hands buffers back in segment order, no worker can hold one that
-	// the segment the applier waits for needs. (A shared pool of
-	// buffers could: a worker could take every buffer for segments
-	// after one another worker has not started.)
-	bufs := make([]chan []byte, workers)
-	for w := range bufs {
-		bufs[w] = make(chan []byte, 1)
-		bufs[w] <- nil
-	}
-	for w := 0; w < workers; w++ {
+	goStage := func(f func()) {
 		wg.Add(1)
-		go func(w int) {
+		go func() {
 			defer wg.Done()
-			// pb builds the commits of this worker's records.
-			pb := newPrebuilder(refs)
-			for i := w; i < n; i += workers {
+			f()
+		}()
+	}
+
+	// Chunks, with their records, are recycled through free (a channel
+	// rather than a sync.Pool, which the collector empties every cycle):
+	// loading then allocates per record only what the corpus keeps.
+	free := make(chan *chunk, window+workers+2)
+	newChunk := func(seg int, name string) *chunk {
+		select {
+		case ch := <-free:
+			ch.seg, ch.name = seg, name
+			return ch
+		default:
+			return &chunk{seg: seg, name: name, recs: make([]chunkRec, 0, chunkRecords),
+				decs: make([]*decoded, 0, chunkRecords), done: make(chan struct{}, 1)}
+		}
+	}
+
+	// Readers.
+	type segment struct {
+		name string
+		data []byte
+		err  error
+	}
+	segs := make([]chan segment, n)
+	for i := range segs {
+		segs[i] = make(chan segment, 1)
+	}
+	readers := min(workers, max(n, 1))
+	bufs := make([]chan []byte, readers)
+	for r := range bufs {
+		bufs[r] = make(chan []byte, 1)
+		bufs[r] <- nil
+	}
+	for r := 0; r < readers; r++ {
+		goStage(func() {
+			for i := r; i < n; i += readers {
 				var buf []byte
 				select {
-				case buf = <-bufs[w]:
+				case buf = <-bufs[r]:
 				case <-ctx.Done():
 					return
 				}
-				send := func(b batch) bool {
-					select {
-					case slots[i] <- b:
-						return true
-					case <-ctx.Done():
-						return false
-					}
-				}
 				name, data, err := read(ctx, i, buf)
-				cur := batch{decs: newBatch()}
-				if err == nil {
-					_, err = reclog.Scan(name, data, 0, func(off int64, payload []byte) error {
-						var d *decoded
-						if n := len(cur.decs); n < cap(cur.decs) {
-							d = cur.decs[:n+1][n] // a recycled record, or nil
-						}
-						if d == nil {
-							d = &decoded{}
-						}
-						if err := d.decode(payload); err != nil {
-							return fmt.Errorf("segment %s offset %d: %w", name, off, err)
-						}
-						d.loc = recordLoc{payload: payload, seg: int32(i), off: off + int64(reclog.HeaderLen(off, len(payload)))}
-						pb.prebuild(d)
-						cur.decs = append(cur.decs, d)
-						if len(cur.decs) == batchSize {
-							if !send(cur) {
-								return ctx.Err()
-							}
-							cur = batch{decs: newBatch()}
-						}
-						return nil
-					})
-				}
-				cur.err, cur.buf = err, data
-				if !send(cur) {
+				segs[i] <- segment{name, data, err} // never blocks: one send per channel
+				if err != nil {
 					return
 				}
-				close(slots[i])
 			}
-		}(w)
+		})
 	}
-	for i := 0; i < n; i++ {
-		var segBuf []byte
-		for {
-			var b batch
-			var ok bool
-			select {
-			case b, ok = <-slots[i]:
-			case <-ctx.Done():
-				// Workers stop without closing their slots.
-				return ctx.Err()
-			}
-			if !ok {
-				break
-			}
-			if b.err != nil {
-				cancel()
-				return fmt.Errorf("maintner: load segment %d: %w", i, b.err)
-			}
-			c.mu.Lock()
-			for _, d := range b.decs {
-				if refs {
-					c.cur = &d.loc
+
+	// Splitter.
+	order := make(chan *chunk, window) // to the applier
+	queue := make(chan *chunk, window) // to the decoders
+	goStage(func() {
+		defer close(queue)
+		emit := func(ch *chunk) bool {
+			for _, q := range [...]chan *chunk{order, queue} {
+				select {
+				case q <- ch:
+				case <-ctx.Done():
+					return false
 				}
-				c.applyLocked(d)
-				d.reset()
 			}
-			c.cur = nil
-			c.mu.Unlock()
+			return true
+		}
+		for i := 0; i < n; i++ {
+			var s segment
 			select {
-			case free <- b.decs[:0]:
-			default:
+			case s = <-segs[i]:
+			case <-ctx.Done():
+				return
 			}
-			if b.buf != nil {
-				segBuf = b.buf
+			ch := newChunk(i, s.name)
+			if s.err == nil {
+				_, s.err = reclog.Scan(s.name, s.data, 0, func(off int64, payload []byte) error {
+					ch.recs = append(ch.recs, chunkRec{off, payload})
+					if len(ch.recs) == chunkRecords {
+						if !emit(ch) {
+							return ctx.Err()
+						}
+						ch = newChunk(i, s.name)
+					}
+					return nil
+				})
+			}
+			ch.err, ch.last, ch.data = s.err, true, s.data
+			if !emit(ch) || s.err != nil {
+				return // the applier stops at the error
 			}
 		}
-		// Everything applied was copied or referenced by position, so
-		// the segment buffer can be reused. (Sent even when nil: the
-		// worker waits for it.)
-		if release != nil && release(i) {
-			segBuf = nil
-		}
-		bufs[i%workers] <- segBuf[:0]
-		if ctx.Err() != nil {
+		close(order)
+	})
+
+	// Decoders.
+	for w := 0; w < workers; w++ {
+		goStage(func() {
+			// pb builds the commits of this decoder's records.
+			pb := newPrebuilder(refs)
+			for ch := range queue {
+				if ctx.Err() != nil {
+					// The applier has stopped: drain the queue so the
+					// splitter does not wait on it.
+					continue
+				}
+				decs := ch.decs[:0]
+				for _, r := range ch.recs {
+					var d *decoded
+					if n := len(decs); n < cap(decs) {
+						d = decs[:n+1][n] // a recycled record, or nil
+					}
+					if d == nil {
+						d = &decoded{}
+					}
+					if err := d.decode(r.payload); err != nil {
+						d.reset()
+						ch.err = fmt.Errorf("segment %s offset %d: %w", ch.name, r.off, err)
+						break
+					}
+					d.loc = recordLoc{payload: r.payload, seg: int32(ch.seg), off: r.off + int64(reclog.HeaderLen(r.off, len(r.payload)))}
+					pb.prebuild(d)
+					decs = append(decs, d)
+				}
+				ch.decs = decs
+				ch.done <- struct{}{}
+			}
+		})
+	}
+
+	// The applier.
+	for {
+		var ch *chunk
+		select {
+		case next, ok := <-order:
+			if !ok {
+				return nil
+			}
+			ch = next
+		case <-ctx.Done():
 			return ctx.Err()
 		}
+		select {
+		case <-ch.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if ch.err != nil {
+			return fmt.Errorf("maintner: load segment %d: %w", ch.seg, ch.err)
+		}
 		c.mu.Lock()
-		c.version++
-		close(c.changed)
-		c.changed = make(chan struct{})
+		for _, d := range ch.decs {
+			if refs {
+				c.cur = &d.loc
+			}
+			c.applyLocked(d)
+			d.reset()
+		}
+		c.cur = nil
 		c.mu.Unlock()
-		if c.opts.LoadProgress != nil {
-			c.opts.LoadProgress(i+1, n)
+		if ch.last {
+			i := ch.seg
+			// Everything applied was copied or referenced by position,
+			// so the segment buffer can be reused. (Sent even when nil:
+			// the reader waits for it.)
+			buf := ch.data
+			if release != nil && release(i) {
+				buf = nil
+			}
+			bufs[i%readers] <- buf[:0]
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			c.mu.Lock()
+			c.version++
+			close(c.changed)
+			c.changed = make(chan struct{})
+			c.mu.Unlock()
+			if c.opts.LoadProgress != nil {
+				c.opts.LoadProgress(i+1, n)
+			}
+		}
+		clear(ch.recs)
+		*ch = chunk{recs: ch.recs[:0], decs: ch.decs[:0], done: ch.done}
+		select {
+		case free <- ch:
+		default:
 		}
 	}
-	return nil
 }
 
 // LoadFiles loads segment files, in the order given: paths[i] must be

@@ -149,3 +149,175 @@ func TestLoadCanceled(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadMatchesApply loads a generated log cut into segments every way
+// a corpus loads one (Load with as many decoders as segments and more,
+// LoadDir mapping the segment files) and compares everything a reader
+// sees with the corpus built by applying the same records one at a
+// time: loading decodes chunks of records in parallel and applies them
+// in log order, which must come to the same corpus.
+func TestLoadMatchesApply(t *testing.T) {
+	segs, records := splitLog(t, 7, 3<<20)
+	applied := newCorpus(t, maintner.Options{})
+	for i, seg := range segs {
+		if _, err := reclog.Scan(fmt.Sprint(i), seg, 0, func(off int64, payload []byte) error { return applied.Apply(payload) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := corpusDump(t, applied)
+	if got := applied.Stats().Records; got != int64(records) {
+		t.Fatalf("applied %d records, want %d", got, records)
+	}
+	check := func(t *testing.T, c *maintner.Corpus) {
+		t.Helper()
+		if a, b := c.Stats(), applied.Stats(); a != b {
+			t.Errorf("stats loaded %+v, applied %+v", a, b)
+		}
+		got := corpusDump(t, c)
+		if len(got) != len(want) {
+			t.Errorf("loaded corpus dumps to %d lines, applied %d", len(got), len(want))
+		}
+		for i := range min(len(got), len(want)) {
+			if got[i] != want[i] {
+				t.Fatalf("line %d: loaded\n%s\napplied\n%s", i, got[i], want[i])
+			}
+		}
+	}
+	for _, workers := range []int{1, 2, 3, 9} {
+		t.Run(fmt.Sprintf("Load, %d workers", workers), func(t *testing.T) {
+			c := newCorpus(t, maintner.Options{LoadWorkers: workers})
+			if err := c.Load(context.Background(), len(segs), func(ctx context.Context, i int, buf []byte) (string, []byte, error) {
+				return fmt.Sprint(i), append(buf[:0], segs[i]...), nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			check(t, c)
+		})
+	}
+	t.Run("LoadDir", func(t *testing.T) {
+		dir := t.TempDir()
+		for i, seg := range segs {
+			sum := sha256.Sum224(seg)
+			if err := os.WriteFile(filepath.Join(dir, mutlog.SealedName(i, hex.EncodeToString(sum[:]))), seg, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c := newCorpus(t, maintner.Options{})
+		if err := c.LoadDir(context.Background(), dir); err != nil {
+			t.Fatal(err)
+		}
+		check(t, c)
+	})
+}
+
+// corpusDump renders what a reader of c sees, pointers followed and
+// text read, one line per object in a fixed order, for comparing corpora
+// built different ways: GitHub repositories with their labels,
+// milestones, issues (comments, events, reviews, pull request data,
+// statuses and check runs of head commits), and Gerrit projects with
+// their refs, derived changes and the commits of their patch sets and
+// meta histories.
+func corpusDump(t testing.TB, c *maintner.Corpus) []string {
+	t.Helper()
+	c.RLock()
+	defer c.RUnlock()
+	var out []string
+	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	text := func(x maintner.Text) string {
+		s, err := c.Text(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	user := func(u *maintner.GitHubUser) string {
+		if u == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%d/%s", u.ID, u.Login)
+	}
+	for _, r := range c.GitHubRepos() {
+		add("repo %s id=%d branch=%q private=%v", r.FullName(), r.ID, r.DefaultBranch, r.Private)
+		for _, l := range r.Labels() {
+			add("label %+v", *l)
+		}
+		for _, m := range r.Milestones() {
+			add("milestone %+v", *m)
+		}
+		for _, is := range r.Issues() {
+			var labels, assignees []string
+			for _, l := range is.Labels {
+				labels = append(labels, l.Name)
+			}
+			for _, u := range is.Assignees {
+				assignees = append(assignees, user(u))
+			}
+			ms := "-"
+			if is.Milestone != nil {
+				ms = fmt.Sprintf("%+v", *is.Milestone)
+			}
+			add("issue %d id=%d notexist=%v pr=%v closed=%v locked=%v user=%s closedby=%s title=%q body=%q times=%d/%d/%d milestone=%s labels=%q assignees=%q",
+				is.Number, is.ID, is.NotExist, is.PullRequest, is.Closed, is.Locked, user(is.User), user(is.ClosedBy), is.Title, text(is.Body),
+				is.Created, is.Updated, is.ClosedAt, ms, labels, assignees)
+			for _, cm := range is.Comments {
+				add("comment %d user=%s times=%d/%d body=%q", cm.ID, user(cm.User), cm.Created, cm.Updated, text(cm.Body))
+			}
+			for _, e := range is.Events {
+				add("event %d %s actor=%s at=%d subject=%q previous=%q other=%s", e.ID, e.Type, user(e.Actor), e.Created, e.Subject, e.Previous, user(e.Other))
+			}
+			for _, rv := range is.Reviews {
+				add("review %d actor=%s at=%d state=%s commit=%s assoc=%s body=%q", rv.ID, user(rv.Actor), rv.Created, rv.State, rv.CommitID, rv.ActorAssociation, text(rv.Body))
+			}
+			if is.PR != nil {
+				add("pr %+v", *is.PR)
+				for _, st := range r.Statuses(is.PR.HeadSHA) {
+					s := *st
+					s.Creator = nil
+					add("status %+v creator=%s", s, user(st.Creator))
+				}
+				for _, cr := range r.CheckRuns(is.PR.HeadSHA) {
+					add("checkrun %+v", *cr)
+				}
+			}
+		}
+	}
+	for _, p := range c.GerritProjects() {
+		add("project %s", p.Name)
+		for _, ref := range p.Refs() {
+			h, _ := p.Ref(ref)
+			add("ref %s %s", ref, h)
+		}
+		for _, ch := range p.Changes() {
+			add("change %d meta=%s id=%s branch=%s subject=%q topic=%q status=%s owner=%d times=%d/%d private=%v wip=%v hashtags=%q current=%d err=%q",
+				ch.Number, ch.Meta, ch.ChangeID, ch.Branch, ch.Subject, ch.Topic, ch.Status, ch.Owner, ch.Created, ch.Updated, ch.Private, ch.WorkInProgress, ch.Hashtags, ch.CurrentPatchSet, ch.Err)
+			add("patch sets %+v", ch.PatchSets)
+			add("messages %+v", ch.Messages)
+			add("votes %+v", ch.Votes)
+			hashes := []maintner.GitHash{}
+			for _, ps := range ch.PatchSets {
+				h, ok := ch.PatchSetRef(ps.Number)
+				add("patch set ref %d %s %v", ps.Number, h, ok)
+				hashes = append(hashes, ps.Commit)
+			}
+			for h := ch.Meta; !h.IsZero(); {
+				hashes = append(hashes, h)
+				gc := p.Commit(h)
+				if gc == nil || len(gc.Parents) == 0 {
+					break
+				}
+				h = gc.Parents[0]
+			}
+			for _, h := range hashes {
+				gc := p.Commit(h)
+				if gc == nil {
+					add("commit %s missing", h)
+					continue
+				}
+				v := *gc
+				v.Author, v.Committer, v.Msg = nil, nil, maintner.Text{}
+				add("commit %+v author=%s committer=%s msg=%q", v, gc.Author, gc.Committer, text(gc.Msg))
+			}
+		}
+	}
+	return out
+}
