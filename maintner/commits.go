@@ -12,36 +12,38 @@ import (
 // slot index taken from the hash's own bytes (git hashes are uniformly
 // distributed, so they need no hashing beyond a per-table random
 // multiplier, which keeps crafted hashes from piling into one run of
-// slots), and beside each pointer four more bytes of the hash, so that
-// a probe rarely reads a commit it does not want. Finding and inserting
-// is one probe sequence, and the table takes about half the memory of a
+// slots), and beside each pointer the eight bytes of the hash the index
+// is taken from, so that a probe rarely reads a commit it does not want
+// and growing never reads one at all. Finding and inserting is one
+// probe sequence, and the table takes about half the memory of a
 // map[GitHash]*GitCommit. Commits are never removed.
 type commitTable struct {
 	slots []commitSlot // len is a power of two, or 0
 	n     int
-	mul   uint64 // odd; the slot of h is the top bits of low64(h)*mul
+	mul   uint64 // odd, chosen once; the slot of h is the top bits of hashKey(h)*mul
 	shift uint8
 }
 
+// commitSlot is 16 bytes, as a 4-byte tag beside the pointer would be
+// with its padding.
 type commitSlot struct {
-	tag uint32 // bytes 8-11 of the hash
+	key uint64 // hashKey of c.Hash
 	c   *GitCommit
 }
 
 // Len returns how many commits the table holds.
 func (t *commitTable) Len() int { return t.n }
 
-func hashKey(h *GitHash) (x uint64, tag uint32) {
-	return binary.LittleEndian.Uint64(h[:8]), binary.LittleEndian.Uint32(h[8:12])
-}
+// hashKey returns the bytes of h the table indexes by.
+func hashKey(h *GitHash) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
 
 // find returns the slot holding h, or the empty slot where it belongs.
 func (t *commitTable) find(h *GitHash) *commitSlot {
-	x, tag := hashKey(h)
+	x := hashKey(h)
 	mask := uint64(len(t.slots) - 1)
 	for i := (x * t.mul) >> t.shift; ; i = (i + 1) & mask {
 		s := &t.slots[i]
-		if s.c == nil || s.tag == tag && s.c.Hash == *h {
+		if s.c == nil || s.key == x && s.c.Hash == *h {
 			return s
 		}
 	}
@@ -66,7 +68,7 @@ func (t *commitTable) Slot(h *GitHash) *commitSlot {
 // Fill puts c, whose hash the table does not hold, in s, the empty slot
 // Slot returned for it.
 func (t *commitTable) Fill(s *commitSlot, c *GitCommit) {
-	_, s.tag = hashKey(&c.Hash)
+	s.key = hashKey(&c.Hash)
 	s.c = c
 	t.n++
 }
@@ -78,12 +80,17 @@ func (t *commitTable) Put(c *GitCommit) {
 	if s.c == nil {
 		t.n++
 	}
-	_, s.tag = hashKey(&c.Hash)
+	s.key = hashKey(&c.Hash)
 	s.c = c
 }
 
 // grow makes room for one more commit, keeping the table at most 3/4
 // full (linear probing slows down quickly beyond that).
+//
+// Growing moves slots without reading a commit (the slot holds the key)
+// and, since the multiplier stays and a slot's index is the top bits of
+// its product, in nearly ascending order of their new index: a pass
+// over the new table rather than a cache miss per commit.
 func (t *commitTable) grow() {
 	if 4*(t.n+1) <= 3*len(t.slots) {
 		return
@@ -91,12 +98,25 @@ func (t *commitTable) grow() {
 	old := t.slots
 	size := max(64, 2*len(old))
 	t.slots = make([]commitSlot, size)
-	t.mul = rand.Uint64() | 1
+	// Fresh memory from the system is not written by make; a read
+	// first (probing an empty slot) would map the shared zero page,
+	// and the write after it fault again and flush the TLB of every
+	// CPU running the process. Writing it first faults once per page.
+	clear(t.slots)
+	if t.mul == 0 {
+		t.mul = rand.Uint64() | 1
+	}
 	t.shift = uint8(64 - bitsOf(size))
-	for i := range old {
-		if c := old[i].c; c != nil {
-			*t.find(&c.Hash) = old[i]
+	mask := uint64(size - 1)
+	for _, s := range old {
+		if s.c == nil {
+			continue
 		}
+		i := (s.key * t.mul) >> t.shift
+		for t.slots[i].c != nil {
+			i = (i + 1) & mask
+		}
+		t.slots[i] = s
 	}
 }
 

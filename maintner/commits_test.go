@@ -21,10 +21,10 @@ func TestCommitTable(t *testing.T) {
 		{name: "many real hashes", n: 5000, hash: func(i int) GitHash {
 			return sha1.Sum(binary.LittleEndian.AppendUint32(nil, uint32(i)))
 		}},
-		// Hashes that agree in the bytes the table indexes and tags
-		// by: every one lands in the same run of slots, and lookups
-		// must still tell them apart.
-		{name: "same index and tag bytes", n: 300, hash: func(i int) GitHash {
+		// Hashes that agree in the bytes the table indexes by and
+		// keeps in its slots: every one lands in the same run of
+		// slots, and lookups must still tell them apart.
+		{name: "same key bytes", n: 300, hash: func(i int) GitHash {
 			var h GitHash
 			binary.BigEndian.PutUint32(h[16:], uint32(i))
 			return h
