@@ -74,7 +74,7 @@ func workerGauges(addr string) map[string]float64 {
 // and the long jobs, running at the kill, ran once: replica 1 adopted
 // their attempts when it claimed their build (their workers listed
 // them when they registered with it) instead of cancelling them and
-// running the jobs again.
+// running the jobs again, and their logs end as they did.
 func TestKillReplicaHeldAssignments(t *testing.T) {
 	testenv.Short(t)
 	testenv.NeedTool(t, "sh")
@@ -180,13 +180,21 @@ func TestKillReplicaHeldAssignments(t *testing.T) {
 				}
 				if len(runs) != 1 || len(j.Attempts) != 1 || j.Attempts[0].State != api.AttemptSucceeded {
 					t.Errorf("%s, running at the kill: %d runs, attempts %+v; want one run, its attempt succeeded", j.Name, len(runs), j.Attempts)
-				} else if rc, err := c.Client(1).AttemptLog(t.Context(), j.Attempts[0].ID, 0, false); err == nil {
-					// Its start went to replica 0's disk: a notice
-					// stands for it (unless the end came before the
-					// claim and its retries gave up).
+				} else if rc, err := c.Client(1).AttemptLog(t.Context(), j.Attempts[0].ID, 0, false); err != nil {
+					t.Errorf("%s's log: %v", j.Name, err)
+				} else {
+					// Its start may have gone to replica 0's disk: a
+					// notice of its length stands for it. Its end is
+					// there, also when the job ended before the claim
+					// (replica 1 keeps the chunks of an attempt
+					// waiting for its build's claim, and answers 503
+					// to those that come before the worker registers).
 					log, _ := io.ReadAll(rc)
 					rc.Close()
 					t.Logf("%s's log on replica 1: %q", j.Name, log)
+					if len(log) != len("start\nend\n") || !strings.HasSuffix(string(log), "\nend\n") {
+						t.Errorf("%s's log on replica 1 = %q; want start (or a notice of its length), end", j.Name, log)
+					}
 				}
 			}
 		}
