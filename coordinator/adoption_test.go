@@ -52,7 +52,7 @@ type failedOverTo struct {
 	attempt string
 }
 
-func failOverTo(t *testing.T, hold time.Duration) *failedOverTo {
+func failOverTo(t *testing.T, hold time.Duration, mods ...func(*Options)) *failedOverTo {
 	t.Helper()
 	ctx := context.Background()
 	db := postgresBackend.newDB(t)
@@ -75,6 +75,9 @@ func failOverTo(t *testing.T, hold time.Duration) *failedOverTo {
 		o.Store = f.store
 		o.PollTimeout = time.Hour
 		o.Replica = &ReplicaOptions{ID: "b", URL: "http://127.0.0.1:1", LeaseTTL: adoptionTTL}
+		for _, m := range mods {
+			m(o)
+		}
 	}})
 	now := f.clock.Now()
 	if ok, err := f.store.HoldBuild(ctx, f.build, state.Owner{ID: "dead", URL: "http://127.0.0.1:1"}, now, now.Add(hold)); err != nil || !ok {
@@ -156,9 +159,10 @@ func TestAdoptionByEitherClaim(t *testing.T) {
 			if r := f.w.mustPoll(0, []string{f.attempt}, res); !slices.Equal(r.ResultsLater, []string{f.attempt}) || len(r.Rejected)+len(r.Cancel) > 0 {
 				t.Fatalf("result while waiting answered %+v, want later", r)
 			}
-			// The dead replica's lease expires; the fake clock moves
-			// less than the lease loop's own wait (TTL/12), so the
-			// claim is the one the test makes.
+			// The dead replica's lease expires. The fake clock moves
+			// less than the lease loop's own wait (TTL/12): the claim
+			// is the one the test makes, unless a nudge wakes the
+			// loop's ordinary claim first, which must adopt alike.
 			f.clock.Advance(2 * time.Second)
 			tt.claim(f.b.c)
 			if f.waiting() {
@@ -276,5 +280,26 @@ func TestAdoptionBound(t *testing.T) {
 	f.store.failing.Store(false)
 	if l, err := f.store.BuildLease(ctx, f.build, f.clock.Now()); err != nil || !l.Running || l.Owner.ID != "dead" {
 		t.Errorf("lease = %+v, %v; want still the dead replica's, running", l, err)
+	}
+}
+
+// TestAdoptionLogTruncated: a log that reaches the limit while its
+// attempt waits for its build's claim is cut there, and the adopted
+// attempt is marked log_truncated.
+func TestAdoptionLogTruncated(t *testing.T) {
+	ctx := context.Background()
+	f := failOverTo(t, time.Second, func(o *Options) { o.MaxLogBytes = 12 })
+	if n, err := f.w.c.AppendLog(ctx, f.attempt, 6, []byte("middle\nend\n")); err != nil || n != 12 {
+		t.Fatalf("log chunk beyond the limit while waiting = %d, %v; want 12 bytes kept", n, err)
+	}
+	f.clock.Advance(2 * time.Second)
+	f.b.c.checkAdoptions()
+	f.w.mustPoll(0, nil, f.w.output(api.Assignment{AttemptID: f.attempt}))
+	at := f.b.build(f.build).Jobs[0].Attempts
+	if len(at) != 1 || at[0].State != api.AttemptSucceeded || at[0].LogBytes != 12 || !at[0].LogTruncated {
+		t.Errorf("attempts %+v; want one, succeeded, 12 log bytes, truncated", at)
+	}
+	if log := f.log(t); len(log) != 12 || !strings.HasSuffix(log, "\nmiddle") {
+		t.Errorf("log = %q; want a's 6 bytes as a notice, then middle", log)
 	}
 }
