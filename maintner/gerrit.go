@@ -54,19 +54,24 @@ func (c *Corpus) gitPerson(ident, name, email []byte) *GitPerson {
 
 // isMetaCommit reports whether a commit message looks like a NoteDb meta
 // commit's: its last paragraph (after the last blank line) has a
-// Patch-set footer. It runs on every commit while loading, so it finds
-// the blank lines and the footer with forward searches (vectorized in
-// package bytes) rather than walking lines.
+// Patch-set footer. It runs on every commit while loading, so it reads
+// only the last paragraph: it finds the last blank line searching
+// backwards, a line at a time, and the footer with one forward search.
 func isMetaCommit(msg []byte) bool {
 	t := bytes.TrimRight(msg, "\n")
+	// last is the start of the last "\n\n" in t (t[p-1] and t[p] are
+	// both newlines for the last such p), -1 if there is none.
 	last := -1
-	for i := 0; ; {
-		j := bytes.Index(t[i:], nlnl)
-		if j < 0 {
+	for end := len(t); ; {
+		p := bytes.LastIndexByte(t[:end], '\n')
+		if p < 1 {
 			break
 		}
-		last = i + j
-		i = last + 1
+		if t[p-1] == '\n' {
+			last = p - 1
+			break
+		}
+		end = p - 1 // t[p-1] is not a newline either
 	}
 	if last < 0 {
 		return false
