@@ -128,25 +128,25 @@ type rawCommit struct {
 	hasAuthor, hasComm bool
 }
 
-var (
-	errNoHeaderEnd = errors.New("no blank line after the commit header")
-	nlnl           = []byte("\n\n")
-)
+var errNoHeaderEnd = errors.New("no blank line after the commit header")
 
 // parseRawCommit parses the output of "git cat-file commit": header lines
 // (tree, parent, author, committer, and others that are ignored), a blank
-// line, then the message.
+// line, then the message. The header ends at the first "\n\n" (a newline
+// that starts raw is an empty header line, not a blank line after one);
+// the lines are walked once, finding that end on the way.
 func parseRawCommit(raw []byte, c *rawCommit) error {
-	i := bytes.Index(raw, nlnl)
-	if i < 0 {
-		return errNoHeaderEnd
-	}
-	hdr := raw[:i+1]
-	c.msg = raw[i+2:]
-	for len(hdr) > 0 {
-		nl := bytes.IndexByte(hdr, '\n')
-		line := hdr[:nl]
-		hdr = hdr[nl+1:]
+	rest := raw
+	for {
+		nl := bytes.IndexByte(rest, '\n')
+		if nl < 0 {
+			return errNoHeaderEnd
+		}
+		line := rest[:nl]
+		rest = rest[nl+1:]
+		if nl == 0 && len(rest)+1 < len(raw) {
+			break
+		}
 		sp := bytes.IndexByte(line, ' ')
 		if sp < 0 {
 			continue
@@ -171,6 +171,7 @@ func parseRawCommit(raw []byte, c *rawCommit) error {
 			return fmt.Errorf("%s line: %w", key, err)
 		}
 	}
+	c.msg = rest
 	if !c.hasAuthor || !c.hasComm {
 		return errors.New("missing author or committer line")
 	}

@@ -84,7 +84,8 @@ type chunk struct {
 	name string // the segment's name, for errors
 	recs []chunkRec
 	// decs are the decoded records, set by a decoder. The backing array
-	// past len holds recycled records for the next decoder to reuse.
+	// past len holds recycled records for the next decoder to reset and
+	// reuse.
 	decs []*decoded
 	// err is a read or framing error after recs (set by the splitter),
 	// or an error decoding one of recs (set by a decoder): the load
@@ -238,9 +239,12 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, release fu
 					}
 					if d == nil {
 						d = &decoded{}
+					} else {
+						// Reset here rather than by the applier,
+						// which has less time to spare.
+						d.reset()
 					}
 					if err := d.decode(r.payload); err != nil {
-						d.reset()
 						ch.err = fmt.Errorf("segment %s offset %d: %w", ch.name, r.off, err)
 						break
 					}
@@ -280,7 +284,6 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, release fu
 				c.cur = &d.loc
 			}
 			c.applyLocked(d)
-			d.reset()
 		}
 		c.cur = nil
 		c.mu.Unlock()

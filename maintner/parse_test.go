@@ -1,6 +1,8 @@
 package maintner
 
 import (
+	"bytes"
+	"errors"
 	"reflect"
 	"strconv"
 	"strings"
@@ -68,6 +70,78 @@ func TestParseRawCommit(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+}
+
+// parseRawCommitTwoPass is the definition parseRawCommit implements:
+// find the first "\n\n", then parse the header lines before it.
+func parseRawCommitTwoPass(raw []byte, c *rawCommit) error {
+	i := bytes.Index(raw, []byte("\n\n"))
+	if i < 0 {
+		return errNoHeaderEnd
+	}
+	hdr := raw[:i+1]
+	c.msg = raw[i+2:]
+	for len(hdr) > 0 {
+		nl := bytes.IndexByte(hdr, '\n')
+		line := hdr[:nl]
+		hdr = hdr[nl+1:]
+		sp := bytes.IndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		key, val := line[:sp], line[sp+1:]
+		var err error
+		switch string(key) {
+		case "tree":
+			c.tree, err = parseGitHash(val)
+		case "parent":
+			var h GitHash
+			h, err = parseGitHash(val)
+			c.parents = append(c.parents, h)
+		case "author":
+			c.authorIdent, c.authorName, c.authorEmail, c.authorTime, c.authorTZ, err = parsePerson(val)
+			c.hasAuthor = true
+		case "committer":
+			c.committerIdent, c.committerName, c.committerEmail, c.committerTime, c.committerTZ, err = parsePerson(val)
+			c.hasComm = true
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if !c.hasAuthor || !c.hasComm {
+		return errors.New("missing author or committer line")
+	}
+	return nil
+}
+
+// FuzzParseRawCommit checks parseRawCommit, which finds the end of the
+// header while it walks the header lines, against the two-pass
+// definition: the same commits accepted, parsed the same.
+func FuzzParseRawCommit(f *testing.F) {
+	const ok = "author a <b> 1 +0000\ncommitter a <b> 1 +0000\n"
+	for _, s := range []string{
+		"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nparent 1111111111111111111111111111111111111111\n" + ok + "gpgsig x\n y\n\nmsg\n\nbody\n",
+		"\n" + ok + "\nmsg", // a newline first is an empty header line
+		"\n\n" + ok,         // ... unless a blank line follows it
+		ok + "\n",
+		ok,
+		"tree xyz\n" + ok + "\nmsg",
+		ok + "x\n\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		var got, want rawCommit
+		err := parseRawCommit([]byte(raw), &got)
+		werr := parseRawCommitTwoPass([]byte(raw), &want)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("parseRawCommit(%q) error %v, two passes %v", raw, err, werr)
+		}
+		if err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("parseRawCommit(%q) = %+v, two passes %+v", raw, got, want)
+		}
+	})
 }
 
 // FuzzFieldIter checks fieldIter's fast path against protowire's general
