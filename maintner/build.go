@@ -15,8 +15,10 @@ import (
 // bounds how fast a log loads, so most of their cost moves to the
 // workers that run in parallel.
 type commitBuilder struct {
-	text   *arena
-	intern func([]byte) string
+	text *arena
+	// intern and internSubject intern file names and the subjects of
+	// meta commits.
+	intern, internSubject func([]byte) string
 	// commits and hashes are slabs that commits and their parent lists
 	// are cut from: one allocation per many commits (nil: allocate
 	// each).
@@ -78,7 +80,7 @@ func (b *commitBuilder) build(d *dCommit, loc *recordLoc) (*GitCommit, int64) {
 		// The change state is derived from meta commits: keep them at
 		// hand. Their subjects ("Update patch set 3") repeat.
 		gc.Msg = Text{s: b.text.copy(d.raw.msg)}
-		gc.Subject = b.intern(subject)
+		gc.Subject = b.internSubject(subject)
 	} else {
 		gc.Msg = textIn(b.text, loc, d.raw.msg)
 		gc.Subject = b.text.copy(subject)
@@ -96,31 +98,37 @@ func (b *commitBuilder) build(d *dCommit, loc *recordLoc) (*GitCommit, int64) {
 }
 
 // prebuilder is a decode worker's commitBuilder, with its own arena and
-// intern table (file names and meta subjects, which repeat: each worker
+// intern tables (file names and meta subjects, which repeat: each worker
 // keeps one copy of each).
 type prebuilder struct {
 	commitBuilder
 	arena arena
-	strs  map[string]string
+	// names and subjects are apart so that the few subjects ("Update
+	// patch set 3", one per meta commit) are looked up in a table small
+	// enough to stay in cache, not among thousands of file names.
+	names, subjects map[string]string
 	// refs says whether text may be left in the log (see textOf).
 	refs bool
 }
 
 func newPrebuilder(refs bool) *prebuilder {
-	p := &prebuilder{strs: make(map[string]string), refs: refs}
-	p.commitBuilder = commitBuilder{text: &p.arena, intern: p.intern, slabs: true}
+	p := &prebuilder{names: make(map[string]string), subjects: make(map[string]string), refs: refs}
+	p.commitBuilder = commitBuilder{text: &p.arena, intern: p.internName, internSubject: p.internSubject, slabs: true}
 	return p
 }
 
-func (p *prebuilder) intern(b []byte) string {
+func (p *prebuilder) internName(b []byte) string    { return p.internIn(p.names, b) }
+func (p *prebuilder) internSubject(b []byte) string { return p.internIn(p.subjects, b) }
+
+func (p *prebuilder) internIn(strs map[string]string, b []byte) string {
 	if len(b) == 0 {
 		return ""
 	}
-	if s, ok := p.strs[string(b)]; ok {
+	if s, ok := strs[string(b)]; ok {
 		return s
 	}
 	s := p.arena.copy(b)
-	p.strs[s] = s
+	strs[s] = s
 	return s
 }
 
@@ -151,7 +159,7 @@ func (c *Corpus) makeCommit(d *dCommit) *GitCommit {
 		c.text.used += d.preText
 	} else {
 		// c.text counts the text itself.
-		b := commitBuilder{text: &c.text, intern: c.str}
+		b := commitBuilder{text: &c.text, intern: c.str, internSubject: c.str}
 		gc, _ = b.build(d, c.cur)
 	}
 	gc.Author = c.gitPerson(d.raw.authorIdent, d.raw.authorName, d.raw.authorEmail)

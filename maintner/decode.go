@@ -49,17 +49,24 @@ func (it *fieldIter) next(f *field) bool {
 		return false
 	}
 	// Fast path for what most fields of a record are: a one-byte tag
-	// (field numbers 1-15) and a one-byte varint, or a length of one or
-	// two bytes (bodies and raw commits are often longer than 127
-	// bytes). Anything else, including every malformed input, takes the
-	// general path.
+	// (field numbers 1-15) and a varint, or a length of one or two
+	// bytes (bodies and raw commits are often longer than 127 bytes).
+	// Anything else, including every malformed input, takes the general
+	// path.
 	if b := it.b; len(b) >= 2 && b[0] < 0x80 && b[0]>>3 != 0 {
 		switch typ := protowire.Type(b[0] & 7); typ {
 		case protowire.VarintType:
-			if b[1] < 0x80 {
-				f.num, f.typ, f.x, f.b = protowire.Number(b[0]>>3), typ, uint64(b[1]), nil
-				it.b = b[2:]
-				return true
+			// Up to 9 bytes (63 bits, so no overflow to check):
+			// times, ids and counts.
+			var x uint64
+			for i := 1; i < len(b) && i <= 9; i++ {
+				c := b[i]
+				x |= uint64(c&0x7f) << (7 * (i - 1))
+				if c < 0x80 {
+					f.num, f.typ, f.x, f.b = protowire.Number(b[0]>>3), typ, x, nil
+					it.b = b[i+1:]
+					return true
+				}
 			}
 		case protowire.BytesType:
 			if b[1] < 0x80 {
