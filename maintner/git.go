@@ -147,33 +147,41 @@ func parseRawCommit(raw []byte, c *rawCommit) error {
 		if nl == 0 && len(rest)+1 < len(raw) {
 			break
 		}
-		sp := bytes.IndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		key, val := line[:sp], line[sp+1:]
-		var err error
-		switch string(key) {
-		case "tree":
-			c.tree, err = parseGitHash(val)
-		case "parent":
-			var h GitHash
-			h, err = parseGitHash(val)
-			c.parents = append(c.parents, h)
-		case "author":
-			c.authorIdent, c.authorName, c.authorEmail, c.authorTime, c.authorTZ, err = parsePerson(val)
-			c.hasAuthor = true
-		case "committer":
-			c.committerIdent, c.committerName, c.committerEmail, c.committerTime, c.committerTZ, err = parsePerson(val)
-			c.hasComm = true
-		}
-		if err != nil {
-			return fmt.Errorf("%s line: %w", key, err)
+		if err := parseHeaderLine(line, c); err != nil {
+			return err
 		}
 	}
 	c.msg = rest
 	if !c.hasAuthor || !c.hasComm {
 		return errors.New("missing author or committer line")
+	}
+	return nil
+}
+
+// parseHeaderLine parses one line of a commit header into c.
+func parseHeaderLine(line []byte, c *rawCommit) error {
+	sp := bytes.IndexByte(line, ' ')
+	if sp < 0 {
+		return nil
+	}
+	key, val := line[:sp], line[sp+1:]
+	var err error
+	switch string(key) {
+	case "tree":
+		c.tree, err = parseGitHash(val)
+	case "parent":
+		var h GitHash
+		h, err = parseGitHash(val)
+		c.parents = append(c.parents, h)
+	case "author":
+		c.authorIdent, c.authorName, c.authorEmail, c.authorTime, c.authorTZ, err = parsePerson(val)
+		c.hasAuthor = true
+	case "committer":
+		c.committerIdent, c.committerName, c.committerEmail, c.committerTime, c.committerTZ, err = parsePerson(val)
+		c.hasComm = true
+	}
+	if err != nil {
+		return fmt.Errorf("%s line: %w", key, err)
 	}
 	return nil
 }

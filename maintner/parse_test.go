@@ -79,33 +79,9 @@ func parseRawCommitTwoPass(raw []byte, c *rawCommit) error {
 	if i < 0 {
 		return errNoHeaderEnd
 	}
-	hdr := raw[:i+1]
 	c.msg = raw[i+2:]
-	for len(hdr) > 0 {
-		nl := bytes.IndexByte(hdr, '\n')
-		line := hdr[:nl]
-		hdr = hdr[nl+1:]
-		sp := bytes.IndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		key, val := line[:sp], line[sp+1:]
-		var err error
-		switch string(key) {
-		case "tree":
-			c.tree, err = parseGitHash(val)
-		case "parent":
-			var h GitHash
-			h, err = parseGitHash(val)
-			c.parents = append(c.parents, h)
-		case "author":
-			c.authorIdent, c.authorName, c.authorEmail, c.authorTime, c.authorTZ, err = parsePerson(val)
-			c.hasAuthor = true
-		case "committer":
-			c.committerIdent, c.committerName, c.committerEmail, c.committerTime, c.committerTZ, err = parsePerson(val)
-			c.hasComm = true
-		}
-		if err != nil {
+	for line := range bytes.Lines(raw[:i+1]) {
+		if err := parseHeaderLine(bytes.TrimSuffix(line, []byte("\n")), c); err != nil {
 			return err
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/tryd-ci/tryd/maintner"
-	"github.com/tryd-ci/tryd/maintner/reclog"
 )
 
 func generateDir(t testing.TB, size int64, seed uint64) (string, []string) {
@@ -203,81 +202,5 @@ func TestTextFromLogMatchesMemory(t *testing.T) {
 	}
 	if inLog == 0 {
 		t.Error("LoadDir kept every issue body in memory")
-	}
-}
-
-// TestLoadMatchesApply loads a generated log with LoadDir, whose decode
-// workers build commits ahead of the applier, and applies the same
-// records one by one with Apply, which builds them on the applier, and
-// compares the commits of every change (patch sets and meta history).
-func TestLoadMatchesApply(t *testing.T) {
-	dir, files := generateDir(t, 4<<20, 11)
-	ctx := context.Background()
-	loaded, err := maintner.New(maintner.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer loaded.Close()
-	if err := loaded.LoadDir(ctx, dir); err != nil {
-		t.Fatal(err)
-	}
-	applied, _ := maintner.New(maintner.Options{})
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := reclog.Scan(f, data, 0, func(off int64, payload []byte) error { return applied.Apply(payload) }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if a, b := loaded.Stats(), applied.Stats(); a != b {
-		t.Errorf("stats loaded %+v, applied %+v", a, b)
-	}
-	loaded.RLock()
-	defer loaded.RUnlock()
-	applied.RLock()
-	defer applied.RUnlock()
-	// view is a commit with its pointers and text resolved.
-	type view struct {
-		maintner.GitCommit
-		Author, Committer maintner.GitPerson
-		Msg               string
-	}
-	viewOf := func(c *maintner.Corpus, gc *maintner.GitCommit) view {
-		v := view{GitCommit: *gc, Author: *gc.Author, Committer: *gc.Committer, Msg: c.MustText(gc.Msg)}
-		v.GitCommit.Author, v.GitCommit.Committer, v.GitCommit.Msg = nil, nil, maintner.Text{}
-		return v
-	}
-	compared := 0
-	for _, ap := range applied.GerritProjects() {
-		lp := loaded.GerritProject(ap.Name)
-		for _, ch := range ap.Changes() {
-			hashes := []maintner.GitHash{}
-			for _, ps := range ch.PatchSets {
-				hashes = append(hashes, ps.Commit)
-			}
-			for h := ch.Meta; !h.IsZero(); {
-				hashes = append(hashes, h)
-				gc := ap.Commit(h)
-				if gc == nil || len(gc.Parents) == 0 {
-					break
-				}
-				h = gc.Parents[0]
-			}
-			for _, h := range hashes {
-				a, l := ap.Commit(h), lp.Commit(h)
-				if a == nil || l == nil {
-					t.Fatalf("change %d: commit %s: applied %v, loaded %v", ch.Number, h, a != nil, l != nil)
-				}
-				if va, vl := viewOf(applied, a), viewOf(loaded, l); !reflect.DeepEqual(va, vl) {
-					t.Fatalf("change %d: commit %s applied\n%+v\nloaded\n%+v", ch.Number, h, va, vl)
-				}
-				compared++
-			}
-		}
-	}
-	if compared < 100 {
-		t.Errorf("compared only %d commits", compared)
 	}
 }
