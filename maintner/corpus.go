@@ -109,11 +109,12 @@ type Options struct {
 	Logger logrus.FieldLogger
 	// Registry, if set, gets the corpus metrics (tryd_corpus_*).
 	Registry *prometheus.Registry
-	// LoadWorkers is how many goroutines decode segments in parallel
-	// during Load and derive Gerrit changes in parallel in
-	// GerritProject.Changes (default GOMAXPROCS, at least 2: one
-	// goroutine applies what the others decode, so the pipeline keeps
-	// two cores busy even on the smallest machines).
+	// LoadWorkers is how many goroutines decode records in parallel
+	// (and how many segments are read ahead) during Load, and derive
+	// Gerrit changes in parallel in GerritProject.Changes (default
+	// GOMAXPROCS, at least 2: one goroutine applies what the others
+	// decode, so the pipeline keeps two cores busy even on the smallest
+	// machines).
 	LoadWorkers int
 	// LoadProgress, if set, is called by Load, LoadFiles, LoadDir and
 	// LoadLog after each segment is applied, with the number of
