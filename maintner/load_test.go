@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -208,6 +209,58 @@ func TestLoadMatchesApply(t *testing.T) {
 		}
 		check(t, c)
 	})
+}
+
+// TestLoadBadRecord loads a log whose third segment holds a record that
+// does not decode: the load stops with an error naming the segment and
+// the record's offset, having applied the records of the segments
+// before and at most those of its own segment before the bad record.
+func TestLoadBadRecord(t *testing.T) {
+	segs, _ := splitLog(t, 4, 1<<20)
+	const bad = 2
+	var before int64 // records of the segments before the bad one
+	for _, seg := range segs[:bad] {
+		if _, err := reclog.Scan("", seg, 0, func(int64, []byte) error { before++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Re-frame the bad segment with a record that is not a protobuf
+	// message (field 1 declares more bytes than follow) after its 150th.
+	var payloads [][]byte
+	if _, err := reclog.Scan("", segs[bad], 0, func(_ int64, p []byte) error { payloads = append(payloads, p); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	const at = 150
+	if len(payloads) <= at {
+		t.Fatalf("segment %d has only %d records", bad, len(payloads))
+	}
+	var seg []byte
+	var badOff int64
+	for i, p := range payloads {
+		if i == at {
+			badOff = int64(len(seg))
+			seg = reclog.AppendRecord(seg, int64(len(seg)), []byte{0x0a, 0x7f, 'x'})
+		}
+		seg = reclog.AppendRecord(seg, int64(len(seg)), p)
+	}
+	segs[bad] = seg
+	for _, workers := range []int{1, 2, 3} {
+		t.Run(fmt.Sprintf("%d workers", workers), func(t *testing.T) {
+			c := newCorpus(t, maintner.Options{LoadWorkers: workers})
+			err := c.Load(context.Background(), len(segs), func(ctx context.Context, i int, buf []byte) (string, []byte, error) {
+				return fmt.Sprintf("seg%d", i), append(buf[:0], segs[i]...), nil
+			})
+			if !errors.Is(err, maintner.ErrBadRecord) {
+				t.Fatalf("Load = %v, want an error wrapping ErrBadRecord", err)
+			}
+			if msg := err.Error(); !strings.Contains(msg, fmt.Sprintf("segment %d", bad)) || !strings.Contains(msg, fmt.Sprintf("seg%d offset %d", bad, badOff)) {
+				t.Errorf("error does not name segment %d and offset %d: %v", bad, badOff, err)
+			}
+			if got := c.Stats().Records; got < before || got > before+at {
+				t.Errorf("applied %d records, want %d to %d (the segments before, and at most the bad segment's records before the bad one)", got, before, before+at)
+			}
+		})
+	}
 }
 
 // corpusDump renders what a reader of c sees, pointers followed and
