@@ -75,20 +75,26 @@ type replicaStats struct {
 	// claimedBack are the claimed builds resumed from memory (this
 	// replica had offered them, and none held them since).
 	claimedBack float64
+	// switches are its threads' context switches (voluntary and not):
+	// each is a wake-up of the Go runtime (a poll arriving, a goroutine
+	// handing work to another, sysmon), whose cost does not shrink
+	// with the work it wakes for, so a replica that does less per
+	// wake-up pays more per job.
+	switches float64
 }
 
 func (r replicaStats) add(o replicaStats) replicaStats {
 	return replicaStats{cpu: r.cpu + o.cpu, commits: r.commits + o.commits, requests: r.requests + o.requests,
 		dispatched: r.dispatched + o.dispatched, claimed: r.claimed + o.claimed, forwarded: r.forwarded + o.forwarded,
 		allocated: r.allocated + o.allocated, gcs: r.gcs + o.gcs,
-		prefetched: r.prefetched + o.prefetched, takenBack: r.takenBack + o.takenBack, wasted: r.wasted + o.wasted, released: r.released + o.released, claimedBack: r.claimedBack + o.claimedBack}
+		prefetched: r.prefetched + o.prefetched, takenBack: r.takenBack + o.takenBack, wasted: r.wasted + o.wasted, released: r.released + o.released, claimedBack: r.claimedBack + o.claimedBack, switches: r.switches + o.switches}
 }
 
 func (r replicaStats) sub(o replicaStats) replicaStats {
 	return replicaStats{cpu: r.cpu - o.cpu, commits: r.commits - o.commits, requests: r.requests - o.requests,
 		dispatched: r.dispatched - o.dispatched, claimed: r.claimed - o.claimed, forwarded: r.forwarded - o.forwarded,
 		allocated: r.allocated - o.allocated, gcs: r.gcs - o.gcs,
-		prefetched: r.prefetched - o.prefetched, takenBack: r.takenBack - o.takenBack, wasted: r.wasted - o.wasted, released: r.released - o.released, claimedBack: r.claimedBack - o.claimedBack}
+		prefetched: r.prefetched - o.prefetched, takenBack: r.takenBack - o.takenBack, wasted: r.wasted - o.wasted, released: r.released - o.released, claimedBack: r.claimedBack - o.claimedBack, switches: r.switches - o.switches}
 }
 
 // procCPU returns a process's CPU time from /proc/PID/stat: its own and,
@@ -137,7 +143,8 @@ func cpuOf(c *replicatest.Cluster, pgPid int) cpuTimes {
 			allocated: m["go_memstats_alloc_bytes_total"], gcs: m["go_gc_duration_seconds_count"],
 			prefetched: m[`tryd_coordinator_prefetched_total{event="handed_out"}`], takenBack: m[`tryd_coordinator_prefetched_total{event="taken_back"}`],
 			wasted:   m[`tryd_coordinator_prefetched_total{event="started_after_take_back"}`],
-			released: m[`tryd_coordinator_prefetched_total{event="released"}`]})
+			released: m[`tryd_coordinator_prefetched_total{event="released"}`],
+			switches: contextSwitches(p.Pid())})
 	}
 	// This process: the GCS emulator and the clients.
 	t.bench, _ = procCPU(os.Getpid(), false)
@@ -160,6 +167,27 @@ func cpuOf(c *replicatest.Cluster, pgPid int) cpuTimes {
 		}
 	}
 	return t
+}
+
+// contextSwitches returns the context switches of a process's threads
+// so far (from /proc/PID/task/*/status; threads that ended are not
+// counted, and the Go runtime seldom ends one).
+func contextSwitches(pid int) float64 {
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/status")
+	var n float64
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && (k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches") {
+				x, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				n += x
+			}
+		}
+	}
+	return n
 }
 
 // postmaster returns the PID of the PostgreSQL server at dsn when it

@@ -261,8 +261,8 @@ func printTotal(name string, t *total) {
 	fmt.Printf("%-11s cpu/job: coordinators %4.0fus workers %4.0fus postgres %4.0fus bench (GCS emulator, clients) %4.0fus; %.2f commits/job, %.2fms each; %.2f requests/job\n", "",
 		per(c.coord), per(c.workers), per(c.pg), per(c.bench), c.commits/n, commitMean, c.requests/n)
 	for k, rs := range c.replicas {
-		fmt.Printf("%-11s replica %d: %4.0f jobs dispatched, %2.0f builds claimed (%2.0f from memory), %2.0f calls forwarded, %3.0f GCs, %4.0f prefetched, %3.0f taken back (%2.0f after they started), %3.0f released; per job dispatched: cpu %4.0fus, %.2f commits, %.2f requests, %.1f KiB allocated\n", "",
-			k, rs.dispatched, rs.claimed, rs.claimedBack, rs.forwarded, rs.gcs, rs.prefetched, rs.takenBack, rs.wasted, rs.released, us(rs.cpu)/max(rs.dispatched, 1), rs.commits/max(rs.dispatched, 1), rs.requests/max(rs.dispatched, 1), rs.allocated/1024/max(rs.dispatched, 1))
+		fmt.Printf("%-11s replica %d: %4.0f jobs dispatched, %2.0f builds claimed (%2.0f from memory), %2.0f calls forwarded, %3.0f GCs, %4.0f prefetched, %3.0f taken back (%2.0f after they started), %3.0f released; per job dispatched: cpu %4.0fus, %.2f commits, %.2f requests, %.1f context switches, %.1f KiB allocated\n", "",
+			k, rs.dispatched, rs.claimed, rs.claimedBack, rs.forwarded, rs.gcs, rs.prefetched, rs.takenBack, rs.wasted, rs.released, us(rs.cpu)/max(rs.dispatched, 1), rs.commits/max(rs.dispatched, 1), rs.requests/max(rs.dispatched, 1), rs.switches/max(rs.dispatched, 1), rs.allocated/1024/max(rs.dispatched, 1))
 	}
 }
 
