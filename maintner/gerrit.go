@@ -63,7 +63,7 @@ func isMetaCommit(msg []byte) bool {
 	// both newlines for the last such p), -1 if there is none.
 	last := -1
 	for end := len(t); ; {
-		p := bytes.LastIndexByte(t[:end], '\n')
+		p := lastIndexByte(t[:end], '\n')
 		if p < 1 {
 			break
 		}

@@ -2,9 +2,11 @@ package maintner
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 )
 
@@ -189,8 +191,8 @@ func parseHeaderLine(line []byte, c *rawCommit) error {
 // parsePerson parses "Name <email> 1700000000 +0100"; ident is the
 // "Name <email>" part.
 func parsePerson(v []byte) (ident, name, email []byte, t Time, tz int16, err error) {
-	lt := bytes.LastIndexByte(v, '<')
-	gt := bytes.LastIndexByte(v, '>')
+	lt := lastIndexByte(v, '<')
+	gt := lastIndexByte(v, '>')
 	if lt < 0 || gt < lt {
 		return nil, nil, nil, 0, 0, fmt.Errorf("person %q: no <email>", truncate(v, 80))
 	}
@@ -237,4 +239,30 @@ func parseDecimal(b []byte) (int64, error) {
 		return v, nil
 	}
 	return strconv.ParseInt(string(b), 10, 64)
+}
+
+// lastIndexByte is bytes.LastIndexByte, eight bytes at a time: loading
+// searches every commit's identities and the end of its message
+// backwards, and the standard one compares a byte at a time.
+func lastIndexByte(s []byte, c byte) int {
+	const (
+		low7 = 0x7f7f7f7f7f7f7f7f
+		ones = 0x0101010101010101
+	)
+	i := len(s)
+	for ; i >= 8; i -= 8 {
+		w := binary.LittleEndian.Uint64(s[i-8:]) ^ ones*uint64(c)
+		// The high bit of each byte of w that is zero: (b&0x7f)+0x7f
+		// sets it in every byte with a low bit set, and never carries
+		// into the next byte.
+		if zero := ^((w&low7 + low7) | w | low7); zero != 0 {
+			return i - 8 + (63-bits.LeadingZeros64(zero))/8
+		}
+	}
+	for i--; i >= 0; i-- {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
 }

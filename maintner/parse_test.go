@@ -263,3 +263,48 @@ func FuzzIsMetaCommit(f *testing.F) {
 		}
 	})
 }
+
+// TestLastIndexByte checks lastIndexByte against bytes.LastIndexByte
+// with the byte sought at every position of inputs of every length up
+// to three words, among bytes that differ from it in one bit (a carry
+// or borrow between lanes would show there) and bytes with the high bit
+// set.
+func TestLastIndexByte(t *testing.T) {
+	for _, c := range []byte{'\n', '<', 0x00, 0x80, 0xff} {
+		for n := 0; n <= 24; n++ {
+			for _, fill := range []byte{c ^ 1, c ^ 0x80, c ^ 0x40, 0xff, 0x00} {
+				if fill == c {
+					continue
+				}
+				s := bytes.Repeat([]byte{fill}, n)
+				check := func() {
+					t.Helper()
+					if got, want := lastIndexByte(s, c), bytes.LastIndexByte(s, c); got != want {
+						t.Fatalf("lastIndexByte(%q, %q) = %d, want %d", s, c, got, want)
+					}
+				}
+				check()
+				for i := range s {
+					s[i] = c
+					check()
+					for j := i + 1; j < n; j++ {
+						s[j] = c
+						check()
+						s[j] = fill
+					}
+					s[i] = fill
+				}
+			}
+		}
+	}
+}
+
+func FuzzLastIndexByte(f *testing.F) {
+	f.Add([]byte("Gerrit User 5 <5@abc> 1700000000 +0130"), byte('<'))
+	f.Add([]byte("a\n\nb\nPatch-set: 1"), byte('\n'))
+	f.Fuzz(func(t *testing.T, s []byte, c byte) {
+		if got, want := lastIndexByte(s, c), bytes.LastIndexByte(s, c); got != want {
+			t.Fatalf("lastIndexByte(%q, %q) = %d, want %d", s, c, got, want)
+		}
+	})
+}
