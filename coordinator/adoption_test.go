@@ -101,6 +101,22 @@ func failOverTo(t *testing.T, hold time.Duration, mods ...func(*Options)) *faile
 	return f
 }
 
+// settled waits until the attempt no longer waits for its build's
+// claim on b, once the dead replica's lease expired and a claim was
+// made: the test's, or the claim loop's (woken by a nudge), which
+// reads the build back before it settles the adoptions, and may still
+// be reading when the test's own claim finds the build taken.
+func (f *failedOverTo) settled(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for f.waiting() {
+		if time.Now().After(deadline) {
+			t.Fatal("the attempt still waits after the claim")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // waiting reports whether the attempt waits for its build's claim on b.
 func (f *failedOverTo) waiting() bool {
 	f.b.c.mu.Lock()
@@ -165,9 +181,7 @@ func TestAdoptionByEitherClaim(t *testing.T) {
 			// loop's ordinary claim first, which must adopt alike.
 			f.clock.Advance(2 * time.Second)
 			tt.claim(f.b.c)
-			if f.waiting() {
-				t.Fatal("the attempt still waits after the claim")
-			}
+			f.settled(t)
 			b := f.b.build(f.build)
 			if b.State != api.BuildSucceeded {
 				t.Fatalf("build %s, want succeeded with the kept result", b.State)
@@ -200,9 +214,7 @@ func TestAdoptionLogContinues(t *testing.T) {
 	}
 	f.clock.Advance(2 * time.Second)
 	f.b.c.checkAdoptions()
-	if f.waiting() {
-		t.Fatal("the attempt still waits after the claim")
-	}
+	f.settled(t)
 	if n, err := f.w.c.AppendLog(ctx, f.attempt, 10, []byte("end\n")); err != nil || n != 14 {
 		t.Fatalf("log chunk after the claim = %d, %v; want 14", n, err)
 	}
@@ -294,6 +306,7 @@ func TestAdoptionLogTruncated(t *testing.T) {
 	}
 	f.clock.Advance(2 * time.Second)
 	f.b.c.checkAdoptions()
+	f.settled(t)
 	f.w.mustPoll(0, nil, f.w.output(api.Assignment{AttemptID: f.attempt}))
 	at := f.b.build(f.build).Jobs[0].Attempts
 	if len(at) != 1 || at[0].State != api.AttemptSucceeded || at[0].LogBytes != 12 || !at[0].LogTruncated {

@@ -152,6 +152,10 @@ type replicas struct {
 	// claiming them back fresh (see offeredBuild).
 	freshClaims freshClaimer
 	offered     offeredBuilds
+	// resuming are the builds this replica claimed and is reading back
+	// (loadClaimed, without c.mu), each closing its channel once
+	// installed or given up (installClaimed). Under c.mu.
+	resuming map[int64]chan struct{}
 
 	claimed, claimedOffered, dropped, forwarded prometheus.Counter
 }
@@ -249,6 +253,7 @@ func newReplicas(opts ReplicaOptions, l state.Leaser, reg *prometheus.Registry, 
 		expired:       map[int64]bool{},
 		adopting:      map[string]*pendingAdoption{},
 		resent:        map[string]string{},
+		resuming:      map[int64]chan struct{}{},
 		renewFailures: failureLog{log: log, what: "renew build leases"},
 		claimFailures: failureLog{log: log, what: "claim builds"},
 		claimed: prometheus.NewCounter(prometheus.CounterOpts{
@@ -562,7 +567,7 @@ func (c *Coordinator) renewLeases() bool {
 		}
 	}
 	for _, id := range held {
-		if _, ok := c.builds[id]; !ok {
+		if _, ok := c.builds[id]; !ok && c.rep.resuming[id] == nil {
 			orphans[id] = true
 		}
 	}
@@ -785,7 +790,10 @@ func (c *Coordinator) claimBuilds() (bool, error) {
 }
 
 // claimOne claims one build nobody holds, if any, and resumes it; it
-// returns how many it claimed.
+// returns how many it claimed. The build is read back before c.mu is
+// taken (loadClaimed): on a CPU-starved replica each store round trip
+// may take a scheduling period, and the worker polls, submits and
+// event streams of the replica would wait for all of them.
 func (c *Coordinator) claimOne() (int, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.rep.opts.LeaseTTL/2)
 	defer cancel()
@@ -801,10 +809,14 @@ func (c *Coordinator) claimOne() (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	loaded := make([]*claimedBuild, 0, len(ids))
+	for i, id := range ids {
+		loaded = append(loaded, c.loadClaimed(ctx, id, now, i < len(fresh) && fresh[i]))
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for i, id := range ids {
-		c.resumeClaimed(ctx, id, now, i < len(fresh) && fresh[i], "claimed build")
+	for _, cb := range loaded {
+		c.installClaimed(cb, "claimed build")
 	}
 	c.wakeAll()
 	return len(ids), nil
@@ -956,7 +968,7 @@ var attemptLogRE = regexp.MustCompile(`^/api/attempts/([0-9a-f]{1,64})/log$`)
 //
 //   - this replica claims the build (it claims such a build itself the
 //     moment its lease expires, spare slots or not: its workers run the
-//     build's attempts): restoreBuild adopts the attempt into the
+//     build's attempts): installBuild adopts the attempt into the
 //     worker's session, as after a coordinator restart
 //     (settleAdoptions), and applies the result the worker reported
 //     meanwhile, if any;
@@ -1210,7 +1222,7 @@ func (c *Coordinator) dropAdoption(id string, p *pendingAdoption, why string) {
 
 // settleAdoptions ends the wait of the attempts held for adoption of
 // build b, which this replica just resumed (claimed, under c.mu): those
-// restoreBuild adopted into their worker's session are confirmed (the
+// installBuild adopted into their worker's session are confirmed (the
 // worker listed them when it registered), and the results reported
 // meanwhile applied; the others (not running in the store any more)
 // are cancelled.
@@ -1317,41 +1329,104 @@ func (c *Coordinator) claimForAdoption(ctx context.Context, id int64, now time.T
 	if err != nil || !ok {
 		return // someone else's (seen next time), or the store fails
 	}
+	cb := c.loadClaimed(ctx, id, now, false)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.resumeClaimed(ctx, id, now, false, "claimed build, whose attempts this replica's workers run")
+	c.installClaimed(cb, "claimed build, whose attempts this replica's workers run")
 	c.wakeAll()
 }
 
-// resumeClaimed resumes build id, which this replica just claimed, unless
-// it runs here already (under c.mu); msg is logged. With fresh (no
-// replica held the build before this claim), a build this replica
-// offered is resumed from what it kept (offeredBuild), which is what
-// the store holds of it; otherwise from the store.
-func (c *Coordinator) resumeClaimed(ctx context.Context, id int64, now time.Time, fresh bool, msg string) {
+// claimedBuild is a build this replica claimed, read back for resuming
+// (loadClaimed) and not installed yet (installClaimed).
+type claimedBuild struct {
+	id int64
+	// at is when it was claimed: its lease runs from then.
+	at time.Time
+	// kept says that it is resumed from what this replica kept when it
+	// offered it (see offeredBuild).
+	kept bool
+	l    *loadedBuild
+	err  error
+	// done is closed once it is installed or given up.
+	done chan struct{}
+}
+
+// loadClaimed reads build id, which this replica claimed at at, back
+// for resuming, without c.mu (see loadBuild; fresh: no replica held it
+// before this claim, and a build this replica offered is resumed from
+// what it kept). It returns nil when there is nothing to install: the
+// build runs here already, or another call is resuming it (a Cancel
+// and a claim after the lease expired); installClaimed takes nil.
+func (c *Coordinator) loadClaimed(ctx context.Context, id int64, at time.Time, fresh bool) *claimedBuild {
 	var offered *offeredBuild
 	if c.rep.freshClaims != nil {
+		// Taken whatever comes next: a later claim finds the build
+		// held before.
 		offered = c.rep.offered.take(id)
 	}
-	if _, ok := c.builds[id]; ok {
+	c.mu.Lock()
+	_, here := c.builds[id]
+	busy := c.rep.resuming[id] != nil
+	cb := &claimedBuild{id: id, at: at, kept: fresh && offered != nil, done: make(chan struct{})}
+	if !here && !busy {
+		c.rep.resuming[id] = cb.done
+	}
+	c.mu.Unlock()
+	if here || busy {
+		return nil
+	}
+	cb.l, cb.err = c.loadBuild(ctx, id, at, fresh, offered)
+	return cb
+}
+
+// installClaimed resumes cb, loaded by loadClaimed (nil: nothing to do),
+// unless what happened while it was read forbids it (under c.mu): the
+// replica stops, or the read outlasted what is left of the lease
+// without renewals (leaseMargin before its expiry; the lease may be
+// another replica's by now). Other calls could not touch the build
+// meanwhile: it was in none of c's maps (a Cancel of it waits for the
+// resume, see awaitResumed), attempts held for adoption are settled
+// here (settleAdoptions, from the maps as they are now), and renewals
+// do not count its lease as an orphan's. A build not installed is left
+// to its lease's expiry (or release as an orphan) and another claim.
+func (c *Coordinator) installClaimed(cb *claimedBuild, msg string) {
+	if cb == nil {
 		return
 	}
-	kept := fresh && offered != nil
-	var err error
-	if kept {
-		err = c.resumeOffered(ctx, id, offered, now)
-	} else {
-		err = c.restoreBuild(ctx, id, now, true, fresh)
-	}
-	if err != nil {
-		// Leave it to the lease's expiry and another try.
-		c.log.WithError(err).WithField("build", id).Error("resume claimed build")
+	delete(c.rep.resuming, cb.id)
+	close(cb.done)
+	log := c.log.WithField("build", cb.id)
+	ttl := c.rep.opts.LeaseTTL
+	switch _, here := c.builds[cb.id]; {
+	case cb.err != nil:
+		log.WithError(cb.err).Error("resume claimed build")
+		return
+	case c.ctx.Err() != nil || here:
+		return
+	case c.clock.Now().Sub(cb.at) >= ttl-leaseMargin(ttl):
+		log.Warn("resume claimed build: reading it back took most of its lease; leaving it to another claim")
 		return
 	}
-	c.log.WithField("build", id).Info(msg)
+	c.installBuild(cb.l, cb.at, true)
+	log.Info(msg)
 	c.rep.claimed.Inc()
-	if kept {
+	if cb.kept {
 		c.rep.claimedOffered.Inc()
 	}
-	c.rep.heldNow(id)
+	c.rep.heldNow(cb.id)
+}
+
+// awaitResumed waits until build id, if this replica is reading it back
+// after a claim, is installed or given up (or ctx ends).
+func (c *Coordinator) awaitResumed(ctx context.Context, id int64) {
+	c.mu.Lock()
+	done := c.rep.resuming[id]
+	c.mu.Unlock()
+	if done == nil {
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }

@@ -16,19 +16,22 @@ import (
 // re-register (listing them) or are lost after the heartbeat timeout, and
 // jobs whose dependencies already failed are skipped. Jobs keep their
 // attempts as stored, so abandoned ones still do not count against
-// MaxAttempts (job.charged).
+// MaxAttempts (job.charged). Each build is read without c.mu and
+// installed under it (loadBuild, installBuild), as claimed builds are.
 func (c *Coordinator) restore(ctx context.Context) error {
 	ids, err := c.store.UnfinishedBuilds(ctx)
 	if err != nil {
 		return fmt.Errorf("coordinator: restore: %w", err)
 	}
 	now := c.clock.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for _, id := range ids {
-		if err := c.restoreBuild(ctx, id, now, false, false); err != nil {
+		l, err := c.loadBuild(ctx, id, now, false, nil)
+		if err != nil {
 			return fmt.Errorf("coordinator: restore build %d: %w", id, err)
 		}
+		c.mu.Lock()
+		c.installBuild(l, now, false)
+		c.mu.Unlock()
 	}
 	if len(ids) > 0 {
 		c.log.WithField("builds", len(ids)).Info("resumed unfinished builds")
@@ -36,49 +39,56 @@ func (c *Coordinator) restore(ctx context.Context) error {
 	return nil
 }
 
-// restoreBuild loads build id from the store and resumes it. claimed
-// says that this replica claimed it from another (see adoptRunning);
-// fresh, that no replica held it before this claim (see freshClaimer):
-// then it has no attempts to read.
-func (c *Coordinator) restoreBuild(ctx context.Context, id int64, t time.Time, claimed, fresh bool) error {
-	sb, err := c.store.Build(ctx, id)
-	if err != nil {
-		return err
-	}
-	rows, err := c.store.Jobs(ctx, id)
-	if err != nil {
-		return err
-	}
-	var atts []state.Attempt
-	if !fresh {
-		if atts, err = c.store.Attempts(ctx, id); err != nil {
-			return err
+// loadedBuild is a build read back for resuming, not yet installed:
+// loadBuild makes it without c.mu, since it reads the store (up to four
+// round trips, each of which the replica's worker polls, submits and
+// event streams would otherwise wait for), and installBuild resumes it
+// under c.mu without reading anything. Until installed, its build and
+// jobs are reachable from nowhere else.
+type loadedBuild struct {
+	b    *build
+	atts []state.Attempt
+	// cached are the jobs without a stored record that the result
+	// cache holds (with their outputs in the artifact store): set
+	// cached by loadBuild, recorded by installBuild.
+	cached []*job
+}
+
+// loadBuild reads build id back for resuming at t (c.mu not held). With
+// fresh (no replica held the build before this claim, see
+// freshClaimer) it has no attempts to read, and offered, what this
+// replica kept when it offered the build (offeredBuild), is what the
+// store holds of it: then only the result cache is read, which may have
+// gained results of its jobs meanwhile.
+func (c *Coordinator) loadBuild(ctx context.Context, id int64, t time.Time, fresh bool, offered *offeredBuild) (*loadedBuild, error) {
+	var b *build
+	var rows []state.Job
+	l := &loadedBuild{}
+	if fresh && offered != nil {
+		b = newBuild(offered.g, offered.prio, offered.labels, offered.created)
+		rows = offered.rows
+	} else {
+		sb, err := c.store.Build(ctx, id)
+		if err != nil {
+			return nil, err
 		}
+		if rows, err = c.store.Jobs(ctx, id); err != nil {
+			return nil, err
+		}
+		if !fresh {
+			if l.atts, err = c.store.Attempts(ctx, id); err != nil {
+				return nil, err
+			}
+		}
+		var g graph.Graph
+		if err := json.Unmarshal(sb.Graph, &g); err != nil {
+			return nil, fmt.Errorf("stored graph: %w", err)
+		}
+		b = newBuild(&g, sb.Priority, sb.Labels, sb.Created)
+		b.err = sb.Error
 	}
-	var g graph.Graph
-	if err := json.Unmarshal(sb.Graph, &g); err != nil {
-		return fmt.Errorf("stored graph: %w", err)
-	}
-	b := newBuild(&g, sb.Priority, sb.Labels, sb.Created)
-	b.id, b.err = id, sb.Error
-	return c.resumeBuild(ctx, b, rows, atts, t, claimed)
-}
-
-// resumeOffered resumes build id, which this replica offered and just
-// claimed fresh (no replica held it before): the store holds of it only
-// what Submit stored, which o kept (see offeredBuild), so nothing is
-// read back but the result cache, which may have gained results of its
-// jobs meanwhile.
-func (c *Coordinator) resumeOffered(ctx context.Context, id int64, o *offeredBuild, t time.Time) error {
-	b := newBuild(o.g, o.prio, o.labels, o.created)
 	b.id = id
-	return c.resumeBuild(ctx, b, o.rows, nil, t, true)
-}
-
-// resumeBuild resumes build b, new from newBuild, whose jobs' stored
-// records are rows and attempts atts (under c.mu).
-func (c *Coordinator) resumeBuild(ctx context.Context, b *build, rows []state.Job, atts []state.Attempt, t time.Time, claimed bool) error {
-	id := b.id
+	l.b = b
 	hasRow := map[*job]bool{}
 	for _, r := range rows {
 		j := b.jobs[r.JobID]
@@ -100,7 +110,7 @@ func (c *Coordinator) resumeBuild(ctx context.Context, b *build, rows []state.Jo
 	if len(ask) > 0 {
 		rs, err := c.store.Results(ctx, ask)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, r := range rs {
 			if _, err := c.arts.Stat(ctx, r.OutputDigest); err != nil {
@@ -109,11 +119,22 @@ func (c *Coordinator) resumeBuild(ctx context.Context, b *build, rows []state.Jo
 			j := b.jobs[r.JobID]
 			j.state, j.output, j.finished = api.JobCached, r.OutputDigest, t
 			j.cachedFrom = &api.JobResult{JobID: r.JobID, OutputDigest: r.OutputDigest, AttemptID: r.AttemptID, BuildID: r.BuildID, Finished: r.Finished}
-			c.setJob(j)
+			l.cached = append(l.cached, j)
 		}
 	}
-	for i := range atts {
-		a := &attempt{rec: atts[i]}
+	return l, nil
+}
+
+// installBuild resumes build l.b, loaded by loadBuild, at t (under
+// c.mu). claimed says that this replica claimed it from another (see
+// adoptRunning).
+func (c *Coordinator) installBuild(l *loadedBuild, t time.Time, claimed bool) {
+	b, id := l.b, l.b.id
+	for _, j := range l.cached {
+		c.setJob(j)
+	}
+	for i := range l.atts {
+		a := &attempt{rec: l.atts[i]}
 		j := b.jobs[a.rec.JobID]
 		if j == nil {
 			continue
@@ -201,7 +222,6 @@ func (c *Coordinator) resumeBuild(ctx context.Context, b *build, rows []state.Jo
 		// replica kept running (see pendingAdoption).
 		c.settleAdoptions(b, t)
 	}
-	return nil
 }
 
 // adoptRunning keeps a job's running attempt alive for its worker, which

@@ -322,11 +322,16 @@ func (c *Coordinator) Cancel(ctx context.Context, id int64) error {
 	if err != nil {
 		return storeErr(fmt.Sprintf("build %d", id), err)
 	}
+	var cb *claimedBuild
+	if held {
+		cb = c.loadClaimed(ctx, id, now, false)
+	}
+	if cb == nil {
+		c.awaitResumed(ctx, id) // claimed here, being read back
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if held {
-		c.resumeClaimed(ctx, id, now, false, "claimed build to cancel it")
-	}
+	c.installClaimed(cb, "claimed build to cancel it")
 	if b, ok := c.builds[id]; ok {
 		c.cancelBuild(b, now)
 		return nil
