@@ -36,7 +36,7 @@ type pendingAttempt struct {
 	// releasable marks a prefetched attempt whose worker answers
 	// release requests (api.PollRequest.AnswersRelease).
 	releasable bool
-	// thief, when set, is the idle worker for which the coordinator
+	// thief, when set, is the worker for which the coordinator
 	// asked the holder to release this prefetched attempt (see
 	// stealPrefetched): until the holder answers, it is neither taken
 	// back nor stolen again. releaseSent is when the request went out

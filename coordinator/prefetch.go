@@ -29,23 +29,38 @@ import (
 //
 // Releases. A worker that cannot run anything else takes the
 // prefetched attempt of another worker that has held it for stealAge,
-// but the holder may have started it already, its report not processed
-// yet (a coordinator slow to process reports: CPU-starved); taken back
-// then, the job ran twice. So when the holder answers release requests
-// (api.PollRequest.AnswersRelease), the steal is in two phases: the
-// coordinator asks the holder to release the attempt (in
-// api.PollResponse.Release, waking its waiting poll) and marks it
-// (pendingAttempt.thief), which keeps it from being taken back or
-// stolen again; the holder answers that it released it
+// and a worker with only jobs of a lower priority to run takes one of
+// a higher priority at once; but the holder may have started it
+// already, its report not processed yet (a coordinator slow to process
+// reports: CPU-starved); taken back then, the job ran twice. So when
+// the holder answers release requests (api.PollRequest.AnswersRelease),
+// a steal is in two phases: the coordinator asks the holder to release
+// the attempt (in api.PollResponse.Release, waking its waiting poll)
+// and marks it (pendingAttempt.thief), which keeps it from being taken
+// back or stolen again; the holder answers that it released it
 // (api.PollRequest.Released: dropped unstarted, never to start), and
 // only then is its job queued again, at the front, waking the waiting
-// polls (the idle worker's takes it); or it reports its start as usual
-// and the attempt simply runs. A job of a higher priority that becomes
+// polls (the thief's takes it, unless another poll comes first); or it
+// reports its start as usual and the attempt simply runs, the thief's
+// poll woken to look again. A job of a higher priority that becomes
 // ready has the holder's prefetched attempts of lower priorities
 // released the same way. Holders of the previous protocol version have
 // them taken back at once, as before, and so does every holder for the
-// other take-backs (a worker with only jobs of a lower priority to run
-// takes at once: it has a slot to fill now).
+// other take-backs (session ended, attempt no longer listed, lease
+// lost).
+//
+// A worker with only jobs of a lower priority to run keeps the free
+// slots it has asked releases for (one per attempt being released for
+// it) empty until the answers come, rather than fill them with those
+// jobs, or with pipelined or prefetched ones (which would start there):
+// slots go to ready jobs by priority first (pick), and a prefetched
+// attempt not started is a ready job. Filled at once, the slot would
+// leave the job of the higher priority, once released, waiting for the
+// next slot to free anywhere (a whole job's run) behind one of a lower
+// priority, which is what the steal is for; kept empty, it idles for
+// the holder's round trip (its waiting poll is woken at once), or until
+// the holder's start report if the request crossed the start. Its
+// other free slots are filled as usual.
 
 // maxPrefetchPerSlot bounds a worker's prefetched attempts: at most that
 // many per registered slot.
@@ -295,11 +310,23 @@ func (c *Coordinator) dropPrefetched(j *job, requeue bool) {
 }
 
 // requeueFront puts queued job j, out of its ready queue, back at the
-// front of it (unless it is no longer queued or its build is gone).
+// front of it (unless it is no longer queued or its build is gone), and
+// wakes the waiting polls.
 func (c *Coordinator) requeueFront(j *job) {
+	if c.putFront(j) {
+		c.wakeAll()
+	}
+}
+
+// putFront puts queued job j, out of its ready queue, back at the front
+// of it, and reports whether it did (not if it is no longer queued or
+// its build is gone). It wakes nobody: a poll that picked j and puts it
+// back without releasing c.mu changed nothing another poll could have
+// seen.
+func (c *Coordinator) putFront(j *job) bool {
 	b := j.b
 	if j.state != api.JobQueued || c.builds[b.id] != b {
-		return
+		return false
 	}
 	key := labelKey(j.g.Labels)
 	q := b.queues[key]
@@ -316,40 +343,39 @@ func (c *Coordinator) requeueFront(j *job) {
 		q.jobs[0] = j
 	}
 	c.ready[b.rank][b] = true
-	c.wakeAll()
+	return true
 }
 
 // stealPrefetched takes back one prefetched attempt of another worker
 // that s could run, of a build whose priority rank is below below (s
 // has a free slot and, to fill it, a job of rank below, or nothing with
 // below = len(c.ready)), the highest priority first, and reports whether
-// it did. Of those, it takes the one handed out last: a worker starts
-// its prefetched attempts in the order it got them and reports starts
-// in batches, so the older ones may well be running already, and taking
-// one back would run its job twice.
+// it did (stole). Of those, it takes the one handed out last: a worker
+// starts its prefetched attempts in the order it got them and reports
+// starts in batches, so the older ones may well be running already,
+// and taking one back would run its job twice.
 //
 // With nothing else to run (idle), s takes only an attempt its worker
 // has held for stealAge, and otherwise returns how long until one will
-// have been: prefetched work that short is being started. Taken at
-// once, a steal crossed a start almost every time on
+// have been (retry): prefetched work that short is being started.
+// Taken at once, a steal crossed a start almost every time on
 // bench/coordinator-replicas.sh (1-4% of the jobs ran twice). What idle
 // workers need to take is work held behind long jobs, which waits far
-// longer. And an idle s asks a holder that answers release requests to
-// release the attempt instead (see "Releases" above), for up to free
-// attempts at a time: it takes nothing now (stole is false) and its
-// poll waits for the answers.
-func (c *Coordinator) stealPrefetched(s *session, below int, idle bool, free int, now time.Time) (stole bool, retry time.Duration) {
+// longer. And s asks a holder that answers release requests to release
+// the attempt instead (see "Releases" above), for up to free attempts
+// at a time, idle or not: it takes nothing now (stole is false). With
+// wait, s has asked for as many attempts of rank below below as it has
+// free slots: its poll leaves them empty and waits for the answers
+// (the job of rank below it was about to take goes back to its queue).
+func (c *Coordinator) stealPrefetched(s *session, below int, idle bool, free int, now time.Time) (stole, wait bool, retry time.Duration) {
 	for {
-		best, asked, wait := c.stealCandidate(s, below, idle, now)
-		if best == nil {
-			return false, wait
-		}
-		if !idle || !best.releasable {
+		best, asked, retry := c.stealCandidate(s, below, idle, now)
+		switch {
+		case best != nil && !best.releasable:
 			c.dropPrefetched(best.a.j, true)
-			return true, 0
-		}
-		if asked >= free {
-			return false, wait
+			return true, false, 0
+		case best == nil || asked >= free:
+			return false, asked >= free, retry
 		}
 		c.askRelease(best, s)
 	}
@@ -365,8 +391,8 @@ func (c *Coordinator) askRelease(p *pendingAttempt, thief *session) {
 }
 
 // stealCandidate returns the prefetched attempt stealPrefetched takes
-// (nil if none), how many attempts are being released for s, and how
-// long until a younger one may be taken.
+// (nil if none), how many attempts of rank below below are being
+// released for s, and how long until a younger one may be taken.
 func (c *Coordinator) stealCandidate(s *session, below int, idle bool, now time.Time) (best *pendingAttempt, asked int, retry time.Duration) {
 	some := false
 	for rank := range below {
@@ -380,13 +406,13 @@ func (c *Coordinator) stealCandidate(s *session, below int, idle bool, now time.
 			continue
 		}
 		for _, p := range o.prefetched {
+			r := p.a.j.b.rank
 			if p.thief != nil {
-				if p.thief == s {
+				if p.thief == s && r < below {
 					asked++
 				}
 				continue // being released
 			}
-			r := p.a.j.b.rank
 			if r >= below || !matches(s.labels, p.a.j.g.Labels) {
 				continue
 			}

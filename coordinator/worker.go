@@ -466,6 +466,7 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 	for {
 		var hint time.Duration
 		picked := 0
+		reserved := false // free slots kept for releases (below)
 		for free > 0 {
 			j, h := c.pick(s, now)
 			if steals > 0 && c.prefetchedN > 0 {
@@ -473,7 +474,7 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 				if j != nil {
 					below = j.b.rank
 				}
-				stole, retry := c.stealPrefetched(s, below, j == nil, free, now)
+				stole, wait, retry := c.stealPrefetched(s, below, j == nil, free, now)
 				if stole {
 					// Rather a job of a higher priority (or any,
 					// with nothing else to run) that another worker
@@ -483,6 +484,15 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 					}
 					steals--
 					continue
+				}
+				if wait && j != nil {
+					// The free slots wait for jobs of a higher
+					// priority being released for s (see "Releases"
+					// in prefetch.go): j goes back, unseen, and
+					// nothing fills them (a prefetched attempt
+					// would start there at once).
+					c.putFront(j)
+					j, reserved = nil, true
 				}
 				if j == nil && retry > 0 && (h == 0 || retry < h) {
 					h = retry // look again once one may be taken
@@ -496,13 +506,13 @@ func (c *Coordinator) PollEarly(ctx context.Context, worker string, req api.Poll
 			free--
 			picked++
 		}
-		if req.Early && free > 0 {
+		if req.Early && free > 0 && !reserved {
 			// Early polls come from workers that understand After.
 			n := len(resp.Assignments)
 			c.pipeline(s, free, resp)
 			free -= len(resp.Assignments) - n
 		}
-		if prefetch > 0 {
+		if prefetch > 0 && !reserved {
 			n := len(resp.Assignments)
 			c.prefetch(s, prefetch, req.AnswersRelease, resp, now)
 			prefetch -= len(resp.Assignments) - n
