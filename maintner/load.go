@@ -116,175 +116,210 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, release fu
 	if !c.opts.LoadWithGC {
 		defer pauseGC(loadBudget(n))()
 	}
-	workers := c.opts.LoadWorkers
-	window := loadWindow / chunkRecords
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
 		cancel()
 		wg.Wait()
 	}()
-	goStage := func(f func()) {
+	stage := func(f func()) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			f()
 		}()
 	}
+	l := newLoader(ctx, c, n, read, release, refs)
+	for r := range l.bufs {
+		stage(func() { l.readSegments(r) })
+	}
+	stage(l.split)
+	for range c.opts.LoadWorkers {
+		stage(l.decode)
+	}
+	return l.apply()
+}
 
-	// Chunks, with their records, are recycled through free (a channel
-	// rather than a sync.Pool, which the collector empties every cycle):
-	// loading then allocates per record only what the corpus keeps.
-	free := make(chan *chunk, window+workers+2)
-	newChunk := func(seg int, name string) *chunk {
+// loader is the state the stages of one load share (see chunk).
+type loader struct {
+	c       *Corpus
+	ctx     context.Context
+	n       int
+	read    SegmentReader
+	release func(i int) (mapped bool)
+	refs    bool
+	// segs[i] takes segment i from its reader to the splitter; bufs[r]
+	// takes reader r's buffer back from the applier.
+	segs []chan segment
+	bufs []chan []byte
+	// order takes chunks to the applier and queue to the decoders, in
+	// log order; free recycles them (a channel rather than a
+	// sync.Pool, which the collector empties every cycle), so that
+	// loading allocates per record only what the corpus keeps.
+	order, queue, free chan *chunk
+}
+
+// segment is what a reader read.
+type segment struct {
+	name string
+	data []byte
+	err  error
+}
+
+func newLoader(ctx context.Context, c *Corpus, n int, read SegmentReader, release func(int) bool, refs bool) *loader {
+	window := loadWindow / chunkRecords
+	l := &loader{c: c, ctx: ctx, n: n, read: read, release: release, refs: refs,
+		segs:  make([]chan segment, n),
+		bufs:  make([]chan []byte, min(c.opts.LoadWorkers, max(n, 1))),
+		order: make(chan *chunk, window),
+		queue: make(chan *chunk, window),
+		free:  make(chan *chunk, window+c.opts.LoadWorkers+2),
+	}
+	for i := range l.segs {
+		l.segs[i] = make(chan segment, 1)
+	}
+	for r := range l.bufs {
+		l.bufs[r] = make(chan []byte, 1)
+		l.bufs[r] <- nil
+	}
+	return l
+}
+
+// readSegments is reader r.
+func (l *loader) readSegments(r int) {
+	for i := r; i < l.n; i += len(l.bufs) {
+		var buf []byte
 		select {
-		case ch := <-free:
-			ch.seg, ch.name = seg, name
-			return ch
-		default:
-			return &chunk{seg: seg, name: name, recs: make([]chunkRec, 0, chunkRecords),
-				decs: make([]*decoded, 0, chunkRecords), done: make(chan struct{}, 1)}
+		case buf = <-l.bufs[r]:
+		case <-l.ctx.Done():
+			return
+		}
+		name, data, err := l.read(l.ctx, i, buf)
+		l.segs[i] <- segment{name, data, err} // never blocks: one send per channel
+		if err != nil {
+			return
 		}
 	}
+}
 
-	// Readers.
-	type segment struct {
-		name string
-		data []byte
-		err  error
+// newChunk returns an empty chunk of segment seg, a recycled one if
+// there is one.
+func (l *loader) newChunk(seg int, name string) *chunk {
+	select {
+	case ch := <-l.free:
+		ch.seg, ch.name = seg, name
+		return ch
+	default:
+		return &chunk{seg: seg, name: name, recs: make([]chunkRec, 0, chunkRecords),
+			decs: make([]*decoded, 0, chunkRecords), done: make(chan struct{}, 1)}
 	}
-	segs := make([]chan segment, n)
-	for i := range segs {
-		segs[i] = make(chan segment, 1)
-	}
-	readers := min(workers, max(n, 1))
-	bufs := make([]chan []byte, readers)
-	for r := range bufs {
-		bufs[r] = make(chan []byte, 1)
-		bufs[r] <- nil
-	}
-	for r := 0; r < readers; r++ {
-		goStage(func() {
-			for i := r; i < n; i += readers {
-				var buf []byte
-				select {
-				case buf = <-bufs[r]:
-				case <-ctx.Done():
-					return
-				}
-				name, data, err := read(ctx, i, buf)
-				segs[i] <- segment{name, data, err} // never blocks: one send per channel
-				if err != nil {
-					return
-				}
-			}
-		})
-	}
+}
 
-	// Splitter.
-	order := make(chan *chunk, window) // to the applier
-	queue := make(chan *chunk, window) // to the decoders
-	goStage(func() {
-		defer close(queue)
-		emit := func(ch *chunk) bool {
-			for _, q := range [...]chan *chunk{order, queue} {
-				select {
-				case q <- ch:
-				case <-ctx.Done():
-					return false
-				}
-			}
-			return true
+// emit queues ch to the applier and to the decoders; it reports false
+// if the load was canceled.
+func (l *loader) emit(ch *chunk) bool {
+	for _, q := range [...]chan *chunk{l.order, l.queue} {
+		select {
+		case q <- ch:
+		case <-l.ctx.Done():
+			return false
 		}
-		for i := 0; i < n; i++ {
-			var s segment
-			select {
-			case s = <-segs[i]:
-			case <-ctx.Done():
-				return
-			}
-			ch := newChunk(i, s.name)
-			if s.err == nil {
-				_, s.err = reclog.Scan(s.name, s.data, 0, func(off int64, payload []byte) error {
-					ch.recs = append(ch.recs, chunkRec{off, payload})
-					if len(ch.recs) == chunkRecords {
-						if !emit(ch) {
-							return ctx.Err()
-						}
-						ch = newChunk(i, s.name)
-					}
-					return nil
-				})
-			}
-			ch.err, ch.last, ch.data = s.err, true, s.data
-			if !emit(ch) || s.err != nil {
-				return // the applier stops at the error
-			}
-		}
-		close(order)
-	})
-
-	// Decoders.
-	for w := 0; w < workers; w++ {
-		goStage(func() {
-			// pb builds the commits of this decoder's records.
-			pb := newPrebuilder(refs)
-			for ch := range queue {
-				if ctx.Err() != nil {
-					// The applier has stopped: drain the queue so the
-					// splitter does not wait on it.
-					continue
-				}
-				decs := ch.decs[:0]
-				for _, r := range ch.recs {
-					var d *decoded
-					if n := len(decs); n < cap(decs) {
-						d = decs[:n+1][n] // a recycled record, or nil
-					}
-					if d == nil {
-						d = &decoded{}
-					} else {
-						// Reset here rather than by the applier,
-						// which has less time to spare.
-						d.reset()
-					}
-					if err := d.decode(r.payload); err != nil {
-						ch.err = fmt.Errorf("segment %s offset %d: %w", ch.name, r.off, err)
-						break
-					}
-					d.loc = recordLoc{payload: r.payload, seg: int32(ch.seg), off: r.off + int64(reclog.HeaderLen(r.off, len(r.payload)))}
-					pb.prebuild(d)
-					decs = append(decs, d)
-				}
-				ch.decs = decs
-				ch.done <- struct{}{}
-			}
-		})
 	}
+	return true
+}
 
-	// The applier.
+// split is the splitter.
+func (l *loader) split() {
+	defer close(l.queue)
+	for i := 0; i < l.n; i++ {
+		var s segment
+		select {
+		case s = <-l.segs[i]:
+		case <-l.ctx.Done():
+			return
+		}
+		ch := l.newChunk(i, s.name)
+		if s.err == nil {
+			_, s.err = reclog.Scan(s.name, s.data, 0, func(off int64, payload []byte) error {
+				ch.recs = append(ch.recs, chunkRec{off, payload})
+				if len(ch.recs) == chunkRecords {
+					if !l.emit(ch) {
+						return l.ctx.Err()
+					}
+					ch = l.newChunk(i, s.name)
+				}
+				return nil
+			})
+		}
+		ch.err, ch.last, ch.data = s.err, true, s.data
+		if !l.emit(ch) || s.err != nil {
+			return // the applier stops at the error
+		}
+	}
+	close(l.order)
+}
+
+// decode is a decoder.
+func (l *loader) decode() {
+	// pb builds the commits of this decoder's records.
+	pb := newPrebuilder(l.refs)
+	for ch := range l.queue {
+		if l.ctx.Err() != nil {
+			// The applier has stopped: drain the queue so the
+			// splitter does not wait on it.
+			continue
+		}
+		decs := ch.decs[:0]
+		for _, r := range ch.recs {
+			var d *decoded
+			if n := len(decs); n < cap(decs) {
+				d = decs[:n+1][n] // a recycled record, or nil
+			}
+			if d == nil {
+				d = &decoded{}
+			} else {
+				// Reset here rather than by the applier, which has
+				// less time to spare.
+				d.reset()
+			}
+			if err := d.decode(r.payload); err != nil {
+				ch.err = fmt.Errorf("segment %s offset %d: %w", ch.name, r.off, err)
+				break
+			}
+			d.loc = recordLoc{payload: r.payload, seg: int32(ch.seg), off: r.off + int64(reclog.HeaderLen(r.off, len(r.payload)))}
+			pb.prebuild(d)
+			decs = append(decs, d)
+		}
+		ch.decs = decs
+		ch.done <- struct{}{}
+	}
+}
+
+// apply is the applier.
+func (l *loader) apply() error {
+	c := l.c
 	for {
 		var ch *chunk
 		select {
-		case next, ok := <-order:
+		case next, ok := <-l.order:
 			if !ok {
 				return nil
 			}
 			ch = next
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-l.ctx.Done():
+			return l.ctx.Err()
 		}
 		select {
 		case <-ch.done:
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-l.ctx.Done():
+			return l.ctx.Err()
 		}
 		if ch.err != nil {
 			return fmt.Errorf("maintner: load segment %d: %w", ch.seg, ch.err)
 		}
 		c.mu.Lock()
 		for _, d := range ch.decs {
-			if refs {
+			if l.refs {
 				c.cur = &d.loc
 			}
 			c.applyLocked(d)
@@ -292,34 +327,42 @@ func (c *Corpus) load(ctx context.Context, n int, read SegmentReader, release fu
 		c.cur = nil
 		c.mu.Unlock()
 		if ch.last {
-			i := ch.seg
-			// Everything applied was copied or referenced by position,
-			// so the segment buffer can be reused. (Sent even when nil:
-			// the reader waits for it.)
-			buf := ch.data
-			if release != nil && release(i) {
-				buf = nil
-			}
-			bufs[i%readers] <- buf[:0]
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			c.mu.Lock()
-			c.version++
-			close(c.changed)
-			c.changed = make(chan struct{})
-			c.mu.Unlock()
-			if c.opts.LoadProgress != nil {
-				c.opts.LoadProgress(i+1, n)
+			if err := l.segmentApplied(ch.seg, ch.data); err != nil {
+				return err
 			}
 		}
 		clear(ch.recs)
 		*ch = chunk{recs: ch.recs[:0], decs: ch.decs[:0], done: ch.done}
 		select {
-		case free <- ch:
+		case l.free <- ch:
 		default:
 		}
 	}
+}
+
+// segmentApplied hands segment i's buffer back to its reader and tells
+// watchers and LoadProgress.
+func (l *loader) segmentApplied(i int, buf []byte) error {
+	// Everything applied was copied or referenced by position, so the
+	// segment buffer can be reused. (Sent even when nil: the reader
+	// waits for it.)
+	if l.release != nil && l.release(i) {
+		buf = nil
+	}
+	l.bufs[i%len(l.bufs)] <- buf[:0]
+	if err := l.ctx.Err(); err != nil {
+		return err
+	}
+	c := l.c
+	c.mu.Lock()
+	c.version++
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+	if c.opts.LoadProgress != nil {
+		c.opts.LoadProgress(i+1, l.n)
+	}
+	return nil
 }
 
 // LoadFiles loads segment files, in the order given: paths[i] must be
