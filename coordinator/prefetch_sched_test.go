@@ -490,133 +490,173 @@ func TestIdleStealWaitsForAge(t *testing.T) {
 // protocol has the attempt taken back at once, and its run is recorded
 // as abandoned (today's behaviour for old workers).
 func TestIdleStealRelease(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		releases bool
-	}{
-		{"holder answers releases", true},
-		{"old holder", false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			clk := newFakeClock()
-			e := newEnv(t, sqliteBackend, envOpts{clock: clk})
-			w1 := newTestWorker(t, e, "w1", tokenW1, nil)
-			sub := e.submit(wideGraph("p", 3), api.PriorityTry)
-			poll1 := func(req api.PollRequest) *api.PollResponse {
-				t.Helper()
-				req.WorkerID, req.AnswersRelease, req.WaitMS = w1.id, tc.releases, 60_000
-				resp, err := w1.c.PollEarly(context.Background(), req, func(*api.PollResponse) {})
-				if err != nil {
-					t.Fatalf("poll w1: %v", err)
-				}
-				return resp
+	forEachHolder(t, func(t *testing.T, releases bool) {
+		clk := newFakeClock()
+		e := newEnv(t, sqliteBackend, envOpts{clock: clk})
+		w1 := newTestWorker(t, e, "w1", tokenW1, nil)
+		sub := e.submit(wideGraph("p", 3), api.PriorityTry)
+		poll1 := func(req api.PollRequest) *api.PollResponse {
+			t.Helper()
+			req.WorkerID, req.AnswersRelease, req.WaitMS = w1.id, releases, 60_000
+			resp, err := w1.c.PollEarly(context.Background(), req, func(*api.PollResponse) {})
+			if err != nil {
+				t.Fatalf("poll w1: %v", err)
 			}
-			pre, run := split(poll1(api.PollRequest{FreeSlots: 1, Prefetch: 4}).Assignments)
-			if len(run) != 1 || len(pre) != 2 {
-				t.Fatalf("w1: %d running and %d prefetched, want 1 and 2", len(run), len(pre))
-			}
-			older, newest := pre[0], pre[1]
-			w2 := newTestWorker(t, e, "w2", tokenW2, nil)
-			polled := w2.idlePoll(t)
-			clk.Advance(stealAge)
-			all := append(ids(run), ids(pre)...)
-			var got api.Assignment
-			if tc.releases {
-				// w1's waiting poll is asked to release the newest.
-				resp := poll1(api.PollRequest{Running: all})
-				if !slices.Equal(resp.Release, []string{newest.AttemptID}) || len(resp.Cancel) != 0 {
-					t.Fatalf("w1 asked to release %v and cancel %v, want release %s", resp.Release, resp.Cancel, newest.AttemptID)
-				}
-				select {
-				case resp := <-polled:
-					t.Fatalf("idle w2 answered before w1 released anything: %+v", resp)
-				case <-time.After(200 * time.Millisecond):
-				}
-				// It had started it: its start report arrives now. The
-				// attempt runs on w1, and w2 waits for the older one,
-				// which w1 releases.
-				resp = poll1(api.PollRequest{Running: all, Started: []api.StartedAttempt{{AttemptID: newest.AttemptID}}})
-				if len(resp.Cancel) != 0 {
-					t.Fatalf("w1 told to cancel %v after its start", resp.Cancel)
-				}
-				if !slices.Equal(resp.Release, []string{older.AttemptID}) {
-					resp = poll1(api.PollRequest{Running: all})
-				}
-				if !slices.Equal(resp.Release, []string{older.AttemptID}) {
-					t.Fatalf("w1 asked to release %v, want %s", resp.Release, older.AttemptID)
-				}
-				if st, n := attemptsOf(t, e, sub.BuildID, older.Job.Name); st != api.JobQueued || n != 0 {
-					t.Fatalf("%s being released: %s with %d attempts", older.Job.Name, st, n)
-				}
-				poll1(api.PollRequest{Running: all, Released: []string{older.AttemptID}})
-				got = (<-polled).Assignments[0]
-				if got.Job.Name != older.Job.Name {
-					t.Fatalf("idle w2 got %s, want %s (released by w1)", got.Job.Name, older.Job.Name)
-				}
-			} else {
-				resp := <-polled
-				if len(resp.Assignments) != 1 || resp.Assignments[0].Job.Name != newest.Job.Name {
-					t.Fatalf("idle w2 got %+v, want %s", resp.Assignments, newest.Job.Name)
-				}
-				got = resp.Assignments[0]
-				// w1 had started it: too late.
-				resp = poll1(api.PollRequest{Running: all, Started: []api.StartedAttempt{{AttemptID: newest.AttemptID}}})
-				if !slices.Equal(resp.Cancel, []string{newest.AttemptID}) || len(resp.Release) != 0 {
-					t.Fatalf("old w1 told to cancel %v and release %v, want cancel %s", resp.Cancel, resp.Release, newest.AttemptID)
-				}
-			}
-			// Everything finishes: w1 runs the rest (a result implies
-			// the start).
-			var results []api.AttemptResult
-			for _, a := range append(run, pre...) {
-				if a.Job.Name != got.Job.Name {
-					results = append(results, w1.output(a))
-				}
-			}
-			if resp := poll1(api.PollRequest{Results: results}); len(resp.Rejected) != 0 {
-				t.Fatalf("w1's results rejected: %v", resp.Rejected)
-			}
-			if resp := w2.prefetchPoll(t, 0, 0, nil, nil, w2.output(got)); len(resp.Rejected) != 0 {
-				t.Fatalf("w2's result rejected: %+v", resp)
-			}
-			if !tc.releases {
-				if resp := poll1(api.PollRequest{Results: []api.AttemptResult{w1.output(newest)}}); !slices.Equal(resp.Rejected, []string{newest.AttemptID}) {
-					t.Fatalf("old w1's result of the stolen attempt: rejected %v", resp.Rejected)
-				}
-			}
-			b := e.build(sub.BuildID)
-			if b.State != api.BuildSucceeded {
-				t.Fatalf("build %s: %v", b.State, b.Counts)
-			}
-			abandoned := 0
-			for _, j := range b.Jobs {
-				n := 0
-				for _, a := range j.Attempts {
-					if a.State.Charged() {
-						n++
-					}
-				}
-				if n != 1 {
-					t.Errorf("%s: attempts %+v", j.Name, j.Attempts)
-				}
-				for _, a := range j.Attempts {
-					if a.State == api.AttemptAbandoned {
-						abandoned++
-					}
-				}
-			}
-			var m dto.Metric
-			if err := e.c.m.prefetched.WithLabelValues("started_after_take_back").Write(&m); err != nil {
-				t.Fatal(err)
-			}
-			want := 1
-			if tc.releases {
-				want = 0
-			}
-			if abandoned != want || int(m.GetCounter().GetValue()) != want {
-				t.Errorf("%d abandoned runs, %v starts after a take-back; want %d", abandoned, m.GetCounter().GetValue(), want)
+			return resp
+		}
+		pre, run := split(poll1(api.PollRequest{FreeSlots: 1, Prefetch: 4}).Assignments)
+		if len(run) != 1 || len(pre) != 2 {
+			t.Fatalf("w1: %d running and %d prefetched, want 1 and 2", len(run), len(pre))
+		}
+		older, newest := pre[0], pre[1]
+		w2 := newTestWorker(t, e, "w2", tokenW2, nil)
+		polled := w2.idlePoll(t)
+		clk.Advance(stealAge)
+		all := append(ids(run), ids(pre)...)
+		resp := stealCrossingStart(t, releases, poll1, polled, all, older, newest, func() {
+			if st, n := attemptsOf(t, e, sub.BuildID, older.Job.Name); st != api.JobQueued || n != 0 {
+				t.Fatalf("%s being released: %s with %d attempts", older.Job.Name, st, n)
 			}
 		})
+		want := older // released by w1
+		if !releases {
+			want = newest
+		}
+		if len(resp.Assignments) != 1 || resp.Assignments[0].Job.Name != want.Job.Name {
+			t.Fatalf("idle w2 got %+v, want %s", resp.Assignments, want.Job.Name)
+		}
+		got := resp.Assignments[0]
+		// Everything finishes: w1 runs the rest.
+		finishHolder(t, releases, w1, poll1, append(run, pre...), got, newest)
+		if resp := w2.prefetchPoll(t, 0, 0, nil, nil, w2.output(got)); len(resp.Rejected) != 0 {
+			t.Fatalf("w2's result rejected: %+v", resp)
+		}
+		checkRanOnce(t, e, releases, sub.BuildID)
+	})
+}
+
+// forEachHolder runs f for a holder of prefetched attempts that
+// answers release requests and for one of the previous protocol.
+func forEachHolder(t *testing.T, f func(t *testing.T, releases bool)) {
+	t.Run("holder answers releases", func(t *testing.T) { f(t, true) })
+	t.Run("old holder", func(t *testing.T) { f(t, false) })
+}
+
+// stealCrossingStart plays the holder w1 (poll1: its polls, which
+// wait) of the prefetched attempts older and newest when another
+// worker's waiting poll (polled) steals one, the newest first, which w1
+// had started already: its start report is processed after the steal
+// was decided (all: the attempts w1 runs and holds). A holder that
+// answers release requests (releases) is asked to release newest: its
+// start report makes the attempt run on w1, which is then asked to
+// release older, and does; waiting runs (checks) while the stealing
+// poll waits for that. An old holder has newest taken back at once, and
+// is told to cancel it after its start. It returns the stealing poll's
+// answer.
+func stealCrossingStart(t *testing.T, releases bool, poll1 func(api.PollRequest) *api.PollResponse, polled <-chan *api.PollResponse, all []string, older, newest api.Assignment, waiting func()) *api.PollResponse {
+	t.Helper()
+	started := api.PollRequest{Running: all, Started: []api.StartedAttempt{{AttemptID: newest.AttemptID}}}
+	if !releases {
+		stolen := <-polled
+		// w1 had started it: too late.
+		resp := poll1(started)
+		if !slices.Equal(resp.Cancel, []string{newest.AttemptID}) || len(resp.Release) != 0 {
+			t.Fatalf("old w1 told to cancel %v and release %v, want cancel %s", resp.Cancel, resp.Release, newest.AttemptID)
+		}
+		return stolen
+	}
+	// w1's waiting poll is asked to release the newest.
+	resp := poll1(api.PollRequest{Running: all})
+	if !slices.Equal(resp.Release, []string{newest.AttemptID}) || len(resp.Cancel) != 0 {
+		t.Fatalf("w1 asked to release %v and cancel %v, want release %s", resp.Release, resp.Cancel, newest.AttemptID)
+	}
+	select {
+	case resp := <-polled:
+		t.Fatalf("w2 answered before w1 released anything: %+v", resp)
+	case <-time.After(200 * time.Millisecond):
+	}
+	waiting()
+	// It had started it: its start report arrives now. The attempt
+	// runs on w1, and w2 waits for the older one, which w1 releases.
+	resp = poll1(started)
+	if len(resp.Cancel) != 0 {
+		t.Fatalf("w1 told to cancel %v after its start", resp.Cancel)
+	}
+	if !slices.Equal(resp.Release, []string{older.AttemptID}) {
+		resp = poll1(api.PollRequest{Running: all})
+	}
+	if !slices.Equal(resp.Release, []string{older.AttemptID}) {
+		t.Fatalf("w1 asked to release %v, want %s", resp.Release, older.AttemptID)
+	}
+	select {
+	case resp := <-polled:
+		t.Fatalf("w2 answered before w1 released the older attempt: %+v", resp)
+	case <-time.After(100 * time.Millisecond):
+	}
+	waiting()
+	poll1(api.PollRequest{Running: all, Released: []string{older.AttemptID}})
+	return <-polled
+}
+
+// finishHolder has the holder w1 (poll1: its polls) report the results of the
+// attempts it held but got, which another worker took (a result implies
+// the start); an old holder's result of newest, taken back after its
+// start, is rejected.
+func finishHolder(t *testing.T, releases bool, w1 *testWorker, poll1 func(api.PollRequest) *api.PollResponse, held []api.Assignment, got, newest api.Assignment) {
+	t.Helper()
+	var results []api.AttemptResult
+	for _, a := range held {
+		if a.Job.Name != got.Job.Name {
+			results = append(results, w1.output(a))
+		}
+	}
+	if resp := poll1(api.PollRequest{Results: results}); len(resp.Rejected) != 0 {
+		t.Fatalf("w1's results rejected: %v", resp.Rejected)
+	}
+	if !releases {
+		if resp := poll1(api.PollRequest{Results: []api.AttemptResult{w1.output(newest)}}); !slices.Equal(resp.Rejected, []string{newest.AttemptID}) {
+			t.Fatalf("old w1's result of the stolen attempt: rejected %v", resp.Rejected)
+		}
+	}
+}
+
+// checkRanOnce checks that the builds succeeded with one charged
+// attempt per job, and that the run of an attempt started after its
+// take-back was recorded abandoned unless the holder answered release
+// requests (then nothing was taken back).
+func checkRanOnce(t *testing.T, e *env, releases bool, builds ...int64) {
+	t.Helper()
+	abandoned := 0
+	for _, id := range builds {
+		b := e.build(id)
+		if b.State != api.BuildSucceeded {
+			t.Fatalf("build %d %s: %v", id, b.State, b.Counts)
+		}
+		for _, j := range b.Jobs {
+			n := 0
+			for _, a := range j.Attempts {
+				if a.State.Charged() {
+					n++
+				}
+				if a.State == api.AttemptAbandoned {
+					abandoned++
+				}
+			}
+			if n != 1 {
+				t.Errorf("%s: attempts %+v", j.Name, j.Attempts)
+			}
+		}
+	}
+	want := 1
+	if releases {
+		want = 0
+	}
+	var m dto.Metric
+	if err := e.c.m.prefetched.WithLabelValues("started_after_take_back").Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if abandoned != want || int(m.GetCounter().GetValue()) != want {
+		t.Errorf("%d abandoned runs, %v starts after a take-back; want %d", abandoned, m.GetCounter().GetValue(), want)
 	}
 }
 
@@ -674,187 +714,95 @@ func TestYieldRelease(t *testing.T) {
 // no run is abandoned. A holder of the previous protocol has the
 // attempt taken back at once, and its run is recorded as abandoned.
 func TestHigherPriorityStealRelease(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		releases bool
-	}{
-		{"holder answers releases", true},
-		{"old holder", false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			clk := newFakeClock()
-			e := newEnv(t, sqliteBackend, envOpts{clock: clk})
-			// One slot each: the other worker's free slots do not
-			// keep the work from being prefetched.
-			oneSlot := func(name, token string) *testWorker {
-				c, err := api.NewClient(e.url, token, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				reg, err := c.Register(context.Background(), api.RegisterRequest{Name: name, Slots: 1, Version: "test"})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return &testWorker{t: t, c: c, name: name, id: reg.WorkerID}
-			}
-			poll := func(w *testWorker, req api.PollRequest) *api.PollResponse {
-				t.Helper()
-				req.WorkerID, req.WaitMS, req.Early = w.id, 60_000, true
-				resp, err := w.c.PollEarly(context.Background(), req, func(*api.PollResponse) {})
-				if err != nil {
-					t.Fatalf("poll %s: %v", w.name, err)
-				}
-				return resp
-			}
-			w1 := oneSlot("w1", tokenW1)
-			poll1 := func(req api.PollRequest) *api.PollResponse {
-				t.Helper()
-				req.AnswersRelease = tc.releases
-				return poll(w1, req)
-			}
-			try := e.submit(wideGraph("t", 3), api.PriorityTry)
-			pre, run := split(poll1(api.PollRequest{FreeSlots: 1, Prefetch: 4}).Assignments)
-			if len(run) != 1 || len(pre) != 2 {
-				t.Fatalf("w1: %d running and %d prefetched, want 1 and 2", len(run), len(pre))
-			}
-			older, newest := pre[0], pre[1]
-			periodic := e.submit(wideGraph("p", 1), api.PriorityPeriodic)
-			w2 := oneSlot("w2", tokenW2)
-			polled := make(chan *api.PollResponse, 1)
-			go func() {
-				resp, err := w2.c.PollEarly(context.Background(), api.PollRequest{WorkerID: w2.id, FreeSlots: 1, Prefetch: 4, AnswersRelease: true, Early: true, WaitMS: 60_000}, func(*api.PollResponse) {})
-				if err != nil {
-					t.Errorf("poll w2: %v", err)
-				}
-				polled <- resp
-			}()
-			// w2Took checks that w2's poll took want to run in its slot,
-			// and maybe p0 prefetched beyond it (nothing else is left
-			// for w1 to run).
-			var p0 []api.Assignment
-			w2Took := func(resp *api.PollResponse, want api.Assignment) api.Assignment {
-				t.Helper()
-				var as []api.Assignment
-				p0, as = split(resp.Assignments)
-				if len(as) != 1 || as[0].Job.Name != want.Job.Name || len(p0) > 1 || (len(p0) == 1 && p0[0].Job.Name != "p0") {
-					t.Fatalf("w2 got %+v, want %s (and maybe p0 prefetched)", resp.Assignments, want.Job.Name)
-				}
-				return as[0]
-			}
-			all := append(ids(run), ids(pre)...)
-			var got api.Assignment
-			if tc.releases {
-				// w1's waiting poll is asked to release the newest;
-				// w2 waits, the periodic job still queued.
-				resp := poll1(api.PollRequest{Running: all})
-				if !slices.Equal(resp.Release, []string{newest.AttemptID}) || len(resp.Cancel) != 0 {
-					t.Fatalf("w1 asked to release %v and cancel %v, want release %s", resp.Release, resp.Cancel, newest.AttemptID)
-				}
-				select {
-				case resp := <-polled:
-					t.Fatalf("w2 answered before w1 released anything: %+v", resp)
-				case <-time.After(200 * time.Millisecond):
-				}
-				if st, n := attemptsOf(t, e, periodic.BuildID, "p0"); st != api.JobQueued || n != 0 {
-					t.Fatalf("p0 while w2 waits for a release: %s with %d attempts, want queued with none", st, n)
-				}
-				// It had started it: the start report arrives now. The
-				// attempt runs on w1, and w2 waits for the older one,
-				// which w1 releases.
-				resp = poll1(api.PollRequest{Running: all, Started: []api.StartedAttempt{{AttemptID: newest.AttemptID}}})
-				if len(resp.Cancel) != 0 {
-					t.Fatalf("w1 told to cancel %v after its start", resp.Cancel)
-				}
-				if !slices.Equal(resp.Release, []string{older.AttemptID}) {
-					resp = poll1(api.PollRequest{Running: all})
-				}
-				if !slices.Equal(resp.Release, []string{older.AttemptID}) {
-					t.Fatalf("w1 asked to release %v, want %s", resp.Release, older.AttemptID)
-				}
-				select {
-				case resp := <-polled:
-					t.Fatalf("w2 answered before w1 released the older attempt: %+v", resp)
-				case <-time.After(100 * time.Millisecond):
-				}
-				poll1(api.PollRequest{Running: all, Released: []string{older.AttemptID}})
-				got = w2Took(<-polled, older)
-			} else {
-				got = w2Took(<-polled, newest)
-				// w1 had started it: too late.
-				resp := poll1(api.PollRequest{Running: all, Started: []api.StartedAttempt{{AttemptID: newest.AttemptID}}})
-				if !slices.Equal(resp.Cancel, []string{newest.AttemptID}) || len(resp.Release) != 0 {
-					t.Fatalf("old w1 told to cancel %v and release %v, want cancel %s", resp.Cancel, resp.Release, newest.AttemptID)
-				}
-			}
-			if st, n := attemptsOf(t, e, periodic.BuildID, "p0"); st != api.JobQueued || n != 0 {
-				t.Fatalf("p0 after w2's steal: %s with %d attempts, want queued (maybe prefetched) with none", st, n)
-			}
-
-			// Everything finishes: w1 runs the rest of the try build
-			// (a result implies the start), w2 the periodic job after
-			// the try job it took.
-			var results []api.AttemptResult
-			for _, a := range append(run, pre...) {
-				if a.Job.Name != got.Job.Name {
-					results = append(results, w1.output(a))
-				}
-			}
-			if resp := poll1(api.PollRequest{Results: results}); len(resp.Rejected) != 0 {
-				t.Fatalf("w1's results rejected: %v", resp.Rejected)
-			}
-			if len(p0) == 0 {
-				resp := poll(w2, api.PollRequest{FreeSlots: 1, Results: []api.AttemptResult{w2.output(got)}})
-				if len(resp.Rejected) != 0 || len(resp.Assignments) != 1 || resp.Assignments[0].Job.Name != "p0" {
-					t.Fatalf("w2's result answered %+v, want p0 assigned", resp)
-				}
-				p0 = resp.Assignments
-			} else {
-				p0 = append(p0, got) // both results now
-			}
-			var last []api.AttemptResult
-			for _, a := range p0 {
-				last = append(last, w2.output(a))
-			}
-			if resp := poll(w2, api.PollRequest{Results: last}); len(resp.Rejected) != 0 {
-				t.Fatalf("w2's results rejected: %+v", resp)
-			}
-			if !tc.releases {
-				if resp := poll1(api.PollRequest{Results: []api.AttemptResult{w1.output(newest)}}); !slices.Equal(resp.Rejected, []string{newest.AttemptID}) {
-					t.Fatalf("old w1's result of the stolen attempt: rejected %v", resp.Rejected)
-				}
-			}
-			abandoned := 0
-			for _, id := range []int64{try.BuildID, periodic.BuildID} {
-				b := e.build(id)
-				if b.State != api.BuildSucceeded {
-					t.Fatalf("build %d %s: %v", id, b.State, b.Counts)
-				}
-				for _, j := range b.Jobs {
-					n := 0
-					for _, a := range j.Attempts {
-						if a.State.Charged() {
-							n++
-						}
-						if a.State == api.AttemptAbandoned {
-							abandoned++
-						}
-					}
-					if n != 1 {
-						t.Errorf("%s: attempts %+v", j.Name, j.Attempts)
-					}
-				}
-			}
-			want := 1
-			if tc.releases {
-				want = 0
-			}
-			var m dto.Metric
-			if err := e.c.m.prefetched.WithLabelValues("started_after_take_back").Write(&m); err != nil {
+	forEachHolder(t, func(t *testing.T, releases bool) {
+		clk := newFakeClock()
+		e := newEnv(t, sqliteBackend, envOpts{clock: clk})
+		// One slot each: the other worker's free slots do not
+		// keep the work from being prefetched.
+		oneSlot := func(name, token string) *testWorker {
+			c, err := api.NewClient(e.url, token, nil)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if abandoned != want || int(m.GetCounter().GetValue()) != want {
-				t.Errorf("%d abandoned runs, %v starts after a take-back; want %d", abandoned, m.GetCounter().GetValue(), want)
+			reg, err := c.Register(context.Background(), api.RegisterRequest{Name: name, Slots: 1, Version: "test"})
+			if err != nil {
+				t.Fatal(err)
 			}
-		})
-	}
+			return &testWorker{t: t, c: c, name: name, id: reg.WorkerID}
+		}
+		poll := func(w *testWorker, req api.PollRequest) *api.PollResponse {
+			t.Helper()
+			req.WorkerID, req.WaitMS, req.Early = w.id, 60_000, true
+			resp, err := w.c.PollEarly(context.Background(), req, func(*api.PollResponse) {})
+			if err != nil {
+				t.Fatalf("poll %s: %v", w.name, err)
+			}
+			return resp
+		}
+		w1 := oneSlot("w1", tokenW1)
+		poll1 := func(req api.PollRequest) *api.PollResponse {
+			t.Helper()
+			req.AnswersRelease = releases
+			return poll(w1, req)
+		}
+		try := e.submit(wideGraph("t", 3), api.PriorityTry)
+		pre, run := split(poll1(api.PollRequest{FreeSlots: 1, Prefetch: 4}).Assignments)
+		if len(run) != 1 || len(pre) != 2 {
+			t.Fatalf("w1: %d running and %d prefetched, want 1 and 2", len(run), len(pre))
+		}
+		older, newest := pre[0], pre[1]
+		periodic := e.submit(wideGraph("p", 1), api.PriorityPeriodic)
+		w2 := oneSlot("w2", tokenW2)
+		polled := make(chan *api.PollResponse, 1)
+		go func() {
+			resp, err := w2.c.PollEarly(context.Background(), api.PollRequest{WorkerID: w2.id, FreeSlots: 1, Prefetch: 4, AnswersRelease: true, Early: true, WaitMS: 60_000}, func(*api.PollResponse) {})
+			if err != nil {
+				t.Errorf("poll w2: %v", err)
+			}
+			polled <- resp
+		}()
+		// w2Took checks that w2's poll took want to run in its slot,
+		// and maybe p0 prefetched beyond it (nothing else is left
+		// for w1 to run).
+		var p0 []api.Assignment
+		w2Took := func(resp *api.PollResponse, want api.Assignment) api.Assignment {
+			t.Helper()
+			var as []api.Assignment
+			p0, as = split(resp.Assignments)
+			if len(as) != 1 || as[0].Job.Name != want.Job.Name || len(p0) > 1 || (len(p0) == 1 && p0[0].Job.Name != "p0") {
+				t.Fatalf("w2 got %+v, want %s (and maybe p0 prefetched)", resp.Assignments, want.Job.Name)
+			}
+			return as[0]
+		}
+		p0Queued := func() {
+			if st, n := attemptsOf(t, e, periodic.BuildID, "p0"); st != api.JobQueued || n != 0 {
+				t.Fatalf("p0: %s with %d attempts, want queued (maybe prefetched) with none", st, n)
+			}
+		}
+		want := older // released by w1
+		if !releases {
+			want = newest
+		}
+		held := append(run, pre...)
+		got := w2Took(stealCrossingStart(t, releases, poll1, polled, ids(held), older, newest, p0Queued), want)
+		p0Queued()
+
+		// Everything finishes: w1 runs the rest of the try build,
+		// w2 the periodic job after the try job it took.
+		finishHolder(t, releases, w1, poll1, held, got, newest)
+		results := []api.AttemptResult{w2.output(got)}
+		if len(p0) == 0 {
+			// p0 comes once w2's slot is free.
+			resp := poll(w2, api.PollRequest{FreeSlots: 1, Results: results})
+			if len(resp.Rejected) != 0 || len(resp.Assignments) != 1 || resp.Assignments[0].Job.Name != "p0" {
+				t.Fatalf("w2's result answered %+v, want p0 assigned", resp)
+			}
+			p0, results = resp.Assignments, nil
+		}
+		results = append(results, w2.output(p0[0])) // implies a prefetched p0's start
+		if resp := poll(w2, api.PollRequest{Results: results}); len(resp.Rejected) != 0 {
+			t.Fatalf("w2's results rejected: %+v", resp)
+		}
+		checkRanOnce(t, e, releases, try.BuildID, periodic.BuildID)
+	})
 }
