@@ -43,6 +43,10 @@ type pendingAttempt struct {
 	// last (zero: not yet).
 	thief       *session
 	releaseSent time.Time
+	// asked is when a worker's steal asked for the release (see
+	// stealCandidate: a worker with jobs of a lower priority waits for
+	// the answer only so long).
+	asked time.Time
 }
 
 // pipelineScan bounds the dependents one poll looks at for pipelined

@@ -60,7 +60,10 @@ import (
 // priority, which is what the steal is for; kept empty, it idles for
 // the holder's round trip (its waiting poll is woken at once), or until
 // the holder's start report if the request crossed the start. Its
-// other free slots are filled as usual.
+// other free slots are filled as usual. A holder that leaves the
+// request unanswered for releaseRetry (stuck, or cut off until its
+// heartbeat timeout ends its session) is waited for no longer: the
+// slot takes the job of the lower priority.
 
 // maxPrefetchPerSlot bounds a worker's prefetched attempts: at most that
 // many per registered slot.
@@ -366,18 +369,25 @@ func (c *Coordinator) putFront(j *job) bool {
 // at a time, idle or not: it takes nothing now (stole is false). With
 // wait, s has asked for as many attempts of rank below below as it has
 // free slots: its poll leaves them empty and waits for the answers
-// (the job of rank below it was about to take goes back to its queue).
+// (the job of rank below it was about to take goes back to its queue),
+// or, not idle, until retry, when the oldest request will have gone
+// unanswered for releaseRetry. Such a holder (stuck, or cut off until
+// its heartbeat timeout) is not waited for any longer: s fills its
+// slots with the jobs of rank below, and asks nothing more meanwhile.
 func (c *Coordinator) stealPrefetched(s *session, below int, idle bool, free int, now time.Time) (stole, wait bool, retry time.Duration) {
 	for {
-		best, asked, retry := c.stealCandidate(s, below, idle, now)
+		best, asked, stale, retry := c.stealCandidate(s, below, idle, now)
 		switch {
 		case best != nil && !best.releasable:
 			c.dropPrefetched(best.a.j, true)
 			return true, false, 0
-		case best == nil || asked >= free:
-			return false, asked >= free, retry
+		case asked >= free:
+			return false, true, retry
+		case best == nil || stale:
+			return false, false, retry
 		}
 		c.askRelease(best, s)
+		best.asked = now
 	}
 }
 
@@ -392,14 +402,21 @@ func (c *Coordinator) askRelease(p *pendingAttempt, thief *session) {
 
 // stealCandidate returns the prefetched attempt stealPrefetched takes
 // (nil if none), how many attempts of rank below below are being
-// released for s, and how long until a younger one may be taken.
-func (c *Coordinator) stealCandidate(s *session, below int, idle bool, now time.Time) (best *pendingAttempt, asked int, retry time.Duration) {
+// released for s, and how long until a younger one may be taken (idle)
+// or until a release for s will have gone unanswered for releaseRetry
+// (not idle: from then on it is stale, and no longer counted).
+func (c *Coordinator) stealCandidate(s *session, below int, idle bool, now time.Time) (best *pendingAttempt, asked int, stale bool, retry time.Duration) {
 	some := false
 	for rank := range below {
 		some = some || c.prefetchedRank[rank] > 0
 	}
 	if !some {
-		return nil, 0, 0
+		return nil, 0, false, 0
+	}
+	soonest := func(wait time.Duration) {
+		if retry == 0 || wait < retry {
+			retry = wait
+		}
 	}
 	for _, o := range c.sessions {
 		if o == s {
@@ -408,19 +425,25 @@ func (c *Coordinator) stealCandidate(s *session, below int, idle bool, now time.
 		for _, p := range o.prefetched {
 			r := p.a.j.b.rank
 			if p.thief != nil {
-				if p.thief == s && r < below {
-					asked++
+				if p.thief != s || r >= below {
+					continue // being released for another
 				}
-				continue // being released
+				if idle {
+					asked++
+				} else if left := releaseRetry - now.Sub(p.asked); left > 0 {
+					asked++
+					soonest(left)
+				} else {
+					stale = true
+				}
+				continue
 			}
 			if r >= below || !matches(s.labels, p.a.j.g.Labels) {
 				continue
 			}
 			if idle {
 				if wait := stealAge - now.Sub(p.handed); wait > 0 {
-					if retry == 0 || wait < retry {
-						retry = wait
-					}
+					soonest(wait)
 					continue
 				}
 			}
@@ -429,12 +452,14 @@ func (c *Coordinator) stealCandidate(s *session, below int, idle bool, now time.
 			}
 		}
 	}
-	return best, asked, retry
+	return best, asked, stale, retry
 }
 
 // releaseRetry is how long the coordinator waits for the answer to a
 // release request before it asks again (the answer carrying it may have
-// been lost with its poll).
+// been lost with its poll), and how long a worker with jobs of a lower
+// priority to run keeps a slot empty for it (a holder answers within a
+// round trip).
 const releaseRetry = time.Second
 
 // releaseRequests returns the prefetched attempts of s whose release

@@ -535,6 +535,108 @@ func TestIdleStealRelease(t *testing.T) {
 	})
 }
 
+// prioritySteal is the start of a steal of a higher priority: w1 (one
+// slot; answering release requests if releases) runs one job of the
+// try build (run) and holds its other two prefetched (pre, the newest
+// last); then the periodic build's job p0 becomes ready, and w2 (one
+// slot), polling with Prefetch and AnswersRelease, has only p0 to run
+// (its poll's answer arrives on polled).
+type prioritySteal struct {
+	e             *env
+	clk           *fakeClock
+	w1, w2        *testWorker
+	poll          func(w *testWorker, req api.PollRequest) *api.PollResponse
+	poll1         func(req api.PollRequest) *api.PollResponse
+	try, periodic *api.SubmitResponse
+	run, pre      []api.Assignment
+	polled        <-chan *api.PollResponse
+}
+
+func startPrioritySteal(t *testing.T, releases bool) *prioritySteal {
+	t.Helper()
+	ps := &prioritySteal{clk: newFakeClock()}
+	ps.e = newEnv(t, sqliteBackend, envOpts{clock: ps.clk})
+	// One slot each: the other worker's free slots do not keep the
+	// work from being prefetched.
+	oneSlot := func(name, token string) *testWorker {
+		c, err := api.NewClient(ps.e.url, token, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg, err := c.Register(context.Background(), api.RegisterRequest{Name: name, Slots: 1, Version: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &testWorker{t: t, c: c, name: name, id: reg.WorkerID}
+	}
+	ps.poll = func(w *testWorker, req api.PollRequest) *api.PollResponse {
+		t.Helper()
+		req.WorkerID, req.WaitMS, req.Early = w.id, 60_000, true
+		resp, err := w.c.PollEarly(context.Background(), req, func(*api.PollResponse) {})
+		if err != nil {
+			t.Fatalf("poll %s: %v", w.name, err)
+		}
+		return resp
+	}
+	ps.w1 = oneSlot("w1", tokenW1)
+	ps.poll1 = func(req api.PollRequest) *api.PollResponse {
+		t.Helper()
+		req.AnswersRelease = releases
+		return ps.poll(ps.w1, req)
+	}
+	ps.try = ps.e.submit(wideGraph("t", 3), api.PriorityTry)
+	ps.pre, ps.run = split(ps.poll1(api.PollRequest{FreeSlots: 1, Prefetch: 4}).Assignments)
+	if len(ps.run) != 1 || len(ps.pre) != 2 {
+		t.Fatalf("w1: %d running and %d prefetched, want 1 and 2", len(ps.run), len(ps.pre))
+	}
+	ps.periodic = ps.e.submit(wideGraph("p", 1), api.PriorityPeriodic)
+	ps.w2 = oneSlot("w2", tokenW2)
+	polled := make(chan *api.PollResponse, 1)
+	go func() {
+		resp, err := ps.w2.c.PollEarly(context.Background(), api.PollRequest{WorkerID: ps.w2.id, FreeSlots: 1, Prefetch: 4, AnswersRelease: true, Early: true, WaitMS: 60_000}, func(*api.PollResponse) {})
+		if err != nil {
+			t.Errorf("poll w2: %v", err)
+		}
+		polled <- resp
+	}()
+	ps.polled = polled
+	return ps
+}
+
+// TestHigherPriorityStealUnanswered: a worker with only a job of a lower
+// priority to run, which asked a holder to release an attempt of a
+// higher priority, keeps its slot empty for the answer for
+// releaseRetry at most; a holder that does not answer by then (stuck,
+// or cut off) is not waited for: the worker's poll takes its job, and
+// nothing more is asked meanwhile.
+func TestHigherPriorityStealUnanswered(t *testing.T) {
+	ps := startPrioritySteal(t, true)
+	newest := ps.pre[1]
+	waitFor(t, func() bool { return ps.e.pollers("w2") > 0 })
+	ps.clk.Advance(releaseRetry - time.Millisecond)
+	select {
+	case resp := <-ps.polled:
+		t.Fatalf("w2 answered before releaseRetry: %+v", resp)
+	case <-time.After(200 * time.Millisecond):
+	}
+	ps.clk.Advance(time.Millisecond)
+	var resp *api.PollResponse
+	select {
+	case resp = <-ps.polled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("w2 still waits for an unanswered release")
+	}
+	if _, run := split(resp.Assignments); len(run) != 1 || run[0].Job.Name != "p0" {
+		t.Fatalf("w2 got %+v, want p0 to run", resp.Assignments)
+	}
+	// w1 comes back: only the newest was asked for, and nothing is
+	// cancelled.
+	r := ps.poll1(api.PollRequest{Running: append(ids(ps.run), ids(ps.pre)...)})
+	if !slices.Equal(r.Release, []string{newest.AttemptID}) || len(r.Cancel) != 0 {
+		t.Errorf("w1 asked to release %v and cancel %v, want release %s", r.Release, r.Cancel, newest.AttemptID)
+	}
+}
+
 // forEachHolder runs f for a holder of prefetched attempts that
 // answers release requests and for one of the previous protocol.
 func forEachHolder(t *testing.T, f func(t *testing.T, releases bool)) {
@@ -715,52 +817,10 @@ func TestYieldRelease(t *testing.T) {
 // attempt taken back at once, and its run is recorded as abandoned.
 func TestHigherPriorityStealRelease(t *testing.T) {
 	forEachHolder(t, func(t *testing.T, releases bool) {
-		clk := newFakeClock()
-		e := newEnv(t, sqliteBackend, envOpts{clock: clk})
-		// One slot each: the other worker's free slots do not
-		// keep the work from being prefetched.
-		oneSlot := func(name, token string) *testWorker {
-			c, err := api.NewClient(e.url, token, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			reg, err := c.Register(context.Background(), api.RegisterRequest{Name: name, Slots: 1, Version: "test"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return &testWorker{t: t, c: c, name: name, id: reg.WorkerID}
-		}
-		poll := func(w *testWorker, req api.PollRequest) *api.PollResponse {
-			t.Helper()
-			req.WorkerID, req.WaitMS, req.Early = w.id, 60_000, true
-			resp, err := w.c.PollEarly(context.Background(), req, func(*api.PollResponse) {})
-			if err != nil {
-				t.Fatalf("poll %s: %v", w.name, err)
-			}
-			return resp
-		}
-		w1 := oneSlot("w1", tokenW1)
-		poll1 := func(req api.PollRequest) *api.PollResponse {
-			t.Helper()
-			req.AnswersRelease = releases
-			return poll(w1, req)
-		}
-		try := e.submit(wideGraph("t", 3), api.PriorityTry)
-		pre, run := split(poll1(api.PollRequest{FreeSlots: 1, Prefetch: 4}).Assignments)
-		if len(run) != 1 || len(pre) != 2 {
-			t.Fatalf("w1: %d running and %d prefetched, want 1 and 2", len(run), len(pre))
-		}
+		ps := startPrioritySteal(t, releases)
+		e, w1, w2, poll, poll1, polled := ps.e, ps.w1, ps.w2, ps.poll, ps.poll1, ps.polled
+		run, pre, try, periodic := ps.run, ps.pre, ps.try, ps.periodic
 		older, newest := pre[0], pre[1]
-		periodic := e.submit(wideGraph("p", 1), api.PriorityPeriodic)
-		w2 := oneSlot("w2", tokenW2)
-		polled := make(chan *api.PollResponse, 1)
-		go func() {
-			resp, err := w2.c.PollEarly(context.Background(), api.PollRequest{WorkerID: w2.id, FreeSlots: 1, Prefetch: 4, AnswersRelease: true, Early: true, WaitMS: 60_000}, func(*api.PollResponse) {})
-			if err != nil {
-				t.Errorf("poll w2: %v", err)
-			}
-			polled <- resp
-		}()
 		// w2Took checks that w2's poll took want to run in its slot,
 		// and maybe p0 prefetched beyond it (nothing else is left
 		// for w1 to run).
