@@ -88,6 +88,25 @@
 # interval, a commit interval as long as the last commit took, event
 # streams to a forwarding replica flushed every 50ms (+1%, noise).
 #
+# Session 7 (2026-11-21): on a slower host (a lone limited replica
+# ~120-170us/job, not ~85) the ratio read higher (~1.74x over six runs
+# against pg-1-limited alternately). Where the gap is, measured with
+# perf (cpu-clock samples and sched_switch events) and syscall counts
+# per coordinator: the replica with one worker spends about as much as
+# the others per poll handled, but wakes up more often per job (3.4-3.9
+# context switches/job against 1.8-2.3 for a lone replica; futex 0.7 vs
+# 0.2, epoll_pwait 0.9 vs 0.4, sysmon's nanosleep 1.4 vs 0.7): with one
+# worker's requests in flight it goes idle between them, and each
+# return from idle costs the Go runtime an M wake-up, a netpoll round
+# and a restart of sysmon at its 20us tick; its Ps never idle with
+# three workers. Every replica's line now shows context switches per
+# job. Measured and ruled out: a 50ms commit interval (commits/job
+# halved, CPU/job and jobs/s unchanged within noise: commits are not
+# where the pair's time goes), claims preferring their own offered
+# builds for 30s instead of 5s (+2%, noise), GOMAXPROCS=1 in the
+# coordinators (-10% to +7% over 4-6 runs: noise), a 20ms ReportDelay
+# on the workers (a lone replica becomes latency-bound).
+#
 # Before the RESULT lines each configuration also prints the CPU time
 # per job (user+sys from /proc, during the throughput run) of the
 # coordinators, the workers, PostgreSQL and this benchmark's own process
