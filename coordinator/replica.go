@@ -795,7 +795,7 @@ func (c *Coordinator) claimBuilds() (bool, error) {
 // may take a scheduling period, and the worker polls, submits and
 // event streams of the replica would wait for all of them.
 func (c *Coordinator) claimOne() (int, error) {
-	ctx, cancel := context.WithTimeout(c.ctx, c.rep.opts.LeaseTTL/2)
+	ctx, cancel := c.claimContext()
 	defer cancel()
 	now := c.clock.Now()
 	var ids []int64
@@ -809,6 +809,9 @@ func (c *Coordinator) claimOne() (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if c.ctx.Err() != nil {
+		return 0, nil // stopping: Close releases what was just claimed
+	}
 	loaded := make([]*claimedBuild, 0, len(ids))
 	for i, id := range ids {
 		loaded = append(loaded, c.loadClaimed(ctx, id, now, i < len(fresh) && fresh[i]))
@@ -820,6 +823,18 @@ func (c *Coordinator) claimOne() (int, error) {
 	}
 	c.wakeAll()
 	return len(ids), nil
+}
+
+// claimContext returns the context of a claim: bounded by half a lease,
+// but not cancelled by Close. A claim cancelled by the client may still
+// run in the database afterwards (the statement was on its way, the
+// cancel request arrives late) and take a build whose lease the closing
+// replica released a moment before: the build would then wait for that
+// lease to expire (seen in TestClaimBackAfterAnotherReplicaRan under
+// load). Close waits for the claim instead, and releases it with the
+// other leases.
+func (c *Coordinator) claimContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(c.ctx), c.rep.opts.LeaseTTL/2)
 }
 
 // buildPathRE matches the client calls about one build that the holder
@@ -1302,7 +1317,7 @@ func (c *Coordinator) checkAdoptions() bool {
 				return p.owner != l.Owner.ID || now.Sub(p.since) >= c.rep.adoptLive()
 			})
 		case len(c.rep.expired) == 0:
-			c.claimForAdoption(ctx, id, now)
+			c.claimForAdoption(now, id)
 		}
 	}
 	return true
@@ -1324,10 +1339,12 @@ func (c *Coordinator) dropAdoptions(id int64, why string, match func(*pendingAdo
 // here, adopting the attempts its workers ran through the failover.
 // Unlike claimBuilds it does not wait for spare slots: the build's
 // attempts run on this replica's workers already.
-func (c *Coordinator) claimForAdoption(ctx context.Context, id int64, now time.Time) {
+func (c *Coordinator) claimForAdoption(now time.Time, id int64) {
+	ctx, cancel := c.claimContext()
+	defer cancel()
 	ok, err := c.rep.leases.HoldBuild(ctx, id, c.rep.self, now, now.Add(c.rep.opts.LeaseTTL))
-	if err != nil || !ok {
-		return // someone else's (seen next time), or the store fails
+	if err != nil || !ok || c.ctx.Err() != nil {
+		return // someone else's (seen next time), the store fails, or stopping (Close releases it)
 	}
 	cb := c.loadClaimed(ctx, id, now, false)
 	c.mu.Lock()
