@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tryd-ci/tryd/coordinator/api"
 	"github.com/tryd-ci/tryd/coordinator/graph"
+	"github.com/tryd-ci/tryd/coordinator/state"
 )
 
 // twoJobs is a graph of two independent jobs that are not cacheable, so
@@ -288,5 +290,35 @@ func TestCancelUnheldBuild(t *testing.T) {
 				t.Errorf("second cancel: %v", err)
 			}
 		})
+	}
+}
+
+// TestHoldSubmittedOutlivesRequest: a submitted build is stored before
+// the replica decides whether it runs it; a submitter that hangs up
+// then (its request's context cancelled) must not leave the build
+// neither held nor offered. The hold goes through, and the build is
+// this replica's.
+func TestHoldSubmittedOutlivesRequest(t *testing.T) {
+	db := postgresBackend.newDB(t)
+	a := newReplicaEnv(t, db, "a", time.Minute)
+	newTestWorker(t, a, "w1", tokenW1, nil) // spare slots: a holds what it is submitted
+	time.Sleep(100 * time.Millisecond)      // the registration's claim pass finds nothing
+	bg := context.Background()
+	id, err := a.c.store.CreateBuild(bg, &state.Build{Priority: api.PriorityTry, Graph: []byte(twoJobs), State: api.BuildRunning, Created: time.Now()}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := graph.Decode(strings.NewReader(twoJobs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(bg)
+	cancel()
+	if !a.c.holdSubmitted(ctx, id, &offeredBuild{g: g}) {
+		t.Fatal("holdSubmitted with the request gone = false, want true (the build is stored and a has spare slots)")
+	}
+	l, err := a.c.rep.leases.BuildLease(bg, id, time.Time{})
+	if err != nil || !l.Held || l.Owner.ID != "a" {
+		t.Fatalf("lease = %+v, %v; want held by a", l, err)
 	}
 }

@@ -389,10 +389,17 @@ func (c *Coordinator) spareSlotsLocked() int {
 // A build left to a claim is kept in memory first (offered, when the
 // store tells fresh claims): this replica's own claim may follow the
 // offer at once.
+//
+// The build is stored: placing it is not cancelled with the submitter's
+// request (a client that hung up would leave it neither held nor
+// offered, or held in the database by a hold it was told had failed;
+// see claimContext).
 func (c *Coordinator) holdSubmitted(ctx context.Context, id int64, offered *offeredBuild) bool {
 	if c.rep == nil {
 		return true
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.rep.opts.LeaseTTL/2)
+	defer cancel()
 	c.mu.Lock()
 	spare := c.spareSlotsLocked()
 	c.mu.Unlock()
