@@ -637,9 +637,11 @@ func (c *Coordinator) committed(s *session) {
 func (c *Coordinator) AppendLog(ctx context.Context, worker, attemptID string, offset int64, data []byte) (int64, error) {
 	c.mu.Lock()
 	a := c.attempts[attemptID]
-	if p, kept := c.pendingLog(worker, attemptID); a == nil && kept {
-		c.mu.Unlock()
-		return c.appendPendingLog(p, attemptID, offset, data)
+	if a == nil {
+		if p, kept := c.pendingLog(worker, attemptID); kept {
+			c.mu.Unlock()
+			return c.appendPendingLog(p, attemptID, offset, data)
+		}
 	}
 	if s := c.byName[worker]; a == nil && s != nil && s.prefetched[attemptID] != nil {
 		// A log implies the start, which the worker reports later.
